@@ -1,0 +1,188 @@
+//! The `Drive` trait: one device that moves whole pages, one request at a
+//! time, with an optional seek-ahead hint.
+//!
+//! A drive has no queue: it serves the request in hand and nothing else (the
+//! seed's "no queuing facilities at the disk level"). Overlap between drives
+//! is the channel's business ([`crate::DiskChannel`]).
+
+use crate::{DiskPage, DriveError};
+use serde::{Deserialize, Serialize};
+
+/// Counters a drive keeps about its own work.
+///
+/// Times are nanoseconds: virtual ones for a simulated drive, wall-clock ones
+/// for a file drive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveStats {
+    /// Read operations served.
+    pub reads: u64,
+    /// Write operations served.
+    pub writes: u64,
+    /// Syncs served.
+    pub syncs: u64,
+    /// Pages read.
+    pub pages_read: u64,
+    /// Pages written.
+    pub pages_written: u64,
+    /// Cylinders the arm crossed (simulated rotating drives only).
+    pub cylinders_crossed: u64,
+    /// Time spent serving requests (seek, rotation, transfer), nanoseconds.
+    pub busy_ns: u64,
+    /// Requests that carried a seek-ahead hint.
+    pub seek_aheads_issued: u64,
+    /// Hints that the next request actually used (it went where the hint
+    /// pointed: the same cylinder on a simulated disk, the same page on a
+    /// file).
+    pub seek_aheads_used: u64,
+}
+
+impl DriveStats {
+    /// Sum of two sets of counters (for channel totals).
+    pub fn plus(self, other: DriveStats) -> DriveStats {
+        DriveStats {
+            reads: self.reads + other.reads,
+            writes: self.writes + other.writes,
+            syncs: self.syncs + other.syncs,
+            pages_read: self.pages_read + other.pages_read,
+            pages_written: self.pages_written + other.pages_written,
+            cylinders_crossed: self.cylinders_crossed + other.cylinders_crossed,
+            busy_ns: self.busy_ns + other.busy_ns,
+            seek_aheads_issued: self.seek_aheads_issued + other.seek_aheads_issued,
+            seek_aheads_used: self.seek_aheads_used + other.seek_aheads_used,
+        }
+    }
+}
+
+/// A device that stores pages of one fixed size.
+///
+/// Every transfer moves one or more consecutive whole pages. `seek_ahead`
+/// names the disk page the drive should move toward once this transfer is
+/// done (the next request's page, when the caller knows it).
+pub trait Drive: Send {
+    /// A name for messages: the path of a file drive, `sim:<preset>` for a
+    /// simulated one.
+    fn name(&self) -> &str;
+
+    /// Bytes per page.
+    fn page_size(&self) -> usize;
+
+    /// Pages on the drive.
+    fn page_count(&self) -> u64;
+
+    /// Reads `buf.len() / page_size` pages starting at `page` into `buf`.
+    fn read(
+        &mut self,
+        page: DiskPage,
+        buf: &mut [u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError>;
+
+    /// Writes `data.len() / page_size` pages starting at `page`.
+    fn write(
+        &mut self,
+        page: DiskPage,
+        data: &[u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError>;
+
+    /// Returns once everything written so far is on stable storage.
+    fn sync(&mut self) -> Result<(), DriveError>;
+
+    /// The drive's counters.
+    fn stats(&self) -> DriveStats;
+
+    /// Takes an exclusive lock on the drive so that no other process opens
+    /// the same volume; drives that are not files have nothing to lock.
+    fn lock_exclusive(&self) -> Result<(), DriveError> {
+        Ok(())
+    }
+
+    /// The drive's virtual clock (simulated drives only): the time at which
+    /// its last request completed, or to which it was idled.
+    fn virtual_time_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// Lets a simulated drive's clock run to `time_ns` with nothing to do
+    /// (a deterministic driver uses this for think time). No effect on real
+    /// drives, nor when the clock is already past `time_ns`.
+    fn idle_until(&mut self, time_ns: u64) {
+        let _ = time_ns;
+    }
+}
+
+/// Checks a transfer's shape and returns its length in pages.
+///
+/// A drive calls this first in `read` and `write`: a buffer must be a whole,
+/// non-zero number of pages and the pages must lie on the drive.
+pub fn check_transfer(
+    drive: &dyn Drive,
+    page: DiskPage,
+    len: usize,
+) -> Result<u64, DriveError> {
+    let page_size = drive.page_size();
+    if len == 0 || !len.is_multiple_of(page_size) {
+        return Err(DriveError::BadBuffer {
+            drive: drive.name().to_string(),
+            len,
+            page_size,
+        });
+    }
+    let count = (len / page_size) as u64;
+    let in_range = page
+        .0
+        .checked_add(count)
+        .is_some_and(|end| end <= drive.page_count());
+    if !in_range {
+        return Err(DriveError::OutOfRange {
+            drive: drive.name().to_string(),
+            page,
+            count,
+            page_count: drive.page_count(),
+        });
+    }
+    Ok(count)
+}
+
+impl<D: Drive + ?Sized> Drive for Box<D> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn page_size(&self) -> usize {
+        (**self).page_size()
+    }
+    fn page_count(&self) -> u64 {
+        (**self).page_count()
+    }
+    fn read(
+        &mut self,
+        page: DiskPage,
+        buf: &mut [u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        (**self).read(page, buf, seek_ahead)
+    }
+    fn write(
+        &mut self,
+        page: DiskPage,
+        data: &[u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        (**self).write(page, data, seek_ahead)
+    }
+    fn sync(&mut self) -> Result<(), DriveError> {
+        (**self).sync()
+    }
+    fn stats(&self) -> DriveStats {
+        (**self).stats()
+    }
+    fn lock_exclusive(&self) -> Result<(), DriveError> {
+        (**self).lock_exclusive()
+    }
+    fn virtual_time_ns(&self) -> Option<u64> {
+        (**self).virtual_time_ns()
+    }
+    fn idle_until(&mut self, time_ns: u64) {
+        (**self).idle_until(time_ns)
+    }
+}

@@ -1,0 +1,338 @@
+//! `FileDrive`: a drive on a file or a block device.
+//!
+//! Transfers are positioned reads and writes (`pread`/`pwrite`), so the drive
+//! keeps no file offset. A seek-ahead hint becomes
+//! `posix_fadvise(WILLNEED)` on the hinted page: the kernel starts reading it
+//! while the caller does something else. The file is sparse unless
+//! preallocation is asked for; reading a hole, or past the end of a file
+//! shorter than its page count, gives zeros.
+//!
+//! With direct I/O (`O_DIRECT`) the transfer goes through a page-aligned
+//! bounce buffer whenever the caller's buffer is not aligned.
+
+use crate::drive::check_transfer;
+use crate::{DiskPage, Drive, DriveError, DriveStats};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, ErrorKind, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Alignment of direct-I/O buffers and offsets.
+const DIRECT_IO_ALIGN: usize = 4096;
+
+/// How to open or create a file drive.
+#[derive(Clone, Debug)]
+pub struct FileDriveOptions {
+    /// Bytes per page; a power of two of at least 512.
+    pub page_size: usize,
+    /// Pages on the drive; `None` takes the file's (or device's) size.
+    pub page_count: Option<u64>,
+    /// Create the file if it does not exist, and size it to `page_count`.
+    pub create: bool,
+    /// Allocate every block now (`fallocate`) instead of leaving the file
+    /// sparse.
+    pub preallocate: bool,
+    /// Bypass the page cache (`O_DIRECT`).
+    pub direct_io: bool,
+}
+
+impl FileDriveOptions {
+    /// Open an existing drive file with pages of `page_size` bytes.
+    pub fn open(page_size: usize) -> FileDriveOptions {
+        FileDriveOptions {
+            page_size,
+            page_count: None,
+            create: false,
+            preallocate: false,
+            direct_io: false,
+        }
+    }
+
+    /// Create (or resize) a sparse drive file of `page_count` pages.
+    pub fn create(page_size: usize, page_count: u64) -> FileDriveOptions {
+        FileDriveOptions {
+            page_size,
+            page_count: Some(page_count),
+            create: true,
+            preallocate: false,
+            direct_io: false,
+        }
+    }
+}
+
+/// A drive backed by a file or block device.
+#[derive(Debug)]
+pub struct FileDrive {
+    path: PathBuf,
+    name: String,
+    file: File,
+    page_size: usize,
+    page_count: u64,
+    direct_io: bool,
+    last_hint: Option<DiskPage>,
+    stats: DriveStats,
+}
+
+impl FileDrive {
+    /// Opens (or creates) the drive at `path`.
+    pub fn open(path: impl AsRef<Path>, options: &FileDriveOptions) -> Result<FileDrive, DriveError> {
+        let path = path.as_ref().to_path_buf();
+        let name = path.display().to_string();
+        let file_error = |action: &'static str, source: io::Error| DriveError::File {
+            path: path.clone(),
+            action,
+            source,
+        };
+        if !options.page_size.is_power_of_two() || options.page_size < 512 {
+            return Err(DriveError::Config {
+                drive: name,
+                reason: format!("page size {} is not a power of two ≥ 512", options.page_size),
+            });
+        }
+        let mut open = OpenOptions::new();
+        open.read(true).write(true).create(options.create);
+        if options.direct_io {
+            open.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+        }
+        let mut file = open.open(&path).map_err(|e| file_error("open", e))?;
+        let bytes = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| file_error("measure", e))?;
+        let page_count = match options.page_count {
+            Some(count) => {
+                let want = count
+                    .checked_mul(options.page_size as u64)
+                    .ok_or_else(|| DriveError::Config {
+                        drive: name.clone(),
+                        reason: format!("{count} pages overflow a file size"),
+                    })?;
+                if options.create && bytes != want && file.metadata().is_ok_and(|m| m.is_file()) {
+                    file.set_len(want).map_err(|e| file_error("set length", e))?;
+                }
+                count
+            }
+            None => bytes / options.page_size as u64,
+        };
+        if page_count == 0 {
+            return Err(DriveError::Config {
+                drive: name,
+                reason: "the drive has no whole page".into(),
+            });
+        }
+        if options.preallocate {
+            let len = page_count * options.page_size as u64;
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+                .map_err(|e| file_error("preallocate", e.into()))?;
+        }
+        Ok(FileDrive {
+            path,
+            name,
+            file,
+            page_size: options.page_size,
+            page_count,
+            direct_io: options.direct_io,
+            last_hint: None,
+            stats: DriveStats::default(),
+        })
+    }
+
+    /// The drive's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io_error(&self, page: DiskPage, source: io::Error) -> DriveError {
+        if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+            return DriveError::NoSpace {
+                drive: self.name.clone(),
+                page,
+            };
+        }
+        DriveError::Io {
+            drive: self.name.clone(),
+            page,
+            source,
+        }
+    }
+
+    /// Notes whether this request used the previous hint, and issues this
+    /// request's hint to the kernel.
+    fn account_hints(&mut self, page: DiskPage, seek_ahead: Option<DiskPage>) {
+        if self.last_hint.take() == Some(page) {
+            self.stats.seek_aheads_used += 1;
+        }
+        if let Some(hint) = seek_ahead.filter(|h| h.0 < self.page_count) {
+            self.stats.seek_aheads_issued += 1;
+            self.last_hint = Some(hint);
+            // A hint is advice: if the kernel declines it, nothing is lost.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                hint.byte_offset(self.page_size),
+                std::num::NonZeroU64::new(self.page_size as u64),
+                rustix::fs::Advice::WillNeed,
+            );
+        }
+    }
+
+    /// Reads at `offset` until `buf` is full; past the end of file is zeros.
+    fn read_fully(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.file.read_at(buf, offset) {
+                Ok(0) => {
+                    buf.fill(0);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `data` at `offset`; returns the bytes written if the
+    /// kernel stops accepting them.
+    fn write_fully(&self, mut offset: u64, mut data: &[u8]) -> io::Result<Result<(), usize>> {
+        let wanted = data.len();
+        while !data.is_empty() {
+            match self.file.write_at(data, offset) {
+                Ok(0) => return Ok(Err(wanted - data.len())),
+                Ok(n) => {
+                    data = &data[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn needs_bounce(&self, buf: &[u8]) -> bool {
+        self.direct_io && (buf.as_ptr() as usize) % DIRECT_IO_ALIGN != 0
+    }
+}
+
+/// A heap buffer of `len` bytes whose start is aligned for direct I/O.
+struct AlignedBuffer {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuffer {
+    fn new(len: usize) -> AlignedBuffer {
+        let storage = vec![0u8; len + DIRECT_IO_ALIGN];
+        let start = storage.as_ptr().align_offset(DIRECT_IO_ALIGN);
+        AlignedBuffer { storage, start, len }
+    }
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl Drive for FileDrive {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    fn page_count(&self) -> u64 {
+        self.page_count
+    }
+
+    fn read(
+        &mut self,
+        page: DiskPage,
+        buf: &mut [u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let count = check_transfer(self, page, buf.len())?;
+        let started = Instant::now();
+        let offset = page.byte_offset(self.page_size);
+        let result = if self.needs_bounce(buf) {
+            let mut bounce = AlignedBuffer::new(buf.len());
+            let r = self.read_fully(offset, bounce.bytes());
+            buf.copy_from_slice(bounce.bytes());
+            r
+        } else {
+            self.read_fully(offset, buf)
+        };
+        result.map_err(|e| self.io_error(page, e))?;
+        self.account_hints(page, seek_ahead);
+        self.stats.reads += 1;
+        self.stats.pages_read += count;
+        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        page: DiskPage,
+        data: &[u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let count = check_transfer(self, page, data.len())?;
+        let started = Instant::now();
+        let offset = page.byte_offset(self.page_size);
+        let result = if self.needs_bounce(data) {
+            let mut bounce = AlignedBuffer::new(data.len());
+            bounce.bytes().copy_from_slice(data);
+            self.write_fully(offset, bounce.bytes())
+        } else {
+            self.write_fully(offset, data)
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(written)) => {
+                return Err(DriveError::ShortWrite {
+                    drive: self.name.clone(),
+                    page,
+                    written,
+                    wanted: data.len(),
+                });
+            }
+            Err(e) => return Err(self.io_error(page, e)),
+        }
+        self.account_hints(page, seek_ahead);
+        self.stats.writes += 1;
+        self.stats.pages_written += count;
+        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), DriveError> {
+        self.file.sync_data().map_err(|source| DriveError::File {
+            path: self.path.clone(),
+            action: "sync",
+            source,
+        })?;
+        self.stats.syncs += 1;
+        Ok(())
+    }
+
+    fn stats(&self) -> DriveStats {
+        self.stats
+    }
+
+    fn lock_exclusive(&self) -> Result<(), DriveError> {
+        match self.file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(TryLockError::WouldBlock) => Err(DriveError::InUse {
+                path: self.path.clone(),
+            }),
+            Err(TryLockError::Error(source)) => Err(DriveError::File {
+                path: self.path.clone(),
+                action: "lock",
+                source,
+            }),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! # disk-channel
+//!
+//! The lowest layer of cedar-vm: drives that store fixed-size pages, and the
+//! channel that owns several drives and overlaps transfers among them.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`Drive`] | the trait: whole-page transfers with a seek-ahead hint, sync, stats |
+//! | [`FileDrive`] | a file or block device: `pread`/`pwrite`, `posix_fadvise` for seek-ahead, sparse or preallocated, optional `O_DIRECT` |
+//! | [`SimDrive`] | a timed disk model on a virtual clock, with period presets (Alto Diablo 31/44, Dorado Trident T-300) and modern ones |
+//! | [`FaultyDrive`] | wraps any drive and injects bad pages, transient errors, torn writes and a crash point |
+//! | [`DiskChannel`] | several drives, one worker each; blocking calls and submit/wait |
+//! | [`rng`] | a deterministic generator for simulations |
+//!
+//! ```
+//! use disk_channel::{DiskChannel, DiskPage, DriveId, SimDrive};
+//!
+//! let drive = SimDrive::preset("diablo44", 4096).unwrap();
+//! let channel = DiskChannel::new(vec![Box::new(drive)]).unwrap();
+//! channel.write(DriveId(0), DiskPage(7), &[0xAB; 4096], None).unwrap();
+//! let mut page = vec![0; 4096];
+//! channel.read(DriveId(0), DiskPage(7), &mut page, None).unwrap();
+//! assert!(page.iter().all(|&b| b == 0xAB));
+//! assert!(channel.virtual_time_ns().unwrap() > 0);
+//! ```
+
+mod channel;
+mod drive;
+mod error;
+mod faulty;
+mod file;
+pub mod rng;
+mod sim;
+mod units;
+
+pub use channel::{Completion, DiskChannel, Op, Request, Ticket};
+pub use drive::{Drive, DriveStats, check_transfer};
+pub use error::DriveError;
+pub use faulty::{FaultHandle, FaultyDrive, OpKind};
+pub use file::{FileDrive, FileDriveOptions};
+pub use sim::{Mechanics, SeekCurve, SimDrive, SimModel};
+pub use units::{DiskPage, DriveId};
