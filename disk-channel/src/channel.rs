@@ -176,10 +176,12 @@ impl DiskChannel {
     }
 
     fn slot(&self, drive: DriveId) -> Result<&Slot, DriveError> {
-        self.slots.get(drive.index()).ok_or(DriveError::NoSuchDrive {
-            drive: drive.0,
-            count: self.slots.len(),
-        })
+        self.slots
+            .get(drive.index())
+            .ok_or(DriveError::NoSuchDrive {
+                drive: drive.0,
+                count: self.slots.len(),
+            })
     }
 
     /// Pages on `drive`.
@@ -317,7 +319,9 @@ impl DiskChannel {
             .into_iter()
             .map(|slot| match Arc::try_unwrap(slot.drive) {
                 Ok(drive) => drive.into_inner(),
-                Err(_) => unreachable!("workers are joined, so the channel holds the only reference"),
+                Err(_) => {
+                    unreachable!("workers are joined, so the channel holds the only reference")
+                }
             })
             .collect()
     }

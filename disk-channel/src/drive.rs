@@ -115,11 +115,7 @@ pub trait Drive: Send {
 ///
 /// A drive calls this first in `read` and `write`: a buffer must be a whole,
 /// non-zero number of pages and the pages must lie on the drive.
-pub fn check_transfer(
-    drive: &dyn Drive,
-    page: DiskPage,
-    len: usize,
-) -> Result<u64, DriveError> {
+pub fn check_transfer(drive: &dyn Drive, page: DiskPage, len: usize) -> Result<u64, DriveError> {
     let page_size = drive.page_size();
     if len == 0 || !len.is_multiple_of(page_size) {
         return Err(DriveError::BadBuffer {

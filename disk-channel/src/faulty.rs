@@ -104,7 +104,12 @@ impl FaultHandle {
 
     /// The bad pages, in order.
     pub fn bad_pages(&self) -> Vec<DiskPage> {
-        self.plan.lock().bad_pages.iter().map(|&p| DiskPage(p)).collect()
+        self.plan
+            .lock()
+            .bad_pages
+            .iter()
+            .map(|&p| DiskPage(p))
+            .collect()
     }
 
     /// Fails the `nth` (0-based, counted from now) operation of `kind` once.
@@ -203,7 +208,11 @@ impl<D: Drive> FaultyDrive<D> {
 
     fn check_bad(&self, plan: &FaultPlan, page: DiskPage, len: usize) -> Result<(), DriveError> {
         let count = (len / self.inner.page_size().max(1)) as u64;
-        match plan.bad_pages.range(page.0..page.0.saturating_add(count)).next() {
+        match plan
+            .bad_pages
+            .range(page.0..page.0.saturating_add(count))
+            .next()
+        {
             Some(&bad) => Err(DriveError::BadPage {
                 drive: self.inner.name().to_string(),
                 page: DiskPage(bad),

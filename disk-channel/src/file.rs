@@ -76,7 +76,10 @@ pub struct FileDrive {
 
 impl FileDrive {
     /// Opens (or creates) the drive at `path`.
-    pub fn open(path: impl AsRef<Path>, options: &FileDriveOptions) -> Result<FileDrive, DriveError> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        options: &FileDriveOptions,
+    ) -> Result<FileDrive, DriveError> {
         let path = path.as_ref().to_path_buf();
         let name = path.display().to_string();
         let file_error = |action: &'static str, source: io::Error| DriveError::File {
@@ -87,7 +90,10 @@ impl FileDrive {
         if !options.page_size.is_power_of_two() || options.page_size < 512 {
             return Err(DriveError::Config {
                 drive: name,
-                reason: format!("page size {} is not a power of two ≥ 512", options.page_size),
+                reason: format!(
+                    "page size {} is not a power of two ≥ 512",
+                    options.page_size
+                ),
             });
         }
         let mut open = OpenOptions::new();
@@ -101,14 +107,15 @@ impl FileDrive {
             .map_err(|e| file_error("measure", e))?;
         let page_count = match options.page_count {
             Some(count) => {
-                let want = count
-                    .checked_mul(options.page_size as u64)
-                    .ok_or_else(|| DriveError::Config {
+                let want = count.checked_mul(options.page_size as u64).ok_or_else(|| {
+                    DriveError::Config {
                         drive: name.clone(),
                         reason: format!("{count} pages overflow a file size"),
-                    })?;
+                    }
+                })?;
                 if options.create && bytes != want && file.metadata().is_ok_and(|m| m.is_file()) {
-                    file.set_len(want).map_err(|e| file_error("set length", e))?;
+                    file.set_len(want)
+                        .map_err(|e| file_error("set length", e))?;
                 }
                 count
             }
@@ -228,7 +235,11 @@ impl AlignedBuffer {
     fn new(len: usize) -> AlignedBuffer {
         let storage = vec![0u8; len + DIRECT_IO_ALIGN];
         let start = storage.as_ptr().align_offset(DIRECT_IO_ALIGN);
-        AlignedBuffer { storage, start, len }
+        AlignedBuffer {
+            storage,
+            start,
+            len,
+        }
     }
     fn bytes(&mut self) -> &mut [u8] {
         &mut self.storage[self.start..self.start + self.len]

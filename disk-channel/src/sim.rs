@@ -111,10 +111,17 @@ impl SeekCurve {
         let (mean_sqrt, mean_linear) = distance_moments(cylinders);
         // Rows: [1, √d, d] · [a, b, c] = t for d = 1, the weighted mean, and
         // d = max. Subtracting the first row leaves a 2×2 system in b, c.
-        let (r1_b, r1_c, r1_t) = (max_distance.sqrt() - 1.0, max_distance - 1.0, max_ms - min_ms);
+        let (r1_b, r1_c, r1_t) = (
+            max_distance.sqrt() - 1.0,
+            max_distance - 1.0,
+            max_ms - min_ms,
+        );
         let (r2_b, r2_c, r2_t) = (mean_sqrt - 1.0, mean_linear - 1.0, average_ms - min_ms);
         let determinant = r1_b * r2_c - r1_c * r2_b;
-        assert!(determinant.abs() > f64::EPSILON, "seek curve fit is singular");
+        assert!(
+            determinant.abs() > f64::EPSILON,
+            "seek curve fit is singular"
+        );
         let sqrt_ms = (r1_t * r2_c - r1_c * r2_t) / determinant;
         let linear_ms = (r1_b * r2_t - r1_t * r2_b) / determinant;
         SeekCurve {
@@ -536,8 +543,7 @@ impl SimDrive {
                     let angle = t % revolution_ns;
                     t += (start + revolution_ns - angle) % revolution_ns;
                     let chunk = remaining.min(sectors_per_cylinder - in_cylinder);
-                    t += sector_offset_ns(first + chunk, sectors_per_track, revolution_ns)
-                        - start;
+                    t += sector_offset_ns(first + chunk, sectors_per_track, revolution_ns) - start;
                     sector += chunk;
                     remaining -= chunk;
                 }
@@ -578,7 +584,8 @@ impl SimDrive {
 /// Time from the start of a track's sector 0 to the start of sector `k`
 /// (`k` may run past the track: whole revolutions are added).
 fn sector_offset_ns(k: u64, sectors_per_track: u64, revolution_ns: u64) -> u64 {
-    (k / sectors_per_track) * revolution_ns + (k % sectors_per_track) * revolution_ns / sectors_per_track
+    (k / sectors_per_track) * revolution_ns
+        + (k % sectors_per_track) * revolution_ns / sectors_per_track
 }
 
 impl Drive for SimDrive {

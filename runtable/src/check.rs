@@ -1,0 +1,163 @@
+//! Cross-checks of a run table against its volume: what `open` refuses and
+//! what the scavenger reports.
+//!
+//! The checks, in order: the runs form a run table (sorted, non-empty,
+//! non-overlapping virtually); every run lies on its drive; no disk page is
+//! mapped twice; no run touches a label or header page, a bad spot, or a
+//! spare that no bad-spot entry assigned; the runs cover virtual pages
+//! `0..virtual_pages` exactly. Each check reports at most
+//! [`PROBLEMS_MAX`] problems in all.
+
+use crate::error::MappingProblem;
+use crate::layout::{BadSpot, Geometry};
+use crate::table::{Run, RunTable};
+use crate::{DiskAddr, PageCount, PageNumber};
+use std::collections::BTreeSet;
+
+/// Most problems one check reports.
+pub const PROBLEMS_MAX: usize = 64;
+
+/// Every problem (up to [`PROBLEMS_MAX`]) with `runs` on a volume of
+/// `geometry` with the bad-spot table `bad_spots`. Empty means consistent.
+pub fn mapping_problems(
+    geometry: &Geometry,
+    runs: &[Run],
+    bad_spots: &[BadSpot],
+) -> Vec<MappingProblem> {
+    let mut problems = Vec::new();
+    let table = match RunTable::new(runs.to_vec()) {
+        Ok(table) => table,
+        Err(e) => {
+            problems.push(MappingProblem::Runs(e));
+            return problems;
+        }
+    };
+    let drives = geometry.drive_count();
+    for spot in bad_spots {
+        let on_volume = |a: DiskAddr| {
+            a.drive.index() < drives && a.page.0 < geometry.drive_pages[a.drive.index()]
+        };
+        if !on_volume(spot.addr) {
+            problems.push(MappingProblem::BadSpotEntry {
+                addr: spot.addr,
+                reason: "the page is not on the volume".into(),
+            });
+        } else if let Some(spare) = spot.spare
+            && (!on_volume(spare) || !geometry.is_spare(spare))
+        {
+            problems.push(MappingProblem::BadSpotEntry {
+                addr: spot.addr,
+                reason: format!("its spare {spare} is not in a spare pool"),
+            });
+        }
+    }
+    let mut within_drives = true;
+    for run in table.runs() {
+        let drive_pages = geometry
+            .drive_pages
+            .get(run.disk.drive.index())
+            .copied()
+            .unwrap_or(0);
+        let fits = run
+            .disk
+            .page
+            .0
+            .checked_add(run.count.0)
+            .is_some_and(|end| end <= drive_pages);
+        if !fits {
+            within_drives = false;
+            problems.push(MappingProblem::RunPastDriveEnd {
+                page: run.page,
+                disk: run.disk,
+                count: run.count.0,
+                drive_pages,
+            });
+        }
+        if run.interval().end().0 > geometry.virtual_pages {
+            problems.push(MappingProblem::BeyondVirtualSize {
+                page: run.page,
+                virtual_pages: geometry.virtual_pages,
+            });
+        }
+    }
+    if let Err(crate::table::RunTableError::DiskOverlap {
+        first,
+        second,
+        disk,
+    }) = table.check_one_to_one()
+    {
+        problems.push(MappingProblem::OverlappingRuns {
+            first,
+            second,
+            disk,
+        });
+    }
+    if within_drives {
+        check_placement(geometry, &table, bad_spots, &mut problems);
+    }
+    let mut expected = PageNumber(0);
+    for run in table.runs() {
+        if run.page != expected {
+            problems.push(MappingProblem::Unmapped {
+                page: expected,
+                virtual_pages: geometry.virtual_pages,
+            });
+        }
+        expected = run.interval().end();
+    }
+    if expected.0 < geometry.virtual_pages {
+        problems.push(MappingProblem::Unmapped {
+            page: expected,
+            virtual_pages: geometry.virtual_pages,
+        });
+    }
+    problems.truncate(PROBLEMS_MAX);
+    problems
+}
+
+/// Runs on reserved pages, bad spots or unassigned spares.
+fn check_placement(
+    geometry: &Geometry,
+    table: &RunTable,
+    bad_spots: &[BadSpot],
+    problems: &mut Vec<MappingProblem>,
+) {
+    let bad: BTreeSet<DiskAddr> = bad_spots.iter().map(|s| s.addr).collect();
+    let assigned: BTreeSet<DiskAddr> = bad_spots.iter().filter_map(|s| s.spare).collect();
+    for run in table.runs() {
+        if problems.len() >= PROBLEMS_MAX {
+            return;
+        }
+        let (drive, start, end) = (
+            run.disk.drive,
+            run.disk.page.0,
+            run.disk.page.0 + run.count.0,
+        );
+        let virtual_of = |disk_page: u64| run.page.plus(PageCount(disk_page - start));
+        let reserved_end = geometry.reserved_front(drive);
+        if start < reserved_end {
+            problems.push(MappingProblem::OnReservedPage {
+                page: run.page,
+                disk: run.disk,
+            });
+        }
+        let range = DiskAddr::new(drive.0, start)..DiskAddr::new(drive.0, end);
+        if let Some(spot) = bad.range(range).next() {
+            problems.push(MappingProblem::OnBadSpot {
+                page: virtual_of(spot.page.0),
+                disk: *spot,
+            });
+        }
+        let (spare_start, spare_end) = geometry.spare_range(drive);
+        for disk_page in start.max(spare_start)..end.min(spare_end) {
+            let disk = DiskAddr::new(drive.0, disk_page);
+            if !assigned.contains(&disk) {
+                problems.push(MappingProblem::OnUnassignedSpare {
+                    page: virtual_of(disk_page),
+                    disk,
+                });
+                break;
+            }
+        }
+    }
+}
