@@ -220,7 +220,7 @@ impl FileDrive {
     }
 
     fn needs_bounce(&self, buf: &[u8]) -> bool {
-        self.direct_io && (buf.as_ptr() as usize) % DIRECT_IO_ALIGN != 0
+        self.direct_io && !(buf.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGN)
     }
 }
 

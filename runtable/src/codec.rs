@@ -70,9 +70,9 @@ impl Writer {
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
-    /// Overwrites a `u32` at `offset` (a length field known only at the end).
-    pub fn patch_u32(&mut self, offset: usize, v: u32) {
-        self.bytes[offset..offset + 4].copy_from_slice(&v.to_le_bytes());
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
     /// Appends the CRC-32C of everything so far and returns the bytes.
     pub fn finish_with_crc(mut self) -> Vec<u8> {
