@@ -23,19 +23,20 @@ fn random_read(c: &mut Criterion) {
     let pages: Vec<u64> = (0..4096).map(|_| rng.below(PAGES)).collect();
     let mut buf = vec![0u8; PAGE];
     let mut group = c.benchmark_group("random_read_4k_page_cache");
+    group.bench_function("baseline_pread", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            file.read_exact_at(&mut buf, pages[i] * PAGE as u64)
+                .unwrap();
+            black_box(buf[0])
+        })
+    });
     group.bench_function("file_drive_read", |b| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) & 4095;
             drive.read(DiskPage(pages[i]), &mut buf, None).unwrap();
-            black_box(buf[0])
-        })
-    });
-    group.bench_function("baseline_pread", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            file.read_exact_at(&mut buf, pages[i] * PAGE as u64).unwrap();
             black_box(buf[0])
         })
     });

@@ -35,6 +35,10 @@ pub struct FileDriveOptions {
     pub preallocate: bool,
     /// Bypass the page cache (`O_DIRECT`).
     pub direct_io: bool,
+    /// Time every transfer with the wall clock for `DriveStats::busy_ns`.
+    /// Off by default: two clock reads cost about 10% of a 4 KiB read from
+    /// the page cache (measured by the `file_drive` bench).
+    pub measure_busy_time: bool,
 }
 
 impl FileDriveOptions {
@@ -46,6 +50,7 @@ impl FileDriveOptions {
             create: false,
             preallocate: false,
             direct_io: false,
+            measure_busy_time: false,
         }
     }
 
@@ -57,6 +62,7 @@ impl FileDriveOptions {
             create: true,
             preallocate: false,
             direct_io: false,
+            measure_busy_time: false,
         }
     }
 }
@@ -70,6 +76,7 @@ pub struct FileDrive {
     page_size: usize,
     page_count: u64,
     direct_io: bool,
+    measure_busy_time: bool,
     last_hint: Option<DiskPage>,
     stats: DriveStats,
 }
@@ -139,6 +146,7 @@ impl FileDrive {
             page_size: options.page_size,
             page_count,
             direct_io: options.direct_io,
+            measure_busy_time: options.measure_busy_time,
             last_hint: None,
             stats: DriveStats::default(),
         })
@@ -266,7 +274,7 @@ impl Drive for FileDrive {
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
         let count = check_transfer(self, page, buf.len())?;
-        let started = Instant::now();
+        let started = self.measure_busy_time.then(Instant::now);
         let offset = page.byte_offset(self.page_size);
         let result = if self.needs_bounce(buf) {
             let mut bounce = AlignedBuffer::new(buf.len());
@@ -280,7 +288,9 @@ impl Drive for FileDrive {
         self.account_hints(page, seek_ahead);
         self.stats.reads += 1;
         self.stats.pages_read += count;
-        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        if let Some(started) = started {
+            self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        }
         Ok(())
     }
 
@@ -291,7 +301,7 @@ impl Drive for FileDrive {
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
         let count = check_transfer(self, page, data.len())?;
-        let started = Instant::now();
+        let started = self.measure_busy_time.then(Instant::now);
         let offset = page.byte_offset(self.page_size);
         let result = if self.needs_bounce(data) {
             let mut bounce = AlignedBuffer::new(data.len());
@@ -315,7 +325,9 @@ impl Drive for FileDrive {
         self.account_hints(page, seek_ahead);
         self.stats.writes += 1;
         self.stats.pages_written += count;
-        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        if let Some(started) = started {
+            self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        }
         Ok(())
     }
 

@@ -2,7 +2,10 @@
 //! and bytes go where they are sent.
 
 use disk_channel::rng::SplitMix64;
-use disk_channel::{DiskChannel, DiskPage, Drive, DriveError, DriveId, FileDrive, FileDriveOptions, Op, Request, SimDrive};
+use disk_channel::{
+    DiskChannel, DiskPage, Drive, DriveError, DriveId, FileDrive, FileDriveOptions, Op, Request,
+    SimDrive,
+};
 
 const PAGE: usize = 4096;
 
@@ -39,10 +42,17 @@ fn a_batch_split_over_two_drives_takes_about_half_the_time_of_one() {
     let one = DiskChannel::new(vec![sim()]).unwrap();
     let one_time = run_batch(&one, &pages.iter().map(|&p| (0, p)).collect::<Vec<_>>());
     let two = DiskChannel::new(vec![sim(), sim()]).unwrap();
-    let split: Vec<(u16, u64)> = pages.iter().enumerate().map(|(i, &p)| ((i % 2) as u16, p)).collect();
+    let split: Vec<(u16, u64)> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| ((i % 2) as u16, p))
+        .collect();
     let two_time = run_batch(&two, &split);
     let ratio = two_time as f64 / one_time as f64;
-    assert!((0.50..=0.60).contains(&ratio), "two drives took {ratio:.3} of one drive's time");
+    assert!(
+        (0.50..=0.60).contains(&ratio),
+        "two drives took {ratio:.3} of one drive's time"
+    );
     assert_eq!(two.total_stats().reads, 400);
     assert_eq!(two.stats(DriveId(0)).unwrap().reads, 200);
 }
@@ -53,12 +63,15 @@ fn two_file_drives_keep_their_bytes_apart() {
     let drives: Vec<Box<dyn Drive>> = (0..2)
         .map(|i| {
             let path = dir.path().join(format!("drive{i}"));
-            Box::new(FileDrive::open(path, &FileDriveOptions::create(PAGE, 64)).unwrap()) as Box<dyn Drive>
+            Box::new(FileDrive::open(path, &FileDriveOptions::create(PAGE, 64)).unwrap())
+                as Box<dyn Drive>
         })
         .collect();
     let channel = DiskChannel::new(drives).unwrap();
     let pattern = |drive: u16, page: u64| -> Vec<u8> {
-        (0..PAGE).map(|i| (i as u64 * 31 + page * 7 + u64::from(drive) * 101) as u8).collect()
+        (0..PAGE)
+            .map(|i| (i as u64 * 31 + page * 7 + u64::from(drive) * 101) as u8)
+            .collect()
     };
     let mut tickets = Vec::new();
     for page in 0..64 {
@@ -83,7 +96,9 @@ fn two_file_drives_keep_their_bytes_apart() {
     let mut buf = vec![0u8; PAGE];
     for page in 0..64 {
         for drive in 0..2u16 {
-            channel.read(DriveId(drive), DiskPage(page), &mut buf, None).unwrap();
+            channel
+                .read(DriveId(drive), DiskPage(page), &mut buf, None)
+                .unwrap();
             assert_eq!(buf, pattern(drive, page), "drive {drive} page {page}");
         }
     }
@@ -93,7 +108,9 @@ fn two_file_drives_keep_their_bytes_apart() {
 #[test]
 fn a_completion_returns_the_request_and_its_buffer() {
     let channel = DiskChannel::new(vec![sim()]).unwrap();
-    channel.write(DriveId(0), DiskPage(4), &[9u8; PAGE], None).unwrap();
+    channel
+        .write(DriveId(0), DiskPage(4), &[9u8; PAGE], None)
+        .unwrap();
     let ticket = channel
         .submit(Request {
             drive: DriveId(0),
@@ -117,10 +134,15 @@ fn errors_name_the_drive_and_page() {
         channel.read(DriveId(3), DiskPage(0), &mut buf, None),
         Err(DriveError::NoSuchDrive { drive: 3, count: 1 })
     ));
-    let err = channel.read(DriveId(0), DiskPage(1_000_000), &mut buf, None).unwrap_err();
+    let err = channel
+        .read(DriveId(0), DiskPage(1_000_000), &mut buf, None)
+        .unwrap_err();
     assert_eq!(err.page(), Some(DiskPage(1_000_000)));
     assert!(err.to_string().contains("sim:diablo44"), "{err}");
-    let mixed = DiskChannel::new(vec![sim(), Box::new(SimDrive::preset("ssd", 8192).unwrap())]);
+    let mixed = DiskChannel::new(vec![
+        sim(),
+        Box::new(SimDrive::preset("ssd", 8192).unwrap()),
+    ]);
     assert!(matches!(mixed, Err(DriveError::Config { .. })));
 }
 
@@ -128,7 +150,13 @@ fn errors_name_the_drive_and_page() {
 fn into_drives_gives_the_drives_back_after_the_workers_stop() {
     let channel = DiskChannel::new(vec![sim(), sim()]).unwrap();
     let t = channel
-        .submit(Request { drive: DriveId(1), page: DiskPage(0), op: Op::Write, buffer: vec![1; PAGE], seek_ahead: None })
+        .submit(Request {
+            drive: DriveId(1),
+            page: DiskPage(0),
+            op: Op::Write,
+            buffer: vec![1; PAGE],
+            seek_ahead: None,
+        })
         .unwrap();
     t.wait().result.unwrap();
     let drives = channel.into_drives();

@@ -14,7 +14,10 @@ fn a_new_drive_is_sparse_and_reads_zeros() {
     assert_eq!(drive.page_count(), 1 << 20);
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), (PAGE as u64) << 20);
-    assert!(meta.blocks() * 512 < 1 << 20, "a 4 GiB drive should not allocate blocks up front");
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "a 4 GiB drive should not allocate blocks up front"
+    );
     let mut buf = vec![0xAAu8; PAGE];
     drive.read(DiskPage(123_456), &mut buf, None).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
@@ -56,10 +59,15 @@ fn writes_read_back_and_reopen_keeps_them() {
 #[test]
 fn a_hint_counts_as_used_when_the_next_read_goes_there() {
     let dir = tempfile::tempdir().unwrap();
-    let mut drive = FileDrive::open(dir.path().join("d"), &FileDriveOptions::create(PAGE, 16)).unwrap();
+    let mut drive =
+        FileDrive::open(dir.path().join("d"), &FileDriveOptions::create(PAGE, 16)).unwrap();
     let mut buf = vec![0u8; PAGE];
-    drive.read(DiskPage(1), &mut buf, Some(DiskPage(9))).unwrap();
-    drive.read(DiskPage(9), &mut buf, Some(DiskPage(2))).unwrap();
+    drive
+        .read(DiskPage(1), &mut buf, Some(DiskPage(9)))
+        .unwrap();
+    drive
+        .read(DiskPage(9), &mut buf, Some(DiskPage(2)))
+        .unwrap();
     drive.read(DiskPage(3), &mut buf, None).unwrap();
     let stats = drive.stats();
     assert_eq!((stats.seek_aheads_issued, stats.seek_aheads_used), (2, 1));
@@ -92,7 +100,16 @@ fn no_space_is_an_error_naming_the_drive_and_page() {
         }
     };
     let err = drive.write(DiskPage(3), &[1u8; PAGE], None).unwrap_err();
-    assert!(matches!(err, DriveError::NoSpace { page: DiskPage(3), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DriveError::NoSpace {
+                page: DiskPage(3),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("/dev/full"));
 }
 
@@ -133,6 +150,7 @@ fn direct_io_round_trips_unaligned_buffers() {
 #[test]
 fn a_bad_page_size_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = FileDrive::open(dir.path().join("d"), &FileDriveOptions::create(3000, 4)).unwrap_err();
+    let err =
+        FileDrive::open(dir.path().join("d"), &FileDriveOptions::create(3000, 4)).unwrap_err();
     assert!(matches!(err, DriveError::Config { .. }));
 }

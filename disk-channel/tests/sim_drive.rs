@@ -28,7 +28,11 @@ fn same_request_sequence_gives_identical_times() {
     for preset in SimModel::PRESETS {
         let mut a = SimDrive::preset(preset, PAGE).unwrap();
         let mut b = SimDrive::preset(preset, PAGE).unwrap();
-        assert_eq!(run_sequence(&mut a, 42, 300), run_sequence(&mut b, 42, 300), "{preset}");
+        assert_eq!(
+            run_sequence(&mut a, 42, 300),
+            run_sequence(&mut b, 42, 300),
+            "{preset}"
+        );
         assert_eq!(a.stats(), b.stats(), "{preset}");
     }
 }
@@ -61,7 +65,11 @@ fn diablo44_and_trident_use_the_design_curve_8_plus_3_sqrt_d() {
         let curve = model.seek_curve();
         for d in [1u64, 4, 100, 400] {
             let expected = 8.0 + 3.0 * (d as f64).sqrt();
-            assert!((curve.seek_ms(d) - expected).abs() < 1e-9, "{} d={d}", model.name);
+            assert!(
+                (curve.seek_ms(d) - expected).abs() < 1e-9,
+                "{} d={d}",
+                model.name
+            );
         }
         assert_eq!(curve.seek_ns(0), 0);
     }
@@ -71,7 +79,10 @@ fn diablo44_and_trident_use_the_design_curve_8_plus_3_sqrt_d() {
 fn every_preset_seek_curve_rises_with_distance() {
     for preset in SimModel::PRESETS {
         let model = SimModel::preset(preset).unwrap();
-        if let Mechanics::Rotating { cylinders, seek, .. } = model.mechanics {
+        if let Mechanics::Rotating {
+            cylinders, seek, ..
+        } = model.mechanics
+        {
             let mut previous = 0;
             for d in 0..cylinders {
                 let t = seek.seek_ns(d);
@@ -92,7 +103,11 @@ struct Diablo44 {
 impl Diablo44 {
     const REV: u64 = 25_000_000;
     fn seek(d: u64) -> u64 {
-        if d == 0 { 0 } else { ((8.0 + 3.0 * (d as f64).sqrt()) * 1e6).round() as u64 }
+        if d == 0 {
+            0
+        } else {
+            ((8.0 + 3.0 * (d as f64).sqrt()) * 1e6).round() as u64
+        }
     }
     fn sector_start(k: u64) -> u64 {
         (k / 12) * Self::REV + (k % 12) * Self::REV / 12
@@ -120,14 +135,21 @@ fn seek_ahead_saves_min_of_seek_and_gap_as_the_model_predicts() {
         let expected_without = Diablo44::finish(arrive_without, p2);
         let expected_with = Diablo44::finish(arrive_with, p2);
 
-        for (hint, expected) in [(None, expected_without), (Some(DiskPage(p2)), expected_with)] {
+        for (hint, expected) in [
+            (None, expected_without),
+            (Some(DiskPage(p2)), expected_with),
+        ] {
             let sim = SimModel::diablo44().with_software_gap_ns(gap);
             let mut drive = SimDrive::new(sim, PAGE).unwrap();
             let mut buf = vec![0u8; PAGE];
             drive.read(DiskPage(p1), &mut buf, hint).unwrap();
             assert_eq!(drive.virtual_time_ns(), Some(done1));
             drive.read(DiskPage(p2), &mut buf, None).unwrap();
-            assert_eq!(drive.virtual_time_ns(), Some(expected), "gap {gap} hint {hint:?}");
+            assert_eq!(
+                drive.virtual_time_ns(),
+                Some(expected),
+                "gap {gap} hint {hint:?}"
+            );
             let stats = drive.stats();
             assert_eq!(stats.seek_aheads_issued, u64::from(hint.is_some()));
             assert_eq!(stats.seek_aheads_used, u64::from(hint.is_some()));
@@ -146,7 +168,9 @@ fn a_wrong_hint_costs_time_and_is_not_counted_as_used() {
     let mut misled = SimDrive::preset("diablo44", PAGE).unwrap();
     let mut buf = vec![0u8; PAGE];
     plain.read(DiskPage(0), &mut buf, None).unwrap();
-    misled.read(DiskPage(0), &mut buf, Some(DiskPage(1200))).unwrap();
+    misled
+        .read(DiskPage(0), &mut buf, Some(DiskPage(1200)))
+        .unwrap();
     plain.read(DiskPage(3), &mut buf, None).unwrap();
     misled.read(DiskPage(3), &mut buf, None).unwrap();
     assert!(misled.virtual_time_ns() > plain.virtual_time_ns());
@@ -168,7 +192,9 @@ fn ssd_charges_a_fixed_latency_and_transfer_time() {
 fn idle_time_lets_a_hinted_seek_finish_before_the_next_request() {
     let mut drive = SimDrive::preset("diablo44", PAGE).unwrap();
     let mut buf = vec![0u8; PAGE];
-    drive.read(DiskPage(0), &mut buf, Some(DiskPage(900))).unwrap();
+    drive
+        .read(DiskPage(0), &mut buf, Some(DiskPage(900)))
+        .unwrap();
     let done = drive.virtual_time_ns().unwrap();
     drive.idle_until(done + 1_000_000_000);
     drive.read(DiskPage(900), &mut buf, None).unwrap();
@@ -199,15 +225,24 @@ fn transfers_off_the_drive_or_of_partial_pages_are_errors() {
         Err(DriveError::OutOfRange { page_count, .. }) if page_count == last
     ));
     let mut odd = vec![0u8; PAGE + 1];
-    assert!(matches!(drive.read(DiskPage(0), &mut odd, None), Err(DriveError::BadBuffer { .. })));
-    assert!(matches!(drive.write(DiskPage(0), &[], None), Err(DriveError::BadBuffer { .. })));
+    assert!(matches!(
+        drive.read(DiskPage(0), &mut odd, None),
+        Err(DriveError::BadBuffer { .. })
+    ));
+    assert!(matches!(
+        drive.write(DiskPage(0), &[], None),
+        Err(DriveError::BadBuffer { .. })
+    ));
     assert!(SimDrive::preset("diablo31", 1000).is_err());
     assert!(SimDrive::preset("floppy", PAGE).is_err());
 }
 
 #[test]
 fn shared_media_sees_what_another_handle_wrote() {
-    let mut a = SimDrive::preset("ssd", PAGE).unwrap().with_page_count(64).unwrap();
+    let mut a = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(64)
+        .unwrap();
     a.write(DiskPage(3), &[7u8; PAGE], None).unwrap();
     let mut b = a.share_media();
     let mut buf = vec![0u8; PAGE];

@@ -15,7 +15,11 @@ fn table_and_vector() -> (RunTable, Vec<DiskAddr>) {
         let count = 1 + rng.below(100);
         let drive = (i % 4) as u16;
         disk += 1 + rng.below(3); // a gap, so runs never merge
-        runs.push(Run { page: PageNumber(page), disk: DiskAddr::new(drive, disk), count: PageCount(count) });
+        runs.push(Run {
+            page: PageNumber(page),
+            disk: DiskAddr::new(drive, disk),
+            count: PageCount(count),
+        });
         for k in 0..count {
             flat.push(DiskAddr::new(drive, disk + k));
         }

@@ -16,7 +16,10 @@ struct Format {
 fn format_strategy() -> impl Strategy<Value = Format> {
     (
         prop::collection::vec(20u64..400, 1..=4),
-        prop_oneof![Just(Layout::Concatenate), (1u32..40).prop_map(|unit| Layout::Stripe { unit })],
+        prop_oneof![
+            Just(Layout::Concatenate),
+            (1u32..40).prop_map(|unit| Layout::Stripe { unit })
+        ],
         0u32..6,
         1u32..3,
         prop::collection::vec((0usize..4, 0u64..400), 0..30),
@@ -45,7 +48,10 @@ fn format_strategy() -> impl Strategy<Value = Format> {
                 .sum();
             let virtual_pages = ((data_pages as f64) * fill) as u64;
             Format {
-                geometry: Geometry { virtual_pages, ..geometry_stub },
+                geometry: Geometry {
+                    virtual_pages,
+                    ..geometry_stub
+                },
                 bad: bad.into_iter().collect(),
             }
         })
@@ -66,8 +72,9 @@ fn naive_data_pages(g: &Geometry, d: usize, bad: &BTreeSet<DiskAddr>) -> Vec<Dis
 fn naive_model(f: &Format) -> Vec<DiskAddr> {
     let g = &f.geometry;
     let bad: BTreeSet<DiskAddr> = f.bad.iter().copied().collect();
-    let mut queues: Vec<std::collections::VecDeque<DiskAddr>> =
-        (0..g.drive_count()).map(|d| naive_data_pages(g, d, &bad).into()).collect();
+    let mut queues: Vec<std::collections::VecDeque<DiskAddr>> = (0..g.drive_count())
+        .map(|d| naive_data_pages(g, d, &bad).into())
+        .collect();
     let unit = match g.layout {
         Layout::Concatenate => u64::MAX,
         Layout::Stripe { unit } => u64::from(unit),
@@ -90,7 +97,11 @@ fn naive_model(f: &Format) -> Vec<DiskAddr> {
 }
 
 fn derive(f: &Format) -> RunTable {
-    let spots: Vec<BadSpot> = f.bad.iter().map(|&addr| BadSpot { addr, spare: None }).collect();
+    let spots: Vec<BadSpot> = f
+        .bad
+        .iter()
+        .map(|&addr| BadSpot { addr, spare: None })
+        .collect();
     layout::derive_run_table(&f.geometry, &spots).unwrap()
 }
 
@@ -98,7 +109,11 @@ fn assert_matches_model(table: &RunTable, model: &[DiskAddr]) {
     table.check_invariants();
     assert_eq!(table.mapped_pages(), model.len() as u64);
     for (page, &addr) in model.iter().enumerate() {
-        assert_eq!(table.translate(PageNumber(page as u64)), Some(addr), "page {page}");
+        assert_eq!(
+            table.translate(PageNumber(page as u64)),
+            Some(addr),
+            "page {page}"
+        );
     }
     assert_eq!(table.translate(PageNumber(model.len() as u64)), None);
 }

@@ -1,21 +1,34 @@
 //! Specification of the volume on disk: crash-safe commits, falling back to
 //! the other header slot, and a clear error for every kind of damage.
 
-use disk_channel::{DiskChannel, DiskPage, Drive, DriveError, DriveId, FaultyDrive, FileDrive, FileDriveOptions, SimDrive};
+use disk_channel::{
+    DiskChannel, DiskPage, Drive, DriveError, DriveId, FaultyDrive, FileDrive, FileDriveOptions,
+    SimDrive,
+};
 use proptest::prelude::*;
 use runtable::header::{self, Header};
 use runtable::{
-    label, DiskAddr, FormatOptions, Layout, MappingProblem, PageCount, PageNumber, Run, Volume, VolumeError,
+    DiskAddr, FormatOptions, Layout, MappingProblem, PageCount, PageNumber, Run, Volume,
+    VolumeError, label,
 };
 
 const PAGE: usize = 4096;
 
 fn sim(pages: u64) -> SimDrive {
-    SimDrive::preset("ssd", PAGE).unwrap().with_page_count(pages).unwrap()
+    SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(pages)
+        .unwrap()
 }
 
 fn channel_of(drives: &[&SimDrive]) -> DiskChannel {
-    DiskChannel::new(drives.iter().map(|d| Box::new(d.share_media()) as Box<dyn Drive>).collect()).unwrap()
+    DiskChannel::new(
+        drives
+            .iter()
+            .map(|d| Box::new(d.share_media()) as Box<dyn Drive>)
+            .collect(),
+    )
+    .unwrap()
 }
 
 /// Two drives striped page by page, so the header spans several pages.
@@ -45,7 +58,10 @@ fn format_then_open_gives_the_same_volume() {
     assert_eq!(v.generation(), 1);
     assert_eq!(v.virtual_pages(), 400);
     assert_eq!(v.bad_spots().len(), 1);
-    assert!(v.geometry().header_slot_pages > 1, "the header should span pages in this test");
+    assert!(
+        v.geometry().header_slot_pages > 1,
+        "the header should span pages in this test"
+    );
     assert_eq!(v.run_table().mapped_pages(), 400);
     assert_eq!(v.header_choice().slot, 1);
 }
@@ -86,14 +102,26 @@ fn a_crash_after_any_write_of_a_commit_leaves_the_old_or_the_new_generation() {
     for crash_after in 0..4 {
         seen.push(crash_during_commit(Some(crash_after), None));
     }
-    assert_eq!(seen.first(), Some(&1), "a crash before the header write keeps generation 1");
-    assert_eq!(seen.last(), Some(&2), "a crash after everything keeps generation 2");
+    assert_eq!(
+        seen.first(),
+        Some(&1),
+        "a crash before the header write keeps generation 1"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&2),
+        "a crash after everything keeps generation 2"
+    );
 }
 
 #[test]
 fn a_torn_header_write_keeps_the_previous_generation() {
     for keep in [0, 1, 100, PAGE - 1, PAGE, PAGE + 17, 2 * PAGE + 5] {
-        assert_eq!(crash_during_commit(None, Some((0, keep))), 1, "torn after {keep} bytes");
+        assert_eq!(
+            crash_during_commit(None, Some((0, keep))),
+            1,
+            "torn after {keep} bytes"
+        );
     }
 }
 
@@ -138,14 +166,25 @@ fn one_corrupt_slot_falls_back_to_the_other() {
     let v = Volume::open(channel_of(&[&a, &b])).unwrap();
     assert_eq!(v.generation(), 1);
     assert_eq!(v.header_choice().slot, 1);
-    assert!(v.header_choice().other.as_ref().unwrap_err().contains("checksum"), "{:?}", v.header_choice());
+    assert!(
+        v.header_choice()
+            .other
+            .as_ref()
+            .unwrap_err()
+            .contains("checksum"),
+        "{:?}",
+        v.header_choice()
+    );
 }
 
 #[test]
 fn both_slots_corrupt_is_no_valid_header() {
     let (a, b) = format_two();
     let v = Volume::open(channel_of(&[&a, &b])).unwrap();
-    let (s0, s1) = (v.geometry().header_slot_start(0), v.geometry().header_slot_start(1));
+    let (s0, s1) = (
+        v.geometry().header_slot_start(0),
+        v.geometry().header_slot_start(1),
+    );
     drop(v);
     corrupt(&a, s1, 20);
     corrupt(&a, s0, 0); // slot 0 was erased by format; give it a bad magic too
@@ -161,7 +200,14 @@ fn a_truncated_drive_is_reported_with_both_sizes() {
     let channel = DiskChannel::new(vec![Box::new(a.share_media()), Box::new(short)]).unwrap();
     let err = Volume::open(channel).unwrap_err();
     assert!(
-        matches!(err, VolumeError::TruncatedDrive { label_pages: 512, actual_pages: 300, .. }),
+        matches!(
+            err,
+            VolumeError::TruncatedDrive {
+                label_pages: 512,
+                actual_pages: 300,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -195,7 +241,17 @@ fn a_future_format_version_is_refused_by_name() {
     let (a, b) = format_two();
     rewrite_label(&a, |p| p[8..12].copy_from_slice(&2u32.to_le_bytes()));
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
-    assert!(matches!(err, VolumeError::FutureVersion { version: 2, structure: "label", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VolumeError::FutureVersion {
+                version: 2,
+                structure: "label",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -205,10 +261,22 @@ fn a_page_size_that_is_not_a_power_of_two_is_refused() {
         rewrite_label(drive, |p| p[48..52].copy_from_slice(&5000u32.to_le_bytes()));
     }
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
-    assert!(matches!(err, VolumeError::BadPageSize { page_size: 5000 }), "{err}");
+    assert!(
+        matches!(err, VolumeError::BadPageSize { page_size: 5000 }),
+        "{err}"
+    );
     let drive = sim(64);
     let err = Volume::format(channel_of(&[&drive]), &FormatOptions::new(8192, 10)).unwrap_err();
-    assert!(matches!(err, VolumeError::PageSizeMismatch { volume: 8192, drives: 4096 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VolumeError::PageSizeMismatch {
+                volume: 8192,
+                drives: 4096
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// Writes a header with `runs` into both slots of the volume `format_two`
@@ -222,7 +290,10 @@ fn write_header(a: &SimDrive, runs: Vec<Run>) {
         runs,
         bad_spots: v.bad_spots().to_vec(),
     };
-    let starts = [v.geometry().header_slot_start(0), v.geometry().header_slot_start(1)];
+    let starts = [
+        v.geometry().header_slot_start(0),
+        v.geometry().header_slot_start(1),
+    ];
     drop(v);
     let mut d = a.share_media();
     for start in starts {
@@ -234,7 +305,11 @@ fn write_header(a: &SimDrive, runs: Vec<Run>) {
 }
 
 fn run(page: u64, drive: u16, disk: u64, count: u64) -> Run {
-    Run { page: PageNumber(page), disk: DiskAddr::new(drive, disk), count: PageCount(count) }
+    Run {
+        page: PageNumber(page),
+        disk: DiskAddr::new(drive, disk),
+        count: PageCount(count),
+    }
 }
 
 #[test]
@@ -243,7 +318,13 @@ fn a_run_past_the_end_of_a_drive_is_refused() {
     write_header(&a, vec![run(0, 0, 100, 200), run(200, 1, 400, 200)]);
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
     assert!(
-        matches!(err, VolumeError::Mapping(MappingProblem::RunPastDriveEnd { drive_pages: 512, .. })),
+        matches!(
+            err,
+            VolumeError::Mapping(MappingProblem::RunPastDriveEnd {
+                drive_pages: 512,
+                ..
+            })
+        ),
         "{err}"
     );
 }
@@ -253,10 +334,19 @@ fn overlapping_runs_are_refused() {
     let (a, b) = format_two();
     write_header(&a, vec![run(0, 0, 100, 200), run(200, 0, 250, 200)]);
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
-    assert!(matches!(err, VolumeError::Mapping(MappingProblem::OverlappingRuns { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            VolumeError::Mapping(MappingProblem::OverlappingRuns { .. })
+        ),
+        "{err}"
+    );
     write_header(&a, vec![run(0, 0, 100, 200), run(150, 1, 100, 250)]);
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
-    assert!(matches!(err, VolumeError::Mapping(MappingProblem::Runs(_))), "{err}");
+    assert!(
+        matches!(err, VolumeError::Mapping(MappingProblem::Runs(_))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -264,23 +354,39 @@ fn a_run_on_a_label_or_header_page_or_bad_spot_is_refused() {
     let (a, b) = format_two();
     write_header(&a, vec![run(0, 0, 1, 200), run(200, 1, 100, 200)]);
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
-    assert!(matches!(err, VolumeError::Mapping(MappingProblem::OnReservedPage { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            VolumeError::Mapping(MappingProblem::OnReservedPage { .. })
+        ),
+        "{err}"
+    );
     write_header(&a, vec![run(0, 0, 100, 200), run(200, 1, 30, 200)]);
     let err = Volume::open(channel_of(&[&a, &b])).unwrap_err();
-    assert!(matches!(err, VolumeError::Mapping(MappingProblem::OnBadSpot { .. })), "{err}");
+    assert!(
+        matches!(err, VolumeError::Mapping(MappingProblem::OnBadSpot { .. })),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_second_opener_of_file_drives_gets_volume_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let open = |create: bool| -> DiskChannel {
-        let options = if create { FileDriveOptions::create(PAGE, 256) } else { FileDriveOptions::open(PAGE) };
+        let options = if create {
+            FileDriveOptions::create(PAGE, 256)
+        } else {
+            FileDriveOptions::open(PAGE)
+        };
         let drive = FileDrive::open(dir.path().join("vol"), &options).unwrap();
         DiskChannel::new(vec![Box::new(drive)]).unwrap()
     };
     let first = Volume::format(open(true), &FormatOptions::new(PAGE, 100)).unwrap();
     let err = Volume::open(open(false)).unwrap_err();
-    assert!(matches!(err, VolumeError::Drive(DriveError::InUse { .. })), "{err}");
+    assert!(
+        matches!(err, VolumeError::Drive(DriveError::InUse { .. })),
+        "{err}"
+    );
     drop(first);
     Volume::open(open(false)).unwrap();
 }
@@ -304,7 +410,12 @@ fn remapping_moves_one_page_to_a_spare_and_survives_reopen() {
     let mut page = vec![0u8; PAGE];
     a.share_media().read(DiskPage(0), &mut page, None).unwrap();
     let raw = label::decode(&page).unwrap();
-    assert!(raw.bad_spots.iter().any(|s| s.addr == victim && s.spare == Some(spare)) || victim.drive.0 != 0);
+    assert!(
+        raw.bad_spots
+            .iter()
+            .any(|s| s.addr == victim && s.spare == Some(spare))
+            || victim.drive.0 != 0
+    );
     assert!(v.translate(PageNumber(400)).is_err());
     assert_eq!(DriveId(0), v.translate(PageNumber(0)).unwrap().drive);
 }
@@ -313,7 +424,16 @@ fn remapping_moves_one_page_to_a_spare_and_survives_reopen() {
 fn format_refuses_impossible_requests_with_clear_errors() {
     let drive = sim(64);
     let err = Volume::format(channel_of(&[&drive]), &FormatOptions::new(PAGE, 1000)).unwrap_err();
-    assert!(matches!(err, VolumeError::NotEnoughDisk { virtual_pages: 1000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VolumeError::NotEnoughDisk {
+                virtual_pages: 1000,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut o = FormatOptions::new(PAGE, 10);
     o.bad_spots = vec![DiskAddr::new(0, 0)];
     let err = Volume::format(channel_of(&[&drive]), &o).unwrap_err();
