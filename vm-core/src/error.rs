@@ -1,0 +1,100 @@
+//! The VM's errors: values with the address, page or disk page they are
+//! about. A caller's mistake is one of these, never a panic.
+
+use crate::VAddr;
+use disk_channel::DriveError;
+use runtable::{DiskAddr, Interval, PageNumber, VolumeError};
+
+/// What went wrong with a VM operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VmError {
+    /// The address lies in no allocated interval.
+    #[error("address fault at {addr} ({page} is not allocated)")]
+    AddressFault {
+        /// The address.
+        addr: VAddr,
+        /// Its page.
+        page: PageNumber,
+    },
+    /// A write to a read-only page.
+    #[error("write-protect fault at {page}")]
+    WriteProtect {
+        /// The page.
+        page: PageNumber,
+    },
+    /// No free interval of the size asked.
+    #[error("can't allocate {pages} pages of virtual memory")]
+    CantAllocateVirtual {
+        /// Pages asked.
+        pages: u64,
+    },
+    /// Real-memory-only mode: the allocation would exceed real memory.
+    #[error("can't allocate {pages} pages of real memory: {allocated} of {budget} pages already allocated")]
+    CantAllocateReal {
+        /// Pages asked.
+        pages: u64,
+        /// Pages already allocated.
+        allocated: u64,
+        /// The real-memory budget in pages.
+        budget: u64,
+    },
+    /// A transfer to or from the backing store failed; nothing was lost
+    /// (a page being written back stays resident and dirty).
+    #[error("I/O error on {page} at {disk}: {source}")]
+    Io {
+        /// The virtual page.
+        page: PageNumber,
+        /// Its disk address.
+        disk: DiskAddr,
+        /// The drive's error.
+        #[source]
+        source: DriveError,
+    },
+    /// Every page of real memory is pinned or latched: nothing can be
+    /// replaced.
+    #[error("all {budget} pages of real memory are pinned or in use; cannot serve a fault on {page}")]
+    AllPinned {
+        /// The page whose fault could not be served.
+        page: PageNumber,
+        /// The real-memory budget in pages.
+        budget: u64,
+    },
+    /// A page held by an exclusive guard blocks the operation.
+    #[error("{page} is held by a guard")]
+    PageBusy {
+        /// The page.
+        page: PageNumber,
+    },
+    /// The interval is not (wholly) allocated.
+    #[error("{interval} is not allocated")]
+    NotAllocated {
+        /// The interval.
+        interval: Interval,
+    },
+    /// A configuration field is unusable.
+    #[error("bad VM configuration: {field}: {reason}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A mapping call failed.
+    #[error("{what} of {bytes} bytes failed: {source}")]
+    Map {
+        /// What was being mapped or released.
+        what: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backing volume failed.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// Syncing the drives failed.
+    #[error("sync failed: {0}")]
+    Sync(#[source] DriveError),
+}

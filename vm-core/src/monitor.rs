@@ -1,0 +1,194 @@
+//! The monitor: the one lock over the VM's data structures, held during
+//! fault handling including its I/O, as the seed decides.
+//!
+//! Fields guarded by the monitor (all of `Monitor`):
+//! - `free`, `allocations`: the interval allocator and the map entries;
+//! - `frames`, `free_frames`, `frame_of`, `hand`: the resident set (one
+//!   frame per page of the real-memory budget) and the clock hand;
+//! - `pins`: pin counts;
+//! - `counters`: fault-path statistics;
+//! - `volume`: the backing store (drives, run table).
+//!
+//! Invariants (checked by [`Monitor::check_invariants`]): resident frames +
+//! free frames = budget; `frame_of` is the inverse of `frames`; free and
+//! allocated extents are disjoint and sorted.
+
+use crate::Advice;
+use runtable::Volume;
+use std::collections::{BTreeMap, HashMap};
+
+/// One allocated interval's attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Allocation {
+    pub(crate) count: u64,
+    pub(crate) advice: Advice,
+}
+
+/// Fault-path counters (the hit counter lives outside the monitor).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) faults: u64,
+    pub(crate) zero_fills: u64,
+    pub(crate) page_ins: u64,
+    pub(crate) page_outs: u64,
+    pub(crate) evictions: u64,
+    pub(crate) read_aheads: u64,
+    pub(crate) resident_high_water: u64,
+    pub(crate) seek_ahead_hints: u64,
+}
+
+pub(crate) struct Monitor {
+    pub(crate) free: BTreeMap<u64, u64>,
+    pub(crate) allocations: BTreeMap<u64, Allocation>,
+    pub(crate) allocated_pages: u64,
+    pub(crate) frames: Vec<Option<u64>>,
+    pub(crate) free_frames: Vec<u32>,
+    pub(crate) frame_of: HashMap<u64, u32>,
+    pub(crate) hand: usize,
+    pub(crate) pins: HashMap<u64, u32>,
+    pub(crate) counters: Counters,
+    pub(crate) volume: Option<Volume>,
+}
+
+impl Monitor {
+    pub(crate) fn new(virtual_pages: u64, budget: u64, volume: Option<Volume>) -> Monitor {
+        let mut free = BTreeMap::new();
+        if virtual_pages > 0 {
+            free.insert(0, virtual_pages);
+        }
+        Monitor {
+            free,
+            allocations: BTreeMap::new(),
+            allocated_pages: 0,
+            frames: vec![None; budget as usize],
+            free_frames: (0..budget as u32).rev().collect(),
+            frame_of: HashMap::with_capacity(budget as usize),
+            hand: 0,
+            pins: HashMap::new(),
+            counters: Counters::default(),
+            volume,
+        }
+    }
+
+    pub(crate) fn budget(&self) -> u64 {
+        self.frames.len() as u64
+    }
+
+    pub(crate) fn resident(&self) -> u64 {
+        self.frame_of.len() as u64
+    }
+
+    /// The allocation holding `page`: its start and attributes.
+    pub(crate) fn allocation_of(&self, page: u64) -> Option<(u64, Allocation)> {
+        let (&start, &a) = self.allocations.range(..=page).next_back()?;
+        (page - start < a.count).then_some((start, a))
+    }
+
+    /// Whether every page of `[page, page+count)` is allocated.
+    pub(crate) fn is_allocated(&self, page: u64, count: u64) -> bool {
+        let mut at = page;
+        let end = page.saturating_add(count);
+        while at < end {
+            match self.allocation_of(at) {
+                Some((start, a)) => at = start + a.count,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// First-fit allocation of `count` pages.
+    pub(crate) fn allocate(&mut self, count: u64) -> Option<u64> {
+        let (&start, &len) = self.free.iter().find(|&(_, &len)| len >= count)?;
+        self.free.remove(&start);
+        if len > count {
+            self.free.insert(start + count, len - count);
+        }
+        self.allocations.insert(
+            start,
+            Allocation {
+                count,
+                advice: Advice::Normal,
+            },
+        );
+        self.allocated_pages += count;
+        Some(start)
+    }
+
+    /// Splits allocations so that `page` starts one (if it is inside one).
+    fn split_at(&mut self, page: u64) {
+        if let Some((start, a)) = self.allocation_of(page)
+            && start < page
+        {
+            let head = page - start;
+            self.allocations.insert(start, Allocation { count: head, ..a });
+            self.allocations.insert(page, Allocation { count: a.count - head, ..a });
+        }
+    }
+
+    /// Removes `[page, page+count)` from the allocations (which must hold
+    /// it) and returns it to the free extents, merging neighbours.
+    pub(crate) fn deallocate(&mut self, page: u64, count: u64) {
+        self.split_at(page);
+        self.split_at(page + count);
+        let keys: Vec<u64> = self.allocations.range(page..page + count).map(|(&k, _)| k).collect();
+        for key in keys {
+            self.allocations.remove(&key);
+        }
+        self.allocated_pages -= count;
+        let (mut start, mut len) = (page, count);
+        if let Some((&prev, &prev_len)) = self.free.range(..start).next_back()
+            && prev + prev_len == start
+        {
+            self.free.remove(&prev);
+            start = prev;
+            len += prev_len;
+        }
+        if let Some(&next_len) = self.free.get(&(page + count)) {
+            self.free.remove(&(page + count));
+            len += next_len;
+        }
+        self.free.insert(start, len);
+    }
+
+    /// Sets the advice of every allocation piece in `[page, page+count)`.
+    pub(crate) fn set_advice(&mut self, page: u64, count: u64, advice: Advice) {
+        self.split_at(page);
+        self.split_at(page + count);
+        for (_, a) in self.allocations.range_mut(page..page + count) {
+            a.advice = advice;
+        }
+    }
+
+    /// Puts `page` in a free frame; the caller made sure one exists.
+    pub(crate) fn install_frame(&mut self, page: u64) {
+        let frame = self.free_frames.pop().expect("a free frame was reserved");
+        self.frames[frame as usize] = Some(page);
+        self.frame_of.insert(page, frame);
+        self.counters.resident_high_water = self.counters.resident_high_water.max(self.resident());
+    }
+
+    /// Takes `page` out of its frame.
+    pub(crate) fn remove_frame(&mut self, page: u64) {
+        let frame = self.frame_of.remove(&page).expect("page has a frame");
+        self.frames[frame as usize] = None;
+        self.free_frames.push(frame);
+    }
+
+    /// The structural invariants (see the module doc). A failure is a bug.
+    pub(crate) fn check_invariants(&self) {
+        assert_eq!(self.frame_of.len() + self.free_frames.len(), self.frames.len());
+        for (&page, &frame) in &self.frame_of {
+            assert_eq!(self.frames[frame as usize], Some(page));
+        }
+        assert!(self.resident() <= self.budget());
+        let mut extents: Vec<(u64, u64)> = self.free.iter().map(|(&s, &c)| (s, c)).collect();
+        extents.extend(self.allocations.iter().map(|(&s, a)| (s, a.count)));
+        extents.sort_unstable();
+        for pair in extents.windows(2) {
+            assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlapping extents {pair:?}");
+        }
+        let allocated: u64 = self.allocations.values().map(|a| a.count).sum();
+        assert_eq!(allocated, self.allocated_pages);
+    }
+}

@@ -1,0 +1,912 @@
+//! `Vm`: the single address space and its safe API (named after Cedar's
+//! `VM` interface), with the fault service.
+//!
+//! # Paths
+//!
+//! - **Resident hit** (`read`, `write`, guards): latch the page's state word
+//!   (shared to read, exclusive to write), copy, unlatch. No monitor, no
+//!   allocation, no system call.
+//! - **Fault**: the accessor records its page in the pending-fault queue,
+//!   takes the monitor, and serves its own fault while holding it (the
+//!   monitor serializes every fault, as the seed decides; threads waiting
+//!   on it are the queue). The seek-ahead hint of the transfer is the disk
+//!   address of the next page in the pending queue. Serving in the faulting
+//!   thread avoids a thread handoff, which on this machine costs more than
+//!   a page read from the page cache (see the crate docs).
+//! - **Replacement**: the clock over the frames of the real-memory budget,
+//!   evicting a batch (up to 1/16 of the budget, at most 64 pages) when no
+//!   frame is free, so that releases are amortized.
+
+use crate::monitor::Monitor;
+use crate::region::{Region, StateArray};
+use crate::state::{DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::{Advice, DataState, PageState, VAddr, VmConfig, VmError, VmStats};
+use parking_lot::{Mutex, MutexGuard};
+use runtable::{Interval, PageCount, PageNumber, Volume};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Read-ahead on a fault in an interval advised `Sequential`.
+const READ_AHEAD_PAGES: u64 = 8;
+/// Most victims one eviction batch takes.
+const EVICTION_BATCH_MAX: u64 = 64;
+/// Spins on a latched page before yielding the processor.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
+/// What backs the address space.
+pub enum Backing {
+    /// A formatted volume: pages are paged to and from its drives.
+    Volume(Volume),
+    /// No backing storage: the VM lives within real memory, allocation is
+    /// limited by the budget and nothing is ever paged (utility mode).
+    RealMemoryOnly,
+}
+
+/// The virtual memory.
+pub struct Vm {
+    page_size: usize,
+    virtual_pages: u64,
+    seek_ahead: bool,
+    region: Region,
+    states: StateArray,
+    monitor: Mutex<Monitor>,
+    /// Pages whose faults wait for the monitor, oldest first.
+    pending: Mutex<VecDeque<u64>>,
+    hits: AtomicU64,
+    monitor_held_ns: AtomicU64,
+}
+
+/// The monitor, held; counts the time it was held.
+struct Held<'a> {
+    guard: MutexGuard<'a, Monitor>,
+    since: Instant,
+    total: &'a AtomicU64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_add(self.since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Monitor;
+    fn deref(&self) -> &Monitor {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Monitor {
+        &mut self.guard
+    }
+}
+
+/// Why serving a fault did not finish.
+enum Serve {
+    /// The page is latched by a guard or writer: let go and retry.
+    Busy,
+}
+
+impl Vm {
+    /// A VM of `config` over `backing`.
+    pub fn new(config: VmConfig, backing: Backing) -> Result<Vm, VmError> {
+        config.validate()?;
+        let budget = config.real_memory_pages;
+        let volume = match backing {
+            Backing::Volume(volume) => {
+                if volume.page_size() != config.page_size {
+                    return Err(VmError::Config {
+                        field: "page_size",
+                        reason: format!(
+                            "{} differs from the volume's page size {}",
+                            config.page_size,
+                            volume.page_size()
+                        ),
+                    });
+                }
+                if config.virtual_pages > volume.virtual_pages() {
+                    return Err(VmError::Config {
+                        field: "virtual_pages",
+                        reason: format!(
+                            "{} is more than the volume backs ({})",
+                            config.virtual_pages,
+                            volume.virtual_pages()
+                        ),
+                    });
+                }
+                Some(volume)
+            }
+            Backing::RealMemoryOnly => None,
+        };
+        Ok(Vm {
+            page_size: config.page_size,
+            virtual_pages: config.virtual_pages,
+            seek_ahead: config.seek_ahead,
+            region: Region::reserve(config.virtual_pages, config.page_size)?,
+            states: StateArray::new(config.virtual_pages)?,
+            monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)),
+            pending: Mutex::new(VecDeque::new()),
+            hits: AtomicU64::new(0),
+            monitor_held_ns: AtomicU64::new(0),
+        })
+    }
+
+    fn states(&self) -> PageStates<'_> {
+        PageStates::new(self.states.words())
+    }
+
+    fn lock(&self) -> Held<'_> {
+        let guard = self.monitor.lock();
+        Held {
+            guard,
+            since: Instant::now(),
+            total: &self.monitor_held_ns,
+        }
+    }
+
+    /// Bytes per page.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Pages in the address space.
+    pub fn virtual_pages(&self) -> u64 {
+        self.virtual_pages
+    }
+
+    /// Whether the VM has no backing storage.
+    pub fn is_real_memory_only(&self) -> bool {
+        self.monitor.lock().volume.is_none()
+    }
+
+    /// The address of the first byte of `page`.
+    pub fn address_of(&self, page: PageNumber) -> VAddr {
+        VAddr(page.0 * self.page_size as u64)
+    }
+
+    /// Where the address space starts in this process (resident pages sit at
+    /// `base + page * page_size`).
+    pub fn base_ptr(&self) -> *const u8 {
+        self.region.base()
+    }
+
+    // ----- allocation -------------------------------------------------------
+
+    /// Allocates `count` pages; their contents read as zeros.
+    pub fn allocate(&self, count: u64) -> Result<Interval, VmError> {
+        if count == 0 {
+            return Err(VmError::CantAllocateVirtual { pages: 0 });
+        }
+        let mut m = self.lock();
+        if m.volume.is_none() && m.allocated_pages + count > m.budget() {
+            return Err(VmError::CantAllocateReal {
+                pages: count,
+                allocated: m.allocated_pages,
+                budget: m.budget(),
+            });
+        }
+        let start = m.allocate(count).ok_or(VmError::CantAllocateVirtual { pages: count })?;
+        Ok(Interval::new(start, count))
+    }
+
+    /// Frees `interval` (all of it must be allocated); its contents are
+    /// discarded without I/O.
+    pub fn free(&self, interval: Interval) -> Result<(), VmError> {
+        let mut m = self.lock();
+        self.check_allocated(&m, interval)?;
+        self.discard(&mut m, interval)?;
+        let states = self.states();
+        for page in interval.page.0..interval.end().0 {
+            m.pins.remove(&page);
+            states.reset_absent(page);
+        }
+        m.deallocate(interval.page.0, interval.count.0);
+        Ok(())
+    }
+
+    fn check_allocated(&self, m: &Monitor, interval: Interval) -> Result<(), VmError> {
+        let fits = interval.checked_end().is_some_and(|end| end.0 <= self.virtual_pages);
+        if interval.is_empty() || !fits || !m.is_allocated(interval.page.0, interval.count.0) {
+            return Err(VmError::NotAllocated { interval });
+        }
+        Ok(())
+    }
+
+    /// Drops every page of `interval` from real memory without writing it
+    /// back, and forgets its disk copy: its contents become undefined (they
+    /// read as zeros).
+    fn discard(&self, m: &mut Monitor, interval: Interval) -> Result<(), VmError> {
+        let states = self.states();
+        for page in interval.page.0..interval.end().0 {
+            let word = states.load(page);
+            match word.tag() {
+                TAG_RESIDENT => {
+                    states.try_lock_resident(page).map_err(|_| VmError::PageBusy { page: PageNumber(page) })?;
+                    self.region.release(page, 1)?;
+                    states.unlock(page, TAG_ABSENT, word.flags() & READ_ONLY);
+                    m.remove_frame(page);
+                }
+                TAG_LOCKED => return Err(VmError::PageBusy { page: PageNumber(page) }),
+                _ => states.clear_flags(page, ON_DISK | DIRTY),
+            }
+        }
+        Ok(())
+    }
+
+    // ----- data access ------------------------------------------------------
+
+    fn page_range(&self, addr: VAddr, len: usize) -> Result<(), VmError> {
+        let end = addr.0.checked_add(len as u64);
+        if end.is_none_or(|end| end > self.virtual_pages * self.page_size as u64) {
+            return Err(VmError::AddressFault {
+                addr,
+                page: PageNumber(addr.0 / self.page_size as u64),
+            });
+        }
+        Ok(())
+    }
+
+    /// Splits `[addr, addr+len)` into (page, offset in page, piece length).
+    fn pieces(&self, addr: VAddr, len: usize) -> impl Iterator<Item = (u64, usize, usize)> + use<> {
+        let page_size = self.page_size;
+        let mut at = addr.0;
+        let end = addr.0 + len as u64;
+        std::iter::from_fn(move || {
+            (at < end).then(|| {
+                let page = at / page_size as u64;
+                let offset = (at % page_size as u64) as usize;
+                let piece = (page_size - offset).min((end - at) as usize);
+                at += piece as u64;
+                (page, offset, piece)
+            })
+        })
+    }
+
+    /// Copies `buf.len()` bytes at `addr` into `buf`, faulting pages in as
+    /// needed.
+    pub fn read(&self, addr: VAddr, buf: &mut [u8]) -> Result<(), VmError> {
+        self.page_range(addr, buf.len())?;
+        let mut done = 0;
+        for (page, offset, len) in self.pieces(addr, buf.len()) {
+            self.share(page)?;
+            // SAFETY: we hold a shared latch on `page` until `unshare` below.
+            let bytes = unsafe { self.region.page(page) };
+            buf[done..done + len].copy_from_slice(&bytes[offset..offset + len]);
+            self.states().unshare(page);
+            done += len;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `addr`, faulting pages in as needed.
+    pub fn write(&self, addr: VAddr, data: &[u8]) -> Result<(), VmError> {
+        self.page_range(addr, data.len())?;
+        let mut done = 0;
+        for (page, offset, len) in self.pieces(addr, data.len()) {
+            let word = self.lock_exclusive(page)?;
+            if word.has(READ_ONLY) {
+                self.states().unlock(page, TAG_RESIDENT, word.flags());
+                return Err(VmError::WriteProtect { page: PageNumber(page) });
+            }
+            // SAFETY: we hold the exclusive latch on `page` until `unlock`.
+            let bytes = unsafe { self.region.page_mut(page) };
+            bytes[offset..offset + len].copy_from_slice(&data[done..done + len]);
+            self.states().unlock(page, TAG_RESIDENT, word.flags() | DIRTY | REFERENCED);
+            done += len;
+        }
+        Ok(())
+    }
+
+    /// Takes a shared latch on `page`, faulting it in first if needed.
+    #[inline]
+    fn share(&self, page: u64) -> Result<(), VmError> {
+        let states = self.states();
+        let mut spins = 0u32;
+        loop {
+            match states.try_share(page) {
+                Ok(_) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(word) if word.tag() == TAG_ABSENT => self.fault(page)?,
+                Err(_) => backoff(&mut spins),
+            }
+        }
+    }
+
+    /// Takes the exclusive latch on `page`, faulting it in first if needed;
+    /// returns the word as it was.
+    fn lock_exclusive(&self, page: u64) -> Result<crate::state::Word, VmError> {
+        let states = self.states();
+        let mut spins = 0u32;
+        loop {
+            match states.try_lock_resident(page) {
+                Ok(word) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(word);
+                }
+                Err(word) if word.tag() == TAG_ABSENT => self.fault(page)?,
+                Err(_) => backoff(&mut spins),
+            }
+        }
+    }
+
+    /// A shared guard on `page`: the page stays resident and unchanged while
+    /// the guard lives. Holding it and asking for the same page exclusively
+    /// from the same thread waits forever, as a `RwLock` would.
+    pub fn page(&self, page: PageNumber) -> Result<PageRef<'_>, VmError> {
+        self.page_range(self.address_of(page), self.page_size)?;
+        self.share(page.0)?;
+        Ok(PageRef { vm: self, page: page.0 })
+    }
+
+    /// An exclusive guard on `page`: the page stays resident, and is marked
+    /// changed when the guard is dropped.
+    pub fn page_mut(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
+        self.page_range(self.address_of(page), self.page_size)?;
+        let word = self.lock_exclusive(page.0)?;
+        if word.has(READ_ONLY) {
+            self.states().unlock(page.0, TAG_RESIDENT, word.flags());
+            return Err(VmError::WriteProtect { page });
+        }
+        Ok(PageMut {
+            vm: self,
+            page: page.0,
+            flags: word.flags(),
+        })
+    }
+
+    // ----- the fault service -------------------------------------------------
+
+    /// Serves a fault on `page` in this thread, under the monitor.
+    fn fault(&self, page: u64) -> Result<(), VmError> {
+        self.pending.lock().push_back(page);
+        let result = {
+            let mut m = self.lock();
+            self.serve(&mut m, page)
+        };
+        {
+            let mut pending = self.pending.lock();
+            if let Some(i) = pending.iter().position(|&p| p == page) {
+                pending.remove(i);
+            }
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Serve::Busy)) => {
+                std::thread::yield_now();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The page the next pending fault wants, other than `page`.
+    fn next_pending(&self, page: u64) -> Option<u64> {
+        if !self.seek_ahead {
+            return None;
+        }
+        self.pending.lock().iter().copied().find(|&p| p != page)
+    }
+
+    /// Brings `page` in. The monitor is held, and stays held.
+    fn serve(&self, m: &mut Monitor, page: u64) -> Result<Result<(), Serve>, VmError> {
+        let states = self.states();
+        let word = states.load(page);
+        match word.tag() {
+            TAG_RESIDENT => return Ok(Ok(())),
+            TAG_LOCKED => return Ok(Err(Serve::Busy)),
+            _ => {}
+        }
+        let Some((_, allocation)) = m.allocation_of(page) else {
+            return Err(VmError::AddressFault {
+                addr: self.address_of(PageNumber(page)),
+                page: PageNumber(page),
+            });
+        };
+        m.counters.faults += 1;
+        self.bring_in(m, page)?;
+        if allocation.advice == Advice::Sequential {
+            for next in page + 1..(page + 1 + READ_AHEAD_PAGES).min(self.virtual_pages) {
+                let absent = states.load(next).tag() == TAG_ABSENT;
+                if !absent || m.allocation_of(next).is_none() || m.free_frames.is_empty() {
+                    break;
+                }
+                self.bring_in(m, next)?;
+                m.counters.read_aheads += 1;
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Puts absent, allocated `page` into a frame: zero-fill or page-in.
+    fn bring_in(&self, m: &mut Monitor, page: u64) -> Result<(), VmError> {
+        let states = self.states();
+        if m.free_frames.is_empty() {
+            self.evict_batch(m, page)?;
+        }
+        let word = states.lock_absent(page);
+        if word.has(ON_DISK) {
+            let volume = m.volume.as_ref().expect("pages on disk imply a volume");
+            let disk = volume.translate(PageNumber(page))?;
+            let hint = self.next_pending(page).and_then(|next| {
+                let next_disk = volume.translate(PageNumber(next)).ok()?;
+                (next_disk.drive == disk.drive).then_some(next_disk.page)
+            });
+            // SAFETY: we hold the exclusive latch on `page` until `unlock`.
+            let bytes = unsafe { self.region.page_mut(page) };
+            if let Err(source) = volume.channel().read(disk.drive, disk.page, bytes, hint) {
+                states.unlock(page, TAG_ABSENT, word.flags());
+                return Err(VmError::Io {
+                    page: PageNumber(page),
+                    disk,
+                    source,
+                });
+            }
+            m.counters.seek_ahead_hints += u64::from(hint.is_some());
+            m.counters.page_ins += 1;
+        } else {
+            // The page's memory was released (or never touched), so it
+            // already reads as zeros: no I/O and no copy.
+            m.counters.zero_fills += 1;
+        }
+        m.install_frame(page);
+        states.unlock(page, TAG_RESIDENT, (word.flags() & (ON_DISK | READ_ONLY)) | REFERENCED);
+        Ok(())
+    }
+
+    /// Frees a batch of frames with the clock; dirty victims are written back
+    /// first (with seek-ahead toward `incoming`).
+    fn evict_batch(&self, m: &mut Monitor, incoming: u64) -> Result<(), VmError> {
+        let states = self.states();
+        let budget = m.budget();
+        if m.volume.is_none() {
+            return Err(VmError::CantAllocateReal {
+                pages: 1,
+                allocated: m.allocated_pages,
+                budget,
+            });
+        }
+        let want = (budget / 16).clamp(1, EVICTION_BATCH_MAX);
+        let mut victims: Vec<(u64, crate::state::Word)> = Vec::with_capacity(want as usize);
+        let mut scanned = 0u64;
+        while (victims.len() as u64) < want && scanned < 2 * budget + 1 {
+            let frame = m.hand;
+            m.hand = (m.hand + 1) % budget as usize;
+            scanned += 1;
+            let Some(page) = m.frames[frame] else { continue };
+            if m.pins.contains_key(&page) {
+                continue;
+            }
+            let word = states.load(page);
+            if word.tag() != TAG_RESIDENT {
+                continue;
+            }
+            if word.has(REFERENCED) {
+                states.clear_flags(page, REFERENCED);
+                continue;
+            }
+            if let Ok(word) = states.try_lock_resident(page) {
+                victims.push((page, word));
+            }
+        }
+        if victims.is_empty() {
+            return Err(VmError::AllPinned {
+                page: PageNumber(incoming),
+                budget,
+            });
+        }
+        // Write back the dirty victims; on failure every victim stays
+        // resident and keeps its state.
+        let volume = m.volume.as_ref().expect("checked above");
+        let incoming_disk = volume.translate(PageNumber(incoming)).ok();
+        for i in 0..victims.len() {
+            let (page, word) = victims[i];
+            if !word.has(DIRTY) {
+                continue;
+            }
+            let disk = volume.translate(PageNumber(page))?;
+            let hint = incoming_disk.filter(|d| d.drive == disk.drive && self.seek_ahead).map(|d| d.page);
+            // SAFETY: we hold the exclusive latch on `page`.
+            let bytes = unsafe { self.region.page(page) };
+            if let Err(source) = volume.channel().write(disk.drive, disk.page, bytes, hint) {
+                for &(p, w) in &victims {
+                    states.unlock(p, TAG_RESIDENT, w.flags());
+                }
+                return Err(VmError::Io {
+                    page: PageNumber(page),
+                    disk,
+                    source,
+                });
+            }
+            m.counters.page_outs += 1;
+            victims[i].1 = crate::state::Word((word.0 & !DIRTY) | ON_DISK);
+        }
+        victims.sort_unstable_by_key(|&(p, _)| p);
+        let mut i = 0;
+        while i < victims.len() {
+            let mut j = i + 1;
+            while j < victims.len() && victims[j].0 == victims[j - 1].0 + 1 {
+                j += 1;
+            }
+            self.region.release(victims[i].0, (j - i) as u64)?;
+            i = j;
+        }
+        for &(page, word) in &victims {
+            states.unlock(page, TAG_ABSENT, word.flags() & (ON_DISK | READ_ONLY));
+            m.remove_frame(page);
+            m.counters.evictions += 1;
+        }
+        Ok(())
+    }
+
+    // ----- Cedar's VM operations ---------------------------------------------
+
+    /// Brings every page of `interval` into real memory; with `kill`, their
+    /// contents are discarded first (no read: they come in as zeros); with
+    /// `pin`, they stay until unpinned.
+    pub fn swap_in(&self, interval: Interval, kill: bool, pin: bool) -> Result<(), VmError> {
+        if kill {
+            self.kill(interval)?;
+        }
+        for page in interval.page.0..interval.end().0 {
+            loop {
+                let mut m = self.lock();
+                self.check_allocated(&m, Interval::new(page, 1))?;
+                match self.serve(&mut m, page)? {
+                    Ok(()) => {
+                        if pin {
+                            *m.pins.entry(page).or_insert(0) += 1;
+                        }
+                        break;
+                    }
+                    Err(Serve::Busy) => {
+                        drop(m);
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings `interval` into real memory (Cedar's `Touch`).
+    pub fn touch(&self, interval: Interval) -> Result<(), VmError> {
+        self.swap_in(interval, false, false)
+    }
+
+    /// Brings `interval` in and keeps it there until [`Vm::unpin`].
+    pub fn pin(&self, interval: Interval) -> Result<(), VmError> {
+        self.swap_in(interval, false, true)
+    }
+
+    /// Undoes one [`Vm::pin`] of each page of `interval`.
+    pub fn unpin(&self, interval: Interval) -> Result<(), VmError> {
+        let mut m = self.lock();
+        self.check_allocated(&m, interval)?;
+        for page in interval.page.0..interval.end().0 {
+            if let Some(count) = m.pins.get_mut(&page) {
+                *count -= 1;
+                if *count == 0 {
+                    m.pins.remove(&page);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the contents of `interval` undefined without I/O: they read as
+    /// zeros.
+    pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
+        let mut m = self.lock();
+        self.check_allocated(&m, interval)?;
+        self.discard(&mut m, interval)
+    }
+
+    /// Write-protects `interval`.
+    pub fn make_read_only(&self, interval: Interval) -> Result<(), VmError> {
+        let m = self.lock();
+        self.check_allocated(&m, interval)?;
+        for page in interval.page.0..interval.end().0 {
+            self.states().set_flags(page, READ_ONLY);
+        }
+        Ok(())
+    }
+
+    /// Removes the write protection of `interval`.
+    pub fn make_read_write(&self, interval: Interval) -> Result<(), VmError> {
+        let m = self.lock();
+        self.check_allocated(&m, interval)?;
+        for page in interval.page.0..interval.end().0 {
+            self.states().clear_flags(page, READ_ONLY);
+        }
+        Ok(())
+    }
+
+    /// Marks the resident pages of `interval` as changed (they will be
+    /// written back).
+    pub fn make_changed(&self, interval: Interval) -> Result<(), VmError> {
+        let m = self.lock();
+        self.check_allocated(&m, interval)?;
+        for page in interval.page.0..interval.end().0 {
+            if self.states().load(page).tag() == TAG_RESIDENT {
+                self.states().set_flags(page, DIRTY);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the resident pages of `interval` as unchanged: their changes
+    /// are not written back.
+    pub fn make_unchanged(&self, interval: Interval) -> Result<(), VmError> {
+        let m = self.lock();
+        self.check_allocated(&m, interval)?;
+        for page in interval.page.0..interval.end().0 {
+            self.states().clear_flags(page, DIRTY);
+        }
+        Ok(())
+    }
+
+    /// Makes the pages of `interval` first in line for replacement.
+    pub fn age(&self, interval: Interval) -> Result<(), VmError> {
+        let m = self.lock();
+        self.check_allocated(&m, interval)?;
+        for page in interval.page.0..interval.end().0 {
+            self.states().clear_flags(page, REFERENCED);
+        }
+        Ok(())
+    }
+
+    /// Advice about how `interval` will be used (the BSD `madvise` values).
+    pub fn advise(&self, interval: Interval, advice: Advice) -> Result<(), VmError> {
+        match advice {
+            Advice::WillNeed => self.touch(interval),
+            Advice::DontNeed => {
+                self.clean(interval)?;
+                let mut m = self.lock();
+                self.check_allocated(&m, interval)?;
+                let states = self.states();
+                for page in interval.page.0..interval.end().0 {
+                    if m.pins.contains_key(&page) {
+                        continue;
+                    }
+                    if let Ok(word) = states.try_lock_resident(page) {
+                        if word.has(DIRTY) || (!word.has(ON_DISK) && m.volume.is_none()) {
+                            // Changed again since `clean`, or no backing to
+                            // hold it: keep it.
+                            states.unlock(page, TAG_RESIDENT, word.flags());
+                            continue;
+                        }
+                        self.region.release(page, 1)?;
+                        states.unlock(page, TAG_ABSENT, word.flags() & (ON_DISK | READ_ONLY));
+                        m.remove_frame(page);
+                        m.counters.evictions += 1;
+                    }
+                }
+                Ok(())
+            }
+            Advice::Normal | Advice::Sequential | Advice::Random => {
+                let mut m = self.lock();
+                self.check_allocated(&m, interval)?;
+                m.set_advice(interval.page.0, interval.count.0, advice);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes back the changed resident pages of `interval`; they stay
+    /// resident. A no-op without backing.
+    pub fn clean(&self, interval: Interval) -> Result<(), VmError> {
+        let m = self.lock();
+        self.check_allocated(&m, interval)?;
+        self.write_back_range(&m, interval.page.0, interval.end().0)
+    }
+
+    /// Writes back every changed page and syncs the drives: on return every
+    /// change has reached stable storage. A no-op without backing.
+    pub fn flush(&self) -> Result<(), VmError> {
+        let m = self.lock();
+        let Some(volume) = m.volume.as_ref() else {
+            return Ok(());
+        };
+        let mut pages: Vec<u64> = m.frame_of.keys().copied().collect();
+        pages.sort_unstable();
+        for page in pages {
+            self.write_back(&m, page)?;
+        }
+        volume.channel().sync_all().map_err(VmError::Sync)
+    }
+
+    fn write_back_range(&self, m: &Monitor, start: u64, end: u64) -> Result<(), VmError> {
+        if m.volume.is_none() {
+            return Ok(());
+        }
+        for page in start..end {
+            if m.frame_of.contains_key(&page) {
+                self.write_back(m, page)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `page` back if it is resident and dirty. The monitor is held.
+    fn write_back(&self, m: &Monitor, page: u64) -> Result<(), VmError> {
+        let states = self.states();
+        if !states.load(page).has(DIRTY) {
+            return Ok(());
+        }
+        let mut spins = 0;
+        // A writer's latch is short; a held exclusive guard makes the page
+        // busy, which is reported rather than waited for.
+        let word = loop {
+            match states.try_share(page) {
+                Ok(word) => break word,
+                Err(word) if word.tag() == TAG_LOCKED && spins < 1000 => backoff(&mut spins),
+                Err(_) => return Err(VmError::PageBusy { page: PageNumber(page) }),
+            }
+        };
+        let volume = m.volume.as_ref().expect("write_back needs a volume");
+        let result = if word.has(DIRTY) {
+            let disk = volume.translate(PageNumber(page))?;
+            // SAFETY: we hold a shared latch on `page` until `unshare`.
+            let bytes = unsafe { self.region.page(page) };
+            match volume.channel().write(disk.drive, disk.page, bytes, None) {
+                Ok(()) => {
+                    states.clear_flags(page, DIRTY);
+                    states.set_flags(page, ON_DISK);
+                    Ok(())
+                }
+                Err(source) => Err(VmError::Io {
+                    page: PageNumber(page),
+                    disk,
+                    source,
+                }),
+            }
+        } else {
+            Ok(())
+        };
+        states.unshare(page);
+        result
+    }
+
+    /// Cedar's `PageState` of `page`.
+    pub fn state(&self, page: PageNumber) -> PageState {
+        let m = self.lock();
+        if page.0 >= self.virtual_pages || m.allocation_of(page.0).is_none() {
+            return PageState::default();
+        }
+        let word = self.states().load(page.0);
+        let resident = word.tag() != TAG_ABSENT;
+        let data = if word.has(DIRTY) {
+            DataState::Changed
+        } else if resident || word.has(ON_DISK) {
+            DataState::Unchanged
+        } else {
+            DataState::Undefined
+        };
+        PageState {
+            data,
+            read_only: word.has(READ_ONLY),
+            has_real_memory: resident,
+            needs_cleaning: resident && word.has(DIRTY),
+            pin_count: m.pins.get(&page.0).copied().unwrap_or(0),
+        }
+    }
+
+    /// The VM's counters.
+    pub fn stats(&self) -> VmStats {
+        let m = self.lock();
+        let drives = m.volume.as_ref().map(|v| v.channel().total_stats()).unwrap_or_default();
+        VmStats {
+            faults: m.counters.faults,
+            hits: self.hits.load(Ordering::Relaxed),
+            zero_fills: m.counters.zero_fills,
+            page_ins: m.counters.page_ins,
+            page_outs: m.counters.page_outs,
+            read_aheads: m.counters.read_aheads,
+            evictions: m.counters.evictions,
+            seek_aheads_issued: drives.seek_aheads_issued,
+            seek_aheads_used: drives.seek_aheads_used,
+            resident_pages: m.resident(),
+            resident_high_water: m.counters.resident_high_water,
+            real_memory_pages: m.budget(),
+            allocated_pages: m.allocated_pages,
+            monitor_held_ns: self.monitor_held_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks the monitor's structures and that every frame's page is
+    /// resident (tests call this after operations). A failure is a bug.
+    pub fn check_invariants(&self) {
+        let m = self.lock();
+        m.check_invariants();
+        for &page in m.frame_of.keys() {
+            assert_ne!(self.states().load(page).tag(), TAG_ABSENT, "frame holds absent page {page}");
+        }
+    }
+
+    /// Runs `f` on the backing volume (tests and tools), under the monitor.
+    pub fn with_volume<R>(&self, f: impl FnOnce(&Volume) -> R) -> Option<R> {
+        let m = self.lock();
+        m.volume.as_ref().map(f)
+    }
+
+    /// Closes the VM and returns its volume (after a [`Vm::flush`], the
+    /// volume holds everything written).
+    pub fn into_volume(self) -> Option<Volume> {
+        self.monitor.into_inner().volume
+    }
+
+    /// Pages of `interval` as page numbers (a helper for callers).
+    pub fn pages(interval: Interval) -> impl Iterator<Item = PageNumber> {
+        (interval.page.0..interval.end().0).map(PageNumber)
+    }
+
+    /// The interval of `count` pages from `page` (a helper for callers).
+    pub fn interval(page: PageNumber, count: u64) -> Interval {
+        Interval {
+            page,
+            count: PageCount(count),
+        }
+    }
+}
+
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < SPINS_BEFORE_YIELD {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// A shared guard on one resident page; see [`Vm::page`].
+pub struct PageRef<'a> {
+    vm: &'a Vm,
+    page: u64,
+}
+
+impl std::ops::Deref for PageRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the guard holds a shared latch on the page for its life.
+        unsafe { self.vm.region.page(self.page) }
+    }
+}
+
+impl Drop for PageRef<'_> {
+    fn drop(&mut self) {
+        self.vm.states().unshare(self.page);
+    }
+}
+
+/// An exclusive guard on one resident page; see [`Vm::page_mut`].
+pub struct PageMut<'a> {
+    vm: &'a Vm,
+    page: u64,
+    flags: u64,
+}
+
+impl std::ops::Deref for PageMut<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the guard holds the exclusive latch for its life.
+        unsafe { self.vm.region.page(self.page) }
+    }
+}
+
+impl std::ops::DerefMut for PageMut<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the guard holds the exclusive latch for its life, and
+        // `&mut self` makes this the only slice.
+        unsafe { self.vm.region.page_mut(self.page) }
+    }
+}
+
+impl Drop for PageMut<'_> {
+    fn drop(&mut self) {
+        self.vm.states().unlock(self.page, TAG_RESIDENT, self.flags | DIRTY | REFERENCED);
+    }
+}
