@@ -411,10 +411,14 @@ impl Vm {
         if allocation.advice == Advice::Sequential {
             for next in page + 1..(page + 1 + READ_AHEAD_PAGES).min(self.virtual_pages) {
                 let absent = states.load(next).tag() == TAG_ABSENT;
-                if !absent || m.allocation_of(next).is_none() || m.free_frames.is_empty() {
+                if !absent || m.allocation_of(next).is_none() {
                     break;
                 }
-                self.bring_in(m, next)?;
+                // Read-ahead is a guess: if it cannot get a frame or its
+                // read fails, the page is simply left for a later fault.
+                if self.bring_in(m, next).is_err() {
+                    break;
+                }
                 m.counters.read_aheads += 1;
             }
         }

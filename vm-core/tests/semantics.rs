@@ -1,0 +1,259 @@
+//! Specification of the VM's operations: faults, protection, kill, free,
+//! advice, pinning, I/O errors, and real-memory-only mode.
+
+mod common;
+use common::*;
+use disk_channel::{DriveError, OpKind};
+use runtable::{Interval, PageNumber};
+use vm_core::{Advice, Backing, DataState, VAddr, Vm, VmConfig, VmError};
+
+fn fill(vm: &Vm, interval: Interval, seed: u64) {
+    let base = vm.address_of(interval.page).0;
+    let data: Vec<u8> = (0..interval.count.0 * PAGE as u64).map(|a| pattern(seed, a)).collect();
+    vm.write(VAddr(base), &data).unwrap();
+}
+
+fn check(vm: &Vm, interval: Interval, seed: u64) {
+    let base = vm.address_of(interval.page).0;
+    let mut data = vec![0u8; interval.count.0 as usize * PAGE];
+    vm.read(VAddr(base), &mut data).unwrap();
+    for (a, &b) in data.iter().enumerate() {
+        assert_eq!(b, pattern(seed, a as u64), "byte {a}");
+    }
+}
+
+#[test]
+fn access_to_an_unallocated_page_is_an_address_fault() {
+    let vm = sim_vm(64, 8);
+    let mut buf = [0u8; 8];
+    let err = vm.read(VAddr(5 * PAGE as u64), &mut buf).unwrap_err();
+    assert!(matches!(err, VmError::AddressFault { page: PageNumber(5), .. }), "{err}");
+    let err = vm.write(VAddr(u64::MAX - 3), &buf).unwrap_err();
+    assert!(matches!(err, VmError::AddressFault { .. }), "{err}");
+    let i = vm.allocate(2).unwrap();
+    let past = vm.address_of(i.end()).0 - 4;
+    assert!(matches!(vm.read(VAddr(past), &mut buf), Err(VmError::AddressFault { .. })));
+}
+
+#[test]
+fn a_write_to_a_read_only_interval_is_a_write_protect_fault() {
+    let vm = sim_vm(64, 8);
+    let i = vm.allocate(3).unwrap();
+    fill(&vm, i, 1);
+    vm.make_read_only(Interval::new(i.page.0 + 1, 1)).unwrap();
+    let err = vm.write(vm.address_of(PageNumber(i.page.0 + 1)), &[1]).unwrap_err();
+    assert!(matches!(err, VmError::WriteProtect { page } if page.0 == i.page.0 + 1), "{err}");
+    assert!(vm.page_mut(PageNumber(i.page.0 + 1)).is_err());
+    assert!(vm.state(PageNumber(i.page.0 + 1)).read_only);
+    check(&vm, i, 1);
+    vm.make_read_write(i).unwrap();
+    vm.write(vm.address_of(PageNumber(i.page.0 + 1)), &[1]).unwrap();
+}
+
+#[test]
+fn kill_gives_zeros_with_no_io() {
+    let vm = sim_vm(128, 8);
+    let i = vm.allocate(32).unwrap();
+    fill(&vm, i, 2);
+    vm.flush().unwrap();
+    let before = vm.stats();
+    vm.kill(i).unwrap();
+    assert_eq!(vm.state(i.page).data, DataState::Undefined);
+    let mut buf = vec![0xFFu8; 32 * PAGE];
+    vm.read(vm.address_of(i.page), &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    let after = vm.stats();
+    assert_eq!((after.page_ins, after.page_outs), (before.page_ins, before.page_outs));
+}
+
+#[test]
+fn free_then_allocate_never_shows_old_contents() {
+    let vm = sim_vm(64, 8);
+    let i = vm.allocate(40).unwrap();
+    fill(&vm, i, 3);
+    vm.free(i).unwrap();
+    assert_eq!(vm.state(i.page).data, DataState::None);
+    let j = vm.allocate(40).unwrap();
+    assert_eq!(j.page, i.page, "first fit reuses the space");
+    let mut buf = vec![0xFFu8; 40 * PAGE];
+    vm.read(vm.address_of(j.page), &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    assert!(matches!(vm.free(Interval::new(60, 10)), Err(VmError::NotAllocated { .. })));
+    vm.check_invariants();
+}
+
+#[test]
+fn sequential_advice_cuts_faults_on_a_sequential_scan() {
+    let scan = |advice: Advice| {
+        let vm = sim_vm(256, 32);
+        let i = vm.allocate(200).unwrap();
+        fill(&vm, i, 4);
+        vm.flush().unwrap();
+        vm.advise(i, Advice::DontNeed).unwrap();
+        vm.advise(i, advice).unwrap();
+        let before = vm.stats().faults;
+        check(&vm, i, 4);
+        vm.stats().faults - before
+    };
+    let normal = scan(Advice::Normal);
+    let sequential = scan(Advice::Sequential);
+    assert_eq!(normal, 200);
+    assert!(sequential * 4 <= normal, "sequential {sequential} vs normal {normal}");
+}
+
+#[test]
+fn dont_need_drops_pages_after_writing_them_back() {
+    let vm = sim_vm(64, 16);
+    let i = vm.allocate(8).unwrap();
+    fill(&vm, i, 5);
+    vm.advise(i, Advice::DontNeed).unwrap();
+    for p in Vm::pages(i) {
+        let state = vm.state(p);
+        assert!(!state.has_real_memory, "{p}: {state:?}");
+        assert_eq!(state.data, DataState::Unchanged);
+    }
+    assert_eq!(vm.stats().resident_pages, 0);
+    check(&vm, i, 5);
+}
+
+#[test]
+fn pinned_pages_survive_any_amount_of_pressure() {
+    let vm = sim_vm(512, 16);
+    let pinned = vm.allocate(4).unwrap();
+    fill(&vm, pinned, 6);
+    vm.pin(pinned).unwrap();
+    let other = vm.allocate(400).unwrap();
+    fill(&vm, other, 7);
+    check(&vm, other, 7);
+    for p in Vm::pages(pinned) {
+        let state = vm.state(p);
+        assert!(state.has_real_memory && state.pin_count == 1, "{p}: {state:?}");
+    }
+    vm.unpin(pinned).unwrap();
+    assert_eq!(vm.state(pinned.page).pin_count, 0);
+}
+
+#[test]
+fn when_every_page_is_pinned_a_fault_fails_instead_of_hanging() {
+    let vm = sim_vm(64, 4);
+    let i = vm.allocate(4).unwrap();
+    vm.pin(i).unwrap();
+    let j = vm.allocate(1).unwrap();
+    let err = vm.write(vm.address_of(j.page), &[1]).unwrap_err();
+    assert!(matches!(err, VmError::AllPinned { budget: 4, .. }), "{err}");
+    vm.unpin(i).unwrap();
+    vm.write(vm.address_of(j.page), &[1]).unwrap();
+}
+
+#[test]
+fn a_failing_flush_names_the_disk_page_and_loses_nothing() {
+    let (vm, faults) = faulty_vm(128, 64);
+    let i = vm.allocate(10).unwrap();
+    fill(&vm, i, 8);
+    faults.fail_from(OpKind::Write, 0);
+    let err = vm.flush().unwrap_err();
+    match &err {
+        VmError::Io { disk, source: DriveError::Injected { op: "write", .. }, .. } => {
+            assert!(err.to_string().contains(&disk.page.to_string()), "{err}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    for p in Vm::pages(i) {
+        let state = vm.state(p);
+        assert!(state.has_real_memory && state.needs_cleaning, "{p}: {state:?}");
+    }
+    faults.clear_failures();
+    vm.flush().unwrap();
+    assert!(!vm.state(i.page).needs_cleaning);
+    vm.advise(i, Advice::DontNeed).unwrap();
+    check(&vm, i, 8);
+}
+
+#[test]
+fn a_write_back_error_during_replacement_keeps_the_victims() {
+    let (vm, faults) = faulty_vm(128, 8);
+    let i = vm.allocate(8).unwrap();
+    fill(&vm, i, 9);
+    faults.fail_from(OpKind::Write, 0);
+    let j = vm.allocate(1).unwrap();
+    let err = vm.write(vm.address_of(j.page), &[1]).unwrap_err();
+    assert!(matches!(err, VmError::Io { .. }), "{err}");
+    faults.clear_failures();
+    check(&vm, i, 9);
+    vm.write(vm.address_of(j.page), &[1]).unwrap();
+    vm.check_invariants();
+}
+
+#[test]
+fn a_read_error_during_a_fault_reaches_the_accessor_and_the_vm_keeps_working() {
+    let (vm, faults) = faulty_vm(128, 8);
+    let i = vm.allocate(4).unwrap();
+    fill(&vm, i, 10);
+    vm.flush().unwrap();
+    vm.advise(i, Advice::DontNeed).unwrap();
+    faults.fail_once(OpKind::Read, 0);
+    let mut buf = [0u8; 16];
+    let err = vm.read(vm.address_of(i.page), &mut buf).unwrap_err();
+    assert!(matches!(err, VmError::Io { source: DriveError::Injected { op: "read", .. }, .. }), "{err}");
+    check(&vm, i, 10);
+    vm.check_invariants();
+}
+
+#[test]
+fn real_memory_only_refuses_to_overcommit_and_needs_no_files() {
+    let vm = Vm::new(VmConfig::new(1 << 20, 32), Backing::RealMemoryOnly).unwrap();
+    assert!(vm.is_real_memory_only());
+    let i = vm.allocate(30).unwrap();
+    let err = vm.allocate(3).unwrap_err();
+    assert!(matches!(err, VmError::CantAllocateReal { pages: 3, allocated: 30, budget: 32 }), "{err}");
+    fill(&vm, i, 11);
+    vm.flush().unwrap();
+    vm.clean(i).unwrap();
+    check(&vm, i, 11);
+    let stats = vm.stats();
+    assert_eq!((stats.page_ins, stats.page_outs), (0, 0));
+    vm.free(i).unwrap();
+    vm.allocate(32).unwrap();
+}
+
+#[test]
+fn bad_configurations_name_the_field() {
+    let bad_page = VmConfig { page_size: 3000, ..VmConfig::new(16, 4) };
+    let err = Vm::new(bad_page, Backing::RealMemoryOnly).err().unwrap();
+    assert!(matches!(err, VmError::Config { field: "page_size", .. }), "{err}");
+    let err = Vm::new(VmConfig::new(16, 0), Backing::RealMemoryOnly).err().unwrap();
+    assert!(matches!(err, VmError::Config { field: "real_memory_pages", .. }), "{err}");
+}
+
+#[test]
+fn an_untouched_huge_address_space_costs_almost_nothing() {
+    // 2^32 pages of 4 KiB: 16 TiB of address space and a 32 GiB state array,
+    // both reserved, neither committed.
+    let vm = Vm::new(VmConfig::new(1 << 32, 1024), Backing::RealMemoryOnly).unwrap();
+    let i = vm.allocate(1 << 10).unwrap();
+    vm.write(vm.address_of(PageNumber(i.page.0 + 1000)), b"x").unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(rss_kb < 256 * 1024, "resident set {rss_kb} kB");
+}
+
+#[test]
+fn page_guards_pin_while_held_and_mark_changed() {
+    let vm = sim_vm(64, 4);
+    let i = vm.allocate(2).unwrap();
+    {
+        let mut page = vm.page_mut(i.page).unwrap();
+        page[..5].copy_from_slice(b"cedar");
+    }
+    assert_eq!(vm.state(i.page).data, DataState::Changed);
+    let guard = vm.page(i.page).unwrap();
+    assert_eq!(&guard[..5], b"cedar");
+    let j = vm.allocate(20).unwrap();
+    fill(&vm, j, 12);
+    assert!(vm.state(i.page).has_real_memory, "a guarded page is not replaced");
+    drop(guard);
+}
