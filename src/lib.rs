@@ -11,9 +11,11 @@
 //! |---|---|---|
 //! | drives | [`disk_channel`] | file, simulated and fault-injecting drives; the multi-drive channel |
 //! | mapping | [`runtable`] | virtual page → disk page runs; the on-disk volume |
+//! | address space | [`vm_core`] | region, page states, monitor, fault service, replacement, safe API |
 //!
 //! Dependencies point down only: `runtable` uses `disk_channel`, never the
 //! other way round.
 
 pub use disk_channel;
 pub use runtable;
+pub use vm_core;

@@ -30,7 +30,9 @@ pub enum VmError {
         pages: u64,
     },
     /// Real-memory-only mode: the allocation would exceed real memory.
-    #[error("can't allocate {pages} pages of real memory: {allocated} of {budget} pages already allocated")]
+    #[error(
+        "can't allocate {pages} pages of real memory: {allocated} of {budget} pages already allocated"
+    )]
     CantAllocateReal {
         /// Pages asked.
         pages: u64,
@@ -53,7 +55,9 @@ pub enum VmError {
     },
     /// Every page of real memory is pinned or latched: nothing can be
     /// replaced.
-    #[error("all {budget} pages of real memory are pinned or in use; cannot serve a fault on {page}")]
+    #[error(
+        "all {budget} pages of real memory are pinned or in use; cannot serve a fault on {page}"
+    )]
     AllPinned {
         /// The page whose fault could not be served.
         page: PageNumber,

@@ -121,8 +121,15 @@ impl Monitor {
             && start < page
         {
             let head = page - start;
-            self.allocations.insert(start, Allocation { count: head, ..a });
-            self.allocations.insert(page, Allocation { count: a.count - head, ..a });
+            self.allocations
+                .insert(start, Allocation { count: head, ..a });
+            self.allocations.insert(
+                page,
+                Allocation {
+                    count: a.count - head,
+                    ..a
+                },
+            );
         }
     }
 
@@ -131,7 +138,11 @@ impl Monitor {
     pub(crate) fn deallocate(&mut self, page: u64, count: u64) {
         self.split_at(page);
         self.split_at(page + count);
-        let keys: Vec<u64> = self.allocations.range(page..page + count).map(|(&k, _)| k).collect();
+        let keys: Vec<u64> = self
+            .allocations
+            .range(page..page + count)
+            .map(|(&k, _)| k)
+            .collect();
         for key in keys {
             self.allocations.remove(&key);
         }
@@ -177,7 +188,10 @@ impl Monitor {
 
     /// The structural invariants (see the module doc). A failure is a bug.
     pub(crate) fn check_invariants(&self) {
-        assert_eq!(self.frame_of.len() + self.free_frames.len(), self.frames.len());
+        assert_eq!(
+            self.frame_of.len() + self.free_frames.len(),
+            self.frames.len()
+        );
         for (&page, &frame) in &self.frame_of {
             assert_eq!(self.frames[frame as usize], Some(page));
         }
@@ -186,7 +200,10 @@ impl Monitor {
         extents.extend(self.allocations.iter().map(|(&s, a)| (s, a.count)));
         extents.sort_unstable();
         for pair in extents.windows(2) {
-            assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlapping extents {pair:?}");
+            assert!(
+                pair[0].0 + pair[0].1 <= pair[1].0,
+                "overlapping extents {pair:?}"
+            );
         }
         let allocated: u64 = self.allocations.values().map(|a| a.count).sum();
         assert_eq!(allocated, self.allocated_pages);

@@ -179,6 +179,8 @@ impl StateArray {
         // (page-aligned base) words, valid for the mapping's lifetime which
         // `&self` bounds; `AtomicU64` has the layout of `u64` and every bit
         // pattern is valid; all access is atomic.
-        unsafe { std::slice::from_raw_parts(self.mapping.base.as_ptr().cast::<AtomicU64>(), self.len) }
+        unsafe {
+            std::slice::from_raw_parts(self.mapping.base.as_ptr().cast::<AtomicU64>(), self.len)
+        }
     }
 }

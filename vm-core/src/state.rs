@@ -105,7 +105,10 @@ impl<'a> PageStates<'a> {
     #[inline]
     pub(crate) fn unshare(&self, page: u64) {
         let before = Word(self.words[page as usize].fetch_sub(COUNT_ONE, Ordering::Release));
-        debug_assert!(before.tag() == TAG_RESIDENT && before.shared() > 0, "unshare of {before:?}");
+        debug_assert!(
+            before.tag() == TAG_RESIDENT && before.shared() > 0,
+            "unshare of {before:?}"
+        );
     }
 
     /// Takes the exclusive latch on a resident page with no sharers.
@@ -127,7 +130,11 @@ impl<'a> PageStates<'a> {
     pub(crate) fn lock_absent(&self, page: u64) -> Word {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));
-        assert_eq!(seen.tag(), TAG_ABSENT, "lock_absent of page {page}: {seen:?}");
+        assert_eq!(
+            seen.tag(),
+            TAG_ABSENT,
+            "lock_absent of page {page}: {seen:?}"
+        );
         let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT);
         word.compare_exchange(seen.0, want, Ordering::Acquire, Ordering::Relaxed)
             .expect("absent words change only under the monitor");
@@ -157,7 +164,11 @@ impl<'a> PageStates<'a> {
     pub(crate) fn reset_absent(&self, page: u64) {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));
-        assert_eq!(seen.tag(), TAG_ABSENT, "reset of a page that is not absent: {seen:?}");
+        assert_eq!(
+            seen.tag(),
+            TAG_ABSENT,
+            "reset of a page that is not absent: {seen:?}"
+        );
         word.store(0, Ordering::Release);
     }
 }

@@ -19,7 +19,9 @@
 
 use crate::monitor::Monitor;
 use crate::region::{Region, StateArray};
-use crate::state::{DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::state::{
+    DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+};
 use crate::{Advice, DataState, PageState, VAddr, VmConfig, VmError, VmStats};
 use parking_lot::{Mutex, MutexGuard};
 use runtable::{Interval, PageCount, PageNumber, Volume};
@@ -35,6 +37,7 @@ const EVICTION_BATCH_MAX: u64 = 64;
 const SPINS_BEFORE_YIELD: u32 = 64;
 
 /// What backs the address space.
+#[allow(clippy::large_enum_variant)] // built once per VM; boxing buys nothing
 pub enum Backing {
     /// A formatted volume: pages are paged to and from its drives.
     Volume(Volume),
@@ -66,7 +69,8 @@ struct Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.total.fetch_add(self.since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.total
+            .fetch_add(self.since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 }
 
@@ -81,6 +85,13 @@ impl std::ops::DerefMut for Held<'_> {
     fn deref_mut(&mut self) -> &mut Monitor {
         &mut self.guard
     }
+}
+
+/// The latch an accessor takes once its fault is served.
+#[derive(Clone, Copy)]
+enum Latch {
+    Shared,
+    Exclusive,
 }
 
 /// Why serving a fault did not finish.
@@ -187,7 +198,9 @@ impl Vm {
                 budget: m.budget(),
             });
         }
-        let start = m.allocate(count).ok_or(VmError::CantAllocateVirtual { pages: count })?;
+        let start = m
+            .allocate(count)
+            .ok_or(VmError::CantAllocateVirtual { pages: count })?;
         Ok(Interval::new(start, count))
     }
 
@@ -207,7 +220,9 @@ impl Vm {
     }
 
     fn check_allocated(&self, m: &Monitor, interval: Interval) -> Result<(), VmError> {
-        let fits = interval.checked_end().is_some_and(|end| end.0 <= self.virtual_pages);
+        let fits = interval
+            .checked_end()
+            .is_some_and(|end| end.0 <= self.virtual_pages);
         if interval.is_empty() || !fits || !m.is_allocated(interval.page.0, interval.count.0) {
             return Err(VmError::NotAllocated { interval });
         }
@@ -223,12 +238,20 @@ impl Vm {
             let word = states.load(page);
             match word.tag() {
                 TAG_RESIDENT => {
-                    states.try_lock_resident(page).map_err(|_| VmError::PageBusy { page: PageNumber(page) })?;
+                    states
+                        .try_lock_resident(page)
+                        .map_err(|_| VmError::PageBusy {
+                            page: PageNumber(page),
+                        })?;
                     self.region.release(page, 1)?;
                     states.unlock(page, TAG_ABSENT, word.flags() & READ_ONLY);
                     m.remove_frame(page);
                 }
-                TAG_LOCKED => return Err(VmError::PageBusy { page: PageNumber(page) }),
+                TAG_LOCKED => {
+                    return Err(VmError::PageBusy {
+                        page: PageNumber(page),
+                    });
+                }
                 _ => states.clear_flags(page, ON_DISK | DIRTY),
             }
         }
@@ -288,12 +311,15 @@ impl Vm {
             let word = self.lock_exclusive(page)?;
             if word.has(READ_ONLY) {
                 self.states().unlock(page, TAG_RESIDENT, word.flags());
-                return Err(VmError::WriteProtect { page: PageNumber(page) });
+                return Err(VmError::WriteProtect {
+                    page: PageNumber(page),
+                });
             }
             // SAFETY: we hold the exclusive latch on `page` until `unlock`.
             let bytes = unsafe { self.region.page_mut(page) };
             bytes[offset..offset + len].copy_from_slice(&data[done..done + len]);
-            self.states().unlock(page, TAG_RESIDENT, word.flags() | DIRTY | REFERENCED);
+            self.states()
+                .unlock(page, TAG_RESIDENT, word.flags() | DIRTY | REFERENCED);
             done += len;
         }
         Ok(())
@@ -310,7 +336,11 @@ impl Vm {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(word) if word.tag() == TAG_ABSENT => self.fault(page)?,
+                Err(word) if word.tag() == TAG_ABSENT => {
+                    if self.fault(page, Latch::Shared)?.is_some() {
+                        return Ok(());
+                    }
+                }
                 Err(_) => backoff(&mut spins),
             }
         }
@@ -327,7 +357,11 @@ impl Vm {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(word);
                 }
-                Err(word) if word.tag() == TAG_ABSENT => self.fault(page)?,
+                Err(word) if word.tag() == TAG_ABSENT => {
+                    if let Some(word) = self.fault(page, Latch::Exclusive)? {
+                        return Ok(word);
+                    }
+                }
                 Err(_) => backoff(&mut spins),
             }
         }
@@ -339,7 +373,10 @@ impl Vm {
     pub fn page(&self, page: PageNumber) -> Result<PageRef<'_>, VmError> {
         self.page_range(self.address_of(page), self.page_size)?;
         self.share(page.0)?;
-        Ok(PageRef { vm: self, page: page.0 })
+        Ok(PageRef {
+            vm: self,
+            page: page.0,
+        })
     }
 
     /// An exclusive guard on `page`: the page stays resident, and is marked
@@ -360,12 +397,21 @@ impl Vm {
 
     // ----- the fault service -------------------------------------------------
 
-    /// Serves a fault on `page` in this thread, under the monitor.
-    fn fault(&self, page: u64) -> Result<(), VmError> {
+    /// Serves a fault on `page` in this thread, under the monitor, and takes
+    /// the latch the accessor wants before letting the monitor go, so that
+    /// no other fault can replace the page in between. `None`: the page is
+    /// latched by someone else; retry.
+    fn fault(&self, page: u64, latch: Latch) -> Result<Option<crate::state::Word>, VmError> {
         self.pending.lock().push_back(page);
         let result = {
             let mut m = self.lock();
-            self.serve(&mut m, page)
+            self.serve(&mut m, page).map(|served| match served {
+                Ok(()) => match latch {
+                    Latch::Shared => self.states().try_share(page).ok(),
+                    Latch::Exclusive => self.states().try_lock_resident(page).ok(),
+                },
+                Err(Serve::Busy) => None,
+            })
         };
         {
             let mut pending = self.pending.lock();
@@ -373,14 +419,10 @@ impl Vm {
                 pending.remove(i);
             }
         }
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(Serve::Busy)) => {
-                std::thread::yield_now();
-                Ok(())
-            }
-            Err(e) => Err(e),
+        if let Ok(None) = result {
+            std::thread::yield_now();
         }
+        result
     }
 
     /// The page the next pending fault wants, other than `page`.
@@ -409,7 +451,11 @@ impl Vm {
         m.counters.faults += 1;
         self.bring_in(m, page)?;
         if allocation.advice == Advice::Sequential {
-            for next in page + 1..(page + 1 + READ_AHEAD_PAGES).min(self.virtual_pages) {
+            // Read ahead at most a quarter of real memory, and keep the page
+            // that faulted from being replaced by its own read-ahead.
+            let ahead = READ_AHEAD_PAGES.min(m.budget() / 4);
+            *m.pins.entry(page).or_insert(0) += 1;
+            for next in page + 1..(page + 1 + ahead).min(self.virtual_pages) {
                 let absent = states.load(next).tag() == TAG_ABSENT;
                 if !absent || m.allocation_of(next).is_none() {
                     break;
@@ -420,6 +466,11 @@ impl Vm {
                     break;
                 }
                 m.counters.read_aheads += 1;
+            }
+            let pins = m.pins.get_mut(&page).expect("pinned above");
+            *pins -= 1;
+            if *pins == 0 {
+                m.pins.remove(&page);
             }
         }
         Ok(Ok(()))
@@ -457,7 +508,11 @@ impl Vm {
             m.counters.zero_fills += 1;
         }
         m.install_frame(page);
-        states.unlock(page, TAG_RESIDENT, (word.flags() & (ON_DISK | READ_ONLY)) | REFERENCED);
+        states.unlock(
+            page,
+            TAG_RESIDENT,
+            (word.flags() & (ON_DISK | READ_ONLY)) | REFERENCED,
+        );
         Ok(())
     }
 
@@ -480,7 +535,9 @@ impl Vm {
             let frame = m.hand;
             m.hand = (m.hand + 1) % budget as usize;
             scanned += 1;
-            let Some(page) = m.frames[frame] else { continue };
+            let Some(page) = m.frames[frame] else {
+                continue;
+            };
             if m.pins.contains_key(&page) {
                 continue;
             }
@@ -511,8 +568,18 @@ impl Vm {
             if !word.has(DIRTY) {
                 continue;
             }
-            let disk = volume.translate(PageNumber(page))?;
-            let hint = incoming_disk.filter(|d| d.drive == disk.drive && self.seek_ahead).map(|d| d.page);
+            let disk = match volume.translate(PageNumber(page)) {
+                Ok(disk) => disk,
+                Err(e) => {
+                    for &(p, w) in &victims {
+                        states.unlock(p, TAG_RESIDENT, w.flags());
+                    }
+                    return Err(e.into());
+                }
+            };
+            let hint = incoming_disk
+                .filter(|d| d.drive == disk.drive && self.seek_ahead)
+                .map(|d| d.page);
             // SAFETY: we hold the exclusive latch on `page`.
             let bytes = unsafe { self.region.page(page) };
             if let Err(source) = volume.channel().write(disk.drive, disk.page, bytes, hint) {
@@ -535,7 +602,14 @@ impl Vm {
             while j < victims.len() && victims[j].0 == victims[j - 1].0 + 1 {
                 j += 1;
             }
-            self.region.release(victims[i].0, (j - i) as u64)?;
+            if self.region.release(victims[i].0, (j - i) as u64).is_err() {
+                // The memory stays committed; zero it by hand so that a later
+                // zero-fill fault still reads zeros.
+                for &(page, _) in &victims[i..j] {
+                    // SAFETY: we hold the exclusive latch on every victim.
+                    unsafe { self.region.page_mut(page) }.fill(0);
+                }
+            }
             i = j;
         }
         for &(page, word) in &victims {
@@ -748,7 +822,11 @@ impl Vm {
             match states.try_share(page) {
                 Ok(word) => break word,
                 Err(word) if word.tag() == TAG_LOCKED && spins < 1000 => backoff(&mut spins),
-                Err(_) => return Err(VmError::PageBusy { page: PageNumber(page) }),
+                Err(_) => {
+                    return Err(VmError::PageBusy {
+                        page: PageNumber(page),
+                    });
+                }
             }
         };
         let volume = m.volume.as_ref().expect("write_back needs a volume");
@@ -802,7 +880,11 @@ impl Vm {
     /// The VM's counters.
     pub fn stats(&self) -> VmStats {
         let m = self.lock();
-        let drives = m.volume.as_ref().map(|v| v.channel().total_stats()).unwrap_or_default();
+        let drives = m
+            .volume
+            .as_ref()
+            .map(|v| v.channel().total_stats())
+            .unwrap_or_default();
         VmStats {
             faults: m.counters.faults,
             hits: self.hits.load(Ordering::Relaxed),
@@ -827,7 +909,11 @@ impl Vm {
         let m = self.lock();
         m.check_invariants();
         for &page in m.frame_of.keys() {
-            assert_ne!(self.states().load(page).tag(), TAG_ABSENT, "frame holds absent page {page}");
+            assert_ne!(
+                self.states().load(page).tag(),
+                TAG_ABSENT,
+                "frame holds absent page {page}"
+            );
         }
     }
 
@@ -911,6 +997,8 @@ impl std::ops::DerefMut for PageMut<'_> {
 
 impl Drop for PageMut<'_> {
     fn drop(&mut self) {
-        self.vm.states().unlock(self.page, TAG_RESIDENT, self.flags | DIRTY | REFERENCED);
+        self.vm
+            .states()
+            .unlock(self.page, TAG_RESIDENT, self.flags | DIRTY | REFERENCED);
     }
 }

@@ -55,7 +55,13 @@ fn write_then_read_back(vm: Vm) {
     // A written page is changed while resident and dirty, unchanged once
     // written back; never undefined.
     let data = vm.state(PageNumber(interval.page.0)).data;
-    assert!(matches!(data, vm_core::DataState::Changed | vm_core::DataState::Unchanged), "{data:?}");
+    assert!(
+        matches!(
+            data,
+            vm_core::DataState::Changed | vm_core::DataState::Unchanged
+        ),
+        "{data:?}"
+    );
 }
 
 #[test]
@@ -81,7 +87,10 @@ fn after_flush_the_drives_hold_the_written_bytes() {
         let mut page = vec![0u8; PAGE];
         for (i, p) in Vm::pages(interval).enumerate() {
             let disk = volume.translate(p).unwrap();
-            volume.channel().read(disk.drive, disk.page, &mut page, None).unwrap();
+            volume
+                .channel()
+                .read(disk.drive, disk.page, &mut page, None)
+                .unwrap();
             assert_eq!(&page[..], &data[i * PAGE..(i + 1) * PAGE], "{p}");
         }
     })

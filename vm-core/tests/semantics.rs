@@ -9,7 +9,9 @@ use vm_core::{Advice, Backing, DataState, VAddr, Vm, VmConfig, VmError};
 
 fn fill(vm: &Vm, interval: Interval, seed: u64) {
     let base = vm.address_of(interval.page).0;
-    let data: Vec<u8> = (0..interval.count.0 * PAGE as u64).map(|a| pattern(seed, a)).collect();
+    let data: Vec<u8> = (0..interval.count.0 * PAGE as u64)
+        .map(|a| pattern(seed, a))
+        .collect();
     vm.write(VAddr(base), &data).unwrap();
 }
 
@@ -27,12 +29,24 @@ fn access_to_an_unallocated_page_is_an_address_fault() {
     let vm = sim_vm(64, 8);
     let mut buf = [0u8; 8];
     let err = vm.read(VAddr(5 * PAGE as u64), &mut buf).unwrap_err();
-    assert!(matches!(err, VmError::AddressFault { page: PageNumber(5), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VmError::AddressFault {
+                page: PageNumber(5),
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = vm.write(VAddr(u64::MAX - 3), &buf).unwrap_err();
     assert!(matches!(err, VmError::AddressFault { .. }), "{err}");
     let i = vm.allocate(2).unwrap();
     let past = vm.address_of(i.end()).0 - 4;
-    assert!(matches!(vm.read(VAddr(past), &mut buf), Err(VmError::AddressFault { .. })));
+    assert!(matches!(
+        vm.read(VAddr(past), &mut buf),
+        Err(VmError::AddressFault { .. })
+    ));
 }
 
 #[test]
@@ -41,13 +55,19 @@ fn a_write_to_a_read_only_interval_is_a_write_protect_fault() {
     let i = vm.allocate(3).unwrap();
     fill(&vm, i, 1);
     vm.make_read_only(Interval::new(i.page.0 + 1, 1)).unwrap();
-    let err = vm.write(vm.address_of(PageNumber(i.page.0 + 1)), &[1]).unwrap_err();
-    assert!(matches!(err, VmError::WriteProtect { page } if page.0 == i.page.0 + 1), "{err}");
+    let err = vm
+        .write(vm.address_of(PageNumber(i.page.0 + 1)), &[1])
+        .unwrap_err();
+    assert!(
+        matches!(err, VmError::WriteProtect { page } if page.0 == i.page.0 + 1),
+        "{err}"
+    );
     assert!(vm.page_mut(PageNumber(i.page.0 + 1)).is_err());
     assert!(vm.state(PageNumber(i.page.0 + 1)).read_only);
     check(&vm, i, 1);
     vm.make_read_write(i).unwrap();
-    vm.write(vm.address_of(PageNumber(i.page.0 + 1)), &[1]).unwrap();
+    vm.write(vm.address_of(PageNumber(i.page.0 + 1)), &[1])
+        .unwrap();
 }
 
 #[test]
@@ -63,7 +83,10 @@ fn kill_gives_zeros_with_no_io() {
     vm.read(vm.address_of(i.page), &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
     let after = vm.stats();
-    assert_eq!((after.page_ins, after.page_outs), (before.page_ins, before.page_outs));
+    assert_eq!(
+        (after.page_ins, after.page_outs),
+        (before.page_ins, before.page_outs)
+    );
 }
 
 #[test]
@@ -78,7 +101,10 @@ fn free_then_allocate_never_shows_old_contents() {
     let mut buf = vec![0xFFu8; 40 * PAGE];
     vm.read(vm.address_of(j.page), &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
-    assert!(matches!(vm.free(Interval::new(60, 10)), Err(VmError::NotAllocated { .. })));
+    assert!(matches!(
+        vm.free(Interval::new(60, 10)),
+        Err(VmError::NotAllocated { .. })
+    ));
     vm.check_invariants();
 }
 
@@ -98,7 +124,10 @@ fn sequential_advice_cuts_faults_on_a_sequential_scan() {
     let normal = scan(Advice::Normal);
     let sequential = scan(Advice::Sequential);
     assert_eq!(normal, 200);
-    assert!(sequential * 4 <= normal, "sequential {sequential} vs normal {normal}");
+    assert!(
+        sequential * 4 <= normal,
+        "sequential {sequential} vs normal {normal}"
+    );
 }
 
 #[test]
@@ -127,7 +156,10 @@ fn pinned_pages_survive_any_amount_of_pressure() {
     check(&vm, other, 7);
     for p in Vm::pages(pinned) {
         let state = vm.state(p);
-        assert!(state.has_real_memory && state.pin_count == 1, "{p}: {state:?}");
+        assert!(
+            state.has_real_memory && state.pin_count == 1,
+            "{p}: {state:?}"
+        );
     }
     vm.unpin(pinned).unwrap();
     assert_eq!(vm.state(pinned.page).pin_count, 0);
@@ -153,14 +185,21 @@ fn a_failing_flush_names_the_disk_page_and_loses_nothing() {
     faults.fail_from(OpKind::Write, 0);
     let err = vm.flush().unwrap_err();
     match &err {
-        VmError::Io { disk, source: DriveError::Injected { op: "write", .. }, .. } => {
+        VmError::Io {
+            disk,
+            source: DriveError::Injected { op: "write", .. },
+            ..
+        } => {
             assert!(err.to_string().contains(&disk.page.to_string()), "{err}");
         }
         other => panic!("unexpected {other:?}"),
     }
     for p in Vm::pages(i) {
         let state = vm.state(p);
-        assert!(state.has_real_memory && state.needs_cleaning, "{p}: {state:?}");
+        assert!(
+            state.has_real_memory && state.needs_cleaning,
+            "{p}: {state:?}"
+        );
     }
     faults.clear_failures();
     vm.flush().unwrap();
@@ -194,7 +233,16 @@ fn a_read_error_during_a_fault_reaches_the_accessor_and_the_vm_keeps_working() {
     faults.fail_once(OpKind::Read, 0);
     let mut buf = [0u8; 16];
     let err = vm.read(vm.address_of(i.page), &mut buf).unwrap_err();
-    assert!(matches!(err, VmError::Io { source: DriveError::Injected { op: "read", .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VmError::Io {
+                source: DriveError::Injected { op: "read", .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     check(&vm, i, 10);
     vm.check_invariants();
 }
@@ -205,7 +253,17 @@ fn real_memory_only_refuses_to_overcommit_and_needs_no_files() {
     assert!(vm.is_real_memory_only());
     let i = vm.allocate(30).unwrap();
     let err = vm.allocate(3).unwrap_err();
-    assert!(matches!(err, VmError::CantAllocateReal { pages: 3, allocated: 30, budget: 32 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VmError::CantAllocateReal {
+                pages: 3,
+                allocated: 30,
+                budget: 32
+            }
+        ),
+        "{err}"
+    );
     fill(&vm, i, 11);
     vm.flush().unwrap();
     vm.clean(i).unwrap();
@@ -218,11 +276,34 @@ fn real_memory_only_refuses_to_overcommit_and_needs_no_files() {
 
 #[test]
 fn bad_configurations_name_the_field() {
-    let bad_page = VmConfig { page_size: 3000, ..VmConfig::new(16, 4) };
+    let bad_page = VmConfig {
+        page_size: 3000,
+        ..VmConfig::new(16, 4)
+    };
     let err = Vm::new(bad_page, Backing::RealMemoryOnly).err().unwrap();
-    assert!(matches!(err, VmError::Config { field: "page_size", .. }), "{err}");
-    let err = Vm::new(VmConfig::new(16, 0), Backing::RealMemoryOnly).err().unwrap();
-    assert!(matches!(err, VmError::Config { field: "real_memory_pages", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VmError::Config {
+                field: "page_size",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Vm::new(VmConfig::new(16, 0), Backing::RealMemoryOnly)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            VmError::Config {
+                field: "real_memory_pages",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -231,7 +312,8 @@ fn an_untouched_huge_address_space_costs_almost_nothing() {
     // both reserved, neither committed.
     let vm = Vm::new(VmConfig::new(1 << 32, 1024), Backing::RealMemoryOnly).unwrap();
     let i = vm.allocate(1 << 10).unwrap();
-    vm.write(vm.address_of(PageNumber(i.page.0 + 1000)), b"x").unwrap();
+    vm.write(vm.address_of(PageNumber(i.page.0 + 1000)), b"x")
+        .unwrap();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let rss_kb: u64 = status
         .lines()
@@ -254,6 +336,9 @@ fn page_guards_pin_while_held_and_mark_changed() {
     assert_eq!(&guard[..5], b"cedar");
     let j = vm.allocate(20).unwrap();
     fill(&vm, j, 12);
-    assert!(vm.state(i.page).has_real_memory, "a guarded page is not replaced");
+    assert!(
+        vm.state(i.page).has_real_memory,
+        "a guarded page is not replaced"
+    );
     drop(guard);
 }

@@ -1,22 +1,31 @@
 //! Helpers shared by the VM's tests: volumes on simulated and file drives.
 #![allow(dead_code)]
 
-use disk_channel::{DiskChannel, Drive, FaultHandle, FaultyDrive, FileDrive, FileDriveOptions, SimDrive};
+use disk_channel::{
+    DiskChannel, Drive, FaultHandle, FaultyDrive, FileDrive, FileDriveOptions, SimDrive,
+};
 use runtable::{FormatOptions, Volume};
 use vm_core::{Backing, Vm, VmConfig};
 
+/// The page size of every test VM.
 pub const PAGE: usize = 4096;
 
 /// A VM of `virtual_pages` over a simulated SSD volume, with `budget` pages
 /// of real memory.
 pub fn sim_vm(virtual_pages: u64, budget: u64) -> Vm {
-    let drive = SimDrive::preset("ssd", PAGE).unwrap().with_page_count(virtual_pages + 1024).unwrap();
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(virtual_pages + 1024)
+        .unwrap();
     vm_on(vec![Box::new(drive)], virtual_pages, budget)
 }
 
 /// A VM over a simulated SSD behind a fault injector.
 pub fn faulty_vm(virtual_pages: u64, budget: u64) -> (Vm, FaultHandle) {
-    let drive = SimDrive::preset("ssd", PAGE).unwrap().with_page_count(virtual_pages + 1024).unwrap();
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(virtual_pages + 1024)
+        .unwrap();
     let faulty = FaultyDrive::new(drive);
     let handle = faulty.handle();
     (vm_on(vec![Box::new(faulty)], virtual_pages, budget), handle)
@@ -27,16 +36,22 @@ pub fn file_vm(dir: &std::path::Path, drives: usize, virtual_pages: u64, budget:
     let drives: Vec<Box<dyn Drive>> = (0..drives)
         .map(|i| {
             let options = FileDriveOptions::create(PAGE, virtual_pages + 1024);
-            Box::new(FileDrive::open(dir.join(format!("drive{i}")), &options).unwrap()) as Box<dyn Drive>
+            Box::new(FileDrive::open(dir.join(format!("drive{i}")), &options).unwrap())
+                as Box<dyn Drive>
         })
         .collect();
     vm_on(drives, virtual_pages, budget)
 }
 
+/// A VM over a fresh volume on `drives`.
 pub fn vm_on(drives: Vec<Box<dyn Drive>>, virtual_pages: u64, budget: u64) -> Vm {
     let channel = DiskChannel::new(drives).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
-    Vm::new(VmConfig::new(virtual_pages, budget), Backing::Volume(volume)).unwrap()
+    Vm::new(
+        VmConfig::new(virtual_pages, budget),
+        Backing::Volume(volume),
+    )
+    .unwrap()
 }
 
 /// The deterministic byte at address `addr` of test pattern `seed`.

@@ -1,0 +1,162 @@
+//! Property test: random operation sequences against a plain `Vec<u8>`
+//! model of the address space, with a tiny real-memory budget so that
+//! nearly every access faults and replaces.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use runtable::Interval;
+use vm_core::{Advice, VAddr, Vm};
+
+const PAGES: u64 = 48;
+const BUDGET: u64 = 4;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Allocate(u64),
+    Free(usize),
+    Write {
+        slot: usize,
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
+    Read {
+        slot: usize,
+        offset: u64,
+        len: usize,
+    },
+    Kill(usize),
+    Flush,
+    Pin(usize),
+    Unpin(usize),
+    Advise(usize, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1u64..12).prop_map(Op::Allocate),
+        (0usize..8).prop_map(Op::Free),
+        (0usize..8, 0u64..50_000, 1usize..9000, any::<u8>()).prop_map(
+            |(slot, offset, len, seed)| Op::Write {
+                slot,
+                offset,
+                len,
+                seed
+            }
+        ),
+        (0usize..8, 0u64..50_000, 1usize..9000).prop_map(|(slot, offset, len)| Op::Read {
+            slot,
+            offset,
+            len
+        }),
+        (0usize..8).prop_map(Op::Kill),
+        Just(Op::Flush),
+        (0usize..8).prop_map(Op::Pin),
+        (0usize..8).prop_map(Op::Unpin),
+        (0usize..8, 0u8..4).prop_map(|(slot, a)| Op::Advise(slot, a)),
+    ]
+}
+
+/// Clamps `[offset, offset+len)` into an interval of `count` pages.
+fn clamp(count: u64, offset: u64, len: usize) -> (u64, usize) {
+    let size = count * PAGE as u64;
+    let offset = offset % size;
+    (offset, len.min((size - offset) as usize))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operations_match_a_byte_vector(ops in prop::collection::vec(op(), 1..60)) {
+        let vm = sim_vm(PAGES, BUDGET);
+        let mut model = vec![0u8; (PAGES as usize) * PAGE];
+        let mut live: Vec<(Interval, u32)> = Vec::new(); // interval, pins
+        for op in ops {
+            match op {
+                Op::Allocate(count) => {
+                    if let Ok(i) = vm.allocate(count) {
+                        let start = i.page.0 as usize * PAGE;
+                        prop_assert!(model[start..start + count as usize * PAGE].iter().all(|&b| b == 0));
+                        live.push((i, 0));
+                    }
+                }
+                Op::Free(slot) if !live.is_empty() => {
+                    let (i, _) = live.remove(slot % live.len());
+                    vm.free(i).unwrap();
+                    let start = i.page.0 as usize * PAGE;
+                    model[start..start + i.count.0 as usize * PAGE].fill(0);
+                }
+                Op::Write { slot, offset, len, seed } if !live.is_empty() => {
+                    let (i, _) = live[slot % live.len()];
+                    let (offset, len) = clamp(i.count.0, offset, len);
+                    let addr = vm.address_of(i.page).0 + offset;
+                    let data: Vec<u8> = (0..len).map(|k| seed.wrapping_add(k as u8)).collect();
+                    match vm.write(VAddr(addr), &data) {
+                        Ok(()) => model[addr as usize..addr as usize + len].copy_from_slice(&data),
+                        Err(vm_core::VmError::AllPinned { .. }) => {
+                            // Pages written before the error landed.
+                            let mut back = vec![0u8; len];
+                            let _ = vm.read(VAddr(addr), &mut back);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Op::Read { slot, offset, len } if !live.is_empty() => {
+                    let (i, _) = live[slot % live.len()];
+                    let (offset, len) = clamp(i.count.0, offset, len);
+                    let addr = vm.address_of(i.page).0 + offset;
+                    let mut back = vec![0u8; len];
+                    match vm.read(VAddr(addr), &mut back) {
+                        Ok(()) => prop_assert_eq!(&back[..], &model[addr as usize..addr as usize + len]),
+                        Err(vm_core::VmError::AllPinned { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Op::Kill(slot) if !live.is_empty() => {
+                    let (i, _) = live[slot % live.len()];
+                    vm.kill(i).unwrap();
+                    let start = i.page.0 as usize * PAGE;
+                    model[start..start + i.count.0 as usize * PAGE].fill(0);
+                }
+                Op::Flush => vm.flush().unwrap(),
+                Op::Pin(slot) if !live.is_empty() => {
+                    let n = live.len();
+                    let (i, pins) = &mut live[slot % n];
+                    let pinned_total: u64 = 0;
+                    let _ = pinned_total;
+                    if i.count.0 <= 2 && vm.pin(*i).is_ok() {
+                        *pins += 1;
+                    }
+                }
+                Op::Unpin(slot) if !live.is_empty() => {
+                    let n = live.len();
+                    let (i, pins) = &mut live[slot % n];
+                    if *pins > 0 {
+                        vm.unpin(*i).unwrap();
+                        *pins -= 1;
+                    }
+                }
+                Op::Advise(slot, a) if !live.is_empty() => {
+                    let (i, _) = live[slot % live.len()];
+                    let advice = [Advice::Normal, Advice::Sequential, Advice::Random, Advice::DontNeed][a as usize];
+                    vm.advise(i, advice).unwrap();
+                }
+                _ => {}
+            }
+            vm.check_invariants();
+            prop_assert!(vm.stats().resident_high_water <= BUDGET);
+        }
+        // Everything still reads back after pressure and a final flush.
+        vm.flush().unwrap();
+        for (i, _) in &live {
+            let start = vm.address_of(i.page).0 as usize;
+            let mut back = vec![0u8; i.count.0 as usize * PAGE];
+            if vm.read(VAddr(start as u64), &mut back).is_ok() {
+                prop_assert_eq!(&back[..], &model[start..start + back.len()]);
+            }
+        }
+        let _ = Vm::pages;
+    }
+}
