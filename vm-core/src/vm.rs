@@ -683,58 +683,53 @@ impl Vm {
         self.discard(&mut m, interval)
     }
 
-    /// Write-protects `interval`.
-    pub fn make_read_only(&self, interval: Interval) -> Result<(), VmError> {
+    /// Applies `change` to the state word of every page of `interval`,
+    /// under the monitor (so no page moves in or out meanwhile).
+    fn change_words(
+        &self,
+        interval: Interval,
+        change: impl Fn(&PageStates<'_>, u64),
+    ) -> Result<(), VmError> {
         let m = self.lock();
         self.check_allocated(&m, interval)?;
+        let states = self.states();
         for page in interval.page.0..interval.end().0 {
-            self.states().set_flags(page, READ_ONLY);
+            change(&states, page);
         }
         Ok(())
     }
 
+    /// Write-protects `interval`.
+    pub fn make_read_only(&self, interval: Interval) -> Result<(), VmError> {
+        self.change_words(interval, |states, page| states.set_flags(page, READ_ONLY))
+    }
+
     /// Removes the write protection of `interval`.
     pub fn make_read_write(&self, interval: Interval) -> Result<(), VmError> {
-        let m = self.lock();
-        self.check_allocated(&m, interval)?;
-        for page in interval.page.0..interval.end().0 {
-            self.states().clear_flags(page, READ_ONLY);
-        }
-        Ok(())
+        self.change_words(interval, |states, page| states.clear_flags(page, READ_ONLY))
     }
 
     /// Marks the resident pages of `interval` as changed (they will be
     /// written back).
     pub fn make_changed(&self, interval: Interval) -> Result<(), VmError> {
-        let m = self.lock();
-        self.check_allocated(&m, interval)?;
-        for page in interval.page.0..interval.end().0 {
-            if self.states().load(page).tag() == TAG_RESIDENT {
-                self.states().set_flags(page, DIRTY);
+        self.change_words(interval, |states, page| {
+            if states.load(page).tag() == TAG_RESIDENT {
+                states.set_flags(page, DIRTY);
             }
-        }
-        Ok(())
+        })
     }
 
     /// Marks the resident pages of `interval` as unchanged: their changes
     /// are not written back.
     pub fn make_unchanged(&self, interval: Interval) -> Result<(), VmError> {
-        let m = self.lock();
-        self.check_allocated(&m, interval)?;
-        for page in interval.page.0..interval.end().0 {
-            self.states().clear_flags(page, DIRTY);
-        }
-        Ok(())
+        self.change_words(interval, |states, page| states.clear_flags(page, DIRTY))
     }
 
     /// Makes the pages of `interval` first in line for replacement.
     pub fn age(&self, interval: Interval) -> Result<(), VmError> {
-        let m = self.lock();
-        self.check_allocated(&m, interval)?;
-        for page in interval.page.0..interval.end().0 {
-            self.states().clear_flags(page, REFERENCED);
-        }
-        Ok(())
+        self.change_words(interval, |states, page| {
+            states.clear_flags(page, REFERENCED)
+        })
     }
 
     /// Advice about how `interval` will be used (the BSD `madvise` values).
