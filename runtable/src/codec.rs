@@ -185,6 +185,33 @@ impl RawGeometry {
     pub fn sparse(&self) -> bool {
         self.flags & FLAG_SPARSE != 0
     }
+
+    /// The geometry these fields describe for a volume of `volume_id` whose
+    /// drives have `drive_pages` pages, or the impossible field. Not yet
+    /// validated: see [`crate::Geometry::validate`].
+    pub fn to_geometry(
+        &self,
+        volume_id: u128,
+        drive_pages: Vec<u64>,
+    ) -> Result<crate::Geometry, crate::envelope::StructError> {
+        let layout = self
+            .layout()
+            .ok_or(crate::envelope::StructError::BadField {
+                field: "layout",
+                value: u64::from(self.layout),
+            })?;
+        Ok(crate::Geometry {
+            volume_id,
+            page_size: self.page_size as usize,
+            virtual_pages: self.virtual_pages,
+            drive_pages,
+            layout,
+            spare_pages_per_drive: self.spare_pages_per_drive,
+            header_slot_pages: self.header_slot_pages,
+            reserve_remaps: self.reserve_remaps,
+            sparse: self.sparse(),
+        })
+    }
 }
 
 /// Writes a geometry block.

@@ -241,15 +241,6 @@ impl Volume {
                 ),
             });
         }
-        let layout = raw_geometry
-            .layout()
-            .ok_or_else(|| VolumeError::CorruptLabel {
-                drive: first_name.clone(),
-                reason: StructError::BadField {
-                    field: "layout",
-                    value: u64::from(raw_geometry.layout),
-                },
-            })?;
         for (index, (name, raw)) in labels.iter().enumerate() {
             if raw.volume_id != first.volume_id || raw.geometry != raw_geometry {
                 return Err(VolumeError::WrongDrive {
@@ -275,17 +266,13 @@ impl Volume {
                 });
             }
         }
-        let geometry = Geometry {
-            volume_id: first.volume_id,
-            page_size,
-            virtual_pages: raw_geometry.virtual_pages,
-            drive_pages: labels.iter().map(|(_, l)| l.drive_pages).collect(),
-            layout,
-            spare_pages_per_drive: raw_geometry.spare_pages_per_drive,
-            header_slot_pages: raw_geometry.header_slot_pages,
-            reserve_remaps: raw_geometry.reserve_remaps,
-            sparse: raw_geometry.sparse(),
-        };
+        let drive_pages = labels.iter().map(|(_, l)| l.drive_pages).collect();
+        let geometry = raw_geometry
+            .to_geometry(first.volume_id, drive_pages)
+            .map_err(|reason| VolumeError::CorruptLabel {
+                drive: first_name.clone(),
+                reason,
+            })?;
         geometry.validate()?;
         let label_bad: BTreeSet<BadSpot> = labels
             .iter()
@@ -386,23 +373,10 @@ impl Volume {
         if raw.volume_id != geometry.volume_id {
             return Err(SlotError::Stale("it belongs to another volume".into()));
         }
-        let header_geometry = Geometry {
-            volume_id: raw.volume_id,
-            page_size: raw.geometry.page_size as usize,
-            virtual_pages: raw.geometry.virtual_pages,
-            drive_pages: raw.drive_pages.clone(),
-            layout: raw
-                .geometry
-                .layout()
-                .ok_or(SlotError::Corrupt(StructError::BadField {
-                    field: "layout",
-                    value: u64::from(raw.geometry.layout),
-                }))?,
-            spare_pages_per_drive: raw.geometry.spare_pages_per_drive,
-            header_slot_pages: raw.geometry.header_slot_pages,
-            reserve_remaps: raw.geometry.reserve_remaps,
-            sparse: raw.geometry.sparse(),
-        };
+        let header_geometry = raw
+            .geometry
+            .to_geometry(raw.volume_id, raw.drive_pages.clone())
+            .map_err(SlotError::Corrupt)?;
         if header_geometry != *geometry {
             if !header_geometry.page_size.is_power_of_two() {
                 return Err(SlotError::Rejected(VolumeError::BadPageSize {

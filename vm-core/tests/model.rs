@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use runtable::Interval;
-use vm_core::{Advice, VAddr, Vm};
+use vm_core::{Advice, VAddr};
 
 const PAGES: u64 = 48;
 const BUDGET: u64 = 4;
@@ -124,8 +124,6 @@ proptest! {
                 Op::Pin(slot) if !live.is_empty() => {
                     let n = live.len();
                     let (i, pins) = &mut live[slot % n];
-                    let pinned_total: u64 = 0;
-                    let _ = pinned_total;
                     if i.count.0 <= 2 && vm.pin(*i).is_ok() {
                         *pins += 1;
                     }
@@ -157,6 +155,5 @@ proptest! {
                 prop_assert_eq!(&back[..], &model[start..start + back.len()]);
             }
         }
-        let _ = Vm::pages;
     }
 }
