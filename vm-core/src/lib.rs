@@ -36,13 +36,14 @@
 //!   thread and the deterministic step-by-step driver are not built yet.
 
 mod error;
+mod fault_queue;
 mod monitor;
 mod region;
 mod state;
 mod vm;
 
 pub use error::VmError;
-pub use vm::{Backing, PageMut, PageRef, Vm};
+pub use vm::{AddressSpace, Backing, PageMut, PageRef, Vm};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -146,6 +147,21 @@ pub struct VmConfig {
     pub real_memory_pages: u64,
     /// Pass the next pending fault's disk page as the seek-ahead hint.
     pub seek_ahead: bool,
+    /// Who serves faults.
+    pub fault_service: FaultService,
+}
+
+/// Who serves a fault. Either way the monitor is held during the service,
+/// including its I/O, and the threads waiting for it form the queue from
+/// which the seek-ahead hint is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultService {
+    /// The faulting thread serves its own fault (no thread handoff).
+    #[default]
+    InFaultingThread,
+    /// One PageFault worker thread serves every fault, synchronously, as in
+    /// the seed; faulting threads spin briefly, then park.
+    Worker,
 }
 
 impl VmConfig {
@@ -156,6 +172,7 @@ impl VmConfig {
             virtual_pages,
             real_memory_pages,
             seek_ahead: true,
+            fault_service: FaultService::default(),
         }
     }
 

@@ -17,16 +17,19 @@
 //!   evicting a batch (up to 1/16 of the budget, at most 64 pages) when no
 //!   frame is free, so that releases are amortized.
 
+use crate::fault_queue::{FaultOutcome, FaultQueue, HitCounter};
 use crate::monitor::Monitor;
 use crate::region::{Region, StateArray};
 use crate::state::{
     DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
 };
-use crate::{Advice, DataState, PageState, VAddr, VmConfig, VmError, VmStats};
+use crate::{Advice, DataState, FaultService, PageState, VAddr, VmConfig, VmError, VmStats};
 use parking_lot::{Mutex, MutexGuard};
 use runtable::{Interval, PageCount, PageNumber, Volume};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
 use std::time::Instant;
 
 /// Read-ahead on a fault in an interval advised `Sequential`.
@@ -46,17 +49,30 @@ pub enum Backing {
     RealMemoryOnly,
 }
 
-/// The virtual memory.
+/// The virtual memory: a handle on its [`AddressSpace`], which it shares
+/// with its PageFault worker thread when faults are served by one. Every
+/// operation is a method of [`AddressSpace`], reached through `Deref`.
 pub struct Vm {
+    space: Arc<AddressSpace>,
+    worker: Option<thread::JoinHandle<()>>,
+}
+
+/// The address space itself: region, page states, monitor and fault queue.
+pub struct AddressSpace {
     page_size: usize,
     virtual_pages: u64,
     seek_ahead: bool,
     region: Region,
     states: StateArray,
     monitor: Mutex<Monitor>,
-    /// Pages whose faults wait for the monitor, oldest first.
-    pending: Mutex<VecDeque<u64>>,
-    hits: AtomicU64,
+    /// Pages whose faults wait for the monitor, oldest first: where the
+    /// seek-ahead hint comes from.
+    pending: Mutex<VecDeque<(u64, u64)>>,
+    /// The next ticket of the pending queue.
+    next_ticket: AtomicU64,
+    /// The PageFault worker's queue, when faults are served by the worker.
+    worker_queue: Option<FaultQueue>,
+    hits: HitCounter,
     monitor_held_ns: AtomicU64,
 }
 
@@ -88,14 +104,14 @@ impl std::ops::DerefMut for Held<'_> {
 }
 
 /// The latch an accessor takes once its fault is served.
-#[derive(Clone, Copy)]
-enum Latch {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Latch {
     Shared,
     Exclusive,
 }
 
 /// Why serving a fault did not finish.
-enum Serve {
+pub(crate) enum Serve {
     /// The page is latched by a guard or writer: let go and retry.
     Busy,
 }
@@ -131,7 +147,9 @@ impl Vm {
             }
             Backing::RealMemoryOnly => None,
         };
-        Ok(Vm {
+        // Without backing there is no I/O to wait for, so no worker either.
+        let worker_mode = config.fault_service == FaultService::Worker && volume.is_some();
+        let space = Arc::new(AddressSpace {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
             seek_ahead: config.seek_ahead,
@@ -139,11 +157,80 @@ impl Vm {
             states: StateArray::new(config.virtual_pages)?,
             monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)),
             pending: Mutex::new(VecDeque::new()),
-            hits: AtomicU64::new(0),
+            next_ticket: AtomicU64::new(0),
+            worker_queue: worker_mode.then(FaultQueue::default),
+            hits: HitCounter::default(),
             monitor_held_ns: AtomicU64::new(0),
-        })
+        });
+        let worker = if worker_mode {
+            let shared = Arc::clone(&space);
+            let handle = thread::Builder::new()
+                .name("page-fault-worker".into())
+                .spawn(move || shared.run_worker())
+                .map_err(|source| VmError::Map {
+                    what: "spawning the PageFault worker",
+                    bytes: 0,
+                    source,
+                })?;
+            Some(handle)
+        } else {
+            None
+        };
+        Ok(Vm { space, worker })
     }
 
+    /// Whether a PageFault worker thread serves the faults.
+    pub fn has_worker(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(handle) = self.worker.take() {
+            self.space
+                .worker_queue
+                .as_ref()
+                .expect("a worker has a queue")
+                .stop(handle.thread());
+            // A worker that panicked already reported it.
+            let _ = handle.join();
+        }
+    }
+
+    /// Closes the VM and returns its volume (after a
+    /// [`AddressSpace::flush`], the volume holds everything written).
+    pub fn into_volume(mut self) -> Option<Volume> {
+        self.stop_worker();
+        self.space.monitor.lock().volume.take()
+    }
+
+    /// Pages of `interval` as page numbers (a helper for callers).
+    pub fn pages(interval: Interval) -> impl Iterator<Item = PageNumber> {
+        (interval.page.0..interval.end().0).map(PageNumber)
+    }
+
+    /// The interval of `count` pages from `page` (a helper for callers).
+    pub fn interval(page: PageNumber, count: u64) -> Interval {
+        Interval {
+            page,
+            count: PageCount(count),
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
+
+impl std::ops::Deref for Vm {
+    type Target = AddressSpace;
+    fn deref(&self) -> &AddressSpace {
+        &self.space
+    }
+}
+
+impl AddressSpace {
     fn states(&self) -> PageStates<'_> {
         PageStates::new(self.states.words())
     }
@@ -333,7 +420,7 @@ impl Vm {
         loop {
             match states.try_share(page) {
                 Ok(_) => {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.hits.add();
                     return Ok(());
                 }
                 Err(word) if word.tag() == TAG_ABSENT => {
@@ -354,7 +441,7 @@ impl Vm {
         loop {
             match states.try_lock_resident(page) {
                 Ok(word) => {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.hits.add();
                     return Ok(word);
                 }
                 Err(word) if word.tag() == TAG_ABSENT => {
@@ -397,44 +484,102 @@ impl Vm {
 
     // ----- the fault service -------------------------------------------------
 
-    /// Serves a fault on `page` in this thread, under the monitor, and takes
-    /// the latch the accessor wants before letting the monitor go, so that
-    /// no other fault can replace the page in between. `None`: the page is
-    /// latched by someone else; retry.
-    fn fault(&self, page: u64, latch: Latch) -> Result<Option<crate::state::Word>, VmError> {
-        self.pending.lock().push_back(page);
-        let result = {
-            let mut m = self.lock();
-            self.serve(&mut m, page).map(|served| match served {
-                Ok(()) => match latch {
-                    Latch::Shared => self.states().try_share(page).ok(),
-                    Latch::Exclusive => self.states().try_lock_resident(page).ok(),
-                },
-                Err(Serve::Busy) => None,
-            })
+    /// Serves a fault on `page` — in this thread or by the PageFault
+    /// worker — and returns with the latch the accessor wants already taken
+    /// (under the monitor, so no other fault can replace the page in
+    /// between). `None`: the page is latched by someone else, or its fault
+    /// was served for it and then lost its frame; retry.
+    fn fault(&self, page: u64, latch: Latch) -> FaultOutcome {
+        let outcome = match &self.worker_queue {
+            None => self.serve_in_order(page, latch),
+            Some(queue) => queue.submit_and_wait(page, latch),
         };
-        {
-            let mut pending = self.pending.lock();
-            if let Some(i) = pending.iter().position(|&p| p == page) {
-                pending.remove(i);
-            }
-        }
-        if let Ok(None) = result {
+        if let Ok(None) = outcome {
             std::thread::yield_now();
         }
-        result
+        outcome
     }
 
-    /// The page the next pending fault wants, other than `page`.
-    fn next_pending(&self, page: u64) -> Option<u64> {
-        if !self.seek_ahead {
-            return None;
+    /// Fault service in the faulting thread. The fault takes a ticket in
+    /// the pending queue; whoever holds the monitor serves the queue in
+    /// ticket order up to and including its own fault (faults of threads
+    /// still waiting for the monitor are served for them, and they find
+    /// their page resident). So the service order is the queue order, and
+    /// the seek-ahead hint — the next fault in the queue — names the very
+    /// transfer that comes next. A failure of someone else's fault is left
+    /// for that thread, which retries and meets it itself.
+    fn serve_in_order(&self, page: u64, latch: Latch) -> FaultOutcome {
+        let ticket = {
+            let mut pending = self.pending.lock();
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+            pending.push_back((ticket, page));
+            ticket
+        };
+        let mut m = self.lock();
+        let mut own = None;
+        loop {
+            let (head_ticket, head, next) = {
+                let mut pending = self.pending.lock();
+                match pending.front() {
+                    Some(&(t, p)) if t <= ticket => {
+                        pending.pop_front();
+                        (t, p, pending.front().map(|&(_, next)| next))
+                    }
+                    _ => break,
+                }
+            };
+            let served = self.serve(&mut m, head, next);
+            if head_ticket == ticket {
+                own = Some(served);
+                break;
+            }
         }
-        self.pending.lock().iter().copied().find(|&p| p != page)
+        // `None`: another holder served this fault already.
+        match own.unwrap_or(Ok(Ok(()))) {
+            Ok(Ok(())) => Ok(self.latch_resident(page, latch)),
+            Ok(Err(Serve::Busy)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Brings `page` in. The monitor is held, and stays held.
-    fn serve(&self, m: &mut Monitor, page: u64) -> Result<Result<(), Serve>, VmError> {
+    /// Takes `latch` on `page` if it is resident. The monitor is held.
+    fn latch_resident(&self, page: u64, latch: Latch) -> Option<crate::state::Word> {
+        match latch {
+            Latch::Shared => self.states().try_share(page).ok(),
+            Latch::Exclusive => self.states().try_lock_resident(page).ok(),
+        }
+    }
+
+    /// The PageFault worker's loop: take the head of the queue, serve it
+    /// under the monitor with the next queued fault as the seek-ahead hint,
+    /// take the accessor's latch, hand the outcome back, wake the faulting
+    /// thread.
+    fn run_worker(&self) {
+        let queue = self.worker_queue.as_ref().expect("the worker has a queue");
+        queue.register_worker();
+        while let Some(ticket) = queue.next() {
+            let outcome = {
+                let mut m = self.lock();
+                let next = queue.peek_page();
+                match self.serve(&mut m, ticket.page, next) {
+                    Ok(Ok(())) => Ok(self.latch_resident(ticket.page, ticket.latch)),
+                    Ok(Err(Serve::Busy)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            };
+            ticket.complete(outcome);
+        }
+    }
+
+    /// Brings `page` in; `next` is the page of the fault that will be
+    /// served next, if known (the seek-ahead target). The monitor is held,
+    /// and stays held.
+    pub(crate) fn serve(
+        &self,
+        m: &mut Monitor,
+        page: u64,
+        next: Option<u64>,
+    ) -> Result<Result<(), Serve>, VmError> {
         let states = self.states();
         let word = states.load(page);
         match word.tag() {
@@ -449,8 +594,11 @@ impl Vm {
             });
         };
         m.counters.faults += 1;
-        self.bring_in(m, page)?;
-        if allocation.advice == Advice::Sequential {
+        let sequential = allocation.advice == Advice::Sequential;
+        // Under sequential advice the next transfer is the read-ahead.
+        let next = if sequential { Some(page + 1) } else { next };
+        self.bring_in(m, page, next)?;
+        if sequential {
             // Read ahead at most a quarter of real memory, and keep the page
             // that faulted from being replaced by its own read-ahead.
             let ahead = READ_AHEAD_PAGES.min(m.budget() / 4);
@@ -462,7 +610,7 @@ impl Vm {
                 }
                 // Read-ahead is a guess: if it cannot get a frame or its
                 // read fails, the page is simply left for a later fault.
-                if self.bring_in(m, next).is_err() {
+                if self.bring_in(m, next, None).is_err() {
                     break;
                 }
                 m.counters.read_aheads += 1;
@@ -476,8 +624,9 @@ impl Vm {
         Ok(Ok(()))
     }
 
-    /// Puts absent, allocated `page` into a frame: zero-fill or page-in.
-    fn bring_in(&self, m: &mut Monitor, page: u64) -> Result<(), VmError> {
+    /// Puts absent, allocated `page` into a frame: zero-fill or page-in,
+    /// with seek-ahead toward `next`.
+    fn bring_in(&self, m: &mut Monitor, page: u64, next: Option<u64>) -> Result<(), VmError> {
         let states = self.states();
         if m.free_frames.is_empty() {
             self.evict_batch(m, page)?;
@@ -486,7 +635,7 @@ impl Vm {
         if word.has(ON_DISK) {
             let volume = m.volume.as_ref().expect("pages on disk imply a volume");
             let disk = volume.translate(PageNumber(page))?;
-            let hint = self.next_pending(page).and_then(|next| {
+            let hint = next.filter(|_| self.seek_ahead).and_then(|next| {
                 let next_disk = volume.translate(PageNumber(next)).ok()?;
                 (next_disk.drive == disk.drive).then_some(next_disk.page)
             });
@@ -559,25 +708,37 @@ impl Vm {
                 budget,
             });
         }
-        // Write back the dirty victims; on failure every victim stays
-        // resident and keeps its state.
+        // Write back the dirty victims in disk order, each transfer hinting
+        // at the next one and the last at the page about to be read (if it
+        // will be read). On failure every victim stays resident and keeps
+        // its state.
         let volume = m.volume.as_ref().expect("checked above");
-        let incoming_disk = volume.translate(PageNumber(incoming)).ok();
-        for i in 0..victims.len() {
-            let (page, word) = victims[i];
+        let mut dirty: Vec<(runtable::DiskAddr, usize)> = Vec::with_capacity(victims.len());
+        for (i, &(page, word)) in victims.iter().enumerate() {
             if !word.has(DIRTY) {
                 continue;
             }
-            let disk = match volume.translate(PageNumber(page)) {
-                Ok(disk) => disk,
+            match volume.translate(PageNumber(page)) {
+                Ok(disk) => dirty.push((disk, i)),
                 Err(e) => {
                     for &(p, w) in &victims {
                         states.unlock(p, TAG_RESIDENT, w.flags());
                     }
                     return Err(e.into());
                 }
-            };
-            let hint = incoming_disk
+            }
+        }
+        dirty.sort_unstable();
+        let incoming_read = states
+            .load(incoming)
+            .has(ON_DISK)
+            .then(|| volume.translate(PageNumber(incoming)).ok())
+            .flatten();
+        for k in 0..dirty.len() {
+            let (disk, i) = dirty[k];
+            let (page, word) = victims[i];
+            let target = dirty.get(k + 1).map(|&(d, _)| d).or(incoming_read);
+            let hint = target
                 .filter(|d| d.drive == disk.drive && self.seek_ahead)
                 .map(|d| d.page);
             // SAFETY: we hold the exclusive latch on `page`.
@@ -633,7 +794,7 @@ impl Vm {
             loop {
                 let mut m = self.lock();
                 self.check_allocated(&m, Interval::new(page, 1))?;
-                match self.serve(&mut m, page)? {
+                match self.serve(&mut m, page, None)? {
                     Ok(()) => {
                         if pin {
                             *m.pins.entry(page).or_insert(0) += 1;
@@ -882,7 +1043,7 @@ impl Vm {
             .unwrap_or_default();
         VmStats {
             faults: m.counters.faults,
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.total(),
             zero_fills: m.counters.zero_fills,
             page_ins: m.counters.page_ins,
             page_outs: m.counters.page_outs,
@@ -917,25 +1078,6 @@ impl Vm {
         let m = self.lock();
         m.volume.as_ref().map(f)
     }
-
-    /// Closes the VM and returns its volume (after a [`Vm::flush`], the
-    /// volume holds everything written).
-    pub fn into_volume(self) -> Option<Volume> {
-        self.monitor.into_inner().volume
-    }
-
-    /// Pages of `interval` as page numbers (a helper for callers).
-    pub fn pages(interval: Interval) -> impl Iterator<Item = PageNumber> {
-        (interval.page.0..interval.end().0).map(PageNumber)
-    }
-
-    /// The interval of `count` pages from `page` (a helper for callers).
-    pub fn interval(page: PageNumber, count: u64) -> Interval {
-        Interval {
-            page,
-            count: PageCount(count),
-        }
-    }
 }
 
 fn backoff(spins: &mut u32) {
@@ -949,7 +1091,7 @@ fn backoff(spins: &mut u32) {
 
 /// A shared guard on one resident page; see [`Vm::page`].
 pub struct PageRef<'a> {
-    vm: &'a Vm,
+    vm: &'a AddressSpace,
     page: u64,
 }
 
@@ -969,7 +1111,7 @@ impl Drop for PageRef<'_> {
 
 /// An exclusive guard on one resident page; see [`Vm::page_mut`].
 pub struct PageMut<'a> {
-    vm: &'a Vm,
+    vm: &'a AddressSpace,
     page: u64,
     flags: u64,
 }

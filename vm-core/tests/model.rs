@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use runtable::Interval;
-use vm_core::{Advice, VAddr};
+use vm_core::{Advice, FaultService, VAddr};
 
 const PAGES: u64 = 48;
 const BUDGET: u64 = 4;
@@ -70,7 +70,18 @@ proptest! {
 
     #[test]
     fn random_operations_match_a_byte_vector(ops in prop::collection::vec(op(), 1..60)) {
-        let vm = sim_vm(PAGES, BUDGET);
+        check_against_model(ops, FaultService::InFaultingThread)?;
+    }
+
+    #[test]
+    fn random_operations_match_a_byte_vector_with_the_worker(ops in prop::collection::vec(op(), 1..60)) {
+        check_against_model(ops, FaultService::Worker)?;
+    }
+}
+
+fn check_against_model(ops: Vec<Op>, service: FaultService) -> Result<(), TestCaseError> {
+    {
+        let vm = sim_vm_served_by(PAGES, BUDGET, service);
         let mut model = vec![0u8; (PAGES as usize) * PAGE];
         let mut live: Vec<(Interval, u32)> = Vec::new(); // interval, pins
         for op in ops {
@@ -78,7 +89,11 @@ proptest! {
                 Op::Allocate(count) => {
                     if let Ok(i) = vm.allocate(count) {
                         let start = i.page.0 as usize * PAGE;
-                        prop_assert!(model[start..start + count as usize * PAGE].iter().all(|&b| b == 0));
+                        prop_assert!(
+                            model[start..start + count as usize * PAGE]
+                                .iter()
+                                .all(|&b| b == 0)
+                        );
                         live.push((i, 0));
                     }
                 }
@@ -88,7 +103,12 @@ proptest! {
                     let start = i.page.0 as usize * PAGE;
                     model[start..start + i.count.0 as usize * PAGE].fill(0);
                 }
-                Op::Write { slot, offset, len, seed } if !live.is_empty() => {
+                Op::Write {
+                    slot,
+                    offset,
+                    len,
+                    seed,
+                } if !live.is_empty() => {
                     let (i, _) = live[slot % live.len()];
                     let (offset, len) = clamp(i.count.0, offset, len);
                     let addr = vm.address_of(i.page).0 + offset;
@@ -109,7 +129,9 @@ proptest! {
                     let addr = vm.address_of(i.page).0 + offset;
                     let mut back = vec![0u8; len];
                     match vm.read(VAddr(addr), &mut back) {
-                        Ok(()) => prop_assert_eq!(&back[..], &model[addr as usize..addr as usize + len]),
+                        Ok(()) => {
+                            prop_assert_eq!(&back[..], &model[addr as usize..addr as usize + len])
+                        }
                         Err(vm_core::VmError::AllPinned { .. }) => {}
                         Err(e) => panic!("{e}"),
                     }
@@ -138,7 +160,12 @@ proptest! {
                 }
                 Op::Advise(slot, a) if !live.is_empty() => {
                     let (i, _) = live[slot % live.len()];
-                    let advice = [Advice::Normal, Advice::Sequential, Advice::Random, Advice::DontNeed][a as usize];
+                    let advice = [
+                        Advice::Normal,
+                        Advice::Sequential,
+                        Advice::Random,
+                        Advice::DontNeed,
+                    ][a as usize];
                     vm.advise(i, advice).unwrap();
                 }
                 _ => {}
@@ -156,4 +183,5 @@ proptest! {
             }
         }
     }
+    Ok(())
 }

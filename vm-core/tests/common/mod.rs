@@ -5,7 +5,7 @@ use disk_channel::{
     DiskChannel, Drive, FaultHandle, FaultyDrive, FileDrive, FileDriveOptions, SimDrive,
 };
 use runtable::{FormatOptions, Volume};
-use vm_core::{Backing, Vm, VmConfig};
+use vm_core::{Backing, FaultService, Vm, VmConfig};
 
 /// The page size of every test VM.
 pub const PAGE: usize = 4096;
@@ -13,11 +13,16 @@ pub const PAGE: usize = 4096;
 /// A VM of `virtual_pages` over a simulated SSD volume, with `budget` pages
 /// of real memory.
 pub fn sim_vm(virtual_pages: u64, budget: u64) -> Vm {
+    sim_vm_served_by(virtual_pages, budget, FaultService::default())
+}
+
+/// As [`sim_vm`], with faults served as `service` says.
+pub fn sim_vm_served_by(virtual_pages: u64, budget: u64, service: FaultService) -> Vm {
     let drive = SimDrive::preset("ssd", PAGE)
         .unwrap()
         .with_page_count(virtual_pages + 1024)
         .unwrap();
-    vm_on(vec![Box::new(drive)], virtual_pages, budget)
+    vm_served_by(vec![Box::new(drive)], virtual_pages, budget, service)
 }
 
 /// A VM over a simulated SSD behind a fault injector.
@@ -32,7 +37,13 @@ pub fn faulty_vm(virtual_pages: u64, budget: u64) -> (Vm, FaultHandle) {
 }
 
 /// A VM over sparse files in `dir`.
-pub fn file_vm(dir: &std::path::Path, drives: usize, virtual_pages: u64, budget: u64) -> Vm {
+pub fn file_vm(
+    dir: &std::path::Path,
+    drives: usize,
+    virtual_pages: u64,
+    budget: u64,
+    service: FaultService,
+) -> Vm {
     let drives: Vec<Box<dyn Drive>> = (0..drives)
         .map(|i| {
             let options = FileDriveOptions::create(PAGE, virtual_pages + 1024);
@@ -40,18 +51,30 @@ pub fn file_vm(dir: &std::path::Path, drives: usize, virtual_pages: u64, budget:
                 as Box<dyn Drive>
         })
         .collect();
-    vm_on(drives, virtual_pages, budget)
+    vm_served_by(drives, virtual_pages, budget, service)
 }
 
 /// A VM over a fresh volume on `drives`.
 pub fn vm_on(drives: Vec<Box<dyn Drive>>, virtual_pages: u64, budget: u64) -> Vm {
+    vm_served_by(drives, virtual_pages, budget, FaultService::default())
+}
+
+/// A VM over a fresh volume on `drives`, faults served as `service` says.
+pub fn vm_served_by(
+    drives: Vec<Box<dyn Drive>>,
+    virtual_pages: u64,
+    budget: u64,
+    service: FaultService,
+) -> Vm {
     let channel = DiskChannel::new(drives).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
-    Vm::new(
-        VmConfig::new(virtual_pages, budget),
-        Backing::Volume(volume),
-    )
-    .unwrap()
+    let config = VmConfig {
+        fault_service: service,
+        ..VmConfig::new(virtual_pages, budget)
+    };
+    let vm = Vm::new(config, Backing::Volume(volume)).unwrap();
+    assert_eq!(vm.has_worker(), service == FaultService::Worker);
+    vm
 }
 
 /// The deterministic byte at address `addr` of test pattern `seed`.
