@@ -34,6 +34,11 @@ pub struct DriveStats {
     /// pointed: the same cylinder on a simulated disk, the same page on a
     /// file).
     pub seek_aheads_used: u64,
+    /// What the disk model says the used hints saved (simulated rotating
+    /// drives only): for each, the part of its seek that overlapped the
+    /// time between the end of the hinting transfer and the issue of the
+    /// next, `min(seek, gap)`. Nanoseconds.
+    pub seek_ahead_overlap_ns: u64,
 }
 
 impl DriveStats {
@@ -49,6 +54,7 @@ impl DriveStats {
             busy_ns: self.busy_ns + other.busy_ns,
             seek_aheads_issued: self.seek_aheads_issued + other.seek_aheads_issued,
             seek_aheads_used: self.seek_aheads_used + other.seek_aheads_used,
+            seek_ahead_overlap_ns: self.seek_ahead_overlap_ns + other.seek_ahead_overlap_ns,
         }
     }
 }

@@ -360,6 +360,8 @@ impl SimModel {
 struct HintedSeek {
     /// The hinted page.
     page: DiskPage,
+    /// When the arm started moving (the hinting transfer's end).
+    start_ns: u64,
     /// Cylinder the arm is moving to.
     cylinder: u64,
     /// When it gets there.
@@ -514,6 +516,8 @@ impl SimDrive {
             };
             if used {
                 self.stats.seek_aheads_used += 1;
+                let seek_ns = hint.arrive_ns - hint.start_ns;
+                self.stats.seek_ahead_overlap_ns += seek_ns.min(issue_ns - hint.start_ns);
             }
         }
         match self.model.mechanics {
@@ -554,6 +558,7 @@ impl SimDrive {
                     self.stats.cylinders_crossed += distance;
                     self.hinted = Some(HintedSeek {
                         page: hint,
+                        start_ns: t,
                         cylinder,
                         arrive_ns: t + seek.seek_ns(distance),
                     });
@@ -570,6 +575,7 @@ impl SimDrive {
                     self.stats.seek_aheads_issued += 1;
                     self.hinted = Some(HintedSeek {
                         page: hint,
+                        start_ns: t,
                         cylinder: 0,
                         arrive_ns: t,
                     });

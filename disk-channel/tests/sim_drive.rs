@@ -153,6 +153,8 @@ fn seek_ahead_saves_min_of_seek_and_gap_as_the_model_predicts() {
             let stats = drive.stats();
             assert_eq!(stats.seek_aheads_issued, u64::from(hint.is_some()));
             assert_eq!(stats.seek_aheads_used, u64::from(hint.is_some()));
+            let overlap = if hint.is_some() { seek.min(gap) } else { 0 };
+            assert_eq!(stats.seek_ahead_overlap_ns, overlap);
         }
         // A gap of exactly one revolution keeps the rotational position, so
         // the whole saving shows in the completion time.

@@ -11,6 +11,8 @@
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only | the word itself |
 //! | `monitor` | allocator, map entries, frames and clock hand, pins, counters, the volume | the monitor |
 //! | `vm` | the safe API and the fault service | — |
+//! | `fault_queue` | the handoff to the PageFault worker; the hit counter | its own locks |
+//! | [`simulate`] | the deterministic driver | — |
 //!
 //! ```
 //! use vm_core::{Backing, VAddr, Vm, VmConfig};
@@ -31,14 +33,20 @@
 //! - A page-state word of zero means "absent, no disk copy"; whether the
 //!   page is allocated at all is the monitor's allocation map, so
 //!   allocating or freeing a huge interval costs no per-page work up front.
-//! - Faults are served by the faulting thread while it holds the monitor
-//!   (the issue's "fault-service mode"); the separate PageFault worker
-//!   thread and the deterministic step-by-step driver are not built yet.
+//! - Faults are served under the monitor either by the faulting thread
+//!   itself or by one PageFault worker thread ([`FaultService`]). In the
+//!   first mode the monitor holder serves the pending queue in ticket
+//!   order up to its own fault, so that, as with the worker, the service
+//!   order is the queue order and the seek-ahead hint names the transfer
+//!   that really comes next.
+//! - [`simulate`] runs the same fault service step by step on the drives'
+//!   virtual clock with simulated faulting processes (deterministic).
 
 mod error;
 mod fault_queue;
 mod monitor;
 mod region;
+pub mod simulate;
 mod state;
 mod vm;
 

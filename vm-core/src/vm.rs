@@ -77,7 +77,7 @@ pub struct AddressSpace {
 }
 
 /// The monitor, held; counts the time it was held.
-struct Held<'a> {
+pub(crate) struct Held<'a> {
     guard: MutexGuard<'a, Monitor>,
     since: Instant,
     total: &'a AtomicU64,
@@ -231,8 +231,12 @@ impl std::ops::Deref for Vm {
 }
 
 impl AddressSpace {
-    fn states(&self) -> PageStates<'_> {
+    pub(crate) fn states(&self) -> PageStates<'_> {
         PageStates::new(self.states.words())
+    }
+
+    pub(crate) fn lock_monitor(&self) -> Held<'_> {
+        self.lock()
     }
 
     fn lock(&self) -> Held<'_> {
