@@ -10,7 +10,7 @@
 //! no virtual time. A miss queues a fault (first come, first served). The
 //! one fault server — the monitor holder, as in the seed — takes the head
 //! of the queue when it is free, passes the next queued fault as the
-//! seek-ahead target, and serves it with [`AddressSpace::serve`] on the
+//! seek-ahead target, and serves it with the same code as a real fault, on the
 //! drives; the faulting process resumes when the service's transfers are
 //! done. The software time between requests (restart the faultee, take the
 //! next fault) is the drive model's software gap.

@@ -820,12 +820,12 @@ impl AddressSpace {
         self.swap_in(interval, false, false)
     }
 
-    /// Brings `interval` in and keeps it there until [`Vm::unpin`].
+    /// Brings `interval` in and keeps it there until [`AddressSpace::unpin`].
     pub fn pin(&self, interval: Interval) -> Result<(), VmError> {
         self.swap_in(interval, false, true)
     }
 
-    /// Undoes one [`Vm::pin`] of each page of `interval`.
+    /// Undoes one [`AddressSpace::pin`] of each page of `interval`.
     pub fn unpin(&self, interval: Interval) -> Result<(), VmError> {
         let mut m = self.lock();
         self.check_allocated(&m, interval)?;
@@ -1093,7 +1093,7 @@ fn backoff(spins: &mut u32) {
     }
 }
 
-/// A shared guard on one resident page; see [`Vm::page`].
+/// A shared guard on one resident page; see [`AddressSpace::page`].
 pub struct PageRef<'a> {
     vm: &'a AddressSpace,
     page: u64,
@@ -1113,7 +1113,7 @@ impl Drop for PageRef<'_> {
     }
 }
 
-/// An exclusive guard on one resident page; see [`Vm::page_mut`].
+/// An exclusive guard on one resident page; see [`AddressSpace::page_mut`].
 pub struct PageMut<'a> {
     vm: &'a AddressSpace,
     page: u64,
