@@ -53,5 +53,46 @@ fn resident_hit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, resident_hit);
+/// Resident-hit reads by one thread and by two threads at once: the time
+/// for each thread to do `iters` reads. Equal times mean throughput doubled.
+fn two_thread_throughput(c: &mut Criterion) {
+    let vm = Vm::new(VmConfig::new(PAGES, PAGES), Backing::RealMemoryOnly).unwrap();
+    let interval = vm.allocate(PAGES).unwrap();
+    let base = vm.address_of(interval.page).0;
+    for page in 0..PAGES {
+        vm.write(VAddr(base + page * 4096), &page.to_le_bytes())
+            .unwrap();
+    }
+    let mut rng = SplitMix64::new(10);
+    let words: Vec<u64> = (0..4096).map(|_| rng.below(PAGES * 512)).collect();
+    let reads = |iters: u64| {
+        let mut buf = [0u8; 8];
+        for i in 0..iters {
+            let word = words[(i & 4095) as usize];
+            vm.read(VAddr(base + word * 8), &mut buf).unwrap();
+            black_box(buf);
+        }
+    };
+    let mut group = c.benchmark_group("resident_hit_throughput");
+    group.bench_function("one_thread", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            reads(iters);
+            start.elapsed()
+        })
+    });
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                s.spawn(|| reads(iters));
+                reads(iters);
+            });
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, resident_hit, two_thread_throughput);
 criterion_main!(benches);

@@ -23,8 +23,10 @@
 
 use crate::VmError;
 use rustix::mm::{Advice, MapFlags, ProtFlags};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An anonymous, lazily committed mapping of `len` bytes.
 #[derive(Debug)]
@@ -75,7 +77,15 @@ pub(crate) struct Region {
     mapping: Mapping,
     page_size: usize,
     pages: u64,
+    /// A pidfd of this process for `process_madvise`, or `None` where the
+    /// kernel refuses it (then each run of pages gets its own `madvise`).
+    self_pidfd: OnceLock<Option<OwnedFd>>,
+    /// Set once the kernel refused `process_madvise` on this process.
+    batch_refused: AtomicBool,
 }
+
+/// Most runs one `process_madvise` call takes (well under `IOV_MAX`).
+const RELEASE_BATCH_MAX: usize = 64;
 
 impl Region {
     /// Reserves `pages` pages of `page_size` bytes.
@@ -91,6 +101,8 @@ impl Region {
             mapping: Mapping::new(len, "address-space region")?,
             page_size,
             pages,
+            self_pidfd: OnceLock::new(),
+            batch_refused: AtomicBool::new(false),
         })
     }
 
@@ -145,6 +157,73 @@ impl Region {
             bytes: count as usize * self.page_size,
             source: e.into(),
         })
+    }
+}
+
+impl Region {
+    /// Gives back the memory of every run `(page, count)` in `runs`, with one
+    /// `process_madvise(MADV_DONTNEED)` call per 64 runs where the kernel
+    /// allows it on this process (Linux 6.13 and later) — one system call
+    /// and one TLB shootdown for a whole eviction batch — and one `madvise`
+    /// per run where it does not. The caller holds every page exclusively.
+    pub(crate) fn release_runs(&self, runs: &[(u64, u64)]) -> Result<(), VmError> {
+        for &(page, count) in runs {
+            assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        }
+        let pidfd = self.self_pidfd.get_or_init(|| {
+            rustix::process::pidfd_open(
+                rustix::process::getpid(),
+                rustix::process::PidfdFlags::empty(),
+            )
+            .ok()
+        });
+        if let Some(pidfd) = pidfd
+            .as_ref()
+            .filter(|_| !self.batch_refused.load(Ordering::Relaxed))
+        {
+            let mut done = 0;
+            while done < runs.len() {
+                let chunk = &runs[done..(done + RELEASE_BATCH_MAX).min(runs.len())];
+                let iovecs: Vec<libc::iovec> = chunk
+                    .iter()
+                    .map(|&(page, count)| libc::iovec {
+                        iov_base: self.page_ptr(page).cast(),
+                        iov_len: count as usize * self.page_size,
+                    })
+                    .collect();
+                let want: usize = iovecs.iter().map(|v| v.iov_len).sum();
+                // SAFETY: `iovecs` points into our own mapping (bounds
+                // asserted above) and lives across the call; the caller holds
+                // the pages exclusively, so no Rust reference into them
+                // exists; the pidfd is this process's.
+                let advised = unsafe {
+                    libc::syscall(
+                        libc::SYS_process_madvise,
+                        std::os::fd::AsRawFd::as_raw_fd(pidfd),
+                        iovecs.as_ptr(),
+                        iovecs.len(),
+                        libc::MADV_DONTNEED,
+                        0u32,
+                    )
+                };
+                if advised < 0 || advised as usize != want {
+                    // Refused (an older kernel) or partial: the plain call
+                    // does the chunk, and is used from now on if refused.
+                    if advised < 0 {
+                        self.batch_refused.store(true, Ordering::Relaxed);
+                    }
+                    for &(page, count) in chunk {
+                        self.release(page, count)?;
+                    }
+                }
+                done += chunk.len();
+            }
+            return Ok(());
+        }
+        for &(page, count) in runs {
+            self.release(page, count)?;
+        }
+        Ok(())
     }
 }
 

@@ -761,21 +761,20 @@ impl AddressSpace {
             victims[i].1 = crate::state::Word((word.0 & !DIRTY) | ON_DISK);
         }
         victims.sort_unstable_by_key(|&(p, _)| p);
-        let mut i = 0;
-        while i < victims.len() {
-            let mut j = i + 1;
-            while j < victims.len() && victims[j].0 == victims[j - 1].0 + 1 {
-                j += 1;
+        let mut runs: Vec<(u64, u64)> = Vec::with_capacity(victims.len());
+        for &(page, _) in &victims {
+            match runs.last_mut() {
+                Some((start, count)) if *start + *count == page => *count += 1,
+                _ => runs.push((page, 1)),
             }
-            if self.region.release(victims[i].0, (j - i) as u64).is_err() {
-                // The memory stays committed; zero it by hand so that a later
-                // zero-fill fault still reads zeros.
-                for &(page, _) in &victims[i..j] {
-                    // SAFETY: we hold the exclusive latch on every victim.
-                    unsafe { self.region.page_mut(page) }.fill(0);
-                }
+        }
+        if self.region.release_runs(&runs).is_err() {
+            // The memory stays committed; zero it by hand so that a later
+            // zero-fill fault still reads zeros.
+            for &(page, _) in &victims {
+                // SAFETY: we hold the exclusive latch on every victim.
+                unsafe { self.region.page_mut(page) }.fill(0);
             }
-            i = j;
         }
         for &(page, word) in &victims {
             states.unlock(page, TAG_ABSENT, word.flags() & (ON_DISK | READ_ONLY));
