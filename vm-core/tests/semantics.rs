@@ -249,8 +249,15 @@ fn a_read_error_during_a_fault_reaches_the_accessor_and_the_vm_keeps_working() {
 
 #[test]
 fn real_memory_only_refuses_to_overcommit_and_needs_no_files() {
-    let vm = Vm::new(VmConfig::new(1 << 20, 32), Backing::RealMemoryOnly).unwrap();
+    // Even asked for a PageFault worker, real-memory-only mode starts no
+    // thread: there is no I/O to wait for.
+    let config = VmConfig {
+        fault_service: vm_core::FaultService::Worker,
+        ..VmConfig::new(1 << 20, 32)
+    };
+    let vm = Vm::new(config, Backing::RealMemoryOnly).unwrap();
     assert!(vm.is_real_memory_only());
+    assert!(!vm.has_worker());
     let i = vm.allocate(30).unwrap();
     let err = vm.allocate(3).unwrap_err();
     assert!(
