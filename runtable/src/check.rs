@@ -51,34 +51,9 @@ pub fn mapping_problems(
             });
         }
     }
-    let mut within_drives = true;
+    let rules = PlacementRules::new(bad_spots);
     for run in table.runs() {
-        let drive_pages = geometry
-            .drive_pages
-            .get(run.disk.drive.index())
-            .copied()
-            .unwrap_or(0);
-        let fits = run
-            .disk
-            .page
-            .0
-            .checked_add(run.count.0)
-            .is_some_and(|end| end <= drive_pages);
-        if !fits {
-            within_drives = false;
-            problems.push(MappingProblem::RunPastDriveEnd {
-                page: run.page,
-                disk: run.disk,
-                count: run.count.0,
-                drive_pages,
-            });
-        }
-        if run.interval().end().0 > geometry.virtual_pages {
-            problems.push(MappingProblem::BeyondVirtualSize {
-                page: run.page,
-                virtual_pages: geometry.virtual_pages,
-            });
-        }
+        rules.run_problems(geometry, run, &mut problems);
     }
     if let Err(crate::table::RunTableError::DiskOverlap {
         first,
@@ -91,9 +66,6 @@ pub fn mapping_problems(
             second,
             disk,
         });
-    }
-    if within_drives {
-        check_placement(geometry, &table, bad_spots, &mut problems);
     }
     let mut expected = PageNumber(0);
     for run in table.runs() {
@@ -115,17 +87,57 @@ pub fn mapping_problems(
     problems
 }
 
-/// Runs on reserved pages, bad spots or unassigned spares.
-fn check_placement(
-    geometry: &Geometry,
-    table: &RunTable,
-    bad_spots: &[BadSpot],
-    problems: &mut Vec<MappingProblem>,
-) {
-    let bad: BTreeSet<DiskAddr> = bad_spots.iter().map(|s| s.addr).collect();
-    let assigned: BTreeSet<DiskAddr> = bad_spots.iter().filter_map(|s| s.spare).collect();
-    for run in table.runs() {
+/// The per-run checks: what one run may not touch.
+#[derive(Debug, Default)]
+pub struct PlacementRules {
+    bad: BTreeSet<DiskAddr>,
+    assigned: BTreeSet<DiskAddr>,
+}
+
+impl PlacementRules {
+    /// The rules of a volume whose bad-spot table is `bad_spots`.
+    pub fn new(bad_spots: &[BadSpot]) -> PlacementRules {
+        PlacementRules {
+            bad: bad_spots.iter().map(|s| s.addr).collect(),
+            assigned: bad_spots.iter().filter_map(|s| s.spare).collect(),
+        }
+    }
+
+    /// Appends what is wrong with `run` alone (up to [`PROBLEMS_MAX`] in
+    /// all): past its drive's end, beyond the virtual size, on a label or
+    /// header page, on a bad spot, on a spare no bad-spot entry assigned.
+    pub fn run_problems(&self, geometry: &Geometry, run: &Run, problems: &mut Vec<MappingProblem>) {
         if problems.len() >= PROBLEMS_MAX {
+            return;
+        }
+        if run
+            .page
+            .checked_add(run.count)
+            .is_none_or(|end| end.0 > geometry.virtual_pages)
+        {
+            problems.push(MappingProblem::BeyondVirtualSize {
+                page: run.page,
+                virtual_pages: geometry.virtual_pages,
+            });
+        }
+        let drive_pages = geometry
+            .drive_pages
+            .get(run.disk.drive.index())
+            .copied()
+            .unwrap_or(0);
+        let fits = run
+            .disk
+            .page
+            .0
+            .checked_add(run.count.0)
+            .is_some_and(|end| end <= drive_pages);
+        if !fits {
+            problems.push(MappingProblem::RunPastDriveEnd {
+                page: run.page,
+                disk: run.disk,
+                count: run.count.0,
+                drive_pages,
+            });
             return;
         }
         let (drive, start, end) = (
@@ -134,15 +146,14 @@ fn check_placement(
             run.disk.page.0 + run.count.0,
         );
         let virtual_of = |disk_page: u64| run.page.plus(PageCount(disk_page - start));
-        let reserved_end = geometry.reserved_front(drive);
-        if start < reserved_end {
+        if start < geometry.reserved_front(drive) {
             problems.push(MappingProblem::OnReservedPage {
                 page: run.page,
                 disk: run.disk,
             });
         }
         let range = DiskAddr::new(drive.0, start)..DiskAddr::new(drive.0, end);
-        if let Some(spot) = bad.range(range).next() {
+        if let Some(spot) = self.bad.range(range).next() {
             problems.push(MappingProblem::OnBadSpot {
                 page: virtual_of(spot.page.0),
                 disk: *spot,
@@ -151,7 +162,7 @@ fn check_placement(
         let (spare_start, spare_end) = geometry.spare_range(drive);
         for disk_page in start.max(spare_start)..end.min(spare_end) {
             let disk = DiskAddr::new(drive.0, disk_page);
-            if !assigned.contains(&disk) {
+            if !self.assigned.contains(&disk) {
                 problems.push(MappingProblem::OnUnassignedSpare {
                     page: virtual_of(disk_page),
                     disk,
