@@ -12,6 +12,7 @@
 //! | drives | [`disk_channel`] | file, simulated and fault-injecting drives; the multi-drive channel |
 //! | mapping | [`runtable`] | virtual page → disk page runs; the on-disk volume |
 //! | address space | [`vm_core`] | region, page states, monitor, fault service, replacement, safe API |
+//! | tools | [`utility_mode`] | the real-memory-only VM, format / scan / scavenge / info, demo, the `cedarvm` CLI |
 //!
 //! Dependencies point down only: `runtable` uses `disk_channel`, never the
 //! other way round.
@@ -19,3 +20,4 @@
 pub use disk_channel;
 pub use runtable;
 pub use vm_core;
+pub use utility_mode;

@@ -1,0 +1,314 @@
+//! The `cedarvm` command.
+//!
+//! Exit status: 0 success; 1 failure (one line on standard error, never a
+//! backtrace); 2 bad arguments. `scavenge` has its own: 0 clean, 1 repaired
+//! or repairable, 2 unrecoverable (or the check could not run).
+
+use crate::demo::{DemoOptions, demo};
+use crate::format::{FormatRequest, format};
+use crate::scan::{ScanMode, scan};
+use crate::scavenge::{Status, scavenge};
+use crate::{ToolError, UtilityVm, info, parse_size};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use runtable::Layout;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use vm_core::FaultService;
+
+/// cedar-vm: a Cedar/Pilot-style single-address-space virtual memory, its
+/// disk tools and its benchmark runs.
+#[derive(Parser, Debug)]
+#[command(name = "cedarvm", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create (or overwrite, with --force) a volume on one or more drive files.
+    Format(FormatArgs),
+    /// Surface-scan drive files: write and read back patterns, list bad pages.
+    /// Destroys the drives' contents.
+    Scan(ScanArgs),
+    /// Check a volume and, with --repair, repair it. Exit 0 clean, 1 repaired
+    /// or repairable, 2 unrecoverable.
+    Scavenge(ScavengeArgs),
+    /// Describe a volume.
+    Info(InfoArgs),
+    /// The main job: sort keys that live in the VM, out of core, and verify.
+    Demo(DemoArgs),
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text)
+}
+
+/// Drive files and the tool's working memory.
+#[derive(Args, Debug)]
+pub struct DriveArgs {
+    /// A drive file of the volume, in drive order (repeat for several).
+    #[arg(long = "drive", short = 'd', required = true)]
+    pub drives: Vec<PathBuf>,
+    /// Real memory for the tool's utility VM.
+    #[arg(long, default_value = "16MiB", value_parser = size)]
+    pub memory: u64,
+}
+
+/// `format` arguments.
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    #[command(flatten)]
+    drives: DriveArgs,
+    /// Size of each drive file.
+    #[arg(long, value_parser = size)]
+    drive_size: u64,
+    /// Size of the virtual address space the volume backs (default: as much
+    /// as the drives hold).
+    #[arg(long, value_parser = size)]
+    virtual_size: Option<u64>,
+    /// Page size.
+    #[arg(long, default_value = "4KiB", value_parser = size)]
+    page_size: u64,
+    /// Stripe across the drives in units of this many pages (default:
+    /// concatenate).
+    #[arg(long)]
+    stripe: Option<u32>,
+    /// Spare pages per drive for remapping bad spots.
+    #[arg(long, default_value_t = 16)]
+    spares: u32,
+    /// Allocate every block now instead of leaving the files sparse.
+    #[arg(long)]
+    preallocate: bool,
+    /// Overwrite an existing volume.
+    #[arg(long)]
+    force: bool,
+    /// Scan the surface first and keep bad pages out of the layout.
+    #[arg(long, value_enum)]
+    scan: Option<ScanArg>,
+}
+
+/// Scan depth on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScanArg {
+    /// A sample of the pages.
+    Quick,
+    /// Every page.
+    Full,
+}
+
+impl From<ScanArg> for ScanMode {
+    fn from(a: ScanArg) -> ScanMode {
+        match a {
+            ScanArg::Quick => ScanMode::Quick,
+            ScanArg::Full => ScanMode::Full,
+        }
+    }
+}
+
+/// `scan` arguments.
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    drives: DriveArgs,
+    /// Test every page instead of a sample.
+    #[arg(long)]
+    full: bool,
+    /// Page size to scan in, for drives that hold no volume.
+    #[arg(long, default_value = "4KiB", value_parser = size)]
+    page_size: u64,
+    /// Scan even a drive that holds a volume (destroying it).
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `scavenge` arguments.
+#[derive(Args, Debug)]
+pub struct ScavengeArgs {
+    #[command(flatten)]
+    drives: DriveArgs,
+    /// Write the repairs (without it, only report).
+    #[arg(long)]
+    repair: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `info` arguments.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A drive file of the volume, in drive order (repeat for several).
+    #[arg(long = "drive", short = 'd', required = true)]
+    drives: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `demo` arguments.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Bytes of 64-bit keys to sort.
+    #[arg(long, default_value = "256MiB", value_parser = size)]
+    keys: u64,
+    /// The VM's real-memory budget.
+    #[arg(long, default_value = "32MiB", value_parser = size)]
+    memory: u64,
+    /// Keep the volume in this file instead of a temporary one.
+    #[arg(long)]
+    volume: Option<PathBuf>,
+    /// Overwrite the file given with --volume.
+    #[arg(long)]
+    force: bool,
+    /// Who serves faults.
+    #[arg(long, value_enum, default_value = "thread")]
+    fault_service: ServiceArg,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Fault service on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ServiceArg {
+    /// The faulting thread serves its own fault.
+    Thread,
+    /// One PageFault worker thread serves every fault.
+    Worker,
+}
+
+impl From<ServiceArg> for FaultService {
+    fn from(a: ServiceArg) -> FaultService {
+        match a {
+            ServiceArg::Thread => FaultService::InFaultingThread,
+            ServiceArg::Worker => FaultService::Worker,
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("reports serialize")
+}
+
+fn run_command(command: Command) -> Result<i32, ToolError> {
+    match command {
+        Command::Format(a) => {
+            let page_size = a.page_size as usize;
+            if !page_size.is_power_of_two() || page_size < 4096 {
+                return Err(ToolError::Usage(format!("--page-size {page_size} is not a power of two of at least 4 KiB")));
+            }
+            let drive_pages = a.drive_size / a.page_size;
+            let virtual_pages = match a.virtual_size {
+                Some(bytes) => bytes / a.page_size,
+                None => {
+                    let per_drive = drive_pages.saturating_sub(1 + u64::from(a.spares) + 64);
+                    per_drive * a.drives.drives.len() as u64
+                }
+            };
+            let request = FormatRequest {
+                drives: a.drives.drives.clone(),
+                page_size,
+                drive_pages,
+                virtual_pages,
+                layout: a.stripe.map_or(Layout::Concatenate, |unit| Layout::Stripe { unit }),
+                spare_pages: a.spares,
+                preallocate: a.preallocate,
+                force: a.force,
+                scan: a.scan.map(ScanMode::from),
+            };
+            let uvm = UtilityVm::new(a.drives.memory)?;
+            let report = format(&request, &uvm)?;
+            let info = info::info(&request.drives)?;
+            println!("formatted: {} runs, {} bad spots kept out", report.runs, report.bad_spots);
+            print!("{}", info.table());
+            Ok(0)
+        }
+        Command::Scan(a) => {
+            if !a.force
+                && let Some(p) = a.drives.drives.iter().find(|p| crate::drives::probe_page_size(p).is_some())
+            {
+                return Err(ToolError::ExistingVolume { path: p.clone() });
+            }
+            let channel = crate::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
+            let uvm = UtilityVm::new(a.drives.memory)?;
+            let mode = if a.full { ScanMode::Full } else { ScanMode::Quick };
+            let report = scan(&channel, mode, &uvm)?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                println!("{} pages tested, {} bad", report.pages_tested, report.bad.len());
+                for bad in &report.bad {
+                    println!("bad  {bad}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Scavenge(a) => {
+            let uvm = UtilityVm::new(a.drives.memory)?;
+            let report = scavenge(&a.drives.drives, a.repair, &uvm)?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(report.status.exit_code())
+        }
+        Command::Info(a) => {
+            let report = info::info(&a.drives)?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+        Command::Demo(a) => {
+            let options = DemoOptions {
+                key_bytes: a.keys,
+                memory_bytes: a.memory,
+                volume: a.volume,
+                force: a.force,
+                fault_service: a.fault_service.into(),
+                ..DemoOptions::default()
+            };
+            let report = demo(&options)?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Runs `cedarvm` with `args` (the program name first) and returns the
+/// process exit status.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and succeed; mistakes exit 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let scavenging = matches!(cli.command, Command::Scavenge(_));
+    match run_command(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cedarvm: error: {e}");
+            if scavenging { Status::Unrecoverable.exit_code() } else { 1 }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The tools' errors: one line each, naming the file, drive or budget.
+
+use disk_channel::DriveError;
+use runtable::VolumeError;
+use std::path::PathBuf;
+use vm_core::VmError;
+
+/// What stopped a tool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The tool's working memory does not fit its real-memory budget.
+    #[error(
+        "not enough real memory: the tool needs {needed_bytes} more bytes with {used_bytes} of its \
+         {budget_bytes}-byte budget in use (raise --memory)"
+    )]
+    NotEnoughRealMemory {
+        /// Bytes asked for.
+        needed_bytes: u64,
+        /// Bytes already in use.
+        used_bytes: u64,
+        /// The budget.
+        budget_bytes: u64,
+    },
+    /// The utility VM refused an operation.
+    #[error("utility VM: {0}")]
+    Vm(VmError),
+    /// The volume is unusable.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// A drive failed.
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    /// Formatting would overwrite a volume.
+    #[error("{path}: already holds a cedar-vm volume; use --force to overwrite it")]
+    ExistingVolume {
+        /// The drive file.
+        path: PathBuf,
+    },
+    /// The request makes no sense.
+    #[error("{0}")]
+    Usage(String),
+    /// A run's own check failed (the demo's sort, a scan's bookkeeping).
+    #[error("check failed: {0}")]
+    Check(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}

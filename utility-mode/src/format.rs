@@ -1,0 +1,96 @@
+//! `format`: lay a new volume on one or more drive files.
+
+use crate::drives::progress;
+use crate::scan::{ScanMode, ScanReport, scan};
+use crate::{ToolError, UtilityVm};
+use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions};
+use runtable::{DiskAddr, FormatOptions, Layout, Volume, label};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// What to format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatRequest {
+    /// The drive files (created if missing).
+    pub drives: Vec<PathBuf>,
+    /// Bytes per page.
+    pub page_size: usize,
+    /// Pages per drive file.
+    pub drive_pages: u64,
+    /// Pages in the virtual space.
+    pub virtual_pages: u64,
+    /// Concatenate or stripe.
+    pub layout: Layout,
+    /// Spare pages per drive.
+    pub spare_pages: u32,
+    /// Allocate every block now instead of leaving the files sparse.
+    pub preallocate: bool,
+    /// Overwrite an existing volume.
+    pub force: bool,
+    /// Scan the surface first and keep the bad pages out of the layout.
+    pub scan: Option<ScanMode>,
+}
+
+/// What `format` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatReport {
+    /// The scan, if one ran.
+    pub scan: Option<ScanReport>,
+    /// Runs in the new run table.
+    pub runs: usize,
+    /// Bad spots kept out.
+    pub bad_spots: usize,
+}
+
+/// Whether the file at `path` starts with a cedar-vm label.
+fn holds_volume(path: &PathBuf) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = vec![0u8; 64 * 1024];
+    let n = file.read(&mut head).unwrap_or(0);
+    label::decode(&head[..n]).is_ok()
+}
+
+/// Formats the drives of `request`, using `uvm` for the scan's memory.
+pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, ToolError> {
+    if request.drives.is_empty() {
+        return Err(ToolError::Usage("name at least one drive with --drive".into()));
+    }
+    if !request.force
+        && let Some(path) = request.drives.iter().find(|p| holds_volume(p))
+    {
+        return Err(ToolError::ExistingVolume { path: path.clone() });
+    }
+    let bar = progress(request.drives.len() as u64, "create");
+    let drives = request
+        .drives
+        .iter()
+        .map(|path| {
+            let mut options = FileDriveOptions::create(request.page_size, request.drive_pages);
+            options.preallocate = request.preallocate;
+            let drive = FileDrive::open(path, &options)?;
+            bar.inc(1);
+            Ok(Box::new(drive) as Box<dyn Drive>)
+        })
+        .collect::<Result<Vec<_>, ToolError>>()?;
+    bar.finish_and_clear();
+    let channel = DiskChannel::new(drives)?;
+    let scan_report = match request.scan {
+        Some(mode) => Some(scan(&channel, mode, uvm)?),
+        None => None,
+    };
+    let bad_spots: Vec<DiskAddr> = scan_report.as_ref().map(|r| r.bad.clone()).unwrap_or_default();
+    let mut options = FormatOptions::new(request.page_size, request.virtual_pages);
+    options.layout = request.layout;
+    options.spare_pages_per_drive = request.spare_pages;
+    options.sparse = !request.preallocate;
+    options.bad_spots = bad_spots.clone();
+    let volume = Volume::format(channel, &options)?;
+    Ok(FormatReport {
+        scan: scan_report,
+        runs: volume.run_table().len(),
+        bad_spots: bad_spots.len(),
+    })
+}

@@ -1,0 +1,118 @@
+//! `info`: what a volume is, read from its labels and header.
+
+use crate::ToolError;
+use crate::drives::open_channel;
+use runtable::{Layout, Volume};
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// One drive of a volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Pages on the drive.
+    pub pages: u64,
+    /// Pages with storage allocated in the file system (a sparse drive has
+    /// few).
+    pub allocated_pages: u64,
+    /// Bad spots on the drive.
+    pub bad_spots: usize,
+}
+
+/// What `info` prints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// The volume id, hexadecimal.
+    pub volume_id: String,
+    /// Bytes per page.
+    pub page_size: usize,
+    /// Pages in the virtual space.
+    pub virtual_pages: u64,
+    /// The layout.
+    pub layout: Layout,
+    /// Whether the drives were left sparse.
+    pub sparse: bool,
+    /// The drives.
+    pub drives: Vec<DriveInfo>,
+    /// Runs in the run table.
+    pub runs: usize,
+    /// Entries of the bad-spot table.
+    pub bad_spots: usize,
+    /// Of those, pages remapped to spares after formatting.
+    pub remapped: usize,
+    /// Header generation.
+    pub generation: u64,
+    /// The header slot in use.
+    pub header_slot: u64,
+}
+
+/// Reads the volume on `paths`.
+pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
+    let volume = Volume::open(open_channel(paths, 4096)?)?;
+    let g = volume.geometry();
+    let drives = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let blocks = std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0);
+            DriveInfo {
+                path: path.clone(),
+                pages: g.drive_pages[i],
+                allocated_pages: blocks / g.page_size as u64,
+                bad_spots: volume.bad_spots().iter().filter(|s| s.addr.drive.index() == i).count(),
+            }
+        })
+        .collect();
+    Ok(VolumeInfo {
+        volume_id: format!("{:032x}", g.volume_id),
+        page_size: g.page_size,
+        virtual_pages: g.virtual_pages,
+        layout: g.layout,
+        sparse: g.sparse,
+        drives,
+        runs: volume.run_table().len(),
+        bad_spots: volume.bad_spots().len(),
+        remapped: volume.bad_spots().iter().filter(|s| s.spare.is_some()).count(),
+        generation: volume.generation(),
+        header_slot: volume.header_choice().slot,
+    })
+}
+
+impl VolumeInfo {
+    /// The report as a table for a terminal.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let layout = match self.layout {
+            Layout::Concatenate => "concatenate".to_string(),
+            Layout::Stripe { unit } => format!("stripe, {unit} pages"),
+        };
+        let rows = [
+            ("volume id", self.volume_id.clone()),
+            ("page size", format!("{} bytes", self.page_size)),
+            (
+                "virtual size",
+                format!("{} pages ({})", self.virtual_pages, crate::human_bytes(self.virtual_pages * self.page_size as u64)),
+            ),
+            ("layout", layout),
+            ("backing", if self.sparse { "sparse".into() } else { "preallocated".into() }),
+            ("runs", self.runs.to_string()),
+            ("bad spots", format!("{} ({} remapped)", self.bad_spots, self.remapped)),
+            ("generation", format!("{} (header slot {})", self.generation, self.header_slot)),
+        ];
+        for (k, v) in rows {
+            t.push_str(&format!("{k:<14} {v}\n"));
+        }
+        for (i, d) in self.drives.iter().enumerate() {
+            t.push_str(&format!(
+                "drive {i:<8} {} — {} pages, {} allocated, {} bad\n",
+                d.path.display(),
+                d.pages,
+                d.allocated_pages,
+                d.bad_spots
+            ));
+        }
+        t
+    }
+}

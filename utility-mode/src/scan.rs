@@ -1,0 +1,113 @@
+//! Surface scan: write patterns over data pages and read them back; a page
+//! that fails or comes back different is bad. The scan destroys what the
+//! pages held: it is for drives about to be formatted.
+//!
+//! Each tested page gets two patterns that both carry the page's own number
+//! (so a misdirected write shows) and are complements of each other (so a
+//! stuck bit shows). The bad-page list lives in the utility VM.
+
+use crate::drives::progress;
+use crate::{ToolError, UtilityVm};
+use disk_channel::{DiskChannel, DiskPage, DriveError, DriveId};
+use runtable::DiskAddr;
+use serde::{Deserialize, Serialize};
+
+/// How much of each drive to test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScanMode {
+    /// A deterministic sample: every 61st page, and the first and last.
+    Quick,
+    /// Every page.
+    Full,
+}
+
+/// What a scan found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    /// The mode.
+    pub mode: ScanMode,
+    /// Pages tested.
+    pub pages_tested: u64,
+    /// The bad pages, in drive and page order.
+    pub bad: Vec<DiskAddr>,
+}
+
+/// Most bad pages one scan records.
+pub const BAD_PAGES_MAX: u64 = 65_536;
+
+fn fill(buf: &mut [u8], page: u64, invert: bool) {
+    for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
+        let word = page.rotate_left(17) ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        chunk.copy_from_slice(&(if invert { !word } else { word }).to_le_bytes());
+    }
+}
+
+/// Whether a drive error marks the page bad (as opposed to a mistake of
+/// ours, which is returned).
+fn is_media_error(e: &DriveError) -> bool {
+    matches!(
+        e,
+        DriveError::BadPage { .. } | DriveError::Io { .. } | DriveError::Injected { .. }
+    )
+}
+
+/// Scans every drive of `channel`.
+pub fn scan(channel: &DiskChannel, mode: ScanMode, uvm: &UtilityVm) -> Result<ScanReport, ToolError> {
+    let page_size = channel.page_size();
+    let bad = uvm.array(2 * BAD_PAGES_MAX)?;
+    let mut bad_count = 0u64;
+    let mut tested = 0u64;
+    let total: u64 = (0..channel.drive_count())
+        .map(|d| channel.page_count(DriveId(d as u16)).unwrap_or(0))
+        .sum();
+    let bar = progress(total, "scan");
+    let (mut out, mut back) = (vec![0u8; page_size], vec![0u8; page_size]);
+    for d in 0..channel.drive_count() {
+        let drive = DriveId(d as u16);
+        let pages = channel.page_count(drive)?;
+        for page in 0..pages {
+            bar.inc(1);
+            let sampled = mode == ScanMode::Full || page % 61 == 0 || page + 1 == pages;
+            if !sampled {
+                continue;
+            }
+            tested += 1;
+            let mut good = true;
+            for invert in [false, true] {
+                fill(&mut out, page, invert);
+                let result = channel
+                    .write(drive, DiskPage(page), &out, None)
+                    .and_then(|()| channel.read(drive, DiskPage(page), &mut back, None));
+                match result {
+                    Ok(()) if back == out => {}
+                    Ok(()) => good = false,
+                    Err(e) if is_media_error(&e) => good = false,
+                    Err(e) => return Err(e.into()),
+                }
+                if !good {
+                    break;
+                }
+            }
+            if !good {
+                if bad_count == BAD_PAGES_MAX {
+                    return Err(ToolError::Check(format!(
+                        "more than {BAD_PAGES_MAX} bad pages: this drive is not usable"
+                    )));
+                }
+                bad.set(2 * bad_count, u64::from(drive.0));
+                bad.set(2 * bad_count + 1, page);
+                bad_count += 1;
+            }
+        }
+        channel.sync(drive)?;
+    }
+    bar.finish_and_clear();
+    let bad = (0..bad_count)
+        .map(|i| DiskAddr::new(bad.get(2 * i) as u16, bad.get(2 * i + 1)))
+        .collect();
+    Ok(ScanReport {
+        mode,
+        pages_tested: tested,
+        bad,
+    })
+}
