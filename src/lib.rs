@@ -19,5 +19,5 @@
 
 pub use disk_channel;
 pub use runtable;
-pub use vm_core;
 pub use utility_mode;
+pub use vm_core;

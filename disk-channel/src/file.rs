@@ -345,13 +345,33 @@ impl Drive for FileDrive {
         self.stats
     }
 
+    /// `flock`-style: the lock belongs to the open file, which a child
+    /// process shares from `fork` until it `exec`s. So a lock still held for
+    /// a moment after its owner closed the file — another thread of this
+    /// process was spawning a command — is retried for up to 100 ms before
+    /// the drive is reported in use.
     fn lock_exclusive(&self) -> Result<(), DriveError> {
-        match self.file.try_lock() {
-            Ok(()) => Ok(()),
-            Err(TryLockError::WouldBlock) => Err(DriveError::InUse {
+        let mut waited_ms = 0;
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(()),
+                Err(TryLockError::WouldBlock) if waited_ms < 100 => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    waited_ms += 5;
+                }
+                Err(e) => return self.lock_error(e),
+            }
+        }
+    }
+}
+
+impl FileDrive {
+    fn lock_error(&self, error: TryLockError) -> Result<(), DriveError> {
+        match error {
+            TryLockError::WouldBlock => Err(DriveError::InUse {
                 path: self.path.clone(),
             }),
-            Err(TryLockError::Error(source)) => Err(DriveError::File {
+            TryLockError::Error(source) => Err(DriveError::File {
                 path: self.path.clone(),
                 action: "lock",
                 source,

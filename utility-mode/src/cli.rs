@@ -201,7 +201,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         Command::Format(a) => {
             let page_size = a.page_size as usize;
             if !page_size.is_power_of_two() || page_size < 4096 {
-                return Err(ToolError::Usage(format!("--page-size {page_size} is not a power of two of at least 4 KiB")));
+                return Err(ToolError::Usage(format!(
+                    "--page-size {page_size} is not a power of two of at least 4 KiB"
+                )));
             }
             let drive_pages = a.drive_size / a.page_size;
             let virtual_pages = match a.virtual_size {
@@ -216,7 +218,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 page_size,
                 drive_pages,
                 virtual_pages,
-                layout: a.stripe.map_or(Layout::Concatenate, |unit| Layout::Stripe { unit }),
+                layout: a
+                    .stripe
+                    .map_or(Layout::Concatenate, |unit| Layout::Stripe { unit }),
                 spare_pages: a.spares,
                 preallocate: a.preallocate,
                 force: a.force,
@@ -225,24 +229,39 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             let uvm = UtilityVm::new(a.drives.memory)?;
             let report = format(&request, &uvm)?;
             let info = info::info(&request.drives)?;
-            println!("formatted: {} runs, {} bad spots kept out", report.runs, report.bad_spots);
+            println!(
+                "formatted: {} runs, {} bad spots kept out",
+                report.runs, report.bad_spots
+            );
             print!("{}", info.table());
             Ok(0)
         }
         Command::Scan(a) => {
             if !a.force
-                && let Some(p) = a.drives.drives.iter().find(|p| crate::drives::probe_page_size(p).is_some())
+                && let Some(p) = a
+                    .drives
+                    .drives
+                    .iter()
+                    .find(|p| crate::drives::probe_page_size(p).is_some())
             {
                 return Err(ToolError::ExistingVolume { path: p.clone() });
             }
             let channel = crate::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
             let uvm = UtilityVm::new(a.drives.memory)?;
-            let mode = if a.full { ScanMode::Full } else { ScanMode::Quick };
+            let mode = if a.full {
+                ScanMode::Full
+            } else {
+                ScanMode::Quick
+            };
             let report = scan(&channel, mode, &uvm)?;
             if a.json {
                 println!("{}", json(&report));
             } else {
-                println!("{} pages tested, {} bad", report.pages_tested, report.bad.len());
+                println!(
+                    "{} pages tested, {} bad",
+                    report.pages_tested,
+                    report.bad.len()
+                );
                 for bad in &report.bad {
                     println!("bad  {bad}");
                 }
@@ -308,7 +327,11 @@ where
         Ok(code) => code,
         Err(e) => {
             eprintln!("cedarvm: error: {e}");
-            if scavenging { Status::Unrecoverable.exit_code() } else { 1 }
+            if scavenging {
+                Status::Unrecoverable.exit_code()
+            } else {
+                1
+            }
         }
     }
 }

@@ -13,8 +13,8 @@
 //! Everything moves through `read`/`write` at VM addresses, so the faults,
 //! write-backs and seek-aheads in the report are the VM's own.
 
-use crate::drives::progress;
 use crate::ToolError;
+use crate::drives::progress;
 use disk_channel::rng::SplitMix64;
 use disk_channel::{DiskChannel, FileDrive, FileDriveOptions};
 use runtable::{FormatOptions, Volume};
@@ -83,21 +83,32 @@ pub struct DemoReport {
 }
 
 fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
 }
 
 /// Runs the demo.
 pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let started = Instant::now();
-    if options.key_bytes == 0 || options.key_bytes % PAGE != 0 {
-        return Err(ToolError::Usage(format!("--keys {} is not a positive multiple of 4 KiB", options.key_bytes)));
+    if options.key_bytes == 0 || !options.key_bytes.is_multiple_of(PAGE) {
+        return Err(ToolError::Usage(format!(
+            "--keys {} is not a positive multiple of 4 KiB",
+            options.key_bytes
+        )));
     }
     if options.memory_bytes < 16 * PAGE {
-        return Err(ToolError::Usage(format!("--memory {} is below the demo's 64 KiB minimum", options.memory_bytes)));
+        return Err(ToolError::Usage(format!(
+            "--memory {} is below the demo's 64 KiB minimum",
+            options.memory_bytes
+        )));
     }
     let key_pages = options.key_bytes / PAGE;
     let keys = options.key_bytes / 8;
-    let temp = tempfile::tempdir().map_err(|source| ToolError::File { path: std::env::temp_dir(), source })?;
+    let temp = tempfile::tempdir().map_err(|source| ToolError::File {
+        path: std::env::temp_dir(),
+        source,
+    })?;
     let path = match &options.volume {
         Some(path) => {
             if path.exists() && !options.force {
@@ -111,8 +122,14 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         None => temp.path().join("demo.vol"),
     };
     let virtual_pages = 2 * key_pages;
-    let drive = FileDrive::open(&path, &FileDriveOptions::create(PAGE as usize, virtual_pages + 1024))?;
-    let volume = Volume::format(DiskChannel::new(vec![Box::new(drive)])?, &FormatOptions::new(PAGE as usize, virtual_pages))?;
+    let drive = FileDrive::open(
+        &path,
+        &FileDriveOptions::create(PAGE as usize, virtual_pages + 1024),
+    )?;
+    let volume = Volume::format(
+        DiskChannel::new(vec![Box::new(drive)])?,
+        &FormatOptions::new(PAGE as usize, virtual_pages),
+    )?;
     let config = VmConfig {
         fault_service: options.fault_service,
         ..VmConfig::new(virtual_pages, options.memory_bytes / PAGE)
@@ -128,7 +145,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let t = Instant::now();
     let mut rng = SplitMix64::new(options.seed);
     let (mut sum, mut xor) = (0u64, 0u64);
-    let chunk_keys = (options.memory_bytes / 8 / 4).min(keys).max(KEYS_PER_PAGE) / KEYS_PER_PAGE * KEYS_PER_PAGE;
+    let chunk_keys =
+        (options.memory_bytes / 8 / 4).min(keys).max(KEYS_PER_PAGE) / KEYS_PER_PAGE * KEYS_PER_PAGE;
     let mut bytes = Vec::with_capacity(chunk_keys as usize * 8);
     let mut at = 0;
     while at < keys {
@@ -140,7 +158,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             xor ^= key;
             bytes.extend_from_slice(&key.to_le_bytes());
         }
-        vm.write(VAddr(in_base + at * 8), &bytes).map_err(ToolError::Vm)?;
+        vm.write(VAddr(in_base + at * 8), &bytes)
+            .map_err(ToolError::Vm)?;
         at += n;
     }
     phase_s[0] = t.elapsed().as_secs_f64();
@@ -153,14 +172,16 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     for r in 0..runs {
         let (start, n) = (r * chunk_keys, chunk_keys.min(keys - r * chunk_keys));
         bytes.resize(n as usize * 8, 0);
-        vm.read(VAddr(in_base + start * 8), &mut bytes).map_err(ToolError::Vm)?;
+        vm.read(VAddr(in_base + start * 8), &mut bytes)
+            .map_err(ToolError::Vm)?;
         run_keys.clear();
         run_keys.extend(words(&bytes));
         run_keys.sort_unstable();
         for (chunk, key) in bytes.chunks_exact_mut(8).zip(&run_keys) {
             chunk.copy_from_slice(&key.to_le_bytes());
         }
-        vm.write(VAddr(in_base + start * 8), &bytes).map_err(ToolError::Vm)?;
+        vm.write(VAddr(in_base + start * 8), &bytes)
+            .map_err(ToolError::Vm)?;
     }
     drop(run_keys);
     phase_s[1] = t.elapsed().as_secs_f64();
@@ -177,7 +198,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let refill = |c: &mut Cursor| -> Result<(), ToolError> {
         let n = KEYS_PER_PAGE.min(c.end - c.next);
         let mut page = vec![0u8; n as usize * 8];
-        vm.read(VAddr(in_base + c.next * 8), &mut page).map_err(ToolError::Vm)?;
+        vm.read(VAddr(in_base + c.next * 8), &mut page)
+            .map_err(ToolError::Vm)?;
         c.page.clear();
         c.page.extend(words(&page));
         c.next += n;
@@ -187,7 +209,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let mut cursors = Vec::with_capacity(runs as usize);
     let mut heap = BinaryHeap::with_capacity(runs as usize);
     for r in 0..runs {
-        let mut c = Cursor { next: r * chunk_keys, end: (r * chunk_keys + chunk_keys).min(keys), page: Vec::new(), at: 0 };
+        let mut c = Cursor {
+            next: r * chunk_keys,
+            end: (r * chunk_keys + chunk_keys).min(keys),
+            page: Vec::new(),
+            at: 0,
+        };
         refill(&mut c)?;
         heap.push(Reverse((c.page[0], r as usize)));
         cursors.push(c);
@@ -197,7 +224,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     while let Some(Reverse((key, r))) = heap.pop() {
         out.extend_from_slice(&key.to_le_bytes());
         if out.len() == out.capacity() {
-            vm.write(VAddr(out_base + written * 8), &out).map_err(ToolError::Vm)?;
+            vm.write(VAddr(out_base + written * 8), &out)
+                .map_err(ToolError::Vm)?;
             written += out.len() as u64 / 8;
             out.clear();
         }
@@ -210,7 +238,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             heap.push(Reverse((c.page[c.at], r)));
         }
     }
-    vm.write(VAddr(out_base + written * 8), &out).map_err(ToolError::Vm)?;
+    vm.write(VAddr(out_base + written * 8), &out)
+        .map_err(ToolError::Vm)?;
     written += out.len() as u64 / 8;
     phase_s[2] = t.elapsed().as_secs_f64();
     bar.inc(1);
@@ -222,10 +251,13 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     while at < keys {
         let n = chunk_keys.min(keys - at);
         bytes.resize(n as usize * 8, 0);
-        vm.read(VAddr(out_base + at * 8), &mut bytes).map_err(ToolError::Vm)?;
+        vm.read(VAddr(out_base + at * 8), &mut bytes)
+            .map_err(ToolError::Vm)?;
         for key in words(&bytes) {
             if key < previous {
-                return Err(ToolError::Check(format!("output out of order at key {count}")));
+                return Err(ToolError::Check(format!(
+                    "output out of order at key {count}"
+                )));
             }
             previous = key;
             check_sum = check_sum.wrapping_add(key);
@@ -235,7 +267,9 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         at += n;
     }
     if (count, written, check_sum, check_xor) != (keys, keys, sum, xor) {
-        return Err(ToolError::Check("the output is not a permutation of the input".into()));
+        return Err(ToolError::Check(
+            "the output is not a permutation of the input".into(),
+        ));
     }
     phase_s[3] = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -265,18 +299,39 @@ impl DemoReport {
     pub fn table(&self) -> String {
         let s = &self.stats;
         let rows = [
-            ("sorted", format!("{} keys ({}) in {} runs, verified", self.keys, crate::human_bytes(self.key_bytes), self.runs)),
+            (
+                "sorted",
+                format!(
+                    "{} keys ({}) in {} runs, verified",
+                    self.keys,
+                    crate::human_bytes(self.key_bytes),
+                    self.runs
+                ),
+            ),
             (
                 "elapsed",
                 format!(
                     "{:.2} s (fill {:.2}, sort runs {:.2}, merge {:.2}, verify {:.2})",
-                    self.elapsed_s, self.phase_s[0], self.phase_s[1], self.phase_s[2], self.phase_s[3]
+                    self.elapsed_s,
+                    self.phase_s[0],
+                    self.phase_s[1],
+                    self.phase_s[2],
+                    self.phase_s[3]
                 ),
             ),
-            ("faults", format!("{} ({} zero-fill, {} hits)", s.faults, s.zero_fills, s.hits)),
+            (
+                "faults",
+                format!("{} ({} zero-fill, {} hits)", s.faults, s.zero_fills, s.hits),
+            ),
             ("page-ins", s.page_ins.to_string()),
             ("page-outs", s.page_outs.to_string()),
-            ("seek-aheads", format!("{} issued, {} used", s.seek_aheads_issued, s.seek_aheads_used)),
+            (
+                "seek-aheads",
+                format!(
+                    "{} issued, {} used",
+                    s.seek_aheads_issued, s.seek_aheads_used
+                ),
+            ),
             (
                 "resident",
                 format!(

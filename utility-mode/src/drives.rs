@@ -21,17 +21,28 @@ pub fn probe_page_size(path: &Path) -> Option<usize> {
             Err(_) => return None,
         }
     }
-    label::decode(&head[..filled]).ok().map(|l| l.geometry.page_size as usize)
+    label::decode(&head[..filled])
+        .ok()
+        .map(|l| l.geometry.page_size as usize)
 }
 
 /// Opens existing drive files as a channel. The page size comes from the
 /// first readable label (`fallback` when none is readable).
 pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, ToolError> {
     if paths.is_empty() {
-        return Err(ToolError::Usage("name at least one drive with --drive".into()));
+        return Err(ToolError::Usage(
+            "name at least one drive with --drive".into(),
+        ));
     }
-    let page_size = paths.iter().find_map(|p| probe_page_size(p)).unwrap_or(fallback);
-    let page_size = if page_size.is_power_of_two() && page_size >= 4096 { page_size } else { fallback };
+    let page_size = paths
+        .iter()
+        .find_map(|p| probe_page_size(p))
+        .unwrap_or(fallback);
+    let page_size = if page_size.is_power_of_two() && page_size >= 4096 {
+        page_size
+    } else {
+        fallback
+    };
     let drives = paths
         .iter()
         .map(|path| {
@@ -41,7 +52,10 @@ pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, T
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such drive file"),
                 });
             }
-            Ok(Box::new(FileDrive::open(path, &FileDriveOptions::open(page_size))?) as Box<dyn Drive>)
+            Ok(
+                Box::new(FileDrive::open(path, &FileDriveOptions::open(page_size))?)
+                    as Box<dyn Drive>,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DiskChannel::new(drives)?)

@@ -56,7 +56,9 @@ fn holds_volume(path: &PathBuf) -> bool {
 /// Formats the drives of `request`, using `uvm` for the scan's memory.
 pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, ToolError> {
     if request.drives.is_empty() {
-        return Err(ToolError::Usage("name at least one drive with --drive".into()));
+        return Err(ToolError::Usage(
+            "name at least one drive with --drive".into(),
+        ));
     }
     if !request.force
         && let Some(path) = request.drives.iter().find(|p| holds_volume(p))
@@ -81,7 +83,10 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
         Some(mode) => Some(scan(&channel, mode, uvm)?),
         None => None,
     };
-    let bad_spots: Vec<DiskAddr> = scan_report.as_ref().map(|r| r.bad.clone()).unwrap_or_default();
+    let bad_spots: Vec<DiskAddr> = scan_report
+        .as_ref()
+        .map(|r| r.bad.clone())
+        .unwrap_or_default();
     let mut options = FormatOptions::new(request.page_size, request.virtual_pages);
     options.layout = request.layout;
     options.spare_pages_per_drive = request.spare_pages;

@@ -56,12 +56,18 @@ pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
         .iter()
         .enumerate()
         .map(|(i, path)| {
-            let blocks = std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0);
+            let blocks = std::fs::metadata(path)
+                .map(|m| m.blocks() * 512)
+                .unwrap_or(0);
             DriveInfo {
                 path: path.clone(),
                 pages: g.drive_pages[i],
                 allocated_pages: blocks / g.page_size as u64,
-                bad_spots: volume.bad_spots().iter().filter(|s| s.addr.drive.index() == i).count(),
+                bad_spots: volume
+                    .bad_spots()
+                    .iter()
+                    .filter(|s| s.addr.drive.index() == i)
+                    .count(),
             }
         })
         .collect();
@@ -74,7 +80,11 @@ pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
         drives,
         runs: volume.run_table().len(),
         bad_spots: volume.bad_spots().len(),
-        remapped: volume.bad_spots().iter().filter(|s| s.spare.is_some()).count(),
+        remapped: volume
+            .bad_spots()
+            .iter()
+            .filter(|s| s.spare.is_some())
+            .count(),
         generation: volume.generation(),
         header_slot: volume.header_choice().slot,
     })
@@ -93,13 +103,30 @@ impl VolumeInfo {
             ("page size", format!("{} bytes", self.page_size)),
             (
                 "virtual size",
-                format!("{} pages ({})", self.virtual_pages, crate::human_bytes(self.virtual_pages * self.page_size as u64)),
+                format!(
+                    "{} pages ({})",
+                    self.virtual_pages,
+                    crate::human_bytes(self.virtual_pages * self.page_size as u64)
+                ),
             ),
             ("layout", layout),
-            ("backing", if self.sparse { "sparse".into() } else { "preallocated".into() }),
+            (
+                "backing",
+                if self.sparse {
+                    "sparse".into()
+                } else {
+                    "preallocated".into()
+                },
+            ),
             ("runs", self.runs.to_string()),
-            ("bad spots", format!("{} ({} remapped)", self.bad_spots, self.remapped)),
-            ("generation", format!("{} (header slot {})", self.generation, self.header_slot)),
+            (
+                "bad spots",
+                format!("{} ({} remapped)", self.bad_spots, self.remapped),
+            ),
+            (
+                "generation",
+                format!("{} (header slot {})", self.generation, self.header_slot),
+            ),
         ];
         for (k, v) in rows {
             t.push_str(&format!("{k:<14} {v}\n"));

@@ -52,7 +52,11 @@ fn is_media_error(e: &DriveError) -> bool {
 }
 
 /// Scans every drive of `channel`.
-pub fn scan(channel: &DiskChannel, mode: ScanMode, uvm: &UtilityVm) -> Result<ScanReport, ToolError> {
+pub fn scan(
+    channel: &DiskChannel,
+    mode: ScanMode,
+    uvm: &UtilityVm,
+) -> Result<ScanReport, ToolError> {
     let page_size = channel.page_size();
     let bad = uvm.array(2 * BAD_PAGES_MAX)?;
     let mut bad_count = 0u64;

@@ -102,14 +102,24 @@ enum Slot {
     /// Never written: all zeros (slot 0 of a volume at generation 1).
     Blank,
     Unusable(String),
-    Read { raw: RawHeader, problems: Vec<MappingProblem> },
+    Read {
+        raw: RawHeader,
+        problems: Vec<MappingProblem>,
+    },
 }
 
 /// How to repair.
 enum Plan {
-    Rewrite { runs: Vec<Run>, bad: Vec<BadSpot> },
+    Rewrite {
+        runs: Vec<Run>,
+        bad: Vec<BadSpot>,
+    },
     Rebuild,
-    RemapBadSpots { runs: Vec<Run>, bad: Vec<BadSpot>, pages: Vec<(PageNumber, DiskAddr)> },
+    RemapBadSpots {
+        runs: Vec<Run>,
+        bad: Vec<BadSpot>,
+        pages: Vec<(PageNumber, DiskAddr)>,
+    },
 }
 
 struct Scavenger<'a> {
@@ -133,7 +143,10 @@ impl Scavenger<'_> {
         let mut page = vec![0u8; self.channel.page_size()];
         let mut labels = Vec::new();
         for d in 0..self.channel.drive_count() {
-            let label = match self.channel.read(DriveId(d as u16), DiskPage(0), &mut page, None) {
+            let label = match self
+                .channel
+                .read(DriveId(d as u16), DiskPage(0), &mut page, None)
+            {
                 Ok(()) => label::decode(&page).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -141,7 +154,10 @@ impl Scavenger<'_> {
                 Ok(label) => labels.push(Some(label)),
                 Err(reason) => {
                     let name = self.drive_name(d);
-                    self.note(Severity::Repairable, format!("{name}: label unusable: {reason}"));
+                    self.note(
+                        Severity::Repairable,
+                        format!("{name}: label unusable: {reason}"),
+                    );
                     labels.push(None);
                 }
             }
@@ -164,7 +180,10 @@ impl Scavenger<'_> {
                 let Some(l) = l else { continue };
                 if l.volume_id != first.volume_id || l.geometry != first.geometry {
                     let name = self.drive_name(d);
-                    self.note(Severity::Unrecoverable, format!("{name}: belongs to another volume"));
+                    self.note(
+                        Severity::Unrecoverable,
+                        format!("{name}: belongs to another volume"),
+                    );
                 } else if usize::from(l.drive_index) != d {
                     let name = self.drive_name(d);
                     self.note(
@@ -183,16 +202,30 @@ impl Scavenger<'_> {
         }
         // No label: slot 0 starts at page 1 whatever the slot size.
         let page_size = self.channel.page_size();
-        let pages = self.channel.page_count(DriveId(0)).ok()?.saturating_sub(1).min(4096);
+        let pages = self
+            .channel
+            .page_count(DriveId(0))
+            .ok()?
+            .saturating_sub(1)
+            .min(4096);
         let mut bytes = vec![0u8; pages as usize * page_size];
-        self.channel.read(DriveId(0), DiskPage(1), &mut bytes, None).ok()?;
+        self.channel
+            .read(DriveId(0), DiskPage(1), &mut bytes, None)
+            .ok()?;
         let raw = header::decode(&bytes).ok()?;
-        raw.geometry.to_geometry(raw.volume_id, raw.drive_pages).ok()
+        raw.geometry
+            .to_geometry(raw.volume_id, raw.drive_pages)
+            .ok()
     }
 
     fn read_slot(&mut self, g: &Geometry, slot: u64) -> Result<Slot, ToolError> {
         let mut bytes = vec![0u8; g.header_slot_pages as usize * g.page_size];
-        if let Err(e) = self.channel.read(DriveId(0), DiskPage(g.header_slot_start(slot)), &mut bytes, None) {
+        if let Err(e) = self.channel.read(
+            DriveId(0),
+            DiskPage(g.header_slot_start(slot)),
+            &mut bytes,
+            None,
+        ) {
             return Ok(Slot::Unusable(format!("unreadable: {e}")));
         }
         if bytes.iter().all(|&b| b == 0) {
@@ -205,27 +238,50 @@ impl Scavenger<'_> {
         if raw.volume_id != g.volume_id {
             return Ok(Slot::Unusable("left over from another volume".into()));
         }
-        match raw.geometry.to_geometry(raw.volume_id, raw.drive_pages.clone()) {
+        match raw
+            .geometry
+            .to_geometry(raw.volume_id, raw.drive_pages.clone())
+        {
             Ok(hg) if hg == *g => {}
-            _ => return Ok(Slot::Unusable("its geometry differs from the labels'".into())),
+            _ => {
+                return Ok(Slot::Unusable(
+                    "its geometry differs from the labels'".into(),
+                ));
+            }
         }
         let problems = self.check_runs(g, &raw.runs, &raw.bad_spots)?;
         Ok(Slot::Read { raw, problems })
     }
 
     /// Checks `runs` through a page map in the utility VM.
-    fn check_runs(&mut self, g: &Geometry, runs: &[Run], bad: &[BadSpot]) -> Result<Vec<MappingProblem>, ToolError> {
+    fn check_runs(
+        &mut self,
+        g: &Geometry,
+        runs: &[Run],
+        bad: &[BadSpot],
+    ) -> Result<Vec<MappingProblem>, ToolError> {
         self.runs_checked += runs.len() as u64;
         let mut problems = Vec::new();
         let rules = PlacementRules::new(bad);
         let map = self.uvm.array(runs.len() as u64 * 4)?;
         for (i, run) in runs.iter().enumerate() {
             if run.count.0 == 0 {
-                problems.push(MappingProblem::Runs(RunTableError::EmptyRun { index: i, page: run.page }));
+                problems.push(MappingProblem::Runs(RunTableError::EmptyRun {
+                    index: i,
+                    page: run.page,
+                }));
                 continue;
             }
             rules.run_problems(g, run, &mut problems);
-            map.write_slice(i as u64 * 4, &[u64::from(run.disk.drive.0), run.disk.page.0, run.count.0, run.page.0]);
+            map.write_slice(
+                i as u64 * 4,
+                &[
+                    u64::from(run.disk.drive.0),
+                    run.disk.page.0,
+                    run.count.0,
+                    run.page.0,
+                ],
+            );
         }
         // Pages mapped twice: sort by (drive, disk page).
         map.sort_records(4, 2);
@@ -284,17 +340,31 @@ impl Scavenger<'_> {
 
     /// A spare page that is not bad and not yet assigned, preferring `drive`.
     fn free_spare(g: &Geometry, bad: &[BadSpot], drive: DriveId) -> Option<DiskAddr> {
-        let taken: BTreeSet<DiskAddr> = bad.iter().flat_map(|s| [Some(s.addr), s.spare]).flatten().collect();
+        let taken: BTreeSet<DiskAddr> = bad
+            .iter()
+            .flat_map(|s| [Some(s.addr), s.spare])
+            .flatten()
+            .collect();
         let n = g.drive_count();
-        (0..n).map(|k| DriveId(((drive.index() + k) % n) as u16)).find_map(|d| {
-            let (start, end) = g.spare_range(d);
-            (start..end).map(|p| DiskAddr::new(d.0, p)).find(|a| !taken.contains(a))
-        })
+        (0..n)
+            .map(|k| DriveId(((drive.index() + k) % n) as u16))
+            .find_map(|d| {
+                let (start, end) = g.spare_range(d);
+                (start..end)
+                    .map(|p| DiskAddr::new(d.0, p))
+                    .find(|a| !taken.contains(a))
+            })
     }
 
     /// Writes the header into both slots (generations `generation` and
     /// `generation + 1`) and every label, then syncs.
-    fn write_everything(&self, g: &Geometry, runs: &[Run], bad: &[BadSpot], generation: u64) -> Result<(), ToolError> {
+    fn write_everything(
+        &self,
+        g: &Geometry,
+        runs: &[Run],
+        bad: &[BadSpot],
+        generation: u64,
+    ) -> Result<(), ToolError> {
         for k in 0..2 {
             let h = Header {
                 generation: generation + k,
@@ -312,13 +382,23 @@ impl Scavenger<'_> {
             }
             bytes.resize(bytes.len().next_multiple_of(g.page_size), 0);
             let slot = (generation + k) % 2;
-            self.channel.write(DriveId(0), DiskPage(g.header_slot_start(slot)), &bytes, None)?;
+            self.channel.write(
+                DriveId(0),
+                DiskPage(g.header_slot_start(slot)),
+                &bytes,
+                None,
+            )?;
             self.channel.sync(DriveId(0))?;
         }
         for d in 0..g.drive_count() {
-            let spots: Vec<BadSpot> = bad.iter().filter(|s| s.addr.drive.index() == d).copied().collect();
+            let spots: Vec<BadSpot> = bad
+                .iter()
+                .filter(|s| s.addr.drive.index() == d)
+                .copied()
+                .collect();
             let page = label::encode(g, d as u16, &spots);
-            self.channel.write(DriveId(d as u16), DiskPage(0), &page, None)?;
+            self.channel
+                .write(DriveId(d as u16), DiskPage(0), &page, None)?;
             self.channel.sync(DriveId(d as u16))?;
         }
         Ok(())
@@ -327,7 +407,11 @@ impl Scavenger<'_> {
 
 /// Checks the volume on `paths` and repairs it if `repair` is set. The
 /// scavenger's page map lives in `uvm`.
-pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<ScavengeReport, ToolError> {
+pub fn scavenge(
+    paths: &[PathBuf],
+    repair: bool,
+    uvm: &UtilityVm,
+) -> Result<ScavengeReport, ToolError> {
     let channel = open_channel(paths, 4096)?;
     channel.lock_all()?;
     let mut s = Scavenger {
@@ -347,18 +431,32 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
         repairs: Vec::new(),
     };
     let Some(g) = geometry else {
-        s.note(Severity::Unrecoverable, "no readable label and no readable header: nothing to rebuild from".into());
+        s.note(
+            Severity::Unrecoverable,
+            "no readable label and no readable header: nothing to rebuild from".into(),
+        );
         return Ok(unrecoverable(s));
     };
     if g.drive_count() != s.channel.drive_count() {
         s.note(
             Severity::Unrecoverable,
-            format!("the volume has {} drives but {} were given", g.drive_count(), s.channel.drive_count()),
+            format!(
+                "the volume has {} drives but {} were given",
+                g.drive_count(),
+                s.channel.drive_count()
+            ),
         );
         return Ok(unrecoverable(s));
     }
     if g.page_size != s.channel.page_size() {
-        s.note(Severity::Unrecoverable, format!("page size {} is not the drives' {}", g.page_size, s.channel.page_size()));
+        s.note(
+            Severity::Unrecoverable,
+            format!(
+                "page size {} is not the drives' {}",
+                g.page_size,
+                s.channel.page_size()
+            ),
+        );
         return Ok(unrecoverable(s));
     }
     if let Err(e) = g.validate() {
@@ -371,11 +469,17 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
             let name = s.drive_name(d);
             s.note(
                 Severity::Unrecoverable,
-                format!("{name}: truncated: the label says {} pages, the drive has {actual}", g.drive_pages[d]),
+                format!(
+                    "{name}: truncated: the label says {} pages, the drive has {actual}",
+                    g.drive_pages[d]
+                ),
             );
         }
     }
-    if s.findings.iter().any(|f| f.severity == Severity::Unrecoverable) {
+    if s.findings
+        .iter()
+        .any(|f| f.severity == Severity::Unrecoverable)
+    {
         return Ok(unrecoverable(s));
     }
 
@@ -385,12 +489,24 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
     for (i, slot) in slots.iter().enumerate() {
         match slot {
             Slot::Blank => {}
-            Slot::Unusable(reason) => s.note(Severity::Repairable, format!("header slot {i}: {reason}")),
+            Slot::Unusable(reason) => {
+                s.note(Severity::Repairable, format!("header slot {i}: {reason}"))
+            }
             Slot::Read { raw, problems } => {
                 newest_generation = newest_generation.max(raw.generation);
                 if let Some(first) = problems.first() {
-                    let more = if problems.len() > 1 { format!(" (and {} more)", problems.len() - 1) } else { String::new() };
-                    s.note(Severity::Repairable, format!("header slot {i} (generation {}): {first}{more}", raw.generation));
+                    let more = if problems.len() > 1 {
+                        format!(" (and {} more)", problems.len() - 1)
+                    } else {
+                        String::new()
+                    };
+                    s.note(
+                        Severity::Repairable,
+                        format!(
+                            "header slot {i} (generation {}): {first}{more}",
+                            raw.generation
+                        ),
+                    );
                 } else if best.is_none_or(|b| raw.generation > b.generation) {
                     best = Some(raw);
                 }
@@ -402,7 +518,10 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
     for (i, slot) in slots.iter().enumerate() {
         if matches!(slot, Slot::Blank) {
             if best.is_some_and(|b| b.generation == 1) {
-                s.note(Severity::Note, format!("header slot {i}: not written yet (a freshly formatted volume)"));
+                s.note(
+                    Severity::Note,
+                    format!("header slot {i}: not written yet (a freshly formatted volume)"),
+                );
             } else {
                 s.note(Severity::Repairable, format!("header slot {i}: blank"));
             }
@@ -410,14 +529,18 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
     }
     // A newer slot with problems than the good one: its changes are lost.
     let newest_bad = slots.iter().find_map(|slot| match slot {
-        Slot::Read { raw, problems } if !problems.is_empty() && best.is_none_or(|b| raw.generation > b.generation) => {
+        Slot::Read { raw, problems }
+            if !problems.is_empty() && best.is_none_or(|b| raw.generation > b.generation) =>
+        {
             Some((raw, problems))
         }
         _ => None,
     });
     let plan = match (best, newest_bad) {
         (_, Some((raw, problems)))
-            if problems.iter().all(|p| matches!(p, MappingProblem::OnBadSpot { .. })) =>
+            if problems
+                .iter()
+                .all(|p| matches!(p, MappingProblem::OnBadSpot { .. })) =>
         {
             let pages = problems
                 .iter()
@@ -426,15 +549,28 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
                     _ => None,
                 })
                 .collect();
-            Plan::RemapBadSpots { runs: raw.runs.clone(), bad: raw.bad_spots.clone(), pages }
+            Plan::RemapBadSpots {
+                runs: raw.runs.clone(),
+                bad: raw.bad_spots.clone(),
+                pages,
+            }
         }
-        (Some(good), _) => Plan::Rewrite { runs: good.runs.clone(), bad: good.bad_spots.clone() },
+        (Some(good), _) => Plan::Rewrite {
+            runs: good.runs.clone(),
+            bad: good.bad_spots.clone(),
+        },
         (None, _) if labels.iter().all(Option::is_some) => {
-            s.note(Severity::Repairable, "no usable header slot: the run table can be rebuilt from the labels".into());
+            s.note(
+                Severity::Repairable,
+                "no usable header slot: the run table can be rebuilt from the labels".into(),
+            );
             Plan::Rebuild
         }
         (None, _) => {
-            s.note(Severity::Unrecoverable, "no usable header slot and not every label is readable".into());
+            s.note(
+                Severity::Unrecoverable,
+                "no usable header slot and not every label is readable".into(),
+            );
             return Ok(unrecoverable(s));
         }
     };
@@ -442,15 +578,25 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
     if let Plan::Rewrite { bad, .. } = &plan {
         for (d, l) in labels.iter().enumerate() {
             let Some(l) = l else { continue };
-            let want: BTreeSet<BadSpot> = bad.iter().filter(|b| b.addr.drive.index() == d).copied().collect();
+            let want: BTreeSet<BadSpot> = bad
+                .iter()
+                .filter(|b| b.addr.drive.index() == d)
+                .copied()
+                .collect();
             let have: BTreeSet<BadSpot> = l.bad_spots.iter().copied().collect();
             if want != have {
                 let name = s.drive_name(d);
-                s.note(Severity::Repairable, format!("{name}: the label's bad-spot list is stale"));
+                s.note(
+                    Severity::Repairable,
+                    format!("{name}: the label's bad-spot list is stale"),
+                );
             }
         }
     }
-    let wrong = s.findings.iter().any(|f| f.severity == Severity::Repairable);
+    let wrong = s
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Repairable);
     let current_generation = best.map(|b| b.generation);
     if !wrong {
         return Ok(ScavengeReport {
@@ -473,34 +619,59 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
     let mut repairs = Vec::new();
     let (runs, bad) = match plan {
         Plan::Rewrite { runs, bad } => {
-            repairs.push("rewrote both header slots and every label from the good header".to_string());
+            repairs
+                .push("rewrote both header slots and every label from the good header".to_string());
             (runs, bad)
         }
         Plan::Rebuild => {
-            let mut bad: Vec<BadSpot> = labels.iter().flatten().flat_map(|l| l.bad_spots.iter().copied()).collect();
+            let mut bad: Vec<BadSpot> = labels
+                .iter()
+                .flatten()
+                .flat_map(|l| l.bad_spots.iter().copied())
+                .collect();
             bad.sort_by_key(|b| b.spare.is_some());
             let table = layout::derive_run_table(&g, &bad)?;
-            repairs.push(format!("rebuilt the run table ({} runs) from the labels", table.len()));
+            repairs.push(format!(
+                "rebuilt the run table ({} runs) from the labels",
+                table.len()
+            ));
             (table.runs().to_vec(), bad)
         }
-        Plan::RemapBadSpots { runs, mut bad, pages } => {
+        Plan::RemapBadSpots {
+            runs,
+            mut bad,
+            pages,
+        } => {
             let mut table = RunTable::new(runs).map_err(|e| ToolError::Check(e.to_string()))?;
             let mut buf = vec![0u8; g.page_size];
             for (page, disk) in pages {
-                let spare = Scavenger::free_spare(&g, &bad, disk.drive)
-                    .ok_or_else(|| ToolError::Check(format!("no spare page left to replace {disk}")))?;
-                let copied = s.channel.read(disk.drive, disk.page, &mut buf, None).is_ok();
+                let spare = Scavenger::free_spare(&g, &bad, disk.drive).ok_or_else(|| {
+                    ToolError::Check(format!("no spare page left to replace {disk}"))
+                })?;
+                let copied = s
+                    .channel
+                    .read(disk.drive, disk.page, &mut buf, None)
+                    .is_ok();
                 if !copied {
                     buf.fill(0);
                 }
                 s.channel.write(spare.drive, spare.page, &buf, None)?;
-                table.remap(page, spare).map_err(|e| ToolError::Check(e.to_string()))?;
-                for entry in bad.iter_mut().filter(|b| b.addr == disk && b.spare.is_none()) {
+                table
+                    .remap(page, spare)
+                    .map_err(|e| ToolError::Check(e.to_string()))?;
+                for entry in bad
+                    .iter_mut()
+                    .filter(|b| b.addr == disk && b.spare.is_none())
+                {
                     entry.spare = Some(spare);
                 }
                 repairs.push(format!(
                     "moved {page} off bad spot {disk} to spare {spare} ({})",
-                    if copied { "contents copied" } else { "contents unreadable, zeroed" }
+                    if copied {
+                        "contents copied"
+                    } else {
+                        "contents unreadable, zeroed"
+                    }
                 ));
             }
             (table.runs().to_vec(), bad)
@@ -508,7 +679,9 @@ pub fn scavenge(paths: &[PathBuf], repair: bool, uvm: &UtilityVm) -> Result<Scav
     };
     let problems = s.check_runs(&g, &runs, &bad)?;
     if let Some(p) = problems.first() {
-        return Err(ToolError::Check(format!("the repaired run table is still wrong: {p}")));
+        return Err(ToolError::Check(format!(
+            "the repaired run table is still wrong: {p}"
+        )));
     }
     let generation = newest_generation + 1;
     s.write_everything(&g, &runs, &bad, generation)?;
@@ -542,7 +715,10 @@ impl ScavengeReport {
             Status::Repaired => "repaired",
             Status::Unrecoverable => "unrecoverable",
         };
-        t.push_str(&format!("{:<14} {verdict}; {} runs checked", "verdict", self.runs_checked));
+        t.push_str(&format!(
+            "{:<14} {verdict}; {} runs checked",
+            "verdict", self.runs_checked
+        ));
         if let Some(g) = self.generation {
             t.push_str(&format!("; header generation {g}"));
         }

@@ -35,7 +35,11 @@ impl UtilityVm {
     pub fn array(&self, len: u64) -> Result<VmArray<'_>, ToolError> {
         let pages = (len * 8).div_ceil(PAGE).max(1);
         let interval = self.vm.allocate(pages).map_err(|e| match e {
-            VmError::CantAllocateReal { pages, allocated, budget } => ToolError::NotEnoughRealMemory {
+            VmError::CantAllocateReal {
+                pages,
+                allocated,
+                budget,
+            } => ToolError::NotEnoughRealMemory {
                 needed_bytes: pages * PAGE,
                 used_bytes: allocated * PAGE,
                 budget_bytes: budget * PAGE,
@@ -120,7 +124,8 @@ impl VmArray<'_> {
     pub fn sort_records(&self, width: u64, key_words: u64) {
         assert!(width > 0 && key_words <= width && self.len.is_multiple_of(width));
         let n = self.len / width;
-        let key = |r: u64| -> Vec<u64> { (0..key_words).map(|k| self.get(r * width + k)).collect() };
+        let key =
+            |r: u64| -> Vec<u64> { (0..key_words).map(|k| self.get(r * width + k)).collect() };
         let swap = |a: u64, b: u64| {
             for k in 0..width {
                 let (x, y) = (self.get(a * width + k), self.get(b * width + k));

@@ -1,0 +1,163 @@
+//! The `cedarvm` binary end to end: format → info → scavenge, JSON output,
+//! the demo, and one clear line for every mistake.
+
+mod common;
+use common::*;
+
+#[test]
+fn format_info_scavenge_on_a_fresh_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &["--stripe", "16"]);
+    let o = cedarvm(
+        dir.path(),
+        &["info", "-d", "a.vol", "-d", "b.vol", "--json"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(info["page_size"], 4096);
+    assert_eq!(info["drives"].as_array().unwrap().len(), 2);
+    assert_eq!(info["generation"], 1);
+    let o = cedarvm(dir.path(), &["scavenge", "-d", "a.vol", "-d", "b.vol"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("clean"));
+    let o = cedarvm(
+        dir.path(),
+        &["scavenge", "-d", "a.vol", "-d", "b.vol", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["status"], "Clean");
+}
+
+#[test]
+fn format_refuses_to_overwrite_a_volume_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &[]);
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "a.vol",
+            "-d",
+            "b.vol",
+            "--drive-size",
+            "8MiB",
+        ],
+    );
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("already holds a cedar-vm volume; use --force"),
+        "{}",
+        stderr(&o)
+    );
+    format_two(dir.path(), &["--force"]);
+}
+
+#[test]
+fn the_demo_verifies_its_own_sort_and_reports_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &["demo", "--keys", "4MiB", "--memory", "512KiB", "--json"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["keys"], 4 * 1024 * 1024 / 8);
+    let stats = &report["stats"];
+    assert!(stats["page_outs"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        stats["resident_high_water"].as_u64().unwrap() <= 128,
+        "{stats}"
+    );
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "demo",
+            "--keys",
+            "1MiB",
+            "--memory",
+            "256KiB",
+            "--fault-service",
+            "worker",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("verified"));
+}
+
+#[test]
+fn mistakes_get_one_clear_line_and_a_nonzero_status() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expect) in [
+        (
+            vec!["info", "-d", "missing.vol"],
+            "missing.vol: no such drive file",
+        ),
+        (
+            vec!["format", "-d", "x", "--drive-size", "12 parsecs"],
+            "is not a size unit",
+        ),
+        (
+            vec![
+                "format",
+                "-d",
+                "x",
+                "--drive-size",
+                "1MiB",
+                "--page-size",
+                "3000",
+            ],
+            "not a power of two",
+        ),
+        (
+            vec!["demo", "--keys", "1000"],
+            "not a positive multiple of 4 KiB",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let o = cedarvm(dir.path(), &args);
+        assert_ne!(code(&o), 0, "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    }
+    std::fs::write(dir.path().join("junk.vol"), vec![0x42u8; 1 << 16]).unwrap();
+    let o = cedarvm(dir.path(), &["info", "-d", "junk.vol"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("not a cedar-vm volume"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o).lines().count(), 1);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["format", "scan", "scavenge", "info", "demo"] {
+        let o = cedarvm(dir.path(), &[sub, "--help"]);
+        assert_eq!(code(&o), 0);
+        assert!(stdout(&o).contains("Usage: cedarvm"), "{sub}");
+    }
+}
+
+#[test]
+fn scavenge_with_too_small_a_budget_says_not_enough_real_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &["--stripe", "1"]);
+    let o = cedarvm(
+        dir.path(),
+        &["scavenge", "-d", "a.vol", "-d", "b.vol", "--memory", "8KiB"],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("not enough real memory"),
+        "{}",
+        stderr(&o)
+    );
+}
