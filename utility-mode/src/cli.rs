@@ -8,7 +8,9 @@ use crate::demo::{DemoOptions, demo};
 use crate::format::{FormatRequest, format};
 use crate::scan::{ScanMode, scan};
 use crate::scavenge::{Status, scavenge};
+use crate::bench::SeekAheadRequest;
 use crate::{ToolError, UtilityVm, info, parse_size};
+use vm_core::simulate::AccessPattern;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runtable::Layout;
 use std::ffi::OsString;
@@ -40,6 +42,127 @@ pub enum Command {
     Info(InfoArgs),
     /// The main job: sort keys that live in the VM, out of core, and verify.
     Demo(DemoArgs),
+    /// Benchmark runs.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// The benchmark runs.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Seek-ahead off and on for several numbers of concurrent faulters.
+    SeekAhead(SeekAheadArgs),
+    /// Where a fault's time goes, against same-run baselines.
+    FaultPath(FaultPathArgs),
+}
+
+/// Drive choices for `bench seek-ahead`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DiskArg {
+    /// Alto Diablo 31 (simulated).
+    Diablo31,
+    /// Alto Diablo 44 (simulated).
+    Diablo44,
+    /// Dorado Trident T-300 (simulated).
+    TridentT300,
+    /// A modern 7200 rpm disk (simulated).
+    ModernHdd,
+    /// A solid-state drive (simulated).
+    Ssd,
+    /// A real file drive, real threads, wall time.
+    File,
+}
+
+impl DiskArg {
+    fn name(self) -> &'static str {
+        match self {
+            DiskArg::Diablo31 => "diablo31",
+            DiskArg::Diablo44 => "diablo44",
+            DiskArg::TridentT300 => "trident_t300",
+            DiskArg::ModernHdd => "modern_hdd",
+            DiskArg::Ssd => "ssd",
+            DiskArg::File => "file",
+        }
+    }
+}
+
+/// Workloads for `bench seek-ahead`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WorkloadArg {
+    /// Uniformly random pages.
+    Random,
+    /// Each faulter scans its own share in order.
+    Sequential,
+    /// Zipf-distributed popularity (see --skew).
+    Zipf,
+}
+
+/// `bench seek-ahead` arguments.
+#[derive(Args, Debug)]
+pub struct SeekAheadArgs {
+    /// The drive.
+    #[arg(long, value_enum, default_value = "diablo44")]
+    disk: DiskArg,
+    /// The access pattern.
+    #[arg(long, value_enum, default_value = "random")]
+    workload: WorkloadArg,
+    /// Zipf skew.
+    #[arg(long, default_value_t = 0.99)]
+    skew: f64,
+    /// Concurrent faulters to try (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    faulters: Vec<usize>,
+    /// Pages the workload touches (spread over the whole simulated drive).
+    #[arg(long, default_value = "2MiB", value_parser = size)]
+    working_set: u64,
+    /// Real-memory budget.
+    #[arg(long, default_value = "256KiB", value_parser = size)]
+    memory: u64,
+    /// Accesses per faulter.
+    #[arg(long, default_value_t = 2000)]
+    accesses: u64,
+    /// Think time between accesses, microseconds. With think time a
+    /// faulter's next fault arrives after the server has started the other
+    /// faulter's transfer, so with two faulters there is rarely a second
+    /// fault queued to seek ahead to.
+    #[arg(long, default_value_t = 0)]
+    think_us: u64,
+    /// Fraction of accesses that write.
+    #[arg(long, default_value_t = 0.0)]
+    writes: f64,
+    /// Software gap per request on simulated drives, microseconds (default:
+    /// the preset's).
+    #[arg(long)]
+    gap_us: Option<u64>,
+    /// Directory for `--disk file`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seed.
+    #[arg(long, default_value_t = 1983)]
+    seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also draw mean fault service time against faulters into this SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// `bench fault-path` arguments.
+#[derive(Args, Debug)]
+pub struct FaultPathArgs {
+    /// Working set on the file.
+    #[arg(long, default_value = "64MiB", value_parser = size)]
+    working_set: u64,
+    /// Real-memory budget.
+    #[arg(long, default_value = "4MiB", value_parser = size)]
+    memory: u64,
+    /// Directory for the files (default: a temporary one).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn size(text: &str) -> Result<u64, String> {
@@ -280,6 +403,53 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         }
         Command::Info(a) => {
             let report = info::info(&a.drives)?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::SeekAhead(a)) => {
+            let pattern = match a.workload {
+                WorkloadArg::Random => AccessPattern::Random,
+                WorkloadArg::Sequential => AccessPattern::Sequential,
+                WorkloadArg::Zipf => AccessPattern::Zipf { s: a.skew },
+            };
+            let request = SeekAheadRequest {
+                disk: a.disk.name().into(),
+                pattern,
+                faulters: a.faulters,
+                working_set_pages: a.working_set / 4096,
+                memory_pages: a.memory / 4096,
+                accesses: a.accesses,
+                think_ns: a.think_us * 1000,
+                write_fraction: a.writes,
+                gap_ns: a.gap_us.map(|us| us * 1000),
+                dir: a.dir,
+                seed: a.seed,
+            };
+            if request.memory_pages == 0 || request.working_set_pages == 0 {
+                return Err(ToolError::Usage("--memory and --working-set must be at least 4 KiB".into()));
+            }
+            let report = crate::bench::seek_ahead(&request)?;
+            if let Some(path) = &a.plot {
+                report.plot(path)?;
+            }
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::FaultPath(a)) => {
+            let pages = a.working_set / 4096;
+            let memory = a.memory / 4096;
+            if memory == 0 || pages < 2 * memory {
+                return Err(ToolError::Usage("--working-set must be at least twice --memory".into()));
+            }
+            let report = crate::bench::fault_path(pages, memory, a.dir.as_deref())?;
             if a.json {
                 println!("{}", json(&report));
             } else {

@@ -13,12 +13,14 @@
 //! | [`scavenge`] | check labels, header slots and run table; repair |
 //! | [`info`] | what a volume is |
 //! | [`demo`] | the main job: an out-of-core sort through the VM |
+//! | [`bench`] | seek-ahead and fault-path benchmark runs, tables, JSON, SVG plots |
 //! | [`cli`] | the `cedarvm` command |
 //!
 //! Dependencies beyond the design card: `tempfile` at run time (the demo's
 //! temporary volume is removed even when the run fails), `plotters` (SVG
 //! plots of benchmark runs, issue 5).
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod drives;

@@ -51,6 +51,7 @@ mod state;
 mod vm;
 
 pub use error::VmError;
+pub use region::kernel_reference;
 pub use vm::{AddressSpace, Backing, PageMut, PageRef, Vm};
 
 use serde::{Deserialize, Serialize};

@@ -55,6 +55,17 @@ pub struct Workload {
     pub write_fraction: f64,
     /// Seed of the page choices.
     pub seed: u64,
+    /// Touch every `stride`-th page of the interval only (1: every page), so
+    /// that a small working set can be spread over a whole drive.
+    pub stride: u64,
+}
+
+impl Workload {
+    /// The pages of `interval` the workload touches.
+    pub fn pages(&self, interval: Interval) -> impl Iterator<Item = PageNumber> + use<> {
+        let stride = self.stride.max(1);
+        (0..interval.count.0 / stride).map(move |k| PageNumber(interval.page.0 + k * stride))
+    }
 }
 
 /// What a simulated run measured, in virtual time.
@@ -120,7 +131,14 @@ impl AddressSpace {
     /// written and flushed first so that faults read) on the drives' virtual
     /// clock. Errors if a drive is not simulated.
     pub fn simulate(&self, interval: Interval, workload: &Workload) -> Result<Report, VmError> {
-        let pages = interval.count.0;
+        let stride = workload.stride.max(1);
+        let pages = interval.count.0 / stride;
+        if pages == 0 {
+            return Err(VmError::Config {
+                field: "stride",
+                reason: format!("a stride of {stride} leaves no page of {interval}"),
+            });
+        }
         let (start_ns, before) = {
             let m = self.lock_monitor();
             let volume = m.volume.as_ref().ok_or(VmError::Config {
@@ -180,7 +198,7 @@ impl AddressSpace {
                         }
                     };
                     let write = process.rng.unit() < workload.write_fraction;
-                    let page = interval.page.0 + offset;
+                    let page = interval.page.0 + offset * stride;
                     accesses += 1;
                     if self.states().load(page).tag() == TAG_RESIDENT {
                         hits += 1;
@@ -199,7 +217,13 @@ impl AddressSpace {
                 }
                 (_, Some(pick_ns)) => {
                     let head = queue.pop_front().expect("a queued fault");
-                    let next = queue.front().map(|q| q.page);
+                    // The next transfer: the first queued fault on another
+                    // page that is not resident (a fault on the same page
+                    // will find it in, and costs no transfer).
+                    let next = queue
+                        .iter()
+                        .map(|q| q.page)
+                        .find(|&p| p != head.page && self.states().load(p).tag() != TAG_RESIDENT);
                     let done_ns = {
                         let mut m = self.lock_monitor();
                         let channel = m.volume.as_ref().expect("checked").channel();

@@ -527,7 +527,10 @@ impl AddressSpace {
                 match pending.front() {
                     Some(&(t, p)) if t <= ticket => {
                         pending.pop_front();
-                        (t, p, pending.front().map(|&(_, next)| next))
+                        // The next transfer: the next queued fault on
+                        // another page (one on this page costs none).
+                        let next = pending.iter().map(|&(_, n)| n).find(|&n| n != p);
+                        (t, p, next)
                     }
                     _ => break,
                 }
@@ -564,7 +567,7 @@ impl AddressSpace {
         while let Some(ticket) = queue.next() {
             let outcome = {
                 let mut m = self.lock();
-                let next = queue.peek_page();
+                let next = queue.peek_page_other_than(ticket.page);
                 match self.serve(&mut m, ticket.page, next) {
                     Ok(Ok(())) => Ok(self.latch_resident(ticket.page, ticket.latch)),
                     Ok(Err(Serve::Busy)) => Ok(None),

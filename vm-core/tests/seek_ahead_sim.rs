@@ -35,6 +35,7 @@ fn run(seek_ahead: bool, gap_ns: u64, write_fraction: f64) -> Report {
         pattern: AccessPattern::Random,
         write_fraction,
         seed: 44,
+        stride: 1,
     };
     let report = vm.simulate(interval, &workload).unwrap();
     // The data is still right after the run.
