@@ -115,7 +115,11 @@ fn figures_of(r: &Report) -> RunFigures {
         faults: r.faults,
         fault_mean_ns: r.fault_mean_ns,
         fault_p99_ns: r.fault_p99_ns,
-        faults_per_s: if r.virtual_ns == 0 { 0.0 } else { r.faults as f64 * 1e9 / r.virtual_ns as f64 },
+        faults_per_s: if r.virtual_ns == 0 {
+            0.0
+        } else {
+            r.faults as f64 * 1e9 / r.virtual_ns as f64
+        },
         seek_aheads_issued: r.seek_aheads_issued,
         seek_aheads_used: r.seek_aheads_used,
         model_saving_ns: r.model_saving_ns,
@@ -142,11 +146,13 @@ fn prepared_vm(
     let interval = vm.allocate(virtual_pages).map_err(ToolError::Vm)?;
     let pages: Vec<_> = touched.pages(interval).collect();
     for &page in &pages {
-        vm.write(vm.address_of(page), &page.0.to_le_bytes()).map_err(ToolError::Vm)?;
+        vm.write(vm.address_of(page), &page.0.to_le_bytes())
+            .map_err(ToolError::Vm)?;
     }
     vm.flush().map_err(ToolError::Vm)?;
     for &page in &pages {
-        vm.advise(Vm::interval(page, 1), Advice::DontNeed).map_err(ToolError::Vm)?;
+        vm.advise(Vm::interval(page, 1), Advice::DontNeed)
+            .map_err(ToolError::Vm)?;
     }
     Ok((vm, interval))
 }
@@ -163,9 +169,17 @@ fn workload(request: &SeekAheadRequest, faulters: usize, stride: u64) -> Workloa
     }
 }
 
-fn simulated_run(request: &SeekAheadRequest, faulters: usize, seek_ahead: bool) -> Result<Report, ToolError> {
+fn simulated_run(
+    request: &SeekAheadRequest,
+    faulters: usize,
+    seek_ahead: bool,
+) -> Result<Report, ToolError> {
     let mut model = SimModel::preset(&request.disk).ok_or_else(|| {
-        ToolError::Usage(format!("--disk {}: not one of {} or file", request.disk, SimModel::PRESETS.join(", ")))
+        ToolError::Usage(format!(
+            "--disk {}: not one of {} or file",
+            request.disk,
+            SimModel::PRESETS.join(", ")
+        ))
     })?;
     if let Some(gap) = request.gap_ns {
         model = model.with_software_gap_ns(gap);
@@ -182,17 +196,37 @@ fn simulated_run(request: &SeekAheadRequest, faulters: usize, seek_ahead: bool) 
         )));
     }
     let workload = workload(request, faulters, virtual_pages / request.working_set_pages);
-    let (vm, interval) = prepared_vm(Box::new(drive), virtual_pages, request.memory_pages, seek_ahead, &workload)?;
+    let (vm, interval) = prepared_vm(
+        Box::new(drive),
+        virtual_pages,
+        request.memory_pages,
+        seek_ahead,
+        &workload,
+    )?;
     vm.simulate(interval, &workload).map_err(ToolError::Vm)
 }
 
 /// Real threads on a real file drive.
-fn file_run(request: &SeekAheadRequest, faulters: usize, seek_ahead: bool, dir: &Path) -> Result<RunFigures, ToolError> {
+fn file_run(
+    request: &SeekAheadRequest,
+    faulters: usize,
+    seek_ahead: bool,
+    dir: &Path,
+) -> Result<RunFigures, ToolError> {
     let path = dir.join(format!("seek-ahead-{faulters}-{seek_ahead}.vol"));
     let _ = std::fs::remove_file(&path);
     let pages = request.working_set_pages;
-    let drive = FileDrive::open(&path, &FileDriveOptions::create(PAGE as usize, pages + 1024))?;
-    let (vm, interval) = prepared_vm(Box::new(drive), pages, request.memory_pages, seek_ahead, &workload(request, faulters, 1))?;
+    let drive = FileDrive::open(
+        &path,
+        &FileDriveOptions::create(PAGE as usize, pages + 1024),
+    )?;
+    let (vm, interval) = prepared_vm(
+        Box::new(drive),
+        pages,
+        request.memory_pages,
+        seek_ahead,
+        &workload(request, faulters, 1),
+    )?;
     let before = vm.stats();
     let base = vm.address_of(interval.page).0;
     let started = Instant::now();
@@ -210,7 +244,8 @@ fn file_run(request: &SeekAheadRequest, faulters: usize, seek_ahead: bool, dir: 
                     } else {
                         let _ = vm.read(addr, &mut word);
                     }
-                    let spin_until = Instant::now() + std::time::Duration::from_nanos(request.think_ns);
+                    let spin_until =
+                        Instant::now() + std::time::Duration::from_nanos(request.think_ns);
                     while Instant::now() < spin_until {
                         std::hint::spin_loop();
                     }
@@ -236,8 +271,14 @@ fn file_run(request: &SeekAheadRequest, faulters: usize, seek_ahead: bool, dir: 
 /// Runs `bench seek-ahead`.
 pub fn seek_ahead(request: &SeekAheadRequest) -> Result<SeekAheadReport, ToolError> {
     let simulated = request.disk != "file";
-    let temp = tempfile::tempdir().map_err(|source| ToolError::File { path: std::env::temp_dir(), source })?;
-    let dir = request.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let temp = tempfile::tempdir().map_err(|source| ToolError::File {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let dir = request
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let bar = crate::drives::progress(2 * request.faulters.len() as u64, "seek-ahead");
     let mut rows = Vec::new();
     for &faulters in &request.faulters {
@@ -256,19 +297,30 @@ pub fn seek_ahead(request: &SeekAheadRequest) -> Result<SeekAheadReport, ToolErr
                 off: figures_of(&off),
                 on: figures_of(&on),
                 model_ns: Some(model_ns),
-                saving_vs_model: (on.model_saving_ns > 0).then(|| saving / on.model_saving_ns as f64),
+                saving_vs_model: (on.model_saving_ns > 0)
+                    .then(|| saving / on.model_saving_ns as f64),
             }
         } else {
             let off = file_run(request, faulters, false, &dir)?;
             bar.inc(1);
             let on = file_run(request, faulters, true, &dir)?;
             bar.inc(1);
-            SeekAheadRow { faulters, off, on, model_ns: None, saving_vs_model: None }
+            SeekAheadRow {
+                faulters,
+                off,
+                on,
+                model_ns: None,
+                saving_vs_model: None,
+            }
         };
         rows.push(row);
     }
     bar.finish_and_clear();
-    Ok(SeekAheadReport { request: request.clone(), simulated, rows })
+    Ok(SeekAheadReport {
+        request: request.clone(),
+        simulated,
+        rows,
+    })
 }
 
 fn ms(ns: u64) -> String {
@@ -282,7 +334,11 @@ impl SeekAheadReport {
         let mut t = format!(
             "seek-ahead on {} ({}), {:?}, {} pages through {} pages of real memory, {} accesses per faulter\n",
             r.disk,
-            if self.simulated { "simulated, virtual time" } else { "real file, wall time" },
+            if self.simulated {
+                "simulated, virtual time"
+            } else {
+                "real file, wall time"
+            },
             r.pattern,
             r.working_set_pages,
             r.memory_pages,
@@ -291,7 +347,15 @@ impl SeekAheadReport {
         if self.simulated {
             t.push_str(&format!(
                 "{:>8} {:>10} {:>10} {:>10} {:>7} {:>17} {:>13} {:>13} {:>11}\n",
-                "faulters", "off ms", "on ms", "model ms", "saved", "saved/model ms", "mean off/on", "p99 off/on", "used/hints"
+                "faulters",
+                "off ms",
+                "on ms",
+                "model ms",
+                "saved",
+                "saved/model ms",
+                "mean off/on",
+                "p99 off/on",
+                "used/hints"
             ));
             for row in &self.rows {
                 let saved = 1.0 - row.on.time_ns as f64 / row.off.time_ns.max(1) as f64;
@@ -313,7 +377,10 @@ impl SeekAheadReport {
                 ));
             }
         } else {
-            t.push_str(&format!("{:>8} {:>12} {:>12} {:>14} {:>14} {:>10}\n", "faulters", "off ms", "on ms", "faults/s off", "faults/s on", "used/hint"));
+            t.push_str(&format!(
+                "{:>8} {:>12} {:>12} {:>14} {:>14} {:>10}\n",
+                "faulters", "off ms", "on ms", "faults/s off", "faults/s on", "used/hint"
+            ));
             for row in &self.rows {
                 t.push_str(&format!(
                     "{:>8} {:>12} {:>12} {:>14.0} {:>14.0} {:>10}\n",
@@ -333,8 +400,10 @@ impl SeekAheadReport {
     /// and the model's prediction) as an SVG file.
     pub fn plot(&self, path: &Path) -> Result<(), ToolError> {
         use plotters::prelude::*;
-        let plot_error = |e: String| ToolError::Check(format!("{}: plotting failed: {e}", path.display()));
-        let series: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = {
+        let plot_error =
+            |e: String| ToolError::Check(format!("{}: plotting failed: {e}", path.display()));
+        type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+        let series: Vec<Series<'_>> = {
             let mean = |f: &RunFigures| {
                 if self.simulated {
                     f.fault_mean_ns as f64 / 1e6
@@ -343,8 +412,22 @@ impl SeekAheadReport {
                 }
             };
             let mut s = vec![
-                ("seek-ahead off", RGBColor(200, 60, 40), self.rows.iter().map(|r| (r.faulters as f64, mean(&r.off))).collect()),
-                ("seek-ahead on", RGBColor(40, 110, 200), self.rows.iter().map(|r| (r.faulters as f64, mean(&r.on))).collect()),
+                (
+                    "seek-ahead off",
+                    RGBColor(200, 60, 40),
+                    self.rows
+                        .iter()
+                        .map(|r| (r.faulters as f64, mean(&r.off)))
+                        .collect(),
+                ),
+                (
+                    "seek-ahead on",
+                    RGBColor(40, 110, 200),
+                    self.rows
+                        .iter()
+                        .map(|r| (r.faulters as f64, mean(&r.on)))
+                        .collect(),
+                ),
             ];
             if self.simulated {
                 // In a saturated single-server queue a fault's waiting time
@@ -356,7 +439,8 @@ impl SeekAheadReport {
                     self.rows
                         .iter()
                         .map(|r| {
-                            let scale = r.model_ns.unwrap_or(r.off.time_ns) as f64 / r.off.time_ns.max(1) as f64;
+                            let scale = r.model_ns.unwrap_or(r.off.time_ns) as f64
+                                / r.off.time_ns.max(1) as f64;
                             (r.faulters as f64, mean(&r.off) * scale)
                         })
                         .collect(),
@@ -365,13 +449,25 @@ impl SeekAheadReport {
             s
         };
         let x_max = self.rows.iter().map(|r| r.faulters).max().unwrap_or(1) as f64;
-        let y_max = series.iter().flat_map(|(_, _, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max) * 1.1 + 1e-9;
+        let y_max = series
+            .iter()
+            .flat_map(|(_, _, p)| p.iter().map(|q| q.1))
+            .fold(0.0, f64::max)
+            * 1.1
+            + 1e-9;
         let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_error(e.to_string()))?;
-        let y_label = if self.simulated { "mean fault service time, ms (virtual)" } else { "wall time per fault, µs" };
+        let y_label = if self.simulated {
+            "mean fault service time, ms (virtual)"
+        } else {
+            "wall time per fault, µs"
+        };
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("seek-ahead on {} — {:?} pages", self.request.disk, self.request.pattern),
+                format!(
+                    "seek-ahead on {} — {:?} pages",
+                    self.request.disk, self.request.pattern
+                ),
                 ("sans-serif", 22),
             )
             .margin(20)
@@ -449,8 +545,15 @@ fn median_ns(rounds: usize, ops: u64, mut f: impl FnMut(u64)) -> f64 {
 
 /// Runs `bench fault-path` with a working set of `pages` pages through a
 /// budget of `memory_pages`, in `dir` (or a temporary directory).
-pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<FaultPathReport, ToolError> {
-    let temp = tempfile::tempdir().map_err(|source| ToolError::File { path: std::env::temp_dir(), source })?;
+pub fn fault_path(
+    pages: u64,
+    memory_pages: u64,
+    dir: Option<&Path>,
+) -> Result<FaultPathReport, ToolError> {
+    let temp = tempfile::tempdir().map_err(|source| ToolError::File {
+        path: std::env::temp_dir(),
+        source,
+    })?;
     let dir = dir.unwrap_or(temp.path());
     let bar = crate::drives::progress(5, "fault-path");
     let mut comparisons = Vec::new();
@@ -459,14 +562,16 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
 
     // Resident hit vs HashMap vs slice.
     let hot_pages = memory_pages.min(pages);
-    let vm = Vm::new(VmConfig::new(hot_pages, hot_pages), Backing::RealMemoryOnly).map_err(ToolError::Vm)?;
+    let vm = Vm::new(VmConfig::new(hot_pages, hot_pages), Backing::RealMemoryOnly)
+        .map_err(ToolError::Vm)?;
     let hot = vm.allocate(hot_pages).map_err(ToolError::Vm)?;
     let base = vm.address_of(hot.page).0;
     let words = hot_pages * PAGE / 8;
     let mut map = HashMap::with_capacity(words as usize);
     let mut slice = vec![0u64; words as usize];
     for w in 0..words {
-        vm.write(VAddr(base + w * 8), &w.to_le_bytes()).map_err(ToolError::Vm)?;
+        vm.write(VAddr(base + w * 8), &w.to_le_bytes())
+            .map_err(ToolError::Vm)?;
         map.insert(w, w);
         slice[w as usize] = w;
     }
@@ -474,7 +579,8 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
     let hit = median_ns(9, 1 << 20, |ops| {
         let mut buf = [0u8; 8];
         for i in 0..ops {
-            vm.read(VAddr(base + word_picks[(i & 8191) as usize] * 8), &mut buf).expect("resident");
+            vm.read(VAddr(base + word_picks[(i & 8191) as usize] * 8), &mut buf)
+                .expect("resident");
             black_box(buf);
         }
     });
@@ -489,33 +595,63 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
         }
     });
     drop(vm);
-    comparisons.push(Comparison { name: "resident-hit read of 8 bytes".into(), ns: hit, baseline: "HashMap<u64,u64> get".into(), baseline_ns: hash });
-    comparisons.push(Comparison { name: "resident-hit read of 8 bytes".into(), ns: hit, baseline: "slice read".into(), baseline_ns: plain });
+    comparisons.push(Comparison {
+        name: "resident-hit read of 8 bytes".into(),
+        ns: hit,
+        baseline: "HashMap<u64,u64> get".into(),
+        baseline_ns: hash,
+    });
+    comparisons.push(Comparison {
+        name: "resident-hit read of 8 bytes".into(),
+        ns: hit,
+        baseline: "slice read".into(),
+        baseline_ns: plain,
+    });
     bar.inc(1);
 
     // Fault service vs pread, both modes.
     let plain_path = dir.join("fault-path-pread.bin");
     let block = vec![7u8; PAGE as usize];
     {
-        let file = std::fs::File::create(&plain_path).map_err(|source| ToolError::File { path: plain_path.clone(), source })?;
+        let file = std::fs::File::create(&plain_path).map_err(|source| ToolError::File {
+            path: plain_path.clone(),
+            source,
+        })?;
         for p in 0..pages {
-            file.write_all_at(&block, p * PAGE).map_err(|source| ToolError::File { path: plain_path.clone(), source })?;
+            file.write_all_at(&block, p * PAGE)
+                .map_err(|source| ToolError::File {
+                    path: plain_path.clone(),
+                    source,
+                })?;
         }
     }
-    let file = std::fs::File::open(&plain_path).map_err(|source| ToolError::File { path: plain_path.clone(), source })?;
+    let file = std::fs::File::open(&plain_path).map_err(|source| ToolError::File {
+        path: plain_path.clone(),
+        source,
+    })?;
     let mut buf = vec![0u8; PAGE as usize];
     let pread = median_ns(9, 20_000, |ops| {
         for i in 0..ops {
-            file.read_exact_at(&mut buf, picks[(i & 8191) as usize] * PAGE).expect("pread");
+            file.read_exact_at(&mut buf, picks[(i & 8191) as usize] * PAGE)
+                .expect("pread");
             black_box(buf[0]);
         }
     });
     for service in [FaultService::InFaultingThread, FaultService::Worker] {
         let path = dir.join(format!("fault-path-{service:?}.vol"));
         let _ = std::fs::remove_file(&path);
-        let drive = FileDrive::open(&path, &FileDriveOptions::create(PAGE as usize, pages + 1024))?;
-        let volume = Volume::format(DiskChannel::new(vec![Box::new(drive)])?, &FormatOptions::new(PAGE as usize, pages))?;
-        let config = VmConfig { fault_service: service, ..VmConfig::new(pages, memory_pages) };
+        let drive = FileDrive::open(
+            &path,
+            &FileDriveOptions::create(PAGE as usize, pages + 1024),
+        )?;
+        let volume = Volume::format(
+            DiskChannel::new(vec![Box::new(drive)])?,
+            &FormatOptions::new(PAGE as usize, pages),
+        )?;
+        let config = VmConfig {
+            fault_service: service,
+            ..VmConfig::new(pages, memory_pages)
+        };
         let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
         let all = vm.allocate(pages).map_err(ToolError::Vm)?;
         for p in Vm::pages(all) {
@@ -528,7 +664,8 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
         let fault = median_ns(9, 20_000, |ops| {
             let mut word = [0u8; 8];
             for i in 0..ops {
-                vm.read(VAddr(picks[(i & 8191) as usize] * PAGE), &mut word).expect("fault");
+                vm.read(VAddr(picks[(i & 8191) as usize] * PAGE), &mut word)
+                    .expect("fault");
                 black_box(word);
             }
             reads += ops;
@@ -537,7 +674,10 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
         drop(vm);
         let _ = std::fs::remove_file(&path);
         comparisons.push(Comparison {
-            name: format!("fault service, {service:?} ({:.0}% of reads faulted)", faults as f64 * 100.0 / reads as f64),
+            name: format!(
+                "fault service, {service:?} ({:.0}% of reads faulted)",
+                faults as f64 * 100.0 / reads as f64
+            ),
             ns: fault,
             baseline: "pread of 4 KiB (page cache)".into(),
             baseline_ns: pread,
@@ -547,7 +687,11 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
 
     // Zero-fill vs the kernel's anonymous first touch.
     let zero_pages = 16_384u64;
-    let vm = Vm::new(VmConfig::new(zero_pages, zero_pages), Backing::RealMemoryOnly).map_err(ToolError::Vm)?;
+    let vm = Vm::new(
+        VmConfig::new(zero_pages, zero_pages),
+        Backing::RealMemoryOnly,
+    )
+    .map_err(ToolError::Vm)?;
     let zero = median_ns(5, zero_pages / 5, |ops| {
         let interval = vm.allocate(ops).expect("budget");
         for p in Vm::pages(interval) {
@@ -555,13 +699,25 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
         }
         vm.free(interval).expect("free");
     });
-    let anon = vm_core::kernel_reference::anonymous_first_touch_ns(zero_pages / 5, 5).map_err(ToolError::Vm)?;
-    comparisons.push(Comparison { name: "zero-fill fault (first write)".into(), ns: zero, baseline: "kernel anonymous first-touch fault".into(), baseline_ns: anon });
+    let anon = vm_core::kernel_reference::anonymous_first_touch_ns(zero_pages / 5, 5)
+        .map_err(ToolError::Vm)?;
+    comparisons.push(Comparison {
+        name: "zero-fill fault (first write)".into(),
+        ns: zero,
+        baseline: "kernel anonymous first-touch fault".into(),
+        baseline_ns: anon,
+    });
     bar.inc(1);
 
     // The kernel's own file-mmap fault on the same file.
-    let mmap_fault = vm_core::kernel_reference::file_mmap_fault_ns(&file, pages, 5).map_err(ToolError::Vm)?;
-    comparisons.push(Comparison { name: "kernel mmap page fault (page cache)".into(), ns: mmap_fault, baseline: "pread of 4 KiB (page cache)".into(), baseline_ns: pread });
+    let mmap_fault =
+        vm_core::kernel_reference::file_mmap_fault_ns(&file, pages, 5).map_err(ToolError::Vm)?;
+    comparisons.push(Comparison {
+        name: "kernel mmap page fault (page cache)".into(),
+        ns: mmap_fault,
+        baseline: "pread of 4 KiB (page cache)".into(),
+        baseline_ns: pread,
+    });
     bar.inc(1);
     bar.finish_and_clear();
     let _ = std::fs::remove_file(&plain_path);
@@ -571,7 +727,10 @@ pub fn fault_path(pages: u64, memory_pages: u64, dir: Option<&Path>) -> Result<F
 impl FaultPathReport {
     /// The report as a table for a terminal.
     pub fn table(&self) -> String {
-        let mut t = format!("{:<52} {:>10}   {:<36} {:>10} {:>8}\n", "measured", "ns/op", "baseline (same run)", "ns/op", "ratio");
+        let mut t = format!(
+            "{:<52} {:>10}   {:<36} {:>10} {:>8}\n",
+            "measured", "ns/op", "baseline (same run)", "ns/op", "ratio"
+        );
         for c in &self.comparisons {
             t.push_str(&format!(
                 "{:<52} {:>10.1}   {:<36} {:>10.1} {:>7.2}×\n",

@@ -4,18 +4,18 @@
 //! backtrace); 2 bad arguments. `scavenge` has its own: 0 clean, 1 repaired
 //! or repairable, 2 unrecoverable (or the check could not run).
 
+use crate::bench::SeekAheadRequest;
 use crate::demo::{DemoOptions, demo};
 use crate::format::{FormatRequest, format};
 use crate::scan::{ScanMode, scan};
 use crate::scavenge::{Status, scavenge};
-use crate::bench::SeekAheadRequest;
 use crate::{ToolError, UtilityVm, info, parse_size};
-use vm_core::simulate::AccessPattern;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runtable::Layout;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use vm_core::FaultService;
+use vm_core::simulate::AccessPattern;
 
 /// cedar-vm: a Cedar/Pilot-style single-address-space virtual memory, its
 /// disk tools and its benchmark runs.
@@ -430,7 +430,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 seed: a.seed,
             };
             if request.memory_pages == 0 || request.working_set_pages == 0 {
-                return Err(ToolError::Usage("--memory and --working-set must be at least 4 KiB".into()));
+                return Err(ToolError::Usage(
+                    "--memory and --working-set must be at least 4 KiB".into(),
+                ));
             }
             let report = crate::bench::seek_ahead(&request)?;
             if let Some(path) = &a.plot {
@@ -447,7 +449,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             let pages = a.working_set / 4096;
             let memory = a.memory / 4096;
             if memory == 0 || pages < 2 * memory {
-                return Err(ToolError::Usage("--working-set must be at least twice --memory".into()));
+                return Err(ToolError::Usage(
+                    "--working-set must be at least twice --memory".into(),
+                ));
             }
             let report = crate::bench::fault_path(pages, memory, a.dir.as_deref())?;
             if a.json {

@@ -125,7 +125,11 @@ impl FaultQueue {
     /// The page of the next queued fault on a page other than `page` (the
     /// seek-ahead target: a fault on the same page costs no transfer).
     pub(crate) fn peek_page_other_than(&self, page: u64) -> Option<u64> {
-        self.requests.lock().iter().map(|t| t.page).find(|&p| p != page)
+        self.requests
+            .lock()
+            .iter()
+            .map(|t| t.page)
+            .find(|&p| p != page)
     }
 
     /// Asks the worker to finish (after the requests already queued).

@@ -296,11 +296,13 @@ pub mod kernel_reference {
             }
             samples.push(t.elapsed().as_nanos() as f64 / pages as f64);
             // SAFETY: our own mapping; nothing references it.
-            unsafe { rustix::mm::madvise(base.cast(), len, Advice::LinuxDontNeed) }.map_err(|e| VmError::Map {
-                what: "release (reference)",
-                bytes: len,
-                source: e.into(),
-            })?;
+            unsafe { rustix::mm::madvise(base.cast(), len, Advice::LinuxDontNeed) }.map_err(
+                |e| VmError::Map {
+                    what: "release (reference)",
+                    bytes: len,
+                    source: e.into(),
+                },
+            )?;
         }
         Ok(median(samples))
     }
@@ -309,17 +311,37 @@ pub mod kernel_reference {
     /// of `file` (its first `pages` pages in the page cache), with
     /// fault-around off (`MADV_RANDOM`), touching every page once per round
     /// in a scattered order; nanoseconds.
-    pub fn file_mmap_fault_ns(file: &std::fs::File, pages: u64, rounds: usize) -> Result<f64, VmError> {
+    pub fn file_mmap_fault_ns(
+        file: &std::fs::File,
+        pages: u64,
+        rounds: usize,
+    ) -> Result<f64, VmError> {
         let len = pages as usize * PAGE;
-        let map_error = |what: &'static str| move |e: rustix::io::Errno| VmError::Map { what, bytes: len, source: e.into() };
+        let map_error = |what: &'static str| {
+            move |e: rustix::io::Errno| VmError::Map {
+                what,
+                bytes: len,
+                source: e.into(),
+            }
+        };
         // SAFETY: a fresh shared read-only mapping of a file we hold open;
         // it aliases no Rust object, and we only read it through raw
         // pointers within `len`.
-        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, file, 0) }
-            .map_err(map_error("file reference mapping"))?;
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                file,
+                0,
+            )
+        }
+        .map_err(map_error("file reference mapping"))?;
         let base = ptr.cast::<u8>();
         // SAFETY: our own mapping.
-        unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }.map_err(map_error("madvise random"))?;
+        unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }
+            .map_err(map_error("madvise random"))?;
         // A stride coprime with `pages` visits every page once, scattered.
         let gcd = |mut a: u64, mut b: u64| {
             while b != 0 {
@@ -336,7 +358,8 @@ pub mod kernel_reference {
         for _ in 0..rounds.max(1) {
             // SAFETY: our own mapping: drops the page-table entries only;
             // the page cache keeps the data.
-            unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }.map_err(map_error("madvise dontneed"))?;
+            unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }
+                .map_err(map_error("madvise dontneed"))?;
             let t = Instant::now();
             let mut p = 0u64;
             for _ in 0..pages {

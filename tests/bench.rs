@@ -1,0 +1,141 @@
+//! The benchmark runs as a user runs them: `cedarvm bench seek-ahead` on a
+//! simulated period disk is deterministic and agrees with the disk model;
+//! `fault-path` and `--disk file` produce their reports.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn seek_ahead_json(dir: &std::path::Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "bench",
+        "seek-ahead",
+        "--disk",
+        "diablo44",
+        "--faulters",
+        "1,2,4",
+        "--accesses",
+        "1000",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = cedarvm(dir, &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+#[test]
+fn seek_ahead_on_diablo44_lowers_virtual_time_as_the_model_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = seek_ahead_json(dir.path(), &["--plot", "plot.svg"]);
+    assert_eq!(report["simulated"], true);
+    for row in report["rows"].as_array().unwrap() {
+        let faulters = row["faulters"].as_u64().unwrap();
+        let off = row["off"]["time_ns"].as_f64().unwrap();
+        let on = row["on"]["time_ns"].as_f64().unwrap();
+        let model = row["model_ns"].as_f64().unwrap();
+        if faulters < 2 {
+            assert_eq!(on, off, "one faulter never has a second fault to seek to");
+            continue;
+        }
+        assert!(on < off, "{faulters} faulters: {row}");
+        assert!(
+            (on - model).abs() <= 0.10 * model,
+            "{faulters} faulters: on {on} vs model {model}"
+        );
+        // Stricter: the saving itself is near the model's saving.
+        let ratio = row["saving_vs_model"].as_f64().unwrap();
+        assert!(
+            (0.8..=1.25).contains(&ratio),
+            "{faulters} faulters: saving ratio {ratio}"
+        );
+        assert_eq!(
+            row["on"]["seek_aheads_used"],
+            row["on"]["seek_aheads_issued"]
+        );
+    }
+    let svg = std::fs::read_to_string(dir.path().join("plot.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("seek-ahead on")
+            && svg.trim_end().ends_with("</svg>")
+    );
+}
+
+#[test]
+fn simulated_runs_are_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = seek_ahead_json(dir.path(), &["--workload", "zipf", "--writes", "0.2"]);
+    let second = seek_ahead_json(dir.path(), &["--workload", "zipf", "--writes", "0.2"]);
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_file_run_reports_wall_time_and_faults_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "seek-ahead",
+            "--disk",
+            "file",
+            "--faulters",
+            "1,2",
+            "--accesses",
+            "500",
+            "--json",
+            "--dir",
+            ".",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["simulated"], false);
+    for row in report["rows"].as_array().unwrap() {
+        assert!(row["off"]["faults"].as_u64().unwrap() > 0);
+        assert!(row["on"]["faults_per_s"].as_f64().unwrap() > 0.0);
+        assert!(row["model_ns"].is_null());
+    }
+}
+
+#[test]
+fn the_fault_path_run_compares_against_same_run_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "fault-path",
+            "--working-set",
+            "8MiB",
+            "--memory",
+            "1MiB",
+            "--json",
+            "--dir",
+            ".",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let comparisons = report["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 6);
+    for c in comparisons {
+        assert!(
+            c["ns"].as_f64().unwrap() > 0.0 && c["baseline_ns"].as_f64().unwrap() > 0.0,
+            "{c}"
+        );
+    }
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "fault-path",
+            "--working-set",
+            "8MiB",
+            "--memory",
+            "1MiB",
+        ],
+    );
+    assert!(stdout(&o).contains("ratio"));
+}
