@@ -603,7 +603,11 @@ impl AddressSpace {
         m.counters.faults += 1;
         let sequential = allocation.advice == Advice::Sequential;
         // Under sequential advice the next transfer is the read-ahead.
-        let next = if sequential { Some(page + 1) } else { next };
+        let next = if sequential {
+            Some(page + 1).filter(|&p| p < self.virtual_pages)
+        } else {
+            next
+        };
         self.bring_in(m, page, next)?;
         if sequential {
             // Read ahead at most a quarter of real memory, and keep the page
@@ -638,18 +642,33 @@ impl AddressSpace {
         if m.free_frames.is_empty() {
             self.evict_batch(m, page)?;
         }
+        // If this page takes the last free frame, the next fault would start
+        // with write-backs, and a hint at its page would be wasted: choose
+        // those victims now, hint this read at the first write-back, and
+        // write them back right after it (the last hinting at `next`).
+        let early = if m.free_frames.len() == 1 && m.volume.is_some() {
+            self.select_victims(m, page).ok()
+        } else {
+            None
+        };
         let word = states.lock_absent(page);
         if word.has(ON_DISK) {
             let volume = m.volume.as_ref().expect("pages on disk imply a volume");
             let disk = volume.translate(PageNumber(page))?;
-            let hint = next.filter(|_| self.seek_ahead).and_then(|next| {
-                let next_disk = volume.translate(PageNumber(next)).ok()?;
-                (next_disk.drive == disk.drive).then_some(next_disk.page)
-            });
+            let target = match early.as_deref().and_then(|v| self.first_write_back(m, v)) {
+                Some(write_back) => Some(write_back),
+                None => next.and_then(|next| volume.translate(PageNumber(next)).ok()),
+            };
+            let hint = target
+                .filter(|t| self.seek_ahead && t.drive == disk.drive)
+                .map(|t| t.page);
             // SAFETY: we hold the exclusive latch on `page` until `unlock`.
             let bytes = unsafe { self.region.page_mut(page) };
             if let Err(source) = volume.channel().read(disk.drive, disk.page, bytes, hint) {
                 states.unlock(page, TAG_ABSENT, word.flags());
+                for (p, w) in early.unwrap_or_default() {
+                    states.unlock(p, TAG_RESIDENT, w.flags());
+                }
                 return Err(VmError::Io {
                     page: PageNumber(page),
                     disk,
@@ -669,12 +688,29 @@ impl AddressSpace {
             TAG_RESIDENT,
             (word.flags() & (ON_DISK | READ_ONLY)) | REFERENCED,
         );
+        if let Some(victims) = early {
+            // A failed write-back leaves the victims resident and dirty; the
+            // next fault that needs a frame meets the error itself.
+            let _ = self.write_back_and_release(m, victims, next);
+        }
         Ok(())
     }
 
     /// Frees a batch of frames with the clock; dirty victims are written back
     /// first (with seek-ahead toward `incoming`).
     fn evict_batch(&self, m: &mut Monitor, incoming: u64) -> Result<(), VmError> {
+        let victims = self.select_victims(m, incoming)?;
+        self.write_back_and_release(m, victims, Some(incoming))
+    }
+
+    /// Chooses up to a batch of victims with the clock (second chance;
+    /// pinned and latched pages are passed over) and takes their exclusive
+    /// latches. The monitor is held.
+    fn select_victims(
+        &self,
+        m: &mut Monitor,
+        incoming: u64,
+    ) -> Result<Vec<(u64, crate::state::Word)>, VmError> {
         let states = self.states();
         let budget = m.budget();
         if m.volume.is_none() {
@@ -715,6 +751,36 @@ impl AddressSpace {
                 budget,
             });
         }
+        Ok(victims)
+    }
+
+    /// The disk address of the first dirty victim in disk order (where the
+    /// write-backs will start).
+    fn first_write_back(
+        &self,
+        m: &Monitor,
+        victims: &[(u64, crate::state::Word)],
+    ) -> Option<runtable::DiskAddr> {
+        let volume = m.volume.as_ref()?;
+        victims
+            .iter()
+            .filter(|(_, w)| w.has(DIRTY))
+            .filter_map(|&(p, _)| volume.translate(PageNumber(p)).ok())
+            .min()
+    }
+
+    /// Writes back the dirty `victims` in disk order — each transfer
+    /// hinting at the next, the last at `toward` if that page will be read
+    /// — then releases all of them in one batch. On a write failure every
+    /// victim stays resident with its state, and the error is returned. The
+    /// monitor is held.
+    fn write_back_and_release(
+        &self,
+        m: &mut Monitor,
+        mut victims: Vec<(u64, crate::state::Word)>,
+        toward: Option<u64>,
+    ) -> Result<(), VmError> {
+        let states = self.states();
         // Write back the dirty victims in disk order, each transfer hinting
         // at the next one and the last at the page about to be read (if it
         // will be read). On failure every victim stays resident and keeps
@@ -736,11 +802,9 @@ impl AddressSpace {
             }
         }
         dirty.sort_unstable();
-        let incoming_read = states
-            .load(incoming)
-            .has(ON_DISK)
-            .then(|| volume.translate(PageNumber(incoming)).ok())
-            .flatten();
+        let incoming_read = toward
+            .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
+            .and_then(|p| volume.translate(PageNumber(p)).ok());
         for k in 0..dirty.len() {
             let (disk, i) = dirty[k];
             let (page, word) = victims[i];
