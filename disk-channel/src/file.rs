@@ -152,9 +152,15 @@ impl FileDrive {
         })
     }
 
-    /// The drive's file.
+    /// The drive's file path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open file itself (for baselines that must use the very same
+    /// file description).
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     fn io_error(&self, page: DiskPage, source: io::Error) -> DriveError {
