@@ -13,6 +13,7 @@
 //! | `vm` | the safe API and the fault service | — |
 //! | `fault_queue` | the handoff to the PageFault worker; the hit counter | its own locks |
 //! | [`simulate`] | the deterministic driver | — |
+//! | [`shm`] | shared segments between processes; BSD `mset`/`mclear`, robust mutex, counting semaphore, semaphore set, on futexes | the words themselves |
 //!
 //! ```
 //! use vm_core::{Backing, VAddr, Vm, VmConfig};
@@ -46,6 +47,7 @@ mod error;
 mod fault_queue;
 mod monitor;
 mod region;
+pub mod shm;
 pub mod simulate;
 mod state;
 mod vm;

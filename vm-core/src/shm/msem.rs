@@ -1,0 +1,65 @@
+//! The 4.3BSD semaphore primitives on one 32-bit word in a shared segment.
+//!
+//! The word is 0 (clear), 1 (set, nobody waiting) or 2 (set, and a waiter
+//! may be asleep). Uncontended `mset` is one compare-and-swap and
+//! uncontended `mclear` one swap: no system call. The kernel is entered
+//! only to sleep on a set semaphore, or — from `mclear` — when the word
+//! says someone may be asleep (Drepper's "Futexes are tricky", mutex 3).
+//!
+//! The functions are generic over [`FutexWord`] so that the same state
+//! machine runs on a shared word and, in the tests, under `loom`.
+
+use super::FutexWord;
+
+/// Clear.
+pub const CLEAR: u32 = 0;
+/// Set, nobody waiting.
+pub const SET: u32 = 1;
+/// Set, and a waiter may be asleep.
+pub const SET_WAITERS: u32 = 2;
+
+/// Test-and-set. Returns whether this call set the semaphore; with `wait`,
+/// sleeps until it can (and so always returns `true`).
+pub fn mset<W: FutexWord + ?Sized>(sem: &W, wait: bool) -> bool {
+    if sem.compare_exchange(CLEAR, SET).is_ok() {
+        return true;
+    }
+    if !wait {
+        return false;
+    }
+    loop {
+        // Record a waiter and try to take it in one step: if it was clear,
+        // we now hold it (marked "waiters", which at worst costs one
+        // needless wake-up).
+        if sem.swap(SET_WAITERS) == CLEAR {
+            return true;
+        }
+        sem.wait(SET_WAITERS);
+    }
+}
+
+/// Clears the semaphore; wakes one sleeper if the word records one.
+pub fn mclear<W: FutexWord + ?Sized>(sem: &W) {
+    if sem.swap(CLEAR) == SET_WAITERS {
+        sem.wake(1);
+    }
+}
+
+/// Sleeps until the semaphore is cleared (or an `mwakeup`); returns at
+/// once if it is clear. May return early; callers re-check.
+pub fn msleep<W: FutexWord + ?Sized>(sem: &W) {
+    match sem.load() {
+        CLEAR => {}
+        SET => {
+            if sem.compare_exchange(SET, SET_WAITERS).is_ok() {
+                sem.wait(SET_WAITERS);
+            }
+        }
+        _ => sem.wait(SET_WAITERS),
+    }
+}
+
+/// Wakes one process sleeping on the semaphore.
+pub fn mwakeup<W: FutexWord + ?Sized>(sem: &W) {
+    sem.wake(1);
+}
