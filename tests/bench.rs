@@ -139,3 +139,23 @@ fn the_fault_path_run_compares_against_same_run_baselines() {
     );
     assert!(stdout(&o).contains("ratio"));
 }
+
+#[test]
+fn the_ipc_run_delivers_every_message_through_each_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &["bench", "ipc", "--messages", "20000", "--json"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for key in [
+        "ring_per_s",
+        "pipe_per_s",
+        "socket_per_s",
+        "pipe_batched_per_s",
+        "socket_batched_per_s",
+    ] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+}

@@ -54,6 +54,43 @@ pub enum BenchCommand {
     SeekAhead(SeekAheadArgs),
     /// Where a fault's time goes, against same-run baselines.
     FaultPath(FaultPathArgs),
+    /// Message throughput between two processes: the shared ring guarded
+    /// by counting semaphores, against a pipe and a Unix socket.
+    Ipc(IpcArgs),
+    /// The sending side of `bench ipc` (run by it, not by hand).
+    #[command(hide = true)]
+    IpcPeer(IpcPeerArgs),
+}
+
+/// `bench ipc` arguments.
+#[derive(Args, Debug)]
+pub struct IpcArgs {
+    /// Messages per transport.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `bench ipc-peer` arguments.
+#[derive(Args, Debug)]
+pub struct IpcPeerArgs {
+    /// Messages to send.
+    #[arg(long)]
+    messages: u64,
+    /// Send through the shared ring in this segment.
+    #[arg(long)]
+    ring: Option<PathBuf>,
+    /// Send through standard output.
+    #[arg(long)]
+    pipe: bool,
+    /// Send through the Unix socket at this path.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Write in 64 KiB batches instead of one write per message.
+    #[arg(long)]
+    batched: bool,
 }
 
 /// Drive choices for `bench seek-ahead`.
@@ -443,6 +480,33 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             } else {
                 print!("{}", report.table());
             }
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::Ipc(a)) => {
+            let program = std::env::current_exe().map_err(|source| ToolError::File {
+                path: PathBuf::from("cedarvm"),
+                source,
+            })?;
+            let report = crate::bench::ipc(&program, a.messages.max(1))?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::IpcPeer(a)) => {
+            let transport = match (a.ring, a.pipe, a.socket) {
+                (Some(path), false, None) => crate::bench::IpcTransport::Ring(path),
+                (None, true, None) => crate::bench::IpcTransport::Pipe(a.batched),
+                (None, false, Some(path)) => crate::bench::IpcTransport::Socket(path, a.batched),
+                _ => {
+                    return Err(ToolError::Usage(
+                        "give exactly one of --ring, --pipe, --socket".into(),
+                    ));
+                }
+            };
+            crate::bench::ipc_peer(&transport, a.messages)?;
             Ok(0)
         }
         Command::Bench(BenchCommand::FaultPath(a)) => {

@@ -91,7 +91,7 @@ impl<'a> ShmMutex<'a> {
 
     fn granted(self) -> Result<MutexGuard<'a>, LockError<'a>> {
         let guard = MutexGuard { mutex: self };
-        match self.state.load(Ordering::SeqCst) {
+        match self.state.load(Ordering::Relaxed) {
             CONSISTENT => Ok(guard),
             INCONSISTENT => Err(LockError::OwnerDied(guard)),
             _ => {
@@ -206,13 +206,12 @@ impl MutexGuard<'_> {
 impl Drop for MutexGuard<'_> {
     fn drop(&mut self) {
         // Dropped after an owner's death without being marked consistent:
-        // nobody may rely on the data again.
-        let _ = self.mutex.state.compare_exchange(
-            INCONSISTENT,
-            NOT_RECOVERABLE,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        // nobody may rely on the data again. (Only the holder changes the
+        // state, so a plain load decides: the common case costs no
+        // read-modify-write.)
+        if self.mutex.state.load(Ordering::Relaxed) == INCONSISTENT {
+            self.mutex.state.store(NOT_RECOVERABLE, Ordering::SeqCst);
+        }
         self.mutex.unlock();
     }
 }
