@@ -161,6 +161,38 @@ impl Region {
 }
 
 impl Region {
+    /// Pages of the region the kernel holds in memory now (`mincore`): what
+    /// the resident-set bound looks like from outside.
+    pub(crate) fn kernel_resident_pages(&self) -> Result<u64, VmError> {
+        let os_page = rustix::param::page_size();
+        let len = self.pages as usize * self.page_size;
+        let mut total = 0u64;
+        // In chunks, so the vector stays small for a huge region.
+        let chunk = 1usize << 30;
+        let mut vec = vec![0u8; chunk / os_page];
+        let mut offset = 0;
+        while offset < len {
+            let this = chunk.min(len - offset);
+            // SAFETY: `offset..offset + this` lies inside our mapping, which
+            // is page-aligned; `vec` has one byte per OS page of the range.
+            let r =
+                unsafe { libc::mincore(self.base().add(offset).cast(), this, vec.as_mut_ptr()) };
+            if r != 0 {
+                return Err(VmError::Map {
+                    what: "mincore",
+                    bytes: this,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            total += vec[..this.div_ceil(os_page)]
+                .iter()
+                .filter(|&&b| b & 1 != 0)
+                .count() as u64;
+            offset += this;
+        }
+        Ok(total * os_page as u64 / self.page_size as u64)
+    }
+
     /// Gives back the memory of every run `(page, count)` in `runs`, with one
     /// `process_madvise(MADV_DONTNEED)` call per 64 runs where the kernel
     /// allows it on this process (Linux 6.13 and later) — one system call

@@ -1129,6 +1129,13 @@ impl AddressSpace {
         }
     }
 
+    /// Pages of the address space the kernel holds in memory now, counted
+    /// with `mincore` — the outside view of the real-memory bound (it can
+    /// exceed the budget only while an eviction batch is being released).
+    pub fn kernel_resident_pages(&self) -> Result<u64, VmError> {
+        self.region.kernel_resident_pages()
+    }
+
     /// Checks the monitor's structures and that every frame's page is
     /// resident (tests call this after operations). A failure is a bug.
     pub fn check_invariants(&self) {
