@@ -853,7 +853,10 @@ pub fn ipc_peer(transport: &IpcTransport, messages: u64) -> Result<(), ToolError
         IpcTransport::Pipe(batched) => {
             let mut go = [0u8; 1];
             std::io::stdin().read_exact(&mut go).map_err(io)?;
-            send_stream(std::io::stdout().lock(), messages, *batched).map_err(io)?;
+            // Standard output itself is line-buffered; write to its file
+            // descriptor directly so that "one write per message" is one.
+            let fd = std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned().map_err(io)?;
+            send_stream(std::fs::File::from(fd), messages, *batched).map_err(io)?;
         }
         IpcTransport::Socket(path, batched) => {
             let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
