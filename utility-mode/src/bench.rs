@@ -855,7 +855,9 @@ pub fn ipc_peer(transport: &IpcTransport, messages: u64) -> Result<(), ToolError
             std::io::stdin().read_exact(&mut go).map_err(io)?;
             // Standard output itself is line-buffered; write to its file
             // descriptor directly so that "one write per message" is one.
-            let fd = std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned().map_err(io)?;
+            let fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
+                .try_clone_to_owned()
+                .map_err(io)?;
             send_stream(std::fs::File::from(fd), messages, *batched).map_err(io)?;
         }
         IpcTransport::Socket(path, batched) => {

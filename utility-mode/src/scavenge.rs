@@ -421,7 +421,10 @@ pub fn scavenge(
         findings: Vec::new(),
         runs_checked: 0,
     };
+    // Four steps: labels, two header slots, verdict (and repair).
+    let bar = crate::drives::progress(4, "scavenge");
     let labels = s.read_labels()?;
+    bar.inc(1);
     let geometry = s.geometry(&labels);
     let unrecoverable = |s: Scavenger<'_>| ScavengeReport {
         status: Status::Unrecoverable,
@@ -483,7 +486,10 @@ pub fn scavenge(
         return Ok(unrecoverable(s));
     }
 
-    let slots = [s.read_slot(&g, 0)?, s.read_slot(&g, 1)?];
+    let slot0 = s.read_slot(&g, 0)?;
+    bar.inc(1);
+    let slots = [slot0, s.read_slot(&g, 1)?];
+    bar.inc(1);
     let mut newest_generation = 0;
     let mut best: Option<&RawHeader> = None;
     for (i, slot) in slots.iter().enumerate() {

@@ -50,39 +50,41 @@ impl FutexWord for LoomWord {
     }
 }
 
+/// One pass through the critical section: take, check nobody else is
+/// inside, leave, clear.
+fn critical_section(sem: &LoomWord, inside: &AtomicUsize) {
+    assert!(mset(sem, true));
+    assert_eq!(
+        inside.fetch_add(1, Ordering::SeqCst),
+        0,
+        "two holders at once"
+    );
+    inside.fetch_sub(1, Ordering::SeqCst);
+    mclear(sem);
+}
+
+/// `spawned` threads and, if `main_too`, the model's own thread contend.
+fn contend(spawned: usize, main_too: bool) {
+    let sem = Arc::new(LoomWord::new());
+    let inside = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..spawned)
+        .map(|_| {
+            let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
+            thread::spawn(move || critical_section(&sem, &inside))
+        })
+        .collect();
+    if main_too {
+        critical_section(&sem, &inside);
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(sem.load(), 0, "the semaphore ends clear");
+}
+
 #[test]
 fn mset_and_mclear_exclude_and_lose_no_wakeup() {
-    loom::model(|| {
-        let sem = Arc::new(LoomWord::new());
-        let inside = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = (0..1)
-            .map(|_| {
-                let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
-                thread::spawn(move || {
-                    assert!(mset(&*sem, true));
-                    assert_eq!(
-                        inside.fetch_add(1, Ordering::SeqCst),
-                        0,
-                        "two holders at once"
-                    );
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                    mclear(&*sem);
-                })
-            })
-            .collect();
-        assert!(mset(&*sem, true));
-        assert_eq!(
-            inside.fetch_add(1, Ordering::SeqCst),
-            0,
-            "two holders at once"
-        );
-        inside.fetch_sub(1, Ordering::SeqCst);
-        mclear(&*sem);
-        for h in handles {
-            h.join().unwrap();
-        }
-        assert_eq!(sem.load(), 0, "the semaphore ends clear");
-    });
+    loom::model(|| contend(1, true));
 }
 
 #[test]
@@ -123,29 +125,7 @@ fn a_failed_try_mset_leaves_the_holder_undisturbed() {
 fn three_contenders_with_bounded_preemption() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
-    builder.check(|| {
-        let sem = Arc::new(LoomWord::new());
-        let inside = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
-                thread::spawn(move || {
-                    assert!(mset(&*sem, true));
-                    assert_eq!(
-                        inside.fetch_add(1, Ordering::SeqCst),
-                        0,
-                        "two holders at once"
-                    );
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                    mclear(&*sem);
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        assert_eq!(sem.load(), 0);
-    });
+    builder.check(|| contend(2, true));
 }
 
 /// The buggy model run by `a_clear_that_forgets_the_wakeup_is_caught` in
