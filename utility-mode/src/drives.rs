@@ -78,3 +78,12 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     }
     bar
 }
+
+/// A progress bar that clears itself when dropped, on every return path.
+pub struct ClearingBar(pub ProgressBar);
+
+impl Drop for ClearingBar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}

@@ -422,9 +422,9 @@ pub fn scavenge(
         runs_checked: 0,
     };
     // Four steps: labels, two header slots, verdict (and repair).
-    let bar = crate::drives::progress(4, "scavenge");
+    let bar = crate::drives::ClearingBar(crate::drives::progress(4, "scavenge"));
     let labels = s.read_labels()?;
-    bar.inc(1);
+    bar.0.inc(1);
     let geometry = s.geometry(&labels);
     let unrecoverable = |s: Scavenger<'_>| ScavengeReport {
         status: Status::Unrecoverable,
@@ -487,9 +487,9 @@ pub fn scavenge(
     }
 
     let slot0 = s.read_slot(&g, 0)?;
-    bar.inc(1);
+    bar.0.inc(1);
     let slots = [slot0, s.read_slot(&g, 1)?];
-    bar.inc(1);
+    bar.0.inc(1);
     let mut newest_generation = 0;
     let mut best: Option<&RawHeader> = None;
     for (i, slot) in slots.iter().enumerate() {
