@@ -351,6 +351,7 @@ impl AddressSpace {
 
     // ----- data access ------------------------------------------------------
 
+    #[inline]
     fn page_range(&self, addr: VAddr, len: usize) -> Result<(), VmError> {
         let end = addr.0.checked_add(len as u64);
         if end.is_none_or(|end| end > self.virtual_pages * self.page_size as u64) {
@@ -363,14 +364,20 @@ impl AddressSpace {
     }
 
     /// Splits `[addr, addr+len)` into (page, offset in page, piece length).
+    ///
+    /// Hot path: the page size is a power of two, so shifts and masks, not
+    /// divisions (a 64-bit division costs more than the rest of a hit).
+    #[inline]
     fn pieces(&self, addr: VAddr, len: usize) -> impl Iterator<Item = (u64, usize, usize)> + use<> {
         let page_size = self.page_size;
+        let shift = page_size.trailing_zeros();
+        let mask = page_size as u64 - 1;
         let mut at = addr.0;
         let end = addr.0 + len as u64;
         std::iter::from_fn(move || {
             (at < end).then(|| {
-                let page = at / page_size as u64;
-                let offset = (at % page_size as u64) as usize;
+                let page = at >> shift;
+                let offset = (at & mask) as usize;
                 let piece = (page_size - offset).min((end - at) as usize);
                 at += piece as u64;
                 (page, offset, piece)
