@@ -167,9 +167,9 @@ pub struct VmConfig {
 /// which the seek-ahead hint is taken.
 ///
 /// The default is the faulting thread: on this project's 2-core machine a
-/// fault with the file in the page cache took 3.0 µs served in the faulting
-/// thread against 3.5 µs through the worker (criterion, same run; see
-/// BENCHMARKS.md) — the worker's handoff is cheap because both sides spin
+/// fault with the file in the page cache took 2.8–3.0 µs served in the
+/// faulting thread against 3.4–3.5 µs through the worker (criterion, same
+/// runs; see BENCHMARKS.md) — the worker's handoff is cheap because both sides spin
 /// before they park, but not free.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultService {
