@@ -8,12 +8,12 @@
 //!
 //! | module | the tool |
 //! |---|---|
-//! | [`format`] | create or overwrite a volume (optionally after a surface scan) |
+//! | [`format`](mod@format) | create or overwrite a volume (optionally after a surface scan) |
 //! | [`scan`] | surface scan: write and read back patterns, list bad pages |
 //! | [`scavenge`] | check labels, header slots and run table; repair |
 //! | [`info`] | what a volume is |
 //! | [`demo`] | the main job: an out-of-core sort through the VM |
-//! | [`bench`] | seek-ahead and fault-path benchmark runs, tables, JSON, SVG plots |
+//! | [`bench`](mod@bench) | seek-ahead and fault-path benchmark runs, tables, JSON, SVG plots |
 //! | [`cli`] | the `cedarvm` command |
 //!
 //! Dependencies beyond the design card: `tempfile` at run time (the demo's
