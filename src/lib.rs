@@ -5,19 +5,53 @@
 //! backed by one large anonymous backing file, mapped page by page through a
 //! run table and spread over one or more drives.
 //!
-//! This crate is the facade: it re-exports the member crates as they land.
+//! This crate is the facade. An embedder needs only it, and can turn the
+//! tools off: `cedar-vm = { version = "…", default-features = false }`
+//! links the VM alone (no command-line, terminal or plotting code).
 //!
-//! | layer | crate | what it owns |
-//! |---|---|---|
-//! | drives | [`disk_channel`] | file, simulated and fault-injecting drives; the multi-drive channel |
-//! | mapping | [`runtable`] | virtual page → disk page runs; the on-disk volume |
-//! | address space | [`vm_core`] | region, page states, monitor, fault service, replacement, safe API |
-//! | tools | [`utility_mode`] | the real-memory-only VM, format / scan / scavenge / info, demo, the `cedarvm` CLI |
+//! | layer | crate | what it owns | feature |
+//! |---|---|---|---|
+//! | drives | [`disk_channel`] | file, simulated and fault-injecting drives; the multi-drive channel | always |
+//! | mapping | [`runtable`] | virtual page → disk page runs; the on-disk volume | always |
+//! | address space | [`vm_core`] | region, page states, monitor, fault service, replacement, safe API | always |
+//! | tools | `utility_mode` | the real-memory-only VM, format / scan / scavenge / info as a library | `tools` |
+//! | the `cedarvm` binary | `cedar-bench` + this package's `src/main.rs` | the command line, progress bars, the demo, the benchmark runs | `cli` (default) |
 //!
 //! Dependencies point down only: `runtable` uses `disk_channel`, never the
 //! other way round.
+//!
+//! ```
+//! use cedar_vm::prelude::*;
+//!
+//! // A file-backed VM from this crate alone: one drive, 256 pages of
+//! // address space, 16 pages of real memory.
+//! let dir = tempfile::tempdir().unwrap();
+//! let drive = FileDrive::open(dir.path().join("v.vol"), &FileDriveOptions::create(4096, 300))
+//!     .unwrap();
+//! let channel = DiskChannel::new(vec![Box::new(drive)]).unwrap();
+//! let volume = Volume::format(channel, &FormatOptions::new(4096, 256)).unwrap();
+//! let vm = Vm::new(VmConfig::new(256, 16), Backing::Volume(volume)).unwrap();
+//! let interval: Interval = vm.allocate(64).unwrap();
+//! let at: VAddr = vm.address_of(interval.page);
+//! vm.write(at, b"paged through the run table").unwrap();
+//! let mut back = [0u8; 27];
+//! vm.read(at, &mut back).unwrap();
+//! assert_eq!(&back, b"paged through the run table");
+//! ```
 
 pub use disk_channel;
 pub use runtable;
+#[cfg(feature = "tools")]
 pub use utility_mode;
 pub use vm_core;
+
+/// What an embedder needs to build and use a VM, file-backed or
+/// real-memory-only, from this one crate.
+pub mod prelude {
+    pub use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions, SimDrive};
+    pub use runtable::{FormatOptions, Interval, PageCount, PageNumber, Volume};
+    pub use vm_core::{
+        Advice, Backing, FaultService, PageMut, PageRef, PageState, VAddr, Vm, VmArray, VmConfig,
+        VmError, VmStats,
+    };
+}

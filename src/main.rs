@@ -1,5 +1,12 @@
-//! The `cedarvm` command: see `utility_mode::cli`.
+//! The `cedarvm` command: the disk tools, the demo and the benchmark runs
+//! (see `cli` for the subcommands). Built with the `cli` feature (on by
+//! default); the library crate is the facade in `lib.rs`.
+
+mod cli;
+mod demo;
+mod progress_bar;
 
 fn main() {
-    std::process::exit(utility_mode::cli::run(std::env::args_os()));
+    utility_mode::progress::set_sink(Box::new(progress_bar::TerminalSink));
+    std::process::exit(cli::run(std::env::args_os()));
 }

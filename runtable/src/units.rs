@@ -74,6 +74,16 @@ impl Interval {
     pub fn is_empty(self) -> bool {
         self.count.0 == 0
     }
+
+    /// The interval of `count` pages from `page`.
+    pub fn of(page: PageNumber, count: PageCount) -> Interval {
+        Interval { page, count }
+    }
+
+    /// Its pages, in order.
+    pub fn pages(self) -> impl Iterator<Item = PageNumber> {
+        (self.page.0..self.end().0).map(PageNumber)
+    }
 }
 
 impl fmt::Display for Interval {

@@ -151,7 +151,7 @@ fn prepared_vm(
     }
     vm.flush().map_err(ToolError::Vm)?;
     for &page in &pages {
-        vm.advise(Vm::interval(page, 1), Advice::DontNeed)
+        vm.advise(Interval::new(page.0, 1), Advice::DontNeed)
             .map_err(ToolError::Vm)?;
     }
     Ok((vm, interval))
@@ -654,7 +654,7 @@ pub fn fault_path(
         };
         let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
         let all = vm.allocate(pages).map_err(ToolError::Vm)?;
-        for p in Vm::pages(all) {
+        for p in all.pages() {
             vm.write(vm.address_of(p), &block).map_err(ToolError::Vm)?;
         }
         vm.flush().map_err(ToolError::Vm)?;
@@ -694,7 +694,7 @@ pub fn fault_path(
     .map_err(ToolError::Vm)?;
     let zero = median_ns(5, zero_pages / 5, |ops| {
         let interval = vm.allocate(ops).expect("budget");
-        for p in Vm::pages(interval) {
+        for p in interval.pages() {
             vm.write(vm.address_of(p), &[1]).expect("zero-fill");
         }
         vm.free(interval).expect("free");

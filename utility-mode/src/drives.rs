@@ -1,11 +1,9 @@
-//! Opening a volume's drive files, and progress bars that show only on a
-//! terminal.
+//! Opening a volume's drive files.
 
-use crate::ToolError;
+use crate::error::ToolError;
 use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runtable::label;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The page size recorded in the label at the start of `path`, if it holds
@@ -59,31 +57,4 @@ pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, T
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DiskChannel::new(drives)?)
-}
-
-/// A progress bar over `len` steps, drawn only when standard error is a
-/// terminal.
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({eta})")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_string());
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
-}
-
-/// A progress bar that clears itself when dropped, on every return path.
-pub struct ClearingBar(pub ProgressBar);
-
-impl Drop for ClearingBar {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
 }

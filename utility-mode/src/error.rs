@@ -24,7 +24,7 @@ pub enum ToolError {
     },
     /// The utility VM refused an operation.
     #[error("utility VM: {0}")]
-    Vm(VmError),
+    Vm(#[from] VmError),
     /// The volume is unusable.
     #[error(transparent)]
     Volume(#[from] VolumeError),

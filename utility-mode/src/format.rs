@@ -1,8 +1,9 @@
 //! `format`: lay a new volume on one or more drive files.
 
-use crate::drives::progress;
+use crate::error::ToolError;
+use crate::progress::progress;
 use crate::scan::{ScanMode, ScanReport, scan};
-use crate::{ToolError, UtilityVm};
+use crate::utility_vm::UtilityVm;
 use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions};
 use runtable::{DiskAddr, FormatOptions, Layout, Volume, label};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! `info`: what a volume is, read from its labels and header.
 
-use crate::ToolError;
 use crate::drives::open_channel;
+use crate::error::ToolError;
 use runtable::{Layout, Volume};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
@@ -106,7 +106,7 @@ impl VolumeInfo {
                 format!(
                     "{} pages ({})",
                     self.virtual_pages,
-                    crate::human_bytes(self.virtual_pages * self.page_size as u64)
+                    crate::units::human_bytes(self.virtual_pages * self.page_size as u64)
                 ),
             ),
             ("layout", layout),

@@ -6,11 +6,13 @@
 //! (so a misdirected write shows) and are complements of each other (so a
 //! stuck bit shows). The bad-page list lives in the utility VM.
 
-use crate::drives::progress;
-use crate::{ToolError, UtilityVm};
+use crate::error::ToolError;
+use crate::progress::progress;
+use crate::utility_vm::UtilityVm;
 use disk_channel::{DiskChannel, DiskPage, DriveError, DriveId};
 use runtable::DiskAddr;
 use serde::{Deserialize, Serialize};
+use vm_core::VmError;
 
 /// How much of each drive to test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,8 +100,8 @@ pub fn scan(
                         "more than {BAD_PAGES_MAX} bad pages: this drive is not usable"
                     )));
                 }
-                bad.set(2 * bad_count, u64::from(drive.0));
-                bad.set(2 * bad_count + 1, page);
+                bad.set(2 * bad_count, u64::from(drive.0))?;
+                bad.set(2 * bad_count + 1, page)?;
                 bad_count += 1;
             }
         }
@@ -107,8 +109,8 @@ pub fn scan(
     }
     bar.finish_and_clear();
     let bad = (0..bad_count)
-        .map(|i| DiskAddr::new(bad.get(2 * i) as u16, bad.get(2 * i + 1)))
-        .collect();
+        .map(|i| Ok(DiskAddr::new(bad.get(2 * i)? as u16, bad.get(2 * i + 1)?)))
+        .collect::<Result<_, VmError>>()?;
     Ok(ScanReport {
         mode,
         pages_tested: tested,

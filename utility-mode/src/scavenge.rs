@@ -26,7 +26,8 @@
 //! 1 repaired or repairable, 2 unrecoverable.
 
 use crate::drives::open_channel;
-use crate::{ToolError, UtilityVm};
+use crate::error::ToolError;
+use crate::utility_vm::{UtilityVm, sort_records};
 use disk_channel::{DiskChannel, DiskPage, DriveId};
 use runtable::check::PlacementRules;
 use runtable::header::{self, Header, RawHeader};
@@ -281,14 +282,14 @@ impl Scavenger<'_> {
                     run.count.0,
                     run.page.0,
                 ],
-            );
+            )?;
         }
         // Pages mapped twice: sort by (drive, disk page).
-        map.sort_records(4, 2);
+        sort_records(&map, 4, 2)?;
         let mut record = [0u64; 4];
         let mut previous: Option<[u64; 4]> = None;
         for i in 0..runs.len() as u64 {
-            map.read_slice(i * 4, &mut record);
+            map.read_slice(i * 4, &mut record)?;
             if record[2] == 0 {
                 continue;
             }
@@ -305,13 +306,13 @@ impl Scavenger<'_> {
             previous = Some(record);
             // Reorder the record as (virtual page, count, drive, disk page)
             // for the second sort.
-            map.write_slice(i * 4, &[record[3], record[2], record[0], record[1]]);
+            map.write_slice(i * 4, &[record[3], record[2], record[0], record[1]])?;
         }
         // Coverage: sort by virtual page.
-        map.sort_records(4, 1);
+        sort_records(&map, 4, 1)?;
         let mut expected = 0u64;
         for i in 0..runs.len() as u64 {
-            map.read_slice(i * 4, &mut record);
+            map.read_slice(i * 4, &mut record)?;
             if record[1] == 0 {
                 continue;
             }
@@ -422,9 +423,9 @@ pub fn scavenge(
         runs_checked: 0,
     };
     // Four steps: labels, two header slots, verdict (and repair).
-    let bar = crate::drives::ClearingBar(crate::drives::progress(4, "scavenge"));
+    let bar = crate::progress::progress(4, "scavenge");
     let labels = s.read_labels()?;
-    bar.0.inc(1);
+    bar.inc(1);
     let geometry = s.geometry(&labels);
     let unrecoverable = |s: Scavenger<'_>| ScavengeReport {
         status: Status::Unrecoverable,
@@ -487,9 +488,9 @@ pub fn scavenge(
     }
 
     let slot0 = s.read_slot(&g, 0)?;
-    bar.0.inc(1);
+    bar.inc(1);
     let slots = [slot0, s.read_slot(&g, 1)?];
-    bar.0.inc(1);
+    bar.inc(1);
     let mut newest_generation = 0;
     let mut best: Option<&RawHeader> = None;
     for (i, slot) in slots.iter().enumerate() {

@@ -4,9 +4,8 @@
 //! bad-spot list, the demo's keys) here rather than in `Vec`s, so that
 //! they run on the same VM as regular programs, as the seed asks.
 
-use crate::ToolError;
-use runtable::Interval;
-use vm_core::{Backing, VAddr, Vm, VmConfig, VmError, VmStats};
+use crate::error::ToolError;
+use vm_core::{Backing, Vm, VmArray, VmConfig, VmError, VmStats};
 
 /// Bytes per utility-VM page.
 const PAGE: u64 = 4096;
@@ -32,9 +31,8 @@ impl UtilityVm {
     }
 
     /// An array of `len` zeroed words in a fresh interval.
-    pub fn array(&self, len: u64) -> Result<VmArray<'_>, ToolError> {
-        let pages = (len * 8).div_ceil(PAGE).max(1);
-        let interval = self.vm.allocate(pages).map_err(|e| match e {
+    pub fn array(&self, len: u64) -> Result<VmArray<'_, u64>, ToolError> {
+        VmArray::new(&self.vm, len).map_err(|e| match e {
             VmError::CantAllocateReal {
                 pages,
                 allocated,
@@ -45,12 +43,6 @@ impl UtilityVm {
                 budget_bytes: budget * PAGE,
             },
             e => ToolError::Vm(e),
-        })?;
-        Ok(VmArray {
-            vm: &self.vm,
-            base: self.vm.address_of(interval.page).0,
-            interval,
-            len,
         })
     }
 
@@ -60,106 +52,51 @@ impl UtilityVm {
     }
 }
 
-/// A fixed-length array of `u64` living in a utility-VM interval; freed
-/// when dropped.
-pub struct VmArray<'a> {
-    vm: &'a Vm,
-    interval: Interval,
-    base: u64,
-    len: u64,
-}
-
-impl VmArray<'_> {
-    /// Number of words.
-    pub fn len(&self) -> u64 {
-        self.len
+/// Sorts the records of `width` words in `array` by their first `key_words`
+/// words, in place in the VM (heapsort: no extra memory, O(n log n)
+/// accesses). The first error of the VM (none in a utility VM, which never
+/// pages) stops the sort and is returned.
+pub fn sort_records(array: &VmArray<'_, u64>, width: u64, key_words: u64) -> Result<(), ToolError> {
+    if width == 0 || key_words > width || !array.len().is_multiple_of(width) {
+        return Err(ToolError::Usage(format!(
+            "records of {width} words keyed by {key_words} do not tile an array of {}",
+            array.len()
+        )));
     }
-
-    /// Whether the array has no words.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Word `i`.
-    pub fn get(&self, i: u64) -> u64 {
-        assert!(i < self.len, "index {i} out of {}", self.len);
-        let mut word = [0u8; 8];
-        self.vm
-            .read(VAddr(self.base + i * 8), &mut word)
-            .expect("a utility VM interval is resident and allocated");
-        u64::from_le_bytes(word)
-    }
-
-    /// Sets word `i`.
-    pub fn set(&self, i: u64, value: u64) {
-        assert!(i < self.len, "index {i} out of {}", self.len);
-        self.vm
-            .write(VAddr(self.base + i * 8), &value.to_le_bytes())
-            .expect("a utility VM interval is resident and allocated");
-    }
-
-    /// Reads words `[start, start + out.len())` in one call.
-    pub fn read_slice(&self, start: u64, out: &mut [u64]) {
-        assert!(start + out.len() as u64 <= self.len);
-        let mut bytes = vec![0u8; out.len() * 8];
-        self.vm
-            .read(VAddr(self.base + start * 8), &mut bytes)
-            .expect("a utility VM interval is resident and allocated");
-        for (word, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-            *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    let n = array.len() / width;
+    let key = |r: u64| -> Result<Vec<u64>, VmError> {
+        (0..key_words).map(|k| array.get(r * width + k)).collect()
+    };
+    let swap = |a: u64, b: u64| -> Result<(), VmError> {
+        for k in 0..width {
+            let (x, y) = (array.get(a * width + k)?, array.get(b * width + k)?);
+            array.set(a * width + k, y)?;
+            array.set(b * width + k, x)?;
         }
-    }
-
-    /// Writes `words` at `start` in one call.
-    pub fn write_slice(&self, start: u64, words: &[u64]) {
-        assert!(start + words.len() as u64 <= self.len);
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.vm
-            .write(VAddr(self.base + start * 8), &bytes)
-            .expect("a utility VM interval is resident and allocated");
-    }
-
-    /// Sorts records of `width` words by their first `key_words` words, in
-    /// place in the VM (heapsort: no extra memory, O(n log n) accesses).
-    pub fn sort_records(&self, width: u64, key_words: u64) {
-        assert!(width > 0 && key_words <= width && self.len.is_multiple_of(width));
-        let n = self.len / width;
-        let key =
-            |r: u64| -> Vec<u64> { (0..key_words).map(|k| self.get(r * width + k)).collect() };
-        let swap = |a: u64, b: u64| {
-            for k in 0..width {
-                let (x, y) = (self.get(a * width + k), self.get(b * width + k));
-                self.set(a * width + k, y);
-                self.set(b * width + k, x);
-            }
-        };
-        let sift = |mut root: u64, end: u64| loop {
+        Ok(())
+    };
+    let sift = |mut root: u64, end: u64| -> Result<(), VmError> {
+        loop {
             let mut child = 2 * root + 1;
             if child >= end {
-                break;
+                return Ok(());
             }
-            if child + 1 < end && key(child) < key(child + 1) {
+            if child + 1 < end && key(child)? < key(child + 1)? {
                 child += 1;
             }
-            if key(root) >= key(child) {
-                break;
+            if key(root)? >= key(child)? {
+                return Ok(());
             }
-            swap(root, child);
+            swap(root, child)?;
             root = child;
-        };
-        for start in (0..n / 2).rev() {
-            sift(start, n);
         }
-        for end in (1..n).rev() {
-            swap(0, end);
-            sift(0, end);
-        }
+    };
+    for start in (0..n / 2).rev() {
+        sift(start, n).map_err(ToolError::Vm)?;
     }
-}
-
-impl Drop for VmArray<'_> {
-    fn drop(&mut self) {
-        // The interval was allocated by this array; freeing cannot fail.
-        let _ = self.vm.free(self.interval);
+    for end in (1..n).rev() {
+        swap(0, end).map_err(ToolError::Vm)?;
+        sift(0, end).map_err(ToolError::Vm)?;
     }
+    Ok(())
 }

@@ -113,13 +113,13 @@ fn vm_arrays_sort_records_in_place() {
         .map(|i| [rng.below(50), rng.below(50), i])
         .collect();
     for (i, r) in model.iter().enumerate() {
-        a.write_slice(i as u64 * 3, r);
+        a.write_slice(i as u64 * 3, r).unwrap();
     }
-    a.sort_records(3, 2);
+    utility_mode::sort_records(&a, 3, 2).unwrap();
     model.sort_by_key(|r| (r[0], r[1]));
     let mut back = [0u64; 3];
     for (i, r) in model.iter().enumerate() {
-        a.read_slice(i as u64 * 3, &mut back);
+        a.read_slice(i as u64 * 3, &mut back).unwrap();
         assert_eq!(back[..2], r[..2]);
     }
 }

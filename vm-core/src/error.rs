@@ -1,7 +1,7 @@
 //! The VM's errors: values with the address, page or disk page they are
 //! about. A caller's mistake is one of these, never a panic.
 
-use crate::VAddr;
+use crate::vocabulary::VAddr;
 use disk_channel::DriveError;
 use runtable::{DiskAddr, Interval, PageNumber, VolumeError};
 
@@ -75,6 +75,16 @@ pub enum VmError {
     NotAllocated {
         /// The interval.
         interval: Interval,
+    },
+    /// An index past the end of a [`crate::VmArray`].
+    #[error("elements {index}..{index}+{count} are outside an array of {len}")]
+    OutOfBounds {
+        /// The first element asked for.
+        index: u64,
+        /// Elements asked for.
+        count: u64,
+        /// The array's length.
+        len: u64,
     },
     /// A configuration field is unusable.
     #[error("bad VM configuration: {field}: {reason}")]

@@ -5,15 +5,30 @@
 //! other pages live on a [`runtable::Volume`] — or, in real-memory-only
 //! (utility) mode, nowhere.
 //!
+//! Each room of the design is a file (guards: `(c)` constant, `(m)` the
+//! monitor, `(a)` atomic, `(x)` the page latch, `(q)` its own lock):
+//!
 //! | module | owns | guarded by |
 //! |---|---|---|
-//! | `region` | the reserved address range and the page-state array; all mapping calls | — |
-//! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only | the word itself |
-//! | `monitor` | allocator, map entries, frames and clock hand, pins, counters, the volume | the monitor |
-//! | `vm` | the safe API and the fault service | — |
-//! | `fault_queue` | the handoff to the PageFault worker; the hit counter | its own locks |
-//! | [`simulate`] | the deterministic driver | — |
+//! | `space` | construction, [`Vm`] and [`AddressSpace`], the worker's lifetime, the monitor's entry | (c) |
+//! | `access` | the hot path: `read`/`write`, latching a page, the guards' constructors | (x) |
+//! | `guard` | [`PageRef`] / [`PageMut`]: a latch held on one resident page | (x) |
+//! | `fault` | the fault service: the worker's queue, service in the faulting thread, the worker's loop, serving one fault (read-ahead, seek-ahead choice, bring-in) | (m) |
+//! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
+//! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, flush, state | (m) |
+//! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
+//! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
+//! | `hit_counter` | resident hits, counted without contention | (a) |
+//! | [`typed`] | [`VmArray`]: typed access to an interval | — |
+//! | `stats` | [`VmStats`] and the kernel's view of residency | — |
+//! | `config`, `error`, `vocabulary` | [`VmConfig`], [`VmError`], [`VAddr`], [`Advice`], [`PageState`] | — |
+//! | [`sys`] | the machine-dependent part: every `mmap`/`madvise`/`mincore`/futex call | — |
+//! | [`simulate`] | the deterministic driver on the drives' virtual clock | — |
 //! | [`shm`] | shared segments between processes; BSD `mset`/`mclear`, robust mutex, counting semaphore, semaphore set, on futexes | the words themselves |
+//!
+//! No file imports a file that imports it (a test in the workspace checks
+//! this): the crate root and each folder's `mod.rs` only declare modules
+//! and re-export.
 //!
 //! ```
 //! use vm_core::{Backing, VAddr, Vm, VmConfig};
@@ -30,7 +45,7 @@
 //! # Where this departs from the design card
 //!
 //! - The region is mapped read-write with `MAP_NORESERVE` rather than with
-//!   no access (see `region`'s module doc for why).
+//!   no access (see `sys::region`'s module doc for why).
 //! - A page-state word of zero means "absent, no disk copy"; whether the
 //!   page is allocated at all is the monitor's allocation map, so
 //!   allocating or freeing a huge interval costs no per-page work up front.
@@ -42,191 +57,36 @@
 //!   that really comes next.
 //! - [`simulate`] runs the same fault service step by step on the drives'
 //!   virtual clock with simulated faulting processes (deterministic).
+//!
+//! Dependencies beyond the design card: `bytemuck` for [`VmArray`]'s `Pod`
+//! bound (the project's rules name it for typed access).
 
+mod access;
+mod config;
 mod error;
-mod fault_queue;
+mod fault;
+mod guard;
+mod hit_counter;
 mod monitor;
-mod region;
+mod ops;
+mod replace;
 pub mod shm;
 pub mod simulate;
+mod space;
 mod state;
-mod vm;
+mod stats;
+pub mod sys;
+pub mod typed;
+mod vocabulary;
 
+pub use config::{FaultService, VmConfig};
 pub use error::VmError;
-pub use region::kernel_reference;
-pub use vm::{AddressSpace, Backing, PageMut, PageRef, Vm};
+pub use guard::{PageMut, PageRef};
+pub use space::{AddressSpace, Backing, Vm};
+pub use stats::VmStats;
+pub use typed::VmArray;
+pub use vocabulary::{Advice, DataState, PageState, VAddr};
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// A byte address in the VM: `page * page_size + offset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct VAddr(pub u64);
-
-impl fmt::Display for VAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "address {:#x}", self.0)
-    }
-}
-
-/// Advice about how an interval will be used (the BSD `madvise` values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Advice {
-    /// No special treatment.
-    Normal,
-    /// Accessed in order: a fault also reads the next pages ahead.
-    Sequential,
-    /// Accessed at random: no read-ahead.
-    Random,
-    /// Will be needed soon: bring it in now.
-    WillNeed,
-    /// Not needed: write back changes and give the memory back.
-    DontNeed,
-}
-
-/// Cedar's data state of a page.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DataState {
-    /// Not allocated.
-    #[default]
-    None,
-    /// Allocated, contents undefined (never written, or killed): reads zeros.
-    Undefined,
-    /// Same as its disk copy (or resident and unchanged).
-    Unchanged,
-    /// Changed since it was last written back.
-    Changed,
-}
-
-/// Cedar's `PageState`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageState {
-    /// The data state.
-    pub data: DataState,
-    /// Write-protected.
-    pub read_only: bool,
-    /// Resident in real memory.
-    pub has_real_memory: bool,
-    /// Resident and changed: replacing it needs a write.
-    pub needs_cleaning: bool,
-    /// Pin count.
-    pub pin_count: u32,
-}
-
-/// The VM's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VmStats {
-    /// Faults served (accesses that found the page absent).
-    pub faults: u64,
-    /// Accesses that found the page resident.
-    pub hits: u64,
-    /// Faults served with zeros, no I/O.
-    pub zero_fills: u64,
-    /// Pages read from the backing store.
-    pub page_ins: u64,
-    /// Pages written to the backing store.
-    pub page_outs: u64,
-    /// Pages brought in ahead of a sequential fault.
-    pub read_aheads: u64,
-    /// Pages replaced.
-    pub evictions: u64,
-    /// Transfers that carried a seek-ahead hint (from the drives).
-    pub seek_aheads_issued: u64,
-    /// Hints the next transfer used (from the drives).
-    pub seek_aheads_used: u64,
-    /// Pages resident now.
-    pub resident_pages: u64,
-    /// Most pages ever resident at once.
-    pub resident_high_water: u64,
-    /// The real-memory budget in pages.
-    pub real_memory_pages: u64,
-    /// Pages allocated.
-    pub allocated_pages: u64,
-    /// Total time the monitor was held, nanoseconds.
-    pub monitor_held_ns: u64,
-}
-
-/// How to build a [`Vm`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VmConfig {
-    /// Bytes per page: a power of two, a multiple of the OS page, at most
-    /// 1 MiB. Default 4 KiB.
-    pub page_size: usize,
-    /// Pages in the address space.
-    pub virtual_pages: u64,
-    /// The real-memory budget in pages.
-    pub real_memory_pages: u64,
-    /// Pass the next pending fault's disk page as the seek-ahead hint.
-    pub seek_ahead: bool,
-    /// Who serves faults.
-    pub fault_service: FaultService,
-}
-
-/// Who serves a fault. Either way the monitor is held during the service,
-/// including its I/O, and the threads waiting for it form the queue from
-/// which the seek-ahead hint is taken.
-///
-/// The default is the faulting thread: on this project's 2-core machine a
-/// fault with the file in the page cache took 2.8–3.0 µs served in the
-/// faulting thread against 3.4–3.5 µs through the worker (criterion, same
-/// runs; see BENCHMARKS.md) — the worker's handoff is cheap because both sides spin
-/// before they park, but not free.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FaultService {
-    /// The faulting thread serves its own fault (no thread handoff).
-    #[default]
-    InFaultingThread,
-    /// One PageFault worker thread serves every fault, synchronously, as in
-    /// the seed; faulting threads spin briefly, then park.
-    Worker,
-}
-
-impl VmConfig {
-    /// 4 KiB pages, seek-ahead on.
-    pub fn new(virtual_pages: u64, real_memory_pages: u64) -> VmConfig {
-        VmConfig {
-            page_size: 4096,
-            virtual_pages,
-            real_memory_pages,
-            seek_ahead: true,
-            fault_service: FaultService::default(),
-        }
-    }
-
-    /// The same with the budget given in bytes (rounded down to pages).
-    pub fn with_real_memory_bytes(mut self, bytes: u64) -> VmConfig {
-        self.real_memory_pages = bytes / self.page_size as u64;
-        self
-    }
-
-    /// Checks every field; the error names the field.
-    pub fn validate(&self) -> Result<(), VmError> {
-        let os_page = rustix::param::page_size();
-        if !self.page_size.is_power_of_two()
-            || self.page_size < os_page
-            || !self.page_size.is_multiple_of(os_page)
-            || self.page_size > 1 << 20
-        {
-            return Err(VmError::Config {
-                field: "page_size",
-                reason: format!(
-                    "{} is not a power of two between the OS page ({os_page}) and 1 MiB",
-                    self.page_size
-                ),
-            });
-        }
-        if self.virtual_pages == 0 {
-            return Err(VmError::Config {
-                field: "virtual_pages",
-                reason: "the address space needs at least one page".into(),
-            });
-        }
-        if self.real_memory_pages == 0 || self.real_memory_pages > u64::from(u32::MAX) {
-            return Err(VmError::Config {
-                field: "real_memory_pages",
-                reason: format!("{} is not within 1..=2^32-1", self.real_memory_pages),
-            });
-        }
-        Ok(())
-    }
-}
+/// The run table's vocabulary and the volume, re-exported so that a
+/// file-backed VM needs only this crate.
+pub use runtable::{DiskAddr, Interval, PageCount, PageNumber, Volume};

@@ -13,9 +13,12 @@
 //! free frames = budget; `frame_of` is the inverse of `frames`; free and
 //! allocated extents are disjoint and sorted.
 
-use crate::Advice;
+use crate::vocabulary::Advice;
+use parking_lot::MutexGuard;
 use runtable::Volume;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// One allocated interval's attributes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,17 +40,70 @@ pub(crate) struct Counters {
     pub(crate) seek_ahead_hints: u64,
 }
 
+/// The VM's data structures. Every field is guarded by the monitor `(m)`:
+/// reached only through a [`MonitorGuard`].
 pub(crate) struct Monitor {
+    /// (m) Free extents of the address space: start page → page count.
     pub(crate) free: BTreeMap<u64, u64>,
+    /// (m) Allocated intervals (map entries): start page → attributes.
     pub(crate) allocations: BTreeMap<u64, Allocation>,
+    /// (m) Pages allocated, the sum of `allocations`' counts.
     pub(crate) allocated_pages: u64,
+    /// (m) One slot per frame of the real-memory budget: the page in it.
     pub(crate) frames: Vec<Option<u64>>,
+    /// (m) Frames holding no page.
     pub(crate) free_frames: Vec<u32>,
+    /// (m) Resident page → its frame; the inverse of `frames`.
     pub(crate) frame_of: HashMap<u64, u32>,
+    /// (m) The clock hand: the next frame the clock looks at.
     pub(crate) hand: usize,
+    /// (m) Pin counts of pinned pages.
     pub(crate) pins: HashMap<u64, u32>,
+    /// (m) Fault-path statistics.
     pub(crate) counters: Counters,
+    /// (m) The backing store (drives, run table); `None` in
+    /// real-memory-only mode.
     pub(crate) volume: Option<Volume>,
+}
+
+/// The monitor, held (the name says what it is: a guard of the one lock
+/// over the VM's data structures); counts the time it was held.
+pub(crate) struct MonitorGuard<'a> {
+    guard: MutexGuard<'a, Monitor>,
+    since: Instant,
+    total_held_ns: &'a AtomicU64,
+}
+
+impl<'a> MonitorGuard<'a> {
+    /// Wraps a freshly taken monitor; its hold time is added to
+    /// `total_held_ns` when it is released.
+    pub(crate) fn new(guard: MutexGuard<'a, Monitor>, total_held_ns: &'a AtomicU64) -> Self {
+        MonitorGuard {
+            guard,
+            since: Instant::now(),
+            total_held_ns,
+        }
+    }
+}
+
+impl Drop for MonitorGuard<'_> {
+    fn drop(&mut self) {
+        self.total_held_ns
+            .fetch_add(self.since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for MonitorGuard<'_> {
+    type Target = Monitor;
+    fn deref(&self) -> &Monitor {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for MonitorGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Monitor {
+        &mut self.guard
+    }
 }
 
 impl Monitor {

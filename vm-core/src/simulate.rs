@@ -17,8 +17,11 @@
 //!
 //! Requires a VM whose drives are all simulated.
 
+use crate::error::VmError;
+use crate::space::AddressSpace;
 use crate::state::TAG_RESIDENT;
-use crate::{AddressSpace, VAddr, VmError};
+use crate::vocabulary::VAddr;
+
 use disk_channel::rng::SplitMix64;
 use runtable::{Interval, PageNumber};
 use serde::{Deserialize, Serialize};

@@ -148,7 +148,7 @@ fn after_flush_the_drives_hold_the_written_bytes() {
     vm.flush().unwrap();
     vm.with_volume(|volume| {
         let mut page = vec![0u8; PAGE];
-        for (i, p) in Vm::pages(interval).enumerate() {
+        for (i, p) in interval.pages().enumerate() {
             let disk = volume.translate(p).unwrap();
             volume
                 .channel()

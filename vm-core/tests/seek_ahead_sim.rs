@@ -22,7 +22,7 @@ fn run(seek_ahead: bool, gap_ns: u64, write_fraction: f64) -> Report {
     };
     let vm = Vm::new(config, Backing::Volume(volume)).unwrap();
     let interval = vm.allocate(PAGES).unwrap();
-    for page in Vm::pages(interval) {
+    for page in interval.pages() {
         vm.write(vm.address_of(page), &page.0.to_le_bytes())
             .unwrap();
     }
@@ -40,7 +40,7 @@ fn run(seek_ahead: bool, gap_ns: u64, write_fraction: f64) -> Report {
     let report = vm.simulate(interval, &workload).unwrap();
     // The data is still right after the run.
     let mut word = [0u8; 8];
-    for page in Vm::pages(interval).step_by(37) {
+    for page in interval.pages().step_by(37) {
         vm.read(VAddr(vm.address_of(page).0), &mut word).unwrap();
         assert_eq!(u64::from_le_bytes(word), page.0);
     }

@@ -136,7 +136,7 @@ fn dont_need_drops_pages_after_writing_them_back() {
     let i = vm.allocate(8).unwrap();
     fill(&vm, i, 5);
     vm.advise(i, Advice::DontNeed).unwrap();
-    for p in Vm::pages(i) {
+    for p in i.pages() {
         let state = vm.state(p);
         assert!(!state.has_real_memory, "{p}: {state:?}");
         assert_eq!(state.data, DataState::Unchanged);
@@ -154,7 +154,7 @@ fn pinned_pages_survive_any_amount_of_pressure() {
     let other = vm.allocate(400).unwrap();
     fill(&vm, other, 7);
     check(&vm, other, 7);
-    for p in Vm::pages(pinned) {
+    for p in pinned.pages() {
         let state = vm.state(p);
         assert!(
             state.has_real_memory && state.pin_count == 1,
@@ -194,7 +194,7 @@ fn a_failing_flush_names_the_disk_page_and_loses_nothing() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    for p in Vm::pages(i) {
+    for p in i.pages() {
         let state = vm.state(p);
         assert!(
             state.has_real_memory && state.needs_cleaning,
@@ -218,7 +218,7 @@ fn a_write_back_error_during_replacement_keeps_the_victims() {
     faults.fail_from(OpKind::Write, 0);
     let mut written = Vec::new();
     let mut failed = None;
-    for p in Vm::pages(i) {
+    for p in i.pages() {
         match vm.write(vm.address_of(p), &[0xEE]) {
             Ok(()) => written.push(p),
             Err(err) => {
@@ -231,7 +231,7 @@ fn a_write_back_error_during_replacement_keeps_the_victims() {
     assert!(failed.is_some(), "a write-back had to fail");
     faults.clear_failures();
     let base = vm.address_of(i.page).0;
-    for p in Vm::pages(i) {
+    for p in i.pages() {
         let mut first = [0u8; 2];
         vm.read(vm.address_of(p), &mut first).unwrap();
         let offset = vm.address_of(p).0 - base;
@@ -381,7 +381,7 @@ fn replacement_gives_the_memory_back_to_the_kernel() {
     let vm = file_vm(dir.path(), 1, 16_384, 256, vm_core::FaultService::default());
     let i = vm.allocate(16_384).unwrap();
     let page = vec![0x5Au8; PAGE];
-    for p in Vm::pages(i) {
+    for p in i.pages() {
         vm.write(vm.address_of(p), &page).unwrap();
     }
     let held = vm.kernel_resident_pages().unwrap();

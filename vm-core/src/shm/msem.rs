@@ -9,7 +9,7 @@
 //! The functions are generic over [`FutexWord`] so that the same state
 //! machine runs on a shared word and, in the tests, under `loom`.
 
-use super::FutexWord;
+use crate::sys::futex::FutexWord;
 
 /// Clear.
 pub const CLEAR: u32 = 0;

@@ -27,8 +27,8 @@
 //! the whole process dies with it); and a process id reused by a new
 //! process within the 10 ms between checks would be taken for the holder.
 
-use super::futex::{self, current_pid, process_alive};
-use super::{Segment, ShmError};
+use super::segment::{Segment, ShmError};
+use crate::sys::futex::{self, current_pid, process_alive};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 

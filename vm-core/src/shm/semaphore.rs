@@ -12,8 +12,8 @@
 //! sleeper announces itself before it sleeps, and the kernel's own check
 //! of the word (sleep only while it is still 0) closes the window.
 
-use super::futex;
-use super::{Segment, ShmError};
+use super::segment::{Segment, ShmError};
+use crate::sys::futex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 

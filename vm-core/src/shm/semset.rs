@@ -20,9 +20,9 @@
 //! tries again. A holder that dies inside `semop` may have stored part of
 //! its values: the next operation takes the lock over and carries on.
 
-use super::futex;
 use super::mutex::{LockError, ShmMutex};
-use super::{Segment, ShmError};
+use super::segment::{Segment, ShmError};
+use crate::sys::futex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 

@@ -4,16 +4,16 @@
 //! backtrace); 2 bad arguments. `scavenge` has its own: 0 clean, 1 repaired
 //! or repairable, 2 unrecoverable (or the check could not run).
 
-use crate::bench::SeekAheadRequest;
 use crate::demo::{DemoOptions, demo};
-use crate::format::{FormatRequest, format};
-use crate::scan::{ScanMode, scan};
-use crate::scavenge::{Status, scavenge};
-use crate::{ToolError, UtilityVm, info, parse_size};
+use cedar_bench::seek_ahead::SeekAheadRequest;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runtable::Layout;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use utility_mode::format::{FormatRequest, format};
+use utility_mode::scan::{ScanMode, scan};
+use utility_mode::scavenge::{Status, scavenge};
+use utility_mode::{ToolError, UtilityVm, info, parse_size};
 use vm_core::FaultService;
 use vm_core::simulate::AccessPattern;
 
@@ -402,11 +402,12 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     .drives
                     .drives
                     .iter()
-                    .find(|p| crate::drives::probe_page_size(p).is_some())
+                    .find(|p| utility_mode::drives::probe_page_size(p).is_some())
             {
                 return Err(ToolError::ExistingVolume { path: p.clone() });
             }
-            let channel = crate::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
+            let channel =
+                utility_mode::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
             let uvm = UtilityVm::new(a.drives.memory)?;
             let mode = if a.full {
                 ScanMode::Full
@@ -471,7 +472,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     "--memory and --working-set must be at least 4 KiB".into(),
                 ));
             }
-            let report = crate::bench::seek_ahead(&request)?;
+            let report = cedar_bench::seek_ahead::seek_ahead(&request)?;
             if let Some(path) = &a.plot {
                 report.plot(path)?;
             }
@@ -487,7 +488,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 path: PathBuf::from("cedarvm"),
                 source,
             })?;
-            let report = crate::bench::ipc(&program, a.messages.max(1))?;
+            let report = cedar_bench::ipc::ipc(&program, a.messages.max(1))?;
             if a.json {
                 println!("{}", json(&report));
             } else {
@@ -497,16 +498,18 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         }
         Command::Bench(BenchCommand::IpcPeer(a)) => {
             let transport = match (a.ring, a.pipe, a.socket) {
-                (Some(path), false, None) => crate::bench::IpcTransport::Ring(path),
-                (None, true, None) => crate::bench::IpcTransport::Pipe(a.batched),
-                (None, false, Some(path)) => crate::bench::IpcTransport::Socket(path, a.batched),
+                (Some(path), false, None) => cedar_bench::ipc::IpcTransport::Ring(path),
+                (None, true, None) => cedar_bench::ipc::IpcTransport::Pipe(a.batched),
+                (None, false, Some(path)) => {
+                    cedar_bench::ipc::IpcTransport::Socket(path, a.batched)
+                }
                 _ => {
                     return Err(ToolError::Usage(
                         "give exactly one of --ring, --pipe, --socket".into(),
                     ));
                 }
             };
-            crate::bench::ipc_peer(&transport, a.messages)?;
+            cedar_bench::ipc::ipc_peer(&transport, a.messages)?;
             Ok(0)
         }
         Command::Bench(BenchCommand::FaultPath(a)) => {
@@ -517,7 +520,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     "--working-set must be at least twice --memory".into(),
                 ));
             }
-            let report = crate::bench::fault_path(pages, memory, a.dir.as_deref())?;
+            let report = cedar_bench::fault_path::fault_path(pages, memory, a.dir.as_deref())?;
             if a.json {
                 println!("{}", json(&report));
             } else {

@@ -1,5 +1,5 @@
-//! The handoff between faulting threads and the PageFault worker, and the
-//! hit counter. Both are tuned for this machine's costs: waking a thread
+//! The handoff between faulting threads and the PageFault worker, and what
+//! a served fault hands back ([`Latch`], [`Latched`]). It is tuned for this machine's costs: waking a thread
 //! that sleeps on the other core costs about 25–30 µs (an idle virtual CPU
 //! halts), against about 0.2 µs for a handoff to a thread that is spinning.
 //! So both sides spin briefly before they park.
@@ -9,13 +9,11 @@
 //! the queue's lock) and then reads `idle` (SeqCst) — one of the two sees
 //! the other. `thread::park` keeps an unpark that comes early.
 
-use crate::VmError;
+use crate::error::VmError;
 use crate::state::Word;
-use crate::vm::Latch;
 use parking_lot::Mutex;
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
 
@@ -24,9 +22,29 @@ const WAITER_SPINS: u32 = 4_000;
 /// Spins of the worker on an empty queue before it parks.
 const WORKER_SPINS: u32 = 8_000;
 
-/// The outcome of a served fault: the latch taken for the accessor, `None`
-/// if the page was busy (retry), or the error.
-pub(crate) type FaultOutcome = Result<Option<Word>, VmError>;
+/// The latch an accessor takes once its fault is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Latch {
+    /// A shared latch (a reader, a [`crate::PageRef`]).
+    Shared,
+    /// The exclusive latch (a writer, a [`crate::PageMut`]).
+    Exclusive,
+}
+
+/// What a served fault hands back to the accessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Latched {
+    /// The page is resident and the accessor's latch is taken (taken under
+    /// the monitor, so no other fault replaced the page in between); the
+    /// word as it was before the latch.
+    Taken(Word),
+    /// The page is latched by someone else, or it was served and lost its
+    /// frame again before the accessor could latch it: try again.
+    Retry,
+}
+
+/// The outcome of a fault: the latch, or the error.
+pub(crate) type FaultOutcome = Result<Latched, VmError>;
 
 /// One fault handed to the worker.
 pub(crate) struct FaultTicket {
@@ -136,105 +154,5 @@ impl FaultQueue {
     pub(crate) fn stop(&self, worker: &Thread) {
         self.stopping.store(true, Ordering::SeqCst);
         worker.unpark();
-    }
-}
-
-const HIT_SHARDS: usize = 64;
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Shard(AtomicU64);
-
-/// Counts resident hits without a contended read-modify-write: each live
-/// thread (up to 64 at once) owns a cache-line-sized shard that only it
-/// writes (a plain load and store); threads beyond that share one atomic.
-pub(crate) struct HitCounter {
-    shards: [Shard; HIT_SHARDS],
-    shared: AtomicU64,
-}
-
-impl Default for HitCounter {
-    fn default() -> HitCounter {
-        HitCounter {
-            shards: std::array::from_fn(|_| Shard::default()),
-            shared: AtomicU64::new(0),
-        }
-    }
-}
-
-static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
-/// Slots of threads that have exited, for reuse (the lock orders the old
-/// owner's last store before the new owner's first load).
-static FREE_SLOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-/// A thread's claim on a shard slot, given back when the thread exits, so
-/// that a program that keeps starting short-lived threads does not run out
-/// of shards.
-struct Slot(usize);
-
-impl Slot {
-    fn claim() -> Slot {
-        if let Some(slot) = FREE_SLOTS.lock().pop() {
-            return Slot(slot);
-        }
-        let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
-        Slot(if slot < HIT_SHARDS { slot } else { usize::MAX })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if self.0 < HIT_SHARDS {
-            FREE_SLOTS.lock().push(self.0);
-        }
-    }
-}
-
-const UNCLAIMED: usize = usize::MAX - 1;
-
-thread_local! {
-    /// The claim, with the destructor that gives it back.
-    static CLAIM: Slot = Slot::claim();
-    /// The claimed slot, cached where reading it costs no lazy-init check.
-    static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
-}
-
-/// This thread's slot (claimed on first use).
-#[inline]
-fn slot() -> usize {
-    let slot = SLOT.with(Cell::get);
-    if slot != UNCLAIMED {
-        return slot;
-    }
-    // During thread teardown the claim may be gone: count in the shared
-    // word then.
-    let claimed = CLAIM.try_with(|c| c.0).unwrap_or(usize::MAX);
-    SLOT.with(|s| s.set(claimed));
-    claimed
-}
-
-impl HitCounter {
-    #[inline]
-    pub(crate) fn add(&self) {
-        let slot = slot();
-        match self.shards.get(slot) {
-            // Only this thread writes this shard while it holds the slot, so
-            // load + store loses nothing; readers may see a slightly old
-            // total.
-            Some(shard) => shard
-                .0
-                .store(shard.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
-            None => {
-                self.shared.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    pub(crate) fn total(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum::<u64>()
-            + self.shared.load(Ordering::Relaxed)
     }
 }

@@ -13,8 +13,6 @@
 //! Everything moves through `read`/`write` at VM addresses, so the faults,
 //! write-backs and seek-aheads in the report are the VM's own.
 
-use crate::ToolError;
-use crate::drives::progress;
 use disk_channel::rng::SplitMix64;
 use disk_channel::{DiskChannel, FileDrive, FileDriveOptions};
 use runtable::{FormatOptions, Volume};
@@ -23,6 +21,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::time::Instant;
+use utility_mode::ToolError;
+use utility_mode::progress::progress;
 use vm_core::{Backing, FaultService, VAddr, Vm, VmConfig, VmStats};
 
 const PAGE: u64 = 4096;
@@ -304,7 +304,7 @@ impl DemoReport {
                 format!(
                     "{} keys ({}) in {} runs, verified",
                     self.keys,
-                    crate::human_bytes(self.key_bytes),
+                    utility_mode::human_bytes(self.key_bytes),
                     self.runs
                 ),
             ),
@@ -336,8 +336,8 @@ impl DemoReport {
                 "resident",
                 format!(
                     "high water {} of a {} budget",
-                    crate::human_bytes(s.resident_high_water * PAGE),
-                    crate::human_bytes(self.memory_bytes)
+                    utility_mode::human_bytes(s.resident_high_water * PAGE),
+                    utility_mode::human_bytes(self.memory_bytes)
                 ),
             ),
         ];

@@ -21,18 +21,18 @@
 //! and [`Region::release`] (give the memory back; the page reads as zeros
 //! afterwards).
 
-use crate::VmError;
+use crate::error::VmError;
 use rustix::mm::{Advice, MapFlags, ProtFlags};
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An anonymous, lazily committed mapping of `len` bytes.
 #[derive(Debug)]
-struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
+pub(crate) struct Mapping {
+    pub(crate) base: NonNull<u8>,
+    pub(crate) len: usize,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; synchronisation of
@@ -42,7 +42,7 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(len: usize, what: &'static str) -> Result<Mapping, VmError> {
+    pub(crate) fn new(len: usize, what: &'static str) -> Result<Mapping, VmError> {
         // SAFETY: a fresh anonymous private mapping at an address the kernel
         // chooses; it aliases no Rust object.
         let ptr = unsafe {
@@ -292,199 +292,6 @@ impl StateArray {
         // pattern is valid; all access is atomic.
         unsafe {
             std::slice::from_raw_parts(self.mapping.base.as_ptr().cast::<AtomicU64>(), self.len)
-        }
-    }
-}
-
-/// Reference measurements of the kernel's own fault paths, for benchmark
-/// runs that put the VM's figures beside them (same run, same machine).
-pub mod kernel_reference {
-    use super::Mapping;
-    use crate::VmError;
-    use rustix::mm::{Advice, MapFlags, ProtFlags};
-    use std::time::Instant;
-
-    const PAGE: usize = 4096;
-
-    fn median(mut samples: Vec<f64>) -> f64 {
-        samples.sort_by(f64::total_cmp);
-        samples[samples.len() / 2]
-    }
-
-    /// Median time of the kernel's anonymous first-touch fault (a write to
-    /// a never-touched private anonymous page), over `rounds` rounds of
-    /// `pages` pages, nanoseconds.
-    pub fn anonymous_first_touch_ns(pages: u64, rounds: usize) -> Result<f64, VmError> {
-        let len = pages as usize * PAGE;
-        let mapping = Mapping::new(len, "anonymous reference mapping")?;
-        let base = mapping.base.as_ptr();
-        let mut samples = Vec::with_capacity(rounds);
-        for _ in 0..rounds.max(1) {
-            let t = Instant::now();
-            for p in 0..pages as usize {
-                // SAFETY: `p * PAGE < len`, inside the mapping we own; no
-                // Rust reference points into it.
-                unsafe { base.add(p * PAGE).write_volatile(1) };
-            }
-            samples.push(t.elapsed().as_nanos() as f64 / pages as f64);
-            // SAFETY: our own mapping; nothing references it.
-            unsafe { rustix::mm::madvise(base.cast(), len, Advice::LinuxDontNeed) }.map_err(
-                |e| VmError::Map {
-                    what: "release (reference)",
-                    bytes: len,
-                    source: e.into(),
-                },
-            )?;
-        }
-        Ok(median(samples))
-    }
-
-    /// Median time of the kernel's page fault on a shared read-only `mmap`
-    /// of `file` (its first `pages` pages in the page cache), with
-    /// fault-around off (`MADV_RANDOM`), touching every page once per round
-    /// in a scattered order; nanoseconds.
-    pub fn file_mmap_fault_ns(
-        file: &std::fs::File,
-        pages: u64,
-        rounds: usize,
-    ) -> Result<f64, VmError> {
-        let len = pages as usize * PAGE;
-        let map_error = |what: &'static str| {
-            move |e: rustix::io::Errno| VmError::Map {
-                what,
-                bytes: len,
-                source: e.into(),
-            }
-        };
-        // SAFETY: a fresh shared read-only mapping of a file we hold open;
-        // it aliases no Rust object, and we only read it through raw
-        // pointers within `len`.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ,
-                MapFlags::SHARED,
-                file,
-                0,
-            )
-        }
-        .map_err(map_error("file reference mapping"))?;
-        let base = ptr.cast::<u8>();
-        // SAFETY: our own mapping.
-        unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }
-            .map_err(map_error("madvise random"))?;
-        // A stride coprime with `pages` visits every page once, scattered.
-        let gcd = |mut a: u64, mut b: u64| {
-            while b != 0 {
-                (a, b) = (b, a % b);
-            }
-            a
-        };
-        let mut stride = (pages / 2 + 1).max(1);
-        while gcd(stride, pages) != 1 {
-            stride += 1;
-        }
-        let mut samples = Vec::with_capacity(rounds);
-        let mut sink = 0u8;
-        for _ in 0..rounds.max(1) {
-            // SAFETY: our own mapping: drops the page-table entries only;
-            // the page cache keeps the data.
-            unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }
-                .map_err(map_error("madvise dontneed"))?;
-            let t = Instant::now();
-            let mut p = 0u64;
-            for _ in 0..pages {
-                // SAFETY: `p < pages`, so the byte lies in the mapping.
-                sink ^= unsafe { base.add(p as usize * PAGE).read_volatile() };
-                p = (p + stride) % pages;
-            }
-            samples.push(t.elapsed().as_nanos() as f64 / pages as f64);
-        }
-        std::hint::black_box(sink);
-        // SAFETY: unmapping our own mapping; no reference into it remains.
-        unsafe { rustix::mm::munmap(ptr, len) }.map_err(map_error("munmap"))?;
-        Ok(median(samples))
-    }
-}
-
-/// A shared mapping of a file (a named segment) or of anonymous memory (a
-/// segment shared with children across `fork`), seen as 32-bit atomic
-/// words. Every access goes through atomics, so other processes changing
-/// the memory at any time is never a data race.
-#[derive(Debug)]
-pub(crate) struct SharedMapping {
-    mapping: Mapping,
-}
-
-impl SharedMapping {
-    /// Maps `len` bytes of `file` shared, read-write.
-    pub(crate) fn of_file(file: &std::fs::File, len: usize) -> Result<SharedMapping, VmError> {
-        // SAFETY: a fresh shared mapping of a file we hold open, at an
-        // address the kernel chooses; it aliases no Rust object, and all
-        // access to it is through atomics (`words`).
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                file,
-                0,
-            )
-        }
-        .map_err(|e| VmError::Map {
-            what: "shared segment",
-            bytes: len,
-            source: e.into(),
-        })?;
-        let base = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null on success");
-        Ok(SharedMapping {
-            mapping: Mapping { base, len },
-        })
-    }
-
-    /// Maps `len` bytes of zero-filled anonymous memory shared with future
-    /// children.
-    pub(crate) fn anonymous(len: usize) -> Result<SharedMapping, VmError> {
-        // SAFETY: a fresh anonymous shared mapping; it aliases no Rust
-        // object, and all access is through atomics.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )
-        }
-        .map_err(|e| VmError::Map {
-            what: "anonymous shared segment",
-            bytes: len,
-            source: e.into(),
-        })?;
-        let base = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null on success");
-        Ok(SharedMapping {
-            mapping: Mapping { base, len },
-        })
-    }
-
-    /// Bytes mapped.
-    pub(crate) fn len(&self) -> usize {
-        self.mapping.len
-    }
-
-    /// The mapping as 32-bit atomic words (`len / 4` of them).
-    pub(crate) fn words(&self) -> &[AtomicU32] {
-        // SAFETY: the mapping is page-aligned (so 4-aligned), `len / 4`
-        // words lie inside it, every bit pattern is a valid `u32`, and all
-        // access — ours and, by contract, other processes' — is atomic. The
-        // slice lives no longer than `&self`, and the mapping as long as
-        // `self`.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.mapping.base.as_ptr().cast::<AtomicU32>(),
-                self.mapping.len / 4,
-            )
         }
     }
 }

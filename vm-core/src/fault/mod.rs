@@ -1,0 +1,59 @@
+//! The fault service: what happens when an accessor finds its page absent.
+//!
+//! | file | owns |
+//! |---|---|
+//! | [`queue`] | the handoff to the PageFault worker; [`queue::Latch`] and [`queue::Latched`] |
+//! | `in_thread` | service by the faulting thread, in ticket order (the default) |
+//! | `worker` | the PageFault worker's loop (the seed's synchronous worker) |
+//! | `service` | serving one fault under the monitor: read-ahead, choosing the seek-ahead hint, bringing a page into a frame |
+//!
+//! Either way the monitor is held while a fault is served, I/O included, and
+//! the faults waiting for it form the queue from which the seek-ahead hint
+//! is taken: the hint names the transfer that really comes next.
+
+mod in_thread;
+pub(crate) mod queue;
+mod service;
+mod worker;
+
+use crate::space::AddressSpace;
+use crate::state::Word;
+use queue::{FaultOutcome, Latch, Latched};
+
+/// What serving a fault under the monitor found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// The page is resident (now, or it already was).
+    Resident,
+    /// The page is latched exclusively by a guard or a writer: let go of
+    /// the monitor and retry.
+    Busy,
+}
+
+impl AddressSpace {
+    /// Serves a fault on `page` — in this thread or by the PageFault
+    /// worker — and returns with the latch the accessor wants already taken
+    /// (under the monitor, so no other fault can replace the page in
+    /// between), or [`Latched::Retry`]. Monitor not held on entry or exit.
+    pub(crate) fn fault(&self, page: u64, latch: Latch) -> FaultOutcome {
+        let outcome = match &self.worker_queue {
+            None => self.serve_in_order(page, latch),
+            Some(queue) => queue.submit_and_wait(page, latch),
+        };
+        if let Ok(Latched::Retry) = outcome {
+            std::thread::yield_now();
+        }
+        outcome
+    }
+
+    /// Hands back what serving `page` found, with `latch` taken if it is
+    /// resident. Monitor held on entry and exit.
+    fn latch_after(&self, served: Served, page: u64, latch: Latch) -> Latched {
+        let taken: Result<Word, Word> = match (served, latch) {
+            (Served::Busy, _) => return Latched::Retry,
+            (Served::Resident, Latch::Shared) => self.states().try_share(page),
+            (Served::Resident, Latch::Exclusive) => self.states().try_lock_resident(page),
+        };
+        taken.map_or(Latched::Retry, Latched::Taken)
+    }
+}

@@ -1,0 +1,140 @@
+//! Serving one fault under the monitor: read-ahead under sequential
+//! advice, the choice of the seek-ahead hint, and bringing a page into a
+//! frame (zero-fill or page-in).
+
+use super::Served;
+use crate::error::VmError;
+use crate::monitor::Monitor;
+use crate::space::AddressSpace;
+use crate::state::{ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::vocabulary::Advice;
+use runtable::PageNumber;
+
+/// Read-ahead on a fault in an interval advised `Sequential`.
+const READ_AHEAD_PAGES: u64 = 8;
+
+impl AddressSpace {
+    /// Brings `page` in; `next` is the page of the fault that will be
+    /// served next, if known (the seek-ahead target). Monitor held on entry
+    /// and exit.
+    pub(crate) fn serve(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        next: Option<u64>,
+    ) -> Result<Served, VmError> {
+        let states = self.states();
+        let word = states.load(page);
+        match word.tag() {
+            TAG_RESIDENT => return Ok(Served::Resident),
+            TAG_LOCKED => return Ok(Served::Busy),
+            _ => {}
+        }
+        let Some((_, allocation)) = monitor.allocation_of(page) else {
+            return Err(VmError::AddressFault {
+                addr: self.address_of(PageNumber(page)),
+                page: PageNumber(page),
+            });
+        };
+        monitor.counters.faults += 1;
+        let sequential = allocation.advice == Advice::Sequential;
+        // Under sequential advice the next transfer is the read-ahead.
+        let next = if sequential {
+            Some(page + 1).filter(|&p| p < self.virtual_pages)
+        } else {
+            next
+        };
+        self.bring_in(monitor, page, next)?;
+        if sequential {
+            // Read ahead at most a quarter of real memory, and keep the page
+            // that faulted from being replaced by its own read-ahead.
+            let ahead = READ_AHEAD_PAGES.min(monitor.budget() / 4);
+            *monitor.pins.entry(page).or_insert(0) += 1;
+            for next in page + 1..(page + 1 + ahead).min(self.virtual_pages) {
+                let absent = states.load(next).tag() == TAG_ABSENT;
+                if !absent || monitor.allocation_of(next).is_none() {
+                    break;
+                }
+                // Read-ahead is a guess: if it cannot get a frame or its
+                // read fails, the page is simply left for a later fault.
+                if self.bring_in(monitor, next, None).is_err() {
+                    break;
+                }
+                monitor.counters.read_aheads += 1;
+            }
+            let pins = monitor.pins.get_mut(&page).expect("pinned above");
+            *pins -= 1;
+            if *pins == 0 {
+                monitor.pins.remove(&page);
+            }
+        }
+        Ok(Served::Resident)
+    }
+
+    /// Puts absent, allocated `page` into a frame: zero-fill or page-in,
+    /// with seek-ahead toward `next`.
+    fn bring_in(&self, monitor: &mut Monitor, page: u64, next: Option<u64>) -> Result<(), VmError> {
+        let states = self.states();
+        if monitor.free_frames.is_empty() {
+            self.evict_batch(monitor, page)?;
+        }
+        // If this page takes the last free frame, the next fault would start
+        // with write-backs, and a hint at its page would be wasted: choose
+        // those victims now, hint this read at the first write-back, and
+        // write them back right after it (the last hinting at `next`).
+        let victims_chosen_early = if monitor.free_frames.len() == 1 && monitor.volume.is_some() {
+            self.select_victims(monitor, page).ok()
+        } else {
+            None
+        };
+        let word = states.lock_absent(page);
+        if word.has(ON_DISK) {
+            let volume = monitor
+                .volume
+                .as_ref()
+                .expect("pages on disk imply a volume");
+            let disk = volume.translate(PageNumber(page))?;
+            let target = match victims_chosen_early
+                .as_deref()
+                .and_then(|v| self.first_write_back(monitor, v))
+            {
+                Some(write_back) => Some(write_back),
+                None => next.and_then(|next| volume.translate(PageNumber(next)).ok()),
+            };
+            let hint = target
+                .filter(|t| self.seek_ahead && t.drive == disk.drive)
+                .map(|t| t.page);
+            // SAFETY: we hold the exclusive latch on `page` until `unlock`.
+            let bytes = unsafe { self.region.page_mut(page) };
+            if let Err(source) = volume.channel().read(disk.drive, disk.page, bytes, hint) {
+                states.unlock(page, TAG_ABSENT, word.flags());
+                for (p, w) in victims_chosen_early.unwrap_or_default() {
+                    states.unlock(p, TAG_RESIDENT, w.flags());
+                }
+                return Err(VmError::Io {
+                    page: PageNumber(page),
+                    disk,
+                    source,
+                });
+            }
+            monitor.counters.seek_ahead_hints += u64::from(hint.is_some());
+            monitor.counters.page_ins += 1;
+        } else {
+            // The page's memory was released (or never touched), so it
+            // already reads as zeros: no I/O and no copy.
+            monitor.counters.zero_fills += 1;
+        }
+        monitor.install_frame(page);
+        states.unlock(
+            page,
+            TAG_RESIDENT,
+            (word.flags() & (ON_DISK | READ_ONLY)) | REFERENCED,
+        );
+        if let Some(victims) = victims_chosen_early {
+            // A failed write-back leaves the victims resident and dirty; the
+            // next fault that needs a frame meets the error itself.
+            let _ = self.write_back_and_release(monitor, victims, next);
+        }
+        Ok(())
+    }
+}

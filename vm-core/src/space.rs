@@ -1,0 +1,217 @@
+//! The address space: construction, the handle ([`Vm`]) and the shared
+//! state ([`AddressSpace`]), the PageFault worker's lifetime, and the
+//! monitor's entry point.
+//!
+//! Every operation is a method of [`AddressSpace`]; the methods live in the
+//! module of the room they belong to (see the crate docs): `access` (the
+//! hot path), `fault` (the fault service), `replace` (the clock and
+//! write-back), `ops` (Cedar's interval operations), `stats`.
+//!
+//! Field guards, as in FreeBSD's `vm_page.h`:
+//! `(c)` constant after construction, `(m)` the monitor, `(a)` atomic,
+//! `(x)` the page's latch in its state word, `(q)` its own lock.
+
+use crate::config::{FaultService, VmConfig};
+use crate::error::VmError;
+use crate::fault::queue::FaultQueue;
+use crate::hit_counter::HitCounter;
+use crate::monitor::{Monitor, MonitorGuard};
+use crate::state::PageStates;
+use crate::sys::region::{Region, StateArray};
+use crate::vocabulary::VAddr;
+use parking_lot::Mutex;
+use runtable::{PageNumber, Volume};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread;
+
+/// What backs the address space.
+#[allow(clippy::large_enum_variant)] // built once per VM; boxing buys nothing
+pub enum Backing {
+    /// A formatted volume: pages are paged to and from its drives.
+    Volume(Volume),
+    /// No backing storage: the VM lives within real memory, allocation is
+    /// limited by the budget and nothing is ever paged (utility mode).
+    RealMemoryOnly,
+}
+
+/// The virtual memory: a handle on its [`AddressSpace`], which it shares
+/// with its PageFault worker thread when faults are served by one. Every
+/// operation is a method of [`AddressSpace`], reached through `Deref`.
+pub struct Vm {
+    /// (c) The address space, shared with the worker.
+    space: Arc<AddressSpace>,
+    /// The PageFault worker, when faults are served by one; taken when it
+    /// is stopped (`&mut self` only).
+    worker: Option<thread::JoinHandle<()>>,
+}
+
+/// The address space itself: region, page states, monitor and fault queue.
+pub struct AddressSpace {
+    /// (c) Bytes per page.
+    pub(crate) page_size: usize,
+    /// (c) Pages in the address space.
+    pub(crate) virtual_pages: u64,
+    /// (c) Whether transfers carry the next transfer's disk page as a hint.
+    pub(crate) seek_ahead: bool,
+    /// (c) The reserved range; a page's bytes are guarded by its latch (x).
+    pub(crate) region: Region,
+    /// (a) One state word per page (see `state`): the page latches.
+    pub(crate) states: StateArray,
+    /// The monitor: every field of [`Monitor`] is guarded by it.
+    pub(crate) monitor: Mutex<Monitor>,
+    /// (q) Pages whose faults wait for the monitor, oldest first, with
+    /// their tickets: where the seek-ahead hint comes from when faulting
+    /// threads serve themselves.
+    pub(crate) pending: Mutex<VecDeque<(u64, u64)>>,
+    /// (a) The next ticket of the pending queue.
+    pub(crate) next_ticket: AtomicU64,
+    /// (c) The PageFault worker's queue, when faults are served by the
+    /// worker (the queue itself is (q)).
+    pub(crate) worker_queue: Option<FaultQueue>,
+    /// (a) Resident hits, per-thread shards.
+    pub(crate) hits: HitCounter,
+    /// (a) Total time the monitor was held, nanoseconds.
+    pub(crate) monitor_held_ns: AtomicU64,
+}
+
+impl Vm {
+    /// A VM of `config` over `backing`.
+    pub fn new(config: VmConfig, backing: Backing) -> Result<Vm, VmError> {
+        config.validate()?;
+        let budget = config.real_memory_pages;
+        let volume = match backing {
+            Backing::Volume(volume) => {
+                if volume.page_size() != config.page_size {
+                    return Err(VmError::Config {
+                        field: "page_size",
+                        reason: format!(
+                            "{} differs from the volume's page size {}",
+                            config.page_size,
+                            volume.page_size()
+                        ),
+                    });
+                }
+                if config.virtual_pages > volume.virtual_pages() {
+                    return Err(VmError::Config {
+                        field: "virtual_pages",
+                        reason: format!(
+                            "{} is more than the volume backs ({})",
+                            config.virtual_pages,
+                            volume.virtual_pages()
+                        ),
+                    });
+                }
+                Some(volume)
+            }
+            Backing::RealMemoryOnly => None,
+        };
+        // Without backing there is no I/O to wait for, so no worker either.
+        let worker_mode = config.fault_service == FaultService::Worker && volume.is_some();
+        let space = Arc::new(AddressSpace {
+            page_size: config.page_size,
+            virtual_pages: config.virtual_pages,
+            seek_ahead: config.seek_ahead,
+            region: Region::reserve(config.virtual_pages, config.page_size)?,
+            states: StateArray::new(config.virtual_pages)?,
+            monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)),
+            pending: Mutex::new(VecDeque::new()),
+            next_ticket: AtomicU64::new(0),
+            worker_queue: worker_mode.then(FaultQueue::default),
+            hits: HitCounter::default(),
+            monitor_held_ns: AtomicU64::new(0),
+        });
+        let worker = if worker_mode {
+            let shared = Arc::clone(&space);
+            let handle = thread::Builder::new()
+                .name("page-fault-worker".into())
+                .spawn(move || shared.run_worker())
+                .map_err(|source| VmError::Map {
+                    what: "spawning the PageFault worker",
+                    bytes: 0,
+                    source,
+                })?;
+            Some(handle)
+        } else {
+            None
+        };
+        Ok(Vm { space, worker })
+    }
+
+    /// Whether a PageFault worker thread serves the faults.
+    pub fn has_worker(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(handle) = self.worker.take() {
+            self.space
+                .worker_queue
+                .as_ref()
+                .expect("a worker has a queue")
+                .stop(handle.thread());
+            // A worker that panicked already reported it.
+            let _ = handle.join();
+        }
+    }
+
+    /// Closes the VM and returns its volume (after a
+    /// [`AddressSpace::flush`], the volume holds everything written).
+    pub fn into_volume(mut self) -> Option<Volume> {
+        self.stop_worker();
+        self.space.monitor.lock().volume.take()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
+
+impl std::ops::Deref for Vm {
+    type Target = AddressSpace;
+    fn deref(&self) -> &AddressSpace {
+        &self.space
+    }
+}
+
+impl AddressSpace {
+    /// The page-state words (see `state`).
+    pub(crate) fn states(&self) -> PageStates<'_> {
+        PageStates::new(self.states.words())
+    }
+
+    /// Takes the monitor; the guard counts how long it is held. Monitor not
+    /// held on entry (it is not re-entrant), held on return.
+    pub(crate) fn lock_monitor(&self) -> MonitorGuard<'_> {
+        MonitorGuard::new(self.monitor.lock(), &self.monitor_held_ns)
+    }
+
+    /// Bytes per page.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Pages in the address space.
+    pub fn virtual_pages(&self) -> u64 {
+        self.virtual_pages
+    }
+
+    /// Whether the VM has no backing storage.
+    pub fn is_real_memory_only(&self) -> bool {
+        self.monitor.lock().volume.is_none()
+    }
+
+    /// The address of the first byte of `page`.
+    pub fn address_of(&self, page: PageNumber) -> VAddr {
+        VAddr(page.0 * self.page_size as u64)
+    }
+
+    /// Where the address space starts in this process (resident pages sit at
+    /// `base + page * page_size`).
+    pub fn base_ptr(&self) -> *const u8 {
+        self.region.base()
+    }
+}

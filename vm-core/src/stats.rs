@@ -1,0 +1,74 @@
+//! The VM's counters ([`VmStats`]) and the outside view of the real-memory
+//! bound (`kernel_resident_pages`).
+
+use crate::error::VmError;
+use crate::space::AddressSpace;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+
+/// The VM's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStats {
+    /// Faults served (accesses that found the page absent).
+    pub faults: u64,
+    /// Accesses that found the page resident.
+    pub hits: u64,
+    /// Faults served with zeros, no I/O.
+    pub zero_fills: u64,
+    /// Pages read from the backing store.
+    pub page_ins: u64,
+    /// Pages written to the backing store.
+    pub page_outs: u64,
+    /// Pages brought in ahead of a sequential fault.
+    pub read_aheads: u64,
+    /// Pages replaced.
+    pub evictions: u64,
+    /// Transfers that carried a seek-ahead hint (from the drives).
+    pub seek_aheads_issued: u64,
+    /// Hints the next transfer used (from the drives).
+    pub seek_aheads_used: u64,
+    /// Pages resident now.
+    pub resident_pages: u64,
+    /// Most pages ever resident at once.
+    pub resident_high_water: u64,
+    /// The real-memory budget in pages.
+    pub real_memory_pages: u64,
+    /// Pages allocated.
+    pub allocated_pages: u64,
+    /// Total time the monitor was held, nanoseconds.
+    pub monitor_held_ns: u64,
+}
+impl AddressSpace {
+    /// The VM's counters.
+    pub fn stats(&self) -> VmStats {
+        let monitor = self.lock_monitor();
+        let drives = monitor
+            .volume
+            .as_ref()
+            .map(|v| v.channel().total_stats())
+            .unwrap_or_default();
+        VmStats {
+            faults: monitor.counters.faults,
+            hits: self.hits.total(),
+            zero_fills: monitor.counters.zero_fills,
+            page_ins: monitor.counters.page_ins,
+            page_outs: monitor.counters.page_outs,
+            read_aheads: monitor.counters.read_aheads,
+            evictions: monitor.counters.evictions,
+            seek_aheads_issued: drives.seek_aheads_issued,
+            seek_aheads_used: drives.seek_aheads_used,
+            resident_pages: monitor.resident(),
+            resident_high_water: monitor.counters.resident_high_water,
+            real_memory_pages: monitor.budget(),
+            allocated_pages: monitor.allocated_pages,
+            monitor_held_ns: self.monitor_held_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Pages of the address space the kernel holds in memory now, counted
+    /// with `mincore` — the outside view of the real-memory bound (it can
+    /// exceed the budget only while an eviction batch is being released).
+    pub fn kernel_resident_pages(&self) -> Result<u64, VmError> {
+        self.region.kernel_resident_pages()
+    }
+}

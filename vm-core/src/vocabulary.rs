@@ -1,0 +1,61 @@
+//! The vocabulary of the VM's API that is not the run table's
+//! (`PageNumber`, `Interval`, `DiskAddr` come from `runtable`): byte
+//! addresses, advice, and Cedar's page state. A leaf module: it imports no
+//! other module of the crate.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A byte address in the VM: `page * page_size + offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VAddr(pub u64);
+
+impl fmt::Display for VAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "address {:#x}", self.0)
+    }
+}
+
+/// Advice about how an interval will be used (the BSD `madvise` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Advice {
+    /// No special treatment.
+    Normal,
+    /// Accessed in order: a fault also reads the next pages ahead.
+    Sequential,
+    /// Accessed at random: no read-ahead.
+    Random,
+    /// Will be needed soon: bring it in now.
+    WillNeed,
+    /// Not needed: write back changes and give the memory back.
+    DontNeed,
+}
+
+/// Cedar's data state of a page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataState {
+    /// Not allocated.
+    #[default]
+    None,
+    /// Allocated, contents undefined (never written, or killed): reads zeros.
+    Undefined,
+    /// Same as its disk copy (or resident and unchanged).
+    Unchanged,
+    /// Changed since it was last written back.
+    Changed,
+}
+
+/// Cedar's `PageState`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageState {
+    /// The data state.
+    pub data: DataState,
+    /// Write-protected.
+    pub read_only: bool,
+    /// Resident in real memory.
+    pub has_real_memory: bool,
+    /// Resident and changed: replacing it needs a write.
+    pub needs_cleaning: bool,
+    /// Pin count.
+    pub pin_count: u32,
+}
