@@ -17,6 +17,7 @@
 //! ```
 
 use crate::DiskAddr;
+use crate::error::StructError;
 use crate::layout::{BadSpot, Layout};
 
 /// Bytes of the geometry block.
@@ -193,13 +194,11 @@ impl RawGeometry {
         &self,
         volume_id: u128,
         drive_pages: Vec<u64>,
-    ) -> Result<crate::Geometry, crate::envelope::StructError> {
-        let layout = self
-            .layout()
-            .ok_or(crate::envelope::StructError::BadField {
-                field: "layout",
-                value: u64::from(self.layout),
-            })?;
+    ) -> Result<crate::Geometry, StructError> {
+        let layout = self.layout().ok_or(StructError::BadField {
+            field: "layout",
+            value: u64::from(self.layout),
+        })?;
         Ok(crate::Geometry {
             volume_id,
             page_size: self.page_size as usize,
@@ -266,4 +265,10 @@ pub fn get_bad_spot(r: &mut Reader<'_>) -> Result<BadSpot, Truncated> {
         addr: DiskAddr::new(drive, page),
         spare: (spare_drive != NO_SPARE).then(|| DiskAddr::new(spare_drive, spare_page)),
     })
+}
+
+impl From<Truncated> for StructError {
+    fn from(t: Truncated) -> StructError {
+        StructError::Truncated { at: t.at }
+    }
 }

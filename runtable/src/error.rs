@@ -1,7 +1,6 @@
 //! The mapping layer's errors: each names the drive, disk page, virtual
 //! page or structure it is about.
 
-use crate::envelope::StructError;
 use crate::table::RunTableError;
 use crate::{DiskAddr, PageNumber};
 use disk_channel::DriveError;
@@ -227,5 +226,55 @@ pub enum VolumeError {
         page: PageNumber,
         /// Pages in the virtual space.
         virtual_pages: u64,
+    },
+}
+
+/// Why a persistent structure could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StructError {
+    /// The magic is not ours: not a cedar-vm structure at all.
+    #[error("wrong magic {found:02x?}")]
+    WrongMagic {
+        /// The bytes found.
+        found: [u8; 8],
+    },
+    /// Written by a newer version of this software.
+    #[error("format version {version} is newer than this software's {supported}")]
+    FutureVersion {
+        /// The version found.
+        version: u32,
+        /// The newest version this software reads.
+        supported: u32,
+    },
+    /// The version field is 0: never written by any version.
+    #[error("format version 0 is not valid")]
+    ZeroVersion,
+    /// The length field is impossible for the space the structure has.
+    #[error("length {length} is outside {min}..={max}")]
+    BadLength {
+        /// The length found.
+        length: u64,
+        /// The least valid length.
+        min: usize,
+        /// The most the slot can hold.
+        max: usize,
+    },
+    /// The CRC does not match: torn or corrupted.
+    #[error("checksum mismatch (torn or corrupted)")]
+    BadChecksum,
+    /// A field lies past the structure's length.
+    #[error("truncated at byte {at}")]
+    Truncated {
+        /// Offset of the field.
+        at: usize,
+    },
+    /// A field holds a value no writer produces.
+    #[error("field {field} has impossible value {value}")]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
     },
 }

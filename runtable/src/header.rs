@@ -75,8 +75,7 @@ pub struct RawHeader {
 /// Encodes a header (not padded).
 pub fn encode(header: &Header) -> Vec<u8> {
     let g = &header.geometry;
-    let length =
-        crate::layout::header_bytes(g.drive_count(), header.runs.len(), header.bad_spots.len());
+    let length = header_bytes(g.drive_count(), header.runs.len(), header.bad_spots.len());
     let mut w = Writer::with_capacity(length);
     w.bytes(MAGIC);
     w.u32(FORMAT_VERSION);
@@ -114,7 +113,7 @@ pub fn decode(slot: &[u8]) -> Result<RawHeader, StructError> {
     let bad_count = r.u32()? as usize;
     let geometry = codec::get_geometry(&mut r)?;
     let drives = usize::from(geometry.drive_count);
-    let needed = crate::layout::header_bytes(drives, run_count, bad_count);
+    let needed = header_bytes(drives, run_count, bad_count);
     if needed > slot.len() {
         return Err(StructError::BadField {
             field: "header table sizes",
@@ -151,4 +150,14 @@ pub fn decode(slot: &[u8]) -> Result<RawHeader, StructError> {
         runs,
         bad_spots,
     })
+}
+
+/// Size of a header holding `runs` runs and `bad_spots` bad spots on
+/// `drives` drives, in bytes.
+pub fn header_bytes(drives: usize, runs: usize, bad_spots: usize) -> usize {
+    FIXED_BYTES
+        + drives * DRIVE_ENTRY_BYTES
+        + runs * RUN_ENTRY_BYTES
+        + bad_spots * codec::BAD_SPOT_BYTES
+        + codec::CRC_BYTES
 }

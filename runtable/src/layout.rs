@@ -164,16 +164,6 @@ impl Geometry {
     }
 }
 
-/// Size of a header holding `runs` runs and `bad_spots` bad spots on
-/// `drives` drives, in bytes.
-pub fn header_bytes(drives: usize, runs: usize, bad_spots: usize) -> usize {
-    crate::header::FIXED_BYTES
-        + drives * crate::header::DRIVE_ENTRY_BYTES
-        + runs * crate::header::RUN_ENTRY_BYTES
-        + bad_spots * crate::codec::BAD_SPOT_BYTES
-        + crate::codec::CRC_BYTES
-}
-
 /// The data pages of one drive as ascending extents `[start, end)`.
 fn data_extents(geometry: &Geometry, drive: DriveId, format_bad: &[u64]) -> Vec<(u64, u64)> {
     let start = geometry.reserved_front(drive);

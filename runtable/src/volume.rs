@@ -139,7 +139,7 @@ impl Volume {
         };
         let runs_max = layout::run_count_bound(&geometry, bad_spots.len())
             .saturating_add(2 * options.reserve_remaps as usize);
-        let bytes = layout::header_bytes(
+        let bytes = header::header_bytes(
             drives,
             runs_max,
             bad_spots.len() + options.reserve_remaps as usize,
@@ -204,7 +204,7 @@ impl Volume {
                     drive: name.clone(),
                     reason,
                 },
-                StructError::FutureVersion { version } => VolumeError::FutureVersion {
+                StructError::FutureVersion { version, .. } => VolumeError::FutureVersion {
                     drive: name.clone(),
                     structure: "label",
                     version,
@@ -361,7 +361,7 @@ impl Volume {
             )
             .map_err(|e| SlotError::Unreadable(e.to_string()))?;
         let raw = header::decode(&bytes).map_err(|e| match e {
-            StructError::FutureVersion { version } => {
+            StructError::FutureVersion { version, .. } => {
                 SlotError::Rejected(VolumeError::FutureVersion {
                     drive: channel.name(DriveId(0)).unwrap_or("drive 0").to_string(),
                     structure: "header",

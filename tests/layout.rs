@@ -1,0 +1,270 @@
+//! The layout promises of the workspace, checked: an embedder who turns the
+//! default features off links no tool, terminal or benchmark code; and no
+//! source file imports a file that (through any chain) imports it back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Crates that belong to the tools and the benchmark runs, never to an
+/// embedder's build.
+const TOOL_CRATES: [&str; 6] = [
+    "clap",
+    "indicatif",
+    "plotters",
+    "tempfile",
+    "cedar-bench",
+    "utility-mode",
+];
+
+#[test]
+fn without_default_features_the_facade_links_no_tool_or_benchmark_crate() {
+    let output = Command::new(env!("CARGO"))
+        .current_dir(WORKSPACE)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "cedar-vm",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let names: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.contains("vm-core"), "the VM is linked: {names:?}");
+    for tool in TOOL_CRATES {
+        assert!(
+            !names.contains(tool),
+            "{tool} is in an embedder's build: {names:?}"
+        );
+    }
+    // And with the default features the binary's crates are there: the
+    // check above can tell the two apart.
+    let full = Command::new(env!("CARGO"))
+        .current_dir(WORKSPACE)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "cedar-vm",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .expect("cargo runs");
+    let full = String::from_utf8_lossy(&full.stdout);
+    assert!(full.lines().any(|l| l.starts_with("clap ")), "{full}");
+}
+
+/// A module path (`["fault", "queue"]`) → its file, for the crate at `src`.
+fn module_file(src: &Path, path: &[String]) -> Option<PathBuf> {
+    if path.is_empty() {
+        return Some(src.join("lib.rs"));
+    }
+    let joined: PathBuf = path.iter().collect();
+    let flat = src.join(&joined).with_extension("rs");
+    let folder = src.join(&joined).join("mod.rs");
+    [flat, folder].into_iter().find(|p| p.exists())
+}
+
+/// The module path of `file` in the crate at `src`.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let relative = file.strip_prefix(src).expect("under src");
+    let mut parts: Vec<String> = relative
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop().expect("a file name");
+    if last != "mod.rs" && last != "lib.rs" {
+        parts.push(last.trim_end_matches(".rs").to_string());
+    }
+    parts
+}
+
+/// Every `crate::a::b…` and `super::…` path in `text` (after `use`, or
+/// inline), resolved to the deepest module that has a file.
+fn imported_files(src: &Path, file: &Path, text: &str) -> BTreeSet<PathBuf> {
+    let here = module_of(src, file);
+    let is_folder_module = file.ends_with("mod.rs") || file.ends_with("lib.rs");
+    let mut found = BTreeSet::new();
+    let code: String = text
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.starts_with("//") && !t.starts_with("mod ") && !t.starts_with("pub mod ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (start, _) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("super::"))
+    {
+        let before = code[..start].chars().last();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[start..];
+        let segments: Vec<&str> = rest
+            .split("::")
+            .take_while(|s| !s.is_empty())
+            .map(|s| {
+                s.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")
+            })
+            .take_while(|s| !s.is_empty())
+            .collect();
+        let mut path: Vec<String> = if segments[0] == "crate" {
+            Vec::new()
+        } else {
+            // `super` of a flat file is its folder's module; of a `mod.rs`,
+            // the module above.
+            let mut p = here.clone();
+            if is_folder_module {
+                p.pop();
+            }
+            p
+        };
+        for segment in &segments[1..] {
+            if *segment == "super" {
+                path.pop();
+                continue;
+            }
+            let mut deeper = path.clone();
+            deeper.push(segment.to_string());
+            if module_file(src, &deeper).is_some() {
+                path = deeper;
+            } else {
+                break;
+            }
+        }
+        if let Some(target) = module_file(src, &path)
+            && target != file
+        {
+            found.insert(target);
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable source folder") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The import graph of the crate at `src`: file → files it imports.
+fn import_graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files
+        .into_iter()
+        .filter(|f| !f.ends_with("main.rs"))
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("readable source");
+            let imports = imported_files(src, &f, &text);
+            (f, imports)
+        })
+        .collect()
+}
+
+/// A cycle in `graph`, if there is one (as the files along it).
+fn find_cycle(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Option<Vec<PathBuf>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Open,
+        Done,
+    }
+    fn visit(
+        node: &PathBuf,
+        graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>,
+        marks: &mut BTreeMap<PathBuf, Mark>,
+        stack: &mut Vec<PathBuf>,
+    ) -> Option<Vec<PathBuf>> {
+        match marks.get(node) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Open) => {
+                let from = stack.iter().position(|n| n == node).expect("on the stack");
+                let mut cycle = stack[from..].to_vec();
+                cycle.push(node.clone());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(node.clone(), Mark::Open);
+        stack.push(node.clone());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, marks, stack) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        marks.insert(node.clone(), Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, graph, &mut marks, &mut Vec::new()) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_source_file_imports_a_file_that_imports_it() {
+    let root = Path::new(WORKSPACE);
+    for krate in [
+        "src",
+        "disk-channel/src",
+        "runtable/src",
+        "vm-core/src",
+        "utility-mode/src",
+        "bench/src",
+    ] {
+        let src = root.join(krate);
+        let graph = import_graph(&src);
+        assert!(graph.len() > 1, "{krate}: no files found");
+        if let Some(cycle) = find_cycle(&graph) {
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
+                .collect();
+            panic!("import cycle in {krate}: {}", names.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle() {
+    // The check above can fail: two files that import each other are found.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::write(src.join("lib.rs"), "mod a;\nmod b;\n").unwrap();
+    std::fs::write(src.join("a.rs"), "use crate::b::B;\npub struct A;\n").unwrap();
+    std::fs::write(src.join("b.rs"), "use crate::a::A;\npub struct B;\n").unwrap();
+    let cycle = find_cycle(&import_graph(src)).expect("a cycle");
+    assert_eq!(cycle.len(), 3, "{cycle:?}");
+}
