@@ -268,3 +268,70 @@ fn the_cycle_finder_finds_a_cycle() {
     let cycle = find_cycle(&import_graph(src)).expect("a cycle");
     assert_eq!(cycle.len(), 3, "{cycle:?}");
 }
+
+/// Functions in `text` that take the monitor as a parameter and whose doc
+/// comment does not open with their locking contract ("Monitor held").
+fn monitor_functions_without_contract(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut missing = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let is_fn = trimmed.starts_with("fn ")
+            || trimmed.starts_with("pub fn ")
+            || trimmed.starts_with("pub(crate) fn ")
+            || trimmed.starts_with("pub(super) fn ");
+        if !is_fn {
+            continue;
+        }
+        let mut signature = String::new();
+        for l in &lines[i..] {
+            signature.push_str(l);
+            if l.contains('{') || l.trim_end().ends_with(';') {
+                break;
+            }
+        }
+        let open = signature.find('(').unwrap_or(0);
+        let close = signature.find("->").unwrap_or(signature.len());
+        let params = &signature[open..close.max(open)];
+        let takes_monitor = params.contains(": &Monitor")
+            || params.contains(": &mut Monitor")
+            || params.contains("MonitorGuard<");
+        if !takes_monitor {
+            continue;
+        }
+        let mut k = i;
+        while k > 0 && lines[k - 1].trim_start().starts_with("#[") {
+            k -= 1;
+        }
+        let mut first = k;
+        while first > 0 && lines[first - 1].trim_start().starts_with("///") {
+            first -= 1;
+        }
+        let documented = first < k && lines[first].to_lowercase().contains("monitor held");
+        if !documented {
+            missing.push(trimmed.to_string());
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_function_that_takes_the_monitor_opens_its_doc_with_the_locking_contract() {
+    let src = Path::new(WORKSPACE).join("vm-core/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        checked += text.matches(": &mut Monitor").count() + text.matches(": &Monitor").count();
+        let missing = monitor_functions_without_contract(&text);
+        assert!(missing.is_empty(), "{}: {missing:#?}", file.display());
+    }
+    assert!(
+        checked > 5,
+        "found only {checked} functions that take the monitor"
+    );
+    // The check can fail.
+    let bad = "    /// Does a thing.\n    fn thing(&self, monitor: &mut Monitor) {}\n";
+    assert_eq!(monitor_functions_without_contract(bad).len(), 1);
+}

@@ -10,7 +10,16 @@
 //! | [`SimDrive`] | a timed disk model on a virtual clock, with period presets (Alto Diablo 31/44, Dorado Trident T-300) and modern ones |
 //! | [`FaultyDrive`] | wraps any drive and injects bad pages, transient errors, torn writes and a crash point |
 //! | [`DiskChannel`] | several drives, one worker each; blocking calls and submit/wait |
-//! | [`rng`] | a deterministic generator for simulations |
+//! | [`rng`] | the seeded generator of the simulated world |
+//!
+//! Two things here serve simulation rather than I/O, and stay on purpose:
+//! the virtual clock on the [`Drive`] trait (`virtual_time_ns`,
+//! `idle_until`; real drives keep the defaults) is the contract that
+//! `vm_core::simulate` drives its deterministic runs through — it is the
+//! library's simulation, not benchmark code — and [`rng`] is public because
+//! the simulated drives' tests, the VM's deterministic driver and the
+//! seeded fault campaigns must draw from one reproducible generator that no
+//! higher crate owns.
 //!
 //! ```
 //! use disk_channel::{DiskChannel, DiskPage, DriveId, SimDrive};

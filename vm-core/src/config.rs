@@ -3,7 +3,7 @@
 use crate::error::VmError;
 use serde::{Deserialize, Serialize};
 
-/// How to build a [`Vm`].
+/// How to build a [`Vm`](crate::Vm).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmConfig {
     /// Bytes per page: a power of two, a multiple of the OS page, at most

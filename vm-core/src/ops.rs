@@ -50,6 +50,7 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Monitor held on entry and exit.
     fn check_allocated(&self, monitor: &Monitor, interval: Interval) -> Result<(), VmError> {
         let fits = interval
             .checked_end()
@@ -61,6 +62,8 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Monitor held on entry and exit.
+    ///
     /// Drops every page of `interval` from real memory without writing it
     /// back, and forgets its disk copy: its contents become undefined (they
     /// read as zeros).

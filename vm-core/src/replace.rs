@@ -17,6 +17,8 @@ use runtable::PageNumber;
 const EVICTION_BATCH_MAX: u64 = 64;
 
 impl AddressSpace {
+    /// Monitor held on entry and exit.
+    ///
     /// Frees a batch of frames with the clock; dirty victims are written back
     /// first (with seek-ahead toward `incoming`).
     pub(crate) fn evict_batch(&self, monitor: &mut Monitor, incoming: u64) -> Result<(), VmError> {
@@ -24,9 +26,11 @@ impl AddressSpace {
         self.write_back_and_release(monitor, victims, Some(incoming))
     }
 
+    /// Monitor held on entry and exit.
+    ///
     /// Chooses up to a batch of victims with the clock (second chance;
     /// pinned and latched pages are passed over) and takes their exclusive
-    /// latches. The monitor is held.
+    /// latches.
     pub(crate) fn select_victims(
         &self,
         monitor: &mut Monitor,
@@ -75,6 +79,8 @@ impl AddressSpace {
         Ok(victims)
     }
 
+    /// Monitor held on entry and exit.
+    ///
     /// The disk address of the first dirty victim in disk order (where the
     /// write-backs will start).
     pub(crate) fn first_write_back(
@@ -90,11 +96,12 @@ impl AddressSpace {
             .min()
     }
 
+    /// Monitor held on entry and exit.
+    ///
     /// Writes back the dirty `victims` in disk order — each transfer
     /// hinting at the next, the last at `toward` if that page will be read
     /// — then releases all of them in one batch. On a write failure every
-    /// victim stays resident with its state, and the error is returned. The
-    /// monitor is held.
+    /// victim stays resident with its state, and the error is returned.
     pub(crate) fn write_back_and_release(
         &self,
         monitor: &mut Monitor,
@@ -172,6 +179,7 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Monitor held on entry and exit.
     pub(crate) fn write_back_range(
         &self,
         monitor: &Monitor,
@@ -189,7 +197,9 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Writes `page` back if it is resident and dirty. The monitor is held.
+    /// Monitor held on entry and exit.
+    ///
+    /// Writes `page` back if it is resident and dirty.
     pub(crate) fn write_back(&self, monitor: &Monitor, page: u64) -> Result<(), VmError> {
         let states = self.states();
         if !states.load(page).has(DIRTY) {

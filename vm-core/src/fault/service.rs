@@ -14,9 +14,10 @@ use runtable::PageNumber;
 const READ_AHEAD_PAGES: u64 = 8;
 
 impl AddressSpace {
+    /// Monitor held on entry and exit.
+    ///
     /// Brings `page` in; `next` is the page of the fault that will be
-    /// served next, if known (the seek-ahead target). Monitor held on entry
-    /// and exit.
+    /// served next, if known (the seek-ahead target).
     pub(crate) fn serve(
         &self,
         monitor: &mut Monitor,
@@ -71,6 +72,8 @@ impl AddressSpace {
         Ok(Served::Resident)
     }
 
+    /// Monitor held on entry and exit.
+    ///
     /// Puts absent, allocated `page` into a frame: zero-fill or page-in,
     /// with seek-ahead toward `next`.
     fn bring_in(&self, monitor: &mut Monitor, page: u64, next: Option<u64>) -> Result<(), VmError> {

@@ -6,8 +6,8 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | [`region`] | the reserved address range that holds resident pages; the page-state array |
-//! | [`shared_mapping`] | shared mappings for the `shm` segments |
+//! | `region` | the reserved address range that holds resident pages; the page-state array |
+//! | `shared_mapping` | shared mappings for the `shm` segments |
 //! | [`futex`] | shared futex wait/wake, the process id, liveness of a process |
 
 pub mod futex;
