@@ -1,7 +1,8 @@
 //! The `mset` / `mclear` / `msleep` / `mwakeup` state machine under `loom`:
-//! every interleaving of two threads, with the futex emulated by a
-//! mutex and condition variable (sleep only while the word still holds the
-//! expected value — the kernel's check — and wake all sleepers). Loom
+//! every interleaving of two (or, bounded, three) threads, with the futex
+//! emulated as the kernel does it: a sleeper is queued only while the word
+//! still holds the expected value (checked under the futex's lock), and
+//! `wake(n)` wakes exactly the first `n` queued sleepers — no more. Loom
 //! reports a lost wake-up as a deadlock, and the critical-section counter
 //! catches a breach of mutual exclusion.
 
@@ -11,9 +12,18 @@ use loom::thread;
 use vm_core::shm::FutexWord;
 use vm_core::shm::msem::{mclear, mset, msleep};
 
+/// The futex's queue: sleepers waiting, in arrival order, and those a
+/// `wake` has chosen but that have not run yet.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<u64>,
+    woken: Vec<u64>,
+    next_id: u64,
+}
+
 struct LoomWord {
     value: AtomicU32,
-    lock: Mutex<()>,
+    queue: Mutex<Queue>,
     sleepers: Condvar,
 }
 
@@ -21,7 +31,7 @@ impl LoomWord {
     fn new() -> LoomWord {
         LoomWord {
             value: AtomicU32::new(0),
-            lock: Mutex::new(()),
+            queue: Mutex::new(Queue::default()),
             sleepers: Condvar::new(),
         }
     }
@@ -39,13 +49,23 @@ impl FutexWord for LoomWord {
         self.value.swap(value, Ordering::SeqCst)
     }
     fn wait(&self, expected: u32) {
-        let guard = self.lock.lock().unwrap();
-        if self.value.load(Ordering::SeqCst) == expected {
-            drop(self.sleepers.wait(guard).unwrap());
+        let mut queue = self.queue.lock().unwrap();
+        if self.value.load(Ordering::SeqCst) != expected {
+            return;
         }
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.waiting.push(id);
+        while !queue.woken.contains(&id) {
+            queue = self.sleepers.wait(queue).unwrap();
+        }
+        queue.woken.retain(|&w| w != id);
     }
-    fn wake(&self, _count: u32) {
-        let _guard = self.lock.lock().unwrap();
+    fn wake(&self, count: u32) {
+        let mut queue = self.queue.lock().unwrap();
+        let n = (count as usize).min(queue.waiting.len());
+        let chosen: Vec<u64> = queue.waiting.drain(..n).collect();
+        queue.woken.extend(chosen);
         self.sleepers.notify_all();
     }
 }
@@ -159,6 +179,80 @@ fn a_clear_that_forgets_the_wakeup_is_caught() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "buggy_clear_model", "--nocapture"])
         .env("CEDAR_LOOM_BUGGY", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "loom missed the lost wake-up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("deadlock"), "{stderr}");
+}
+
+/// The scenario of the lost wake-up: A holds the semaphore; C `msleep`s on
+/// it; B `mset(wait)`s and sleeps behind C; A `mclear`s. `clear` is the
+/// clear under test.
+fn sleeper_then_setter(clear: fn(&LoomWord)) {
+    let sem = Arc::new(LoomWord::new());
+    assert!(mset(&*sem, false));
+    let sleeper = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || {
+            while sem.load() != 0 {
+                msleep(&*sem);
+            }
+        })
+    };
+    let setter = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || {
+            assert!(mset(&*sem, true));
+            mclear(&*sem);
+        })
+    };
+    clear(&sem);
+    sleeper.join().unwrap();
+    setter.join().unwrap();
+    assert_eq!(sem.load(), 0, "the semaphore ends clear");
+}
+
+/// Regression (review of the first round): `mclear` woke one sleeper, but
+/// `msleep` and `mset(wait)` sleep on the same value. C `msleep`s (word 2);
+/// B `mset(true)`s, finds it set and sleeps behind C; the holder `mclear`s
+/// and wakes one — C, who returns without taking the semaphore — and B
+/// sleeps forever with the word at 0. The earlier model's `wake` ignored
+/// its count and woke everyone, so it could not see this; with the exact
+/// futex above, the old `mclear` (`wake(1)`, run by
+/// `a_single_wake_clear_is_caught`) deadlocks, and the fixed one does not.
+#[test]
+fn mclear_wakes_the_setter_behind_a_sleeper() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| sleeper_then_setter(|sem| mclear(sem)));
+}
+
+/// The old `mclear`, run in a child process by
+/// `a_single_wake_clear_is_caught` (loom aborts the process when it finds
+/// the deadlock); a no-op in an ordinary run.
+#[test]
+fn single_wake_clear_model() {
+    if std::env::var_os("CEDAR_LOOM_SINGLE_WAKE").is_none() {
+        return;
+    }
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        sleeper_then_setter(|sem| {
+            if sem.swap(0) == 2 {
+                sem.wake(1);
+            }
+        })
+    });
+}
+
+/// The exact futex makes the model catch the first round's bug.
+#[test]
+fn a_single_wake_clear_is_caught() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "single_wake_clear_model", "--nocapture"])
+        .env("CEDAR_LOOM_SINGLE_WAKE", "1")
         .output()
         .unwrap();
     assert!(!out.status.success(), "loom missed the lost wake-up");

@@ -38,10 +38,18 @@ pub fn mset<W: FutexWord + ?Sized>(sem: &W, wait: bool) -> bool {
     }
 }
 
-/// Clears the semaphore; wakes one sleeper if the word records one.
+/// Clears the semaphore; wakes every sleeper if the word records one.
+///
+/// Every sleeper, not one: `msleep`ers and `mset(wait)`ers sleep on the
+/// same word and value, and the word cannot say which kind is asleep. Waking
+/// one could wake an `msleep`er, which returns without taking the
+/// semaphore, while an `mset`er sleeps on with the word clear — a lost
+/// wake-up (see the regression test `mclear_wakes_the_setter_behind_a_sleeper`
+/// in `tests/shm_loom.rs`). Every woken setter re-tries the swap, and all
+/// but one go back to sleep: a herd only when there is contention.
 pub fn mclear<W: FutexWord + ?Sized>(sem: &W) {
     if sem.swap(CLEAR) == SET_WAITERS {
-        sem.wake(1);
+        sem.wake(u32::MAX);
     }
 }
 
