@@ -98,11 +98,78 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
     parts
 }
 
-/// Every `crate::a::b…` and `super::…` path in `text` (after `use`, or
-/// inline), resolved to the deepest module that has a file.
+/// The names the crate root re-exports (`pub use a::b::{X, Y};` in
+/// `lib.rs`) → the module path they come from.
+fn root_reexports(src: &Path) -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
+    let mut names = BTreeMap::new();
+    for statement in text.split(';') {
+        let statement = statement.trim();
+        let Some(path) = statement.strip_prefix("pub use ") else {
+            continue;
+        };
+        let (module, items) = match path.find("::{") {
+            Some(i) => (&path[..i], path[i + 3..].trim_end_matches('}')),
+            None => match path.rfind("::") {
+                Some(i) => (&path[..i], &path[i + 2..]),
+                None => continue,
+            },
+        };
+        let module: Vec<String> = module.split("::").map(str::to_string).collect();
+        for item in items.split(',') {
+            let name = item.split(" as ").last().unwrap_or("").trim();
+            if !name.is_empty() {
+                names.insert(name.to_string(), module.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The identifiers of a path written after `crate::`/`super::`/a module
+/// name: one path, or several in `{…}` (one level).
+fn path_tails(rest: &str) -> Vec<Vec<String>> {
+    let ident = |s: &str| -> String {
+        s.trim()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut segments = Vec::new();
+    let mut at = rest;
+    loop {
+        if let Some(group) = at.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            return group[..end]
+                .split(',')
+                .map(|item| {
+                    let mut path = segments.clone();
+                    path.extend(item.split("::").map(ident).filter(|s| !s.is_empty()));
+                    path
+                })
+                .collect();
+        }
+        let name = ident(at);
+        if name.is_empty() {
+            return vec![segments];
+        }
+        at = &at[at.find(&name).unwrap_or(0) + name.len()..];
+        segments.push(name);
+        match at.strip_prefix("::") {
+            Some(next) => at = next,
+            None => return vec![segments],
+        }
+    }
+}
+
+/// Every path in `text` that names a module of this crate — `crate::…`,
+/// `super::…`, or (in a `use`) a submodule of this file — resolved to the
+/// deepest module that has a file, names re-exported by the crate root
+/// resolved to the module they come from.
 fn imported_files(src: &Path, file: &Path, text: &str) -> BTreeSet<PathBuf> {
     let here = module_of(src, file);
-    let is_folder_module = file.ends_with("mod.rs") || file.ends_with("lib.rs");
+    let reexports = root_reexports(src);
     let mut found = BTreeSet::new();
     let code: String = text
         .lines()
@@ -112,53 +179,76 @@ fn imported_files(src: &Path, file: &Path, text: &str) -> BTreeSet<PathBuf> {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    for (start, _) in code
+    let mut starts: Vec<(usize, Vec<String>)> = Vec::new();
+    // A keyword that ends another identifier (`my_crate::`) is not one.
+    let standalone = |at: usize| {
+        code[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'))
+    };
+    for (at, _) in code
         .match_indices("crate::")
-        .chain(code.match_indices("super::"))
+        .filter(|&(at, _)| standalone(at))
     {
-        let before = code[..start].chars().last();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
-        }
-        let rest = &code[start..];
-        let segments: Vec<&str> = rest
-            .split("::")
-            .take_while(|s| !s.is_empty())
-            .map(|s| {
-                s.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .next()
-                    .unwrap_or("")
-            })
-            .take_while(|s| !s.is_empty())
+        starts.push((at + "crate::".len(), Vec::new()));
+    }
+    for (at, _) in code
+        .match_indices("super::")
+        .filter(|&(at, _)| standalone(at))
+    {
+        // `super` is the module above this file's module.
+        let mut base = here.clone();
+        base.pop();
+        starts.push((at + "super::".len(), base));
+    }
+    // `use child::…` in a module with submodules.
+    for (at, _) in code.match_indices("use ").filter(|&(at, _)| standalone(at)) {
+        let rest = &code[at + 4..];
+        let first: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
-        let mut path: Vec<String> = if segments[0] == "crate" {
-            Vec::new()
-        } else {
-            // `super` of a flat file is its folder's module; of a `mod.rs`,
-            // the module above.
-            let mut p = here.clone();
-            if is_folder_module {
-                p.pop();
-            }
-            p
-        };
-        for segment in &segments[1..] {
-            if *segment == "super" {
-                path.pop();
-                continue;
-            }
-            let mut deeper = path.clone();
-            deeper.push(segment.to_string());
-            if module_file(src, &deeper).is_some() {
-                path = deeper;
-            } else {
-                break;
-            }
-        }
-        if let Some(target) = module_file(src, &path)
-            && target != file
+        let mut child = here.clone();
+        child.push(first.clone());
+        if !first.is_empty()
+            && rest[first.len()..].starts_with("::")
+            && module_file(src, &child).is_some()
         {
-            found.insert(target);
+            starts.push((at + 4, here.clone()));
+        }
+    }
+    for (start, base) in starts {
+        for tail in path_tails(&code[start..]) {
+            let mut path = base.clone();
+            let mut rest = tail.as_slice();
+            while let Some(first) = rest.first() {
+                if first == "super" {
+                    path.pop();
+                    rest = &rest[1..];
+                } else {
+                    break;
+                }
+            }
+            for segment in rest {
+                let mut deeper = path.clone();
+                deeper.push(segment.clone());
+                if module_file(src, &deeper).is_some() {
+                    path = deeper;
+                } else {
+                    if path.is_empty()
+                        && let Some(module) = reexports.get(segment)
+                    {
+                        path = module.clone();
+                    }
+                    break;
+                }
+            }
+            if let Some(target) = module_file(src, &path)
+                && target != file
+            {
+                found.insert(target);
+            }
         }
     }
     found
@@ -267,6 +357,23 @@ fn the_cycle_finder_finds_a_cycle() {
     std::fs::write(src.join("b.rs"), "use crate::a::A;\npub struct B;\n").unwrap();
     let cycle = find_cycle(&import_graph(src)).expect("a cycle");
     assert_eq!(cycle.len(), 3, "{cycle:?}");
+    // Through `super::` from a flat file in a folder, a child's `use` in
+    // `mod.rs`, and a name the crate root re-exports.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir(src.join("f")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod f;\nmod g;\npub use g::G;\n").unwrap();
+    std::fs::write(src.join("f/mod.rs"), "mod q;\nuse q::Q;\npub struct S;\n").unwrap();
+    std::fs::write(src.join("f/q.rs"), "use super::S;\npub struct Q;\n").unwrap();
+    std::fs::write(src.join("g.rs"), "pub struct G;\n").unwrap();
+    let graph = import_graph(src);
+    let cycle = find_cycle(&graph).expect("mod.rs and q.rs import each other");
+    assert_eq!(cycle.len(), 3, "{cycle:?}");
+    std::fs::write(src.join("f/q.rs"), "use crate::{G};\npub struct Q;\n").unwrap();
+    let graph = import_graph(src);
+    assert!(find_cycle(&graph).is_none());
+    let q_imports = &graph[&src.join("f/q.rs")];
+    assert!(q_imports.contains(&src.join("g.rs")), "{q_imports:?}");
 }
 
 /// Functions in `text` that take the monitor as a parameter and whose doc

@@ -26,9 +26,9 @@
 //! | [`simulate`] | the deterministic driver on the drives' virtual clock | — |
 //! | [`shm`] | shared segments between processes; BSD `mset`/`mclear`, robust mutex, counting semaphore, semaphore set, on futexes | the words themselves |
 //!
-//! No file imports a file that imports it (a test in the workspace checks
-//! this): the crate root and each folder's `mod.rs` only declare modules
-//! and re-export.
+//! No file imports a file that imports it (`tests/layout.rs` in the
+//! workspace checks this): the crate root only declares modules and
+//! re-exports, and a folder's `mod.rs` holds only what its files share.
 //!
 //! ```
 //! use vm_core::{Backing, VAddr, Vm, VmConfig};
@@ -87,6 +87,7 @@ pub use stats::VmStats;
 pub use typed::VmArray;
 pub use vocabulary::{Advice, DataState, PageState, VAddr};
 
-/// The run table's vocabulary and the volume, re-exported so that a
-/// file-backed VM needs only this crate.
+/// The run table's vocabulary and the volume, re-exported so that code
+/// using the VM names them from this crate (the drives that make a volume
+/// come from `disk_channel`; the facade's `cedar_vm::prelude` has both).
 pub use runtable::{DiskAddr, Interval, PageCount, PageNumber, Volume};

@@ -180,6 +180,9 @@ impl AddressSpace {
     }
 
     /// Monitor held on entry and exit.
+    ///
+    /// Writes back the resident, changed pages of `[start, end)`; they stay
+    /// resident. A no-op without backing.
     pub(crate) fn write_back_range(
         &self,
         monitor: &Monitor,

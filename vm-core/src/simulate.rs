@@ -143,8 +143,8 @@ impl AddressSpace {
             });
         }
         let (start_ns, before) = {
-            let m = self.lock_monitor();
-            let volume = m.volume.as_ref().ok_or(VmError::Config {
+            let monitor = self.lock_monitor();
+            let volume = monitor.volume.as_ref().ok_or(VmError::Config {
                 field: "backing",
                 reason: "simulation needs a volume of simulated drives".into(),
             })?;
@@ -153,7 +153,7 @@ impl AddressSpace {
                 field: "backing",
                 reason: "simulation needs every drive to be simulated".into(),
             })?;
-            (start, (channel.total_stats(), m.counters))
+            (start, (channel.total_stats(), monitor.counters))
         };
         let cdf = match workload.pattern {
             AccessPattern::Zipf { s } => zipf_cdf(pages, s),
@@ -228,12 +228,12 @@ impl AddressSpace {
                         .map(|q| q.page)
                         .find(|&p| p != head.page && self.states().load(p).tag() != TAG_RESIDENT);
                     let done_ns = {
-                        let mut m = self.lock_monitor();
-                        let channel = m.volume.as_ref().expect("checked").channel();
+                        let mut monitor = self.lock_monitor();
+                        let channel = monitor.volume.as_ref().expect("checked").channel();
                         channel.idle_until(pick_ns);
                         // A busy page cannot occur: nothing else runs.
-                        let _ = self.serve(&mut m, head.page, next)?;
-                        let channel = m.volume.as_ref().expect("checked").channel();
+                        let _ = self.serve(&mut monitor, head.page, next)?;
+                        let channel = monitor.volume.as_ref().expect("checked").channel();
                         channel.virtual_time_ns().expect("simulated").max(pick_ns)
                     };
                     self.access(head.page, head.write)?;
@@ -248,9 +248,14 @@ impl AddressSpace {
                 _ => break,
             }
         }
-        let m = self.lock_monitor();
-        let after = m.volume.as_ref().expect("checked").channel().total_stats();
-        let counters = m.counters;
+        let monitor = self.lock_monitor();
+        let after = monitor
+            .volume
+            .as_ref()
+            .expect("checked")
+            .channel()
+            .total_stats();
+        let counters = monitor.counters;
         service_ns.sort_unstable();
         let faults = service_ns.len() as u64;
         let p99 = if service_ns.is_empty() {

@@ -42,8 +42,8 @@ pub enum Backing {
 pub struct Vm {
     /// (c) The address space, shared with the worker.
     space: Arc<AddressSpace>,
-    /// The PageFault worker, when faults are served by one; taken when it
-    /// is stopped (`&mut self` only).
+    /// (c) The PageFault worker, when faults are served by one; taken only
+    /// when it is stopped (through `&mut self`).
     worker: Option<thread::JoinHandle<()>>,
 }
 
@@ -59,7 +59,7 @@ pub struct AddressSpace {
     pub(crate) region: Region,
     /// (a) One state word per page (see `state`): the page latches.
     pub(crate) states: StateArray,
-    /// The monitor: every field of [`Monitor`] is guarded by it.
+    /// (c) The monitor itself: every field of [`Monitor`] is `(m)`.
     pub(crate) monitor: Mutex<Monitor>,
     /// (q) Pages whose faults wait for the monitor, oldest first, with
     /// their tickets: where the seek-ahead hint comes from when faulting

@@ -125,8 +125,10 @@ impl<'a> PageStates<'a> {
             .map_err(Word)
     }
 
-    /// Takes the exclusive latch on an absent page (the monitor holder only:
-    /// nothing else changes an absent word, so this cannot fail).
+    /// Monitor held on entry and exit.
+    ///
+    /// Takes the exclusive latch on an absent page (nothing but the monitor
+    /// holder changes an absent word, so this cannot fail).
     pub(crate) fn lock_absent(&self, page: u64) -> Word {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));
@@ -160,7 +162,9 @@ impl<'a> PageStates<'a> {
         self.words[page as usize].fetch_or(flags & FLAGS, Ordering::AcqRel);
     }
 
-    /// Resets an absent page's word to zero (freed). Monitor holder only.
+    /// Monitor held on entry and exit.
+    ///
+    /// Resets an absent page's word to zero (freed).
     pub(crate) fn reset_absent(&self, page: u64) {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));

@@ -46,8 +46,11 @@ impl AddressSpace {
         outcome
     }
 
+    /// Monitor held on entry and exit.
+    ///
     /// Hands back what serving `page` found, with `latch` taken if it is
-    /// resident. Monitor held on entry and exit.
+    /// resident (taken under the monitor, so no fault replaces the page in
+    /// between).
     fn latch_after(&self, served: Served, page: u64, latch: Latch) -> Latched {
         let taken: Result<Word, Word> = match (served, latch) {
             (Served::Busy, _) => return Latched::Retry,

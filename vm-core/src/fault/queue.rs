@@ -48,10 +48,15 @@ pub(crate) type FaultOutcome = Result<Latched, VmError>;
 
 /// One fault handed to the worker.
 pub(crate) struct FaultTicket {
+    /// (c) The page that faulted.
     pub(crate) page: u64,
+    /// (c) The latch the accessor wants once the page is in.
     pub(crate) latch: Latch,
+    /// (a) Set (release) once `outcome` is written; the waiter spins on it.
     done: AtomicBool,
+    /// (q) The outcome, written by the worker, taken by the waiter.
     outcome: Mutex<Option<FaultOutcome>>,
+    /// (c) The faulting thread, to unpark.
     waiter: Thread,
 }
 
@@ -67,10 +72,17 @@ impl FaultTicket {
 /// The PageFault worker's queue.
 #[derive(Default)]
 pub(crate) struct FaultQueue {
+    /// (q) Queued faults, oldest first.
     requests: Mutex<VecDeque<Arc<FaultTicket>>>,
+    /// (a) How many are queued (read without the lock by the spinning
+    /// worker).
     queued: AtomicUsize,
+    /// (a) The worker is about to park or parked (SeqCst; see the module
+    /// doc for why no wake-up is lost).
     idle: AtomicBool,
+    /// (a) The VM is closing: the worker finishes.
     stopping: AtomicBool,
+    /// (c once set) The worker thread, to unpark.
     worker: OnceLock<Thread>,
 }
 

@@ -1,7 +1,7 @@
 //! The machine-dependent part: the reserved address range that holds
 //! resident pages, and the lazily committed array of page-state words.
-//! All of the crate's mapping calls — and nearly all of its `unsafe` — live
-//! here (in the spirit of Mach's and 4.4BSD's `pmap`).
+//! The mapping calls of the address space live here (the `shm` segments'
+//! shared mappings are in `shared_mapping`) (in the spirit of Mach's and 4.4BSD's `pmap`).
 //!
 //! # Why the range is mapped read-write, not "no access"
 //!
@@ -59,7 +59,22 @@ impl Mapping {
             source: e.into(),
         })?;
         let base = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null on success");
-        Ok(Mapping { base, len })
+        let mapping = Mapping { base, len };
+        // No transparent huge pages: with THP `always` one 4 KiB write would
+        // commit 2 MiB and releasing 4 KiB would free 4 KiB of it, so the
+        // kernel would hold up to 512 times the real-memory budget. A
+        // failure here breaks that bound, so it is an error, not a hint
+        // (the mapping is unmapped on the way out).
+        // SAFETY: the range is the mapping just made; advice changes no
+        // contents.
+        unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxNoHugepage) }.map_err(|e| {
+            VmError::Map {
+                what: "madvise(MADV_NOHUGEPAGE)",
+                bytes: len,
+                source: e.into(),
+            }
+        })?;
+        Ok(mapping)
     }
 }
 
