@@ -225,7 +225,7 @@ fn sleeper_then_setter(clear: fn(&LoomWord)) {
 fn mclear_wakes_the_setter_behind_a_sleeper() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(3);
-    builder.check(|| sleeper_then_setter(|sem| mclear(sem)));
+    builder.check(|| sleeper_then_setter(mclear::<LoomWord>));
 }
 
 /// The old `mclear`, run in a child process by
