@@ -8,14 +8,15 @@
 
 use crate::error::VmError;
 use crate::fault::queue::{Latch, Latched};
-use crate::guard::{PageMut, PageRef};
+use crate::guard::{PageMut, PageRef, held_by_this_thread};
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_RESIDENT, Word};
+use crate::state::{DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_RESIDENT, Word};
 use crate::vocabulary::VAddr;
-use runtable::PageNumber;
+use runtable::{Interval, PageNumber};
 
-/// Spins on a latched page before yielding the processor.
-const SPINS_BEFORE_YIELD: u32 = 64;
+/// Spins on a latched page before parking (or, under the monitor,
+/// yielding).
+const SPINS_BEFORE_PARK: u32 = 64;
 
 impl AddressSpace {
     #[inline]
@@ -68,24 +69,52 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Copies `data` to `addr`, faulting pages in as needed.
+    /// Copies `data` to `addr`, faulting pages in as needed. A write that
+    /// spans pages checks first that every page is allocated and writable,
+    /// so that it fails before writing anything rather than halfway (a
+    /// concurrent `make_read_only` can still land between the check and the
+    /// write of a page; the write is then refused at that page).
     pub fn write(&self, addr: VAddr, data: &[u8]) -> Result<(), VmError> {
         self.page_range(addr, data.len())?;
+        let shift = self.page_size.trailing_zeros();
+        let first = addr.0 >> shift;
+        let last = (addr.0 + data.len().max(1) as u64 - 1) >> shift;
+        if last > first {
+            self.check_writable(Interval::new(first, last - first + 1))?;
+        }
         let mut done = 0;
         for (page, offset, len) in self.pieces(addr, data.len()) {
-            let word = self.lock_exclusive(page)?;
-            if word.has(READ_ONLY) {
-                self.states().unlock(page, TAG_RESIDENT, word.flags());
+            let latch = self.latch_exclusive(page)?;
+            if latch.has_now(READ_ONLY) {
                 return Err(VmError::WriteProtect {
                     page: PageNumber(page),
                 });
             }
-            // SAFETY: we hold the exclusive latch on `page` until `unlock`.
+            // SAFETY: `latch` holds the exclusive latch on `page` until it
+            // is released below.
             let bytes = unsafe { self.region.page_mut(page) };
             bytes[offset..offset + len].copy_from_slice(&data[done..done + len]);
-            self.states()
-                .unlock(page, TAG_RESIDENT, word.flags() | DIRTY | REFERENCED);
+            latch.release(TAG_RESIDENT, DIRTY | REFERENCED, 0);
             done += len;
+        }
+        Ok(())
+    }
+
+    /// Takes the monitor to check that every page of `interval` is
+    /// allocated and none is read-only; the error names the first page that
+    /// is not. Monitor not held on entry or exit.
+    fn check_writable(&self, interval: Interval) -> Result<(), VmError> {
+        let monitor = self.lock_monitor();
+        for page in interval.pages() {
+            if monitor.allocation_of(page.0).is_none() {
+                return Err(VmError::AddressFault {
+                    addr: self.address_of(page),
+                    page,
+                });
+            }
+            if self.states().load(page.0).has(READ_ONLY) {
+                return Err(VmError::WriteProtect { page });
+            }
         }
         Ok(())
     }
@@ -106,65 +135,86 @@ impl AddressSpace {
                         return Ok(());
                     }
                 }
-                Err(_) => backoff(&mut spins),
+                Err(word) => self.wait_for_latch(page, word, &mut spins)?,
             }
         }
     }
 
-    /// Takes the exclusive latch on `page`, faulting it in first if needed;
-    /// returns the word as it was.
-    fn lock_exclusive(&self, page: u64) -> Result<Word, VmError> {
+    /// Takes the exclusive latch on `page`, faulting it in first if needed.
+    fn latch_exclusive(&self, page: u64) -> Result<ExclusiveLatch<'_>, VmError> {
         let states = self.states();
         let mut spins = 0u32;
         loop {
-            match states.try_lock_resident(page) {
-                Ok(word) => {
+            match states.try_latch_resident(page) {
+                Ok(latch) => {
                     self.hits.add();
-                    return Ok(word);
+                    return Ok(latch);
                 }
                 Err(word) if word.tag() == TAG_ABSENT => {
-                    if let Latched::Taken(word) = self.fault(page, Latch::Exclusive)? {
-                        return Ok(word);
+                    if let Latched::Taken(was) = self.fault(page, Latch::Exclusive)? {
+                        return Ok(ExclusiveLatch::adopt(states, page, was));
                     }
                 }
-                Err(_) => backoff(&mut spins),
+                Err(word) => self.wait_for_latch(page, word, &mut spins)?,
             }
         }
     }
 
+    /// One step of waiting for someone else's latch on `page` (seen as
+    /// `seen`): spin a while, then park on the word until it changes. A
+    /// thread that holds the page itself (a guard) would wait forever: that
+    /// is an error instead. Monitor not held.
+    #[cold]
+    fn wait_for_latch(&self, page: u64, seen: Word, spins: &mut u32) -> Result<(), VmError> {
+        *spins += 1;
+        if *spins < SPINS_BEFORE_PARK {
+            std::hint::spin_loop();
+            return Ok(());
+        }
+        if held_by_this_thread(self.space_key(), page) {
+            return Err(VmError::PageHeldByThisThread {
+                page: PageNumber(page),
+            });
+        }
+        self.states().wait_for_change(page, seen);
+        Ok(())
+    }
+
     /// A shared guard on `page`: the page stays resident and unchanged while
-    /// the guard lives. Holding it and asking for the same page exclusively
-    /// from the same thread waits forever, as a `RwLock` would.
+    /// the guard lives. Asking for the same page exclusively (`page_mut`,
+    /// `write`) from the thread that holds the guard is an error
+    /// ([`VmError::PageHeldByThisThread`]), not a hang.
     pub fn page(&self, page: PageNumber) -> Result<PageRef<'_>, VmError> {
         self.page_range(self.address_of(page), self.page_size)?;
         self.share(page.0)?;
-        Ok(PageRef {
-            vm: self,
-            page: page.0,
-        })
+        Ok(PageRef::new(self, page.0))
     }
 
     /// An exclusive guard on `page`: the page stays resident, and is marked
-    /// changed when the guard is dropped.
+    /// changed when the guard is dropped. Any other access to the page from
+    /// the thread that holds the guard is an error, not a hang.
     pub fn page_mut(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
         self.page_range(self.address_of(page), self.page_size)?;
-        let word = self.lock_exclusive(page.0)?;
-        if word.has(READ_ONLY) {
-            self.states().unlock(page.0, TAG_RESIDENT, word.flags());
+        let latch = self.latch_exclusive(page.0)?;
+        if latch.has_now(READ_ONLY) {
             return Err(VmError::WriteProtect { page });
         }
-        Ok(PageMut {
-            vm: self,
-            page: page.0,
-            flags: word.flags(),
-        })
+        Ok(PageMut::new(self, latch))
+    }
+
+    /// What identifies this address space among others in the process (for
+    /// the record of the pages a thread holds).
+    pub(crate) fn space_key(&self) -> usize {
+        self.states.words().as_ptr() as usize
     }
 }
 
-/// One step of waiting for a latch: spin a while, then yield.
+/// One step of waiting, under the monitor, for a latch that is expected to
+/// be short (a writer's copy): spin a while, then yield. Bounded by the
+/// caller.
 pub(crate) fn backoff(spins: &mut u32) {
     *spins += 1;
-    if *spins < SPINS_BEFORE_YIELD {
+    if *spins < SPINS_BEFORE_PARK {
         std::hint::spin_loop();
     } else {
         std::thread::yield_now();

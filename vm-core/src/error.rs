@@ -53,11 +53,8 @@ pub enum VmError {
         #[source]
         source: DriveError,
     },
-    /// Every page of real memory is pinned or latched: nothing can be
-    /// replaced.
-    #[error(
-        "all {budget} pages of real memory are pinned or in use; cannot serve a fault on {page}"
-    )]
+    /// Every page of real memory is pinned: nothing can be replaced.
+    #[error("all {budget} pages of real memory are pinned; cannot serve a fault on {page}")]
     AllPinned {
         /// The page whose fault could not be served.
         page: PageNumber,
@@ -76,6 +73,55 @@ pub enum VmError {
         /// The interval.
         interval: Interval,
     },
+    /// The calling thread holds a guard on the page, and the access would
+    /// wait for that guard forever.
+    #[error("{page} is held by a guard of this thread: drop it first")]
+    PageHeldByThisThread {
+        /// The page.
+        page: PageNumber,
+    },
+    /// A write-back during replacement failed, even after the page was
+    /// moved to a spare: the page stays resident and changed (nothing is
+    /// lost), and no other frame could be freed for the fault on
+    /// `touched`.
+    #[error("no frame for {touched}: writing back {failed} at {disk} failed: {source}")]
+    WriteBackFailed {
+        /// The page whose fault needed a frame.
+        touched: PageNumber,
+        /// The page whose write failed.
+        failed: PageNumber,
+        /// Where it was written.
+        disk: DiskAddr,
+        /// The drive's error.
+        #[source]
+        source: DriveError,
+    },
+    /// Every unpinned page of real memory is held by a guard or being
+    /// transferred, and stayed so: no frame for the fault on `page`.
+    #[error("no frame for a fault on {page}: the {latched} unpinned resident pages are all held")]
+    FramesBusy {
+        /// The page that faulted.
+        page: PageNumber,
+        /// Unpinned resident pages, all latched.
+        latched: u64,
+    },
+    /// `kill` of a pinned page.
+    #[error("{page} is pinned: unpin it before killing it")]
+    Pinned {
+        /// The page.
+        page: PageNumber,
+    },
+    /// `unpin` of a page that is not pinned.
+    #[error("{page} is not pinned")]
+    NotPinned {
+        /// The page.
+        page: PageNumber,
+    },
+    /// A panic unwound through the fault service (a drive that panicked,
+    /// say); the VM's structures may be half-changed, so every fault and
+    /// I/O operation fails from then on. Resident pages can still be read.
+    #[error("the VM is unusable: a panic interrupted its fault service")]
+    Poisoned,
     /// An index past the end of a [`crate::VmArray`].
     #[error("elements {index}..{index}+{count} are outside an array of {len}")]
     OutOfBounds {

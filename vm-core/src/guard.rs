@@ -1,14 +1,52 @@
 //! Page guards: [`PageRef`] (a shared latch) and [`PageMut`] (the exclusive
 //! latch) on one resident page, released when dropped. Taken by
 //! `AddressSpace::page` and `AddressSpace::page_mut` (module `access`).
+//!
+//! Each thread keeps a record of the pages its guards hold, so that an
+//! access that would wait for the thread's own guard — `write` to a page it
+//! holds with `page_mut`, say — is an error instead of a hang.
 
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, REFERENCED, TAG_RESIDENT};
+use crate::state::{DIRTY, ExclusiveLatch, REFERENCED, TAG_RESIDENT};
+use std::cell::RefCell;
+
+thread_local! {
+    /// (this thread) The pages this thread's guards hold: (space, page).
+    static HELD: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn note_held(space: usize, page: u64) {
+    HELD.with(|held| held.borrow_mut().push((space, page)));
+}
+
+fn note_released(space: usize, page: u64) {
+    // During thread teardown the record may be gone already; nothing to do.
+    let _ = HELD.try_with(|held| {
+        let mut held = held.borrow_mut();
+        if let Some(i) = held.iter().rposition(|&h| h == (space, page)) {
+            held.swap_remove(i);
+        }
+    });
+}
+
+/// Whether a guard of this thread holds `page` of the space `space`.
+pub(crate) fn held_by_this_thread(space: usize, page: u64) -> bool {
+    HELD.try_with(|held| held.borrow().contains(&(space, page)))
+        .unwrap_or(false)
+}
 
 /// A shared guard on one resident page; see [`AddressSpace::page`].
 pub struct PageRef<'a> {
-    pub(crate) vm: &'a AddressSpace,
-    pub(crate) page: u64,
+    vm: &'a AddressSpace,
+    page: u64,
+}
+
+impl<'a> PageRef<'a> {
+    /// Wraps the shared latch the caller took on `page`.
+    pub(crate) fn new(vm: &'a AddressSpace, page: u64) -> PageRef<'a> {
+        note_held(vm.space_key(), page);
+        PageRef { vm, page }
+    }
 }
 
 impl std::ops::Deref for PageRef<'_> {
@@ -21,22 +59,37 @@ impl std::ops::Deref for PageRef<'_> {
 
 impl Drop for PageRef<'_> {
     fn drop(&mut self) {
+        note_released(self.vm.space_key(), self.page);
         self.vm.states().unshare(self.page);
     }
 }
 
 /// An exclusive guard on one resident page; see [`AddressSpace::page_mut`].
 pub struct PageMut<'a> {
-    pub(crate) vm: &'a AddressSpace,
-    pub(crate) page: u64,
-    pub(crate) flags: u64,
+    vm: &'a AddressSpace,
+    latch: Option<ExclusiveLatch<'a>>,
+}
+
+impl<'a> PageMut<'a> {
+    /// Wraps the exclusive latch the caller took.
+    pub(crate) fn new(vm: &'a AddressSpace, latch: ExclusiveLatch<'a>) -> PageMut<'a> {
+        note_held(vm.space_key(), latch.page());
+        PageMut {
+            vm,
+            latch: Some(latch),
+        }
+    }
+
+    fn page(&self) -> u64 {
+        self.latch.as_ref().expect("held until drop").page()
+    }
 }
 
 impl std::ops::Deref for PageMut<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: the guard holds the exclusive latch for its life.
-        unsafe { self.vm.region.page(self.page) }
+        unsafe { self.vm.region.page(self.page()) }
     }
 }
 
@@ -44,14 +97,16 @@ impl std::ops::DerefMut for PageMut<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: the guard holds the exclusive latch for its life, and
         // `&mut self` makes this the only slice.
-        unsafe { self.vm.region.page_mut(self.page) }
+        unsafe { self.vm.region.page_mut(self.page()) }
     }
 }
 
 impl Drop for PageMut<'_> {
     fn drop(&mut self) {
-        self.vm
-            .states()
-            .unlock(self.page, TAG_RESIDENT, self.flags | DIRTY | REFERENCED);
+        let latch = self.latch.take().expect("held until drop");
+        note_released(self.vm.space_key(), latch.page());
+        // Set, not stored: flags changed meanwhile under the monitor (a
+        // `make_read_only`) stay as they are.
+        latch.release(TAG_RESIDENT, DIRTY | REFERENCED, 0);
     }
 }

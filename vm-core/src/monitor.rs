@@ -38,6 +38,8 @@ pub(crate) struct Counters {
     pub(crate) read_aheads: u64,
     pub(crate) resident_high_water: u64,
     pub(crate) seek_ahead_hints: u64,
+    pub(crate) write_back_failures: u64,
+    pub(crate) remaps: u64,
 }
 
 /// The VM's data structures. Every field is guarded by the monitor `(m)`:
@@ -64,6 +66,9 @@ pub(crate) struct Monitor {
     /// (m) The backing store (drives, run table); `None` in
     /// real-memory-only mode.
     pub(crate) volume: Option<Volume>,
+    /// (m) The volume's run table changed (a remap) since its header was
+    /// last committed: `flush` commits it.
+    pub(crate) volume_needs_commit: bool,
 }
 
 /// The monitor, held (the name says what it is: a guard of the one lock
@@ -123,6 +128,7 @@ impl Monitor {
             pins: HashMap::new(),
             counters: Counters::default(),
             volume,
+            volume_needs_commit: false,
         }
     }
 

@@ -7,10 +7,12 @@
 
 use crate::error::VmError;
 use crate::fault::Served;
+use crate::guard::held_by_this_thread;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
-    DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+    DIRTY, ExclusiveLatch, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED,
+    TAG_RESIDENT,
 };
 use crate::vocabulary::{Advice, DataState, PageState};
 use runtable::{Interval, PageNumber, Volume};
@@ -66,59 +68,105 @@ impl AddressSpace {
     ///
     /// Drops every page of `interval` from real memory without writing it
     /// back, and forgets its disk copy: its contents become undefined (they
-    /// read as zeros).
+    /// read as zeros). All or nothing: every resident page is latched
+    /// first, and a page that cannot be (a guard or a reader holds it)
+    /// fails the call with nothing changed.
     fn discard(&self, monitor: &mut Monitor, interval: Interval) -> Result<(), VmError> {
         let states = self.states();
-        for page in interval.page.0..interval.end().0 {
-            let word = states.load(page);
+        let mut resident = Vec::new();
+        for page in interval.pages() {
+            let word = states.load(page.0);
             match word.tag() {
-                TAG_RESIDENT => {
+                TAG_ABSENT => {}
+                _ => resident.push(
                     states
-                        .try_lock_resident(page)
-                        .map_err(|_| VmError::PageBusy {
-                            page: PageNumber(page),
-                        })?;
-                    self.region.release(page, 1)?;
-                    states.unlock(page, TAG_ABSENT, word.flags() & READ_ONLY);
-                    monitor.remove_frame(page);
-                }
-                TAG_LOCKED => {
-                    return Err(VmError::PageBusy {
-                        page: PageNumber(page),
-                    });
-                }
-                _ => states.clear_flags(page, ON_DISK | DIRTY),
+                        .try_latch_resident(page.0)
+                        .map_err(|_| VmError::PageBusy { page })?,
+                ),
             }
+        }
+        for page in interval.pages() {
+            if states.load(page.0).tag() == TAG_ABSENT {
+                states.clear_flags(page.0, ON_DISK | DIRTY);
+            }
+        }
+        for latch in resident {
+            let page = latch.page();
+            self.release_or_zero(&latch);
+            latch.release(TAG_ABSENT, 0, ON_DISK | DIRTY | REFERENCED);
+            monitor.remove_frame(page);
         }
         Ok(())
     }
 
+    /// Gives back the memory of a latched page; where the kernel refuses,
+    /// zeros it instead (either way it reads as zeros afterwards).
+    fn release_or_zero(&self, latch: &ExclusiveLatch<'_>) {
+        // SAFETY: `latch` holds the page exclusively.
+        if unsafe { self.region.release(latch.page(), 1) }.is_err() {
+            // SAFETY: as above.
+            unsafe { self.region.page_mut(latch.page()) }.fill(0);
+        }
+    }
+
     /// Brings every page of `interval` into real memory; with `kill`, their
     /// contents are discarded first (no read: they come in as zeros); with
-    /// `pin`, they stay until unpinned.
+    /// `pin`, they stay until unpinned. A failure part way unpins the pages
+    /// this call pinned (pages it brought in stay: residency is not state a
+    /// caller relies on).
     pub fn swap_in(&self, interval: Interval, kill: bool, pin: bool) -> Result<(), VmError> {
+        self.check_poisoned()?;
+        {
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+        }
         if kill {
             self.kill(interval)?;
         }
-        for page in interval.page.0..interval.end().0 {
-            loop {
-                let mut monitor = self.lock_monitor();
-                self.check_allocated(&monitor, Interval::new(page, 1))?;
-                match self.serve(&mut monitor, page, None)? {
-                    Served::Resident => {
-                        if pin {
-                            *monitor.pins.entry(page).or_insert(0) += 1;
-                        }
-                        break;
+        let mut pinned = 0u64;
+        let result = interval.pages().try_for_each(|page| {
+            self.swap_in_page(page.0, pin)?;
+            pinned += u64::from(pin);
+            Ok(())
+        });
+        if result.is_err() && pinned > 0 {
+            let mut monitor = self.lock_monitor();
+            for page in interval.page.0..interval.page.0 + pinned {
+                unpin_one(&mut monitor, page);
+            }
+        }
+        result
+    }
+
+    /// Brings one page in (and pins it, with `pin`), waiting for a latch
+    /// someone else holds; a latch of this thread's own guard is an error.
+    /// Monitor not held on entry or exit.
+    fn swap_in_page(&self, page: u64, pin: bool) -> Result<(), VmError> {
+        loop {
+            let mut monitor = self.lock_monitor();
+            self.check_allocated(&monitor, Interval::new(page, 1))?;
+            match self.serve(&mut monitor, page, None)? {
+                Served::Resident => {
+                    if pin {
+                        *monitor.pins.entry(page).or_insert(0) += 1;
                     }
-                    Served::Busy => {
-                        drop(monitor);
-                        std::thread::yield_now();
+                    return Ok(());
+                }
+                Served::Busy => {
+                    drop(monitor);
+                    if held_by_this_thread(self.space_key(), page) {
+                        return Err(VmError::PageHeldByThisThread {
+                            page: PageNumber(page),
+                        });
+                    }
+                    let states = self.states();
+                    let seen = states.load(page);
+                    if seen.tag() == TAG_LOCKED {
+                        states.wait_for_change(page, seen);
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// Brings `interval` into real memory (Cedar's `Touch`).
@@ -131,26 +179,30 @@ impl AddressSpace {
         self.swap_in(interval, false, true)
     }
 
-    /// Undoes one [`AddressSpace::pin`] of each page of `interval`.
+    /// Undoes one [`AddressSpace::pin`] of each page of `interval`. Every
+    /// page must be pinned ([`VmError::NotPinned`] names the first that is
+    /// not, and nothing is unpinned).
     pub fn unpin(&self, interval: Interval) -> Result<(), VmError> {
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
-        for page in interval.page.0..interval.end().0 {
-            if let Some(count) = monitor.pins.get_mut(&page) {
-                *count -= 1;
-                if *count == 0 {
-                    monitor.pins.remove(&page);
-                }
-            }
+        if let Some(page) = interval.pages().find(|p| !monitor.pins.contains_key(&p.0)) {
+            return Err(VmError::NotPinned { page });
+        }
+        for page in interval.pages() {
+            unpin_one(&mut monitor, page.0);
         }
         Ok(())
     }
 
     /// Makes the contents of `interval` undefined without I/O: they read as
-    /// zeros.
+    /// zeros. A pinned page is refused ([`VmError::Pinned`]; unpin it
+    /// first), and so is a page a guard holds; either way nothing changes.
     pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
+        if let Some(page) = interval.pages().find(|p| monitor.pins.contains_key(&p.0)) {
+            return Err(VmError::Pinned { page });
+        }
         self.discard(&mut monitor, interval)
     }
 
@@ -216,15 +268,17 @@ impl AddressSpace {
                     if monitor.pins.contains_key(&page) {
                         continue;
                     }
-                    if let Ok(word) = states.try_lock_resident(page) {
-                        if word.has(DIRTY) || (!word.has(ON_DISK) && monitor.volume.is_none()) {
+                    if let Ok(latch) = states.try_latch_resident(page) {
+                        let dirty = latch.has_now(DIRTY);
+                        if dirty || (!latch.has_now(ON_DISK) && monitor.volume.is_none()) {
                             // Changed again since `clean`, or no backing to
-                            // hold it: keep it.
-                            states.unlock(page, TAG_RESIDENT, word.flags());
+                            // hold it: keep it (the guard puts it back).
                             continue;
                         }
-                        self.region.release(page, 1)?;
-                        states.unlock(page, TAG_ABSENT, word.flags() & (ON_DISK | READ_ONLY));
+                        // Released or zeroed, it reads as its disk copy
+                        // (or zeros, if it has none) at the next fault.
+                        self.release_or_zero(&latch);
+                        latch.release(TAG_ABSENT, 0, DIRTY | REFERENCED);
                         monitor.remove_frame(page);
                         monitor.counters.evictions += 1;
                     }
@@ -243,6 +297,7 @@ impl AddressSpace {
     /// Writes back the changed resident pages of `interval`; they stay
     /// resident. A no-op without backing.
     pub fn clean(&self, interval: Interval) -> Result<(), VmError> {
+        self.check_poisoned()?;
         let monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         self.write_back_range(&monitor, interval.page.0, interval.end().0)
@@ -251,16 +306,26 @@ impl AddressSpace {
     /// Writes back every changed page and syncs the drives: on return every
     /// change has reached stable storage. A no-op without backing.
     pub fn flush(&self) -> Result<(), VmError> {
-        let monitor = self.lock_monitor();
-        let Some(volume) = monitor.volume.as_ref() else {
+        self.check_poisoned()?;
+        let mut monitor = self.lock_monitor();
+        if monitor.volume.is_none() {
             return Ok(());
-        };
+        }
         let mut pages: Vec<u64> = monitor.frame_of.keys().copied().collect();
         pages.sort_unstable();
         for page in pages {
             self.write_back(&monitor, page)?;
         }
-        volume.channel().sync_all().map_err(VmError::Sync)
+        let needs_commit = monitor.volume_needs_commit;
+        let volume = monitor.volume.as_mut().expect("checked above");
+        volume.channel().sync_all().map_err(VmError::Sync)?;
+        if needs_commit {
+            // Pages were moved to spares: the run table on disk must say so
+            // before the moved pages' contents count as durable.
+            volume.commit()?;
+            monitor.volume_needs_commit = false;
+        }
+        Ok(())
     }
 
     /// Cedar's `PageState` of `page`.
@@ -305,5 +370,16 @@ impl AddressSpace {
     pub fn with_volume<R>(&self, f: impl FnOnce(&Volume) -> R) -> Option<R> {
         let monitor = self.lock_monitor();
         monitor.volume.as_ref().map(f)
+    }
+}
+
+/// Monitor held on entry and exit.
+///
+/// Drops one pin of `page` (which is pinned).
+fn unpin_one(monitor: &mut Monitor, page: u64) {
+    let count = monitor.pins.get_mut(&page).expect("pinned");
+    *count -= 1;
+    if *count == 0 {
+        monitor.pins.remove(&page);
     }
 }

@@ -9,33 +9,44 @@ use crate::error::VmError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
-    DIRTY, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, Word,
+    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
 };
 use runtable::PageNumber;
 
 /// Most victims one eviction batch takes.
 const EVICTION_BATCH_MAX: u64 = 64;
+/// Rounds of waiting for a latched page when the clock must force a
+/// victim.
+const FORCE_SPINS_MAX: u32 = 10_000;
 
 impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
-    /// Frees a batch of frames with the clock; dirty victims are written back
-    /// first (with seek-ahead toward `incoming`).
+    /// Frees a batch of frames with the clock for the fault on `incoming`;
+    /// dirty victims are written back first (with seek-ahead toward
+    /// `incoming`).
     pub(crate) fn evict_batch(&self, monitor: &mut Monitor, incoming: u64) -> Result<(), VmError> {
         let victims = self.select_victims(monitor, incoming)?;
-        self.write_back_and_release(monitor, victims, Some(incoming))
+        self.write_back_and_release(monitor, victims, Some(incoming), incoming)
     }
 
     /// Monitor held on entry and exit.
     ///
     /// Chooses up to a batch of victims with the clock (second chance;
     /// pinned and latched pages are passed over) and takes their exclusive
-    /// latches.
-    pub(crate) fn select_victims(
-        &self,
+    /// latches, held by the returned guards (dropping one puts the page back
+    /// as it was). Two sweeps of the clock normally find victims; when they
+    /// do not — hits set the referenced bits again as fast as the clock
+    /// clears them, or readers hold latches for a moment — the clock takes
+    /// any unpinned page it can latch, waiting a bounded time for latches.
+    /// [`VmError::AllPinned`] only when every resident page is pinned;
+    /// [`VmError::FramesBusy`] when the unpinned ones stay latched (by
+    /// guards that outlive the wait).
+    pub(crate) fn select_victims<'a>(
+        &'a self,
         monitor: &mut Monitor,
         incoming: u64,
-    ) -> Result<Vec<(u64, Word)>, VmError> {
+    ) -> Result<Vec<ExclusiveLatch<'a>>, VmError> {
         let states = self.states();
         let budget = monitor.budget();
         if monitor.volume.is_none() {
@@ -46,7 +57,7 @@ impl AddressSpace {
             });
         }
         let want = (budget / 16).clamp(1, EVICTION_BATCH_MAX);
-        let mut victims: Vec<(u64, Word)> = Vec::with_capacity(want as usize);
+        let mut victims: Vec<ExclusiveLatch<'a>> = Vec::with_capacity(want as usize);
         let mut scanned = 0u64;
         while (victims.len() as u64) < want && scanned < 2 * budget + 1 {
             let frame = monitor.hand;
@@ -66,17 +77,53 @@ impl AddressSpace {
                 states.clear_flags(page, REFERENCED);
                 continue;
             }
-            if let Ok(word) = states.try_lock_resident(page) {
-                victims.push((page, word));
+            if let Ok(latch) = states.try_latch_resident(page) {
+                victims.push(latch);
             }
         }
         if victims.is_empty() {
-            return Err(VmError::AllPinned {
-                page: PageNumber(incoming),
-                budget,
-            });
+            victims = self.force_victim(monitor, incoming)?;
         }
         Ok(victims)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The clock found no victim in two sweeps: take the first unpinned
+    /// resident page that can be latched, referenced or not, retrying a
+    /// bounded number of times for pages latched for a moment.
+    fn force_victim<'a>(
+        &'a self,
+        monitor: &Monitor,
+        incoming: u64,
+    ) -> Result<Vec<ExclusiveLatch<'a>>, VmError> {
+        let states = self.states();
+        let mut spins = 0;
+        loop {
+            let mut unpinned = 0u64;
+            for page in monitor.frames.iter().flatten().copied() {
+                if monitor.pins.contains_key(&page) {
+                    continue;
+                }
+                unpinned += 1;
+                if let Ok(latch) = states.try_latch_resident(page) {
+                    return Ok(vec![latch]);
+                }
+            }
+            if unpinned == 0 {
+                return Err(VmError::AllPinned {
+                    page: PageNumber(incoming),
+                    budget: monitor.budget(),
+                });
+            }
+            if spins >= FORCE_SPINS_MAX {
+                return Err(VmError::FramesBusy {
+                    page: PageNumber(incoming),
+                    latched: unpinned,
+                });
+            }
+            backoff(&mut spins);
+        }
     }
 
     /// Monitor held on entry and exit.
@@ -86,13 +133,13 @@ impl AddressSpace {
     pub(crate) fn first_write_back(
         &self,
         monitor: &Monitor,
-        victims: &[(u64, Word)],
+        victims: &[ExclusiveLatch<'_>],
     ) -> Option<runtable::DiskAddr> {
         let volume = monitor.volume.as_ref()?;
         victims
             .iter()
-            .filter(|(_, w)| w.has(DIRTY))
-            .filter_map(|&(p, _)| volume.translate(PageNumber(p)).ok())
+            .filter(|v| v.has_now(DIRTY))
+            .filter_map(|v| volume.translate(PageNumber(v.page())).ok())
             .min()
     }
 
@@ -100,83 +147,131 @@ impl AddressSpace {
     ///
     /// Writes back the dirty `victims` in disk order — each transfer
     /// hinting at the next, the last at `toward` if that page will be read
-    /// — then releases all of them in one batch. On a write failure every
-    /// victim stays resident with its state, and the error is returned.
+    /// — then releases all of them in one batch.
+    ///
+    /// A victim whose write fails is moved to a spare disk page (the run
+    /// table is remapped, as Cedar does) and written once more; if that
+    /// fails too, it stays resident and dirty (its latch guard puts it
+    /// back) and the other victims go on. The call fails only when no
+    /// victim could be released; the error names `touched`, the page whose
+    /// fault needed the frame, and the page whose write failed.
     pub(crate) fn write_back_and_release(
         &self,
         monitor: &mut Monitor,
-        mut victims: Vec<(u64, Word)>,
+        victims: Vec<ExclusiveLatch<'_>>,
         toward: Option<u64>,
+        touched: u64,
     ) -> Result<(), VmError> {
         let states = self.states();
-        // Write back the dirty victims in disk order, each transfer hinting
-        // at the next one and the last at the page about to be read (if it
-        // will be read). On failure every victim stays resident and keeps
-        // its state.
-        let volume = monitor.volume.as_ref().expect("checked above");
-        let mut dirty: Vec<(runtable::DiskAddr, usize)> = Vec::with_capacity(victims.len());
-        for (i, &(page, word)) in victims.iter().enumerate() {
-            if !word.has(DIRTY) {
+        let volume = monitor.volume.as_ref().expect("victims imply a volume");
+        // Dirty victims in disk order; a page the run table cannot place
+        // (a broken volume) stays resident.
+        let mut failure: Option<VmError> = None;
+        let mut dirty: Vec<(runtable::DiskAddr, ExclusiveLatch<'_>)> = Vec::new();
+        let mut clean: Vec<ExclusiveLatch<'_>> = Vec::with_capacity(victims.len());
+        for victim in victims {
+            if !victim.has_now(DIRTY) {
+                clean.push(victim);
                 continue;
             }
-            match volume.translate(PageNumber(page)) {
-                Ok(disk) => dirty.push((disk, i)),
-                Err(e) => {
-                    for &(p, w) in &victims {
-                        states.unlock(p, TAG_RESIDENT, w.flags());
-                    }
-                    return Err(e.into());
-                }
+            match volume.translate(PageNumber(victim.page())) {
+                Ok(disk) => dirty.push((disk, victim)),
+                Err(e) => failure = Some(e.into()),
             }
         }
-        dirty.sort_unstable();
+        dirty.sort_unstable_by_key(|(disk, _)| *disk);
         let incoming_read = toward
             .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
             .and_then(|p| volume.translate(PageNumber(p)).ok());
-        for k in 0..dirty.len() {
-            let (disk, i) = dirty[k];
-            let (page, word) = victims[i];
-            let target = dirty.get(k + 1).map(|&(d, _)| d).or(incoming_read);
+        let targets: Vec<runtable::DiskAddr> = dirty.iter().map(|(d, _)| *d).collect();
+        let mut written: Vec<ExclusiveLatch<'_>> = Vec::with_capacity(dirty.len());
+        for (k, (disk, victim)) in dirty.into_iter().enumerate() {
+            let page = victim.page();
+            let target = targets.get(k + 1).copied().or(incoming_read);
             let hint = target
                 .filter(|d| d.drive == disk.drive && self.seek_ahead)
                 .map(|d| d.page);
-            // SAFETY: we hold the exclusive latch on `page`.
-            let bytes = unsafe { self.region.page(page) };
-            if let Err(source) = volume.channel().write(disk.drive, disk.page, bytes, hint) {
-                for &(p, w) in &victims {
-                    states.unlock(p, TAG_RESIDENT, w.flags());
+            match self.write_victim(monitor, &victim, disk, hint) {
+                Ok(()) => {
+                    monitor.counters.page_outs += 1;
+                    written.push(victim);
                 }
-                return Err(VmError::Io {
-                    page: PageNumber(page),
-                    disk,
-                    source,
-                });
+                Err(source) => {
+                    monitor.counters.write_back_failures += 1;
+                    failure = Some(VmError::WriteBackFailed {
+                        touched: PageNumber(touched),
+                        failed: PageNumber(page),
+                        disk,
+                        source,
+                    });
+                    // `victim` drops here: resident and dirty again.
+                }
             }
-            monitor.counters.page_outs += 1;
-            victims[i].1 = Word((word.0 & !DIRTY) | ON_DISK);
         }
-        victims.sort_unstable_by_key(|&(p, _)| p);
-        let mut runs: Vec<(u64, u64)> = Vec::with_capacity(victims.len());
-        for &(page, _) in &victims {
+        let mut released: Vec<(ExclusiveLatch<'_>, bool)> = clean
+            .into_iter()
+            .map(|v| (v, false))
+            .chain(written.into_iter().map(|v| (v, true)))
+            .collect();
+        if released.is_empty() {
+            return Err(failure.unwrap_or(VmError::FramesBusy {
+                page: PageNumber(touched),
+                latched: 0,
+            }));
+        }
+        released.sort_unstable_by_key(|(v, _)| v.page());
+        let mut runs: Vec<(u64, u64)> = Vec::with_capacity(released.len());
+        for (victim, _) in &released {
+            let page = victim.page();
             match runs.last_mut() {
                 Some((start, count)) if *start + *count == page => *count += 1,
                 _ => runs.push((page, 1)),
             }
         }
-        if self.region.release_runs(&runs).is_err() {
+        // SAFETY: every page of `runs` is held by a latch guard in
+        // `released`, alive across the call.
+        if unsafe { self.region.release_runs(&runs) }.is_err() {
             // The memory stays committed; zero it by hand so that a later
             // zero-fill fault still reads zeros.
-            for &(page, _) in &victims {
+            for (victim, _) in &released {
                 // SAFETY: we hold the exclusive latch on every victim.
-                unsafe { self.region.page_mut(page) }.fill(0);
+                unsafe { self.region.page_mut(victim.page()) }.fill(0);
             }
         }
-        for &(page, word) in &victims {
-            states.unlock(page, TAG_ABSENT, word.flags() & (ON_DISK | READ_ONLY));
+        for (victim, was_written) in released {
+            let page = victim.page();
+            let set = if was_written { ON_DISK } else { 0 };
+            victim.release(TAG_ABSENT, set, DIRTY | REFERENCED);
             monitor.remove_frame(page);
             monitor.counters.evictions += 1;
         }
         Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Writes one latched victim to `disk`; on failure moves the page to a
+    /// spare (remapping the run table) and writes it there once more.
+    fn write_victim(
+        &self,
+        monitor: &mut Monitor,
+        victim: &ExclusiveLatch<'_>,
+        disk: runtable::DiskAddr,
+        hint: Option<disk_channel::DiskPage>,
+    ) -> Result<(), disk_channel::DriveError> {
+        let volume = monitor.volume.as_mut().expect("victims imply a volume");
+        // SAFETY: `victim` holds the exclusive latch on the page.
+        let bytes = unsafe { self.region.page(victim.page()) };
+        let first = match volume.channel().write(disk.drive, disk.page, bytes, hint) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let Ok(spare) = volume.remap_bad_page(disk) else {
+            return Err(first);
+        };
+        monitor.counters.remaps += 1;
+        monitor.volume_needs_commit = true;
+        volume.channel().write(spare.drive, spare.page, bytes, None)
     }
 
     /// Monitor held on entry and exit.
@@ -211,9 +306,9 @@ impl AddressSpace {
         let mut spins = 0;
         // A writer's latch is short; a held exclusive guard makes the page
         // busy, which is reported rather than waited for.
-        let word = loop {
-            match states.try_share(page) {
-                Ok(word) => break word,
+        let latch = loop {
+            match states.try_share_latch(page) {
+                Ok(latch) => break latch,
                 Err(word) if word.tag() == TAG_LOCKED && spins < 1000 => backoff(&mut spins),
                 Err(_) => {
                     return Err(VmError::PageBusy {
@@ -222,27 +317,26 @@ impl AddressSpace {
                 }
             }
         };
+        if !latch.was().has(DIRTY) {
+            return Ok(());
+        }
         let volume = monitor.volume.as_ref().expect("write_back needs a volume");
-        let result = if word.has(DIRTY) {
-            let disk = volume.translate(PageNumber(page))?;
-            // SAFETY: we hold a shared latch on `page` until `unshare`.
-            let bytes = unsafe { self.region.page(page) };
-            match volume.channel().write(disk.drive, disk.page, bytes, None) {
-                Ok(()) => {
-                    states.clear_flags(page, DIRTY);
-                    states.set_flags(page, ON_DISK);
-                    Ok(())
-                }
-                Err(source) => Err(VmError::Io {
-                    page: PageNumber(page),
-                    disk,
-                    source,
-                }),
+        let disk = volume.translate(PageNumber(page))?;
+        // SAFETY: `latch` holds a shared latch on `page` while `bytes` lives.
+        let bytes = unsafe { self.region.page(page) };
+        match volume.channel().write(disk.drive, disk.page, bytes, None) {
+            Ok(()) => {
+                // Shared latches exclude writers, so nothing changed the
+                // page since it was written.
+                states.clear_flags(page, DIRTY);
+                states.set_flags(page, ON_DISK);
+                Ok(())
             }
-        } else {
-            Ok(())
-        };
-        states.unshare(page);
-        result
+            Err(source) => Err(VmError::Io {
+                page: PageNumber(page),
+                disk,
+                source,
+            }),
+        }
     }
 }

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use runtable::{PageNumber, Volume};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 
 /// What backs the address space.
@@ -74,6 +74,10 @@ pub struct AddressSpace {
     pub(crate) hits: HitCounter,
     /// (a) Total time the monitor was held, nanoseconds.
     pub(crate) monitor_held_ns: AtomicU64,
+    /// (a) A panic unwound through the fault service: the VM's structures
+    /// may be half-changed, so faults and I/O operations fail fast with
+    /// [`VmError::Poisoned`] from then on.
+    pub(crate) poisoned: AtomicBool,
 }
 
 impl Vm {
@@ -121,6 +125,7 @@ impl Vm {
             worker_queue: worker_mode.then(FaultQueue::default),
             hits: HitCounter::default(),
             monitor_held_ns: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
         });
         let worker = if worker_mode {
             let shared = Arc::clone(&space);
@@ -187,6 +192,20 @@ impl AddressSpace {
     /// held on entry (it is not re-entrant), held on return.
     pub(crate) fn lock_monitor(&self) -> MonitorGuard<'_> {
         MonitorGuard::new(self.monitor.lock(), &self.monitor_held_ns)
+    }
+
+    /// Fails with [`VmError::Poisoned`] once a panic unwound through the
+    /// fault service.
+    pub(crate) fn check_poisoned(&self) -> Result<(), VmError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(VmError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Whether a panic in the fault service has made the VM unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// Bytes per page.

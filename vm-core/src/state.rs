@@ -9,8 +9,20 @@
 //!  44      dirty (differs from its disk copy)
 //!  43      read-only (write-protect)
 //!  42      on disk (a disk copy exists; absent pages without it zero-fill)
-//!  41..0   version (bumped by every exclusive unlock)
+//!  41      waiters (a thread is parked on the word: wake it on release)
+//!  40..0   version (bumped by every exclusive unlock)
 //! ```
+//!
+//! Every change of a word is one atomic read-modify-write that keeps the
+//! bits it does not own: an unlock names the flags it sets and clears and
+//! keeps the rest as they are *now*, not as they were when the latch was
+//! taken. (The first round's unlock stored the latch holder's stale copy,
+//! so a `make_read_only` made while a guard held the page was undone when
+//! the guard dropped — regression test `read_only_survives_a_held_guard`.)
+//!
+//! Waiting for a latch spins a bounded number of times, then sets
+//! `waiters` and parks on the word (`sys::park`); whoever releases a latch
+//! and sees `waiters` wakes the parked threads.
 //!
 //! A zero word is "absent, no disk copy": whether such a page is allocated
 //! at all is the monitor's business (its allocation map), so allocating a
@@ -40,8 +52,15 @@ pub(crate) const REFERENCED: u64 = 1 << 45;
 pub(crate) const DIRTY: u64 = 1 << 44;
 pub(crate) const READ_ONLY: u64 = 1 << 43;
 pub(crate) const ON_DISK: u64 = 1 << 42;
+const WAITERS: u64 = 1 << 41;
 const FLAGS: u64 = REFERENCED | DIRTY | READ_ONLY | ON_DISK;
-const VERSION_MASK: u64 = (1 << 42) - 1;
+const VERSION_MASK: u64 = (1 << 41) - 1;
+
+// The fields do not overlap and cover the word.
+const _: () = assert!(TAG_MASK & COUNT_MASK == 0);
+const _: () = assert!((TAG_MASK | COUNT_MASK) & (FLAGS | WAITERS | VERSION_MASK) == 0);
+const _: () = assert!(FLAGS & WAITERS == 0 && (FLAGS | WAITERS) & VERSION_MASK == 0);
+const _: () = assert!(TAG_MASK | COUNT_MASK | FLAGS | WAITERS | VERSION_MASK == u64::MAX);
 
 /// A snapshot of one page's word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,13 +82,15 @@ impl Word {
     fn version(self) -> u64 {
         self.0 & VERSION_MASK
     }
-    /// The word with `tag`, no sharers, `flags`, and the next version.
+    /// The word with `tag`, no sharers, no waiters, `flags`, and the next
+    /// version.
     fn next(self, tag: u64, flags: u64) -> Word {
         Word((tag << TAG_SHIFT) | (flags & FLAGS) | ((self.version() + 1) & VERSION_MASK))
     }
 }
 
 /// The words of all pages.
+#[derive(Clone, Copy)]
 pub(crate) struct PageStates<'a> {
     words: &'a [AtomicU64],
 }
@@ -101,17 +122,64 @@ impl<'a> PageStates<'a> {
         }
     }
 
-    /// Drops a shared latch.
-    #[inline]
-    pub(crate) fn unshare(&self, page: u64) {
-        let before = Word(self.words[page as usize].fetch_sub(COUNT_ONE, Ordering::Release));
-        debug_assert!(
-            before.tag() == TAG_RESIDENT && before.shared() > 0,
-            "unshare of {before:?}"
-        );
+    /// Takes a shared latch on a resident page, held by the returned guard.
+    pub(crate) fn try_share_latch(&self, page: u64) -> Result<SharedLatch<'a>, Word> {
+        self.try_share(page).map(|was| SharedLatch {
+            states: *self,
+            page,
+            was,
+        })
     }
 
-    /// Takes the exclusive latch on a resident page with no sharers.
+    /// Drops a shared latch; wakes parked threads if the word records any
+    /// (they re-check: a writer parks again until the last sharer leaves).
+    #[inline]
+    pub(crate) fn unshare(&self, page: u64) {
+        let word = &self.words[page as usize];
+        let before = Word(word.fetch_sub(COUNT_ONE, Ordering::Release));
+        assert!(
+            before.tag() == TAG_RESIDENT && before.shared() > 0,
+            "unshare of page {page}: {before:?}"
+        );
+        if before.has(WAITERS) {
+            self.wake_waiters(page);
+        }
+    }
+
+    /// Clears `waiters` and wakes every thread parked on the page's word.
+    #[cold]
+    fn wake_waiters(&self, page: u64) {
+        let word = &self.words[page as usize];
+        word.fetch_and(!WAITERS, Ordering::AcqRel);
+        crate::sys::park::unpark_all(word);
+    }
+
+    /// Waits (without the monitor) until the page's word differs from
+    /// `seen`, or may have: marks the word `waiters` and parks. Returns at
+    /// once if the word already changed. Callers re-check and retry.
+    pub(crate) fn wait_for_change(&self, page: u64, seen: Word) {
+        let word = &self.words[page as usize];
+        let marked = seen.0 | WAITERS;
+        if !seen.has(WAITERS)
+            && word
+                .compare_exchange(seen.0, marked, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        crate::sys::park::park_while(word, marked);
+    }
+
+    /// Takes the exclusive latch on a resident page with no sharers, held
+    /// by the returned guard.
+    #[inline]
+    pub(crate) fn try_latch_resident(&self, page: u64) -> Result<ExclusiveLatch<'a>, Word> {
+        self.try_lock_resident(page)
+            .map(|was| ExclusiveLatch::adopt(*self, page, was))
+    }
+
+    /// Takes the exclusive latch on a resident page with no sharers; the
+    /// caller owns the raw latch (see [`ExclusiveLatch::adopt`]).
     #[inline]
     pub(crate) fn try_lock_resident(&self, page: u64) -> Result<Word, Word> {
         let word = &self.words[page as usize];
@@ -128,8 +196,17 @@ impl<'a> PageStates<'a> {
     /// Monitor held on entry and exit.
     ///
     /// Takes the exclusive latch on an absent page (nothing but the monitor
-    /// holder changes an absent word, so this cannot fail).
-    pub(crate) fn lock_absent(&self, page: u64) -> Word {
+    /// holder changes an absent word, so this cannot fail), held by the
+    /// returned guard.
+    pub(crate) fn latch_absent(&self, page: u64) -> ExclusiveLatch<'a> {
+        let was = self.lock_absent(page);
+        ExclusiveLatch::adopt(*self, page, was)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The raw form of [`PageStates::latch_absent`].
+    fn lock_absent(&self, page: u64) -> Word {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));
         assert_eq!(
@@ -137,19 +214,44 @@ impl<'a> PageStates<'a> {
             TAG_ABSENT,
             "lock_absent of page {page}: {seen:?}"
         );
-        let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT);
-        word.compare_exchange(seen.0, want, Ordering::Acquire, Ordering::Relaxed)
-            .expect("absent words change only under the monitor");
-        seen
+        // Only `waiters` may change under us (a thread that saw the page
+        // locked a moment ago parks on it); retry for that.
+        let mut seen = seen;
+        loop {
+            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT);
+            match word.compare_exchange(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return seen,
+                Err(now) => {
+                    assert_eq!(
+                        now & !WAITERS,
+                        seen.0 & !WAITERS,
+                        "absent word of page {page} changed outside the monitor"
+                    );
+                    seen = Word(now);
+                }
+            }
+        }
     }
 
-    /// Releases an exclusive latch, leaving the page with `tag` and `flags`.
+    /// Releases an exclusive latch, leaving the page with `tag`, the flags
+    /// in `set` set and those in `clear` cleared — every other flag as it
+    /// is in the word now. One read-modify-write; wakes parked waiters.
     #[inline]
-    pub(crate) fn unlock(&self, page: u64, tag: u64, flags: u64) {
+    fn unlock(&self, page: u64, tag: u64, set: u64, clear: u64) {
         let word = &self.words[page as usize];
-        let seen = Word(word.load(Ordering::Relaxed));
-        debug_assert_eq!(seen.tag(), TAG_LOCKED, "unlock of page {page}: {seen:?}");
-        word.store(seen.next(tag, flags).0, Ordering::Release);
+        let mut seen = Word(word.load(Ordering::Relaxed));
+        loop {
+            assert_eq!(seen.tag(), TAG_LOCKED, "unlock of page {page}: {seen:?}");
+            let flags = (seen.flags() & !clear) | set;
+            let next = seen.next(tag, flags);
+            match word.compare_exchange_weak(seen.0, next.0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => seen = Word(now),
+            }
+        }
+        if seen.has(WAITERS) {
+            crate::sys::park::unpark_all(word);
+        }
     }
 
     /// Clears `flags` on the page's word, whatever its state.
@@ -174,5 +276,84 @@ impl<'a> PageStates<'a> {
             "reset of a page that is not absent: {seen:?}"
         );
         word.store(0, Ordering::Release);
+    }
+}
+
+/// An exclusive latch on one page, held by this value. Dropping it
+/// releases the latch with the page's tag as it was when latched and every
+/// flag as it is now — the undo of an operation that fails halfway, on
+/// every path, including a panic. [`ExclusiveLatch::release`] ends it with
+/// a change instead.
+pub(crate) struct ExclusiveLatch<'a> {
+    states: PageStates<'a>,
+    page: u64,
+    was: Word,
+    held: bool,
+}
+
+impl<'a> ExclusiveLatch<'a> {
+    /// Takes ownership of an exclusive latch already taken on `page` (by a
+    /// `try_lock_resident` whose result crossed a thread, say); `was` is
+    /// the word before it was taken.
+    pub(crate) fn adopt(states: PageStates<'a>, page: u64, was: Word) -> ExclusiveLatch<'a> {
+        ExclusiveLatch {
+            states,
+            page,
+            was,
+            held: true,
+        }
+    }
+
+    /// The page.
+    pub(crate) fn page(&self) -> u64 {
+        self.page
+    }
+
+    /// The word as it was before the latch was taken.
+    pub(crate) fn was(&self) -> Word {
+        self.was
+    }
+
+    /// Whether the page holds `flag` now (the latch holder's view: only
+    /// the monitor holder changes flags of a latched page).
+    pub(crate) fn has_now(&self, flag: u64) -> bool {
+        self.states.load(self.page).has(flag)
+    }
+
+    /// Releases the latch leaving the page with `tag`, `set` set and
+    /// `clear` cleared (other flags as they are now).
+    pub(crate) fn release(mut self, tag: u64, set: u64, clear: u64) {
+        self.held = false;
+        self.states
+            .unlock(self.page, tag, set & FLAGS, clear & FLAGS);
+    }
+}
+
+impl Drop for ExclusiveLatch<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.states.unlock(self.page, self.was.tag(), 0, 0);
+        }
+    }
+}
+
+/// A shared latch on one resident page, held by this value and dropped
+/// with it.
+pub(crate) struct SharedLatch<'a> {
+    states: PageStates<'a>,
+    page: u64,
+    was: Word,
+}
+
+impl SharedLatch<'_> {
+    /// The word as it was before the latch was taken.
+    pub(crate) fn was(&self) -> Word {
+        self.was
+    }
+}
+
+impl Drop for SharedLatch<'_> {
+    fn drop(&mut self) {
+        self.states.unshare(self.page);
     }
 }

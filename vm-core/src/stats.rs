@@ -37,6 +37,11 @@ pub struct VmStats {
     pub allocated_pages: u64,
     /// Total time the monitor was held, nanoseconds.
     pub monitor_held_ns: u64,
+    /// Write-backs during replacement that failed even after a remap (the
+    /// page stayed resident and changed).
+    pub write_back_failures: u64,
+    /// Pages moved to a spare disk page after a failed write.
+    pub remaps: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -62,6 +67,8 @@ impl AddressSpace {
             real_memory_pages: monitor.budget(),
             allocated_pages: monitor.allocated_pages,
             monitor_held_ns: self.monitor_held_ns.load(Ordering::Relaxed),
+            write_back_failures: monitor.counters.write_back_failures,
+            remaps: monitor.counters.remaps,
         }
     }
 

@@ -222,7 +222,17 @@ fn a_write_back_error_during_replacement_keeps_the_victims() {
         match vm.write(vm.address_of(p), &[0xEE]) {
             Ok(()) => written.push(p),
             Err(err) => {
-                assert!(matches!(err, VmError::Io { .. }), "{err}");
+                // The error names the page this caller touched and,
+                // separately, the page whose write-back failed.
+                match err {
+                    VmError::WriteBackFailed {
+                        touched, failed: f, ..
+                    } => {
+                        assert_eq!(touched, p, "{err}");
+                        assert_ne!(f, p, "{err}");
+                    }
+                    other => panic!("{other}"),
+                }
                 failed = Some(p);
                 break;
             }

@@ -19,6 +19,19 @@ mod worker;
 use crate::space::AddressSpace;
 use crate::state::Word;
 use queue::{FaultOutcome, Latch, Latched};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Marks the VM poisoned if dropped while a panic unwinds (the fault
+/// service was interrupted half way).
+pub(crate) struct PoisonOnUnwind<'a>(pub(crate) &'a AtomicBool);
+
+impl Drop for PoisonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
 
 /// What serving a fault under the monitor found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,8 +49,12 @@ impl AddressSpace {
     /// (under the monitor, so no other fault can replace the page in
     /// between), or [`Latched::Retry`]. Monitor not held on entry or exit.
     pub(crate) fn fault(&self, page: u64, latch: Latch) -> FaultOutcome {
+        self.check_poisoned()?;
         let outcome = match &self.worker_queue {
-            None => self.serve_in_order(page, latch),
+            None => {
+                let _poison = PoisonOnUnwind(&self.poisoned);
+                self.serve_in_order(page, latch)
+            }
             Some(queue) => queue.submit_and_wait(page, latch),
         };
         if let Ok(Latched::Retry) = outcome {

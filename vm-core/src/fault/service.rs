@@ -6,7 +6,7 @@ use super::Served;
 use crate::error::VmError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
-use crate::state::{ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::state::{DIRTY, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
 use crate::vocabulary::Advice;
 use runtable::PageNumber;
 
@@ -75,7 +75,10 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// Puts absent, allocated `page` into a frame: zero-fill or page-in,
-    /// with seek-ahead toward `next`.
+    /// with seek-ahead toward `next`. On an error the page is absent again
+    /// (its latch guard restores it, its memory is given back) and every
+    /// victim chosen for the next eviction is resident again: the VM is as
+    /// usable as before.
     fn bring_in(&self, monitor: &mut Monitor, page: u64, next: Option<u64>) -> Result<(), VmError> {
         let states = self.states();
         if monitor.free_frames.is_empty() {
@@ -83,21 +86,22 @@ impl AddressSpace {
         }
         // If this page takes the last free frame, the next fault would start
         // with write-backs, and a hint at its page would be wasted: choose
-        // those victims now, hint this read at the first write-back, and
-        // write them back right after it (the last hinting at `next`).
-        let victims_chosen_early = if monitor.free_frames.len() == 1 && monitor.volume.is_some() {
+        // the next eviction's victims now, hint this read at the first
+        // write-back, and write them back right after it (the last hinting
+        // at `next`).
+        let next_victims = if monitor.free_frames.len() == 1 && monitor.volume.is_some() {
             self.select_victims(monitor, page).ok()
         } else {
             None
         };
-        let word = states.lock_absent(page);
-        if word.has(ON_DISK) {
+        let latch = states.latch_absent(page);
+        if latch.was().has(ON_DISK) {
             let volume = monitor
                 .volume
                 .as_ref()
                 .expect("pages on disk imply a volume");
             let disk = volume.translate(PageNumber(page))?;
-            let target = match victims_chosen_early
+            let target = match next_victims
                 .as_deref()
                 .and_then(|v| self.first_write_back(monitor, v))
             {
@@ -107,13 +111,14 @@ impl AddressSpace {
             let hint = target
                 .filter(|t| self.seek_ahead && t.drive == disk.drive)
                 .map(|t| t.page);
-            // SAFETY: we hold the exclusive latch on `page` until `unlock`.
+            // SAFETY: `latch` holds the exclusive latch on `page`.
             let bytes = unsafe { self.region.page_mut(page) };
             if let Err(source) = volume.channel().read(disk.drive, disk.page, bytes, hint) {
-                states.unlock(page, TAG_ABSENT, word.flags());
-                for (p, w) in victims_chosen_early.unwrap_or_default() {
-                    states.unlock(p, TAG_RESIDENT, w.flags());
-                }
+                // A partial read may have committed memory: give it back
+                // (the page stays on disk, so its next fault reads it
+                // again whatever the frame holds).
+                // SAFETY: `latch` holds the page exclusively.
+                let _ = unsafe { self.region.release(page, 1) };
                 return Err(VmError::Io {
                     page: PageNumber(page),
                     disk,
@@ -128,15 +133,11 @@ impl AddressSpace {
             monitor.counters.zero_fills += 1;
         }
         monitor.install_frame(page);
-        states.unlock(
-            page,
-            TAG_RESIDENT,
-            (word.flags() & (ON_DISK | READ_ONLY)) | REFERENCED,
-        );
-        if let Some(victims) = victims_chosen_early {
+        latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+        if let Some(victims) = next_victims {
             // A failed write-back leaves the victims resident and dirty; the
             // next fault that needs a frame meets the error itself.
-            let _ = self.write_back_and_release(monitor, victims, next);
+            let _ = self.write_back_and_release(monitor, victims, next, page);
         }
         Ok(())
     }

@@ -11,5 +11,6 @@
 //! | [`futex`] | shared futex wait/wake, the process id, liveness of a process |
 
 pub mod futex;
+pub(crate) mod park;
 pub(crate) mod region;
 pub(crate) mod shared_mapping;

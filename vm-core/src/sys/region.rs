@@ -155,8 +155,13 @@ impl Region {
     }
 
     /// Gives back the memory of `count` pages from `page`; they read as
-    /// zeros afterwards. The caller holds their exclusive latches.
-    pub(crate) fn release(&self, page: u64, count: u64) -> Result<(), VmError> {
+    /// zeros afterwards.
+    ///
+    /// # Safety
+    /// The caller holds the exclusive latch of every page in the range, so
+    /// no reference into those bytes exists (a `&[u8]` of a page whose
+    /// memory is released would see its contents change under it).
+    pub(crate) unsafe fn release(&self, page: u64, count: u64) -> Result<(), VmError> {
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         // SAFETY: the range lies inside our mapping and the caller holds the
         // pages exclusively, so no Rust reference into them exists.
@@ -212,8 +217,12 @@ impl Region {
     /// `process_madvise(MADV_DONTNEED)` call per 64 runs where the kernel
     /// allows it on this process (Linux 6.13 and later) — one system call
     /// and one TLB shootdown for a whole eviction batch — and one `madvise`
-    /// per run where it does not. The caller holds every page exclusively.
-    pub(crate) fn release_runs(&self, runs: &[(u64, u64)]) -> Result<(), VmError> {
+    /// per run where it does not.
+    ///
+    /// # Safety
+    /// As for [`Region::release`]: the caller holds the exclusive latch of
+    /// every page of every run.
+    pub(crate) unsafe fn release_runs(&self, runs: &[(u64, u64)]) -> Result<(), VmError> {
         for &(page, count) in runs {
             assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         }
@@ -260,7 +269,8 @@ impl Region {
                         self.batch_refused.store(true, Ordering::Relaxed);
                     }
                     for &(page, count) in chunk {
-                        self.release(page, count)?;
+                        // SAFETY: the caller holds these pages exclusively.
+                        unsafe { self.release(page, count) }?;
                     }
                 }
                 done += chunk.len();
@@ -268,7 +278,8 @@ impl Region {
             return Ok(());
         }
         for &(page, count) in runs {
-            self.release(page, count)?;
+            // SAFETY: the caller holds these pages exclusively.
+            unsafe { self.release(page, count) }?;
         }
         Ok(())
     }
