@@ -228,9 +228,14 @@ impl AddressSpace {
         VAddr(page.0 * self.page_size as u64)
     }
 
-    /// Where the address space starts in this process (resident pages sit at
-    /// `base + page * page_size`).
-    pub fn base_ptr(&self) -> *const u8 {
-        self.region.base()
+    /// The process addresses the address space occupies (resident pages
+    /// sit at `start + page * page_size`), as numbers: for tools that look
+    /// at the process from outside, such as `/proc/self/smaps` or
+    /// `mincore`. They are not a way in: the VM's pages may be released,
+    /// replaced or written by other threads at any moment, and only the
+    /// latched access paths (`read`, `write`, guards) may touch them.
+    pub fn region_addresses(&self) -> std::ops::Range<usize> {
+        let start = self.region.base() as usize;
+        start..start + self.virtual_pages as usize * self.page_size
     }
 }

@@ -16,6 +16,14 @@
 //! another process scribbling on the segment — garbles values but cannot
 //! cause undefined behaviour.
 //!
+//! One misuse this cannot contain: another process *truncating* a named
+//! segment's file while it is mapped. Touching the pages cut off then
+//! raises `SIGBUS` (the kernel's rule for shared file mappings; no advisory
+//! lock stops `ftruncate`). `Segment::open` checks the size once, at open.
+//! Create segment files with a mode that only cooperating processes can
+//! write (`0o600` is the usual choice), or use anonymous segments between
+//! related processes, which no one can truncate.
+//!
 //! # Segment header
 //!
 //! ```text
