@@ -116,6 +116,19 @@ pub enum DriveError {
 }
 
 impl DriveError {
+    /// Whether the error says the medium under the page is bad — a bad
+    /// spot, or the operating system's `EIO` on a transfer — so that moving
+    /// the page to a spare may help. Transient and configuration errors
+    /// (an injected failure, no space, a short write) are not: remapping
+    /// for them would only use up the spares.
+    pub fn is_media_error(&self) -> bool {
+        match self {
+            DriveError::BadPage { .. } => true,
+            DriveError::Io { source, .. } => source.raw_os_error() == Some(libc_eio()),
+            _ => false,
+        }
+    }
+
     /// The disk page the error is about, if it is about one.
     pub fn page(&self) -> Option<DiskPage> {
         match self {
@@ -128,4 +141,9 @@ impl DriveError {
             _ => None,
         }
     }
+}
+
+/// `EIO` on Linux.
+const fn libc_eio() -> i32 {
+    5
 }

@@ -24,6 +24,7 @@
 //! | `config`, `error`, `vocabulary` | [`VmConfig`], [`VmError`], [`VAddr`], [`Advice`], [`PageState`] | — |
 //! | [`sys`] | the machine-dependent part: every `mmap`/`madvise`/`mincore`/futex call | — |
 //! | [`simulate`] | the deterministic driver on the drives' virtual clock | — |
+//! | [`campaign`] | the deterministic whole-VM fault campaign (seeded operations and drive faults against a model) | — |
 //! | [`shm`] | shared segments between processes; BSD `mset`/`mclear`, robust mutex, counting semaphore, semaphore set, on futexes | the words themselves |
 //!
 //! No file imports a file that imports it (`tests/layout.rs` in the
@@ -62,6 +63,7 @@
 //! bound (the project's rules name it for typed access).
 
 mod access;
+pub mod campaign;
 mod config;
 mod error;
 mod fault;

@@ -17,7 +17,7 @@ use crate::vocabulary::Advice;
 use parking_lot::MutexGuard;
 use runtable::Volume;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// One allocated interval's attributes.
@@ -77,22 +77,33 @@ pub(crate) struct MonitorGuard<'a> {
     guard: MutexGuard<'a, Monitor>,
     since: Instant,
     total_held_ns: &'a AtomicU64,
+    poisoned: &'a AtomicBool,
 }
 
 impl<'a> MonitorGuard<'a> {
     /// Wraps a freshly taken monitor; its hold time is added to
-    /// `total_held_ns` when it is released.
-    pub(crate) fn new(guard: MutexGuard<'a, Monitor>, total_held_ns: &'a AtomicU64) -> Self {
+    /// `total_held_ns` when it is released, and `poisoned` is set if it is
+    /// released by a panic unwinding (the structures it guards may be
+    /// half-changed).
+    pub(crate) fn new(
+        guard: MutexGuard<'a, Monitor>,
+        total_held_ns: &'a AtomicU64,
+        poisoned: &'a AtomicBool,
+    ) -> Self {
         MonitorGuard {
             guard,
             since: Instant::now(),
             total_held_ns,
+            poisoned,
         }
     }
 }
 
 impl Drop for MonitorGuard<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.poisoned.store(true, Ordering::Release);
+        }
         self.total_held_ns
             .fetch_add(self.since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }

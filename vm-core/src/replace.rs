@@ -26,8 +26,27 @@ impl AddressSpace {
     /// dirty victims are written back first (with seek-ahead toward
     /// `incoming`).
     pub(crate) fn evict_batch(&self, monitor: &mut Monitor, incoming: u64) -> Result<(), VmError> {
-        let victims = self.select_victims(monitor, incoming)?;
-        self.write_back_and_release(monitor, victims, Some(incoming), incoming)
+        // A batch whose every write-back failed frees nothing; the clock then
+        // moves on past those pages (they stay resident and dirty) and tries
+        // other victims — at most once round the clock.
+        let mut failed_pages = Vec::new();
+        let mut last_failure = None;
+        loop {
+            let victims = self.select_victims_except(monitor, incoming, &failed_pages)?;
+            if victims.is_empty() {
+                // Only pages whose write-back failed are left to take.
+                return Err(last_failure.expect("no victims only after failures"));
+            }
+            match self.write_back_and_release(monitor, victims, Some(incoming), incoming) {
+                Err(e @ VmError::WriteBackFailed { failed, .. })
+                    if (failed_pages.len() as u64) < monitor.budget() =>
+                {
+                    failed_pages.push(failed.0);
+                    last_failure = Some(e);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Monitor held on entry and exit.
@@ -46,6 +65,19 @@ impl AddressSpace {
         &'a self,
         monitor: &mut Monitor,
         incoming: u64,
+    ) -> Result<Vec<ExclusiveLatch<'a>>, VmError> {
+        self.select_victims_except(monitor, incoming, &[])
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// [`AddressSpace::select_victims`], passing over the pages in
+    /// `except` (whose write-back just failed).
+    fn select_victims_except<'a>(
+        &'a self,
+        monitor: &mut Monitor,
+        incoming: u64,
+        except: &[u64],
     ) -> Result<Vec<ExclusiveLatch<'a>>, VmError> {
         let states = self.states();
         let budget = monitor.budget();
@@ -66,7 +98,7 @@ impl AddressSpace {
             let Some(page) = monitor.frames[frame] else {
                 continue;
             };
-            if monitor.pins.contains_key(&page) {
+            if monitor.pins.contains_key(&page) || except.contains(&page) {
                 continue;
             }
             let word = states.load(page);
@@ -82,7 +114,7 @@ impl AddressSpace {
             }
         }
         if victims.is_empty() {
-            victims = self.force_victim(monitor, incoming)?;
+            victims = self.force_victim(monitor, incoming, except)?;
         }
         Ok(victims)
     }
@@ -96,19 +128,30 @@ impl AddressSpace {
         &'a self,
         monitor: &Monitor,
         incoming: u64,
+        except: &[u64],
     ) -> Result<Vec<ExclusiveLatch<'a>>, VmError> {
         let states = self.states();
         let mut spins = 0;
         loop {
             let mut unpinned = 0u64;
+            let mut write_failed = 0u64;
             for page in monitor.frames.iter().flatten().copied() {
                 if monitor.pins.contains_key(&page) {
+                    continue;
+                }
+                if except.contains(&page) {
+                    write_failed += 1;
                     continue;
                 }
                 unpinned += 1;
                 if let Ok(latch) = states.try_latch_resident(page) {
                     return Ok(vec![latch]);
                 }
+            }
+            if unpinned == 0 && write_failed > 0 {
+                // Every unpinned page is one whose write-back just failed:
+                // the caller reports that failure.
+                return Ok(Vec::new());
             }
             if unpinned == 0 {
                 return Err(VmError::AllPinned {
@@ -266,6 +309,11 @@ impl AddressSpace {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        // Only a bad medium is worth a spare: a transient failure would use
+        // the spares up (and leave none for a real bad spot).
+        if !first.is_media_error() {
+            return Err(first);
+        }
         let Ok(spare) = volume.remap_bad_page(disk) else {
             return Err(first);
         };

@@ -191,7 +191,7 @@ impl AddressSpace {
     /// Takes the monitor; the guard counts how long it is held. Monitor not
     /// held on entry (it is not re-entrant), held on return.
     pub(crate) fn lock_monitor(&self) -> MonitorGuard<'_> {
-        MonitorGuard::new(self.monitor.lock(), &self.monitor_held_ns)
+        MonitorGuard::new(self.monitor.lock(), &self.monitor_held_ns, &self.poisoned)
     }
 
     /// Fails with [`VmError::Poisoned`] once a panic unwound through the
