@@ -45,6 +45,36 @@ pub enum Command {
     /// Benchmark runs.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The whole-VM fault campaign: seeded API calls and drive faults
+    /// against a model, many seeds. Exit 0 if every seed keeps every rule.
+    Check(CheckArgs),
+}
+
+/// `check` arguments.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Seeds to run, from --first-seed.
+    #[arg(long, default_value_t = 1000)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Run this one seed (a replay).
+    #[arg(long, conflicts_with_all = ["seeds", "first_seed"])]
+    seed: Option<u64>,
+    /// Operations per seed.
+    #[arg(long, default_value_t = 300)]
+    steps: u32,
+    /// Serve every seed's faults this way (default: odd seeds use the
+    /// worker, even ones the faulting thread).
+    #[arg(long, value_enum)]
+    fault_service: Option<ServiceArg>,
+    /// Seconds after which a seed counts as hung.
+    #[arg(long, default_value_t = 60)]
+    hang_after: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The benchmark runs.
@@ -527,6 +557,22 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 print!("{}", report.table());
             }
             Ok(0)
+        }
+        Command::Check(a) => {
+            let request = crate::check::CheckRequest {
+                first_seed: a.seed.unwrap_or(a.first_seed),
+                seeds: if a.seed.is_some() { 1 } else { a.seeds },
+                steps: a.steps,
+                service: a.fault_service.map(Into::into),
+                hang_after_s: a.hang_after.max(1),
+            };
+            let report = crate::check::check(&request);
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(if report.failures.is_empty() { 0 } else { 1 })
         }
         Command::Demo(a) => {
             let options = DemoOptions {

@@ -2,6 +2,7 @@
 //! (see `cli` for the subcommands). Built with the `cli` feature (on by
 //! default); the library crate is the facade in `lib.rs`.
 
+mod check;
 mod cli;
 mod demo;
 mod progress_bar;

@@ -1,0 +1,135 @@
+//! `cedarvm check`: the whole-VM fault campaign (`vm_core::campaign`) over
+//! many seeds, for long runs beyond what CI runs. Each seed runs under a
+//! watchdog, so a hang is reported with its seed instead of stopping the
+//! run; a failing seed prints itself and replays with `--seed`.
+
+use serde::Serialize;
+use std::sync::mpsc;
+use std::time::Duration;
+use utility_mode::progress::progress;
+use vm_core::FaultService;
+use vm_core::campaign::{Campaign, Failure, run_seed};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct CheckRequest {
+    /// The first seed.
+    pub first_seed: u64,
+    /// How many seeds.
+    pub seeds: u64,
+    /// Steps per seed.
+    pub steps: u32,
+    /// Force one fault service for every seed (default: alternate).
+    pub service: Option<FaultService>,
+    /// Seconds after which a seed counts as hung.
+    pub hang_after_s: u64,
+}
+
+/// One seed that broke a rule or hung.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedFailure {
+    /// The seed.
+    pub seed: u64,
+    /// The step, when it broke a rule (none if it hung).
+    pub step: Option<u32>,
+    /// What was wrong.
+    pub message: String,
+    /// The last operations before it.
+    pub recent: Vec<String>,
+}
+
+/// What a check run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Steps run over all seeds.
+    pub steps: u64,
+    /// Drive faults injected over all seeds.
+    pub faults_injected: u64,
+    /// Errors the VM returned (all allowed by the model).
+    pub errors_met: u64,
+    /// Seeds that met a panicking drive and were poisoned (as they must).
+    pub poisoned: u64,
+    /// Seeds that failed.
+    pub failures: Vec<SeedFailure>,
+}
+
+impl CheckReport {
+    /// The report for a terminal.
+    pub fn table(&self) -> String {
+        let mut t = format!(
+            "seeds        {}\nsteps        {}\nfaults       {} injected, {} errors met as values\npoisoned     {} (a panicking drive, answered with VmError::Poisoned)\nfailures     {}\n",
+            self.seeds,
+            self.steps,
+            self.faults_injected,
+            self.errors_met,
+            self.poisoned,
+            self.failures.len()
+        );
+        for f in &self.failures {
+            match f.step {
+                Some(step) => t.push_str(&format!("\nseed {} failed at step {step}: {}\n", f.seed, f.message)),
+                None => t.push_str(&format!("\nseed {}: {}\n", f.seed, f.message)),
+            }
+            for op in &f.recent {
+                t.push_str(&format!("  {op}\n"));
+            }
+            t.push_str(&format!("  replay: cedarvm check --seed {}\n", f.seed));
+        }
+        t
+    }
+}
+
+fn campaign_for(request: &CheckRequest, seed: u64) -> Campaign {
+    let mut campaign = Campaign::new(seed);
+    campaign.steps = request.steps;
+    if let Some(service) = request.service {
+        campaign.service = service;
+    }
+    campaign
+}
+
+/// Runs the seeds.
+pub fn check(request: &CheckRequest) -> CheckReport {
+    let mut report = CheckReport {
+        seeds: 0,
+        steps: 0,
+        faults_injected: 0,
+        errors_met: 0,
+        poisoned: 0,
+        failures: Vec::new(),
+    };
+    let bar = progress(request.seeds, "check");
+    for seed in request.first_seed..request.first_seed + request.seeds {
+        let campaign = campaign_for(request, seed);
+        let (tx, rx) = mpsc::channel::<Result<_, Box<Failure>>>();
+        std::thread::spawn(move || {
+            let _ = tx.send(run_seed(&campaign));
+        });
+        report.seeds += 1;
+        match rx.recv_timeout(Duration::from_secs(request.hang_after_s)) {
+            Ok(Ok(outcome)) => {
+                report.steps += u64::from(outcome.steps);
+                report.faults_injected += outcome.faults_injected;
+                report.errors_met += outcome.errors.values().sum::<u64>();
+                report.poisoned += u64::from(outcome.poisoned);
+            }
+            Ok(Err(failure)) => report.failures.push(SeedFailure {
+                seed,
+                step: Some(failure.step),
+                message: failure.message,
+                recent: failure.recent,
+            }),
+            // The hung seed's thread is left behind; the run goes on.
+            Err(_) => report.failures.push(SeedFailure {
+                seed,
+                step: None,
+                message: format!("hung: no answer in {} s", request.hang_after_s),
+                recent: Vec::new(),
+            }),
+        }
+        bar.inc(1);
+    }
+    report
+}
