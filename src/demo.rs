@@ -78,8 +78,45 @@ pub struct DemoReport {
     pub verified: bool,
     /// The VM's counters at the end.
     pub stats: VmStats,
-    /// The volume file.
-    pub volume: PathBuf,
+    /// The seed of the keys (SplitMix64), so that the input can be made
+    /// again to check the output independently.
+    pub seed: u64,
+    /// The interval holding the sorted output: its first page and page
+    /// count (the input is the interval before it).
+    pub output_pages: (u64, u64),
+    /// Pages of the VM's region the kernel held at the end (`mincore`):
+    /// the real-memory bound as the kernel sees it.
+    pub kernel_resident_pages: u64,
+    /// The process's peak resident set (`VmHWM`), bytes: the VM's frames
+    /// plus everything else the process holds.
+    pub peak_rss_bytes: u64,
+    /// The volume file, when it was kept (`--volume`); a temporary volume
+    /// is removed before the report is printed.
+    pub volume: Option<PathBuf>,
+}
+
+/// The process's peak resident set in bytes (`VmHWM`), 0 where `/proc`
+/// does not say.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A key's contribution to the multiset hash that checks the output is a
+/// permutation of the input: the SplitMix64 finalizer, summed (a sum of
+/// well-mixed values; a dropped, duplicated or changed key changes it).
+fn mix(key: u64) -> u64 {
+    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
@@ -154,7 +191,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         bytes.clear();
         for _ in 0..n {
             let key = rng.next_u64();
-            sum = sum.wrapping_add(key);
+            sum = sum.wrapping_add(mix(key));
             xor ^= key;
             bytes.extend_from_slice(&key.to_le_bytes());
         }
@@ -260,7 +297,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
                 )));
             }
             previous = key;
-            check_sum = check_sum.wrapping_add(key);
+            check_sum = check_sum.wrapping_add(mix(key));
             check_xor ^= key;
             count += 1;
         }
@@ -274,11 +311,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     phase_s[3] = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let stats = vm.stats();
+    let kernel_resident_pages = vm.kernel_resident_pages().map_err(ToolError::Vm)?;
     let volume = if options.volume.is_some() {
         vm.flush().map_err(ToolError::Vm)?;
-        path
+        Some(path)
     } else {
-        path.clone()
+        None
     };
     drop(vm);
     Ok(DemoReport {
@@ -290,6 +328,10 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         phase_s,
         verified: true,
         stats,
+        seed: options.seed,
+        output_pages: (output.page.0, output.count.0),
+        kernel_resident_pages,
+        peak_rss_bytes: peak_rss_bytes(),
         volume,
     })
 }
@@ -335,9 +377,10 @@ impl DemoReport {
             (
                 "resident",
                 format!(
-                    "high water {} of a {} budget",
+                    "high water {} of a {} budget; process peak RSS {:.1} MiB",
                     utility_mode::human_bytes(s.resident_high_water * PAGE),
-                    utility_mode::human_bytes(self.memory_bytes)
+                    utility_mode::human_bytes(self.memory_bytes),
+                    self.peak_rss_bytes as f64 / (1 << 20) as f64
                 ),
             ),
         ];

@@ -149,6 +149,9 @@ fn the_ipc_run_delivers_every_message_through_each_transport() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // Every message of every transport arrived in sequence (the run checks
+    // each one's sequence number and fails otherwise).
+    assert_eq!(report["messages_checked"], 5 * 20000, "{report}");
     for key in [
         "ring_per_s",
         "pipe_per_s",

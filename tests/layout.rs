@@ -171,8 +171,11 @@ fn imported_files(src: &Path, file: &Path, text: &str) -> BTreeSet<PathBuf> {
     let here = module_of(src, file);
     let reexports = root_reexports(src);
     let mut found = BTreeSet::new();
+    // Unit tests at the end of a file (`#[cfg(test)] mod tests`) import
+    // their parent with `super::*`; they are not part of the module graph.
     let code: String = text
         .lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
         .filter(|l| {
             let t = l.trim_start();
             !t.starts_with("//") && !t.starts_with("mod ") && !t.starts_with("pub mod ")

@@ -2,7 +2,6 @@
 //! a shared ring of the `shm` module against pipes and Unix sockets.
 
 use serde::{Deserialize, Serialize};
-use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use utility_mode::ToolError;
@@ -13,6 +12,10 @@ use utility_mode::progress::progress;
 pub struct IpcReport {
     /// Messages sent per transport.
     pub messages: u64,
+    /// Messages received with the right sequence number, over all five
+    /// transports (a run that loses, repeats or reorders one fails
+    /// instead).
+    pub messages_checked: u64,
     /// Bytes per message.
     pub message_bytes: usize,
     /// Messages per second through the shared ring guarded by counting
@@ -63,24 +66,59 @@ fn send_stream(out: impl std::io::Write, messages: u64, batched: bool) -> std::i
     out.flush()
 }
 
-/// Reads `messages` messages from `from`; returns the seconds taken.
-fn receive_stream(mut from: impl std::io::Read, messages: u64) -> Result<f64, ToolError> {
+/// Reads `messages` messages from `from`, checking that message `i`
+/// carries sequence number `i` (none lost, none repeated, none out of
+/// order); returns the seconds taken and the messages checked.
+fn receive_stream(mut from: impl std::io::Read, messages: u64) -> Result<(f64, u64), ToolError> {
     let mut buf = vec![0u8; 64 * 1024];
     let started = Instant::now();
-    let mut left = messages as usize * IPC_MESSAGE_BYTES;
-    while left > 0 {
+    let total = messages as usize * IPC_MESSAGE_BYTES;
+    let (mut received, mut next) = (0usize, 0u64);
+    // Bytes of a message split across two reads.
+    let mut partial: Vec<u8> = Vec::with_capacity(IPC_MESSAGE_BYTES);
+    while received < total {
         let n = from
-            .read(&mut buf[..left.min(64 * 1024)])
+            .read(&mut buf[..(total - received).min(64 * 1024)])
             .map_err(|source| ToolError::File {
                 path: PathBuf::from("ipc stream"),
                 source,
             })?;
         if n == 0 {
-            return Err(ToolError::Check("the stream closed early".into()));
+            return Err(ToolError::Check(format!(
+                "the stream closed after {next} of {messages} messages"
+            )));
         }
-        left -= n;
+        received += n;
+        let mut bytes = &buf[..n];
+        while !bytes.is_empty() {
+            let take = (IPC_MESSAGE_BYTES - partial.len()).min(bytes.len());
+            partial.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if partial.len() == IPC_MESSAGE_BYTES {
+                let sequence = u64::from_le_bytes(partial[..8].try_into().expect("8 bytes"));
+                if sequence != next {
+                    return Err(ToolError::Check(format!(
+                        "stream message {next} arrived as {sequence}"
+                    )));
+                }
+                next += 1;
+                partial.clear();
+            }
+        }
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok((started.elapsed().as_secs_f64(), next))
+}
+
+/// Waits for a peer and fails unless it exited successfully.
+fn reap(mut child: std::process::Child, program: &Path) -> Result<(), ToolError> {
+    let status = child.wait().map_err(|source| ToolError::File {
+        path: program.to_path_buf(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(ToolError::Check(format!("the ipc peer failed: {status}")));
+    }
+    Ok(())
 }
 
 /// The sending side of `bench ipc`, run as a child process.
@@ -163,10 +201,11 @@ pub fn ipc(program: &Path, messages: u64) -> Result<IpcReport, ToolError> {
     let empty = vm_core::shm::Semaphore::at(&segment, IPC_EMPTY).map_err(shm)?;
     let full = vm_core::shm::Semaphore::at(&segment, IPC_FULL).map_err(shm)?;
     empty.init(IPC_SLOTS as u32);
-    let mut child = peer(&["--ring", path.to_str().expect("a UTF-8 temp path")])
+    let child = peer(&["--ring", path.to_str().expect("a UTF-8 temp path")])
         .spawn()
         .map_err(io)?;
     let started = Instant::now();
+    let mut messages_checked = 0u64;
     segment
         .word(IPC_GO)
         .map_err(shm)?
@@ -183,16 +222,21 @@ pub fn ipc(program: &Path, messages: u64) -> Result<IpcReport, ToolError> {
                 "ring message {i} arrived as {first}"
             )));
         }
-        black_box(
-            segment
-                .word(slot + IPC_MESSAGE_BYTES - 4)
-                .map_err(shm)?
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let last_word = IPC_MESSAGE_BYTES / 4 - 1;
+        let last = segment
+            .word(slot + last_word * 4)
+            .map_err(shm)?
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if last != i as u32 ^ last_word as u32 {
+            return Err(ToolError::Check(format!(
+                "ring message {i} arrived torn (last word {last:#x})"
+            )));
+        }
+        messages_checked += 1;
         empty.v();
     }
     let ring_s = started.elapsed().as_secs_f64();
-    child.wait().map_err(io)?;
+    reap(child, program)?;
     bar.inc(1);
 
     // A pipe and a Unix socket, one write per message and in batches.
@@ -215,8 +259,10 @@ pub fn ipc(program: &Path, messages: u64) -> Result<IpcReport, ToolError> {
             .expect("piped")
             .write_all(b"g")
             .map_err(io)?;
-        stream_rates.push(messages as f64 / receive_stream(from, messages)?);
-        child.wait().map_err(io)?;
+        let (seconds, checked) = receive_stream(from, messages)?;
+        messages_checked += checked;
+        stream_rates.push(messages as f64 / seconds);
+        reap(child, program)?;
         let socket = temp.path().join(format!("socket-{batched}"));
         let listener = std::os::unix::net::UnixListener::bind(&socket).map_err(io)?;
         let path = socket.to_str().expect("a UTF-8 temp path");
@@ -225,16 +271,19 @@ pub fn ipc(program: &Path, messages: u64) -> Result<IpcReport, ToolError> {
         } else {
             &["--socket", path]
         };
-        let mut child = peer(flag).spawn().map_err(io)?;
+        let child = peer(flag).spawn().map_err(io)?;
         let (mut stream, _) = listener.accept().map_err(io)?;
         stream.write_all(b"g").map_err(io)?;
-        stream_rates.push(messages as f64 / receive_stream(stream, messages)?);
-        child.wait().map_err(io)?;
+        let (seconds, checked) = receive_stream(stream, messages)?;
+        messages_checked += checked;
+        stream_rates.push(messages as f64 / seconds);
+        reap(child, program)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(IpcReport {
         messages,
+        messages_checked,
         message_bytes: IPC_MESSAGE_BYTES,
         ring_per_s: messages as f64 / ring_s,
         pipe_per_s: stream_rates[0],

@@ -357,3 +357,64 @@ impl Drop for SharedLatch<'_> {
         self.states.unshare(self.page);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The latch guards release on every path: the mechanism behind the fix
+    //! of defect 4 of the review (latches left held when a `?` returned
+    //! early in discard, `advise(DontNeed)`, bring-in and write-back).
+    use super::*;
+
+    fn words(n: usize) -> Vec<AtomicU64> {
+        (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    fn fails_half_way(states: PageStates<'_>) -> Result<(), &'static str> {
+        let _latch = states.latch_absent(3);
+        Err("an I/O error after the latch was taken")?;
+        Ok(())
+    }
+
+    #[test]
+    fn an_early_return_releases_an_exclusive_latch_as_it_was() {
+        let words = words(8);
+        let states = PageStates::new(&words);
+        let before = states.load(3);
+        assert!(fails_half_way(states).is_err());
+        let after = states.load(3);
+        assert_eq!(after.tag(), TAG_ABSENT, "{after:?}");
+        assert_eq!(after.flags(), before.flags());
+        // And it can be latched again (it was not left locked).
+        drop(states.latch_absent(3));
+    }
+
+    #[test]
+    fn a_dropped_shared_latch_unshares() {
+        let words = words(8);
+        let states = PageStates::new(&words);
+        states.latch_absent(5).release(TAG_RESIDENT, ON_DISK, 0);
+        {
+            let _shared = states.try_share_latch(5).unwrap();
+            assert_eq!(states.load(5).shared(), 1);
+            assert!(
+                states.try_latch_resident(5).is_err(),
+                "a sharer blocks the writer"
+            );
+        }
+        assert_eq!(states.load(5).shared(), 0);
+        assert!(states.try_latch_resident(5).is_ok());
+    }
+
+    #[test]
+    fn release_keeps_flags_set_while_latched() {
+        let words = words(8);
+        let states = PageStates::new(&words);
+        states.latch_absent(1).release(TAG_RESIDENT, 0, 0);
+        let latch = states.try_latch_resident(1).unwrap();
+        // The monitor write-protects the page while a guard holds it.
+        states.set_flags(1, READ_ONLY);
+        latch.release(TAG_RESIDENT, DIRTY | REFERENCED, 0);
+        let word = states.load(1);
+        assert!(word.has(READ_ONLY) && word.has(DIRTY), "{word:?}");
+    }
+}
