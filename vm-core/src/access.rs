@@ -120,8 +120,23 @@ impl AddressSpace {
     }
 
     /// Takes a shared latch on `page`, faulting it in first if needed.
+    ///
+    /// Hot path: a resident page costs one compare-and-swap here; every
+    /// other case (a fault, a latch to wait for) is off the inlined path in
+    /// `share_slow`.
     #[inline]
     fn share(&self, page: u64) -> Result<(), VmError> {
+        if self.states().try_share(page).is_ok() {
+            self.hits.add();
+            return Ok(());
+        }
+        self.share_slow(page)
+    }
+
+    /// `share` for a page that was not resident or was latched.
+    #[cold]
+    #[inline(never)]
+    fn share_slow(&self, page: u64) -> Result<(), VmError> {
         let states = self.states();
         let mut spins = 0u32;
         loop {

@@ -207,64 +207,65 @@ impl AddressSpace {
     ) -> Result<(), VmError> {
         let states = self.states();
         let volume = monitor.volume.as_ref().expect("victims imply a volume");
-        // Dirty victims in disk order; a page the run table cannot place
-        // (a broken volume) stays resident.
+        // Each victim with its disk address if it is dirty: clean ones first,
+        // then the dirty ones in disk order. A dirty page the run table
+        // cannot place (a broken volume) stays resident (its guard drops).
         let mut failure: Option<VmError> = None;
-        let mut dirty: Vec<(runtable::DiskAddr, ExclusiveLatch<'_>)> = Vec::new();
-        let mut clean: Vec<ExclusiveLatch<'_>> = Vec::with_capacity(victims.len());
+        let mut batch: Vec<(Option<runtable::DiskAddr>, ExclusiveLatch<'_>)> =
+            Vec::with_capacity(victims.len());
         for victim in victims {
             if !victim.has_now(DIRTY) {
-                clean.push(victim);
+                batch.push((None, victim));
                 continue;
             }
             match volume.translate(PageNumber(victim.page())) {
-                Ok(disk) => dirty.push((disk, victim)),
+                Ok(disk) => batch.push((Some(disk), victim)),
                 Err(e) => failure = Some(e.into()),
             }
         }
-        dirty.sort_unstable_by_key(|(disk, _)| *disk);
+        if batch.iter().any(|(disk, _)| disk.is_some()) {
+            batch.sort_unstable_by_key(|(disk, _)| *disk);
+        }
         let incoming_read = toward
             .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
             .and_then(|p| volume.translate(PageNumber(p)).ok());
-        let targets: Vec<runtable::DiskAddr> = dirty.iter().map(|(d, _)| *d).collect();
-        let mut written: Vec<ExclusiveLatch<'_>> = Vec::with_capacity(dirty.len());
-        for (k, (disk, victim)) in dirty.into_iter().enumerate() {
-            let page = victim.page();
-            let target = targets.get(k + 1).copied().or(incoming_read);
+        let mut i = 0;
+        while i < batch.len() {
+            let Some(disk) = batch[i].0 else {
+                i += 1;
+                continue;
+            };
+            let target = batch.get(i + 1).and_then(|(d, _)| *d).or(incoming_read);
             let hint = target
                 .filter(|d| d.drive == disk.drive && self.seek_ahead)
                 .map(|d| d.page);
-            match self.write_victim(monitor, &victim, disk, hint) {
+            match self.write_victim(monitor, &batch[i].1, disk, hint) {
                 Ok(()) => {
                     monitor.counters.page_outs += 1;
-                    written.push(victim);
+                    i += 1;
                 }
                 Err(source) => {
                     monitor.counters.write_back_failures += 1;
                     failure = Some(VmError::WriteBackFailed {
                         touched: PageNumber(touched),
-                        failed: PageNumber(page),
+                        failed: PageNumber(batch[i].1.page()),
                         disk,
                         source,
                     });
-                    // `victim` drops here: resident and dirty again.
+                    // Its guard drops: resident and dirty again.
+                    batch.remove(i);
                 }
             }
         }
-        let mut released: Vec<(ExclusiveLatch<'_>, bool)> = clean
-            .into_iter()
-            .map(|v| (v, false))
-            .chain(written.into_iter().map(|v| (v, true)))
-            .collect();
-        if released.is_empty() {
+        if batch.is_empty() {
             return Err(failure.unwrap_or(VmError::FramesBusy {
                 page: PageNumber(touched),
                 latched: 0,
             }));
         }
-        released.sort_unstable_by_key(|(v, _)| v.page());
-        let mut runs: Vec<(u64, u64)> = Vec::with_capacity(released.len());
-        for (victim, _) in &released {
+        batch.sort_unstable_by_key(|(_, v)| v.page());
+        let mut runs: Vec<(u64, u64)> = Vec::with_capacity(batch.len());
+        for (_, victim) in &batch {
             let page = victim.page();
             match runs.last_mut() {
                 Some((start, count)) if *start + *count == page => *count += 1,
@@ -272,18 +273,18 @@ impl AddressSpace {
             }
         }
         // SAFETY: every page of `runs` is held by a latch guard in
-        // `released`, alive across the call.
+        // `batch`, alive across the call.
         if unsafe { self.region.release_runs(&runs) }.is_err() {
             // The memory stays committed; zero it by hand so that a later
             // zero-fill fault still reads zeros.
-            for (victim, _) in &released {
+            for (_, victim) in &batch {
                 // SAFETY: we hold the exclusive latch on every victim.
                 unsafe { self.region.page_mut(victim.page()) }.fill(0);
             }
         }
-        for (victim, was_written) in released {
+        for (written, victim) in batch {
             let page = victim.page();
-            let set = if was_written { ON_DISK } else { 0 };
+            let set = if written.is_some() { ON_DISK } else { 0 };
             victim.release(TAG_ABSENT, set, DIRTY | REFERENCED);
             monitor.remove_frame(page);
             monitor.counters.evictions += 1;

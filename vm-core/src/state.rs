@@ -137,6 +137,23 @@ impl<'a> PageStates<'a> {
     pub(crate) fn unshare(&self, page: u64) {
         let word = &self.words[page as usize];
         let before = Word(word.fetch_sub(COUNT_ONE, Ordering::Release));
+        // One bit test on the hot path: a parked waiter to wake. A latch
+        // that was not held (a protocol bug) is asserted in debug builds
+        // and wherever a waiter is woken.
+        if before.0 & WAITERS != 0 {
+            self.unshare_slow(page, before);
+        }
+        debug_assert!(
+            before.tag() == TAG_RESIDENT && before.shared() > 0,
+            "unshare of page {page}: {before:?}"
+        );
+    }
+
+    /// The rare ends of `unshare`: wake parked waiters, or report a latch
+    /// that was not held (a bug: the assertion fails).
+    #[cold]
+    #[inline(never)]
+    fn unshare_slow(&self, page: u64, before: Word) {
         assert!(
             before.tag() == TAG_RESIDENT && before.shared() > 0,
             "unshare of page {page}: {before:?}"
@@ -198,6 +215,7 @@ impl<'a> PageStates<'a> {
     /// Takes the exclusive latch on an absent page (nothing but the monitor
     /// holder changes an absent word, so this cannot fail), held by the
     /// returned guard.
+    #[inline]
     pub(crate) fn latch_absent(&self, page: u64) -> ExclusiveLatch<'a> {
         let was = self.lock_absent(page);
         ExclusiveLatch::adopt(*self, page, was)
@@ -295,6 +313,7 @@ impl<'a> ExclusiveLatch<'a> {
     /// Takes ownership of an exclusive latch already taken on `page` (by a
     /// `try_lock_resident` whose result crossed a thread, say); `was` is
     /// the word before it was taken.
+    #[inline]
     pub(crate) fn adopt(states: PageStates<'a>, page: u64, was: Word) -> ExclusiveLatch<'a> {
         ExclusiveLatch {
             states,
@@ -305,6 +324,7 @@ impl<'a> ExclusiveLatch<'a> {
     }
 
     /// The page.
+    #[inline]
     pub(crate) fn page(&self) -> u64 {
         self.page
     }
@@ -316,12 +336,14 @@ impl<'a> ExclusiveLatch<'a> {
 
     /// Whether the page holds `flag` now (the latch holder's view: only
     /// the monitor holder changes flags of a latched page).
+    #[inline]
     pub(crate) fn has_now(&self, flag: u64) -> bool {
         self.states.load(self.page).has(flag)
     }
 
     /// Releases the latch leaving the page with `tag`, `set` set and
     /// `clear` cleared (other flags as they are now).
+    #[inline]
     pub(crate) fn release(mut self, tag: u64, set: u64, clear: u64) {
         self.held = false;
         self.states

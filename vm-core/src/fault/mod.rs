@@ -19,19 +19,6 @@ mod worker;
 use crate::space::AddressSpace;
 use crate::state::Word;
 use queue::{FaultOutcome, Latch, Latched};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Marks the VM poisoned if dropped while a panic unwinds (the fault
-/// service was interrupted half way).
-pub(crate) struct PoisonOnUnwind<'a>(pub(crate) &'a AtomicBool);
-
-impl Drop for PoisonOnUnwind<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::Release);
-        }
-    }
-}
 
 /// What serving a fault under the monitor found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,10 +38,9 @@ impl AddressSpace {
     pub(crate) fn fault(&self, page: u64, latch: Latch) -> FaultOutcome {
         self.check_poisoned()?;
         let outcome = match &self.worker_queue {
-            None => {
-                let _poison = PoisonOnUnwind(&self.poisoned);
-                self.serve_in_order(page, latch)
-            }
+            // A panic while serving unwinds through the monitor's guard,
+            // which marks the VM poisoned.
+            None => self.serve_in_order(page, latch),
             Some(queue) => queue.submit_and_wait(page, latch),
         };
         if let Ok(Latched::Retry) = outcome {

@@ -69,8 +69,10 @@ impl FaultTicket {
     }
 }
 
-/// The PageFault worker's queue.
+/// The PageFault worker's queue, on cache lines of its own (the worker
+/// spins on it while the faulting threads write it).
 #[derive(Default)]
+#[repr(align(128))]
 pub(crate) struct FaultQueue {
     /// (q) Queued faults, oldest first.
     requests: Mutex<VecDeque<Arc<FaultTicket>>>,

@@ -1,7 +1,6 @@
 //! The PageFault worker (the seed's one synchronous thread that serves every
 //! fault): its loop. The handoff it reads from is [`super::queue`].
 
-use super::PoisonOnUnwind;
 use crate::error::VmError;
 use crate::space::AddressSpace;
 use std::panic::AssertUnwindSafe;
@@ -23,7 +22,6 @@ impl AddressSpace {
             // monitor's guard unwind normally, so nothing stays locked.
             let outcome = self.check_poisoned().and_then(|()| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    let _poison = PoisonOnUnwind(&self.poisoned);
                     let mut monitor = self.lock_monitor();
                     let next = queue.peek_page_other_than(ticket.page);
                     self.serve(&mut monitor, ticket.page, next)
