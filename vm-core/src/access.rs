@@ -31,6 +31,19 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// An address fault unless `page` lies in the address space (checked on
+    /// the page number: its byte address may not fit in 64 bits).
+    #[inline]
+    fn page_in_space(&self, page: PageNumber) -> Result<(), VmError> {
+        if page.0 >= self.virtual_pages {
+            return Err(VmError::AddressFault {
+                addr: VAddr(page.0.saturating_mul(self.page_size as u64)),
+                page,
+            });
+        }
+        Ok(())
+    }
+
     /// Splits `[addr, addr+len)` into (page, offset in page, piece length).
     ///
     /// Hot path: the page size is a power of two, so shifts and masks, not
@@ -192,6 +205,8 @@ impl AddressSpace {
             });
         }
         self.states().wait_for_change(page, seen);
+        // Woken (or the word moved on): spin again before the next park.
+        *spins = 0;
         Ok(())
     }
 
@@ -200,7 +215,7 @@ impl AddressSpace {
     /// `write`) from the thread that holds the guard is an error
     /// ([`VmError::PageHeldByThisThread`]), not a hang.
     pub fn page(&self, page: PageNumber) -> Result<PageRef<'_>, VmError> {
-        self.page_range(self.address_of(page), self.page_size)?;
+        self.page_in_space(page)?;
         self.share(page.0)?;
         Ok(PageRef::new(self, page.0))
     }
@@ -209,7 +224,7 @@ impl AddressSpace {
     /// changed when the guard is dropped. Any other access to the page from
     /// the thread that holds the guard is an error, not a hang.
     pub fn page_mut(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
-        self.page_range(self.address_of(page), self.page_size)?;
+        self.page_in_space(page)?;
         let latch = self.latch_exclusive(page.0)?;
         if latch.has_now(READ_ONLY) {
             return Err(VmError::WriteProtect { page });

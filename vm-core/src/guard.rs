@@ -9,6 +9,7 @@
 use crate::space::AddressSpace;
 use crate::state::{DIRTY, ExclusiveLatch, REFERENCED, TAG_RESIDENT};
 use std::cell::RefCell;
+use std::marker::PhantomData;
 
 thread_local! {
     /// (this thread) The pages this thread's guards hold: (space, page).
@@ -16,7 +17,9 @@ thread_local! {
 }
 
 fn note_held(space: usize, page: u64) {
-    HELD.with(|held| held.borrow_mut().push((space, page)));
+    // During thread teardown the record is gone; such a guard cannot meet
+    // its own thread's waits any more.
+    let _ = HELD.try_with(|held| held.borrow_mut().push((space, page)));
 }
 
 fn note_released(space: usize, page: u64) {
@@ -36,16 +39,24 @@ pub(crate) fn held_by_this_thread(space: usize, page: u64) -> bool {
 }
 
 /// A shared guard on one resident page; see [`AddressSpace::page`].
+///
+/// Not `Send`: the thread that takes a guard drops it (its thread's record
+/// of the pages it holds must stay true).
 pub struct PageRef<'a> {
     vm: &'a AddressSpace,
     page: u64,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> PageRef<'a> {
     /// Wraps the shared latch the caller took on `page`.
     pub(crate) fn new(vm: &'a AddressSpace, page: u64) -> PageRef<'a> {
         note_held(vm.space_key(), page);
-        PageRef { vm, page }
+        PageRef {
+            vm,
+            page,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -65,9 +76,12 @@ impl Drop for PageRef<'_> {
 }
 
 /// An exclusive guard on one resident page; see [`AddressSpace::page_mut`].
+///
+/// Not `Send`, for the same reason as [`PageRef`].
 pub struct PageMut<'a> {
     vm: &'a AddressSpace,
     latch: Option<ExclusiveLatch<'a>>,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> PageMut<'a> {
@@ -77,6 +91,7 @@ impl<'a> PageMut<'a> {
         PageMut {
             vm,
             latch: Some(latch),
+            _not_send: PhantomData,
         }
     }
 

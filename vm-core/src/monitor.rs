@@ -78,6 +78,10 @@ pub(crate) struct MonitorGuard<'a> {
     since: Instant,
     total_held_ns: &'a AtomicU64,
     poisoned: &'a AtomicBool,
+    /// Whether the thread was already unwinding when it took the monitor
+    /// (a destructor freeing an interval during a panic): then releasing it
+    /// while unwinding is not a sign of half-done work.
+    taken_while_panicking: bool,
 }
 
 impl<'a> MonitorGuard<'a> {
@@ -95,13 +99,14 @@ impl<'a> MonitorGuard<'a> {
             since: Instant::now(),
             total_held_ns,
             poisoned,
+            taken_while_panicking: std::thread::panicking(),
         }
     }
 }
 
 impl Drop for MonitorGuard<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if !self.taken_while_panicking && std::thread::panicking() {
             self.poisoned.store(true, Ordering::Release);
         }
         self.total_held_ns

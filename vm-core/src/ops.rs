@@ -40,6 +40,7 @@ impl AddressSpace {
     /// Frees `interval` (all of it must be allocated); its contents are
     /// discarded without I/O.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
+        self.check_poisoned()?;
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         self.discard(&mut monitor, interval)?;
@@ -183,6 +184,7 @@ impl AddressSpace {
     /// page must be pinned ([`VmError::NotPinned`] names the first that is
     /// not, and nothing is unpinned).
     pub fn unpin(&self, interval: Interval) -> Result<(), VmError> {
+        self.check_poisoned()?;
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         if let Some(page) = interval.pages().find(|p| !monitor.pins.contains_key(&p.0)) {
@@ -198,6 +200,7 @@ impl AddressSpace {
     /// zeros. A pinned page is refused ([`VmError::Pinned`]; unpin it
     /// first), and so is a page a guard holds; either way nothing changes.
     pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
+        self.check_poisoned()?;
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         if let Some(page) = interval.pages().find(|p| monitor.pins.contains_key(&p.0)) {
@@ -213,6 +216,7 @@ impl AddressSpace {
         interval: Interval,
         change: impl Fn(&PageStates<'_>, u64),
     ) -> Result<(), VmError> {
+        self.check_poisoned()?;
         let monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         let states = self.states();
@@ -257,6 +261,7 @@ impl AddressSpace {
 
     /// Advice about how `interval` will be used (the BSD `madvise` values).
     pub fn advise(&self, interval: Interval, advice: Advice) -> Result<(), VmError> {
+        self.check_poisoned()?;
         match advice {
             Advice::WillNeed => self.touch(interval),
             Advice::DontNeed => {
@@ -375,11 +380,13 @@ impl AddressSpace {
 
 /// Monitor held on entry and exit.
 ///
-/// Drops one pin of `page` (which is pinned).
+/// Drops one pin of `page`; nothing if it is not pinned (another thread
+/// may have unpinned or freed it since this thread pinned it).
 fn unpin_one(monitor: &mut Monitor, page: u64) {
-    let count = monitor.pins.get_mut(&page).expect("pinned");
-    *count -= 1;
-    if *count == 0 {
-        monitor.pins.remove(&page);
+    if let Some(count) = monitor.pins.get_mut(&page) {
+        *count -= 1;
+        if *count == 0 {
+            monitor.pins.remove(&page);
+        }
     }
 }

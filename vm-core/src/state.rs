@@ -198,16 +198,25 @@ impl<'a> PageStates<'a> {
     /// Takes the exclusive latch on a resident page with no sharers; the
     /// caller owns the raw latch (see [`ExclusiveLatch::adopt`]).
     #[inline]
+    ///
+    /// Fails only with a word that really is taken (latched, shared or not
+    /// resident): a compare-and-swap that lost to a flag change or to a
+    /// writer that came and went is retried. (Returning such a word made a
+    /// waiter park on a free page that nobody would release — the review's
+    /// lost wake-up.)
     pub(crate) fn try_lock_resident(&self, page: u64) -> Result<Word, Word> {
         let word = &self.words[page as usize];
-        let seen = Word(word.load(Ordering::Relaxed));
-        if seen.tag() != TAG_RESIDENT || seen.shared() != 0 {
-            return Err(seen);
+        let mut seen = Word(word.load(Ordering::Relaxed));
+        loop {
+            if seen.tag() != TAG_RESIDENT || seen.shared() != 0 {
+                return Err(seen);
+            }
+            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | REFERENCED;
+            match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(seen),
+                Err(now) => seen = Word(now),
+            }
         }
-        let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | REFERENCED;
-        word.compare_exchange(seen.0, want, Ordering::Acquire, Ordering::Relaxed)
-            .map(|_| seen)
-            .map_err(Word)
     }
 
     /// Monitor held on entry and exit.
@@ -274,7 +283,7 @@ impl<'a> PageStates<'a> {
 
     /// Clears `flags` on the page's word, whatever its state.
     pub(crate) fn clear_flags(&self, page: u64, flags: u64) {
-        self.words[page as usize].fetch_and(!flags, Ordering::AcqRel);
+        self.words[page as usize].fetch_and(!(flags & FLAGS), Ordering::AcqRel);
     }
 
     /// Sets `flags` on the page's word, whatever its state.

@@ -393,3 +393,28 @@ fn all_pinned_means_pinned() {
     vm.read(vm.address_of(PageNumber(i.page.0 + 6)), &mut byte)
         .unwrap();
 }
+
+/// Found in review of this round's fix for defect 6: the monitor's guard
+/// marked the VM poisoned whenever it was released during any unwinding —
+/// including a panic elsewhere in a user's thread whose destructors free an
+/// interval (a `VmArray` dropped while the thread unwinds). Every other
+/// thread's faults then failed. Only a panic that starts while the monitor
+/// is held poisons now.
+#[test]
+fn a_panic_elsewhere_that_frees_an_interval_does_not_poison_the_vm() {
+    let vm = Arc::new(sim_vm(64, 8));
+    let inner = Arc::clone(&vm);
+    let joined = std::thread::spawn(move || {
+        let array = vm_core::VmArray::<u64>::new(&inner, 1024).unwrap();
+        array.set(3, 7).unwrap();
+        panic!("a bug in the user's code, not in the VM");
+    })
+    .join();
+    assert!(joined.is_err());
+    assert!(
+        !vm.is_poisoned(),
+        "the VM was poisoned by a panic it had no part in"
+    );
+    let i = vm.allocate(1).unwrap();
+    vm.write(vm.address_of(i.page), b"still works").unwrap();
+}

@@ -24,6 +24,8 @@ impl AddressSpace {
             ticket
         };
         let mut monitor = self.lock_monitor();
+        // A panic while this thread waited for the monitor poisoned the VM.
+        self.check_poisoned()?;
         let mut own = None;
         loop {
             let (head_ticket, head, next) = {

@@ -10,6 +10,7 @@
 //! the other. `thread::park` keeps an unpark that comes early.
 
 use crate::error::VmError;
+use crate::space::Padded;
 use crate::state::Word;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -52,8 +53,11 @@ pub(crate) struct FaultTicket {
     pub(crate) page: u64,
     /// (c) The latch the accessor wants once the page is in.
     pub(crate) latch: Latch,
-    /// (a) Set (release) once `outcome` is written; the waiter spins on it.
-    done: AtomicBool,
+    /// (a) Set (release) once `outcome` is written; the waiter spins on it,
+    /// so it sits on a cache line of its own (sharing one with `outcome`,
+    /// which the worker writes, made the waiter's spin contend with the
+    /// worker's every write).
+    done: Padded<AtomicBool>,
     /// (q) The outcome, written by the worker, taken by the waiter.
     outcome: Mutex<Option<FaultOutcome>>,
     /// (c) The faulting thread, to unpark.
@@ -99,7 +103,7 @@ impl FaultQueue {
         let ticket = Arc::new(FaultTicket {
             page,
             latch,
-            done: AtomicBool::new(false),
+            done: Padded(AtomicBool::new(false)),
             outcome: Mutex::new(None),
             waiter: thread::current(),
         });
