@@ -97,12 +97,14 @@ impl AddressSpace {
         }
         let mut done = 0;
         for (page, offset, len) in self.pieces(addr, data.len()) {
-            let latch = self.latch_exclusive(page)?;
-            if latch.has_now(READ_ONLY) {
-                return Err(VmError::WriteProtect {
-                    page: PageNumber(page),
-                });
-            }
+            // A piece that covers its page overwrites it: an absent page
+            // comes in without a read.
+            let intent = if len == self.page_size {
+                Latch::Overwrite
+            } else {
+                Latch::Exclusive
+            };
+            let latch = self.latch_for_write(page, intent)?;
             // SAFETY: `latch` holds the exclusive latch on `page` until it
             // is released below.
             let bytes = unsafe { self.region.page_mut(page) };
@@ -168,19 +170,48 @@ impl AddressSpace {
         }
     }
 
-    /// Takes the exclusive latch on `page`, faulting it in first if needed.
-    fn latch_exclusive(&self, page: u64) -> Result<ExclusiveLatch<'_>, VmError> {
+    /// Takes the exclusive latch on `page` to write it (`intent` is
+    /// [`Latch::Exclusive`], or [`Latch::Overwrite`] for a write of the
+    /// whole page), faulting it in first if needed; a read-only page is a
+    /// [`VmError::WriteProtect`].
+    ///
+    /// Protection is checked once: on a resident page right after latching
+    /// it; on a page this call faulted in, by the fault service under the
+    /// monitor (`latch_after`) — a page brought in without its contents for
+    /// an overwrite must not then be refused, or the refusal would leave
+    /// zeros in place of its disk copy.
+    fn latch_for_write(&self, page: u64, intent: Latch) -> Result<ExclusiveLatch<'_>, VmError> {
         let states = self.states();
         let mut spins = 0u32;
         loop {
             match states.try_latch_resident(page) {
                 Ok(latch) => {
                     self.hits.add();
+                    if latch.has_now(READ_ONLY) {
+                        return Err(VmError::WriteProtect {
+                            page: PageNumber(page),
+                        });
+                    }
                     return Ok(latch);
                 }
                 Err(word) if word.tag() == TAG_ABSENT => {
-                    if let Latched::Taken(was) = self.fault(page, Latch::Exclusive)? {
-                        return Ok(ExclusiveLatch::adopt(states, page, was));
+                    let checked = intent.overwrites();
+                    match self.fault(page, intent)? {
+                        Latched::Taken(was) => {
+                            let latch = ExclusiveLatch::adopt(states, page, was);
+                            if !checked && latch.has_now(READ_ONLY) {
+                                return Err(VmError::WriteProtect {
+                                    page: PageNumber(page),
+                                });
+                            }
+                            return Ok(latch);
+                        }
+                        Latched::WriteProtected => {
+                            return Err(VmError::WriteProtect {
+                                page: PageNumber(page),
+                            });
+                        }
+                        Latched::Retry => {}
                     }
                 }
                 Err(word) => self.wait_for_latch(page, word, &mut spins)?,
@@ -225,10 +256,19 @@ impl AddressSpace {
     /// the thread that holds the guard is an error, not a hang.
     pub fn page_mut(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
         self.page_in_space(page)?;
-        let latch = self.latch_exclusive(page.0)?;
-        if latch.has_now(READ_ONLY) {
-            return Err(VmError::WriteProtect { page });
-        }
+        let latch = self.latch_for_write(page.0, Latch::Exclusive)?;
+        Ok(PageMut::new(self, latch))
+    }
+
+    /// An exclusive guard on `page` for a caller that will overwrite all of
+    /// it: a page that is not resident comes in without being read (no
+    /// disk transfer), so its bytes are undefined (zeros, in fact) until
+    /// the caller writes them — and whatever the guard holds when it drops
+    /// becomes the page's contents. Use it when every byte will be
+    /// written; [`AddressSpace::page_mut`] otherwise.
+    pub fn page_mut_overwrite(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
+        self.page_in_space(page)?;
+        let latch = self.latch_for_write(page.0, Latch::Overwrite)?;
         Ok(PageMut::new(self, latch))
     }
 

@@ -40,6 +40,7 @@ pub(crate) struct Counters {
     pub(crate) seek_ahead_hints: u64,
     pub(crate) write_back_failures: u64,
     pub(crate) remaps: u64,
+    pub(crate) overwrites: u64,
 }
 
 /// The VM's data structures. Every field is guarded by the monitor `(m)`:

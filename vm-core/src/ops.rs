@@ -146,7 +146,7 @@ impl AddressSpace {
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, Interval::new(page, 1))?;
-            match self.serve(&mut monitor, page, None)? {
+            match self.serve(&mut monitor, page, None, false)? {
                 Served::Resident => {
                     if pin {
                         *monitor.pins.entry(page).or_insert(0) += 1;

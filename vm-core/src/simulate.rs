@@ -232,7 +232,7 @@ impl AddressSpace {
                         let channel = monitor.volume.as_ref().expect("checked").channel();
                         channel.idle_until(pick_ns);
                         // A busy page cannot occur: nothing else runs.
-                        let _ = self.serve(&mut monitor, head.page, next)?;
+                        let _ = self.serve(&mut monitor, head.page, next, false)?;
                         let channel = monitor.volume.as_ref().expect("checked").channel();
                         channel.virtual_time_ns().expect("simulated").max(pick_ns)
                     };

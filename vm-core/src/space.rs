@@ -62,9 +62,10 @@ pub struct AddressSpace {
     /// (c) The monitor itself: every field of [`Monitor`] is `(m)`.
     pub(crate) monitor: Mutex<Monitor>,
     /// (q) Pages whose faults wait for the monitor, oldest first, with
-    /// their tickets: where the seek-ahead hint comes from when faulting
-    /// threads serve themselves.
-    pub(crate) pending: Mutex<VecDeque<(u64, u64)>>,
+    /// their tickets and whether the fault overwrites the whole page: where
+    /// the seek-ahead hint comes from when faulting threads serve
+    /// themselves.
+    pub(crate) pending: Mutex<VecDeque<(u64, u64, bool)>>,
     /// (a) The next ticket of the pending queue.
     pub(crate) next_ticket: AtomicU64,
     /// (c) The PageFault worker's queue, when faults are served by the

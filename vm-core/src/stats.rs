@@ -42,6 +42,9 @@ pub struct VmStats {
     pub write_back_failures: u64,
     /// Pages moved to a spare disk page after a failed write.
     pub remaps: u64,
+    /// Faults served without a read because the access overwrote the whole
+    /// page (a `write` covering it, or `page_mut_overwrite`).
+    pub overwrites: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -69,6 +72,7 @@ impl AddressSpace {
             monitor_held_ns: self.monitor_held_ns.load(Ordering::Relaxed),
             write_back_failures: monitor.counters.write_back_failures,
             remaps: monitor.counters.remaps,
+            overwrites: monitor.counters.overwrites,
         }
     }
 

@@ -430,3 +430,59 @@ fn replacement_gives_the_memory_back_to_the_kernel() {
     assert!(back.iter().all(|&b| b == 0x5A));
     vm.check_invariants();
 }
+
+/// A write that covers whole pages that are not resident does not read
+/// them first (issue 11: an embedder overwriting pages paid a full page-in
+/// per page); a partial write still reads; a read-only page is refused and
+/// keeps its disk copy.
+#[test]
+fn overwriting_whole_pages_reads_nothing() {
+    let vm = sim_vm(256, 8);
+    let i = vm.allocate(32).unwrap();
+    fill(&vm, i, 5);
+    vm.flush().unwrap();
+    vm.advise(i, Advice::DontNeed).unwrap();
+    assert!(i.pages().all(|p| !vm.state(p).has_real_memory));
+    let before = vm.stats();
+    let page = vec![0xC3u8; PAGE];
+    for p in i.pages().take(16) {
+        vm.write(vm.address_of(p), &page).unwrap();
+    }
+    let after = vm.stats();
+    assert_eq!(
+        after.page_ins, before.page_ins,
+        "an overwrite read its page"
+    );
+    assert_eq!(after.overwrites - before.overwrites, 16);
+    // A guard for an overwrite does the same.
+    let p = PageNumber(i.page.0 + 16);
+    vm.page_mut_overwrite(p).unwrap().fill(0x3C);
+    assert_eq!(vm.stats().page_ins, before.page_ins);
+    // A partial write of an evicted page reads it (its other bytes matter).
+    let q = PageNumber(i.page.0 + 17);
+    vm.write(vm.address_of(q), b"x").unwrap();
+    assert_eq!(vm.stats().page_ins, before.page_ins + 1);
+    let base = vm.address_of(i.page).0;
+    let mut back = vec![0u8; PAGE];
+    vm.read(vm.address_of(q), &mut back).unwrap();
+    assert_eq!(back[0], b'x');
+    assert_eq!(back[1], pattern(5, vm.address_of(q).0 + 1 - base));
+    for p in i.pages().take(16) {
+        vm.read(vm.address_of(p), &mut back).unwrap();
+        assert!(back.iter().all(|&b| b == 0xC3), "{p}");
+    }
+    // Read-only and evicted: the overwrite is refused and the page keeps
+    // what its disk copy holds.
+    let r = Interval::new(i.page.0 + 20, 1);
+    vm.make_read_only(r).unwrap();
+    vm.advise(r, Advice::DontNeed).unwrap();
+    let err = vm.write(vm.address_of(r.page), &page).unwrap_err();
+    assert!(matches!(err, VmError::WriteProtect { .. }), "{err}");
+    assert!(matches!(
+        vm.page_mut_overwrite(r.page).map(drop),
+        Err(VmError::WriteProtect { .. })
+    ));
+    vm.read(vm.address_of(r.page), &mut back).unwrap();
+    let offset = vm.address_of(r.page).0 - base;
+    assert_eq!(back[7], pattern(5, offset + 7));
+}

@@ -20,7 +20,7 @@ impl AddressSpace {
         let ticket = {
             let mut pending = self.pending.lock();
             let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-            pending.push_back((ticket, page));
+            pending.push_back((ticket, page, latch.overwrites()));
             ticket
         };
         let mut monitor = self.lock_monitor();
@@ -28,20 +28,20 @@ impl AddressSpace {
         self.check_poisoned()?;
         let mut own = None;
         loop {
-            let (head_ticket, head, next) = {
+            let (head_ticket, head, overwrite, next) = {
                 let mut pending = self.pending.lock();
                 match pending.front() {
-                    Some(&(t, p)) if t <= ticket => {
+                    Some(&(t, p, overwrite)) if t <= ticket => {
                         pending.pop_front();
                         // The next transfer: the next queued fault on
                         // another page (one on this page costs none).
-                        let next = pending.iter().map(|&(_, n)| n).find(|&n| n != p);
-                        (t, p, next)
+                        let next = pending.iter().map(|&(_, n, _)| n).find(|&n| n != p);
+                        (t, p, overwrite, next)
                     }
                     _ => break,
                 }
             };
-            let served = self.serve(&mut monitor, head, next);
+            let served = self.serve(&mut monitor, head, next, overwrite);
             if head_ticket == ticket {
                 own = Some(served);
                 break;

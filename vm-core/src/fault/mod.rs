@@ -17,7 +17,7 @@ mod service;
 mod worker;
 
 use crate::space::AddressSpace;
-use crate::state::Word;
+use crate::state::{READ_ONLY, Word};
 use queue::{FaultOutcome, Latch, Latched};
 
 /// What serving a fault under the monitor found.
@@ -59,6 +59,16 @@ impl AddressSpace {
             (Served::Busy, _) => return Latched::Retry,
             (Served::Resident, Latch::Shared) => self.states().try_share(page),
             (Served::Resident, Latch::Exclusive) => self.states().try_lock_resident(page),
+            // Protection is checked here, under the monitor (the only place
+            // it changes): a page brought in without its contents must not
+            // be handed to a writer who will then be refused. Once latched,
+            // a later `make_read_only` is ordered after this write.
+            (Served::Resident, Latch::Overwrite) => {
+                if self.states().load(page).has(READ_ONLY) {
+                    return Latched::WriteProtected;
+                }
+                self.states().try_lock_resident(page)
+            }
         };
         taken.map_or(Latched::Retry, Latched::Taken)
     }

@@ -30,6 +30,16 @@ pub(crate) enum Latch {
     Shared,
     /// The exclusive latch (a writer, a [`crate::PageMut`]).
     Exclusive,
+    /// The exclusive latch for an access that overwrites the whole page: a
+    /// fault brings the page in without reading it.
+    Overwrite,
+}
+
+impl Latch {
+    /// Whether a fault for this latch may skip reading the page.
+    pub(crate) fn overwrites(self) -> bool {
+        self == Latch::Overwrite
+    }
 }
 
 /// What a served fault hands back to the accessor.
@@ -42,6 +52,9 @@ pub(crate) enum Latched {
     /// The page is latched by someone else, or it was served and lost its
     /// frame again before the accessor could latch it: try again.
     Retry,
+    /// An overwrite of a read-only page (checked under the monitor): no
+    /// latch taken.
+    WriteProtected,
 }
 
 /// The outcome of a fault: the latch, or the error.

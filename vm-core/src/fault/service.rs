@@ -6,7 +6,7 @@ use super::Served;
 use crate::error::VmError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::state::{DIRTY, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
 use crate::vocabulary::Advice;
 use runtable::PageNumber;
 
@@ -17,12 +17,14 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// Brings `page` in; `next` is the page of the fault that will be
-    /// served next, if known (the seek-ahead target).
+    /// served next, if known (the seek-ahead target). With `overwrite`, the
+    /// accessor will overwrite the whole page: it comes in without a read.
     pub(crate) fn serve(
         &self,
         monitor: &mut Monitor,
         page: u64,
         next: Option<u64>,
+        overwrite: bool,
     ) -> Result<Served, VmError> {
         let states = self.states();
         let word = states.load(page);
@@ -45,7 +47,7 @@ impl AddressSpace {
         } else {
             next
         };
-        self.bring_in(monitor, page, next)?;
+        self.bring_in(monitor, page, next, overwrite)?;
         if sequential {
             // Read ahead at most a quarter of real memory, and keep the page
             // that faulted from being replaced by its own read-ahead.
@@ -58,7 +60,7 @@ impl AddressSpace {
                 }
                 // Read-ahead is a guess: if it cannot get a frame or its
                 // read fails, the page is simply left for a later fault.
-                if self.bring_in(monitor, next, None).is_err() {
+                if self.bring_in(monitor, next, None, false).is_err() {
                     break;
                 }
                 monitor.counters.read_aheads += 1;
@@ -75,11 +77,20 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// Puts absent, allocated `page` into a frame: zero-fill or page-in,
-    /// with seek-ahead toward `next`. On an error the page is absent again
+    /// with seek-ahead toward `next`; with `overwrite`, no read even if the
+    /// page has a disk copy (the accessor overwrites all of it, and
+    /// `latch_after` refuses it to a writer if it is read-only). On an
+    /// error the page is absent again
     /// (its latch guard restores it, its memory is given back) and every
     /// victim chosen for the next eviction is resident again: the VM is as
     /// usable as before.
-    fn bring_in(&self, monitor: &mut Monitor, page: u64, next: Option<u64>) -> Result<(), VmError> {
+    fn bring_in(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        next: Option<u64>,
+        overwrite: bool,
+    ) -> Result<(), VmError> {
         let states = self.states();
         if monitor.free_frames.is_empty() {
             self.evict_batch(monitor, page)?;
@@ -95,7 +106,11 @@ impl AddressSpace {
             None
         };
         let latch = states.latch_absent(page);
-        if latch.was().has(ON_DISK) {
+        let read_only = latch.was().has(READ_ONLY);
+        if overwrite && !read_only {
+            // Released memory reads as zeros; the accessor overwrites it all.
+            monitor.counters.overwrites += 1;
+        } else if latch.was().has(ON_DISK) {
             let volume = monitor
                 .volume
                 .as_ref()

@@ -24,7 +24,7 @@ impl AddressSpace {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
                     let mut monitor = self.lock_monitor();
                     let next = queue.peek_page_other_than(ticket.page);
-                    self.serve(&mut monitor, ticket.page, next)
+                    self.serve(&mut monitor, ticket.page, next, ticket.latch.overwrites())
                         .map(|served| self.latch_after(served, ticket.page, ticket.latch))
                 }))
                 .unwrap_or(Err(VmError::Poisoned))
