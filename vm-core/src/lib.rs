@@ -19,6 +19,7 @@
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
 //! | `hit_counter` | resident hits, counted without contention | (a) |
+//! | `padded` | `Padded`: a value alone on its cache lines | — |
 //! | [`typed`] | [`VmArray`]: typed access to an interval | — |
 //! | `stats` | [`VmStats`] and the kernel's view of residency | — |
 //! | `config`, `error`, `vocabulary` | [`VmConfig`], [`VmError`], [`VAddr`], [`Advice`], [`PageState`] | — |
@@ -71,6 +72,7 @@ mod guard;
 mod hit_counter;
 mod monitor;
 mod ops;
+mod padded;
 mod replace;
 pub mod shm;
 pub mod simulate;

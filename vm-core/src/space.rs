@@ -16,6 +16,7 @@ use crate::error::VmError;
 use crate::fault::queue::FaultQueue;
 use crate::hit_counter::HitCounter;
 use crate::monitor::{Monitor, MonitorGuard};
+use crate::padded::Padded;
 use crate::state::PageStates;
 use crate::sys::region::{Region, StateArray};
 use crate::vocabulary::VAddr;
@@ -84,19 +85,6 @@ pub struct AddressSpace {
     /// line cost a cross-core miss per fault with the PageFault worker:
     /// 10% of its fault service time).
     pub(crate) poisoned: Padded<AtomicBool>,
-}
-
-/// A value alone on its cache lines (two 64-byte lines: the adjacent-line
-/// prefetcher moves them in pairs).
-#[repr(align(128))]
-#[derive(Debug, Default)]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 impl Vm {

@@ -10,7 +10,7 @@
 //! the other. `thread::park` keeps an unpark that comes early.
 
 use crate::error::VmError;
-use crate::space::Padded;
+use crate::padded::Padded;
 use crate::state::Word;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
