@@ -359,9 +359,36 @@ pub struct DemoArgs {
     /// Who serves faults.
     #[arg(long, value_enum, default_value = "thread")]
     fault_service: ServiceArg,
+    /// How the volume's drive uses the kernel's page cache: direct
+    /// (O_DIRECT, the default: the budget is what the process holds),
+    /// drop-behind, or buffered (the backing file may fill the page cache,
+    /// outside the budget).
+    #[arg(long, value_enum, default_value = "direct")]
+    cache: CacheArg,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// A page-cache policy on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CacheArg {
+    /// O_DIRECT (drop-behind where the file system refuses it).
+    Direct,
+    /// Buffered, each transfer's pages dropped from the cache after it.
+    DropBehind,
+    /// Buffered through the page cache.
+    Buffered,
+}
+
+impl From<CacheArg> for disk_channel::CachePolicy {
+    fn from(a: CacheArg) -> disk_channel::CachePolicy {
+        match a {
+            CacheArg::Direct => disk_channel::CachePolicy::Direct,
+            CacheArg::DropBehind => disk_channel::CachePolicy::DropBehind,
+            CacheArg::Buffered => disk_channel::CachePolicy::Buffered,
+        }
+    }
 }
 
 /// Fault service on the command line.
@@ -581,6 +608,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 volume: a.volume,
                 force: a.force,
                 fault_service: a.fault_service.into(),
+                cache: a.cache.into(),
                 ..DemoOptions::default()
             };
             let report = demo(&options)?;

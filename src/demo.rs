@@ -14,7 +14,7 @@
 //! write-backs and seek-aheads in the report are the VM's own.
 
 use disk_channel::rng::SplitMix64;
-use disk_channel::{DiskChannel, FileDrive, FileDriveOptions};
+use disk_channel::{CachePolicy, DiskChannel, FileDrive, FileDriveOptions};
 use runtable::{FormatOptions, Volume};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -44,6 +44,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Who serves faults.
     pub fault_service: FaultService,
+    /// How the volume's drive uses the page cache (default `Direct`: the
+    /// budget is the memory the process really holds).
+    pub cache: CachePolicy,
 }
 
 impl Default for DemoOptions {
@@ -55,6 +58,7 @@ impl Default for DemoOptions {
             force: false,
             seed: 1983,
             fault_service: FaultService::default(),
+            cache: CachePolicy::default(),
         }
     }
 }
@@ -93,6 +97,9 @@ pub struct DemoReport {
     /// The volume file, when it was kept (`--volume`); a temporary volume
     /// is removed before the report is printed.
     pub volume: Option<PathBuf>,
+    /// The drive's page-cache policy in force (`direct`, or `drop-behind`
+    /// where the file system refuses `O_DIRECT`, or `buffered`).
+    pub cache: CachePolicy,
 }
 
 /// The process's peak resident set in bytes (`VmHWM`), 0 where `/proc`
@@ -161,8 +168,9 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let virtual_pages = 2 * key_pages;
     let drive = FileDrive::open(
         &path,
-        &FileDriveOptions::create(PAGE as usize, virtual_pages + 1024),
+        &FileDriveOptions::create(PAGE as usize, virtual_pages + 1024).with_cache(options.cache),
     )?;
+    let cache = drive.cache_policy();
     let volume = Volume::format(
         DiskChannel::new(vec![Box::new(drive)])?,
         &FormatOptions::new(PAGE as usize, virtual_pages),
@@ -333,6 +341,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         kernel_resident_pages,
         peak_rss_bytes: peak_rss_bytes(),
         volume,
+        cache,
     })
 }
 
@@ -365,7 +374,10 @@ impl DemoReport {
                 "faults",
                 format!("{} ({} zero-fill, {} hits)", s.faults, s.zero_fills, s.hits),
             ),
-            ("page-ins", s.page_ins.to_string()),
+            (
+                "page-ins",
+                format!("{} ({} I/O to the volume)", s.page_ins, self.cache.name()),
+            ),
             ("page-outs", s.page_outs.to_string()),
             (
                 "seek-aheads",

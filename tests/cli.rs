@@ -75,6 +75,12 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
         report["volume"].is_null(),
         "a temporary volume is not named"
     );
+    // The volume bypasses the page cache by default (O_DIRECT, or dropping
+    // behind where the file system refuses it).
+    assert!(
+        report["cache"] == "Direct" || report["cache"] == "DropBehind",
+        "{report}"
+    );
     let o = cedarvm(
         dir.path(),
         &[

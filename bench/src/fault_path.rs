@@ -152,7 +152,9 @@ pub fn fault_path(
         let _ = std::fs::remove_file(&path);
         let drive = FileDrive::open(
             &path,
-            &FileDriveOptions::create(PAGE as usize, pages + 1024),
+            // Page-cache-hot faults by definition: a buffered drive.
+            &FileDriveOptions::create(PAGE as usize, pages + 1024)
+                .with_cache(disk_channel::CachePolicy::Buffered),
         )?;
         let volume = Volume::format(
             DiskChannel::new(vec![Box::new(drive)])?,

@@ -209,7 +209,9 @@ fn file_run(
     let pages = request.working_set_pages;
     let drive = FileDrive::open(
         &path,
-        &FileDriveOptions::create(PAGE as usize, pages + 1024),
+        // The hint is page-cache read-ahead on a file: a buffered drive.
+        &FileDriveOptions::create(PAGE as usize, pages + 1024)
+            .with_cache(disk_channel::CachePolicy::Buffered),
     )?;
     let (vm, interval) = prepared_vm(
         Box::new(drive),

@@ -13,7 +13,10 @@ const PAGES: u64 = 16_384; // 64 MiB
 fn random_read(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("drive");
-    let mut drive = FileDrive::open(&path, &FileDriveOptions::create(PAGE, PAGES)).unwrap();
+    // The page-cache read path: a buffered drive.
+    let options =
+        FileDriveOptions::create(PAGE, PAGES).with_cache(disk_channel::CachePolicy::Buffered);
+    let mut drive = FileDrive::open(&path, &options).unwrap();
     let fill: Vec<u8> = (0..PAGE).map(|i| i as u8).collect();
     for page in 0..PAGES {
         drive.write(DiskPage(page), &fill, None).unwrap();

@@ -7,8 +7,25 @@
 //! preallocation is asked for; reading a hole, or past the end of a file
 //! shorter than its page count, gives zeros.
 //!
-//! With direct I/O (`O_DIRECT`) the transfer goes through a page-aligned
-//! bounce buffer whenever the caller's buffer is not aligned.
+//! # The page cache ([`CachePolicy`])
+//!
+//! By default a file drive keeps its file out of the kernel's page cache,
+//! so that the VM's real-memory budget is what the process really holds
+//! (buffered, a backing file read through the cache sits in memory beside
+//! the VM's frames, uncounted). [`CachePolicy::Direct`] opens the file
+//! `O_DIRECT` and transfers straight between the device and the caller's
+//! buffer — a VM frame is page-aligned, so no copy — through a page-aligned
+//! bounce buffer only when the caller's buffer is not aligned. Where the
+//! file system refuses `O_DIRECT` the drive falls back to
+//! [`CachePolicy::DropBehind`]: buffered transfers followed by
+//! `posix_fadvise(DONTNEED)` of the pages moved (pages just written stay
+//! cached until the kernel has written them back). [`CachePolicy::Buffered`]
+//! is the old behaviour, for measurements against the page cache.
+//! [`FileDrive::cache_policy`] says which one a drive really uses.
+//!
+//! Seek-ahead under `Direct` issues no `posix_fadvise(WILLNEED)`: that
+//! would read the hinted page into the page cache, which a direct read
+//! never uses (measured in an external sort: 250–750 MiB of wasted reads).
 
 use crate::drive::check_transfer;
 use crate::{DiskPage, Drive, DriveError, DriveStats};
@@ -33,8 +50,9 @@ pub struct FileDriveOptions {
     /// Allocate every block now (`fallocate`) instead of leaving the file
     /// sparse.
     pub preallocate: bool,
-    /// Bypass the page cache (`O_DIRECT`).
-    pub direct_io: bool,
+    /// How the drive uses the kernel's page cache (default
+    /// [`CachePolicy::Direct`]).
+    pub cache: CachePolicy,
     /// Time every transfer with the wall clock for `DriveStats::busy_ns`.
     /// Off by default: two clock reads cost about 10% of a 4 KiB read from
     /// the page cache (measured by the `file_drive` bench).
@@ -49,7 +67,7 @@ impl FileDriveOptions {
             page_count: None,
             create: false,
             preallocate: false,
-            direct_io: false,
+            cache: CachePolicy::default(),
             measure_busy_time: false,
         }
     }
@@ -61,8 +79,38 @@ impl FileDriveOptions {
             page_count: Some(page_count),
             create: true,
             preallocate: false,
-            direct_io: false,
+            cache: CachePolicy::default(),
             measure_busy_time: false,
+        }
+    }
+
+    /// The same with `cache` as the page-cache policy.
+    pub fn with_cache(mut self, cache: CachePolicy) -> FileDriveOptions {
+        self.cache = cache;
+        self
+    }
+}
+
+/// How a file drive uses the kernel's page cache; see the module doc.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CachePolicy {
+    /// `O_DIRECT`: transfers bypass the page cache (falls back to
+    /// `DropBehind` where the file system refuses it).
+    #[default]
+    Direct,
+    /// Buffered transfers, each followed by `posix_fadvise(DONTNEED)`.
+    DropBehind,
+    /// Buffered transfers through the page cache.
+    Buffered,
+}
+
+impl CachePolicy {
+    /// The policy's name as the tools print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CachePolicy::Direct => "direct",
+            CachePolicy::DropBehind => "drop-behind",
+            CachePolicy::Buffered => "buffered",
         }
     }
 }
@@ -75,7 +123,9 @@ pub struct FileDrive {
     file: File,
     page_size: usize,
     page_count: u64,
-    direct_io: bool,
+    /// The policy in force (`Direct` asked for may have become
+    /// `DropBehind`).
+    cache: CachePolicy,
     measure_busy_time: bool,
     last_hint: Option<DiskPage>,
     stats: DriveStats,
@@ -105,10 +155,23 @@ impl FileDrive {
         }
         let mut open = OpenOptions::new();
         open.read(true).write(true).create(options.create);
-        if options.direct_io {
-            open.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
-        }
-        let mut file = open.open(&path).map_err(|e| file_error("open", e))?;
+        let mut cache = options.cache;
+        let mut file = if cache == CachePolicy::Direct {
+            let mut direct = open.clone();
+            direct.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+            match direct.open(&path) {
+                Ok(file) => file,
+                // The file system refuses O_DIRECT: keep the page cache
+                // out by dropping behind instead.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    cache = CachePolicy::DropBehind;
+                    open.open(&path).map_err(|e| file_error("open", e))?
+                }
+                Err(e) => return Err(file_error("open", e)),
+            }
+        } else {
+            open.open(&path).map_err(|e| file_error("open", e))?
+        };
         let bytes = file
             .seek(SeekFrom::End(0))
             .map_err(|e| file_error("measure", e))?;
@@ -145,11 +208,30 @@ impl FileDrive {
             file,
             page_size: options.page_size,
             page_count,
-            direct_io: options.direct_io,
+            cache,
             measure_busy_time: options.measure_busy_time,
             last_hint: None,
             stats: DriveStats::default(),
         })
+    }
+
+    /// The page-cache policy in force (see the module doc).
+    pub fn cache_policy(&self) -> CachePolicy {
+        self.cache
+    }
+
+    /// With [`CachePolicy::DropBehind`], tells the kernel it may drop the
+    /// cached pages of a transfer that just ended.
+    fn drop_behind(&self, offset: u64, len: usize) {
+        if self.cache == CachePolicy::DropBehind {
+            // Advice: if the kernel declines it, the pages stay cached.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                offset,
+                std::num::NonZeroU64::new(len as u64),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
     }
 
     /// The drive's file path.
@@ -182,6 +264,11 @@ impl FileDrive {
     fn account_hints(&mut self, page: DiskPage, seek_ahead: Option<DiskPage>) {
         if self.last_hint.take() == Some(page) {
             self.stats.seek_aheads_used += 1;
+        }
+        // Under O_DIRECT a WILLNEED hint would fill the page cache with a
+        // page no direct read uses: no hint.
+        if self.cache == CachePolicy::Direct {
+            return;
         }
         if let Some(hint) = seek_ahead.filter(|h| h.0 < self.page_count) {
             self.stats.seek_aheads_issued += 1;
@@ -234,7 +321,8 @@ impl FileDrive {
     }
 
     fn needs_bounce(&self, buf: &[u8]) -> bool {
-        self.direct_io && !(buf.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGN)
+        self.cache == CachePolicy::Direct
+            && !(buf.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGN)
     }
 }
 
@@ -291,6 +379,7 @@ impl Drive for FileDrive {
             self.read_fully(offset, buf)
         };
         result.map_err(|e| self.io_error(page, e))?;
+        self.drop_behind(offset, buf.len());
         self.account_hints(page, seek_ahead);
         self.stats.reads += 1;
         self.stats.pages_read += count;
@@ -328,6 +417,7 @@ impl Drive for FileDrive {
             }
             Err(e) => return Err(self.io_error(page, e)),
         }
+        self.drop_behind(offset, data.len());
         self.account_hints(page, seek_ahead);
         self.stats.writes += 1;
         self.stats.pages_written += count;

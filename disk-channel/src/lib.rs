@@ -46,6 +46,6 @@ pub use channel::{Completion, DiskChannel, Op, Request, Ticket};
 pub use drive::{Drive, DriveStats, check_transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
-pub use file::{FileDrive, FileDriveOptions};
+pub use file::{CachePolicy, FileDrive, FileDriveOptions};
 pub use sim::{Mechanics, SeekCurve, SimDrive, SimModel};
 pub use units::{DiskPage, DriveId};

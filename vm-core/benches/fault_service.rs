@@ -17,7 +17,10 @@ const BUDGET: u64 = 1024;
 
 fn vm_on_file(dir: &std::path::Path, service: FaultService) -> Vm {
     let path = dir.join(format!("{service:?}"));
-    let drive = FileDrive::open(&path, &FileDriveOptions::create(PAGE, PAGES + 1024)).unwrap();
+    // Faults with the file in the page cache: a buffered drive.
+    let options = FileDriveOptions::create(PAGE, PAGES + 1024)
+        .with_cache(disk_channel::CachePolicy::Buffered);
+    let drive = FileDrive::open(&path, &options).unwrap();
     let channel = DiskChannel::new(vec![Box::new(drive)]).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, PAGES)).unwrap();
     let config = VmConfig {

@@ -42,8 +42,9 @@ pub struct VmStats {
     pub write_back_failures: u64,
     /// Pages moved to a spare disk page after a failed write.
     pub remaps: u64,
-    /// Faults served without a read because the access overwrote the whole
-    /// page (a `write` covering it, or `page_mut_overwrite`).
+    /// Faults on pages with a disk copy served without reading it, because
+    /// the access overwrote the whole page (a `write` covering it, or
+    /// `page_mut_overwrite`).
     pub overwrites: u64,
 }
 impl AddressSpace {

@@ -107,10 +107,12 @@ impl AddressSpace {
         };
         let latch = states.latch_absent(page);
         let read_only = latch.was().has(READ_ONLY);
-        if overwrite && !read_only {
-            // Released memory reads as zeros; the accessor overwrites it all.
+        let on_disk = latch.was().has(ON_DISK);
+        if overwrite && on_disk && !read_only {
+            // The read this saves: released memory reads as zeros, and the
+            // accessor overwrites all of it.
             monitor.counters.overwrites += 1;
-        } else if latch.was().has(ON_DISK) {
+        } else if on_disk {
             let volume = monitor
                 .volume
                 .as_ref()
