@@ -16,6 +16,11 @@ fn format_info_scavenge_on_a_fresh_volume() {
     let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(info["page_size"], 4096);
     assert_eq!(info["drives"].as_array().unwrap().len(), 2);
+    // Which page-cache policy the drives are opened with.
+    for drive in info["drives"].as_array().unwrap() {
+        let cache = drive["cache"].as_str().unwrap();
+        assert!(cache == "direct" || cache == "drop-behind", "{info}");
+    }
     assert_eq!(info["generation"], 1);
     let o = cedarvm(dir.path(), &["scavenge", "-d", "a.vol", "-d", "b.vol"]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));

@@ -304,6 +304,15 @@ impl DiskChannel {
         }
     }
 
+    /// Each drive's page-cache policy, in drive order (`None` for drives
+    /// that are not files).
+    pub fn cache_policies(&self) -> Vec<Option<crate::CachePolicy>> {
+        self.slots
+            .iter()
+            .map(|s| s.drive.lock().cache_policy())
+            .collect()
+    }
+
     /// Takes every drive's exclusive lock (see [`Drive::lock_exclusive`]).
     pub fn lock_all(&self) -> Result<(), DriveError> {
         for slot in &self.slots {

@@ -109,6 +109,12 @@ pub trait Drive: Send {
         None
     }
 
+    /// How a file drive uses the kernel's page cache (`None` for drives
+    /// that are not files).
+    fn cache_policy(&self) -> Option<crate::CachePolicy> {
+        None
+    }
+
     /// Lets a simulated drive's clock run to `time_ns` with nothing to do
     /// (a deterministic driver uses this for think time). No effect on real
     /// drives, nor when the clock is already past `time_ns`.
@@ -183,6 +189,9 @@ impl<D: Drive + ?Sized> Drive for Box<D> {
     }
     fn virtual_time_ns(&self) -> Option<u64> {
         (**self).virtual_time_ns()
+    }
+    fn cache_policy(&self) -> Option<crate::CachePolicy> {
+        (**self).cache_policy()
     }
     fn idle_until(&mut self, time_ns: u64) {
         (**self).idle_until(time_ns)

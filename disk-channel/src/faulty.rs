@@ -239,6 +239,10 @@ impl<D: Drive> Drive for FaultyDrive<D> {
         self.inner.page_size()
     }
 
+    fn cache_policy(&self) -> Option<crate::CachePolicy> {
+        self.inner.cache_policy()
+    }
+
     fn page_count(&self) -> u64 {
         self.inner.page_count()
     }

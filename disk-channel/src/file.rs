@@ -357,6 +357,10 @@ impl Drive for FileDrive {
         self.page_size
     }
 
+    fn cache_policy(&self) -> Option<CachePolicy> {
+        Some(self.cache)
+    }
+
     fn page_count(&self) -> u64 {
         self.page_count
     }

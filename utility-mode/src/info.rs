@@ -19,6 +19,9 @@ pub struct DriveInfo {
     pub allocated_pages: u64,
     /// Bad spots on the drive.
     pub bad_spots: usize,
+    /// How the tools (and a VM opened the same way) use the page cache on
+    /// it: `direct`, `drop-behind` where the file system refuses `O_DIRECT`.
+    pub cache: String,
 }
 
 /// What `info` prints.
@@ -52,6 +55,7 @@ pub struct VolumeInfo {
 pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
     let volume = Volume::open(open_channel(paths, 4096)?)?;
     let g = volume.geometry();
+    let caches = volume.channel().cache_policies();
     let drives = paths
         .iter()
         .enumerate()
@@ -68,6 +72,12 @@ pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
                     .iter()
                     .filter(|s| s.addr.drive.index() == i)
                     .count(),
+                cache: caches
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map_or("n/a", |c| c.name())
+                    .to_string(),
             }
         })
         .collect();
@@ -133,11 +143,12 @@ impl VolumeInfo {
         }
         for (i, d) in self.drives.iter().enumerate() {
             t.push_str(&format!(
-                "drive {i:<8} {} — {} pages, {} allocated, {} bad\n",
+                "drive {i:<8} {} — {} pages, {} allocated, {} bad, {} I/O\n",
                 d.path.display(),
                 d.pages,
                 d.allocated_pages,
-                d.bad_spots
+                d.bad_spots,
+                d.cache
             ));
         }
         t
