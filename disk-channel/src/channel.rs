@@ -306,7 +306,7 @@ impl DiskChannel {
 
     /// Each drive's page-cache policy, in drive order (`None` for drives
     /// that are not files).
-    pub fn cache_policies(&self) -> Vec<Option<crate::CachePolicy>> {
+    pub fn cache_policies(&self) -> Vec<Option<crate::cache::CachePolicy>> {
         self.slots
             .iter()
             .map(|s| s.drive.lock().cache_policy())

@@ -111,7 +111,7 @@ pub trait Drive: Send {
 
     /// How a file drive uses the kernel's page cache (`None` for drives
     /// that are not files).
-    fn cache_policy(&self) -> Option<crate::CachePolicy> {
+    fn cache_policy(&self) -> Option<crate::cache::CachePolicy> {
         None
     }
 
@@ -190,7 +190,7 @@ impl<D: Drive + ?Sized> Drive for Box<D> {
     fn virtual_time_ns(&self) -> Option<u64> {
         (**self).virtual_time_ns()
     }
-    fn cache_policy(&self) -> Option<crate::CachePolicy> {
+    fn cache_policy(&self) -> Option<crate::cache::CachePolicy> {
         (**self).cache_policy()
     }
     fn idle_until(&mut self, time_ns: u64) {

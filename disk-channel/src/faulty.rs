@@ -239,7 +239,7 @@ impl<D: Drive> Drive for FaultyDrive<D> {
         self.inner.page_size()
     }
 
-    fn cache_policy(&self) -> Option<crate::CachePolicy> {
+    fn cache_policy(&self) -> Option<crate::cache::CachePolicy> {
         self.inner.cache_policy()
     }
 

@@ -27,6 +27,7 @@
 //! would read the hinted page into the page cache, which a direct read
 //! never uses (measured in an external sort: 250–750 MiB of wasted reads).
 
+use crate::cache::CachePolicy;
 use crate::drive::check_transfer;
 use crate::{DiskPage, Drive, DriveError, DriveStats};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -88,30 +89,6 @@ impl FileDriveOptions {
     pub fn with_cache(mut self, cache: CachePolicy) -> FileDriveOptions {
         self.cache = cache;
         self
-    }
-}
-
-/// How a file drive uses the kernel's page cache; see the module doc.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum CachePolicy {
-    /// `O_DIRECT`: transfers bypass the page cache (falls back to
-    /// `DropBehind` where the file system refuses it).
-    #[default]
-    Direct,
-    /// Buffered transfers, each followed by `posix_fadvise(DONTNEED)`.
-    DropBehind,
-    /// Buffered transfers through the page cache.
-    Buffered,
-}
-
-impl CachePolicy {
-    /// The policy's name as the tools print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            CachePolicy::Direct => "direct",
-            CachePolicy::DropBehind => "drop-behind",
-            CachePolicy::Buffered => "buffered",
-        }
     }
 }
 

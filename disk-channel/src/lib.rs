@@ -33,6 +33,7 @@
 //! assert!(channel.virtual_time_ns().unwrap() > 0);
 //! ```
 
+mod cache;
 mod channel;
 mod drive;
 mod error;
@@ -42,10 +43,11 @@ pub mod rng;
 mod sim;
 mod units;
 
+pub use cache::CachePolicy;
 pub use channel::{Completion, DiskChannel, Op, Request, Ticket};
 pub use drive::{Drive, DriveStats, check_transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
-pub use file::{CachePolicy, FileDrive, FileDriveOptions};
+pub use file::{FileDrive, FileDriveOptions};
 pub use sim::{Mechanics, SeekCurve, SimDrive, SimModel};
 pub use units::{DiskPage, DriveId};

@@ -41,6 +41,7 @@ pub(crate) struct Counters {
     pub(crate) write_back_failures: u64,
     pub(crate) remaps: u64,
     pub(crate) overwrites: u64,
+    pub(crate) cluster_reads: u64,
 }
 
 /// The VM's data structures. Every field is guarded by the monitor `(m)`:

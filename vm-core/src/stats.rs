@@ -46,6 +46,17 @@ pub struct VmStats {
     /// the access overwrote the whole page (a `write` covering it, or
     /// `page_mut_overwrite`).
     pub overwrites: u64,
+    /// Sequential read-aheads done as one transfer of several consecutive
+    /// pages.
+    pub cluster_reads: u64,
+    /// Read transfers the drives served (one transfer may move many pages).
+    pub disk_reads: u64,
+    /// Pages those read transfers moved.
+    pub disk_pages_read: u64,
+    /// Write transfers the drives served.
+    pub disk_writes: u64,
+    /// Pages those write transfers moved.
+    pub disk_pages_written: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -74,6 +85,11 @@ impl AddressSpace {
             write_back_failures: monitor.counters.write_back_failures,
             remaps: monitor.counters.remaps,
             overwrites: monitor.counters.overwrites,
+            cluster_reads: monitor.counters.cluster_reads,
+            disk_reads: drives.reads,
+            disk_pages_read: drives.pages_read,
+            disk_writes: drives.writes,
+            disk_pages_written: drives.pages_written,
         }
     }
 

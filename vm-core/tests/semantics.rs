@@ -486,3 +486,26 @@ fn overwriting_whole_pages_reads_nothing() {
     let offset = vm.address_of(r.page).0 - base;
     assert_eq!(back[7], pattern(5, offset + 7));
 }
+
+/// Sequential read-ahead moves runs, not pages (issue 11): a scan of 512
+/// evicted pages advised `Sequential` reads them in transfers of many pages
+/// each — counted by the drive itself — and every byte is right.
+#[test]
+fn sequential_read_ahead_reads_runs_in_one_transfer_each() {
+    let vm = sim_vm(1024, 128);
+    let i = vm.allocate(512).unwrap();
+    fill(&vm, i, 8);
+    vm.flush().unwrap();
+    vm.advise(i, Advice::DontNeed).unwrap();
+    vm.advise(i, Advice::Sequential).unwrap();
+    let before = vm.stats();
+    check(&vm, i, 8);
+    let after = vm.stats();
+    let reads = after.disk_reads - before.disk_reads;
+    let pages = after.disk_pages_read - before.disk_pages_read;
+    assert_eq!(pages, 512, "{after:?}");
+    // A window is a quarter of the 128-page budget: 32 pages a transfer.
+    assert!(reads <= 512 / 32 + 2, "{reads} transfers for {pages} pages");
+    assert!(after.cluster_reads - before.cluster_reads >= 512 / 32 - 1);
+    assert!(vm.kernel_resident_pages().unwrap() <= 128);
+}

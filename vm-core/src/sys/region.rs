@@ -154,6 +154,22 @@ impl Region {
         unsafe { std::slice::from_raw_parts_mut(self.page_ptr(page), self.page_size) }
     }
 
+    /// The bytes of `count` consecutive pages from `page` (consecutive in
+    /// the region, so one transfer can fill them all).
+    ///
+    /// # Safety
+    /// The caller holds the exclusive latch of every one of those pages for
+    /// as long as the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn pages_mut(&self, page: u64, count: u64) -> &mut [u8] {
+        assert!(count > 0 && page.checked_add(count).is_some_and(|end| end <= self.pages));
+        // SAFETY: in bounds (asserted); the caller's latches make this the
+        // only access to those bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.page_ptr(page), count as usize * self.page_size)
+        }
+    }
+
     /// Gives back the memory of `count` pages from `page`; they read as
     /// zeros afterwards.
     ///
