@@ -53,6 +53,9 @@ pub struct CheckReport {
     pub poisoned: u64,
     /// Seeds that failed.
     pub failures: Vec<SeedFailure>,
+    /// The options a replay needs besides the seed (`--steps`, ...).
+    #[serde(skip)]
+    pub options: String,
 }
 
 impl CheckReport {
@@ -78,10 +81,30 @@ impl CheckReport {
             for op in &f.recent {
                 t.push_str(&format!("  {op}\n"));
             }
-            t.push_str(&format!("  replay: cedarvm check --seed {}\n", f.seed));
+            t.push_str(&format!(
+                "  replay: cedarvm check --seed {}{}\n",
+                f.seed, self.options
+            ));
         }
         t
     }
+}
+
+/// The options of `request` that a replay of one of its seeds must repeat.
+fn replay_options(request: &CheckRequest) -> String {
+    let mut options = String::new();
+    if request.steps != Campaign::new(0).steps {
+        options.push_str(&format!(" --steps {}", request.steps));
+    }
+    match request.service {
+        Some(FaultService::Worker) => options.push_str(" --fault-service worker"),
+        Some(FaultService::InFaultingThread) => options.push_str(" --fault-service thread"),
+        _ => {}
+    }
+    if request.hang_after_s != 60 {
+        options.push_str(&format!(" --hang-after {}", request.hang_after_s));
+    }
+    options
 }
 
 fn campaign_for(request: &CheckRequest, seed: u64) -> Campaign {
@@ -116,9 +139,12 @@ pub fn check(request: &CheckRequest) -> CheckReport {
         errors_met: 0,
         poisoned: 0,
         failures: Vec::new(),
+        options: replay_options(request),
     };
     let bar = progress(request.seeds, "check");
-    for seed in request.first_seed..request.first_seed + request.seeds {
+    // Seeds near u64::MAX stop at the last one rather than wrap.
+    let seeds = (0..request.seeds).map_while(|k| request.first_seed.checked_add(k));
+    for seed in seeds {
         let campaign = campaign_for(request, seed);
         let (tx, rx) = mpsc::channel::<Result<_, Box<Failure>>>();
         std::thread::spawn(move || {

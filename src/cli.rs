@@ -69,7 +69,7 @@ pub struct CheckArgs {
     /// worker, even ones the faulting thread).
     #[arg(long, value_enum)]
     fault_service: Option<ServiceArg>,
-    /// Seconds after which a seed counts as hung.
+    /// Seconds after which a seed counts as hung (at least 1).
     #[arg(long, default_value_t = 60)]
     hang_after: u64,
     /// Print the report as JSON.

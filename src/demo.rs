@@ -372,7 +372,14 @@ impl DemoReport {
             ),
             (
                 "faults",
-                format!("{} ({} zero-fill, {} hits)", s.faults, s.zero_fills, s.hits),
+                format!(
+                    "{} ({} zero-fill, {} overwritten, {} read); {} resident hits",
+                    s.faults,
+                    s.zero_fills,
+                    s.overwrites,
+                    s.faults - s.zero_fills - s.overwrites,
+                    s.hits
+                ),
             ),
             (
                 "page-ins",

@@ -338,6 +338,7 @@ impl Run {
                     let h = held[thread].take().expect("checked");
                     self.note(format!("t{thread}: drop guard on {}", h.page));
                     drop(h);
+                    self.outcome.steps = step + 1;
                     continue;
                 }
             }
