@@ -42,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) remaps: u64,
     pub(crate) overwrites: u64,
     pub(crate) cluster_reads: u64,
+    pub(crate) cluster_writes: u64,
 }
 
 /// The VM's data structures. Every field is guarded by the monitor `(m)`:

@@ -235,6 +235,40 @@ impl AddressSpace {
                 i += 1;
                 continue;
             };
+            // Victims on consecutive disk pages that are also consecutive
+            // virtual pages (so consecutive in the region) go out as one
+            // transfer; a cluster that fails is written page by page, so
+            // that a bad spot in it is found and remapped alone.
+            let first_page = batch[i].1.page();
+            let run = batch[i..]
+                .iter()
+                .enumerate()
+                .take_while(|(k, (d, v))| {
+                    let k = *k as u64;
+                    d.is_some_and(|d| d.drive == disk.drive && d.page.0 == disk.page.0 + k)
+                        && v.page() == first_page + k
+                })
+                .count();
+            if run >= 2 {
+                let target = batch.get(i + run).and_then(|(d, _)| *d).or(incoming_read);
+                let hint = target
+                    .filter(|d| d.drive == disk.drive && self.seek_ahead)
+                    .map(|d| d.page);
+                let volume = monitor.volume.as_ref().expect("victims imply a volume");
+                // SAFETY: the latch guards in `batch[i..i + run]` hold these
+                // pages exclusively while `bytes` lives.
+                let bytes = unsafe { self.region.pages(first_page, run as u64) };
+                if volume
+                    .channel()
+                    .write(disk.drive, disk.page, bytes, hint)
+                    .is_ok()
+                {
+                    monitor.counters.page_outs += run as u64;
+                    monitor.counters.cluster_writes += 1;
+                    i += run;
+                    continue;
+                }
+            }
             let target = batch.get(i + 1).and_then(|(d, _)| *d).or(incoming_read);
             let hint = target
                 .filter(|d| d.drive == disk.drive && self.seek_ahead)

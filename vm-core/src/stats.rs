@@ -49,6 +49,9 @@ pub struct VmStats {
     /// Sequential read-aheads done as one transfer of several consecutive
     /// pages.
     pub cluster_reads: u64,
+    /// Write-backs during replacement done as one transfer of several
+    /// consecutive pages.
+    pub cluster_writes: u64,
     /// Read transfers the drives served (one transfer may move many pages).
     pub disk_reads: u64,
     /// Pages those read transfers moved.
@@ -86,6 +89,7 @@ impl AddressSpace {
             remaps: monitor.counters.remaps,
             overwrites: monitor.counters.overwrites,
             cluster_reads: monitor.counters.cluster_reads,
+            cluster_writes: monitor.counters.cluster_writes,
             disk_reads: drives.reads,
             disk_pages_read: drives.pages_read,
             disk_writes: drives.writes,

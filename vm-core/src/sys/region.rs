@@ -154,6 +154,19 @@ impl Region {
         unsafe { std::slice::from_raw_parts_mut(self.page_ptr(page), self.page_size) }
     }
 
+    /// The bytes of `count` consecutive pages from `page`, to read (one
+    /// transfer can write them all out).
+    ///
+    /// # Safety
+    /// The caller holds a latch (shared or exclusive) on every one of those
+    /// pages for as long as the slice lives.
+    pub(crate) unsafe fn pages(&self, page: u64, count: u64) -> &[u8] {
+        assert!(count > 0 && page.checked_add(count).is_some_and(|end| end <= self.pages));
+        // SAFETY: in bounds (asserted); the caller's latches exclude writers
+        // and release for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.page_ptr(page), count as usize * self.page_size) }
+    }
+
     /// The bytes of `count` consecutive pages from `page` (consecutive in
     /// the region, so one transfer can fill them all).
     ///
