@@ -318,9 +318,7 @@ impl AddressSpace {
         }
         let mut pages: Vec<u64> = monitor.frame_of.keys().copied().collect();
         pages.sort_unstable();
-        for page in pages {
-            self.write_back(&monitor, page)?;
-        }
+        self.write_back_pages(&monitor, &pages)?;
         let needs_commit = monitor.volume_needs_commit;
         let volume = monitor.volume.as_mut().expect("checked above");
         volume.channel().sync_all().map_err(VmError::Sync)?;

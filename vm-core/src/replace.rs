@@ -15,6 +15,9 @@ use runtable::PageNumber;
 
 /// Most victims one eviction batch takes.
 const EVICTION_BATCH_MAX: u64 = 64;
+/// Most pages `clean` and `flush` write in one transfer (1 MiB of 4 KiB
+/// pages).
+const WRITE_BACK_RUN_MAX: usize = 256;
 /// Rounds of waiting for a latched page when the clock must force a
 /// victim.
 const FORCE_SPINS_MAX: u32 = 10_000;
@@ -372,9 +375,94 @@ impl AddressSpace {
         if monitor.volume.is_none() {
             return Ok(());
         }
-        for page in start..end {
-            if monitor.frame_of.contains_key(&page) {
-                self.write_back(monitor, page)?;
+        let mut pages: Vec<u64> = if end - start <= monitor.frame_of.len() as u64 {
+            (start..end)
+                .filter(|p| monitor.frame_of.contains_key(p))
+                .collect()
+        } else {
+            monitor
+                .frame_of
+                .keys()
+                .copied()
+                .filter(|p| (start..end).contains(p))
+                .collect()
+        };
+        pages.sort_unstable();
+        self.write_back_pages(monitor, &pages)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Writes back the dirty pages among the resident `pages` (ascending),
+    /// by runs: pages consecutive in the address space and on one drive's
+    /// consecutive disk pages go out as one transfer (at most
+    /// `WRITE_BACK_RUN_MAX` pages). A run that fails is written page by
+    /// page, so the error names the page that failed.
+    pub(crate) fn write_back_pages(&self, monitor: &Monitor, pages: &[u64]) -> Result<(), VmError> {
+        let states = self.states();
+        let volume = monitor.volume.as_ref().expect("write-back needs a volume");
+        let mut at = 0;
+        while at < pages.len() {
+            let first = pages[at];
+            if !states.load(first).has(DIRTY) {
+                at += 1;
+                continue;
+            }
+            let Ok(latch) = states.try_share_latch(first) else {
+                // Latched by a writer or a guard: the page-by-page path
+                // waits a little and reports a guard that stays.
+                self.write_back(monitor, first)?;
+                at += 1;
+                continue;
+            };
+            let disk = volume.translate(PageNumber(first))?;
+            let mut run = vec![latch];
+            while run.len() < WRITE_BACK_RUN_MAX {
+                let k = run.len();
+                let Some(&next) = pages.get(at + k) else {
+                    break;
+                };
+                let consecutive = next == first + k as u64
+                    && volume
+                        .translate(PageNumber(next))
+                        .is_ok_and(|d| d.drive == disk.drive && d.page.0 == disk.page.0 + k as u64);
+                if !consecutive || !states.load(next).has(DIRTY) {
+                    break;
+                }
+                match states.try_share_latch(next) {
+                    Ok(latch) => run.push(latch),
+                    Err(_) => break,
+                }
+            }
+            let count = run.len();
+            if count == 1 {
+                drop(run);
+                self.write_back(monitor, first)?;
+                at += 1;
+                continue;
+            }
+            // SAFETY: `run` holds a shared latch on each of these pages
+            // while `bytes` lives.
+            let bytes = unsafe { self.region.pages(first, count as u64) };
+            if volume
+                .channel()
+                .write(disk.drive, disk.page, bytes, None)
+                .is_ok()
+            {
+                for latch in &run {
+                    // Shared latches exclude writers: nothing changed the
+                    // pages since they were written.
+                    states.clear_flags(latch.page(), DIRTY);
+                    states.set_flags(latch.page(), ON_DISK);
+                }
+                drop(run);
+                at += count;
+            } else {
+                drop(run);
+                for &page in &pages[at..at + count] {
+                    self.write_back(monitor, page)?;
+                }
+                at += count;
             }
         }
         Ok(())

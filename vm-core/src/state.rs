@@ -377,6 +377,11 @@ pub(crate) struct SharedLatch<'a> {
 }
 
 impl SharedLatch<'_> {
+    /// The page.
+    pub(crate) fn page(&self) -> u64 {
+        self.page
+    }
+
     /// The word as it was before the latch was taken.
     pub(crate) fn was(&self) -> Word {
         self.was

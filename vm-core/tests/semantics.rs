@@ -529,3 +529,32 @@ fn eviction_writes_runs_of_dirty_pages_in_one_transfer_each() {
     assert!(after.cluster_writes > 0);
     check(&vm, i, 9);
 }
+
+/// `flush` and `clean` write runs of dirty resident pages with one
+/// transfer each (issue 11), and the pages read back from disk.
+#[test]
+fn flush_writes_runs_of_dirty_pages_in_one_transfer_each() {
+    let vm = sim_vm(1024, 600);
+    let i = vm.allocate(512).unwrap();
+    fill(&vm, i, 10);
+    let before = vm.stats();
+    vm.flush().unwrap();
+    let after = vm.stats();
+    let writes = after.disk_writes - before.disk_writes;
+    let pages = after.disk_pages_written - before.disk_pages_written;
+    assert_eq!(pages, 512, "{after:?}");
+    assert!(writes <= 4, "{writes} transfers for {pages} pages");
+    assert!(i.pages().all(|p| !vm.state(p).needs_cleaning));
+    // From disk: drop the frames, read everything again.
+    vm.advise(i, Advice::DontNeed).unwrap();
+    check(&vm, i, 10);
+    // `clean` of a part: the same by runs.
+    let part = Interval::new(i.page.0 + 100, 50);
+    vm.write(vm.address_of(part.page), &vec![1u8; 50 * PAGE])
+        .unwrap();
+    let before = vm.stats();
+    vm.clean(part).unwrap();
+    let after = vm.stats();
+    assert_eq!(after.disk_pages_written - before.disk_pages_written, 50);
+    assert_eq!(after.disk_writes - before.disk_writes, 1);
+}
