@@ -262,9 +262,9 @@ pub struct FormatArgs {
     /// Page size.
     #[arg(long, default_value = "4KiB", value_parser = size)]
     page_size: u64,
-    /// Stripe across the drives in units of this many pages (default:
-    /// concatenate).
-    #[arg(long)]
+    /// Stripe across the drives in units of this many pages, at least 1
+    /// (default: concatenate).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     stripe: Option<u32>,
     /// Spare pages per drive for remapping bad spots.
     #[arg(long, default_value_t = 16)]

@@ -235,3 +235,71 @@ fn the_demo_output_on_disk_is_the_sorted_input() {
         "the output on disk is not the sorted input"
     );
 }
+
+/// Issue 14, items 9 and 15 (in part): a FIFO or a character device given
+/// as a drive is refused in one line instead of blocking forever or
+/// failing in `sync`; the same file named twice says so instead of "volume
+/// in use"; `--stripe 0` is a usage error, not a division by zero.
+#[test]
+fn drives_that_cannot_be_drives_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        for args in [
+            &["format", "-d", "fifo", "--drive-size", "8MiB"][..],
+            &["info", "-d", "fifo"][..],
+        ] {
+            let o = cedarvm(dir.path(), args);
+            assert_ne!(code(&o), 0, "{args:?}");
+            assert!(
+                stderr(&o).contains("not a regular file or a block device"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    } else {
+        println!("skipped the FIFO case: mkfifo is not available");
+    }
+    let o = cedarvm(dir.path(), &["info", "-d", "/dev/null"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("not a regular file or a block device"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "a.vol",
+            "-d",
+            "./a.vol",
+            "--drive-size",
+            "8MiB",
+        ],
+    );
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("are the same drive file"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "a.vol",
+            "-d",
+            "b.vol",
+            "--drive-size",
+            "8MiB",
+            "--stripe",
+            "0",
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

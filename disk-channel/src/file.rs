@@ -130,6 +130,19 @@ impl FileDrive {
                 ),
             });
         }
+        // A FIFO would block the open forever, a character device (such as
+        // /dev/null) swallows pages: drives are regular files or block
+        // devices, checked before opening.
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = meta.file_type();
+            if !kind.is_file() && !kind.is_block_device() {
+                return Err(DriveError::Config {
+                    drive: name,
+                    reason: "not a regular file or a block device".into(),
+                });
+            }
+        }
         let mut open = OpenOptions::new();
         open.read(true).write(true).create(options.create);
         let mut cache = options.cache;

@@ -270,7 +270,9 @@ pub fn run_count_bound(geometry: &Geometry, format_bad_spots: usize) -> usize {
     let extents_bound = geometry.drive_count() + format_bad_spots;
     let stripes = match geometry.layout {
         Layout::Concatenate => 0,
-        Layout::Stripe { unit } => geometry.virtual_pages.div_ceil(u64::from(unit)) as usize,
+        // A unit of 0 is refused by `validate`; counted as 1 here so that
+        // the bound never divides by zero.
+        Layout::Stripe { unit } => geometry.virtual_pages.div_ceil(u64::from(unit.max(1))) as usize,
     };
     stripes + extents_bound
 }

@@ -137,6 +137,11 @@ impl Volume {
             reserve_remaps: options.reserve_remaps,
             sparse: options.sparse,
         };
+        if let Layout::Stripe { unit: 0 } = geometry.layout {
+            return Err(VolumeError::BadGeometry {
+                reason: "a stripe unit of 0 pages (give at least 1)".into(),
+            });
+        }
         let runs_max = layout::run_count_bound(&geometry, bad_spots.len())
             .saturating_add(2 * options.reserve_remaps as usize);
         let bytes = header::header_bytes(

@@ -482,3 +482,14 @@ proptest! {
         }
     }
 }
+
+/// Issue 14, item 9: a stripe unit of 0 is a geometry error, not a division
+/// by zero in the run-count bound.
+#[test]
+fn a_stripe_unit_of_zero_is_an_error_not_a_panic() {
+    let (a, b) = (sim(512), sim(512));
+    let mut o = options();
+    o.layout = Layout::Stripe { unit: 0 };
+    let err = Volume::format(channel_of(&[&a, &b]), &o).unwrap_err();
+    assert!(matches!(err, VolumeError::BadGeometry { .. }), "{err}");
+}

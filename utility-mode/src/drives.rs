@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 /// The page size recorded in the label at the start of `path`, if it holds
 /// a readable label.
 pub fn probe_page_size(path: &Path) -> Option<usize> {
+    if !is_drive_kind(path) {
+        return None;
+    }
     let mut file = std::fs::File::open(path).ok()?;
     let mut head = vec![0u8; 1 << 20];
     let mut filled = 0;
@@ -32,6 +35,7 @@ pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, T
             "name at least one drive with --drive".into(),
         ));
     }
+    check_distinct(paths)?;
     let page_size = paths
         .iter()
         .find_map(|p| probe_page_size(p))
@@ -57,4 +61,43 @@ pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, T
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DiskChannel::new(drives)?)
+}
+
+/// Refuses a list of drives that names the same file twice (by two spellings
+/// too: `a.vol` and `./a.vol`), which would otherwise fail later as "volume
+/// in use" — the drive's own lock held by the first of the two.
+pub fn check_distinct(paths: &[PathBuf]) -> Result<(), ToolError> {
+    let identity = |p: &PathBuf| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            // A file to be created: its folder's real path and its name.
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let folder = parent.map_or_else(
+                || std::env::current_dir().unwrap_or_default(),
+                |d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()),
+            );
+            folder.join(p.file_name().unwrap_or_default())
+        })
+    };
+    let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let id = identity(path);
+        if let Some((_, first)) = seen.iter().find(|(other, _)| *other == id) {
+            return Err(ToolError::Usage(format!(
+                "{} and {} are the same drive file; name each drive once",
+                first.display(),
+                path.display()
+            )));
+        }
+        seen.push((id, path));
+    }
+    Ok(())
+}
+
+/// Whether `path` is something a drive can be: a regular file or a block
+/// device (opening a FIFO to look inside would block; the drive refuses
+/// anything else with a clear error).
+pub fn is_drive_kind(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_block_device())
 }

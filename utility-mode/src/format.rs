@@ -46,6 +46,9 @@ pub struct FormatReport {
 
 /// Whether the file at `path` starts with a cedar-vm label.
 fn holds_volume(path: &PathBuf) -> bool {
+    if !crate::drives::is_drive_kind(path) {
+        return false;
+    }
     let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };
@@ -56,6 +59,7 @@ fn holds_volume(path: &PathBuf) -> bool {
 
 /// Formats the drives of `request`, using `uvm` for the scan's memory.
 pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, ToolError> {
+    crate::drives::check_distinct(&request.drives)?;
     if request.drives.is_empty() {
         return Err(ToolError::Usage(
             "name at least one drive with --drive".into(),
