@@ -130,10 +130,17 @@ impl std::fmt::Display for Failure {
 }
 
 /// A drive that panics on its reads once armed (the campaign's stand-in
-/// for a bug below the VM).
-struct PanicSwitch<D> {
+/// for a bug below the VM; tests use it too).
+pub struct PanicSwitch<D> {
     inner: D,
     armed: Arc<AtomicBool>,
+}
+
+impl<D> PanicSwitch<D> {
+    /// `inner`, made to panic on every read while `armed` is true.
+    pub fn new(inner: D, armed: Arc<AtomicBool>) -> PanicSwitch<D> {
+        PanicSwitch { inner, armed }
+    }
 }
 
 impl<D: Drive> Drive for PanicSwitch<D> {
@@ -153,7 +160,7 @@ impl<D: Drive> Drive for PanicSwitch<D> {
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
         if self.armed.load(Ordering::SeqCst) {
-            panic!("campaign: the armed drive panics");
+            panic!("the armed drive panics");
         }
         self.inner.read(page, buf, seek_ahead)
     }
@@ -249,10 +256,7 @@ impl Run {
         let drive = SimDrive::preset("ssd", PAGE)
             .and_then(|d| d.with_page_count(c.virtual_pages + 1024))
             .map_err(|e| e.to_string())?;
-        let faulty = FaultyDrive::new(PanicSwitch {
-            inner: drive,
-            armed: Arc::clone(&self.panic_switch),
-        });
+        let faulty = FaultyDrive::new(PanicSwitch::new(drive, Arc::clone(&self.panic_switch)));
         self.faults = faulty.handle();
         let channel = DiskChannel::new(vec![Box::new(faulty)]).map_err(|e| e.to_string())?;
         let volume = Volume::format(channel, &FormatOptions::new(PAGE, c.virtual_pages))

@@ -8,12 +8,13 @@
 
 mod common;
 use common::*;
-use disk_channel::{DiskPage, Drive, DriveError, DriveStats, SimDrive};
+use disk_channel::SimDrive;
 use runtable::{Interval, PageNumber};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+use vm_core::campaign::PanicSwitch;
 use vm_core::{FaultService, VAddr, Vm, VmError};
 
 /// Runs `f` on a helper thread; `None` if it has not returned after a
@@ -96,60 +97,17 @@ fn read_only_survives_a_held_guard() {
     assert!(vm.state(i.page).needs_cleaning);
 }
 
-/// A drive that panics on its next read once armed.
-struct PanickyDrive {
-    inner: SimDrive,
-    armed: Arc<AtomicBool>,
-}
-
-impl Drive for PanickyDrive {
-    fn name(&self) -> &str {
-        "panicky"
-    }
-    fn page_size(&self) -> usize {
-        self.inner.page_size()
-    }
-    fn page_count(&self) -> u64 {
-        self.inner.page_count()
-    }
-    fn read(
-        &mut self,
-        page: DiskPage,
-        buf: &mut [u8],
-        seek_ahead: Option<DiskPage>,
-    ) -> Result<(), DriveError> {
-        if self.armed.load(Ordering::SeqCst) {
-            panic!("the drive panics (as armed by the test)");
-        }
-        self.inner.read(page, buf, seek_ahead)
-    }
-    fn write(
-        &mut self,
-        page: DiskPage,
-        data: &[u8],
-        seek_ahead: Option<DiskPage>,
-    ) -> Result<(), DriveError> {
-        self.inner.write(page, data, seek_ahead)
-    }
-    fn sync(&mut self) -> Result<(), DriveError> {
-        self.inner.sync()
-    }
-    fn stats(&self) -> DriveStats {
-        self.inner.stats()
-    }
-}
-
 /// A VM whose only drive panics on reads once `armed`, with 4 pages of
 /// real memory and 16 pages written (so most are on disk).
 fn panicky_vm(service: FaultService) -> (Arc<Vm>, Interval, Arc<AtomicBool>) {
     let armed = Arc::new(AtomicBool::new(false));
-    let drive = PanickyDrive {
-        inner: SimDrive::preset("ssd", PAGE)
+    let drive = PanicSwitch::new(
+        SimDrive::preset("ssd", PAGE)
             .unwrap()
             .with_page_count(64 + 1024)
             .unwrap(),
-        armed: Arc::clone(&armed),
-    };
+        Arc::clone(&armed),
+    );
     let vm = vm_served_by(vec![Box::new(drive)], 64, 4, service);
     let i = vm.allocate(16).unwrap();
     for p in i.pages() {
