@@ -235,11 +235,9 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     phase_s[1] = t.elapsed().as_secs_f64();
     bar.inc(1);
 
-    // 3. Merge: one page of each run in hand. The runs are each read in
-    // order, but 32 read-ahead windows at once would fill real memory and
-    // evict one another before use: no read-ahead here (an adaptive window
-    // per stream is the next round's work).
-    vm.advise(input, Advice::Normal).map_err(ToolError::Vm)?;
+    // 3. Merge: one page of each run in hand. Each run is read in order;
+    // the input stays advised sequential, and each run's read-ahead window
+    // adapts to what it keeps resident (32 runs share real memory).
     let t = Instant::now();
     struct Cursor {
         next: u64,

@@ -15,6 +15,8 @@ use runtable::PageNumber;
 /// one transfer per segment of consecutive disk pages (1 MiB of 4 KiB
 /// pages; never more than a quarter of real memory).
 const READ_AHEAD_PAGES: u64 = 256;
+/// The window of a stream just starting (32 KiB of 4 KiB pages).
+const READ_AHEAD_MIN: u64 = 8;
 
 impl AddressSpace {
     /// Monitor held on entry and exit.
@@ -98,7 +100,19 @@ impl AddressSpace {
         next: Option<u64>,
     ) -> Result<bool, VmError> {
         let states = self.states();
-        let window = READ_AHEAD_PAGES.min(monitor.budget() / 4).max(1);
+        // The window adapts to the stream, as a page cache's read-ahead
+        // does: twice the pages this stream has read in order and still
+        // holds (the resident pages just before `page`), at least
+        // `READ_AHEAD_MIN`. A stream that keeps its pages grows to the
+        // maximum; many streams at once, or memory pressure that evicts
+        // what was read ahead, keep their windows small — so read-ahead
+        // does not evict itself.
+        let max = READ_AHEAD_PAGES.min(monitor.budget() / 4).max(1);
+        let mut behind = 0u64;
+        while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
+            behind += 1;
+        }
+        let window = (2 * behind).clamp(READ_AHEAD_MIN.min(max), max);
         let Some(volume) = monitor.volume.as_ref() else {
             return Ok(false);
         };
