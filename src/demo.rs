@@ -153,6 +153,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         path: std::env::temp_dir(),
         source,
     })?;
+    crate::signals::remove_on_signal(temp.path().to_path_buf());
     let path = match &options.volume {
         Some(path) => {
             if path.exists() && !options.force {

@@ -6,8 +6,10 @@ mod check;
 mod cli;
 mod demo;
 mod progress_bar;
+mod signals;
 
 fn main() {
     utility_mode::progress::set_sink(Box::new(progress_bar::TerminalSink));
+    signals::install();
     std::process::exit(cli::run(std::env::args_os()));
 }

@@ -303,3 +303,42 @@ fn drives_that_cannot_be_drives_are_refused_in_one_line() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+/// Issue 14, item 13: Ctrl-C (or SIGTERM) during the demo removes its
+/// temporary volume and exits 130 (143); nothing is left in `$TMPDIR`.
+/// (The wait for the volume to appear is bounded; it is not a timing
+/// assertion.)
+#[test]
+fn an_interrupted_demo_removes_its_temporary_volume() {
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedarvm"))
+            .args(["demo", "--keys", "256MiB", "--memory", "4MiB"])
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let volume_exists = || {
+            std::fs::read_dir(tmp.path())
+                .unwrap()
+                .flatten()
+                .any(|d| d.path().join("demo.vol").exists())
+        };
+        let mut waited = 0;
+        while !volume_exists() && waited < 600 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            waited += 1;
+        }
+        assert!(volume_exists(), "the demo never created its volume");
+        let killed = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "SIG{signal}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+    }
+}

@@ -10,11 +10,12 @@ const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Crates that belong to the tools and the benchmark runs, never to an
 /// embedder's build.
-const TOOL_CRATES: [&str; 6] = [
+const TOOL_CRATES: [&str; 7] = [
     "clap",
     "indicatif",
     "plotters",
     "tempfile",
+    "signal-hook",
     "cedar-bench",
     "utility-mode",
 ];
