@@ -115,10 +115,28 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Takes the monitor to check that every page of `interval` is
-    /// allocated and none is read-only; the error names the first page that
-    /// is not. Monitor not held on entry or exit.
+    /// Checks that every page of `interval` is allocated and none is
+    /// read-only; the error names the first page that is not. Resident
+    /// pages are allocated by definition and carry their protection in
+    /// their words, so a write over resident pages checks without the
+    /// monitor; only a range with an absent page takes it to look at the
+    /// allocation map. Monitor not held on entry or exit.
     fn check_writable(&self, interval: Interval) -> Result<(), VmError> {
+        let states = self.states();
+        let mut any_absent = false;
+        for page in interval.pages() {
+            let word = states.load(page.0);
+            if word.tag() == TAG_ABSENT {
+                any_absent = true;
+                break;
+            }
+            if word.has(READ_ONLY) {
+                return Err(VmError::WriteProtect { page });
+            }
+        }
+        if !any_absent {
+            return Ok(());
+        }
         let monitor = self.lock_monitor();
         for page in interval.pages() {
             if monitor.allocation_of(page.0).is_none() {
@@ -127,7 +145,7 @@ impl AddressSpace {
                     page,
                 });
             }
-            if self.states().load(page.0).has(READ_ONLY) {
+            if states.load(page.0).has(READ_ONLY) {
                 return Err(VmError::WriteProtect { page });
             }
         }

@@ -52,7 +52,7 @@ impl AddressSpace {
         } else {
             next
         };
-        if sequential && !overwrite && self.read_cluster(monitor, page, next)? {
+        if sequential && !overwrite && self.read_cluster(monitor, page)? {
             return Ok(Served::Resident);
         }
         self.bring_in(monitor, page, next, overwrite)?;
@@ -93,12 +93,7 @@ impl AddressSpace {
     /// changed nothing, when that would be a single page (the caller serves
     /// it page by page); a failed cluster read falls back the same way, so
     /// a bad page ahead never fails the fault on `page`.
-    fn read_cluster(
-        &self,
-        monitor: &mut Monitor,
-        page: u64,
-        next: Option<u64>,
-    ) -> Result<bool, VmError> {
+    fn read_cluster(&self, monitor: &mut Monitor, page: u64) -> Result<bool, VmError> {
         let states = self.states();
         // The window adapts to the stream, as a page cache's read-ahead
         // does: twice the pages this stream has read in order and still
@@ -155,8 +150,7 @@ impl AddressSpace {
             .collect();
         let volume = monitor.volume.as_ref().expect("checked above");
         // The next transfer of a sequential scan starts where this cluster
-        // ends (the queued fault `next` would be inside it).
-        let _ = next;
+        // ends (a queued fault on the next page would be inside it).
         let hint = Some(page + count)
             .filter(|&n| self.seek_ahead && n < self.virtual_pages)
             .and_then(|n| volume.translate(PageNumber(n)).ok())
