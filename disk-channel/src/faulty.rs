@@ -8,6 +8,8 @@
 //!   on until the rule is cleared.
 //! - **Torn write**: the Nth write puts only a prefix of its bytes on the
 //!   inner drive and the drive then crashes.
+//! - **Panic**: once armed, every read panics (a bug below the caller, to
+//!   test that a panic in a drive is contained).
 //! - **Crash point**: after N more writes, writes are dropped (they return
 //!   `Ok`, as a write into a volatile cache that loses power would); reads
 //!   see what reached the inner drive before the crash.
@@ -60,6 +62,7 @@ struct FaultPlan {
     crashed: bool,
     dropped_writes: u64,
     injected_failures: u64,
+    panic_on_read: bool,
 }
 
 impl FaultPlan {
@@ -165,6 +168,16 @@ impl FaultHandle {
         self.plan.lock().dropped_writes
     }
 
+    /// Arms (or disarms) a panic in every read from now on.
+    pub fn panic_on_reads(&self, armed: bool) {
+        self.plan.lock().panic_on_read = armed;
+    }
+
+    /// Whether reads are armed to panic.
+    pub fn panics_armed(&self) -> bool {
+        self.plan.lock().panic_on_read
+    }
+
     /// Failures injected so far (bad pages not counted).
     pub fn injected_failures(&self) -> u64 {
         self.plan.lock().injected_failures
@@ -253,12 +266,17 @@ impl<D: Drive> Drive for FaultyDrive<D> {
         buf: &mut [u8],
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
-        {
+        let panics = {
             let mut plan = self.handle.plan.lock();
             self.check_bad(&plan, page, buf.len())?;
             if plan.take_failure(OpKind::Read) {
                 return Err(self.injected(page, "read"));
             }
+            plan.panic_on_read
+        };
+        // Outside the plan's lock.
+        if panics {
+            panic!("the armed drive panics");
         }
         self.inner.read(page, buf, seek_ahead)
     }

@@ -32,16 +32,11 @@ use crate::guard::{PageMut, PageRef};
 use crate::space::{Backing, Vm};
 use crate::vocabulary::{Advice, VAddr};
 use disk_channel::rng::SplitMix64;
-use disk_channel::{
-    DiskChannel, DiskPage, Drive, DriveError, DriveStats, FaultHandle, FaultyDrive, OpKind,
-    SimDrive,
-};
+use disk_channel::{DiskChannel, DiskPage, FaultHandle, FaultyDrive, OpKind, SimDrive};
 use runtable::{FormatOptions, Interval, PageNumber, Volume};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 const PAGE: usize = 4096;
 
@@ -129,63 +124,6 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// A drive that panics on its reads once armed (the campaign's stand-in
-/// for a bug below the VM; tests use it too).
-pub struct PanicSwitch<D> {
-    inner: D,
-    armed: Arc<AtomicBool>,
-}
-
-impl<D> PanicSwitch<D> {
-    /// `inner`, made to panic on every read while `armed` is true.
-    pub fn new(inner: D, armed: Arc<AtomicBool>) -> PanicSwitch<D> {
-        PanicSwitch { inner, armed }
-    }
-}
-
-impl<D: Drive> Drive for PanicSwitch<D> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn page_size(&self) -> usize {
-        self.inner.page_size()
-    }
-    fn page_count(&self) -> u64 {
-        self.inner.page_count()
-    }
-    fn read(
-        &mut self,
-        page: DiskPage,
-        buf: &mut [u8],
-        seek_ahead: Option<DiskPage>,
-    ) -> Result<(), DriveError> {
-        if self.armed.load(Ordering::SeqCst) {
-            panic!("the armed drive panics");
-        }
-        self.inner.read(page, buf, seek_ahead)
-    }
-    fn write(
-        &mut self,
-        page: DiskPage,
-        data: &[u8],
-        seek_ahead: Option<DiskPage>,
-    ) -> Result<(), DriveError> {
-        self.inner.write(page, data, seek_ahead)
-    }
-    fn sync(&mut self) -> Result<(), DriveError> {
-        self.inner.sync()
-    }
-    fn stats(&self) -> DriveStats {
-        self.inner.stats()
-    }
-    fn virtual_time_ns(&self) -> Option<u64> {
-        self.inner.virtual_time_ns()
-    }
-    fn idle_until(&mut self, time_ns: u64) {
-        self.inner.idle_until(time_ns);
-    }
-}
-
 /// One allocated interval and what it should hold.
 struct Live {
     id: u64,
@@ -234,7 +172,6 @@ struct Run {
     campaign: Campaign,
     rng: SplitMix64,
     faults: FaultHandle,
-    panic_switch: Arc<AtomicBool>,
     recent: VecDeque<String>,
     outcome: Outcome,
 }
@@ -245,7 +182,6 @@ impl Run {
             campaign: campaign.clone(),
             rng: SplitMix64::new(campaign.seed ^ 0xCEDA_2C0F_FEE5_EED5),
             faults: FaultHandle::default(),
-            panic_switch: Arc::new(AtomicBool::new(false)),
             recent: VecDeque::new(),
             outcome: Outcome::default(),
         }
@@ -256,7 +192,7 @@ impl Run {
         let drive = SimDrive::preset("ssd", PAGE)
             .and_then(|d| d.with_page_count(c.virtual_pages + 1024))
             .map_err(|e| e.to_string())?;
-        let faulty = FaultyDrive::new(PanicSwitch::new(drive, Arc::clone(&self.panic_switch)));
+        let faulty = FaultyDrive::new(drive);
         self.faults = faulty.handle();
         let channel = DiskChannel::new(vec![Box::new(faulty)]).map_err(|e| e.to_string())?;
         let volume = Volume::format(channel, &FormatOptions::new(PAGE, c.virtual_pages))
@@ -322,7 +258,7 @@ impl Run {
         self.note(op);
         // A small chance of a drive that panics (a bug below the VM).
         if self.rng.below(400) == 0 {
-            self.panic_switch.store(true, Ordering::SeqCst);
+            self.faults.panic_on_reads(true);
             self.note("inject: the drive panics on its next read".to_string());
         }
     }
@@ -357,7 +293,7 @@ impl Run {
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_default();
-                    if self.panic_switch.load(Ordering::SeqCst) && message.contains("armed drive") {
+                    if self.faults.panics_armed() && message.contains("armed drive") {
                         Ok(())
                     } else {
                         Err(format!("panic: {message}"))
@@ -366,7 +302,7 @@ impl Run {
             };
             verdict.map_err(|m| self.failure(step, m))?;
             if vm.is_poisoned() {
-                if !self.panic_switch.load(Ordering::SeqCst) {
+                if !self.faults.panics_armed() {
                     return Err(self.failure(step, "poisoned without a panic".into()));
                 }
                 // Fails fast from now on.
@@ -466,7 +402,7 @@ impl Run {
             VmError::Io { page, .. } => self.campaign.faults && inside(*page),
             VmError::WriteBackFailed { touched, .. } => self.campaign.faults && inside(*touched),
             VmError::Sync(_) => self.campaign.faults,
-            VmError::Poisoned => self.panic_switch.load(Ordering::SeqCst),
+            VmError::Poisoned => self.faults.panics_armed(),
             _ => false,
         }
     }
@@ -598,9 +534,7 @@ impl Run {
                     }
                     // The VM is dead from here (the run stops after this
                     // step), so what the write did before does not matter.
-                    Err(e @ VmError::Poisoned) if self.panic_switch.load(Ordering::SeqCst) => {
-                        self.allowed(&e)
-                    }
+                    Err(e @ VmError::Poisoned) if self.faults.panics_armed() => self.allowed(&e),
                     Err(e) => {
                         let touched = match &e {
                             VmError::PageHeldByThisThread { page } => {
@@ -836,9 +770,7 @@ impl Run {
                     {
                         self.allowed(&e)
                     }
-                    Err(e @ VmError::Poisoned) if self.panic_switch.load(Ordering::SeqCst) => {
-                        self.allowed(&e)
-                    }
+                    Err(e @ VmError::Poisoned) if self.faults.panics_armed() => self.allowed(&e),
                     Err(e) => return Err(format!("clean/flush: {e}")),
                 }
             }
@@ -858,9 +790,7 @@ impl Run {
                     {
                         self.allowed(&e)
                     }
-                    Err(e @ VmError::Poisoned) if self.panic_switch.load(Ordering::SeqCst) => {
-                        self.allowed(&e)
-                    }
+                    Err(e @ VmError::Poisoned) if self.faults.panics_armed() => self.allowed(&e),
                     Err(e) => return Err(format!("advise: {e}")),
                 }
             }

@@ -8,13 +8,11 @@
 
 mod common;
 use common::*;
-use disk_channel::SimDrive;
+use disk_channel::{FaultHandle, FaultyDrive, SimDrive};
 use runtable::{Interval, PageNumber};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
-use vm_core::campaign::PanicSwitch;
 use vm_core::{FaultService, VAddr, Vm, VmError};
 
 /// Runs `f` on a helper thread; `None` if it has not returned after a
@@ -97,17 +95,16 @@ fn read_only_survives_a_held_guard() {
     assert!(vm.state(i.page).needs_cleaning);
 }
 
-/// A VM whose only drive panics on reads once `armed`, with 4 pages of
+/// A VM whose only drive panics on reads once armed through the handle, with 4 pages of
 /// real memory and 16 pages written (so most are on disk).
-fn panicky_vm(service: FaultService) -> (Arc<Vm>, Interval, Arc<AtomicBool>) {
-    let armed = Arc::new(AtomicBool::new(false));
-    let drive = PanicSwitch::new(
+fn panicky_vm(service: FaultService) -> (Arc<Vm>, Interval, FaultHandle) {
+    let drive = FaultyDrive::new(
         SimDrive::preset("ssd", PAGE)
             .unwrap()
             .with_page_count(64 + 1024)
             .unwrap(),
-        Arc::clone(&armed),
     );
+    let armed = drive.handle();
     let vm = vm_served_by(vec![Box::new(drive)], 64, 4, service);
     let i = vm.allocate(16).unwrap();
     for p in i.pages() {
@@ -125,7 +122,7 @@ fn panicky_vm(service: FaultService) -> (Arc<Vm>, Interval, Arc<AtomicBool>) {
 #[test]
 fn a_panic_in_the_worker_poisons_the_vm_instead_of_hanging_its_faulters() {
     let (vm, i, armed) = panicky_vm(FaultService::Worker);
-    armed.store(true, Ordering::SeqCst);
+    armed.panic_on_reads(true);
     let first = Arc::clone(&vm);
     let outcome = within_bound(move || {
         let mut byte = [0u8];
@@ -150,7 +147,7 @@ fn a_panic_in_the_worker_poisons_the_vm_instead_of_hanging_its_faulters() {
 #[test]
 fn a_panic_in_the_faulting_thread_poisons_the_vm() {
     let (vm, i, armed) = panicky_vm(FaultService::InFaultingThread);
-    armed.store(true, Ordering::SeqCst);
+    armed.panic_on_reads(true);
     let first = Arc::clone(&vm);
     let joined = std::thread::spawn(move || {
         let mut byte = [0u8];
