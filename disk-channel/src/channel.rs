@@ -12,14 +12,22 @@
 //!   request to the drive's worker and returns at once, so a caller can have
 //!   one transfer in flight on every drive.
 //!
-//! Either way a drive serves one request at a time, in arrival order; there
-//! is no queueing or reordering inside a drive (the seed's "no queuing
-//! facilities at the disk level").
+//! A drive that offers [`ParallelIo`] (a file) is not locked for the
+//! blocking calls: each caller's transfer goes to the device at once, so
+//! several threads have several transfers in flight on one drive. Other
+//! drives (simulated ones) serve one request at a time, in arrival order;
+//! there is no queueing or reordering inside a drive (the seed's "no
+//! queuing facilities at the disk level").
+//!
+//! A [`ChannelHandle`] is the blocking calls, detached from the channel:
+//! a layer above that keeps the channel under its own lock (the VM's
+//! monitor) clones a handle once and transfers through it without that
+//! lock.
 //!
 //! Locking: `Slot::drive` guards the drive; `Slot::worker` guards the lazily
 //! started worker. No lock is held while another is taken.
 
-use crate::{DiskPage, Drive, DriveError, DriveId, DriveStats};
+use crate::{DiskPage, Drive, DriveError, DriveId, DriveStats, ParallelIo};
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -101,6 +109,8 @@ struct Worker {
 
 struct Slot {
     drive: Arc<Mutex<Box<dyn Drive>>>,
+    /// The drive's lock-free transfers, if it has them.
+    parallel: Option<Arc<dyn ParallelIo>>,
     name: String,
     page_size: usize,
     page_count: u64,
@@ -155,6 +165,7 @@ impl DiskChannel {
         let slots = drives
             .into_iter()
             .map(|drive| Slot {
+                parallel: drive.parallel(),
                 name: drive.name().to_string(),
                 page_size: drive.page_size(),
                 page_count: drive.page_count(),
@@ -202,7 +213,8 @@ impl DiskChannel {
         buf: &mut [u8],
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
-        self.slot(drive)?.drive.lock().read(page, buf, seek_ahead)
+        let slot = self.slot(drive)?;
+        read_through(&slot.drive, slot.parallel.as_deref(), page, buf, seek_ahead)
     }
 
     /// Writes whole pages to `drive` in the caller's thread.
@@ -213,7 +225,19 @@ impl DiskChannel {
         data: &[u8],
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
-        self.slot(drive)?.drive.lock().write(page, data, seek_ahead)
+        let slot = self.slot(drive)?;
+        write_through(&slot.drive, slot.parallel.as_deref(), page, data, seek_ahead)
+    }
+
+    /// The blocking calls, detached from the channel (see the module doc).
+    pub fn handle(&self) -> ChannelHandle {
+        ChannelHandle {
+            drives: self
+                .slots
+                .iter()
+                .map(|s| (Arc::clone(&s.drive), s.parallel.clone()))
+                .collect(),
+        }
     }
 
     /// Syncs one drive.
@@ -321,18 +345,18 @@ impl DiskChannel {
         Ok(())
     }
 
-    /// Stops the workers and gives the drives back.
-    pub fn into_drives(mut self) -> Vec<Box<dyn Drive>> {
+    /// Stops the workers and gives the drives back. Fails, giving the
+    /// channel back, while a [`ChannelHandle`] of it is alive.
+    pub fn into_drives(mut self) -> Result<Vec<Box<dyn Drive>>, DiskChannel> {
         self.stop_workers();
-        std::mem::take(&mut self.slots)
+        if self.slots.iter().any(|s| Arc::strong_count(&s.drive) > 1) {
+            return Err(self);
+        }
+        Ok(std::mem::take(&mut self.slots)
             .into_iter()
-            .map(|slot| match Arc::try_unwrap(slot.drive) {
-                Ok(drive) => drive.into_inner(),
-                Err(_) => {
-                    unreachable!("workers are joined, so the channel holds the only reference")
-                }
-            })
-            .collect()
+            .filter_map(|slot| Arc::try_unwrap(slot.drive).ok())
+            .map(Mutex::into_inner)
+            .collect())
     }
 
     fn stop_workers(&mut self) {
@@ -350,5 +374,86 @@ impl DiskChannel {
 impl Drop for DiskChannel {
     fn drop(&mut self) {
         self.stop_workers();
+    }
+}
+
+/// A read: lock-free through `parallel` if the drive has it, else under the
+/// drive's lock.
+fn read_through(
+    drive: &Mutex<Box<dyn Drive>>,
+    parallel: Option<&dyn ParallelIo>,
+    page: DiskPage,
+    buf: &mut [u8],
+    seek_ahead: Option<DiskPage>,
+) -> Result<(), DriveError> {
+    match parallel {
+        Some(io) => io.read_at(page, buf, seek_ahead),
+        None => drive.lock().read(page, buf, seek_ahead),
+    }
+}
+
+/// A write, as [`read_through`].
+fn write_through(
+    drive: &Mutex<Box<dyn Drive>>,
+    parallel: Option<&dyn ParallelIo>,
+    page: DiskPage,
+    data: &[u8],
+    seek_ahead: Option<DiskPage>,
+) -> Result<(), DriveError> {
+    match parallel {
+        Some(io) => io.write_at(page, data, seek_ahead),
+        None => drive.lock().write(page, data, seek_ahead),
+    }
+}
+
+/// The blocking transfers of a [`DiskChannel`], usable without it: cheap
+/// to clone, `Send + Sync`. While one is alive,
+/// [`DiskChannel::into_drives`] refuses.
+#[derive(Clone)]
+pub struct ChannelHandle {
+    drives: Vec<(Arc<Mutex<Box<dyn Drive>>>, Option<Arc<dyn ParallelIo>>)>,
+}
+
+impl std::fmt::Debug for ChannelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelHandle")
+            .field("drives", &self.drives.len())
+            .finish()
+    }
+}
+
+impl ChannelHandle {
+    fn drive(
+        &self,
+        drive: DriveId,
+    ) -> Result<&(Arc<Mutex<Box<dyn Drive>>>, Option<Arc<dyn ParallelIo>>), DriveError> {
+        self.drives.get(drive.index()).ok_or(DriveError::NoSuchDrive {
+            drive: drive.0,
+            count: self.drives.len(),
+        })
+    }
+
+    /// [`DiskChannel::read`].
+    pub fn read(
+        &self,
+        drive: DriveId,
+        page: DiskPage,
+        buf: &mut [u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let (locked, parallel) = self.drive(drive)?;
+        read_through(locked, parallel.as_deref(), page, buf, seek_ahead)
+    }
+
+    /// [`DiskChannel::write`].
+    pub fn write(
+        &self,
+        drive: DriveId,
+        page: DiskPage,
+        data: &[u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let (locked, parallel) = self.drive(drive)?;
+        write_through(locked, parallel.as_deref(), page, data, seek_ahead)
     }
 }

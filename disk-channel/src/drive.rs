@@ -4,9 +4,38 @@
 //! A drive has no queue: it serves the request in hand and nothing else (the
 //! seed's "no queuing facilities at the disk level"). Overlap between drives
 //! is the channel's business ([`crate::DiskChannel`]).
+//!
+//! A drive whose transfers need no state of their own — a file, read and
+//! written with positioned calls — also offers a [`ParallelIo`]: the same
+//! transfers through `&self`, so that several threads can have transfers in
+//! flight on it at once and the device sees a queue depth above one. The
+//! channel uses it when there is one; a simulated drive has none (its arm
+//! is state), so its transfers stay one at a time, in a deterministic
+//! order.
 
 use crate::{DiskPage, DriveError};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Transfers of a drive that several threads may run at once (see the
+/// module doc). Same contract as [`Drive::read`] and [`Drive::write`].
+pub trait ParallelIo: Send + Sync {
+    /// Reads `buf.len() / page_size` pages starting at `page` into `buf`.
+    fn read_at(
+        &self,
+        page: DiskPage,
+        buf: &mut [u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError>;
+
+    /// Writes `data.len() / page_size` pages starting at `page`.
+    fn write_at(
+        &self,
+        page: DiskPage,
+        data: &[u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError>;
+}
 
 /// Counters a drive keeps about its own work.
 ///
@@ -115,6 +144,13 @@ pub trait Drive: Send {
         None
     }
 
+    /// The drive's transfers for several threads at once, if it can serve
+    /// them (see the module doc). The default is `None`: one transfer at a
+    /// time, under the channel's lock of the drive.
+    fn parallel(&self) -> Option<Arc<dyn ParallelIo>> {
+        None
+    }
+
     /// Lets a simulated drive's clock run to `time_ns` with nothing to do
     /// (a deterministic driver uses this for think time). No effect on real
     /// drives, nor when the clock is already past `time_ns`.
@@ -128,25 +164,32 @@ pub trait Drive: Send {
 /// A drive calls this first in `read` and `write`: a buffer must be a whole,
 /// non-zero number of pages and the pages must lie on the drive.
 pub fn check_transfer(drive: &dyn Drive, page: DiskPage, len: usize) -> Result<u64, DriveError> {
-    let page_size = drive.page_size();
+    check_shape(drive.name(), drive.page_size(), drive.page_count(), page, len)
+}
+
+/// [`check_transfer`] from a drive's name, page size and page count.
+pub(crate) fn check_shape(
+    name: &str,
+    page_size: usize,
+    page_count: u64,
+    page: DiskPage,
+    len: usize,
+) -> Result<u64, DriveError> {
     if len == 0 || !len.is_multiple_of(page_size) {
         return Err(DriveError::BadBuffer {
-            drive: drive.name().to_string(),
+            drive: name.to_string(),
             len,
             page_size,
         });
     }
     let count = (len / page_size) as u64;
-    let in_range = page
-        .0
-        .checked_add(count)
-        .is_some_and(|end| end <= drive.page_count());
+    let in_range = page.0.checked_add(count).is_some_and(|end| end <= page_count);
     if !in_range {
         return Err(DriveError::OutOfRange {
-            drive: drive.name().to_string(),
+            drive: name.to_string(),
             page,
             count,
-            page_count: drive.page_count(),
+            page_count,
         });
     }
     Ok(count)
@@ -195,5 +238,8 @@ impl<D: Drive + ?Sized> Drive for Box<D> {
     }
     fn idle_until(&mut self, time_ns: u64) {
         (**self).idle_until(time_ns)
+    }
+    fn parallel(&self) -> Option<Arc<dyn ParallelIo>> {
+        (**self).parallel()
     }
 }

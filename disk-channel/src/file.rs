@@ -28,8 +28,10 @@
 //! never uses (measured in an external sort: 250–750 MiB of wasted reads).
 
 use crate::cache::CachePolicy;
-use crate::drive::check_transfer;
+use crate::drive::ParallelIo;
 use crate::{DiskPage, Drive, DriveError, DriveStats};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -93,9 +95,22 @@ impl FileDriveOptions {
 }
 
 /// A drive backed by a file or block device.
+///
+/// The transfers themselves live in a shared part ([`FileDrive::parallel`]):
+/// positioned reads and writes need no file offset and no lock, so several
+/// threads can have transfers in flight on one file drive at once (the
+/// device's queue depth is what a file drive offers that a 1980s disk did
+/// not). The counters are atomics for the same reason.
 #[derive(Debug)]
 pub struct FileDrive {
     path: PathBuf,
+    io: Arc<FileIo>,
+}
+
+/// The part of a [`FileDrive`] that transfers: shared by every thread that
+/// has a transfer in flight on the drive.
+#[derive(Debug)]
+struct FileIo {
     name: String,
     file: File,
     page_size: usize,
@@ -104,8 +119,16 @@ pub struct FileDrive {
     /// `DropBehind`).
     cache: CachePolicy,
     measure_busy_time: bool,
-    last_hint: Option<DiskPage>,
-    stats: DriveStats,
+    /// The last hint given, plus one (0: none).
+    last_hint: AtomicU64,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    syncs: AtomicU64,
+    pages_read: AtomicU64,
+    pages_written: AtomicU64,
+    busy_ns: AtomicU64,
+    seek_aheads_issued: AtomicU64,
+    seek_aheads_used: AtomicU64,
 }
 
 impl FileDrive {
@@ -194,22 +217,44 @@ impl FileDrive {
         }
         Ok(FileDrive {
             path,
-            name,
-            file,
-            page_size: options.page_size,
-            page_count,
-            cache,
-            measure_busy_time: options.measure_busy_time,
-            last_hint: None,
-            stats: DriveStats::default(),
+            io: Arc::new(FileIo {
+                name,
+                file,
+                page_size: options.page_size,
+                page_count,
+                cache,
+                measure_busy_time: options.measure_busy_time,
+                last_hint: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+                syncs: AtomicU64::new(0),
+                pages_read: AtomicU64::new(0),
+                pages_written: AtomicU64::new(0),
+                busy_ns: AtomicU64::new(0),
+                seek_aheads_issued: AtomicU64::new(0),
+                seek_aheads_used: AtomicU64::new(0),
+            }),
         })
     }
 
     /// The page-cache policy in force (see the module doc).
     pub fn cache_policy(&self) -> CachePolicy {
-        self.cache
+        self.io.cache
     }
 
+    /// The drive's file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file itself (for baselines that must use the very same
+    /// file description).
+    pub fn file(&self) -> &File {
+        &self.io.file
+    }
+}
+
+impl FileIo {
     /// With [`CachePolicy::DropBehind`], tells the kernel it may drop the
     /// cached pages of a transfer that just ended.
     fn drop_behind(&self, offset: u64, len: usize) {
@@ -222,17 +267,6 @@ impl FileDrive {
                 rustix::fs::Advice::DontNeed,
             );
         }
-    }
-
-    /// The drive's file path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The open file itself (for baselines that must use the very same
-    /// file description).
-    pub fn file(&self) -> &File {
-        &self.file
     }
 
     fn io_error(&self, page: DiskPage, source: io::Error) -> DriveError {
@@ -250,10 +284,11 @@ impl FileDrive {
     }
 
     /// Notes whether this request used the previous hint, and issues this
-    /// request's hint to the kernel.
-    fn account_hints(&mut self, page: DiskPage, seek_ahead: Option<DiskPage>) {
-        if self.last_hint.take() == Some(page) {
-            self.stats.seek_aheads_used += 1;
+    /// request's hint to the kernel. (With transfers from several threads
+    /// at once, "the previous hint" is whichever was given last.)
+    fn account_hints(&self, page: DiskPage, seek_ahead: Option<DiskPage>) {
+        if self.last_hint.swap(0, Ordering::Relaxed) == page.0 + 1 {
+            self.seek_aheads_used.fetch_add(1, Ordering::Relaxed);
         }
         // Under O_DIRECT a WILLNEED hint would fill the page cache with a
         // page no direct read uses: no hint.
@@ -261,8 +296,8 @@ impl FileDrive {
             return;
         }
         if let Some(hint) = seek_ahead.filter(|h| h.0 < self.page_count) {
-            self.stats.seek_aheads_issued += 1;
-            self.last_hint = Some(hint);
+            self.seek_aheads_issued.fetch_add(1, Ordering::Relaxed);
+            self.last_hint.store(hint.0 + 1, Ordering::Relaxed);
             // A hint is advice: if the kernel declines it, nothing is lost.
             let _ = rustix::fs::fadvise(
                 &self.file,
@@ -314,6 +349,95 @@ impl FileDrive {
         self.cache == CachePolicy::Direct
             && !(buf.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGN)
     }
+
+    fn check(&self, page: DiskPage, len: usize) -> Result<u64, DriveError> {
+        crate::drive::check_shape(&self.name, self.page_size, self.page_count, page, len)
+    }
+
+    fn add_busy(&self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.busy_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn stats(&self) -> DriveStats {
+        DriveStats {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            pages_read: self.pages_read.load(Ordering::Relaxed),
+            pages_written: self.pages_written.load(Ordering::Relaxed),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            seek_aheads_issued: self.seek_aheads_issued.load(Ordering::Relaxed),
+            seek_aheads_used: self.seek_aheads_used.load(Ordering::Relaxed),
+            ..DriveStats::default()
+        }
+    }
+}
+
+impl ParallelIo for FileIo {
+    fn read_at(
+        &self,
+        page: DiskPage,
+        buf: &mut [u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let count = self.check(page, buf.len())?;
+        let started = self.measure_busy_time.then(Instant::now);
+        let offset = page.byte_offset(self.page_size);
+        let result = if self.needs_bounce(buf) {
+            let mut bounce = AlignedBuffer::new(buf.len());
+            let r = self.read_fully(offset, bounce.bytes());
+            buf.copy_from_slice(bounce.bytes());
+            r
+        } else {
+            self.read_fully(offset, buf)
+        };
+        result.map_err(|e| self.io_error(page, e))?;
+        self.drop_behind(offset, buf.len());
+        self.account_hints(page, seek_ahead);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.pages_read.fetch_add(count, Ordering::Relaxed);
+        self.add_busy(started);
+        Ok(())
+    }
+
+    fn write_at(
+        &self,
+        page: DiskPage,
+        data: &[u8],
+        seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let count = self.check(page, data.len())?;
+        let started = self.measure_busy_time.then(Instant::now);
+        let offset = page.byte_offset(self.page_size);
+        let result = if self.needs_bounce(data) {
+            let mut bounce = AlignedBuffer::new(data.len());
+            bounce.bytes().copy_from_slice(data);
+            self.write_fully(offset, bounce.bytes())
+        } else {
+            self.write_fully(offset, data)
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(written)) => {
+                return Err(DriveError::ShortWrite {
+                    drive: self.name.clone(),
+                    page,
+                    written,
+                    wanted: data.len(),
+                });
+            }
+            Err(e) => return Err(self.io_error(page, e)),
+        }
+        self.drop_behind(offset, data.len());
+        self.account_hints(page, seek_ahead);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.pages_written.fetch_add(count, Ordering::Relaxed);
+        self.add_busy(started);
+        Ok(())
+    }
 }
 
 /// A heap buffer of `len` bytes whose start is aligned for direct I/O.
@@ -340,19 +464,19 @@ impl AlignedBuffer {
 
 impl Drive for FileDrive {
     fn name(&self) -> &str {
-        &self.name
+        &self.io.name
     }
 
     fn page_size(&self) -> usize {
-        self.page_size
+        self.io.page_size
     }
 
     fn cache_policy(&self) -> Option<CachePolicy> {
-        Some(self.cache)
+        Some(self.io.cache)
     }
 
     fn page_count(&self) -> u64 {
-        self.page_count
+        self.io.page_count
     }
 
     fn read(
@@ -361,26 +485,7 @@ impl Drive for FileDrive {
         buf: &mut [u8],
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
-        let count = check_transfer(self, page, buf.len())?;
-        let started = self.measure_busy_time.then(Instant::now);
-        let offset = page.byte_offset(self.page_size);
-        let result = if self.needs_bounce(buf) {
-            let mut bounce = AlignedBuffer::new(buf.len());
-            let r = self.read_fully(offset, bounce.bytes());
-            buf.copy_from_slice(bounce.bytes());
-            r
-        } else {
-            self.read_fully(offset, buf)
-        };
-        result.map_err(|e| self.io_error(page, e))?;
-        self.drop_behind(offset, buf.len());
-        self.account_hints(page, seek_ahead);
-        self.stats.reads += 1;
-        self.stats.pages_read += count;
-        if let Some(started) = started {
-            self.stats.busy_ns += started.elapsed().as_nanos() as u64;
-        }
-        Ok(())
+        self.io.read_at(page, buf, seek_ahead)
     }
 
     fn write(
@@ -389,50 +494,25 @@ impl Drive for FileDrive {
         data: &[u8],
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
-        let count = check_transfer(self, page, data.len())?;
-        let started = self.measure_busy_time.then(Instant::now);
-        let offset = page.byte_offset(self.page_size);
-        let result = if self.needs_bounce(data) {
-            let mut bounce = AlignedBuffer::new(data.len());
-            bounce.bytes().copy_from_slice(data);
-            self.write_fully(offset, bounce.bytes())
-        } else {
-            self.write_fully(offset, data)
-        };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(written)) => {
-                return Err(DriveError::ShortWrite {
-                    drive: self.name.clone(),
-                    page,
-                    written,
-                    wanted: data.len(),
-                });
-            }
-            Err(e) => return Err(self.io_error(page, e)),
-        }
-        self.drop_behind(offset, data.len());
-        self.account_hints(page, seek_ahead);
-        self.stats.writes += 1;
-        self.stats.pages_written += count;
-        if let Some(started) = started {
-            self.stats.busy_ns += started.elapsed().as_nanos() as u64;
-        }
-        Ok(())
+        self.io.write_at(page, data, seek_ahead)
     }
 
     fn sync(&mut self) -> Result<(), DriveError> {
-        self.file.sync_data().map_err(|source| DriveError::File {
+        self.io.file.sync_data().map_err(|source| DriveError::File {
             path: self.path.clone(),
             action: "sync",
             source,
         })?;
-        self.stats.syncs += 1;
+        self.io.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn stats(&self) -> DriveStats {
-        self.stats
+        self.io.stats()
+    }
+
+    fn parallel(&self) -> Option<Arc<dyn ParallelIo>> {
+        Some(Arc::clone(&self.io) as Arc<dyn ParallelIo>)
     }
 
     /// `flock`-style: the lock belongs to the open file, which a child
@@ -443,7 +523,7 @@ impl Drive for FileDrive {
     fn lock_exclusive(&self) -> Result<(), DriveError> {
         let mut waited_ms = 0;
         loop {
-            match self.file.try_lock() {
+            match self.io.file.try_lock() {
                 Ok(()) => return Ok(()),
                 Err(TryLockError::WouldBlock) if waited_ms < 100 => {
                     std::thread::sleep(std::time::Duration::from_millis(5));

@@ -44,8 +44,8 @@ mod sim;
 mod units;
 
 pub use cache::CachePolicy;
-pub use channel::{Completion, DiskChannel, Op, Request, Ticket};
-pub use drive::{Drive, DriveStats, check_transfer};
+pub use channel::{ChannelHandle, Completion, DiskChannel, Op, Request, Ticket};
+pub use drive::{Drive, DriveStats, ParallelIo, check_transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
 pub use file::{FileDrive, FileDriveOptions};

@@ -159,7 +159,138 @@ fn into_drives_gives_the_drives_back_after_the_workers_stop() {
         })
         .unwrap();
     t.wait().result.unwrap();
-    let drives = channel.into_drives();
+    let drives = channel.into_drives().unwrap();
     assert_eq!(drives.len(), 2);
     assert_eq!(drives[1].stats().writes, 1);
+}
+
+/// A drive whose parallel reads each wait until `want` readers are inside
+/// at once (a rendezvous): a channel that serialized them would never let
+/// the second in, and the first would give up (after a generous bound that
+/// only a broken channel reaches) and fail the test.
+struct Rendezvous {
+    inside: std::sync::Mutex<usize>,
+    all_in: std::sync::Condvar,
+    want: usize,
+}
+
+impl disk_channel::ParallelIo for Rendezvous {
+    fn read_at(
+        &self,
+        _page: DiskPage,
+        buf: &mut [u8],
+        _seek_ahead: Option<DiskPage>,
+    ) -> Result<(), DriveError> {
+        let mut inside = self.inside.lock().unwrap();
+        *inside += 1;
+        self.all_in.notify_all();
+        let (inside, timeout) = self
+            .all_in
+            .wait_timeout_while(inside, std::time::Duration::from_secs(30), |n| {
+                *n < self.want
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "only {} of {} readers were ever in flight at once",
+            *inside,
+            self.want
+        );
+        buf.fill(0x5A);
+        Ok(())
+    }
+    fn write_at(&self, _: DiskPage, _: &[u8], _: Option<DiskPage>) -> Result<(), DriveError> {
+        Ok(())
+    }
+}
+
+struct RendezvousDrive(std::sync::Arc<Rendezvous>);
+
+impl Drive for RendezvousDrive {
+    fn name(&self) -> &str {
+        "rendezvous"
+    }
+    fn page_size(&self) -> usize {
+        PAGE
+    }
+    fn page_count(&self) -> u64 {
+        16
+    }
+    fn read(&mut self, p: DiskPage, b: &mut [u8], h: Option<DiskPage>) -> Result<(), DriveError> {
+        disk_channel::ParallelIo::read_at(&*self.0, p, b, h)
+    }
+    fn write(&mut self, _: DiskPage, _: &[u8], _: Option<DiskPage>) -> Result<(), DriveError> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), DriveError> {
+        Ok(())
+    }
+    fn stats(&self) -> disk_channel::DriveStats {
+        disk_channel::DriveStats::default()
+    }
+    fn parallel(&self) -> Option<std::sync::Arc<dyn disk_channel::ParallelIo>> {
+        Some(self.0.clone())
+    }
+}
+
+#[test]
+fn blocking_reads_of_a_parallel_drive_are_in_flight_together() {
+    let gate = std::sync::Arc::new(Rendezvous {
+        inside: std::sync::Mutex::new(0),
+        all_in: std::sync::Condvar::new(),
+        want: 3,
+    });
+    let channel = DiskChannel::new(vec![Box::new(RendezvousDrive(gate))]).unwrap();
+    let handle = channel.handle();
+    std::thread::scope(|s| {
+        // Two through the channel, one through a detached handle.
+        for i in 0..2u64 {
+            let channel = &channel;
+            s.spawn(move || {
+                let mut page = vec![0; PAGE];
+                channel
+                    .read(DriveId(0), DiskPage(i), &mut page, None)
+                    .unwrap();
+                assert!(page.iter().all(|&b| b == 0x5A));
+            });
+        }
+        let mut page = vec![0; PAGE];
+        handle
+            .read(DriveId(0), DiskPage(2), &mut page, None)
+            .unwrap();
+        assert!(page.iter().all(|&b| b == 0x5A));
+    });
+    // While the handle lives the drives cannot be taken back.
+    let channel = channel.into_drives().map(|_| ()).unwrap_err();
+    drop(handle);
+    assert_eq!(channel.into_drives().map(|d| d.len()).ok(), Some(1));
+}
+
+#[test]
+fn a_file_drive_reads_and_writes_from_many_threads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let drive = FileDrive::open(
+        dir.path().join("d"),
+        &FileDriveOptions::create(PAGE, 64),
+    )
+    .unwrap();
+    assert!(drive.parallel().is_some());
+    let channel = DiskChannel::new(vec![Box::new(drive)]).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let channel = &channel;
+            s.spawn(move || {
+                for round in 0..50u8 {
+                    let page = DiskPage(u64::from(t) * 16 + u64::from(round % 16));
+                    let fill = t.wrapping_mul(31).wrapping_add(round);
+                    channel.write(DriveId(0), page, &[fill; PAGE], None).unwrap();
+                    let mut back = vec![0; PAGE];
+                    channel.read(DriveId(0), page, &mut back, None).unwrap();
+                    assert!(back.iter().all(|&b| b == fill), "thread {t} round {round}");
+                }
+            });
+        }
+    });
+    let stats = channel.stats(DriveId(0)).unwrap();
+    assert_eq!((stats.reads, stats.writes), (200, 200));
 }
