@@ -131,6 +131,9 @@ fn prepared_vm(
     let volume = Volume::format(channel, &FormatOptions::new(PAGE as usize, virtual_pages))?;
     let config = VmConfig {
         seek_ahead,
+        // The seed's experiment: the monitor held across I/O, faults
+        // queued behind it naming the next transfer.
+        monitor_scope: vm_core::MonitorScope::HeldAcrossIo,
         ..VmConfig::new(virtual_pages, memory_pages)
     };
     let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;

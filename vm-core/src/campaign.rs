@@ -26,7 +26,7 @@
 //! volume, which needs the persistent address space); releases the kernel
 //! refuses (no injection point below `sys`).
 
-use crate::config::{FaultService, VmConfig};
+use crate::config::{FaultService, MonitorScope, VmConfig};
 use crate::error::VmError;
 use crate::guard::{PageMut, PageRef};
 use crate::space::{Backing, Vm};
@@ -57,6 +57,8 @@ pub struct Campaign {
     pub budget: u64,
     /// Who serves faults.
     pub service: FaultService,
+    /// What the monitor is held for while the faulting thread serves.
+    pub monitor_scope: MonitorScope,
     /// Inject drive faults (read and write errors, bad pages, sync errors,
     /// a panicking drive).
     pub faults: bool,
@@ -65,7 +67,8 @@ pub struct Campaign {
 impl Campaign {
     /// The campaign's defaults for `seed`: 300 steps, 3 threads, 96 pages
     /// through 6 pages of real memory, faults on; odd seeds use the
-    /// PageFault worker.
+    /// PageFault worker; of the even ones, those ≡ 2 (mod 4) hold the
+    /// monitor for decisions only, those ≡ 0 across I/O (the seed).
     pub fn new(seed: u64) -> Campaign {
         Campaign {
             seed,
@@ -77,6 +80,11 @@ impl Campaign {
                 FaultService::Worker
             } else {
                 FaultService::InFaultingThread
+            },
+            monitor_scope: if seed % 4 == 2 {
+                MonitorScope::Decisions
+            } else {
+                MonitorScope::HeldAcrossIo
             },
             faults: true,
         }
@@ -199,6 +207,7 @@ impl Run {
             .map_err(|e| e.to_string())?;
         let config = VmConfig {
             fault_service: c.service,
+            monitor_scope: c.monitor_scope,
             ..VmConfig::new(c.virtual_pages, c.budget)
         };
         Vm::new(config, Backing::Volume(volume)).map_err(|e| e.to_string())

@@ -17,6 +17,37 @@ pub struct VmConfig {
     pub seek_ahead: bool,
     /// Who serves faults.
     pub fault_service: FaultService,
+    /// What the monitor is held for while a fault is served.
+    pub monitor_scope: MonitorScope,
+}
+
+/// What the monitor is held for while the faulting thread serves a fault.
+///
+/// The seed holds it for the whole fault, I/O included, "at the expense of
+/// some potential parallelism. We believe the actual lost parallelism will
+/// be slight" — on a one-processor Dorado with one disk. That belief is
+/// measured in BENCHMARKS.md (the fault-path bench's thread runs, one
+/// scope against the other).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MonitorScope {
+    /// The seed: the monitor is held across the whole fault, the page-in
+    /// and the write-backs included. Faults queued behind it give the
+    /// seek-ahead hint. The seek-ahead experiments run in this mode.
+    HeldAcrossIo,
+    /// The monitor is held to decide — choose a frame, victims and a disk
+    /// address, and change page states — never across a page-in or the
+    /// release of clean victims' memory. A page being read is latched
+    /// ("being read", as in Cedar), and other accessors of it wait on its
+    /// latch, not on the monitor; faults on other pages, by other threads,
+    /// have their transfers in flight at once. With transfers in flight
+    /// together there is no queue to take a seek-ahead hint from: on a real
+    /// file the next fault's read is simply already issued (the modern form
+    /// of seek-ahead). Dirty victims are still written back under the
+    /// monitor, and so is sequential read-ahead. Applies when the faulting
+    /// thread serves ([`FaultService::InFaultingThread`]); the PageFault
+    /// worker keeps the seed's scope.
+    #[default]
+    Decisions,
 }
 
 /// Who serves a fault. Either way the monitor is held during the service,
@@ -47,6 +78,7 @@ impl VmConfig {
             real_memory_pages,
             seek_ahead: true,
             fault_service: FaultService::default(),
+            monitor_scope: MonitorScope::default(),
         }
     }
 

@@ -83,7 +83,7 @@ pub mod sys;
 pub mod typed;
 mod vocabulary;
 
-pub use config::{FaultService, VmConfig};
+pub use config::{FaultService, MonitorScope, VmConfig};
 pub use error::VmError;
 pub use guard::{PageMut, PageRef};
 pub use space::{AddressSpace, Backing, Vm};

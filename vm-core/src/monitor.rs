@@ -10,7 +10,7 @@
 //! - `volume`: the backing store (drives, run table).
 //!
 //! Invariants (checked by [`Monitor::check_invariants`]): resident frames +
-//! free frames = budget; `frame_of` is the inverse of `frames`; free and
+//! free frames + frames in transit = budget; `frame_of` is the inverse of `frames`; free and
 //! allocated extents are disjoint and sorted.
 
 use crate::vocabulary::Advice;
@@ -58,6 +58,10 @@ pub(crate) struct Monitor {
     pub(crate) frames: Vec<Option<u64>>,
     /// (m) Frames holding no page.
     pub(crate) free_frames: Vec<u32>,
+    /// (m) Frames taken from clean victims by a fault served outside the
+    /// monitor, whose memory that fault has not yet given back: neither
+    /// holding a page nor free (see `fault::decided`).
+    pub(crate) frames_in_transit: u64,
     /// (m) Resident page → its frame; the inverse of `frames`.
     pub(crate) frame_of: HashMap<u64, u32>,
     /// (m) The clock hand: the next frame the clock looks at.
@@ -142,6 +146,7 @@ impl Monitor {
             allocated_pages: 0,
             frames: vec![None; budget as usize],
             free_frames: (0..budget as u32).rev().collect(),
+            frames_in_transit: 0,
             frame_of: HashMap::with_capacity(budget as usize),
             hand: 0,
             pins: HashMap::new(),
@@ -262,16 +267,32 @@ impl Monitor {
 
     /// Takes `page` out of its frame.
     pub(crate) fn remove_frame(&mut self, page: u64) {
+        let frame = self.take_frame(page);
+        self.free_frames.push(frame);
+    }
+
+    /// Takes `page` out of its frame and hands the frame to the caller
+    /// (not to the free list).
+    pub(crate) fn take_frame(&mut self, page: u64) -> u32 {
         let frame = self.frame_of.remove(&page).expect("page has a frame");
         self.frames[frame as usize] = None;
-        self.free_frames.push(frame);
+        frame
+    }
+
+    /// Puts `page` in `frame`, which the caller took with
+    /// [`Monitor::take_frame`].
+    pub(crate) fn assign_frame(&mut self, page: u64, frame: u32) {
+        debug_assert!(self.frames[frame as usize].is_none());
+        self.frames[frame as usize] = Some(page);
+        self.frame_of.insert(page, frame);
+        self.counters.resident_high_water = self.counters.resident_high_water.max(self.resident());
     }
 
     /// The structural invariants (see the module doc). A failure is a bug.
     pub(crate) fn check_invariants(&self) {
         assert_eq!(
-            self.frame_of.len() + self.free_frames.len(),
-            self.frames.len()
+            self.frame_of.len() as u64 + self.free_frames.len() as u64 + self.frames_in_transit,
+            self.frames.len() as u64
         );
         for (&page, &frame) in &self.frame_of {
             assert_eq!(self.frames[frame as usize], Some(page));

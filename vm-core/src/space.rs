@@ -11,7 +11,7 @@
 //! `(c)` constant after construction, `(m)` the monitor, `(a)` atomic,
 //! `(x)` the page's latch in its state word, `(q)` its own lock.
 
-use crate::config::{FaultService, VmConfig};
+use crate::config::{FaultService, MonitorScope, VmConfig};
 use crate::error::VmError;
 use crate::fault::queue::FaultQueue;
 use crate::hit_counter::HitCounter;
@@ -56,6 +56,13 @@ pub struct AddressSpace {
     pub(crate) virtual_pages: u64,
     /// (c) Whether transfers carry the next transfer's disk page as a hint.
     pub(crate) seek_ahead: bool,
+    /// (c) What the monitor is held for while a fault is served.
+    pub(crate) monitor_scope: MonitorScope,
+    /// (c) The volume's drives, for transfers made without the monitor
+    /// (faults served in [`MonitorScope::Decisions`]); `None` without
+    /// backing. The drives themselves are locked by the channel, or need
+    /// no lock (`disk_channel::ParallelIo`).
+    pub(crate) channel: Option<disk_channel::ChannelHandle>,
     /// (c) The reserved range; a page's bytes are guarded by its latch (x).
     pub(crate) region: Region,
     /// (a) One state word per page (see `state`): the page latches.
@@ -124,6 +131,8 @@ impl Vm {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
             seek_ahead: config.seek_ahead,
+            monitor_scope: config.monitor_scope,
+            channel: volume.as_ref().map(|v| v.channel().handle()),
             region: Region::reserve(config.virtual_pages, config.page_size)?,
             states: StateArray::new(config.virtual_pages)?,
             monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)),

@@ -281,6 +281,27 @@ impl<'a> PageStates<'a> {
         }
     }
 
+    /// Releases an exclusive latch straight into one shared latch on the
+    /// page, now resident: no other latch can come between. `set` and
+    /// `clear` as for [`PageStates::unlock`]; wakes parked waiters (readers
+    /// among them get in beside the shared latch).
+    fn unlock_to_shared(&self, page: u64, set: u64, clear: u64) {
+        let word = &self.words[page as usize];
+        let mut seen = Word(word.load(Ordering::Relaxed));
+        loop {
+            assert_eq!(seen.tag(), TAG_LOCKED, "unlock of page {page}: {seen:?}");
+            let flags = (seen.flags() & !clear) | set;
+            let next = seen.next(TAG_RESIDENT, flags).0 | COUNT_ONE;
+            match word.compare_exchange_weak(seen.0, next, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => seen = Word(now),
+            }
+        }
+        if seen.has(WAITERS) {
+            crate::sys::park::unpark_all(word);
+        }
+    }
+
     /// Clears `flags` on the page's word, whatever its state.
     pub(crate) fn clear_flags(&self, page: u64, flags: u64) {
         self.words[page as usize].fetch_and(!(flags & FLAGS), Ordering::AcqRel);
@@ -357,6 +378,31 @@ impl<'a> ExclusiveLatch<'a> {
         self.held = false;
         self.states
             .unlock(self.page, tag, set & FLAGS, clear & FLAGS);
+    }
+}
+
+impl ExclusiveLatch<'_> {
+    /// Ends a latch taken on an absent page (a page coming in) by turning
+    /// it into one shared latch on the page, resident now, with `set` set
+    /// and `clear` cleared; returns the word as it was when the latch was
+    /// taken. The caller owns the shared latch.
+    pub(crate) fn release_to_shared(mut self, set: u64, clear: u64) -> Word {
+        self.held = false;
+        self.states
+            .unlock_to_shared(self.page, set & FLAGS, clear & FLAGS);
+        self.was
+    }
+
+    /// Keeps the latch, taken on an absent page that is now in its frame,
+    /// as a latch on a resident page: `set` and `clear` applied now, and
+    /// the returned word (tag resident) is what the caller that adopts the
+    /// latch ([`ExclusiveLatch::adopt`]) restores when it lets go.
+    pub(crate) fn keep_as_resident(mut self, set: u64, clear: u64) -> Word {
+        self.held = false;
+        self.states.clear_flags(self.page, clear);
+        self.states.set_flags(self.page, set);
+        let now = self.states.load(self.page);
+        Word((TAG_RESIDENT << TAG_SHIFT) | now.flags())
     }
 }
 

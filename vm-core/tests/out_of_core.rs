@@ -102,7 +102,15 @@ fn four_threads_faulting_at_once_get_seek_ahead_hints_and_right_data() {
         // the other threads' faults queue up behind it (the simulated
         // drive's own time is virtual and passes in no time at all).
         let drive = Slow(disk_channel::SimDrive::preset("diablo44", PAGE).unwrap());
-        let vm = Arc::new(vm_served_by(vec![Box::new(drive)], 600, 16, service));
+        // The seed's scope: the faults queue behind the monitor, and the
+        // queue gives the hint.
+        let vm = Arc::new(vm_scoped(
+            vec![Box::new(drive)],
+            600,
+            16,
+            service,
+            vm_core::MonitorScope::HeldAcrossIo,
+        ));
         let interval = vm.allocate(600).unwrap();
         let base = vm.address_of(interval.page).0;
         let data: Vec<u8> = (0..600 * PAGE as u64).map(|a| pattern(3, a)).collect();

@@ -13,7 +13,7 @@ use runtable::{Interval, PageNumber};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
-use vm_core::{FaultService, VAddr, Vm, VmError};
+use vm_core::{FaultService, MonitorScope, VAddr, Vm, VmError};
 
 /// Runs `f` on a helper thread; `None` if it has not returned after a
 /// bound no correct run comes near (it is then left running: the test has
@@ -98,6 +98,13 @@ fn read_only_survives_a_held_guard() {
 /// A VM whose only drive panics on reads once armed through the handle, with 4 pages of
 /// real memory and 16 pages written (so most are on disk).
 fn panicky_vm(service: FaultService) -> (Arc<Vm>, Interval, FaultHandle) {
+    panicky_vm_scoped(service, MonitorScope::HeldAcrossIo)
+}
+
+fn panicky_vm_scoped(
+    service: FaultService,
+    scope: MonitorScope,
+) -> (Arc<Vm>, Interval, FaultHandle) {
     let drive = FaultyDrive::new(
         SimDrive::preset("ssd", PAGE)
             .unwrap()
@@ -105,7 +112,7 @@ fn panicky_vm(service: FaultService) -> (Arc<Vm>, Interval, FaultHandle) {
             .unwrap(),
     );
     let armed = drive.handle();
-    let vm = vm_served_by(vec![Box::new(drive)], 64, 4, service);
+    let vm = vm_scoped(vec![Box::new(drive)], 64, 4, service, scope);
     let i = vm.allocate(16).unwrap();
     for p in i.pages() {
         vm.write(vm.address_of(p), &[p.0 as u8 + 1]).unwrap();
@@ -141,8 +148,9 @@ fn a_panic_in_the_worker_poisons_the_vm_instead_of_hanging_its_faulters() {
     assert!(matches!(vm.flush(), Err(VmError::Poisoned)));
 }
 
-/// The same drive, faults served by the faulting thread: the panic reaches
-/// the caller (as any panic does), and the VM is poisoned, not left with a
+/// The same drive, faults served by the faulting thread with the monitor
+/// held across the read (the seed's scope): the panic reaches the caller
+/// (as any panic does), and the VM is poisoned, not left with a
 /// half-served fault: the next fault fails fast.
 #[test]
 fn a_panic_in_the_faulting_thread_poisons_the_vm() {
@@ -159,6 +167,45 @@ fn a_panic_in_the_faulting_thread_poisons_the_vm() {
     let mut byte = [0u8];
     let later = vm.read(vm.address_of(PageNumber(i.page.0 + 1)), &mut byte);
     assert!(matches!(later, Err(VmError::Poisoned)), "{later:?}");
+}
+
+/// With the monitor held for decisions only, the read that panics runs
+/// without the monitor: nothing is half-changed under it, so the VM is not
+/// poisoned. The fault is undone on the way out (the page absent again,
+/// its frame free, its victims resident again), and once the drive
+/// behaves, the page reads back as it was written.
+#[test]
+fn a_panic_during_a_read_outside_the_monitor_undoes_the_fault() {
+    let (vm, i, armed) = panicky_vm_scoped(FaultService::InFaultingThread, MonitorScope::Decisions);
+    // Clean pages: the fault takes a clean victim's frame and gives back the
+    // victim's memory before it reads; the undo frees that frame.
+    vm.flush().unwrap();
+    let before = vm.stats();
+    armed.panic_on_reads(true);
+    let first = Arc::clone(&vm);
+    let joined = std::thread::spawn(move || {
+        let mut byte = [0u8];
+        first.read(first.address_of(i.page), &mut byte)
+    })
+    .join();
+    assert!(joined.is_err(), "the panic reaches the caller");
+    assert!(!vm.is_poisoned());
+    vm.check_invariants();
+    assert!(!vm.state(i.page).has_real_memory);
+    let after = vm.stats();
+    let evicted = after.evictions - before.evictions;
+    assert!(evicted >= 1, "{after:?}");
+    // The faulting page holds no frame: only the evictions lowered the count.
+    assert_eq!(after.resident_pages, before.resident_pages - evicted);
+    assert_eq!(after.page_ins, before.page_ins, "the failed read is not counted");
+    assert!(vm.kernel_resident_pages().unwrap() <= after.resident_pages);
+    armed.panic_on_reads(false);
+    for p in i.pages() {
+        let mut byte = [0u8];
+        vm.read(vm.address_of(p), &mut byte).unwrap();
+        assert_eq!(byte[0], p.0 as u8 + 1, "page {p}");
+    }
+    vm.check_invariants();
 }
 
 /// Defect 5. Eviction of a batch was all-or-nothing, nothing called

@@ -18,6 +18,9 @@ fn run(seek_ahead: bool, gap_ns: u64, write_fraction: f64) -> Report {
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, PAGES)).unwrap();
     let config = VmConfig {
         seek_ahead,
+        // The seed's experiment: the monitor held across I/O, faults
+        // queued behind it naming the next transfer.
+        monitor_scope: vm_core::MonitorScope::HeldAcrossIo,
         ..VmConfig::new(PAGES, BUDGET)
     };
     let vm = Vm::new(config, Backing::Volume(volume)).unwrap();

@@ -3,19 +3,25 @@
 //! | file | owns |
 //! |---|---|
 //! | [`queue`] | the handoff to the PageFault worker; [`queue::Latch`] and [`queue::Latched`] |
-//! | `in_thread` | service by the faulting thread, in ticket order (the default) |
+//! | `decided` | service by the faulting thread, the monitor held for the decisions only (the default) |
+//! | `in_thread` | service by the faulting thread, in ticket order, the monitor held throughout (the seed) |
 //! | `worker` | the PageFault worker's loop (the seed's synchronous worker) |
 //! | `service` | serving one fault under the monitor: read-ahead, choosing the seek-ahead hint, bringing a page into a frame |
 //!
-//! Either way the monitor is held while a fault is served, I/O included, and
-//! the faults waiting for it form the queue from which the seek-ahead hint
-//! is taken: the hint names the transfer that really comes next.
+//! In the seed's scope ([`MonitorScope::HeldAcrossIo`]) the monitor is
+//! held while a fault is served, I/O included, and the faults waiting for
+//! it form the queue from which the seek-ahead hint is taken: the hint
+//! names the transfer that really comes next. In the default scope
+//! ([`MonitorScope::Decisions`]) it is held only to decide, and transfers
+//! of faults by different threads are in flight together.
 
+mod decided;
 mod in_thread;
 pub(crate) mod queue;
 mod service;
 mod worker;
 
+use crate::config::MonitorScope;
 use crate::space::AddressSpace;
 use crate::state::{READ_ONLY, Word};
 use queue::{FaultOutcome, Latch, Latched};
@@ -40,7 +46,10 @@ impl AddressSpace {
         let outcome = match &self.worker_queue {
             // A panic while serving unwinds through the monitor's guard,
             // which marks the VM poisoned.
-            None => self.serve_in_order(page, latch),
+            None => match self.monitor_scope {
+                MonitorScope::HeldAcrossIo => self.serve_in_order(page, latch),
+                MonitorScope::Decisions => self.serve_decided(page, latch),
+            },
             Some(queue) => queue.submit_and_wait(page, latch),
         };
         if let Ok(Latched::Retry) = outcome {

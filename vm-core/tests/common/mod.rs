@@ -66,10 +66,30 @@ pub fn vm_served_by(
     budget: u64,
     service: FaultService,
 ) -> Vm {
+    vm_scoped(
+        drives,
+        virtual_pages,
+        budget,
+        service,
+        vm_core::MonitorScope::default(),
+    )
+}
+
+/// A VM over `drives` whose faults are served by `service` with the
+/// monitor held for `scope`.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn vm_scoped(
+    drives: Vec<Box<dyn Drive>>,
+    virtual_pages: u64,
+    budget: u64,
+    service: FaultService,
+    scope: vm_core::MonitorScope,
+) -> Vm {
     let channel = DiskChannel::new(drives).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
     let config = VmConfig {
         fault_service: service,
+        monitor_scope: scope,
         ..VmConfig::new(virtual_pages, budget)
     };
     let vm = Vm::new(config, Backing::Volume(volume)).unwrap();

@@ -1,0 +1,291 @@
+//! Fault service with the monitor held for decisions only
+//! ([`MonitorScope::Decisions`](crate::MonitorScope)).
+//!
+//! A fault is served in two steps. **Under the monitor** (sub-microsecond
+//! work): check the page's state and allocation, choose a frame — taking it
+//! from clean victims chosen by the clock, whose frames change hands at
+//! once — latch the page exclusively (the "being read" state: its word is
+//! locked, and every other accessor of the page waits on the word, not on
+//! the monitor) and look up its disk address. **Without the monitor**:
+//! give back the victims' memory (`madvise`), read the page into its frame
+//! straight from the drive, and hand the latch to the accessor. Faults on
+//! other pages, in other threads, go through both steps meanwhile, so
+//! their transfers are in flight together — on one file drive as well as
+//! across drives (a file drive's transfers need no lock:
+//! `disk_channel::ParallelIo`).
+//!
+//! The real-memory bound holds at every instant: a fault that took a
+//! victim's frame gives back the victim's memory before its own read
+//! commits any, and frames beyond the one it needed return to the free list
+//! only after that (counted meanwhile as frames in transit).
+//!
+//! A fault that fails part way — the read fails, or the drive panics —
+//! leaves the VM as it was (the [`Transit`] guard, on every path): the
+//! page is absent again, its frame free; victims not yet given back are
+//! resident again. The VM is not poisoned: no structure was half-changed
+//! under the monitor.
+//!
+//! What stays under the monitor in this mode: write-back of dirty victims
+//! (and the remapping of a bad spot that it may need), and sequential
+//! read-ahead (the seed's path; one stream reads one cluster at a time
+//! anyway).
+
+use super::Served;
+use super::queue::{FaultOutcome, Latch, Latched};
+use crate::error::VmError;
+use crate::monitor::Monitor;
+use crate::space::AddressSpace;
+use crate::state::{
+    DIRTY, ExclusiveLatch, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+};
+use crate::vocabulary::Advice;
+use runtable::{DiskAddr, PageNumber};
+
+/// What the monitor holder decided about a fault.
+enum Plan<'a> {
+    /// Nothing to carry out: the page is resident (perhaps brought in by
+    /// the seed's path, under the monitor), or latched by someone else.
+    Now(Served),
+    /// A page to bring in without the monitor.
+    Transit(Transit<'a>),
+}
+
+/// A fault decided under the monitor and carried out without it. Dropped
+/// before it is finished (an error or a panic), it undoes what the
+/// decision did.
+struct Transit<'a> {
+    space: &'a AddressSpace,
+    /// The faulting page, latched exclusively since it was absent, with a
+    /// frame of its own already.
+    latch: Option<ExclusiveLatch<'a>>,
+    /// Where to read the page from; `None` for a zero-fill or an overwrite.
+    read: Option<DiskAddr>,
+    /// Whether the page comes in without a read for an accessor that
+    /// overwrites it all (decided under the monitor, protection included).
+    overwrite_unread: bool,
+    /// Clean victims whose frames this fault took, latched exclusively,
+    /// their memory not yet given back.
+    victims: Vec<ExclusiveLatch<'a>>,
+    /// Frames taken from victims beyond the one the page took.
+    spare_frames: Vec<u32>,
+}
+
+impl AddressSpace {
+    /// Fault service in the faulting thread with the monitor held for the
+    /// decisions only (see the module doc). Monitor not held on entry or
+    /// exit.
+    pub(super) fn serve_decided(&self, page: u64, latch: Latch) -> FaultOutcome {
+        let transit = {
+            let mut monitor = self.lock_monitor();
+            // A panic while this thread waited for the monitor poisoned the VM.
+            self.check_poisoned()?;
+            match self.decide(&mut monitor, page, latch.overwrites())? {
+                Plan::Now(served) => return Ok(self.latch_after(served, page, latch)),
+                Plan::Transit(transit) => transit,
+            }
+        };
+        transit.carry_out(latch)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The decisions of a fault on `page`: its frame (evicting clean
+    /// victims whose frames it takes, or writing dirty ones back here), its
+    /// latch and its disk address.
+    fn decide<'a>(
+        &'a self,
+        monitor: &mut Monitor,
+        page: u64,
+        overwrite: bool,
+    ) -> Result<Plan<'a>, VmError> {
+        let states = self.states();
+        let word = states.load(page);
+        match word.tag() {
+            TAG_RESIDENT => return Ok(Plan::Now(Served::Resident)),
+            TAG_LOCKED => return Ok(Plan::Now(Served::Busy)),
+            _ => {}
+        }
+        let Some((_, allocation)) = monitor.allocation_of(page) else {
+            return Err(VmError::AddressFault {
+                addr: self.address_of(PageNumber(page)),
+                page: PageNumber(page),
+            });
+        };
+        if allocation.advice == Advice::Sequential {
+            return Ok(Plan::Now(self.serve(monitor, page, None, overwrite)?));
+        }
+        monitor.counters.faults += 1;
+        // An absent word changes only under the monitor: `word` holds.
+        let overwrite_unread = overwrite && word.has(ON_DISK) && !word.has(READ_ONLY);
+        let read = if word.has(ON_DISK) && !overwrite_unread {
+            let volume = monitor
+                .volume
+                .as_ref()
+                .expect("pages on disk imply a volume");
+            Some(volume.translate(PageNumber(page))?)
+        } else {
+            None
+        };
+        let mut victims = Vec::new();
+        let mut spare_frames = Vec::new();
+        if monitor.free_frames.is_empty() {
+            let chosen = self.select_victims(monitor, page)?;
+            if chosen.iter().any(|v| v.has_now(DIRTY)) {
+                // Dirty victims are written back here, under the monitor (a
+                // failure may remap the run table); a batch that fails
+                // entirely lets the clock try others.
+                if self
+                    .write_back_and_release(monitor, chosen, None, page)
+                    .is_err()
+                {
+                    self.evict_batch(monitor, page)?;
+                }
+            } else {
+                for victim in &chosen {
+                    spare_frames.push(monitor.take_frame(victim.page()));
+                }
+                monitor.counters.evictions += chosen.len() as u64;
+                victims = chosen;
+            }
+        }
+        let latch = states.latch_absent(page);
+        match spare_frames.pop() {
+            Some(frame) => monitor.assign_frame(page, frame),
+            None => monitor.install_frame(page),
+        }
+        monitor.frames_in_transit += spare_frames.len() as u64;
+        if read.is_some() {
+            monitor.counters.page_ins += 1;
+        } else if overwrite_unread {
+            monitor.counters.overwrites += 1;
+        } else {
+            monitor.counters.zero_fills += 1;
+        }
+        Ok(Plan::Transit(Transit {
+            space: self,
+            latch: Some(latch),
+            read,
+            overwrite_unread,
+            victims,
+            spare_frames,
+        }))
+    }
+}
+
+impl Transit<'_> {
+    /// Monitor not held on entry or exit (taken for a moment to return
+    /// spare frames).
+    ///
+    /// Gives back the victims' memory, reads the page, and hands the latch
+    /// the accessor asked for.
+    fn carry_out(mut self, intent: Latch) -> FaultOutcome {
+        let space = self.space;
+        let states = space.states();
+        if !self.victims.is_empty() {
+            let mut pages: Vec<u64> = self.victims.iter().map(|v| v.page()).collect();
+            pages.sort_unstable();
+            let mut runs: Vec<(u64, u64)> = Vec::with_capacity(pages.len());
+            for &page in &pages {
+                match runs.last_mut() {
+                    Some((start, count)) if *start + *count == page => *count += 1,
+                    _ => runs.push((page, 1)),
+                }
+            }
+            // SAFETY: every page of `runs` is held exclusively by a latch in
+            // `self.victims`, alive across the call.
+            if unsafe { space.region.release_runs(&runs) }.is_err() {
+                for victim in &self.victims {
+                    // SAFETY: as above, for each victim.
+                    unsafe { space.region.page_mut(victim.page()) }.fill(0);
+                }
+            }
+            // Clean victims: their disk copy (or, without one, zeros) is
+            // their contents. (A `make_changed` that came after the clock
+            // chose them finds them gone, with the same contents.)
+            for victim in self.victims.drain(..) {
+                victim.release(TAG_ABSENT, 0, DIRTY | REFERENCED);
+            }
+        }
+        if !self.spare_frames.is_empty() {
+            let mut monitor = space.lock_monitor();
+            monitor.frames_in_transit -= self.spare_frames.len() as u64;
+            monitor.free_frames.append(&mut self.spare_frames);
+        }
+        let page = self.latch.as_ref().expect("held until handed over").page();
+        if let Some(disk) = self.read {
+            let channel = space
+                .channel
+                .as_ref()
+                .expect("pages on disk imply a volume");
+            // SAFETY: `self.latch` holds `page` exclusively while `bytes`
+            // lives.
+            let bytes = unsafe { space.region.page_mut(page) };
+            // On an error `self` drops and undoes the fault.
+            channel
+                .read(disk.drive, disk.page, bytes, None)
+                .map_err(|source| VmError::Io {
+                    page: PageNumber(page),
+                    disk,
+                    source,
+                })?;
+        }
+        let latch = self.latch.take().expect("held until handed over");
+        Ok(match intent {
+            Latch::Shared => Latched::Taken(latch.release_to_shared(REFERENCED, DIRTY)),
+            // Protection was decided under the monitor for a page that
+            // comes in unread; one that was read is refused to an overwriter
+            // as the seed's path refuses it (`latch_after`).
+            Latch::Overwrite if !self.overwrite_unread && states.load(page).has(READ_ONLY) => {
+                latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+                Latched::WriteProtected
+            }
+            Latch::Exclusive | Latch::Overwrite => {
+                Latched::Taken(latch.keep_as_resident(REFERENCED, DIRTY))
+            }
+        })
+    }
+}
+
+impl Drop for Transit<'_> {
+    /// Undoes an unfinished fault, under the monitor: the page leaves its
+    /// frame and is absent again (its memory given back), victims whose
+    /// memory was not given back yet are resident again, spare frames are
+    /// free.
+    fn drop(&mut self) {
+        if self.latch.is_none() && self.victims.is_empty() && self.spare_frames.is_empty() {
+            return;
+        }
+        let space = self.space;
+        let mut monitor = space.lock_monitor();
+        if let Some(latch) = self.latch.take() {
+            let page = latch.page();
+            // SAFETY: `latch` holds `page` exclusively.
+            if unsafe { space.region.release(page, 1) }.is_err() {
+                // SAFETY: as above.
+                unsafe { space.region.page_mut(page) }.fill(0);
+            }
+            monitor.remove_frame(page);
+            if self.read.is_some() {
+                monitor.counters.page_ins -= 1;
+            } else if self.overwrite_unread {
+                monitor.counters.overwrites -= 1;
+            } else {
+                monitor.counters.zero_fills -= 1;
+            }
+            // Absent again, as it was.
+            drop(latch);
+        }
+        monitor.frames_in_transit -= self.spare_frames.len() as u64;
+        monitor.free_frames.append(&mut self.spare_frames);
+        for victim in self.victims.drain(..) {
+            let frame = monitor
+                .free_frames
+                .pop()
+                .expect("the victims' frames are free again");
+            monitor.assign_frame(victim.page(), frame);
+            monitor.counters.evictions -= 1;
+            // Resident again, as it was.
+            drop(victim);
+        }
+    }
+}
