@@ -224,6 +224,9 @@ pub struct FaultPathArgs {
     /// Real-memory budget.
     #[arg(long, default_value = "4MiB", value_parser = size)]
     memory: u64,
+    /// Thread counts for the throughput runs (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Vec<u16>,
     /// Directory for the files (default: a temporary one).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -577,7 +580,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     "--working-set must be at least twice --memory".into(),
                 ));
             }
-            let report = cedar_bench::fault_path::fault_path(pages, memory, a.dir.as_deref())?;
+            let threads: Vec<usize> = a.threads.iter().map(|&t| usize::from(t)).collect();
+            let report =
+                cedar_bench::fault_path::fault_path(pages, memory, &threads, a.dir.as_deref())?;
             if a.json {
                 println!("{}", json(&report));
             } else {

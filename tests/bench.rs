@@ -111,6 +111,8 @@ fn the_fault_path_run_compares_against_same_run_baselines() {
             "8MiB",
             "--memory",
             "1MiB",
+            "--threads",
+            "1,2",
             "--json",
             "--dir",
             ".",
@@ -119,12 +121,41 @@ fn the_fault_path_run_compares_against_same_run_baselines() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let comparisons = report["comparisons"].as_array().unwrap();
-    assert_eq!(comparisons.len(), 6);
+    assert_eq!(comparisons.len(), 7);
     for c in comparisons {
         assert!(
             c["ns"].as_f64().unwrap() > 0.0 && c["baseline_ns"].as_f64().unwrap() > 0.0,
             "{c}"
         );
+    }
+    // One throughput run per scope and thread count, each with both
+    // baselines, and the monitor's busy share a fraction.
+    let runs = report["threads"].as_array().unwrap();
+    let mut seen: Vec<(String, u64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["scope"].as_str().unwrap().to_string(),
+                r["threads"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("Decisions".to_string(), 1),
+            ("Decisions".to_string(), 2),
+            ("HeldAcrossIo".to_string(), 1),
+            ("HeldAcrossIo".to_string(), 2)
+        ]
+    );
+    for r in runs {
+        for field in ["faults_per_s", "kernel_faults_per_s", "syscalls_per_s"] {
+            assert!(r[field].as_f64().unwrap() > 0.0, "{r}");
+        }
+        let busy = r["monitor_busy"].as_f64().unwrap();
+        assert!(busy > 0.0 && busy <= 1.0, "{r}");
     }
     let o = cedarvm(
         dir.path(),
@@ -138,6 +169,7 @@ fn the_fault_path_run_compares_against_same_run_baselines() {
         ],
     );
     assert!(stdout(&o).contains("ratio"));
+    assert!(stdout(&o).contains("monitor busy"));
 }
 
 #[test]

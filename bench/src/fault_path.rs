@@ -1,8 +1,11 @@
 //! `cedarvm bench fault-path`: same-run comparisons that say where a
 //! fault's time goes on a real file: resident hit vs a `HashMap` lookup vs
 //! a slice read; fault service (both modes) vs a bare 4 KiB `pread`;
-//! zero-fill vs the kernel's anonymous first-touch fault; and the kernel's
-//! own page fault on an `mmap` of the same file.
+//! zero-fill vs the kernel's anonymous first-touch fault; the kernel's
+//! own page fault on an `mmap` of the same file; and fault throughput with
+//! several threads faulting at once, the monitor held across I/O (the
+//! seed) against held for decisions only, beside the kernel's own fault
+//! throughput on the same file with as many threads.
 
 use disk_channel::rng::SplitMix64;
 use disk_channel::{DiskChannel, FileDrive, FileDriveOptions};
@@ -15,7 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 use utility_mode::ToolError;
 use utility_mode::progress::progress;
-use vm_core::{Advice, Backing, FaultService, VAddr, Vm, VmConfig};
+use vm_core::{Advice, Backing, FaultService, MonitorScope, VAddr, Vm, VmConfig};
 
 /// Bytes per page in these runs.
 const PAGE: u64 = 4096;
@@ -33,11 +36,102 @@ pub struct Comparison {
     pub baseline_ns: f64,
 }
 
+/// Fault throughput with `threads` threads faulting at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadRun {
+    /// What the monitor is held for.
+    pub scope: MonitorScope,
+    /// Threads reading at once.
+    pub threads: usize,
+    /// Faults served per second, all threads together (median of rounds).
+    pub faults_per_s: f64,
+    /// The share of the wall time the monitor was held (the run with the
+    /// median throughput).
+    pub monitor_busy: f64,
+    /// The kernel's faults per second on an `mmap` of the same file, as
+    /// many threads (same run).
+    pub kernel_faults_per_s: f64,
+    /// The VM's own system calls without the VM, as many threads (same
+    /// run): `pread` of 4 KiB from the page cache into memory given back by
+    /// `madvise` — the ceiling of a fault that reads into a released frame.
+    pub syscalls_per_s: f64,
+}
+
 /// What `bench fault-path` reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultPathReport {
     /// The comparisons, each with its ratio to the baseline.
     pub comparisons: Vec<Comparison>,
+    /// Fault throughput by threads and monitor scope.
+    pub threads: Vec<ThreadRun>,
+}
+
+/// A VM over a buffered file drive at `path` (page-cache-hot faults by
+/// definition), `pages` pages written, flushed and dropped from real
+/// memory, ready to fault.
+fn hot_file_vm(
+    path: &Path,
+    pages: u64,
+    memory_pages: u64,
+    service: FaultService,
+    scope: MonitorScope,
+) -> Result<Vm, ToolError> {
+    let _ = std::fs::remove_file(path);
+    let drive = FileDrive::open(
+        path,
+        &FileDriveOptions::create(PAGE as usize, pages + 1024)
+            .with_cache(disk_channel::CachePolicy::Buffered),
+    )?;
+    let volume = Volume::format(
+        DiskChannel::new(vec![Box::new(drive)])?,
+        &FormatOptions::new(PAGE as usize, pages),
+    )?;
+    let config = VmConfig {
+        fault_service: service,
+        monitor_scope: scope,
+        ..VmConfig::new(pages, memory_pages)
+    };
+    let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
+    let all = vm.allocate(pages).map_err(ToolError::Vm)?;
+    let block = vec![7u8; PAGE as usize];
+    for p in all.pages() {
+        vm.write(vm.address_of(p), &block).map_err(ToolError::Vm)?;
+    }
+    vm.flush().map_err(ToolError::Vm)?;
+    vm.advise(all, Advice::DontNeed).map_err(ToolError::Vm)?;
+    Ok(vm)
+}
+
+/// Random 8-byte reads by `threads` threads at once over the VM's pages
+/// (each thread its own sequence, `reads` reads each): faults per second
+/// and the monitor's busy share, median of `rounds` rounds.
+fn thread_run(vm: &Vm, pages: u64, threads: usize, reads: u64, rounds: usize) -> (f64, f64) {
+    let mut samples: Vec<(f64, f64)> = (0..rounds)
+        .map(|round| {
+            let before = vm.stats();
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for k in 0..threads {
+                    s.spawn(move || {
+                        let mut rng = SplitMix64::new(1000 * round as u64 + k as u64);
+                        let mut word = [0u8; 8];
+                        for _ in 0..reads {
+                            let at = rng.below(pages) * PAGE + rng.below(PAGE / 8) * 8;
+                            vm.read(VAddr(at), &mut word).expect("fault");
+                            black_box(word);
+                        }
+                    });
+                }
+            });
+            let wall = t.elapsed();
+            let after = vm.stats();
+            let faults = (after.faults - before.faults) as f64;
+            let held = (after.monitor_held_ns - before.monitor_held_ns) as f64;
+            (faults / wall.as_secs_f64(), held / wall.as_nanos() as f64)
+        })
+        .collect();
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    samples[samples.len() / 2]
 }
 
 /// The median over `rounds` of the time per operation of `f(ops)`.
@@ -58,6 +152,7 @@ fn median_ns(rounds: usize, ops: u64, mut f: impl FnMut(u64)) -> f64 {
 pub fn fault_path(
     pages: u64,
     memory_pages: u64,
+    threads: &[usize],
     dir: Option<&Path>,
 ) -> Result<FaultPathReport, ToolError> {
     let temp = tempfile::tempdir().map_err(|source| ToolError::File {
@@ -65,7 +160,7 @@ pub fn fault_path(
         source,
     })?;
     let dir = dir.unwrap_or(temp.path());
-    let bar = progress(5, "fault-path");
+    let bar = progress(6 + threads.len() as u64, "fault-path");
     let mut comparisons = Vec::new();
     let mut rng = SplitMix64::new(7);
     let picks: Vec<u64> = (0..8192).map(|_| rng.below(pages)).collect();
@@ -147,30 +242,14 @@ pub fn fault_path(
             black_box(buf[0]);
         }
     });
-    for service in [FaultService::InFaultingThread, FaultService::Worker] {
-        let path = dir.join(format!("fault-path-{service:?}.vol"));
-        let _ = std::fs::remove_file(&path);
-        let drive = FileDrive::open(
-            &path,
-            // Page-cache-hot faults by definition: a buffered drive.
-            &FileDriveOptions::create(PAGE as usize, pages + 1024)
-                .with_cache(disk_channel::CachePolicy::Buffered),
-        )?;
-        let volume = Volume::format(
-            DiskChannel::new(vec![Box::new(drive)])?,
-            &FormatOptions::new(PAGE as usize, pages),
-        )?;
-        let config = VmConfig {
-            fault_service: service,
-            ..VmConfig::new(pages, memory_pages)
-        };
-        let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
-        let all = vm.allocate(pages).map_err(ToolError::Vm)?;
-        for p in all.pages() {
-            vm.write(vm.address_of(p), &block).map_err(ToolError::Vm)?;
-        }
-        vm.flush().map_err(ToolError::Vm)?;
-        vm.advise(all, Advice::DontNeed).map_err(ToolError::Vm)?;
+    let services = [
+        (FaultService::InFaultingThread, MonitorScope::Decisions),
+        (FaultService::InFaultingThread, MonitorScope::HeldAcrossIo),
+        (FaultService::Worker, MonitorScope::HeldAcrossIo),
+    ];
+    for (service, scope) in services {
+        let path = dir.join(format!("fault-path-{service:?}-{scope:?}.vol"));
+        let vm = hot_file_vm(&path, pages, memory_pages, service, scope)?;
         let before = vm.stats();
         let mut reads = 0u64;
         let fault = median_ns(9, 20_000, |ops| {
@@ -185,15 +264,60 @@ pub fn fault_path(
         let faults = vm.stats().faults - before.faults;
         drop(vm);
         let _ = std::fs::remove_file(&path);
+        let who = match (service, scope) {
+            (FaultService::Worker, _) => "PageFault worker".to_string(),
+            (_, scope) => format!("faulting thread, {scope:?}"),
+        };
         comparisons.push(Comparison {
             name: format!(
-                "fault service, {service:?} ({:.0}% of reads faulted)",
+                "fault, {who} ({:.0}% faulted)",
                 faults as f64 * 100.0 / reads as f64
             ),
             ns: fault,
             baseline: "pread of 4 KiB (page cache)".into(),
             baseline_ns: pread,
         });
+        bar.inc(1);
+    }
+
+    // Throughput with threads faulting at once, one scope against the other.
+    // About a dozen faults per page per round (200,000 at the default
+    // working set), shared among the threads.
+    let total_reads = (pages * 12).min(200_000);
+    let mut runs = Vec::new();
+    for &count in threads {
+        let kernel = crate::sys::kernel_reference::file_mmap_fault_rate(&file, pages, count, 5)
+            .map_err(ToolError::Vm)?;
+        let syscalls = crate::sys::kernel_reference::pread_into_released_rate(
+            &file,
+            pages,
+            count,
+            total_reads / count as u64,
+            5,
+        )
+        .map_err(ToolError::Vm)?;
+        for scope in [MonitorScope::HeldAcrossIo, MonitorScope::Decisions] {
+            let path = dir.join(format!("fault-path-threads-{scope:?}.vol"));
+            let vm = hot_file_vm(
+                &path,
+                pages,
+                memory_pages,
+                FaultService::InFaultingThread,
+                scope,
+            )?;
+            let (faults_per_s, monitor_busy) =
+                thread_run(&vm, pages, count, total_reads / count as u64, 5);
+            drop(vm);
+            let _ = std::fs::remove_file(&path);
+            runs.push(ThreadRun {
+                scope,
+                threads: count,
+                faults_per_s,
+                monitor_busy,
+                kernel_faults_per_s: kernel,
+                syscalls_per_s: syscalls,
+            });
+        }
         bar.inc(1);
     }
 
@@ -233,7 +357,10 @@ pub fn fault_path(
     bar.inc(1);
     bar.finish_and_clear();
     let _ = std::fs::remove_file(&plain_path);
-    Ok(FaultPathReport { comparisons })
+    Ok(FaultPathReport {
+        comparisons,
+        threads: runs,
+    })
 }
 
 impl FaultPathReport {
@@ -252,6 +379,45 @@ impl FaultPathReport {
                 c.baseline_ns,
                 c.ns / c.baseline_ns
             ));
+        }
+        if !self.threads.is_empty() {
+            t.push_str(&format!(
+                "\n{:<14} {:>7} {:>10} {:>9} {:>13} {:>12} {:>10} {:>11} {:>10}\n",
+                "monitor scope",
+                "threads",
+                "faults/s",
+                "vs 1 thr",
+                "monitor busy",
+                "syscalls/s",
+                "vs 1 thr",
+                "kernel mmap",
+                "vs mmap"
+            ));
+            for r in &self.threads {
+                let one = self
+                    .threads
+                    .iter()
+                    .find(|o| o.scope == r.scope && o.threads == 1)
+                    .map(|o| {
+                        (
+                            r.faults_per_s / o.faults_per_s,
+                            r.syscalls_per_s / o.syscalls_per_s,
+                        )
+                    });
+                let (one, syscalls_one) = one.unwrap_or((f64::NAN, f64::NAN));
+                t.push_str(&format!(
+                    "{:<14} {:>7} {:>10.0} {:>8.2}× {:>12.0}% {:>12.0} {:>9.2}× {:>11.0} {:>9.2}×\n",
+                    format!("{:?}", r.scope),
+                    r.threads,
+                    r.faults_per_s,
+                    one,
+                    r.monitor_busy * 100.0,
+                    r.syscalls_per_s,
+                    syscalls_one,
+                    r.kernel_faults_per_s,
+                    r.faults_per_s / r.kernel_faults_per_s
+                ));
+            }
         }
         t
     }

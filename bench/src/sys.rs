@@ -168,4 +168,165 @@ pub mod kernel_reference {
         unsafe { rustix::mm::munmap(ptr, len) }.map_err(map_error("munmap"))?;
         Ok(median(samples))
     }
+
+    /// The kernel's page-fault throughput on a shared read-only `mmap` of
+    /// `file` (its first `pages` pages in the page cache, fault-around off)
+    /// with `threads` threads faulting at once, each on its own share of
+    /// the pages: the median over `rounds` of faults per second.
+    pub fn file_mmap_fault_rate(
+        file: &std::fs::File,
+        pages: u64,
+        threads: usize,
+        rounds: usize,
+    ) -> Result<f64, VmError> {
+        let len = pages as usize * PAGE;
+        if file
+            .metadata()
+            .map(|m| m.len() < len as u64)
+            .unwrap_or(true)
+        {
+            return Err(VmError::Map {
+                what: "file reference mapping",
+                bytes: len,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than the pages to map",
+                ),
+            });
+        }
+        let map_error = |what: &'static str| {
+            move |e: rustix::io::Errno| VmError::Map {
+                what,
+                bytes: len,
+                source: e.into(),
+            }
+        };
+        // SAFETY: a fresh shared read-only mapping of a file we hold open
+        // and checked to be long enough; it aliases no Rust object, and we
+        // only read it through raw pointers within `len`.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                file,
+                0,
+            )
+        }
+        .map_err(map_error("file reference mapping"))?;
+        // SAFETY: our own mapping.
+        unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }
+            .map_err(map_error("madvise random"))?;
+        let base = ptr as usize;
+        let threads = threads.max(1) as u64;
+        let mut samples = Vec::with_capacity(rounds);
+        for _ in 0..rounds.max(1) {
+            // SAFETY: our own mapping: drops the page-table entries only.
+            unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }
+                .map_err(map_error("madvise dontneed"))?;
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for k in 0..threads {
+                    s.spawn(move || {
+                        let mut sink = 0u8;
+                        let mut p = k;
+                        while p < pages {
+                            // SAFETY: `p < pages`: the byte lies in the
+                            // mapping, which outlives the scope.
+                            sink ^= unsafe {
+                                ((base + p as usize * PAGE) as *const u8).read_volatile()
+                            };
+                            p += threads;
+                        }
+                        std::hint::black_box(sink);
+                    });
+                }
+            });
+            samples.push(pages as f64 / t.elapsed().as_secs_f64());
+        }
+        // SAFETY: unmapping our own mapping; the threads are joined.
+        unsafe { rustix::mm::munmap(ptr, len) }.map_err(map_error("munmap"))?;
+        Ok(median(samples))
+    }
+
+    /// The system calls of a page-cache-hot fault without the VM, as a
+    /// ceiling for its thread scaling: each of `threads` threads reads
+    /// random 4 KiB pages of `file` (`pages` pages, in the page cache) with
+    /// `pread` into 64 page-aligned buffers of its own anonymous memory in
+    /// turn, giving all 64 back with `madvise(DONTNEED)` after each round —
+    /// so every read first takes the kernel's anonymous-page fault, as a
+    /// read into a released frame does. The median over `rounds` of reads
+    /// per second, all threads together.
+    pub fn pread_into_released_rate(
+        file: &std::fs::File,
+        pages: u64,
+        threads: usize,
+        reads: u64,
+        rounds: usize,
+    ) -> Result<f64, VmError> {
+        use std::os::unix::fs::FileExt;
+        const SLOTS: usize = 64;
+        let threads = threads.max(1);
+        let mut samples = Vec::with_capacity(rounds);
+        for round in 0..rounds.max(1) {
+            let mappings: Vec<AnonymousMapping> = (0..threads)
+                .map(|_| AnonymousMapping::new(SLOTS * PAGE))
+                .collect::<Result<_, _>>()?;
+            let t = Instant::now();
+            let failed = std::thread::scope(|s| {
+                let workers: Vec<_> = mappings
+                    .iter()
+                    .enumerate()
+                    .map(|(k, mapping)| {
+                        let base = mapping.base as usize;
+                        s.spawn(move || -> std::io::Result<()> {
+                            let mut x = (round * 1000 + k) as u64 * 0x9E37_79B9 + 1;
+                            for i in 0..reads {
+                                x = x
+                                    .wrapping_mul(6_364_136_223_846_793_005)
+                                    .wrapping_add(1_442_695_040_888_963_407);
+                                let slot = i as usize % SLOTS;
+                                // SAFETY: slot `slot` of this thread's own
+                                // mapping, which outlives the scope; no
+                                // other reference to it exists.
+                                let buf = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        (base + slot * PAGE) as *mut u8,
+                                        PAGE,
+                                    )
+                                };
+                                file.read_exact_at(buf, (x >> 33) % pages * PAGE as u64)?;
+                                if slot == SLOTS - 1 {
+                                    // SAFETY: this thread's own mapping; the
+                                    // slice above is dead.
+                                    unsafe {
+                                        rustix::mm::madvise(
+                                            base as *mut _,
+                                            SLOTS * PAGE,
+                                            Advice::LinuxDontNeed,
+                                        )
+                                    }?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("reference reader panicked"))
+                    .find_map(Result::err)
+            });
+            if let Some(source) = failed {
+                return Err(VmError::Map {
+                    what: "pread into released memory (reference)",
+                    bytes: PAGE,
+                    source,
+                });
+            }
+            samples.push((reads * threads as u64) as f64 / t.elapsed().as_secs_f64());
+        }
+        Ok(median(samples))
+    }
 }

@@ -226,7 +226,13 @@ impl DiskChannel {
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError> {
         let slot = self.slot(drive)?;
-        write_through(&slot.drive, slot.parallel.as_deref(), page, data, seek_ahead)
+        write_through(
+            &slot.drive,
+            slot.parallel.as_deref(),
+            page,
+            data,
+            seek_ahead,
+        )
     }
 
     /// The blocking calls, detached from the channel (see the module doc).
@@ -406,12 +412,16 @@ fn write_through(
     }
 }
 
+/// One drive as a [`ChannelHandle`] reaches it: behind the channel's lock,
+/// and lock-free if it has a [`ParallelIo`].
+type HandleDrive = (Arc<Mutex<Box<dyn Drive>>>, Option<Arc<dyn ParallelIo>>);
+
 /// The blocking transfers of a [`DiskChannel`], usable without it: cheap
 /// to clone, `Send + Sync`. While one is alive,
 /// [`DiskChannel::into_drives`] refuses.
 #[derive(Clone)]
 pub struct ChannelHandle {
-    drives: Vec<(Arc<Mutex<Box<dyn Drive>>>, Option<Arc<dyn ParallelIo>>)>,
+    drives: Vec<HandleDrive>,
 }
 
 impl std::fmt::Debug for ChannelHandle {
@@ -423,14 +433,13 @@ impl std::fmt::Debug for ChannelHandle {
 }
 
 impl ChannelHandle {
-    fn drive(
-        &self,
-        drive: DriveId,
-    ) -> Result<&(Arc<Mutex<Box<dyn Drive>>>, Option<Arc<dyn ParallelIo>>), DriveError> {
-        self.drives.get(drive.index()).ok_or(DriveError::NoSuchDrive {
-            drive: drive.0,
-            count: self.drives.len(),
-        })
+    fn drive(&self, drive: DriveId) -> Result<&HandleDrive, DriveError> {
+        self.drives
+            .get(drive.index())
+            .ok_or(DriveError::NoSuchDrive {
+                drive: drive.0,
+                count: self.drives.len(),
+            })
     }
 
     /// [`DiskChannel::read`].

@@ -164,7 +164,13 @@ pub trait Drive: Send {
 /// A drive calls this first in `read` and `write`: a buffer must be a whole,
 /// non-zero number of pages and the pages must lie on the drive.
 pub fn check_transfer(drive: &dyn Drive, page: DiskPage, len: usize) -> Result<u64, DriveError> {
-    check_shape(drive.name(), drive.page_size(), drive.page_count(), page, len)
+    check_shape(
+        drive.name(),
+        drive.page_size(),
+        drive.page_count(),
+        page,
+        len,
+    )
 }
 
 /// [`check_transfer`] from a drive's name, page size and page count.
@@ -183,7 +189,10 @@ pub(crate) fn check_shape(
         });
     }
     let count = (len / page_size) as u64;
-    let in_range = page.0.checked_add(count).is_some_and(|end| end <= page_count);
+    let in_range = page
+        .0
+        .checked_add(count)
+        .is_some_and(|end| end <= page_count);
     if !in_range {
         return Err(DriveError::OutOfRange {
             drive: name.to_string(),

@@ -30,12 +30,12 @@
 use crate::cache::CachePolicy;
 use crate::drive::ParallelIo;
 use crate::{DiskPage, Drive, DriveError, DriveStats};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Alignment of direct-I/O buffers and offsets.
@@ -498,11 +498,14 @@ impl Drive for FileDrive {
     }
 
     fn sync(&mut self) -> Result<(), DriveError> {
-        self.io.file.sync_data().map_err(|source| DriveError::File {
-            path: self.path.clone(),
-            action: "sync",
-            source,
-        })?;
+        self.io
+            .file
+            .sync_data()
+            .map_err(|source| DriveError::File {
+                path: self.path.clone(),
+                action: "sync",
+                source,
+            })?;
         self.io.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

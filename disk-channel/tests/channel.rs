@@ -269,11 +269,7 @@ fn blocking_reads_of_a_parallel_drive_are_in_flight_together() {
 #[test]
 fn a_file_drive_reads_and_writes_from_many_threads_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let drive = FileDrive::open(
-        dir.path().join("d"),
-        &FileDriveOptions::create(PAGE, 64),
-    )
-    .unwrap();
+    let drive = FileDrive::open(dir.path().join("d"), &FileDriveOptions::create(PAGE, 64)).unwrap();
     assert!(drive.parallel().is_some());
     let channel = DiskChannel::new(vec![Box::new(drive)]).unwrap();
     std::thread::scope(|s| {
@@ -283,7 +279,9 @@ fn a_file_drive_reads_and_writes_from_many_threads_at_once() {
                 for round in 0..50u8 {
                     let page = DiskPage(u64::from(t) * 16 + u64::from(round % 16));
                     let fill = t.wrapping_mul(31).wrapping_add(round);
-                    channel.write(DriveId(0), page, &[fill; PAGE], None).unwrap();
+                    channel
+                        .write(DriveId(0), page, &[fill; PAGE], None)
+                        .unwrap();
                     let mut back = vec![0; PAGE];
                     channel.read(DriveId(0), page, &mut back, None).unwrap();
                     assert!(back.iter().all(|&b| b == fill), "thread {t} round {round}");

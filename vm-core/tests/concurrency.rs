@@ -169,7 +169,8 @@ fn faults_on_different_pages_have_their_reads_in_flight_together() {
 /// once, then lets both through).
 #[test]
 fn the_seed_scope_serializes_the_same_faults() {
-    let (most, gave_up) = two_faults_at_once(MonitorScope::HeldAcrossIo, Duration::from_millis(500));
+    let (most, gave_up) =
+        two_faults_at_once(MonitorScope::HeldAcrossIo, Duration::from_millis(500));
     assert_eq!((most, gave_up), (1, true));
 }
 

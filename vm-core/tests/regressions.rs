@@ -197,7 +197,10 @@ fn a_panic_during_a_read_outside_the_monitor_undoes_the_fault() {
     assert!(evicted >= 1, "{after:?}");
     // The faulting page holds no frame: only the evictions lowered the count.
     assert_eq!(after.resident_pages, before.resident_pages - evicted);
-    assert_eq!(after.page_ins, before.page_ins, "the failed read is not counted");
+    assert_eq!(
+        after.page_ins, before.page_ins,
+        "the failed read is not counted"
+    );
     assert!(vm.kernel_resident_pages().unwrap() <= after.resident_pages);
     armed.panic_on_reads(false);
     for p in i.pages() {
