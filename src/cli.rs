@@ -90,6 +90,66 @@ pub enum BenchCommand {
     /// The sending side of `bench ipc` (run by it, not by hand).
     #[command(hide = true)]
     IpcPeer(IpcPeerArgs),
+    /// Data larger than memory: the VM against the kernel's mmap, each in a
+    /// memory cgroup of the budget (fill, scan, random reads, external sort).
+    OutOfCore(OutOfCoreArgs),
+    /// One side of `bench out-of-core` (run by it, not by hand).
+    #[command(hide = true)]
+    OutOfCoreSide(OutOfCoreSideArgs),
+}
+
+/// `bench out-of-core` arguments.
+#[derive(Args, Debug)]
+pub struct OutOfCoreArgs {
+    /// Real-memory budget (every side's cgroup limit is 32 MiB more, for the
+    /// program and the sort's run buffer). The data set is 4× it, the sort
+    /// 8× it.
+    #[arg(long, default_value = "32MiB", value_parser = size)]
+    memory: u64,
+    /// Random reads per random workload.
+    #[arg(long, default_value_t = 100_000)]
+    reads: u64,
+    /// Multiply the budget and the reads (8: the 256 MiB budget, 1 GiB data
+    /// set and 800k reads of the measurements).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    scale: u64,
+    /// Seconds a workload may run before it stops and reports the share
+    /// done (the kernel without advice thrashes on random reads).
+    #[arg(long, default_value_t = 30.0)]
+    limit: f64,
+    /// Seed of the data and the reads.
+    #[arg(long, default_value_t = 1983)]
+    seed: u64,
+    /// Directory for the files (default: a temporary one; it must be on a
+    /// real disk for the figures to mean anything).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also write the chart here as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `bench out-of-core-side` arguments.
+#[derive(Args, Debug)]
+pub struct OutOfCoreSideArgs {
+    #[arg(long)]
+    side: String,
+    #[arg(long)]
+    memory: u64,
+    #[arg(long)]
+    reads: u64,
+    #[arg(long)]
+    limit_s: f64,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    dir: PathBuf,
+    /// Join this cgroup (its `cgroup.procs`) before anything else.
+    #[arg(long)]
+    cgroup_procs: Option<PathBuf>,
 }
 
 /// `bench ipc` arguments.
@@ -570,6 +630,61 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 }
             };
             cedar_bench::ipc::ipc_peer(&transport, a.messages)?;
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::OutOfCore(a)) => {
+            let memory = a.memory * a.scale / 4096 * 4096;
+            if memory < 1 << 20 {
+                return Err(ToolError::Usage("--memory must be at least 1 MiB".into()));
+            }
+            if a.limit.is_nan() || a.limit <= 0.0 {
+                return Err(ToolError::Usage("--limit must be positive".into()));
+            }
+            let program = std::env::current_exe().map_err(|source| ToolError::File {
+                path: PathBuf::from("cedarvm"),
+                source,
+            })?;
+            let options = cedar_bench::out_of_core::OutOfCoreOptions {
+                memory_bytes: memory,
+                reads: a.reads * a.scale,
+                limit_s: a.limit,
+                seed: a.seed,
+                dir: a.dir.clone(),
+            };
+            let report = cedar_bench::out_of_core::out_of_core(&program, &options)?;
+            if let Some(path) = &a.svg {
+                std::fs::write(path, report.svg()).map_err(|source| ToolError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::OutOfCoreSide(a)) => {
+            if let Some(procs) = &a.cgroup_procs {
+                cedar_bench::cgroup::MemoryCgroup::join(procs).map_err(|source| {
+                    ToolError::File {
+                        path: procs.clone(),
+                        source,
+                    }
+                })?;
+            }
+            let side = cedar_bench::out_of_core::Side::parse(&a.side)
+                .ok_or_else(|| ToolError::Usage(format!("no side named {}", a.side)))?;
+            let options = cedar_bench::out_of_core::OutOfCoreOptions {
+                memory_bytes: a.memory,
+                reads: a.reads,
+                limit_s: a.limit_s,
+                seed: a.seed,
+                dir: Some(a.dir.clone()),
+            };
+            let report = cedar_bench::out_of_core::run_side(side, &options, &a.dir)?;
+            println!("{}", json(&report));
             Ok(0)
         }
         Command::Bench(BenchCommand::FaultPath(a)) => {

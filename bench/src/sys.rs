@@ -1,6 +1,137 @@
 //! The machine-dependent part of the benchmark runs: the kernel's own
-//! fault paths, measured for comparison. Every `mmap`/`madvise` call of
+//! fault paths, measured for comparison, and the kernel's `mmap` of a file
+//! as the other side of `bench out-of-core`. Every `mmap`/`madvise` call of
 //! this crate lives here.
+
+/// A shared read-write `mmap` of a whole file: the kernel's paging, for
+/// `bench out-of-core` to run its workloads through beside the VM's.
+/// Access is by copies in and out, so no Rust reference ever points into
+/// the mapping.
+pub struct FileMapping {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared by the process's threads;
+// `FileMapping` hands out no references into it, only copies.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above; concurrent copies of disjoint or equal bytes are the
+// callers' business, as with any shared memory.
+unsafe impl Sync for FileMapping {}
+
+/// How the kernel is advised about a [`FileMapping`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingAdvice {
+    /// No advice: the kernel's defaults (fault-around, read-around).
+    Normal,
+    /// `MADV_SEQUENTIAL`.
+    Sequential,
+    /// `MADV_RANDOM`.
+    Random,
+}
+
+impl FileMapping {
+    /// Maps all of `file` (at least `len` bytes long) shared, read-write.
+    pub fn new(file: &std::fs::File, len: usize) -> std::io::Result<FileMapping> {
+        if file.metadata()?.len() < len as u64 || len == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the file is shorter than the {len} bytes to map, or empty"),
+            ));
+        }
+        // SAFETY: a fresh shared mapping of a file we hold open and checked
+        // to be long enough (a page past its end would raise SIGBUS); it
+        // aliases no Rust object. The files mapped are the benchmark's own
+        // temporary files, which nothing else truncates.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                file,
+                0,
+            )
+        }?;
+        Ok(FileMapping {
+            base: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Advises the kernel about the whole mapping.
+    pub fn advise(&self, advice: MappingAdvice) -> std::io::Result<()> {
+        let advice = match advice {
+            MappingAdvice::Normal => rustix::mm::Advice::Normal,
+            MappingAdvice::Sequential => rustix::mm::Advice::Sequential,
+            MappingAdvice::Random => rustix::mm::Advice::Random,
+        };
+        // SAFETY: our own mapping; advice changes no contents.
+        unsafe { rustix::mm::madvise(self.base.cast(), self.len, advice) }?;
+        Ok(())
+    }
+
+    fn check(&self, offset: u64, len: usize) {
+        assert!(
+            offset
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= self.len as u64),
+            "{len} bytes at {offset} lie outside a mapping of {}",
+            self.len
+        );
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the mapping.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+        self.check(offset, buf.len());
+        // SAFETY: checked to lie within the mapping; `buf` is ours and not
+        // in the mapping (no reference into it exists).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.add(offset as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
+
+    /// Copies `data` into the mapping at `offset`.
+    pub fn write(&self, offset: u64, data: &[u8]) {
+        self.check(offset, data.len());
+        // SAFETY: as for `read`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset as usize), data.len())
+        };
+    }
+
+    /// Writes the mapping's changed pages to the file and waits (`msync`).
+    pub fn sync(&self) -> std::io::Result<()> {
+        // SAFETY: our own mapping.
+        unsafe { rustix::mm::msync(self.base.cast(), self.len, rustix::mm::MsyncFlags::SYNC) }?;
+        Ok(())
+    }
+
+    /// Drops the mapping's pages from this process (`MADV_DONTNEED`): they
+    /// fault in again from the file (or the page cache) on next touch.
+    pub fn drop_pages(&self) -> std::io::Result<()> {
+        // SAFETY: our own shared file mapping: the file keeps the data.
+        unsafe {
+            rustix::mm::madvise(
+                self.base.cast(),
+                self.len,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        }?;
+        Ok(())
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no reference into it exists.
+        let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len) };
+    }
+}
 
 /// Reference measurements of the kernel's own fault paths, for benchmark
 /// runs that put the VM's figures beside them (same run, same machine).

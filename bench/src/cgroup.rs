@@ -1,0 +1,75 @@
+//! A memory cgroup of a given limit for one child process of a benchmark
+//! run, and its peak usage (what the kernel charged to it: anonymous memory
+//! and the page cache its files brought in). Version 1 (`memory`
+//! controller at `/sys/fs/cgroup/memory`) or version 2, whichever the
+//! machine has; needs root.
+
+use std::path::{Path, PathBuf};
+
+/// One cgroup, removed when dropped (after its process has exited).
+#[derive(Debug)]
+pub struct MemoryCgroup {
+    path: PathBuf,
+    v2: bool,
+}
+
+impl MemoryCgroup {
+    /// Creates the cgroup `name` limited to `limit` bytes, or says why it
+    /// cannot be made here.
+    pub fn create(name: &str, limit: u64) -> Result<MemoryCgroup, String> {
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        let v2_root = Path::new("/sys/fs/cgroup");
+        let (path, v2) = if v1.join("memory.limit_in_bytes").exists() {
+            (v1.join(name), false)
+        } else if std::fs::read_to_string(v2_root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+        {
+            (v2_root.join(name), true)
+        } else {
+            return Err("no memory cgroup controller (v1 or v2) on this machine".into());
+        };
+        std::fs::create_dir(&path)
+            .map_err(|e| format!("cannot create {} ({e}); runs need root", path.display()))?;
+        let cgroup = MemoryCgroup { path, v2 };
+        let limit_file = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        std::fs::write(cgroup.path.join(limit_file), limit.to_string())
+            .map_err(|e| format!("cannot set {limit_file} of {}: {e}", cgroup.path.display()))?;
+        Ok(cgroup)
+    }
+
+    /// The file a process writes its pid to in order to join.
+    pub fn procs(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    /// Moves the calling process into the cgroup whose `cgroup.procs` is
+    /// `procs` (a child does this first thing, before it allocates).
+    pub fn join(procs: &Path) -> std::io::Result<()> {
+        std::fs::write(procs, std::process::id().to_string())
+    }
+
+    /// The most memory charged to the cgroup at any moment, bytes.
+    pub fn peak(&self) -> std::io::Result<u64> {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        let text = std::fs::read_to_string(self.path.join(file))?;
+        text.trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Fails only while a process is still in it; the run has waited
+        // for its child.
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}

@@ -1,0 +1,867 @@
+//! `cedarvm bench out-of-core`: the VM against the kernel's own paging on
+//! data larger than memory.
+//!
+//! Each side runs in a child process of its own, inside a memory cgroup of
+//! the same limit, the budget + 32 MiB: the VM (drives `O_DIRECT`, so its
+//! data occupies exactly the budget) and the kernel's shared `mmap` of a
+//! file — once with the best advice for each workload (`MADV_SEQUENTIAL`
+//! for scans and sorted runs, `MADV_RANDOM` for random reads and the
+//! merge) and once with none. The 32 MiB hold what is not data and is the
+//! same code on every side: the program, its heap, the sort's run buffer
+//! (a quarter of the budget). The kernel's page cache takes whatever the
+//! limit leaves, so the kernel gets more memory for data than the VM
+//! does (a cgroup of the bare budget left it too little for its own
+//! program at small budgets, and the OOM killer ended the run): every
+//! ratio here is conservative for the VM. Every side runs the same
+//! workloads with the same code through a `Store`:
+//!
+//! | workload | what |
+//! |---|---|
+//! | fill | write a data set of 4× the budget (`u64` words), then flush |
+//! | scan | read all of it in order, cold, and check the sum |
+//! | uniform | random 8-byte reads, cold, each checked against its value |
+//! | zipf | the same with page popularity Zipf(0.99) |
+//! | sort | external sort of 8× the budget: sorted runs of a quarter of the budget, then a k-way merge; the output is checked (order, count, sum, xor) |
+//!
+//! "Cold" means: the VM's pages are dropped from real memory
+//! (`Advice::DontNeed`) and its drives bypass the page cache; the kernel's
+//! mapping is synced, dropped (`MADV_DONTNEED`) and its file dropped from
+//! the page cache (`POSIX_FADV_DONTNEED`). A workload that runs past the
+//! time limit stops and reports how far it got (the kernel without advice
+//! thrashes on random reads: each fault reads around the page by the
+//! device's whole read-ahead window).
+//!
+//! The report gives each side's time per workload, each side's peak memory
+//! as its cgroup saw it, and the VM's statistics; table, JSON and SVG.
+
+use crate::cgroup::MemoryCgroup;
+use crate::sys::{FileMapping, MappingAdvice};
+use disk_channel::rng::SplitMix64;
+use disk_channel::{CachePolicy, DiskChannel, FileDrive, FileDriveOptions};
+use runtable::{FormatOptions, Interval, PageNumber, Volume};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use utility_mode::ToolError;
+use utility_mode::progress::progress;
+use vm_core::{Advice, Backing, VAddr, Vm, VmConfig, VmStats};
+
+const PAGE: u64 = 4096;
+const WORDS: u64 = PAGE / 8;
+/// What every side's cgroup allows beyond the budget: the program, its
+/// heap (the sort's run buffer is a quarter of the budget) and stacks.
+pub const SLACK_BYTES: u64 = 32 << 20;
+
+/// Which side of the comparison a child process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// The VM, drives opened `O_DIRECT`.
+    Vm,
+    /// The kernel's `mmap`, advised for each workload.
+    KernelAdvised,
+    /// The kernel's `mmap`, no advice.
+    Kernel,
+}
+
+impl Side {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Vm => "vm",
+            Side::KernelAdvised => "kernel-advised",
+            Side::Kernel => "kernel",
+        }
+    }
+
+    /// The side named `name`.
+    pub fn parse(name: &str) -> Option<Side> {
+        [Side::Vm, Side::KernelAdvised, Side::Kernel]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+/// The sizes and limits of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutOfCoreOptions {
+    /// The real-memory budget, bytes (every side's cgroup limit is 32 MiB
+    /// more).
+    pub memory_bytes: u64,
+    /// Random reads per random workload.
+    pub reads: u64,
+    /// Seconds a workload may run before it stops and reports progress.
+    pub limit_s: f64,
+    /// Seed of the data and the read sequences.
+    pub seed: u64,
+    /// Directory for the files (default: a temporary one).
+    pub dir: Option<PathBuf>,
+}
+
+impl OutOfCoreOptions {
+    /// The data set of the scan and random workloads: 4× the budget.
+    pub fn data_bytes(&self) -> u64 {
+        4 * self.memory_bytes
+    }
+    /// The keys the sort sorts: 8× the budget.
+    pub fn sort_bytes(&self) -> u64 {
+        8 * self.memory_bytes
+    }
+}
+
+/// One workload's outcome on one side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Its name (see the module doc).
+    pub name: String,
+    /// Wall time, seconds (up to the stop, if it did not finish).
+    pub seconds: f64,
+    /// Whether it ran to the end (and its result was checked).
+    pub finished: bool,
+    /// How much of it was done (1 when finished).
+    pub fraction_done: f64,
+}
+
+impl Workload {
+    /// The time it took, or would have taken at the rate it went.
+    pub fn projected_s(&self) -> f64 {
+        self.seconds / self.fraction_done.max(1e-9)
+    }
+}
+
+/// What one side reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SideReport {
+    /// The side.
+    pub side: Side,
+    /// Its workloads, in order.
+    pub workloads: Vec<Workload>,
+    /// The VM's statistics at the end (the VM side only).
+    pub vm_stats: Option<VmStats>,
+    /// Its drive's page-cache policy (the VM side only).
+    pub cache: Option<CachePolicy>,
+    /// The peak memory its cgroup was charged, bytes (`None` without one).
+    pub peak_bytes: Option<u64>,
+    /// The cgroup limit it ran under, bytes.
+    pub limit_bytes: Option<u64>,
+}
+
+/// What `bench out-of-core` reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutOfCoreReport {
+    /// The run's options.
+    pub options: OutOfCoreOptions,
+    /// Each side, VM first.
+    pub sides: Vec<SideReport>,
+    /// Why there was no cgroup, if there was none.
+    pub cgroup_note: Option<String>,
+}
+
+/// The memory a workload runs through: the VM's address space or the
+/// kernel's mapping. Offsets are bytes from the start of the area.
+trait Store {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String>;
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), String>;
+    /// Calls `f` with page `page`'s bytes (a guard on the VM: no copy).
+    fn scan_page(&self, page: u64, f: &mut dyn FnMut(&[u8])) -> Result<(), String>;
+    /// Lets `f` write all of page `page`.
+    fn fill_page(&self, page: u64, f: &mut dyn FnMut(&mut [u8])) -> Result<(), String>;
+    /// Writes everything changed to the backing store.
+    fn flush(&self) -> Result<(), String>;
+    /// Makes the area cold (see the module doc).
+    fn cool(&self) -> Result<(), String>;
+    /// Advice for what comes next: `true` in order, `false` at random.
+    fn expect(&self, in_order: bool) -> Result<(), String>;
+}
+
+struct VmStore<'a> {
+    vm: &'a Vm,
+    interval: Interval,
+}
+
+impl Store for VmStore<'_> {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let at = self.vm.address_of(self.interval.page).0 + offset;
+        self.vm.read(VAddr(at), buf).map_err(|e| e.to_string())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let at = self.vm.address_of(self.interval.page).0 + offset;
+        self.vm.write(VAddr(at), data).map_err(|e| e.to_string())
+    }
+    fn scan_page(&self, page: u64, f: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+        let guard = self
+            .vm
+            .page(PageNumber(self.interval.page.0 + page))
+            .map_err(|e| e.to_string())?;
+        f(&guard);
+        Ok(())
+    }
+    fn fill_page(&self, page: u64, f: &mut dyn FnMut(&mut [u8])) -> Result<(), String> {
+        let mut guard = self
+            .vm
+            .page_mut_overwrite(PageNumber(self.interval.page.0 + page))
+            .map_err(|e| e.to_string())?;
+        f(&mut guard);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), String> {
+        self.vm.flush().map_err(|e| e.to_string())
+    }
+    fn cool(&self) -> Result<(), String> {
+        self.vm
+            .advise(self.interval, Advice::DontNeed)
+            .map_err(|e| e.to_string())
+    }
+    fn expect(&self, in_order: bool) -> Result<(), String> {
+        let advice = if in_order {
+            Advice::Sequential
+        } else {
+            Advice::Normal
+        };
+        self.vm
+            .advise(self.interval, advice)
+            .map_err(|e| e.to_string())
+    }
+}
+
+struct MapStore {
+    file: std::fs::File,
+    map: FileMapping,
+    advised: bool,
+}
+
+impl Store for MapStore {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.map.read(offset, buf);
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), String> {
+        self.map.write(offset, data);
+        Ok(())
+    }
+    fn scan_page(&self, page: u64, f: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+        let mut buf = [0u8; PAGE as usize];
+        self.map.read(page * PAGE, &mut buf);
+        f(&buf);
+        Ok(())
+    }
+    fn fill_page(&self, page: u64, f: &mut dyn FnMut(&mut [u8])) -> Result<(), String> {
+        let mut buf = [0u8; PAGE as usize];
+        f(&mut buf);
+        self.map.write(page * PAGE, &buf);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), String> {
+        self.map.sync().map_err(|e| e.to_string())
+    }
+    fn cool(&self) -> Result<(), String> {
+        self.map.sync().map_err(|e| e.to_string())?;
+        self.map.drop_pages().map_err(|e| e.to_string())?;
+        rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed)
+            .map_err(|e| e.to_string())
+    }
+    fn expect(&self, in_order: bool) -> Result<(), String> {
+        let advice = match (self.advised, in_order) {
+            (false, _) => MappingAdvice::Normal,
+            (true, true) => MappingAdvice::Sequential,
+            (true, false) => MappingAdvice::Random,
+        };
+        self.map.advise(advice).map_err(|e| e.to_string())
+    }
+}
+
+/// The value of word `index` of the data set.
+fn value(seed: u64, index: u64) -> u64 {
+    let mut x = index ^ seed.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Stops a workload that runs past the limit, and measures it.
+struct Clock {
+    started: Instant,
+    limit_s: f64,
+}
+
+impl Clock {
+    fn start(limit_s: f64) -> Clock {
+        Clock {
+            started: Instant::now(),
+            limit_s,
+        }
+    }
+    fn over(&self) -> bool {
+        self.started.elapsed().as_secs_f64() > self.limit_s
+    }
+    fn result(&self, name: &str, done: u64, total: u64) -> Workload {
+        Workload {
+            name: name.to_string(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            finished: done == total,
+            fraction_done: done as f64 / total.max(1) as f64,
+        }
+    }
+}
+
+fn fill(store: &dyn Store, pages: u64, seed: u64, limit_s: f64) -> Result<(Workload, u64), String> {
+    let clock = Clock::start(limit_s);
+    let mut sum = 0u64;
+    for page in 0..pages {
+        store.fill_page(page, &mut |bytes| {
+            for (w, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+                let v = value(seed, page * WORDS + w as u64);
+                sum = sum.wrapping_add(v);
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+        })?;
+    }
+    store.flush()?;
+    Ok((clock.result("fill", pages, pages), sum))
+}
+
+fn scan(store: &dyn Store, pages: u64, sum: u64, limit_s: f64) -> Result<Workload, String> {
+    store.cool()?;
+    store.expect(true)?;
+    let clock = Clock::start(limit_s);
+    let mut seen = 0u64;
+    let mut done = 0;
+    while done < pages && !clock.over() {
+        store.scan_page(done, &mut |bytes| {
+            for chunk in bytes.chunks_exact(8) {
+                seen = seen.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+            }
+        })?;
+        done += 1;
+    }
+    if done == pages && seen != sum {
+        return Err(format!("scan: sum {seen:#x}, written {sum:#x}"));
+    }
+    Ok(clock.result("scan", done, pages))
+}
+
+/// Zipf(0.99) over `n` ranks: the cumulative distribution.
+fn zipf_cdf(n: u64) -> Vec<f64> {
+    let mut cdf = Vec::with_capacity(n as usize);
+    let mut total = 0.0;
+    for rank in 1..=n {
+        total += 1.0 / (rank as f64).powf(0.99);
+        cdf.push(total);
+    }
+    for c in &mut cdf {
+        *c /= total;
+    }
+    cdf
+}
+
+fn random_reads(
+    store: &dyn Store,
+    name: &str,
+    pages: u64,
+    options: &OutOfCoreOptions,
+) -> Result<Workload, String> {
+    store.cool()?;
+    store.expect(false)?;
+    let zipf = (name == "zipf").then(|| zipf_cdf(pages));
+    // Popular pages scattered over the data set: rank r is page r·m mod n
+    // for an odd m coprime with n.
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut spread = (pages / 3) | 1;
+    while gcd(spread, pages) != 1 {
+        spread += 2;
+    }
+    let mut rng = SplitMix64::new(options.seed ^ name.len() as u64);
+    let clock = Clock::start(options.limit_s);
+    let mut done = 0;
+    while done < options.reads {
+        if done % 256 == 0 && clock.over() {
+            break;
+        }
+        let page = match &zipf {
+            None => rng.below(pages),
+            Some(cdf) => {
+                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let rank = cdf.partition_point(|&c| c < u) as u64;
+                (rank.min(pages - 1) * spread) % pages
+            }
+        };
+        let word = page * WORDS + rng.below(WORDS);
+        let mut bytes = [0u8; 8];
+        store.read(word * 8, &mut bytes)?;
+        let want = value(options.seed, word);
+        if u64::from_le_bytes(bytes) != want {
+            return Err(format!("{name}: word {word} read wrong"));
+        }
+        done += 1;
+    }
+    Ok(clock.result(name, done, options.reads))
+}
+
+/// External sort of the `keys` words at the start of `store` into the
+/// `keys` words after them: sorted runs of `run_words`, then a k-way merge
+/// with one page of each run in hand. Checked: order, count, sum, xor.
+fn sort(
+    store: &dyn Store,
+    keys: u64,
+    run_words: u64,
+    options: &OutOfCoreOptions,
+) -> Result<Workload, String> {
+    // The keys (not timed), then cold.
+    let pages = keys / WORDS;
+    let seed = options.seed.wrapping_add(1);
+    store.expect(true)?;
+    let (_, sum) = fill(store, pages, seed, f64::INFINITY)?;
+    store.cool()?;
+    let mut in_xor = 0u64;
+    for w in 0..keys {
+        in_xor ^= value(seed, w);
+    }
+    let clock = Clock::start(options.limit_s);
+    let runs = keys.div_ceil(run_words);
+    let total_steps = runs + keys;
+    // One buffer of words, read and written as bytes: the run's memory is
+    // a quarter of the budget, once.
+    let mut buffer = vec![0u64; run_words as usize];
+    for run in 0..runs {
+        if clock.over() {
+            return Ok(clock.result("sort", run, total_steps));
+        }
+        let start = run * run_words;
+        let len = run_words.min(keys - start) as usize;
+        let words = &mut buffer[..len];
+        store.read(start * 8, bytemuck::cast_slice_mut(words))?;
+        // Little-endian on the store; native here (the same on x86-64).
+        for w in words.iter_mut() {
+            *w = u64::from_le(*w);
+        }
+        words.sort_unstable();
+        for w in words.iter_mut() {
+            *w = w.to_le();
+        }
+        store.write(start * 8, bytemuck::cast_slice(words))?;
+    }
+    drop(buffer);
+    // The merge reads every run at once: in order within each, at random
+    // across them.
+    store.expect(false)?;
+    struct Cursor {
+        next: u64,
+        end: u64,
+        page: Vec<u64>,
+        at: usize,
+    }
+    let refill = |c: &mut Cursor| -> Result<(), String> {
+        let count = WORDS.min(c.end - c.next);
+        let mut bytes = vec![0u8; (count * 8) as usize];
+        store.read(c.next * 8, &mut bytes)?;
+        c.page = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        c.at = 0;
+        c.next += count;
+        Ok(())
+    };
+    let mut cursors = Vec::with_capacity(runs as usize);
+    let mut heap = BinaryHeap::with_capacity(runs as usize);
+    for run in 0..runs {
+        let mut c = Cursor {
+            next: run * run_words,
+            end: ((run + 1) * run_words).min(keys),
+            page: Vec::new(),
+            at: 0,
+        };
+        refill(&mut c)?;
+        heap.push(Reverse((c.page[0], run as usize)));
+        cursors.push(c);
+    }
+    let mut out = Vec::with_capacity(PAGE as usize);
+    let mut written = 0u64;
+    let (mut out_sum, mut out_xor, mut last) = (0u64, 0u64, 0u64);
+    while let Some(Reverse((key, run))) = heap.pop() {
+        if key < last {
+            return Err(format!("sort: output out of order at key {written}"));
+        }
+        last = key;
+        out_sum = out_sum.wrapping_add(key);
+        out_xor ^= key;
+        out.extend_from_slice(&key.to_le_bytes());
+        if out.len() == PAGE as usize {
+            store.write((keys + written) * 8 - (PAGE - 8), &out)?;
+            out.clear();
+            if clock.over() {
+                return Ok(clock.result("sort", runs + written + 1, total_steps));
+            }
+        }
+        written += 1;
+        let c = &mut cursors[run];
+        c.at += 1;
+        if c.at == c.page.len() && c.next < c.end {
+            refill(c)?;
+        }
+        if c.at < c.page.len() {
+            heap.push(Reverse((c.page[c.at], run)));
+        }
+    }
+    if !out.is_empty() {
+        store.write((keys + written) * 8 - out.len() as u64, &out)?;
+    }
+    store.flush()?;
+    if written != keys || out_sum != sum {
+        return Err(format!(
+            "sort: {written} keys out of {keys}, sum {out_sum:#x} against {sum:#x}"
+        ));
+    }
+    // The xor of the output must match the input's too.
+    if in_xor != out_xor {
+        return Err("sort: the output's xor differs from the input's".into());
+    }
+    Ok(clock.result("sort", total_steps, total_steps))
+}
+
+/// The workloads, in order, on `data` (the data set) and `sort_area` (the
+/// sort's input and output).
+fn workloads(
+    data: &dyn Store,
+    sort_area: &dyn Store,
+    options: &OutOfCoreOptions,
+) -> Result<Vec<Workload>, String> {
+    let pages = options.data_bytes() / PAGE;
+    data.expect(true)?;
+    let (filled, sum) = fill(data, pages, options.seed, options.limit_s)?;
+    let mut out = vec![filled];
+    out.push(scan(data, pages, sum, options.limit_s)?);
+    out.push(random_reads(data, "uniform", pages, options)?);
+    out.push(random_reads(data, "zipf", pages, options)?);
+    data.cool()?;
+    let keys = options.sort_bytes() / 8;
+    let run_words = (options.memory_bytes / 4 / 8).max(WORDS);
+    out.push(sort(sort_area, keys, run_words, options)?);
+    Ok(out)
+}
+
+/// One side, run in this process (a child of [`out_of_core`], already in
+/// its cgroup): prints nothing; returns the report.
+pub fn run_side(
+    side: Side,
+    options: &OutOfCoreOptions,
+    dir: &Path,
+) -> Result<SideReport, ToolError> {
+    let check = ToolError::Check;
+    let data_bytes = options.data_bytes();
+    let sort_bytes = options.sort_bytes();
+    match side {
+        Side::Vm => {
+            let pages = (data_bytes + 2 * sort_bytes) / PAGE;
+            let path = dir.join("out-of-core-vm.vol");
+            let drive = FileDrive::open(
+                &path,
+                &FileDriveOptions::create(PAGE as usize, pages + pages / 64 + 1024),
+            )?;
+            let cache = drive.cache_policy();
+            let volume = Volume::format(
+                DiskChannel::new(vec![Box::new(drive)])?,
+                &FormatOptions::new(PAGE as usize, pages),
+            )?;
+            let config = VmConfig::new(pages, options.memory_bytes / PAGE);
+            let vm = Vm::new(config, Backing::Volume(volume))?;
+            let data = VmStore {
+                vm: &vm,
+                interval: vm.allocate(data_bytes / PAGE)?,
+            };
+            let sort_area = VmStore {
+                vm: &vm,
+                interval: vm.allocate(2 * sort_bytes / PAGE)?,
+            };
+            let workloads = workloads(&data, &sort_area, options).map_err(check)?;
+            let stats = vm.stats();
+            drop(vm);
+            let _ = std::fs::remove_file(&path);
+            Ok(SideReport {
+                side,
+                workloads,
+                vm_stats: Some(stats),
+                cache: Some(cache),
+                peak_bytes: None,
+                limit_bytes: None,
+            })
+        }
+        Side::Kernel | Side::KernelAdvised => {
+            let map = |name: &str, len: u64| -> Result<MapStore, ToolError> {
+                let path = dir.join(name);
+                let file_error = |source| ToolError::File {
+                    path: path.clone(),
+                    source,
+                };
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(file_error)?;
+                file.set_len(len).map_err(file_error)?;
+                let mapping = FileMapping::new(&file, len as usize).map_err(file_error)?;
+                Ok(MapStore {
+                    file,
+                    map: mapping,
+                    advised: side == Side::KernelAdvised,
+                })
+            };
+            let data = map("out-of-core-data.bin", data_bytes)?;
+            let sort_area = map("out-of-core-sort.bin", 2 * sort_bytes)?;
+            let workloads = workloads(&data, &sort_area, options).map_err(check)?;
+            drop((data, sort_area));
+            let _ = std::fs::remove_file(dir.join("out-of-core-data.bin"));
+            let _ = std::fs::remove_file(dir.join("out-of-core-sort.bin"));
+            Ok(SideReport {
+                side,
+                workloads,
+                vm_stats: None,
+                cache: None,
+                peak_bytes: None,
+                limit_bytes: None,
+            })
+        }
+    }
+}
+
+/// Runs `bench out-of-core`: each side in a child process (`program`, the
+/// `cedarvm` binary, as `bench out-of-core-side`) inside its memory cgroup.
+pub fn out_of_core(
+    program: &Path,
+    options: &OutOfCoreOptions,
+) -> Result<OutOfCoreReport, ToolError> {
+    let temp = tempfile::tempdir().map_err(|source| ToolError::File {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let dir = options.dir.as_deref().unwrap_or(temp.path());
+    let sides = [Side::Vm, Side::KernelAdvised, Side::Kernel];
+    let bar = progress(sides.len() as u64, "out-of-core");
+    let mut reports = Vec::new();
+    let mut cgroup_note = None;
+    for side in sides {
+        let limit = options.memory_bytes + SLACK_BYTES;
+        let name = format!("cedarvm-out-of-core-{}-{}", std::process::id(), side.name());
+        let cgroup = match MemoryCgroup::create(&name, limit) {
+            Ok(cgroup) => Some(cgroup),
+            Err(reason) => {
+                cgroup_note = Some(reason);
+                None
+            }
+        };
+        let mut command = std::process::Command::new(program);
+        command
+            .args(["bench", "out-of-core-side", "--side", side.name()])
+            .args(["--memory", &options.memory_bytes.to_string()])
+            .args(["--reads", &options.reads.to_string()])
+            .args(["--limit-s", &options.limit_s.to_string()])
+            .args(["--seed", &options.seed.to_string()])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(cgroup) = &cgroup {
+            command.arg("--cgroup-procs").arg(cgroup.procs());
+        }
+        let output = command.output().map_err(|source| ToolError::File {
+            path: program.to_path_buf(),
+            source,
+        })?;
+        if !output.status.success() {
+            return Err(ToolError::Check(format!(
+                "the {} side failed ({}): {}",
+                side.name(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let mut report: SideReport = serde_json::from_slice(&output.stdout)
+            .map_err(|e| ToolError::Check(format!("the {} side's report: {e}", side.name())))?;
+        if let Some(cgroup) = &cgroup {
+            report.peak_bytes = cgroup.peak().ok();
+            report.limit_bytes = Some(limit);
+        }
+        reports.push(report);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(OutOfCoreReport {
+        options: options.clone(),
+        sides: reports,
+        cgroup_note,
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+impl OutOfCoreReport {
+    fn side(&self, side: Side) -> Option<&SideReport> {
+        self.sides.iter().find(|s| s.side == side)
+    }
+
+    fn seconds(&self, side: Side, workload: &str) -> Option<&Workload> {
+        self.side(side)?
+            .workloads
+            .iter()
+            .find(|w| w.name == workload)
+    }
+
+    /// The report as a table for a terminal.
+    pub fn table(&self) -> String {
+        let o = &self.options;
+        let mut t = format!(
+            "budget {:.0} MiB, data set {:.0} MiB, sort {:.0} MiB, {} random reads\n",
+            mib(o.memory_bytes),
+            mib(o.data_bytes()),
+            mib(o.sort_bytes()),
+            o.reads
+        );
+        if let Some(note) = &self.cgroup_note {
+            t.push_str(&format!("no cgroup: {note}; peak memory not measured\n"));
+        }
+        t.push_str(&format!(
+            "\n{:<9} {:>12} {:>16} {:>12} {:>12} {:>12}\n",
+            "workload", "vm s", "kernel-advised s", "kernel s", "vm/advised", "vm/kernel"
+        ));
+        let cell = |w: Option<&Workload>| match w {
+            Some(w) if w.finished => format!("{:.2}", w.seconds),
+            Some(w) => format!("~{:.0}*", w.projected_s()),
+            None => "-".into(),
+        };
+        let ratio = |a: Option<&Workload>, b: Option<&Workload>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}×", a.projected_s() / b.projected_s()),
+            _ => "-".into(),
+        };
+        for name in ["fill", "scan", "uniform", "zipf", "sort"] {
+            let vm = self.seconds(Side::Vm, name);
+            let advised = self.seconds(Side::KernelAdvised, name);
+            let plain = self.seconds(Side::Kernel, name);
+            t.push_str(&format!(
+                "{:<9} {:>12} {:>16} {:>12} {:>12} {:>12}\n",
+                name,
+                cell(vm),
+                cell(advised),
+                cell(plain),
+                ratio(vm, advised),
+                ratio(vm, plain)
+            ));
+        }
+        if self
+            .sides
+            .iter()
+            .flat_map(|s| &s.workloads)
+            .any(|w| !w.finished)
+        {
+            t.push_str(&format!(
+                "* stopped at the {:.0} s limit; projected from the share done\n",
+                o.limit_s
+            ));
+        }
+        t.push_str("\nside             cgroup limit   peak memory\n");
+        for s in &self.sides {
+            let limit = s
+                .limit_bytes
+                .map_or("-".into(), |b| format!("{:.0} MiB", mib(b)));
+            let peak = s
+                .peak_bytes
+                .map_or("-".into(), |b| format!("{:.1} MiB", mib(b)));
+            t.push_str(&format!(
+                "{:<16} {:>12} {:>13}\n",
+                s.side.name(),
+                limit,
+                peak
+            ));
+        }
+        if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
+            t.push_str(&format!(
+                "\nvm: {} faults, {} page-ins in {} reads ({} clustered), {} page-outs in {} writes, drive {:?}\n",
+                stats.faults,
+                stats.page_ins,
+                stats.disk_reads,
+                stats.cluster_reads,
+                stats.page_outs,
+                stats.disk_writes,
+                self.side(Side::Vm).and_then(|s| s.cache)
+            ));
+        }
+        t
+    }
+
+    /// The report as an SVG bar chart: per workload, each side's time as a
+    /// share of the slowest side's (labelled in seconds).
+    pub fn svg(&self) -> String {
+        let names = ["fill", "scan", "uniform", "zipf", "sort"];
+        let sides = [
+            (Side::Vm, "#2b6cb0"),
+            (Side::KernelAdvised, "#38a169"),
+            (Side::Kernel, "#c05621"),
+        ];
+        let (w, h, left, top, group) = (760.0, 360.0, 60.0, 40.0, 136.0);
+        let plot_h = 240.0;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+             <text x=\"{left}\" y=\"20\" font-size=\"14\">out-of-core: time per workload, share of the slowest side (budget {:.0} MiB)</text>\n",
+            mib(self.options.memory_bytes)
+        );
+        for (g, name) in names.iter().enumerate() {
+            let x0 = left + g as f64 * group;
+            let worst = sides
+                .iter()
+                .filter_map(|(side, _)| self.seconds(*side, name))
+                .map(Workload::projected_s)
+                .fold(0.0, f64::max);
+            for (k, (side, color)) in sides.iter().enumerate() {
+                let Some(wl) = self.seconds(*side, name) else {
+                    continue;
+                };
+                let share = if worst > 0.0 {
+                    wl.projected_s() / worst
+                } else {
+                    0.0
+                };
+                let bar_h = share * plot_h;
+                let x = x0 + k as f64 * 36.0;
+                let y = top + plot_h - bar_h;
+                let label = if wl.finished {
+                    format!("{:.2}s", wl.seconds)
+                } else {
+                    format!("~{:.0}s*", wl.projected_s())
+                };
+                s.push_str(&format!(
+                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"30\" height=\"{bar_h:.1}\" fill=\"{color}\"/>\n\
+                     <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>\n",
+                    x + 15.0,
+                    y - 4.0
+                ));
+            }
+            s.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{name}</text>\n",
+                x0 + 51.0,
+                top + plot_h + 16.0
+            ));
+        }
+        for (k, (side, color)) in sides.iter().enumerate() {
+            let y = top + plot_h + 40.0 + k as f64 * 16.0;
+            s.push_str(&format!(
+                "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+                y - 10.0,
+                left + 18.0,
+                y,
+                side.name()
+            ));
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
