@@ -101,9 +101,9 @@ pub enum BenchCommand {
 /// `bench out-of-core` arguments.
 #[derive(Args, Debug)]
 pub struct OutOfCoreArgs {
-    /// Real-memory budget (every side's cgroup limit is 32 MiB more, for the
-    /// program and the sort's run buffer). The data set is 4× it, the sort
-    /// 8× it.
+    /// Real-memory budget: the VM's cgroup limit is 32 MiB more; the
+    /// kernel's is what its program holds, plus the sort's run buffer, plus
+    /// the budget. The data set is 4× it, the sort 8× it.
     #[arg(long, default_value = "32MiB", value_parser = size)]
     memory: u64,
     /// Random reads per random workload.
@@ -683,7 +683,20 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 seed: a.seed,
                 dir: Some(a.dir.clone()),
             };
-            let report = cedar_bench::out_of_core::run_side(side, &options, &a.dir)?;
+            let limit = match (&a.cgroup_procs, side) {
+                (Some(procs), cedar_bench::out_of_core::Side::Kernel)
+                | (Some(procs), cedar_bench::out_of_core::Side::KernelAdvised) => Some(
+                    cedar_bench::out_of_core::limit_kernel_side(procs, &options).map_err(
+                        |source| ToolError::File {
+                            path: procs.clone(),
+                            source,
+                        },
+                    )?,
+                ),
+                _ => None,
+            };
+            let mut report = cedar_bench::out_of_core::run_side(side, &options, &a.dir)?;
+            report.limit_bytes = limit;
             println!("{}", json(&report));
             Ok(0)
         }

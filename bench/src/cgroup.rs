@@ -52,6 +52,29 @@ impl MemoryCgroup {
         std::fs::write(procs, std::process::id().to_string())
     }
 
+    /// Memory charged now to the cgroup whose `cgroup.procs` is `procs`
+    /// (for a process inside it), bytes.
+    pub fn usage_at(procs: &Path) -> std::io::Result<u64> {
+        let dir = procs.parent().unwrap_or(Path::new("/"));
+        let text = std::fs::read_to_string(dir.join("memory.usage_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(dir.join("memory.current")))?;
+        text.trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+    }
+
+    /// Sets the limit of the cgroup whose `cgroup.procs` is `procs`.
+    pub fn set_limit_at(procs: &Path, limit: u64) -> std::io::Result<()> {
+        let dir = procs.parent().unwrap_or(Path::new("/"));
+        let v1 = dir.join("memory.limit_in_bytes");
+        let file = if v1.exists() {
+            v1
+        } else {
+            dir.join("memory.max")
+        };
+        std::fs::write(file, limit.to_string())
+    }
+
     /// The most memory charged to the cgroup at any moment, bytes.
     pub fn peak(&self) -> std::io::Result<u64> {
         let file = if self.v2 {

@@ -1,19 +1,21 @@
 //! `cedarvm bench out-of-core`: the VM against the kernel's own paging on
 //! data larger than memory.
 //!
-//! Each side runs in a child process of its own, inside a memory cgroup of
-//! the same limit, the budget + 32 MiB: the VM (drives `O_DIRECT`, so its
-//! data occupies exactly the budget) and the kernel's shared `mmap` of a
-//! file — once with the best advice for each workload (`MADV_SEQUENTIAL`
-//! for scans and sorted runs, `MADV_RANDOM` for random reads and the
-//! merge) and once with none. The 32 MiB hold what is not data and is the
-//! same code on every side: the program, its heap, the sort's run buffer
-//! (a quarter of the budget). The kernel's page cache takes whatever the
-//! limit leaves, so the kernel gets more memory for data than the VM
-//! does (a cgroup of the bare budget left it too little for its own
-//! program at small budgets, and the OOM killer ended the run): every
-//! ratio here is conservative for the VM. Every side runs the same
-//! workloads with the same code through a `Store`:
+//! Each side runs in a child process of its own, inside a memory cgroup:
+//! the VM (drives `O_DIRECT`, so its data occupies exactly the budget) in
+//! one of the budget + 32 MiB, for everything that is not data (the
+//! program, the VM's tables, the sort's run buffer of a quarter of the
+//! budget); the kernel's shared `mmap` of a file — once with the best
+//! advice for each workload (`MADV_SEQUENTIAL` for scans and sorted runs,
+//! `MADV_RANDOM` for random reads and the merge) and once with none — in
+//! one whose limit the child sets once it has joined: what it holds then
+//! (the program), plus the sort's run buffer, plus the budget. So the
+//! kernel's page cache gets the budget for data, as the VM's frames do. (A
+//! cgroup of the bare budget left the kernel too little for its own
+//! program at small budgets, and the OOM killer ended the run; one of the
+//! budget + 32 MiB gave its page cache twice the VM's memory at the
+//! default size.) Every side runs the same workloads with the same code
+//! through a `Store`:
 //!
 //! | workload | what |
 //! |---|---|
@@ -50,8 +52,8 @@ use vm_core::{Advice, Backing, VAddr, Vm, VmConfig, VmStats};
 
 const PAGE: u64 = 4096;
 const WORDS: u64 = PAGE / 8;
-/// What every side's cgroup allows beyond the budget: the program, its
-/// heap (the sort's run buffer is a quarter of the budget) and stacks.
+/// What the VM's cgroup allows beyond the budget: the program, its heap
+/// (the sort's run buffer is a quarter of the budget) and stacks.
 pub const SLACK_BYTES: u64 = 32 << 20;
 
 /// Which side of the comparison a child process runs.
@@ -86,8 +88,8 @@ impl Side {
 /// The sizes and limits of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutOfCoreOptions {
-    /// The real-memory budget, bytes (every side's cgroup limit is 32 MiB
-    /// more).
+    /// The real-memory budget, bytes (see the module doc for the cgroup
+    /// limits).
     pub memory_bytes: u64,
     /// Random reads per random workload.
     pub reads: u64,
@@ -409,9 +411,10 @@ fn random_reads(
 fn sort(
     store: &dyn Store,
     keys: u64,
-    run_words: u64,
+    buffer: &mut [u64],
     options: &OutOfCoreOptions,
 ) -> Result<Workload, String> {
+    let run_words = buffer.len() as u64;
     // The keys (not timed), then cold.
     let pages = keys / WORDS;
     let seed = options.seed.wrapping_add(1);
@@ -425,9 +428,8 @@ fn sort(
     let clock = Clock::start(options.limit_s);
     let runs = keys.div_ceil(run_words);
     let total_steps = runs + keys;
-    // One buffer of words, read and written as bytes: the run's memory is
-    // a quarter of the budget, once.
-    let mut buffer = vec![0u64; run_words as usize];
+    // The buffer of words is read and written as bytes: the run's memory
+    // is a quarter of the budget, once.
     for run in 0..runs {
         if clock.over() {
             return Ok(clock.result("sort", run, total_steps));
@@ -446,7 +448,6 @@ fn sort(
         }
         store.write(start * 8, bytemuck::cast_slice(words))?;
     }
-    drop(buffer);
     // The merge reads every run at once: in order within each, at random
     // across them.
     store.expect(false)?;
@@ -533,6 +534,12 @@ fn workloads(
     options: &OutOfCoreOptions,
 ) -> Result<Vec<Workload>, String> {
     let pages = options.data_bytes() / PAGE;
+    // The sort's run buffer, a quarter of the budget, is held (and
+    // written, so that the kernel charges it) from the start: every
+    // workload runs with the same memory left for data.
+    let keys = options.sort_bytes() / 8;
+    let run_words = (options.memory_bytes / 4 / 8).clamp(WORDS, keys);
+    let mut run_buffer = vec![1u64; run_words as usize];
     data.expect(true)?;
     let (filled, sum) = fill(data, pages, options.seed, options.limit_s)?;
     let mut out = vec![filled];
@@ -540,10 +547,18 @@ fn workloads(
     out.push(random_reads(data, "uniform", pages, options)?);
     out.push(random_reads(data, "zipf", pages, options)?);
     data.cool()?;
-    let keys = options.sort_bytes() / 8;
-    let run_words = (options.memory_bytes / 4 / 8).max(WORDS);
-    out.push(sort(sort_area, keys, run_words, options)?);
+    out.push(sort(sort_area, keys, &mut run_buffer, options)?);
     Ok(out)
+}
+
+/// The kernel side's cgroup limit, set from inside it: what the process
+/// holds now, the sort's run buffer and the budget (see the module doc).
+/// Returns the limit.
+pub fn limit_kernel_side(procs: &Path, options: &OutOfCoreOptions) -> std::io::Result<u64> {
+    let now = MemoryCgroup::usage_at(procs)?;
+    let limit = now + options.memory_bytes / 4 + options.memory_bytes;
+    MemoryCgroup::set_limit_at(procs, limit)?;
+    Ok(limit)
 }
 
 /// One side, run in this process (a child of [`out_of_core`], already in
@@ -648,6 +663,8 @@ pub fn out_of_core(
     let mut reports = Vec::new();
     let mut cgroup_note = None;
     for side in sides {
+        // The kernel's child lowers its limit once it is in (see the
+        // module doc).
         let limit = options.memory_bytes + SLACK_BYTES;
         let name = format!("cedarvm-out-of-core-{}-{}", std::process::id(), side.name());
         let cgroup = match MemoryCgroup::create(&name, limit) {
@@ -687,7 +704,7 @@ pub fn out_of_core(
             .map_err(|e| ToolError::Check(format!("the {} side's report: {e}", side.name())))?;
         if let Some(cgroup) = &cgroup {
             report.peak_bytes = cgroup.peak().ok();
-            report.limit_bytes = Some(limit);
+            report.limit_bytes = report.limit_bytes.or(Some(limit));
         }
         reports.push(report);
         bar.inc(1);
