@@ -125,8 +125,9 @@ impl AddressSpace {
             self.kill(interval)?;
         }
         let mut pinned = 0u64;
+        let end = interval.end().0;
         let result = interval.pages().try_for_each(|page| {
-            self.swap_in_page(page.0, pin)?;
+            self.swap_in_page(page.0, pin, end - page.0)?;
             pinned += u64::from(pin);
             Ok(())
         });
@@ -141,11 +142,20 @@ impl AddressSpace {
 
     /// Brings one page in (and pins it, with `pin`), waiting for a latch
     /// someone else holds; a latch of this thread's own guard is an error.
-    /// Monitor not held on entry or exit.
-    fn swap_in_page(&self, page: u64, pin: bool) -> Result<(), VmError> {
+    /// A page absent and on disk comes in with the `ahead - 1` pages after
+    /// it (as far as they are consecutive on disk, absent, and fit a cluster
+    /// read) in one transfer: the interval's later pages then find
+    /// themselves resident. Monitor not held on entry or exit.
+    fn swap_in_page(&self, page: u64, pin: bool, ahead: u64) -> Result<(), VmError> {
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, Interval::new(page, 1))?;
+            let window = ahead.min(Self::run_max(&monitor));
+            // A failed cluster read changes nothing; `serve` then reads the
+            // page alone and reports its own error.
+            if window > 1 && self.read_run(&mut monitor, page, window)? {
+                monitor.counters.faults += 1;
+            }
             match self.serve(&mut monitor, page, None, false)? {
                 Served::Resident => {
                     if pin {

@@ -102,16 +102,42 @@ impl AddressSpace {
         // maximum; many streams at once, or memory pressure that evicts
         // what was read ahead, keep their windows small — so read-ahead
         // does not evict itself.
-        let max = READ_AHEAD_PAGES.min(monitor.budget() / 4).max(1);
+        let max = Self::run_max(monitor);
         let mut behind = 0u64;
         while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
             behind += 1;
         }
         let window = (2 * behind).clamp(READ_AHEAD_MIN.min(max), max);
+        self.read_run(monitor, page, window)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The most pages one cluster read brings in: 1 MiB of 4 KiB pages, and
+    /// never more than a quarter of real memory.
+    pub(crate) fn run_max(monitor: &Monitor) -> u64 {
+        READ_AHEAD_PAGES.min(monitor.budget() / 4).max(1)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Brings in `page` and the pages after it that are absent, allocated,
+    /// on disk and on consecutive disk pages of the same drive — at most
+    /// `window` pages — with one transfer straight into their frames (see
+    /// `read_cluster`). `false`, having changed nothing, when that would be
+    /// a single page or the cluster read fails.
+    pub(crate) fn read_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        window: u64,
+    ) -> Result<bool, VmError> {
+        let states = self.states();
         let Some(volume) = monitor.volume.as_ref() else {
             return Ok(false);
         };
-        if !states.load(page).has(ON_DISK) {
+        let word = states.load(page);
+        if word.tag() != TAG_ABSENT || !word.has(ON_DISK) || window < 2 {
             return Ok(false);
         }
         let first = volume.translate(PageNumber(page))?;
