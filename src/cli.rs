@@ -120,6 +120,10 @@ pub struct OutOfCoreArgs {
     /// Seed of the data and the reads.
     #[arg(long, default_value_t = 1983)]
     seed: u64,
+    /// Only these workloads (comma-separated: fill, scan, uniform, zipf,
+    /// sort); fill runs whenever one of the data set's readers does.
+    #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "sort"])]
+    workloads: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).
     #[arg(long)]
@@ -147,6 +151,8 @@ pub struct OutOfCoreSideArgs {
     seed: u64,
     #[arg(long)]
     dir: PathBuf,
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<String>,
     /// Join this cgroup (its `cgroup.procs`) before anything else.
     #[arg(long)]
     cgroup_procs: Option<PathBuf>,
@@ -650,6 +656,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 limit_s: a.limit,
                 seed: a.seed,
                 dir: a.dir.clone(),
+                workloads: a.workloads.clone(),
             };
             let report = cedar_bench::out_of_core::out_of_core(&program, &options)?;
             if let Some(path) = &a.svg {
@@ -682,6 +689,12 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 limit_s: a.limit_s,
                 seed: a.seed,
                 dir: Some(a.dir.clone()),
+                workloads: a
+                    .workloads
+                    .iter()
+                    .filter(|w| !w.is_empty())
+                    .cloned()
+                    .collect(),
             };
             let limit = match (&a.cgroup_procs, side) {
                 (Some(procs), cedar_bench::out_of_core::Side::Kernel)

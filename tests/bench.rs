@@ -195,10 +195,11 @@ fn the_ipc_run_delivers_every_message_through_each_transport() {
     }
 }
 
-/// `bench out-of-core` at a tiny size: three sides, five workloads each,
-/// every VM workload finished and checked (a wrong byte fails the side),
+/// `bench out-of-core` at a tiny size: three sides, five workloads each
+/// (or, for the kernel's, killed by their cgroup, reported as such), every
+/// VM workload finished and checked (a wrong byte fails the side),
 /// and where a cgroup could be made, each side's peak within its limit and
-/// the VM's within its budget + 32 MiB.
+/// the VM's within its budget + the sort's run buffer + 32 MiB.
 #[test]
 fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,6 +234,12 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             .iter()
             .map(|w| w["name"].as_str().unwrap())
             .collect();
+        // The kernel's sides may be killed by their cgroup at this tiny
+        // budget (and say so); the VM's may not.
+        if side["failure"].is_string() && side["side"] != "Vm" {
+            assert!(workloads.is_empty(), "{side}");
+            continue;
+        }
         assert_eq!(
             workloads,
             ["fill", "scan", "uniform", "zipf", "sort"],
@@ -253,8 +260,9 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
                 let limit = side["limit_bytes"].as_u64().unwrap();
                 assert!(peak > 0 && peak <= limit, "{side}");
             }
+            // Budget + its run buffer (a quarter) + 32 MiB.
             let vm_peak = vm["peak_bytes"].as_u64().unwrap();
-            assert!(vm_peak <= (2 + 32) << 20, "{vm_peak}");
+            assert!(vm_peak <= (2 << 20) + (512 << 10) + (32 << 20), "{vm_peak}");
         }
     }
     let chart = std::fs::read_to_string(&svg).unwrap();

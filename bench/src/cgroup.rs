@@ -75,6 +75,19 @@ impl MemoryCgroup {
         std::fs::write(file, limit.to_string())
     }
 
+    /// The cgroup's limit now, bytes (the child may have lowered it).
+    pub fn limit(&self) -> std::io::Result<u64> {
+        let file = if self.v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        let text = std::fs::read_to_string(self.path.join(file))?;
+        text.trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+    }
+
     /// The most memory charged to the cgroup at any moment, bytes.
     pub fn peak(&self) -> std::io::Result<u64> {
         let file = if self.v2 {

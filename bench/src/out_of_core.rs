@@ -3,13 +3,14 @@
 //!
 //! Each side runs in a child process of its own, inside a memory cgroup:
 //! the VM (drives `O_DIRECT`, so its data occupies exactly the budget) in
-//! one of the budget + 32 MiB, for everything that is not data (the
-//! program, the VM's tables, the sort's run buffer of a quarter of the
-//! budget); the kernel's shared `mmap` of a file — once with the best
+//! one of the budget + the sort's run buffer (a quarter of the budget) +
+//! 32 MiB for the rest that is not data (the program, the VM's tables);
+//! the kernel's shared `mmap` of a file — once with the best
 //! advice for each workload (`MADV_SEQUENTIAL` for scans and sorted runs,
 //! `MADV_RANDOM` for random reads and the merge) and once with none — in
 //! one whose limit the child sets once it has joined: what it holds then
-//! (the program), plus the sort's run buffer, plus the budget. So the
+//! (the program), plus the sort's run buffer, plus the page tables of its
+//! mappings and 1 MiB for the program's growth, plus the budget. So the
 //! kernel's page cache gets the budget for data, as the VM's frames do. (A
 //! cgroup of the bare budget left the kernel too little for its own
 //! program at small budgets, and the OOM killer ended the run; one of the
@@ -52,8 +53,8 @@ use vm_core::{Advice, Backing, VAddr, Vm, VmConfig, VmStats};
 
 const PAGE: u64 = 4096;
 const WORDS: u64 = PAGE / 8;
-/// What the VM's cgroup allows beyond the budget: the program, its heap
-/// (the sort's run buffer is a quarter of the budget) and stacks.
+/// What the VM's cgroup allows beyond the budget and the sort's run
+/// buffer: the program, its tables, its heap and stacks.
 pub const SLACK_BYTES: u64 = 32 << 20;
 
 /// Which side of the comparison a child process runs.
@@ -99,6 +100,10 @@ pub struct OutOfCoreOptions {
     pub seed: u64,
     /// Directory for the files (default: a temporary one).
     pub dir: Option<PathBuf>,
+    /// The workloads to run (empty: all); `fill` runs whenever one of the
+    /// data set's readers does.
+    #[serde(default)]
+    pub workloads: Vec<String>,
 }
 
 impl OutOfCoreOptions {
@@ -147,6 +152,11 @@ pub struct SideReport {
     pub peak_bytes: Option<u64>,
     /// The cgroup limit it ran under, bytes.
     pub limit_bytes: Option<u64>,
+    /// Why the side did not finish, if it did not (the kernel's side can be
+    /// killed by its cgroup's OOM killer at small budgets: read-around
+    /// brings in more than the limit holds faster than it can reclaim).
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 /// What `bench out-of-core` reports.
@@ -540,14 +550,30 @@ fn workloads(
     let keys = options.sort_bytes() / 8;
     let run_words = (options.memory_bytes / 4 / 8).clamp(WORDS, keys);
     let mut run_buffer = vec![1u64; run_words as usize];
-    data.expect(true)?;
-    let (filled, sum) = fill(data, pages, options.seed, options.limit_s)?;
-    let mut out = vec![filled];
-    out.push(scan(data, pages, sum, options.limit_s)?);
-    out.push(random_reads(data, "uniform", pages, options)?);
-    out.push(random_reads(data, "zipf", pages, options)?);
-    data.cool()?;
-    out.push(sort(sort_area, keys, &mut run_buffer, options)?);
+    let wanted =
+        |name: &str| options.workloads.is_empty() || options.workloads.iter().any(|w| w == name);
+    let mut out = Vec::new();
+    // The data set, if anything reads it.
+    if ["fill", "scan", "uniform", "zipf"]
+        .iter()
+        .any(|w| wanted(w))
+    {
+        data.expect(true)?;
+        let (filled, sum) = fill(data, pages, options.seed, options.limit_s)?;
+        out.push(filled);
+        if wanted("scan") {
+            out.push(scan(data, pages, sum, options.limit_s)?);
+        }
+        for name in ["uniform", "zipf"] {
+            if wanted(name) {
+                out.push(random_reads(data, name, pages, options)?);
+            }
+        }
+        data.cool()?;
+    }
+    if wanted("sort") {
+        out.push(sort(sort_area, keys, &mut run_buffer, options)?);
+    }
     Ok(out)
 }
 
@@ -556,7 +582,12 @@ fn workloads(
 /// Returns the limit.
 pub fn limit_kernel_side(procs: &Path, options: &OutOfCoreOptions) -> std::io::Result<u64> {
     let now = MemoryCgroup::usage_at(procs)?;
-    let limit = now + options.memory_bytes / 4 + options.memory_bytes;
+    // The page tables of the mappings (8 bytes per 4 KiB page, charged to
+    // the cgroup as they fill) and 1 MiB for the program's own growth
+    // (stacks, the Zipf table): without them a small run was killed.
+    let mapped = options.data_bytes() + 2 * options.sort_bytes();
+    let page_tables = mapped / 512;
+    let limit = now + options.memory_bytes / 4 + options.memory_bytes + page_tables + (1 << 20);
     MemoryCgroup::set_limit_at(procs, limit)?;
     Ok(limit)
 }
@@ -605,6 +636,7 @@ pub fn run_side(
                 cache: Some(cache),
                 peak_bytes: None,
                 limit_bytes: None,
+                failure: None,
             })
         }
         Side::Kernel | Side::KernelAdvised => {
@@ -642,6 +674,7 @@ pub fn run_side(
                 cache: None,
                 peak_bytes: None,
                 limit_bytes: None,
+                failure: None,
             })
         }
     }
@@ -665,7 +698,7 @@ pub fn out_of_core(
     for side in sides {
         // The kernel's child lowers its limit once it is in (see the
         // module doc).
-        let limit = options.memory_bytes + SLACK_BYTES;
+        let limit = options.memory_bytes + options.memory_bytes / 4 + SLACK_BYTES;
         let name = format!("cedarvm-out-of-core-{}-{}", std::process::id(), side.name());
         let cgroup = match MemoryCgroup::create(&name, limit) {
             Ok(cgroup) => Some(cgroup),
@@ -681,6 +714,7 @@ pub fn out_of_core(
             .args(["--reads", &options.reads.to_string()])
             .args(["--limit-s", &options.limit_s.to_string()])
             .args(["--seed", &options.seed.to_string()])
+            .args(["--workloads", &options.workloads.join(",")])
             .arg("--dir")
             .arg(dir)
             .stdout(std::process::Stdio::piped())
@@ -692,7 +726,12 @@ pub fn out_of_core(
             path: program.to_path_buf(),
             source,
         })?;
-        if !output.status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        let killed = output.status.signal() == Some(9) && cgroup.is_some();
+        // The kernel's sides may be killed by their cgroup (reported as
+        // such); any other failure, or the VM's side killed, fails the run.
+        let tolerated = killed && side != Side::Vm;
+        if !output.status.success() && !tolerated {
             return Err(ToolError::Check(format!(
                 "the {} side failed ({}): {}",
                 side.name(),
@@ -700,11 +739,23 @@ pub fn out_of_core(
                 String::from_utf8_lossy(&output.stderr).trim()
             )));
         }
-        let mut report: SideReport = serde_json::from_slice(&output.stdout)
-            .map_err(|e| ToolError::Check(format!("the {} side's report: {e}", side.name())))?;
+        let mut report: SideReport = if killed {
+            SideReport {
+                side,
+                workloads: Vec::new(),
+                vm_stats: None,
+                cache: None,
+                peak_bytes: None,
+                limit_bytes: None,
+                failure: Some("killed by its cgroup's OOM killer".into()),
+            }
+        } else {
+            serde_json::from_slice(&output.stdout)
+                .map_err(|e| ToolError::Check(format!("the {} side's report: {e}", side.name())))?
+        };
         if let Some(cgroup) = &cgroup {
             report.peak_bytes = cgroup.peak().ok();
-            report.limit_bytes = report.limit_bytes.or(Some(limit));
+            report.limit_bytes = cgroup.limit().ok().or(Some(limit));
         }
         reports.push(report);
         bar.inc(1);
@@ -753,7 +804,7 @@ impl OutOfCoreReport {
         let cell = |w: Option<&Workload>| match w {
             Some(w) if w.finished => format!("{:.2}", w.seconds),
             Some(w) => format!("~{:.0}*", w.projected_s()),
-            None => "-".into(),
+            None => "killed".into(),
         };
         let ratio = |a: Option<&Workload>, b: Option<&Workload>| match (a, b) {
             (Some(a), Some(b)) => format!("{:.2}×", a.projected_s() / b.projected_s()),
@@ -788,12 +839,13 @@ impl OutOfCoreReport {
         for s in &self.sides {
             let limit = s
                 .limit_bytes
-                .map_or("-".into(), |b| format!("{:.0} MiB", mib(b)));
+                .map_or("-".into(), |b| format!("{:.1} MiB", mib(b)));
             let peak = s
                 .peak_bytes
                 .map_or("-".into(), |b| format!("{:.1} MiB", mib(b)));
+            let failure = s.failure.as_deref().unwrap_or("");
             t.push_str(&format!(
-                "{:<16} {:>12} {:>13}\n",
+                "{:<16} {:>12} {:>13}  {failure}\n",
                 s.side.name(),
                 limit,
                 peak

@@ -12,12 +12,12 @@ pub struct FileMapping {
     len: usize,
 }
 
-// SAFETY: the mapping is plain memory shared by the process's threads;
-// `FileMapping` hands out no references into it, only copies.
+// SAFETY: the mapping is plain memory owned by this value (unmapped when
+// it drops); moving the owner to another thread moves nothing else, and
+// `FileMapping` hands out no references into it, only copies. It is not
+// `Sync`: two threads copying into the same bytes through `&self` would
+// race.
 unsafe impl Send for FileMapping {}
-// SAFETY: as above; concurrent copies of disjoint or equal bytes are the
-// callers' business, as with any shared memory.
-unsafe impl Sync for FileMapping {}
 
 /// How the kernel is advised about a [`FileMapping`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,18 +31,22 @@ pub enum MappingAdvice {
 }
 
 impl FileMapping {
-    /// Maps all of `file` (at least `len` bytes long) shared, read-write.
+    /// Maps the first `len` bytes of `file` shared, read-write, after
+    /// allocating them on disk (`fallocate`), so that no store into the
+    /// mapping can meet a hole on a full disk.
     pub fn new(file: &std::fs::File, len: usize) -> std::io::Result<FileMapping> {
-        if file.metadata()?.len() < len as u64 || len == 0 {
+        if len == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("the file is shorter than the {len} bytes to map, or empty"),
+                "an empty mapping",
             ));
         }
-        // SAFETY: a fresh shared mapping of a file we hold open and checked
-        // to be long enough (a page past its end would raise SIGBUS); it
-        // aliases no Rust object. The files mapped are the benchmark's own
-        // temporary files, which nothing else truncates.
+        rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len as u64)?;
+        // SAFETY: a fresh shared mapping of a file we hold open whose first
+        // `len` bytes are allocated (a page past its end, or a hole on a
+        // full disk, would raise SIGBUS); it aliases no Rust object. The
+        // files mapped are the benchmark's own temporary files, which
+        // nothing else truncates.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),

@@ -246,7 +246,12 @@ impl DiskChannel {
         }
     }
 
-    /// Syncs one drive.
+    /// Syncs one drive: everything written to it by transfers that ended
+    /// before this call is on stable storage when it returns. (A drive with
+    /// [`ParallelIo`] takes writes without the channel's lock, so a write
+    /// still in flight on another thread may or may not be covered: order
+    /// writes before the sync that must cover them, as the VM does by
+    /// issuing both under its monitor.)
     pub fn sync(&self, drive: DriveId) -> Result<(), DriveError> {
         self.slot(drive)?.drive.lock().sync()
     }
@@ -360,8 +365,10 @@ impl DiskChannel {
         }
         Ok(std::mem::take(&mut self.slots)
             .into_iter()
-            .filter_map(|slot| Arc::try_unwrap(slot.drive).ok())
-            .map(Mutex::into_inner)
+            .map(|slot| match Arc::try_unwrap(slot.drive) {
+                Ok(drive) => drive.into_inner(),
+                Err(_) => unreachable!("counted above: the channel holds the only reference"),
+            })
             .collect())
     }
 

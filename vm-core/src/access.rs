@@ -10,7 +10,9 @@ use crate::error::VmError;
 use crate::fault::queue::{Latch, Latched};
 use crate::guard::{PageMut, PageRef, held_by_this_thread};
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_RESIDENT, Word};
+use crate::state::{
+    DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, Word,
+};
 use crate::vocabulary::VAddr;
 use runtable::{Interval, PageNumber};
 
@@ -252,6 +254,12 @@ impl AddressSpace {
             return Err(VmError::PageHeldByThisThread {
                 page: PageNumber(page),
             });
+        }
+        if self.read_ahead.is_some() && seen.tag() == TAG_LOCKED {
+            // A scan that caught up with its read-ahead: keep the next
+            // cluster coming before waiting for this one.
+            let mut monitor = self.lock_monitor();
+            self.plan_past_in_flight(&mut monitor, page);
         }
         self.states().wait_for_change(page, seen);
         // Woken (or the word moved on): spin again before the next park.

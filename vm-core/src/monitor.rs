@@ -42,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) remaps: u64,
     pub(crate) overwrites: u64,
     pub(crate) cluster_reads: u64,
+    pub(crate) async_read_aheads: u64,
     pub(crate) cluster_writes: u64,
 }
 
@@ -76,6 +77,10 @@ pub(crate) struct Monitor {
     /// (m) The volume's run table changed (a remap) since its header was
     /// last committed: `flush` commits it.
     pub(crate) volume_needs_commit: bool,
+    /// (m) The clock last gave up because every page it could take was
+    /// latched by a transfer in flight: the fault should let go of the
+    /// monitor and retry rather than fail (see `force_victim`).
+    pub(crate) gave_up_on_transit: bool,
 }
 
 /// The monitor, held (the name says what it is: a guard of the one lock
@@ -153,6 +158,7 @@ impl Monitor {
             counters: Counters::default(),
             volume,
             volume_needs_commit: false,
+            gave_up_on_transit: false,
         }
     }
 

@@ -41,6 +41,7 @@ impl AddressSpace {
     /// discarded without I/O.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
+        self.wait_for_read_ahead();
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         self.discard(&mut monitor, interval)?;
@@ -76,14 +77,23 @@ impl AddressSpace {
         let states = self.states();
         let mut resident = Vec::new();
         for page in interval.pages() {
-            let word = states.load(page.0);
-            match word.tag() {
-                TAG_ABSENT => {}
-                _ => resident.push(
-                    states
-                        .try_latch_resident(page.0)
-                        .map_err(|_| VmError::PageBusy { page })?,
-                ),
+            loop {
+                match states.try_latch_resident(page.0) {
+                    Ok(latch) => resident.push(latch),
+                    Err(word) if word.tag() == TAG_ABSENT => {}
+                    // A victim in transit (latched, no longer in a frame):
+                    // a fault served without the monitor is giving its
+                    // memory back, which needs no monitor — wait for it to
+                    // become absent.
+                    Err(word)
+                        if word.tag() == TAG_LOCKED && !monitor.frame_of.contains_key(&page.0) =>
+                    {
+                        states.wait_for_change(page.0, word);
+                        continue;
+                    }
+                    Err(_) => return Err(VmError::PageBusy { page }),
+                }
+                break;
             }
         }
         for page in interval.pages() {
@@ -153,10 +163,21 @@ impl AddressSpace {
             let window = ahead.min(Self::run_max(&monitor));
             // A failed cluster read changes nothing; `serve` then reads the
             // page alone and reports its own error.
-            if window > 1 && self.read_run(&mut monitor, page, window)? {
+            if window > 1 && self.read_run(&mut monitor, page, window)? > 0 {
                 monitor.counters.faults += 1;
             }
-            match self.serve(&mut monitor, page, None, false)? {
+            monitor.gave_up_on_transit = false;
+            let served = match self.serve(&mut monitor, page, None, false) {
+                // Every frame the clock could take is latched by a transfer
+                // in flight: let go of the monitor and try again.
+                Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
+                    drop(monitor);
+                    std::thread::yield_now();
+                    continue;
+                }
+                other => other?,
+            };
+            match served {
                 Served::Resident => {
                     if pin {
                         *monitor.pins.entry(page).or_insert(0) += 1;
@@ -211,6 +232,7 @@ impl AddressSpace {
     /// first), and so is a page a guard holds; either way nothing changes.
     pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
+        self.wait_for_read_ahead();
         let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
         if let Some(page) = interval.pages().find(|p| monitor.pins.contains_key(&p.0)) {

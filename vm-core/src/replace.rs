@@ -127,9 +127,17 @@ impl AddressSpace {
     /// The clock found no victim in two sweeps: take the first unpinned
     /// resident page that can be latched, referenced or not, retrying a
     /// bounded number of times for pages latched for a moment.
+    ///
+    /// Pages latched by transfers in flight without the monitor (faults
+    /// served in the default scope, planned read-ahead) are not waited for
+    /// here: their holders may need the monitor to finish, and their
+    /// transfers take a disk read, not a moment. If nothing else can be
+    /// taken, the clock gives up at once with `FramesBusy` and sets
+    /// `Monitor::gave_up_on_transit`, and the fault lets go of the monitor
+    /// and retries.
     fn force_victim<'a>(
         &'a self,
-        monitor: &Monitor,
+        monitor: &mut Monitor,
         incoming: u64,
         except: &[u64],
     ) -> Result<Vec<ExclusiveLatch<'a>>, VmError> {
@@ -160,6 +168,13 @@ impl AddressSpace {
                 return Err(VmError::AllPinned {
                     page: PageNumber(incoming),
                     budget: monitor.budget(),
+                });
+            }
+            if self.in_transit.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                monitor.gave_up_on_transit = true;
+                return Err(VmError::FramesBusy {
+                    page: PageNumber(incoming),
+                    latched: unpinned,
                 });
             }
             if spins >= FORCE_SPINS_MAX {

@@ -13,6 +13,7 @@
 
 use crate::config::{FaultService, MonitorScope, VmConfig};
 use crate::error::VmError;
+use crate::fault::planned::ReadAheadQueue;
 use crate::fault::queue::FaultQueue;
 use crate::hit_counter::HitCounter;
 use crate::monitor::{Monitor, MonitorGuard};
@@ -46,6 +47,9 @@ pub struct Vm {
     /// (c) The PageFault worker, when faults are served by one; taken only
     /// when it is stopped (through `&mut self`).
     worker: Option<thread::JoinHandle<()>>,
+    /// (c) The read-ahead thread, in the default monitor scope with a
+    /// volume; taken only when it is stopped.
+    read_ahead: Option<thread::JoinHandle<()>>,
 }
 
 /// The address space itself: region, page states, monitor and fault queue.
@@ -79,6 +83,14 @@ pub struct AddressSpace {
     /// (c) The PageFault worker's queue, when faults are served by the
     /// worker (the queue itself is (q)).
     pub(crate) worker_queue: Option<FaultQueue>,
+    /// (c) The read-ahead thread's queue of planned cluster reads, in
+    /// [`MonitorScope::Decisions`] with a volume (the queue itself is (q)).
+    pub(crate) read_ahead: Option<ReadAheadQueue>,
+    /// (a) Pages latched by a transfer in flight without the monitor — a
+    /// fault being served in [`MonitorScope::Decisions`], a planned
+    /// read-ahead — each holding a frame: the clock does not wait for
+    /// their latches under the monitor (their holders may need it).
+    pub(crate) in_transit: AtomicU64,
     /// (a) Resident hits, per-thread shards.
     pub(crate) hits: HitCounter,
     /// (a) Total time the monitor was held, nanoseconds: written at every
@@ -127,6 +139,10 @@ impl Vm {
         };
         // Without backing there is no I/O to wait for, so no worker either.
         let worker_mode = config.fault_service == FaultService::Worker && volume.is_some();
+        // Asynchronous read-ahead belongs to the scope that lets transfers
+        // run without the monitor; the seed's keeps its synchronous one.
+        let read_ahead_mode =
+            !worker_mode && config.monitor_scope == MonitorScope::Decisions && volume.is_some();
         let space = Arc::new(AddressSpace {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
@@ -139,6 +155,8 @@ impl Vm {
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),
+            read_ahead: read_ahead_mode.then(ReadAheadQueue::default),
+            in_transit: AtomicU64::new(0),
             hits: HitCounter::default(),
             monitor_held_ns: Padded(AtomicU64::new(0)),
             poisoned: Padded(AtomicBool::new(false)),
@@ -157,12 +175,49 @@ impl Vm {
         } else {
             None
         };
-        Ok(Vm { space, worker })
+        let read_ahead = if read_ahead_mode {
+            let shared = Arc::clone(&space);
+            let spawned = thread::Builder::new()
+                .name("read-ahead".into())
+                .spawn(move || shared.run_read_ahead());
+            match spawned {
+                Ok(handle) => Some(handle),
+                Err(source) => {
+                    // Stop the worker already started (none in this mode)
+                    // and report.
+                    return Err(VmError::Map {
+                        what: "spawning the read-ahead thread",
+                        bytes: 0,
+                        source,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Vm {
+            space,
+            worker,
+            read_ahead,
+        })
     }
 
     /// Whether a PageFault worker thread serves the faults.
     pub fn has_worker(&self) -> bool {
         self.worker.is_some()
+    }
+
+    /// Stops the read-ahead thread once its planned reads are done.
+    fn stop_read_ahead(&mut self) {
+        if let Some(handle) = self.read_ahead.take() {
+            self.space
+                .read_ahead
+                .as_ref()
+                .expect("a read-ahead thread has a queue")
+                .stop();
+            // The thread catches a drive's panic itself.
+            let _ = handle.join();
+        }
     }
 
     fn stop_worker(&mut self) {
@@ -181,6 +236,7 @@ impl Vm {
     /// [`AddressSpace::flush`], the volume holds everything written).
     pub fn into_volume(mut self) -> Option<Volume> {
         self.stop_worker();
+        self.stop_read_ahead();
         self.space.monitor.lock().volume.take()
     }
 }
@@ -188,6 +244,7 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.stop_worker();
+        self.stop_read_ahead();
     }
 }
 
@@ -208,6 +265,15 @@ impl AddressSpace {
     /// held on entry (it is not re-entrant), held on return.
     pub(crate) fn lock_monitor(&self) -> MonitorGuard<'_> {
         MonitorGuard::new(self.monitor.lock(), &self.monitor_held_ns, &self.poisoned)
+    }
+
+    /// Returns once no read-ahead is planned or in flight (before an
+    /// operation that must find every page of an interval unlatched, such
+    /// as `free`). Monitor not held on entry or exit.
+    pub(crate) fn wait_for_read_ahead(&self) {
+        if let Some(read_ahead) = &self.read_ahead {
+            read_ahead.wait_idle();
+        }
     }
 
     /// Fails with [`VmError::Poisoned`] once a panic unwound through the

@@ -382,6 +382,14 @@ impl<'a> ExclusiveLatch<'a> {
 }
 
 impl ExclusiveLatch<'_> {
+    /// Gives up the guard but not the latch: the page stays latched, and
+    /// whoever keeps the returned word (the word before the latch was
+    /// taken) owns the latch and ends it with [`ExclusiveLatch::adopt`].
+    pub(crate) fn into_raw(mut self) -> Word {
+        self.held = false;
+        self.was
+    }
+
     /// Ends a latch taken on an absent page (a page coming in) by turning
     /// it into one shared latch on the page, resident now, with `set` set
     /// and `clear` cleared; returns the word as it was when the latch was

@@ -49,6 +49,10 @@ pub struct VmStats {
     /// Sequential read-aheads done as one transfer of several consecutive
     /// pages.
     pub cluster_reads: u64,
+    /// Of those, the clusters read by the read-ahead thread, planned ahead
+    /// of a sequential stream (the default monitor scope).
+    #[serde(default)]
+    pub async_read_aheads: u64,
     /// Write-backs during replacement done as one transfer of several
     /// consecutive pages.
     pub cluster_writes: u64,
@@ -89,6 +93,7 @@ impl AddressSpace {
             remaps: monitor.counters.remaps,
             overwrites: monitor.counters.overwrites,
             cluster_reads: monitor.counters.cluster_reads,
+            async_read_aheads: monitor.counters.async_read_aheads,
             cluster_writes: monitor.counters.cluster_writes,
             disk_reads: drives.reads,
             disk_pages_read: drives.pages_read,

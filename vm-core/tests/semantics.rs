@@ -595,3 +595,99 @@ fn swap_in_reads_its_interval_by_runs() {
     assert_eq!(vm.stats().disk_reads, before.disk_reads, "all resident");
     vm.check_invariants();
 }
+
+/// Under sequential advice in the default monitor scope, a stream whose
+/// read-ahead window has grown to the maximum has its next cluster read by
+/// the read-ahead thread while it works through the one it has (counted
+/// apart); every byte is right, the bound holds, and `free` right after a
+/// partial scan (read-ahead still in flight) succeeds. The seed's scope
+/// reads every cluster in the faulting thread.
+#[test]
+fn a_sequential_scan_reads_ahead_in_the_background() {
+    for scope in [
+        vm_core::MonitorScope::Decisions,
+        vm_core::MonitorScope::HeldAcrossIo,
+    ] {
+        let drive = disk_channel::SimDrive::preset("ssd", PAGE)
+            .unwrap()
+            .with_page_count(2048 + 1024)
+            .unwrap();
+        let vm = vm_scoped(
+            vec![Box::new(drive)],
+            2048,
+            256,
+            vm_core::FaultService::InFaultingThread,
+            scope,
+        );
+        let i = vm.allocate(1024).unwrap();
+        fill(&vm, i, 21);
+        vm.flush().unwrap();
+        vm.advise(i, Advice::DontNeed).unwrap();
+        vm.advise(i, Advice::Sequential).unwrap();
+        let before = vm.stats();
+        check(&vm, i, 21);
+        let after = vm.stats();
+        let background = after.async_read_aheads - before.async_read_aheads;
+        match scope {
+            vm_core::MonitorScope::Decisions => assert!(background > 0, "{after:?}"),
+            vm_core::MonitorScope::HeldAcrossIo => assert_eq!(background, 0),
+        }
+        assert!(vm.kernel_resident_pages().unwrap() <= 256);
+        vm.check_invariants();
+        // A partial scan of a second interval, then free it at once.
+        let j = vm.allocate(512).unwrap();
+        fill(&vm, j, 22);
+        vm.flush().unwrap();
+        vm.advise(j, Advice::DontNeed).unwrap();
+        vm.advise(j, Advice::Sequential).unwrap();
+        let mut buf = vec![0u8; 200 * PAGE];
+        vm.read(vm.address_of(j.page), &mut buf).unwrap();
+        vm.free(j).unwrap();
+        vm.check_invariants();
+    }
+}
+
+/// A background read-ahead whose transfer fails is undone (its pages
+/// absent again, their frames free), and the scan that reaches them reads
+/// them itself: the bad page's error names that page, every other page
+/// reads right, and once the spot heals it reads right too.
+#[test]
+fn a_failed_background_read_ahead_leaves_the_pages_to_their_own_faults() {
+    let (vm, faults) = faulty_vm(2048, 256);
+    let i = vm.allocate(1024).unwrap();
+    fill(&vm, i, 23);
+    vm.flush().unwrap();
+    vm.advise(i, Advice::DontNeed).unwrap();
+    vm.advise(i, Advice::Sequential).unwrap();
+    // Far enough in that the stream's window has grown to the maximum and
+    // its clusters are read in the background.
+    let bad = PageNumber(i.page.0 + 700);
+    let disk = vm.with_volume(|v| v.translate(bad).unwrap()).unwrap();
+    faults.add_bad_page(disk.page);
+    let mut failed = Vec::new();
+    for p in i.pages() {
+        let mut byte = [0u8; PAGE];
+        match vm.read(vm.address_of(p), &mut byte) {
+            Ok(()) => {
+                let offset = (p.0 - i.page.0) * PAGE as u64;
+                assert!(
+                    byte.iter()
+                        .enumerate()
+                        .all(|(k, &b)| b == pattern(23, offset + k as u64)),
+                    "{p}"
+                );
+            }
+            Err(VmError::Io { page, .. }) => failed.push(page),
+            Err(e) => panic!("{p}: {e}"),
+        }
+    }
+    assert_eq!(failed, [bad]);
+    assert!(vm.stats().async_read_aheads > 0);
+    vm.check_invariants();
+    faults.remove_bad_page(disk.page);
+    let mut byte = [0u8; PAGE];
+    vm.read(vm.address_of(bad), &mut byte).unwrap();
+    let offset = (bad.0 - i.page.0) * PAGE as u64;
+    assert_eq!(byte[0], pattern(23, offset));
+    vm.check_invariants();
+}

@@ -40,6 +40,7 @@ use crate::state::{
 };
 use crate::vocabulary::Advice;
 use runtable::{DiskAddr, PageNumber};
+use std::sync::atomic::Ordering;
 
 /// What the monitor holder decided about a fault.
 enum Plan<'a> {
@@ -66,6 +67,9 @@ struct Transit<'a> {
     /// Clean victims whose frames this fault took, latched exclusively,
     /// their memory not yet given back.
     victims: Vec<ExclusiveLatch<'a>>,
+    /// The victims' memory has been given back (they can only become
+    /// absent now).
+    victims_released: bool,
     /// Frames taken from victims beyond the one the page took.
     spare_frames: Vec<u32>,
 }
@@ -79,9 +83,16 @@ impl AddressSpace {
             let mut monitor = self.lock_monitor();
             // A panic while this thread waited for the monitor poisoned the VM.
             self.check_poisoned()?;
-            match self.decide(&mut monitor, page, latch.overwrites())? {
-                Plan::Now(served) => return Ok(self.latch_after(served, page, latch)),
-                Plan::Transit(transit) => transit,
+            monitor.gave_up_on_transit = false;
+            match self.decide(&mut monitor, page, latch.overwrites()) {
+                Ok(Plan::Now(served)) => return Ok(self.latch_after(served, page, latch)),
+                Ok(Plan::Transit(transit)) => transit,
+                // Every frame the clock could take is latched by a transfer
+                // in flight: let go of the monitor and try again.
+                Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
+                    return Ok(Latched::Retry);
+                }
+                Err(e) => return Err(e),
             }
         };
         transit.carry_out(latch)
@@ -102,7 +113,12 @@ impl AddressSpace {
         let word = states.load(page);
         match word.tag() {
             TAG_RESIDENT => return Ok(Plan::Now(Served::Resident)),
-            TAG_LOCKED => return Ok(Plan::Now(Served::Busy)),
+            TAG_LOCKED => {
+                // Being read ahead, perhaps: keep the next cluster coming
+                // while this thread waits for its page.
+                self.plan_past_in_flight(monitor, page);
+                return Ok(Plan::Now(Served::Busy));
+            }
             _ => {}
         }
         let Some((_, allocation)) = monitor.allocation_of(page) else {
@@ -149,6 +165,7 @@ impl AddressSpace {
             }
         }
         let latch = states.latch_absent(page);
+        self.in_transit.fetch_add(1, Ordering::AcqRel);
         match spare_frames.pop() {
             Some(frame) => monitor.assign_frame(page, frame),
             None => monitor.install_frame(page),
@@ -167,6 +184,7 @@ impl AddressSpace {
             read,
             overwrite_unread,
             victims,
+            victims_released: false,
             spare_frames,
         }))
     }
@@ -199,6 +217,7 @@ impl Transit<'_> {
                     unsafe { space.region.page_mut(victim.page()) }.fill(0);
                 }
             }
+            self.victims_released = true;
             // Clean victims: their disk copy (or, without one, zeros) is
             // their contents. (A `make_changed` that came after the clock
             // chose them finds them gone, with the same contents.)
@@ -230,6 +249,8 @@ impl Transit<'_> {
                 })?;
         }
         let latch = self.latch.take().expect("held until handed over");
+        // Handed over below: no longer a transfer in flight.
+        space.in_transit.fetch_sub(1, Ordering::AcqRel);
         Ok(match intent {
             Latch::Shared => Latched::Taken(latch.release_to_shared(REFERENCED, DIRTY)),
             // Protection was decided under the monitor for a page that
@@ -274,9 +295,17 @@ impl Drop for Transit<'_> {
             }
             // Absent again, as it was.
             drop(latch);
+            space.in_transit.fetch_sub(1, Ordering::AcqRel);
         }
         monitor.frames_in_transit -= self.spare_frames.len() as u64;
         monitor.free_frames.append(&mut self.spare_frames);
+        if self.victims_released {
+            // Their memory is gone (a panic while they were being made
+            // absent): absent they become, and their frames stay free.
+            for victim in self.victims.drain(..) {
+                victim.release(TAG_ABSENT, 0, DIRTY | REFERENCED);
+            }
+        }
         for victim in self.victims.drain(..) {
             let frame = monitor
                 .free_frames

@@ -4,6 +4,8 @@
 //! |---|---|
 //! | [`queue`] | the handoff to the PageFault worker; [`queue::Latch`] and [`queue::Latched`] |
 //! | `decided` | service by the faulting thread, the monitor held for the decisions only (the default) |
+//! | [`planned`] | the read-ahead thread's queue of planned reads |
+//! | `read_ahead` | asynchronous read-ahead under sequential advice: clusters planned under the monitor, read by the read-ahead thread |
 //! | `in_thread` | service by the faulting thread, in ticket order, the monitor held throughout (the seed) |
 //! | `worker` | the PageFault worker's loop (the seed's synchronous worker) |
 //! | `service` | serving one fault under the monitor: read-ahead, choosing the seek-ahead hint, bringing a page into a frame |
@@ -17,7 +19,9 @@
 
 mod decided;
 mod in_thread;
+pub(crate) mod planned;
 pub(crate) mod queue;
+mod read_ahead;
 mod service;
 mod worker;
 

@@ -52,8 +52,14 @@ impl AddressSpace {
         } else {
             next
         };
-        if sequential && !overwrite && self.read_cluster(monitor, page)? {
-            return Ok(Served::Resident);
+        if sequential && !overwrite {
+            let read = self.read_cluster(monitor, page)?;
+            if read > 0 {
+                // The next cluster goes to the read-ahead thread (if there
+                // is one) while this one is used.
+                self.plan_read_ahead(monitor, page + read);
+                return Ok(Served::Resident);
+            }
         }
         self.bring_in(monitor, page, next, overwrite)?;
         if sequential {
@@ -89,26 +95,32 @@ impl AddressSpace {
     /// it that are absent, allocated, on disk and on consecutive disk pages
     /// of the same drive — up to the read-ahead window — with **one**
     /// transfer straight into their frames (consecutive virtual pages sit
-    /// at consecutive addresses of the region). Returns `false`, having
+    /// at consecutive addresses of the region). Returns the pages read; 0, having
     /// changed nothing, when that would be a single page (the caller serves
     /// it page by page); a failed cluster read falls back the same way, so
     /// a bad page ahead never fails the fault on `page`.
-    fn read_cluster(&self, monitor: &mut Monitor, page: u64) -> Result<bool, VmError> {
+    fn read_cluster(&self, monitor: &mut Monitor, page: u64) -> Result<u64, VmError> {
+        let window = self.stream_window(monitor, page);
+        self.read_run(monitor, page, window)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The read-ahead window of the stream that reaches `page`. It adapts
+    /// to the stream, as a page cache's read-ahead does: twice the pages
+    /// this stream has read in order and still holds (the pages just before
+    /// `page` that are not absent), at least `READ_AHEAD_MIN`. A stream
+    /// that keeps its pages grows to the maximum; many streams at once, or
+    /// memory pressure that evicts what was read ahead, keep their windows
+    /// small — so read-ahead does not evict itself.
+    pub(crate) fn stream_window(&self, monitor: &Monitor, page: u64) -> u64 {
         let states = self.states();
-        // The window adapts to the stream, as a page cache's read-ahead
-        // does: twice the pages this stream has read in order and still
-        // holds (the resident pages just before `page`), at least
-        // `READ_AHEAD_MIN`. A stream that keeps its pages grows to the
-        // maximum; many streams at once, or memory pressure that evicts
-        // what was read ahead, keep their windows small — so read-ahead
-        // does not evict itself.
         let max = Self::run_max(monitor);
         let mut behind = 0u64;
         while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
             behind += 1;
         }
-        let window = (2 * behind).clamp(READ_AHEAD_MIN.min(max), max);
-        self.read_run(monitor, page, window)
+        (2 * behind).clamp(READ_AHEAD_MIN.min(max), max)
     }
 
     /// Monitor held on entry and exit.
@@ -121,24 +133,27 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
-    /// Brings in `page` and the pages after it that are absent, allocated,
-    /// on disk and on consecutive disk pages of the same drive — at most
-    /// `window` pages — with one transfer straight into their frames (see
-    /// `read_cluster`). `false`, having changed nothing, when that would be
-    /// a single page or the cluster read fails.
-    pub(crate) fn read_run(
+    /// The run a cluster read at `page` would bring in: `page` and the
+    /// pages after it that are absent, allocated, on disk and on
+    /// consecutive disk pages of one drive, at most `window` of them — its
+    /// first disk address and length, if that is at least two pages.
+    pub(crate) fn run_at(
         &self,
-        monitor: &mut Monitor,
+        monitor: &Monitor,
         page: u64,
         window: u64,
-    ) -> Result<bool, VmError> {
+    ) -> Result<Option<(runtable::DiskAddr, u64)>, VmError> {
         let states = self.states();
         let Some(volume) = monitor.volume.as_ref() else {
-            return Ok(false);
+            return Ok(None);
         };
         let word = states.load(page);
-        if word.tag() != TAG_ABSENT || !word.has(ON_DISK) || window < 2 {
-            return Ok(false);
+        if word.tag() != TAG_ABSENT
+            || !word.has(ON_DISK)
+            || window < 2
+            || monitor.allocation_of(page).is_none()
+        {
+            return Ok(None);
         }
         let first = volume.translate(PageNumber(page))?;
         let mut count = 1u64;
@@ -157,9 +172,27 @@ impl AddressSpace {
             }
             count += 1;
         }
-        if count == 1 {
-            return Ok(false);
-        }
+        Ok((count >= 2).then_some((first, count)))
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Brings in `page` and the pages after it that are absent, allocated,
+    /// on disk and on consecutive disk pages of the same drive — at most
+    /// `window` pages — with one transfer straight into their frames (see
+    /// `read_cluster`); returns the pages read. 0, having changed nothing,
+    /// when that would be a single page or the cluster read fails.
+    pub(crate) fn read_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        window: u64,
+    ) -> Result<u64, VmError> {
+        let states = self.states();
+        let Some((first, count)) = self.run_at(monitor, page, window)? else {
+            return Ok(0);
+        };
+        let mut count = count;
         // Frames for the whole cluster, evicting as needed; with fewer to
         // be had, a shorter cluster.
         while (monitor.free_frames.len() as u64) < count {
@@ -169,7 +202,7 @@ impl AddressSpace {
         }
         count = count.min(monitor.free_frames.len() as u64);
         if count < 2 {
-            return Ok(false);
+            return Ok(0);
         }
         let latches: Vec<ExclusiveLatch<'_>> = (page..page + count)
             .map(|p| states.latch_absent(p))
@@ -194,7 +227,7 @@ impl AddressSpace {
             // pages back as absent; the caller reads `page` alone.
             // SAFETY: as above.
             let _ = unsafe { self.region.release(page, count) };
-            return Ok(false);
+            return Ok(0);
         }
         monitor.counters.page_ins += count;
         monitor.counters.read_aheads += count - 1;
@@ -204,7 +237,7 @@ impl AddressSpace {
             monitor.install_frame(latch.page());
             latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
         }
-        Ok(true)
+        Ok(count)
     }
 
     /// Monitor held on entry and exit.

@@ -1,0 +1,92 @@
+//! The read-ahead thread's queue of planned cluster reads (see
+//! `read_ahead`): the handoff between the faulting threads that
+//! plan reads under the monitor and the thread that does them.
+
+use crate::state::Word;
+use parking_lot::{Condvar, Mutex};
+use runtable::DiskAddr;
+use std::collections::VecDeque;
+
+/// Planned reads waiting for the read-ahead thread at most; a scan
+/// planning more waits for one to finish instead (by faulting on it).
+pub(super) const PLANNED_MAX: usize = 2;
+
+/// One planned cluster read: pages `page..page + was.len()`, latched
+/// absent → locked under the monitor (their words before, in `was`), their
+/// frames taken.
+pub(super) struct Planned {
+    pub(super) page: u64,
+    pub(super) disk: DiskAddr,
+    pub(super) was: Vec<Word>,
+}
+
+#[derive(Default)]
+struct Queue {
+    planned: VecDeque<Planned>,
+    /// Reads taken by the thread and not finished.
+    reading: usize,
+    stopping: bool,
+}
+
+/// The read-ahead thread's queue (q): planned reads, oldest first.
+#[derive(Default)]
+pub(crate) struct ReadAheadQueue {
+    queue: Mutex<Queue>,
+    /// Signalled when a read is planned or the thread must stop.
+    work: Condvar,
+    /// Signalled when the queue runs empty with nothing being read.
+    idle: Condvar,
+}
+
+impl ReadAheadQueue {
+    /// Asks the thread to stop once every planned read is done.
+    pub(crate) fn stop(&self) {
+        self.queue.lock().stopping = true;
+        self.work.notify_all();
+    }
+
+    pub(super) fn pending(&self) -> usize {
+        let queue = self.queue.lock();
+        queue.planned.len() + queue.reading
+    }
+
+    /// Queues a planned read and wakes the thread.
+    pub(super) fn plan(&self, planned: Planned) {
+        self.queue.lock().planned.push_back(planned);
+        self.work.notify_one();
+    }
+
+    /// The oldest planned read, counted as being read; `None` once stopped
+    /// with nothing left. Blocks while there is nothing to do.
+    pub(super) fn next(&self) -> Option<Planned> {
+        let mut queue = self.queue.lock();
+        loop {
+            if let Some(planned) = queue.planned.pop_front() {
+                queue.reading += 1;
+                return Some(planned);
+            }
+            if queue.stopping {
+                return None;
+            }
+            self.work.wait(&mut queue);
+        }
+    }
+
+    /// A read taken by `next` is finished.
+    pub(super) fn done(&self) {
+        let mut queue = self.queue.lock();
+        queue.reading -= 1;
+        if queue.planned.is_empty() && queue.reading == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Returns once no read is planned or in flight. Monitor not held (the
+    /// thread takes it to undo a failed read).
+    pub(crate) fn wait_idle(&self) {
+        let mut queue = self.queue.lock();
+        while !queue.planned.is_empty() || queue.reading > 0 {
+            self.idle.wait(&mut queue);
+        }
+    }
+}
