@@ -13,8 +13,13 @@ use crate::state::{
 };
 use runtable::PageNumber;
 
-/// Most victims one eviction batch takes.
-const EVICTION_BATCH_MAX: u64 = 64;
+/// Most victims one eviction batch takes (a sixteenth of real memory up to
+/// this): 256 pages, so that the dirty victims of a sequential fill go out
+/// as 1 MiB transfers. Raised from 64 (256 KiB transfers): filling 512 MiB
+/// through 128 MiB went from 0.72–0.79 s to 0.63–0.65 s, and the demo from
+/// 4.8–5.4 s to 4.4–4.6 s (`bench out-of-core --scale 4 --workloads fill`,
+/// same session).
+const EVICTION_BATCH_MAX: u64 = 256;
 /// Most pages `clean` and `flush` write in one transfer (1 MiB of 4 KiB
 /// pages).
 const WRITE_BACK_RUN_MAX: usize = 256;
