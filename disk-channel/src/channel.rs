@@ -235,6 +235,23 @@ impl DiskChannel {
         )
     }
 
+    /// Runs every transfer of `batch` on `drive` in the caller's thread,
+    /// in flight together where the drive can
+    /// ([`ParallelIo::transfer_all`]), one after another under the drive's
+    /// lock where it cannot; each one's outcome, in order.
+    pub fn transfer_all(
+        &self,
+        drive: DriveId,
+        batch: &mut [crate::Transfer<'_>],
+    ) -> Result<Vec<Result<(), DriveError>>, DriveError> {
+        let slot = self.slot(drive)?;
+        Ok(transfer_all_through(
+            &slot.drive,
+            slot.parallel.as_deref(),
+            batch,
+        ))
+    }
+
     /// The blocking calls, detached from the channel (see the module doc).
     pub fn handle(&self) -> ChannelHandle {
         ChannelHandle {
@@ -405,6 +422,28 @@ fn read_through(
     }
 }
 
+/// A batch: through `parallel` if the drive has it, else one by one under
+/// the drive's lock.
+fn transfer_all_through(
+    drive: &Mutex<Box<dyn Drive>>,
+    parallel: Option<&dyn ParallelIo>,
+    batch: &mut [crate::Transfer<'_>],
+) -> Vec<Result<(), DriveError>> {
+    match parallel {
+        Some(io) => io.transfer_all(batch),
+        None => {
+            let mut drive = drive.lock();
+            batch
+                .iter_mut()
+                .map(|t| match t {
+                    crate::Transfer::Read { page, buf } => drive.read(*page, buf, None),
+                    crate::Transfer::Write { page, data } => drive.write(*page, data, None),
+                })
+                .collect()
+        }
+    }
+}
+
 /// A write, as [`read_through`].
 fn write_through(
     drive: &Mutex<Box<dyn Drive>>,
@@ -459,6 +498,16 @@ impl ChannelHandle {
     ) -> Result<(), DriveError> {
         let (locked, parallel) = self.drive(drive)?;
         read_through(locked, parallel.as_deref(), page, buf, seek_ahead)
+    }
+
+    /// [`DiskChannel::transfer_all`].
+    pub fn transfer_all(
+        &self,
+        drive: DriveId,
+        batch: &mut [crate::Transfer<'_>],
+    ) -> Result<Vec<Result<(), DriveError>>, DriveError> {
+        let (locked, parallel) = self.drive(drive)?;
+        Ok(transfer_all_through(locked, parallel.as_deref(), batch))
     }
 
     /// [`DiskChannel::write`].

@@ -35,6 +35,19 @@ pub trait ParallelIo: Send + Sync {
         data: &[u8],
         seek_ahead: Option<DiskPage>,
     ) -> Result<(), DriveError>;
+
+    /// Runs every transfer of `batch`, in flight together where the drive
+    /// can, and returns each one's outcome in order. The default runs them
+    /// one after another.
+    fn transfer_all(&self, batch: &mut [crate::Transfer<'_>]) -> Vec<Result<(), DriveError>> {
+        batch
+            .iter_mut()
+            .map(|t| match t {
+                crate::Transfer::Read { page, buf } => self.read_at(*page, buf, None),
+                crate::Transfer::Write { page, data } => self.write_at(*page, data, None),
+            })
+            .collect()
+    }
 }
 
 /// Counters a drive keeps about its own work.

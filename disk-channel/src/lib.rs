@@ -10,6 +10,7 @@
 //! | [`SimDrive`] | a timed disk model on a virtual clock, with period presets (Alto Diablo 31/44, Dorado Trident T-300) and modern ones |
 //! | [`FaultyDrive`] | wraps any drive and injects bad pages, transient errors, torn writes and a crash point |
 //! | [`DiskChannel`] | several drives, one worker each; blocking calls and submit/wait |
+//! | [`IoEngine`] | batches of transfers in flight together on a file drive: `io_uring`, or threads |
 //! | [`rng`] | the seeded generator of the simulated world |
 //!
 //! Two things here serve simulation rather than I/O, and stay on purpose:
@@ -36,6 +37,7 @@
 mod cache;
 mod channel;
 mod drive;
+mod engine;
 mod error;
 mod faulty;
 mod file;
@@ -46,6 +48,7 @@ mod units;
 pub use cache::CachePolicy;
 pub use channel::{ChannelHandle, Completion, DiskChannel, Op, Request, Ticket};
 pub use drive::{Drive, DriveStats, ParallelIo, check_transfer};
+pub use engine::{IoEngine, Transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
 pub use file::{FileDrive, FileDriveOptions};

@@ -252,12 +252,27 @@ impl AddressSpace {
         let incoming_read = toward
             .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
             .and_then(|p| volume.translate(PageNumber(p)).ok());
+        // Outside the seed's scope, the dirty victims' runs go to each
+        // drive as one batch, in flight together (scattered victims of a
+        // random-write workload are many small transfers); the loop below
+        // then only retries what failed, page by page, with remapping. The
+        // seed's scope writes them one after another, each hinting at the
+        // next (the seek-ahead experiments measure that).
+        let mut written = if self.monitor_scope == crate::config::MonitorScope::Decisions {
+            self.write_runs_batched(monitor, &batch)
+        } else {
+            vec![false; batch.len()]
+        };
         let mut i = 0;
         while i < batch.len() {
             let Some(disk) = batch[i].0 else {
                 i += 1;
                 continue;
             };
+            if written[i] {
+                i += 1;
+                continue;
+            }
             // Victims on consecutive disk pages that are also consecutive
             // virtual pages (so consecutive in the region) go out as one
             // transfer; a cluster that fails is written page by page, so
@@ -267,8 +282,9 @@ impl AddressSpace {
                 .iter()
                 .enumerate()
                 .take_while(|(k, (d, v))| {
-                    let k = *k as u64;
-                    d.is_some_and(|d| d.drive == disk.drive && d.page.0 == disk.page.0 + k)
+                    let (at, k) = (i + *k, *k as u64);
+                    !written[at]
+                        && d.is_some_and(|d| d.drive == disk.drive && d.page.0 == disk.page.0 + k)
                         && v.page() == first_page + k
                 })
                 .count();
@@ -311,6 +327,7 @@ impl AddressSpace {
                     });
                     // Its guard drops: resident and dirty again.
                     batch.remove(i);
+                    written.remove(i);
                 }
             }
         }
@@ -349,6 +366,80 @@ impl AddressSpace {
             monitor.counters.evictions += 1;
         }
         Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Writes the dirty victims of `batch` (in disk order, each with its
+    /// disk address) by runs — consecutive on one drive's disk pages and in
+    /// the address space, up to `WRITE_BACK_RUN_MAX` pages — each drive's
+    /// runs as one batch of transfers in flight together. Returns, per
+    /// entry, whether it was written; what failed is left for the caller's
+    /// page-by-page path (which remaps bad spots).
+    fn write_runs_batched(
+        &self,
+        monitor: &mut Monitor,
+        batch: &[(Option<runtable::DiskAddr>, ExclusiveLatch<'_>)],
+    ) -> Vec<bool> {
+        let mut written = vec![false; batch.len()];
+        // Runs as (first index, length, disk address).
+        let mut runs: Vec<(usize, usize, runtable::DiskAddr)> = Vec::new();
+        let mut i = 0;
+        while i < batch.len() {
+            let Some(disk) = batch[i].0 else {
+                i += 1;
+                continue;
+            };
+            let first_page = batch[i].1.page();
+            let len = batch[i..]
+                .iter()
+                .take(WRITE_BACK_RUN_MAX)
+                .enumerate()
+                .take_while(|(k, (d, v))| {
+                    let k = *k as u64;
+                    d.is_some_and(|d| d.drive == disk.drive && d.page.0 == disk.page.0 + k)
+                        && v.page() == first_page + k
+                })
+                .count();
+            runs.push((i, len, disk));
+            i += len;
+        }
+        if runs.len() < 2 {
+            // Nothing to overlap: the caller's loop writes it.
+            return written;
+        }
+        let volume = monitor.volume.as_ref().expect("victims imply a volume");
+        let mut drives: Vec<disk_channel::DriveId> = runs.iter().map(|r| r.2.drive).collect();
+        drives.sort_unstable();
+        drives.dedup();
+        let (mut pages_out, mut clusters) = (0u64, 0u64);
+        for drive in drives {
+            let mine: Vec<&(usize, usize, runtable::DiskAddr)> =
+                runs.iter().filter(|r| r.2.drive == drive).collect();
+            let mut transfers: Vec<disk_channel::Transfer<'_>> = mine
+                .iter()
+                .map(|&&(first, len, disk)| disk_channel::Transfer::Write {
+                    page: disk.page,
+                    // SAFETY: the latch guards in `batch[first..first + len]`
+                    // hold these pages exclusively while `data` lives.
+                    data: unsafe { self.region.pages(batch[first].1.page(), len as u64) },
+                })
+                .collect();
+            let Ok(results) = volume.channel().transfer_all(drive, &mut transfers) else {
+                continue;
+            };
+            drop(transfers);
+            for (&&(first, len, _), result) in mine.iter().zip(results) {
+                if result.is_ok() {
+                    written[first..first + len].fill(true);
+                    pages_out += len as u64;
+                    clusters += u64::from(len >= 2);
+                }
+            }
+        }
+        monitor.counters.page_outs += pages_out;
+        monitor.counters.cluster_writes += clusters;
+        written
     }
 
     /// Monitor held on entry and exit.
@@ -416,11 +507,18 @@ impl AddressSpace {
     /// Writes back the dirty pages among the resident `pages` (ascending),
     /// by runs: pages consecutive in the address space and on one drive's
     /// consecutive disk pages go out as one transfer (at most
-    /// `WRITE_BACK_RUN_MAX` pages). A run that fails is written page by
-    /// page, so the error names the page that failed.
+    /// `WRITE_BACK_RUN_MAX` pages), and the runs of each drive go to it as
+    /// one batch, in flight together (`DiskChannel::transfer_all`: the
+    /// drive's `io_uring`, or its threads). A run that fails is written
+    /// page by page, so the error names the page that failed.
     pub(crate) fn write_back_pages(&self, monitor: &Monitor, pages: &[u64]) -> Result<(), VmError> {
         let states = self.states();
         let volume = monitor.volume.as_ref().expect("write-back needs a volume");
+        // The runs, each under shared latches (writers excluded while it
+        // is written); pages that are single or latched by a writer or a
+        // guard go page by page.
+        let mut runs: Vec<(runtable::DiskAddr, Vec<crate::state::SharedLatch<'_>>)> = Vec::new();
+        let mut alone: Vec<u64> = Vec::new();
         let mut at = 0;
         while at < pages.len() {
             let first = pages[at];
@@ -431,7 +529,7 @@ impl AddressSpace {
             let Ok(latch) = states.try_share_latch(first) else {
                 // Latched by a writer or a guard: the page-by-page path
                 // waits a little and reports a guard that stays.
-                self.write_back(monitor, first)?;
+                alone.push(first);
                 at += 1;
                 continue;
             };
@@ -454,36 +552,55 @@ impl AddressSpace {
                     Err(_) => break,
                 }
             }
-            let count = run.len();
-            if count == 1 {
+            at += run.len();
+            if run.len() == 1 {
                 drop(run);
-                self.write_back(monitor, first)?;
-                at += 1;
-                continue;
-            }
-            // SAFETY: `run` holds a shared latch on each of these pages
-            // while `bytes` lives.
-            let bytes = unsafe { self.region.pages(first, count as u64) };
-            if volume
-                .channel()
-                .write(disk.drive, disk.page, bytes, None)
-                .is_ok()
-            {
-                for latch in &run {
-                    // Shared latches exclude writers: nothing changed the
-                    // pages since they were written.
-                    states.clear_flags(latch.page(), DIRTY);
-                    states.set_flags(latch.page(), ON_DISK);
-                }
-                drop(run);
-                at += count;
+                alone.push(first);
             } else {
-                drop(run);
-                for &page in &pages[at..at + count] {
-                    self.write_back(monitor, page)?;
-                }
-                at += count;
+                runs.push((disk, run));
             }
+        }
+        // One batch per drive.
+        let mut drives: Vec<disk_channel::DriveId> = runs.iter().map(|(d, _)| d.drive).collect();
+        drives.sort_unstable();
+        drives.dedup();
+        for drive in drives {
+            let mine: Vec<&(runtable::DiskAddr, Vec<crate::state::SharedLatch<'_>>)> =
+                runs.iter().filter(|(d, _)| d.drive == drive).collect();
+            let mut batch: Vec<disk_channel::Transfer<'_>> = mine
+                .iter()
+                .map(|(disk, run)| disk_channel::Transfer::Write {
+                    page: disk.page,
+                    // SAFETY: `run` holds a shared latch on each of these
+                    // pages while the batch (and so `data`) lives.
+                    data: unsafe { self.region.pages(run[0].page(), run.len() as u64) },
+                })
+                .collect();
+            // Whether each run was written (a drive the channel does not
+            // know, which translate never gives, fails them all).
+            let written: Vec<bool> = match volume.channel().transfer_all(drive, &mut batch) {
+                Ok(results) => results.iter().map(Result::is_ok).collect(),
+                Err(_) => vec![false; mine.len()],
+            };
+            drop(batch);
+            for ((_, run), written) in mine.iter().zip(written) {
+                match written {
+                    true => {
+                        for latch in run.iter() {
+                            // Shared latches exclude writers: nothing
+                            // changed the pages since they were written.
+                            states.clear_flags(latch.page(), DIRTY);
+                            states.set_flags(latch.page(), ON_DISK);
+                        }
+                    }
+                    false => alone.extend(run.iter().map(|l| l.page())),
+                }
+            }
+        }
+        drop(runs);
+        alone.sort_unstable();
+        for page in alone {
+            self.write_back(monitor, page)?;
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ struct MemIo {
     all_in: Condvar,
     most_in_flight: AtomicU64,
     gave_up: AtomicBool,
+    /// The largest batch `transfer_all` was handed.
+    largest_batch: AtomicU64,
 }
 
 impl MemIo {
@@ -52,6 +54,21 @@ impl MemIo {
 }
 
 impl ParallelIo for MemIo {
+    fn transfer_all(
+        &self,
+        batch: &mut [disk_channel::Transfer<'_>],
+    ) -> Vec<Result<(), DriveError>> {
+        self.largest_batch
+            .fetch_max(batch.len() as u64, Ordering::Relaxed);
+        batch
+            .iter_mut()
+            .map(|t| match t {
+                disk_channel::Transfer::Read { page, buf } => self.read_at(*page, buf, None),
+                disk_channel::Transfer::Write { page, data } => self.write_at(*page, data, None),
+            })
+            .collect()
+    }
+
     fn read_at(
         &self,
         page: DiskPage,
@@ -110,6 +127,7 @@ fn mem_drive(page_count: u64, want: usize, patience: Duration) -> (Box<dyn Drive
         all_in: Condvar::new(),
         most_in_flight: AtomicU64::new(0),
         gave_up: AtomicBool::new(false),
+        largest_batch: AtomicU64::new(0),
     });
     (Box::new(MemDrive(io.clone())), io)
 }
@@ -462,6 +480,38 @@ fn free_waits_for_its_pages_evicted_in_transit() {
             }
             stop.store(true, Ordering::Relaxed);
         });
+        vm.check_invariants();
+    }
+}
+
+/// Replacement of scattered dirty pages hands the drive their write-backs
+/// as one batch (in flight together on a drive that can), outside the
+/// seed's scope; the seed's scope writes them one by one, each hinting at
+/// the next. Contents survive either way.
+#[test]
+fn scattered_dirty_victims_are_written_back_as_one_batch() {
+    for scope in [MonitorScope::Decisions, MonitorScope::HeldAcrossIo] {
+        let (drive, io) = mem_drive(1024 + 1024, 2, Duration::from_secs(1));
+        let vm = vm_scoped(vec![drive], 1024, 64, FaultService::InFaultingThread, scope);
+        let i = vm.allocate(1024).unwrap();
+        // Every 7th page, so no two victims are neighbours.
+        let pages: Vec<u64> = (0..1024).step_by(7).map(|k| i.page.0 + k).collect();
+        for &p in &pages {
+            let bytes: Vec<u8> = (0..PAGE).map(|b| pattern(p, b)).collect();
+            vm.write(vm.address_of(runtable::PageNumber(p)), &bytes)
+                .unwrap();
+        }
+        for &p in &pages {
+            let mut back = vec![0u8; PAGE];
+            vm.read(vm.address_of(runtable::PageNumber(p)), &mut back)
+                .unwrap();
+            assert!((0..PAGE).all(|b| back[b] == pattern(p, b)), "{scope:?} {p}");
+        }
+        let largest = io.largest_batch.load(Ordering::Relaxed);
+        match scope {
+            MonitorScope::Decisions => assert!(largest >= 2, "largest batch {largest}"),
+            MonitorScope::HeldAcrossIo => assert_eq!(largest, 0, "the seed writes one by one"),
+        }
         vm.check_invariants();
     }
 }

@@ -210,3 +210,61 @@ impl disk_channel::Drive for Slow {
         self.0.stats()
     }
 }
+
+/// `flush` hands each drive its runs of dirty pages as one batch: the same
+/// contents, and the same transfers counted, through `io_uring` and
+/// through the portable threads (the engine forced each way), on two
+/// drives striped.
+#[test]
+fn flush_writes_its_runs_in_batches_through_either_engine() {
+    use disk_channel::{DiskChannel, FileDrive, FileDriveOptions, IoEngine};
+    use runtable::{FormatOptions, Layout, Volume};
+    for engine in [IoEngine::Uring, IoEngine::Threads] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut drives: Vec<Box<dyn disk_channel::Drive>> = Vec::new();
+        for d in 0..2 {
+            let options = FileDriveOptions::create(PAGE, 2048).with_engine(engine);
+            match FileDrive::open(dir.path().join(format!("d{d}")), &options) {
+                Ok(drive) => {
+                    assert_eq!(drive.io_engine(), engine);
+                    drives.push(Box::new(drive));
+                }
+                Err(e) => {
+                    println!("skipped {engine:?}: {e}");
+                    break;
+                }
+            }
+        }
+        if drives.len() < 2 {
+            continue;
+        }
+        let volume = Volume::format(
+            DiskChannel::new(drives).unwrap(),
+            &FormatOptions {
+                layout: Layout::Stripe { unit: 16 },
+                ..FormatOptions::new(PAGE, 2048)
+            },
+        )
+        .unwrap();
+        let vm = Vm::new(
+            vm_core::VmConfig::new(2048, 1024),
+            vm_core::Backing::Volume(volume),
+        )
+        .unwrap();
+        let i = vm.allocate(1000).unwrap();
+        let base = vm.address_of(i.page).0;
+        let data: Vec<u8> = (0..1000 * PAGE as u64).map(|a| pattern(9, a)).collect();
+        vm.write(VAddr(base), &data).unwrap();
+        let before = vm.stats();
+        vm.flush().unwrap();
+        let after = vm.stats();
+        // 1000 pages striped in units of 16: runs of up to 16 pages.
+        let writes = after.disk_writes - before.disk_writes;
+        assert_eq!(after.disk_pages_written - before.disk_pages_written, 1000);
+        assert!(writes <= 1000 / 16 + 4, "{engine:?}: {writes} transfers");
+        vm.advise(i, vm_core::Advice::DontNeed).unwrap();
+        let mut back = vec![0u8; data.len()];
+        vm.read(VAddr(base), &mut back).unwrap();
+        assert!(back == data, "{engine:?}");
+    }
+}
