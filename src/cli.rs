@@ -120,6 +120,10 @@ pub struct OutOfCoreArgs {
     /// Seed of the data and the reads.
     #[arg(long, default_value_t = 1983)]
     seed: u64,
+    /// Threads doing the random reads at once (the VM's faults in flight
+    /// together; the kernel's; the device's own reads, same file).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Only these workloads (comma-separated: fill, scan, uniform, zipf,
     /// sort); fill runs whenever one of the data set's readers does.
     #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "sort"])]
@@ -153,6 +157,8 @@ pub struct OutOfCoreSideArgs {
     dir: PathBuf,
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Join this cgroup (its `cgroup.procs`) before anything else.
     #[arg(long)]
     cgroup_procs: Option<PathBuf>,
@@ -657,6 +663,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 seed: a.seed,
                 dir: a.dir.clone(),
                 workloads: a.workloads.clone(),
+                threads: usize::from(a.threads),
             };
             let report = cedar_bench::out_of_core::out_of_core(&program, &options)?;
             if let Some(path) = &a.svg {
@@ -695,6 +702,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     .filter(|w| !w.is_empty())
                     .cloned()
                     .collect(),
+                threads: a.threads,
             };
             let limit = match (&a.cgroup_procs, side) {
                 (Some(procs), cedar_bench::out_of_core::Side::Kernel)

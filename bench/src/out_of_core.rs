@@ -104,6 +104,13 @@ pub struct OutOfCoreOptions {
     /// data set's readers does.
     #[serde(default)]
     pub workloads: Vec<String>,
+    /// Threads doing the random reads at once (each its own sequence).
+    #[serde(default = "one")]
+    pub threads: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl OutOfCoreOptions {
@@ -172,7 +179,7 @@ pub struct OutOfCoreReport {
 
 /// The memory a workload runs through: the VM's address space or the
 /// kernel's mapping. Offsets are bytes from the start of the area.
-trait Store {
+trait Store: Sync {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String>;
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), String>;
     /// Calls `f` with page `page`'s bytes (a guard on the VM: no copy).
@@ -249,7 +256,9 @@ impl Store for MapStore {
         Ok(())
     }
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), String> {
-        self.map.write(offset, data);
+        // SAFETY: the workloads write from one thread only, and never while
+        // other threads read (only the random reads use threads).
+        unsafe { self.map.write(offset, data) };
         Ok(())
     }
     fn scan_page(&self, page: u64, f: &mut dyn FnMut(&[u8])) -> Result<(), String> {
@@ -261,7 +270,8 @@ impl Store for MapStore {
     fn fill_page(&self, page: u64, f: &mut dyn FnMut(&mut [u8])) -> Result<(), String> {
         let mut buf = [0u8; PAGE as usize];
         f(&mut buf);
-        self.map.write(page * PAGE, &buf);
+        // SAFETY: as for `write`.
+        unsafe { self.map.write(page * PAGE, &buf) };
         Ok(())
     }
     fn flush(&self) -> Result<(), String> {
@@ -388,31 +398,110 @@ fn random_reads(
     while gcd(spread, pages) != 1 {
         spread += 2;
     }
-    let mut rng = SplitMix64::new(options.seed ^ name.len() as u64);
     let clock = Clock::start(options.limit_s);
+    let threads = options.threads.max(1) as u64;
+    let outcomes: Vec<Result<u64, String>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (zipf, clock) = (&zipf, &clock);
+                s.spawn(move || -> Result<u64, String> {
+                    let share = options.reads / threads + u64::from(t < options.reads % threads);
+                    let mut rng = SplitMix64::new(options.seed ^ name.len() as u64 ^ (t << 32));
+                    let mut done = 0;
+                    while done < share {
+                        if done % 256 == 0 && clock.over() {
+                            break;
+                        }
+                        let page = match zipf {
+                            None => rng.below(pages),
+                            Some(cdf) => {
+                                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                                let rank = cdf.partition_point(|&c| c < u) as u64;
+                                (rank.min(pages - 1) * spread) % pages
+                            }
+                        };
+                        let word = page * WORDS + rng.below(WORDS);
+                        let mut bytes = [0u8; 8];
+                        store.read(word * 8, &mut bytes)?;
+                        if u64::from_le_bytes(bytes) != value(options.seed, word) {
+                            return Err(format!("{name}: word {word} read wrong"));
+                        }
+                        done += 1;
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(format!("{name}: a reader panicked")))
+            })
+            .collect()
+    });
     let mut done = 0;
-    while done < options.reads {
-        if done % 256 == 0 && clock.over() {
-            break;
-        }
-        let page = match &zipf {
-            None => rng.below(pages),
-            Some(cdf) => {
-                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                let rank = cdf.partition_point(|&c| c < u) as u64;
-                (rank.min(pages - 1) * spread) % pages
-            }
-        };
-        let word = page * WORDS + rng.below(WORDS);
-        let mut bytes = [0u8; 8];
-        store.read(word * 8, &mut bytes)?;
-        let want = value(options.seed, word);
-        if u64::from_le_bytes(bytes) != want {
-            return Err(format!("{name}: word {word} read wrong"));
-        }
-        done += 1;
+    for outcome in outcomes {
+        done += outcome?;
     }
     Ok(clock.result(name, done, options.reads))
+}
+
+/// The device alone, as the random reads' baseline: `options.reads` reads
+/// of 4 KiB at random pages of the data set, `O_DIRECT` from the VM's
+/// drive file (`disk_pages`: the data set's pages on it), by as many
+/// threads as the random reads use.
+fn device_reads(
+    path: &Path,
+    disk_pages: &[u64],
+    options: &OutOfCoreOptions,
+) -> Result<Workload, String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let clock = Clock::start(options.limit_s);
+    let threads = options.threads.max(1) as u64;
+    let outcomes: Vec<Result<u64, String>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (file, clock) = (&file, &clock);
+                s.spawn(move || -> Result<u64, String> {
+                    let share = options.reads / threads + u64::from(t < options.reads % threads);
+                    let mut rng = SplitMix64::new(options.seed ^ 0xD15C ^ (t << 32));
+                    // A page-aligned buffer for direct reads.
+                    let mut storage = vec![0u8; 2 * PAGE as usize];
+                    let at = storage.as_ptr().align_offset(PAGE as usize);
+                    let buf = &mut storage[at..at + PAGE as usize];
+                    let mut done = 0;
+                    while done < share {
+                        if done % 256 == 0 && clock.over() {
+                            break;
+                        }
+                        let page = disk_pages[rng.below(disk_pages.len() as u64) as usize];
+                        file.read_exact_at(buf, page * PAGE)
+                            .map_err(|e| format!("device read of page {page}: {e}"))?;
+                        done += 1;
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("a device reader panicked".into()))
+            })
+            .collect()
+    });
+    let mut done = 0;
+    for outcome in outcomes {
+        done += outcome?;
+    }
+    Ok(clock.result("device", done, options.reads))
 }
 
 /// External sort of the `keys` words at the start of `store` into the
@@ -542,6 +631,7 @@ fn workloads(
     data: &dyn Store,
     sort_area: &dyn Store,
     options: &OutOfCoreOptions,
+    device: Option<&dyn Fn() -> Result<Workload, String>>,
 ) -> Result<Vec<Workload>, String> {
     let pages = options.data_bytes() / PAGE;
     // The sort's run buffer, a quarter of the budget, is held (and
@@ -563,6 +653,14 @@ fn workloads(
         out.push(filled);
         if wanted("scan") {
             out.push(scan(data, pages, sum, options.limit_s)?);
+        }
+        if wanted("uniform")
+            && let Some(device) = device
+        {
+            // The device's own reads first, so that whatever the layers
+            // below cache from them helps the reads through the VM, not the
+            // baseline.
+            out.push(device()?);
         }
         for name in ["uniform", "zipf"] {
             if wanted(name) {
@@ -625,7 +723,16 @@ pub fn run_side(
                 vm: &vm,
                 interval: vm.allocate(2 * sort_bytes / PAGE)?,
             };
-            let workloads = workloads(&data, &sort_area, options).map_err(check)?;
+            // The device's own random reads on the same file, same run.
+            let disk_pages: Vec<u64> = data
+                .interval
+                .pages()
+                .filter_map(|p| vm.with_volume(|v| v.translate(p).ok()).flatten())
+                .filter(|d| d.drive == disk_channel::DriveId(0))
+                .map(|d| d.page.0)
+                .collect();
+            let device = || device_reads(&path, &disk_pages, options);
+            let workloads = workloads(&data, &sort_area, options, Some(&device)).map_err(check)?;
             let stats = vm.stats();
             drop(vm);
             let _ = std::fs::remove_file(&path);
@@ -663,7 +770,7 @@ pub fn run_side(
             };
             let data = map("out-of-core-data.bin", data_bytes)?;
             let sort_area = map("out-of-core-sort.bin", 2 * sort_bytes)?;
-            let workloads = workloads(&data, &sort_area, options).map_err(check)?;
+            let workloads = workloads(&data, &sort_area, options, None).map_err(check)?;
             drop((data, sort_area));
             let _ = std::fs::remove_file(dir.join("out-of-core-data.bin"));
             let _ = std::fs::remove_file(dir.join("out-of-core-sort.bin"));
@@ -715,6 +822,7 @@ pub fn out_of_core(
             .args(["--limit-s", &options.limit_s.to_string()])
             .args(["--seed", &options.seed.to_string()])
             .args(["--workloads", &options.workloads.join(",")])
+            .args(["--threads", &options.threads.to_string()])
             .arg("--dir")
             .arg(dir)
             .stdout(std::process::Stdio::piped())
@@ -788,11 +896,12 @@ impl OutOfCoreReport {
     pub fn table(&self) -> String {
         let o = &self.options;
         let mut t = format!(
-            "budget {:.0} MiB, data set {:.0} MiB, sort {:.0} MiB, {} random reads\n",
+            "budget {:.0} MiB, data set {:.0} MiB, sort {:.0} MiB, {} random reads by {} thread(s)\n",
             mib(o.memory_bytes),
             mib(o.data_bytes()),
             mib(o.sort_bytes()),
-            o.reads
+            o.reads,
+            o.threads
         );
         if let Some(note) = &self.cgroup_note {
             t.push_str(&format!("no cgroup: {note}; peak memory not measured\n"));
@@ -823,6 +932,25 @@ impl OutOfCoreReport {
                 ratio(vm, advised),
                 ratio(vm, plain)
             ));
+        }
+        if let Some(device) = self.seconds(Side::Vm, "device") {
+            let per_read = |w: &Workload| w.seconds * 1e6 / (w.fraction_done * o.reads as f64);
+            let iops = o.reads as f64 * device.fraction_done / device.seconds;
+            t.push_str(&format!(
+                "device    {:>12}   (the same reads' pages, O_DIRECT pread, {} thread(s): {:.0} µs a read, {:.0} reads/s)\n",
+                cell(Some(device)),
+                o.threads,
+                per_read(device),
+                iops
+            ));
+            if let Some(uniform) = self.seconds(Side::Vm, "uniform") {
+                t.push_str(&format!(
+                    "uniform through the VM: {:.0} µs a read, {:.0} reads/s ({:.2}× the device's time)\n",
+                    per_read(uniform),
+                    o.reads as f64 * uniform.fraction_done / uniform.seconds,
+                    uniform.projected_s() / device.projected_s()
+                ));
+            }
         }
         if self
             .sides

@@ -14,10 +14,13 @@ pub struct FileMapping {
 
 // SAFETY: the mapping is plain memory owned by this value (unmapped when
 // it drops); moving the owner to another thread moves nothing else, and
-// `FileMapping` hands out no references into it, only copies. It is not
-// `Sync`: two threads copying into the same bytes through `&self` would
-// race.
+// `FileMapping` hands out no references into it, only copies.
 unsafe impl Send for FileMapping {}
+// SAFETY: what threads sharing it can do through `&self` is copy bytes
+// out (`read`), which do not race with each other; copying bytes in
+// (`write`) is `unsafe`, with the contract that no other thread reads or
+// writes those bytes meanwhile.
+unsafe impl Sync for FileMapping {}
 
 /// How the kernel is advised about a [`FileMapping`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,9 +103,14 @@ impl FileMapping {
     }
 
     /// Copies `data` into the mapping at `offset`.
-    pub fn write(&self, offset: u64, data: &[u8]) {
+    ///
+    /// # Safety
+    /// No other thread reads or writes these bytes of the mapping while the
+    /// call runs.
+    pub unsafe fn write(&self, offset: u64, data: &[u8]) {
         self.check(offset, data.len());
-        // SAFETY: as for `read`.
+        // SAFETY: within the mapping (checked); `data` is not in it; no
+        // other thread touches these bytes (the caller's contract).
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset as usize), data.len())
         };
