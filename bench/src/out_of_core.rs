@@ -910,25 +910,37 @@ impl OutOfCoreReport {
             "\n{:<9} {:>12} {:>16} {:>12} {:>12} {:>12}\n",
             "workload", "vm s", "kernel-advised s", "kernel s", "vm/advised", "vm/kernel"
         ));
-        let cell = |w: Option<&Workload>| match w {
+        let failed = |side: Side| self.side(side).is_some_and(|s| s.failure.is_some());
+        let cell_of = |w: Option<&Workload>, failed: bool| match w {
             Some(w) if w.finished => format!("{:.2}", w.seconds),
             Some(w) => format!("~{:.0}*", w.projected_s()),
-            None => "killed".into(),
+            None if failed => "killed".into(),
+            None => "-".into(),
         };
+        let cell = |w: Option<&Workload>| cell_of(w, false);
         let ratio = |a: Option<&Workload>, b: Option<&Workload>| match (a, b) {
             (Some(a), Some(b)) => format!("{:.2}×", a.projected_s() / b.projected_s()),
             _ => "-".into(),
         };
         for name in ["fill", "scan", "uniform", "zipf", "sort"] {
+            let ran = self
+                .sides
+                .iter()
+                .any(|s| s.workloads.iter().any(|w| w.name == name));
+            let selected = self.options.workloads.is_empty()
+                || self.options.workloads.iter().any(|w| w == name);
+            if !ran && !selected {
+                continue;
+            }
             let vm = self.seconds(Side::Vm, name);
             let advised = self.seconds(Side::KernelAdvised, name);
             let plain = self.seconds(Side::Kernel, name);
             t.push_str(&format!(
                 "{:<9} {:>12} {:>16} {:>12} {:>12} {:>12}\n",
                 name,
-                cell(vm),
-                cell(advised),
-                cell(plain),
+                cell_of(vm, failed(Side::Vm)),
+                cell_of(advised, failed(Side::KernelAdvised)),
+                cell_of(plain, failed(Side::Kernel)),
                 ratio(vm, advised),
                 ratio(vm, plain)
             ));
