@@ -498,13 +498,8 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 )));
             }
             let drive_pages = a.drive_size / a.page_size;
-            let virtual_pages = match a.virtual_size {
-                Some(bytes) => bytes / a.page_size,
-                None => {
-                    let per_drive = drive_pages.saturating_sub(1 + u64::from(a.spares) + 64);
-                    per_drive * a.drives.drives.len() as u64
-                }
-            };
+            // Without --virtual-size, as much as the drives hold.
+            let virtual_pages = a.virtual_size.map(|bytes| bytes / a.page_size);
             let request = FormatRequest {
                 drives: a.drives.drives.clone(),
                 page_size,

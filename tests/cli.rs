@@ -342,3 +342,63 @@ fn an_interrupted_demo_removes_its_temporary_volume() {
         assert!(left.is_empty(), "SIG{signal} left {left:?}");
     }
 }
+
+/// Issue 14, items 7 and 11: `format` with its default virtual size
+/// succeeds for small stripe units (it used to reject its own default:
+/// "8111 virtual pages asked, but the drives hold only 8045"), and a
+/// `format` that fails removes the drive files it created — but not a file
+/// that was there before.
+#[test]
+fn format_fits_its_default_size_and_a_failed_format_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (drives, stripe) in [(&["a.vol"][..], "1"), (&["a.vol", "b.vol"][..], "3")] {
+        let mut args = vec!["format"];
+        for d in drives {
+            args.extend(["-d", d]);
+        }
+        args.extend(["--drive-size", "32MiB", "--stripe", stripe, "--force"]);
+        let o = cedarvm(dir.path(), &args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        let mut info = vec!["info"];
+        for d in drives {
+            info.extend(["-d", d]);
+        }
+        let o = cedarvm(dir.path(), &info);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    // Too large a virtual size: refused, and the new files are gone.
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "new1.vol",
+            "-d",
+            "new2.vol",
+            "--drive-size",
+            "8MiB",
+            "--virtual-size",
+            "64MiB",
+        ],
+    );
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("virtual pages"), "{}", stderr(&o));
+    assert!(!dir.path().join("new1.vol").exists());
+    assert!(!dir.path().join("new2.vol").exists());
+    // A file that existed before the failed format stays.
+    std::fs::write(dir.path().join("old.vol"), b"").unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "old.vol",
+            "--drive-size",
+            "8MiB",
+            "--virtual-size",
+            "64MiB",
+        ],
+    );
+    assert_ne!(code(&o), 0);
+    assert!(dir.path().join("old.vol").exists());
+}

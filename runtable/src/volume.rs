@@ -105,6 +105,80 @@ fn random_volume_id() -> u128 {
 }
 
 impl Volume {
+    /// The most virtual pages a volume formatted with `options` on drives of
+    /// `drive_pages` pages can hold: every data page (what the labels,
+    /// header slots, spares and `options.bad_spots` leave), where the
+    /// header slots themselves grow with the run table, so with the virtual
+    /// size (small stripe units make many runs). `options.virtual_pages` is
+    /// ignored. The default size of a `format` that was given none.
+    pub fn fit_virtual_pages(
+        options: &FormatOptions,
+        drive_pages: &[u64],
+    ) -> Result<u64, VolumeError> {
+        let mut geometry = Geometry {
+            volume_id: 0,
+            page_size: options.page_size,
+            virtual_pages: 0,
+            drive_pages: drive_pages.to_vec(),
+            layout: options.layout,
+            spare_pages_per_drive: options.spare_pages_per_drive,
+            header_slot_pages: 1,
+            reserve_remaps: options.reserve_remaps,
+            sparse: options.sparse,
+        };
+        geometry.validate()?;
+        // Each bad spot once (format keeps one of each).
+        let bad_spots: std::collections::BTreeSet<DiskAddr> =
+            options.bad_spots.iter().copied().collect();
+        let available = |g: &Geometry| -> u64 {
+            (0..g.drive_count())
+                .map(|d| {
+                    let drive = DriveId(d as u16);
+                    let start = g.reserved_front(drive);
+                    let (end, _) = g.spare_range(drive);
+                    let bad = bad_spots
+                        .iter()
+                        .filter(|b| b.drive == drive && (start..end).contains(&b.page.0))
+                        .count() as u64;
+                    end.saturating_sub(start).saturating_sub(bad)
+                })
+                .sum()
+        };
+        // Whether `pages` virtual pages fit the data pages their own header
+        // leaves. Fewer virtual pages, fewer runs, smaller header slots,
+        // more data pages: so what fits is a prefix of the sizes, and the
+        // largest is found by bisection.
+        let most = available(&geometry);
+        let mut fits = |pages: u64| -> Result<bool, VolumeError> {
+            geometry.virtual_pages = pages;
+            geometry.header_slot_pages = header_slot_pages(&geometry, bad_spots.len(), options)?;
+            if geometry.validate().is_err() {
+                return Ok(false);
+            }
+            Ok(pages <= available(&geometry))
+        };
+        if fits(most)? {
+            return Ok(most);
+        }
+        // `lo` fits, `hi` does not.
+        let (mut lo, mut hi) = (0u64, most);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            return Err(VolumeError::BadGeometry {
+                reason: "the drives hold no data page once labels, headers and spares are placed"
+                    .into(),
+            });
+        }
+        Ok(lo)
+    }
+
     /// Formats the drives of `channel` as a new volume (overwriting whatever
     /// they held) and returns it open.
     pub fn format(channel: DiskChannel, options: &FormatOptions) -> Result<Volume, VolumeError> {
@@ -142,20 +216,7 @@ impl Volume {
                 reason: "a stripe unit of 0 pages (give at least 1)".into(),
             });
         }
-        let runs_max = layout::run_count_bound(&geometry, bad_spots.len())
-            .saturating_add(2 * options.reserve_remaps as usize);
-        let bytes = header::header_bytes(
-            drives,
-            runs_max,
-            bad_spots.len() + options.reserve_remaps as usize,
-        );
-        if bytes > HEADER_BYTES_MAX {
-            return Err(VolumeError::HeaderTooLarge {
-                bytes,
-                max: HEADER_BYTES_MAX,
-            });
-        }
-        geometry.header_slot_pages = bytes.div_ceil(options.page_size) as u32;
+        geometry.header_slot_pages = header_slot_pages(&geometry, bad_spots.len(), options)?;
         geometry.validate()?;
         for spot in &bad_spots {
             let on_drive = geometry
@@ -602,4 +663,28 @@ enum SlotError {
     Stale(String),
     #[error("{0}")]
     Rejected(VolumeError),
+}
+
+/// The pages each header slot needs for `geometry` (its run table at the
+/// most runs the layout can make, plus `options.reserve_remaps` remaps)
+/// with `bad_spots` format-time bad spots.
+fn header_slot_pages(
+    geometry: &Geometry,
+    bad_spots: usize,
+    options: &FormatOptions,
+) -> Result<u32, VolumeError> {
+    let runs_max = layout::run_count_bound(geometry, bad_spots)
+        .saturating_add(2 * options.reserve_remaps as usize);
+    let bytes = header::header_bytes(
+        geometry.drive_count(),
+        runs_max,
+        bad_spots + options.reserve_remaps as usize,
+    );
+    if bytes > HEADER_BYTES_MAX {
+        return Err(VolumeError::HeaderTooLarge {
+            bytes,
+            max: HEADER_BYTES_MAX,
+        });
+    }
+    Ok(bytes.div_ceil(geometry.page_size) as u32)
 }

@@ -493,3 +493,60 @@ fn a_stripe_unit_of_zero_is_an_error_not_a_panic() {
     let err = Volume::format(channel_of(&[&a, &b]), &o).unwrap_err();
     assert!(matches!(err, VolumeError::BadGeometry { .. }), "{err}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The default virtual size always fits (issue 14, item 7: `format`
+    /// used to reject its own default for small stripe units, whose header
+    /// slots grow with the run table), and it is the largest that does:
+    /// one page more is refused. Over drive counts, sizes, stripe units,
+    /// spares, page sizes and format-time bad spots.
+    #[test]
+    fn the_default_virtual_size_is_the_largest_that_fits(
+        sizes in prop::collection::vec(40u64..3000, 1..4),
+        unit in prop::option::of(1u32..80),
+        spares in 0u32..24,
+        page_shift in 0u32..3,
+        bad in prop::collection::vec((0usize..4, 0u64..3000), 0..6),
+    ) {
+        let page = PAGE << page_shift;
+        let drives: Vec<SimDrive> = sizes
+            .iter()
+            .map(|&pages| {
+                SimDrive::preset("ssd", page)
+                    .unwrap()
+                    .with_page_count(pages)
+                    .unwrap()
+            })
+            .collect();
+        let mut options = FormatOptions::new(page, 0);
+        options.layout = unit.map_or(Layout::Concatenate, |unit| Layout::Stripe { unit });
+        options.spare_pages_per_drive = spares;
+        options.bad_spots = bad
+            .iter()
+            .map(|&(d, p)| DiskAddr::new((d % sizes.len()) as u16, p % sizes[d % sizes.len()]))
+            .collect();
+        let refs: Vec<&SimDrive> = drives.iter().collect();
+        let fit = match Volume::fit_virtual_pages(&options, &sizes) {
+            Ok(fit) => fit,
+            // Too small for its labels, headers and spares: format says so too.
+            Err(_) => {
+                options.virtual_pages = 1;
+                prop_assert!(Volume::format(channel_of(&refs), &options).is_err());
+                return Ok(());
+            }
+        };
+        options.virtual_pages = fit;
+        let formatted = Volume::format(channel_of(&refs), &options);
+        // A bad spot on a label or header page is refused whatever the
+        // size; otherwise the fit formats.
+        if let Err(e) = &formatted {
+            prop_assert!(matches!(e, VolumeError::BadSpotOffVolume { .. }), "{e}");
+            return Ok(());
+        }
+        prop_assert_eq!(formatted.unwrap().virtual_pages(), fit);
+        options.virtual_pages = fit + 1;
+        prop_assert!(Volume::format(channel_of(&refs), &options).is_err());
+    }
+}

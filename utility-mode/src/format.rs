@@ -19,8 +19,10 @@ pub struct FormatRequest {
     pub page_size: usize,
     /// Pages per drive file.
     pub drive_pages: u64,
-    /// Pages in the virtual space.
-    pub virtual_pages: u64,
+    /// Pages in the virtual space; `None`: as many as the drives hold
+    /// (after the labels, header slots, spares and bad spots found by the
+    /// scan).
+    pub virtual_pages: Option<u64>,
     /// Concatenate or stripe.
     pub layout: Layout,
     /// Spare pages per drive.
@@ -70,6 +72,25 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
     {
         return Err(ToolError::ExistingVolume { path: path.clone() });
     }
+    // The files this call creates, removed again if it fails: a failed
+    // format leaves nothing behind that was not there before.
+    let created: Vec<PathBuf> = request
+        .drives
+        .iter()
+        .filter(|p| !p.exists())
+        .cloned()
+        .collect();
+    let result = format_drives(request, uvm);
+    if result.is_err() {
+        for path in &created {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
+}
+
+/// `format` once the request has been checked.
+fn format_drives(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, ToolError> {
     let bar = progress(request.drives.len() as u64, "create");
     let drives = request
         .drives
@@ -92,11 +113,20 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
         .as_ref()
         .map(|r| r.bad.clone())
         .unwrap_or_default();
-    let mut options = FormatOptions::new(request.page_size, request.virtual_pages);
+    let mut options = FormatOptions::new(request.page_size, 0);
     options.layout = request.layout;
     options.spare_pages_per_drive = request.spare_pages;
     options.sparse = !request.preallocate;
     options.bad_spots = bad_spots.clone();
+    options.virtual_pages = match request.virtual_pages {
+        Some(pages) => pages,
+        None => {
+            let drive_pages: Vec<u64> = (0..channel.drive_count())
+                .map(|d| channel.page_count(disk_channel::DriveId(d as u16)))
+                .collect::<Result<_, _>>()?;
+            Volume::fit_virtual_pages(&options, &drive_pages)?
+        }
+    };
     let volume = Volume::format(channel, &options)?;
     Ok(FormatReport {
         scan: scan_report,

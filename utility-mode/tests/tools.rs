@@ -131,7 +131,7 @@ fn the_scavengers_page_map_lives_in_the_utility_vm() {
         drives: vec![dir.path().join("a.vol"), dir.path().join("b.vol")],
         page_size: PAGE,
         drive_pages: 4096,
-        virtual_pages: 3000,
+        virtual_pages: Some(3000),
         layout: runtable::Layout::Stripe { unit: 1 },
         spare_pages: 16,
         preallocate: false,
