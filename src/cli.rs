@@ -384,7 +384,9 @@ pub struct ScanArgs {
     /// Page size to scan in, for drives that hold no volume.
     #[arg(long, default_value = "4KiB", value_parser = size)]
     page_size: u64,
-    /// Scan even a drive that holds a volume (destroying it).
+    /// Scan even a drive that holds a volume or other data (destroying
+    /// it). Never a drive another process has open: the lock is always
+    /// taken.
     #[arg(long)]
     force: bool,
     /// Print the result as JSON.
@@ -524,15 +526,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             Ok(0)
         }
         Command::Scan(a) => {
-            if !a.force
-                && let Some(p) = a
-                    .drives
-                    .drives
-                    .iter()
-                    .find(|p| utility_mode::drives::probe_page_size(p).is_some())
-            {
-                return Err(ToolError::ExistingVolume { path: p.clone() });
-            }
+            utility_mode::drives::check_overwrite(&a.drives.drives, a.force)?;
             let channel =
                 utility_mode::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
             let uvm = UtilityVm::new(a.drives.memory)?;

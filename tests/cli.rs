@@ -402,3 +402,58 @@ fn format_fits_its_default_size_and_a_failed_format_leaves_nothing() {
     assert_ne!(code(&o), 0);
     assert!(dir.path().join("old.vol").exists());
 }
+
+/// Issue 14, items 1 and 2: `format` and `scan` refuse a file that holds
+/// data but no volume unless `--force` (and then say what they destroy),
+/// and `scan --force` never writes over a volume another process has open:
+/// the lock is always taken.
+#[test]
+fn tools_refuse_to_destroy_data_and_never_ignore_the_lock() {
+    use disk_channel::{Drive, FileDrive, FileDriveOptions};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"important notes\n").unwrap();
+    for args in [
+        &["format", "-d", "notes.txt", "--drive-size", "8MiB"][..],
+        &["scan", "-d", "notes.txt"][..],
+    ] {
+        let o = cedarvm(dir.path(), args);
+        assert_ne!(code(&o), 0, "{args:?}");
+        assert!(
+            stderr(&o).contains("not a cedar-vm volume"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("notes.txt")).unwrap(),
+            b"important notes\n"
+        );
+    }
+    // A fresh file of zeros is no data: scanned without --force.
+    std::fs::File::create(dir.path().join("fresh.vol"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let o = cedarvm(dir.path(), &["scan", "-d", "fresh.vol"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // With --force the notes go, and the tool says so.
+    let o = cedarvm(dir.path(), &["scan", "-d", "notes.txt", "--force"]);
+    assert!(
+        stderr(&o).contains("overwriting 16 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    // A volume in use by this process: scan --force refuses, the volume
+    // is untouched.
+    let paths = format_two(dir.path(), &[]);
+    let before = std::fs::read(&paths[0]).unwrap();
+    let held = FileDrive::open(&paths[0], &FileDriveOptions::open(4096)).unwrap();
+    held.lock_exclusive().unwrap();
+    let o = cedarvm(dir.path(), &["scan", "-d", "a.vol", "--force"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("in use"), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&paths[0]).unwrap() == before,
+        "the volume was written"
+    );
+    drop(held);
+}

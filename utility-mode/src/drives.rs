@@ -27,6 +27,62 @@ pub fn probe_page_size(path: &Path) -> Option<usize> {
         .map(|l| l.geometry.page_size as usize)
 }
 
+/// The size of the file at `path` if it holds data a tool would destroy:
+/// it exists, is not empty, and some byte of its first data (the first
+/// 64 KiB after `SEEK_DATA`: a fresh sparse or zeroed file holds none) is
+/// not zero. `None` for a missing file, an empty one, one of zeros.
+pub fn holds_data(path: &Path) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    // Opening a FIFO would block: only files a drive can be are looked into
+    // (the drive's own open refuses the others, in one line).
+    if !is_drive_kind(path) {
+        return None;
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    let bytes = file.metadata().ok()?.len();
+    if bytes == 0 {
+        return None;
+    }
+    let start = rustix::fs::seek(&file, rustix::fs::SeekFrom::Data(0)).unwrap_or(0);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut head = vec![0u8; 64 * 1024];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => break,
+        }
+    }
+    head[..filled].iter().any(|&b| b != 0).then_some(bytes)
+}
+
+/// Refuses (without `force`) to let a tool overwrite any of `paths` that
+/// holds a volume or other data; with `force`, says on standard error what
+/// is being destroyed.
+pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<(), ToolError> {
+    for path in paths {
+        let volume = probe_page_size(path).is_some();
+        let data = holds_data(path);
+        match (volume, data, force) {
+            (true, _, false) => return Err(ToolError::ExistingVolume { path: path.clone() }),
+            (false, Some(bytes), false) => {
+                return Err(ToolError::ExistingData {
+                    path: path.clone(),
+                    bytes,
+                });
+            }
+            (true, _, true) => eprintln!("{}: overwriting a cedar-vm volume", path.display()),
+            (false, Some(bytes), true) => eprintln!(
+                "{}: overwriting {bytes} bytes that are not a cedar-vm volume",
+                path.display()
+            ),
+            (false, None, _) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Opens existing drive files as a channel. The page size comes from the
 /// first readable label (`fallback` when none is readable).
 pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, ToolError> {

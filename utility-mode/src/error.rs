@@ -37,6 +37,16 @@ pub enum ToolError {
         /// The drive file.
         path: PathBuf,
     },
+    /// The tool would overwrite a file that holds data but no volume.
+    #[error(
+        "{path}: holds {bytes} bytes of data that are not a cedar-vm volume; use --force to overwrite them"
+    )]
+    ExistingData {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
     /// The request makes no sense.
     #[error("{0}")]
     Usage(String),

@@ -5,9 +5,8 @@ use crate::progress::progress;
 use crate::scan::{ScanMode, ScanReport, scan};
 use crate::utility_vm::UtilityVm;
 use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions};
-use runtable::{DiskAddr, FormatOptions, Layout, Volume, label};
+use runtable::{DiskAddr, FormatOptions, Layout, Volume};
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::path::PathBuf;
 
 /// What to format.
@@ -46,19 +45,6 @@ pub struct FormatReport {
     pub bad_spots: usize,
 }
 
-/// Whether the file at `path` starts with a cedar-vm label.
-fn holds_volume(path: &PathBuf) -> bool {
-    if !crate::drives::is_drive_kind(path) {
-        return false;
-    }
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut head = vec![0u8; 64 * 1024];
-    let n = file.read(&mut head).unwrap_or(0);
-    label::decode(&head[..n]).is_ok()
-}
-
 /// Formats the drives of `request`, using `uvm` for the scan's memory.
 pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, ToolError> {
     crate::drives::check_distinct(&request.drives)?;
@@ -67,11 +53,7 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
             "name at least one drive with --drive".into(),
         ));
     }
-    if !request.force
-        && let Some(path) = request.drives.iter().find(|p| holds_volume(p))
-    {
-        return Err(ToolError::ExistingVolume { path: path.clone() });
-    }
+    crate::drives::check_overwrite(&request.drives, request.force)?;
     // The files this call creates, removed again if it fails: a failed
     // format leaves nothing behind that was not there before.
     let created: Vec<PathBuf> = request

@@ -59,6 +59,9 @@ pub fn scan(
     mode: ScanMode,
     uvm: &UtilityVm,
 ) -> Result<ScanReport, ToolError> {
+    // A scan writes patterns over every page it tests: never while another
+    // process has the volume open (`--force` does not change that).
+    channel.lock_all()?;
     let page_size = channel.page_size();
     let bad = uvm.array(2 * BAD_PAGES_MAX)?;
     let mut bad_count = 0u64;
