@@ -101,9 +101,11 @@ pub enum BenchCommand {
 /// `bench out-of-core` arguments.
 #[derive(Args, Debug)]
 pub struct OutOfCoreArgs {
-    /// Real-memory budget: the VM's cgroup limit is 32 MiB more; the
-    /// kernel's is what its program holds, plus the sort's run buffer, plus
-    /// the budget. The data set is 4× it, the sort 8× it.
+    /// Real-memory budget: the VM's cgroup limit is the budget + a quarter
+    /// of it (the sort's run buffer) + 32 MiB; the kernel's is what its
+    /// program holds + the run buffer + its page tables + 1 MiB + the
+    /// budget. The data set is 4× it, the sort 8× it. Below about 16 MiB
+    /// the kernel's sides may be killed by their cgroup (reported).
     #[arg(long, default_value = "32MiB", value_parser = size)]
     memory: u64,
     /// Random reads per random workload.
@@ -638,8 +640,13 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             if memory < 1 << 20 {
                 return Err(ToolError::Usage("--memory must be at least 1 MiB".into()));
             }
-            if a.limit.is_nan() || a.limit <= 0.0 {
-                return Err(ToolError::Usage("--limit must be positive".into()));
+            if !a.limit.is_finite() || a.limit <= 0.0 {
+                return Err(ToolError::Usage(
+                    "--limit must be a positive number of seconds".into(),
+                ));
+            }
+            if a.reads == 0 {
+                return Err(ToolError::Usage("--reads must be at least 1".into()));
             }
             let program = std::env::current_exe().map_err(|source| ToolError::File {
                 path: PathBuf::from("cedarvm"),
@@ -654,7 +661,19 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 workloads: a.workloads.clone(),
                 threads: usize::from(a.threads),
             };
-            let report = cedar_bench::out_of_core::out_of_core(&program, &options)?;
+            // Find out now, not after the run, whether the chart can be
+            // written.
+            if let Some(path) = &a.svg {
+                std::fs::write(path, b"").map_err(|source| ToolError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            let report = cedar_bench::out_of_core::out_of_core(
+                &program,
+                &options,
+                &crate::signals::undo_on_signal,
+            )?;
             if let Some(path) = &a.svg {
                 std::fs::write(path, report.svg()).map_err(|source| ToolError::File {
                     path: path.clone(),
@@ -713,12 +732,19 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         Command::Bench(BenchCommand::FaultPath(a)) => {
             let pages = a.working_set / 4096;
             let memory = a.memory / 4096;
-            if memory == 0 || pages < 2 * memory {
+            if memory == 0 {
+                return Err(ToolError::Usage(
+                    "--memory must be at least one 4 KiB page".into(),
+                ));
+            }
+            if pages < 2 * memory {
                 return Err(ToolError::Usage(
                     "--working-set must be at least twice --memory".into(),
                 ));
             }
-            let threads: Vec<usize> = a.threads.iter().map(|&t| usize::from(t)).collect();
+            let mut threads: Vec<usize> = a.threads.iter().map(|&t| usize::from(t)).collect();
+            threads.sort_unstable();
+            threads.dedup();
             let report =
                 cedar_bench::fault_path::fault_path(pages, memory, &threads, a.dir.as_deref())?;
             if a.json {
@@ -784,11 +810,14 @@ where
     match run_command(cli.command) {
         Ok(code) => code,
         Err(e) => {
+            // Interrupted, the signal thread reports (by its exit status).
+            crate::signals::wait_if_interrupted();
             eprintln!("cedarvm: error: {e}");
-            if scavenging {
-                Status::Unrecoverable.exit_code()
-            } else {
-                1
+            match e {
+                // A bad value, as clap's own: exit 2, whatever the command.
+                ToolError::Usage(_) => 2,
+                _ if scavenging => Status::Unrecoverable.exit_code(),
+                _ => 1,
             }
         }
     }

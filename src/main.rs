@@ -11,5 +11,9 @@ mod signals;
 fn main() {
     utility_mode::progress::set_sink(Box::new(progress_bar::TerminalSink));
     signals::install();
-    std::process::exit(cli::run(std::env::args_os()));
+    let status = cli::run(std::env::args_os());
+    // An interrupted run may end here first (its child killed under it):
+    // the signal thread finishes the cleanup and exits 130 or 143.
+    signals::wait_if_interrupted();
+    std::process::exit(status);
 }

@@ -14,10 +14,56 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 static CREATED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static CGROUPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Removes `path` (a file or a folder) if the run is interrupted.
 pub fn remove_on_signal(path: PathBuf) {
     CREATED.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+}
+
+/// Blocks forever if a signal arrived: the signal thread is cleaning up
+/// and will exit the process with the signal's status (a run that failed
+/// because its child was killed by that cleanup must not exit first, with
+/// its own status and message).
+pub fn wait_if_interrupted() {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// What a benchmark run asks to be undone if it is interrupted.
+pub fn undo_on_signal(cleanup: cedar_bench::out_of_core::Cleanup) {
+    use cedar_bench::out_of_core::Cleanup;
+    match cleanup {
+        Cleanup::Kill(pid) => CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid),
+        Cleanup::RemoveDir(path) => remove_on_signal(path),
+        Cleanup::RemoveCgroup(path) => CGROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(path),
+    }
+}
+
+/// Kills the registered children and waits (up to a second each) for them
+/// to be gone, so that their files and cgroups can go.
+fn kill_children() {
+    let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in children {
+        let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+            continue;
+        };
+        // Already gone (and perhaps reaped): nothing to do.
+        if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_err() {
+            continue;
+        }
+        for _ in 0..100 {
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    }
 }
 
 /// Starts the thread that handles SIGINT and SIGTERM. If the signals
@@ -37,6 +83,8 @@ pub fn install() {
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+                kill_children();
                 let created =
                     std::mem::take(&mut *CREATED.lock().unwrap_or_else(|e| e.into_inner()));
                 for path in created {
@@ -46,10 +94,18 @@ pub fn install() {
                         std::fs::remove_file(&path)
                     };
                 }
-                // Clear whatever line a progress bar left.
+                for cgroup in
+                    std::mem::take(&mut *CGROUPS.lock().unwrap_or_else(|e| e.into_inner()))
+                {
+                    let _ = std::fs::remove_dir(&cgroup);
+                }
+                // Clear whatever line a progress bar left (on a terminal:
+                // there is none elsewhere).
                 let mut err = std::io::stderr();
-                let _ = err.write_all(b"\r\x1b[2K");
-                let _ = err.flush();
+                if std::io::IsTerminal::is_terminal(&err) {
+                    let _ = err.write_all(b"\r\x1b[2K");
+                    let _ = err.flush();
+                }
                 std::process::exit(128 + signal);
             }
         });

@@ -228,7 +228,7 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let sides = report["sides"].as_array().unwrap();
     let names: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Vm", "KernelAdvised", "Kernel"]);
+    assert_eq!(names, ["vm", "kernel-advised", "kernel"]);
     for side in sides {
         let workloads: Vec<&str> = side["workloads"]
             .as_array()
@@ -238,13 +238,13 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             .collect();
         // The kernel's sides may be killed by their cgroup at this tiny
         // budget (and say so); the VM's may not.
-        if side["failure"].is_string() && side["side"] != "Vm" {
+        if side["failure"].is_string() && side["side"] != "vm" {
             assert!(workloads.is_empty(), "{side}");
             continue;
         }
         // The VM's side also measures the device alone on its own drive
         // file, just before the random reads.
-        let expected: &[&str] = if side["side"] == "Vm" {
+        let expected: &[&str] = if side["side"] == "vm" {
             &["fill", "scan", "device", "uniform", "zipf", "sort"]
         } else {
             &["fill", "scan", "uniform", "zipf", "sort"]

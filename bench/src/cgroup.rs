@@ -41,6 +41,11 @@ impl MemoryCgroup {
         Ok(cgroup)
     }
 
+    /// The cgroup's directory.
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
     /// The file a process writes its pid to in order to join.
     pub fn procs(&self) -> PathBuf {
         self.path.join("cgroup.procs")

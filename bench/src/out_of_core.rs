@@ -59,6 +59,7 @@ pub const SLACK_BYTES: u64 = 32 << 20;
 
 /// Which side of the comparison a child process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Side {
     /// The VM, drives opened `O_DIRECT`.
     Vm,
@@ -787,17 +788,37 @@ pub fn run_side(
     }
 }
 
+/// What an interrupted run must undo (the program's signal handler does it,
+/// in this order: processes, then directories, then cgroups).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Kill this child process.
+    Kill(u32),
+    /// Remove this directory and everything in it.
+    RemoveDir(PathBuf),
+    /// Remove this cgroup (once its processes are gone).
+    RemoveCgroup(PathBuf),
+}
+
 /// Runs `bench out-of-core`: each side in a child process (`program`, the
 /// `cedarvm` binary, as `bench out-of-core-side`) inside its memory cgroup.
 pub fn out_of_core(
     program: &Path,
     options: &OutOfCoreOptions,
+    on_interrupt: &dyn Fn(Cleanup),
 ) -> Result<OutOfCoreReport, ToolError> {
     let temp = tempfile::tempdir().map_err(|source| ToolError::File {
         path: std::env::temp_dir(),
         source,
     })?;
     let dir = options.dir.as_deref().unwrap_or(temp.path());
+    if !dir.is_dir() {
+        return Err(ToolError::Usage(format!(
+            "--dir {}: not a directory",
+            dir.display()
+        )));
+    }
+    on_interrupt(Cleanup::RemoveDir(temp.path().to_path_buf()));
     let sides = [Side::Vm, Side::KernelAdvised, Side::Kernel];
     let bar = progress(sides.len() as u64, "out-of-core");
     let mut reports = Vec::new();
@@ -830,7 +851,16 @@ pub fn out_of_core(
         if let Some(cgroup) = &cgroup {
             command.arg("--cgroup-procs").arg(cgroup.procs());
         }
-        let output = command.output().map_err(|source| ToolError::File {
+        let child = command.spawn().map_err(|source| ToolError::File {
+            path: program.to_path_buf(),
+            source,
+        })?;
+        // Interrupted, the child is killed first, then what it used goes.
+        on_interrupt(Cleanup::Kill(child.id()));
+        if let Some(cgroup) = &cgroup {
+            on_interrupt(Cleanup::RemoveCgroup(cgroup.dir().to_path_buf()));
+        }
+        let output = child.wait_with_output().map_err(|source| ToolError::File {
             path: program.to_path_buf(),
             source,
         })?;
@@ -840,11 +870,12 @@ pub fn out_of_core(
         // such); any other failure, or the VM's side killed, fails the run.
         let tolerated = killed && side != Side::Vm;
         if !output.status.success() && !tolerated {
-            return Err(ToolError::Check(format!(
-                "the {} side failed ({}): {}",
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let reason = stderr.trim().trim_start_matches("cedarvm: error: ");
+            return Err(ToolError::Failed(format!(
+                "the {} side of the run failed ({}): {reason}",
                 side.name(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
+                output.status
             )));
         }
         let mut report: SideReport = if killed {
@@ -984,23 +1015,27 @@ impl OutOfCoreReport {
                 .peak_bytes
                 .map_or("-".into(), |b| format!("{:.1} MiB", mib(b)));
             let failure = s.failure.as_deref().unwrap_or("");
-            t.push_str(&format!(
-                "{:<16} {:>12} {:>13}  {failure}\n",
+            let line = format!(
+                "{:<16} {:>12} {:>13}  {failure}",
                 s.side.name(),
                 limit,
                 peak
-            ));
+            );
+            t.push_str(line.trim_end());
+            t.push('\n');
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
             t.push_str(&format!(
-                "\nvm: {} faults, {} page-ins in {} reads ({} clustered), {} page-outs in {} writes, drive {:?}\n",
+                "\nvm: {} faults, {} page-ins in {} reads ({} clustered), {} page-outs in {} writes, drive {}\n",
                 stats.faults,
                 stats.page_ins,
                 stats.disk_reads,
                 stats.cluster_reads,
                 stats.page_outs,
                 stats.disk_writes,
-                self.side(Side::Vm).and_then(|s| s.cache)
+                self.side(Side::Vm)
+                    .and_then(|s| s.cache)
+                    .map_or("-".to_string(), |c| format!("{c:?}"))
             ));
         }
         t

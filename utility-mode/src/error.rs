@@ -50,6 +50,10 @@ pub enum ToolError {
     /// The request makes no sense.
     #[error("{0}")]
     Usage(String),
+    /// A run failed for a reason its message gives whole (a benchmark's
+    /// child process, say).
+    #[error("{0}")]
+    Failed(String),
     /// A run's own check failed (the demo's sort, a scan's bookkeeping).
     #[error("check failed: {0}")]
     Check(String),
