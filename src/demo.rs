@@ -147,6 +147,15 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             options.memory_bytes
         )));
     }
+    if let Some(available) = utility_mode::available_memory_bytes()
+        && options.memory_bytes > available
+    {
+        return Err(ToolError::Usage(format!(
+            "--memory {} is more than this machine has available ({:.1} GiB)",
+            utility_mode::human_bytes(options.memory_bytes),
+            available as f64 / (1u64 << 30) as f64
+        )));
+    }
     let key_pages = options.key_bytes / PAGE;
     let keys = options.key_bytes / 8;
     let temp = tempfile::tempdir().map_err(|source| ToolError::File {
@@ -178,7 +187,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     )?;
     let config = VmConfig {
         fault_service: options.fault_service,
-        ..VmConfig::new(virtual_pages, options.memory_bytes / PAGE)
+        // Never more frames than the address space has pages: a budget
+        // beyond the work would only make a larger frame table.
+        ..VmConfig::new(
+            virtual_pages,
+            (options.memory_bytes / PAGE).min(virtual_pages),
+        )
     };
     let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
     let input = vm.allocate(key_pages).map_err(ToolError::Vm)?;

@@ -535,3 +535,31 @@ fn an_interrupted_out_of_core_run_leaves_no_child_file_or_cgroup() {
         }
     }
 }
+
+/// Issue 14, items 12 and 15: budgets a tool cannot use are refused up
+/// front, in the user's words, with exit status 2 — not "real_memory_pages:
+/// 0 is not within 1..=2^32-1", and not an abort after gigabytes of tables.
+#[test]
+fn impossible_budgets_are_refused_in_the_users_words() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &[]);
+    let o = cedarvm(
+        dir.path(),
+        &["scavenge", "-d", "a.vol", "-d", "b.vol", "--memory", "1"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("less than one page"), "{}", stderr(&o));
+    for args in [
+        &["scavenge", "-d", "a.vol", "-d", "b.vol", "--memory", "4TiB"][..],
+        &["demo", "--keys", "8MiB", "--memory", "4TiB"][..],
+    ] {
+        let o = cedarvm(dir.path(), args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("more than this machine has available"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"));
+    }
+}

@@ -33,4 +33,4 @@ mod utility_vm;
 
 pub use error::ToolError;
 pub use units::{human_bytes, parse_size};
-pub use utility_vm::{UtilityVm, sort_records};
+pub use utility_vm::{UtilityVm, available_memory_bytes, sort_records};

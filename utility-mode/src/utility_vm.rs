@@ -20,6 +20,25 @@ impl UtilityVm {
     /// backing storage.
     pub fn new(budget_bytes: u64) -> Result<UtilityVm, ToolError> {
         let pages = budget_bytes / PAGE;
+        if pages == 0 {
+            return Err(ToolError::Usage(format!(
+                "--memory {} is less than one page ({} KiB)",
+                crate::units::human_bytes(budget_bytes),
+                PAGE / 1024
+            )));
+        }
+        // The frame table alone takes 12 bytes a page of the budget, made
+        // at once: a budget beyond what the machine has is refused here,
+        // not after gigabytes of tables.
+        if let Some(available) = available_memory_bytes()
+            && budget_bytes > available
+        {
+            return Err(ToolError::Usage(format!(
+                "--memory {} is more than this machine has available ({:.1} GiB)",
+                crate::units::human_bytes(budget_bytes),
+                available as f64 / (1u64 << 30) as f64
+            )));
+        }
         let config = VmConfig::new(pages.max(1) * 16, pages);
         let vm = Vm::new(config, Backing::RealMemoryOnly).map_err(ToolError::Vm)?;
         Ok(UtilityVm { vm })
@@ -99,4 +118,13 @@ pub fn sort_records(array: &VmArray<'_, u64>, width: u64, key_words: u64) -> Res
         sift(0, end).map_err(ToolError::Vm)?;
     }
     Ok(())
+}
+
+/// `MemAvailable` of `/proc/meminfo`, bytes (`None` where it cannot be
+/// read).
+pub fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -140,26 +140,51 @@ impl std::ops::DerefMut for MonitorGuard<'_> {
 }
 
 impl Monitor {
-    pub(crate) fn new(virtual_pages: u64, budget: u64, volume: Option<Volume>) -> Monitor {
+    /// The monitor's structures for `budget` frames. The frame table is
+    /// made at once (12–20 bytes a frame): where the allocator cannot give
+    /// it, an error, not an abort.
+    pub(crate) fn new(
+        virtual_pages: u64,
+        budget: u64,
+        volume: Option<Volume>,
+    ) -> Result<Monitor, crate::error::VmError> {
+        let too_much = |_| crate::error::VmError::Config {
+            field: "real_memory_pages",
+            reason: format!(
+                "{budget} pages of real memory need a frame table this process cannot allocate"
+            ),
+        };
         let mut free = BTreeMap::new();
         if virtual_pages > 0 {
             free.insert(0, virtual_pages);
         }
-        Monitor {
+        let mut frames = Vec::new();
+        frames
+            .try_reserve_exact(budget as usize)
+            .map_err(too_much)?;
+        frames.resize(budget as usize, None);
+        let mut free_frames = Vec::new();
+        free_frames
+            .try_reserve_exact(budget as usize)
+            .map_err(too_much)?;
+        free_frames.extend((0..budget as u32).rev());
+        let mut frame_of = HashMap::new();
+        frame_of.try_reserve(budget as usize).map_err(too_much)?;
+        Ok(Monitor {
             free,
             allocations: BTreeMap::new(),
             allocated_pages: 0,
-            frames: vec![None; budget as usize],
-            free_frames: (0..budget as u32).rev().collect(),
+            frames,
+            free_frames,
             frames_in_transit: 0,
-            frame_of: HashMap::with_capacity(budget as usize),
+            frame_of,
             hand: 0,
             pins: HashMap::new(),
             counters: Counters::default(),
             volume,
             volume_needs_commit: false,
             gave_up_on_transit: false,
-        }
+        })
     }
 
     pub(crate) fn budget(&self) -> u64 {

@@ -151,7 +151,7 @@ impl Vm {
             channel: volume.as_ref().map(|v| v.channel().handle()),
             region: Region::reserve(config.virtual_pages, config.page_size)?,
             states: StateArray::new(config.virtual_pages)?,
-            monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)),
+            monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)?),
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),

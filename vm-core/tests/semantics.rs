@@ -344,6 +344,24 @@ fn bad_configurations_name_the_field() {
         ),
         "{err}"
     );
+    // A budget whose frame table cannot be allocated (4 billion frames):
+    // an error naming the field, not an abort.
+    let err = Vm::new(
+        VmConfig::new(1 << 20, u64::from(u32::MAX)),
+        Backing::RealMemoryOnly,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        matches!(
+            err,
+            VmError::Config {
+                field: "real_memory_pages",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
