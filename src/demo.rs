@@ -76,8 +76,8 @@ pub struct DemoReport {
     pub runs: u64,
     /// Wall time of the whole job, seconds.
     pub elapsed_s: f64,
-    /// Wall time of each phase (fill, sort runs, merge, verify), seconds.
-    pub phase_s: [f64; 4],
+    /// Wall time of each phase, seconds.
+    pub phases: Phases,
     /// Whether the output checked out (always true in a returned report).
     pub verified: bool,
     /// The VM's counters at the end.
@@ -100,6 +100,19 @@ pub struct DemoReport {
     /// The drive's page-cache policy in force (`direct`, or `drop-behind`
     /// where the file system refuses `O_DIRECT`, or `buffered`).
     pub cache: CachePolicy,
+}
+
+/// Wall time of the demo's phases, seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Filling the input with keys.
+    pub fill_s: f64,
+    /// Sorting runs of a quarter of the budget in place.
+    pub sort_runs_s: f64,
+    /// Merging the runs into the output.
+    pub merge_s: f64,
+    /// Checking the output.
+    pub verify_s: f64,
 }
 
 /// The process's peak resident set in bytes (`VmHWM`), 0 where `/proc`
@@ -198,10 +211,10 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let input = vm.allocate(key_pages).map_err(ToolError::Vm)?;
     let output = vm.allocate(key_pages).map_err(ToolError::Vm)?;
     let (in_base, out_base) = (vm.address_of(input.page).0, vm.address_of(output.page).0);
-    let bar = progress(4, "demo");
     let mut phase_s = [0.0; 4];
 
-    // 1. Fill.
+    // 1. Fill. (Each phase has a bar of its own, named, counting keys.)
+    let bar = progress(keys, "demo: fill");
     let t = Instant::now();
     let mut rng = SplitMix64::new(options.seed);
     let (mut sum, mut xor) = (0u64, 0u64);
@@ -221,14 +234,16 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         vm.write(VAddr(in_base + at * 8), &bytes)
             .map_err(ToolError::Vm)?;
         at += n;
+        bar.inc(n);
     }
     phase_s[0] = t.elapsed().as_secs_f64();
-    bar.inc(1);
+    bar.finish_and_clear();
 
     // 2. Sort runs of `chunk_keys` keys in place. Each run is read in
     // order: sequential advice lets a fault read ahead by runs of pages.
     vm.advise(input, Advice::Sequential)
         .map_err(ToolError::Vm)?;
+    let bar = progress(keys, "demo: sort runs");
     let t = Instant::now();
     let runs = keys.div_ceil(chunk_keys);
     let mut run_keys: Vec<u64> = Vec::with_capacity(chunk_keys as usize);
@@ -245,14 +260,16 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         }
         vm.write(VAddr(in_base + start * 8), &bytes)
             .map_err(ToolError::Vm)?;
+        bar.inc(n);
     }
     drop(run_keys);
     phase_s[1] = t.elapsed().as_secs_f64();
-    bar.inc(1);
+    bar.finish_and_clear();
 
     // 3. Merge: one page of each run in hand. Each run is read in order;
     // the input stays advised sequential, and each run's read-ahead window
     // adapts to what it keeps resident (32 runs share real memory).
+    let bar = progress(keys, "demo: merge");
     let t = Instant::now();
     struct Cursor {
         next: u64,
@@ -292,6 +309,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             vm.write(VAddr(out_base + written * 8), &out)
                 .map_err(ToolError::Vm)?;
             written += out.len() as u64 / 8;
+            bar.inc(out.len() as u64 / 8);
             out.clear();
         }
         let c = &mut cursors[r];
@@ -307,11 +325,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         .map_err(ToolError::Vm)?;
     written += out.len() as u64 / 8;
     phase_s[2] = t.elapsed().as_secs_f64();
-    bar.inc(1);
+    bar.finish_and_clear();
 
     // 4. Verify (the output is read in order).
     vm.advise(output, Advice::Sequential)
         .map_err(ToolError::Vm)?;
+    let bar = progress(keys, "demo: verify");
     let t = Instant::now();
     let (mut check_sum, mut check_xor, mut previous, mut count) = (0u64, 0u64, 0u64, 0u64);
     let mut at = 0;
@@ -332,6 +351,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             count += 1;
         }
         at += n;
+        bar.inc(n);
     }
     if (count, written, check_sum, check_xor) != (keys, keys, sum, xor) {
         return Err(ToolError::Check(
@@ -355,7 +375,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         memory_bytes: options.memory_bytes,
         runs,
         elapsed_s: started.elapsed().as_secs_f64(),
-        phase_s,
+        phases: Phases {
+            fill_s: phase_s[0],
+            sort_runs_s: phase_s[1],
+            merge_s: phase_s[2],
+            verify_s: phase_s[3],
+        },
         verified: true,
         stats,
         seed: options.seed,
@@ -375,10 +400,11 @@ impl DemoReport {
             (
                 "sorted",
                 format!(
-                    "{} keys ({}) in {} runs, verified",
+                    "{} keys ({}) in {} run{}, verified",
                     self.keys,
                     utility_mode::human_bytes(self.key_bytes),
-                    self.runs
+                    self.runs,
+                    if self.runs == 1 { "" } else { "s" }
                 ),
             ),
             (
@@ -386,10 +412,10 @@ impl DemoReport {
                 format!(
                     "{:.2} s (fill {:.2}, sort runs {:.2}, merge {:.2}, verify {:.2})",
                     self.elapsed_s,
-                    self.phase_s[0],
-                    self.phase_s[1],
-                    self.phase_s[2],
-                    self.phase_s[3]
+                    self.phases.fill_s,
+                    self.phases.sort_runs_s,
+                    self.phases.merge_s,
+                    self.phases.verify_s
                 ),
             ),
             (
@@ -399,7 +425,7 @@ impl DemoReport {
                     s.faults,
                     s.zero_fills,
                     s.overwrites,
-                    s.faults - s.zero_fills - s.overwrites,
+                    s.faults.saturating_sub(s.zero_fills + s.overwrites),
                     s.hits
                 ),
             ),
@@ -418,7 +444,7 @@ impl DemoReport {
             (
                 "resident",
                 format!(
-                    "high water {} of a {} budget; process peak RSS {:.1} MiB",
+                    "high water {} of the {} budget; process peak RSS {:.1} MiB",
                     utility_mode::human_bytes(s.resident_high_water * PAGE),
                     utility_mode::human_bytes(self.memory_bytes),
                     self.peak_rss_bytes as f64 / (1 << 20) as f64

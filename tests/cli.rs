@@ -69,6 +69,11 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["verified"], true);
     assert_eq!(report["keys"], 4 * 1024 * 1024 / 8);
+    // The phases by name (issue 14, item 17: an unlabelled array before).
+    let phases = &report["phases"];
+    for phase in ["fill_s", "sort_runs_s", "merge_s", "verify_s"] {
+        assert!(phases[phase].as_f64().is_some_and(|s| s >= 0.0), "{phases}");
+    }
     let stats = &report["stats"];
     assert!(stats["page_outs"].as_u64().unwrap() > 0, "{stats}");
     // The bound as the kernel sees it: pages of the region in memory.
