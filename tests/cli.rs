@@ -568,3 +568,46 @@ fn impossible_budgets_are_refused_in_the_users_words() {
         assert!(!stderr(&o).contains("panicked"));
     }
 }
+
+/// Issue 14, item 10: `info` and a scavenge that only checks open the
+/// drives read-only, with a shared lock: they work on files that cannot be
+/// written (made immutable here: root ignores permission bits), beside one
+/// another, and not while another process has the volume open for writing.
+#[test]
+fn info_and_checking_open_read_only() {
+    use disk_channel::{Drive, FileDrive, FileDriveOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = format_two(dir.path(), &[]);
+    let immutable = std::process::Command::new("chattr")
+        .arg("+i")
+        .args(&paths)
+        .status();
+    if !immutable.is_ok_and(|s| s.success()) {
+        println!("skipped: chattr +i is refused here (not root, or no such attribute)");
+        return;
+    }
+    let both = ["-d", "a.vol", "-d", "b.vol"];
+    let info = cedarvm(dir.path(), &[&["info"][..], &both].concat());
+    let check = cedarvm(dir.path(), &[&["scavenge"][..], &both].concat());
+    let repair = cedarvm(dir.path(), &[&["scavenge", "--repair"][..], &both].concat());
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .args(&paths)
+        .status();
+    assert_eq!(code(&info), 0, "{}", stderr(&info));
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+    assert!(stdout(&check).contains("clean"), "{}", stdout(&check));
+    // Repair needs to write: refused on an immutable file.
+    assert_ne!(code(&repair), 0);
+    // Two readers at once share the lock; a writer excludes them.
+    let reader = FileDrive::open(&paths[0], &FileDriveOptions::open_read_only(4096)).unwrap();
+    reader.lock_exclusive().unwrap();
+    let info = cedarvm(dir.path(), &[&["info"][..], &both].concat());
+    assert_eq!(code(&info), 0, "beside a reader: {}", stderr(&info));
+    drop(reader);
+    let writer = FileDrive::open(&paths[0], &FileDriveOptions::open(4096)).unwrap();
+    writer.lock_exclusive().unwrap();
+    let info = cedarvm(dir.path(), &[&["info"][..], &both].concat());
+    assert_ne!(code(&info), 0);
+    assert!(stderr(&info).contains("in use"), "{}", stderr(&info));
+}

@@ -140,7 +140,9 @@ pub trait Drive: Send {
     fn stats(&self) -> DriveStats;
 
     /// Takes an exclusive lock on the drive so that no other process opens
-    /// the same volume; drives that are not files have nothing to lock.
+    /// the same volume; drives that are not files have nothing to lock. A
+    /// drive opened for reading only takes a shared lock instead: readers
+    /// exclude writers, not each other.
     fn lock_exclusive(&self) -> Result<(), DriveError> {
         Ok(())
     }

@@ -65,6 +65,11 @@ pub struct FileDriveOptions {
     /// Which engine runs batches of transfers (default
     /// [`IoEngine::Auto`]).
     pub engine: IoEngine,
+    /// Open the file for reading only: writes fail, and the drive's lock
+    /// ([`Drive::lock_exclusive`]) is a shared one — readers exclude
+    /// writers, not each other. For tools that only look (`info`, a
+    /// scavenge that does not repair), on a read-only file or file system.
+    pub read_only: bool,
 }
 
 impl FileDriveOptions {
@@ -78,6 +83,16 @@ impl FileDriveOptions {
             cache: CachePolicy::default(),
             measure_busy_time: false,
             engine: IoEngine::default(),
+            read_only: false,
+        }
+    }
+
+    /// Open an existing drive file for reading only (see
+    /// [`FileDriveOptions::read_only`]).
+    pub fn open_read_only(page_size: usize) -> FileDriveOptions {
+        FileDriveOptions {
+            read_only: true,
+            ..FileDriveOptions::open(page_size)
         }
     }
 
@@ -91,6 +106,7 @@ impl FileDriveOptions {
             cache: CachePolicy::default(),
             measure_busy_time: false,
             engine: IoEngine::default(),
+            read_only: false,
         }
     }
 
@@ -118,6 +134,7 @@ impl FileDriveOptions {
 pub struct FileDrive {
     path: PathBuf,
     io: Arc<FileIo>,
+    read_only: bool,
 }
 
 /// The part of a [`FileDrive`] that transfers: shared by every thread that
@@ -183,7 +200,9 @@ impl FileDrive {
             }
         }
         let mut open = OpenOptions::new();
-        open.read(true).write(true).create(options.create);
+        open.read(true)
+            .write(!options.read_only)
+            .create(options.create && !options.read_only);
         let mut cache = options.cache;
         let mut file = if cache == CachePolicy::Direct {
             let mut direct = open.clone();
@@ -243,6 +262,7 @@ impl FileDrive {
         };
         Ok(FileDrive {
             path,
+            read_only: options.read_only,
             io: Arc::new(FileIo {
                 ring: Mutex::new(ring),
                 name,
@@ -827,7 +847,12 @@ impl Drive for FileDrive {
     fn lock_exclusive(&self) -> Result<(), DriveError> {
         let mut waited_ms = 0;
         loop {
-            match self.io.file.try_lock() {
+            let locked = if self.read_only {
+                self.io.file.try_lock_shared()
+            } else {
+                self.io.file.try_lock()
+            };
+            match locked {
                 Ok(()) => return Ok(()),
                 Err(TryLockError::WouldBlock) if waited_ms < 100 => {
                     std::thread::sleep(std::time::Duration::from_millis(5));

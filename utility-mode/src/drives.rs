@@ -86,6 +86,24 @@ pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<(), ToolError> 
 /// Opens existing drive files as a channel. The page size comes from the
 /// first readable label (`fallback` when none is readable).
 pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, ToolError> {
+    open_channel_as(paths, fallback, false)
+}
+
+/// [`open_channel`] for reading only: the files opened read-only, the
+/// drives' locks shared (a tool that only looks works on a read-only file
+/// or file system, and beside another that only looks).
+pub fn open_channel_read_only(
+    paths: &[PathBuf],
+    fallback: usize,
+) -> Result<DiskChannel, ToolError> {
+    open_channel_as(paths, fallback, true)
+}
+
+fn open_channel_as(
+    paths: &[PathBuf],
+    fallback: usize,
+    read_only: bool,
+) -> Result<DiskChannel, ToolError> {
     if paths.is_empty() {
         return Err(ToolError::Usage(
             "name at least one drive with --drive".into(),
@@ -110,10 +128,13 @@ pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, T
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such drive file"),
                 });
             }
-            Ok(
-                Box::new(FileDrive::open(path, &FileDriveOptions::open(page_size))?)
-                    as Box<dyn Drive>,
-            )
+            Ok(Box::new(FileDrive::open(
+                path,
+                &FileDriveOptions {
+                    read_only,
+                    ..FileDriveOptions::open(page_size)
+                },
+            )?) as Box<dyn Drive>)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DiskChannel::new(drives)?)

@@ -1,6 +1,6 @@
 //! `info`: what a volume is, read from its labels and header.
 
-use crate::drives::open_channel;
+use crate::drives::open_channel_read_only;
 use crate::error::ToolError;
 use runtable::{Layout, Volume};
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ pub struct VolumeInfo {
 
 /// Reads the volume on `paths`.
 pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
-    let volume = Volume::open(open_channel(paths, 4096)?)?;
+    let volume = Volume::open(open_channel_read_only(paths, 4096)?)?;
     let g = volume.geometry();
     let caches = volume.channel().cache_policies();
     let drives = paths

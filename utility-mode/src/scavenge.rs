@@ -25,7 +25,7 @@
 //! unrecoverable. Exit status of the `cedarvm scavenge` command: 0 clean,
 //! 1 repaired or repairable, 2 unrecoverable.
 
-use crate::drives::open_channel;
+use crate::drives::{open_channel, open_channel_read_only};
 use crate::error::ToolError;
 use crate::utility_vm::{UtilityVm, sort_records};
 use disk_channel::{DiskChannel, DiskPage, DriveId};
@@ -413,7 +413,12 @@ pub fn scavenge(
     repair: bool,
     uvm: &UtilityVm,
 ) -> Result<ScavengeReport, ToolError> {
-    let channel = open_channel(paths, 4096)?;
+    // Checking only reads: read-only files, shared locks.
+    let channel = if repair {
+        open_channel(paths, 4096)?
+    } else {
+        open_channel_read_only(paths, 4096)?
+    };
     channel.lock_all()?;
     let mut s = Scavenger {
         channel,
