@@ -12,15 +12,29 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use utility_mode::format::{FormatRequest, format};
 use utility_mode::scan::{ScanMode, scan};
-use utility_mode::scavenge::{Status, scavenge};
+use utility_mode::scavenge::scavenge;
 use utility_mode::{ToolError, UtilityVm, info, parse_size};
 use vm_core::FaultService;
 use vm_core::simulate::AccessPattern;
 
+/// The exit statuses every command shares (printed by `--help`; the same
+/// table is in the README, and a test runs every row).
+pub const EXIT_STATUSES: &str = "\
+Exit status, every command:
+  0    done (scavenge: the volume is clean; check: every seed kept every rule)
+  1    scavenge: repaired, or repairable with --repair
+  2    usage error: a bad argument or value, or a drive that holds data
+       and no --force; nothing was done
+  3    scavenge: unrecoverable as given (what is wrong is printed)
+  4    failed: the work could not be done or did not check out (a busy,
+       missing or unreadable drive, an I/O error, too little memory, a
+       broken rule found by check, a demo whose output is wrong)
+  130  interrupted by Ctrl-C; 143 by SIGTERM (what the run created is removed)";
+
 /// cedar-vm: a Cedar/Pilot-style single-address-space virtual memory, its
 /// disk tools and its benchmark runs.
 #[derive(Parser, Debug)]
-#[command(name = "cedarvm", version, about)]
+#[command(name = "cedarvm", version, about, after_help = EXIT_STATUSES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -36,7 +50,7 @@ pub enum Command {
     /// Destroys the drives' contents.
     Scan(ScanArgs),
     /// Check a volume and, with --repair, repair it. Exit 0 clean, 1 repaired
-    /// or repairable, 2 unrecoverable.
+    /// or repairable, 3 unrecoverable, 4 could not check.
     Scavenge(ScavengeArgs),
     /// Describe a volume.
     Info(InfoArgs),
@@ -768,7 +782,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             } else {
                 print!("{}", report.table());
             }
-            Ok(if report.failures.is_empty() { 0 } else { 1 })
+            Ok(if report.failures.is_empty() { 0 } else { 4 })
         }
         Command::Demo(a) => {
             let options = DemoOptions {
@@ -806,7 +820,6 @@ where
             return e.exit_code();
         }
     };
-    let scavenging = matches!(cli.command, Command::Scavenge(_));
     match run_command(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -814,10 +827,13 @@ where
             crate::signals::wait_if_interrupted();
             eprintln!("cedarvm: error: {e}");
             match e {
-                // A bad value, as clap's own: exit 2, whatever the command.
-                ToolError::Usage(_) => 2,
-                _ if scavenging => Status::Unrecoverable.exit_code(),
-                _ => 1,
+                // A bad value, as clap's own, or a request refused without
+                // --force: exit 2, whatever the command; nothing was done.
+                ToolError::Usage(_)
+                | ToolError::ExistingVolume { .. }
+                | ToolError::ExistingData { .. } => 2,
+                // The work could not be done (see `EXIT_STATUSES`).
+                _ => 4,
             }
         }
     }

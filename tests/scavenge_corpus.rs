@@ -156,7 +156,7 @@ fn a_truncated_drive_is_unrecoverable() {
     f.set_len(1024 * PAGE).unwrap();
     verdict(
         dir.path(),
-        2,
+        3,
         "truncated: the label says 2048 pages, the drive has 1024",
     );
 }
@@ -240,5 +240,5 @@ fn a_volume_with_nothing_left_is_unrecoverable() {
     for p in &paths {
         poke(p, 0, &vec![0u8; 64 * PAGE as usize]);
     }
-    verdict(dir.path(), 2, "nothing to rebuild from");
+    verdict(dir.path(), 3, "nothing to rebuild from");
 }

@@ -72,13 +72,14 @@ pub enum Status {
 }
 
 impl Status {
-    /// The `cedarvm scavenge` exit status: 0 clean, 1 repaired or
-    /// repairable, 2 unrecoverable.
+    /// The `cedarvm scavenge` exit status, in the table every command
+    /// shares: 0 clean, 1 repaired or repairable, 3 unrecoverable (2 is a
+    /// usage error, 4 a check that could not be made).
     pub fn exit_code(self) -> i32 {
         match self {
             Status::Clean => 0,
             Status::Repairable | Status::Repaired => 1,
-            Status::Unrecoverable => 2,
+            Status::Unrecoverable => 3,
         }
     }
 }
