@@ -532,7 +532,20 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 scan: a.scan.map(ScanMode::from),
             };
             let uvm = UtilityVm::new(a.drives.memory)?;
-            let report = format(&request, &uvm)?;
+            let report = format(&request, &uvm).map_err(|e| match e {
+                // Say what to change, in the command's own words.
+                ToolError::Volume(runtable::VolumeError::NotEnoughDisk {
+                    virtual_pages,
+                    data_pages,
+                }) => ToolError::Usage(format!(
+                    "--virtual-size {} is more than the drives hold ({} in data pages, \
+                     after labels, headers and spares): give a smaller --virtual-size, \
+                     leave it out to use all of it, or larger (--drive-size) or more drives",
+                    utility_mode::human_bytes(virtual_pages * page_size as u64),
+                    utility_mode::human_bytes(data_pages * page_size as u64),
+                )),
+                e => e,
+            })?;
             let info = info::info(&request.drives)?;
             println!(
                 "formatted: {} runs, {} bad spots kept out",

@@ -388,7 +388,11 @@ fn format_fits_its_default_size_and_a_failed_format_leaves_nothing() {
         ],
     );
     assert_ne!(code(&o), 0);
-    assert!(stderr(&o).contains("virtual pages"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("give a smaller --virtual-size"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!dir.path().join("new1.vol").exists());
     assert!(!dir.path().join("new2.vol").exists());
     // A file that existed before the failed format stays.
