@@ -448,6 +448,40 @@ fn random_reads(
     Ok(clock.result(name, done, options.reads))
 }
 
+/// The device alone, as the fill's baseline: `bytes` written in order in
+/// 1 MiB transfers, `O_DIRECT`, to a scratch file in `dir`, then
+/// `fdatasync`; the file is removed.
+fn device_write(dir: &Path, bytes: u64, options: &OutOfCoreOptions) -> Result<Workload, String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let path = dir.join("out-of-core-device.bin");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    const CHUNK: usize = 1 << 20;
+    let mut storage = vec![0x5Au8; CHUNK + PAGE as usize];
+    let at = storage.as_ptr().align_offset(PAGE as usize);
+    let chunk = &mut storage[at..at + CHUNK];
+    let clock = Clock::start(options.limit_s);
+    let total = bytes.div_ceil(CHUNK as u64);
+    let mut done = 0;
+    let result = (|| -> std::io::Result<()> {
+        while done < total && !clock.over() {
+            file.write_all_at(chunk, done * CHUNK as u64)?;
+            done += 1;
+        }
+        file.sync_data()
+    })();
+    let workload = clock.result("device-write", done, total);
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| format!("device write: {e}"))?;
+    Ok(workload)
+}
+
 /// The device alone, as the random reads' baseline: `options.reads` reads
 /// of 4 KiB at random pages of the data set, `O_DIRECT` from the VM's
 /// drive file (`disk_pages`: the data set's pages on it), by as many
@@ -733,7 +767,13 @@ pub fn run_side(
                 .map(|d| d.page.0)
                 .collect();
             let device = || device_reads(&path, &disk_pages, options);
-            let workloads = workloads(&data, &sort_area, options, Some(&device)).map_err(check)?;
+            let mut workloads =
+                workloads(&data, &sort_area, options, Some(&device)).map_err(check)?;
+            if workloads.iter().any(|w| w.name == "fill") {
+                // The device's own sequential write of as many bytes, same
+                // file system, same run: the fill's baseline.
+                workloads.push(device_write(dir, options.data_bytes(), options).map_err(check)?);
+            }
             let stats = vm.stats();
             drop(vm);
             let _ = std::fs::remove_file(&path);
@@ -974,6 +1014,18 @@ impl OutOfCoreReport {
                 cell_of(plain, failed(Side::Kernel)),
                 ratio(vm, advised),
                 ratio(vm, plain)
+            ));
+        }
+        if let (Some(device), Some(fill)) = (
+            self.seconds(Side::Vm, "device-write"),
+            self.seconds(Side::Vm, "fill"),
+        ) {
+            let rate = |w: &Workload| o.data_bytes() as f64 * w.fraction_done / w.seconds / 1e6;
+            t.push_str(&format!(
+                "fill through the VM: {:.0} MB/s; the device's own sequential write (O_DIRECT, 1 MiB, same run): {:.0} MB/s ({:.0}%)\n",
+                rate(fill),
+                rate(device),
+                100.0 * rate(fill) / rate(device)
             ));
         }
         if let Some(device) = self.seconds(Side::Vm, "device") {
