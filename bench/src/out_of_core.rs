@@ -990,7 +990,12 @@ impl OutOfCoreReport {
         };
         let cell = |w: Option<&Workload>| cell_of(w, false);
         let ratio = |a: Option<&Workload>, b: Option<&Workload>| match (a, b) {
-            (Some(a), Some(b)) => format!("{:.2}×", a.projected_s() / b.projected_s()),
+            // Against a thrashing kernel the ratio is tiny: say how tiny
+            // (1/N), not "0.00×".
+            (Some(a), Some(b)) => match a.projected_s() / b.projected_s() {
+                r if r < 0.01 => format!("1/{:.0}", 1.0 / r),
+                r => format!("{r:.2}×"),
+            },
             _ => "-".into(),
         };
         for name in ["fill", "scan", "uniform", "zipf", "sort"] {
