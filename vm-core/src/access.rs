@@ -255,7 +255,12 @@ impl AddressSpace {
                 page: PageNumber(page),
             });
         }
-        if self.read_ahead.is_some() && seen.tag() == TAG_LOCKED {
+        if seen.tag() == TAG_LOCKED
+            && self
+                .read_ahead
+                .as_ref()
+                .is_some_and(|q| q.pending() < crate::fault::planned::PLANNED_MAX)
+        {
             // A scan that caught up with its read-ahead: keep the next
             // cluster coming before waiting for this one.
             let mut monitor = self.lock_monitor();

@@ -41,10 +41,7 @@ impl AddressSpace {
     /// discarded without I/O.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        self.wait_for_read_ahead();
-        let mut monitor = self.lock_monitor();
-        self.check_allocated(&monitor, interval)?;
-        self.discard(&mut monitor, interval)?;
+        let mut monitor = self.discarded(interval, |_| Ok(()))?;
         let states = self.states();
         for page in interval.page.0..interval.end().0 {
             monitor.pins.remove(&page);
@@ -72,8 +69,10 @@ impl AddressSpace {
     /// back, and forgets its disk copy: its contents become undefined (they
     /// read as zeros). All or nothing: every resident page is latched
     /// first, and a page that cannot be (a guard or a reader holds it)
-    /// fails the call with nothing changed.
-    fn discard(&self, monitor: &mut Monitor, interval: Interval) -> Result<(), VmError> {
+    /// fails the call with nothing changed. `Some(page)`, with nothing
+    /// changed, when `page` is being read ahead in the background: the
+    /// caller lets go of the monitor, waits for it, and tries again.
+    fn discard(&self, monitor: &mut Monitor, interval: Interval) -> Result<Option<u64>, VmError> {
         let states = self.states();
         let mut resident = Vec::new();
         for page in interval.pages() {
@@ -91,6 +90,14 @@ impl AddressSpace {
                         states.wait_for_change(page.0, word);
                         continue;
                     }
+                    // Being read ahead: its read may need the monitor to
+                    // be undone, so the wait happens without it.
+                    Err(word)
+                        if word.tag() == TAG_LOCKED
+                            && self.read_ahead.as_ref().is_some_and(|q| q.covers(page.0)) =>
+                    {
+                        return Ok(Some(page.0));
+                    }
                     Err(_) => return Err(VmError::PageBusy { page }),
                 }
                 break;
@@ -107,7 +114,7 @@ impl AddressSpace {
             latch.release(TAG_ABSENT, 0, ON_DISK | DIRTY | REFERENCED);
             monitor.remove_frame(page);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Gives back the memory of a latched page; where the kernel refuses,
@@ -232,13 +239,41 @@ impl AddressSpace {
     /// first), and so is a page a guard holds; either way nothing changes.
     pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        self.wait_for_read_ahead();
-        let mut monitor = self.lock_monitor();
-        self.check_allocated(&monitor, interval)?;
-        if let Some(page) = interval.pages().find(|p| monitor.pins.contains_key(&p.0)) {
-            return Err(VmError::Pinned { page });
+        self.discarded(interval, |monitor| {
+            match interval.pages().find(|p| monitor.pins.contains_key(&p.0)) {
+                Some(page) => Err(VmError::Pinned { page }),
+                None => Ok(()),
+            }
+        })
+        .map(drop)
+    }
+
+    /// Takes the monitor, checks `interval` is allocated and passes
+    /// `check`, and discards its pages; returns with the monitor held. A
+    /// page being read ahead in the background is waited for without the
+    /// monitor (its read ends without it), then everything is done again.
+    /// Monitor not held on entry; held on a successful return.
+    fn discarded(
+        &self,
+        interval: Interval,
+        check: impl Fn(&Monitor) -> Result<(), VmError>,
+    ) -> Result<crate::monitor::MonitorGuard<'_>, VmError> {
+        loop {
+            let mut monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            check(&monitor)?;
+            match self.discard(&mut monitor, interval)? {
+                None => return Ok(monitor),
+                Some(page) => {
+                    drop(monitor);
+                    let states = self.states();
+                    let seen = states.load(page);
+                    if seen.tag() == TAG_LOCKED {
+                        states.wait_for_change(page, seen);
+                    }
+                }
+            }
         }
-        self.discard(&mut monitor, interval)
     }
 
     /// Applies `change` to the state word of every page of `interval`,

@@ -264,6 +264,7 @@ impl AddressSpace {
             vec![false; batch.len()]
         };
         let mut i = 0;
+        let mut page_by_page_until = 0usize;
         while i < batch.len() {
             let Some(disk) = batch[i].0 else {
                 i += 1;
@@ -288,7 +289,7 @@ impl AddressSpace {
                         && v.page() == first_page + k
                 })
                 .count();
-            if run >= 2 {
+            if run >= 2 && i >= page_by_page_until {
                 let target = batch.get(i + run).and_then(|(d, _)| *d).or(incoming_read);
                 let hint = target
                     .filter(|d| d.drive == disk.drive && self.seek_ahead)
@@ -307,6 +308,10 @@ impl AddressSpace {
                     i += run;
                     continue;
                 }
+                // The cluster failed: its pages go one by one from here,
+                // not as ever shorter clusters again (which wrote about
+                // n²/2 pages for a bad page at the end of n — review).
+                page_by_page_until = i + run;
             }
             let target = batch.get(i + 1).and_then(|(d, _)| *d).or(incoming_read);
             let hint = target
@@ -328,6 +333,7 @@ impl AddressSpace {
                     // Its guard drops: resident and dirty again.
                     batch.remove(i);
                     written.remove(i);
+                    page_by_page_until = page_by_page_until.saturating_sub(1);
                 }
             }
         }

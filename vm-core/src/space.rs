@@ -267,15 +267,6 @@ impl AddressSpace {
         MonitorGuard::new(self.monitor.lock(), &self.monitor_held_ns, &self.poisoned)
     }
 
-    /// Returns once no read-ahead is planned or in flight (before an
-    /// operation that must find every page of an interval unlatched, such
-    /// as `free`). Monitor not held on entry or exit.
-    pub(crate) fn wait_for_read_ahead(&self) {
-        if let Some(read_ahead) = &self.read_ahead {
-            read_ahead.wait_idle();
-        }
-    }
-
     /// Fails with [`VmError::Poisoned`] once a panic unwound through the
     /// fault service.
     pub(crate) fn check_poisoned(&self) -> Result<(), VmError> {

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 /// Planned reads waiting for the read-ahead thread at most; a scan
 /// planning more waits for one to finish instead (by faulting on it).
-pub(super) const PLANNED_MAX: usize = 2;
+pub(crate) const PLANNED_MAX: usize = 2;
 
 /// One planned cluster read: pages `page..page + was.len()`, latched
 /// absent → locked under the monitor (their words before, in `was`), their
@@ -23,8 +23,8 @@ pub(super) struct Planned {
 #[derive(Default)]
 struct Queue {
     planned: VecDeque<Planned>,
-    /// Reads taken by the thread and not finished.
-    reading: usize,
+    /// Reads taken by the thread and not finished: their pages.
+    reading: Vec<(u64, u64)>,
     stopping: bool,
 }
 
@@ -34,8 +34,6 @@ pub(crate) struct ReadAheadQueue {
     queue: Mutex<Queue>,
     /// Signalled when a read is planned or the thread must stop.
     work: Condvar,
-    /// Signalled when the queue runs empty with nothing being read.
-    idle: Condvar,
 }
 
 impl ReadAheadQueue {
@@ -45,9 +43,25 @@ impl ReadAheadQueue {
         self.work.notify_all();
     }
 
-    pub(super) fn pending(&self) -> usize {
+    /// Reads planned or in flight.
+    pub(crate) fn pending(&self) -> usize {
         let queue = self.queue.lock();
-        queue.planned.len() + queue.reading
+        queue.planned.len() + queue.reading.len()
+    }
+
+    /// Whether `page` belongs to a read planned or in flight (its latch is
+    /// the read-ahead's: it ends without the monitor on success).
+    pub(crate) fn covers(&self, page: u64) -> bool {
+        let queue = self.queue.lock();
+        let inside = |start: u64, count: u64| (start..start + count).contains(&page);
+        queue
+            .planned
+            .iter()
+            .any(|p| inside(p.page, p.was.len() as u64))
+            || queue
+                .reading
+                .iter()
+                .any(|&(start, count)| inside(start, count))
     }
 
     /// Queues a planned read and wakes the thread.
@@ -62,7 +76,7 @@ impl ReadAheadQueue {
         let mut queue = self.queue.lock();
         loop {
             if let Some(planned) = queue.planned.pop_front() {
-                queue.reading += 1;
+                queue.reading.push((planned.page, planned.was.len() as u64));
                 return Some(planned);
             }
             if queue.stopping {
@@ -72,21 +86,11 @@ impl ReadAheadQueue {
         }
     }
 
-    /// A read taken by `next` is finished.
-    pub(super) fn done(&self) {
+    /// The read of the pages from `page` taken by `next` is finished.
+    pub(super) fn done(&self, page: u64) {
         let mut queue = self.queue.lock();
-        queue.reading -= 1;
-        if queue.planned.is_empty() && queue.reading == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    /// Returns once no read is planned or in flight. Monitor not held (the
-    /// thread takes it to undo a failed read).
-    pub(crate) fn wait_idle(&self) {
-        let mut queue = self.queue.lock();
-        while !queue.planned.is_empty() || queue.reading > 0 {
-            self.idle.wait(&mut queue);
+        if let Some(at) = queue.reading.iter().position(|&(start, _)| start == page) {
+            queue.reading.swap_remove(at);
         }
     }
 }

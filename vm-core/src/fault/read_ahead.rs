@@ -17,7 +17,10 @@
 //! A read that fails (or a drive that panics) is undone under the monitor:
 //! frames freed, pages absent again — read-ahead is a guess, and the page's
 //! own fault meets the error, if any. The thread finishes every planned
-//! read before the VM is closed, so no latch outlives it.
+//! read before the VM is closed, so no latch outlives it. A run never
+//! leaves the interval it starts in, and `free` or `kill` meeting a page
+//! being read ahead waits for it without the monitor (its read may need
+//! the monitor to be undone) and tries again.
 
 use super::planned::{PLANNED_MAX, Planned};
 use crate::monitor::Monitor;
@@ -39,6 +42,14 @@ impl AddressSpace {
             return;
         };
         if page >= self.virtual_pages || read_ahead.pending() >= PLANNED_MAX {
+            return;
+        }
+        // Only in an interval advised sequential (a stream's next cluster
+        // that would start in the next interval is not this stream's).
+        if monitor
+            .allocation_of(page)
+            .is_none_or(|(_, a)| a.advice != Advice::Sequential)
+        {
             return;
         }
         // Only a stream whose window has grown to the maximum (it keeps all
@@ -88,19 +99,22 @@ impl AddressSpace {
         if self.read_ahead.is_none() {
             return;
         }
-        let Some((_, allocation)) = monitor.allocation_of(page) else {
+        let Some((start, allocation)) = monitor.allocation_of(page) else {
             return;
         };
         if allocation.advice != Advice::Sequential {
             return;
         }
+        // Only inside this interval: the run in flight may end at its end,
+        // and the next interval is not this stream's.
+        let interval_end = start + allocation.count;
         let states = self.states();
         let max = Self::run_max(monitor);
         let mut end = page;
-        while end < self.virtual_pages && end - page < max && states.load(end).tag() == TAG_LOCKED {
+        while end < interval_end && end - page < max && states.load(end).tag() == TAG_LOCKED {
             end += 1;
         }
-        if end < self.virtual_pages && states.load(end).tag() == TAG_ABSENT {
+        if end < interval_end && states.load(end).tag() == TAG_ABSENT {
             self.plan_read_ahead(monitor, end);
         }
     }
@@ -121,8 +135,17 @@ impl AddressSpace {
                 let bytes = unsafe { self.region.pages_mut(planned.page, count) };
                 channel.read(planned.disk.drive, planned.disk.page, bytes, None)
             }));
-            self.finish(&planned, matches!(read, Ok(Ok(()))));
-            read_ahead.done();
+            // Whatever `finish` does, the queue hears that this read is
+            // over (a panic there must not leave `free` waiting forever).
+            let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.finish(&planned, matches!(read, Ok(Ok(()))));
+            }));
+            read_ahead.done(planned.page);
+            if finished.is_err() {
+                // A broken invariant: the VM's structures may be
+                // half-changed, as after a panic under the monitor.
+                self.poisoned.store(true, Ordering::Release);
+            }
         }
     }
 

@@ -38,12 +38,14 @@ impl AddressSpace {
             TAG_LOCKED => return Ok(Served::Busy),
             _ => {}
         }
-        let Some((_, allocation)) = monitor.allocation_of(page) else {
+        let Some((start, allocation)) = monitor.allocation_of(page) else {
             return Err(VmError::AddressFault {
                 addr: self.address_of(PageNumber(page)),
                 page: PageNumber(page),
             });
         };
+        // Read-ahead stays inside this interval.
+        let interval_end = start + allocation.count;
         monitor.counters.faults += 1;
         let sequential = allocation.advice == Advice::Sequential;
         // Under sequential advice the next transfer is the read-ahead.
@@ -56,8 +58,11 @@ impl AddressSpace {
             let read = self.read_cluster(monitor, page)?;
             if read > 0 {
                 // The next cluster goes to the read-ahead thread (if there
-                // is one) while this one is used.
-                self.plan_read_ahead(monitor, page + read);
+                // is one) while this one is used — if it is in this
+                // interval.
+                if page + read < interval_end {
+                    self.plan_read_ahead(monitor, page + read);
+                }
                 return Ok(Served::Resident);
             }
         }
@@ -68,9 +73,8 @@ impl AddressSpace {
             // being replaced by its own read-ahead.
             let ahead = READ_AHEAD_PAGES.min(monitor.budget() / 4);
             *monitor.pins.entry(page).or_insert(0) += 1;
-            for next in page + 1..(page + 1 + ahead).min(self.virtual_pages) {
-                let absent = states.load(next).tag() == TAG_ABSENT;
-                if !absent || monitor.allocation_of(next).is_none() {
+            for next in page + 1..(page + 1 + ahead).min(interval_end) {
+                if states.load(next).tag() != TAG_ABSENT {
                     break;
                 }
                 // Read-ahead is a guess: if it cannot get a frame or its
@@ -148,13 +152,16 @@ impl AddressSpace {
             return Ok(None);
         };
         let word = states.load(page);
-        if word.tag() != TAG_ABSENT
-            || !word.has(ON_DISK)
-            || window < 2
-            || monitor.allocation_of(page).is_none()
-        {
+        let Some((start, allocation)) = monitor.allocation_of(page) else {
+            return Ok(None);
+        };
+        if word.tag() != TAG_ABSENT || !word.has(ON_DISK) || window < 2 {
             return Ok(None);
         }
+        // A run stays inside `page`'s own interval: read-ahead never
+        // latches pages of a neighbour (whose `free` or `kill` would then
+        // find them busy — found by review).
+        let window = window.min(start + allocation.count - page);
         let first = volume.translate(PageNumber(page))?;
         let mut count = 1u64;
         while count < window && page + count < self.virtual_pages {
