@@ -613,9 +613,11 @@ impl FileIo {
                 .collect();
             // SAFETY: every entry points into a buffer of `batch`, which is
             // borrowed for this whole call, and this call does not return
-            // before the kernel has completed every entry it took (the
-            // loop below waits for them; entries it did not take are never
-            // submitted: the ring is retired). The ring is empty here (each
+            // before the kernel has completed every entry it took: the loop
+            // below counts what the kernel took from the queue's head after
+            // every submit (a later submit in this loop may take more, and
+            // those are waited for too), and what it never took is never
+            // submitted afterwards (the ring is retired, leaked unused). The ring is empty here (each
             // chunk is drained before the next) and holds `RING_ENTRIES`.
             let pushed = unsafe { ring.submission().push_multiple(&entries) };
             if pushed.is_err() {
