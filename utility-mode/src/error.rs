@@ -11,8 +11,12 @@ use vm_core::VmError;
 pub enum ToolError {
     /// The tool's working memory does not fit its real-memory budget.
     #[error(
-        "not enough real memory: the tool needs {needed_bytes} more bytes with {used_bytes} of its \
-         {budget_bytes}-byte budget in use (raise --memory)"
+        "not enough real memory: the tool needs {} more with {} of its {} budget in use \
+         (give --memory {} or more)",
+        crate::units::human_bytes(*needed_bytes),
+        crate::units::human_bytes(*used_bytes),
+        crate::units::human_bytes(*budget_bytes),
+        crate::units::human_bytes((used_bytes + needed_bytes).div_ceil(1 << 20).max(1) << 20)
     )]
     NotEnoughRealMemory {
         /// Bytes asked for.
