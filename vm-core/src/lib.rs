@@ -13,7 +13,7 @@
 //! | `space` | construction, [`Vm`] and [`AddressSpace`], the worker's lifetime, the monitor's entry | (c) |
 //! | `access` | the hot path: `read`/`write`, latching a page, the guards' constructors | (x) |
 //! | `guard` | [`PageRef`] / [`PageMut`]: a latch held on one resident page | (x) |
-//! | `fault` | the fault service: the worker's queue, service in the faulting thread, the worker's loop, serving one fault (read-ahead, seek-ahead choice, bring-in) | (m) |
+//! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead | (m), (x) for pages in transit |
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, flush, state | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
@@ -51,12 +51,24 @@
 //! - A page-state word of zero means "absent, no disk copy"; whether the
 //!   page is allocated at all is the monitor's allocation map, so
 //!   allocating or freeing a huge interval costs no per-page work up front.
-//! - Faults are served under the monitor either by the faulting thread
-//!   itself or by one PageFault worker thread ([`FaultService`]). In the
-//!   first mode the monitor holder serves the pending queue in ticket
-//!   order up to its own fault, so that, as with the worker, the service
-//!   order is the queue order and the seek-ahead hint names the transfer
-//!   that really comes next.
+//! - **The monitor guards decisions, not transfers** (the default,
+//!   [`MonitorScope::Decisions`]). The seed holds it for the whole fault,
+//!   I/O included, "at the expense of some potential parallelism" that it
+//!   expected to be slight on a one-processor Dorado with one disk.
+//!   Measured on this project's 2-core machine (BENCHMARKS.md), a second
+//!   faulting thread *lost* 35–41% of the fault throughput with the seed's
+//!   scope and gained 6–14% with the monitor held only to choose the
+//!   frame, the victims and the disk address and to change page states;
+//!   one thread paid nothing for it. So a page in transit is latched
+//!   ("being read", as Cedar's page states), its read and the release of
+//!   clean victims' memory run without the monitor, several transfers are
+//!   in flight at once, and a sequential stream's next cluster is read by
+//!   a read-ahead thread. The seed's behaviour stays as
+//!   [`MonitorScope::HeldAcrossIo`], served by the faulting thread (the
+//!   holder serves the pending queue in ticket order up to its own fault,
+//!   so that the seek-ahead hint names the transfer that really comes
+//!   next) or by one PageFault worker ([`FaultService`]); the seek-ahead
+//!   experiments run in it.
 //! - [`simulate`] runs the same fault service step by step on the drives'
 //!   virtual clock with simulated faulting processes (deterministic).
 //!
