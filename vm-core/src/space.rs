@@ -147,7 +147,13 @@ impl Vm {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
             seek_ahead: config.seek_ahead,
-            monitor_scope: config.monitor_scope,
+            // The PageFault worker serves in the seed's scope, whatever the
+            // configuration asks (see `MonitorScope::Decisions`).
+            monitor_scope: if worker_mode {
+                MonitorScope::HeldAcrossIo
+            } else {
+                config.monitor_scope
+            },
             channel: volume.as_ref().map(|v| v.channel().handle()),
             region: Region::reserve(config.virtual_pages, config.page_size)?,
             states: StateArray::new(config.virtual_pages)?,
