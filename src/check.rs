@@ -164,8 +164,16 @@ pub fn check(request: &CheckRequest) -> CheckReport {
                 message: failure.message,
                 recent: failure.recent,
             }),
+            // The seed's thread ended without an answer: a panic the
+            // campaign did not catch.
+            Err(mpsc::RecvTimeoutError::Disconnected) => report.failures.push(SeedFailure {
+                seed,
+                step: None,
+                message: "panicked outside the campaign's own checks".into(),
+                recent: Vec::new(),
+            }),
             // The hung seed's thread is left behind; the run goes on.
-            Err(_) => report.failures.push(SeedFailure {
+            Err(mpsc::RecvTimeoutError::Timeout) => report.failures.push(SeedFailure {
                 seed,
                 step: None,
                 message: format!("hung: no answer in {} s", request.hang_after_s),

@@ -15,7 +15,11 @@
 //! - the VM's own invariants hold (`check_invariants`) and the kernel holds
 //!   no more of the region than the budget (`kernel_resident_pages`);
 //! - nothing panics but an armed drive, and a VM poisoned by that panic
-//!   fails fast ever after.
+//!   fails fast ever after; where the panic hit a transfer made without
+//!   the monitor (the decisions scope), the VM is not poisoned, the fault
+//!   is undone and the VM's invariants and bound hold, and the run ends
+//!   there (the interrupted operation's earlier pages are beyond the
+//!   model; `regressions.rs` reads such a VM back in full).
 //!
 //! A run that breaks a rule returns a [`Failure`] that names the seed, the
 //! step and the last operations; [`run_seed`] with the same [`Campaign`]
@@ -102,6 +106,12 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
     /// Whether an armed drive's panic poisoned the VM.
     pub poisoned: bool,
+    /// Whether an armed drive's panic hit a transfer made without the
+    /// monitor: the fault was undone, the VM not poisoned, and the run
+    /// ended after that step's checks (what the interrupted operation did
+    /// before the panic is beyond the model).
+    #[serde(default)]
+    pub drive_panicked: bool,
 }
 
 /// A broken rule: the seed replays it.
@@ -303,6 +313,20 @@ impl Run {
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_default();
                     if self.faults.panics_armed() && message.contains("armed drive") {
+                        if !vm.is_poisoned() {
+                            // The panic hit a transfer made without the
+                            // monitor (the decisions scope): the fault was
+                            // undone and the VM is not poisoned. What the
+                            // interrupted operation did before the panic
+                            // (the pages of a write before the one that
+                            // faulted) the model cannot know: the run ends
+                            // here, after this step's checks.
+                            self.faults.panic_on_reads(false);
+                            self.outcome.drive_panicked = true;
+                            self.note(
+                                "the drive panicked outside the monitor: fault undone".to_string(),
+                            );
+                        }
                         Ok(())
                     } else {
                         Err(format!("panic: {message}"))
@@ -348,10 +372,13 @@ impl Run {
                 ));
             }
             self.outcome.steps = step + 1;
+            if self.outcome.drive_panicked {
+                break;
+            }
         }
         drop(held);
         self.outcome.faults_injected = self.faults.injected_failures();
-        if !self.outcome.poisoned {
+        if !self.outcome.poisoned && !self.outcome.drive_panicked {
             self.final_sweep(vm, &live)
                 .map_err(|m| self.failure(self.campaign.steps, m))?;
         }

@@ -53,3 +53,18 @@ fn a_seed_replays_exactly() {
     let campaign = Campaign::new(12345);
     assert_eq!(run_seed(&campaign).unwrap(), run_seed(&campaign).unwrap());
 }
+
+/// Seed 2470 (decisions scope) arms a panicking drive: the panic hits a
+/// read made without the monitor, the fault is undone and the VM is not
+/// poisoned — and the run used to go on with the drive still armed, so its
+/// final sweep panicked outside the campaign's guard (`cedarvm check`
+/// reported it as a hang). Now the run ends at that step, after its
+/// checks (invariants, the kernel's bound), with the VM not poisoned.
+#[test]
+fn a_drive_panic_outside_the_monitor_ends_the_run_cleanly() {
+    let campaign = Campaign::new(2470);
+    assert_eq!(campaign.monitor_scope, vm_core::MonitorScope::Decisions);
+    let outcome = run_seed(&campaign).unwrap_or_else(|f| panic!("{f:?}"));
+    assert!(outcome.drive_panicked && !outcome.poisoned, "{outcome:?}");
+    assert!(outcome.steps < campaign.steps);
+}
