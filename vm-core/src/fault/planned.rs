@@ -49,6 +49,17 @@ impl ReadAheadQueue {
         queue.planned.len() + queue.reading.len()
     }
 
+    /// Pages of the reads planned or in flight.
+    pub(crate) fn pending_pages(&self) -> u64 {
+        let queue = self.queue.lock();
+        queue
+            .planned
+            .iter()
+            .map(|p| p.was.len() as u64)
+            .sum::<u64>()
+            + queue.reading.iter().map(|&(_, count)| count).sum::<u64>()
+    }
+
     /// Whether `page` belongs to a read planned or in flight (its latch is
     /// the read-ahead's: it ends without the monitor on success).
     pub(crate) fn covers(&self, page: u64) -> bool {
