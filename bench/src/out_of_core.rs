@@ -399,34 +399,52 @@ fn random_reads(
     while gcd(spread, pages) != 1 {
         spread += 2;
     }
+    let salt = name.len() as u64;
+    reads_in_threads(name, options, salt, |rng| {
+        let page = match &zipf {
+            None => rng.below(pages),
+            Some(cdf) => {
+                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let rank = cdf.partition_point(|&c| c < u) as u64;
+                (rank.min(pages - 1) * spread) % pages
+            }
+        };
+        let word = page * WORDS + rng.below(WORDS);
+        let mut bytes = [0u8; 8];
+        store.read(word * 8, &mut bytes)?;
+        if u64::from_le_bytes(bytes) != value(options.seed, word) {
+            return Err(format!("{name}: word {word} read wrong"));
+        }
+        Ok(())
+    })
+}
+
+/// `options.reads` calls of `read` shared among `options.threads` threads
+/// at once, each with its own generator (seeded from the run's seed, `salt`
+/// and the thread), until done or past the time limit: the workload
+/// `name`, timed. A thread's buffers are `read`'s own business (it is
+/// called from every thread: `Fn + Sync`).
+fn reads_in_threads(
+    name: &str,
+    options: &OutOfCoreOptions,
+    salt: u64,
+    read: impl Fn(&mut SplitMix64) -> Result<(), String> + Sync,
+) -> Result<Workload, String> {
     let clock = Clock::start(options.limit_s);
     let threads = options.threads.max(1) as u64;
     let outcomes: Vec<Result<u64, String>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (zipf, clock) = (&zipf, &clock);
+                let (read, clock) = (&read, &clock);
                 s.spawn(move || -> Result<u64, String> {
                     let share = options.reads / threads + u64::from(t < options.reads % threads);
-                    let mut rng = SplitMix64::new(options.seed ^ name.len() as u64 ^ (t << 32));
+                    let mut rng = SplitMix64::new(options.seed ^ salt ^ (t << 32));
                     let mut done = 0;
                     while done < share {
                         if done % 256 == 0 && clock.over() {
                             break;
                         }
-                        let page = match zipf {
-                            None => rng.below(pages),
-                            Some(cdf) => {
-                                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                                let rank = cdf.partition_point(|&c| c < u) as u64;
-                                (rank.min(pages - 1) * spread) % pages
-                            }
-                        };
-                        let word = page * WORDS + rng.below(WORDS);
-                        let mut bytes = [0u8; 8];
-                        store.read(word * 8, &mut bytes)?;
-                        if u64::from_le_bytes(bytes) != value(options.seed, word) {
-                            return Err(format!("{name}: word {word} read wrong"));
-                        }
+                        read(&mut rng)?;
                         done += 1;
                     }
                     Ok(done)
@@ -497,46 +515,15 @@ fn device_reads(
         .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let clock = Clock::start(options.limit_s);
-    let threads = options.threads.max(1) as u64;
-    let outcomes: Vec<Result<u64, String>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let (file, clock) = (&file, &clock);
-                s.spawn(move || -> Result<u64, String> {
-                    let share = options.reads / threads + u64::from(t < options.reads % threads);
-                    let mut rng = SplitMix64::new(options.seed ^ 0xD15C ^ (t << 32));
-                    // A page-aligned buffer for direct reads.
-                    let mut storage = vec![0u8; 2 * PAGE as usize];
-                    let at = storage.as_ptr().align_offset(PAGE as usize);
-                    let buf = &mut storage[at..at + PAGE as usize];
-                    let mut done = 0;
-                    while done < share {
-                        if done % 256 == 0 && clock.over() {
-                            break;
-                        }
-                        let page = disk_pages[rng.below(disk_pages.len() as u64) as usize];
-                        file.read_exact_at(buf, page * PAGE)
-                            .map_err(|e| format!("device read of page {page}: {e}"))?;
-                        done += 1;
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err("a device reader panicked".into()))
-            })
-            .collect()
-    });
-    let mut done = 0;
-    for outcome in outcomes {
-        done += outcome?;
-    }
-    Ok(clock.result("device", done, options.reads))
+    reads_in_threads("device", options, 0xD15C, |rng| {
+        // A page-aligned buffer for direct reads.
+        let mut storage = [0u8; 2 * PAGE as usize];
+        let at = storage.as_ptr().align_offset(PAGE as usize);
+        let buf = &mut storage[at..at + PAGE as usize];
+        let page = disk_pages[rng.below(disk_pages.len() as u64) as usize];
+        file.read_exact_at(buf, page * PAGE)
+            .map_err(|e| format!("device read of page {page}: {e}"))
+    })
 }
 
 /// External sort of the `keys` words at the start of `store` into the

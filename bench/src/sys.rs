@@ -191,6 +191,87 @@ pub mod kernel_reference {
         }
     }
 
+    /// A shared read-only `mmap` of a file's first pages, advised
+    /// `MADV_RANDOM`, unmapped when dropped (on every path).
+    struct ReadMapping {
+        ptr: *mut std::ffi::c_void,
+        len: usize,
+    }
+
+    impl ReadMapping {
+        /// Maps the first `pages` pages of `file`, which must hold them (a
+        /// page of the mapping past the end of the file would raise SIGBUS
+        /// when touched).
+        fn new(file: &std::fs::File, pages: u64) -> Result<ReadMapping, VmError> {
+            let len = pages as usize * PAGE;
+            let file_len = file.metadata().map_err(|source| VmError::Map {
+                what: "file reference mapping (file size)",
+                bytes: len,
+                source,
+            })?;
+            if file_len.len() < len as u64 {
+                return Err(VmError::Map {
+                    what: "file reference mapping",
+                    bytes: len,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the file holds {} bytes, fewer than the {len} to map",
+                            file_len.len()
+                        ),
+                    ),
+                });
+            }
+            // SAFETY: a fresh shared read-only mapping of a file we hold
+            // open and checked to be long enough; it aliases no Rust object,
+            // and it is only read through raw pointers within `len`.
+            let ptr = unsafe {
+                rustix::mm::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    ProtFlags::READ,
+                    MapFlags::SHARED,
+                    file,
+                    0,
+                )
+            }
+            .map_err(|e| VmError::Map {
+                what: "file reference mapping",
+                bytes: len,
+                source: e.into(),
+            })?;
+            let mapping = ReadMapping { ptr, len };
+            // SAFETY: our own mapping; advice changes no contents.
+            unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }.map_err(|e| VmError::Map {
+                what: "madvise random",
+                bytes: len,
+                source: e.into(),
+            })?;
+            Ok(mapping)
+        }
+
+        /// Drops the page-table entries (`MADV_DONTNEED`); the page cache
+        /// keeps the data, so the next touch of each page faults again.
+        fn drop_pages(&self) -> Result<(), VmError> {
+            // SAFETY: our own shared file mapping: the file keeps the data.
+            unsafe { rustix::mm::madvise(self.ptr, self.len, Advice::LinuxDontNeed) }.map_err(|e| {
+                VmError::Map {
+                    what: "madvise dontneed",
+                    bytes: self.len,
+                    source: e.into(),
+                }
+            })
+        }
+    }
+
+    impl Drop for ReadMapping {
+        fn drop(&mut self) {
+            // SAFETY: our own mapping; the threads that read it are joined
+            // and no reference into it remains.
+            let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+        }
+    }
+
     /// The minor page faults this process has taken (`/proc/self/stat`,
     /// field 10): what the kernel counts, so that a figure "per fault" is
     /// per fault, whatever fault-around maps at each.
@@ -252,52 +333,8 @@ pub mod kernel_reference {
         pages: u64,
         rounds: usize,
     ) -> Result<(f64, f64), VmError> {
-        let len = pages as usize * PAGE;
-        // A page of the mapping past the end of the file would raise SIGBUS
-        // when touched: refuse a file shorter than the pages asked for.
-        let file_len = file.metadata().map_err(|source| VmError::Map {
-            what: "file reference mapping (file size)",
-            bytes: len,
-            source,
-        })?;
-        if file_len.len() < len as u64 {
-            return Err(VmError::Map {
-                what: "file reference mapping",
-                bytes: len,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the file holds {} bytes, fewer than the {len} to map",
-                        file_len.len()
-                    ),
-                ),
-            });
-        }
-        let map_error = |what: &'static str| {
-            move |e: rustix::io::Errno| VmError::Map {
-                what,
-                bytes: len,
-                source: e.into(),
-            }
-        };
-        // SAFETY: a fresh shared read-only mapping of a file we hold open;
-        // it aliases no Rust object, and we only read it through raw
-        // pointers within `len`.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ,
-                MapFlags::SHARED,
-                file,
-                0,
-            )
-        }
-        .map_err(map_error("file reference mapping"))?;
-        let base = ptr.cast::<u8>();
-        // SAFETY: our own mapping.
-        unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }
-            .map_err(map_error("madvise random"))?;
+        let mapping = ReadMapping::new(file, pages)?;
+        let base = mapping.ptr.cast::<u8>();
         // A stride coprime with `pages` visits every page once, scattered.
         let gcd = |mut a: u64, mut b: u64| {
             while b != 0 {
@@ -313,10 +350,7 @@ pub mod kernel_reference {
         let mut per_fault = Vec::with_capacity(rounds);
         let mut sink = 0u8;
         for _ in 0..rounds.max(1) {
-            // SAFETY: our own mapping: drops the page-table entries only;
-            // the page cache keeps the data.
-            unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }
-                .map_err(map_error("madvise dontneed"))?;
+            mapping.drop_pages()?;
             let faults_before = minor_faults();
             let t = Instant::now();
             let mut p = 0u64;
@@ -331,8 +365,6 @@ pub mod kernel_reference {
             per_fault.push(pages as f64 / faults);
         }
         std::hint::black_box(sink);
-        // SAFETY: unmapping our own mapping; no reference into it remains.
-        unsafe { rustix::mm::munmap(ptr, len) }.map_err(map_error("munmap"))?;
         Ok((median(samples), median(per_fault)))
     }
 
@@ -347,52 +379,12 @@ pub mod kernel_reference {
         threads: usize,
         rounds: usize,
     ) -> Result<f64, VmError> {
-        let len = pages as usize * PAGE;
-        if file
-            .metadata()
-            .map(|m| m.len() < len as u64)
-            .unwrap_or(true)
-        {
-            return Err(VmError::Map {
-                what: "file reference mapping",
-                bytes: len,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file is shorter than the pages to map",
-                ),
-            });
-        }
-        let map_error = |what: &'static str| {
-            move |e: rustix::io::Errno| VmError::Map {
-                what,
-                bytes: len,
-                source: e.into(),
-            }
-        };
-        // SAFETY: a fresh shared read-only mapping of a file we hold open
-        // and checked to be long enough; it aliases no Rust object, and we
-        // only read it through raw pointers within `len`.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ,
-                MapFlags::SHARED,
-                file,
-                0,
-            )
-        }
-        .map_err(map_error("file reference mapping"))?;
-        // SAFETY: our own mapping.
-        unsafe { rustix::mm::madvise(ptr, len, Advice::Random) }
-            .map_err(map_error("madvise random"))?;
-        let base = ptr as usize;
+        let mapping = ReadMapping::new(file, pages)?;
+        let base = mapping.ptr as usize;
         let threads = threads.max(1) as u64;
         let mut samples = Vec::with_capacity(rounds);
         for _ in 0..rounds.max(1) {
-            // SAFETY: our own mapping: drops the page-table entries only.
-            unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }
-                .map_err(map_error("madvise dontneed"))?;
+            mapping.drop_pages()?;
             let faults_before = minor_faults();
             let t = Instant::now();
             std::thread::scope(|s| {
@@ -416,8 +408,7 @@ pub mod kernel_reference {
             let faults = minor_faults().saturating_sub(faults_before).max(1);
             samples.push(faults as f64 / elapsed);
         }
-        // SAFETY: unmapping our own mapping; the threads are joined.
-        unsafe { rustix::mm::munmap(ptr, len) }.map_err(map_error("munmap"))?;
+
         Ok(median(samples))
     }
 

@@ -433,13 +433,7 @@ fn transfer_all_through(
         Some(io) => io.transfer_all(batch),
         None => {
             let mut drive = drive.lock();
-            batch
-                .iter_mut()
-                .map(|t| match t {
-                    crate::Transfer::Read { page, buf } => drive.read(*page, buf, None),
-                    crate::Transfer::Write { page, data } => drive.write(*page, data, None),
-                })
-                .collect()
+            batch.iter_mut().map(|t| t.run_on(drive.as_mut())).collect()
         }
     }
 }

@@ -40,13 +40,7 @@ pub trait ParallelIo: Send + Sync {
     /// can, and returns each one's outcome in order. The default runs them
     /// one after another.
     fn transfer_all(&self, batch: &mut [crate::Transfer<'_>]) -> Vec<Result<(), DriveError>> {
-        batch
-            .iter_mut()
-            .map(|t| match t {
-                crate::Transfer::Read { page, buf } => self.read_at(*page, buf, None),
-                crate::Transfer::Write { page, data } => self.write_at(*page, data, None),
-            })
-            .collect()
+        batch.iter_mut().map(|t| t.run_through(self)).collect()
     }
 }
 
@@ -171,6 +165,25 @@ pub trait Drive: Send {
     /// drives, nor when the clock is already past `time_ns`.
     fn idle_until(&mut self, time_ns: u64) {
         let _ = time_ns;
+    }
+}
+
+/// Running one transfer of a batch (here, beside the traits it runs on).
+impl crate::Transfer<'_> {
+    /// Runs it through `io`'s own read or write.
+    pub fn run_through<I: ParallelIo + ?Sized>(&mut self, io: &I) -> Result<(), DriveError> {
+        match self {
+            crate::Transfer::Read { page, buf } => io.read_at(*page, buf, None),
+            crate::Transfer::Write { page, data } => io.write_at(*page, data, None),
+        }
+    }
+
+    /// Runs it on `drive` (which the caller has to itself).
+    pub fn run_on<D: Drive + ?Sized>(&mut self, drive: &mut D) -> Result<(), DriveError> {
+        match self {
+            crate::Transfer::Read { page, buf } => drive.read(*page, buf, None),
+            crate::Transfer::Write { page, data } => drive.write(*page, data, None),
+        }
     }
 }
 

@@ -526,10 +526,7 @@ impl FileIo {
     }
 
     fn transfer_one(&self, t: &mut Transfer<'_>) -> Result<(), DriveError> {
-        match t {
-            Transfer::Read { page, buf } => self.read_at(*page, buf, None),
-            Transfer::Write { page, data } => self.write_at(*page, data, None),
-        }
+        t.run_through(self)
     }
 
     /// The portable engine: the batch split among a few threads, each

@@ -259,7 +259,7 @@ impl AddressSpace {
             && self
                 .read_ahead
                 .as_ref()
-                .is_some_and(|q| q.pending() < crate::fault::planned::PLANNED_MAX)
+                .is_some_and(|q| q.pending().0 < crate::fault::planned::PLANNED_MAX)
         {
             // A scan that caught up with its read-ahead: keep the next
             // cluster coming before waiting for this one.

@@ -27,6 +27,9 @@ struct MemIo {
     gave_up: AtomicBool,
     /// The largest batch `transfer_all` was handed.
     largest_batch: AtomicU64,
+    /// While set, every read first sleeps `delay_ms`.
+    slow: AtomicBool,
+    delay_ms: AtomicU64,
 }
 
 impl MemIo {
@@ -60,13 +63,7 @@ impl ParallelIo for MemIo {
     ) -> Vec<Result<(), DriveError>> {
         self.largest_batch
             .fetch_max(batch.len() as u64, Ordering::Relaxed);
-        batch
-            .iter_mut()
-            .map(|t| match t {
-                disk_channel::Transfer::Read { page, buf } => self.read_at(*page, buf, None),
-                disk_channel::Transfer::Write { page, data } => self.write_at(*page, data, None),
-            })
-            .collect()
+        batch.iter_mut().map(|t| t.run_through(self)).collect()
     }
 
     fn read_at(
@@ -75,6 +72,9 @@ impl ParallelIo for MemIo {
         buf: &mut [u8],
         _: Option<DiskPage>,
     ) -> Result<(), DriveError> {
+        if self.slow.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed)));
+        }
         self.rendezvous();
         let at = page.0 as usize * PAGE;
         buf.copy_from_slice(&self.pages.lock().unwrap()[at..at + buf.len()]);
@@ -128,6 +128,8 @@ fn mem_drive(page_count: u64, want: usize, patience: Duration) -> (Box<dyn Drive
         most_in_flight: AtomicU64::new(0),
         gave_up: AtomicBool::new(false),
         largest_batch: AtomicU64::new(0),
+        slow: AtomicBool::new(false),
+        delay_ms: AtomicU64::new(0),
     });
     (Box::new(MemDrive(io.clone())), io)
 }
@@ -274,75 +276,14 @@ fn many_threads_fault_replace_and_read_back_their_own_writes() {
     }
 }
 
-struct SlowIo {
-    pages: Mutex<Vec<u8>>,
-    page_count: u64,
-    slow: AtomicBool,
-    delay_ms: AtomicU64,
-}
-
-impl ParallelIo for SlowIo {
-    fn read_at(
-        &self,
-        page: DiskPage,
-        buf: &mut [u8],
-        _: Option<DiskPage>,
-    ) -> Result<(), DriveError> {
-        if self.slow.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed)));
-        }
-        let at = page.0 as usize * PAGE;
-        buf.copy_from_slice(&self.pages.lock().unwrap()[at..at + buf.len()]);
-        Ok(())
-    }
-    fn write_at(&self, page: DiskPage, data: &[u8], _: Option<DiskPage>) -> Result<(), DriveError> {
-        let at = page.0 as usize * PAGE;
-        self.pages.lock().unwrap()[at..at + data.len()].copy_from_slice(data);
-        Ok(())
-    }
-}
-
-struct SlowDrive(Arc<SlowIo>);
-
-impl Drive for SlowDrive {
-    fn name(&self) -> &str {
-        "slow"
-    }
-    fn page_size(&self) -> usize {
-        PAGE
-    }
-    fn page_count(&self) -> u64 {
-        self.0.page_count
-    }
-    fn read(&mut self, p: DiskPage, b: &mut [u8], h: Option<DiskPage>) -> Result<(), DriveError> {
-        self.0.read_at(p, b, h)
-    }
-    fn write(&mut self, p: DiskPage, d: &[u8], h: Option<DiskPage>) -> Result<(), DriveError> {
-        self.0.write_at(p, d, h)
-    }
-    fn sync(&mut self) -> Result<(), DriveError> {
-        Ok(())
-    }
-    fn stats(&self) -> DriveStats {
-        DriveStats::default()
-    }
-    fn parallel(&self) -> Option<Arc<dyn ParallelIo>> {
-        Some(self.0.clone())
-    }
-}
-
 /// Budget of one frame; thread A faults page 0 in (a 300 ms read), thread
 /// B faults page 1 30 ms later. Returns B's outcome and how long it took.
 fn second_fault_while_first_in_flight(scope: MonitorScope) -> (Result<(), VmError>, Duration) {
     let pages = 8u64;
-    let io = Arc::new(SlowIo {
-        pages: Mutex::new(vec![0; (pages as usize + 1024) * PAGE]),
-        page_count: pages + 1024,
-        slow: AtomicBool::new(false),
-        delay_ms: AtomicU64::new(300),
-    });
+    let (drive, io) = mem_drive(pages + 1024, 1, Duration::ZERO);
+    io.delay_ms.store(300, Ordering::Relaxed);
     let vm = Arc::new(vm_scoped(
-        vec![Box::new(SlowDrive(io.clone()))],
+        vec![drive],
         pages,
         1,
         FaultService::InFaultingThread,

@@ -200,23 +200,7 @@ impl Transit<'_> {
         let space = self.space;
         let states = space.states();
         if !self.victims.is_empty() {
-            let mut pages: Vec<u64> = self.victims.iter().map(|v| v.page()).collect();
-            pages.sort_unstable();
-            let mut runs: Vec<(u64, u64)> = Vec::with_capacity(pages.len());
-            for &page in &pages {
-                match runs.last_mut() {
-                    Some((start, count)) if *start + *count == page => *count += 1,
-                    _ => runs.push((page, 1)),
-                }
-            }
-            // SAFETY: every page of `runs` is held exclusively by a latch in
-            // `self.victims`, alive across the call.
-            if unsafe { space.region.release_runs(&runs) }.is_err() {
-                for victim in &self.victims {
-                    // SAFETY: as above, for each victim.
-                    unsafe { space.region.page_mut(victim.page()) }.fill(0);
-                }
-            }
+            space.release_latched(self.victims.iter());
             self.victims_released = true;
             // Clean victims: their disk copy (or, without one, zeros) is
             // their contents. (A `make_changed` that came after the clock

@@ -43,21 +43,16 @@ impl ReadAheadQueue {
         self.work.notify_all();
     }
 
-    /// Reads planned or in flight.
-    pub(crate) fn pending(&self) -> usize {
+    /// Reads planned or in flight, and their pages (one look at the queue).
+    pub(crate) fn pending(&self) -> (usize, u64) {
         let queue = self.queue.lock();
-        queue.planned.len() + queue.reading.len()
-    }
-
-    /// Pages of the reads planned or in flight.
-    pub(crate) fn pending_pages(&self) -> u64 {
-        let queue = self.queue.lock();
-        queue
+        let pages = queue
             .planned
             .iter()
             .map(|p| p.was.len() as u64)
             .sum::<u64>()
-            + queue.reading.iter().map(|&(_, count)| count).sum::<u64>()
+            + queue.reading.iter().map(|&(_, count)| count).sum::<u64>();
+        (queue.planned.len() + queue.reading.len(), pages)
     }
 
     /// Whether `page` belongs to a read planned or in flight (its latch is

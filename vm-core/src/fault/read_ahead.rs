@@ -41,7 +41,8 @@ impl AddressSpace {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
             return;
         };
-        if page >= self.virtual_pages || read_ahead.pending() >= PLANNED_MAX {
+        let (reads_pending, pages_pending) = read_ahead.pending();
+        if page >= self.virtual_pages || reads_pending >= PLANNED_MAX {
             return;
         }
         // Only in an interval advised sequential (a stream's next cluster
@@ -66,7 +67,7 @@ impl AddressSpace {
         // reached them (a 512-page scan through 128 pages read 536 pages);
         // at large ones (a window is 1 MiB) two stay in flight, which the
         // scan needs (one at a time: 512 MiB in 0.68-0.71 s, not 0.45).
-        if read_ahead.pending_pages() + window > monitor.budget() / 4 {
+        if pages_pending + window > monitor.budget() / 4 {
             return;
         }
         let Ok(Some((disk, mut count))) = self.run_at(monitor, page, window) else {
