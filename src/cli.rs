@@ -323,6 +323,20 @@ pub struct FaultPathArgs {
     json: bool,
 }
 
+/// The utility VM's memory for a scan: what it needs, or less if the user
+/// says so (then a scan that finds many bad pages says how much to give).
+/// A limit the machine cannot give is refused as given.
+fn scan_memory(limit: Option<u64>) -> Result<u64, ToolError> {
+    let need = utility_mode::scan::SCAN_MEMORY_BYTES;
+    match limit {
+        None => Ok(need),
+        Some(limit) => {
+            UtilityVm::check_budget(limit)?;
+            Ok(limit.min(need))
+        }
+    }
+}
+
 fn size(text: &str) -> Result<u64, String> {
     parse_size(text)
 }
@@ -333,9 +347,11 @@ pub struct DriveArgs {
     /// A drive file of the volume, in drive order (repeat for several).
     #[arg(long = "drive", short = 'd', required = true)]
     pub drives: Vec<PathBuf>,
-    /// Real memory for the tool's utility VM.
-    #[arg(long, default_value = "16MiB", value_parser = size)]
-    pub memory: u64,
+    /// Real memory for the tool's utility VM, at most (default: what the
+    /// work needs — 1 MiB for a scan's bad-page list, 32 bytes a run for
+    /// the scavenger's page map; never more than that is taken).
+    #[arg(long, value_parser = size)]
+    pub memory: Option<u64>,
 }
 
 /// `format` arguments.
@@ -531,7 +547,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 force: a.force,
                 scan: a.scan.map(ScanMode::from),
             };
-            let uvm = UtilityVm::new(a.drives.memory)?;
+            let uvm = UtilityVm::new(scan_memory(a.drives.memory)?)?;
             let report = format(&request, &uvm).map_err(|e| match e {
                 // Say what to change, in the command's own words.
                 ToolError::Volume(runtable::VolumeError::NotEnoughDisk {
@@ -558,7 +574,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             utility_mode::drives::check_overwrite(&a.drives.drives, a.force)?;
             let channel =
                 utility_mode::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
-            let uvm = UtilityVm::new(a.drives.memory)?;
+            let uvm = UtilityVm::new(scan_memory(a.drives.memory)?)?;
             let mode = if a.full {
                 ScanMode::Full
             } else {
@@ -580,8 +596,10 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             Ok(0)
         }
         Command::Scavenge(a) => {
-            let uvm = UtilityVm::new(a.drives.memory)?;
-            let report = scavenge(&a.drives.drives, a.repair, &uvm)?;
+            if let Some(limit) = a.drives.memory {
+                UtilityVm::check_budget(limit)?;
+            }
+            let report = scavenge(&a.drives.drives, a.repair, a.drives.memory)?;
             if a.json {
                 println!("{}", json(&report));
             } else {

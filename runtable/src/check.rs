@@ -19,17 +19,40 @@ pub const PROBLEMS_MAX: usize = 64;
 
 /// Every problem (up to [`PROBLEMS_MAX`]) with `runs` on a volume of
 /// `geometry` with the bad-spot table `bad_spots`. Empty means consistent.
+///
+/// This is the one validation of a run table: `Volume::open` refuses a
+/// header slot for the first problem it returns, and the scavenger reports
+/// them all (through [`mapping_problems_with`]).
 pub fn mapping_problems(
     geometry: &Geometry,
     runs: &[Run],
     bad_spots: &[BadSpot],
 ) -> Vec<MappingProblem> {
+    match mapping_problems_with(geometry, runs, bad_spots, |table| {
+        Ok::<_, std::convert::Infallible>(table.check_one_to_one())
+    }) {
+        Ok(problems) => problems,
+        Err(never) => match never {},
+    }
+}
+
+/// [`mapping_problems`] with the one check that needs memory in proportion
+/// to the table — that no disk page is mapped twice, which sorts the runs
+/// by disk address — done by `one_to_one` (the scavenger sorts in its
+/// utility VM; `open` sorts a vector). `one_to_one` answers as
+/// [`RunTable::check_one_to_one`] does; its own failure (`E`) ends the check.
+pub fn mapping_problems_with<E>(
+    geometry: &Geometry,
+    runs: &[Run],
+    bad_spots: &[BadSpot],
+    one_to_one: impl FnOnce(&RunTable) -> Result<Result<(), crate::table::RunTableError>, E>,
+) -> Result<Vec<MappingProblem>, E> {
     let mut problems = Vec::new();
     let table = match RunTable::new(runs.to_vec()) {
         Ok(table) => table,
         Err(e) => {
             problems.push(MappingProblem::Runs(e));
-            return problems;
+            return Ok(problems);
         }
     };
     let drives = geometry.drive_count();
@@ -59,7 +82,7 @@ pub fn mapping_problems(
         first,
         second,
         disk,
-    }) = table.check_one_to_one()
+    }) = one_to_one(&table)?
     {
         problems.push(MappingProblem::OverlappingRuns {
             first,
@@ -84,7 +107,7 @@ pub fn mapping_problems(
         });
     }
     problems.truncate(PROBLEMS_MAX);
-    problems
+    Ok(problems)
 }
 
 /// The per-run checks: what one run may not touch.

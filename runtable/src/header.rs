@@ -152,6 +152,16 @@ pub fn decode(slot: &[u8]) -> Result<RawHeader, StructError> {
     })
 }
 
+/// The length in bytes a header claims, from the first 16 bytes of `bytes`,
+/// if they start with the header's magic (the rest is not checked: decode
+/// that many bytes to know whether a header is there).
+pub fn claimed_length(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return None;
+    }
+    Some(u32::from_le_bytes(bytes[12..16].try_into().ok()?) as usize)
+}
+
 /// Size of a header holding `runs` runs and `bad_spots` bad spots on
 /// `drives` drives, in bytes.
 pub fn header_bytes(drives: usize, runs: usize, bad_spots: usize) -> usize {

@@ -2,13 +2,118 @@
 
 use crate::error::ToolError;
 use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions};
-use runtable::label;
+use runtable::header::{self, RawHeader};
+use runtable::{label, layout};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// The page size of the volume whose drive `path` is: from its label, or
+/// — the label unreadable — from a volume header in header slot 0 (where
+/// drive 0 keeps it at every page size). `None` if neither is there.
+pub fn probe_page_size(path: &Path) -> Option<usize> {
+    label_page_size(path).or_else(|| find_header(path, false).map(|h| h.page_size))
+}
+
+/// A volume header found in a drive file by [`find_header`].
+#[derive(Clone, Debug)]
+pub struct FoundHeader {
+    /// The volume's page size.
+    pub page_size: usize,
+    /// The header slot it was found in (0 or 1).
+    pub slot: u64,
+    /// The header.
+    pub raw: RawHeader,
+}
+
+/// How far into a file [`find_header`] looks for header slot 1.
+const HEADER_SCAN_BYTES: u64 = 1 << 30;
+
+/// Looks for a volume header in the file at `path` — drive 0 of a volume
+/// whose label cannot be read, so that neither the page size nor where
+/// header slot 1 starts is known. Slot 0 starts at page 1 at every page
+/// size, so it is looked for there at each page size a volume may have;
+/// with `deep`, and nothing valid in slot 0 (blank until a volume's second
+/// commit, or damaged), every 4 KiB step of the file's first GiB that
+/// holds data and starts with the header's magic is tried. A header counts
+/// only where its own geometry puts one of its slots, so a stray copy of a
+/// header elsewhere in the data is not taken for the volume's.
+pub fn find_header(path: &Path, deep: bool) -> Option<FoundHeader> {
+    if !is_drive_kind(path) {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let file_bytes = file.metadata().ok()?.len();
+    let read_at = |offset: u64, len: usize| -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from((file_bytes.checked_sub(offset)?).min(len as u64)).ok()?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, offset).ok()?;
+        Some(bytes)
+    };
+    // The header at `offset`, if one is there and its geometry puts a slot
+    // there.
+    let header_at = |offset: u64, first: &[u8]| -> Option<FoundHeader> {
+        let len = header::claimed_length(first)?;
+        if len > runtable::HEADER_BYTES_MAX {
+            return None;
+        }
+        let raw = header::decode(&read_at(offset, len)?).ok()?;
+        let page_size = raw.geometry.page_size as usize;
+        if !page_size.is_power_of_two()
+            || !(layout::PAGE_SIZE_MIN..=layout::PAGE_SIZE_MAX).contains(&page_size)
+        {
+            return None;
+        }
+        let slot_one = page_size as u64 * (1 + u64::from(raw.geometry.header_slot_pages));
+        let slot = if offset == page_size as u64 {
+            0
+        } else if offset == slot_one {
+            1
+        } else {
+            return None;
+        };
+        Some(FoundHeader {
+            page_size,
+            slot,
+            raw,
+        })
+    };
+    let mut page_size = layout::PAGE_SIZE_MIN;
+    while page_size <= layout::PAGE_SIZE_MAX {
+        if let Some(first) = read_at(page_size as u64, 16)
+            && let Some(found) = header_at(page_size as u64, &first)
+        {
+            return Some(found);
+        }
+        page_size *= 2;
+    }
+    if !deep {
+        return None;
+    }
+    const STEP: u64 = layout::PAGE_SIZE_MIN as u64;
+    const CHUNK: usize = 1 << 20;
+    let end = file_bytes.min(HEADER_SCAN_BYTES);
+    let mut offset = 2 * STEP;
+    while offset < end {
+        // Holes hold no header: skip to the next data.
+        offset = match rustix::fs::seek(&file, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(data) => data / STEP * STEP,
+            Err(_) => break,
+        };
+        let chunk = read_at(offset, CHUNK)?;
+        for (k, first) in chunk.chunks(STEP as usize).enumerate() {
+            if let Some(found) = header_at(offset + k as u64 * STEP, first) {
+                return Some(found);
+            }
+        }
+        offset += CHUNK as u64;
+    }
+    None
+}
+
 /// The page size recorded in the label at the start of `path`, if it holds
 /// a readable label.
-pub fn probe_page_size(path: &Path) -> Option<usize> {
+fn label_page_size(path: &Path) -> Option<usize> {
     if !is_drive_kind(path) {
         return None;
     }
@@ -83,8 +188,8 @@ pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<(), ToolError> 
     Ok(())
 }
 
-/// Opens existing drive files as a channel. The page size comes from the
-/// first readable label (`fallback` when none is readable).
+/// Opens existing drive files as a channel, at the volume's page size (see
+/// [`volume_page_size`]; `fallback` when nothing on the drives says).
 pub fn open_channel(paths: &[PathBuf], fallback: usize) -> Result<DiskChannel, ToolError> {
     open_channel_as(paths, fallback, false)
 }
@@ -104,21 +209,43 @@ fn open_channel_as(
     fallback: usize,
     read_only: bool,
 ) -> Result<DiskChannel, ToolError> {
+    open_channel_at(paths, volume_page_size(paths, fallback), read_only)
+}
+
+/// The page size of the volume on `paths`: from the first readable label,
+/// else from a header on the first drive (see [`find_header`]), else
+/// `fallback`.
+pub fn volume_page_size(paths: &[PathBuf], fallback: usize) -> usize {
+    let page_size = paths
+        .iter()
+        .find_map(|p| probe_page_size(p))
+        .or_else(|| {
+            paths
+                .first()
+                .and_then(|p| find_header(p, true))
+                .map(|h| h.page_size)
+        })
+        .unwrap_or(fallback);
+    if page_size.is_power_of_two() && page_size >= layout::PAGE_SIZE_MIN {
+        page_size
+    } else {
+        fallback
+    }
+}
+
+/// Opens existing drive files as a channel of `page_size` pages; with
+/// `read_only`, the files read-only and the locks shared.
+pub fn open_channel_at(
+    paths: &[PathBuf],
+    page_size: usize,
+    read_only: bool,
+) -> Result<DiskChannel, ToolError> {
     if paths.is_empty() {
         return Err(ToolError::Usage(
             "name at least one drive with --drive".into(),
         ));
     }
     check_distinct(paths)?;
-    let page_size = paths
-        .iter()
-        .find_map(|p| probe_page_size(p))
-        .unwrap_or(fallback);
-    let page_size = if page_size.is_power_of_two() && page_size >= 4096 {
-        page_size
-    } else {
-        fallback
-    };
     let drives = paths
         .iter()
         .map(|path| {

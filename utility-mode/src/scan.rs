@@ -37,6 +37,10 @@ pub struct ScanReport {
 /// Most bad pages one scan records.
 pub const BAD_PAGES_MAX: u64 = 65_536;
 
+/// The utility VM memory a scan needs: its bad-page list (two words an
+/// entry) and a page.
+pub const SCAN_MEMORY_BYTES: u64 = 2 * BAD_PAGES_MAX * 8 + 4096;
+
 fn fill(buf: &mut [u8], page: u64, invert: bool) {
     for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
         let word = page.rotate_left(17) ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);

@@ -1,39 +1,61 @@
-//! `scavenge`: check a volume and, with `repair`, put it right.
+//! `scavenge`: check a volume and, with `repair`, put it right — never by
+//! making it something else.
 //!
-//! What is checked, in order: every drive's label (readable, same volume,
-//! right position, drive not shorter than its label says); both header
-//! slots (checksum, volume, geometry); the run table of each readable slot
-//! against the volume — through a page map kept in the utility VM: the runs
-//! are copied into a VM array, sorted there by disk address to find pages
-//! mapped twice and by virtual page to find gaps and overlaps, and each run
-//! is checked against the label/header pages, the spare pools and the bad
-//! spots.
+//! **The header is the authority.** When either header slot holds a valid
+//! header (checksum, geometry, at its own place on drive 0), it says what
+//! the volume is: its id, page size, drive count and shape. Labels are
+//! judged against it:
+//! - a label that cannot be read, or that disagrees with the header about
+//!   the volume's shape (a changed geometry field, a wrong drive size), is
+//!   rewritten from the header — and so is drive 0's label when it names
+//!   another volume, since the header on that same drive says whose it is;
+//! - a drive whose label names another volume (other than drive 0), drives
+//!   given out of order, a missing or extra drive, a truncated drive: the
+//!   volume is *unrecoverable as given*, and the finding names the drive
+//!   and what to give instead. Nothing is reshaped to fit what was given.
 //!
-//! What is repaired (only with `repair`):
-//! - a slot that is torn, stale or holds a bad run table, while the other
-//!   slot is good: both slots are rewritten from the good one;
-//! - both slots unusable, labels intact: the run table is re-derived from
+//! Only when neither slot is valid do the labels speak for the volume (all
+//! of them readable and agreeing), and the run table is rebuilt from them.
+//!
+//! **One validation.** A header slot's run table is judged by
+//! [`runtable::check::mapping_problems_with`], the same rules
+//! `Volume::open` applies; the one check that needs memory in proportion
+//! to the table (no disk page mapped twice) sorts the runs in the tool's
+//! utility VM. And before saying "clean", the scavenger opens the volume as
+//! `info` and a VM would: a volume it calls clean always opens.
+//!
+//! **Repairable means repair can do it.** The repaired run table and
+//! bad-spot table are worked out while checking and checked by the same
+//! rules; if they would not pass (no spare left for a page on a bad spot,
+//! an impossible bad-spot entry in every copy), the finding is
+//! unrecoverable, not repairable. What repair does:
+//! - a slot that is torn, stale, of another volume or holds a bad run
+//!   table, while the other slot is good: both slots are rewritten from the
+//!   good one;
+//! - no good slot, but the newest one is put right by sorting its runs or
+//!   by dropping bad-spot entries for pages that are not on the volume (no
+//!   page can live there): that table is written;
+//! - no good slot, every label readable: the run table is re-derived from
 //!   the labels (the format rule over the format-time bad spots, then the
-//!   recorded remaps), and both slots are written;
+//!   recorded remaps);
 //! - a run that maps a page onto a bad spot: the page moves to a free spare
 //!   (its contents copied if the bad page still reads) and the bad-spot
 //!   entry records the spare;
-//! - a missing, damaged or stale label: rewritten from the header.
+//! - every label is rewritten from the header in force.
 //!
-//! A truncated drive, a drive of another volume or in the wrong position,
-//! and a volume with neither a readable label nor a readable header are
-//! unrecoverable. Exit status of the `cedarvm scavenge` command: 0 clean,
-//! 1 repaired or repairable, 2 unrecoverable.
+//! After writing, the repaired volume must open, or the scavenger fails.
+//! Exit status of the `cedarvm scavenge` command: 0 clean, 1 repaired or
+//! repairable, 3 unrecoverable as given.
 
-use crate::drives::{open_channel, open_channel_read_only};
+use crate::drives::{find_header, open_channel_at, volume_page_size};
 use crate::error::ToolError;
 use crate::utility_vm::{UtilityVm, sort_records};
 use disk_channel::{DiskChannel, DiskPage, DriveId};
-use runtable::check::PlacementRules;
+use runtable::check::mapping_problems_with;
 use runtable::header::{self, Header, RawHeader};
 use runtable::label::{self, RawLabel};
 use runtable::layout::{self, BadSpot, Geometry};
-use runtable::{DiskAddr, MappingProblem, PageNumber, Run, RunTable, RunTableError};
+use runtable::{DiskAddr, MappingProblem, PageNumber, Run, RunTable, RunTableError, Volume};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -97,37 +119,54 @@ pub struct ScavengeReport {
     pub runs_checked: u64,
     /// What was repaired, if anything.
     pub repairs: Vec<String>,
+    /// Bytes of real memory the scavenger's utility VM took for its page
+    /// map: what the run table needs (0 if no run table was checked).
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
-/// One header slot as found.
+/// One header slot as read from drive 0.
 enum Slot {
-    /// Never written: all zeros (slot 0 of a volume at generation 1).
+    /// Never written: its first page is all zeros (slot 0 of a volume at
+    /// generation 1).
+    Blank,
+    /// Not a usable header: why.
+    Unusable(String),
+    /// A header whose checksum and geometry check out, at the place its own
+    /// geometry gives the slot.
+    Read { raw: RawHeader, geometry: Geometry },
+}
+
+/// A header slot judged against the volume in force.
+enum Judged {
     Blank,
     Unusable(String),
-    Read {
+    Good(RawHeader),
+    Bad {
         raw: RawHeader,
         problems: Vec<MappingProblem>,
     },
 }
 
-/// How to repair.
-enum Plan {
-    Rewrite {
-        runs: Vec<Run>,
-        bad: Vec<BadSpot>,
-    },
-    Rebuild,
-    RemapBadSpots {
-        runs: Vec<Run>,
-        bad: Vec<BadSpot>,
-        pages: Vec<(PageNumber, DiskAddr)>,
-    },
+/// The run table and bad-spot table a repair would write, and how it gets
+/// them.
+struct Target {
+    runs: Vec<Run>,
+    bad: Vec<BadSpot>,
+    /// Pages to move off bad spots first: (virtual page, bad spot, spare).
+    moves: Vec<(PageNumber, DiskAddr, DiskAddr)>,
+    /// What the repair does, in a sentence.
+    what: String,
 }
 
 struct Scavenger<'a> {
     channel: DiskChannel,
     paths: &'a [PathBuf],
-    uvm: &'a UtilityVm,
+    /// The tool's real-memory limit (`None`: what the work needs).
+    memory: Option<u64>,
+    /// The utility VM that holds the page map, and its memory in bytes:
+    /// made once the work's size is known.
+    uvm: Option<(u64, UtilityVm)>,
     findings: Vec<Finding>,
     runs_checked: u64,
 }
@@ -135,6 +174,16 @@ struct Scavenger<'a> {
 impl Scavenger<'_> {
     fn note(&mut self, severity: Severity, message: String) {
         self.findings.push(Finding { severity, message });
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.uvm.as_ref().map_or(0, |(bytes, _)| *bytes)
+    }
+
+    fn unrecoverable(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.severity == Severity::Unrecoverable)
     }
 
     fn drive_name(&self, d: usize) -> String {
@@ -167,177 +216,378 @@ impl Scavenger<'_> {
         Ok(labels)
     }
 
-    /// The volume's geometry: from a label, or failing all labels from
-    /// header slot 0.
-    fn geometry(&mut self, labels: &[Option<RawLabel>]) -> Option<Geometry> {
-        let drives = self.channel.drive_count();
-        if let Some(first) = labels.iter().flatten().next() {
-            let drive_pages = (0..drives)
-                .map(|d| match &labels[d] {
-                    Some(l) => l.drive_pages,
-                    None => self.channel.page_count(DriveId(d as u16)).unwrap_or(0),
-                })
-                .collect();
-            for (d, l) in labels.iter().enumerate() {
-                let Some(l) = l else { continue };
-                if l.volume_id != first.volume_id || l.geometry != first.geometry {
-                    let name = self.drive_name(d);
-                    self.note(
-                        Severity::Unrecoverable,
-                        format!("{name}: belongs to another volume"),
-                    );
-                } else if usize::from(l.drive_index) != d {
-                    let name = self.drive_name(d);
-                    self.note(
-                        Severity::Unrecoverable,
-                        format!("{name}: is drive {} of its volume", l.drive_index),
-                    );
-                }
-            }
-            return match first.geometry.to_geometry(first.volume_id, drive_pages) {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    self.note(Severity::Unrecoverable, format!("label geometry: {e}"));
-                    None
-                }
-            };
-        }
-        // No label: slot 0 starts at page 1 whatever the slot size.
+    /// The header in slot `slot` if it starts at page `start` of drive 0.
+    fn read_header_at(&self, slot: u64, start: u64) -> Slot {
         let page_size = self.channel.page_size();
-        let pages = self
+        let drive_pages = match self.channel.page_count(DriveId(0)) {
+            Ok(pages) => pages,
+            Err(e) => return Slot::Unusable(format!("unreadable: {e}")),
+        };
+        if start >= drive_pages {
+            return Slot::Unusable(format!(
+                "it would start at page {start}, past the end of drive 0"
+            ));
+        }
+        let mut first = vec![0u8; page_size];
+        if let Err(e) = self
             .channel
-            .page_count(DriveId(0))
-            .ok()?
-            .saturating_sub(1)
-            .min(4096);
-        let mut bytes = vec![0u8; pages as usize * page_size];
-        self.channel
-            .read(DriveId(0), DiskPage(1), &mut bytes, None)
-            .ok()?;
-        let raw = header::decode(&bytes).ok()?;
-        raw.geometry
-            .to_geometry(raw.volume_id, raw.drive_pages)
-            .ok()
-    }
-
-    fn read_slot(&mut self, g: &Geometry, slot: u64) -> Result<Slot, ToolError> {
-        let mut bytes = vec![0u8; g.header_slot_pages as usize * g.page_size];
-        if let Err(e) = self.channel.read(
-            DriveId(0),
-            DiskPage(g.header_slot_start(slot)),
-            &mut bytes,
-            None,
-        ) {
-            return Ok(Slot::Unusable(format!("unreadable: {e}")));
+            .read(DriveId(0), DiskPage(start), &mut first, None)
+        {
+            return Slot::Unusable(format!("unreadable: {e}"));
         }
-        if bytes.iter().all(|&b| b == 0) {
-            return Ok(Slot::Blank);
+        if first.iter().all(|&b| b == 0) {
+            return Slot::Blank;
         }
+        let bytes = match header::claimed_length(&first) {
+            Some(length) if length > runtable::HEADER_BYTES_MAX => {
+                return Slot::Unusable(format!("it claims {length} bytes"));
+            }
+            Some(length) if length > page_size => {
+                let pages = length.div_ceil(page_size) as u64;
+                if start + pages > drive_pages {
+                    return Slot::Unusable(format!(
+                        "its {length} bytes would run past the end of drive 0"
+                    ));
+                }
+                let mut bytes = vec![0u8; pages as usize * page_size];
+                if let Err(e) = self
+                    .channel
+                    .read(DriveId(0), DiskPage(start), &mut bytes, None)
+                {
+                    return Slot::Unusable(format!("unreadable: {e}"));
+                }
+                bytes
+            }
+            _ => first,
+        };
         let raw = match header::decode(&bytes) {
             Ok(raw) => raw,
-            Err(e) => return Ok(Slot::Unusable(e.to_string())),
+            Err(e) => return Slot::Unusable(e.to_string()),
         };
-        if raw.volume_id != g.volume_id {
-            return Ok(Slot::Unusable("left over from another volume".into()));
+        if raw.generation == 0 {
+            return Slot::Unusable("generation 0".into());
         }
-        match raw
+        let geometry = match raw
             .geometry
             .to_geometry(raw.volume_id, raw.drive_pages.clone())
         {
-            Ok(hg) if hg == *g => {}
-            _ => {
-                return Ok(Slot::Unusable(
-                    "its geometry differs from the labels'".into(),
-                ));
-            }
+            Ok(g) => g,
+            Err(e) => return Slot::Unusable(format!("geometry: {e}")),
+        };
+        if let Err(e) = geometry.validate() {
+            return Slot::Unusable(format!("geometry: {e}"));
         }
-        let problems = self.check_runs(g, &raw.runs, &raw.bad_spots)?;
-        Ok(Slot::Read { raw, problems })
+        if geometry.page_size != page_size {
+            return Slot::Unusable(format!(
+                "its page size {} is not the drives' {page_size}",
+                geometry.page_size
+            ));
+        }
+        if geometry.header_slot_start(slot) != start {
+            return Slot::Unusable(format!(
+                "its geometry puts slot {slot} at page {}, not {start}",
+                geometry.header_slot_start(slot)
+            ));
+        }
+        Slot::Read { raw, geometry }
     }
 
-    /// Checks `runs` through a page map in the utility VM.
-    fn check_runs(
+    /// Both header slots. Slot 0 starts at page 1; where slot 1 starts
+    /// (after slot 0's pages) comes from slot 0's header, else from the
+    /// labels, else from a search of drive 0 for a header.
+    fn read_slots(&self, labels: &[Option<RawLabel>]) -> [Slot; 2] {
+        let slot0 = self.read_header_at(0, 1);
+        let mut starts = Vec::new();
+        if let Slot::Read { geometry, .. } = &slot0 {
+            starts.push(geometry.header_slot_start(1));
+        }
+        for l in labels.iter().flatten() {
+            starts.push(1 + u64::from(l.geometry.header_slot_pages));
+        }
+        if starts.is_empty()
+            && let Some(found) = find_header(&self.paths[0], true)
+            && found.page_size == self.channel.page_size()
+        {
+            starts.push(1 + u64::from(found.raw.geometry.header_slot_pages));
+        }
+        let mut slot1 = Slot::Unusable(
+            "where it starts is unknown: neither a label nor header slot 0 says".into(),
+        );
+        let mut seen = BTreeSet::new();
+        for start in starts {
+            if !seen.insert(start) {
+                continue;
+            }
+            match self.read_header_at(1, start) {
+                found @ Slot::Read { .. } => {
+                    slot1 = found;
+                    break;
+                }
+                Slot::Blank => slot1 = Slot::Blank,
+                unusable @ Slot::Unusable(_) => {
+                    if !matches!(slot1, Slot::Blank) {
+                        slot1 = unusable;
+                    }
+                }
+            }
+        }
+        [slot0, slot1]
+    }
+
+    /// The volume's geometry from its header: the valid slot, or of two
+    /// that disagree about the volume, the one more labels agree with (then
+    /// the newer).
+    fn header_geometry(slots: &[Slot; 2], labels: &[Option<RawLabel>]) -> Option<Geometry> {
+        let agreeing = |g: &Geometry| {
+            (0..labels.len())
+                .filter(|&d| {
+                    labels[d]
+                        .as_ref()
+                        .is_some_and(|l| label_disagreement(l, g, d).is_none())
+                })
+                .count()
+        };
+        slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Read { raw, geometry } => {
+                    Some((agreeing(geometry), raw.generation, geometry))
+                }
+                _ => None,
+            })
+            .max_by_key(|(agree, generation, _)| (*agree, *generation))
+            .map(|(_, _, g)| g.clone())
+    }
+
+    /// Judges every label against the header's geometry `g`.
+    fn check_labels_against(&mut self, g: &Geometry, labels: &[Option<RawLabel>]) {
+        // Indices the labels of this volume claim: a permutation means the
+        // drives were given out of order; anything else, damaged labels.
+        let claimed: Vec<Option<usize>> = labels
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .filter(|l| l.volume_id == g.volume_id)
+                    .map(|l| usize::from(l.drive_index))
+            })
+            .collect();
+        let distinct: BTreeSet<usize> = claimed.iter().flatten().copied().collect();
+        let out_of_order = distinct.len() == claimed.iter().flatten().count()
+            && distinct
+                .iter()
+                .all(|&k| k < g.drive_count().min(labels.len()));
+        for (d, l) in labels.iter().enumerate() {
+            let Some(l) = l else { continue };
+            if d >= g.drive_count() {
+                continue;
+            }
+            let name = self.drive_name(d);
+            if l.volume_id != g.volume_id {
+                if d == 0 {
+                    self.note(
+                        Severity::Repairable,
+                        format!(
+                            "{name}: its label names volume {:032x}, but the header on the \
+                             same drive is volume {:032x}'s: the label is rewritten from the header",
+                            l.volume_id, g.volume_id
+                        ),
+                    );
+                } else {
+                    self.note(
+                        Severity::Unrecoverable,
+                        format!(
+                            "{name}: belongs to another volume ({:032x}; this volume is \
+                             {:032x}): give this volume's drive {d}",
+                            l.volume_id, g.volume_id
+                        ),
+                    );
+                }
+            } else if usize::from(l.drive_index) != d && out_of_order {
+                self.note(
+                    Severity::Unrecoverable,
+                    format!(
+                        "{name}: is drive {} of this volume, given as drive {d}: give the \
+                         drives in their order",
+                        l.drive_index
+                    ),
+                );
+            } else if let Some(what) = label_disagreement(l, g, d) {
+                self.note(
+                    Severity::Repairable,
+                    format!(
+                        "{name}: its label disagrees with the header ({what}): the label is \
+                         rewritten from the header"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The volume's geometry from its labels, when no header slot is valid:
+    /// the first readable label's, every other label agreeing.
+    fn label_geometry(&mut self, labels: &[Option<RawLabel>]) -> Option<Geometry> {
+        let first = labels.iter().flatten().next()?;
+        let drive_pages = (0..labels.len())
+            .map(|d| match &labels[d] {
+                Some(l) => l.drive_pages,
+                None => self.channel.page_count(DriveId(d as u16)).unwrap_or(0),
+            })
+            .collect();
+        for (d, l) in labels.iter().enumerate() {
+            let Some(l) = l else { continue };
+            if l.volume_id != first.volume_id || l.geometry != first.geometry {
+                let name = self.drive_name(d);
+                self.note(
+                    Severity::Unrecoverable,
+                    format!(
+                        "{name}: its label belongs to another volume than the first \
+                         readable label's, and no header says which is right"
+                    ),
+                );
+            } else if usize::from(l.drive_index) != d {
+                let name = self.drive_name(d);
+                self.note(
+                    Severity::Unrecoverable,
+                    format!(
+                        "{name}: is drive {} of its volume, given as drive {d}: give the \
+                         drives in their order",
+                        l.drive_index
+                    ),
+                );
+            }
+        }
+        if usize::from(first.geometry.drive_count) != labels.len() {
+            self.note(
+                Severity::Unrecoverable,
+                format!(
+                    "the labels say the volume has {} drives, but {} were given",
+                    first.geometry.drive_count,
+                    labels.len()
+                ),
+            );
+            return None;
+        }
+        match first.geometry.to_geometry(first.volume_id, drive_pages) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.note(Severity::Unrecoverable, format!("label geometry: {e}"));
+                None
+            }
+        }
+    }
+
+    /// What was given against what the volume is: drive count, page size,
+    /// drive sizes.
+    fn check_shape(&mut self, g: &Geometry) -> Result<(), ToolError> {
+        let given = self.channel.drive_count();
+        if g.drive_count() > given {
+            self.note(
+                Severity::Unrecoverable,
+                format!(
+                    "the volume has {} drives but {given} were given: drive {} and on are \
+                     missing (give every drive, in order)",
+                    g.drive_count(),
+                    given
+                ),
+            );
+        } else if g.drive_count() < given {
+            let extra: Vec<String> = (g.drive_count()..given)
+                .map(|d| self.drive_name(d))
+                .collect();
+            self.note(
+                Severity::Unrecoverable,
+                format!(
+                    "the volume has {} drives but {given} were given: {} not part of it",
+                    g.drive_count(),
+                    extra.join(", ")
+                ),
+            );
+        }
+        if g.page_size != self.channel.page_size() {
+            self.note(
+                Severity::Unrecoverable,
+                format!(
+                    "page size {} is not the drives' {}",
+                    g.page_size,
+                    self.channel.page_size()
+                ),
+            );
+        }
+        if let Err(e) = g.validate() {
+            self.note(Severity::Unrecoverable, format!("geometry: {e}"));
+        }
+        for d in 0..g.drive_count().min(given) {
+            let actual = self.channel.page_count(DriveId(d as u16))?;
+            if actual < g.drive_pages[d] {
+                let name = self.drive_name(d);
+                self.note(
+                    Severity::Unrecoverable,
+                    format!(
+                        "{name}: truncated: the volume says {} pages, the drive has {actual}",
+                        g.drive_pages[d]
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every problem of `runs` and `bad` on the volume `g`: the rules
+    /// `open` applies, the one-to-one check done in the utility VM.
+    fn problems(
         &mut self,
         g: &Geometry,
         runs: &[Run],
         bad: &[BadSpot],
     ) -> Result<Vec<MappingProblem>, ToolError> {
         self.runs_checked += runs.len() as u64;
-        let mut problems = Vec::new();
-        let rules = PlacementRules::new(bad);
-        let map = self.uvm.array(runs.len() as u64 * 4)?;
-        for (i, run) in runs.iter().enumerate() {
-            if run.count.0 == 0 {
-                problems.push(MappingProblem::Runs(RunTableError::EmptyRun {
-                    index: i,
-                    page: run.page,
-                }));
-                continue;
-            }
-            rules.run_problems(g, run, &mut problems);
-            map.write_slice(
-                i as u64 * 4,
-                &[
-                    u64::from(run.disk.drive.0),
-                    run.disk.page.0,
-                    run.count.0,
-                    run.page.0,
-                ],
-            )?;
-        }
-        // Pages mapped twice: sort by (drive, disk page).
-        sort_records(&map, 4, 2)?;
-        let mut record = [0u64; 4];
-        let mut previous: Option<[u64; 4]> = None;
-        for i in 0..runs.len() as u64 {
-            map.read_slice(i * 4, &mut record)?;
-            if record[2] == 0 {
-                continue;
-            }
-            if let Some(p) = previous
-                && p[0] == record[0]
-                && p[1].saturating_add(p[2]) > record[1]
-            {
-                problems.push(MappingProblem::OverlappingRuns {
-                    first: PageNumber(p[3] + (record[1] - p[1])),
-                    second: PageNumber(record[3]),
-                    disk: DiskAddr::new(record[0] as u16, record[1]),
-                });
-            }
-            previous = Some(record);
-            // Reorder the record as (virtual page, count, drive, disk page)
-            // for the second sort.
-            map.write_slice(i * 4, &[record[3], record[2], record[0], record[1]])?;
-        }
-        // Coverage: sort by virtual page.
-        sort_records(&map, 4, 1)?;
-        let mut expected = 0u64;
-        for i in 0..runs.len() as u64 {
-            map.read_slice(i * 4, &mut record)?;
-            if record[1] == 0 {
-                continue;
-            }
-            if record[0] < expected {
-                problems.push(MappingProblem::Runs(RunTableError::Overlap {
-                    first: i as usize - 1,
-                    second: i as usize,
-                    page: PageNumber(record[0]),
-                }));
-            } else if record[0] > expected {
-                problems.push(MappingProblem::Unmapped {
-                    page: PageNumber(expected),
-                    virtual_pages: g.virtual_pages,
-                });
-            }
-            expected = expected.max(record[0].saturating_add(record[1]));
-        }
-        if expected < g.virtual_pages {
-            problems.push(MappingProblem::Unmapped {
-                page: PageNumber(expected),
-                virtual_pages: g.virtual_pages,
+        let uvm = self.page_map_memory(runs.len())?;
+        mapping_problems_with(g, runs, bad, |table| one_to_one(uvm, table))
+    }
+
+    /// The utility VM, with room for a page map of `runs` runs (four words
+    /// a run): as much memory as the work needs, made when the work's size
+    /// is known; refused before any work if the tool's limit is less.
+    fn page_map_memory(&mut self, runs: usize) -> Result<&UtilityVm, ToolError> {
+        let needed = (runs as u64 * 32).next_multiple_of(4096) + 4096;
+        if let Some(limit) = self.memory
+            && limit < needed
+        {
+            return Err(ToolError::NotEnoughRealMemory {
+                needed_bytes: needed,
+                used_bytes: 0,
+                budget_bytes: limit,
             });
         }
-        Ok(problems)
+        if self.uvm.as_ref().is_none_or(|(bytes, _)| *bytes < needed) {
+            self.uvm = None;
+            self.uvm = Some((needed, UtilityVm::new(needed)?));
+        }
+        self.uvm
+            .as_ref()
+            .map(|(_, uvm)| uvm)
+            .ok_or_else(|| ToolError::Check("no memory for the page map".into()))
+    }
+
+    fn judge(&mut self, g: &Geometry, slot: Slot) -> Result<Judged, ToolError> {
+        Ok(match slot {
+            Slot::Blank => Judged::Blank,
+            Slot::Unusable(reason) => Judged::Unusable(reason),
+            Slot::Read { raw, .. } if raw.volume_id != g.volume_id => {
+                Judged::Unusable("left over from another volume".into())
+            }
+            Slot::Read { geometry, .. } if geometry != *g => {
+                Judged::Unusable("its geometry differs from the volume's".into())
+            }
+            Slot::Read { raw, .. } => {
+                let problems = self.problems(g, &raw.runs, &raw.bad_spots)?;
+                if problems.is_empty() {
+                    Judged::Good(raw)
+                } else {
+                    Judged::Bad { raw, problems }
+                }
+            }
+        })
     }
 
     /// A spare page that is not bad and not yet assigned, preferring `drive`.
@@ -358,6 +608,80 @@ impl Scavenger<'_> {
             })
     }
 
+    /// Moves every page of `problems` (all on bad spots) to a free spare,
+    /// in `runs` and `bad`; `None` when the spares run out.
+    fn plan_moves(
+        g: &Geometry,
+        raw: &RawHeader,
+        problems: &[MappingProblem],
+    ) -> Option<Result<Target, String>> {
+        let mut table = match RunTable::new(raw.runs.clone()) {
+            Ok(table) => table,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let mut bad = raw.bad_spots.clone();
+        let mut moves = Vec::new();
+        for p in problems {
+            let MappingProblem::OnBadSpot { page, disk } = *p else {
+                continue;
+            };
+            let spare = Scavenger::free_spare(g, &bad, disk.drive)?;
+            if let Err(e) = table.remap(page, spare) {
+                return Some(Err(e.to_string()));
+            }
+            for entry in bad
+                .iter_mut()
+                .filter(|b| b.addr == disk && b.spare.is_none())
+            {
+                entry.spare = Some(spare);
+            }
+            moves.push((page, disk, spare));
+        }
+        Some(Ok(Target {
+            runs: table.runs().to_vec(),
+            bad,
+            what: format!(
+                "moved {} page(s) off bad spots to spares and rewrote both header slots \
+                 and every label",
+                moves.len()
+            ),
+            moves,
+        }))
+    }
+
+    /// Checks that a repair writing `target` would leave a volume that
+    /// passes every check, and fits in its header slots and labels.
+    fn target_problem(
+        &mut self,
+        g: &Geometry,
+        target: &Target,
+    ) -> Result<Option<String>, ToolError> {
+        if let Some(p) = self.problems(g, &target.runs, &target.bad)?.first() {
+            return Ok(Some(p.to_string()));
+        }
+        let bytes = header::header_bytes(g.drive_count(), target.runs.len(), target.bad.len());
+        let slot_bytes = g.header_slot_pages as usize * g.page_size;
+        if bytes > slot_bytes {
+            return Ok(Some(format!(
+                "the repaired header needs {bytes} bytes; a header slot holds {slot_bytes}"
+            )));
+        }
+        let max = label::max_bad_spots(g.page_size);
+        for d in 0..g.drive_count() {
+            let count = target
+                .bad
+                .iter()
+                .filter(|b| b.addr.drive.index() == d)
+                .count();
+            if count > max {
+                return Ok(Some(format!(
+                    "drive {d} would have {count} bad spots; its label holds {max}"
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     /// Writes the header into both slots (generations `generation` and
     /// `generation + 1`) and every label, then syncs.
     fn write_everything(
@@ -375,13 +699,6 @@ impl Scavenger<'_> {
                 bad_spots: bad.to_vec(),
             };
             let mut bytes = header::encode(&h);
-            let slot_bytes = g.header_slot_pages as usize * g.page_size;
-            if bytes.len() > slot_bytes {
-                return Err(ToolError::Check(format!(
-                    "the repaired header needs {} bytes; the slot holds {slot_bytes}",
-                    bytes.len()
-                )));
-            }
             bytes.resize(bytes.len().next_multiple_of(g.page_size), 0);
             let slot = (generation + k) % 2;
             self.channel.write(
@@ -407,120 +724,219 @@ impl Scavenger<'_> {
     }
 }
 
+/// How label `l`, on drive `d`, differs from what the header's geometry
+/// `g` says it should hold; `None` if it agrees (bad spots aside).
+fn label_disagreement(l: &RawLabel, g: &Geometry, d: usize) -> Option<String> {
+    let Ok(want) = label::decode(&label::encode(g, d as u16, &[])) else {
+        return Some("the header's geometry makes no label".into());
+    };
+    let mut what = Vec::new();
+    if l.volume_id != want.volume_id {
+        what.push("volume id".to_string());
+    }
+    if l.drive_index != want.drive_index {
+        what.push(format!("drive index {}", l.drive_index));
+    }
+    if l.drive_pages != want.drive_pages {
+        what.push(format!(
+            "drive size {} pages, the header says {}",
+            l.drive_pages, want.drive_pages
+        ));
+    }
+    let (a, b) = (&l.geometry, &want.geometry);
+    for (field, differs) in [
+        ("page size", a.page_size != b.page_size),
+        ("drive count", a.drive_count != b.drive_count),
+        (
+            "layout",
+            a.layout != b.layout || a.stripe_unit != b.stripe_unit,
+        ),
+        ("flags", a.flags != b.flags),
+        ("virtual size", a.virtual_pages != b.virtual_pages),
+        (
+            "spare pages",
+            a.spare_pages_per_drive != b.spare_pages_per_drive,
+        ),
+        (
+            "header slot pages",
+            a.header_slot_pages != b.header_slot_pages,
+        ),
+        ("reserved remaps", a.reserve_remaps != b.reserve_remaps),
+    ] {
+        if differs {
+            what.push(field.to_string());
+        }
+    }
+    (!what.is_empty()).then(|| what.join(", "))
+}
+
+/// No disk page mapped twice: the runs, as (drive, disk page, count,
+/// virtual page) records in the utility VM, sorted by disk address there.
+fn one_to_one(uvm: &UtilityVm, table: &RunTable) -> Result<Result<(), RunTableError>, ToolError> {
+    let runs = table.runs();
+    let map = uvm.array(runs.len() as u64 * 4)?;
+    for (i, run) in runs.iter().enumerate() {
+        map.write_slice(
+            i as u64 * 4,
+            &[
+                u64::from(run.disk.drive.0),
+                run.disk.page.0,
+                run.count.0,
+                run.page.0,
+            ],
+        )?;
+    }
+    sort_records(&map, 4, 2)?;
+    let mut record = [0u64; 4];
+    let mut previous: Option<[u64; 4]> = None;
+    for i in 0..runs.len() as u64 {
+        map.read_slice(i * 4, &mut record)?;
+        if let Some(p) = previous
+            && p[0] == record[0]
+            && p[1].saturating_add(p[2]) > record[1]
+        {
+            return Ok(Err(RunTableError::DiskOverlap {
+                first: PageNumber(p[3] + (record[1] - p[1])),
+                second: PageNumber(record[3]),
+                disk: DiskAddr::new(record[0] as u16, record[1]),
+            }));
+        }
+        previous = Some(record);
+    }
+    Ok(Ok(()))
+}
+
+/// `raw`'s tables put right where that loses nothing: runs sorted by
+/// virtual page, and bad-spot entries for pages that are not on the volume
+/// (and were never given a spare) dropped — no page can live there.
+fn mended(g: &Geometry, raw: &RawHeader) -> Target {
+    let mut runs = raw.runs.clone();
+    runs.sort_by_key(|r| r.page);
+    let on_volume = |a: DiskAddr| {
+        a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
+    };
+    let bad: Vec<BadSpot> = raw
+        .bad_spots
+        .iter()
+        .filter(|b| on_volume(b.addr) || b.spare.is_some())
+        .copied()
+        .collect();
+    let mut what = Vec::new();
+    if runs != raw.runs {
+        what.push("sorted the runs".to_string());
+    }
+    if bad.len() != raw.bad_spots.len() {
+        what.push(format!(
+            "dropped {} bad-spot entries for pages not on the volume",
+            raw.bad_spots.len() - bad.len()
+        ));
+    }
+    Target {
+        runs,
+        bad,
+        moves: Vec::new(),
+        what: format!(
+            "{} of generation {}'s header and rewrote both slots and every label",
+            what.join(" and "),
+            raw.generation
+        ),
+    }
+}
+
 /// Checks the volume on `paths` and repairs it if `repair` is set. The
-/// scavenger's page map lives in `uvm`.
+/// scavenger's page map lives in a utility VM of the memory the volume's
+/// run table needs (`memory`, if given, is a limit: a volume that needs
+/// more is refused up front, saying how much to give).
 pub fn scavenge(
     paths: &[PathBuf],
     repair: bool,
-    uvm: &UtilityVm,
+    memory: Option<u64>,
 ) -> Result<ScavengeReport, ToolError> {
+    // The page size: the header's (the authority) if slot 0 holds one,
+    // else a label's, else a header found anywhere on drive 0.
+    let page_size = paths
+        .first()
+        .and_then(|p| find_header(p, false))
+        .map(|h| h.page_size)
+        .unwrap_or_else(|| volume_page_size(paths, 4096));
     // Checking only reads: read-only files, shared locks.
-    let channel = if repair {
-        open_channel(paths, 4096)?
-    } else {
-        open_channel_read_only(paths, 4096)?
-    };
+    let channel = open_channel_at(paths, page_size, !repair)?;
     channel.lock_all()?;
     let mut s = Scavenger {
         channel,
         paths,
-        uvm,
+        memory,
+        uvm: None,
         findings: Vec::new(),
         runs_checked: 0,
     };
-    // Four steps: labels, two header slots, verdict (and repair).
+    // Four steps: labels, header slots, run tables, verdict (and repair).
     let bar = crate::progress::progress(4, "scavenge");
     let labels = s.read_labels()?;
     bar.inc(1);
-    let geometry = s.geometry(&labels);
+    let slots = s.read_slots(&labels);
+    bar.inc(1);
     let unrecoverable = |s: Scavenger<'_>| ScavengeReport {
+        memory_bytes: s.memory_bytes(),
         status: Status::Unrecoverable,
         findings: s.findings,
         generation: None,
         runs_checked: s.runs_checked,
         repairs: Vec::new(),
     };
-    let Some(g) = geometry else {
-        s.note(
-            Severity::Unrecoverable,
-            "no readable label and no readable header: nothing to rebuild from".into(),
-        );
-        return Ok(unrecoverable(s));
-    };
-    if g.drive_count() != s.channel.drive_count() {
-        s.note(
-            Severity::Unrecoverable,
-            format!(
-                "the volume has {} drives but {} were given",
-                g.drive_count(),
-                s.channel.drive_count()
-            ),
-        );
-        return Ok(unrecoverable(s));
-    }
-    if g.page_size != s.channel.page_size() {
-        s.note(
-            Severity::Unrecoverable,
-            format!(
-                "page size {} is not the drives' {}",
-                g.page_size,
-                s.channel.page_size()
-            ),
-        );
-        return Ok(unrecoverable(s));
-    }
-    if let Err(e) = g.validate() {
-        s.note(Severity::Unrecoverable, format!("geometry: {e}"));
-        return Ok(unrecoverable(s));
-    }
-    for d in 0..g.drive_count() {
-        let actual = s.channel.page_count(DriveId(d as u16))?;
-        if actual < g.drive_pages[d] {
-            let name = s.drive_name(d);
-            s.note(
-                Severity::Unrecoverable,
-                format!(
-                    "{name}: truncated: the label says {} pages, the drive has {actual}",
-                    g.drive_pages[d]
-                ),
-            );
+    let from_header = Scavenger::header_geometry(&slots, &labels);
+    let g = match &from_header {
+        Some(g) => {
+            s.check_labels_against(g, &labels);
+            g.clone()
         }
-    }
-    if s.findings
-        .iter()
-        .any(|f| f.severity == Severity::Unrecoverable)
-    {
+        None => match s.label_geometry(&labels) {
+            Some(g) => g,
+            None => {
+                if !s.unrecoverable() {
+                    s.note(
+                        Severity::Unrecoverable,
+                        "no readable label and no readable header: nothing to rebuild from".into(),
+                    );
+                }
+                return Ok(unrecoverable(s));
+            }
+        },
+    };
+    s.check_shape(&g)?;
+    if s.unrecoverable() {
         return Ok(unrecoverable(s));
     }
+    let [slot0, slot1] = slots;
+    let judged = [s.judge(&g, slot0)?, s.judge(&g, slot1)?];
+    bar.inc(1);
 
-    let slot0 = s.read_slot(&g, 0)?;
-    bar.inc(1);
-    let slots = [slot0, s.read_slot(&g, 1)?];
-    bar.inc(1);
     let mut newest_generation = 0;
     let mut best: Option<&RawHeader> = None;
-    for (i, slot) in slots.iter().enumerate() {
+    for (i, slot) in judged.iter().enumerate() {
         match slot {
-            Slot::Blank => {}
-            Slot::Unusable(reason) => {
+            Judged::Blank => {}
+            Judged::Unusable(reason) => {
                 s.note(Severity::Repairable, format!("header slot {i}: {reason}"))
             }
-            Slot::Read { raw, problems } => {
+            Judged::Bad { raw, problems } => {
                 newest_generation = newest_generation.max(raw.generation);
-                if let Some(first) = problems.first() {
-                    let more = if problems.len() > 1 {
-                        format!(" (and {} more)", problems.len() - 1)
-                    } else {
-                        String::new()
-                    };
-                    s.note(
-                        Severity::Repairable,
-                        format!(
-                            "header slot {i} (generation {}): {first}{more}",
-                            raw.generation
-                        ),
-                    );
-                } else if best.is_none_or(|b| raw.generation > b.generation) {
+                let more = if problems.len() > 1 {
+                    format!(" (and {} more)", problems.len() - 1)
+                } else {
+                    String::new()
+                };
+                s.note(
+                    Severity::Repairable,
+                    format!(
+                        "header slot {i} (generation {}): {}{more}",
+                        raw.generation, problems[0]
+                    ),
+                );
+            }
+            Judged::Good(raw) => {
+                newest_generation = newest_generation.max(raw.generation);
+                if best.is_none_or(|b| raw.generation > b.generation) {
                     best = Some(raw);
                 }
             }
@@ -528,8 +944,8 @@ pub fn scavenge(
     }
     // Format leaves slot 0 blank until the second commit; at any later
     // generation a blank slot was lost.
-    for (i, slot) in slots.iter().enumerate() {
-        if matches!(slot, Slot::Blank) {
+    for (i, slot) in judged.iter().enumerate() {
+        if matches!(slot, Judged::Blank) {
             if best.is_some_and(|b| b.generation == 1) {
                 s.note(
                     Severity::Note,
@@ -540,70 +956,147 @@ pub fn scavenge(
             }
         }
     }
-    // A newer slot with problems than the good one: its changes are lost.
-    let newest_bad = slots.iter().find_map(|slot| match slot {
-        Slot::Read { raw, problems }
-            if !problems.is_empty() && best.is_none_or(|b| raw.generation > b.generation) =>
-        {
-            Some((raw, problems))
-        }
-        _ => None,
-    });
-    let plan = match (best, newest_bad) {
-        (_, Some((raw, problems)))
-            if problems
-                .iter()
-                .all(|p| matches!(p, MappingProblem::OnBadSpot { .. })) =>
-        {
-            let pages = problems
-                .iter()
-                .filter_map(|p| match p {
-                    MappingProblem::OnBadSpot { page, disk } => Some((*page, *disk)),
-                    _ => None,
-                })
-                .collect();
-            Plan::RemapBadSpots {
-                runs: raw.runs.clone(),
-                bad: raw.bad_spots.clone(),
-                pages,
+    // The newest slot with problems, if newer than the good one (or there
+    // is no good one).
+    let newest_bad = judged
+        .iter()
+        .filter_map(|slot| match slot {
+            Judged::Bad { raw, problems } if best.is_none_or(|b| raw.generation > b.generation) => {
+                Some((raw, problems))
             }
+            _ => None,
+        })
+        .max_by_key(|(raw, _)| raw.generation);
+
+    // What a repair would write, worked out now and checked by the same
+    // rules: what repair cannot do is not "repairable".
+    let mut target: Option<Target> = None;
+    if let Some((raw, problems)) = newest_bad
+        && problems
+            .iter()
+            .all(|p| matches!(p, MappingProblem::OnBadSpot { .. }))
+    {
+        match Scavenger::plan_moves(&g, raw, problems) {
+            Some(Ok(t)) => target = Some(t),
+            Some(Err(e)) => s.note(
+                Severity::Note,
+                format!(
+                    "generation {}: its pages cannot be moved off bad spots: {e}",
+                    raw.generation
+                ),
+            ),
+            None if best.is_some() => s.note(
+                Severity::Note,
+                format!(
+                    "no spare page left to move generation {}'s pages off bad spots: \
+                     repair goes back to generation {}",
+                    raw.generation,
+                    best.map_or(0, |b| b.generation)
+                ),
+            ),
+            None => s.note(
+                Severity::Unrecoverable,
+                format!(
+                    "generation {} maps pages onto bad spots and no spare page is left to \
+                     move them to",
+                    raw.generation
+                ),
+            ),
         }
-        (Some(good), _) => Plan::Rewrite {
+    }
+    if target.is_none()
+        && let Some(good) = best
+    {
+        target = Some(Target {
             runs: good.runs.clone(),
             bad: good.bad_spots.clone(),
-        },
-        (None, _) if labels.iter().all(Option::is_some) => {
+            moves: Vec::new(),
+            what: "rewrote both header slots and every label from the good header".into(),
+        });
+    }
+    if target.is_none()
+        && !s.unrecoverable()
+        && let Some((raw, _)) = newest_bad
+    {
+        let t = mended(&g, raw);
+        if s.target_problem(&g, &t)?.is_none() {
+            target = Some(t);
+        }
+    }
+    if target.is_none() && !s.unrecoverable() {
+        if labels.iter().all(Option::is_some) && from_header.is_none() {
             s.note(
                 Severity::Repairable,
                 "no usable header slot: the run table can be rebuilt from the labels".into(),
             );
-            Plan::Rebuild
         }
-        (None, _) => {
+        if labels.iter().all(Option::is_some) {
+            let on_volume = |a: DiskAddr| {
+                a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
+            };
+            let mut bad: Vec<BadSpot> = labels
+                .iter()
+                .flatten()
+                .flat_map(|l| l.bad_spots.iter().copied())
+                .filter(|b| on_volume(b.addr) || b.spare.is_some())
+                .collect();
+            bad.sort_by_key(|b| b.spare.is_some());
+            match layout::derive_run_table(&g, &bad) {
+                Ok(table) => {
+                    target = Some(Target {
+                        what: format!(
+                            "rebuilt the run table ({} runs) from the labels and rewrote \
+                             both header slots and every label",
+                            table.len()
+                        ),
+                        runs: table.runs().to_vec(),
+                        bad,
+                        moves: Vec::new(),
+                    })
+                }
+                Err(e) => s.note(
+                    Severity::Unrecoverable,
+                    format!("the run table cannot be rebuilt from the labels: {e}"),
+                ),
+            }
+        } else {
             s.note(
                 Severity::Unrecoverable,
                 "no usable header slot and not every label is readable".into(),
             );
-            return Ok(unrecoverable(s));
         }
+    }
+    if let Some(t) = &target
+        && let Some(problem) = s.target_problem(&g, t)?
+    {
+        s.note(
+            Severity::Unrecoverable,
+            format!("repair cannot put it right: {problem}"),
+        );
+    }
+    if s.unrecoverable() {
+        return Ok(unrecoverable(s));
+    }
+    let Some(target) = target else {
+        s.note(Severity::Unrecoverable, "nothing to repair from".into());
+        return Ok(unrecoverable(s));
     };
-    // Labels whose bad-spot list differs from the table in force.
-    if let Plan::Rewrite { bad, .. } = &plan {
-        for (d, l) in labels.iter().enumerate() {
-            let Some(l) = l else { continue };
-            let want: BTreeSet<BadSpot> = bad
-                .iter()
-                .filter(|b| b.addr.drive.index() == d)
-                .copied()
-                .collect();
-            let have: BTreeSet<BadSpot> = l.bad_spots.iter().copied().collect();
-            if want != have {
-                let name = s.drive_name(d);
-                s.note(
-                    Severity::Repairable,
-                    format!("{name}: the label's bad-spot list is stale"),
-                );
-            }
+    // Labels whose bad-spot list differs from the table repair would write.
+    for (d, l) in labels.iter().enumerate() {
+        let Some(l) = l else { continue };
+        let want: BTreeSet<BadSpot> = target
+            .bad
+            .iter()
+            .filter(|b| b.addr.drive.index() == d)
+            .copied()
+            .collect();
+        let have: BTreeSet<BadSpot> = l.bad_spots.iter().copied().collect();
+        if want != have {
+            let name = s.drive_name(d);
+            s.note(
+                Severity::Repairable,
+                format!("{name}: the label's bad-spot list is stale"),
+            );
         }
     }
     let wrong = s
@@ -612,16 +1105,37 @@ pub fn scavenge(
         .any(|f| f.severity == Severity::Repairable);
     let current_generation = best.map(|b| b.generation);
     if !wrong {
+        // Clean by every check here; it must open as `info` and a VM open
+        // it, or the two disagree — say so rather than "clean".
+        let memory_bytes = s.memory_bytes();
+        let Scavenger {
+            channel,
+            mut findings,
+            runs_checked,
+            ..
+        } = s;
+        let status = match Volume::open(channel) {
+            Ok(_) => Status::Clean,
+            Err(e) => {
+                findings.push(Finding {
+                    severity: Severity::Unrecoverable,
+                    message: format!("the volume passes every check but does not open: {e}"),
+                });
+                Status::Unrecoverable
+            }
+        };
         return Ok(ScavengeReport {
-            status: Status::Clean,
-            findings: s.findings,
+            status,
+            findings,
             generation: current_generation,
-            runs_checked: s.runs_checked,
+            runs_checked,
             repairs: Vec::new(),
+            memory_bytes,
         });
     }
     if !repair {
         return Ok(ScavengeReport {
+            memory_bytes: s.memory_bytes(),
             status: Status::Repairable,
             findings: s.findings,
             generation: current_generation,
@@ -630,80 +1144,44 @@ pub fn scavenge(
         });
     }
     let mut repairs = Vec::new();
-    let (runs, bad) = match plan {
-        Plan::Rewrite { runs, bad } => {
-            repairs
-                .push("rewrote both header slots and every label from the good header".to_string());
-            (runs, bad)
+    let mut buf = vec![0u8; g.page_size];
+    for &(page, disk, spare) in &target.moves {
+        let copied = s
+            .channel
+            .read(disk.drive, disk.page, &mut buf, None)
+            .is_ok();
+        if !copied {
+            buf.fill(0);
         }
-        Plan::Rebuild => {
-            let mut bad: Vec<BadSpot> = labels
-                .iter()
-                .flatten()
-                .flat_map(|l| l.bad_spots.iter().copied())
-                .collect();
-            bad.sort_by_key(|b| b.spare.is_some());
-            let table = layout::derive_run_table(&g, &bad)?;
-            repairs.push(format!(
-                "rebuilt the run table ({} runs) from the labels",
-                table.len()
-            ));
-            (table.runs().to_vec(), bad)
-        }
-        Plan::RemapBadSpots {
-            runs,
-            mut bad,
-            pages,
-        } => {
-            let mut table = RunTable::new(runs).map_err(|e| ToolError::Check(e.to_string()))?;
-            let mut buf = vec![0u8; g.page_size];
-            for (page, disk) in pages {
-                let spare = Scavenger::free_spare(&g, &bad, disk.drive).ok_or_else(|| {
-                    ToolError::Check(format!("no spare page left to replace {disk}"))
-                })?;
-                let copied = s
-                    .channel
-                    .read(disk.drive, disk.page, &mut buf, None)
-                    .is_ok();
-                if !copied {
-                    buf.fill(0);
-                }
-                s.channel.write(spare.drive, spare.page, &buf, None)?;
-                table
-                    .remap(page, spare)
-                    .map_err(|e| ToolError::Check(e.to_string()))?;
-                for entry in bad
-                    .iter_mut()
-                    .filter(|b| b.addr == disk && b.spare.is_none())
-                {
-                    entry.spare = Some(spare);
-                }
-                repairs.push(format!(
-                    "moved {page} off bad spot {disk} to spare {spare} ({})",
-                    if copied {
-                        "contents copied"
-                    } else {
-                        "contents unreadable, zeroed"
-                    }
-                ));
+        s.channel.write(spare.drive, spare.page, &buf, None)?;
+        repairs.push(format!(
+            "moved {page} off bad spot {disk} to spare {spare} ({})",
+            if copied {
+                "contents copied"
+            } else {
+                "contents unreadable, zeroed"
             }
-            (table.runs().to_vec(), bad)
-        }
-    };
-    let problems = s.check_runs(&g, &runs, &bad)?;
-    if let Some(p) = problems.first() {
-        return Err(ToolError::Check(format!(
-            "the repaired run table is still wrong: {p}"
-        )));
+        ));
     }
+    repairs.push(target.what.clone());
     let generation = newest_generation + 1;
-    s.write_everything(&g, &runs, &bad, generation)?;
+    s.write_everything(&g, &target.runs, &target.bad, generation)?;
+    let memory_bytes = s.memory_bytes();
+    let Scavenger {
+        channel,
+        findings,
+        runs_checked,
+        ..
+    } = s;
+    Volume::open(channel)
+        .map_err(|e| ToolError::Check(format!("the repaired volume does not open: {e}")))?;
     Ok(ScavengeReport {
         status: Status::Repaired,
-        findings: s.findings,
+        findings,
         generation: Some(generation + 1),
-        runs_checked: s.runs_checked,
+        runs_checked,
         repairs,
+        memory_bytes,
     })
 }
 

@@ -19,6 +19,16 @@ impl UtilityVm {
     /// A VM of `budget_bytes` of real memory (rounded down to pages) and no
     /// backing storage.
     pub fn new(budget_bytes: u64) -> Result<UtilityVm, ToolError> {
+        UtilityVm::check_budget(budget_bytes)?;
+        let pages = budget_bytes / PAGE;
+        let config = VmConfig::new(pages.max(1) * 16, pages);
+        let vm = Vm::new(config, Backing::RealMemoryOnly).map_err(ToolError::Vm)?;
+        Ok(UtilityVm { vm })
+    }
+
+    /// Refuses, in the user's words, a budget a utility VM cannot have:
+    /// less than a page, or more than the machine has available.
+    pub fn check_budget(budget_bytes: u64) -> Result<(), ToolError> {
         let pages = budget_bytes / PAGE;
         if pages == 0 {
             return Err(ToolError::Usage(format!(
@@ -39,9 +49,7 @@ impl UtilityVm {
                 available as f64 / (1u64 << 30) as f64
             )));
         }
-        let config = VmConfig::new(pages.max(1) * 16, pages);
-        let vm = Vm::new(config, Backing::RealMemoryOnly).map_err(ToolError::Vm)?;
-        Ok(UtilityVm { vm })
+        Ok(())
     }
 
     /// The VM's counters.
