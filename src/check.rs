@@ -1,5 +1,6 @@
 //! `cedarvm check`: the whole-VM fault campaign (`vm_core::campaign`) over
-//! many seeds, for long runs beyond what CI runs. Each seed runs under a
+//! many seeds, and with `--volumes` the tools' damaged-volume campaign
+//! (`utility_mode::damage`), for long runs beyond what CI runs. Each seed runs under a
 //! watchdog, so a hang is reported with its seed instead of stopping the
 //! run; a failing seed prints itself and replays with `--seed`.
 
@@ -183,4 +184,106 @@ pub fn check(request: &CheckRequest) -> CheckReport {
         bar.inc(1);
     }
     report
+}
+
+/// What a damaged-volume run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct VolumeCheckReport {
+    /// Cases run.
+    pub cases: u64,
+    /// The scavenger's first verdicts, by name.
+    pub verdicts: std::collections::BTreeMap<String, u64>,
+    /// Cases repaired.
+    pub repaired: u64,
+    /// Markers read back intact after damage that left the header whole.
+    pub markers_checked: u64,
+    /// Cases that broke a promise, hung or panicked.
+    pub failures: Vec<utility_mode::damage::CaseFailure>,
+}
+
+impl VolumeCheckReport {
+    /// The report for a terminal.
+    pub fn table(&self) -> String {
+        let mut t = format!(
+            "cases        {}
+verdicts     {}
+repaired     {}
+markers      {} read back intact
+failures     {}\n",
+            self.cases,
+            self.verdicts
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.repaired,
+            self.markers_checked,
+            self.failures.len()
+        );
+        for f in &self.failures {
+            t.push_str(&format!(
+                "\n{f}\n  replay: cedarvm check --volumes --seed {}\n",
+                f.seed
+            ));
+        }
+        t
+    }
+}
+
+/// Runs damaged-volume cases `first..first + cases`, each in a fresh
+/// temporary folder and under a watchdog.
+pub fn check_volumes(
+    first: u64,
+    cases: u64,
+    hang_after_s: u64,
+) -> Result<VolumeCheckReport, utility_mode::ToolError> {
+    use utility_mode::damage::{CaseFailure, run_case};
+    let mut report = VolumeCheckReport {
+        cases: 0,
+        verdicts: Default::default(),
+        repaired: 0,
+        markers_checked: 0,
+        failures: Vec::new(),
+    };
+    let bar = progress(cases, "check volumes");
+    for seed in (0..cases).map_while(|k| first.checked_add(k)) {
+        let dir = tempfile::tempdir().map_err(|source| utility_mode::ToolError::File {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let path = dir.path().to_path_buf();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run_case(&path, seed));
+        });
+        report.cases += 1;
+        let failure = |message: String| CaseFailure {
+            seed,
+            damage: String::new(),
+            message,
+        };
+        match rx.recv_timeout(Duration::from_secs(hang_after_s)) {
+            Ok(Ok(outcome)) => {
+                *report
+                    .verdicts
+                    .entry(format!("{:?}", outcome.verdict).to_lowercase())
+                    .or_default() += 1;
+                report.repaired += u64::from(outcome.repaired);
+                report.markers_checked += outcome.markers_checked as u64;
+            }
+            Ok(Err(f)) => report.failures.push(f),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                report.failures.push(failure("panicked".into()))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                report
+                    .failures
+                    .push(failure(format!("hung: no answer in {hang_after_s} s")));
+                // The hung case's thread still uses the folder.
+                std::mem::forget(dir);
+            }
+        }
+        bar.inc(1);
+    }
+    Ok(report)
 }

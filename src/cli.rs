@@ -86,6 +86,14 @@ pub struct CheckArgs {
     /// Seconds after which a seed counts as hung (at least 1).
     #[arg(long, default_value_t = 60)]
     hang_after: u64,
+    /// Run the damaged-volume campaign of the tools instead of the VM's:
+    /// random volumes, damaged one way each, held to what `info` and
+    /// `scavenge` promise (utility_mode::damage).
+    #[arg(long)]
+    volumes: bool,
+    /// Damaged-volume cases to run, from --first-seed (with --volumes).
+    #[arg(long, default_value_t = 1000, requires = "volumes")]
+    cases: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -798,6 +806,19 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 print!("{}", report.table());
             }
             Ok(0)
+        }
+        Command::Check(a) if a.volumes => {
+            let report = crate::check::check_volumes(
+                a.seed.unwrap_or(a.first_seed),
+                if a.seed.is_some() { 1 } else { a.cases },
+                a.hang_after.max(1),
+            )?;
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(if report.failures.is_empty() { 0 } else { 4 })
         }
         Command::Check(a) => {
             let request = crate::check::CheckRequest {

@@ -656,3 +656,34 @@ fn every_command_shares_one_table_of_exit_statuses() {
     assert_eq!(run(&[&["scavenge"][..], &both].concat()), 4, "busy");
     drop(writer);
 }
+
+/// `cedarvm check` runs both campaigns from the command line: the VM's
+/// seeds, and with `--volumes` the tools' damaged-volume cases; each
+/// reports what it ran as JSON, and a case replays with `--seed`.
+#[test]
+fn check_runs_both_campaigns() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(dir.path(), &["check", "--seeds", "3", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["seeds"], 3);
+    assert!(report["steps"].as_u64().unwrap() > 0);
+    let o = cedarvm(
+        dir.path(),
+        &["check", "--volumes", "--cases", "12", "--json"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["cases"], 12);
+    let verdicts: u64 = report["verdicts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(verdicts, 12, "{report}");
+    assert!(report["markers_checked"].as_u64().unwrap() > 0, "{report}");
+    let o = cedarvm(dir.path(), &["check", "--volumes", "--seed", "7"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("cases        1"), "{}", stdout(&o));
+}

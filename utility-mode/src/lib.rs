@@ -12,6 +12,7 @@
 //! | [`scan`] | surface scan: write and read back patterns, list bad pages |
 //! | [`scavenge`] | check labels, header slots and run table; repair |
 //! | [`info`] | what a volume is |
+//! | [`damage`] | the damaged-volume campaign the tools are held to |
 //! | [`drives`] | opening a volume's drive files |
 //! | [`progress`] | progress of long work, shown by whatever sink the program installs |
 //! | `utility_vm` | [`UtilityVm`], [`sort_records`] |
@@ -21,6 +22,7 @@
 //! arguments, progress bars, the demo) is the root package's binary, and
 //! the benchmark runs are the `cedar-bench` crate.
 
+pub mod damage;
 pub mod drives;
 mod error;
 pub mod format;
