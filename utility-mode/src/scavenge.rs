@@ -484,9 +484,10 @@ impl Scavenger<'_> {
             self.note(
                 Severity::Unrecoverable,
                 format!(
-                    "the volume has {} drives but {given} were given: drive {} and on are \
-                     missing (give every drive, in order)",
+                    "the volume has {} drives but {} given: drive {} and on are missing \
+                     (give every drive, in order)",
                     g.drive_count(),
+                    given_drives(given),
                     given
                 ),
             );
@@ -497,8 +498,9 @@ impl Scavenger<'_> {
             self.note(
                 Severity::Unrecoverable,
                 format!(
-                    "the volume has {} drives but {given} were given: {} not part of it",
+                    "the volume has {} drives but {} given: {} not part of it",
                     g.drive_count(),
+                    given_drives(given),
                     extra.join(", ")
                 ),
             );
@@ -656,7 +658,12 @@ impl Scavenger<'_> {
         g: &Geometry,
         target: &Target,
     ) -> Result<Option<String>, ToolError> {
-        if let Some(p) = self.problems(g, &target.runs, &target.bad)?.first() {
+        // Not counted as runs checked: these are the repair's, not the
+        // volume's.
+        let counted = self.runs_checked;
+        let problems = self.problems(g, &target.runs, &target.bad)?;
+        self.runs_checked = counted;
+        if let Some(p) = problems.first() {
             return Ok(Some(p.to_string()));
         }
         let bytes = header::header_bytes(g.drive_count(), target.runs.len(), target.bad.len());
@@ -721,6 +728,15 @@ impl Scavenger<'_> {
             self.channel.sync(DriveId(d as u16))?;
         }
         Ok(())
+    }
+}
+
+/// "1 was", "3 were".
+fn given_drives(n: usize) -> String {
+    if n == 1 {
+        "1 was".into()
+    } else {
+        format!("{n} were")
     }
 }
 
