@@ -52,6 +52,9 @@ pub struct CheckReport {
     pub errors_met: u64,
     /// Seeds that met a panicking drive and were poisoned (as they must).
     pub poisoned: u64,
+    /// Thread switches in the seeds' semaphore schedules (no lost wake-up,
+    /// never two holders).
+    pub semaphore_switches: u64,
     /// Seeds that failed.
     pub failures: Vec<SeedFailure>,
     /// The options a replay needs besides the seed (`--steps`, ...).
@@ -63,12 +66,13 @@ impl CheckReport {
     /// The report for a terminal.
     pub fn table(&self) -> String {
         let mut t = format!(
-            "seeds        {}\nsteps        {}\nfaults       {} injected, {} errors met as values\npoisoned     {} (a panicking drive, answered with VmError::Poisoned)\nfailures     {}\n",
+            "seeds        {}\nsteps        {}\nfaults       {} injected, {} errors met as values\npoisoned     {} (a panicking drive, answered with VmError::Poisoned)\nsemaphores   {} thread switches through mset/mclear/msleep/mwakeup\nfailures     {}\n",
             self.seeds,
             self.steps,
             self.faults_injected,
             self.errors_met,
             self.poisoned,
+            self.semaphore_switches,
             self.failures.len()
         );
         for f in &self.failures {
@@ -139,6 +143,7 @@ pub fn check(request: &CheckRequest) -> CheckReport {
         faults_injected: 0,
         errors_met: 0,
         poisoned: 0,
+        semaphore_switches: 0,
         failures: Vec::new(),
         options: replay_options(request),
     };
@@ -158,6 +163,7 @@ pub fn check(request: &CheckRequest) -> CheckReport {
                 report.faults_injected += outcome.faults_injected;
                 report.errors_met += outcome.errors.values().sum::<u64>();
                 report.poisoned += u64::from(outcome.poisoned);
+                report.semaphore_switches += outcome.semaphore_switches;
             }
             Ok(Err(failure)) => report.failures.push(SeedFailure {
                 seed,

@@ -26,9 +26,15 @@
 //! replays it exactly. Hangs are the caller's to bound (the tests and
 //! `cedarvm check` run each seed under a watchdog).
 //!
+//! After the VM's steps, the same seed schedules several threads through
+//! the shared-memory semaphores ([`semaphores`]): a lost wake-up or two
+//! holders at once fails the seed.
+//!
 //! Not covered yet: crashes and torn writes (they need a restart from the
 //! volume, which needs the persistent address space); releases the kernel
 //! refuses (no injection point below `sys`).
+
+pub mod semaphores;
 
 use crate::config::{FaultService, MonitorScope, VmConfig};
 use crate::error::VmError;
@@ -112,6 +118,10 @@ pub struct Outcome {
     /// before the panic is beyond the model).
     #[serde(default)]
     pub drive_panicked: bool,
+    /// Thread switches in the seed's semaphore schedule (see
+    /// [`semaphores`]).
+    #[serde(default)]
+    pub semaphore_switches: u64,
 }
 
 /// A broken rule: the seed replays it.
@@ -183,7 +193,18 @@ fn kind(e: &VmError) -> String {
 pub fn run_seed(campaign: &Campaign) -> Result<Outcome, Box<Failure>> {
     let mut run = Run::new(campaign);
     let vm = run.build_vm().map_err(|message| run.failure(0, message))?;
-    run.drive(&vm)
+    let mut outcome = run.drive(&vm)?;
+    // The shared-memory semaphores, under the same seed's schedule.
+    let semaphores = semaphores::run_semaphores(campaign.seed, 3, 12).map_err(|message| {
+        Box::new(Failure {
+            campaign: campaign.clone(),
+            step: outcome.steps,
+            message: format!("semaphores: {message}"),
+            recent: Vec::new(),
+        })
+    })?;
+    outcome.semaphore_switches = semaphores.switches;
+    Ok(outcome)
 }
 
 struct Run {
