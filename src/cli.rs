@@ -333,13 +333,13 @@ pub struct FaultPathArgs {
 
 /// The utility VM's memory for a scan: what it needs, or less if the user
 /// says so (then a scan that finds many bad pages says how much to give).
-/// A limit the machine cannot give is refused as given.
+/// A limit under a page is refused as given.
 fn scan_memory(limit: Option<u64>) -> Result<u64, ToolError> {
     let need = utility_mode::scan::SCAN_MEMORY_BYTES;
     match limit {
         None => Ok(need),
         Some(limit) => {
-            UtilityVm::check_budget(limit)?;
+            UtilityVm::check_limit(limit)?;
             Ok(limit.min(need))
         }
     }
@@ -442,6 +442,11 @@ pub struct ScavengeArgs {
     /// Write the repairs (without it, only report).
     #[arg(long)]
     repair: bool,
+    /// With --repair, also rewrite the label of a drive (other than drive 0)
+    /// whose label page holds no label at all: only for a file you know is
+    /// that drive of this volume — any file given would be made one.
+    #[arg(long, requires = "repair")]
+    force: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -605,9 +610,16 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         }
         Command::Scavenge(a) => {
             if let Some(limit) = a.drives.memory {
-                UtilityVm::check_budget(limit)?;
+                UtilityVm::check_limit(limit)?;
             }
-            let report = scavenge(&a.drives.drives, a.repair, a.drives.memory)?;
+            let report = scavenge(
+                &a.drives.drives,
+                &utility_mode::scavenge::ScavengeOptions {
+                    repair: a.repair,
+                    force: a.force,
+                    memory: a.drives.memory,
+                },
+            )?;
             if a.json {
                 println!("{}", json(&report));
             } else {

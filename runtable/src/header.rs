@@ -162,6 +162,24 @@ pub fn claimed_length(bytes: &[u8]) -> Option<usize> {
     Some(u32::from_le_bytes(bytes[12..16].try_into().ok()?) as usize)
 }
 
+/// Where a header's own geometry puts it, from its first [`FIXED_BYTES`]
+/// bytes (checksum not yet checked): its volume's page size and the page
+/// at which its slot 1 starts (slot 0 always starts at page 1). `None` if
+/// the bytes do not start with the header's magic, or the page size is not
+/// one a volume may have. Lets a search reject a misplaced header before
+/// reading the rest of it.
+pub fn claimed_place(first: &[u8]) -> Option<(usize, u64)> {
+    claimed_length(first)?;
+    let field = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(first.get(at..at + 4)?.try_into().ok()?))
+    };
+    let page_size = field(48)? as usize;
+    let slot_pages = u64::from(field(72)?);
+    let valid = page_size.is_power_of_two()
+        && (crate::layout::PAGE_SIZE_MIN..=crate::layout::PAGE_SIZE_MAX).contains(&page_size);
+    valid.then_some((page_size, 1 + slot_pages))
+}
+
 /// Size of a header holding `runs` runs and `bad_spots` bad spots on
 /// `drives` drives, in bytes.
 pub fn header_bytes(drives: usize, runs: usize, bad_spots: usize) -> usize {

@@ -27,12 +27,18 @@ use crate::drives::open_channel;
 use crate::error::ToolError;
 use crate::format::{FormatRequest, format};
 use crate::info::info;
-use crate::scavenge::{Status, scavenge};
+use crate::scavenge::{ScavengeOptions, Status, scavenge};
+
+const REPAIR: ScavengeOptions = ScavengeOptions {
+    repair: true,
+    force: false,
+    memory: None,
+};
 use crate::utility_vm::UtilityVm;
 use disk_channel::DriveId;
 use disk_channel::rng::SplitMix64;
 use runtable::header::{self, Header};
-use runtable::{BadSpot, DiskAddr, Geometry, Layout, PageNumber, Volume, label};
+use runtable::{BadSpot, DiskAddr, Geometry, Layout, PageNumber, Volume, label, layout};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -75,22 +81,10 @@ impl std::fmt::Display for CaseFailure {
 /// markers are.
 struct Original {
     volume_id: String,
+    page_size: usize,
     drives: usize,
     virtual_pages: u64,
     markers: Vec<PageNumber>,
-}
-
-/// How the damage leaves the header, and so what may be asserted after.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HeaderState {
-    /// Untouched: no mapped page may be lost.
-    Intact,
-    /// Changed only in ways a repair puts right without moving data
-    /// (runs reordered, an impossible bad-spot entry, a bad spot under a
-    /// page whose contents still read): no mapped page may be lost either.
-    Mendable,
-    /// Possibly damaged: only the tools' agreement is asserted.
-    Unknown,
 }
 
 const MARKERS: usize = 48;
@@ -107,12 +101,23 @@ pub fn run_case(dir: &Path, seed: u64) -> Result<CaseOutcome, CaseFailure> {
     };
     let (paths, original, geometry) =
         make_volume(dir, &mut rng).map_err(|e| fail("format", format!("format: {e}")))?;
-    let (given, header_state) = do_damage(&paths, &geometry, &original, &mut rng, &mut damage)
-        .map_err(|e| fail(&damage, format!("damaging: {e}")))?;
-    let before = snapshot(&paths);
+    let mut must_repair = false;
+    let given = do_damage(
+        &paths,
+        &geometry,
+        &original,
+        &mut rng,
+        &mut damage,
+        &mut must_repair,
+    )
+    .map_err(|e| fail(&damage, format!("damaging: {e}")))?;
+    // Every file the tools are given or the volume has.
+    let mut files = paths.clone();
+    files.extend(given.iter().filter(|p| !paths.contains(p)).cloned());
+    let before = snapshot(&files);
 
     let opened = info(&given);
-    let report = scavenge(&given, false, None).map_err(|e| {
+    let report = scavenge(&given, &ScavengeOptions::default()).map_err(|e| {
         fail(
             &damage,
             format!("scavenge failed instead of reporting: {e}"),
@@ -136,12 +141,28 @@ pub fn run_case(dir: &Path, seed: u64) -> Result<CaseOutcome, CaseFailure> {
         }
         _ => {}
     }
-    let repair = scavenge(&given, true, None);
+    // Damage to labels alone, with the header intact: the rule is that
+    // such a label is rewritten from the header.
+    if must_repair && report.status != Status::Repairable {
+        return Err(fail(
+            &damage,
+            format!(
+                "the header is intact, yet {:?}: {:?}",
+                report.status, report.findings
+            ),
+        ));
+    }
+    let repair = scavenge(&given, &REPAIR);
     let repaired = match (report.status, &repair) {
-        (Status::Clean, Ok(r)) if r.status == Status::Clean => false,
+        (Status::Clean, Ok(r)) if r.status == Status::Clean => {
+            if snapshot(&files) != before {
+                return Err(fail(&damage, "--repair wrote to a clean volume".into()));
+            }
+            false
+        }
         (Status::Repairable, Ok(r)) if r.status == Status::Repaired => true,
         (Status::Unrecoverable, Ok(r)) if r.status == Status::Unrecoverable => {
-            if snapshot(&paths) != before {
+            if snapshot(&files) != before {
                 return Err(fail(
                     &damage,
                     "an unrecoverable volume was written by --repair".into(),
@@ -157,7 +178,7 @@ pub fn run_case(dir: &Path, seed: u64) -> Result<CaseOutcome, CaseFailure> {
         }
     };
     if repaired {
-        let again = scavenge(&given, false, None)
+        let again = scavenge(&given, &ScavengeOptions::default())
             .map_err(|e| fail(&damage, format!("scavenge after repair: {e}")))?;
         if again.status != Status::Clean {
             return Err(fail(
@@ -166,25 +187,30 @@ pub fn run_case(dir: &Path, seed: u64) -> Result<CaseOutcome, CaseFailure> {
             ));
         }
         let now = info(&given).map_err(|e| fail(&damage, format!("info after repair: {e}")))?;
-        let identity = (now.volume_id.clone(), now.drives.len(), now.virtual_pages);
-        if identity
-            != (
-                original.volume_id.clone(),
-                original.drives,
-                original.virtual_pages,
-            )
-        {
+        let identity = (
+            now.volume_id.clone(),
+            now.page_size,
+            now.drives.len(),
+            now.virtual_pages,
+        );
+        let formatted = (
+            original.volume_id.clone(),
+            original.page_size,
+            original.drives,
+            original.virtual_pages,
+        );
+        if identity != formatted {
             return Err(fail(
                 &damage,
-                format!(
-                    "repair changed the volume: {identity:?}, formatted as {:?}",
-                    (&original.volume_id, original.drives, original.virtual_pages)
-                ),
+                format!("repair changed the volume: {identity:?}, formatted as {formatted:?}"),
             ));
         }
     }
     let mut markers_checked = 0;
-    if header_state != HeaderState::Unknown && report.status != Status::Unrecoverable {
+    // No campaign volume has remaps, so whatever a repair rebuilds from
+    // (the other slot, the labels) maps every page where it was; a page
+    // moved off a bad spot takes its contents along.
+    if report.status != Status::Unrecoverable {
         markers_checked = check_markers(&paths, &original)
             .map_err(|e| fail(&damage, format!("a mapped page was lost: {e}")))?;
     }
@@ -260,6 +286,7 @@ fn make_volume(
     }
     let original = Original {
         volume_id: format!("{:032x}", g.volume_id),
+        page_size: g.page_size,
         drives,
         virtual_pages: g.virtual_pages,
         markers,
@@ -347,19 +374,23 @@ fn do_damage(
     original: &Original,
     rng: &mut SplitMix64,
     damage: &mut String,
-) -> Result<(Vec<PathBuf>, HeaderState), String> {
+    must_repair: &mut bool,
+) -> Result<Vec<PathBuf>, String> {
     let drives = paths.len();
     let ps = g.page_size as u64;
     let d = rng.below(drives as u64) as usize;
     let io = |e: std::io::Error| e.to_string();
     let mut given = paths.to_vec();
-    let state = match rng.below(13) {
+    match rng.below(22) {
         0 => {
             // Random bytes in a label page only.
             let at = rng.below(ps - 8);
             *damage = format!("bytes at {at} of drive {d}'s label");
             poke(&paths[d], at, &rng.next_u64().to_le_bytes()).map_err(io)?;
-            HeaderState::Intact
+            // A damaged label — not one whose magic is gone from a drive
+            // other than 0, which may be any file — is rewritten.
+            // (Past the label's 84 bytes the page is padding no one reads.)
+            *must_repair = at < 84 && (d == 0 || at >= 8);
         }
         1 => {
             // Random bytes in the front of a drive: label or header slots.
@@ -367,11 +398,6 @@ fn do_damage(
             let at = rng.below(front - 8);
             *damage = format!("bytes at {at} of drive {d}'s front");
             poke(&paths[d], at, &rng.next_u64().to_le_bytes()).map_err(io)?;
-            if at < ps {
-                HeaderState::Intact
-            } else {
-                HeaderState::Unknown
-            }
         }
         2 => {
             let pages = g.drive_pages[d] - 1 - rng.below(g.drive_pages[d] / 2);
@@ -381,7 +407,6 @@ fn do_damage(
                 .open(&paths[d])
                 .and_then(|f| f.set_len(pages * ps))
                 .map_err(io)?;
-            HeaderState::Intact
         }
         3 => {
             let pages = g.drive_pages[d] + 1 + rng.below(64);
@@ -391,25 +416,22 @@ fn do_damage(
                 .open(&paths[d])
                 .and_then(|f| f.set_len(pages * ps))
                 .map_err(io)?;
-            HeaderState::Intact
         }
         4 if drives > 1 => {
             let e = (d + 1) % drives;
             *damage = format!("drives {d} and {e} given swapped");
             given.swap(d, e);
-            HeaderState::Intact
         }
         5 if drives > 1 => {
             *damage = format!("drive {d} left off");
             given.remove(d);
-            HeaderState::Intact
         }
         6 => {
             let mut foreign = g.clone();
             foreign.volume_id = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
             *damage = format!("a foreign label on drive {d}");
             poke(&paths[d], 0, &label::encode(&foreign, d as u16, &[])).map_err(io)?;
-            HeaderState::Intact
+            *must_repair = d == 0;
         }
         7 => {
             let mut changed = g.clone();
@@ -424,14 +446,14 @@ fn do_damage(
             }
             *damage = format!("drive {d}'s label geometry changed (field {field})");
             poke(&paths[d], 0, &label::encode(&changed, d as u16, &[])).map_err(io)?;
-            HeaderState::Intact
+            *must_repair = true;
         }
         8 => {
             let volume = open_volume(paths, g)?;
             let mut runs = volume.run_table().runs().to_vec();
             if runs.len() < 2 {
                 *damage = "nothing (one run)".into();
-                return Ok((given, HeaderState::Intact));
+                return Ok(given);
             }
             let i = rng.below(runs.len() as u64 - 1) as usize;
             runs.swap(i, i + 1);
@@ -439,7 +461,6 @@ fn do_damage(
             let bad = volume.bad_spots().to_vec();
             drop(volume);
             rewrite_tables(paths, g, runs, bad).map_err(io)?;
-            HeaderState::Mendable
         }
         9 => {
             let volume = open_volume(paths, g)?;
@@ -450,7 +471,156 @@ fn do_damage(
             bad.push(BadSpot { addr, spare: None });
             *damage = format!("a bad-spot entry {addr} off the volume");
             rewrite_tables(paths, g, runs, bad).map_err(io)?;
-            HeaderState::Mendable
+        }
+        13 => {
+            // An extra drive: a labelled drive of another volume.
+            let extra = dir_of(paths).join("extra.vol");
+            let mut foreign = g.clone();
+            foreign.volume_id ^= 1;
+            foreign.drive_pages = vec![g.drive_pages[0]];
+            std::fs::write(&extra, label::encode(&foreign, 0, &[])).map_err(io)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&extra)
+                .and_then(|f| f.set_len(g.drive_pages[0] * ps))
+                .map_err(io)?;
+            *damage = "an extra drive of another volume given".into();
+            given.push(extra);
+        }
+        14 if drives > 1 => {
+            // A copy of one drive given in another's place.
+            let e = (d + 1) % drives;
+            let copy = dir_of(paths).join("copy.vol");
+            std::fs::copy(&paths[d], &copy).map_err(io)?;
+            *damage = format!("a copy of drive {d} given as drive {e}");
+            given[e] = copy;
+        }
+        15 => {
+            // A file that is no drive of any volume, of the right size.
+            let other = dir_of(paths).join("photo.bin");
+            let mut bytes = vec![0u8; (g.drive_pages[d] * ps) as usize];
+            for chunk in bytes.chunks_mut(8) {
+                let word = rng.next_u64().to_le_bytes();
+                chunk.copy_from_slice(&word[..chunk.len()]);
+            }
+            std::fs::write(&other, bytes).map_err(io)?;
+            *damage = format!("a file of random bytes given as drive {d}");
+            given[d] = other;
+        }
+        16 => {
+            // A label's page-size field changed, checksum valid.
+            let mut page = std::fs::read(&paths[d]).map_err(io)?;
+            page.truncate(ps as usize);
+            let wrong = (g.page_size as u32).wrapping_mul([2, 4, 1 << 10][rng.below(3) as usize]);
+            page[48..52].copy_from_slice(&wrong.to_le_bytes());
+            reseal(&mut page);
+            *damage = format!("drive {d}'s label says page size {wrong}");
+            poke(&paths[d], 0, &page).map_err(io)?;
+            *must_repair = true;
+        }
+        kind @ (17..=19) => {
+            // The newest header slot made a CRC-valid lie: longer than its
+            // slot (17), of an impossible generation (18), or with a
+            // geometry of its own (19) — the other slot, if written, is
+            // good.
+            let volume = open_volume(paths, g)?;
+            let generation = volume.generation();
+            let mut h = Header {
+                generation: generation + 1,
+                geometry: g.clone(),
+                runs: volume.run_table().runs().to_vec(),
+                bad_spots: volume.bad_spots().to_vec(),
+            };
+            drop(volume);
+            let mut bytes = match kind {
+                17 => {
+                    let mut bytes = header::encode(&h);
+                    let length = g.header_slot_pages as usize * g.page_size + 8;
+                    bytes.truncate(bytes.len() - 4);
+                    bytes.resize(length, 0);
+                    bytes[12..16].copy_from_slice(&(length as u32).to_le_bytes());
+                    bytes.extend_from_slice(&[0; 4]);
+                    bytes
+                }
+                18 => {
+                    h.generation = u64::MAX - rng.below(2);
+                    header::encode(&h)
+                }
+                _ => {
+                    h.geometry.virtual_pages =
+                        h.geometry.virtual_pages.saturating_sub(1 + rng.below(9));
+                    header::encode(&h)
+                }
+            };
+            if kind == 17 {
+                reseal(&mut bytes);
+            }
+            let slot = h.generation % 2;
+            *damage = format!(
+                "header slot {slot}: {}",
+                [
+                    "longer than its slot",
+                    "an impossible generation",
+                    "a geometry of its own"
+                ][kind as usize - 17]
+            );
+            // Only the slot is written: the claimed length runs past it.
+            let slot_bytes = g.header_slot_pages as usize * g.page_size;
+            bytes.truncate(slot_bytes);
+            poke(&paths[0], g.header_slot_start(slot) * ps, &bytes).map_err(io)?;
+        }
+        20 => {
+            // Two bad spots under mapped pages of one run.
+            let volume = open_volume(paths, g)?;
+            let runs = volume.run_table().runs().to_vec();
+            let Some(run) = runs.iter().find(|r| r.count.0 >= 2).copied() else {
+                *damage = "nothing (no run of two pages)".into();
+                return Ok(given);
+            };
+            let mut bad = volume.bad_spots().to_vec();
+            drop(volume);
+            let first = rng.below(run.count.0 - 1);
+            let second = first + 1 + rng.below(run.count.0 - first - 1);
+            for k in [first, second] {
+                bad.push(BadSpot {
+                    addr: run.disk.offset(k),
+                    spare: None,
+                });
+            }
+            *damage = format!(
+                "two bad spots under run at {} ({first}, {second})",
+                run.page
+            );
+            rewrite_tables(paths, g, runs, bad).map_err(io)?;
+        }
+        21 => {
+            // A header of a volume of a larger page size in a data page of
+            // drive 0, where that page size puts header slot 0: what a
+            // volume formatted over an older one can hold.
+            let volume = open_volume(paths, g)?;
+            let front = g.reserved_front(DriveId(0));
+            let mut stale = g.clone();
+            stale.volume_id ^= 0x5A5A;
+            stale.page_size = (g.page_size << (1 + rng.below(4))).min(1 << 20);
+            let at = stale.page_size as u64 / ps;
+            let page = layout::find_virtual(volume.run_table(), DiskAddr::new(0, at));
+            drop(volume);
+            if at < front || page.is_none_or(|p| original.markers.contains(&p)) {
+                *damage = "nothing (no free data page for a stale header)".into();
+                return Ok(given);
+            }
+            stale.header_slot_pages = 1;
+            let h = Header {
+                generation: 2 + rng.below(5),
+                geometry: stale.clone(),
+                runs: Vec::new(),
+                bad_spots: Vec::new(),
+            };
+            *damage = format!(
+                "a stale header of {}-byte pages at byte {} (data page {at})",
+                stale.page_size, stale.page_size
+            );
+            poke(&paths[0], stale.page_size as u64, &header::encode(&h)).map_err(io)?;
         }
         kind @ (11 | 12) => {
             // A bad spot under a mapped page that repair cannot move: every
@@ -484,7 +654,6 @@ fn do_damage(
                 *damage = format!("{page}'s disk page {disk} remapped to {spare}, not a spare");
             }
             rewrite_tables(paths, g, runs, bad).map_err(io)?;
-            HeaderState::Unknown
         }
         _ => {
             let volume = open_volume(paths, g)?;
@@ -499,10 +668,32 @@ fn do_damage(
             });
             *damage = format!("{page}'s disk page {disk} recorded bad, not remapped");
             rewrite_tables(paths, g, runs, bad).map_err(io)?;
-            HeaderState::Mendable
         }
+    }
+    Ok(given)
+}
+
+/// The folder of the case (where its drive files are).
+fn dir_of(paths: &[PathBuf]) -> PathBuf {
+    paths[0].parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Re-seals a label or header at the start of `bytes` (its length field
+/// says where the checksum goes) after a field was changed.
+fn reseal(bytes: &mut [u8]) {
+    let Some(length) = header::claimed_length(bytes).or_else(|| {
+        (bytes.len() >= 16)
+            .then(|| u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize)
+    }) else {
+        return;
     };
-    Ok((given, state))
+    if length < 4 || length > bytes.len() {
+        return;
+    }
+    let mut w = runtable::codec::Writer::with_capacity(length);
+    w.bytes(&bytes[..length - 4]);
+    let sealed = w.finish_with_crc();
+    bytes[..length].copy_from_slice(&sealed);
 }
 
 fn open_volume(paths: &[PathBuf], g: &Geometry) -> Result<Volume, String> {

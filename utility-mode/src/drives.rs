@@ -11,7 +11,23 @@ use std::path::{Path, PathBuf};
 /// — the label unreadable — from a volume header in header slot 0 (where
 /// drive 0 keeps it at every page size). `None` if neither is there.
 pub fn probe_page_size(path: &Path) -> Option<usize> {
-    label_page_size(path).or_else(|| find_header(path, false).map(|h| h.page_size))
+    label_page_size(path).or_else(|| slot_zero_page_sizes(path).first().copied())
+}
+
+/// The page sizes a volume on `paths` may have, most likely first: each
+/// readable label's, then each page size `P` at which drive 0 holds a
+/// header at byte `P` (header slot 0, whatever the page size). Several can
+/// be plausible — a label copied from a volume of another page size, or a
+/// volume formatted over an older one whose header survives in a data page
+/// — and only the drives' headers can tell (the scavenger tries each).
+pub fn page_size_candidates(paths: &[PathBuf]) -> Vec<usize> {
+    let mut candidates: Vec<usize> = paths.iter().filter_map(|p| label_page_size(p)).collect();
+    if let Some(first) = paths.first() {
+        candidates.extend(slot_zero_page_sizes(first));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    candidates.retain(|p| seen.insert(*p));
+    candidates
 }
 
 /// A volume header found in a drive file by [`find_header`].
@@ -28,6 +44,76 @@ pub struct FoundHeader {
 /// How far into a file [`find_header`] looks for header slot 1.
 const HEADER_SCAN_BYTES: u64 = 1 << 30;
 
+/// A drive file opened for looking for headers in it.
+struct Looker {
+    file: std::fs::File,
+    bytes: u64,
+}
+
+impl Looker {
+    fn open(path: &Path) -> Option<Looker> {
+        use std::io::{Seek, SeekFrom};
+        if !is_drive_kind(path) {
+            return None;
+        }
+        let mut file = std::fs::File::open(path).ok()?;
+        // The length by seeking: a block device's metadata says 0.
+        let bytes = file.seek(SeekFrom::End(0)).ok()?;
+        Some(Looker { file, bytes })
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(self.bytes.checked_sub(offset)?.min(len as u64)).ok()?;
+        let mut bytes = vec![0u8; len];
+        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        Some(bytes)
+    }
+
+    /// The header at `offset`, whose first bytes are `first`, if one is
+    /// there and its own geometry puts a slot there (checked from `first`
+    /// before the rest is read: a search meets many stray magics).
+    fn header_at(&self, offset: u64, first: &[u8]) -> Option<FoundHeader> {
+        let (page_size, slot_one) = header::claimed_place(first)?;
+        let slot = if offset == page_size as u64 {
+            0
+        } else if offset == slot_one * page_size as u64 {
+            1
+        } else {
+            return None;
+        };
+        let len = header::claimed_length(first)?;
+        if len > runtable::HEADER_BYTES_MAX {
+            return None;
+        }
+        let raw = header::decode(&self.read_at(offset, len)?).ok()?;
+        (raw.geometry.page_size as usize == page_size).then_some(FoundHeader {
+            page_size,
+            slot,
+            raw,
+        })
+    }
+}
+
+/// Every page size `P` at which the file at `path` holds a header at byte
+/// `P` whose geometry says its page size is `P` (header slot 0).
+fn slot_zero_page_sizes(path: &Path) -> Vec<usize> {
+    let Some(looker) = Looker::open(path) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut page_size = layout::PAGE_SIZE_MIN;
+    while page_size <= layout::PAGE_SIZE_MAX {
+        if let Some(first) = looker.read_at(page_size as u64, header::FIXED_BYTES)
+            && looker.header_at(page_size as u64, &first).is_some()
+        {
+            found.push(page_size);
+        }
+        page_size *= 2;
+    }
+    found
+}
+
 /// Looks for a volume header in the file at `path` — drive 0 of a volume
 /// whose label cannot be read, so that neither the page size nor where
 /// header slot 1 starts is known. Slot 0 starts at page 1 at every page
@@ -36,52 +122,25 @@ const HEADER_SCAN_BYTES: u64 = 1 << 30;
 /// commit, or damaged), every 4 KiB step of the file's first GiB that
 /// holds data and starts with the header's magic is tried. A header counts
 /// only where its own geometry puts one of its slots, so a stray copy of a
-/// header elsewhere in the data is not taken for the volume's.
+/// header elsewhere in the data is not taken for the volume's (and is
+/// passed over without being read in full).
 pub fn find_header(path: &Path, deep: bool) -> Option<FoundHeader> {
-    if !is_drive_kind(path) {
-        return None;
-    }
-    let file = std::fs::File::open(path).ok()?;
-    let file_bytes = file.metadata().ok()?.len();
-    let read_at = |offset: u64, len: usize| -> Option<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let len = usize::try_from((file_bytes.checked_sub(offset)?).min(len as u64)).ok()?;
-        let mut bytes = vec![0u8; len];
-        file.read_exact_at(&mut bytes, offset).ok()?;
-        Some(bytes)
-    };
-    // The header at `offset`, if one is there and its geometry puts a slot
-    // there.
-    let header_at = |offset: u64, first: &[u8]| -> Option<FoundHeader> {
-        let len = header::claimed_length(first)?;
-        if len > runtable::HEADER_BYTES_MAX {
-            return None;
-        }
-        let raw = header::decode(&read_at(offset, len)?).ok()?;
-        let page_size = raw.geometry.page_size as usize;
-        if !page_size.is_power_of_two()
-            || !(layout::PAGE_SIZE_MIN..=layout::PAGE_SIZE_MAX).contains(&page_size)
-        {
-            return None;
-        }
-        let slot_one = page_size as u64 * (1 + u64::from(raw.geometry.header_slot_pages));
-        let slot = if offset == page_size as u64 {
-            0
-        } else if offset == slot_one {
-            1
-        } else {
-            return None;
-        };
-        Some(FoundHeader {
-            page_size,
-            slot,
-            raw,
-        })
-    };
+    search(path, deep, |_| true)
+}
+
+/// [`find_header`] for a volume of `page_size`-byte pages: headers of other
+/// page sizes (a stale one in a data page) are passed over.
+pub fn find_header_of(path: &Path, page_size: usize) -> Option<FoundHeader> {
+    search(path, true, |found| found.page_size == page_size)
+}
+
+fn search(path: &Path, deep: bool, accept: impl Fn(&FoundHeader) -> bool) -> Option<FoundHeader> {
+    let looker = Looker::open(path)?;
     let mut page_size = layout::PAGE_SIZE_MIN;
     while page_size <= layout::PAGE_SIZE_MAX {
-        if let Some(first) = read_at(page_size as u64, 16)
-            && let Some(found) = header_at(page_size as u64, &first)
+        if let Some(first) = looker.read_at(page_size as u64, header::FIXED_BYTES)
+            && let Some(found) = looker.header_at(page_size as u64, &first)
+            && accept(&found)
         {
             return Some(found);
         }
@@ -92,17 +151,19 @@ pub fn find_header(path: &Path, deep: bool) -> Option<FoundHeader> {
     }
     const STEP: u64 = layout::PAGE_SIZE_MIN as u64;
     const CHUNK: usize = 1 << 20;
-    let end = file_bytes.min(HEADER_SCAN_BYTES);
+    let end = looker.bytes.min(HEADER_SCAN_BYTES);
     let mut offset = 2 * STEP;
     while offset < end {
         // Holes hold no header: skip to the next data.
-        offset = match rustix::fs::seek(&file, rustix::fs::SeekFrom::Data(offset)) {
+        offset = match rustix::fs::seek(&looker.file, rustix::fs::SeekFrom::Data(offset)) {
             Ok(data) => data / STEP * STEP,
             Err(_) => break,
         };
-        let chunk = read_at(offset, CHUNK)?;
+        let chunk = looker.read_at(offset, CHUNK)?;
         for (k, first) in chunk.chunks(STEP as usize).enumerate() {
-            if let Some(found) = header_at(offset + k as u64 * STEP, first) {
+            if let Some(found) = looker.header_at(offset + k as u64 * STEP, first)
+                && accept(&found)
+            {
                 return Some(found);
             }
         }
@@ -127,9 +188,14 @@ fn label_page_size(path: &Path) -> Option<usize> {
             Err(_) => return None,
         }
     }
+    // A page size no volume may have (a damaged field with a valid
+    // checksum) is not a candidate: it would size buffers by it.
     label::decode(&head[..filled])
         .ok()
         .map(|l| l.geometry.page_size as usize)
+        .filter(|p| {
+            p.is_power_of_two() && (layout::PAGE_SIZE_MIN..=layout::PAGE_SIZE_MAX).contains(p)
+        })
 }
 
 /// The size of the file at `path` if it holds data a tool would destroy:

@@ -47,7 +47,9 @@
 //! Exit status of the `cedarvm scavenge` command: 0 clean, 1 repaired or
 //! repairable, 3 unrecoverable as given.
 
-use crate::drives::{find_header, open_channel_at, volume_page_size};
+use crate::drives::{
+    find_header, find_header_of, open_channel_at, page_size_candidates, volume_page_size,
+};
 use crate::error::ToolError;
 use crate::utility_vm::{UtilityVm, sort_records};
 use disk_channel::{DiskChannel, DiskPage, DriveId};
@@ -125,6 +127,9 @@ pub struct ScavengeReport {
     pub memory_bytes: u64,
 }
 
+/// The largest generation the scavenger takes for real.
+const GENERATION_MAX: u64 = 1 << 62;
+
 /// One header slot as read from drive 0.
 enum Slot {
     /// Never written: its first page is all zeros (slot 0 of a volume at
@@ -169,9 +174,27 @@ struct Scavenger<'a> {
     uvm: Option<(u64, UtilityVm)>,
     findings: Vec<Finding>,
     runs_checked: u64,
+    /// Rewrite the label of a drive that holds no label at all.
+    force: bool,
+    /// Per drive, why its label is unusable (and whether the page holds no
+    /// label at all): `None` for a readable label.
+    unusable_labels: Vec<Option<(bool, String)>>,
 }
 
-impl Scavenger<'_> {
+impl<'a> Scavenger<'a> {
+    fn new(channel: DiskChannel, paths: &'a [PathBuf], options: &ScavengeOptions) -> Scavenger<'a> {
+        Scavenger {
+            channel,
+            paths,
+            memory: options.memory,
+            uvm: None,
+            findings: Vec::new(),
+            runs_checked: 0,
+            force: options.force,
+            unusable_labels: Vec::new(),
+        }
+    }
+
     fn note(&mut self, severity: Severity, message: String) {
         self.findings.push(Finding { severity, message });
     }
@@ -194,22 +217,26 @@ impl Scavenger<'_> {
         let mut page = vec![0u8; self.channel.page_size()];
         let mut labels = Vec::new();
         for d in 0..self.channel.drive_count() {
+            // Whether the page holds no label at all (not even its magic),
+            // and why it is unusable.
             let label = match self
                 .channel
                 .read(DriveId(d as u16), DiskPage(0), &mut page, None)
             {
-                Ok(()) => label::decode(&page).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(()) => label::decode(&page).map_err(|e| {
+                    let no_label = matches!(e, runtable::envelope::StructError::WrongMagic { .. });
+                    (no_label, e.to_string())
+                }),
+                Err(e) => Err((false, e.to_string())),
             };
             match label {
-                Ok(label) => labels.push(Some(label)),
-                Err(reason) => {
-                    let name = self.drive_name(d);
-                    self.note(
-                        Severity::Repairable,
-                        format!("{name}: label unusable: {reason}"),
-                    );
+                Ok(label) => {
+                    labels.push(Some(label));
+                    self.unusable_labels.push(None);
+                }
+                Err((no_label, reason)) => {
                     labels.push(None);
+                    self.unusable_labels.push(Some((no_label, reason)));
                 }
             }
         }
@@ -283,6 +310,19 @@ impl Scavenger<'_> {
                 geometry.page_size
             ));
         }
+        // As `open` reads it: no more than the slot holds.
+        let length = header::claimed_length(&bytes).unwrap_or(0);
+        let slot_bytes = geometry.header_slot_pages as usize * page_size;
+        if length > slot_bytes {
+            return Slot::Unusable(format!(
+                "its {length} bytes overflow its slot of {slot_bytes}"
+            ));
+        }
+        // Commits count one at a time: no volume gets near 2^62, and a
+        // repair must have room to count on.
+        if raw.generation > GENERATION_MAX {
+            return Slot::Unusable(format!("generation {} is impossible", raw.generation));
+        }
         if geometry.header_slot_start(slot) != start {
             return Slot::Unusable(format!(
                 "its geometry puts slot {slot} at page {}, not {start}",
@@ -304,31 +344,37 @@ impl Scavenger<'_> {
         for l in labels.iter().flatten() {
             starts.push(1 + u64::from(l.geometry.header_slot_pages));
         }
-        if starts.is_empty()
-            && let Some(found) = find_header(&self.paths[0], true)
-            && found.page_size == self.channel.page_size()
-        {
-            starts.push(1 + u64::from(found.raw.geometry.header_slot_pages));
-        }
         let mut slot1 = Slot::Unusable(
             "where it starts is unknown: neither a label nor header slot 0 says".into(),
         );
         let mut seen = BTreeSet::new();
-        for start in starts {
-            if !seen.insert(start) {
-                continue;
-            }
-            match self.read_header_at(1, start) {
-                found @ Slot::Read { .. } => {
-                    slot1 = found;
-                    break;
+        let mut searched = false;
+        loop {
+            for &start in &starts {
+                if !seen.insert(start) {
+                    continue;
                 }
-                Slot::Blank => slot1 = Slot::Blank,
-                unusable @ Slot::Unusable(_) => {
-                    if !matches!(slot1, Slot::Blank) {
-                        slot1 = unusable;
+                match self.read_header_at(1, start) {
+                    found @ Slot::Read { .. } => return [slot0, found],
+                    Slot::Blank => slot1 = Slot::Blank,
+                    unusable @ Slot::Unusable(_) => {
+                        if !matches!(slot1, Slot::Blank) {
+                            slot1 = unusable;
+                        }
                     }
                 }
+            }
+            // Not where the labels say (a label's slot size may be what is
+            // damaged): where a search of drive 0 finds a header, once.
+            if searched || matches!(slot0, Slot::Read { .. }) {
+                break;
+            }
+            searched = true;
+            match find_header_of(&self.paths[0], self.channel.page_size()) {
+                Some(found) if found.slot == 1 => {
+                    starts = vec![1 + u64::from(found.raw.geometry.header_slot_pages)];
+                }
+                _ => break,
             }
         }
         [slot0, slot1]
@@ -341,9 +387,10 @@ impl Scavenger<'_> {
         let agreeing = |g: &Geometry| {
             (0..labels.len())
                 .filter(|&d| {
-                    labels[d]
-                        .as_ref()
-                        .is_some_and(|l| label_disagreement(l, g, d).is_none())
+                    d < g.drive_count()
+                        && labels[d]
+                            .as_ref()
+                            .is_some_and(|l| label_disagreement(l, g, d).is_none())
                 })
                 .count()
         };
@@ -361,27 +408,43 @@ impl Scavenger<'_> {
 
     /// Judges every label against the header's geometry `g`.
     fn check_labels_against(&mut self, g: &Geometry, labels: &[Option<RawLabel>]) {
-        // Indices the labels of this volume claim: a permutation means the
-        // drives were given out of order; anything else, damaged labels.
-        let claimed: Vec<Option<usize>> = labels
-            .iter()
-            .map(|l| {
-                l.as_ref()
-                    .filter(|l| l.volume_id == g.volume_id)
-                    .map(|l| usize::from(l.drive_index))
-            })
-            .collect();
-        let distinct: BTreeSet<usize> = claimed.iter().flatten().copied().collect();
-        let out_of_order = distinct.len() == claimed.iter().flatten().count()
-            && distinct
-                .iter()
-                .all(|&k| k < g.drive_count().min(labels.len()));
         for (d, l) in labels.iter().enumerate() {
-            let Some(l) = l else { continue };
             if d >= g.drive_count() {
                 continue;
             }
             let name = self.drive_name(d);
+            let Some(l) = l else {
+                let (no_label, reason) = self.unusable_labels[d].clone().unwrap_or_default();
+                // A damaged label, or drive 0's (the header on the same
+                // drive says whose it is), is rewritten from the header.
+                // A page with no label at all on another drive may be a
+                // file that is not this volume's drive: only --force
+                // makes it one.
+                if d == 0 || !no_label {
+                    self.note(
+                        Severity::Repairable,
+                        format!("{name}: label unusable ({reason}): rewritten from the header"),
+                    );
+                } else if self.force {
+                    self.note(
+                        Severity::Repairable,
+                        format!(
+                            "{name}: holds no label ({reason}): rewritten from the header, \
+                             as --force asks"
+                        ),
+                    );
+                } else {
+                    self.note(
+                        Severity::Unrecoverable,
+                        format!(
+                            "{name}: holds no cedar-vm label ({reason}): give this volume's \
+                             drive {d}; if this file is that drive and only its label page was \
+                             overwritten, --repair --force rewrites the label from the header"
+                        ),
+                    );
+                }
+                continue;
+            };
             if l.volume_id != g.volume_id {
                 if d == 0 {
                     self.note(
@@ -402,7 +465,7 @@ impl Scavenger<'_> {
                         ),
                     );
                 }
-            } else if usize::from(l.drive_index) != d && out_of_order {
+            } else if usize::from(l.drive_index) != d {
                 self.note(
                     Severity::Unrecoverable,
                     format!(
@@ -426,7 +489,22 @@ impl Scavenger<'_> {
     /// The volume's geometry from its labels, when no header slot is valid:
     /// the first readable label's, every other label agreeing.
     fn label_geometry(&mut self, labels: &[Option<RawLabel>]) -> Option<Geometry> {
-        let first = labels.iter().flatten().next()?;
+        for d in 0..labels.len() {
+            if let Some((_, reason)) = self.unusable_labels[d].clone() {
+                let name = self.drive_name(d);
+                self.note(
+                    Severity::Unrecoverable,
+                    format!("{name}: label unusable ({reason}), and no header to rewrite it from"),
+                );
+            }
+        }
+        let Some(first) = labels.iter().flatten().next() else {
+            self.note(
+                Severity::Unrecoverable,
+                "no readable label and no readable header: nothing to rebuild from".into(),
+            );
+            return None;
+        };
         let drive_pages = (0..labels.len())
             .map(|d| match &labels[d] {
                 Some(l) => l.drive_pages,
@@ -610,21 +688,26 @@ impl Scavenger<'_> {
             })
     }
 
-    /// Moves every page of `problems` (all on bad spots) to a free spare,
-    /// in `runs` and `bad`; `None` when the spares run out.
-    fn plan_moves(
-        g: &Geometry,
-        raw: &RawHeader,
-        problems: &[MappingProblem],
-    ) -> Option<Result<Target, String>> {
+    /// Moves every page mapped onto a bad spot to a free spare, in `runs`
+    /// and `bad`; `None` when the spares run out.
+    ///
+    /// The pages to move come from the bad-spot table, not from the list of
+    /// problems (which names one bad spot a run, and at most a few dozen).
+    fn plan_moves(g: &Geometry, raw: &RawHeader) -> Option<Result<Target, String>> {
         let mut table = match RunTable::new(raw.runs.clone()) {
             Ok(table) => table,
             Err(e) => return Some(Err(e.to_string())),
         };
         let mut bad = raw.bad_spots.clone();
         let mut moves = Vec::new();
-        for p in problems {
-            let MappingProblem::OnBadSpot { page, disk } = *p else {
+        let unmoved: Vec<DiskAddr> = raw
+            .bad_spots
+            .iter()
+            .filter(|b| b.spare.is_none())
+            .map(|b| b.addr)
+            .collect();
+        for disk in unmoved {
+            let Some(page) = layout::find_virtual(&table, disk) else {
                 continue;
             };
             let spare = Scavenger::free_spare(g, &bad, disk.drive)?;
@@ -859,33 +942,80 @@ fn mended(g: &Geometry, raw: &RawHeader) -> Target {
     }
 }
 
-/// Checks the volume on `paths` and repairs it if `repair` is set. The
-/// scavenger's page map lives in a utility VM of the memory the volume's
-/// run table needs (`memory`, if given, is a limit: a volume that needs
-/// more is refused up front, saying how much to give).
-pub fn scavenge(
-    paths: &[PathBuf],
-    repair: bool,
-    memory: Option<u64>,
-) -> Result<ScavengeReport, ToolError> {
-    // The page size: the header's (the authority) if slot 0 holds one,
-    // else a label's, else a header found anywhere on drive 0.
-    let page_size = paths
-        .first()
-        .and_then(|p| find_header(p, false))
-        .map(|h| h.page_size)
-        .unwrap_or_else(|| volume_page_size(paths, 4096));
+/// How to scavenge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScavengeOptions {
+    /// Repair what can be repaired.
+    pub repair: bool,
+    /// With `repair`, also rewrite from the header the label of a drive
+    /// whose label page holds no label at all (not even its magic): only
+    /// for a file known to be that drive, since any file would do.
+    pub force: bool,
+    /// Most real memory for the page map (`None`: what the work needs).
+    pub memory: Option<u64>,
+}
+
+/// How well the drives read at one page size: a valid header that a
+/// readable label agrees with beats a valid header alone, which beats
+/// labels alone.
+fn plausibility(labels: &[Option<RawLabel>], slots: &[Slot; 2]) -> (bool, bool, usize) {
+    let headers: Vec<&RawHeader> = slots
+        .iter()
+        .filter_map(|slot| match slot {
+            Slot::Read { raw, .. } => Some(raw),
+            _ => None,
+        })
+        .collect();
+    let agreed = headers
+        .iter()
+        .any(|h| labels.iter().flatten().any(|l| l.volume_id == h.volume_id));
+    (agreed, !headers.is_empty(), labels.iter().flatten().count())
+}
+
+/// Checks the volume on `paths` and repairs it if `options.repair` is set.
+/// The scavenger's page map lives in a utility VM of the memory the
+/// volume's run table needs (`options.memory`, if given, is a limit: a
+/// volume that needs more is refused up front, saying how much to give).
+///
+/// The page size is not taken on trust from the first label: a label
+/// copied from a volume of another page size, or a header left in a data
+/// page by a volume formatted over, would make the drives read as another
+/// volume. Each page size the labels or a header suggest is tried, and the
+/// one at which a valid header agrees with the labels wins.
+pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<ScavengeReport, ToolError> {
+    let mut candidates = page_size_candidates(paths);
+    let mut best: Option<((bool, bool, usize), usize)> = None;
+    let mut deep_tried = false;
+    loop {
+        for &page_size in &candidates {
+            let channel = open_channel_at(paths, page_size, true)?;
+            channel.lock_all()?;
+            let mut s = Scavenger::new(channel, paths, options);
+            let labels = s.read_labels()?;
+            let slots = s.read_slots(&labels);
+            let score = plausibility(&labels, &slots);
+            if best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, page_size));
+            }
+        }
+        // No valid header at any of them: search drive 0 for one, once.
+        if deep_tried || best.is_some_and(|((_, header, _), _)| header) {
+            break;
+        }
+        deep_tried = true;
+        match paths.first().and_then(|p| find_header(p, true)) {
+            Some(found) if !candidates.contains(&found.page_size) => {
+                candidates = vec![found.page_size]
+            }
+            _ => break,
+        }
+    }
+    let page_size = best.map_or_else(|| volume_page_size(paths, 4096), |(_, p)| p);
     // Checking only reads: read-only files, shared locks.
-    let channel = open_channel_at(paths, page_size, !repair)?;
+    let channel = open_channel_at(paths, page_size, !options.repair)?;
     channel.lock_all()?;
-    let mut s = Scavenger {
-        channel,
-        paths,
-        memory,
-        uvm: None,
-        findings: Vec::new(),
-        runs_checked: 0,
-    };
+    let mut s = Scavenger::new(channel, paths, options);
+    let repair = options.repair;
     // Four steps: labels, header slots, run tables, verdict (and repair).
     let bar = crate::progress::progress(4, "scavenge");
     let labels = s.read_labels()?;
@@ -908,15 +1038,7 @@ pub fn scavenge(
         }
         None => match s.label_geometry(&labels) {
             Some(g) => g,
-            None => {
-                if !s.unrecoverable() {
-                    s.note(
-                        Severity::Unrecoverable,
-                        "no readable label and no readable header: nothing to rebuild from".into(),
-                    );
-                }
-                return Ok(unrecoverable(s));
-            }
+            None => return Ok(unrecoverable(s)),
         },
     };
     s.check_shape(&g)?;
@@ -929,6 +1051,7 @@ pub fn scavenge(
 
     let mut newest_generation = 0;
     let mut best: Option<&RawHeader> = None;
+    let mut best_slot: Option<u64> = None;
     for (i, slot) in judged.iter().enumerate() {
         match slot {
             Judged::Blank => {}
@@ -954,6 +1077,7 @@ pub fn scavenge(
                 newest_generation = newest_generation.max(raw.generation);
                 if best.is_none_or(|b| raw.generation > b.generation) {
                     best = Some(raw);
+                    best_slot = Some(i as u64);
                 }
             }
         }
@@ -992,7 +1116,7 @@ pub fn scavenge(
             .iter()
             .all(|p| matches!(p, MappingProblem::OnBadSpot { .. }))
     {
-        match Scavenger::plan_moves(&g, raw, problems) {
+        match Scavenger::plan_moves(&g, raw) {
             Some(Ok(t)) => target = Some(t),
             Some(Err(e)) => s.note(
                 Severity::Note,
@@ -1180,7 +1304,17 @@ pub fn scavenge(
         ));
     }
     repairs.push(target.what.clone());
-    let generation = newest_generation + 1;
+    // Moved pages reach their spares before any header names the spares.
+    for d in 0..g.drive_count() {
+        s.channel.sync(DriveId(d as u16))?;
+    }
+    // The first header written goes into the slot that does not hold the
+    // good one, so that a torn write leaves the good one (generations count
+    // up: newest + 1, or + 2 to land in the other slot).
+    let mut generation = newest_generation + 1;
+    if best_slot == Some(generation % 2) {
+        generation += 1;
+    }
     s.write_everything(&g, &target.runs, &target.bad, generation)?;
     let memory_bytes = s.memory_bytes();
     let Scavenger {

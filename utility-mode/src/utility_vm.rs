@@ -26,17 +26,24 @@ impl UtilityVm {
         Ok(UtilityVm { vm })
     }
 
-    /// Refuses, in the user's words, a budget a utility VM cannot have:
-    /// less than a page, or more than the machine has available.
-    pub fn check_budget(budget_bytes: u64) -> Result<(), ToolError> {
-        let pages = budget_bytes / PAGE;
-        if pages == 0 {
+    /// Refuses, in the user's words, a limit no utility VM fits under:
+    /// less than a page. (A limit above what the machine has is not
+    /// refused: a tool takes what its work needs, and that is checked.)
+    pub fn check_limit(limit_bytes: u64) -> Result<(), ToolError> {
+        if limit_bytes < PAGE {
             return Err(ToolError::Usage(format!(
                 "--memory {} is less than one page ({} KiB)",
-                crate::units::human_bytes(budget_bytes),
+                crate::units::human_bytes(limit_bytes),
                 PAGE / 1024
             )));
         }
+        Ok(())
+    }
+
+    /// Refuses, in the user's words, a budget a utility VM cannot have:
+    /// less than a page, or more than the machine has available.
+    pub fn check_budget(budget_bytes: u64) -> Result<(), ToolError> {
+        UtilityVm::check_limit(budget_bytes)?;
         // The frame table alone takes 12 bytes a page of the budget, made
         // at once: a budget beyond what the machine has is refused here,
         // not after gigabytes of tables.

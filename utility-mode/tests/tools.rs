@@ -140,7 +140,7 @@ fn the_scavengers_page_map_lives_in_the_utility_vm() {
     };
     let uvm = UtilityVm::new(4 << 20).unwrap();
     utility_mode::format::format(&request, &uvm).unwrap();
-    let report = utility_mode::scavenge::scavenge(&request.drives, false, None).unwrap();
+    let report = utility_mode::scavenge::scavenge(&request.drives, &Default::default()).unwrap();
     assert_eq!(
         report.status,
         utility_mode::scavenge::Status::Clean,
@@ -154,8 +154,14 @@ fn the_scavengers_page_map_lives_in_the_utility_vm() {
         "{report:?}"
     );
     // With a limit below that, refused before any work, saying how much.
-    let err = utility_mode::scavenge::scavenge(&request.drives, false, Some(64 << 10))
-        .unwrap_err()
-        .to_string();
+    let err = utility_mode::scavenge::scavenge(
+        &request.drives,
+        &utility_mode::scavenge::ScavengeOptions {
+            memory: Some(64 << 10),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("give --memory"), "{err}");
 }
