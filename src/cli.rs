@@ -333,6 +333,20 @@ pub struct FaultPathArgs {
 
 /// The utility VM's memory for a scan: what it needs, or less if the user
 /// says so (then a scan that finds many bad pages says how much to give).
+/// The `--page-size` of `format` and `scan`: a power of two of at least
+/// 4 KiB and at most 1 MiB.
+fn checked_page_size(page_size: u64) -> Result<usize, ToolError> {
+    let valid = page_size.is_power_of_two()
+        && (runtable::layout::PAGE_SIZE_MIN as u64..=runtable::layout::PAGE_SIZE_MAX as u64)
+            .contains(&page_size);
+    if !valid {
+        return Err(ToolError::Usage(format!(
+            "--page-size {page_size} is not a power of two from 4 KiB to 1 MiB"
+        )));
+    }
+    Ok(page_size as usize)
+}
+
 /// A limit under a page is refused as given.
 fn scan_memory(limit: Option<u64>) -> Result<u64, ToolError> {
     let need = utility_mode::scan::SCAN_MEMORY_BYTES;
@@ -538,15 +552,26 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 fn run_command(command: Command) -> Result<i32, ToolError> {
     match command {
         Command::Format(a) => {
-            let page_size = a.page_size as usize;
-            if !page_size.is_power_of_two() || page_size < 4096 {
+            let page_size = checked_page_size(a.page_size)?;
+            let drive_pages = a.drive_size / a.page_size;
+            if drive_pages == 0 {
                 return Err(ToolError::Usage(format!(
-                    "--page-size {page_size} is not a power of two of at least 4 KiB"
+                    "--drive-size {} holds no whole page of {}",
+                    utility_mode::human_bytes(a.drive_size),
+                    utility_mode::human_bytes(a.page_size)
                 )));
             }
-            let drive_pages = a.drive_size / a.page_size;
             // Without --virtual-size, as much as the drives hold.
-            let virtual_pages = a.virtual_size.map(|bytes| bytes / a.page_size);
+            let virtual_pages = match a.virtual_size {
+                Some(bytes) if bytes < a.page_size || bytes % a.page_size != 0 => {
+                    return Err(ToolError::Usage(format!(
+                        "--virtual-size {} is not a whole number of pages of {}",
+                        utility_mode::human_bytes(bytes),
+                        utility_mode::human_bytes(a.page_size)
+                    )));
+                }
+                bytes => bytes.map(|bytes| bytes / a.page_size),
+            };
             let request = FormatRequest {
                 drives: a.drives.drives.clone(),
                 page_size,
@@ -561,7 +586,20 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 scan: a.scan.map(ScanMode::from),
             };
             let uvm = UtilityVm::new(scan_memory(a.drives.memory)?)?;
-            let report = format(&request, &uvm).map_err(|e| match e {
+            // The drive files this run creates go again if it is
+            // interrupted (format removes them itself if it fails).
+            let created: Vec<PathBuf> = request
+                .drives
+                .iter()
+                .filter(|p| !p.exists())
+                .cloned()
+                .collect();
+            for path in &created {
+                crate::signals::remove_on_signal(path.clone());
+            }
+            let formatted = format(&request, &uvm);
+            crate::signals::keep_on_signal(&created);
+            let report = formatted.map_err(|e| match e {
                 // Say what to change, in the command's own words.
                 ToolError::Volume(runtable::VolumeError::NotEnoughDisk {
                     virtual_pages,
@@ -573,17 +611,29 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     utility_mode::human_bytes(virtual_pages * page_size as u64),
                     utility_mode::human_bytes(data_pages * page_size as u64),
                 )),
+                ToolError::Volume(runtable::VolumeError::BadGeometry { reason }) => {
+                    ToolError::Usage(format!(
+                        "the drives cannot hold the volume's own structures ({reason}): \
+                         give a larger --drive-size or fewer --spares"
+                    ))
+                }
                 e => e,
             })?;
             let info = info::info(&request.drives)?;
+            let plural = |n: usize, what: &str| match n {
+                1 => format!("1 {what}"),
+                n => format!("{n} {what}s"),
+            };
             println!(
-                "formatted: {} runs, {} bad spots kept out",
-                report.runs, report.bad_spots
+                "formatted: {}, {} kept out",
+                plural(report.runs, "run"),
+                plural(report.bad_spots, "bad spot")
             );
             print!("{}", info.table());
             Ok(0)
         }
         Command::Scan(a) => {
+            checked_page_size(a.page_size)?;
             utility_mode::drives::check_overwrite(&a.drives.drives, a.force)?;
             let channel =
                 utility_mode::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
@@ -628,7 +678,14 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             Ok(report.status.exit_code())
         }
         Command::Info(a) => {
-            let report = info::info(&a.drives)?;
+            let report = info::info(&a.drives).map_err(|e| match e {
+                // A damaged volume: say where to go next.
+                ToolError::Volume(e) => ToolError::Failed(format!(
+                    "{e} (`cedarvm scavenge` with the same drives says what is wrong and \
+                     whether --repair can put it right)"
+                )),
+                e => e,
+            })?;
             if a.json {
                 println!("{}", json(&report));
             } else {

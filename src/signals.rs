@@ -23,6 +23,15 @@ pub fn remove_on_signal(path: PathBuf) {
     CREATED.lock().unwrap_or_else(|e| e.into_inner()).push(path);
 }
 
+/// No longer removes `paths` if the run is interrupted (the run that made
+/// them finished: they are its result, or it removed them itself).
+pub fn keep_on_signal(paths: &[PathBuf]) {
+    CREATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| !paths.contains(p));
+}
+
 /// Blocks forever if a signal arrived: the signal thread is cleaning up
 /// and will exit the process with the signal's status (a run that failed
 /// because its child was killed by that cleanup must not exit first, with

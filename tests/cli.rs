@@ -724,3 +724,113 @@ fn a_tools_memory_is_capped_by_its_work() {
         "{report}"
     );
 }
+
+/// A `format` interrupted while it scans (Ctrl-C or SIGTERM) used to leave
+/// the drive file it had created — a gigabyte that then needed `--force`.
+/// What the run created is removed, and the exit status says which signal.
+#[test]
+fn an_interrupted_format_removes_the_files_it_created() {
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.vol");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedarvm"))
+            .current_dir(dir.path())
+            .args([
+                "format",
+                "-d",
+                "big.vol",
+                "--drive-size",
+                "4GiB",
+                "--scan",
+                "full",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut waited = 0;
+        while !path.exists() && waited < 600 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            waited += 1;
+        }
+        assert!(path.exists(), "format never created its drive");
+        let killed = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "SIG{signal}");
+        assert!(!path.exists(), "SIG{signal} left {}", path.display());
+    }
+}
+
+/// Sizes `format` cannot use are usage errors (exit 2) that say what to
+/// change, not "bad volume geometry" or "the drive has no whole page" with
+/// exit 4; `scan` checks its page size as `format` does.
+#[test]
+fn sizes_format_cannot_use_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            &["format", "-d", "y.vol", "--drive-size", "10KiB"][..],
+            "--drive-size",
+        ),
+        (
+            &["format", "-d", "y.vol", "--drive-size", "0"][..],
+            "holds no whole page",
+        ),
+        (
+            &[
+                "format",
+                "-d",
+                "y.vol",
+                "--drive-size",
+                "1MiB",
+                "--spares",
+                "100000",
+            ][..],
+            "fewer --spares",
+        ),
+        (
+            &[
+                "format",
+                "-d",
+                "y.vol",
+                "--drive-size",
+                "8MiB",
+                "--virtual-size",
+                "5000",
+            ][..],
+            "not a whole number of pages",
+        ),
+        (
+            &["scan", "-d", "y.vol", "--page-size", "1000"][..],
+            "--page-size 1000",
+        ),
+    ] {
+        let o = cedarvm(dir.path(), args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(!dir.path().join("y.vol").exists(), "{args:?} left y.vol");
+    }
+}
+
+/// A hard link to a drive already given is the same drive: refused in the
+/// user's words (exit 2), not "volume in use: another process".
+#[test]
+fn a_hard_link_to_a_given_drive_is_the_same_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &[]);
+    std::fs::hard_link(dir.path().join("b.vol"), dir.path().join("hb.vol")).unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &["scavenge", "-d", "a.vol", "-d", "b.vol", "-d", "hb.vol"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("are the same drive file"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -348,17 +348,28 @@ pub fn check_distinct(paths: &[PathBuf]) -> Result<(), ToolError> {
             folder.join(p.file_name().unwrap_or_default())
         })
     };
-    let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::with_capacity(paths.len());
+    // Two names of one file (a hard link) are the same drive too.
+    let inode = |p: &PathBuf| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    };
+    /// A file's device and inode, if it exists.
+    type Node = Option<(u64, u64)>;
+    let mut seen: Vec<(PathBuf, Node, &PathBuf)> = Vec::with_capacity(paths.len());
     for path in paths {
         let id = identity(path);
-        if let Some((_, first)) = seen.iter().find(|(other, _)| *other == id) {
+        let node = inode(path);
+        if let Some((_, _, first)) = seen
+            .iter()
+            .find(|(other, other_node, _)| *other == id || (node.is_some() && *other_node == node))
+        {
             return Err(ToolError::Usage(format!(
                 "{} and {} are the same drive file; name each drive once",
                 first.display(),
                 path.display()
             )));
         }
-        seen.push((id, path));
+        seen.push((id, node, path));
     }
     Ok(())
 }

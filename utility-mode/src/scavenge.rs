@@ -117,8 +117,12 @@ pub struct ScavengeReport {
     pub findings: Vec<Finding>,
     /// The header generation in force after the run.
     pub generation: Option<u64>,
-    /// Runs checked (over both slots).
+    /// Runs checked, over every header slot checked (a volume of 128 runs
+    /// with both slots written: 256).
     pub runs_checked: u64,
+    /// Header slots whose run table was checked (0, 1 or 2).
+    #[serde(default)]
+    pub slots_checked: u32,
     /// What was repaired, if anything.
     pub repairs: Vec<String>,
     /// Bytes of real memory the scavenger's utility VM took for its page
@@ -174,6 +178,7 @@ struct Scavenger<'a> {
     uvm: Option<(u64, UtilityVm)>,
     findings: Vec<Finding>,
     runs_checked: u64,
+    slots_checked: u32,
     /// Rewrite the label of a drive that holds no label at all.
     force: bool,
     /// Per drive, why its label is unusable (and whether the page holds no
@@ -190,6 +195,7 @@ impl<'a> Scavenger<'a> {
             uvm: None,
             findings: Vec::new(),
             runs_checked: 0,
+            slots_checked: 0,
             force: options.force,
             unusable_labels: Vec::new(),
         }
@@ -562,9 +568,9 @@ impl<'a> Scavenger<'a> {
             self.note(
                 Severity::Unrecoverable,
                 format!(
-                    "the volume has {} drives but {} given: drive {} and on are missing \
+                    "the volume has {} but {} given: drive {} and on are missing \
                      (give every drive, in order)",
-                    g.drive_count(),
+                    count(g.drive_count(), "drive"),
                     given_drives(given),
                     given
                 ),
@@ -576,8 +582,8 @@ impl<'a> Scavenger<'a> {
             self.note(
                 Severity::Unrecoverable,
                 format!(
-                    "the volume has {} drives but {} given: {} not part of it",
-                    g.drive_count(),
+                    "the volume has {} but {} given: {} not part of it",
+                    count(g.drive_count(), "drive"),
                     given_drives(given),
                     extra.join(", ")
                 ),
@@ -661,6 +667,7 @@ impl<'a> Scavenger<'a> {
             }
             Slot::Read { raw, .. } => {
                 let problems = self.problems(g, &raw.runs, &raw.bad_spots)?;
+                self.slots_checked += 1;
                 if problems.is_empty() {
                     Judged::Good(raw)
                 } else {
@@ -811,6 +818,15 @@ impl<'a> Scavenger<'a> {
             self.channel.sync(DriveId(d as u16))?;
         }
         Ok(())
+    }
+}
+
+/// "1 drive", "3 drives".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -1028,6 +1044,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
         findings: s.findings,
         generation: None,
         runs_checked: s.runs_checked,
+        slots_checked: s.slots_checked,
         repairs: Vec::new(),
     };
     let from_header = Scavenger::header_geometry(&slots, &labels);
@@ -1252,6 +1269,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
             channel,
             mut findings,
             runs_checked,
+            slots_checked,
             ..
         } = s;
         let status = match Volume::open(channel) {
@@ -1269,6 +1287,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
             findings,
             generation: current_generation,
             runs_checked,
+            slots_checked,
             repairs: Vec::new(),
             memory_bytes,
         });
@@ -1280,6 +1299,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
             findings: s.findings,
             generation: current_generation,
             runs_checked: s.runs_checked,
+            slots_checked: s.slots_checked,
             repairs: Vec::new(),
         });
     }
@@ -1321,6 +1341,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
         channel,
         findings,
         runs_checked,
+        slots_checked,
         ..
     } = s;
     Volume::open(channel)
@@ -1330,6 +1351,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
         findings,
         generation: Some(generation + 1),
         runs_checked,
+        slots_checked,
         repairs,
         memory_bytes,
     })
@@ -1356,10 +1378,18 @@ impl ScavengeReport {
             Status::Repaired => "repaired",
             Status::Unrecoverable => "unrecoverable",
         };
-        t.push_str(&format!(
-            "{:<14} {verdict}; {} runs checked",
-            "verdict", self.runs_checked
-        ));
+        t.push_str(&format!("{:<14} {verdict}", "verdict"));
+        match self.slots_checked {
+            0 => {}
+            1 => t.push_str(&format!(
+                "; {} runs checked in one header slot",
+                self.runs_checked
+            )),
+            n => t.push_str(&format!(
+                "; {} runs checked in {n} header slots",
+                self.runs_checked
+            )),
+        }
         if let Some(g) = self.generation {
             t.push_str(&format!("; header generation {g}"));
         }
