@@ -49,6 +49,10 @@ pub struct VolumeInfo {
     pub generation: u64,
     /// The header slot in use.
     pub header_slot: u64,
+    /// Pages in each header slot: slot 0 is drive 0's pages `1 ..= n`, slot
+    /// 1 the `n` pages after it (where to look, or aim `dd`).
+    #[serde(default)]
+    pub header_slot_pages: u32,
 }
 
 /// Reads the volume on `paths`.
@@ -97,6 +101,7 @@ pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
             .count(),
         generation: volume.generation(),
         header_slot: volume.header_choice().slot,
+        header_slot_pages: g.header_slot_pages,
     })
 }
 
@@ -136,6 +141,16 @@ impl VolumeInfo {
             (
                 "generation",
                 format!("{} (header slot {})", self.generation, self.header_slot),
+            ),
+            (
+                "header slots",
+                format!(
+                    "drive 0 pages {}-{} (slot 0) and {}-{} (slot 1); page 0 of each drive is its label",
+                    1,
+                    self.header_slot_pages,
+                    1 + self.header_slot_pages,
+                    2 * self.header_slot_pages
+                ),
             ),
         ];
         for (k, v) in rows {
