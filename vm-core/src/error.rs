@@ -158,3 +158,25 @@ pub enum VmError {
     #[error("sync failed: {0}")]
     Sync(#[source] DriveError),
 }
+
+impl From<VmError> for std::io::Error {
+    /// The nearest [`std::io::ErrorKind`], with the VM's error (and its
+    /// context: the address, page or drive) as the source.
+    fn from(e: VmError) -> std::io::Error {
+        use std::io::ErrorKind;
+        let kind = match &e {
+            VmError::AddressFault { .. } | VmError::OutOfBounds { .. } => ErrorKind::InvalidInput,
+            VmError::NotAllocated { .. } => ErrorKind::InvalidInput,
+            VmError::WriteProtect { .. } => ErrorKind::PermissionDenied,
+            VmError::CantAllocateVirtual { .. } | VmError::CantAllocateReal { .. } => {
+                ErrorKind::OutOfMemory
+            }
+            VmError::AllPinned { .. } | VmError::FramesBusy { .. } => ErrorKind::OutOfMemory,
+            VmError::PageBusy { .. } | VmError::Pinned { .. } => ErrorKind::ResourceBusy,
+            VmError::PageHeldByThisThread { .. } => ErrorKind::Deadlock,
+            VmError::Config { .. } | VmError::NotPinned { .. } => ErrorKind::InvalidInput,
+            _ => ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

@@ -15,7 +15,8 @@
 //! | `guard` | [`PageRef`] / [`PageMut`]: a latch held on one resident page | (x) |
 //! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead | (m), (x) for pages in transit |
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
-//! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, flush, state | (m) |
+//! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
+//! | `persist` | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
 //! | `hit_counter` | resident hits, counted without contention | (a) |
@@ -85,6 +86,7 @@ mod hit_counter;
 mod monitor;
 mod ops;
 mod padded;
+mod persist;
 mod replace;
 pub mod shm;
 pub mod simulate;

@@ -27,6 +27,19 @@ pub(crate) struct Allocation {
     pub(crate) advice: Advice,
 }
 
+/// Where a persistent space keeps its map (see `persist`), and the
+/// generation of the newest map written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SpaceMapState {
+    /// The volume's virtual page where map slot 0 starts (the first page
+    /// past the address space).
+    pub(crate) first_page: u64,
+    /// Pages per map slot.
+    pub(crate) slot_pages: u64,
+    /// The newest map's generation (0: none written yet).
+    pub(crate) generation: u64,
+}
+
 /// Fault-path counters (the hit counter lives outside the monitor).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
@@ -77,6 +90,9 @@ pub(crate) struct Monitor {
     /// (m) The volume's run table changed (a remap) since its header was
     /// last committed: `flush` commits it.
     pub(crate) volume_needs_commit: bool,
+    /// (m) The space map of a persistent space (`Vm::create`/`Vm::open`);
+    /// `None` for an anonymous one.
+    pub(crate) map: Option<SpaceMapState>,
     /// (m) The clock last gave up because every page it could take was
     /// latched by a transfer in flight: the fault should let go of the
     /// monitor and retry rather than fail (see `force_victim`).
@@ -184,6 +200,7 @@ impl Monitor {
             volume,
             volume_needs_commit: false,
             gave_up_on_transit: false,
+            map: None,
         })
     }
 
@@ -212,6 +229,31 @@ impl Monitor {
             }
         }
         true
+    }
+
+    /// Makes `intervals` (start, pages, advice; sorted, disjoint) the
+    /// allocations, and the rest of the space free: a reopened persistent
+    /// space's map, on a monitor that has allocated nothing.
+    pub(crate) fn restore_allocations(
+        &mut self,
+        intervals: &[(u64, u64, crate::vocabulary::Advice)],
+    ) {
+        let total: u64 = self.free.values().sum::<u64>() + self.allocated_pages;
+        self.allocations.clear();
+        self.free.clear();
+        self.allocated_pages = 0;
+        let mut at = 0;
+        for &(start, count, advice) in intervals {
+            if start > at {
+                self.free.insert(at, start - at);
+            }
+            self.allocations.insert(start, Allocation { count, advice });
+            self.allocated_pages += count;
+            at = start + count;
+        }
+        if total > at {
+            self.free.insert(at, total - at);
+        }
     }
 
     /// First-fit allocation of `count` pages.

@@ -395,7 +395,52 @@ impl AddressSpace {
             volume.commit()?;
             monitor.volume_needs_commit = false;
         }
-        Ok(())
+        // A persistent space: the map that names the pages now durable.
+        self.commit_map(&mut monitor)
+    }
+
+    /// Writes back `interval`'s changed pages (in clusters) and makes them
+    /// durable: on return, every write to `interval` made before the call
+    /// survives a crash, and so does the shape of the whole space (see the
+    /// durability contract in the crate docs). Other intervals' changed
+    /// pages are not written. A no-op without backing.
+    pub fn sync(&self, interval: Interval) -> Result<(), VmError> {
+        self.check_poisoned()?;
+        let mut monitor = self.lock_monitor();
+        self.check_allocated(&monitor, interval)?;
+        if monitor.volume.is_none() {
+            return Ok(());
+        }
+        self.write_back_range(&monitor, interval.page.0, interval.end().0)?;
+        let needs_commit = monitor.volume_needs_commit;
+        let volume = monitor.volume.as_mut().expect("checked above");
+        volume.channel().sync_all().map_err(VmError::Sync)?;
+        if needs_commit {
+            volume.commit()?;
+            monitor.volume_needs_commit = false;
+        }
+        self.commit_map(&mut monitor)
+    }
+
+    /// The allocated intervals — the map entries, in address order, each
+    /// with its advice (an interval advised in part is two entries). A
+    /// reopened persistent space has the same entries as the run that
+    /// wrote it.
+    pub fn intervals(&self) -> Vec<(Interval, Advice)> {
+        let monitor = self.lock_monitor();
+        monitor
+            .allocations
+            .iter()
+            .map(|(&start, a)| {
+                (
+                    Interval {
+                        page: PageNumber(start),
+                        count: runtable::PageCount(a.count),
+                    },
+                    a.advice,
+                )
+            })
+            .collect()
     }
 
     /// Cedar's `PageState` of `page`.

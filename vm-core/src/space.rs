@@ -50,6 +50,9 @@ pub struct Vm {
     /// (c) The read-ahead thread, in the default monitor scope with a
     /// volume; taken only when it is stopped.
     read_ahead: Option<thread::JoinHandle<()>>,
+    /// Closed by [`Vm::close`] or [`Vm::into_volume`]: nothing left for
+    /// `Drop` to flush.
+    closed: bool,
 }
 
 /// The address space itself: region, page states, monitor and fault queue.
@@ -205,6 +208,7 @@ impl Vm {
             space,
             worker,
             read_ahead,
+            closed: false,
         })
     }
 
@@ -238,19 +242,80 @@ impl Vm {
         }
     }
 
-    /// Closes the VM and returns its volume (after a
-    /// [`AddressSpace::flush`], the volume holds everything written).
-    pub fn into_volume(mut self) -> Option<Volume> {
+    /// Flushes, closes the VM and returns its volume, which then holds
+    /// everything written (`None` without backing). If the flush fails, the
+    /// error is returned and the VM dropped: what it could not write is
+    /// lost, as with [`Vm::close`].
+    pub fn into_volume(mut self) -> Result<Option<Volume>, VmError> {
+        self.close_flushing()?;
+        Ok(self.space.monitor.lock().volume.take())
+    }
+
+    /// Flushes (see [`AddressSpace::flush`]) and closes the VM, returning
+    /// the flush's error: the way to end a persistent space and know that
+    /// everything written is on disk. (Dropping a persistent VM flushes
+    /// too, but can only ignore a failure.)
+    pub fn close(mut self) -> Result<(), VmError> {
+        self.close_flushing()
+    }
+
+    /// Flushes if the VM can, then stops its threads; `Drop` then has
+    /// nothing left to do.
+    fn close_flushing(&mut self) -> Result<(), VmError> {
+        let flushed = if self.space.is_poisoned() {
+            Err(VmError::Poisoned)
+        } else {
+            self.space.flush()
+        };
+        self.closed = true;
         self.stop_worker();
         self.stop_read_ahead();
-        self.space.monitor.lock().volume.take()
+        flushed
     }
 }
 
 impl Drop for Vm {
+    /// A persistent space is flushed, best effort (a failure cannot be
+    /// reported here: [`Vm::close`] reports it); an anonymous one is
+    /// dropped with its contents, as Cedar's.
     fn drop(&mut self) {
+        if !self.closed && !self.space.is_poisoned() && self.space.is_persistent() {
+            let _ = self.space.flush();
+        }
         self.stop_worker();
         self.stop_read_ahead();
+    }
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("space", &*self.space)
+            .field("worker", &self.worker.is_some())
+            .field("read_ahead", &self.read_ahead.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AddressSpace {
+    /// The shape of the space and its counters (taking the monitor briefly,
+    /// or saying it is busy).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("AddressSpace");
+        d.field("page_size", &self.page_size)
+            .field("virtual_pages", &self.virtual_pages)
+            .field("monitor_scope", &self.monitor_scope)
+            .field("poisoned", &self.is_poisoned());
+        match self.monitor.try_lock() {
+            Some(monitor) => d
+                .field("backed", &monitor.volume.is_some())
+                .field("persistent", &monitor.map.is_some())
+                .field("allocated_pages", &monitor.allocated_pages)
+                .field("resident_pages", &monitor.frame_of.len())
+                .field("real_memory_pages", &monitor.frames.len()),
+            None => d.field("monitor", &"busy"),
+        };
+        d.finish()
     }
 }
 

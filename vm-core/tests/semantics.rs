@@ -350,8 +350,7 @@ fn bad_configurations_name_the_field() {
         VmConfig::new(1 << 20, u64::from(u32::MAX)),
         Backing::RealMemoryOnly,
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(
         matches!(
             err,

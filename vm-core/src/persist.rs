@@ -1,0 +1,490 @@
+//! The persistent address space: a volume that remembers its intervals.
+//!
+//! A VM made with [`Vm::create`] keeps, in its volume, a **space map**: for
+//! every page of the address space, whether it is allocated, whether it
+//! starts an interval, whether it has a copy on disk, whether it is
+//! read-only, and its interval's advice. [`Vm::open`] reads the map back
+//! and reattaches the address space as of the last completed
+//! [`AddressSpace::flush`] or [`AddressSpace::sync`]: every interval
+//! allocated then is allocated again **at the same addresses** — a
+//! [`crate::VAddr`] stored in the VM still points where it did — with its
+//! contents, protection and advice. [`Vm::new`] stays the Cedar VM: an
+//! anonymous space that forgets everything when it is dropped.
+//!
+//! # Where the map lives
+//!
+//! In the volume's own virtual space: its top `2 × m` pages hold two map
+//! slots of `m` pages each, and the address space is the pages below
+//! ([`Vm::persistent_pages`] says how many). The map goes through the run
+//! table like any page, so it is striped, remapped off bad spots and
+//! checked by the scavenger's rules with the rest. The VM's region never
+//! covers it.
+//!
+//! ```text
+//!  offset size  field (little-endian)
+//!   0      8    magic "CEDARMAP"
+//!   8      4    format version (1)
+//!  12      4    length in bytes, CRC included: 64 + n + 4
+//!  16     16    volume id
+//!  32      8    generation (≥ 1)
+//!  40      8    n: pages in the address space
+//!  48      8    page size
+//!  56      8    reserved, 0
+//!  64      n    one byte per page: bit 0 allocated, bit 1 starts an
+//!               interval, bit 2 on disk, bit 3 read-only, bits 4-5 the
+//!               interval's advice (0 normal, 1 sequential, 2 random)
+//!  64+n    4    CRC-32C of bytes [0, 64 + n)
+//! ```
+//!
+//! Generation `g` goes to slot `g mod 2`, so writing a map never
+//! overwrites the newest complete one; `open` takes the newest slot whose
+//! checksum and fields check out.
+//!
+//! # The durability contract
+//!
+//! - After [`AddressSpace::sync`]`(interval)` or [`AddressSpace::flush`]
+//!   returns `Ok`, every write made before it to the pages it covers (all
+//!   pages, for `flush`) survives a crash — the process killed, or the
+//!   drives losing every write they had not synced — and so does the shape
+//!   of the whole space (which intervals exist, their protection and
+//!   advice) as of that moment.
+//! - Writes after the last sync may survive or not, **page by page**: a
+//!   page reads as it was at the last sync, or as it was written later.
+//!   (Pages are written in place; a drive that tears a single page write
+//!   would leave that one page mixed — this code relies on the drive
+//!   writing a page whole, as 4 KiB-sector devices with `O_DIRECT` do. The
+//!   map itself is never trusted torn: its checksum catches it and the
+//!   previous map is used.)
+//! - A crash during `flush` or `sync` leaves either the previous synced
+//!   shape of the space or the new one, never a mix: data pages are made
+//!   durable (written, drives synced) before the map that names them is
+//!   written, and the map is written to the slot not holding the newest
+//!   one, then synced.
+//!
+//! This is file semantics: what a database's own commit protocol is built
+//! on.
+//!
+//! # Costs and limits
+//!
+//! Each map write is one byte per page of the space (a 1 GiB space of 4 KiB
+//! pages: 256 KiB) and is made at every `flush` and `sync`; the map's
+//! length field limits a persistent space to 2^32 - 68 pages.
+
+use crate::config::VmConfig;
+use crate::error::VmError;
+use crate::monitor::{Monitor, SpaceMapState};
+use crate::space::{AddressSpace, Backing, Vm};
+use crate::state::{ON_DISK, READ_ONLY};
+use crate::vocabulary::Advice;
+use runtable::{PageNumber, Volume};
+
+/// The map's magic.
+const MAGIC: &[u8; 8] = b"CEDARMAP";
+/// The map's format version.
+const VERSION: u32 = 1;
+/// Bytes before the per-page bytes.
+const FIXED_BYTES: usize = 64;
+/// Bytes of the checksum.
+const CRC_BYTES: usize = 4;
+
+const ALLOCATED: u8 = 1;
+const STARTS: u8 = 2;
+const STORED: u8 = 4;
+const PROTECTED: u8 = 8;
+const ADVICE_SHIFT: u32 = 4;
+
+/// Where the map slots sit in a volume of `volume_pages` virtual pages of
+/// `page_size` bytes: `(pages left for the address space, pages per map
+/// slot)`, or `None` if the volume is too small to hold a map and a page.
+fn map_layout(volume_pages: u64, page_size: usize) -> Option<(u64, u64)> {
+    let slot_pages =
+        (FIXED_BYTES as u64 + volume_pages + CRC_BYTES as u64).div_ceil(page_size as u64);
+    let space = volume_pages.checked_sub(2 * slot_pages)?;
+    // The length field is 32 bits.
+    let fits = FIXED_BYTES as u64 + space + (CRC_BYTES as u64) <= u64::from(u32::MAX);
+    (space > 0 && fits).then_some((space, slot_pages))
+}
+
+fn advice_code(advice: Advice) -> u8 {
+    match advice {
+        Advice::Sequential => 1,
+        Advice::Random => 2,
+        _ => 0,
+    }
+}
+
+fn advice_of(code: u8) -> Advice {
+    match code {
+        1 => Advice::Sequential,
+        2 => Advice::Random,
+        _ => Advice::Normal,
+    }
+}
+
+/// The encoded map of generation `generation`.
+fn encode(volume_id: u128, generation: u64, page_size: usize, pages: &[u8]) -> Vec<u8> {
+    let length = FIXED_BYTES + pages.len() + CRC_BYTES;
+    let mut bytes = Vec::with_capacity(length);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(length as u32).to_le_bytes());
+    bytes.extend_from_slice(&volume_id.to_le_bytes());
+    bytes.extend_from_slice(&generation.to_le_bytes());
+    bytes.extend_from_slice(&(pages.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&(page_size as u64).to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(pages);
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// A map slot as read.
+enum Slot {
+    /// All zeros: never written.
+    Blank,
+    /// Not a valid map: why.
+    Bad(String),
+    /// A valid map: its generation and per-page bytes.
+    Map { generation: u64, pages: Vec<u8> },
+}
+
+/// Decodes a slot's bytes for a volume `volume_id` of `page_size`-byte pages.
+fn decode(bytes: &[u8], volume_id: u128, page_size: usize) -> Slot {
+    if bytes.iter().all(|&b| b == 0) {
+        return Slot::Blank;
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+    if bytes.len() < FIXED_BYTES + CRC_BYTES || &bytes[..8] != MAGIC {
+        return Slot::Bad("no space map there (wrong magic)".into());
+    }
+    if u32_at(8) != VERSION {
+        return Slot::Bad(format!("space map version {} is not {VERSION}", u32_at(8)));
+    }
+    let length = u32_at(12) as usize;
+    if !(FIXED_BYTES + CRC_BYTES..=bytes.len()).contains(&length) {
+        return Slot::Bad(format!("its length {length} does not fit its slot"));
+    }
+    let stored = u32::from_le_bytes(
+        bytes[length - CRC_BYTES..length]
+            .try_into()
+            .unwrap_or([0; 4]),
+    );
+    if crc32c::crc32c(&bytes[..length - CRC_BYTES]) != stored {
+        return Slot::Bad("checksum mismatch (a torn or damaged map)".into());
+    }
+    let id = u128::from_le_bytes(bytes[16..32].try_into().unwrap_or([0; 16]));
+    if id != volume_id {
+        return Slot::Bad(format!("left over from another volume ({id:032x})"));
+    }
+    let generation = u64_at(32);
+    let pages = u64_at(40) as usize;
+    if generation == 0 || pages != length - FIXED_BYTES - CRC_BYTES {
+        return Slot::Bad("its generation or page count is impossible".into());
+    }
+    if u64_at(48) != page_size as u64 {
+        return Slot::Bad(format!(
+            "written for pages of {} bytes, not {page_size}",
+            u64_at(48)
+        ));
+    }
+    Slot::Map {
+        generation,
+        pages: bytes[FIXED_BYTES..FIXED_BYTES + pages].to_vec(),
+    }
+}
+
+/// Reads map slot `slot` of `state` from `volume`.
+fn read_slot(volume: &Volume, state: &SpaceMapState, slot: u64) -> Result<Vec<u8>, VmError> {
+    let page_size = volume.page_size();
+    let mut bytes = vec![0u8; state.slot_pages as usize * page_size];
+    let start = state.first_page + slot * state.slot_pages;
+    for (k, chunk) in bytes.chunks_mut(page_size).enumerate() {
+        let page = PageNumber(start + k as u64);
+        let disk = volume.translate(page)?;
+        volume
+            .channel()
+            .read(disk.drive, disk.page, chunk, None)
+            .map_err(|source| VmError::Io { page, disk, source })?;
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` (padded to whole pages) into map slot `slot`.
+fn write_slot(
+    volume: &Volume,
+    state: &SpaceMapState,
+    slot: u64,
+    bytes: &[u8],
+) -> Result<(), VmError> {
+    let page_size = volume.page_size();
+    let start = state.first_page + slot * state.slot_pages;
+    let mut page_bytes = vec![0u8; page_size];
+    for k in 0..bytes.len().div_ceil(page_size) {
+        let chunk = &bytes[k * page_size..((k + 1) * page_size).min(bytes.len())];
+        page_bytes[..chunk.len()].copy_from_slice(chunk);
+        page_bytes[chunk.len()..].fill(0);
+        let page = PageNumber(start + k as u64);
+        let disk = volume.translate(page)?;
+        volume
+            .channel()
+            .write(disk.drive, disk.page, &page_bytes, None)
+            .map_err(|source| VmError::Io { page, disk, source })?;
+    }
+    Ok(())
+}
+
+/// The layout of a persistent space of `config` on `volume`, or why there
+/// is none.
+fn layout_for(volume: &Volume, config: &VmConfig) -> Result<SpaceMapState, VmError> {
+    let Some((space, slot_pages)) = map_layout(volume.virtual_pages(), volume.page_size()) else {
+        return Err(VmError::Config {
+            field: "virtual_pages",
+            reason: format!(
+                "a volume of {} pages is too small for a persistent space and its map",
+                volume.virtual_pages()
+            ),
+        });
+    };
+    if config.virtual_pages > space {
+        return Err(VmError::Config {
+            field: "virtual_pages",
+            reason: format!(
+                "{} is more than a persistent space on this volume can have ({space}: its \
+                 top {} pages hold the space map)",
+                config.virtual_pages,
+                2 * slot_pages
+            ),
+        });
+    }
+    Ok(SpaceMapState {
+        first_page: space,
+        slot_pages,
+        generation: 0,
+    })
+}
+
+impl Vm {
+    /// Pages a persistent space on `volume` can have at most: the volume's
+    /// virtual pages less the two map slots at their top (see the module
+    /// doc). `None` if the volume is too small for one.
+    pub fn persistent_pages(volume: &Volume) -> Option<u64> {
+        map_layout(volume.virtual_pages(), volume.page_size()).map(|(space, _)| space)
+    }
+
+    /// A new **persistent** address space of `config` on `volume`: empty,
+    /// and remembered — its empty map is written before this returns, so
+    /// [`Vm::open`] finds it even if nothing else ever is. Whatever space
+    /// the volume held before is forgotten. `config.virtual_pages` must be
+    /// at most [`Vm::persistent_pages`].
+    pub fn create(volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
+        let mut state = layout_for(&volume, &config)?;
+        // Past any map an earlier space left: the newest generation wins at
+        // open, so the new map must be newer than the old ones.
+        for slot in 0..2 {
+            if let Ok(bytes) = read_slot(&volume, &state, slot)
+                && let Slot::Map { generation, .. } =
+                    decode(&bytes, volume.geometry().volume_id, volume.page_size())
+            {
+                state.generation = state.generation.max(generation);
+            }
+        }
+        let vm = Vm::new(config, Backing::Volume(volume))?;
+        {
+            let mut monitor = vm.lock_monitor();
+            monitor.map = Some(state);
+            // Both slots: no older map can come back.
+            vm.commit_map(&mut monitor)?;
+            vm.commit_map(&mut monitor)?;
+        }
+        Ok(vm)
+    }
+
+    /// Reopens the persistent address space on `volume` as of its last
+    /// completed `flush` or `sync`: every interval allocated then, at the
+    /// same addresses, with its contents, protection and advice.
+    /// `config.virtual_pages` must be the space's size (as created); the
+    /// rest of `config` (budget, fault service) may differ from the run
+    /// that wrote it.
+    pub fn open(volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
+        let mut state = layout_for(&volume, &config)?;
+        let (id, page_size) = (volume.geometry().volume_id, volume.page_size());
+        let mut newest: Option<(u64, Vec<u8>)> = None;
+        let mut why = Vec::new();
+        for slot in 0..2 {
+            match decode(&read_slot(&volume, &state, slot)?, id, page_size) {
+                Slot::Map { generation, pages } => {
+                    if newest.as_ref().is_none_or(|(g, _)| generation > *g) {
+                        newest = Some((generation, pages));
+                    }
+                }
+                Slot::Blank => why.push(format!("map slot {slot}: never written")),
+                Slot::Bad(reason) => why.push(format!("map slot {slot}: {reason}")),
+            }
+        }
+        let Some((generation, pages)) = newest else {
+            return Err(VmError::Config {
+                field: "volume",
+                reason: format!(
+                    "it holds no persistent address space ({}); Vm::create makes one",
+                    why.join("; ")
+                ),
+            });
+        };
+        if pages.len() as u64 != config.virtual_pages {
+            return Err(VmError::Config {
+                field: "virtual_pages",
+                reason: format!(
+                    "{} differs from the persistent space's {} pages",
+                    config.virtual_pages,
+                    pages.len()
+                ),
+            });
+        }
+        state.generation = generation;
+        let vm = Vm::new(config, Backing::Volume(volume))?;
+        {
+            let mut monitor = vm.lock_monitor();
+            let states = vm.states();
+            let mut intervals = Vec::new();
+            let mut page = 0usize;
+            while page < pages.len() {
+                let byte = pages[page];
+                if byte & ALLOCATED == 0 {
+                    page += 1;
+                    continue;
+                }
+                // An interval: this page and the allocated pages after it
+                // that do not start one.
+                let start = page;
+                page += 1;
+                while page < pages.len()
+                    && pages[page] & ALLOCATED != 0
+                    && pages[page] & STARTS == 0
+                {
+                    page += 1;
+                }
+                let advice = advice_of((byte >> ADVICE_SHIFT) & 3);
+                intervals.push((start as u64, (page - start) as u64, advice));
+            }
+            for (p, &byte) in pages.iter().enumerate() {
+                let mut flags = 0;
+                if byte & ALLOCATED != 0 && byte & STORED != 0 {
+                    flags |= ON_DISK;
+                }
+                if byte & ALLOCATED != 0 && byte & PROTECTED != 0 {
+                    flags |= READ_ONLY;
+                }
+                if flags != 0 {
+                    states.set_flags(p as u64, flags);
+                }
+            }
+            monitor.restore_allocations(&intervals);
+            monitor.map = Some(state);
+        }
+        Ok(vm)
+    }
+}
+
+impl AddressSpace {
+    /// Monitor held on entry and exit; the drives synced just before (every
+    /// page the map says is on disk is durable).
+    ///
+    /// Writes the next generation of the space map, into the slot not
+    /// holding the newest one, and syncs. A no-op for an anonymous space.
+    pub(crate) fn commit_map(&self, monitor: &mut Monitor) -> Result<(), VmError> {
+        let Some(state) = monitor.map else {
+            return Ok(());
+        };
+        let states = self.states();
+        let mut pages = vec![0u8; self.virtual_pages as usize];
+        for (&start, allocation) in &monitor.allocations {
+            let advice = advice_code(allocation.advice) << ADVICE_SHIFT;
+            for page in start..start + allocation.count {
+                let word = states.load(page);
+                let mut byte = ALLOCATED | advice;
+                if page == start {
+                    byte |= STARTS;
+                }
+                if word.has(ON_DISK) {
+                    byte |= STORED;
+                }
+                if word.has(READ_ONLY) {
+                    byte |= PROTECTED;
+                }
+                pages[page as usize] = byte;
+            }
+        }
+        let generation = state.generation + 1;
+        let volume = monitor
+            .volume
+            .as_ref()
+            .expect("a persistent space has a volume");
+        let bytes = encode(
+            volume.geometry().volume_id,
+            generation,
+            self.page_size,
+            &pages,
+        );
+        write_slot(volume, &state, generation % 2, &bytes)?;
+        volume.channel().sync_all().map_err(VmError::Sync)?;
+        if let Some(map) = monitor.map.as_mut() {
+            map.generation = generation;
+        }
+        Ok(())
+    }
+
+    /// Whether this address space is persistent (made by [`Vm::create`] or
+    /// [`Vm::open`]).
+    pub fn is_persistent(&self) -> bool {
+        self.monitor.lock().map.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_round_trips_and_damage_is_caught() {
+        let pages = vec![
+            ALLOCATED | STARTS,
+            ALLOCATED | STORED,
+            0,
+            ALLOCATED | STARTS | PROTECTED,
+        ];
+        let bytes = encode(7, 3, 4096, &pages);
+        match decode(&bytes, 7, 4096) {
+            Slot::Map {
+                generation,
+                pages: back,
+            } => {
+                assert_eq!(generation, 3);
+                assert_eq!(back, pages);
+            }
+            _ => panic!("did not decode"),
+        }
+        for at in 0..bytes.len() {
+            let mut torn = bytes.clone();
+            torn[at] ^= 0x10;
+            assert!(
+                !matches!(decode(&torn, 7, 4096), Slot::Map { .. }),
+                "a flipped bit at {at} went unseen"
+            );
+        }
+        assert!(matches!(decode(&bytes, 8, 4096), Slot::Bad(_)));
+        assert!(matches!(decode(&bytes, 7, 8192), Slot::Bad(_)));
+        assert!(matches!(decode(&[0; 100], 7, 4096), Slot::Blank));
+    }
+
+    #[test]
+    fn the_map_fits_its_slots_below_the_top_of_the_volume() {
+        for (volume_pages, page_size) in [(100u64, 4096usize), (1 << 20, 4096), (5000, 65536)] {
+            let (space, slot) = map_layout(volume_pages, page_size).unwrap();
+            assert_eq!(space + 2 * slot, volume_pages);
+            assert!(slot * page_size as u64 >= FIXED_BYTES as u64 + space + CRC_BYTES as u64);
+        }
+        assert!(map_layout(1, 4096).is_none());
+    }
+}

@@ -1,0 +1,442 @@
+//! The persistent address space (`Vm::create`, `Vm::open`): every interval
+//! comes back at its address with its contents, protection and advice —
+//! in the same process, in a new process, after `kill -9` in the middle of
+//! a write loop, and after a crash at every write of a `flush` (the
+//! previous synced shape or the new one, page by page the old or the new
+//! contents, never anything else).
+
+use disk_channel::{DiskChannel, Drive, FaultyDrive, FileDrive, FileDriveOptions, SimDrive};
+use runtable::{FormatOptions, Interval, PageNumber, Volume};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use vm_core::{Advice, Backing, VAddr, Vm, VmConfig, VmError};
+
+const PAGE: usize = 4096;
+/// Pages of the volumes here (the space is a little less: the map's slots).
+const VOLUME_PAGES: u64 = 512;
+
+fn sim_volume() -> (Volume, SimDrive) {
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(VOLUME_PAGES + 64)
+        .unwrap();
+    let media = drive.share_media();
+    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap();
+    (volume, media)
+}
+
+fn reopen_sim(media: &SimDrive) -> Volume {
+    let channel = DiskChannel::new(vec![Box::new(media.share_media()) as Box<dyn Drive>]).unwrap();
+    Volume::open(channel).unwrap()
+}
+
+fn config(volume: &Volume, budget: u64) -> VmConfig {
+    VmConfig::new(Vm::persistent_pages(volume).unwrap(), budget)
+}
+
+fn file_volume(dir: &Path, create: bool) -> Volume {
+    let path = dir.join("space.vol");
+    let options = if create {
+        FileDriveOptions::create(PAGE, VOLUME_PAGES + 64)
+    } else {
+        FileDriveOptions::open(PAGE)
+    };
+    let drive = FileDrive::open(&path, &options).unwrap();
+    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
+    if create {
+        Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap()
+    } else {
+        Volume::open(channel).unwrap()
+    }
+}
+
+fn read_all(vm: &Vm, interval: Interval) -> Vec<u8> {
+    let mut bytes = vec![0u8; interval.count.0 as usize * PAGE];
+    vm.read(vm.address_of(interval.page), &mut bytes).unwrap();
+    bytes
+}
+
+/// Same process: intervals, contents, protection and advice come back; a
+/// freed interval does not; pages never written read as zeros; a budget
+/// smaller than the space pages it in.
+#[test]
+fn a_space_reopens_with_every_interval_at_its_address() {
+    let (volume, media) = sim_volume();
+    let cfg = config(&volume, 8);
+    let vm = Vm::create(volume, cfg.clone()).unwrap();
+    assert!(vm.is_persistent());
+    let a = vm.allocate(20).unwrap();
+    let b = vm.allocate(3).unwrap();
+    let c = vm.allocate(7).unwrap();
+    let d = vm.allocate(5).unwrap();
+    for (k, i) in [a, b, c, d].iter().enumerate() {
+        let bytes: Vec<u8> = (0..i.count.0 as usize * PAGE)
+            .map(|n| (n / 7 + k * 31) as u8)
+            .collect();
+        vm.write(vm.address_of(i.page), &bytes).unwrap();
+    }
+    // Half of d is never written: it reads as zeros after reopen too.
+    vm.kill(Interval::new(d.page.0 + 2, 3)).unwrap();
+    vm.make_read_only(b).unwrap();
+    vm.advise(c, Advice::Sequential).unwrap();
+    vm.free(a).unwrap();
+    let expected = vm.intervals();
+    let contents: Vec<Vec<u8>> = [b, c, d].iter().map(|&i| read_all(&vm, i)).collect();
+    vm.close().unwrap();
+
+    let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+    assert_eq!(vm.intervals(), expected);
+    assert!(
+        vm.intervals().iter().all(|(i, _)| *i != a),
+        "a freed interval came back"
+    );
+    for (i, want) in [b, c, d].iter().zip(&contents) {
+        assert!(read_all(&vm, *i) == *want, "{i} came back different");
+    }
+    assert!(
+        read_all(&vm, Interval::new(d.page.0 + 2, 3))
+            .iter()
+            .all(|&x| x == 0)
+    );
+    let err = vm.write(vm.address_of(b.page), b"x").unwrap_err();
+    assert!(matches!(err, VmError::WriteProtect { .. }), "{err}");
+    assert!(vm.stats().page_ins > 0, "the contents came from the drive");
+}
+
+/// Only what a completed flush or sync covered counts: writes after it are
+/// not in the map (a VM dropped without closing still flushes — the
+/// documented best effort — so the test stops the process's view by
+/// reopening a copy of the media taken before).
+#[test]
+fn the_space_is_as_of_the_last_sync() {
+    let (volume, media) = sim_volume();
+    let cfg = config(&volume, 8);
+    let vm = Vm::create(volume, cfg.clone()).unwrap();
+    let a = vm.allocate(4).unwrap();
+    vm.write(vm.address_of(a.page), &[1u8; 4 * PAGE]).unwrap();
+    vm.sync(a).unwrap();
+    // After the sync: a new interval, and new contents in a.
+    let b = vm.allocate(2).unwrap();
+    vm.write(vm.address_of(b.page), &[2u8; 2 * PAGE]).unwrap();
+    vm.write(vm.address_of(a.page), &[3u8; PAGE]).unwrap();
+    // The drive as it is now (a crash here): a as synced, no b.
+    let crashed = Vm::open(reopen_sim(&media), cfg.clone()).unwrap();
+    assert_eq!(crashed.intervals().len(), 1);
+    let back = read_all(&crashed, a);
+    // Page 0 of a was written after the sync and perhaps evicted (written
+    // in place): the old or the new contents, whole.
+    assert!(back[..PAGE].iter().all(|&x| x == 1) || back[..PAGE].iter().all(|&x| x == 3));
+    assert!(back[PAGE..].iter().all(|&x| x == 1));
+    drop(crashed);
+    vm.close().unwrap();
+    let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+    assert_eq!(vm.intervals().len(), 2);
+    assert!(read_all(&vm, b).iter().all(|&x| x == 2));
+    assert!(read_all(&vm, a)[..PAGE].iter().all(|&x| x == 3));
+}
+
+/// Reopen refuses what is not its space, in words: a volume with no
+/// persistent space, a space of another size, damaged maps.
+#[test]
+fn reopen_refuses_what_is_not_its_space() {
+    let (volume, media) = sim_volume();
+    let cfg = config(&volume, 8);
+    let err = Vm::open(volume, cfg.clone()).unwrap_err().to_string();
+    assert!(err.contains("no persistent address space"), "{err}");
+    let vm = Vm::create(reopen_sim(&media), cfg.clone()).unwrap();
+    vm.allocate(3).unwrap();
+    vm.close().unwrap();
+    let smaller = VmConfig::new(cfg.virtual_pages - 1, 8);
+    let err = Vm::open(reopen_sim(&media), smaller)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("differs from the persistent space"), "{err}");
+    // Damage both map slots (the top pages of the volume's space).
+    let volume = reopen_sim(&media);
+    let first = cfg.virtual_pages;
+    for page in first..VOLUME_PAGES {
+        let disk = volume.translate(PageNumber(page)).unwrap();
+        volume
+            .channel()
+            .write(disk.drive, disk.page, &[0xEE; PAGE], None)
+            .unwrap();
+    }
+    let err = Vm::open(volume, cfg).unwrap_err().to_string();
+    assert!(err.contains("wrong magic"), "{err}");
+}
+
+/// A crash at every write of a flush (the drive drops every write from
+/// that point): the reopened space is the previous synced shape or the new
+/// one, never a mix; every page holds its previous or its new contents,
+/// whole; the flush that completed gives the new state exactly.
+#[test]
+fn a_crash_at_any_write_of_a_flush_leaves_the_old_or_the_new_space() {
+    let mut crash_at = 0;
+    let mut saw = (false, false);
+    loop {
+        let drive = SimDrive::preset("ssd", PAGE)
+            .unwrap()
+            .with_page_count(VOLUME_PAGES + 64)
+            .unwrap();
+        let media = drive.share_media();
+        let faulty = FaultyDrive::new(drive);
+        let handle = faulty.handle();
+        let channel = DiskChannel::new(vec![Box::new(faulty) as Box<dyn Drive>]).unwrap();
+        let volume = Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap();
+        let cfg = config(&volume, 6);
+        let vm = Vm::create(volume, cfg.clone()).unwrap();
+        // Synced state A: two intervals of 1s and 2s.
+        let a = vm.allocate(6).unwrap();
+        let b = vm.allocate(4).unwrap();
+        vm.write(vm.address_of(a.page), &[1u8; 6 * PAGE]).unwrap();
+        vm.write(vm.address_of(b.page), &[2u8; 4 * PAGE]).unwrap();
+        vm.flush().unwrap();
+        let shape_a = vm.intervals();
+        // State B: a rewritten with 5s, b freed, c of 7s.
+        vm.write(vm.address_of(a.page), &[5u8; 6 * PAGE]).unwrap();
+        vm.free(b).unwrap();
+        let c = vm.allocate(3).unwrap();
+        vm.write(vm.address_of(c.page), &[7u8; 3 * PAGE]).unwrap();
+        let shape_b = vm.intervals();
+        handle.crash_after_writes(crash_at);
+        let flushed = vm.flush();
+        let crashed = handle.crashed() && handle.dropped_writes() > 0;
+        std::mem::forget(vm); // the process died here: no close, no drop
+        let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+        let shape = vm.intervals();
+        if shape == shape_a {
+            saw.0 = true;
+            // c was allocated where b was: a page of b holds b's synced 2s
+            // or c's later 7s (written to the same address after the sync).
+            for page in read_all(&vm, b).chunks(PAGE) {
+                assert!(
+                    page.iter().all(|&x| x == 2) || page.iter().all(|&x| x == 7),
+                    "crash at {crash_at}: a page of b is neither"
+                );
+            }
+        } else {
+            assert_eq!(shape, shape_b, "crash at {crash_at}: neither shape");
+            saw.1 = true;
+            assert!(
+                read_all(&vm, c).iter().all(|&x| x == 7),
+                "crash at {crash_at}: c"
+            );
+        }
+        // a: page by page, 1s or 5s, never a torn page.
+        let back = read_all(&vm, a);
+        for (p, page) in back.chunks(PAGE).enumerate() {
+            assert!(
+                page.iter().all(|&x| x == 1) || page.iter().all(|&x| x == 5),
+                "crash at {crash_at}: page {p} of a is neither"
+            );
+        }
+        if !crashed {
+            flushed.unwrap();
+            assert_eq!(shape, shape_b);
+            assert!(back.iter().all(|&x| x == 5));
+            break;
+        }
+        crash_at += 1;
+        assert!(crash_at < 200, "the flush never completed");
+    }
+    assert!(
+        saw.0 && saw.1,
+        "both outcomes must have been reached: {saw:?}"
+    );
+}
+
+/// A torn write (a prefix of a write reaches the drive, then it crashes)
+/// at every write of a flush: a torn map is caught by its checksum and the
+/// previous one used; no page but the one being written at the tear is
+/// mixed.
+#[test]
+fn a_torn_write_in_a_flush_never_gives_a_torn_map() {
+    for nth in 0..40 {
+        let drive = SimDrive::preset("ssd", PAGE)
+            .unwrap()
+            .with_page_count(VOLUME_PAGES + 64)
+            .unwrap();
+        let media = drive.share_media();
+        let faulty = FaultyDrive::new(drive);
+        let handle = faulty.handle();
+        let channel = DiskChannel::new(vec![Box::new(faulty) as Box<dyn Drive>]).unwrap();
+        let volume = Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap();
+        let cfg = config(&volume, 6);
+        let vm = Vm::create(volume, cfg.clone()).unwrap();
+        let a = vm.allocate(6).unwrap();
+        vm.write(vm.address_of(a.page), &[1u8; 6 * PAGE]).unwrap();
+        vm.flush().unwrap();
+        vm.write(vm.address_of(a.page), &[5u8; 6 * PAGE]).unwrap();
+        let c = vm.allocate(2).unwrap();
+        vm.write(vm.address_of(c.page), &[7u8; 2 * PAGE]).unwrap();
+        handle.tear_write(nth, 100 + nth as usize * 37);
+        let _ = vm.flush();
+        std::mem::forget(vm);
+        let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+        let mut torn = 0;
+        for page in read_all(&vm, a).chunks(PAGE) {
+            if !(page.iter().all(|&x| x == 1) || page.iter().all(|&x| x == 5)) {
+                torn += 1;
+            }
+        }
+        assert!(torn <= 1, "tear at write {nth}: {torn} pages mixed");
+        assert!(vm.intervals().len() == 1 || vm.intervals().len() == 2);
+    }
+}
+
+/// The child side of the cross-process tests: does its work only when the
+/// parent test runs it with `CEDAR_PERSIST_CHILD` set.
+#[test]
+fn child() {
+    let Ok(what) = std::env::var("CEDAR_PERSIST_CHILD") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(std::env::var("CEDAR_PERSIST_DIR").unwrap());
+    match what.as_str() {
+        "list" => {
+            // A linked list whose links are addresses in the space, its
+            // nodes scattered over several intervals; the head's address
+            // at the start of the first interval.
+            let volume = file_volume(&dir, true);
+            let cfg = config(&volume, 16);
+            let vm = Vm::create(volume, cfg).unwrap();
+            let root = vm.allocate(1).unwrap();
+            let pools: Vec<Interval> = (0..4).map(|k| vm.allocate(3 + k).unwrap()).collect();
+            let mut next = 0u64; // the end of the list
+            for n in (0..200u64).rev() {
+                let pool = pools[(n * 7 % 4) as usize];
+                let at = vm.address_of(pool.page).0 + (n * 40) % (pool.count.0 * PAGE as u64 - 16);
+                let at = at / 16 * 16;
+                let mut node = [0u8; 16];
+                node[..8].copy_from_slice(&(n * n + 1).to_le_bytes());
+                node[8..].copy_from_slice(&next.to_le_bytes());
+                vm.write(VAddr(at), &node).unwrap();
+                next = at;
+            }
+            vm.write(vm.address_of(root.page), &next.to_le_bytes())
+                .unwrap();
+            vm.flush().unwrap();
+            // Exit without closing or dropping: only the flush counts.
+            std::process::exit(0);
+        }
+        "loop" => {
+            // Writes records for ever, syncing every 10, saying so.
+            let volume = file_volume(&dir, true);
+            let cfg = config(&volume, 8);
+            let vm = Vm::create(volume, cfg).unwrap();
+            let log = vm.allocate(64).unwrap();
+            let base = vm.address_of(log.page).0;
+            let mut out = std::io::stdout();
+            for i in 0u64.. {
+                let slot = i % (64 * PAGE as u64 / 16);
+                let mut record = [0u8; 16];
+                record[..8].copy_from_slice(&i.to_le_bytes());
+                record[8..].copy_from_slice(&(i ^ 0xA5A5_A5A5).to_le_bytes());
+                vm.write(VAddr(base + slot * 16), &record).unwrap();
+                if i % 10 == 9 {
+                    vm.sync(log).unwrap();
+                    use std::io::Write;
+                    writeln!(out, "synced {i}").unwrap();
+                    out.flush().unwrap();
+                }
+            }
+        }
+        other => panic!("unknown child {other}"),
+    }
+}
+
+fn spawn_child(what: &str, dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads", "1"])
+        .env("CEDAR_PERSIST_CHILD", what)
+        .env("CEDAR_PERSIST_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// A new process writes a pointer-linked list, flushes and exits without
+/// closing; this process reopens the files and walks the list by the
+/// addresses stored in the space.
+#[test]
+fn a_linked_list_survives_the_process_that_wrote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = spawn_child("list", dir.path()).wait().unwrap();
+    assert!(status.success(), "the writer failed: {status}");
+    let volume = file_volume(dir.path(), false);
+    let cfg = config(&volume, 4);
+    let vm = Vm::open(volume, cfg).unwrap();
+    let root = vm.intervals()[0].0;
+    let mut head = [0u8; 8];
+    vm.read(vm.address_of(root.page), &mut head).unwrap();
+    let mut at = u64::from_le_bytes(head);
+    let mut n = 0u64;
+    while at != 0 {
+        let mut node = [0u8; 16];
+        vm.read(VAddr(at), &mut node).unwrap();
+        assert_eq!(u64::from_le_bytes(node[..8].try_into().unwrap()), n * n + 1);
+        at = u64::from_le_bytes(node[8..].try_into().unwrap());
+        n += 1;
+    }
+    assert_eq!(n, 200, "the list came back whole");
+}
+
+/// `kill -9` in the middle of a write loop: every record a completed
+/// `sync` covered is there after reopen.
+#[test]
+fn kill_9_keeps_every_synced_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child("loop", dir.path());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut synced = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(i) = line.strip_prefix("synced ") {
+            synced = Some(i.parse::<u64>().unwrap());
+            if synced.unwrap() >= 300 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The child may have synced more than it said before it died.
+    let last = synced.expect("the child synced");
+    let volume = file_volume(dir.path(), false);
+    let cfg = config(&volume, 8);
+    let vm = Vm::open(volume, cfg).unwrap();
+    let log = vm.intervals()[0].0;
+    let base = vm.address_of(log.page).0;
+    let slots = 64 * PAGE as u64 / 16;
+    for i in last.saturating_sub(slots - 1)..=last {
+        let mut record = [0u8; 16];
+        vm.read(VAddr(base + (i % slots) * 16), &mut record)
+            .unwrap();
+        let got = u64::from_le_bytes(record[..8].try_into().unwrap());
+        let check = u64::from_le_bytes(record[8..].try_into().unwrap());
+        assert_eq!(check, got ^ 0xA5A5_A5A5, "slot of record {i} torn");
+        // The slot holds record i, or a later one that overwrote it.
+        assert!(
+            got >= i && got % slots == i % slots,
+            "record {i} lost: {got}"
+        );
+    }
+}
+
+/// A persistent space is opened through its volume like any VM: the
+/// anonymous `Vm::new` on the same volume sees no intervals (the Cedar
+/// behaviour stays the default).
+#[test]
+fn vm_new_stays_anonymous() {
+    let (volume, media) = sim_volume();
+    let cfg = config(&volume, 8);
+    let vm = Vm::create(volume, cfg.clone()).unwrap();
+    vm.allocate(3).unwrap();
+    vm.close().unwrap();
+    let vm = Vm::new(cfg, Backing::Volume(reopen_sim(&media))).unwrap();
+    assert!(!vm.is_persistent());
+    assert!(vm.intervals().is_empty());
+}
