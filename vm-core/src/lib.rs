@@ -16,6 +16,7 @@
 //! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead | (m), (x) for pages in transit |
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
+//! | `file` | [`VmFile`]: a growable file over an interval (`read_at`/`write_at`, `set_len`, `sync_data`, `std::io`) | through `access` and `ops` |
 //! | `persist` | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
@@ -81,6 +82,7 @@ pub mod campaign;
 mod config;
 mod error;
 mod fault;
+mod file;
 mod guard;
 mod hit_counter;
 mod monitor;
@@ -99,6 +101,7 @@ mod vocabulary;
 
 pub use config::{FaultService, MonitorScope, VmConfig};
 pub use error::VmError;
+pub use file::VmFile;
 pub use guard::{PageMut, PageRef};
 pub use space::{AddressSpace, Backing, Vm};
 pub use stats::VmStats;

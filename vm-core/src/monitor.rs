@@ -274,6 +274,62 @@ impl Monitor {
         Some(start)
     }
 
+    /// Allocates exactly `[start, start + count)`, if every page of it is
+    /// free.
+    pub(crate) fn allocate_at(&mut self, start: u64, count: u64) -> bool {
+        let Some(end) = start.checked_add(count) else {
+            return false;
+        };
+        let Some((&free_start, &free_len)) = self.free.range(..=start).next_back() else {
+            return false;
+        };
+        if free_start + free_len < end {
+            return false;
+        }
+        self.free.remove(&free_start);
+        if start > free_start {
+            self.free.insert(free_start, start - free_start);
+        }
+        if free_start + free_len > end {
+            self.free.insert(end, free_start + free_len - end);
+        }
+        self.allocations.insert(
+            start,
+            Allocation {
+                count,
+                advice: Advice::Normal,
+            },
+        );
+        self.allocated_pages += count;
+        true
+    }
+
+    /// Extends the allocation entry that ends at page `end` by the `extra`
+    /// free pages after it, if they are free.
+    pub(crate) fn extend(&mut self, end: u64, extra: u64) -> bool {
+        let Some((start, a)) = end.checked_sub(1).and_then(|last| self.allocation_of(last)) else {
+            return false;
+        };
+        if start + a.count != end {
+            return false;
+        }
+        let Some(&free_len) = self.free.get(&end) else {
+            return false;
+        };
+        if free_len < extra {
+            return false;
+        }
+        self.free.remove(&end);
+        if free_len > extra {
+            self.free.insert(end + extra, free_len - extra);
+        }
+        if let Some(entry) = self.allocations.get_mut(&start) {
+            entry.count += extra;
+        }
+        self.allocated_pages += extra;
+        true
+    }
+
     /// Splits allocations so that `page` starts one (if it is inside one).
     fn split_at(&mut self, page: u64) {
         if let Some((start, a)) = self.allocation_of(page)

@@ -24,6 +24,49 @@ impl AddressSpace {
             return Err(VmError::CantAllocateVirtual { pages: 0 });
         }
         let mut monitor = self.lock_monitor();
+        self.check_real_memory(&monitor, count)?;
+        let start = monitor
+            .allocate(count)
+            .ok_or(VmError::CantAllocateVirtual { pages: count })?;
+        Ok(Interval::new(start, count))
+    }
+
+    /// Allocates exactly the `count` pages from `page` — an interval at an
+    /// address of the caller's choosing — if every one of them is free;
+    /// their contents read as zeros.
+    pub fn allocate_at(&self, page: PageNumber, count: u64) -> Result<Interval, VmError> {
+        let mut monitor = self.lock_monitor();
+        if count == 0 || page.0.saturating_add(count) > self.virtual_pages {
+            return Err(VmError::CantAllocateVirtual { pages: count });
+        }
+        self.check_real_memory(&monitor, count)?;
+        if !monitor.allocate_at(page.0, count) {
+            return Err(VmError::CantAllocateVirtual { pages: count });
+        }
+        Ok(Interval::new(page.0, count))
+    }
+
+    /// Grows `interval` in place by the `extra` pages after it, if they are
+    /// free: the interval keeps its address (and every `VAddr` into it
+    /// stays valid); the new pages read as zeros. `interval` must end where
+    /// an allocation ends (as one returned by `allocate` or `grow` does).
+    pub fn grow(&self, interval: Interval, extra: u64) -> Result<Interval, VmError> {
+        let mut monitor = self.lock_monitor();
+        self.check_allocated(&monitor, interval)?;
+        self.check_real_memory(&monitor, extra)?;
+        let end = interval.end().0;
+        if extra == 0
+            || end.saturating_add(extra) > self.virtual_pages
+            || !monitor.extend(end, extra)
+        {
+            return Err(VmError::CantAllocateVirtual { pages: extra });
+        }
+        Ok(Interval::new(interval.page.0, interval.count.0 + extra))
+    }
+
+    /// Monitor held on entry and exit. Without backing, allocation is
+    /// limited by real memory.
+    fn check_real_memory(&self, monitor: &Monitor, count: u64) -> Result<(), VmError> {
         if monitor.volume.is_none() && monitor.allocated_pages + count > monitor.budget() {
             return Err(VmError::CantAllocateReal {
                 pages: count,
@@ -31,10 +74,7 @@ impl AddressSpace {
                 budget: monitor.budget(),
             });
         }
-        let start = monitor
-            .allocate(count)
-            .ok_or(VmError::CantAllocateVirtual { pages: count })?;
-        Ok(Interval::new(start, count))
+        Ok(())
     }
 
     /// Frees `interval` (all of it must be allocated); its contents are

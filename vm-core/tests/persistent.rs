@@ -440,3 +440,36 @@ fn vm_new_stays_anonymous() {
     assert!(!vm.is_persistent());
     assert!(vm.intervals().is_empty());
 }
+
+/// An interval at a chosen address, and growth in place: both refused
+/// where the pages are taken, both remembered by a persistent space.
+#[test]
+fn intervals_placed_and_grown_in_place_come_back() {
+    let (volume, media) = sim_volume();
+    let cfg = config(&volume, 8);
+    let vm = Vm::create(volume, cfg.clone()).unwrap();
+    let at = vm.allocate_at(PageNumber(100), 10).unwrap();
+    assert_eq!(at, Interval::new(100, 10));
+    assert!(vm.allocate_at(PageNumber(105), 10).is_err(), "overlaps");
+    assert!(
+        vm.allocate_at(PageNumber(cfg.virtual_pages - 2), 3)
+            .is_err(),
+        "past the end"
+    );
+    let blocker = vm.allocate_at(PageNumber(120), 1).unwrap();
+    let grown = vm.grow(at, 10).unwrap();
+    assert_eq!(grown, Interval::new(100, 20));
+    assert!(vm.grow(grown, 1).is_err(), "page 120 is taken");
+    vm.free(blocker).unwrap();
+    let grown = vm.grow(grown, 5).unwrap();
+    vm.write(vm.address_of(PageNumber(124)), b"end of the grown part")
+        .unwrap();
+    let shape = vm.intervals();
+    vm.close().unwrap();
+    let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+    assert_eq!(vm.intervals(), shape);
+    assert_eq!(vm.intervals()[0].0, grown);
+    let mut back = [0u8; 21];
+    vm.read(vm.address_of(PageNumber(124)), &mut back).unwrap();
+    assert_eq!(&back, b"end of the grown part");
+}
