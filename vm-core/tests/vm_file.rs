@@ -99,7 +99,6 @@ fn a_vm_file_is_a_std_io_file_and_persists() {
     assert_eq!(file.seek(SeekFrom::End(-5)).unwrap(), 18);
     file.sync_data().unwrap();
     let interval = file.interval();
-    drop(file);
     vm.close().unwrap();
     let channel = DiskChannel::new(vec![Box::new(media.share_media()) as Box<dyn Drive>]).unwrap();
     let volume = Volume::open(channel).unwrap();
