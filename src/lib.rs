@@ -51,7 +51,7 @@ pub mod prelude {
     pub use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions, SimDrive};
     pub use runtable::{FormatOptions, Interval, PageCount, PageNumber, Volume};
     pub use vm_core::{
-        Advice, Backing, FaultService, PageMut, PageRef, PageState, VAddr, Vm, VmArray, VmConfig,
-        VmError, VmStats,
+        Advice, Backing, FaultService, PageMut, PageRef, PageState, SpaceFiles, VAddr, Vm, VmArray,
+        VmConfig, VmError, VmFile, VmStats,
     };
 }

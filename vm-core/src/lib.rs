@@ -103,6 +103,7 @@ pub use config::{FaultService, MonitorScope, VmConfig};
 pub use error::VmError;
 pub use file::VmFile;
 pub use guard::{PageMut, PageRef};
+pub use persist::SpaceFiles;
 pub use space::{AddressSpace, Backing, Vm};
 pub use stats::VmStats;
 pub use typed::VmArray;

@@ -387,6 +387,171 @@ impl Vm {
     }
 }
 
+/// A persistent space on drive files, for [`Vm::create_files`] and
+/// [`Vm::open_files`]: the one call that picks the drive sizes, formats and
+/// makes the space (or reopens it), with the page size said once.
+#[derive(Clone, Debug)]
+pub struct SpaceFiles {
+    /// The drive files, in order (several: the space is striped across
+    /// them, 64 pages a stripe).
+    pub paths: Vec<std::path::PathBuf>,
+    /// Bytes per page (a power of two from 4 KiB).
+    pub page_size: usize,
+    /// The real-memory budget in bytes.
+    pub real_memory_bytes: u64,
+    /// How the drives use the kernel's page cache (default: direct I/O,
+    /// or drop-behind where the file system refuses it).
+    pub cache: disk_channel::CachePolicy,
+}
+
+impl SpaceFiles {
+    /// One drive file at `path`, 4 KiB pages, 64 MiB of real memory.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> SpaceFiles {
+        SpaceFiles {
+            paths: vec![path.into()],
+            page_size: 4096,
+            real_memory_bytes: 64 << 20,
+            cache: disk_channel::CachePolicy::default(),
+        }
+    }
+
+    fn drive_options(&self, pages: Option<u64>) -> disk_channel::FileDriveOptions {
+        let mut options = match pages {
+            Some(pages) => disk_channel::FileDriveOptions::create(self.page_size, pages),
+            None => disk_channel::FileDriveOptions::open(self.page_size),
+        };
+        options.cache = self.cache;
+        options
+    }
+
+    fn config(&self, space_pages: u64) -> VmConfig {
+        VmConfig {
+            page_size: self.page_size,
+            ..VmConfig::new(
+                space_pages,
+                (self.real_memory_bytes / self.page_size as u64).max(1),
+            )
+        }
+    }
+
+    fn format_options(&self, volume_pages: u64) -> runtable::FormatOptions {
+        let mut options = runtable::FormatOptions::new(self.page_size, volume_pages);
+        if self.paths.len() > 1 {
+            options.layout = runtable::Layout::Stripe { unit: 64 };
+        }
+        options
+    }
+}
+
+impl Vm {
+    /// Makes drive files for a persistent space of `space_bytes` (rounded
+    /// up to pages) — sized for it, its map, the volume's labels, headers
+    /// and spares — and the space on them, empty. Refuses a path that
+    /// already holds data (reopen it with [`Vm::open_files`]; remove it to
+    /// start anew).
+    pub fn create_files(files: &SpaceFiles, space_bytes: u64) -> Result<Vm, VmError> {
+        let page = files.page_size as u64;
+        if files.paths.is_empty() || space_bytes == 0 {
+            return Err(VmError::Config {
+                field: "paths",
+                reason: "a space needs at least one drive file and one page".into(),
+            });
+        }
+        for path in &files.paths {
+            if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+                return Err(VmError::Config {
+                    field: "paths",
+                    reason: format!(
+                        "{} already holds data: Vm::open_files reopens a space; remove the \
+                         file to make a new one",
+                        path.display()
+                    ),
+                });
+            }
+        }
+        let space = space_bytes.div_ceil(page);
+        // The volume: the space and its two map slots.
+        let mut volume_pages = space;
+        while map_layout(volume_pages, files.page_size).is_none_or(|(s, _)| s < space) {
+            let slot = (FIXED_BYTES as u64 + volume_pages + CRC_BYTES as u64).div_ceil(page);
+            volume_pages = space + 2 * slot;
+        }
+        // The drives: the smallest size (to a 1% step) whose data pages hold
+        // the volume, all drives alike.
+        let options = files.format_options(volume_pages);
+        let drives = files.paths.len() as u64;
+        let mut drive_pages = volume_pages.div_ceil(drives) + 64;
+        while runtable::Volume::fit_virtual_pages(&options, &vec![drive_pages; drives as usize])?
+            < volume_pages
+        {
+            drive_pages += (drive_pages / 100).max(16);
+        }
+        let mut drive_list: Vec<Box<dyn disk_channel::Drive>> = Vec::new();
+        for path in &files.paths {
+            let drive =
+                disk_channel::FileDrive::open(path, &files.drive_options(Some(drive_pages)))
+                    .map_err(runtable::VolumeError::from)?;
+            drive_list.push(Box::new(drive));
+        }
+        let channel =
+            disk_channel::DiskChannel::new(drive_list).map_err(runtable::VolumeError::from)?;
+        let volume = runtable::Volume::format(channel, &options)?;
+        let config = files.config(space);
+        Vm::create(volume, config)
+    }
+
+    /// Reopens the persistent space on `files` (made by
+    /// [`Vm::create_files`], or by [`Vm::create`] on a volume of those
+    /// drives), as of its last completed `flush` or `sync`.
+    pub fn open_files(files: &SpaceFiles) -> Result<Vm, VmError> {
+        let mut drive_list: Vec<Box<dyn disk_channel::Drive>> = Vec::new();
+        for path in &files.paths {
+            let drive = disk_channel::FileDrive::open(path, &files.drive_options(None))
+                .map_err(runtable::VolumeError::from)?;
+            drive_list.push(Box::new(drive));
+        }
+        let channel =
+            disk_channel::DiskChannel::new(drive_list).map_err(runtable::VolumeError::from)?;
+        let volume = runtable::Volume::open(channel)?;
+        let pages = space_pages_of(&volume)?;
+        Vm::open(volume, files.config(pages))
+    }
+}
+
+/// The size of the persistent space on `volume`, from its newest map.
+fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
+    let Some((space, slot_pages)) = map_layout(volume.virtual_pages(), volume.page_size()) else {
+        return Err(VmError::Config {
+            field: "volume",
+            reason: "it is too small to hold a persistent space".into(),
+        });
+    };
+    let state = SpaceMapState {
+        first_page: space,
+        slot_pages,
+        generation: 0,
+    };
+    let mut newest: Option<(u64, u64)> = None;
+    for slot in 0..2 {
+        if let Slot::Map { generation, pages } = decode(
+            &read_slot(volume, &state, slot)?,
+            volume.geometry().volume_id,
+            volume.page_size(),
+        ) && newest.is_none_or(|(g, _)| generation > g)
+        {
+            newest = Some((generation, pages.len() as u64));
+        }
+    }
+    newest
+        .map(|(_, pages)| pages)
+        .ok_or_else(|| VmError::Config {
+            field: "volume",
+            reason: "it holds no persistent address space (no valid space map); \
+                 Vm::create_files makes one"
+                .into(),
+        })
+}
+
 impl AddressSpace {
     /// Monitor held on entry and exit; the drives synced just before (every
     /// page the map says is on disk is durable).

@@ -473,3 +473,26 @@ fn intervals_placed_and_grown_in_place_come_back() {
     vm.read(vm.address_of(PageNumber(124)), &mut back).unwrap();
     assert_eq!(&back, b"end of the grown part");
 }
+
+/// One call makes the drive files (sized by the code, not by hand) and
+/// the space; one call reopens it; making it again over data is refused.
+#[test]
+fn create_files_and_open_files_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vm_core::SpaceFiles {
+        paths: vec![dir.path().join("a.vol"), dir.path().join("b.vol")],
+        real_memory_bytes: 64 << 10,
+        ..vm_core::SpaceFiles::new(dir.path().join("unused"))
+    };
+    let vm = Vm::create_files(&files, 3 << 20).unwrap();
+    assert!(vm.virtual_pages() * PAGE as u64 >= 3 << 20);
+    let i = vm.allocate(600).unwrap();
+    let bytes: Vec<u8> = (0..600 * PAGE).map(|n| (n % 251) as u8).collect();
+    vm.write(vm.address_of(i.page), &bytes).unwrap();
+    vm.close().unwrap();
+    let err = Vm::create_files(&files, 1 << 20).unwrap_err().to_string();
+    assert!(err.contains("already holds data"), "{err}");
+    let vm = Vm::open_files(&files).unwrap();
+    assert_eq!(vm.intervals()[0].0, i);
+    assert!(read_all(&vm, i) == bytes);
+}
