@@ -109,6 +109,10 @@ pub enum BenchCommand {
     /// Message throughput between two processes: the shared ring guarded
     /// by counting semaphores, against a pipe and a Unix socket.
     Ipc(IpcArgs),
+    /// A persistent space as an embedded engine's file: VmFile random
+    /// writes with a sync every 100 against pwrite + fdatasync, and the
+    /// time to reopen a space.
+    Persistent(PersistentArgs),
     /// The sending side of `bench ipc` (run by it, not by hand).
     #[command(hide = true)]
     IpcPeer(IpcPeerArgs),
@@ -194,6 +198,29 @@ pub struct IpcArgs {
     /// Messages per transport.
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `bench persistent` arguments.
+#[derive(Args, Debug)]
+pub struct PersistentArgs {
+    /// Folder on the disk to measure (default: the current one).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Size of the file written at random.
+    #[arg(long, default_value = "256MiB", value_parser = size)]
+    file_size: u64,
+    /// Random 4 KiB writes per side.
+    #[arg(long, default_value_t = 20_000)]
+    writes: u64,
+    /// Size of the space reopened.
+    #[arg(long, default_value = "1GiB", value_parser = size)]
+    space: u64,
+    /// The VM's real memory.
+    #[arg(long, default_value = "64MiB", value_parser = size)]
+    memory: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -721,6 +748,33 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             if let Some(path) = &a.plot {
                 report.plot(path)?;
             }
+            if a.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::Persistent(a)) => {
+            let dir = match a.dir {
+                Some(dir) => dir,
+                None => std::env::current_dir().map_err(|source| ToolError::File {
+                    path: PathBuf::from("."),
+                    source,
+                })?,
+            };
+            if a.file_size < 4096 || a.space < 4096 || a.writes == 0 {
+                return Err(ToolError::Usage(
+                    "--file-size and --space must be at least 4 KiB, --writes at least 1".into(),
+                ));
+            }
+            let report = cedar_bench::persistent::persistent(
+                &dir,
+                a.file_size,
+                a.writes,
+                a.space,
+                a.memory,
+            )?;
             if a.json {
                 println!("{}", json(&report));
             } else {

@@ -24,5 +24,6 @@ pub mod cgroup;
 pub mod fault_path;
 pub mod ipc;
 pub mod out_of_core;
+pub mod persistent;
 pub mod seek_ahead;
 pub mod sys;
