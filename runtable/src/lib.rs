@@ -46,4 +46,4 @@ pub use error::{MappingProblem, VolumeError};
 pub use layout::{BadSpot, Geometry, Layout};
 pub use table::{Run, RunTable, RunTableError, Segment, Segments};
 pub use units::{DiskAddr, Interval, PageCount, PageNumber};
-pub use volume::{FormatOptions, HEADER_BYTES_MAX, HeaderChoice, Volume};
+pub use volume::{FormatOptions, GENERATION_MAX, HEADER_BYTES_MAX, HeaderChoice, Volume};

@@ -20,6 +20,11 @@ use crate::{DiskAddr, PageNumber, VolumeError};
 use disk_channel::{DiskChannel, DiskPage, DriveId};
 use std::collections::BTreeSet;
 
+/// The largest header generation taken for real: commits count one at a
+/// time, so no volume gets near it, and a generation past it (a damaged or
+/// hostile field with a valid checksum) would leave no room to count on.
+pub const GENERATION_MAX: u64 = 1 << 62;
+
 /// Largest header this code writes: beyond it, a stripe unit is too small
 /// for the virtual size.
 pub const HEADER_BYTES_MAX: usize = 64 << 20;
@@ -395,7 +400,7 @@ impl Volume {
                 want != have
             })
             .collect();
-        Ok(Volume {
+        let volume = Volume {
             channel,
             geometry,
             table,
@@ -407,7 +412,10 @@ impl Volume {
                 generation: chosen.generation,
                 other: other.map(|h| h.generation).map_err(|e| e.to_string()),
             },
-        })
+        };
+        // A bad-spot table the labels cannot hold could never be committed.
+        volume.check_label_capacity()?;
+        Ok(volume)
     }
 
     /// Reads, decodes and checks header slot `slot`.
@@ -453,10 +461,10 @@ impl Volume {
                 "its geometry differs from the labels'".into(),
             ));
         }
-        if raw.generation == 0 {
+        if raw.generation == 0 || raw.generation > GENERATION_MAX {
             return Err(SlotError::Corrupt(StructError::BadField {
                 field: "generation",
-                value: 0,
+                value: raw.generation,
             }));
         }
         if let Some(problem) = mapping_problems(geometry, &raw.runs, &raw.bad_spots)

@@ -48,6 +48,10 @@ const HEADER_SCAN_BYTES: u64 = 1 << 30;
 struct Looker {
     file: std::fs::File,
     bytes: u64,
+    /// Bytes the search may still read as candidate headers: a file can
+    /// plant any number of fake headers that each claim their place and
+    /// 64 MiB; the search stops reading them past this budget.
+    budget: std::cell::Cell<u64>,
 }
 
 impl Looker {
@@ -59,7 +63,11 @@ impl Looker {
         let mut file = std::fs::File::open(path).ok()?;
         // The length by seeking: a block device's metadata says 0.
         let bytes = file.seek(SeekFrom::End(0)).ok()?;
-        Some(Looker { file, bytes })
+        Some(Looker {
+            file,
+            bytes,
+            budget: std::cell::Cell::new(2 * runtable::HEADER_BYTES_MAX as u64),
+        })
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
@@ -83,9 +91,10 @@ impl Looker {
             return None;
         };
         let len = header::claimed_length(first)?;
-        if len > runtable::HEADER_BYTES_MAX {
+        if len > runtable::HEADER_BYTES_MAX || len as u64 > self.budget.get() {
             return None;
         }
+        self.budget.set(self.budget.get() - len as u64);
         let raw = header::decode(&self.read_at(offset, len)?).ok()?;
         (raw.geometry.page_size as usize == page_size).then_some(FoundHeader {
             page_size,

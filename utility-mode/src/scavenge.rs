@@ -131,9 +131,6 @@ pub struct ScavengeReport {
     pub memory_bytes: u64,
 }
 
-/// The largest generation the scavenger takes for real.
-const GENERATION_MAX: u64 = 1 << 62;
-
 /// One header slot as read from drive 0.
 enum Slot {
     /// Never written: its first page is all zeros (slot 0 of a volume at
@@ -141,6 +138,9 @@ enum Slot {
     Blank,
     /// Not a usable header: why.
     Unusable(String),
+    /// A header of a newer format version: not damage, and not this
+    /// scavenger's to judge or overwrite.
+    Newer(String),
     /// A header whose checksum and geometry check out, at the place its own
     /// geometry gives the slot.
     Read { raw: RawHeader, geometry: Geometry },
@@ -168,6 +168,20 @@ struct Target {
     what: String,
 }
 
+/// Why a drive's label page is unusable, and what is left of it.
+#[derive(Clone, Debug, Default)]
+struct UnusableLabel {
+    /// The page holds no label at all (not even the magic).
+    no_label: bool,
+    /// Written by a newer format version: not damage, not ours to judge.
+    newer: bool,
+    /// The volume id bytes of a label whose checksum failed (they may be
+    /// the damaged bytes themselves).
+    volume_id: Option<u128>,
+    /// Why, in words.
+    reason: String,
+}
+
 struct Scavenger<'a> {
     channel: DiskChannel,
     paths: &'a [PathBuf],
@@ -183,7 +197,7 @@ struct Scavenger<'a> {
     force: bool,
     /// Per drive, why its label is unusable (and whether the page holds no
     /// label at all): `None` for a readable label.
-    unusable_labels: Vec<Option<(bool, String)>>,
+    unusable_labels: Vec<Option<UnusableLabel>>,
 }
 
 impl<'a> Scavenger<'a> {
@@ -223,26 +237,33 @@ impl<'a> Scavenger<'a> {
         let mut page = vec![0u8; self.channel.page_size()];
         let mut labels = Vec::new();
         for d in 0..self.channel.drive_count() {
-            // Whether the page holds no label at all (not even its magic),
-            // and why it is unusable.
+            use runtable::envelope::StructError;
             let label = match self
                 .channel
                 .read(DriveId(d as u16), DiskPage(0), &mut page, None)
             {
-                Ok(()) => label::decode(&page).map_err(|e| {
-                    let no_label = matches!(e, runtable::envelope::StructError::WrongMagic { .. });
-                    (no_label, e.to_string())
+                Ok(()) => label::decode(&page).map_err(|e| UnusableLabel {
+                    no_label: matches!(e, StructError::WrongMagic { .. }),
+                    newer: matches!(e, StructError::FutureVersion { .. }),
+                    volume_id: page
+                        .get(16..32)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u128::from_le_bytes),
+                    reason: e.to_string(),
                 }),
-                Err(e) => Err((false, e.to_string())),
+                Err(e) => Err(UnusableLabel {
+                    reason: e.to_string(),
+                    ..UnusableLabel::default()
+                }),
             };
             match label {
                 Ok(label) => {
                     labels.push(Some(label));
                     self.unusable_labels.push(None);
                 }
-                Err((no_label, reason)) => {
+                Err(unusable) => {
                     labels.push(None);
-                    self.unusable_labels.push(Some((no_label, reason)));
+                    self.unusable_labels.push(Some(unusable));
                 }
             }
         }
@@ -295,6 +316,9 @@ impl<'a> Scavenger<'a> {
         };
         let raw = match header::decode(&bytes) {
             Ok(raw) => raw,
+            Err(e @ runtable::envelope::StructError::FutureVersion { .. }) => {
+                return Slot::Newer(e.to_string());
+            }
             Err(e) => return Slot::Unusable(e.to_string()),
         };
         if raw.generation == 0 {
@@ -326,7 +350,7 @@ impl<'a> Scavenger<'a> {
         }
         // Commits count one at a time: no volume gets near 2^62, and a
         // repair must have room to count on.
-        if raw.generation > GENERATION_MAX {
+        if raw.generation > runtable::GENERATION_MAX {
             return Slot::Unusable(format!("generation {} is impossible", raw.generation));
         }
         if geometry.header_slot_start(slot) != start {
@@ -341,7 +365,45 @@ impl<'a> Scavenger<'a> {
     /// Both header slots. Slot 0 starts at page 1; where slot 1 starts
     /// (after slot 0's pages) comes from slot 0's header, else from the
     /// labels, else from a search of drive 0 for a header.
+    ///
+    /// A header no readable label names is not taken for the volume's when
+    /// it was found by searching drive 0, or at a page size no label has
+    /// (without `--force`): a volume formatted over an older one of
+    /// another page size keeps the old header in a data page, and a file's
+    /// data can hold anything.
     fn read_slots(&self, labels: &[Option<RawLabel>]) -> [Slot; 2] {
+        let (slot0, slot1, searched) = self.find_slots(labels);
+        let page_size = self.channel.page_size();
+        let ids: BTreeSet<u128> = labels.iter().flatten().map(|l| l.volume_id).collect();
+        let at_labels_page_size = labels
+            .iter()
+            .flatten()
+            .any(|l| l.geometry.page_size as usize == page_size);
+        let trust = |slot: Slot, searched: bool| match slot {
+            Slot::Read { raw, .. }
+                if !self.force
+                    && !ids.is_empty()
+                    && !ids.contains(&raw.volume_id)
+                    && (searched || !at_labels_page_size) =>
+            {
+                Slot::Unusable(format!(
+                    "a header of volume {:032x}, which no label names, found {}: not taken \
+                     for this volume's (--repair --force takes it)",
+                    raw.volume_id,
+                    if searched {
+                        "by searching drive 0"
+                    } else {
+                        "at a page size no label has"
+                    }
+                ))
+            }
+            other => other,
+        };
+        [trust(slot0, false), trust(slot1, searched)]
+    }
+
+    /// Both slots as found, and whether slot 1 was found by a search.
+    fn find_slots(&self, labels: &[Option<RawLabel>]) -> (Slot, Slot, bool) {
         let slot0 = self.read_header_at(0, 1);
         let mut starts = Vec::new();
         if let Slot::Read { geometry, .. } = &slot0 {
@@ -361,11 +423,11 @@ impl<'a> Scavenger<'a> {
                     continue;
                 }
                 match self.read_header_at(1, start) {
-                    found @ Slot::Read { .. } => return [slot0, found],
+                    found @ Slot::Read { .. } => return (slot0, found, searched),
                     Slot::Blank => slot1 = Slot::Blank,
-                    unusable @ Slot::Unusable(_) => {
+                    other => {
                         if !matches!(slot1, Slot::Blank) {
-                            slot1 = unusable;
+                            slot1 = other;
                         }
                     }
                 }
@@ -383,7 +445,7 @@ impl<'a> Scavenger<'a> {
                 _ => break,
             }
         }
-        [slot0, slot1]
+        (slot0, slot1, false)
     }
 
     /// The volume's geometry from its header: the valid slot, or of two
@@ -420,13 +482,24 @@ impl<'a> Scavenger<'a> {
             }
             let name = self.drive_name(d);
             let Some(l) = l else {
-                let (no_label, reason) = self.unusable_labels[d].clone().unwrap_or_default();
+                let unusable = self.unusable_labels[d].clone().unwrap_or_default();
+                let reason = &unusable.reason;
                 // A damaged label, or drive 0's (the header on the same
                 // drive says whose it is), is rewritten from the header.
-                // A page with no label at all on another drive may be a
-                // file that is not this volume's drive: only --force
-                // makes it one.
-                if d == 0 || !no_label {
+                // A page with no label at all on another drive — or a
+                // damaged label whose volume id bytes name another volume
+                // — may be a file that is not this volume's drive: only
+                // --force makes it one. A newer format is not damage.
+                let foreign = unusable.volume_id.is_some_and(|id| id != g.volume_id);
+                if unusable.newer {
+                    self.note(
+                        Severity::Unrecoverable,
+                        format!(
+                            "{name}: its label was written by a newer cedar-vm ({reason}): \
+                             this one cannot judge or repair it"
+                        ),
+                    );
+                } else if d == 0 || (!unusable.no_label && !foreign) {
                     self.note(
                         Severity::Repairable,
                         format!("{name}: label unusable ({reason}): rewritten from the header"),
@@ -435,8 +508,19 @@ impl<'a> Scavenger<'a> {
                     self.note(
                         Severity::Repairable,
                         format!(
-                            "{name}: holds no label ({reason}): rewritten from the header, \
-                             as --force asks"
+                            "{name}: holds no label of this volume ({reason}): rewritten from \
+                             the header, as --force asks"
+                        ),
+                    );
+                } else if foreign && !unusable.no_label {
+                    self.note(
+                        Severity::Unrecoverable,
+                        format!(
+                            "{name}: its damaged label names another volume ({:032x}; this \
+                             volume is {:032x}): give this volume's drive {d}; if this file is \
+                             that drive, --repair --force rewrites the label from the header",
+                            unusable.volume_id.unwrap_or_default(),
+                            g.volume_id
                         ),
                     );
                 } else {
@@ -496,7 +580,7 @@ impl<'a> Scavenger<'a> {
     /// the first readable label's, every other label agreeing.
     fn label_geometry(&mut self, labels: &[Option<RawLabel>]) -> Option<Geometry> {
         for d in 0..labels.len() {
-            if let Some((_, reason)) = self.unusable_labels[d].clone() {
+            if let Some(UnusableLabel { reason, .. }) = self.unusable_labels[d].clone() {
                 let name = self.drive_name(d);
                 self.note(
                     Severity::Unrecoverable,
@@ -658,7 +742,7 @@ impl<'a> Scavenger<'a> {
     fn judge(&mut self, g: &Geometry, slot: Slot) -> Result<Judged, ToolError> {
         Ok(match slot {
             Slot::Blank => Judged::Blank,
-            Slot::Unusable(reason) => Judged::Unusable(reason),
+            Slot::Unusable(reason) | Slot::Newer(reason) => Judged::Unusable(reason),
             Slot::Read { raw, .. } if raw.volume_id != g.volume_id => {
                 Judged::Unusable("left over from another volume".into())
             }
@@ -1004,7 +1088,11 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
     let mut deep_tried = false;
     loop {
         for &page_size in &candidates {
-            let channel = open_channel_at(paths, page_size, true)?;
+            // A page size some drive cannot even be opened at (shorter than
+            // a page) is not the volume's.
+            let Ok(channel) = open_channel_at(paths, page_size, true) else {
+                continue;
+            };
             channel.lock_all()?;
             let mut s = Scavenger::new(channel, paths, options);
             let labels = s.read_labels()?;
@@ -1027,8 +1115,29 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
         }
     }
     let page_size = best.map_or_else(|| volume_page_size(paths, 4096), |(_, p)| p);
-    // Checking only reads: read-only files, shared locks.
-    let channel = open_channel_at(paths, page_size, !options.repair)?;
+    // Checking only reads: read-only files, shared locks. A drive too short
+    // to hold a page is a finding, not a failure to check.
+    let channel = match open_channel_at(paths, page_size, !options.repair) {
+        Ok(channel) => channel,
+        Err(ToolError::Drive(e @ disk_channel::DriveError::Config { .. })) => {
+            return Ok(ScavengeReport {
+                status: Status::Unrecoverable,
+                findings: vec![Finding {
+                    severity: Severity::Unrecoverable,
+                    message: format!(
+                        "{e} (a drive shorter than a page of {page_size} bytes: truncated, \
+                         or not a drive of this volume)"
+                    ),
+                }],
+                generation: None,
+                runs_checked: 0,
+                slots_checked: 0,
+                repairs: Vec::new(),
+                memory_bytes: 0,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     channel.lock_all()?;
     let mut s = Scavenger::new(channel, paths, options);
     let repair = options.repair;
@@ -1047,6 +1156,20 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
         slots_checked: s.slots_checked,
         repairs: Vec::new(),
     };
+    for (i, slot) in slots.iter().enumerate() {
+        if let Slot::Newer(reason) = slot {
+            s.note(
+                Severity::Unrecoverable,
+                format!(
+                    "header slot {i} was written by a newer cedar-vm ({reason}): this one \
+                     cannot judge or repair the volume"
+                ),
+            );
+        }
+    }
+    if s.unrecoverable() {
+        return Ok(unrecoverable(s));
+    }
     let from_header = Scavenger::header_geometry(&slots, &labels);
     let g = match &from_header {
         Some(g) => {
@@ -1198,6 +1321,23 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
                 .filter(|b| on_volume(b.addr) || b.spare.is_some())
                 .collect();
             bad.sort_by_key(|b| b.spare.is_some());
+            // Before deriving anything: could such a run table fit the
+            // header slots at all? (Labels can claim huge sparse drives.)
+            let format_bad = bad.iter().filter(|b| b.spare.is_none()).count();
+            let remaps = bad.len() - format_bad;
+            let runs_bound = layout::run_count_bound(&g, format_bad).saturating_add(2 * remaps);
+            let needed = header::header_bytes(g.drive_count(), runs_bound, bad.len());
+            let slot_bytes = g.header_slot_pages as usize * g.page_size;
+            if needed > slot_bytes {
+                s.note(
+                    Severity::Unrecoverable,
+                    format!(
+                        "the labels describe a volume whose run table ({runs_bound} runs at \
+                         most) could not fit its header slots ({slot_bytes} bytes)"
+                    ),
+                );
+                return Ok(unrecoverable(s));
+            }
             match layout::derive_run_table(&g, &bad) {
                 Ok(table) => {
                     target = Some(Target {
