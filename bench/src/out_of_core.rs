@@ -749,7 +749,7 @@ pub fn run_side(
             let disk_pages: Vec<u64> = data
                 .interval
                 .pages()
-                .filter_map(|p| vm.with_volume(|v| v.translate(p).ok()).flatten())
+                .filter_map(|p| vm.disk_address(p))
                 .filter(|d| d.drive == disk_channel::DriveId(0))
                 .map(|d| d.page.0)
                 .collect();

@@ -89,6 +89,12 @@ impl AddressSpace {
     /// so that it fails before writing anything rather than halfway (a
     /// concurrent `make_read_only` can still land between the check and the
     /// write of a page; the write is then refused at that page).
+    ///
+    /// A page the write covers whole is not read from the drive first, even
+    /// if it has a copy there: its old contents could only be overwritten
+    /// (`VmStats::overwrites` counts these). Write whole, page-aligned
+    /// pages where you can — a database page at a time — and an absent page
+    /// costs no read.
     pub fn write(&self, addr: VAddr, data: &[u8]) -> Result<(), VmError> {
         self.page_range(addr, data.len())?;
         let shift = self.page_size.trailing_zeros();

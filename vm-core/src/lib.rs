@@ -17,7 +17,7 @@
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
 //! | `file` | [`VmFile`]: a growable file over an interval (`read_at`/`write_at`, `set_len`, `sync_data`, `std::io`) | through `access` and `ops` |
-//! | `persist` | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
+//! | [`persist`] | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
 //! | `hit_counter` | resident hits, counted without contention | (a) |
@@ -88,7 +88,7 @@ mod hit_counter;
 mod monitor;
 mod ops;
 mod padded;
-mod persist;
+pub mod persist;
 mod replace;
 pub mod shm;
 pub mod simulate;

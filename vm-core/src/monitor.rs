@@ -93,6 +93,10 @@ pub(crate) struct Monitor {
     /// (m) The space map of a persistent space (`Vm::create`/`Vm::open`);
     /// `None` for an anonymous one.
     pub(crate) map: Option<SpaceMapState>,
+    /// (m) What each map slot was last written with (or read holding), so
+    /// that the next map written there writes only the pages that changed;
+    /// empty where unknown.
+    pub(crate) map_written: [Vec<u8>; 2],
     /// (m) The clock last gave up because every page it could take was
     /// latched by a transfer in flight: the fault should let go of the
     /// monitor and retry rather than fail (see `force_victim`).
@@ -201,6 +205,7 @@ impl Monitor {
             volume_needs_commit: false,
             gave_up_on_transit: false,
             map: None,
+            map_written: Default::default(),
         })
     }
 

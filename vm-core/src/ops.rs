@@ -15,7 +15,7 @@ use crate::state::{
     TAG_RESIDENT,
 };
 use crate::vocabulary::{Advice, DataState, PageState};
-use runtable::{Interval, PageNumber, Volume};
+use runtable::{Interval, PageNumber};
 
 impl AddressSpace {
     /// Allocates `count` pages; their contents read as zeros.
@@ -521,10 +521,11 @@ impl AddressSpace {
         }
     }
 
-    /// Runs `f` on the backing volume (tests and tools), under the monitor.
-    pub fn with_volume<R>(&self, f: impl FnOnce(&Volume) -> R) -> Option<R> {
+    /// Where `page` lives on the drives now (`None` without backing, or
+    /// for a page the run table does not map).
+    pub fn disk_address(&self, page: PageNumber) -> Option<runtable::DiskAddr> {
         let monitor = self.lock_monitor();
-        monitor.volume.as_ref().map(f)
+        monitor.volume.as_ref()?.translate(page).ok()
     }
 }
 

@@ -211,12 +211,17 @@ fn read_slot(volume: &Volume, state: &SpaceMapState, slot: u64) -> Result<Vec<u8
     Ok(bytes)
 }
 
-/// Writes `bytes` (padded to whole pages) into map slot `slot`.
+/// Writes `bytes` (padded to whole pages) into map slot `slot`, skipping
+/// the pages that hold the same bytes in `before` (what that slot was last
+/// known to hold; empty if unknown): a map changes in a few pages from one
+/// generation to the next — its first page (the generation) and last (the
+/// checksum) always, the pages of the intervals touched since.
 fn write_slot(
     volume: &Volume,
     state: &SpaceMapState,
     slot: u64,
     bytes: &[u8],
+    before: &[u8],
 ) -> Result<(), VmError> {
     let page_size = volume.page_size();
     let start = state.first_page + slot * state.slot_pages;
@@ -225,6 +230,9 @@ fn write_slot(
         let chunk = &bytes[k * page_size..((k + 1) * page_size).min(bytes.len())];
         page_bytes[..chunk.len()].copy_from_slice(chunk);
         page_bytes[chunk.len()..].fill(0);
+        if before.get(k * page_size..(k + 1) * page_size) == Some(&page_bytes[..]) {
+            continue;
+        }
         let page = PageNumber(start + k as u64);
         let disk = volume.translate(page)?;
         volume
@@ -312,8 +320,12 @@ impl Vm {
         let (id, page_size) = (volume.geometry().volume_id, volume.page_size());
         let mut newest: Option<(u64, Vec<u8>)> = None;
         let mut why = Vec::new();
+        let mut written: [Vec<u8>; 2] = Default::default();
         for slot in 0..2 {
-            match decode(&read_slot(&volume, &state, slot)?, id, page_size) {
+            let bytes = read_slot(&volume, &state, slot)?;
+            let found = decode(&bytes, id, page_size);
+            written[slot as usize] = bytes;
+            match found {
                 Slot::Map { generation, pages } => {
                     if newest.as_ref().is_none_or(|(g, _)| generation > *g) {
                         newest = Some((generation, pages));
@@ -382,6 +394,7 @@ impl Vm {
             }
             monitor.restore_allocations(&intervals);
             monitor.map = Some(state);
+            monitor.map_written = written;
         }
         Ok(vm)
     }
@@ -582,18 +595,23 @@ impl AddressSpace {
             }
         }
         let generation = state.generation + 1;
+        let volume_id = monitor
+            .volume
+            .as_ref()
+            .map_or(0, |volume| volume.geometry().volume_id);
+        let mut bytes = encode(volume_id, generation, self.page_size, &pages);
+        bytes.resize(bytes.len().next_multiple_of(self.page_size), 0);
+        let slot = (generation % 2) as usize;
+        // Forget what the slot holds until the write is known complete: a
+        // failed write leaves it unknown (and written whole next time).
+        let before = std::mem::take(&mut monitor.map_written[slot]);
         let volume = monitor
             .volume
             .as_ref()
             .expect("a persistent space has a volume");
-        let bytes = encode(
-            volume.geometry().volume_id,
-            generation,
-            self.page_size,
-            &pages,
-        );
-        write_slot(volume, &state, generation % 2, &bytes)?;
+        write_slot(volume, &state, slot as u64, &bytes, &before)?;
         volume.channel().sync_all().map_err(VmError::Sync)?;
+        monitor.map_written[slot] = bytes;
         if let Some(map) = monitor.map.as_mut() {
             map.generation = generation;
         }

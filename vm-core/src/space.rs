@@ -251,6 +251,15 @@ impl Vm {
         Ok(self.space.monitor.lock().volume.take())
     }
 
+    /// Runs `f` on the backing volume (tools and tests), under the
+    /// monitor. It takes the VM by `&mut`: no other reference to the VM can
+    /// live while `f` runs, so `f` cannot call the VM and wait for the
+    /// monitor it is running under — the deadlock is not expressible.
+    pub fn with_volume<R>(&mut self, f: impl FnOnce(&Volume) -> R) -> Option<R> {
+        let monitor = self.space.lock_monitor();
+        monitor.volume.as_ref().map(f)
+    }
+
     /// Flushes (see [`AddressSpace::flush`]) and closes the VM, returning
     /// the flush's error: the way to end a persistent space and know that
     /// everything written is on disk. (Dropping a persistent VM flushes

@@ -151,7 +151,7 @@ fn four_threads_faulting_at_once_get_seek_ahead_hints_and_right_data() {
 
 #[test]
 fn after_flush_the_drives_hold_the_written_bytes() {
-    let vm = sim_vm(256, 16);
+    let mut vm = sim_vm(256, 16);
     let interval = vm.allocate(40).unwrap();
     let base = vm.address_of(interval.page).0;
     let data: Vec<u8> = (0..40 * PAGE as u64).map(|a| pattern(7, a)).collect();

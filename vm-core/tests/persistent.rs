@@ -496,3 +496,39 @@ fn create_files_and_open_files_in_one_call() {
     assert_eq!(vm.intervals()[0].0, i);
     assert!(read_all(&vm, i) == bytes);
 }
+
+/// Reopen with the wrong page size, or over a map copied from another
+/// volume, is a clear error, not a space read wrong.
+#[test]
+fn reopen_with_a_wrong_page_size_or_a_foreign_map_is_refused() {
+    let (volume, media) = sim_volume();
+    let cfg = config(&volume, 8);
+    Vm::create(volume, cfg.clone()).unwrap().close().unwrap();
+    let wrong = VmConfig {
+        page_size: 8192,
+        ..cfg.clone()
+    };
+    let err = Vm::open(reopen_sim(&media), wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("page_size") || err.contains("page size"),
+        "{err}"
+    );
+    // Another volume's space, its map copied over this one's.
+    let (other, other_media) = sim_volume();
+    let vm = Vm::create(other, cfg.clone()).unwrap();
+    vm.allocate(9).unwrap();
+    vm.close().unwrap();
+    let from = reopen_sim(&other_media);
+    let to = reopen_sim(&media);
+    let mut page = vec![0u8; PAGE];
+    for p in cfg.virtual_pages..VOLUME_PAGES {
+        let a = from.translate(PageNumber(p)).unwrap();
+        from.channel()
+            .read(a.drive, a.page, &mut page, None)
+            .unwrap();
+        let b = to.translate(PageNumber(p)).unwrap();
+        to.channel().write(b.drive, b.page, &page, None).unwrap();
+    }
+    let err = Vm::open(to, cfg).unwrap_err().to_string();
+    assert!(err.contains("another volume"), "{err}");
+}

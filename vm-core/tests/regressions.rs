@@ -225,9 +225,7 @@ fn a_dirty_page_on_a_bad_spot_moves_to_a_spare_and_replacement_goes_on() {
     let victim = i.page;
     vm.write(vm.address_of(victim), &[0x5A; PAGE]).unwrap();
     vm.flush().unwrap();
-    let disk = vm
-        .with_volume(|v| v.translate(victim).unwrap())
-        .expect("a volume");
+    let disk = vm.disk_address(victim).expect("a volume");
     // Changed again while resident; its disk page goes bad.
     vm.write(vm.address_of(victim), &[0xA5; PAGE]).unwrap();
     faults.add_bad_page(disk.page);
@@ -246,7 +244,7 @@ fn a_dirty_page_on_a_bad_spot_moves_to_a_spare_and_replacement_goes_on() {
         "the page's last contents survive"
     );
     vm.flush().unwrap();
-    let moved = vm.with_volume(|v| v.translate(victim).unwrap()).unwrap();
+    let moved = vm.disk_address(victim).unwrap();
     assert_ne!(moved, disk, "the run table maps the page to its spare");
 }
 

@@ -679,7 +679,7 @@ fn a_failed_background_read_ahead_leaves_the_pages_to_their_own_faults() {
     // Far enough in that the stream's window has grown to the maximum and
     // its clusters are read in the background.
     let bad = PageNumber(i.page.0 + 700);
-    let disk = vm.with_volume(|v| v.translate(bad).unwrap()).unwrap();
+    let disk = vm.disk_address(bad).unwrap();
     faults.add_bad_page(disk.page);
     let mut failed = Vec::new();
     for p in i.pages() {
