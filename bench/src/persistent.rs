@@ -31,9 +31,13 @@ pub struct PersistentReport {
     pub real_memory_bytes: u64,
     /// Microseconds per write (syncs included), `VmFile`.
     pub vm_file_us_per_write: f64,
+    /// Of which in `sync_data`, per write.
+    pub vm_file_sync_us_per_write: f64,
     /// Microseconds per write (syncs included), `pwrite` + `fdatasync`
     /// (baseline, same run, same disk).
     pub file_us_per_write: f64,
+    /// Of which in `fdatasync`, per write.
+    pub file_sync_us_per_write: f64,
     /// Bytes of the space reopened.
     pub space_bytes: u64,
     /// Milliseconds to reopen it (`Vm::open_files`).
@@ -48,15 +52,17 @@ impl PersistentReport {
     pub fn table(&self) -> String {
         format!(
             "random 4 KiB writes, sync every {}: {} writes over {}\n\
-             VmFile write_at + sync_data      {:>9.1} µs/write\n\
-             pwrite + fdatasync (baseline)    {:>9.1} µs/write   VM/file {:.2}×\n\
+             VmFile write_at + sync_data      {:>9.1} µs/write ({:.1} in sync_data)\n\
+             pwrite + fdatasync (baseline)    {:>9.1} µs/write ({:.1} in fdatasync)   VM/file {:.2}×\n\
              reopen a {} space               {:>9.1} ms\n\
              open a file + read a page        {:>9.3} ms\n",
             self.writes_per_sync,
             self.writes,
             utility_mode::human_bytes(self.file_bytes),
             self.vm_file_us_per_write,
+            self.vm_file_sync_us_per_write,
             self.file_us_per_write,
+            self.file_sync_us_per_write,
             self.vm_file_us_per_write / self.file_us_per_write,
             utility_mode::human_bytes(self.space_bytes),
             self.reopen_ms,
@@ -101,12 +107,16 @@ pub fn persistent(
     }
     file.sync_all().map_err(io(&plain))?;
     let started = Instant::now();
+    let mut in_sync = std::time::Duration::ZERO;
     for (k, &at) in offsets.iter().enumerate() {
         file.write_all_at(&block, at).map_err(io(&plain))?;
         if k as u64 % PER_SYNC == PER_SYNC - 1 {
+            let sync = Instant::now();
             file.sync_data().map_err(io(&plain))?;
+            in_sync += sync.elapsed();
         }
     }
+    let file_sync_us = in_sync.as_secs_f64() * 1e6 / writes as f64;
     file.sync_data().map_err(io(&plain))?;
     let file_us = started.elapsed().as_secs_f64() * 1e6 / writes as f64;
 
@@ -124,14 +134,18 @@ pub fn persistent(
     }
     vm_file.sync_data().map_err(ToolError::Vm)?;
     let started = Instant::now();
+    let mut in_sync = std::time::Duration::ZERO;
     for (k, &at) in offsets.iter().enumerate() {
         vm_file.write_at(&block, at).map_err(ToolError::Vm)?;
         if k as u64 % PER_SYNC == PER_SYNC - 1 {
+            let sync = Instant::now();
             vm_file.sync_data().map_err(ToolError::Vm)?;
+            in_sync += sync.elapsed();
         }
     }
     vm_file.sync_data().map_err(ToolError::Vm)?;
     let vm_us = started.elapsed().as_secs_f64() * 1e6 / writes as f64;
+    let vm_sync_us = in_sync.as_secs_f64() * 1e6 / writes as f64;
     vm.close().map_err(ToolError::Vm)?;
     std::fs::remove_file(dir.join("space.vol")).map_err(io(dir))?;
 
@@ -177,7 +191,9 @@ pub fn persistent(
         writes_per_sync: PER_SYNC,
         real_memory_bytes,
         vm_file_us_per_write: vm_us,
+        vm_file_sync_us_per_write: vm_sync_us,
         file_us_per_write: file_us,
+        file_sync_us_per_write: file_sync_us,
         space_bytes,
         reopen_ms,
         file_open_ms,

@@ -568,12 +568,11 @@ impl AddressSpace {
                 }
             }
             at += run.len();
-            if run.len() == 1 {
-                drop(run);
-                alone.push(first);
-            } else {
-                runs.push((disk, run));
-            }
+            // A page alone is a run of one: scattered dirty pages (random
+            // writes, then `sync`) go to the drive together, in flight at
+            // once, not one synchronous write after another (which cost a
+            // VmFile's sync 9x an `fdatasync` of the same pages).
+            runs.push((disk, run));
         }
         // One batch per drive.
         let mut drives: Vec<disk_channel::DriveId> = runs.iter().map(|(d, _)| d.drive).collect();
