@@ -615,12 +615,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             let uvm = UtilityVm::new(scan_memory(a.drives.memory)?)?;
             // The drive files this run creates go again if it is
             // interrupted (format removes them itself if it fails).
-            let created: Vec<PathBuf> = request
-                .drives
-                .iter()
-                .filter(|p| !p.exists())
-                .cloned()
-                .collect();
+            let created = request.files_to_create();
             for path in &created {
                 crate::signals::remove_on_signal(path.clone());
             }

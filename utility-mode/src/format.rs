@@ -34,6 +34,18 @@ pub struct FormatRequest {
     pub scan: Option<ScanMode>,
 }
 
+impl FormatRequest {
+    /// The drive files that do not exist yet: what a format creates, and
+    /// what goes again if it fails or is interrupted.
+    pub fn files_to_create(&self) -> Vec<PathBuf> {
+        self.drives
+            .iter()
+            .filter(|p| !p.exists())
+            .cloned()
+            .collect()
+    }
+}
+
 /// What `format` did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormatReport {
@@ -56,12 +68,7 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
     crate::drives::check_overwrite(&request.drives, request.force)?;
     // The files this call creates, removed again if it fails: a failed
     // format leaves nothing behind that was not there before.
-    let created: Vec<PathBuf> = request
-        .drives
-        .iter()
-        .filter(|p| !p.exists())
-        .cloned()
-        .collect();
+    let created = request.files_to_create();
     let result = format_drives(request, uvm);
     if result.is_err() {
         for path in &created {

@@ -426,17 +426,26 @@ impl AddressSpace {
         let mut pages: Vec<u64> = monitor.frame_of.keys().copied().collect();
         pages.sort_unstable();
         self.write_back_pages(&monitor, &pages)?;
+        self.make_durable(&mut monitor)
+    }
+
+    /// Monitor held on entry and exit; the pages to make durable written.
+    ///
+    /// Syncs the drives, commits the run table if pages moved to spares
+    /// (before the moved pages' contents count as durable, the table on
+    /// disk must say where they are), then, for a persistent space, writes
+    /// the map that names the pages now durable.
+    fn make_durable(&self, monitor: &mut Monitor) -> Result<(), VmError> {
         let needs_commit = monitor.volume_needs_commit;
-        let volume = monitor.volume.as_mut().expect("checked above");
+        let Some(volume) = monitor.volume.as_mut() else {
+            return Ok(());
+        };
         volume.channel().sync_all().map_err(VmError::Sync)?;
         if needs_commit {
-            // Pages were moved to spares: the run table on disk must say so
-            // before the moved pages' contents count as durable.
             volume.commit()?;
             monitor.volume_needs_commit = false;
         }
-        // A persistent space: the map that names the pages now durable.
-        self.commit_map(&mut monitor)
+        self.commit_map(monitor)
     }
 
     /// Writes back `interval`'s changed pages (in clusters) and makes them
@@ -452,14 +461,7 @@ impl AddressSpace {
             return Ok(());
         }
         self.write_back_range(&monitor, interval.page.0, interval.end().0)?;
-        let needs_commit = monitor.volume_needs_commit;
-        let volume = monitor.volume.as_mut().expect("checked above");
-        volume.channel().sync_all().map_err(VmError::Sync)?;
-        if needs_commit {
-            volume.commit()?;
-            monitor.volume_needs_commit = false;
-        }
-        self.commit_map(&mut monitor)
+        self.make_durable(&mut monitor)
     }
 
     /// The allocated intervals — the map entries, in address order, each

@@ -27,6 +27,23 @@ fn sim_volume() -> (Volume, SimDrive) {
     (volume, media)
 }
 
+/// A new persistent space of 6 pages of real memory on a simulated drive
+/// whose faults the handle plans; the medium, to reopen it after a crash.
+fn faulty_space() -> (Vm, VmConfig, SimDrive, disk_channel::FaultHandle) {
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(VOLUME_PAGES + 64)
+        .unwrap();
+    let media = drive.share_media();
+    let faulty = FaultyDrive::new(drive);
+    let handle = faulty.handle();
+    let channel = DiskChannel::new(vec![Box::new(faulty) as Box<dyn Drive>]).unwrap();
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap();
+    let cfg = config(&volume, 6);
+    let vm = Vm::create(volume, cfg.clone()).unwrap();
+    (vm, cfg, media, handle)
+}
+
 fn reopen_sim(media: &SimDrive) -> Volume {
     let channel = DiskChannel::new(vec![Box::new(media.share_media()) as Box<dyn Drive>]).unwrap();
     Volume::open(channel).unwrap()
@@ -176,17 +193,7 @@ fn a_crash_at_any_write_of_a_flush_leaves_the_old_or_the_new_space() {
     let mut crash_at = 0;
     let mut saw = (false, false);
     loop {
-        let drive = SimDrive::preset("ssd", PAGE)
-            .unwrap()
-            .with_page_count(VOLUME_PAGES + 64)
-            .unwrap();
-        let media = drive.share_media();
-        let faulty = FaultyDrive::new(drive);
-        let handle = faulty.handle();
-        let channel = DiskChannel::new(vec![Box::new(faulty) as Box<dyn Drive>]).unwrap();
-        let volume = Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap();
-        let cfg = config(&volume, 6);
-        let vm = Vm::create(volume, cfg.clone()).unwrap();
+        let (vm, cfg, media, handle) = faulty_space();
         // Synced state A: two intervals of 1s and 2s.
         let a = vm.allocate(6).unwrap();
         let b = vm.allocate(4).unwrap();
@@ -254,17 +261,7 @@ fn a_crash_at_any_write_of_a_flush_leaves_the_old_or_the_new_space() {
 #[test]
 fn a_torn_write_in_a_flush_never_gives_a_torn_map() {
     for nth in 0..40 {
-        let drive = SimDrive::preset("ssd", PAGE)
-            .unwrap()
-            .with_page_count(VOLUME_PAGES + 64)
-            .unwrap();
-        let media = drive.share_media();
-        let faulty = FaultyDrive::new(drive);
-        let handle = faulty.handle();
-        let channel = DiskChannel::new(vec![Box::new(faulty) as Box<dyn Drive>]).unwrap();
-        let volume = Volume::format(channel, &FormatOptions::new(PAGE, VOLUME_PAGES)).unwrap();
-        let cfg = config(&volume, 6);
-        let vm = Vm::create(volume, cfg.clone()).unwrap();
+        let (vm, cfg, media, handle) = faulty_space();
         let a = vm.allocate(6).unwrap();
         vm.write(vm.address_of(a.page), &[1u8; 6 * PAGE]).unwrap();
         vm.flush().unwrap();
