@@ -13,6 +13,12 @@
 //! - **Crash point**: after N more writes, writes are dropped (they return
 //!   `Ok`, as a write into a volatile cache that loses power would); reads
 //!   see what reached the inner drive before the crash.
+//! - **Unsynced writes**: with [`FaultHandle::track_unsynced`], the drive
+//!   remembers what each page held at the last sync before it was written
+//!   since; a test then puts a chosen subset of those pages back
+//!   ([`FaultHandle::unsynced`]) — a power loss that kept some unsynced
+//!   writes and lost others, in any order, which is what a drive's
+//!   volatile cache may do.
 //!
 //! The plan lives behind a [`FaultHandle`] that the test keeps, so faults
 //! can be set and cleared while the drive itself is owned by a channel.
@@ -63,6 +69,9 @@ struct FaultPlan {
     dropped_writes: u64,
     injected_failures: u64,
     panic_on_read: bool,
+    /// With tracking on: each page written since the last sync, and what it
+    /// held at that sync.
+    unsynced: Option<std::collections::BTreeMap<u64, Vec<u8>>>,
 }
 
 impl FaultPlan {
@@ -158,6 +167,28 @@ impl FaultHandle {
         plan.crashed = writes == 0;
     }
 
+    /// Starts remembering, for every page written from now until a sync,
+    /// what it held before (see [`FaultHandle::unsynced`]).
+    pub fn track_unsynced(&self) {
+        self.plan.lock().unsynced = Some(Default::default());
+    }
+
+    /// The pages written since the last sync, each with what it held at
+    /// that sync (in page order).
+    pub fn unsynced(&self) -> Vec<(DiskPage, Vec<u8>)> {
+        self.plan
+            .lock()
+            .unsynced
+            .as_ref()
+            .map(|pages| {
+                pages
+                    .iter()
+                    .map(|(&page, bytes)| (DiskPage(page), bytes.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether the crash point has been reached.
     pub fn crashed(&self) -> bool {
         self.plan.lock().crashed
@@ -201,6 +232,31 @@ pub struct FaultyDrive<D> {
 }
 
 impl<D: Drive> FaultyDrive<D> {
+    /// With tracking on, saves what the pages of a write of `bytes` from
+    /// `page` hold now, for those not yet written since the last sync.
+    fn remember_unsynced(&mut self, page: DiskPage, bytes: usize) -> Result<(), DriveError> {
+        let page_size = self.inner.page_size();
+        let pages = bytes.div_ceil(page_size) as u64;
+        for k in 0..pages {
+            let at = page.0 + k;
+            let new = self
+                .handle
+                .plan
+                .lock()
+                .unsynced
+                .as_ref()
+                .is_some_and(|saved| !saved.contains_key(&at));
+            if new {
+                let mut old = vec![0u8; page_size];
+                self.inner.read(DiskPage(at), &mut old, None)?;
+                if let Some(saved) = self.handle.plan.lock().unsynced.as_mut() {
+                    saved.insert(at, old);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Wraps `inner` with an empty plan.
     pub fn new(inner: D) -> FaultyDrive<D> {
         FaultyDrive {
@@ -316,6 +372,7 @@ impl<D: Drive> Drive for FaultyDrive<D> {
                 }
             }
         }
+        self.remember_unsynced(page, data.len())?;
         if keep == data.len() {
             return self.inner.write(page, data, seek_ahead);
         }
@@ -347,7 +404,11 @@ impl<D: Drive> Drive for FaultyDrive<D> {
                 return Ok(());
             }
         }
-        self.inner.sync()
+        self.inner.sync()?;
+        if let Some(pages) = self.handle.plan.lock().unsynced.as_mut() {
+            pages.clear();
+        }
+        Ok(())
     }
 
     fn stats(&self) -> DriveStats {

@@ -61,7 +61,20 @@ impl<'v> VmFile<'v> {
 
     /// The file held by `interval` (made by [`VmFile::create`], perhaps in
     /// an earlier run of a persistent space).
+    ///
+    /// After a crash the header page and the file's other pages may come
+    /// from different moments (pages survive one by one): a length past
+    /// the interval is cut to it, and whatever lies past the length — bytes
+    /// written after the last sync, or left by a shrink the crash undid —
+    /// is cleared, so that the file reads as zeros past its end, as it
+    /// promises.
     pub fn open(space: &'v AddressSpace, interval: Interval) -> Result<VmFile<'v>, VmError> {
+        if interval.count.0 == 0 {
+            return Err(VmError::Config {
+                field: "interval",
+                reason: "an empty interval holds no VmFile".into(),
+            });
+        }
         let mut header = [0u8; 16];
         space.read(space.address_of(interval.page), &mut header)?;
         if &header[..8] != MAGIC {
@@ -71,21 +84,16 @@ impl<'v> VmFile<'v> {
             });
         }
         let len = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
-        let file = VmFile {
+        let mut file = VmFile {
             space,
             interval,
-            len,
+            len: 0,
             position: 0,
         };
-        if len > file.capacity() {
-            return Err(VmError::Config {
-                field: "interval",
-                reason: format!(
-                    "its VmFile says {len} bytes; the interval holds {}",
-                    file.capacity()
-                ),
-            });
-        }
+        let len = len.min(file.capacity());
+        // Clear past the end: `set_len` from the capacity down to `len`.
+        file.len = file.capacity();
+        file.set_len(len)?;
         Ok(file)
     }
 
@@ -180,6 +188,10 @@ impl<'v> VmFile<'v> {
     /// place) if it ends past the end; a gap reads as zeros. All of `buf`
     /// is written or an error returned.
     pub fn write_at(&mut self, buf: &[u8], offset: u64) -> Result<usize, VmError> {
+        // As `pwrite`: writing nothing changes nothing, past the end too.
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let end = offset
             .checked_add(buf.len() as u64)
             .ok_or(VmError::CantAllocateVirtual { pages: u64::MAX })?;

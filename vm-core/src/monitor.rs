@@ -27,8 +27,8 @@ pub(crate) struct Allocation {
     pub(crate) advice: Advice,
 }
 
-/// Where a persistent space keeps its map (see `persist`), and the
-/// generation of the newest map written.
+/// Where a persistent space keeps its map (see `persist`), the
+/// generation of the newest map written, and the slot it is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SpaceMapState {
     /// The volume's virtual page where map slot 0 starts (the first page
@@ -38,6 +38,8 @@ pub(crate) struct SpaceMapState {
     pub(crate) slot_pages: u64,
     /// The newest map's generation (0: none written yet).
     pub(crate) generation: u64,
+    /// The slot holding the newest map (the next map goes to the other).
+    pub(crate) newest_slot: Option<u64>,
 }
 
 /// Fault-path counters (the hit counter lives outside the monitor).
@@ -97,6 +99,9 @@ pub(crate) struct Monitor {
     /// that the next map written there writes only the pages that changed;
     /// empty where unknown.
     pub(crate) map_written: [Vec<u8>; 2],
+    /// (m) Extents a persistent space freed since its last map: not free
+    /// (not reusable) until the next map is written.
+    pub(crate) freed_since_map: Vec<(u64, u64)>,
     /// (m) The clock last gave up because every page it could take was
     /// latched by a transfer in flight: the fault should let go of the
     /// monitor and retry rather than fail (see `force_victim`).
@@ -206,6 +211,7 @@ impl Monitor {
             gave_up_on_transit: false,
             map: None,
             map_written: Default::default(),
+            freed_since_map: Vec::new(),
         })
     }
 
@@ -367,6 +373,27 @@ impl Monitor {
             self.allocations.remove(&key);
         }
         self.allocated_pages -= count;
+        if self.map.is_some() {
+            // A persistent space: the pages stay out of the allocator until
+            // the map that frees them is written. The map on disk still
+            // names them, so a crash before then must find the freed
+            // interval's own contents there, not another interval's.
+            self.freed_since_map.push((page, count));
+            return;
+        }
+        self.release_extent(page, count);
+    }
+
+    /// Returns the pages a persistent space freed to the allocator: the
+    /// map that frees them is on disk.
+    pub(crate) fn release_freed(&mut self) {
+        for (page, count) in std::mem::take(&mut self.freed_since_map) {
+            self.release_extent(page, count);
+        }
+    }
+
+    /// Adds `[page, page+count)` to the free extents, merging neighbours.
+    fn release_extent(&mut self, page: u64, count: u64) {
         let (mut start, mut len) = (page, count);
         if let Some((&prev, &prev_len)) = self.free.range(..start).next_back()
             && prev + prev_len == start
@@ -434,6 +461,7 @@ impl Monitor {
         assert!(self.resident() <= self.budget());
         let mut extents: Vec<(u64, u64)> = self.free.iter().map(|(&s, &c)| (s, c)).collect();
         extents.extend(self.allocations.iter().map(|(&s, a)| (s, a.count)));
+        extents.extend(self.freed_since_map.iter().copied());
         extents.sort_unstable();
         for pair in extents.windows(2) {
             assert!(

@@ -66,9 +66,16 @@
 //!
 //! # Costs and limits
 //!
-//! Each map write is one byte per page of the space (a 1 GiB space of 4 KiB
-//! pages: 256 KiB) and is made at every `flush` and `sync`; the map's
-//! length field limits a persistent space to 2^32 - 68 pages.
+//! The map is one byte per page of the space (a 1 GiB space of 4 KiB pages:
+//! 256 KiB); at every `flush` and `sync` it is built anew under the monitor
+//! (a pass over the allocated pages) and only its pages that changed since
+//! that slot was last written are written (its first and last always). Two
+//! copies of it are kept in memory for that. Its length field limits a
+//! persistent space to 2^32 - 68 pages.
+//!
+//! Pages freed in a persistent space are not reused until the next map is
+//! written: the map on disk still names them, and a crash before then
+//! brings the freed interval back with its own contents.
 
 use crate::config::VmConfig;
 use crate::error::VmError;
@@ -180,7 +187,12 @@ fn decode(bytes: &[u8], volume_id: u128, page_size: usize) -> Slot {
     }
     let generation = u64_at(32);
     let pages = u64_at(40) as usize;
-    if generation == 0 || pages != length - FIXED_BYTES - CRC_BYTES {
+    // A generation past the volume's own limit is a damaged field (with a
+    // valid checksum): counting on from it would wrap.
+    if generation == 0
+        || generation > runtable::GENERATION_MAX
+        || pages != length - FIXED_BYTES - CRC_BYTES
+    {
         return Slot::Bad("its generation or page count is impossible".into());
     }
     if u64_at(48) != page_size as u64 {
@@ -216,13 +228,18 @@ fn read_slot(volume: &Volume, state: &SpaceMapState, slot: u64) -> Result<Vec<u8
 /// known to hold; empty if unknown): a map changes in a few pages from one
 /// generation to the next — its first page (the generation) and last (the
 /// checksum) always, the pages of the intervals touched since.
+///
+/// A page that cannot be written (a bad spot) moves to a spare and is
+/// written there; `Ok(true)` says the run table changed and must be
+/// committed before the map counts.
 fn write_slot(
-    volume: &Volume,
+    volume: &mut Volume,
     state: &SpaceMapState,
     slot: u64,
     bytes: &[u8],
     before: &[u8],
-) -> Result<(), VmError> {
+) -> Result<bool, VmError> {
+    let mut remapped = false;
     let page_size = volume.page_size();
     let start = state.first_page + slot * state.slot_pages;
     let mut page_bytes = vec![0u8; page_size];
@@ -235,12 +252,26 @@ fn write_slot(
         }
         let page = PageNumber(start + k as u64);
         let disk = volume.translate(page)?;
-        volume
+        if let Err(source) = volume
             .channel()
             .write(disk.drive, disk.page, &page_bytes, None)
-            .map_err(|source| VmError::Io { page, disk, source })?;
+        {
+            let error = VmError::Io { page, disk, source };
+            let Ok(spare) = volume.remap_bad_page(disk) else {
+                return Err(error);
+            };
+            volume
+                .channel()
+                .write(spare.drive, spare.page, &page_bytes, None)
+                .map_err(|source| VmError::Io {
+                    page,
+                    disk: spare,
+                    source,
+                })?;
+            remapped = true;
+        }
     }
-    Ok(())
+    Ok(remapped)
 }
 
 /// The layout of a persistent space of `config` on `volume`, or why there
@@ -270,6 +301,7 @@ fn layout_for(volume: &Volume, config: &VmConfig) -> Result<SpaceMapState, VmErr
         first_page: space,
         slot_pages,
         generation: 0,
+        newest_slot: None,
     })
 }
 
@@ -303,8 +335,15 @@ impl Vm {
             let mut monitor = vm.lock_monitor();
             monitor.map = Some(state);
             // Both slots: no older map can come back.
-            vm.commit_map(&mut monitor)?;
-            vm.commit_map(&mut monitor)?;
+            let written = vm
+                .commit_map(&mut monitor)
+                .and_then(|()| vm.commit_map(&mut monitor));
+            if let Err(e) = written {
+                // Not a persistent space after all: dropping the VM must
+                // not commit one.
+                monitor.map = None;
+                return Err(e);
+            }
         }
         Ok(vm)
     }
@@ -321,14 +360,22 @@ impl Vm {
         let mut newest: Option<(u64, Vec<u8>)> = None;
         let mut why = Vec::new();
         let mut written: [Vec<u8>; 2] = Default::default();
+        let mut newest_slot = None;
         for slot in 0..2 {
-            let bytes = read_slot(&volume, &state, slot)?;
-            let found = decode(&bytes, id, page_size);
+            // An unreadable slot is a bad one: the other may hold the map.
+            let (bytes, found) = match read_slot(&volume, &state, slot) {
+                Ok(bytes) => {
+                    let found = decode(&bytes, id, page_size);
+                    (bytes, found)
+                }
+                Err(e) => (Vec::new(), Slot::Bad(format!("unreadable: {e}"))),
+            };
             written[slot as usize] = bytes;
             match found {
                 Slot::Map { generation, pages } => {
                     if newest.as_ref().is_none_or(|(g, _)| generation > *g) {
                         newest = Some((generation, pages));
+                        newest_slot = Some(slot);
                     }
                 }
                 Slot::Blank => why.push(format!("map slot {slot}: never written")),
@@ -355,6 +402,7 @@ impl Vm {
             });
         }
         state.generation = generation;
+        state.newest_slot = newest_slot;
         let vm = Vm::new(config, Backing::Volume(volume))?;
         {
             let mut monitor = vm.lock_monitor();
@@ -485,9 +533,20 @@ impl Vm {
         let space = space_bytes.div_ceil(page);
         // The volume: the space and its two map slots.
         let mut volume_pages = space;
+        let mut tries = 0;
         while map_layout(volume_pages, files.page_size).is_none_or(|(s, _)| s < space) {
             let slot = (FIXED_BYTES as u64 + volume_pages + CRC_BYTES as u64).div_ceil(page);
             volume_pages = space + 2 * slot;
+            tries += 1;
+            if tries > 8 {
+                return Err(VmError::Config {
+                    field: "space_bytes",
+                    reason: format!(
+                        "{space} pages is more than a persistent space can have (its map \
+                         holds at most 2^32 - 68 pages)"
+                    ),
+                });
+            }
         }
         // The drives: the smallest size (to a 1% step) whose data pages hold
         // the volume, all drives alike.
@@ -543,14 +602,16 @@ fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
         first_page: space,
         slot_pages,
         generation: 0,
+        newest_slot: None,
     };
     let mut newest: Option<(u64, u64)> = None;
     for slot in 0..2 {
-        if let Slot::Map { generation, pages } = decode(
-            &read_slot(volume, &state, slot)?,
-            volume.geometry().volume_id,
-            volume.page_size(),
-        ) && newest.is_none_or(|(g, _)| generation > g)
+        let Ok(bytes) = read_slot(volume, &state, slot) else {
+            continue;
+        };
+        if let Slot::Map { generation, pages } =
+            decode(&bytes, volume.geometry().volume_id, volume.page_size())
+            && newest.is_none_or(|(g, _)| generation > g)
         {
             newest = Some((generation, pages.len() as u64));
         }
@@ -601,20 +662,31 @@ impl AddressSpace {
             .map_or(0, |volume| volume.geometry().volume_id);
         let mut bytes = encode(volume_id, generation, self.page_size, &pages);
         bytes.resize(bytes.len().next_multiple_of(self.page_size), 0);
-        let slot = (generation % 2) as usize;
+        // The slot not holding the newest map, wherever that was found.
+        let slot = state
+            .newest_slot
+            .map_or(generation % 2, |newest| 1 - newest) as usize;
         // Forget what the slot holds until the write is known complete: a
         // failed write leaves it unknown (and written whole next time).
         let before = std::mem::take(&mut monitor.map_written[slot]);
         let volume = monitor
             .volume
-            .as_ref()
+            .as_mut()
             .expect("a persistent space has a volume");
-        write_slot(volume, &state, slot as u64, &bytes, &before)?;
+        let remapped = write_slot(volume, &state, slot as u64, &bytes, &before)?;
+        if remapped {
+            // The map's pages moved off a bad spot: the run table that says
+            // where they are is committed (and synced) first.
+            volume.commit()?;
+        }
         volume.channel().sync_all().map_err(VmError::Sync)?;
         monitor.map_written[slot] = bytes;
         if let Some(map) = monitor.map.as_mut() {
             map.generation = generation;
+            map.newest_slot = Some(slot as u64);
         }
+        // The pages freed before this map are free at last.
+        monitor.release_freed();
         Ok(())
     }
 

@@ -97,6 +97,9 @@ fn a_vm_file_is_a_std_io_file_and_persists() {
     file.read_exact(&mut word).unwrap();
     assert_eq!(&word, b"persistent");
     assert_eq!(file.seek(SeekFrom::End(-5)).unwrap(), 18);
+    // Writing nothing, past the end too, changes nothing (as `pwrite`).
+    assert_eq!(file.write_at(&[], 1 << 30).unwrap(), 0);
+    assert_eq!(file.len(), 23);
     file.sync_data().unwrap();
     let interval = file.interval();
     vm.close().unwrap();
