@@ -55,6 +55,9 @@ pub struct CheckReport {
     /// Thread switches in the seeds' semaphore schedules (no lost wake-up,
     /// never two holders).
     pub semaphore_switches: u64,
+    /// Crashes of the seeds' persistent spaces survived (reopened as of a
+    /// sync, page by page).
+    pub restarts: u64,
     /// Seeds that failed.
     pub failures: Vec<SeedFailure>,
     /// The options a replay needs besides the seed (`--steps`, ...).
@@ -66,13 +69,14 @@ impl CheckReport {
     /// The report for a terminal.
     pub fn table(&self) -> String {
         let mut t = format!(
-            "seeds        {}\nsteps        {}\nfaults       {} injected, {} errors met as values\npoisoned     {} (a panicking drive, answered with VmError::Poisoned)\nsemaphores   {} thread switches through mset/mclear/msleep/mwakeup\nfailures     {}\n",
+            "seeds        {}\nsteps        {}\nfaults       {} injected, {} errors met as values\npoisoned     {} (a panicking drive, answered with VmError::Poisoned)\nsemaphores   {} thread switches through mset/mclear/msleep/mwakeup\nrestarts     {} crashes of a persistent space, reopened as of a sync\nfailures     {}\n",
             self.seeds,
             self.steps,
             self.faults_injected,
             self.errors_met,
             self.poisoned,
             self.semaphore_switches,
+            self.restarts,
             self.failures.len()
         );
         for f in &self.failures {
@@ -144,6 +148,7 @@ pub fn check(request: &CheckRequest) -> CheckReport {
         errors_met: 0,
         poisoned: 0,
         semaphore_switches: 0,
+        restarts: 0,
         failures: Vec::new(),
         options: replay_options(request),
     };
@@ -164,6 +169,7 @@ pub fn check(request: &CheckRequest) -> CheckReport {
                 report.errors_met += outcome.errors.values().sum::<u64>();
                 report.poisoned += u64::from(outcome.poisoned);
                 report.semaphore_switches += outcome.semaphore_switches;
+                report.restarts += outcome.restarts;
             }
             Ok(Err(failure)) => report.failures.push(SeedFailure {
                 seed,

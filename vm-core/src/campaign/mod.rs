@@ -28,12 +28,16 @@
 //!
 //! After the VM's steps, the same seed schedules several threads through
 //! the shared-memory semaphores ([`semaphores`]): a lost wake-up or two
-//! holders at once fails the seed.
+//! holders at once fails the seed. Then it crashes a persistent space and
+//! reopens it, four times ([`restarts`]): writes dropped from a point on,
+//! a torn write, the power going at a sync, and a power loss that also
+//! undoes a seeded half of the unsynced writes; the space must come back
+//! as of a sync, page by page.
 //!
-//! Not covered yet: crashes and torn writes (they need a restart from the
-//! volume, which needs the persistent address space); releases the kernel
-//! refuses (no injection point below `sys`).
+//! Not covered yet: releases the kernel refuses (no injection point below
+//! `sys`).
 
+pub mod restarts;
 pub mod semaphores;
 
 use crate::config::{FaultService, MonitorScope, VmConfig};
@@ -127,6 +131,9 @@ pub struct Outcome {
     /// [`semaphores`]).
     #[serde(default)]
     pub semaphore_switches: u64,
+    /// Crashes of the seed's persistent space survived (see [`restarts`]).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// A broken rule: the seed replays it.
@@ -209,6 +216,16 @@ pub fn run_seed(campaign: &Campaign) -> Result<Outcome, Box<Failure>> {
         })
     })?;
     outcome.semaphore_switches = semaphores.switches;
+    // A persistent space crashed and reopened, under the same seed.
+    let restarts = restarts::run_restarts(campaign.seed, 4, 25).map_err(|message| {
+        Box::new(Failure {
+            campaign: campaign.clone(),
+            step: outcome.steps,
+            message: format!("restarts: {message}"),
+            recent: Vec::new(),
+        })
+    })?;
+    outcome.restarts = restarts.restarts;
     Ok(outcome)
 }
 
