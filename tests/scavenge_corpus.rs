@@ -941,3 +941,53 @@ fn a_header_of_a_newer_format_is_left_alone() {
     assert!(out.contains("newer cedar-vm"), "{out}");
     assert!(file_bytes(&paths[0]) == before, "written");
 }
+
+/// Review: when both header slots were readable but their run tables bad,
+/// the rebuild took the labels' bad-spot lists — which lag behind the
+/// header until a commit rewrites them — and so lost remaps made since.
+/// The newest header's own bad-spot table is tried first.
+#[test]
+fn a_rebuild_keeps_the_remaps_the_header_knows() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = volume(dir.path());
+    let mut v = open(&paths);
+    let page = PageNumber(200);
+    let old = v.translate(page).unwrap();
+    let spare = v.remap_bad_page(old).unwrap();
+    v.commit().unwrap();
+    assert_eq!(v.translate(page).unwrap(), spare);
+    let g = v.geometry().clone();
+    let bad = v.bad_spots().to_vec();
+    let mut runs = v.run_table().runs().to_vec();
+    let generation = v.generation();
+    drop(v);
+    // Both slots: the remap kept, the runs damaged (two overlap on disk).
+    let second = runs[1];
+    runs[1] = Run {
+        disk: runs[0].disk.offset(3),
+        ..second
+    };
+    for k in 1..=2 {
+        let h = Header {
+            generation: generation + k,
+            geometry: g.clone(),
+            runs: runs.clone(),
+            bad_spots: bad.clone(),
+        };
+        poke(
+            &paths[0],
+            g.header_slot_start((generation + k) % 2) * PAGE,
+            &header::encode(&h),
+        );
+    }
+    // The labels lag: no bad spots.
+    for (d, path) in paths.iter().enumerate() {
+        poke(path, 0, &label::encode(&g, d as u16, &[]));
+    }
+    let (c, out) = scavenge(dir.path(), true);
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("bad-spot table"), "{out}");
+    assert_eq!(open(&paths).translate(page).unwrap(), spare, "the remap was lost");
+    let (c, out) = scavenge(dir.path(), false);
+    assert_eq!(c, 0, "{out}");
+}

@@ -905,6 +905,41 @@ impl<'a> Scavenger<'a> {
     }
 }
 
+/// A run table derived from `bad` (the format rule over its format-time
+/// entries, then its remaps in order) as a repair target, if such a table
+/// could fit the header slots and can be derived; entries for pages not on
+/// the volume without a spare are dropped (no page can live there).
+fn rebuilt_from(g: &Geometry, bad: &[BadSpot], source: &str) -> Option<Target> {
+    let on_volume = |a: DiskAddr| {
+        a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
+    };
+    let mut bad: Vec<BadSpot> = bad
+        .iter()
+        .copied()
+        .filter(|b| on_volume(b.addr) || b.spare.is_some())
+        .collect();
+    bad.sort_by_key(|b| b.spare.is_some());
+    let format_bad = bad.iter().filter(|b| b.spare.is_none()).count();
+    let runs_bound =
+        layout::run_count_bound(g, format_bad).saturating_add(2 * (bad.len() - format_bad));
+    if header::header_bytes(g.drive_count(), runs_bound, bad.len())
+        > g.header_slot_pages as usize * g.page_size
+    {
+        return None;
+    }
+    let table = layout::derive_run_table(g, &bad).ok()?;
+    Some(Target {
+        what: format!(
+            "rebuilt the run table ({} runs) from {source} and rewrote both header slots \
+             and every label",
+            table.len()
+        ),
+        runs: table.runs().to_vec(),
+        bad,
+        moves: Vec::new(),
+    })
+}
+
 /// "1 drive", "3 drives".
 fn count(n: usize, what: &str) -> String {
     if n == 1 {
@@ -1300,6 +1335,21 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
     {
         let t = mended(&g, raw);
         if s.target_problem(&g, &t)?.is_none() {
+            target = Some(t);
+        }
+    }
+    if target.is_none() && !s.unrecoverable() {
+        // The newest header's own bad-spot table first: it is newer than
+        // the labels' lists (which lag until a commit rewrites them), so a
+        // rebuild from it keeps the remaps made since.
+        if let Some((raw, _)) = newest_bad
+            && let Some(t) = rebuilt_from(
+                &g,
+                &raw.bad_spots,
+                &format!("generation {}'s bad-spot table", raw.generation),
+            )
+            && s.target_problem(&g, &t)?.is_none()
+        {
             target = Some(t);
         }
     }
