@@ -987,7 +987,11 @@ fn a_rebuild_keeps_the_remaps_the_header_knows() {
     let (c, out) = scavenge(dir.path(), true);
     assert_eq!(c, 1, "{out}");
     assert!(out.contains("bad-spot table"), "{out}");
-    assert_eq!(open(&paths).translate(page).unwrap(), spare, "the remap was lost");
+    assert_eq!(
+        open(&paths).translate(page).unwrap(),
+        spare,
+        "the remap was lost"
+    );
     let (c, out) = scavenge(dir.path(), false);
     assert_eq!(c, 0, "{out}");
 }

@@ -68,3 +68,15 @@ fn a_drive_panic_outside_the_monitor_ends_the_run_cleanly() {
     assert!(outcome.drive_panicked && !outcome.poisoned, "{outcome:?}");
     assert!(outcome.steps < campaign.steps);
 }
+
+/// Seeds 3653, 4091 and 6099 (a 10,000-seed run) arm a panicking drive at
+/// their last step, before any read: the final sweep's reads hit it and
+/// poisoned the VM, and the seeds failed although the VM did nothing
+/// wrong. The sweep disarms the drive with the other injected faults.
+#[test]
+fn a_drive_armed_at_the_last_step_does_not_fail_the_sweep() {
+    for seed in [3653, 4091, 6099] {
+        let outcome = run_seed(&Campaign::new(seed)).unwrap_or_else(|f| panic!("{f}"));
+        assert!(!outcome.poisoned, "seed {seed}: {outcome:?}");
+    }
+}

@@ -436,6 +436,10 @@ impl Run {
     /// latch left held — is a broken rule.
     fn final_sweep(&mut self, vm: &Vm, live: &[Live]) -> Result<(), String> {
         self.faults.clear_failures();
+        // A drive armed to panic at the last step, before any read: the
+        // sweep's reads are not the injected bug's (seeds 3653, 4091 and
+        // 6099 of a 10,000-seed run failed here, poisoned by the sweep).
+        self.faults.panic_on_reads(false);
         self.note("end: transient faults healed".to_string());
         for l in live {
             for (k, &pins) in l.pins.iter().enumerate() {
