@@ -269,20 +269,8 @@ impl Monitor {
 
     /// First-fit allocation of `count` pages.
     pub(crate) fn allocate(&mut self, count: u64) -> Option<u64> {
-        let (&start, &len) = self.free.iter().find(|&(_, &len)| len >= count)?;
-        self.free.remove(&start);
-        if len > count {
-            self.free.insert(start + count, len - count);
-        }
-        self.allocations.insert(
-            start,
-            Allocation {
-                count,
-                advice: Advice::Normal,
-            },
-        );
-        self.allocated_pages += count;
-        Some(start)
+        let (&start, _) = self.free.iter().find(|&(_, &len)| len >= count)?;
+        self.allocate_at(start, count).then_some(start)
     }
 
     /// Allocates exactly `[start, start + count)`, if every page of it is

@@ -206,25 +206,24 @@ pub fn run_seed(campaign: &Campaign) -> Result<Outcome, Box<Failure>> {
     let mut run = Run::new(campaign);
     let vm = run.build_vm().map_err(|message| run.failure(0, message))?;
     let mut outcome = run.drive(&vm)?;
+    let failed = |part: &str, steps: u32| {
+        let part = part.to_string();
+        move |message: String| {
+            Box::new(Failure {
+                campaign: campaign.clone(),
+                step: steps,
+                message: format!("{part}: {message}"),
+                recent: Vec::new(),
+            })
+        }
+    };
     // The shared-memory semaphores, under the same seed's schedule.
-    let semaphores = semaphores::run_semaphores(campaign.seed, 3, 12).map_err(|message| {
-        Box::new(Failure {
-            campaign: campaign.clone(),
-            step: outcome.steps,
-            message: format!("semaphores: {message}"),
-            recent: Vec::new(),
-        })
-    })?;
+    let semaphores = semaphores::run_semaphores(campaign.seed, 3, 12)
+        .map_err(failed("semaphores", outcome.steps))?;
     outcome.semaphore_switches = semaphores.switches;
     // A persistent space crashed and reopened, under the same seed.
-    let restarts = restarts::run_restarts(campaign.seed, 4, 25).map_err(|message| {
-        Box::new(Failure {
-            campaign: campaign.clone(),
-            step: outcome.steps,
-            message: format!("restarts: {message}"),
-            recent: Vec::new(),
-        })
-    })?;
+    let restarts =
+        restarts::run_restarts(campaign.seed, 4, 25).map_err(failed("restarts", outcome.steps))?;
     outcome.restarts = restarts.restarts;
     Ok(outcome)
 }
