@@ -907,28 +907,28 @@ impl<'a> Scavenger<'a> {
 
 /// A run table derived from `bad` (the format rule over its format-time
 /// entries, then its remaps in order) as a repair target, if such a table
-/// could fit the header slots and can be derived; entries for pages not on
-/// the volume without a spare are dropped (no page can live there).
-fn rebuilt_from(g: &Geometry, bad: &[BadSpot], source: &str) -> Option<Target> {
-    let on_volume = |a: DiskAddr| {
-        a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
-    };
+/// could fit the header slots and can be derived (checked first: labels
+/// can claim huge sparse drives), or why not; entries for pages not on the
+/// volume without a spare are dropped (no page can live there).
+fn rebuilt_from(g: &Geometry, bad: &[BadSpot], source: &str) -> Result<Target, String> {
     let mut bad: Vec<BadSpot> = bad
         .iter()
         .copied()
-        .filter(|b| on_volume(b.addr) || b.spare.is_some())
+        .filter(|b| on_volume(g, b.addr) || b.spare.is_some())
         .collect();
     bad.sort_by_key(|b| b.spare.is_some());
     let format_bad = bad.iter().filter(|b| b.spare.is_none()).count();
     let runs_bound =
         layout::run_count_bound(g, format_bad).saturating_add(2 * (bad.len() - format_bad));
-    if header::header_bytes(g.drive_count(), runs_bound, bad.len())
-        > g.header_slot_pages as usize * g.page_size
-    {
-        return None;
+    let slot_bytes = g.header_slot_pages as usize * g.page_size;
+    if header::header_bytes(g.drive_count(), runs_bound, bad.len()) > slot_bytes {
+        return Err(format!(
+            "its run table ({runs_bound} runs at most) could not fit the header slots \
+             ({slot_bytes} bytes)"
+        ));
     }
-    let table = layout::derive_run_table(g, &bad).ok()?;
-    Some(Target {
+    let table = layout::derive_run_table(g, &bad).map_err(|e| e.to_string())?;
+    Ok(Target {
         what: format!(
             "rebuilt the run table ({} runs) from {source} and rewrote both header slots \
              and every label",
@@ -938,6 +938,11 @@ fn rebuilt_from(g: &Geometry, bad: &[BadSpot], source: &str) -> Option<Target> {
         bad,
         moves: Vec::new(),
     })
+}
+
+/// Whether `a` is a page of the volume `g`.
+fn on_volume(g: &Geometry, a: DiskAddr) -> bool {
+    a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
 }
 
 /// "1 drive", "3 drives".
@@ -1046,13 +1051,10 @@ fn one_to_one(uvm: &UtilityVm, table: &RunTable) -> Result<Result<(), RunTableEr
 fn mended(g: &Geometry, raw: &RawHeader) -> Target {
     let mut runs = raw.runs.clone();
     runs.sort_by_key(|r| r.page);
-    let on_volume = |a: DiskAddr| {
-        a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
-    };
     let bad: Vec<BadSpot> = raw
         .bad_spots
         .iter()
-        .filter(|b| on_volume(b.addr) || b.spare.is_some())
+        .filter(|b| on_volume(g, b.addr) || b.spare.is_some())
         .copied()
         .collect();
     let mut what = Vec::new();
@@ -1343,7 +1345,7 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
         // the labels' lists (which lag until a commit rewrites them), so a
         // rebuild from it keeps the remaps made since.
         if let Some((raw, _)) = newest_bad
-            && let Some(t) = rebuilt_from(
+            && let Ok(t) = rebuilt_from(
                 &g,
                 &raw.bad_spots,
                 &format!("generation {}'s bad-spot table", raw.generation),
@@ -1361,49 +1363,16 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
             );
         }
         if labels.iter().all(Option::is_some) {
-            let on_volume = |a: DiskAddr| {
-                a.drive.index() < g.drive_count() && a.page.0 < g.drive_pages[a.drive.index()]
-            };
-            let mut bad: Vec<BadSpot> = labels
+            let bad: Vec<BadSpot> = labels
                 .iter()
                 .flatten()
                 .flat_map(|l| l.bad_spots.iter().copied())
-                .filter(|b| on_volume(b.addr) || b.spare.is_some())
                 .collect();
-            bad.sort_by_key(|b| b.spare.is_some());
-            // Before deriving anything: could such a run table fit the
-            // header slots at all? (Labels can claim huge sparse drives.)
-            let format_bad = bad.iter().filter(|b| b.spare.is_none()).count();
-            let remaps = bad.len() - format_bad;
-            let runs_bound = layout::run_count_bound(&g, format_bad).saturating_add(2 * remaps);
-            let needed = header::header_bytes(g.drive_count(), runs_bound, bad.len());
-            let slot_bytes = g.header_slot_pages as usize * g.page_size;
-            if needed > slot_bytes {
-                s.note(
+            match rebuilt_from(&g, &bad, "the labels") {
+                Ok(t) => target = Some(t),
+                Err(why) => s.note(
                     Severity::Unrecoverable,
-                    format!(
-                        "the labels describe a volume whose run table ({runs_bound} runs at \
-                         most) could not fit its header slots ({slot_bytes} bytes)"
-                    ),
-                );
-                return Ok(unrecoverable(s));
-            }
-            match layout::derive_run_table(&g, &bad) {
-                Ok(table) => {
-                    target = Some(Target {
-                        what: format!(
-                            "rebuilt the run table ({} runs) from the labels and rewrote \
-                             both header slots and every label",
-                            table.len()
-                        ),
-                        runs: table.runs().to_vec(),
-                        bad,
-                        moves: Vec::new(),
-                    })
-                }
-                Err(e) => s.note(
-                    Severity::Unrecoverable,
-                    format!("the run table cannot be rebuilt from the labels: {e}"),
+                    format!("the run table cannot be rebuilt from the labels: {why}"),
                 ),
             }
         } else {

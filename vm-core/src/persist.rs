@@ -104,12 +104,17 @@ const ADVICE_SHIFT: u32 = 4;
 /// `page_size` bytes: `(pages left for the address space, pages per map
 /// slot)`, or `None` if the volume is too small to hold a map and a page.
 fn map_layout(volume_pages: u64, page_size: usize) -> Option<(u64, u64)> {
-    let slot_pages =
-        (FIXED_BYTES as u64 + volume_pages + CRC_BYTES as u64).div_ceil(page_size as u64);
+    let slot_pages = slot_pages_for(volume_pages, page_size);
     let space = volume_pages.checked_sub(2 * slot_pages)?;
     // The length field is 32 bits.
     let fits = FIXED_BYTES as u64 + space + (CRC_BYTES as u64) <= u64::from(u32::MAX);
     (space > 0 && fits).then_some((space, slot_pages))
+}
+
+/// Pages per map slot on a volume of `volume_pages` pages: room for a byte
+/// per page of the volume (more than the space has, so it always fits).
+fn slot_pages_for(volume_pages: u64, page_size: usize) -> u64 {
+    (FIXED_BYTES as u64 + volume_pages + CRC_BYTES as u64).div_ceil(page_size as u64)
 }
 
 fn advice_code(advice: Advice) -> u8 {
@@ -274,6 +279,62 @@ fn write_slot(
     Ok(remapped)
 }
 
+/// The newest valid map of a space laid out as `state` on `volume`.
+struct Newest {
+    generation: u64,
+    /// The slot it is in.
+    slot: u64,
+    /// Its per-page bytes.
+    pages: Vec<u8>,
+    /// What each slot holds (empty if unreadable), for the map writes to
+    /// compare against.
+    written: [Vec<u8>; 2],
+}
+
+/// Reads both map slots and takes the newest valid map; an unreadable slot
+/// is a bad one (the other may hold the map). Without one, an error that
+/// says what each slot holds.
+fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError> {
+    let (id, page_size) = (volume.geometry().volume_id, volume.page_size());
+    let mut newest: Option<(u64, u64, Vec<u8>)> = None;
+    let mut why = Vec::new();
+    let mut written: [Vec<u8>; 2] = Default::default();
+    for slot in 0..2 {
+        let (bytes, found) = match read_slot(volume, state, slot) {
+            Ok(bytes) => {
+                let found = decode(&bytes, id, page_size);
+                (bytes, found)
+            }
+            Err(e) => (Vec::new(), Slot::Bad(format!("unreadable: {e}"))),
+        };
+        written[slot as usize] = bytes;
+        match found {
+            Slot::Map { generation, pages } => {
+                if newest.as_ref().is_none_or(|(g, ..)| generation > *g) {
+                    newest = Some((generation, slot, pages));
+                }
+            }
+            Slot::Blank => why.push(format!("map slot {slot}: never written")),
+            Slot::Bad(reason) => why.push(format!("map slot {slot}: {reason}")),
+        }
+    }
+    let Some((generation, slot, pages)) = newest else {
+        return Err(VmError::Config {
+            field: "volume",
+            reason: format!(
+                "it holds no persistent address space ({}); Vm::create makes one",
+                why.join("; ")
+            ),
+        });
+    };
+    Ok(Newest {
+        generation,
+        slot,
+        pages,
+        written,
+    })
+}
+
 /// The layout of a persistent space of `config` on `volume`, or why there
 /// is none.
 fn layout_for(volume: &Volume, config: &VmConfig) -> Result<SpaceMapState, VmError> {
@@ -322,13 +383,8 @@ impl Vm {
         let mut state = layout_for(&volume, &config)?;
         // Past any map an earlier space left: the newest generation wins at
         // open, so the new map must be newer than the old ones.
-        for slot in 0..2 {
-            if let Ok(bytes) = read_slot(&volume, &state, slot)
-                && let Slot::Map { generation, .. } =
-                    decode(&bytes, volume.geometry().volume_id, volume.page_size())
-            {
-                state.generation = state.generation.max(generation);
-            }
+        if let Ok(old) = read_newest(&volume, &state) {
+            state.generation = old.generation;
         }
         let vm = Vm::new(config, Backing::Volume(volume))?;
         {
@@ -356,41 +412,12 @@ impl Vm {
     /// that wrote it.
     pub fn open(volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
         let mut state = layout_for(&volume, &config)?;
-        let (id, page_size) = (volume.geometry().volume_id, volume.page_size());
-        let mut newest: Option<(u64, Vec<u8>)> = None;
-        let mut why = Vec::new();
-        let mut written: [Vec<u8>; 2] = Default::default();
-        let mut newest_slot = None;
-        for slot in 0..2 {
-            // An unreadable slot is a bad one: the other may hold the map.
-            let (bytes, found) = match read_slot(&volume, &state, slot) {
-                Ok(bytes) => {
-                    let found = decode(&bytes, id, page_size);
-                    (bytes, found)
-                }
-                Err(e) => (Vec::new(), Slot::Bad(format!("unreadable: {e}"))),
-            };
-            written[slot as usize] = bytes;
-            match found {
-                Slot::Map { generation, pages } => {
-                    if newest.as_ref().is_none_or(|(g, _)| generation > *g) {
-                        newest = Some((generation, pages));
-                        newest_slot = Some(slot);
-                    }
-                }
-                Slot::Blank => why.push(format!("map slot {slot}: never written")),
-                Slot::Bad(reason) => why.push(format!("map slot {slot}: {reason}")),
-            }
-        }
-        let Some((generation, pages)) = newest else {
-            return Err(VmError::Config {
-                field: "volume",
-                reason: format!(
-                    "it holds no persistent address space ({}); Vm::create makes one",
-                    why.join("; ")
-                ),
-            });
-        };
+        let Newest {
+            generation,
+            slot,
+            pages,
+            written,
+        } = read_newest(&volume, &state)?;
         if pages.len() as u64 != config.virtual_pages {
             return Err(VmError::Config {
                 field: "virtual_pages",
@@ -402,7 +429,7 @@ impl Vm {
             });
         }
         state.generation = generation;
-        state.newest_slot = newest_slot;
+        state.newest_slot = Some(slot);
         let vm = Vm::new(config, Backing::Volume(volume))?;
         {
             let mut monitor = vm.lock_monitor();
@@ -535,8 +562,7 @@ impl Vm {
         let mut volume_pages = space;
         let mut tries = 0;
         while map_layout(volume_pages, files.page_size).is_none_or(|(s, _)| s < space) {
-            let slot = (FIXED_BYTES as u64 + volume_pages + CRC_BYTES as u64).div_ceil(page);
-            volume_pages = space + 2 * slot;
+            volume_pages = space + 2 * slot_pages_for(volume_pages, files.page_size);
             tries += 1;
             if tries > 8 {
                 return Err(VmError::Config {
@@ -604,26 +630,7 @@ fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
         generation: 0,
         newest_slot: None,
     };
-    let mut newest: Option<(u64, u64)> = None;
-    for slot in 0..2 {
-        let Ok(bytes) = read_slot(volume, &state, slot) else {
-            continue;
-        };
-        if let Slot::Map { generation, pages } =
-            decode(&bytes, volume.geometry().volume_id, volume.page_size())
-            && newest.is_none_or(|(g, _)| generation > g)
-        {
-            newest = Some((generation, pages.len() as u64));
-        }
-    }
-    newest
-        .map(|(_, pages)| pages)
-        .ok_or_else(|| VmError::Config {
-            field: "volume",
-            reason: "it holds no persistent address space (no valid space map); \
-                 Vm::create_files makes one"
-                .into(),
-        })
+    Ok(read_newest(volume, &state)?.pages.len() as u64)
 }
 
 impl AddressSpace {
