@@ -11,7 +11,7 @@ use crate::fault::queue::{Latch, Latched};
 use crate::guard::{PageMut, PageRef, held_by_this_thread};
 use crate::space::AddressSpace;
 use crate::state::{
-    DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, Word,
+    ExclusiveLatch, READ_ONLY, TAG_ABSENT, TAG_LOCKED, Word,
 };
 use crate::vocabulary::VAddr;
 use runtable::{Interval, PageNumber};
@@ -72,6 +72,7 @@ impl AddressSpace {
     /// needed.
     pub fn read(&self, addr: VAddr, buf: &mut [u8]) -> Result<(), VmError> {
         self.page_range(addr, buf.len())?;
+        let _views = self.check_views(self.pages_of(addr, buf.len()), false)?;
         let mut done = 0;
         for (page, offset, len) in self.pieces(addr, buf.len()) {
             self.share(page)?;
@@ -97,11 +98,10 @@ impl AddressSpace {
     /// costs no read.
     pub fn write(&self, addr: VAddr, data: &[u8]) -> Result<(), VmError> {
         self.page_range(addr, data.len())?;
-        let shift = self.page_size.trailing_zeros();
-        let first = addr.0 >> shift;
-        let last = (addr.0 + data.len().max(1) as u64 - 1) >> shift;
-        if last > first {
-            self.check_writable(Interval::new(first, last - first + 1))?;
+        let pages = self.pages_of(addr, data.len());
+        let _views = self.check_views(pages, true)?;
+        if pages.count.0 > 1 {
+            self.check_writable(pages)?;
         }
         let mut done = 0;
         for (page, offset, len) in self.pieces(addr, data.len()) {
@@ -113,14 +113,25 @@ impl AddressSpace {
                 Latch::Exclusive
             };
             let latch = self.latch_for_write(page, intent)?;
+            let set = self.prepare_store(&latch)?;
             // SAFETY: `latch` holds the exclusive latch on `page` until it
-            // is released below.
+            // is released below, and the page takes stores now.
             let bytes = unsafe { self.region.page_mut(page) };
             bytes[offset..offset + len].copy_from_slice(&data[done..done + len]);
-            latch.release(TAG_RESIDENT, DIRTY | REFERENCED, 0);
+            self.finish_store(latch, set);
             done += len;
         }
         Ok(())
+    }
+
+    /// The pages `[addr, addr + len)` touches (at least one); the range is
+    /// checked already.
+    #[inline]
+    fn pages_of(&self, addr: VAddr, len: usize) -> Interval {
+        let shift = self.page_size.trailing_zeros();
+        let first = addr.0 >> shift;
+        let last = (addr.0 + len.max(1) as u64 - 1) >> shift;
+        Interval::new(first, last - first + 1)
     }
 
     /// Checks that every page of `interval` is allocated and none is
@@ -166,7 +177,7 @@ impl AddressSpace {
     /// other case (a fault, a latch to wait for) is off the inlined path in
     /// `share_slow`.
     #[inline]
-    fn share(&self, page: u64) -> Result<(), VmError> {
+    pub(crate) fn share(&self, page: u64) -> Result<(), VmError> {
         if self.states().try_share(page).is_ok() {
             self.hits.add();
             return Ok(());
@@ -206,7 +217,7 @@ impl AddressSpace {
     /// monitor (`latch_after`) — a page brought in without its contents for
     /// an overwrite must not then be refused, or the refusal would leave
     /// zeros in place of its disk copy.
-    fn latch_for_write(&self, page: u64, intent: Latch) -> Result<ExclusiveLatch<'_>, VmError> {
+    pub(crate) fn latch_for_write(&self, page: u64, intent: Latch) -> Result<ExclusiveLatch<'_>, VmError> {
         let states = self.states();
         let mut spins = 0u32;
         loop {
@@ -284,17 +295,36 @@ impl AddressSpace {
     /// ([`VmError::PageHeldByThisThread`]), not a hang.
     pub fn page(&self, page: PageNumber) -> Result<PageRef<'_>, VmError> {
         self.page_in_space(page)?;
-        self.share(page.0)?;
-        Ok(PageRef::new(self, page.0))
+        let view = self.register_view(Interval::new(page.0, 1), false)?;
+        if let Err(e) = self.share(page.0) {
+            self.unregister_view(view);
+            return Err(e);
+        }
+        Ok(PageRef::new(self, page.0, view))
     }
 
     /// An exclusive guard on `page`: the page stays resident, and is marked
     /// changed when the guard is dropped. Any other access to the page from
     /// the thread that holds the guard is an error, not a hang.
     pub fn page_mut(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
+        self.guard_mut(page, Latch::Exclusive)
+    }
+
+    /// An exclusive guard taken with `intent`: registered against views,
+    /// latched, and ready for stores.
+    fn guard_mut(&self, page: PageNumber, intent: Latch) -> Result<PageMut<'_>, VmError> {
         self.page_in_space(page)?;
-        let latch = self.latch_for_write(page.0, Latch::Exclusive)?;
-        Ok(PageMut::new(self, latch))
+        let view = self.register_view(Interval::new(page.0, 1), true)?;
+        let guard = self
+            .latch_for_write(page.0, intent)
+            .and_then(|latch| Ok((self.prepare_store(&latch)?, latch)));
+        match guard {
+            Ok((set, latch)) => Ok(PageMut::new(self, latch, set, view)),
+            Err(e) => {
+                self.unregister_view(view);
+                Err(e)
+            }
+        }
     }
 
     /// An exclusive guard on `page` for a caller that will overwrite all of
@@ -304,9 +334,7 @@ impl AddressSpace {
     /// becomes the page's contents. Use it when every byte will be
     /// written; [`AddressSpace::page_mut`] otherwise.
     pub fn page_mut_overwrite(&self, page: PageNumber) -> Result<PageMut<'_>, VmError> {
-        self.page_in_space(page)?;
-        let latch = self.latch_for_write(page.0, Latch::Overwrite)?;
-        Ok(PageMut::new(self, latch))
+        self.guard_mut(page, Latch::Overwrite)
     }
 
     /// What identifies this address space among others in the process (for

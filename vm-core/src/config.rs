@@ -19,6 +19,12 @@ pub struct VmConfig {
     pub fault_service: FaultService,
     /// What the monitor is held for while a fault is served.
     pub monitor_scope: MonitorScope,
+    /// Transparent mode: plain loads and stores reach the address space
+    /// (through [`AddressSpace::view`](crate::AddressSpace::view),
+    /// `view_mut` or a raw pointer), paged by the VM through
+    /// `userfaultfd`; the copying API works as well. Off by default.
+    #[serde(default)]
+    pub transparent: bool,
 }
 
 /// What the monitor is held for while the faulting thread serves a fault.
@@ -79,7 +85,14 @@ impl VmConfig {
             seek_ahead: true,
             fault_service: FaultService::default(),
             monitor_scope: MonitorScope::default(),
+            transparent: false,
         }
+    }
+
+    /// The same in transparent mode (see [`VmConfig::transparent`]).
+    pub fn transparent(mut self) -> VmConfig {
+        self.transparent = true;
+        self
     }
 
     /// The same with the budget given in bytes (rounded down to pages).

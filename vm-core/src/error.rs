@@ -151,6 +151,27 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+    /// Transparent mode was asked for, and the kernel (or the process)
+    /// refused what it needs; the reason says what was tried and how to
+    /// enable it. The copying API works without it.
+    #[error("transparent mode is unavailable: {reason}")]
+    TransparentUnavailable {
+        /// What was refused, and what to do about it.
+        reason: String,
+    },
+    /// A view of an interval ([`AddressSpace::view`](crate::AddressSpace::view)
+    /// or `view_mut`) conflicts with this access: a write, a guard, or a
+    /// change of the pages while a shared view lives, or any access while
+    /// an exclusive view lives.
+    #[error("{page} is in {interval}, which a {kind} view holds")]
+    ViewConflict {
+        /// The page of the refused access.
+        page: PageNumber,
+        /// The view's interval.
+        interval: Interval,
+        /// "shared" or "exclusive".
+        kind: &'static str,
+    },
     /// The backing volume failed.
     #[error(transparent)]
     Volume(#[from] VolumeError),
@@ -173,6 +194,8 @@ impl From<VmError> for std::io::Error {
             }
             VmError::AllPinned { .. } | VmError::FramesBusy { .. } => ErrorKind::OutOfMemory,
             VmError::PageBusy { .. } | VmError::Pinned { .. } => ErrorKind::ResourceBusy,
+            VmError::ViewConflict { .. } => ErrorKind::ResourceBusy,
+            VmError::TransparentUnavailable { .. } => ErrorKind::Unsupported,
             VmError::PageHeldByThisThread { .. } => ErrorKind::Deadlock,
             VmError::Config { .. } | VmError::NotPinned { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Other,

@@ -7,7 +7,7 @@
 //! holds with `page_mut`, say — is an error instead of a hang.
 
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, ExclusiveLatch, REFERENCED, TAG_RESIDENT};
+use crate::state::ExclusiveLatch;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
@@ -45,16 +45,19 @@ pub(crate) fn held_by_this_thread(space: usize, page: u64) -> bool {
 pub struct PageRef<'a> {
     vm: &'a AddressSpace,
     page: u64,
+    /// Its entry in the registry of views (transparent mode).
+    view: Option<u64>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> PageRef<'a> {
     /// Wraps the shared latch the caller took on `page`.
-    pub(crate) fn new(vm: &'a AddressSpace, page: u64) -> PageRef<'a> {
+    pub(crate) fn new(vm: &'a AddressSpace, page: u64, view: Option<u64>) -> PageRef<'a> {
         note_held(vm.space_key(), page);
         PageRef {
             vm,
             page,
+            view,
             _not_send: PhantomData,
         }
     }
@@ -72,6 +75,7 @@ impl Drop for PageRef<'_> {
     fn drop(&mut self) {
         note_released(self.vm.space_key(), self.page);
         self.vm.states().unshare(self.page);
+        self.vm.unregister_view(self.view);
     }
 }
 
@@ -81,16 +85,28 @@ impl Drop for PageRef<'_> {
 pub struct PageMut<'a> {
     vm: &'a AddressSpace,
     latch: Option<ExclusiveLatch<'a>>,
+    /// The flags its release sets (`AddressSpace::prepare_store`).
+    set: u64,
+    /// Its entry in the registry of views (transparent mode).
+    view: Option<u64>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> PageMut<'a> {
-    /// Wraps the exclusive latch the caller took.
-    pub(crate) fn new(vm: &'a AddressSpace, latch: ExclusiveLatch<'a>) -> PageMut<'a> {
+    /// Wraps the exclusive latch the caller took and made ready for stores
+    /// (`set`: what `AddressSpace::prepare_store` gave).
+    pub(crate) fn new(
+        vm: &'a AddressSpace,
+        latch: ExclusiveLatch<'a>,
+        set: u64,
+        view: Option<u64>,
+    ) -> PageMut<'a> {
         note_held(vm.space_key(), latch.page());
         PageMut {
             vm,
             latch: Some(latch),
+            set,
+            view,
             _not_send: PhantomData,
         }
     }
@@ -122,6 +138,7 @@ impl Drop for PageMut<'_> {
         note_released(self.vm.space_key(), latch.page());
         // Set, not stored: flags changed meanwhile under the monitor (a
         // `make_read_only`) stay as they are.
-        latch.release(TAG_RESIDENT, DIRTY | REFERENCED, 0);
+        self.vm.finish_store(latch, self.set);
+        self.vm.unregister_view(self.view);
     }
 }

@@ -16,6 +16,7 @@
 //! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead | (m), (x) for pages in transit |
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
+//! | `transparent` | plain loads and stores ([`VmConfig::transparent`]): the SIGBUS-served fault, write-protect dirty tracking, [`View`] / [`ViewMut`] and their registry, raw pointers and their contract | (x), the registry's lock |
 //! | `file` | [`VmFile`]: a growable file over an interval (`read_at`/`write_at`, `set_len`, `sync_data`, `std::io`) | through `access` and `ops` |
 //! | [`persist`] | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
@@ -96,6 +97,7 @@ mod space;
 mod state;
 mod stats;
 pub mod sys;
+mod transparent;
 pub mod typed;
 mod vocabulary;
 
@@ -106,6 +108,7 @@ pub use guard::{PageMut, PageRef};
 pub use persist::SpaceFiles;
 pub use space::{AddressSpace, Backing, Vm};
 pub use stats::VmStats;
+pub use transparent::{View, ViewMut};
 pub use typed::VmArray;
 pub use vocabulary::{Advice, DataState, PageState, VAddr};
 

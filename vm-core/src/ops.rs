@@ -92,7 +92,7 @@ impl AddressSpace {
     }
 
     /// Monitor held on entry and exit.
-    fn check_allocated(&self, monitor: &Monitor, interval: Interval) -> Result<(), VmError> {
+    pub(crate) fn check_allocated(&self, monitor: &Monitor, interval: Interval) -> Result<(), VmError> {
         let fits = interval
             .checked_end()
             .is_some_and(|end| end.0 <= self.virtual_pages);
@@ -161,10 +161,7 @@ impl AddressSpace {
     /// zeros it instead (either way it reads as zeros afterwards).
     fn release_or_zero(&self, latch: &ExclusiveLatch<'_>) {
         // SAFETY: `latch` holds the page exclusively.
-        if unsafe { self.region.release(latch.page(), 1) }.is_err() {
-            // SAFETY: as above.
-            unsafe { self.region.page_mut(latch.page()) }.fill(0);
-        }
+        unsafe { self.region.release_or_zero(latch.page(), 1) };
     }
 
     /// Brings every page of `interval` into real memory; with `kill`, their
@@ -298,6 +295,8 @@ impl AddressSpace {
         interval: Interval,
         check: impl Fn(&Monitor) -> Result<(), VmError>,
     ) -> Result<crate::monitor::MonitorGuard<'_>, VmError> {
+        // No view or guard may see its pages discarded (transparent mode).
+        let _views = self.check_views(interval, true)?;
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, interval)?;
@@ -333,9 +332,14 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Write-protects `interval`.
+    /// Write-protects `interval` (in transparent mode, plain stores into it
+    /// are refused from now on as well: fatal, see the `transparent`
+    /// module's contract).
     pub fn make_read_only(&self, interval: Interval) -> Result<(), VmError> {
-        self.change_words(interval, |states, page| states.set_flags(page, READ_ONLY))
+        let _views = self.check_views(interval, true)?;
+        self.change_words(interval, |states, page| states.set_flags(page, READ_ONLY))?;
+        let _monitor = self.lock_monitor();
+        self.protect_resident(interval, 0)
     }
 
     /// Removes the write protection of `interval`.
@@ -356,6 +360,15 @@ impl AddressSpace {
     /// Marks the resident pages of `interval` as unchanged: their changes
     /// are not written back.
     pub fn make_unchanged(&self, interval: Interval) -> Result<(), VmError> {
+        let _views = self.check_views(interval, true)?;
+        if self.is_transparent() {
+            // Protected again with the change forgotten, under each page's
+            // latch, so that the next plain store is seen.
+            self.check_poisoned()?;
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            return self.protect_resident(interval, DIRTY);
+        }
         self.change_words(interval, |states, page| states.clear_flags(page, DIRTY))
     }
 

@@ -249,6 +249,17 @@ impl AddressSpace {
         if batch.iter().any(|(disk, _)| disk.is_some()) {
             batch.sort_unstable_by_key(|(disk, _)| *disk);
         }
+        // Transparent mode: no plain store may land in a dirty victim
+        // between its write and its release (it would be lost), so they
+        // are protected before they are read out; a store now faults and
+        // waits for the victim's latch. A victim that stays (its write
+        // failed) stays protected and dirty: its next store faults again.
+        self.protect_for_write_back(
+            batch
+                .iter()
+                .filter(|(disk, _)| disk.is_some())
+                .map(|(_, v)| v.page()),
+        )?;
         let incoming_read = toward
             .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
             .and_then(|p| volume.translate(PageNumber(p)).ok());
@@ -429,16 +440,16 @@ impl AddressSpace {
     }
 
     /// Gives back the memory of the pages `latches` hold exclusively, in
-    /// one batch of runs (`Region::release_runs`); where the kernel refuses,
-    /// zeros them instead, so that a later zero-fill still reads zeros.
+    /// one batch of runs (`Region::release_runs`; where the kernel refuses,
+    /// it zeros them instead, so that a later zero-fill still reads zeros).
     /// Monitor held or not.
     pub(crate) fn release_latched<'l, 'a: 'l>(
         &self,
-        latches: impl Iterator<Item = &'l ExclusiveLatch<'a>> + Clone,
+        latches: impl Iterator<Item = &'l ExclusiveLatch<'a>>,
     ) {
         // Sort the page numbers, not the latches' owners (a batch's entries
         // are eight times larger: sorting them cost about 60 ns per fault).
-        let mut pages: Vec<u64> = latches.clone().map(|l| l.page()).collect();
+        let mut pages: Vec<u64> = latches.map(|l| l.page()).collect();
         pages.sort_unstable();
         let mut runs: Vec<(u64, u64)> = Vec::with_capacity(pages.len());
         for &page in &pages {
@@ -449,12 +460,7 @@ impl AddressSpace {
         }
         // SAFETY: every page of `runs` is held by one of `latches`, which
         // the caller keeps alive across the call.
-        if unsafe { self.region.release_runs(&runs) }.is_err() {
-            for latch in latches {
-                // SAFETY: as above, for each page.
-                unsafe { self.region.page_mut(latch.page()) }.fill(0);
-            }
-        }
+        unsafe { self.region.release_runs(&runs) };
     }
 
     /// Monitor held on entry and exit.
@@ -568,6 +574,9 @@ impl AddressSpace {
                 }
             }
             at += run.len();
+            // Transparent mode: protected before being read out (a plain
+            // store after this waits for the shared latches to go).
+            self.protect_for_write_back(run.iter().map(|l| l.page()))?;
             // A page alone is a run of one: scattered dirty pages (random
             // writes, then `sync`) go to the drive together, in flight at
             // once, not one synchronous write after another (which cost a
@@ -646,6 +655,7 @@ impl AddressSpace {
         }
         let volume = monitor.volume.as_ref().expect("write_back needs a volume");
         let disk = volume.translate(PageNumber(page))?;
+        self.protect_for_write_back(std::iter::once(page))?;
         // SAFETY: `latch` holds a shared latch on `page` while `bytes` lives.
         let bytes = unsafe { self.region.page(page) };
         match volume.channel().write(disk.drive, disk.page, bytes, None) {

@@ -74,6 +74,9 @@ pub struct AddressSpace {
     pub(crate) region: Region,
     /// (a) One state word per page (see `state`): the page latches.
     pub(crate) states: StateArray,
+    /// (q) In transparent mode, the live views and page guards
+    /// (`transparent`); `None` otherwise.
+    pub(crate) views: Option<crate::transparent::Views>,
     /// (c) The monitor itself: every field of [`Monitor`] is `(m)`.
     pub(crate) monitor: Mutex<Monitor>,
     /// (q) Pages whose faults wait for the monitor, oldest first, with
@@ -158,8 +161,11 @@ impl Vm {
                 config.monitor_scope
             },
             channel: volume.as_ref().map(|v| v.channel().handle()),
-            region: Region::reserve(config.virtual_pages, config.page_size)?,
+            region: Region::reserve(config.virtual_pages, config.page_size, config.transparent)?,
             states: StateArray::new(config.virtual_pages)?,
+            views: config
+                .transparent
+                .then(crate::transparent::Views::default),
             monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)?),
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
@@ -170,6 +176,11 @@ impl Vm {
             monitor_held_ns: Padded(AtomicU64::new(0)),
             poisoned: Padded(AtomicBool::new(false)),
         });
+        if config.transparent {
+            space
+                .region
+                .attach_fault_handler(Arc::as_ptr(&space).cast(), crate::transparent::serve)?;
+        }
         let worker = if worker_mode {
             let shared = Arc::clone(&space);
             let handle = thread::Builder::new()

@@ -10,7 +10,10 @@
 //!  43      read-only (write-protect)
 //!  42      on disk (a disk copy exists; absent pages without it zero-fill)
 //!  41      waiters (a thread is parked on the word: wake it on release)
-//!  40..0   version (bumped by every exclusive unlock)
+//!  40      writable (transparent mode: the kernel's page is not
+//!          write-protected, so plain stores land without a fault; set only
+//!          with dirty, cleared whenever the page goes absent)
+//!  39..0   version (bumped by every exclusive unlock)
 //! ```
 //!
 //! Every change of a word is one atomic read-modify-write that keeps the
@@ -53,8 +56,9 @@ pub(crate) const DIRTY: u64 = 1 << 44;
 pub(crate) const READ_ONLY: u64 = 1 << 43;
 pub(crate) const ON_DISK: u64 = 1 << 42;
 const WAITERS: u64 = 1 << 41;
-const FLAGS: u64 = REFERENCED | DIRTY | READ_ONLY | ON_DISK;
-const VERSION_MASK: u64 = (1 << 41) - 1;
+pub(crate) const WRITABLE: u64 = 1 << 40;
+const FLAGS: u64 = REFERENCED | DIRTY | READ_ONLY | ON_DISK | WRITABLE;
+const VERSION_MASK: u64 = (1 << 40) - 1;
 
 // The fields do not overlap and cover the word.
 const _: () = assert!(TAG_MASK & COUNT_MASK == 0);
@@ -265,6 +269,12 @@ impl<'a> PageStates<'a> {
     /// is in the word now. One read-modify-write; wakes parked waiters.
     #[inline]
     fn unlock(&self, page: u64, tag: u64, set: u64, clear: u64) {
+        // An absent page has no memory, so nothing of it is writable.
+        let clear = if tag == TAG_ABSENT {
+            clear | WRITABLE
+        } else {
+            clear
+        };
         let word = &self.words[page as usize];
         let mut seen = Word(word.load(Ordering::Relaxed));
         loop {

@@ -33,6 +33,7 @@
 use super::Served;
 use super::queue::{FaultOutcome, Latch, Latched};
 use crate::error::VmError;
+use crate::sys::region::FillError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
@@ -220,17 +221,24 @@ impl Transit<'_> {
                 .channel
                 .as_ref()
                 .expect("pages on disk imply a volume");
-            // SAFETY: `self.latch` holds `page` exclusively while `bytes`
-            // lives.
-            let bytes = unsafe { space.region.page_mut(page) };
+            // SAFETY: `self.latch` holds `page`, absent, exclusively.
             // On an error `self` drops and undoes the fault.
-            channel
-                .read(disk.drive, disk.page, bytes, None)
-                .map_err(|source| VmError::Io {
+            unsafe {
+                space
+                    .region
+                    .fill(page, 1, |bytes| channel.read(disk.drive, disk.page, bytes, None))
+            }
+            .map_err(|e| match e {
+                FillError::Read(source) => VmError::Io {
                     page: PageNumber(page),
                     disk,
                     source,
-                })?;
+                },
+                FillError::Install(e) => e,
+            })?;
+        } else {
+            // SAFETY: as above.
+            unsafe { space.region.fill_zeros(page, 1) }?;
         }
         let latch = self.latch.take().expect("held until handed over");
         // Handed over below: no longer a transfer in flight.
@@ -265,10 +273,7 @@ impl Drop for Transit<'_> {
         if let Some(latch) = self.latch.take() {
             let page = latch.page();
             // SAFETY: `latch` holds `page` exclusively.
-            if unsafe { space.region.release(page, 1) }.is_err() {
-                // SAFETY: as above.
-                unsafe { space.region.page_mut(page) }.fill(0);
-            }
+            unsafe { space.region.release_or_zero(page, 1) };
             monitor.remove_frame(page);
             if self.read.is_some() {
                 monitor.counters.page_ins -= 1;

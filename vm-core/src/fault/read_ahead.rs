@@ -139,10 +139,13 @@ impl AddressSpace {
             // A drive that panics fails this read like an error would.
             let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 // SAFETY: the planned read owns the exclusive latches of
-                // these pages (taken in `plan_read_ahead`, released only in
-                // `finish` below) while `bytes` lives.
-                let bytes = unsafe { self.region.pages_mut(planned.page, count) };
-                channel.read(planned.disk.drive, planned.disk.page, bytes, None)
+                // these absent pages (taken in `plan_read_ahead`, released
+                // only in `finish` below).
+                unsafe {
+                    self.region.fill(planned.page, count, |bytes| {
+                        channel.read(planned.disk.drive, planned.disk.page, bytes, None)
+                    })
+                }
             }));
             // Whatever `finish` does, the queue hears that this read is
             // over (a panic there must not leave `free` waiting forever).
@@ -178,10 +181,7 @@ impl AddressSpace {
         let mut monitor = self.lock_monitor();
         // SAFETY: the planned read still owns the pages' latches (adopted
         // just below, after their frames are gone).
-        if unsafe { self.region.release(planned.page, count) }.is_err() {
-            // SAFETY: as above.
-            unsafe { self.region.pages_mut(planned.page, count) }.fill(0);
-        }
+        unsafe { self.region.release_or_zero(planned.page, count) };
         monitor.counters.page_ins -= count;
         monitor.counters.read_aheads -= count;
         monitor.counters.cluster_reads -= 1;

@@ -4,6 +4,7 @@
 
 use super::Served;
 use crate::error::VmError;
+use crate::sys::region::FillError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::ExclusiveLatch;
@@ -222,18 +223,16 @@ impl AddressSpace {
             .and_then(|n| volume.translate(PageNumber(n)).ok())
             .filter(|d| d.drive == first.drive)
             .map(|d| d.page);
-        // SAFETY: `latches` hold every page of the cluster exclusively
-        // while `bytes` lives.
-        let bytes = unsafe { self.region.pages_mut(page, count) };
-        if volume
-            .channel()
-            .read(first.drive, first.page, bytes, hint)
-            .is_err()
-        {
-            // Give back what a partial read committed; the latches put the
-            // pages back as absent; the caller reads `page` alone.
-            // SAFETY: as above.
-            let _ = unsafe { self.region.release(page, count) };
+        // SAFETY: `latches` hold every page of the cluster, absent,
+        // exclusively.
+        let read = unsafe {
+            self.region.fill(page, count, |bytes| {
+                volume.channel().read(first.drive, first.page, bytes, hint)
+            })
+        };
+        if read.is_err() {
+            // Nothing stays committed; the latches put the pages back as
+            // absent; the caller reads `page` alone.
             return Ok(0);
         }
         monitor.counters.page_ins += count;
@@ -301,25 +300,33 @@ impl AddressSpace {
             let hint = target
                 .filter(|t| self.seek_ahead && t.drive == disk.drive)
                 .map(|t| t.page);
-            // SAFETY: `latch` holds the exclusive latch on `page`.
-            let bytes = unsafe { self.region.page_mut(page) };
-            if let Err(source) = volume.channel().read(disk.drive, disk.page, bytes, hint) {
-                // A partial read may have committed memory: give it back
-                // (the page stays on disk, so its next fault reads it
-                // again whatever the frame holds).
-                // SAFETY: `latch` holds the page exclusively.
-                let _ = unsafe { self.region.release(page, 1) };
-                return Err(VmError::Io {
-                    page: PageNumber(page),
-                    disk,
-                    source,
-                });
+            // SAFETY: `latch` holds the exclusive latch on `page`, absent.
+            // On an error nothing stays committed (the page stays on disk,
+            // so its next fault reads it again).
+            let read = unsafe {
+                self.region.fill(page, 1, |bytes| {
+                    volume.channel().read(disk.drive, disk.page, bytes, hint)
+                })
+            };
+            match read {
+                Ok(()) => {}
+                Err(FillError::Read(source)) => {
+                    return Err(VmError::Io {
+                        page: PageNumber(page),
+                        disk,
+                        source,
+                    });
+                }
+                Err(FillError::Install(e)) => return Err(e),
             }
             monitor.counters.seek_ahead_hints += u64::from(hint.is_some());
             monitor.counters.page_ins += 1;
         } else {
             // The page's memory was released (or never touched), so it
-            // already reads as zeros: no I/O and no copy.
+            // already reads as zeros: no I/O and no copy (in transparent
+            // mode, zeros installed write-protected).
+            // SAFETY: `latch` holds the page, absent, exclusively.
+            unsafe { self.region.fill_zeros(page, 1) }?;
             monitor.counters.zero_fills += 1;
         }
         monitor.install_frame(page);

@@ -8,9 +8,19 @@
 //! |---|---|
 //! | `region` | the reserved address range that holds resident pages; the page-state array |
 //! | `shared_mapping` | shared mappings for the `shm` segments |
+//! | `uffd` | `userfaultfd` on rustix: open, register, copy, write-protect |
+//! | `sigbus` | the SIGBUS handler of transparent mode: the faulting thread serves its own fault |
+//! | `staging` | each thread's page-aligned staging buffer for installs |
 //! | [`futex`] | shared futex wait/wake, the process id, liveness of a process |
 
 pub mod futex;
 pub(crate) mod park;
 pub(crate) mod region;
 pub(crate) mod shared_mapping;
+pub(crate) mod sigbus;
+pub(crate) mod staging;
+pub(crate) mod uffd;
+
+/// Set in a process's environment, makes transparent mode fail as if the
+/// kernel refused `userfaultfd` (to see and test that error).
+pub use uffd::REFUSE_ENV as REFUSE_USERFAULTFD_ENV;

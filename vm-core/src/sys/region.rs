@@ -21,6 +21,7 @@
 //! and [`Region::release`] (give the memory back; the page reads as zeros
 //! afterwards).
 
+use super::uffd::Uffd;
 use crate::error::VmError;
 use rustix::mm::{Advice, MapFlags, ProtFlags};
 use std::os::fd::OwnedFd;
@@ -97,14 +98,47 @@ pub(crate) struct Region {
     self_pidfd: OnceLock<Option<OwnedFd>>,
     /// Set once the kernel refused `process_madvise` on this process.
     batch_refused: AtomicBool,
+    /// In transparent mode: the region's `userfaultfd` (SIGBUS mode) and
+    /// its entry in the process's SIGBUS table.
+    transparent: Option<Transparent>,
+}
+
+/// The parts of a region in transparent mode.
+#[derive(Debug)]
+struct Transparent {
+    uffd: Uffd,
+    /// The slot of `sys::sigbus`'s table that names this region, once the
+    /// address space has attached itself.
+    slot: OnceLock<usize>,
+}
+
+/// A page-sized run of zeros to install from (the largest page size).
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// Why installing pages failed: the read that fills them, or the kernel's
+/// refusal to map them.
+#[derive(Debug)]
+pub(crate) enum FillError<E> {
+    /// The read failed; nothing was installed.
+    Read(E),
+    /// `UFFDIO_COPY` failed; nothing was installed.
+    Install(VmError),
 }
 
 /// Most runs one `process_madvise` call takes (well under `IOV_MAX`).
 const RELEASE_BATCH_MAX: usize = 64;
 
 impl Region {
-    /// Reserves `pages` pages of `page_size` bytes.
-    pub(crate) fn reserve(pages: u64, page_size: usize) -> Result<Region, VmError> {
+    /// Reserves `pages` pages of `page_size` bytes; with `transparent`,
+    /// registered with a `userfaultfd` in SIGBUS mode for missing-page and
+    /// write-protect faults, and left out of a child's memory at `fork`
+    /// (`MADV_DONTFORK`: a child that touches the VM's memory gets a
+    /// SIGSEGV, not a silent copy with zeros where pages were absent).
+    pub(crate) fn reserve(
+        pages: u64,
+        page_size: usize,
+        transparent: bool,
+    ) -> Result<Region, VmError> {
         let len = usize::try_from(pages)
             .ok()
             .and_then(|p| p.checked_mul(page_size))
@@ -112,13 +146,180 @@ impl Region {
                 field: "virtual_pages",
                 reason: format!("{pages} pages of {page_size} bytes overflow the address space"),
             })?;
+        let mapping = Mapping::new(len, "address-space region")?;
+        let transparent = if transparent {
+            // SAFETY: the range is the mapping just made; the advice changes
+            // no contents.
+            unsafe {
+                rustix::mm::madvise(mapping.base.as_ptr().cast(), len, Advice::LinuxDontFork)
+            }
+            .map_err(|e| VmError::Map {
+                what: "madvise(MADV_DONTFORK)",
+                bytes: len,
+                source: e.into(),
+            })?;
+            let uffd = Uffd::open()?;
+            uffd.register(mapping.base.as_ptr(), len)?;
+            Some(Transparent {
+                uffd,
+                slot: OnceLock::new(),
+            })
+        } else {
+            None
+        };
         Ok(Region {
-            mapping: Mapping::new(len, "address-space region")?,
+            mapping,
             page_size,
             pages,
             self_pidfd: OnceLock::new(),
             batch_refused: AtomicBool::new(false),
+            transparent,
         })
+    }
+
+    /// Whether plain loads and stores reach the region (transparent mode).
+    pub(crate) fn is_transparent(&self) -> bool {
+        self.transparent.is_some()
+    }
+
+    /// Whether the kernel only lets the region's `userfaultfd` trap faults
+    /// from user code (unprivileged): a system call given a pointer to an
+    /// absent page fails with `EFAULT` either way in SIGBUS mode.
+    pub(crate) fn user_mode_only(&self) -> bool {
+        self.transparent.as_ref().is_some_and(|t| t.uffd.user_mode_only)
+    }
+
+    /// Puts this region in the process's SIGBUS table, naming `space` (what
+    /// `serve` is called with). Transparent mode only; once.
+    pub(crate) fn attach_fault_handler(
+        &self,
+        space: *const (),
+        serve: super::sigbus::Serve,
+    ) -> Result<(), VmError> {
+        let transparent = self.transparent.as_ref().expect("transparent mode");
+        let slot = super::sigbus::attach(self.base() as usize, self.mapping.len, space, serve)?;
+        transparent
+            .slot
+            .set(slot)
+            .expect("a region is attached once");
+        Ok(())
+    }
+
+    /// Makes `count` pages from `page` hold what `read` puts in them: read
+    /// straight into the region, or — in transparent mode, where a store
+    /// to a missing page would fault — into this thread's staging buffer,
+    /// then installed write-protected with `UFFDIO_COPY` (all of them or
+    /// none visible to plain loads until the read is complete). On an
+    /// error nothing of the range is left committed.
+    ///
+    /// # Safety
+    /// The caller holds the exclusive latch of every one of those pages,
+    /// which are absent (no memory).
+    pub(crate) unsafe fn fill<E>(
+        &self,
+        page: u64,
+        count: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), FillError<E>> {
+        let Some(transparent) = &self.transparent else {
+            // SAFETY: the caller holds the pages exclusively.
+            let bytes = unsafe { self.pages_mut(page, count) };
+            return read(bytes).map_err(|e| {
+                // A partial read may have committed memory: give it back.
+                // SAFETY: as above.
+                let _ = unsafe { self.release(page, count) };
+                FillError::Read(e)
+            });
+        };
+        let len = count as usize * self.page_size;
+        let staged = super::staging::with_staging(len, |buffer| {
+            read(buffer).map_err(FillError::Read)?;
+            // SAFETY: in bounds; the caller holds the pages exclusively.
+            unsafe { self.install(&transparent.uffd, page, buffer) }.map_err(FillError::Install)
+        });
+        staged.unwrap_or_else(|e| Err(FillError::Install(e)))
+    }
+
+    /// Makes `count` pages from `page` resident zeros: nothing to do
+    /// outside transparent mode (released memory reads as zeros); in it,
+    /// installed write-protected from a run of zeros.
+    ///
+    /// # Safety
+    /// As for [`Region::fill`].
+    pub(crate) unsafe fn fill_zeros(&self, page: u64, count: u64) -> Result<(), VmError> {
+        let Some(transparent) = &self.transparent else {
+            return Ok(());
+        };
+        let chunk = ZEROS.len() / self.page_size;
+        let mut at = page;
+        while at < page + count {
+            let n = (page + count - at).min(chunk as u64);
+            let src = &ZEROS[..n as usize * self.page_size];
+            // SAFETY: in bounds; the caller holds the pages exclusively.
+            unsafe { self.install(&transparent.uffd, at, src) }?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// `UFFDIO_COPY` of `src` to the pages from `page`, write-protected. A
+    /// page already present (a release the kernel refused left it zeroed)
+    /// is overwritten in place instead, and protected again.
+    ///
+    /// # Safety
+    /// The caller holds the exclusive latch of every page of the range.
+    unsafe fn install(&self, uffd: &Uffd, page: u64, src: &[u8]) -> Result<(), VmError> {
+        let count = (src.len() / self.page_size) as u64;
+        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        let mut done = 0;
+        while done < src.len() {
+            // SAFETY: in bounds (asserted); the caller holds the pages.
+            let copied = unsafe { uffd.copy(self.page_ptr(page).add(done), &src[done..]) }
+                .map_err(|e| VmError::Map {
+                    what: "install (UFFDIO_COPY)",
+                    bytes: src.len() - done,
+                    source: e.into(),
+                })?;
+            done += copied;
+            if done < src.len() {
+                // Present already: one page written through, protected.
+                let at = page + (done / self.page_size) as u64;
+                self.set_write_protect(at, 1, false)?;
+                // SAFETY: the caller holds the page exclusively and it is
+                // present and writable now.
+                unsafe { self.page_mut(at) }.copy_from_slice(&src[done..done + self.page_size]);
+                self.set_write_protect(at, 1, true)?;
+                done += self.page_size;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write-protects (`protect`) or unprotects `count` pages from `page`
+    /// in transparent mode (a no-op otherwise). Changes no contents; the
+    /// caller keeps the page-state words' `WRITABLE` in step.
+    pub(crate) fn set_write_protect(
+        &self,
+        page: u64,
+        count: u64,
+        protect: bool,
+    ) -> Result<(), VmError> {
+        let Some(transparent) = &self.transparent else {
+            return Ok(());
+        };
+        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        transparent
+            .uffd
+            .write_protect(self.page_ptr(page), count as usize * self.page_size, protect)
+            .map_err(|e| VmError::Map {
+                what: if protect {
+                    "write-protect (UFFDIO_WRITEPROTECT)"
+                } else {
+                    "unprotect (UFFDIO_WRITEPROTECT)"
+                },
+                bytes: count as usize * self.page_size,
+                source: e.into(),
+            })
     }
 
     /// Address of the region's first byte.
@@ -209,7 +410,35 @@ impl Region {
     }
 }
 
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Some(slot) = self.transparent.as_ref().and_then(|t| t.slot.get()) {
+            super::sigbus::detach(*slot);
+        }
+    }
+}
+
 impl Region {
+    /// Gives back the memory of `count` pages from `page`; where the kernel
+    /// refuses, zeros them instead (unprotecting them first in transparent
+    /// mode, and protecting them again): either way they read as zeros
+    /// afterwards.
+    ///
+    /// # Safety
+    /// As for [`Region::release`].
+    pub(crate) unsafe fn release_or_zero(&self, page: u64, count: u64) {
+        // SAFETY: the caller holds the pages exclusively.
+        if unsafe { self.release(page, count) }.is_ok() {
+            return;
+        }
+        if self.set_write_protect(page, count, false).is_ok() {
+            // SAFETY: the caller holds the pages exclusively; they are
+            // writable now.
+            unsafe { self.pages_mut(page, count) }.fill(0);
+            let _ = self.set_write_protect(page, count, true);
+        }
+    }
+
     /// Pages of the region the kernel holds in memory now (`mincore`): what
     /// the resident-set bound looks like from outside.
     pub(crate) fn kernel_resident_pages(&self) -> Result<u64, VmError> {
@@ -246,12 +475,13 @@ impl Region {
     /// `process_madvise(MADV_DONTNEED)` call per 64 runs where the kernel
     /// allows it on this process (Linux 6.13 and later) — one system call
     /// and one TLB shootdown for a whole eviction batch — and one `madvise`
-    /// per run where it does not.
+    /// per run where it does not; a run the kernel will not release is
+    /// zeroed instead (`release_or_zero`).
     ///
     /// # Safety
     /// As for [`Region::release`]: the caller holds the exclusive latch of
     /// every page of every run.
-    pub(crate) unsafe fn release_runs(&self, runs: &[(u64, u64)]) -> Result<(), VmError> {
+    pub(crate) unsafe fn release_runs(&self, runs: &[(u64, u64)]) {
         for &(page, count) in runs {
             assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         }
@@ -299,18 +529,17 @@ impl Region {
                     }
                     for &(page, count) in chunk {
                         // SAFETY: the caller holds these pages exclusively.
-                        unsafe { self.release(page, count) }?;
+                        unsafe { self.release_or_zero(page, count) };
                     }
                 }
                 done += chunk.len();
             }
-            return Ok(());
+            return;
         }
         for &(page, count) in runs {
             // SAFETY: the caller holds these pages exclusively.
-            unsafe { self.release(page, count) }?;
+            unsafe { self.release_or_zero(page, count) };
         }
-        Ok(())
     }
 }
 

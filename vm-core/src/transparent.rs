@@ -1,0 +1,480 @@
+//! Transparent mode: plain loads and stores into the single address space,
+//! paged by the VM ([`VmConfig::transparent`](crate::VmConfig::transparent)).
+//!
+//! The region is registered with a `userfaultfd` in SIGBUS mode
+//! (`sys::uffd`). A load of an absent page raises SIGBUS in the thread that
+//! made it, and that thread serves the fault itself (`sys::sigbus`) with
+//! the copying API's fault service — same queue order, seek-ahead hint,
+//! budget, clock and advice — which installs the page write-protected
+//! (`UFFDIO_COPY`). The first store to a page is then a write-protect
+//! fault, served by marking the page dirty and lifting the protection:
+//! dirty tracking without scanning. Eviction and write-back protect a
+//! page *before* reading it out, and release it only after the write, so a
+//! store that comes in between faults and waits for the page's latch, and
+//! nothing stored is lost. Each page's state word carries `WRITABLE`
+//! exactly when the kernel's page is not write-protected (and then the
+//! page is dirty).
+//!
+//! # Safe access: views
+//!
+//! [`AddressSpace::view`] gives `&[T]` and [`AddressSpace::view_mut`]
+//! `&mut [T]` over an interval (`T: bytemuck::Pod`, so any bytes are a
+//! valid `T`). Rust's aliasing rules are kept by a registry of live views
+//! and page guards: a shared view excludes writers (copying-API writes,
+//! `page_mut` guards, exclusive views, `free`, `kill`, protection and
+//! change-marking of its pages); an exclusive view excludes every other
+//! access to its pages. A refused access is a [`VmError::ViewConflict`].
+//! In transparent mode every copying-API access checks the registry under
+//! a read lock (a few nanoseconds; the copying API is not what this mode is
+//! for); outside it nothing changes.
+//!
+//! # Raw pointers
+//!
+//! [`AddressSpace::transparent_ptr`] gives the address of a [`VAddr`] for
+//! FFI. The pointer is valid for the life of the address space (a pointer
+//! stored in the VM stays valid as long as the VM lives). Dereferencing it
+//! is `unsafe`, with this contract:
+//!
+//! - The page must be allocated; a load or store outside every interval,
+//!   or a store into a read-only interval, is fatal (the process prints the
+//!   address and aborts, as a segmentation fault would end it).
+//! - An I/O error while serving the fault is fatal too, as a failed read of
+//!   an `mmap`ped file raises a fatal SIGBUS.
+//! - Do not alias a live view or guard in a way Rust's rules forbid.
+//! - Do not pass a pointer to an absent page to a system call (`write(2)`,
+//!   `O_DIRECT` reads): the kernel's own access is refused with `EFAULT`
+//!   rather than served. Copy through a buffer, or use the copying API.
+//! - Do not touch VM memory inside your own signal handler, inside a
+//!   global allocator, or on a page this thread holds a guard on: the fault
+//!   service takes locks and allocates.
+//!
+//! # Signals and `fork`
+//!
+//! The process's SIGBUS handler is installed by the first transparent VM;
+//! a SIGBUS at any other address goes to the handler installed before it
+//! (or kills the process as the default would). A thread that blocks
+//! SIGBUS and then touches an absent page is killed by the kernel.
+//!
+//! After `fork`, the child has no VM region at all (it is mapped
+//! `MADV_DONTFORK`): a load or store through a pointer into the VM in the
+//! child is a SIGSEGV, never a silent read of zeros where pages were
+//! absent; the child has none of the VM's threads either. Exec or exit in
+//! the child; the parent's VM is unaffected.
+//!
+//! # Reference bits
+//!
+//! A plain load sets no reference bit (there is no software on the hit
+//! path): the clock sees a page referenced when it faults in, and pages
+//! touched only by plain loads since then age in fault order — second
+//! chance on fault order, as on a VAX without reference bits. The copying
+//! API's hits still set it.
+
+use crate::error::VmError;
+use crate::fault::queue::Latch;
+use crate::space::AddressSpace;
+use crate::state::{DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_RESIDENT, WRITABLE};
+use crate::vocabulary::VAddr;
+use bytemuck::Pod;
+use runtable::{Interval, PageNumber};
+use std::marker::PhantomData;
+
+/// One live view or guard in the registry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViewEntry {
+    interval: Interval,
+    exclusive: bool,
+    id: u64,
+}
+
+/// The registry of live views and guards (transparent mode only).
+#[derive(Debug, Default)]
+pub(crate) struct Views {
+    entries: parking_lot::RwLock<Vec<ViewEntry>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// A registry read lock held across one copying-API access (transparent
+/// mode), so no view can be made over its pages meanwhile.
+pub(crate) type AccessGuard<'a> = Option<parking_lot::RwLockReadGuard<'a, Vec<ViewEntry>>>;
+
+fn conflict(entries: &[ViewEntry], interval: Interval, write: bool) -> Result<(), VmError> {
+    for entry in entries {
+        let overlaps = entry.interval.page.0 < interval.end().0
+            && interval.page.0 < entry.interval.end().0;
+        if overlaps && (write || entry.exclusive) {
+            return Err(VmError::ViewConflict {
+                page: PageNumber(entry.interval.page.0.max(interval.page.0)),
+                interval: entry.interval,
+                kind: if entry.exclusive {
+                    "exclusive"
+                } else {
+                    "shared"
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+impl AddressSpace {
+    /// Whether plain loads and stores reach this address space.
+    pub fn is_transparent(&self) -> bool {
+        self.region.is_transparent()
+    }
+
+    /// In transparent mode, checks that an access to `interval` (`write`
+    /// for a change) conflicts with no live view or guard, and returns the
+    /// registry's read lock to hold across the access. Outside transparent
+    /// mode, nothing (no cost).
+    #[inline]
+    pub(crate) fn check_views(
+        &self,
+        interval: Interval,
+        write: bool,
+    ) -> Result<AccessGuard<'_>, VmError> {
+        let Some(views) = &self.views else {
+            return Ok(None);
+        };
+        let entries = views.entries.read();
+        conflict(&entries, interval, write)?;
+        Ok(Some(entries))
+    }
+
+    /// Registers a view or guard over `interval` (transparent mode; `None`
+    /// otherwise), refusing one that conflicts with a live one.
+    pub(crate) fn register_view(
+        &self,
+        interval: Interval,
+        exclusive: bool,
+    ) -> Result<Option<u64>, VmError> {
+        let Some(views) = &self.views else {
+            return Ok(None);
+        };
+        let mut entries = views.entries.write();
+        conflict(&entries, interval, exclusive)?;
+        let id = views
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        entries.push(ViewEntry {
+            interval,
+            exclusive,
+            id,
+        });
+        Ok(Some(id))
+    }
+
+    /// Ends the view or guard `id` registered.
+    pub(crate) fn unregister_view(&self, id: Option<u64>) {
+        if let (Some(views), Some(id)) = (&self.views, id) {
+            views.entries.write().retain(|e| e.id != id);
+        }
+    }
+
+    /// Makes the latched `page` ready for this thread's stores and returns
+    /// the flags its release sets: dirty and referenced, and — in
+    /// transparent mode, where its protection is lifted here if it is
+    /// still protected — writable.
+    pub(crate) fn prepare_store(&self, latch: &ExclusiveLatch<'_>) -> Result<u64, VmError> {
+        if !self.region.is_transparent() {
+            return Ok(DIRTY | REFERENCED);
+        }
+        if !latch.has_now(WRITABLE) {
+            self.region.set_write_protect(latch.page(), 1, false)?;
+        }
+        Ok(DIRTY | REFERENCED | WRITABLE)
+    }
+
+    /// Ends a store's exclusive latch with the flags [`prepare_store`]
+    /// gave. A page made read-only while it was held (a `make_read_only`
+    /// that could not latch it) is protected again first, so plain stores
+    /// cannot land in it.
+    ///
+    /// [`prepare_store`]: AddressSpace::prepare_store
+    pub(crate) fn finish_store(&self, latch: ExclusiveLatch<'_>, set: u64) {
+        if set & WRITABLE != 0
+            && latch.has_now(READ_ONLY)
+            && self.region.set_write_protect(latch.page(), 1, true).is_ok()
+        {
+            latch.release(TAG_RESIDENT, set & !WRITABLE, WRITABLE);
+            return;
+        }
+        latch.release(TAG_RESIDENT, set, 0);
+    }
+
+    /// Write-protects those of `pages` (latched by the caller, shared or
+    /// exclusive) that are writable, by runs of consecutive pages, and
+    /// clears their `WRITABLE`: a store after this faults and waits for the
+    /// caller's latch. Called before a page's bytes are read out to be
+    /// written back. A no-op outside transparent mode.
+    pub(crate) fn protect_for_write_back(
+        &self,
+        pages: impl Iterator<Item = u64>,
+    ) -> Result<(), VmError> {
+        if !self.region.is_transparent() {
+            return Ok(());
+        }
+        let states = self.states();
+        let mut writable: Vec<u64> = pages.filter(|&p| states.load(p).has(WRITABLE)).collect();
+        writable.sort_unstable();
+        let mut at = 0;
+        while at < writable.len() {
+            let first = writable[at];
+            let run = writable[at..]
+                .iter()
+                .enumerate()
+                .take_while(|&(k, &p)| p == first + k as u64)
+                .count();
+            self.region.set_write_protect(first, run as u64, true)?;
+            for &page in &writable[at..at + run] {
+                states.clear_flags(page, WRITABLE);
+            }
+            at += run;
+        }
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit (transparent mode).
+    ///
+    /// Protects the writable resident pages of `interval` and clears
+    /// `clear` on them, each under its exclusive latch. A page latched by
+    /// someone else is waited for a while (a store's latch is short); one
+    /// held longer (a guard) is left to its holder, whose release protects
+    /// it if it is read-only by then ([`finish_store`]).
+    ///
+    /// [`finish_store`]: AddressSpace::finish_store
+    pub(crate) fn protect_resident(&self, interval: Interval, clear: u64) -> Result<(), VmError> {
+        if !self.region.is_transparent() {
+            return Ok(());
+        }
+        let states = self.states();
+        for page in interval.page.0..interval.end().0 {
+            let mut spins = 0u32;
+            let latch = loop {
+                match states.try_latch_resident(page) {
+                    Ok(latch) => break Some(latch),
+                    Err(word) if word.tag() == crate::state::TAG_ABSENT => break None,
+                    Err(_) if spins >= 1_000 => break None,
+                    Err(_) => crate::access::backoff(&mut spins),
+                }
+            };
+            let Some(latch) = latch else {
+                continue;
+            };
+            if latch.has_now(WRITABLE) {
+                self.region.set_write_protect(page, 1, true)?;
+            }
+            latch.release(TAG_RESIDENT, 0, WRITABLE | clear);
+        }
+        Ok(())
+    }
+
+    /// Serves a plain load (`write == Some(false)`) or store of this
+    /// thread at the machine address `addr` in the region, which faulted:
+    /// the page comes in (write-protected for a load), or a store's page
+    /// is marked dirty and its protection lifted. Called from the SIGBUS
+    /// handler; monitor not held.
+    pub(crate) fn serve_plain_access(&self, addr: usize, write: Option<bool>) -> Result<(), VmError> {
+        let offset = addr - self.region.base() as usize;
+        let page = (offset / self.page_size) as u64;
+        if page >= self.virtual_pages {
+            return Err(VmError::AddressFault {
+                addr: VAddr(offset as u64),
+                page: PageNumber(page),
+            });
+        }
+        // Where the machine does not say, a fault on a read-only page is
+        // taken for a load (a store would fault again and be refused then).
+        let store = match write {
+            Some(store) => store,
+            None => !self.states().load(page).has(READ_ONLY),
+        };
+        if !store {
+            self.share(page)?;
+            self.states().unshare(page);
+            return Ok(());
+        }
+        let latch = self.latch_for_write(page, Latch::Exclusive)?;
+        let set = self.prepare_store(&latch)?;
+        self.finish_store(latch, set);
+        Ok(())
+    }
+
+    /// The machine address of `addr` in transparent mode, for FFI. See the
+    /// module docs (`transparent`) for the contract a dereference must
+    /// keep; the pointer itself stays valid for the life of the address
+    /// space.
+    pub fn transparent_ptr(&self, addr: VAddr) -> Result<*mut u8, VmError> {
+        if !self.region.is_transparent() {
+            return Err(not_transparent());
+        }
+        if addr.0 >= self.virtual_pages * self.page_size as u64 {
+            return Err(VmError::AddressFault {
+                addr,
+                page: PageNumber(addr.0 / self.page_size as u64),
+            });
+        }
+        // SAFETY: in bounds (checked above) of the region's mapping.
+        Ok(unsafe { self.region.base().add(addr.0 as usize) })
+    }
+
+    /// A shared view of `interval` as a slice of `T` (as many whole `T` as
+    /// its pages hold): plain loads, faulted in by the VM. Transparent mode
+    /// only. While it lives, writes to the interval are refused.
+    pub fn view<T: Pod>(&self, interval: Interval) -> Result<View<'_, T>, VmError> {
+        let (ptr, len, id) = self.open_view::<T>(interval, false)?;
+        Ok(View {
+            space: self,
+            ptr,
+            len,
+            id,
+            _element: PhantomData,
+        })
+    }
+
+    /// An exclusive view of `interval` as a mutable slice of `T`: plain
+    /// loads and stores, paged by the VM, tracked dirty by page. Transparent
+    /// mode only; the interval must be writable. While it lives, every other
+    /// access to the interval is refused.
+    pub fn view_mut<T: Pod>(&self, interval: Interval) -> Result<ViewMut<'_, T>, VmError> {
+        let (ptr, len, id) = self.open_view::<T>(interval, true)?;
+        Ok(ViewMut {
+            space: self,
+            ptr,
+            len,
+            id,
+            _element: PhantomData,
+        })
+    }
+
+    fn open_view<T: Pod>(
+        &self,
+        interval: Interval,
+        exclusive: bool,
+    ) -> Result<(*mut T, usize, Option<u64>), VmError> {
+        if !self.region.is_transparent() {
+            return Err(not_transparent());
+        }
+        if size_of::<T>() == 0 || align_of::<T>() > self.page_size {
+            return Err(VmError::Config {
+                field: "view element",
+                reason: format!(
+                    "a view needs an element of 1 to {} bytes' alignment and a non-zero size",
+                    self.page_size
+                ),
+            });
+        }
+        {
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            if exclusive {
+                let states = self.states();
+                if let Some(page) = interval.pages().find(|p| states.load(p.0).has(READ_ONLY)) {
+                    return Err(VmError::WriteProtect { page });
+                }
+            }
+        }
+        let id = self.register_view(interval, exclusive)?;
+        let bytes = interval.count.0 as usize * self.page_size;
+        let start = self.address_of(interval.page);
+        let ptr = self.transparent_ptr(start)?.cast::<T>();
+        Ok((ptr, bytes / size_of::<T>(), id))
+    }
+}
+
+fn not_transparent() -> VmError {
+    VmError::TransparentUnavailable {
+        reason: "this VM was made without transparent mode (VmConfig::transparent)".into(),
+    }
+}
+
+/// A shared view of an interval as `&[T]`; see [`AddressSpace::view`].
+pub struct View<'a, T: Pod> {
+    space: &'a AddressSpace,
+    ptr: *mut T,
+    len: usize,
+    id: Option<u64>,
+    _element: PhantomData<&'a [T]>,
+}
+
+/// An exclusive view of an interval as `&mut [T]`; see
+/// [`AddressSpace::view_mut`].
+pub struct ViewMut<'a, T: Pod> {
+    space: &'a AddressSpace,
+    ptr: *mut T,
+    len: usize,
+    id: Option<u64>,
+    _element: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a view is a borrowed slice of plain data (`Pod`) in memory that
+// any thread may load from (faults are served by the thread that makes
+// them); the registry keeps it free of conflicting access.
+unsafe impl<T: Pod + Sync> Send for View<'_, T> {}
+// SAFETY: as above: `&View` gives only `&[T]`.
+unsafe impl<T: Pod + Sync> Sync for View<'_, T> {}
+// SAFETY: as for `View`; the exclusive view is the only access to its
+// pages, as a `&mut [T]` is.
+unsafe impl<T: Pod + Send> Send for ViewMut<'_, T> {}
+// SAFETY: `&ViewMut` gives only `&[T]`.
+unsafe impl<T: Pod + Sync> Sync for ViewMut<'_, T> {}
+
+impl<T: Pod> std::ops::Deref for View<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` is aligned (page-aligned interval), `len` elements
+        // lie inside the interval's pages, every bit pattern is a valid `T`
+        // (`Pod`), absent pages are faulted in on access, and the registry
+        // excludes writers for the view's life.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl<T: Pod> std::ops::Deref for ViewMut<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: as for `View`; the registry excludes every other access.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl<T: Pod> std::ops::DerefMut for ViewMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as above; `&mut self` makes this the only slice.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl<T: Pod> Drop for View<'_, T> {
+    fn drop(&mut self) {
+        self.space.unregister_view(self.id);
+    }
+}
+
+impl<T: Pod> Drop for ViewMut<'_, T> {
+    fn drop(&mut self) {
+        self.space.unregister_view(self.id);
+    }
+}
+
+impl<T: Pod> std::fmt::Debug for View<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View").field("len", &self.len).finish()
+    }
+}
+
+impl<T: Pod> std::fmt::Debug for ViewMut<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewMut").field("len", &self.len).finish()
+    }
+}
+
+/// The SIGBUS handler's entry (`sys::sigbus::Serve`): `space` is the
+/// address space that attached itself.
+pub(crate) fn serve(space: *const (), addr: usize, write: Option<bool>) -> Result<(), VmError> {
+    // SAFETY: `space` was attached by `Vm::new` from the `Arc` that owns
+    // the address space, and detached (in the region's drop) before the
+    // address space is freed; a fault in its region cannot outlive it
+    // unless a raw pointer outlived the VM, which the contract forbids.
+    let space = unsafe { &*space.cast::<AddressSpace>() };
+    space.serve_plain_access(addr, write)
+}
