@@ -75,6 +75,7 @@ fn hot_file_vm(
     memory_pages: u64,
     service: FaultService,
     scope: MonitorScope,
+    transparent: bool,
 ) -> Result<Vm, ToolError> {
     let _ = std::fs::remove_file(path);
     let drive = FileDrive::open(
@@ -89,6 +90,7 @@ fn hot_file_vm(
     let config = VmConfig {
         fault_service: service,
         monitor_scope: scope,
+        transparent,
         ..VmConfig::new(pages, memory_pages)
     };
     let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
@@ -147,6 +149,141 @@ fn median_ns(rounds: usize, ops: u64, mut f: impl FnMut(u64)) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// Transparent mode's rows: plain loads of a resident 16 MiB interval
+/// against a slice; the raw `userfaultfd` mechanisms against each other
+/// (SIGBUS self-service, a handler thread spinning or sleeping in `poll`)
+/// and the two ways to install zeros; the VM's transparent fault (a load
+/// through a view, the file in the page cache) against the best raw round
+/// trip and against the copying API's fault measured just before.
+fn transparent_rows(
+    dir: &Path,
+    pages: u64,
+    memory_pages: u64,
+    picks: &[u64],
+    copying_fault: f64,
+    pread: f64,
+) -> Result<Vec<Comparison>, ToolError> {
+    let mut rows = Vec::new();
+    // Resident: 16 MiB, every page in.
+    let hot_pages = 4096u64;
+    let vm = Vm::new(
+        VmConfig::new(hot_pages, hot_pages).transparent(),
+        Backing::RealMemoryOnly,
+    )
+    .map_err(ToolError::Vm)?;
+    let hot = vm.allocate(hot_pages).map_err(ToolError::Vm)?;
+    let words = (hot_pages * PAGE / 8) as usize;
+    let mut slice = vec![0u64; words];
+    {
+        let mut view = vm.view_mut::<u64>(hot).map_err(ToolError::Vm)?;
+        for (w, x) in view.iter_mut().enumerate() {
+            *x = w as u64;
+            slice[w] = w as u64;
+        }
+    }
+    let mut rng = SplitMix64::new(11);
+    let word_picks: Vec<usize> = (0..8192).map(|_| rng.below(words as u64) as usize).collect();
+    let view = vm.view::<u64>(hot).map_err(ToolError::Vm)?;
+    let through_view = median_ns(9, 1 << 22, |ops| {
+        for i in 0..ops {
+            black_box(view[word_picks[(i & 8191) as usize]]);
+        }
+    });
+    let plain = median_ns(9, 1 << 22, |ops| {
+        for i in 0..ops {
+            black_box(slice[word_picks[(i & 8191) as usize]]);
+        }
+    });
+    drop(view);
+    drop(vm);
+    rows.push(Comparison {
+        name: "transparent: resident read of 8 bytes (View<u64>)".into(),
+        ns: through_view,
+        baseline: "slice read (Vec<u64>)".into(),
+        baseline_ns: plain,
+    });
+
+    // The raw mechanisms, without the VM.
+    let raw = 4096usize;
+    let sigbus = vm_core::sys::uffd_probe::sigbus_round_trip_ns(raw, 9).map_err(ToolError::Vm)?;
+    let spinning = vm_core::sys::uffd_probe::handler_thread_round_trip_ns(raw, 9, true)
+        .map_err(ToolError::Vm)?;
+    let sleeping = vm_core::sys::uffd_probe::handler_thread_round_trip_ns(raw, 9, false)
+        .map_err(ToolError::Vm)?;
+    for (name, ns) in [
+        ("raw uffd: handler thread, spinning", spinning),
+        ("raw uffd: handler thread, poll", sleeping),
+    ] {
+        rows.push(Comparison {
+            name: name.into(),
+            ns,
+            baseline: "raw uffd: SIGBUS, thread serves itself".into(),
+            baseline_ns: sigbus,
+        });
+    }
+    let zeros_by_copy =
+        vm_core::sys::uffd_probe::zero_install_ns(raw, 9, true).map_err(ToolError::Vm)?;
+    let zeros_by_zeropage =
+        vm_core::sys::uffd_probe::zero_install_ns(raw, 9, false).map_err(ToolError::Vm)?;
+    rows.push(Comparison {
+        name: "install zeros: ZEROPAGE + WRITEPROTECT".into(),
+        ns: zeros_by_zeropage,
+        baseline: "install zeros: COPY (mode WP)".into(),
+        baseline_ns: zeros_by_copy,
+    });
+
+    // The VM's transparent fault on a page-cache-hot file.
+    let path = dir.join("fault-path-transparent.vol");
+    let vm = hot_file_vm(
+        &path,
+        pages,
+        memory_pages,
+        FaultService::InFaultingThread,
+        MonitorScope::Decisions,
+        true,
+    )?;
+    let all = runtable::Interval::new(0, pages);
+    let before = vm.stats();
+    let mut loads = 0u64;
+    let fault = {
+        let view = vm.view::<u64>(all).map_err(ToolError::Vm)?;
+        let per_page = (PAGE / 8) as usize;
+        median_ns(9, 20_000, |ops| {
+            for i in 0..ops {
+                black_box(view[picks[(i & 8191) as usize] as usize * per_page]);
+            }
+            loads += ops;
+        })
+    };
+    let faults = vm.stats().faults - before.faults;
+    drop(vm);
+    let _ = std::fs::remove_file(&path);
+    let best_raw = sigbus.min(spinning).min(sleeping);
+    let name = format!(
+        "transparent fault, load ({:.0}% faulted)",
+        faults as f64 * 100.0 / loads as f64
+    );
+    rows.push(Comparison {
+        name: name.clone(),
+        ns: fault,
+        baseline: "best raw uffd round trip".into(),
+        baseline_ns: best_raw,
+    });
+    rows.push(Comparison {
+        name: name.clone(),
+        ns: fault,
+        baseline: "copying-API fault (same file)".into(),
+        baseline_ns: copying_fault,
+    });
+    rows.push(Comparison {
+        name,
+        ns: fault,
+        baseline: "pread of 4 KiB (page cache)".into(),
+        baseline_ns: pread,
+    });
+    Ok(rows)
+}
+
 /// Runs `bench fault-path` with a working set of `pages` pages through a
 /// budget of `memory_pages`, in `dir` (or a temporary directory).
 pub fn fault_path(
@@ -160,7 +297,7 @@ pub fn fault_path(
         source,
     })?;
     let dir = dir.unwrap_or(temp.path());
-    let bar = progress(6 + threads.len() as u64, "fault-path");
+    let bar = progress(7 + threads.len() as u64, "fault-path");
     let mut comparisons = Vec::new();
     let mut rng = SplitMix64::new(7);
     let picks: Vec<u64> = (0..8192).map(|_| rng.below(pages)).collect();
@@ -242,6 +379,7 @@ pub fn fault_path(
             black_box(buf[0]);
         }
     });
+    let mut copying_fault = f64::NAN;
     let services = [
         (FaultService::InFaultingThread, MonitorScope::Decisions),
         (FaultService::InFaultingThread, MonitorScope::HeldAcrossIo),
@@ -249,7 +387,7 @@ pub fn fault_path(
     ];
     for (service, scope) in services {
         let path = dir.join(format!("fault-path-{service:?}-{scope:?}.vol"));
-        let vm = hot_file_vm(&path, pages, memory_pages, service, scope)?;
+        let vm = hot_file_vm(&path, pages, memory_pages, service, scope, false)?;
         let before = vm.stats();
         let mut reads = 0u64;
         let fault = median_ns(9, 20_000, |ops| {
@@ -277,8 +415,19 @@ pub fn fault_path(
             baseline: "pread of 4 KiB (page cache)".into(),
             baseline_ns: pread,
         });
+        if scope == MonitorScope::Decisions {
+            copying_fault = fault;
+        }
         bar.inc(1);
     }
+    match transparent_rows(dir, pages, memory_pages, &picks, copying_fault, pread) {
+        Ok(rows) => comparisons.extend(rows),
+        Err(ToolError::Vm(vm_core::VmError::TransparentUnavailable { reason })) => {
+            eprintln!("transparent rows skipped: {reason}");
+        }
+        Err(e) => return Err(e),
+    }
+    bar.inc(1);
 
     // Throughput with threads faulting at once, one scope against the other.
     // About a dozen faults per page per round (200,000 at the default
@@ -304,6 +453,7 @@ pub fn fault_path(
                 memory_pages,
                 FaultService::InFaultingThread,
                 scope,
+                false,
             )?;
             let (faults_per_s, monitor_busy) =
                 thread_run(&vm, pages, count, total_reads / count as u64, 5);

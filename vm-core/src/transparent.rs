@@ -122,6 +122,14 @@ impl AddressSpace {
         self.region.is_transparent()
     }
 
+    /// In transparent mode, whether the kernel lets this VM trap faults of
+    /// user code only (an unprivileged process gets `UFFD_USER_MODE_ONLY`).
+    /// Nothing changes for plain loads and stores; a system call given a
+    /// pointer to an absent page fails with `EFAULT` either way.
+    pub fn is_transparent_user_mode_only(&self) -> bool {
+        self.region.user_mode_only()
+    }
+
     /// In transparent mode, checks that an access to `interval` (`write`
     /// for a change) conflicts with no live view or guard, and returns the
     /// registry's read lock to hold across the access. Outside transparent

@@ -10,6 +10,7 @@
 //! | `shared_mapping` | shared mappings for the `shm` segments |
 //! | `uffd` | `userfaultfd` on rustix: open, register, copy, write-protect |
 //! | `sigbus` | the SIGBUS handler of transparent mode: the faulting thread serves its own fault |
+//! | [`uffd_probe`] | the raw `userfaultfd` alternatives, measured without the VM |
 //! | `staging` | each thread's page-aligned staging buffer for installs |
 //! | [`futex`] | shared futex wait/wake, the process id, liveness of a process |
 
@@ -20,6 +21,7 @@ pub(crate) mod shared_mapping;
 pub(crate) mod sigbus;
 pub(crate) mod staging;
 pub(crate) mod uffd;
+pub mod uffd_probe;
 
 /// Set in a process's environment, makes transparent mode fail as if the
 /// kernel refused `userfaultfd` (to see and test that error).

@@ -107,7 +107,7 @@ pub const REFUSE_ENV: &str = "CEDAR_VM_REFUSE_USERFAULTFD";
 /// and write-protect faults.
 #[derive(Debug)]
 pub(crate) struct Uffd {
-    fd: OwnedFd,
+    pub(crate) fd: OwnedFd,
     /// Whether the kernel only let us trap user-mode faults.
     pub(crate) user_mode_only: bool,
 }
@@ -118,6 +118,13 @@ impl Uffd {
     /// `/dev/userfaultfd`. The error says what was tried and how to enable
     /// it.
     pub(crate) fn open() -> Result<Uffd, VmError> {
+        Self::open_with(true)
+    }
+
+    /// As [`Uffd::open`]; without `sigbus`, faults are messages read from
+    /// the descriptor (the handler-thread alternative, measured by
+    /// `sys::uffd_probe`).
+    pub(crate) fn open_with(sigbus: bool) -> Result<Uffd, VmError> {
         let refused = |reason: String| VmError::TransparentUnavailable { reason };
         if std::env::var_os(REFUSE_ENV).is_some() {
             return Err(refused(format!(
@@ -149,7 +156,7 @@ impl Uffd {
         };
         let mut api = UffdioApi {
             api: UFFD_API,
-            features: UFFD_FEATURE_SIGBUS,
+            features: if sigbus { UFFD_FEATURE_SIGBUS } else { 0 },
             ioctls: 0,
         };
         // SAFETY: UFFDIO_API takes a `struct uffdio_api`, laid out above.
@@ -248,8 +255,9 @@ impl Uffd {
         Ok(done)
     }
 
-    /// Maps the shared zero page at `len` bytes from `dst` (reads see
-    /// zeros; the first store allocates a page without a fault to us).
+    /// Maps the shared zero page at `len` bytes from `dst`: reads see
+    /// zeros, and no memory is used until a store (which, unless the page
+    /// is write-protected, is not a fault we see).
     ///
     /// # Safety
     /// As for [`Uffd::copy`].
@@ -265,6 +273,17 @@ impl Uffd {
         // SAFETY: UFFDIO_ZEROPAGE takes a `struct uffdio_zeropage`; the
         // range is registered and held by the caller.
         unsafe { rustix::ioctl::ioctl(&self.fd, Updater::<UFFDIO_ZEROPAGE, _>::new(&mut zero)) }
+    }
+
+    /// Maps the zero page at `len` bytes from `dst` and write-protects it
+    /// (the alternative to a copy of zeros; see `sys::uffd_probe`).
+    ///
+    /// # Safety
+    /// As for [`Uffd::copy`].
+    pub(crate) unsafe fn zeropage_protected(&self, dst: *mut u8, len: usize) -> rustix::io::Result<()> {
+        // SAFETY: as the caller promises.
+        unsafe { self.zeropage(dst, len) }?;
+        self.write_protect(dst, len, true)
     }
 
     /// Write-protects (`protect`) or unprotects `len` bytes from `start`;

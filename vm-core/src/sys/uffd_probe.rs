@@ -1,0 +1,219 @@
+//! The raw `userfaultfd` mechanisms without the VM, measured so that the
+//! transparent mode's choices are made by measurement (`cedarvm bench
+//! fault-path` reports them beside the VM's own transparent fault):
+//!
+//! - [`sigbus_round_trip_ns`]: the faulting thread serves itself from the
+//!   SIGBUS handler (`UFFD_FEATURE_SIGBUS`) with one `UFFDIO_COPY` — the
+//!   mechanism transparent mode uses, through the same handler table.
+//! - [`handler_thread_round_trip_ns`]: a handler thread reads fault
+//!   messages and answers each with `UFFDIO_COPY` (which wakes the
+//!   faulting thread), spinning on the non-blocking descriptor or
+//!   sleeping in `poll`.
+//! - [`zero_install_ns`]: installing a page of zeros write-protected, by a
+//!   copy of zeros or by the zero page plus a write-protect.
+//!
+//! Each is the time per page over `pages` distinct pages, touched once each
+//! by a load (so each touch is one fault), best of `rounds`.
+
+use super::region::Mapping;
+use super::uffd::Uffd;
+use crate::error::VmError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// A page of bytes to install (4 KiB: these probes use the OS page).
+static SOURCE: [u8; 4096] = [0x5A; 4096];
+
+/// A registered mapping of `pages` OS pages and its descriptor.
+struct Probe {
+    mapping: Mapping,
+    uffd: Uffd,
+}
+
+impl Probe {
+    fn new(pages: usize, sigbus: bool) -> Result<Probe, VmError> {
+        let mapping = Mapping::new(pages * 4096, "userfaultfd probe")?;
+        let uffd = Uffd::open_with(sigbus)?;
+        uffd.register(mapping.base.as_ptr(), mapping.len)?;
+        Ok(Probe { mapping, uffd })
+    }
+
+    fn page(&self, i: usize) -> *mut u8 {
+        // SAFETY: callers pass i < pages, inside the mapping.
+        unsafe { self.mapping.base.as_ptr().add(i * 4096) }
+    }
+
+    /// Makes every page missing again.
+    fn release(&self) -> Result<(), VmError> {
+        // SAFETY: our own mapping; no reference into it exists.
+        unsafe {
+            rustix::mm::madvise(
+                self.mapping.base.as_ptr().cast(),
+                self.mapping.len,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        }
+        .map_err(|e| VmError::Map {
+            what: "probe release",
+            bytes: self.mapping.len,
+            source: e.into(),
+        })
+    }
+
+    /// Loads one byte of every page, timed, best of `rounds`.
+    fn touch_all(&self, pages: usize, rounds: usize) -> Result<f64, VmError> {
+        let mut best = f64::MAX;
+        for _ in 0..rounds {
+            self.release()?;
+            let t = Instant::now();
+            for i in 0..pages {
+                // SAFETY: a load from our own mapping; the fault it raises
+                // is served by the probe's handler before it completes.
+                let byte = unsafe { std::ptr::read_volatile(self.page(i)) };
+                assert_eq!(byte, 0x5A, "page {i} installed with the wrong bytes");
+            }
+            best = best.min(t.elapsed().as_nanos() as f64 / pages as f64);
+        }
+        Ok(best)
+    }
+}
+
+fn serve_sigbus(probe: *const (), addr: usize, _write: Option<bool>) -> Result<(), VmError> {
+    // SAFETY: attached from a `Probe` that outlives the attachment.
+    let probe = unsafe { &*probe.cast::<Probe>() };
+    let page = (addr & !4095) as *mut u8;
+    // SAFETY: the page lies in the probe's registered mapping and only
+    // this fault installs it.
+    unsafe { probe.uffd.copy(page, &SOURCE) }.map_err(|e| VmError::Map {
+        what: "probe UFFDIO_COPY",
+        bytes: 4096,
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+/// Nanoseconds per fault served by the faulting thread itself from the
+/// SIGBUS handler with one `UFFDIO_COPY`.
+pub fn sigbus_round_trip_ns(pages: usize, rounds: usize) -> Result<f64, VmError> {
+    let probe = Probe::new(pages, true)?;
+    let slot = super::sigbus::attach(
+        probe.mapping.base.as_ptr() as usize,
+        probe.mapping.len,
+        (&raw const probe).cast(),
+        serve_sigbus,
+    )?;
+    let result = probe.touch_all(pages, rounds);
+    super::sigbus::detach(slot);
+    result
+}
+
+/// `struct uffd_msg`'s page-fault form.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct UffdMsg {
+    event: u8,
+    _reserved: [u8; 7],
+    flags: u64,
+    address: u64,
+    _thread: u64,
+}
+const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+
+/// Nanoseconds per fault served by a handler thread that reads the fault
+/// message and answers with `UFFDIO_COPY`: spinning on the non-blocking
+/// descriptor (`spin`) or sleeping in `poll` until a message comes.
+pub fn handler_thread_round_trip_ns(
+    pages: usize,
+    rounds: usize,
+    spin: bool,
+) -> Result<f64, VmError> {
+    let probe = Probe::new(pages, false)?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let handler = scope.spawn(|| -> Result<(), VmError> {
+            let mut msg = UffdMsg::default();
+            while !stop.load(Ordering::Relaxed) {
+                if !spin {
+                    let mut fds = [rustix::event::PollFd::new(
+                        &probe.uffd.fd,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    let timeout = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 10_000_000,
+                    };
+                    let _ = rustix::event::poll(&mut fds, Some(&timeout));
+                }
+                // SAFETY: reads one `uffd_msg` (32 bytes) into `msg`.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        (&raw mut msg).cast::<u8>(),
+                        size_of::<UffdMsg>(),
+                    )
+                };
+                match rustix::io::read(&probe.uffd.fd, bytes) {
+                    Ok(n) if n == size_of::<UffdMsg>() && msg.event == UFFD_EVENT_PAGEFAULT => {
+                        let page = (msg.address & !4095) as *mut u8;
+                        // SAFETY: the faulting page lies in the registered
+                        // mapping; only this thread installs pages. The
+                        // copy wakes the faulting thread.
+                        match unsafe { probe.uffd.copy(page, &SOURCE) } {
+                            Ok(_) => {}
+                            Err(e) => {
+                                return Err(VmError::Map {
+                                    what: "probe UFFDIO_COPY",
+                                    bytes: 4096,
+                                    source: e.into(),
+                                });
+                            }
+                        }
+                    }
+                    Ok(_) | Err(rustix::io::Errno::AGAIN) => std::hint::spin_loop(),
+                    Err(e) => {
+                        return Err(VmError::Map {
+                            what: "probe read of a fault message",
+                            bytes: size_of::<UffdMsg>(),
+                            source: e.into(),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        });
+        let result = probe.touch_all(pages, rounds);
+        stop.store(true, Ordering::Relaxed);
+        let handled = handler.join().expect("the probe's handler panicked");
+        handled.and(result)
+    })
+}
+
+/// Nanoseconds per page to install a page of zeros write-protected on a
+/// missing page: by `UFFDIO_COPY` of zeros (`copy`), or by
+/// `UFFDIO_ZEROPAGE` and `UFFDIO_WRITEPROTECT`.
+pub fn zero_install_ns(pages: usize, rounds: usize, copy: bool) -> Result<f64, VmError> {
+    let probe = Probe::new(pages, true)?;
+    let zeros = [0u8; 4096];
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        probe.release()?;
+        let t = Instant::now();
+        for i in 0..pages {
+            // SAFETY: each page of the registered mapping is installed once
+            // per round, by this thread only.
+            let installed = unsafe {
+                if copy {
+                    probe.uffd.copy(probe.page(i), &zeros).map(drop)
+                } else {
+                    probe.uffd.zeropage_protected(probe.page(i), 4096)
+                }
+            };
+            installed.map_err(|e| VmError::Map {
+                what: "probe zero install",
+                bytes: 4096,
+                source: e.into(),
+            })?;
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / pages as f64);
+    }
+    Ok(best)
+}
