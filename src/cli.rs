@@ -528,6 +528,10 @@ pub struct DemoArgs {
     /// outside the budget).
     #[arg(long, value_enum, default_value = "direct")]
     cache: CacheArg,
+    /// Sort as a plain program would: the VM in transparent mode
+    /// (userfaultfd), the keys one `&mut [u64]` sorted by `sort_unstable`.
+    #[arg(long)]
+    transparent: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -962,6 +966,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 force: a.force,
                 fault_service: a.fault_service.into(),
                 cache: a.cache.into(),
+                transparent: a.transparent,
                 ..DemoOptions::default()
             };
             let report = demo(&options)?;

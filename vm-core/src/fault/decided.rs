@@ -131,6 +131,15 @@ impl AddressSpace {
         if allocation.advice == Advice::Sequential {
             return Ok(Plan::Now(self.serve(monitor, page, None, overwrite)?));
         }
+        if self.region.is_transparent()
+            && allocation.advice == Advice::Normal
+            && !overwrite
+            && word.has(ON_DISK)
+            && self.read_stream(monitor, page)?
+        {
+            monitor.counters.faults += 1;
+            return Ok(Plan::Now(Served::Resident));
+        }
         monitor.counters.faults += 1;
         // An absent word changes only under the monitor: `word` holds.
         let overwrite_unread = overwrite && word.has(ON_DISK) && !word.has(READ_ONLY);

@@ -185,6 +185,51 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
+    /// Transparent mode, `Normal` advice: a program reached by plain loads
+    /// does not call `advise`, so its streams are found as a page cache
+    /// finds them. A fault whose two previous pages are resident (a stream
+    /// going up) reads a cluster from `page` up; one whose two next pages
+    /// are (a stream going down: a partition's right-hand scan) reads a
+    /// cluster ending at `page`. The window is twice the stream's resident
+    /// run, 8 pages at least, at most `run_max` — the sequential window's
+    /// rule (`stream_window`), so streams under memory pressure keep small
+    /// windows. Returns whether `page` came in; with nothing read, the
+    /// caller serves it alone. The copying API keeps Cedar's page at a time
+    /// under `Normal` (its callers say what they want with `advise`).
+    pub(crate) fn read_stream(&self, monitor: &mut Monitor, page: u64) -> Result<bool, VmError> {
+        let states = self.states();
+        let Some((start, allocation)) = monitor.allocation_of(page) else {
+            return Ok(false);
+        };
+        let end = start + allocation.count;
+        let max = Self::run_max(monitor);
+        let resident = |p: u64| states.load(p).tag() != TAG_ABSENT;
+        let mut behind = 0u64;
+        while behind < max && page - behind > start && resident(page - behind - 1) {
+            behind += 1;
+        }
+        let mut ahead = 0u64;
+        while ahead < max && page + ahead + 1 < end && resident(page + ahead + 1) {
+            ahead += 1;
+        }
+        let window = |run: u64| (2 * run).clamp(READ_AHEAD_MIN.min(max), max);
+        let read = if behind >= 2 {
+            self.read_run(monitor, page, window(behind))?
+        } else if ahead >= 2 {
+            // The absent pages just below `page`, down to the window.
+            let mut first = page;
+            while page - first + 1 < window(ahead) && first > start && !resident(first - 1) {
+                first -= 1;
+            }
+            self.read_run(monitor, first, page - first + 1)?
+        } else {
+            0
+        };
+        Ok(read > 0 && states.load(page).tag() == TAG_RESIDENT)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
     /// Brings in `page` and the pages after it that are absent, allocated,
     /// on disk and on consecutive disk pages of the same drive — at most
     /// `window` pages — with one transfer straight into their frames (see
