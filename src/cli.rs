@@ -153,8 +153,9 @@ pub struct OutOfCoreArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
     /// Only these workloads (comma-separated: fill, scan, uniform, zipf,
-    /// sort); fill runs whenever one of the data set's readers does.
-    #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "sort"])]
+    /// sort, sort-unstable); fill runs whenever one of the data set's
+    /// readers does.
+    #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "sort", "sort-unstable"])]
     workloads: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).

@@ -138,6 +138,106 @@ impl FileMapping {
     }
 }
 
+impl FileMapping {
+    /// `count` words from byte `offset` of the mapping, as a slice to sort
+    /// in place.
+    ///
+    /// # Safety
+    /// No other reference into those bytes exists while the slice lives
+    /// (the workloads use it from one thread, with nothing else running).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn words_mut(&self, offset: u64, count: usize) -> &mut [u64] {
+        self.check(offset, count * 8);
+        assert!(offset.is_multiple_of(8), "words at an unaligned offset");
+        // SAFETY: in bounds (checked), aligned (the mapping is page-aligned
+        // and `offset` a multiple of 8), and exclusive by the caller's
+        // promise; any bit pattern is a `u64`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(offset as usize).cast(), count) }
+    }
+}
+
+/// An interval of a transparent VM reached by plain loads and stores
+/// through a raw pointer, as a program reaches an `mmap`ped file (the
+/// out-of-core bench's transparent side, beside [`FileMapping`]). Faults
+/// are the VM's, served in the thread that makes them.
+pub struct VmMemory {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: plain memory of the VM, which serves faults in any thread; the
+// workloads' callers keep writes and reads apart as for `FileMapping`.
+unsafe impl Send for VmMemory {}
+// SAFETY: as above.
+unsafe impl Sync for VmMemory {}
+
+impl VmMemory {
+    /// The `len` bytes of `vm` from `at` (allocated, transparent mode).
+    pub fn new(vm: &vm_core::Vm, at: vm_core::VAddr, len: usize) -> Result<VmMemory, vm_core::VmError> {
+        Ok(VmMemory {
+            base: vm.transparent_ptr(at)?,
+            len,
+        })
+    }
+
+    fn check(&self, offset: u64, len: usize) {
+        assert!(
+            offset
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= self.len as u64),
+            "{len} bytes at {offset} lie outside {} bytes of VM memory",
+            self.len
+        );
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf` (plain loads).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+        self.check(offset, buf.len());
+        // SAFETY: in bounds of an allocated interval of a live transparent
+        // VM; loads of absent pages are faulted in by the VM.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.add(offset as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
+
+    /// Copies `data` to `offset` (plain stores).
+    ///
+    /// # Safety
+    /// No other thread reads or writes those bytes meanwhile.
+    pub unsafe fn write(&self, offset: u64, data: &[u8]) {
+        self.check(offset, data.len());
+        // SAFETY: in bounds; exclusive by the caller's promise.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset as usize), data.len())
+        };
+    }
+
+    /// The `len` bytes at `offset`, to read.
+    ///
+    /// # Safety
+    /// No one writes those bytes while the slice lives.
+    pub unsafe fn bytes(&self, offset: u64, len: usize) -> &[u8] {
+        self.check(offset, len);
+        // SAFETY: in bounds; no writer by the caller's promise.
+        unsafe { std::slice::from_raw_parts(self.base.add(offset as usize), len) }
+    }
+
+    /// The `len` bytes at `offset`, to write.
+    ///
+    /// # Safety
+    /// No other reference into those bytes exists while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn bytes_mut(&self, offset: u64, len: usize) -> &mut [u8] {
+        self.check(offset, len);
+        // SAFETY: in bounds; exclusive by the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(offset as usize), len) }
+    }
+}
+
 impl Drop for FileMapping {
     fn drop(&mut self) {
         // SAFETY: our own mapping; no reference into it exists.
