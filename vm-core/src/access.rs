@@ -237,6 +237,7 @@ impl AddressSpace {
                         Latched::Taken(was) => {
                             let latch = ExclusiveLatch::adopt(states, page, was);
                             if !checked && latch.has_now(READ_ONLY) {
+                                self.refuse_store(latch);
                                 return Err(VmError::WriteProtect {
                                     page: PageNumber(page),
                                 });

@@ -46,6 +46,7 @@ pub(crate) struct SpaceMapState {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) faults: u64,
+    pub(crate) reclaims: u64,
     pub(crate) zero_fills: u64,
     pub(crate) page_ins: u64,
     pub(crate) page_outs: u64,
@@ -102,6 +103,9 @@ pub(crate) struct Monitor {
     /// (m) Extents a persistent space freed since its last map: not free
     /// (not reusable) until the next map is written.
     pub(crate) freed_since_map: Vec<(u64, u64)>,
+    /// Transparent mode with a volume: copies of recently evicted pages
+    /// (`reclaim`), in a quarter of the budget set aside from the frames.
+    pub(crate) reclaim: Option<crate::reclaim::Reclaim>,
     /// (m) The clock last gave up because every page it could take was
     /// latched by a transfer in flight: the fault should let go of the
     /// monitor and retry rather than fail (see `force_victim`).
@@ -212,6 +216,7 @@ impl Monitor {
             map: None,
             map_written: Default::default(),
             freed_since_map: Vec::new(),
+            reclaim: None,
         })
     }
 
@@ -412,6 +417,14 @@ impl Monitor {
         self.frames[frame as usize] = Some(page);
         self.frame_of.insert(page, frame);
         self.counters.resident_high_water = self.counters.resident_high_water.max(self.resident());
+    }
+
+    /// Drops the reclaim list's copies of the pages of `[start, end)`
+    /// (they are coming in another way, or their contents are going).
+    pub(crate) fn forget_copies(&mut self, start: u64, end: u64) {
+        if let Some(reclaim) = self.reclaim.as_mut() {
+            reclaim.forget_range(start, end);
+        }
     }
 
     /// Takes `page` out of its frame.

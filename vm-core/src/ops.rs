@@ -148,6 +148,7 @@ impl AddressSpace {
                 states.clear_flags(page.0, ON_DISK | DIRTY);
             }
         }
+        monitor.forget_copies(interval.page.0, interval.end().0);
         for latch in resident {
             let page = latch.page();
             self.release_or_zero(&latch);
@@ -405,6 +406,7 @@ impl AddressSpace {
                         self.release_or_zero(&latch);
                         latch.release(TAG_ABSENT, 0, DIRTY | REFERENCED);
                         monitor.remove_frame(page);
+                        monitor.forget_copies(page, page + 1);
                         monitor.counters.evictions += 1;
                     }
                 }

@@ -354,6 +354,7 @@ impl AddressSpace {
                 latched: 0,
             }));
         }
+        self.keep_copies(monitor, batch.iter().map(|(_, v)| v));
         self.release_latched(batch.iter().map(|(_, v)| v));
         for (written, victim) in batch {
             let page = victim.page();

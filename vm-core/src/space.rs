@@ -77,6 +77,10 @@ pub struct AddressSpace {
     /// (q) In transparent mode, the live views and page guards
     /// (`transparent`); `None` otherwise.
     pub(crate) views: Option<crate::transparent::Views>,
+    /// (c) The reclaim list's slots (transparent mode with a volume); which
+    /// slot holds what is the monitor's (`Monitor::reclaim`), a slot's
+    /// bytes its owner's (see `reclaim`).
+    pub(crate) reclaim_slots: Option<crate::sys::region::Slots>,
     /// (c) The monitor itself: every field of [`Monitor`] is `(m)`.
     pub(crate) monitor: Mutex<Monitor>,
     /// (q) Pages whose faults wait for the monitor, oldest first, with
@@ -116,7 +120,6 @@ impl Vm {
     /// A VM of `config` over `backing`.
     pub fn new(config: VmConfig, backing: Backing) -> Result<Vm, VmError> {
         config.validate()?;
-        let budget = config.real_memory_pages;
         let volume = match backing {
             Backing::Volume(volume) => {
                 if volume.page_size() != config.page_size {
@@ -166,7 +169,11 @@ impl Vm {
             views: config
                 .transparent
                 .then(crate::transparent::Views::default),
-            monitor: Mutex::new(Monitor::new(config.virtual_pages, budget, volume)?),
+            reclaim_slots: match Self::reclaim_slots(&config, volume.is_some()) {
+                0 => None,
+                slots => Some(crate::sys::region::Slots::new(slots as u32, config.page_size)?),
+            },
+            monitor: Mutex::new(Self::monitor_for(&config, volume)?),
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),
@@ -221,6 +228,29 @@ impl Vm {
             read_ahead,
             closed: false,
         })
+    }
+
+    /// The monitor for `config` over `volume`: in transparent mode with a
+    /// volume and a budget of at least 16 pages, a quarter of the budget
+    /// is the reclaim list (`reclaim`) and the rest frames.
+    fn monitor_for(config: &VmConfig, volume: Option<Volume>) -> Result<Monitor, VmError> {
+        let budget = config.real_memory_pages;
+        let slots = Self::reclaim_slots(config, volume.is_some());
+        let mut monitor = Monitor::new(config.virtual_pages, budget - slots, volume)?;
+        if slots > 0 {
+            monitor.reclaim = Some(crate::reclaim::Reclaim::new(slots as u32));
+        }
+        Ok(monitor)
+    }
+
+    /// The reclaim list's share of the budget (see `monitor_for`).
+    fn reclaim_slots(config: &VmConfig, volume: bool) -> u64 {
+        let budget = config.real_memory_pages;
+        if config.transparent && volume && budget >= 16 {
+            budget / 4
+        } else {
+            0
+        }
     }
 
     /// Whether a PageFault worker thread serves the faults.

@@ -64,6 +64,14 @@ pub struct VmStats {
     pub disk_writes: u64,
     /// Pages those write transfers moved.
     pub disk_pages_written: u64,
+    /// Transparent mode: faults served from the reclaim list (a copy kept
+    /// at eviction) instead of the drive.
+    #[serde(default)]
+    pub reclaims: u64,
+    /// Transparent mode: the part of the real-memory budget set aside for
+    /// the reclaim list (the frames are the rest).
+    #[serde(default)]
+    pub reclaim_pages: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -86,7 +94,8 @@ impl AddressSpace {
             seek_aheads_used: drives.seek_aheads_used,
             resident_pages: monitor.resident(),
             resident_high_water: monitor.counters.resident_high_water,
-            real_memory_pages: monitor.budget(),
+            real_memory_pages: monitor.budget()
+                + monitor.reclaim.as_ref().map_or(0, |r| r.capacity()),
             allocated_pages: monitor.allocated_pages,
             monitor_held_ns: self.monitor_held_ns.load(Ordering::Relaxed),
             write_back_failures: monitor.counters.write_back_failures,
@@ -99,6 +108,8 @@ impl AddressSpace {
             disk_pages_read: drives.pages_read,
             disk_writes: drives.writes,
             disk_pages_written: drives.pages_written,
+            reclaims: monitor.counters.reclaims,
+            reclaim_pages: monitor.reclaim.as_ref().map_or(0, |r| r.capacity()),
         }
     }
 

@@ -209,6 +209,23 @@ impl AddressSpace {
         latch.release(TAG_RESIDENT, set, 0);
     }
 
+    /// Ends the exclusive latch of a store that is refused (the page is
+    /// read-only): a page installed writable for it is protected again, so
+    /// no plain store lands in it. Referenced, and not dirty unless it was.
+    pub(crate) fn refuse_store(&self, latch: ExclusiveLatch<'_>) {
+        if latch.has_now(WRITABLE) {
+            // A failure leaves it writable: then it is at least dirty, and
+            // whatever is stored is written back.
+            if self.region.set_write_protect(latch.page(), 1, true).is_ok() {
+                latch.release(TAG_RESIDENT, REFERENCED, WRITABLE);
+            } else {
+                latch.release(TAG_RESIDENT, REFERENCED | DIRTY, 0);
+            }
+            return;
+        }
+        latch.release(TAG_RESIDENT, REFERENCED, 0);
+    }
+
     /// Write-protects those of `pages` (latched by the caller, shared or
     /// exclusive) that are writable, by runs of consecutive pages, and
     /// clears their `WRITABLE`: a store after this faults and waits for the

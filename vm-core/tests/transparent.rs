@@ -407,3 +407,94 @@ fn a_page_loaded_as_zeros_then_stored_to_keeps_the_store() {
         assert_eq!(u64::from_le_bytes(out), 7 + page, "page {page}");
     }
 }
+
+/// The pages of `interval` that are absent now.
+fn absent_pages(vm: &Vm, interval: runtable::Interval) -> Vec<u64> {
+    interval
+        .pages()
+        .filter(|p| !vm.state(*p).has_real_memory)
+        .map(|p| p.0)
+        .collect()
+}
+
+#[test]
+fn an_evicted_page_comes_back_from_the_reclaim_list_without_a_read() {
+    let Some(vm) = transparent_vm(1024, 16) else {
+        return;
+    };
+    let stats = vm.stats();
+    assert_eq!((stats.reclaim_pages, stats.real_memory_pages), (4, 16));
+    let a = vm.allocate(64).unwrap();
+    let mut view = vm.view_mut::<u64>(a).unwrap();
+    for page in 0..64 {
+        view[page * PAGE / 8] = 100 + page as u64;
+    }
+    vm.flush().unwrap();
+    // Of the absent pages, the most recently evicted have copies on the
+    // list: loaded again (newest first), those come back without a read,
+    // with their contents.
+    // (Random: one page a fault, no stream's cluster.)
+    vm.advise(a, vm_core::Advice::Random).unwrap();
+    let absent = absent_pages(&vm, a);
+    assert!(absent.len() >= 64 - 12, "{absent:?}");
+    let mut reclaimed = 0;
+    for &page in absent.iter().rev() {
+        let before = vm.stats();
+        assert_eq!(view[(page - a.page.0) as usize * PAGE / 8], 100 + page - a.page.0);
+        let after = vm.stats();
+        if after.reclaims > before.reclaims {
+            assert_eq!(after.disk_reads, before.disk_reads, "page {page} read from the drive");
+            reclaimed += 1;
+        } else {
+            assert!(after.disk_reads > before.disk_reads, "page {page} came from nowhere");
+        }
+    }
+    assert!(reclaimed >= 1, "no page came back from the list");
+    drop(view);
+    // Through the copying API, the same (the pages loaded last, lowest
+    // first, were the last evicted).
+    let absent = absent_pages(&vm, a);
+    let before = vm.stats();
+    for &page in &absent {
+        let mut out = [0u8; 8];
+        vm.read(vm.address_of(runtable::PageNumber(page)), &mut out).unwrap();
+        assert_eq!(u64::from_le_bytes(out), 100 + page - a.page.0);
+    }
+    assert!(vm.stats().reclaims > before.reclaims, "the copying API never reclaimed");
+}
+
+#[test]
+fn a_copy_on_the_reclaim_list_is_forgotten_when_its_page_is_killed_or_freed() {
+    let Some(vm) = transparent_vm(1024, 16) else {
+        return;
+    };
+    let a = vm.allocate(64).unwrap();
+    {
+        let mut view = vm.view_mut::<u64>(a).unwrap();
+        for page in 0..64 {
+            view[page * PAGE / 8] = 7;
+        }
+    }
+    let absent = absent_pages(&vm, a);
+    let latest = *absent.last().unwrap();
+    let killed = runtable::Interval::new(latest, 1);
+    vm.kill(killed).unwrap();
+    let mut out = [0u8; 8];
+    vm.read(vm.address_of(runtable::PageNumber(latest)), &mut out).unwrap();
+    assert_eq!(u64::from_le_bytes(out), 0, "a killed page came back with its old bytes");
+    // Freed and allocated again: zeros, not the copy.
+    let b = vm.allocate(8).unwrap();
+    {
+        let mut view = vm.view_mut::<u64>(b).unwrap();
+        for page in 0..8 {
+            view[page * PAGE / 8] = 9;
+        }
+    }
+    let filler = vm.allocate(32).unwrap();
+    push_out(&vm, filler);
+    assert!(!absent_pages(&vm, b).is_empty());
+    vm.free(b).unwrap();
+    let c = vm.allocate_at(b.page, 8).unwrap();
+    let view = vm.view::<u64>(c).unwrap();
+    assert!(view.iter().all(|&x| x == 0), "a freed page came back with its old bytes");
+}

@@ -38,6 +38,7 @@ use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
     DIRTY, ExclusiveLatch, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+    WRITABLE,
 };
 use crate::vocabulary::Advice;
 use runtable::{DiskAddr, PageNumber};
@@ -60,8 +61,12 @@ struct Transit<'a> {
     /// The faulting page, latched exclusively since it was absent, with a
     /// frame of its own already.
     latch: Option<ExclusiveLatch<'a>>,
-    /// Where to read the page from; `None` for a zero-fill or an overwrite.
+    /// Where to read the page from; `None` for a zero-fill, an overwrite
+    /// or a reclaim.
     read: Option<DiskAddr>,
+    /// The reclaim list's slot holding the page's copy, taken for this
+    /// fault (transparent mode).
+    from_slot: Option<u32>,
     /// Whether the page comes in without a read for an accessor that
     /// overwrites it all (decided under the monitor, protection included).
     overwrite_unread: bool,
@@ -143,7 +148,17 @@ impl AddressSpace {
         monitor.counters.faults += 1;
         // An absent word changes only under the monitor: `word` holds.
         let overwrite_unread = overwrite && word.has(ON_DISK) && !word.has(READ_ONLY);
-        let read = if word.has(ON_DISK) && !overwrite_unread {
+        // A copy on the reclaim list is what a read would give.
+        let from_slot = monitor.reclaim.as_mut().and_then(|r| r.take(page));
+        let from_slot = match (from_slot, overwrite) {
+            (Some(slot), true) => {
+                // Overwritten whole: the copy is not needed.
+                monitor.reclaim.as_mut().expect("taken from it").give_back(slot);
+                None
+            }
+            (slot, _) => slot,
+        };
+        let read = if word.has(ON_DISK) && !overwrite_unread && from_slot.is_none() {
             let volume = monitor
                 .volume
                 .as_ref()
@@ -167,6 +182,7 @@ impl AddressSpace {
                     self.evict_batch(monitor, page)?;
                 }
             } else {
+                self.keep_copies(monitor, chosen.iter());
                 for victim in &chosen {
                     spare_frames.push(monitor.take_frame(victim.page()));
                 }
@@ -181,7 +197,9 @@ impl AddressSpace {
             None => monitor.install_frame(page),
         }
         monitor.frames_in_transit += spare_frames.len() as u64;
-        if read.is_some() {
+        if from_slot.is_some() {
+            monitor.counters.reclaims += 1;
+        } else if read.is_some() {
             monitor.counters.page_ins += 1;
         } else if overwrite_unread {
             monitor.counters.overwrites += 1;
@@ -192,6 +210,7 @@ impl AddressSpace {
             space: self,
             latch: Some(latch),
             read,
+            from_slot,
             overwrite_unread,
             victims,
             victims_released: false,
@@ -225,6 +244,8 @@ impl Transit<'_> {
             monitor.free_frames.append(&mut self.spare_frames);
         }
         let page = self.latch.as_ref().expect("held until handed over").page();
+        // The flags a page installed writable for a store carries.
+        let mut writable = 0;
         if let Some(disk) = self.read {
             let channel = space
                 .channel
@@ -245,6 +266,31 @@ impl Transit<'_> {
                 },
                 FillError::Install(e) => e,
             })?;
+        } else if let Some(slot) = self.from_slot {
+            let slots = space.reclaim_slots.as_ref().expect("a slot implies the list");
+            // SAFETY: as above; the slot was taken for this fault, so no one
+            // writes it until it is given back below.
+            unsafe {
+                space.region.fill(page, 1, |bytes| {
+                    bytes.copy_from_slice(slots.slot(slot));
+                    Ok::<(), VmError>(())
+                })
+            }
+            .map_err(|e| match e {
+                FillError::Read(e) | FillError::Install(e) => e,
+            })?;
+            self.from_slot = None;
+            let mut monitor = space.lock_monitor();
+            let reclaim = monitor.reclaim.as_mut().expect("a slot implies the list");
+            reclaim.give_back(slot);
+        } else if space.region.is_transparent()
+            && intent != Latch::Shared
+            && !states.load(page).has(READ_ONLY)
+        {
+            // A store is coming (transparent mode): zeros it can take.
+            // SAFETY: as above.
+            unsafe { space.region.fill_zeros_writable(page) }?;
+            writable = DIRTY | WRITABLE;
         } else {
             // SAFETY: as above.
             unsafe { space.region.fill_zeros(page, 1) }?;
@@ -258,12 +304,12 @@ impl Transit<'_> {
             // comes in unread; one that was read is refused to an overwriter
             // as the seed's path refuses it (`latch_after`).
             Latch::Overwrite if !self.overwrite_unread && states.load(page).has(READ_ONLY) => {
-                latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+                space.refuse_store(latch);
                 Latched::WriteProtected
             }
-            Latch::Exclusive | Latch::Overwrite => {
-                Latched::Taken(latch.keep_as_resident(REFERENCED, DIRTY))
-            }
+            Latch::Exclusive | Latch::Overwrite => Latched::Taken(
+                latch.keep_as_resident(REFERENCED | writable, DIRTY & !writable),
+            ),
         })
     }
 }
@@ -274,7 +320,11 @@ impl Drop for Transit<'_> {
     /// memory was not given back yet are resident again, spare frames are
     /// free.
     fn drop(&mut self) {
-        if self.latch.is_none() && self.victims.is_empty() && self.spare_frames.is_empty() {
+        if self.latch.is_none()
+            && self.victims.is_empty()
+            && self.spare_frames.is_empty()
+            && self.from_slot.is_none()
+        {
             return;
         }
         let space = self.space;
@@ -284,7 +334,10 @@ impl Drop for Transit<'_> {
             // SAFETY: `latch` holds `page` exclusively.
             unsafe { space.region.release_or_zero(page, 1) };
             monitor.remove_frame(page);
-            if self.read.is_some() {
+            if let Some(slot) = self.from_slot.take() {
+                monitor.reclaim.as_mut().expect("a slot implies the list").give_back(slot);
+                monitor.counters.reclaims -= 1;
+            } else if self.read.is_some() {
                 monitor.counters.page_ins -= 1;
             } else if self.overwrite_unread {
                 monitor.counters.overwrites -= 1;
@@ -305,6 +358,10 @@ impl Drop for Transit<'_> {
             }
         }
         for victim in self.victims.drain(..) {
+            // Resident again: a copy kept at its eviction is not its own.
+            if let Some(reclaim) = monitor.reclaim.as_mut() {
+                reclaim.forget(victim.page());
+            }
             let frame = monitor
                 .free_frames
                 .pop()

@@ -91,6 +91,7 @@ impl AddressSpace {
             was.push(states.latch_absent(p).into_raw());
             monitor.install_frame(p);
         }
+        monitor.forget_copies(page, page + count);
         self.in_transit.fetch_add(count, Ordering::AcqRel);
         monitor.counters.page_ins += count;
         monitor.counters.read_aheads += count;

@@ -260,6 +260,7 @@ impl AddressSpace {
         let latches: Vec<ExclusiveLatch<'_>> = (page..page + count)
             .map(|p| states.latch_absent(p))
             .collect();
+        monitor.forget_copies(page, page + count);
         let volume = monitor.volume.as_ref().expect("checked above");
         // The next transfer of a sequential scan starts where this cluster
         // ends (a queued fault on the next page would be inside it).
@@ -323,6 +324,7 @@ impl AddressSpace {
             None
         };
         let latch = states.latch_absent(page);
+        monitor.forget_copies(page, page + 1);
         let read_only = latch.was().has(READ_ONLY);
         let on_disk = latch.was().has(ON_DISK);
         if overwrite && on_disk && !read_only {

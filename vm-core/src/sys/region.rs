@@ -235,7 +235,7 @@ impl Region {
         let staged = super::staging::with_staging(len, |buffer| {
             read(buffer).map_err(FillError::Read)?;
             // SAFETY: in bounds; the caller holds the pages exclusively.
-            unsafe { self.install(&transparent.uffd, page, buffer) }.map_err(FillError::Install)
+            unsafe { self.install(&transparent.uffd, page, buffer, true) }.map_err(FillError::Install)
         });
         staged.unwrap_or_else(|e| Err(FillError::Install(e)))
     }
@@ -266,25 +266,48 @@ impl Region {
             let n = (page + count - at).min(chunk as u64);
             let src = &ZEROS[..n as usize * self.page_size];
             // SAFETY: in bounds; the caller holds the pages exclusively.
-            unsafe { self.install(&transparent.uffd, at, src) }?;
+            unsafe { self.install(&transparent.uffd, at, src, true) }?;
             at += n;
         }
         Ok(())
     }
 
-    /// `UFFDIO_COPY` of `src` to the pages from `page`, write-protected. A
-    /// page already present (a release the kernel refused left it zeroed)
-    /// is overwritten in place instead, and protected again.
+    /// One page of zeros for a thread about to store to it (transparent
+    /// mode; nothing to do otherwise): installed writable (`UFFDIO_COPY`
+    /// of zeros), so the store needs neither an unprotect nor the kernel's
+    /// copy-on-write of the zero page. The caller marks it writable and
+    /// dirty.
+    ///
+    /// # Safety
+    /// As for [`Region::fill`].
+    pub(crate) unsafe fn fill_zeros_writable(&self, page: u64) -> Result<(), VmError> {
+        let Some(transparent) = &self.transparent else {
+            return Ok(());
+        };
+        // SAFETY: the caller holds the page exclusively.
+        unsafe { self.install(&transparent.uffd, page, &ZEROS[..self.page_size], false) }
+    }
+
+    /// `UFFDIO_COPY` of `src` to the pages from `page`, write-protected if
+    /// `protect`. A page already present (a release the kernel refused
+    /// left it zeroed) is overwritten in place instead, and protected again
+    /// if `protect`.
     ///
     /// # Safety
     /// The caller holds the exclusive latch of every page of the range.
-    unsafe fn install(&self, uffd: &Uffd, page: u64, src: &[u8]) -> Result<(), VmError> {
+    unsafe fn install(
+        &self,
+        uffd: &Uffd,
+        page: u64,
+        src: &[u8],
+        protect: bool,
+    ) -> Result<(), VmError> {
         let count = (src.len() / self.page_size) as u64;
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         let mut done = 0;
         while done < src.len() {
             // SAFETY: in bounds (asserted); the caller holds the pages.
-            let copied = unsafe { uffd.copy(self.page_ptr(page).add(done), &src[done..]) }
+            let copied = unsafe { uffd.copy(self.page_ptr(page).add(done), &src[done..], protect) }
                 .map_err(|e| VmError::Map {
                     what: "install (UFFDIO_COPY)",
                     bytes: src.len() - done,
@@ -298,7 +321,7 @@ impl Region {
                 // SAFETY: the caller holds the page exclusively and it is
                 // present and writable now.
                 unsafe { self.page_mut(at) }.copy_from_slice(&src[done..done + self.page_size]);
-                self.set_write_protect(at, 1, true)?;
+                self.set_write_protect(at, 1, protect)?;
                 done += self.page_size;
             }
         }
@@ -549,6 +572,58 @@ impl Region {
         for &(page, count) in runs {
             // SAFETY: the caller holds these pages exclusively.
             unsafe { self.release_or_zero(page, count) };
+        }
+    }
+}
+
+/// The reclaim list's slots (`reclaim`): `count` page-sized buffers in
+/// one anonymous mapping, outside the region (so plain loads never reach
+/// them and no fault is served on them).
+#[derive(Debug)]
+pub(crate) struct Slots {
+    mapping: Mapping,
+    page_size: usize,
+    count: u32,
+}
+
+impl Slots {
+    pub(crate) fn new(count: u32, page_size: usize) -> Result<Slots, VmError> {
+        Ok(Slots {
+            mapping: Mapping::new((count as usize).max(1) * page_size, "reclaim slots")?,
+            page_size,
+            count,
+        })
+    }
+
+    /// Slot `slot`'s bytes.
+    ///
+    /// # Safety
+    /// The caller owns the slot (took it from the list, or reserved it)
+    /// for as long as the slice lives: no one writes it meanwhile.
+    pub(crate) unsafe fn slot(&self, slot: u32) -> &[u8] {
+        assert!(slot < self.count);
+        // SAFETY: in bounds (asserted); the caller owns the slot.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.mapping.base.as_ptr().add(slot as usize * self.page_size),
+                self.page_size,
+            )
+        }
+    }
+
+    /// Slot `slot`'s bytes, to fill.
+    ///
+    /// # Safety
+    /// The caller owns the slot exclusively for as long as the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slot_mut(&self, slot: u32) -> &mut [u8] {
+        assert!(slot < self.count);
+        // SAFETY: in bounds (asserted); the caller owns the slot.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.mapping.base.as_ptr().add(slot as usize * self.page_size),
+                self.page_size,
+            )
         }
     }
 }

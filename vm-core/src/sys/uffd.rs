@@ -218,21 +218,25 @@ impl Uffd {
     }
 
     /// Installs `src` at `dst` (both page-aligned, `src.len()` a multiple
-    /// of the OS page), write-protected, and wakes nobody (the faulting
-    /// thread serves itself). A page already present there (`EEXIST`)
+    /// of the OS page), write-protected if `protect`. A page already present there (`EEXIST`)
     /// ends the copy early: the number of bytes installed is returned.
     ///
     /// # Safety
     /// `dst..dst + src.len()` lies in the registered range, and the caller
     /// holds those pages exclusively (no one else installs them).
-    pub(crate) unsafe fn copy(&self, dst: *mut u8, src: &[u8]) -> rustix::io::Result<usize> {
+    pub(crate) unsafe fn copy(
+        &self,
+        dst: *mut u8,
+        src: &[u8],
+        protect: bool,
+    ) -> rustix::io::Result<usize> {
         let mut done = 0usize;
         while done < src.len() {
             let mut copy = UffdioCopy {
                 dst: dst as u64 + done as u64,
                 src: src[done..].as_ptr() as u64,
                 len: (src.len() - done) as u64,
-                mode: UFFDIO_COPY_MODE_WP,
+                mode: if protect { UFFDIO_COPY_MODE_WP } else { 0 },
                 copy: 0,
             };
             // SAFETY: UFFDIO_COPY takes a `struct uffdio_copy`; `src` is

@@ -84,7 +84,7 @@ fn serve_sigbus(probe: *const (), addr: usize, _write: Option<bool>) -> Result<(
     let page = (addr & !4095) as *mut u8;
     // SAFETY: the page lies in the probe's registered mapping and only
     // this fault installs it.
-    unsafe { probe.uffd.copy(page, &SOURCE) }.map_err(|e| VmError::Map {
+    unsafe { probe.uffd.copy(page, &SOURCE, true) }.map_err(|e| VmError::Map {
         what: "probe UFFDIO_COPY",
         bytes: 4096,
         source: e.into(),
@@ -157,7 +157,7 @@ pub fn handler_thread_round_trip_ns(
                         // SAFETY: the faulting page lies in the registered
                         // mapping; only this thread installs pages. The
                         // copy wakes the faulting thread.
-                        match unsafe { probe.uffd.copy(page, &SOURCE) } {
+                        match unsafe { probe.uffd.copy(page, &SOURCE, true) } {
                             Ok(_) => {}
                             Err(e) => {
                                 return Err(VmError::Map {
@@ -202,7 +202,7 @@ pub fn zero_install_ns(pages: usize, rounds: usize, copy: bool) -> Result<f64, V
             // per round, by this thread only.
             let installed = unsafe {
                 if copy {
-                    probe.uffd.copy(probe.page(i), &zeros).map(drop)
+                    probe.uffd.copy(probe.page(i), &zeros, true).map(drop)
                 } else {
                     probe.uffd.zeropage_protected(probe.page(i), 4096)
                 }

@@ -1,0 +1,187 @@
+//! The reclaim list of transparent mode: clean copies of recently evicted
+//! pages, kept in real memory so that a page the clock let go too early
+//! comes back without a transfer.
+//!
+//! # Why
+//!
+//! A plain load sets no reference bit (there is no software on a resident
+//! hit), and this machine's kernel gives a process no view of the
+//! hardware's accessed bits (no `page_idle`; `pagemap` has none). Without
+//! them the clock replaces pages in fault order, and a popular page is
+//! evicted as soon as an unpopular one: Zipf reads through plain loads
+//! made 23% more page-ins than through the copying API (`bench
+//! out-of-core`). VAX/VMS met the same machine limit with a FIFO resident
+//! set and a second-chance list of freed pages in memory, and 4.3BSD on
+//! the VAX by reclaiming pages from its free list: a page touched again
+//! while on the list is *reclaimed* — a fault, but no disk read — and set
+//! referenced. This is that list.
+//!
+//! # What it holds
+//!
+//! A quarter of the real-memory budget is set aside as slots (the clock's
+//! frames are the rest, so the VM still holds at most its budget). When a
+//! victim's memory is given back, its bytes are copied into a slot first
+//! (clean or just written back: the copy is what a fault would read). A
+//! fault on an absent page whose copy is on the list installs the copy
+//! (`UFFDIO_COPY` from the slot) instead of reading the drive. The list is
+//! FIFO; the oldest copy is dropped for a new one.
+//!
+//! An entry exists only for an absent page: any other way a page comes in
+//! (a cluster read, read-ahead, the seed's service) forgets its entry, and
+//! so do `free`, `kill` and `DontNeed` (the bytes may not be the page's
+//! contents any more). Copies are made under the monitor, while the victim
+//! is latched and write-protected (no store can change it), so a slot is
+//! never filled by two evictions at once and no fault finds an entry
+//! before its bytes are there. A slot taken by a fault belongs to that
+//! fault (which copies from it without the monitor) until it gives the
+//! slot back.
+
+use crate::monitor::Monitor;
+use crate::space::AddressSpace;
+use crate::state::ExclusiveLatch;
+use std::collections::{HashMap, VecDeque};
+
+impl AddressSpace {
+    /// Monitor held on entry and exit.
+    ///
+    /// Copies the bytes of `victims` (latched exclusively by the caller,
+    /// about to be given back) onto the reclaim list, if there is one.
+    pub(crate) fn keep_copies<'l, 'a: 'l>(
+        &self,
+        monitor: &mut Monitor,
+        victims: impl Iterator<Item = &'l ExclusiveLatch<'a>>,
+    ) {
+        let (Some(reclaim), Some(slots)) = (monitor.reclaim.as_mut(), self.reclaim_slots.as_ref())
+        else {
+            return;
+        };
+        for victim in victims {
+            let Some(slot) = reclaim.reserve(victim.page()) else {
+                continue;
+            };
+            // SAFETY: the victim is latched exclusively and protected (clean,
+            // or written back), so its bytes hold still; the slot was just
+            // reserved under the monitor, which this thread holds, and no
+            // fault has taken it.
+            unsafe { slots.slot_mut(slot).copy_from_slice(self.region.page(victim.page())) };
+        }
+    }
+}
+
+/// Which slots (`AddressSpace::reclaim_slots`) hold which pages' copies,
+/// and in what order.
+#[derive(Debug)]
+pub(crate) struct Reclaim {
+    /// Slots on the list.
+    count: u32,
+    /// (m) Page → slot holding its copy.
+    entries: HashMap<u64, u32>,
+    /// (m) Copies in the order they were made (entries that were taken or
+    /// forgotten since are skipped when met).
+    order: VecDeque<(u64, u32)>,
+    /// (m) Slots holding nothing.
+    free: Vec<u32>,
+}
+
+impl Reclaim {
+    /// A list of `count` slots.
+    pub(crate) fn new(count: u32) -> Reclaim {
+        Reclaim {
+            count,
+            entries: HashMap::with_capacity(count as usize),
+            order: VecDeque::with_capacity(count as usize),
+            free: (0..count).rev().collect(),
+        }
+    }
+
+    /// Slots on the list.
+    pub(crate) fn capacity(&self) -> u64 {
+        u64::from(self.count)
+    }
+
+    /// A slot for a copy of `page` (being evicted, latched by the caller,
+    /// who fills the slot before letting the page go): a free one, or the
+    /// oldest copy's. `None` when every slot is taken by a fault in flight.
+    pub(crate) fn reserve(&mut self, page: u64) -> Option<u32> {
+        self.forget(page);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => loop {
+                let (old, slot) = self.order.pop_front()?;
+                if self.entries.get(&old) == Some(&slot) {
+                    self.entries.remove(&old);
+                    break slot;
+                }
+            },
+        };
+        self.entries.insert(page, slot);
+        self.order.push_back((page, slot));
+        Some(slot)
+    }
+
+    /// Takes `page`'s copy off the list: its slot belongs to the caller
+    /// until [`Reclaim::give_back`].
+    pub(crate) fn take(&mut self, page: u64) -> Option<u32> {
+        self.entries.remove(&page)
+    }
+
+    /// Returns a slot taken with [`Reclaim::take`] (or reserved and not
+    /// filled) to the free slots.
+    pub(crate) fn give_back(&mut self, slot: u32) {
+        self.free.push(slot);
+    }
+
+    /// Drops `page`'s copy, if any.
+    pub(crate) fn forget(&mut self, page: u64) {
+        if let Some(slot) = self.entries.remove(&page) {
+            self.free.push(slot);
+        }
+    }
+
+    /// Drops the copies of the pages of `[start, end)`.
+    pub(crate) fn forget_range(&mut self, start: u64, end: u64) {
+        if end - start <= self.entries.len() as u64 {
+            for page in start..end {
+                self.forget(page);
+            }
+        } else {
+            let free = &mut self.free;
+            self.entries.retain(|&page, &mut slot| {
+                let keep = !(start..end).contains(&page);
+                if !keep {
+                    free.push(slot);
+                }
+                keep
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_copy_makes_room_and_taken_slots_are_never_reused() {
+        let mut list = Reclaim::new(2);
+        let a = list.reserve(10).unwrap();
+        let b = list.reserve(11).unwrap();
+        assert_ne!(a, b);
+        // Full: 10's copy, the oldest, goes.
+        let c = list.reserve(12).unwrap();
+        assert_eq!(c, a);
+        assert_eq!(list.take(10), None);
+        // 11 is taken by a fault: its slot is not given to 13, and with
+        // 12's the only one left, 12's goes.
+        assert_eq!(list.take(11), Some(b));
+        assert_eq!(list.reserve(13), Some(c));
+        assert_eq!(list.take(12), None);
+        // Both slots busy (11 taken, 13 listed): 14 takes 13's.
+        assert_eq!(list.reserve(14), Some(c));
+        list.give_back(b);
+        assert_eq!(list.reserve(15), Some(b));
+        list.forget_range(0, 100);
+        assert_eq!(list.take(14), None);
+        assert_eq!(list.take(15), None);
+    }
+}
