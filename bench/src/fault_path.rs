@@ -182,7 +182,9 @@ fn transparent_rows(
         }
     }
     let mut rng = SplitMix64::new(11);
-    let word_picks: Vec<usize> = (0..8192).map(|_| rng.below(words as u64) as usize).collect();
+    let word_picks: Vec<usize> = (0..8192)
+        .map(|_| rng.below(words as u64) as usize)
+        .collect();
     let view = vm.view::<u64>(hot).map_err(ToolError::Vm)?;
     let through_view = median_ns(9, 1 << 22, |ops| {
         for i in 0..ops {

@@ -94,9 +94,14 @@ impl Side {
 
     /// The side named `name`.
     pub fn parse(name: &str) -> Option<Side> {
-        [Side::Vm, Side::VmTransparent, Side::KernelAdvised, Side::Kernel]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Side::Vm,
+            Side::VmTransparent,
+            Side::KernelAdvised,
+            Side::Kernel,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 }
 
@@ -377,10 +382,7 @@ impl Store for TransparentStore<'_> {
     fn sort_words(&self, offset: u64, count: u64) -> Result<(), String> {
         // The keys' pages, as one exclusive view (the safe API).
         let pages = Interval::new(self.interval.page.0 + offset / PAGE, count * 8 / PAGE);
-        let mut view = self
-            .vm
-            .view_mut::<u64>(pages)
-            .map_err(|e| e.to_string())?;
+        let mut view = self.vm.view_mut::<u64>(pages).map_err(|e| e.to_string())?;
         view.sort_unstable();
         Ok(())
     }

@@ -173,7 +173,11 @@ unsafe impl Sync for VmMemory {}
 
 impl VmMemory {
     /// The `len` bytes of `vm` from `at` (allocated, transparent mode).
-    pub fn new(vm: &vm_core::Vm, at: vm_core::VAddr, len: usize) -> Result<VmMemory, vm_core::VmError> {
+    pub fn new(
+        vm: &vm_core::Vm,
+        at: vm_core::VAddr,
+        len: usize,
+    ) -> Result<VmMemory, vm_core::VmError> {
         Ok(VmMemory {
             base: vm.transparent_ptr(at)?,
             len,

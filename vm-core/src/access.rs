@@ -10,9 +10,7 @@ use crate::error::VmError;
 use crate::fault::queue::{Latch, Latched};
 use crate::guard::{PageMut, PageRef, held_by_this_thread};
 use crate::space::AddressSpace;
-use crate::state::{
-    ExclusiveLatch, READ_ONLY, TAG_ABSENT, TAG_LOCKED, Word,
-};
+use crate::state::{ExclusiveLatch, READ_ONLY, TAG_ABSENT, TAG_LOCKED, Word};
 use crate::vocabulary::VAddr;
 use runtable::{Interval, PageNumber};
 
@@ -217,7 +215,11 @@ impl AddressSpace {
     /// monitor (`latch_after`) — a page brought in without its contents for
     /// an overwrite must not then be refused, or the refusal would leave
     /// zeros in place of its disk copy.
-    pub(crate) fn latch_for_write(&self, page: u64, intent: Latch) -> Result<ExclusiveLatch<'_>, VmError> {
+    pub(crate) fn latch_for_write(
+        &self,
+        page: u64,
+        intent: Latch,
+    ) -> Result<ExclusiveLatch<'_>, VmError> {
         let states = self.states();
         let mut spins = 0u32;
         loop {

@@ -3,6 +3,9 @@
 use crate::error::VmError;
 use serde::{Deserialize, Serialize};
 
+/// The smallest budget transparent mode accepts, in pages.
+pub const TRANSPARENT_MIN_PAGES: u64 = 8;
+
 /// How to build a [`Vm`](crate::Vm).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmConfig {
@@ -121,6 +124,17 @@ impl VmConfig {
             return Err(VmError::Config {
                 field: "virtual_pages",
                 reason: "the address space needs at least one page".into(),
+            });
+        }
+        if self.transparent && self.real_memory_pages < TRANSPARENT_MIN_PAGES {
+            return Err(VmError::Config {
+                field: "real_memory_pages",
+                reason: format!(
+                    "{} pages is too little for transparent mode (at least \
+                     {TRANSPARENT_MIN_PAGES}: one instruction may touch two pages, and a fault \
+                     served in the faulting thread must find a frame)",
+                    self.real_memory_pages
+                ),
             });
         }
         if self.real_memory_pages == 0 || self.real_memory_pages > u64::from(u32::MAX) {

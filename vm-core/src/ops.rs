@@ -92,7 +92,11 @@ impl AddressSpace {
     }
 
     /// Monitor held on entry and exit.
-    pub(crate) fn check_allocated(&self, monitor: &Monitor, interval: Interval) -> Result<(), VmError> {
+    pub(crate) fn check_allocated(
+        &self,
+        monitor: &Monitor,
+        interval: Interval,
+    ) -> Result<(), VmError> {
         let fits = interval
             .checked_end()
             .is_some_and(|end| end.0 <= self.virtual_pages);

@@ -63,7 +63,11 @@ impl AddressSpace {
             // or written back), so its bytes hold still; the slot was just
             // reserved under the monitor, which this thread holds, and no
             // fault has taken it.
-            unsafe { slots.slot_mut(slot).copy_from_slice(self.region.page(victim.page())) };
+            unsafe {
+                slots
+                    .slot_mut(slot)
+                    .copy_from_slice(self.region.page(victim.page()))
+            };
         }
     }
 }

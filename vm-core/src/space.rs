@@ -166,12 +166,13 @@ impl Vm {
             channel: volume.as_ref().map(|v| v.channel().handle()),
             region: Region::reserve(config.virtual_pages, config.page_size, config.transparent)?,
             states: StateArray::new(config.virtual_pages)?,
-            views: config
-                .transparent
-                .then(crate::transparent::Views::default),
+            views: config.transparent.then(crate::transparent::Views::default),
             reclaim_slots: match Self::reclaim_slots(&config, volume.is_some()) {
                 0 => None,
-                slots => Some(crate::sys::region::Slots::new(slots as u32, config.page_size)?),
+                slots => Some(crate::sys::region::Slots::new(
+                    slots as u32,
+                    config.page_size,
+                )?),
             },
             monitor: Mutex::new(Self::monitor_for(&config, volume)?),
             pending: Mutex::new(VecDeque::new()),

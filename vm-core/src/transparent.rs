@@ -41,19 +41,39 @@
 //! - An I/O error while serving the fault is fatal too, as a failed read of
 //!   an `mmap`ped file raises a fatal SIGBUS.
 //! - Do not alias a live view or guard in a way Rust's rules forbid.
-//! - Do not pass a pointer to an absent page to a system call (`write(2)`,
-//!   `O_DIRECT` reads): the kernel's own access is refused with `EFAULT`
-//!   rather than served. Copy through a buffer, or use the copying API.
+//! - System calls do not fault pages in for you: the kernel's own access
+//!   to an absent page, and its *store* into a page not yet stored to
+//!   (write-protected), is refused with `EFAULT` rather than served (SIGBUS
+//!   mode serves user-mode faults only). So `file.read(&mut view[..])` may
+//!   fail with `EFAULT`; `file.write(&view[..])` may too, for absent
+//!   pages. Copy through a buffer of your own, or use the copying API
+//!   (`read`/`write`, [`VmFile`](crate::VmFile)).
+//! - Do not `mlock` the region: the kernel then refuses to release pages,
+//!   and a page it will not release cannot be paged.
 //! - Do not touch VM memory inside your own signal handler, inside a
 //!   global allocator, or on a page this thread holds a guard on: the fault
 //!   service takes locks and allocates.
 //!
+//! # What the VM reads while a view lives
+//!
+//! Write-back reads a page's bytes while an exclusive view of it may live.
+//! It protects the page first, so a store meanwhile faults and waits for
+//! the write-back's latch: the bytes do not change under the read. (Rust's
+//! model would call the `&[u8]` the transfer is given an alias of the
+//! view's `&mut [T]`; the machine sees no concurrent access.)
+//!
 //! # Signals and `fork`
 //!
 //! The process's SIGBUS handler is installed by the first transparent VM;
-//! a SIGBUS at any other address goes to the handler installed before it
-//! (or kills the process as the default would). A thread that blocks
-//! SIGBUS and then touches an absent page is killed by the kernel.
+//! a SIGBUS at any other address, or one that is not a fault's
+//! (`BUS_ADRERR`) — sent by a process, a memory error — goes to the
+//! handler installed before it (or kills the process as the default
+//! would). A thread that blocks SIGBUS and then touches an absent page is
+//! killed by the kernel. A fault that serving cannot end (the same address
+//! faulting 10,000 times in a row) is fatal with a message, not a hang.
+//! Dropping a VM while another thread still touches its memory through a
+//! raw pointer is undefined behaviour (views borrow the VM, so safe code
+//! cannot).
 //!
 //! After `fork`, the child has no VM region at all (it is mapped
 //! `MADV_DONTFORK`): a load or store through a pointer into the VM in the
@@ -99,8 +119,8 @@ pub(crate) type AccessGuard<'a> = Option<parking_lot::RwLockReadGuard<'a, Vec<Vi
 
 fn conflict(entries: &[ViewEntry], interval: Interval, write: bool) -> Result<(), VmError> {
     for entry in entries {
-        let overlaps = entry.interval.page.0 < interval.end().0
-            && interval.page.0 < entry.interval.end().0;
+        let overlaps =
+            entry.interval.page.0 < interval.end().0 && interval.page.0 < entry.interval.end().0;
         if overlaps && (write || entry.exclusive) {
             return Err(VmError::ViewConflict {
                 page: PageNumber(entry.interval.page.0.max(interval.page.0)),
@@ -155,11 +175,24 @@ impl AddressSpace {
         interval: Interval,
         exclusive: bool,
     ) -> Result<Option<u64>, VmError> {
+        self.register_view_checked(interval, exclusive, || Ok(()))
+    }
+
+    /// [`AddressSpace::register_view`], with `check` run under the
+    /// registry's lock first (so nothing that the registry excludes —
+    /// `free`, `make_read_only` — comes between the check and the entry).
+    fn register_view_checked(
+        &self,
+        interval: Interval,
+        exclusive: bool,
+        check: impl FnOnce() -> Result<(), VmError>,
+    ) -> Result<Option<u64>, VmError> {
         let Some(views) = &self.views else {
             return Ok(None);
         };
         let mut entries = views.entries.write();
         conflict(&entries, interval, exclusive)?;
+        check()?;
         let id = views
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -249,7 +282,12 @@ impl AddressSpace {
                 .enumerate()
                 .take_while(|&(k, &p)| p == first + k as u64)
                 .count();
-            self.region.set_write_protect(first, run as u64, true)?;
+            if let Err(e) = self.region.set_write_protect(first, run as u64, true) {
+                // Part of the run may be protected now: unprotect it all
+                // again, so that the words stay true, and report.
+                let _ = self.region.set_write_protect(first, run as u64, false);
+                return Err(e);
+            }
             for &page in &writable[at..at + run] {
                 states.clear_flags(page, WRITABLE);
             }
@@ -261,10 +299,12 @@ impl AddressSpace {
     /// Monitor held on entry and exit (transparent mode).
     ///
     /// Protects the writable resident pages of `interval` and clears
-    /// `clear` on them, each under its exclusive latch. A page latched by
-    /// someone else is waited for a while (a store's latch is short); one
-    /// held longer (a guard) is left to its holder, whose release protects
-    /// it if it is read-only by then ([`finish_store`]).
+    /// `clear` on them, each under a latch that keeps writers out (its
+    /// exclusive latch, or a shared one beside readers). A page latched
+    /// exclusively by someone else is waited for a while (a store's latch
+    /// is short); one held longer (a `page_mut` guard) is left to its
+    /// holder, whose release protects it if it is read-only by then
+    /// ([`finish_store`]).
     ///
     /// [`finish_store`]: AddressSpace::finish_store
     pub(crate) fn protect_resident(&self, interval: Interval, clear: u64) -> Result<(), VmError> {
@@ -274,21 +314,33 @@ impl AddressSpace {
         let states = self.states();
         for page in interval.page.0..interval.end().0 {
             let mut spins = 0u32;
-            let latch = loop {
-                match states.try_latch_resident(page) {
-                    Ok(latch) => break Some(latch),
-                    Err(word) if word.tag() == crate::state::TAG_ABSENT => break None,
-                    Err(_) if spins >= 1_000 => break None,
+            loop {
+                if let Ok(latch) = states.try_latch_resident(page) {
+                    if latch.has_now(WRITABLE) {
+                        self.region.set_write_protect(page, 1, true)?;
+                    }
+                    latch.release(TAG_RESIDENT, 0, WRITABLE | clear);
+                    break;
+                }
+                // Protecting needs only to keep writers out: a shared latch
+                // (readers, a shared guard) does.
+                match states.try_share_latch(page) {
+                    Ok(latch) => {
+                        if states.load(page).has(WRITABLE) {
+                            self.region.set_write_protect(page, 1, true)?;
+                        }
+                        states.clear_flags(page, WRITABLE | clear);
+                        drop(latch);
+                        break;
+                    }
+                    Err(word) if word.tag() == crate::state::TAG_ABSENT => break,
+                    // Held exclusively for long (a `page_mut` guard): its
+                    // release protects it if it is read-only by then
+                    // (`finish_store`), and a change it makes is a change.
+                    Err(_) if spins >= 1_000 => break,
                     Err(_) => crate::access::backoff(&mut spins),
                 }
-            };
-            let Some(latch) = latch else {
-                continue;
-            };
-            if latch.has_now(WRITABLE) {
-                self.region.set_write_protect(page, 1, true)?;
             }
-            latch.release(TAG_RESIDENT, 0, WRITABLE | clear);
         }
         Ok(())
     }
@@ -298,7 +350,11 @@ impl AddressSpace {
     /// the page comes in (write-protected for a load), or a store's page
     /// is marked dirty and its protection lifted. Called from the SIGBUS
     /// handler; monitor not held.
-    pub(crate) fn serve_plain_access(&self, addr: usize, write: Option<bool>) -> Result<(), VmError> {
+    pub(crate) fn serve_plain_access(
+        &self,
+        addr: usize,
+        write: Option<bool>,
+    ) -> Result<(), VmError> {
         let offset = addr - self.region.base() as usize;
         let page = (offset / self.page_size) as u64;
         if page >= self.virtual_pages {
@@ -307,11 +363,17 @@ impl AddressSpace {
                 page: PageNumber(page),
             });
         }
-        // Where the machine does not say, a fault on a read-only page is
-        // taken for a load (a store would fault again and be refused then).
+        no_progress_check(addr)?;
+        // Where the machine does not say: a fault on a resident page can
+        // only be a store to a protected one (unless the page came in
+        // meanwhile, or is read-only: then taken for a load, and a store
+        // faults again until the check above stops it).
         let store = match write {
             Some(store) => store,
-            None => !self.states().load(page).has(READ_ONLY),
+            None => {
+                let word = self.states().load(page);
+                word.tag() != crate::state::TAG_ABSENT && !word.has(READ_ONLY)
+            }
         };
         if !store {
             self.share(page)?;
@@ -319,8 +381,13 @@ impl AddressSpace {
             return Ok(());
         }
         let latch = self.latch_for_write(page, Latch::Exclusive)?;
-        let set = self.prepare_store(&latch)?;
-        self.finish_store(latch, set);
+        // The fault proves the page is protected now, whatever the word
+        // says: unprotect it outright.
+        if let Err(e) = self.region.set_write_protect(page, 1, false) {
+            self.refuse_store(latch);
+            return Err(e);
+        }
+        self.finish_store(latch, DIRTY | REFERENCED | WRITABLE);
         Ok(())
     }
 
@@ -388,7 +455,9 @@ impl AddressSpace {
                 ),
             });
         }
-        {
+        // Checked and entered under the registry's lock (then the
+        // monitor's, the order every path takes them in).
+        let id = self.register_view_checked(interval, exclusive, || {
             let monitor = self.lock_monitor();
             self.check_allocated(&monitor, interval)?;
             if exclusive {
@@ -397,13 +466,46 @@ impl AddressSpace {
                     return Err(VmError::WriteProtect { page });
                 }
             }
-        }
-        let id = self.register_view(interval, exclusive)?;
+            Ok(())
+        })?;
         let bytes = interval.count.0 as usize * self.page_size;
         let start = self.address_of(interval.page);
         let ptr = self.transparent_ptr(start)?.cast::<T>();
         Ok((ptr, bytes / size_of::<T>(), id))
     }
+}
+
+/// Faults at the same address in a row, by one thread, before the fault
+/// is taken for one that serving cannot end (a page the kernel will not
+/// let us map, a store the machine does not report as one) and made an
+/// error instead of a loop.
+const SAME_FAULT_LIMIT: u32 = 10_000;
+
+thread_local! {
+    /// (this thread) The last faulting address and how many times in a
+    /// row it faulted.
+    static LAST_FAULT: std::cell::Cell<(usize, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts a fault at `addr`; an error when it is the same address
+/// [`SAME_FAULT_LIMIT`] times in a row.
+fn no_progress_check(addr: usize) -> Result<(), VmError> {
+    let repeats = LAST_FAULT
+        .try_with(|last| {
+            let (at, n) = last.get();
+            let n = if at == addr { n + 1 } else { 1 };
+            last.set((addr, n));
+            n
+        })
+        .unwrap_or(1);
+    if repeats >= SAME_FAULT_LIMIT {
+        return Err(VmError::TransparentUnavailable {
+            reason: format!(
+                "the access at {addr:#x} faulted {repeats} times in a row without progress"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn not_transparent() -> VmError {

@@ -12,16 +12,19 @@ use vm_core::{Backing, Vm, VmConfig, VmError};
 /// A transparent VM over a simulated SSD, or `None` (with the reason
 /// printed) where the kernel refuses userfaultfd.
 fn transparent_vm(virtual_pages: u64, budget: u64) -> Option<Vm> {
+    transparent_vm_served(virtual_pages, budget, VmConfig::new(virtual_pages, budget))
+}
+
+/// As [`transparent_vm`], from `config` (its fault service and scope).
+fn transparent_vm_served(virtual_pages: u64, budget: u64, config: VmConfig) -> Option<Vm> {
+    let _ = budget;
     let drive = SimDrive::preset("ssd", PAGE)
         .unwrap()
         .with_page_count(virtual_pages + 1024)
         .unwrap();
     let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
-    match Vm::new(
-        VmConfig::new(virtual_pages, budget).transparent(),
-        Backing::Volume(volume),
-    ) {
+    match Vm::new(config.transparent(), Backing::Volume(volume)) {
         Ok(vm) => Some(vm),
         Err(VmError::TransparentUnavailable { reason }) => {
             println!("skipped: transparent mode unavailable here: {reason}");
@@ -45,7 +48,11 @@ fn stores_through_a_view_survive_eviction() {
     }
     let view = vm.view::<u64>(interval).unwrap();
     for (i, x) in view.iter().enumerate() {
-        assert_eq!(*x, (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), "element {i}");
+        assert_eq!(
+            *x,
+            (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            "element {i}"
+        );
     }
     let stats = vm.stats();
     assert!(stats.page_outs >= 256 - 16, "{stats:?}");
@@ -66,8 +73,7 @@ fn next(state: &mut u64) -> u64 {
 fn pagemap(ptr: *const u8) -> (bool, bool) {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open("/proc/self/pagemap").unwrap();
-    file.seek(SeekFrom::Start((ptr as u64 / 4096) * 8))
-        .unwrap();
+    file.seek(SeekFrom::Start((ptr as u64 / 4096) * 8)).unwrap();
     let mut entry = [0u8; 8];
     file.read_exact(&mut entry).unwrap();
     let entry = u64::from_le_bytes(entry);
@@ -107,10 +113,18 @@ fn dirty_tracking_writes_stored_pages_and_only_them() {
         }
         // A page loaded is in the kernel's page table write-protected.
         let last = view[31 * PAGE / 8..].as_ptr().cast::<u8>();
-        assert_eq!(pagemap(last), (true, true), "a loaded page is present and protected");
+        assert_eq!(
+            pagemap(last),
+            (true, true),
+            "a loaded page is present and protected"
+        );
     }
     vm.flush().unwrap();
-    assert_eq!(vm.stats().disk_pages_written, before, "pages only loaded were written");
+    assert_eq!(
+        vm.stats().disk_pages_written,
+        before,
+        "pages only loaded were written"
+    );
     // A store after a write-back is seen: page 31 is resident; store,
     // clean (written, stays resident), store again, flush: written twice,
     // and the second value is what comes back from the drive.
@@ -123,18 +137,29 @@ fn dirty_tracking_writes_stored_pages_and_only_them() {
         vm.clean(data).unwrap();
         let view = vm.view::<u64>(data).unwrap();
         let ptr = view[31 * PAGE / 8..].as_ptr().cast::<u8>();
-        assert_eq!(pagemap(ptr), (true, true), "a cleaned page is protected again");
+        assert_eq!(
+            pagemap(ptr),
+            (true, true),
+            "a cleaned page is protected again"
+        );
         drop(view);
         let mut view = vm.view_mut::<u64>(data).unwrap();
         view[31 * PAGE / 8] = 2000;
     }
     vm.flush().unwrap();
-    assert_eq!(vm.stats().disk_pages_written, before + 2, "one page written twice");
+    assert_eq!(
+        vm.stats().disk_pages_written,
+        before + 2,
+        "one page written twice"
+    );
     push_out(&vm, spare);
     let ins = vm.stats().page_ins;
     let mut word = [0u8; 8];
-    vm.read(vm.address_of(runtable::PageNumber(data.page.0 + 31)), &mut word)
-        .unwrap();
+    vm.read(
+        vm.address_of(runtable::PageNumber(data.page.0 + 31)),
+        &mut word,
+    )
+    .unwrap();
     assert_eq!(vm.stats().page_ins, ins + 1, "read back from the drive");
     assert_eq!(u64::from_le_bytes(word), 2000);
 }
@@ -157,7 +182,7 @@ fn threads_storing_and_loading_under_pressure_match_a_model() {
                     let mut rng = seed * 1000 + t as u64;
                     for _ in 0..20_000 {
                         let i = (next(&mut rng) % chunk.len() as u64) as usize;
-                        if next(&mut rng) % 3 == 0 {
+                        if next(&mut rng).is_multiple_of(3) {
                             let v = next(&mut rng);
                             chunk[i] = v;
                             model[i] = v;
@@ -169,7 +194,10 @@ fn threads_storing_and_loading_under_pressure_match_a_model() {
             }
         });
         for (chunk, model) in view.chunks(per).zip(&models) {
-            assert!(chunk == &model[..], "seed {seed}: contents differ from the model");
+            assert!(
+                chunk == &model[..],
+                "seed {seed}: contents differ from the model"
+            );
         }
         drop(view);
         // And through the copying API, after everything went to the drive.
@@ -180,10 +208,16 @@ fn threads_storing_and_loading_under_pressure_match_a_model() {
             .chunks(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        assert!(words == models.concat(), "seed {seed}: copying read differs");
+        assert!(
+            words == models.concat(),
+            "seed {seed}: copying read differs"
+        );
         assert!(vm.stats().evictions > 0);
         let kernel = vm.kernel_resident_pages().unwrap();
-        assert!(kernel <= 24, "the kernel holds {kernel} pages of a 24-page budget");
+        assert!(
+            kernel <= 24,
+            "the kernel holds {kernel} pages of a 24-page budget"
+        );
     }
 }
 
@@ -349,11 +383,7 @@ fn refused_child_body() {
     if std::env::var_os(vm_core::sys::REFUSE_USERFAULTFD_ENV).is_none() {
         return;
     }
-    let err = Vm::new(
-        VmConfig::new(64, 8).transparent(),
-        Backing::RealMemoryOnly,
-    )
-    .unwrap_err();
+    let err = Vm::new(VmConfig::new(64, 8).transparent(), Backing::RealMemoryOnly).unwrap_err();
     let VmError::TransparentUnavailable { reason } = &err else {
         panic!("wrong error: {err}");
     };
@@ -373,19 +403,31 @@ fn refused_child_body() {
 #[test]
 fn the_error_when_userfaultfd_is_refused() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "refused_child_body", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "refused_child_body",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(vm_core::sys::REFUSE_USERFAULTFD_ENV, "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("REFUSED: transparent mode is unavailable"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("REFUSED: transparent mode is unavailable"),
+        "{stdout}"
+    );
     assert!(stdout.contains("COPYING API WORKS"), "{stdout}");
 }
 
 #[test]
 fn a_page_loaded_as_zeros_then_stored_to_keeps_the_store() {
-    let Some(vm) = transparent_vm(256, 4) else {
+    let Some(vm) = transparent_vm(256, 8) else {
         return;
     };
     let a = vm.allocate(16).unwrap();
@@ -394,7 +436,7 @@ fn a_page_loaded_as_zeros_then_stored_to_keeps_the_store() {
     assert!(view.iter().all(|&x| x == 0));
     let zero_fills = vm.stats().zero_fills;
     assert!(zero_fills >= 16, "{zero_fills}");
-    // Then stores to each (the pages come and go through a 4-page budget).
+    // Then stores to each (the pages come and go through an 8-page budget).
     for page in 0..16 {
         view[page * PAGE / 8 + 3] = 7 + page as u64;
     }
@@ -402,8 +444,11 @@ fn a_page_loaded_as_zeros_then_stored_to_keeps_the_store() {
     vm.flush().unwrap();
     for page in 0..16u64 {
         let mut out = [0u8; 8];
-        vm.read(vm_core::VAddr(vm.address_of(a.page).0 + page * PAGE as u64 + 24), &mut out)
-            .unwrap();
+        vm.read(
+            vm_core::VAddr(vm.address_of(a.page).0 + page * PAGE as u64 + 24),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(u64::from_le_bytes(out), 7 + page, "page {page}");
     }
 }
@@ -440,13 +485,22 @@ fn an_evicted_page_comes_back_from_the_reclaim_list_without_a_read() {
     let mut reclaimed = 0;
     for &page in absent.iter().rev() {
         let before = vm.stats();
-        assert_eq!(view[(page - a.page.0) as usize * PAGE / 8], 100 + page - a.page.0);
+        assert_eq!(
+            view[(page - a.page.0) as usize * PAGE / 8],
+            100 + page - a.page.0
+        );
         let after = vm.stats();
         if after.reclaims > before.reclaims {
-            assert_eq!(after.disk_reads, before.disk_reads, "page {page} read from the drive");
+            assert_eq!(
+                after.disk_reads, before.disk_reads,
+                "page {page} read from the drive"
+            );
             reclaimed += 1;
         } else {
-            assert!(after.disk_reads > before.disk_reads, "page {page} came from nowhere");
+            assert!(
+                after.disk_reads > before.disk_reads,
+                "page {page} came from nowhere"
+            );
         }
     }
     assert!(reclaimed >= 1, "no page came back from the list");
@@ -457,10 +511,14 @@ fn an_evicted_page_comes_back_from_the_reclaim_list_without_a_read() {
     let before = vm.stats();
     for &page in &absent {
         let mut out = [0u8; 8];
-        vm.read(vm.address_of(runtable::PageNumber(page)), &mut out).unwrap();
+        vm.read(vm.address_of(runtable::PageNumber(page)), &mut out)
+            .unwrap();
         assert_eq!(u64::from_le_bytes(out), 100 + page - a.page.0);
     }
-    assert!(vm.stats().reclaims > before.reclaims, "the copying API never reclaimed");
+    assert!(
+        vm.stats().reclaims > before.reclaims,
+        "the copying API never reclaimed"
+    );
 }
 
 #[test]
@@ -480,8 +538,13 @@ fn a_copy_on_the_reclaim_list_is_forgotten_when_its_page_is_killed_or_freed() {
     let killed = runtable::Interval::new(latest, 1);
     vm.kill(killed).unwrap();
     let mut out = [0u8; 8];
-    vm.read(vm.address_of(runtable::PageNumber(latest)), &mut out).unwrap();
-    assert_eq!(u64::from_le_bytes(out), 0, "a killed page came back with its old bytes");
+    vm.read(vm.address_of(runtable::PageNumber(latest)), &mut out)
+        .unwrap();
+    assert_eq!(
+        u64::from_le_bytes(out),
+        0,
+        "a killed page came back with its old bytes"
+    );
     // Freed and allocated again: zeros, not the copy.
     let b = vm.allocate(8).unwrap();
     {
@@ -496,5 +559,119 @@ fn a_copy_on_the_reclaim_list_is_forgotten_when_its_page_is_killed_or_freed() {
     vm.free(b).unwrap();
     let c = vm.allocate_at(b.page, 8).unwrap();
     let view = vm.view::<u64>(c).unwrap();
-    assert!(view.iter().all(|&x| x == 0), "a freed page came back with its old bytes");
+    assert!(
+        view.iter().all(|&x| x == 0),
+        "a freed page came back with its old bytes"
+    );
+}
+
+/// Whole-page writes through the copying API to absent pages with a disk
+/// copy (served without a read) under each fault service and scope, and
+/// under sequential advice: the page must be installed for its writer (a
+/// review found the seed's path left it missing, and the writer's own copy
+/// faulted inside the VM).
+#[test]
+fn whole_page_overwrites_in_every_service_install_the_page() {
+    use vm_core::{FaultService, MonitorScope};
+    for (service, scope, advice) in [
+        (
+            FaultService::InFaultingThread,
+            MonitorScope::Decisions,
+            vm_core::Advice::Normal,
+        ),
+        (
+            FaultService::InFaultingThread,
+            MonitorScope::Decisions,
+            vm_core::Advice::Sequential,
+        ),
+        (
+            FaultService::InFaultingThread,
+            MonitorScope::HeldAcrossIo,
+            vm_core::Advice::Normal,
+        ),
+        (
+            FaultService::Worker,
+            MonitorScope::HeldAcrossIo,
+            vm_core::Advice::Normal,
+        ),
+    ] {
+        let config = VmConfig {
+            fault_service: service,
+            monitor_scope: scope,
+            ..VmConfig::new(512, 16)
+        };
+        let Some(vm) = transparent_vm_served(512, 16, config) else {
+            return;
+        };
+        let a = vm.allocate(64).unwrap();
+        vm.advise(a, advice).unwrap();
+        let page = vec![1u8; PAGE];
+        for p in a.pages() {
+            vm.write(vm.address_of(p), &page).unwrap();
+        }
+        vm.flush().unwrap();
+        // Every page has a disk copy; most are absent. Overwrite them all.
+        let overwrites = vm.stats().overwrites;
+        for (i, p) in a.pages().enumerate() {
+            vm.write(vm.address_of(p), &vec![i as u8 + 2; PAGE])
+                .unwrap();
+        }
+        assert!(
+            vm.stats().overwrites > overwrites,
+            "{service:?} {scope:?} {advice:?}"
+        );
+        let view = vm.view::<u8>(a).unwrap();
+        for i in 0..64 {
+            assert!(
+                view[i * PAGE..(i + 1) * PAGE]
+                    .iter()
+                    .all(|&b| b == i as u8 + 2),
+                "{service:?} {scope:?} {advice:?}: page {i}"
+            );
+        }
+    }
+}
+
+/// The threads-against-a-model run in the seed's scope and with the
+/// PageFault worker: plain loads and stores are served by the same fault
+/// service whichever serves it.
+#[test]
+fn threads_against_a_model_with_the_seed_service_and_the_worker() {
+    use vm_core::{FaultService, MonitorScope};
+    for (service, scope) in [
+        (FaultService::InFaultingThread, MonitorScope::HeldAcrossIo),
+        (FaultService::Worker, MonitorScope::HeldAcrossIo),
+    ] {
+        let config = VmConfig {
+            fault_service: service,
+            monitor_scope: scope,
+            ..VmConfig::new(1024, 16)
+        };
+        let Some(vm) = transparent_vm_served(1024, 16, config) else {
+            return;
+        };
+        let interval = vm.allocate(96).unwrap();
+        let mut view = vm.view_mut::<u64>(interval).unwrap();
+        let per = view.len() / 2;
+        let mut models: Vec<Vec<u64>> = view.chunks(per).map(|c| c.to_vec()).collect();
+        std::thread::scope(|scope| {
+            for (t, (chunk, model)) in view.chunks_mut(per).zip(models.iter_mut()).enumerate() {
+                scope.spawn(move || {
+                    let mut rng = 77 + t as u64;
+                    for _ in 0..5_000 {
+                        let i = (next(&mut rng) % chunk.len() as u64) as usize;
+                        if next(&mut rng).is_multiple_of(2) {
+                            let v = next(&mut rng);
+                            chunk[i] = v;
+                            model[i] = v;
+                        } else {
+                            assert_eq!(chunk[i], model[i], "{service:?} thread {t} element {i}");
+                        }
+                    }
+                });
+            }
+        });
+        assert!(view[..] == models.concat()[..], "{service:?} {scope:?}");
+        assert!(vm.stats().evictions > 0);
+    }
 }

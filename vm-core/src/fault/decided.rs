@@ -33,13 +33,13 @@
 use super::Served;
 use super::queue::{FaultOutcome, Latch, Latched};
 use crate::error::VmError;
-use crate::sys::region::FillError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
     DIRTY, ExclusiveLatch, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
     WRITABLE,
 };
+use crate::sys::region::FillError;
 use crate::vocabulary::Advice;
 use runtable::{DiskAddr, PageNumber};
 use std::sync::atomic::Ordering;
@@ -153,7 +153,11 @@ impl AddressSpace {
         let from_slot = match (from_slot, overwrite) {
             (Some(slot), true) => {
                 // Overwritten whole: the copy is not needed.
-                monitor.reclaim.as_mut().expect("taken from it").give_back(slot);
+                monitor
+                    .reclaim
+                    .as_mut()
+                    .expect("taken from it")
+                    .give_back(slot);
                 None
             }
             (slot, _) => slot,
@@ -254,9 +258,9 @@ impl Transit<'_> {
             // SAFETY: `self.latch` holds `page`, absent, exclusively.
             // On an error `self` drops and undoes the fault.
             unsafe {
-                space
-                    .region
-                    .fill(page, 1, |bytes| channel.read(disk.drive, disk.page, bytes, None))
+                space.region.fill(page, 1, |bytes| {
+                    channel.read(disk.drive, disk.page, bytes, None)
+                })
             }
             .map_err(|e| match e {
                 FillError::Read(source) => VmError::Io {
@@ -267,7 +271,10 @@ impl Transit<'_> {
                 FillError::Install(e) => e,
             })?;
         } else if let Some(slot) = self.from_slot {
-            let slots = space.reclaim_slots.as_ref().expect("a slot implies the list");
+            let slots = space
+                .reclaim_slots
+                .as_ref()
+                .expect("a slot implies the list");
             // SAFETY: as above; the slot was taken for this fault, so no one
             // writes it until it is given back below.
             unsafe {
@@ -307,9 +314,9 @@ impl Transit<'_> {
                 space.refuse_store(latch);
                 Latched::WriteProtected
             }
-            Latch::Exclusive | Latch::Overwrite => Latched::Taken(
-                latch.keep_as_resident(REFERENCED | writable, DIRTY & !writable),
-            ),
+            Latch::Exclusive | Latch::Overwrite => {
+                Latched::Taken(latch.keep_as_resident(REFERENCED | writable, DIRTY & !writable))
+            }
         })
     }
 }
@@ -335,7 +342,11 @@ impl Drop for Transit<'_> {
             unsafe { space.region.release_or_zero(page, 1) };
             monitor.remove_frame(page);
             if let Some(slot) = self.from_slot.take() {
-                monitor.reclaim.as_mut().expect("a slot implies the list").give_back(slot);
+                monitor
+                    .reclaim
+                    .as_mut()
+                    .expect("a slot implies the list")
+                    .give_back(slot);
                 monitor.counters.reclaims -= 1;
             } else if self.read.is_some() {
                 monitor.counters.page_ins -= 1;

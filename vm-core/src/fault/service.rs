@@ -4,11 +4,11 @@
 
 use super::Served;
 use crate::error::VmError;
-use crate::sys::region::FillError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::ExclusiveLatch;
 use crate::state::{DIRTY, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::sys::region::FillError;
 use crate::vocabulary::Advice;
 use runtable::PageNumber;
 
@@ -329,7 +329,10 @@ impl AddressSpace {
         let on_disk = latch.was().has(ON_DISK);
         if overwrite && on_disk && !read_only {
             // The read this saves: released memory reads as zeros, and the
-            // accessor overwrites all of it.
+            // accessor overwrites all of it (in transparent mode, zeros
+            // installed: the page must be present for its writer).
+            // SAFETY: `latch` holds the page, absent, exclusively.
+            unsafe { self.region.fill_zeros(page, 1) }?;
             monitor.counters.overwrites += 1;
         } else if on_disk {
             let volume = monitor

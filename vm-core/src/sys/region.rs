@@ -121,7 +121,7 @@ static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 pub(crate) enum FillError<E> {
     /// The read failed; nothing was installed.
     Read(E),
-    /// `UFFDIO_COPY` failed; nothing was installed.
+    /// `UFFDIO_COPY` failed; what it had installed was released again.
     Install(VmError),
 }
 
@@ -186,7 +186,9 @@ impl Region {
     /// from user code (unprivileged): a system call given a pointer to an
     /// absent page fails with `EFAULT` either way in SIGBUS mode.
     pub(crate) fn user_mode_only(&self) -> bool {
-        self.transparent.as_ref().is_some_and(|t| t.uffd.user_mode_only)
+        self.transparent
+            .as_ref()
+            .is_some_and(|t| t.uffd.user_mode_only)
     }
 
     /// Puts this region in the process's SIGBUS table, naming `space` (what
@@ -235,18 +237,20 @@ impl Region {
         let staged = super::staging::with_staging(len, |buffer| {
             read(buffer).map_err(FillError::Read)?;
             // SAFETY: in bounds; the caller holds the pages exclusively.
-            unsafe { self.install(&transparent.uffd, page, buffer, true) }.map_err(FillError::Install)
+            unsafe { self.install(&transparent.uffd, page, buffer, true) }
+                .map_err(FillError::Install)
         });
         staged.unwrap_or_else(|e| Err(FillError::Install(e)))
     }
 
     /// Makes `count` pages from `page` resident zeros: nothing to do
     /// outside transparent mode (released memory reads as zeros); in it,
-    /// the kernel's zero page mapped write-protected (`UFFDIO_ZEROPAGE`,
-    /// then `UFFDIO_WRITEPROTECT`) — measured faster than a copy of zeros
-    /// (`bench fault-path`: 457 against 760 ns a page), and no memory is
-    /// used until the first store. Where that fails (a page present
-    /// already), a copy of zeros.
+    /// installed write-protected by `UFFDIO_COPY` from a run of zeros, in
+    /// one step. (`UFFDIO_ZEROPAGE` and then `UFFDIO_WRITEPROTECT` measured
+    /// faster — 457 against 760 ns a page, `bench fault-path` — but between
+    /// the two calls another thread's store is an ordinary copy-on-write
+    /// of the zero page that no fault reports, and it would be lost: found
+    /// by review.)
     ///
     /// # Safety
     /// As for [`Region::fill`].
@@ -254,19 +258,18 @@ impl Region {
         let Some(transparent) = &self.transparent else {
             return Ok(());
         };
-        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
-        let len = count as usize * self.page_size;
-        // SAFETY: in bounds (asserted); the caller holds the pages.
-        if unsafe { transparent.uffd.zeropage_protected(self.page_ptr(page), len) }.is_ok() {
-            return Ok(());
-        }
         let chunk = ZEROS.len() / self.page_size;
         let mut at = page;
         while at < page + count {
             let n = (page + count - at).min(chunk as u64);
             let src = &ZEROS[..n as usize * self.page_size];
             // SAFETY: in bounds; the caller holds the pages exclusively.
-            unsafe { self.install(&transparent.uffd, at, src, true) }?;
+            if let Err(e) = unsafe { self.install(&transparent.uffd, at, src, true) } {
+                // Nothing of the range stays present.
+                // SAFETY: the caller holds the pages exclusively.
+                let _ = unsafe { self.release(page, count) };
+                return Err(e);
+            }
             at += n;
         }
         Ok(())
@@ -289,9 +292,10 @@ impl Region {
     }
 
     /// `UFFDIO_COPY` of `src` to the pages from `page`, write-protected if
-    /// `protect`. A page already present (a release the kernel refused
-    /// left it zeroed) is overwritten in place instead, and protected again
-    /// if `protect`.
+    /// `protect`. A page present already (the state words say absent, so
+    /// a release the kernel refused left it in place) is an error, not
+    /// written through: other threads' plain loads and stores reach a
+    /// present page. On an error, what was installed is released again.
     ///
     /// # Safety
     /// The caller holds the exclusive latch of every page of the range.
@@ -304,28 +308,24 @@ impl Region {
     ) -> Result<(), VmError> {
         let count = (src.len() / self.page_size) as u64;
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
-        let mut done = 0;
-        while done < src.len() {
-            // SAFETY: in bounds (asserted); the caller holds the pages.
-            let copied = unsafe { uffd.copy(self.page_ptr(page).add(done), &src[done..], protect) }
-                .map_err(|e| VmError::Map {
-                    what: "install (UFFDIO_COPY)",
-                    bytes: src.len() - done,
-                    source: e.into(),
-                })?;
-            done += copied;
-            if done < src.len() {
-                // Present already: one page written through, protected.
-                let at = page + (done / self.page_size) as u64;
-                self.set_write_protect(at, 1, false)?;
-                // SAFETY: the caller holds the page exclusively and it is
-                // present and writable now.
-                unsafe { self.page_mut(at) }.copy_from_slice(&src[done..done + self.page_size]);
-                self.set_write_protect(at, 1, protect)?;
-                done += self.page_size;
-            }
-        }
-        Ok(())
+        // SAFETY: in bounds (asserted); the caller holds the pages.
+        let copied = unsafe { uffd.copy(self.page_ptr(page), src, protect) };
+        let failure = match copied {
+            Ok(done) if done == src.len() => return Ok(()),
+            Ok(done) => VmError::Map {
+                what: "install (UFFDIO_COPY): a page the VM holds absent is present",
+                bytes: src.len() - done,
+                source: std::io::Error::from_raw_os_error(libc::EEXIST),
+            },
+            Err(e) => VmError::Map {
+                what: "install (UFFDIO_COPY)",
+                bytes: src.len(),
+                source: e.into(),
+            },
+        };
+        // SAFETY: the caller holds the pages exclusively.
+        let _ = unsafe { self.release(page, count) };
+        Err(failure)
     }
 
     /// Write-protects (`protect`) or unprotects `count` pages from `page`
@@ -343,7 +343,11 @@ impl Region {
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         transparent
             .uffd
-            .write_protect(self.page_ptr(page), count as usize * self.page_size, protect)
+            .write_protect(
+                self.page_ptr(page),
+                count as usize * self.page_size,
+                protect,
+            )
             .map_err(|e| VmError::Map {
                 what: if protect {
                     "write-protect (UFFDIO_WRITEPROTECT)"
@@ -453,23 +457,22 @@ impl Drop for Region {
 
 impl Region {
     /// Gives back the memory of `count` pages from `page`; where the kernel
-    /// refuses, zeros them instead (unprotecting them first in transparent
-    /// mode, and protecting them again): either way they read as zeros
-    /// afterwards.
+    /// refuses, zeros them instead: either way they read as zeros
+    /// afterwards. In transparent mode a refused release leaves the pages
+    /// as they are (other threads' plain loads and stores reach them, so
+    /// they are not written through); their next fault then fails with an
+    /// error instead of installing over them. The kernel refuses
+    /// `MADV_DONTNEED` on locked memory: do not `mlock` the region.
     ///
     /// # Safety
     /// As for [`Region::release`].
     pub(crate) unsafe fn release_or_zero(&self, page: u64, count: u64) {
         // SAFETY: the caller holds the pages exclusively.
-        if unsafe { self.release(page, count) }.is_ok() {
+        if unsafe { self.release(page, count) }.is_ok() || self.is_transparent() {
             return;
         }
-        if self.set_write_protect(page, count, false).is_ok() {
-            // SAFETY: the caller holds the pages exclusively; they are
-            // writable now.
-            unsafe { self.pages_mut(page, count) }.fill(0);
-            let _ = self.set_write_protect(page, count, true);
-        }
+        // SAFETY: the caller holds the pages exclusively.
+        unsafe { self.pages_mut(page, count) }.fill(0);
     }
 
     /// Pages of the region the kernel holds in memory now (`mincore`): what
@@ -605,7 +608,10 @@ impl Slots {
         // SAFETY: in bounds (asserted); the caller owns the slot.
         unsafe {
             std::slice::from_raw_parts(
-                self.mapping.base.as_ptr().add(slot as usize * self.page_size),
+                self.mapping
+                    .base
+                    .as_ptr()
+                    .add(slot as usize * self.page_size),
                 self.page_size,
             )
         }
@@ -621,7 +627,10 @@ impl Slots {
         // SAFETY: in bounds (asserted); the caller owns the slot.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.mapping.base.as_ptr().add(slot as usize * self.page_size),
+                self.mapping
+                    .base
+                    .as_ptr()
+                    .add(slot as usize * self.page_size),
                 self.page_size,
             )
         }

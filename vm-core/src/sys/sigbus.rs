@@ -42,7 +42,8 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 /// A fault server: called with the address space it was attached with,
 /// the faulting address, and whether the access was a store (`None` where
 /// the machine does not say).
-pub(crate) type Serve = fn(space: *const (), addr: usize, write: Option<bool>) -> Result<(), VmError>;
+pub(crate) type Serve =
+    fn(space: *const (), addr: usize, write: Option<bool>) -> Result<(), VmError>;
 
 /// Transparent regions one process can hold at once.
 const SLOTS: usize = 64;
@@ -101,13 +102,27 @@ pub(crate) fn attach(
 
 /// Takes a region out of the table (before its memory is unmapped).
 pub(crate) fn detach(slot: usize) {
-    TABLE[slot].space.store(std::ptr::null_mut(), Ordering::Release);
+    TABLE[slot]
+        .space
+        .store(std::ptr::null_mut(), Ordering::Release);
     CLAIMED[slot].store(0, Ordering::Release);
 }
 
 fn install() -> Result<(), VmError> {
     let mut failed = None;
     INSTALL.call_once(|| {
+        // The action in place now is kept first (so that a SIGBUS that is
+        // not ours, arriving the moment ours is installed, finds it).
+        let previous: &'static mut libc::sigaction =
+            // SAFETY: a zeroed `sigaction` is a valid value to fill in;
+            // leaked so the handler can read it for ever.
+            Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+        // SAFETY: reads the current action into `previous`.
+        if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), previous) } != 0 {
+            failed = Some(std::io::Error::last_os_error());
+            return;
+        }
+        PREVIOUS.store(previous, Ordering::Release);
         // SAFETY: a zeroed `sigaction` is a valid value to fill in.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = on_sigbus as *const () as usize;
@@ -118,24 +133,22 @@ fn install() -> Result<(), VmError> {
         action.sa_flags = libc::SA_SIGINFO;
         // SAFETY: `sa_mask` is ours to initialise.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        let previous: &'static mut libc::sigaction =
-            // SAFETY: as above; leaked so the handler can read it forever.
-            Box::leak(Box::new(unsafe { std::mem::zeroed() }));
         // SAFETY: installs a handler with the signature SA_SIGINFO asks
-        // for; `previous` is valid for writing.
-        if unsafe { libc::sigaction(libc::SIGBUS, &action, previous) } != 0 {
+        // for.
+        if unsafe { libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) } != 0 {
             failed = Some(std::io::Error::last_os_error());
-            return;
+            PREVIOUS.store(std::ptr::null_mut(), Ordering::Release);
         }
-        PREVIOUS.store(previous, Ordering::Release);
     });
     match failed {
         Some(e) => Err(VmError::TransparentUnavailable {
             reason: format!("installing the SIGBUS handler failed: {e}"),
         }),
-        None if PREVIOUS.load(Ordering::Acquire).is_null() => Err(VmError::TransparentUnavailable {
-            reason: "installing the SIGBUS handler failed earlier".into(),
-        }),
+        None if PREVIOUS.load(Ordering::Acquire).is_null() => {
+            Err(VmError::TransparentUnavailable {
+                reason: "installing the SIGBUS handler failed earlier".into(),
+            })
+        }
         None => Ok(()),
     }
 }
@@ -162,8 +175,20 @@ fn was_write(_context: *mut libc::c_void) -> Option<bool> {
     None
 }
 
-extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn on_sigbus(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // Only a fault's SIGBUS is ours: `userfaultfd` raises it with
+    // BUS_ADRERR. One sent by a process, or a memory error (BUS_MCEERR_*),
+    // at an address that happens to be ours is passed on.
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } != libc::BUS_ADRERR {
+        chain(signal, info, context);
+        return;
+    }
+    // SAFETY: as above.
     let addr = unsafe { (*info).si_addr() } as usize;
     for slot in &TABLE {
         let space = slot.space.load(Ordering::Acquire);
@@ -178,7 +203,8 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context
         // service so the interrupted code sees it unchanged.
         let errno = unsafe { *libc::__errno_location() };
         // SAFETY: `serve` was stored from a `Serve` in `attach`.
-        let serve: Serve = unsafe { std::mem::transmute::<usize, Serve>(slot.serve.load(Ordering::Relaxed)) };
+        let serve: Serve =
+            unsafe { std::mem::transmute::<usize, Serve>(slot.serve.load(Ordering::Relaxed)) };
         let write = was_write(context);
         let served = std::panic::catch_unwind(|| serve(space, addr, write));
         match served {

@@ -15,7 +15,9 @@ thread_local! {
 
 /// Runs `f` on this thread's staging buffer, `len` bytes long.
 pub(crate) fn with_staging<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, VmError> {
-    STAGING.with(|cell| {
+    let mut f = Some(f);
+    let staged = STAGING.try_with(|cell| {
+        let f = f.take().expect("called once");
         let mut slot = cell.try_borrow_mut().map_err(|_| VmError::Map {
             what: "staging buffer (already in use by this thread)",
             bytes: len,
@@ -23,10 +25,7 @@ pub(crate) fn with_staging<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Res
         })?;
         if slot.as_ref().is_none_or(|m| m.len < len) {
             *slot = None;
-            *slot = Some(Mapping::new(
-                len.next_power_of_two(),
-                "staging buffer",
-            )?);
+            *slot = Some(Mapping::new(len.next_power_of_two(), "staging buffer")?);
         }
         let mapping = slot.as_ref().expect("made above");
         // SAFETY: the mapping is this thread's own (thread-local), at
@@ -34,5 +33,17 @@ pub(crate) fn with_staging<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Res
         // for as long as the slice lives.
         let buffer = unsafe { std::slice::from_raw_parts_mut(mapping.base.as_ptr(), len) };
         Ok(f(buffer))
-    })
+    });
+    match staged {
+        Ok(result) => result,
+        // The thread's locals are being destroyed (a fault served from a
+        // destructor): a buffer for this transfer alone.
+        Err(_) => {
+            let mapping = Mapping::new(len, "staging buffer")?;
+            // SAFETY: a fresh mapping of `len` bytes that only this call
+            // uses, alive until the end of it.
+            let buffer = unsafe { std::slice::from_raw_parts_mut(mapping.base.as_ptr(), len) };
+            Ok(f.take().expect("not called above")(buffer))
+        }
+    }
 }

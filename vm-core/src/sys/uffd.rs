@@ -161,7 +161,11 @@ impl Uffd {
         };
         // SAFETY: UFFDIO_API takes a `struct uffdio_api`, laid out above.
         unsafe { rustix::ioctl::ioctl(&fd, Updater::<UFFDIO_API, _>::new(&mut api)) }.map_err(
-            |e| refused(format!("UFFDIO_API with UFFD_FEATURE_SIGBUS was refused: {e}")),
+            |e| {
+                refused(format!(
+                    "UFFDIO_API with UFFD_FEATURE_SIGBUS was refused: {e}"
+                ))
+            },
         )?;
         Ok(Uffd { fd, user_mode_only })
     }
@@ -204,21 +208,17 @@ impl Uffd {
         };
         // SAFETY: UFFDIO_REGISTER takes a `struct uffdio_register`; the
         // range is the caller's own mapping.
-        unsafe {
-            rustix::ioctl::ioctl(
-                &self.fd,
-                Updater::<UFFDIO_REGISTER, _>::new(&mut register),
-            )
-        }
-        .map_err(|e| VmError::TransparentUnavailable {
-            reason: format!(
-                "UFFDIO_REGISTER (missing and write-protect) of {len} bytes was refused: {e}"
-            ),
-        })
+        unsafe { rustix::ioctl::ioctl(&self.fd, Updater::<UFFDIO_REGISTER, _>::new(&mut register)) }
+            .map_err(|e| VmError::TransparentUnavailable {
+                reason: format!(
+                    "UFFDIO_REGISTER (missing and write-protect) of {len} bytes was refused: {e}"
+                ),
+            })
     }
 
     /// Installs `src` at `dst` (both page-aligned, `src.len()` a multiple
-    /// of the OS page), write-protected if `protect`. A page already present there (`EEXIST`)
+    /// of the OS page), write-protected if `protect`, waking any thread
+    /// waiting on those pages (none in SIGBUS mode). A page already present there (`EEXIST`)
     /// ends the copy early: the number of bytes installed is returned.
     ///
     /// # Safety
@@ -242,8 +242,9 @@ impl Uffd {
             // SAFETY: UFFDIO_COPY takes a `struct uffdio_copy`; `src` is
             // readable for `len` bytes; the destination is registered and
             // held by the caller.
-            let result =
-                unsafe { rustix::ioctl::ioctl(&self.fd, Updater::<UFFDIO_COPY, _>::new(&mut copy)) };
+            let result = unsafe {
+                rustix::ioctl::ioctl(&self.fd, Updater::<UFFDIO_COPY, _>::new(&mut copy))
+            };
             if copy.copy > 0 {
                 done += copy.copy as usize;
             }
@@ -284,7 +285,11 @@ impl Uffd {
     ///
     /// # Safety
     /// As for [`Uffd::copy`].
-    pub(crate) unsafe fn zeropage_protected(&self, dst: *mut u8, len: usize) -> rustix::io::Result<()> {
+    pub(crate) unsafe fn zeropage_protected(
+        &self,
+        dst: *mut u8,
+        len: usize,
+    ) -> rustix::io::Result<()> {
         // SAFETY: as the caller promises.
         unsafe { self.zeropage(dst, len) }?;
         self.write_protect(dst, len, true)

@@ -21,8 +21,14 @@ use crate::error::VmError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// A page of bytes to install (4 KiB: these probes use the OS page).
-static SOURCE: [u8; 4096] = [0x5A; 4096];
+/// Bytes to install, a page of them (at most 64 KiB: these probes use
+/// the OS page).
+static SOURCE: [u8; 1 << 16] = [0x5A; 1 << 16];
+
+/// The OS page size.
+fn os_page() -> usize {
+    rustix::param::page_size()
+}
 
 /// A registered mapping of `pages` OS pages and its descriptor.
 struct Probe {
@@ -32,7 +38,13 @@ struct Probe {
 
 impl Probe {
     fn new(pages: usize, sigbus: bool) -> Result<Probe, VmError> {
-        let mapping = Mapping::new(pages * 4096, "userfaultfd probe")?;
+        if os_page() > SOURCE.len() {
+            return Err(VmError::Config {
+                field: "page_size",
+                reason: format!("the probes take OS pages up to 64 KiB, not {}", os_page()),
+            });
+        }
+        let mapping = Mapping::new(pages * os_page(), "userfaultfd probe")?;
         let uffd = Uffd::open_with(sigbus)?;
         uffd.register(mapping.base.as_ptr(), mapping.len)?;
         Ok(Probe { mapping, uffd })
@@ -40,7 +52,7 @@ impl Probe {
 
     fn page(&self, i: usize) -> *mut u8 {
         // SAFETY: callers pass i < pages, inside the mapping.
-        unsafe { self.mapping.base.as_ptr().add(i * 4096) }
+        unsafe { self.mapping.base.as_ptr().add(i * os_page()) }
     }
 
     /// Makes every page missing again.
@@ -70,7 +82,13 @@ impl Probe {
                 // SAFETY: a load from our own mapping; the fault it raises
                 // is served by the probe's handler before it completes.
                 let byte = unsafe { std::ptr::read_volatile(self.page(i)) };
-                assert_eq!(byte, 0x5A, "page {i} installed with the wrong bytes");
+                if byte != 0x5A {
+                    return Err(VmError::Map {
+                        what: "probe: a page installed with the wrong bytes",
+                        bytes: os_page(),
+                        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                    });
+                }
             }
             best = best.min(t.elapsed().as_nanos() as f64 / pages as f64);
         }
@@ -81,12 +99,12 @@ impl Probe {
 fn serve_sigbus(probe: *const (), addr: usize, _write: Option<bool>) -> Result<(), VmError> {
     // SAFETY: attached from a `Probe` that outlives the attachment.
     let probe = unsafe { &*probe.cast::<Probe>() };
-    let page = (addr & !4095) as *mut u8;
+    let page = (addr & !(os_page() - 1)) as *mut u8;
     // SAFETY: the page lies in the probe's registered mapping and only
     // this fault installs it.
-    unsafe { probe.uffd.copy(page, &SOURCE, true) }.map_err(|e| VmError::Map {
+    unsafe { probe.uffd.copy(page, &SOURCE[..os_page()], true) }.map_err(|e| VmError::Map {
         what: "probe UFFDIO_COPY",
-        bytes: 4096,
+        bytes: os_page(),
         source: e.into(),
     })?;
     Ok(())
@@ -95,16 +113,21 @@ fn serve_sigbus(probe: *const (), addr: usize, _write: Option<bool>) -> Result<(
 /// Nanoseconds per fault served by the faulting thread itself from the
 /// SIGBUS handler with one `UFFDIO_COPY`.
 pub fn sigbus_round_trip_ns(pages: usize, rounds: usize) -> Result<f64, VmError> {
+    /// Takes the probe out of the SIGBUS table however the run ends.
+    struct Attached(usize);
+    impl Drop for Attached {
+        fn drop(&mut self) {
+            super::sigbus::detach(self.0);
+        }
+    }
     let probe = Probe::new(pages, true)?;
-    let slot = super::sigbus::attach(
+    let _attached = Attached(super::sigbus::attach(
         probe.mapping.base.as_ptr() as usize,
         probe.mapping.len,
         (&raw const probe).cast(),
         serve_sigbus,
-    )?;
-    let result = probe.touch_all(pages, rounds);
-    super::sigbus::detach(slot);
-    result
+    )?);
+    probe.touch_all(pages, rounds)
 }
 
 /// `struct uffd_msg`'s page-fault form.
@@ -131,6 +154,7 @@ pub fn handler_thread_round_trip_ns(
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let handler = scope.spawn(|| -> Result<(), VmError> {
+            let mut failure: Option<VmError> = None;
             let mut msg = UffdMsg::default();
             while !stop.load(Ordering::Relaxed) {
                 if !spin {
@@ -153,24 +177,27 @@ pub fn handler_thread_round_trip_ns(
                 };
                 match rustix::io::read(&probe.uffd.fd, bytes) {
                     Ok(n) if n == size_of::<UffdMsg>() && msg.event == UFFD_EVENT_PAGEFAULT => {
-                        let page = (msg.address & !4095) as *mut u8;
+                        let page = (msg.address & !(os_page() as u64 - 1)) as *mut u8;
                         // SAFETY: the faulting page lies in the registered
                         // mapping; only this thread installs pages. The
                         // copy wakes the faulting thread.
-                        match unsafe { probe.uffd.copy(page, &SOURCE, true) } {
-                            Ok(_) => {}
-                            Err(e) => {
-                                return Err(VmError::Map {
-                                    what: "probe UFFDIO_COPY",
-                                    bytes: 4096,
-                                    source: e.into(),
-                                });
-                            }
+                        if let Err(e) = unsafe { probe.uffd.copy(page, &SOURCE[..os_page()], true) }
+                        {
+                            // Keep serving (a faulting thread left waiting
+                            // would hang the run); report at the end.
+                            failure.get_or_insert(VmError::Map {
+                                what: "probe UFFDIO_COPY",
+                                bytes: os_page(),
+                                source: e.into(),
+                            });
+                            // SAFETY: as above; the zero page ends the
+                            // fault (the touch then reports wrong bytes).
+                            let _ = unsafe { probe.uffd.zeropage(page, os_page()) };
                         }
                     }
                     Ok(_) | Err(rustix::io::Errno::AGAIN) => std::hint::spin_loop(),
                     Err(e) => {
-                        return Err(VmError::Map {
+                        failure.get_or_insert(VmError::Map {
                             what: "probe read of a fault message",
                             bytes: size_of::<UffdMsg>(),
                             source: e.into(),
@@ -178,7 +205,7 @@ pub fn handler_thread_round_trip_ns(
                     }
                 }
             }
-            Ok(())
+            failure.map_or(Ok(()), Err)
         });
         let result = probe.touch_all(pages, rounds);
         stop.store(true, Ordering::Relaxed);
@@ -192,7 +219,7 @@ pub fn handler_thread_round_trip_ns(
 /// `UFFDIO_ZEROPAGE` and `UFFDIO_WRITEPROTECT`.
 pub fn zero_install_ns(pages: usize, rounds: usize, copy: bool) -> Result<f64, VmError> {
     let probe = Probe::new(pages, true)?;
-    let zeros = [0u8; 4096];
+    let zeros = vec![0u8; os_page()];
     let mut best = f64::MAX;
     for _ in 0..rounds {
         probe.release()?;
@@ -204,12 +231,12 @@ pub fn zero_install_ns(pages: usize, rounds: usize, copy: bool) -> Result<f64, V
                 if copy {
                     probe.uffd.copy(probe.page(i), &zeros, true).map(drop)
                 } else {
-                    probe.uffd.zeropage_protected(probe.page(i), 4096)
+                    probe.uffd.zeropage_protected(probe.page(i), os_page())
                 }
             };
             installed.map_err(|e| VmError::Map {
                 what: "probe zero install",
-                bytes: 4096,
+                bytes: os_page(),
                 source: e.into(),
             })?;
         }
