@@ -154,9 +154,12 @@ fn median_ns(rounds: usize, ops: u64, mut f: impl FnMut(u64)) -> f64 {
 /// (SIGBUS self-service, a handler thread spinning or sleeping in `poll`)
 /// and the two ways to install zeros; the VM's transparent fault (a load
 /// through a view, the file in the page cache) against the best raw round
-/// trip and against the copying API's fault measured just before.
+/// trip, against the smallest raw pager of the same file under the same
+/// budget (SIGBUS, `pread`, `UFFDIO_COPY`, the oldest page released), and
+/// against the copying API's fault measured just before.
 fn transparent_rows(
     dir: &Path,
+    file: &std::fs::File,
     pages: u64,
     memory_pages: u64,
     picks: &[u64],
@@ -261,6 +264,13 @@ fn transparent_rows(
     drop(vm);
     let _ = std::fs::remove_file(&path);
     let best_raw = sigbus.min(spinning).min(sleeping);
+    let pager = vm_core::sys::uffd_probe::pager_round_trip_ns(
+        file,
+        pages as usize,
+        memory_pages as usize,
+        5,
+    )
+    .map_err(ToolError::Vm)?;
     let name = format!(
         "transparent fault, load ({:.0}% faulted)",
         faults as f64 * 100.0 / loads as f64
@@ -270,6 +280,12 @@ fn transparent_rows(
         ns: fault,
         baseline: "best raw uffd round trip".into(),
         baseline_ns: best_raw,
+    });
+    rows.push(Comparison {
+        name: name.clone(),
+        ns: fault,
+        baseline: "raw uffd pager: pread+COPY+release".into(),
+        baseline_ns: pager,
     });
     rows.push(Comparison {
         name: name.clone(),
@@ -422,7 +438,15 @@ pub fn fault_path(
         }
         bar.inc(1);
     }
-    match transparent_rows(dir, pages, memory_pages, &picks, copying_fault, pread) {
+    match transparent_rows(
+        dir,
+        &file,
+        pages,
+        memory_pages,
+        &picks,
+        copying_fault,
+        pread,
+    ) {
         Ok(rows) => comparisons.extend(rows),
         Err(ToolError::Vm(vm_core::VmError::TransparentUnavailable { reason })) => {
             eprintln!("transparent rows skipped: {reason}");

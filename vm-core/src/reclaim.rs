@@ -85,7 +85,21 @@ pub(crate) struct Reclaim {
     order: VecDeque<(u64, u32)>,
     /// (m) Slots holding nothing.
     free: Vec<u32>,
+    /// (m) Copies kept, and of them reclaimed, in the current window.
+    window: (u32, u32),
+    /// (m) One victim in `stride` has its copy kept (1: every one).
+    stride: u32,
+    /// (m) Victims passed over since the last copy kept.
+    skipped: u32,
 }
+
+/// Copies a window of the list's usefulness counts.
+const WINDOW: u32 = 4096;
+/// Below one reclaim in this many copies, copies are not worth their
+/// cost (a `memcpy` of the page under the monitor): only one victim in
+/// [`SAMPLED_STRIDE`] is copied, to keep watching.
+const USEFUL_RATE: u32 = 32;
+const SAMPLED_STRIDE: u32 = 16;
 
 impl Reclaim {
     /// A list of `count` slots.
@@ -95,6 +109,9 @@ impl Reclaim {
             entries: HashMap::with_capacity(count as usize),
             order: VecDeque::with_capacity(count as usize),
             free: (0..count).rev().collect(),
+            window: (0, 0),
+            stride: 1,
+            skipped: 0,
         }
     }
 
@@ -105,9 +122,24 @@ impl Reclaim {
 
     /// A slot for a copy of `page` (being evicted, latched by the caller,
     /// who fills the slot before letting the page go): a free one, or the
-    /// oldest copy's. `None` when every slot is taken by a fault in flight.
+    /// oldest copy's. `None` when every slot is taken by a fault in flight,
+    /// or when copies have not been worth keeping lately (fewer than one
+    /// in [`USEFUL_RATE`] reclaimed over the last window: a scan, uniform
+    /// reads over far more than the budget) and this victim is not one of
+    /// the sampled.
     pub(crate) fn reserve(&mut self, page: u64) -> Option<u32> {
         self.forget(page);
+        self.skipped += 1;
+        if self.skipped < self.stride {
+            return None;
+        }
+        self.skipped = 0;
+        self.window.0 += 1;
+        if self.window.0 == WINDOW {
+            let useful = self.window.1 * USEFUL_RATE >= WINDOW;
+            self.stride = if useful { 1 } else { SAMPLED_STRIDE };
+            self.window = (0, 0);
+        }
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => loop {
@@ -126,7 +158,9 @@ impl Reclaim {
     /// Takes `page`'s copy off the list: its slot belongs to the caller
     /// until [`Reclaim::give_back`].
     pub(crate) fn take(&mut self, page: u64) -> Option<u32> {
-        self.entries.remove(&page)
+        let slot = self.entries.remove(&page)?;
+        self.window.1 += 1;
+        Some(slot)
     }
 
     /// Returns a slot taken with [`Reclaim::take`] (or reserved and not
@@ -187,5 +221,36 @@ mod tests {
         list.forget_range(0, 100);
         assert_eq!(list.take(14), None);
         assert_eq!(list.take(15), None);
+    }
+
+    #[test]
+    fn copies_that_are_not_reclaimed_are_sampled_and_come_back_when_useful() {
+        let mut list = Reclaim::new(8);
+        // A window of copies none of which is reclaimed: then one in 16.
+        for page in 0..u64::from(WINDOW) {
+            assert!(list.reserve(page).is_some());
+        }
+        let kept = (0..1600u64)
+            .filter(|p| list.reserve(10_000 + p).is_some())
+            .count();
+        assert_eq!(kept, 100);
+        // Sampled copies that are reclaimed: every victim again after a
+        // window.
+        let mut page = 20_000u64;
+        for _ in 0..2 * SAMPLED_STRIDE * WINDOW {
+            if list.reserve(page).is_some() {
+                let slot = list.take(page).unwrap();
+                list.give_back(slot);
+            }
+            page += 1;
+            if list.stride == 1 {
+                break;
+            }
+        }
+        assert_eq!(
+            list.stride, 1,
+            "useful copies did not bring every victim back"
+        );
+        assert!(list.reserve(page).is_some() && list.reserve(page + 1).is_some());
     }
 }

@@ -9,6 +9,10 @@
 //!   messages and answers each with `UFFDIO_COPY` (which wakes the
 //!   faulting thread), spinning on the non-blocking descriptor or
 //!   sleeping in `poll`.
+//! - [`pager_round_trip_ns`]: the smallest pager of a file under a memory
+//!   bound — SIGBUS, `pread` of the page from the page cache,
+//!   `UFFDIO_COPY`, and the oldest page given back — the floor of the VM's
+//!   transparent fault on the same file.
 //! - [`zero_install_ns`]: installing a page of zeros write-protected, by a
 //!   copy of zeros or by the zero page plus a write-protect.
 //!
@@ -18,6 +22,7 @@
 use super::region::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
+use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -128,6 +133,101 @@ pub fn sigbus_round_trip_ns(pages: usize, rounds: usize) -> Result<f64, VmError>
         serve_sigbus,
     )?);
     probe.touch_all(pages, rounds)
+}
+
+/// A raw pager: a region whose pages are the pages of `file`.
+struct Pager {
+    region: super::region::Region,
+    file: std::fs::File,
+}
+
+fn serve_from_file(pager: *const (), addr: usize, _write: Option<bool>) -> Result<(), VmError> {
+    // SAFETY: attached from a `Pager` that outlives the attachment.
+    let pager = unsafe { &*pager.cast::<Pager>() };
+    let page = ((addr - pager.region.base() as usize) / os_page()) as u64;
+    // SAFETY: only this fault installs the page, which is missing (it
+    // faulted), and nothing else references it.
+    unsafe {
+        pager.region.fill(page, 1, |bytes| {
+            std::os::unix::fs::FileExt::read_exact_at(&pager.file, bytes, page * os_page() as u64)
+        })
+    }
+    .map_err(|e| match e {
+        super::region::FillError::Read(source) => VmError::Map {
+            what: "pager probe pread",
+            bytes: os_page(),
+            source,
+        },
+        super::region::FillError::Install(e) => e,
+    })
+}
+
+/// Nanoseconds per fault of the smallest pager that serves a file's
+/// pages through `userfaultfd` under a memory bound, with the VM's own
+/// mechanisms and none of its decisions: the faulting thread serves itself
+/// from the SIGBUS handler with a `pread` of the page from `file` (in the
+/// page cache) into its staging buffer and one `UFFDIO_COPY`; past the
+/// first `resident` faults the oldest pages are given back 64 at a time
+/// (one `process_madvise`, as the VM releases an eviction batch). The pages
+/// of `file` are touched once each in a scattered order, so each touch is
+/// one fault. The floor the VM's transparent fault is measured against.
+pub fn pager_round_trip_ns(
+    file: &std::fs::File,
+    pages: usize,
+    resident: usize,
+    rounds: usize,
+) -> Result<f64, VmError> {
+    const BATCH: usize = 64;
+    let pager = Pager {
+        region: super::region::Region::reserve(pages as u64, os_page(), true)?,
+        file: file.try_clone().map_err(|source| VmError::Map {
+            what: "pager probe file",
+            bytes: 0,
+            source,
+        })?,
+    };
+    pager
+        .region
+        .attach_fault_handler((&raw const pager).cast(), serve_from_file)?;
+    let resident = resident.max(BATCH);
+    // A scattered order: page i·m mod n, m odd and coprime with n.
+    let mut spread = (pages / 3) | 1;
+    while gcd(spread, pages) != 1 {
+        spread += 2;
+    }
+    let order = |i: usize| ((i * spread) % pages) as u64;
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        // SAFETY: nothing references the region's pages between rounds.
+        unsafe { pager.region.release_runs(&[(0, pages as u64)]) };
+        let t = Instant::now();
+        let mut released = 0;
+        for i in 0..pages {
+            // SAFETY: a load from the region; the fault is served by
+            // `serve_from_file` before it completes.
+            black_box(unsafe {
+                std::ptr::read_volatile(pager.region.base().add(order(i) as usize * os_page()))
+            });
+            if i + 1 - released >= resident + BATCH {
+                let runs: Vec<(u64, u64)> = (released..released + BATCH)
+                    .map(|k| (order(k), 1))
+                    .collect();
+                // SAFETY: the pages were touched already and nothing
+                // references them.
+                unsafe { pager.region.release_runs(&runs) };
+                released += BATCH;
+            }
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / pages as f64);
+    }
+    Ok(best)
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// `struct uffd_msg`'s page-fault form.
