@@ -675,3 +675,105 @@ fn threads_against_a_model_with_the_seed_service_and_the_worker() {
         assert!(vm.stats().evictions > 0);
     }
 }
+
+/// One step of the property test below.
+#[derive(Clone, Debug)]
+enum Step {
+    /// A plain store of a word through an exclusive view.
+    Store {
+        word: usize,
+        value: u64,
+    },
+    /// A plain load of a word through a shared view, checked.
+    Load {
+        word: usize,
+    },
+    /// A copying-API write of `len` bytes of `value` at `at`.
+    Write {
+        at: usize,
+        len: usize,
+        value: u8,
+    },
+    /// A copying-API read of `len` bytes at `at`, checked.
+    Read {
+        at: usize,
+        len: usize,
+    },
+    Flush,
+    Clean,
+    /// `Advice::DontNeed` on the interval.
+    Drop,
+    /// `kill` of one page: its contents become zeros.
+    Kill {
+        page: usize,
+    },
+}
+
+const PROP_PAGES: usize = 40;
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let bytes = PROP_PAGES * PAGE;
+    let words = bytes / 8;
+    prop_oneof![
+        6 => (0..words, any::<u64>()).prop_map(|(word, value)| Step::Store { word, value }),
+        6 => (0..words).prop_map(|word| Step::Load { word }),
+        3 => (0..bytes, 1..2 * PAGE, any::<u8>())
+            .prop_map(move |(at, len, value)| Step::Write { at, len: len.min(bytes - at), value }),
+        3 => (0..bytes, 1..2 * PAGE)
+            .prop_map(move |(at, len)| Step::Read { at, len: len.min(bytes - at) }),
+        1 => Just(Step::Flush),
+        1 => Just(Step::Clean),
+        1 => Just(Step::Drop),
+        1 => (0..PROP_PAGES).prop_map(|page| Step::Kill { page }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Plain loads and stores through views, interleaved with the copying
+    /// API, write-back and discards, under memory pressure (40 pages
+    /// through a budget of 16, a quarter of it the reclaim list), against a
+    /// `Vec<u8>` model.
+    #[test]
+    fn views_and_the_copying_api_against_a_model(steps in proptest::collection::vec(step(), 1..120)) {
+        let Some(vm) = transparent_vm(256, 16) else {
+            return Ok(());
+        };
+        let interval = vm.allocate(PROP_PAGES as u64).unwrap();
+        let base = vm.address_of(interval.page).0;
+        let mut model = vec![0u8; PROP_PAGES * PAGE];
+        for step in &steps {
+            match *step {
+                Step::Store { word, value } => {
+                    vm.view_mut::<u64>(interval).unwrap()[word] = value;
+                    model[word * 8..word * 8 + 8].copy_from_slice(&value.to_ne_bytes());
+                }
+                Step::Load { word } => {
+                    let got = vm.view::<u64>(interval).unwrap()[word];
+                    let want = u64::from_ne_bytes(model[word * 8..word * 8 + 8].try_into().unwrap());
+                    proptest::prop_assert_eq!(got, want, "word {}", word);
+                }
+                Step::Write { at, len, value } => {
+                    vm.write(vm_core::VAddr(base + at as u64), &vec![value; len]).unwrap();
+                    model[at..at + len].fill(value);
+                }
+                Step::Read { at, len } => {
+                    let mut out = vec![0u8; len];
+                    vm.read(vm_core::VAddr(base + at as u64), &mut out).unwrap();
+                    proptest::prop_assert!(out == model[at..at + len], "bytes at {}", at);
+                }
+                Step::Flush => vm.flush().unwrap(),
+                Step::Clean => vm.clean(interval).unwrap(),
+                Step::Drop => vm.advise(interval, vm_core::Advice::DontNeed).unwrap(),
+                Step::Kill { page } => {
+                    vm.kill(runtable::Interval::new(interval.page.0 + page as u64, 1)).unwrap();
+                    model[page * PAGE..(page + 1) * PAGE].fill(0);
+                }
+            }
+        }
+        let view = vm.view::<u8>(interval).unwrap();
+        proptest::prop_assert!(view[..] == model[..], "final contents differ");
+    }
+}
