@@ -73,11 +73,23 @@
 //!   so that the seek-ahead hint names the transfer that really comes
 //!   next) or by one PageFault worker ([`FaultService`]); the seek-ahead
 //!   experiments run in it.
+//! - **Transparent mode** ([`VmConfig::transparent`], module `transparent`):
+//!   the region is registered with `userfaultfd` for missing-page and
+//!   write-protect faults in SIGBUS mode, and a thread that touches an
+//!   absent page serves its own fault with the same service (chosen by
+//!   measurement: a handler thread cost 7-9x a self-served round trip on
+//!   this machine). The design card's "no access" reservation is thus
+//!   replaced by userfaultfd's traps, not by `mprotect`. Plain loads set no
+//!   reference bits, so a quarter of the budget becomes a reclaim list
+//!   (module `reclaim`) — the VAX/VMS second chance.
 //! - [`simulate`] runs the same fault service step by step on the drives'
 //!   virtual clock with simulated faulting processes (deterministic).
 //!
-//! Dependencies beyond the design card: `bytemuck` for [`VmArray`]'s `Pod`
-//! bound (the project's rules name it for typed access).
+//! Dependencies beyond the design card: `bytemuck` for [`VmArray`]'s and
+//! the views' `Pod` bound (the project's rules name it for typed access);
+//! `libc` for `sigaction` (the SIGBUS handler: `signal-hook` refuses SIGBUS,
+//! and rustix's signal calls are not public API), `mincore` and
+//! `process_madvise`.
 
 mod access;
 pub mod campaign;

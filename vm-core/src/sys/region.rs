@@ -12,9 +12,11 @@
 //! release — which would also split the mapping into one kernel VMA per
 //! resident page and hit `vm.max_map_count` at 65,530 pages. The safe API
 //! never touches a page that is not resident (the page-state word says so
-//! first), so nothing is lost; when plain pointers into the VM arrive, the
-//! range is registered with `userfaultfd` in missing mode, which traps a
-//! released page just as `PROT_NONE` would.
+//! first), so nothing is lost. In transparent mode, where plain loads and
+//! stores reach the range, it is registered with `userfaultfd` for
+//! missing-page and write-protect faults (`sys::uffd`), which traps a
+//! released page just as `PROT_NONE` would, and a clean one's first store
+//! besides; every install is then a `UFFDIO_COPY` ([`Region::fill`]).
 //!
 //! A resident page sits at `base + page * P`. The region changes residency
 //! only by [`Region::page_mut`] (install bytes into a page held exclusively)

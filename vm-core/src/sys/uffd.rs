@@ -1,9 +1,9 @@
 //! `userfaultfd` on `rustix`: open a descriptor, register the region for
 //! missing-page and write-protect faults in SIGBUS mode, and the three
 //! ioctls the transparent mode uses — `UFFDIO_COPY` (install a page,
-//! write-protected), `UFFDIO_WRITEPROTECT` (protect or unprotect a run) and
-//! `UFFDIO_ZEROPAGE` (measured against a copy of zeros; see
-//! BENCHMARKS.md).
+//! write-protected or not) and `UFFDIO_WRITEPROTECT` (protect or
+//! unprotect a run); `UFFDIO_ZEROPAGE` is here for `sys::uffd_probe`'s
+//! measurement only (see `Region::fill_zeros` for why it is not used).
 //!
 //! Debian's headers here are 6.1, and the `userfaultfd` crate needs
 //! libclang, so the layouts and request numbers below are written from
