@@ -10,13 +10,9 @@ use crate::error::VmError;
 use crate::fault::queue::{Latch, Latched};
 use crate::guard::{PageMut, PageRef, held_by_this_thread};
 use crate::space::AddressSpace;
-use crate::state::{ExclusiveLatch, READ_ONLY, TAG_ABSENT, TAG_LOCKED, Word};
+use crate::state::{ExclusiveLatch, READ_ONLY, SPINS_BEFORE_PARK, TAG_ABSENT, TAG_LOCKED, Word};
 use crate::vocabulary::VAddr;
 use runtable::{Interval, PageNumber};
-
-/// Spins on a latched page before parking (or, under the monitor,
-/// yielding).
-const SPINS_BEFORE_PARK: u32 = 64;
 
 impl AddressSpace {
     #[inline]
@@ -344,17 +340,5 @@ impl AddressSpace {
     /// the record of the pages a thread holds).
     pub(crate) fn space_key(&self) -> usize {
         self.states.words().as_ptr() as usize
-    }
-}
-
-/// One step of waiting, under the monitor, for a latch that is expected to
-/// be short (a writer's copy): spin a while, then yield. Bounded by the
-/// caller.
-pub(crate) fn backoff(spins: &mut u32) {
-    *spins += 1;
-    if *spins < SPINS_BEFORE_PARK {
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
     }
 }

@@ -17,6 +17,7 @@
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
 //! | `transparent` | plain loads and stores ([`VmConfig::transparent`]): the SIGBUS-served fault, write-protect dirty tracking, [`View`] / [`ViewMut`] and their registry, raw pointers and their contract | (x), the registry's lock |
+//! | `views` | the registry of live views and guards (transparent mode) | its own lock |
 //! | `reclaim` | transparent mode's reclaim list: copies of evicted pages in a quarter of the budget, faulted back without a transfer (no reference bits on plain loads) | (m) |
 //! | `file` | [`VmFile`]: a growable file over an interval (`read_at`/`write_at`, `set_len`, `sync_data`, `std::io`) | through `access` and `ops` |
 //! | [`persist`] | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
@@ -113,6 +114,7 @@ mod stats;
 pub mod sys;
 mod transparent;
 pub mod typed;
+mod views;
 mod vocabulary;
 
 pub use config::{FaultService, MonitorScope, VmConfig};

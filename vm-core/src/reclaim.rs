@@ -36,41 +36,7 @@
 //! fault (which copies from it without the monitor) until it gives the
 //! slot back.
 
-use crate::monitor::Monitor;
-use crate::space::AddressSpace;
-use crate::state::ExclusiveLatch;
 use std::collections::{HashMap, VecDeque};
-
-impl AddressSpace {
-    /// Monitor held on entry and exit.
-    ///
-    /// Copies the bytes of `victims` (latched exclusively by the caller,
-    /// about to be given back) onto the reclaim list, if there is one.
-    pub(crate) fn keep_copies<'l, 'a: 'l>(
-        &self,
-        monitor: &mut Monitor,
-        victims: impl Iterator<Item = &'l ExclusiveLatch<'a>>,
-    ) {
-        let (Some(reclaim), Some(slots)) = (monitor.reclaim.as_mut(), self.reclaim_slots.as_ref())
-        else {
-            return;
-        };
-        for victim in victims {
-            let Some(slot) = reclaim.reserve(victim.page()) else {
-                continue;
-            };
-            // SAFETY: the victim is latched exclusively and protected (clean,
-            // or written back), so its bytes hold still; the slot was just
-            // reserved under the monitor, which this thread holds, and no
-            // fault has taken it.
-            unsafe {
-                slots
-                    .slot_mut(slot)
-                    .copy_from_slice(self.region.page(victim.page()))
-            };
-        }
-    }
-}
 
 /// Which slots (`AddressSpace::reclaim_slots`) hold which pages' copies,
 /// and in what order.

@@ -4,12 +4,11 @@
 //! victims' memory in one batch; and the write-back that `clean` and
 //! `flush` use. Every function here runs with the monitor held.
 
-use crate::access::backoff;
 use crate::error::VmError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
-    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, backoff,
 };
 use runtable::PageNumber;
 
@@ -672,6 +671,38 @@ impl AddressSpace {
                 disk,
                 source,
             }),
+        }
+    }
+}
+
+impl AddressSpace {
+    /// Monitor held on entry and exit.
+    ///
+    /// Copies the bytes of `victims` (latched exclusively by the caller,
+    /// about to be given back) onto the reclaim list, if there is one (see
+    /// `reclaim`).
+    pub(crate) fn keep_copies<'l, 'a: 'l>(
+        &self,
+        monitor: &mut Monitor,
+        victims: impl Iterator<Item = &'l ExclusiveLatch<'a>>,
+    ) {
+        let (Some(reclaim), Some(slots)) = (monitor.reclaim.as_mut(), self.reclaim_slots.as_ref())
+        else {
+            return;
+        };
+        for victim in victims {
+            let Some(slot) = reclaim.reserve(victim.page()) else {
+                continue;
+            };
+            // SAFETY: the victim is latched exclusively and protected (clean,
+            // or written back), so its bytes hold still; the slot was just
+            // reserved under the monitor, which this thread holds, and no
+            // fault has taken it.
+            unsafe {
+                slots
+                    .slot_mut(slot)
+                    .copy_from_slice(self.region.page(victim.page()))
+            };
         }
     }
 }

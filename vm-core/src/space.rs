@@ -76,7 +76,7 @@ pub struct AddressSpace {
     pub(crate) states: StateArray,
     /// (q) In transparent mode, the live views and page guards
     /// (`transparent`); `None` otherwise.
-    pub(crate) views: Option<crate::transparent::Views>,
+    pub(crate) views: Option<crate::views::Views>,
     /// (c) The reclaim list's slots (transparent mode with a volume); which
     /// slot holds what is the monitor's (`Monitor::reclaim`), a slot's
     /// bytes its owner's (see `reclaim`).
@@ -166,7 +166,7 @@ impl Vm {
             channel: volume.as_ref().map(|v| v.channel().handle()),
             region: Region::reserve(config.virtual_pages, config.page_size, config.transparent)?,
             states: StateArray::new(config.virtual_pages)?,
-            views: config.transparent.then(crate::transparent::Views::default),
+            views: config.transparent.then(crate::views::Views::default),
             reclaim_slots: match Self::reclaim_slots(&config, volume.is_some()) {
                 0 => None,
                 slots => Some(crate::sys::region::Slots::new(
@@ -185,9 +185,7 @@ impl Vm {
             poisoned: Padded(AtomicBool::new(false)),
         });
         if config.transparent {
-            space
-                .region
-                .attach_fault_handler(Arc::as_ptr(&space).cast(), crate::transparent::serve)?;
+            space.attach_fault_service()?;
         }
         let worker = if worker_mode {
             let shared = Arc::clone(&space);

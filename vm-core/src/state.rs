@@ -66,6 +66,22 @@ const _: () = assert!((TAG_MASK | COUNT_MASK) & (FLAGS | WAITERS | VERSION_MASK)
 const _: () = assert!(FLAGS & WAITERS == 0 && (FLAGS | WAITERS) & VERSION_MASK == 0);
 const _: () = assert!(TAG_MASK | COUNT_MASK | FLAGS | WAITERS | VERSION_MASK == u64::MAX);
 
+/// Spins on a latched page before parking (or, under the monitor,
+/// yielding).
+pub(crate) const SPINS_BEFORE_PARK: u32 = 64;
+
+/// One step of waiting, under the monitor, for a latch that is expected to
+/// be short (a writer's copy): spin a while, then yield. Bounded by the
+/// caller.
+pub(crate) fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < SPINS_BEFORE_PARK {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 /// A snapshot of one page's word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Word(pub u64);

@@ -93,48 +93,11 @@ use crate::error::VmError;
 use crate::fault::queue::Latch;
 use crate::space::AddressSpace;
 use crate::state::{DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_RESIDENT, WRITABLE};
+use crate::views::{AccessGuard, ViewEntry, conflict};
 use crate::vocabulary::VAddr;
 use bytemuck::Pod;
 use runtable::{Interval, PageNumber};
 use std::marker::PhantomData;
-
-/// One live view or guard in the registry.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ViewEntry {
-    interval: Interval,
-    exclusive: bool,
-    id: u64,
-}
-
-/// The registry of live views and guards (transparent mode only).
-#[derive(Debug, Default)]
-pub(crate) struct Views {
-    entries: parking_lot::RwLock<Vec<ViewEntry>>,
-    next_id: std::sync::atomic::AtomicU64,
-}
-
-/// A registry read lock held across one copying-API access (transparent
-/// mode), so no view can be made over its pages meanwhile.
-pub(crate) type AccessGuard<'a> = Option<parking_lot::RwLockReadGuard<'a, Vec<ViewEntry>>>;
-
-fn conflict(entries: &[ViewEntry], interval: Interval, write: bool) -> Result<(), VmError> {
-    for entry in entries {
-        let overlaps =
-            entry.interval.page.0 < interval.end().0 && interval.page.0 < entry.interval.end().0;
-        if overlaps && (write || entry.exclusive) {
-            return Err(VmError::ViewConflict {
-                page: PageNumber(entry.interval.page.0.max(interval.page.0)),
-                interval: entry.interval,
-                kind: if entry.exclusive {
-                    "exclusive"
-                } else {
-                    "shared"
-                },
-            });
-        }
-    }
-    Ok(())
-}
 
 impl AddressSpace {
     /// Whether plain loads and stores reach this address space.
@@ -338,7 +301,7 @@ impl AddressSpace {
                     // release protects it if it is read-only by then
                     // (`finish_store`), and a change it makes is a change.
                     Err(_) if spins >= 1_000 => break,
-                    Err(_) => crate::access::backoff(&mut spins),
+                    Err(_) => crate::state::backoff(&mut spins),
                 }
             }
         }
@@ -595,9 +558,19 @@ impl<T: Pod> std::fmt::Debug for ViewMut<'_, T> {
     }
 }
 
+impl AddressSpace {
+    /// Puts this address space's region in the process's SIGBUS table
+    /// (transparent mode; once, at construction): faults in it are served
+    /// by [`serve`] with this address space.
+    pub(crate) fn attach_fault_service(self: &std::sync::Arc<Self>) -> Result<(), VmError> {
+        self.region
+            .attach_fault_handler(std::sync::Arc::as_ptr(self).cast(), serve)
+    }
+}
+
 /// The SIGBUS handler's entry (`sys::sigbus::Serve`): `space` is the
 /// address space that attached itself.
-pub(crate) fn serve(space: *const (), addr: usize, write: Option<bool>) -> Result<(), VmError> {
+fn serve(space: *const (), addr: usize, write: Option<bool>) -> Result<(), VmError> {
     // SAFETY: `space` was attached by `Vm::new` from the `Arc` that owns
     // the address space, and detached (in the region's drop) before the
     // address space is freed; a fault in its region cannot outlive it

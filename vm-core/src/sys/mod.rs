@@ -6,6 +6,7 @@
 //!
 //! | file | owns |
 //! |---|---|
+//! | `mapping` | an anonymous, lazily committed mapping, without transparent huge pages |
 //! | `region` | the reserved address range that holds resident pages; the page-state array |
 //! | `shared_mapping` | shared mappings for the `shm` segments |
 //! | `uffd` | `userfaultfd` on rustix: open, register, copy, write-protect |
@@ -15,6 +16,7 @@
 //! | [`futex`] | shared futex wait/wake, the process id, liveness of a process |
 
 pub mod futex;
+pub(crate) mod mapping;
 pub(crate) mod park;
 pub(crate) mod region;
 pub(crate) mod shared_mapping;

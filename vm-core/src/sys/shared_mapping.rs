@@ -1,7 +1,7 @@
 //! Shared mappings for the `shm` segments: a file mapped shared, or
 //! anonymous memory shared with children across `fork`.
 
-use super::region::Mapping;
+use super::mapping::Mapping;
 
 use crate::error::VmError;
 use rustix::mm::{MapFlags, ProtFlags};

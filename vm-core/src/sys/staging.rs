@@ -5,7 +5,7 @@
 //! cluster) and lives as long as the thread. It is outside the real-memory
 //! budget: one cluster per faulting thread at most.
 
-use super::region::Mapping;
+use super::mapping::Mapping;
 use crate::error::VmError;
 use std::cell::RefCell;
 

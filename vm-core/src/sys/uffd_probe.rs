@@ -19,7 +19,7 @@
 //! Each is the time per page over `pages` distinct pages, touched once each
 //! by a load (so each touch is one fault), best of `rounds`.
 
-use super::region::Mapping;
+use super::mapping::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
 use std::hint::black_box;
