@@ -40,6 +40,10 @@ pub(crate) struct SpaceMapState {
     pub(crate) generation: u64,
     /// The slot holding the newest map (the next map goes to the other).
     pub(crate) newest_slot: Option<u64>,
+    /// The machine address the space's region had when it was last in
+    /// transparent mode (0: never), kept in the map so that a reopen in
+    /// transparent mode maps it there again.
+    pub(crate) base: u64,
 }
 
 /// Fault-path counters (the hit counter lives outside the monitor).

@@ -8,8 +8,15 @@
 //! [`AddressSpace::flush`] or [`AddressSpace::sync`]: every interval
 //! allocated then is allocated again **at the same addresses** — a
 //! [`crate::VAddr`] stored in the VM still points where it did — with its
-//! contents, protection and advice. [`Vm::new`] stays the Cedar VM: an
-//! anonymous space that forgets everything when it is dropped.
+//! contents, protection and advice. In transparent mode
+//! ([`VmConfig::transparent`](crate::VmConfig::transparent)) the region is
+//! mapped where it was the last time the space was transparent
+//! (`MAP_FIXED_NOREPLACE`), so machine pointers stored in the space hold
+//! too; where that range is taken in the opening process, `open` in
+//! transparent mode fails with [`VmError::TransparentUnavailable`] saying
+//! so, and the space still opens without transparent mode. [`Vm::new`]
+//! stays the Cedar VM: an anonymous space that forgets everything when it
+//! is dropped.
 //!
 //! # Where the map lives
 //!
@@ -29,7 +36,9 @@
 //!  32      8    generation (≥ 1)
 //!  40      8    n: pages in the address space
 //!  48      8    page size
-//!  56      8    reserved, 0
+//!  56      8    the region's machine address when the space was last
+//!               in transparent mode (0: never; a map of the first
+//!               version always has 0 here)
 //!  64      n    one byte per page: bit 0 allocated, bit 1 starts an
 //!               interval, bit 2 on disk, bit 3 read-only, bits 4-5 the
 //!               interval's advice (0 normal, 1 sequential, 2 random)
@@ -134,7 +143,7 @@ fn advice_of(code: u8) -> Advice {
 }
 
 /// The encoded map of generation `generation`.
-fn encode(volume_id: u128, generation: u64, page_size: usize, pages: &[u8]) -> Vec<u8> {
+fn encode(volume_id: u128, generation: u64, page_size: usize, base: u64, pages: &[u8]) -> Vec<u8> {
     let length = FIXED_BYTES + pages.len() + CRC_BYTES;
     let mut bytes = Vec::with_capacity(length);
     bytes.extend_from_slice(MAGIC);
@@ -144,7 +153,7 @@ fn encode(volume_id: u128, generation: u64, page_size: usize, pages: &[u8]) -> V
     bytes.extend_from_slice(&generation.to_le_bytes());
     bytes.extend_from_slice(&(pages.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&(page_size as u64).to_le_bytes());
-    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&base.to_le_bytes());
     bytes.extend_from_slice(pages);
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
@@ -157,8 +166,13 @@ enum Slot {
     Blank,
     /// Not a valid map: why.
     Bad(String),
-    /// A valid map: its generation and per-page bytes.
-    Map { generation: u64, pages: Vec<u8> },
+    /// A valid map: its generation, the region's address in transparent
+    /// mode (0: never), and its per-page bytes.
+    Map {
+        generation: u64,
+        base: u64,
+        pages: Vec<u8>,
+    },
 }
 
 /// Decodes a slot's bytes for a volume `volume_id` of `page_size`-byte pages.
@@ -208,6 +222,7 @@ fn decode(bytes: &[u8], volume_id: u128, page_size: usize) -> Slot {
     }
     Slot::Map {
         generation,
+        base: u64_at(56),
         pages: bytes[FIXED_BYTES..FIXED_BYTES + pages].to_vec(),
     }
 }
@@ -282,6 +297,9 @@ fn write_slot(
 /// The newest valid map of a space laid out as `state` on `volume`.
 struct Newest {
     generation: u64,
+    /// The region's address when the space was last in transparent mode
+    /// (0: never).
+    base: u64,
     /// The slot it is in.
     slot: u64,
     /// Its per-page bytes.
@@ -296,7 +314,7 @@ struct Newest {
 /// says what each slot holds.
 fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError> {
     let (id, page_size) = (volume.geometry().volume_id, volume.page_size());
-    let mut newest: Option<(u64, u64, Vec<u8>)> = None;
+    let mut newest: Option<(u64, u64, u64, Vec<u8>)> = None;
     let mut why = Vec::new();
     let mut written: [Vec<u8>; 2] = Default::default();
     for slot in 0..2 {
@@ -309,16 +327,20 @@ fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError
         };
         written[slot as usize] = bytes;
         match found {
-            Slot::Map { generation, pages } => {
+            Slot::Map {
+                generation,
+                base,
+                pages,
+            } => {
                 if newest.as_ref().is_none_or(|(g, ..)| generation > *g) {
-                    newest = Some((generation, slot, pages));
+                    newest = Some((generation, slot, base, pages));
                 }
             }
             Slot::Blank => why.push(format!("map slot {slot}: never written")),
             Slot::Bad(reason) => why.push(format!("map slot {slot}: {reason}")),
         }
     }
-    let Some((generation, slot, pages)) = newest else {
+    let Some((generation, slot, base, pages)) = newest else {
         return Err(VmError::Config {
             field: "volume",
             reason: format!(
@@ -329,6 +351,7 @@ fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError
     };
     Ok(Newest {
         generation,
+        base,
         slot,
         pages,
         written,
@@ -363,6 +386,7 @@ fn layout_for(volume: &Volume, config: &VmConfig) -> Result<SpaceMapState, VmErr
         slot_pages,
         generation: 0,
         newest_slot: None,
+        base: 0,
     })
 }
 
@@ -387,6 +411,9 @@ impl Vm {
             state.generation = old.generation;
         }
         let vm = Vm::new(config, Backing::Volume(volume))?;
+        if vm.is_transparent() {
+            state.base = vm.region.base() as u64;
+        }
         {
             let mut monitor = vm.lock_monitor();
             monitor.map = Some(state);
@@ -414,6 +441,7 @@ impl Vm {
         let mut state = layout_for(&volume, &config)?;
         let Newest {
             generation,
+            base,
             slot,
             pages,
             written,
@@ -430,7 +458,24 @@ impl Vm {
         }
         state.generation = generation;
         state.newest_slot = Some(slot);
-        let vm = Vm::new(config, Backing::Volume(volume))?;
+        state.base = base;
+        // In transparent mode, where the space was (pointers stored in it
+        // point there), or nowhere.
+        let at = (config.transparent && base != 0).then_some(base as usize);
+        let vm = Vm::new_at(config, Backing::Volume(volume), at).map_err(|e| match e {
+            VmError::Map { source, .. } if at.is_some() => VmError::TransparentUnavailable {
+                reason: format!(
+                    "the space was mapped at {base:#x}, and that range cannot be mapped in \
+                     this process ({source}): pointers stored in the space would not hold. \
+                     Open it without transparent mode (VAddrs and the copying API work), or in \
+                     a process where the range is free"
+                ),
+            },
+            e => e,
+        })?;
+        if vm.is_transparent() {
+            state.base = vm.region.base() as u64;
+        }
         {
             let mut monitor = vm.lock_monitor();
             let states = vm.states();
@@ -629,6 +674,7 @@ fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
         slot_pages,
         generation: 0,
         newest_slot: None,
+        base: 0,
     };
     Ok(read_newest(volume, &state)?.pages.len() as u64)
 }
@@ -667,7 +713,7 @@ impl AddressSpace {
             .volume
             .as_ref()
             .map_or(0, |volume| volume.geometry().volume_id);
-        let mut bytes = encode(volume_id, generation, self.page_size, &pages);
+        let mut bytes = encode(volume_id, generation, self.page_size, state.base, &pages);
         bytes.resize(bytes.len().next_multiple_of(self.page_size), 0);
         // The slot not holding the newest map, wherever that was found.
         let slot = state
@@ -716,13 +762,14 @@ mod tests {
             0,
             ALLOCATED | STARTS | PROTECTED,
         ];
-        let bytes = encode(7, 3, 4096, &pages);
+        let bytes = encode(7, 3, 4096, 0x7f00_1234_5000, &pages);
         match decode(&bytes, 7, 4096) {
             Slot::Map {
                 generation,
+                base,
                 pages: back,
             } => {
-                assert_eq!(generation, 3);
+                assert_eq!((generation, base), (3, 0x7f00_1234_5000));
                 assert_eq!(back, pages);
             }
             _ => panic!("did not decode"),

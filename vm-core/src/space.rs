@@ -119,6 +119,17 @@ pub struct AddressSpace {
 impl Vm {
     /// A VM of `config` over `backing`.
     pub fn new(config: VmConfig, backing: Backing) -> Result<Vm, VmError> {
+        Self::new_at(config, backing, None)
+    }
+
+    /// As [`Vm::new`], with the region at machine address `at` if given
+    /// (a persistent space reopened in transparent mode goes where it was,
+    /// so that pointers stored in it still hold).
+    pub(crate) fn new_at(
+        config: VmConfig,
+        backing: Backing,
+        at: Option<usize>,
+    ) -> Result<Vm, VmError> {
         config.validate()?;
         let volume = match backing {
             Backing::Volume(volume) => {
@@ -164,7 +175,12 @@ impl Vm {
                 config.monitor_scope
             },
             channel: volume.as_ref().map(|v| v.channel().handle()),
-            region: Region::reserve(config.virtual_pages, config.page_size, config.transparent)?,
+            region: Region::reserve_at(
+                at,
+                config.virtual_pages,
+                config.page_size,
+                config.transparent,
+            )?,
             states: StateArray::new(config.virtual_pages)?,
             views: config.transparent.then(crate::views::Views::default),
             reclaim_slots: match Self::reclaim_slots(&config, volume.is_some()) {

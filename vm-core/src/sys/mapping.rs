@@ -20,15 +20,29 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     pub(crate) fn new(len: usize, what: &'static str) -> Result<Mapping, VmError> {
+        Self::new_at(None, len, what)
+    }
+
+    /// As [`Mapping::new`], at address `at` if given: mapped with
+    /// `MAP_FIXED_NOREPLACE`, which fails (`EEXIST`) rather than replace a
+    /// mapping there; a kernel that takes the flag as a hint and maps
+    /// elsewhere is caught by comparing the address (and the mapping
+    /// undone).
+    pub(crate) fn new_at(
+        at: Option<usize>,
+        len: usize,
+        what: &'static str,
+    ) -> Result<Mapping, VmError> {
+        let flags = match at {
+            Some(_) => MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED_NOREPLACE,
+            None => MapFlags::PRIVATE | MapFlags::NORESERVE,
+        };
+        let hint = at.map_or(std::ptr::null_mut(), |a| a as *mut std::ffi::c_void);
         // SAFETY: a fresh anonymous private mapping at an address the kernel
-        // chooses; it aliases no Rust object.
+        // chooses, or at `at` without replacing anything there
+        // (FIXED_NOREPLACE); it aliases no Rust object.
         let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )
+            rustix::mm::mmap_anonymous(hint, len, ProtFlags::READ | ProtFlags::WRITE, flags)
         }
         .map_err(|e| VmError::Map {
             what,
@@ -37,6 +51,14 @@ impl Mapping {
         })?;
         let base = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null on success");
         let mapping = Mapping { base, len };
+        if at.is_some_and(|a| a != ptr as usize) {
+            // Mapped elsewhere (an old kernel's hint): undone by the drop.
+            return Err(VmError::Map {
+                what,
+                bytes: len,
+                source: std::io::Error::from_raw_os_error(libc::EEXIST),
+            });
+        }
         // No transparent huge pages: with THP `always` one 4 KiB write would
         // commit 2 MiB and releasing 4 KiB would free 4 KiB of it, so the
         // kernel would hold up to 512 times the real-memory budget. A

@@ -83,6 +83,17 @@ impl Region {
         page_size: usize,
         transparent: bool,
     ) -> Result<Region, VmError> {
+        Self::reserve_at(None, pages, page_size, transparent)
+    }
+
+    /// As [`Region::reserve`], at address `at` if given (see
+    /// [`Mapping::new_at`]: never over another mapping).
+    pub(crate) fn reserve_at(
+        at: Option<usize>,
+        pages: u64,
+        page_size: usize,
+        transparent: bool,
+    ) -> Result<Region, VmError> {
         let len = usize::try_from(pages)
             .ok()
             .and_then(|p| p.checked_mul(page_size))
@@ -90,7 +101,7 @@ impl Region {
                 field: "virtual_pages",
                 reason: format!("{pages} pages of {page_size} bytes overflow the address space"),
             })?;
-        let mapping = Mapping::new(len, "address-space region")?;
+        let mapping = Mapping::new_at(at, len, "address-space region")?;
         let transparent = if transparent {
             // SAFETY: the range is the mapping just made; the advice changes
             // no contents.
