@@ -44,7 +44,7 @@
 //! as its cgroup saw it, and the VM's statistics; table, JSON and SVG.
 
 use crate::cgroup::MemoryCgroup;
-use crate::sys::{FileMapping, MappingAdvice, VmMemory};
+use crate::sys::{FileMapping, MappingAdvice, Memory};
 use disk_channel::rng::SplitMix64;
 use disk_channel::{CachePolicy, DiskChannel, FileDrive, FileDriveOptions};
 use runtable::{FormatOptions, Interval, PageNumber, Volume};
@@ -330,11 +330,11 @@ impl Store for MapStore {
 }
 
 /// The VM in transparent mode, reached by plain loads and stores through
-/// a pointer (`VmMemory`), as the kernel's mapping is; sorts on a view.
+/// a pointer (`Memory`), as the kernel's mapping is; sorts on a view;
+/// flushed and cooled as the copying API's store is.
 struct TransparentStore<'a> {
-    vm: &'a Vm,
-    interval: Interval,
-    memory: VmMemory,
+    vm: VmStore<'a>,
+    memory: Memory,
 }
 
 impl Store for TransparentStore<'_> {
@@ -359,12 +359,10 @@ impl Store for TransparentStore<'_> {
         Ok(())
     }
     fn flush(&self) -> Result<(), String> {
-        self.vm.flush().map_err(|e| e.to_string())
+        self.vm.flush()
     }
     fn cool(&self) -> Result<(), String> {
-        self.vm
-            .advise(self.interval, Advice::DontNeed)
-            .map_err(|e| e.to_string())
+        self.vm.cool()
     }
     fn expect(&self, pattern: Pattern) -> Result<(), String> {
         let advice = match pattern {
@@ -373,7 +371,8 @@ impl Store for TransparentStore<'_> {
             Pattern::Unsaid => Advice::Normal,
         };
         self.vm
-            .advise(self.interval, advice)
+            .vm
+            .advise(self.vm.interval, advice)
             .map_err(|e| e.to_string())
     }
     fn has_slices(&self) -> bool {
@@ -381,8 +380,12 @@ impl Store for TransparentStore<'_> {
     }
     fn sort_words(&self, offset: u64, count: u64) -> Result<(), String> {
         // The keys' pages, as one exclusive view (the safe API).
-        let pages = Interval::new(self.interval.page.0 + offset / PAGE, count * 8 / PAGE);
-        let mut view = self.vm.view_mut::<u64>(pages).map_err(|e| e.to_string())?;
+        let pages = Interval::new(self.vm.interval.page.0 + offset / PAGE, count * 8 / PAGE);
+        let mut view = self
+            .vm
+            .vm
+            .view_mut::<u64>(pages)
+            .map_err(|e| e.to_string())?;
         view.sort_unstable();
         Ok(())
     }
@@ -932,9 +935,8 @@ pub fn run_side(
             let workloads = if transparent {
                 let store = |interval: Interval| -> Result<TransparentStore<'_>, ToolError> {
                     Ok(TransparentStore {
-                        vm: &vm,
-                        interval,
-                        memory: VmMemory::new(
+                        vm: VmStore { vm: &vm, interval },
+                        memory: Memory::of_vm(
                             &vm,
                             vm.address_of(interval.page),
                             (interval.count.0 * PAGE) as usize,

@@ -8,19 +8,8 @@
 /// Access is by copies in and out, so no Rust reference ever points into
 /// the mapping.
 pub struct FileMapping {
-    base: *mut u8,
-    len: usize,
+    memory: Memory,
 }
-
-// SAFETY: the mapping is plain memory owned by this value (unmapped when
-// it drops); moving the owner to another thread moves nothing else, and
-// `FileMapping` hands out no references into it, only copies.
-unsafe impl Send for FileMapping {}
-// SAFETY: what threads sharing it can do through `&self` is copy bytes
-// out (`read`), which do not race with each other; copying bytes in
-// (`write`) is `unsafe`, with the contract that no other thread reads or
-// writes those bytes meanwhile.
-unsafe impl Sync for FileMapping {}
 
 /// How the kernel is advised about a [`FileMapping`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +50,10 @@ impl FileMapping {
             )
         }?;
         Ok(FileMapping {
-            base: ptr.cast(),
-            len,
+            memory: Memory {
+                base: ptr.cast(),
+                len,
+            },
         })
     }
 
@@ -76,44 +67,6 @@ impl FileMapping {
         // SAFETY: our own mapping; advice changes no contents.
         unsafe { rustix::mm::madvise(self.base.cast(), self.len, advice) }?;
         Ok(())
-    }
-
-    fn check(&self, offset: u64, len: usize) {
-        assert!(
-            offset
-                .checked_add(len as u64)
-                .is_some_and(|end| end <= self.len as u64),
-            "{len} bytes at {offset} lie outside a mapping of {}",
-            self.len
-        );
-    }
-
-    /// Copies `buf.len()` bytes at `offset` out of the mapping.
-    pub fn read(&self, offset: u64, buf: &mut [u8]) {
-        self.check(offset, buf.len());
-        // SAFETY: checked to lie within the mapping; `buf` is ours and not
-        // in the mapping (no reference into it exists).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.base.add(offset as usize),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-    }
-
-    /// Copies `data` into the mapping at `offset`.
-    ///
-    /// # Safety
-    /// No other thread reads or writes these bytes of the mapping while the
-    /// call runs.
-    pub unsafe fn write(&self, offset: u64, data: &[u8]) {
-        self.check(offset, data.len());
-        // SAFETY: within the mapping (checked); `data` is not in it; no
-        // other thread touches these bytes (the caller's contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset as usize), data.len())
-        };
     }
 
     /// Writes the mapping's changed pages to the file and waits (`msync`).
@@ -138,47 +91,33 @@ impl FileMapping {
     }
 }
 
-impl FileMapping {
-    /// `count` words from byte `offset` of the mapping, as a slice to sort
-    /// in place.
-    ///
-    /// # Safety
-    /// No other reference into those bytes exists while the slice lives
-    /// (the workloads use it from one thread, with nothing else running).
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn words_mut(&self, offset: u64, count: usize) -> &mut [u64] {
-        self.check(offset, count * 8);
-        assert!(offset.is_multiple_of(8), "words at an unaligned offset");
-        // SAFETY: in bounds (checked), aligned (the mapping is page-aligned
-        // and `offset` a multiple of 8), and exclusive by the caller's
-        // promise; any bit pattern is a `u64`.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(offset as usize).cast(), count) }
-    }
-}
-
-/// An interval of a transparent VM reached by plain loads and stores
-/// through a raw pointer, as a program reaches an `mmap`ped file (the
-/// out-of-core bench's transparent side, beside [`FileMapping`]). Faults
-/// are the VM's, served in the thread that makes them.
-pub struct VmMemory {
+/// Bytes at a raw address that the workloads read and write by plain
+/// loads and stores: the kernel's file mapping ([`FileMapping`] derefs to
+/// one) or an interval of a transparent VM ([`Memory::of_vm`]), whose
+/// faults are the VM's, served in the thread that makes them.
+pub struct Memory {
     base: *mut u8,
     len: usize,
 }
 
-// SAFETY: plain memory of the VM, which serves faults in any thread; the
-// workloads' callers keep writes and reads apart as for `FileMapping`.
-unsafe impl Send for VmMemory {}
-// SAFETY: as above.
-unsafe impl Sync for VmMemory {}
+// SAFETY: plain memory (a mapping owned by its `FileMapping`, or the VM's,
+// which serves faults in any thread); moving it to another thread moves
+// nothing else.
+unsafe impl Send for Memory {}
+// SAFETY: what threads sharing it can do through `&self` without `unsafe`
+// is copy bytes out (`read`), which do not race with each other; copying
+// bytes in and borrowing them are `unsafe`, with the contract that no
+// other thread reads or writes those bytes meanwhile.
+unsafe impl Sync for Memory {}
 
-impl VmMemory {
+impl Memory {
     /// The `len` bytes of `vm` from `at` (allocated, transparent mode).
-    pub fn new(
+    pub fn of_vm(
         vm: &vm_core::Vm,
         at: vm_core::VAddr,
         len: usize,
-    ) -> Result<VmMemory, vm_core::VmError> {
-        Ok(VmMemory {
+    ) -> Result<Memory, vm_core::VmError> {
+        Ok(Memory {
             base: vm.transparent_ptr(at)?,
             len,
         })
@@ -189,7 +128,7 @@ impl VmMemory {
             offset
                 .checked_add(len as u64)
                 .is_some_and(|end| end <= self.len as u64),
-            "{len} bytes at {offset} lie outside {} bytes of VM memory",
+            "{len} bytes at {offset} lie outside {} bytes of memory",
             self.len
         );
     }
@@ -197,8 +136,9 @@ impl VmMemory {
     /// Copies `buf.len()` bytes at `offset` into `buf` (plain loads).
     pub fn read(&self, offset: u64, buf: &mut [u8]) {
         self.check(offset, buf.len());
-        // SAFETY: in bounds of an allocated interval of a live transparent
-        // VM; loads of absent pages are faulted in by the VM.
+        // SAFETY: in bounds (checked) of a live mapping or allocated
+        // interval; `buf` is ours and not in it; loads of a transparent
+        // VM's absent pages are faulted in by the VM.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.base.add(offset as usize),
@@ -214,7 +154,8 @@ impl VmMemory {
     /// No other thread reads or writes those bytes meanwhile.
     pub unsafe fn write(&self, offset: u64, data: &[u8]) {
         self.check(offset, data.len());
-        // SAFETY: in bounds; exclusive by the caller's promise.
+        // SAFETY: in bounds; `data` is not in the memory; exclusive by the
+        // caller's promise.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset as usize), data.len())
         };
@@ -239,6 +180,27 @@ impl VmMemory {
         self.check(offset, len);
         // SAFETY: in bounds; exclusive by the caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.base.add(offset as usize), len) }
+    }
+
+    /// `count` words from byte `offset`, as a slice to sort in place.
+    ///
+    /// # Safety
+    /// As for [`Memory::bytes_mut`].
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn words_mut(&self, offset: u64, count: usize) -> &mut [u64] {
+        assert!(offset.is_multiple_of(8), "words at an unaligned offset");
+        // SAFETY: as the caller promises; aligned (a page-aligned base and
+        // `offset` a multiple of 8); any bit pattern is a `u64`.
+        let bytes = unsafe { self.bytes_mut(offset, count * 8) };
+        // SAFETY: the bytes just checked, exclusive, aligned for `u64`.
+        unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), count) }
+    }
+}
+
+impl std::ops::Deref for FileMapping {
+    type Target = Memory;
+    fn deref(&self) -> &Memory {
+        &self.memory
     }
 }
 
