@@ -531,6 +531,8 @@ pub struct DemoArgs {
     cache: CacheArg,
     /// Sort as a plain program would: the VM in transparent mode
     /// (userfaultfd), the keys one `&mut [u64]` sorted by `sort_unstable`.
+    /// Its volume is allocated up front: an I/O error inside a fault is
+    /// fatal in transparent mode (as with mmap).
     #[arg(long)]
     transparent: bool,
     /// Print the report as JSON.

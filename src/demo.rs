@@ -198,9 +198,17 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         None => temp.path().join("demo.vol"),
     };
     let virtual_pages = 2 * key_pages;
+    // In transparent mode a transfer that fails in a fault cannot be
+    // returned to the load or store that made it (it is fatal, as a failed
+    // read of an `mmap`ped file is): the volume's blocks are allocated up
+    // front, so a full disk fails here, cleanly.
     let drive = FileDrive::open(
         &path,
-        &FileDriveOptions::create(PAGE as usize, virtual_pages + 1024).with_cache(options.cache),
+        &FileDriveOptions {
+            preallocate: options.transparent,
+            ..FileDriveOptions::create(PAGE as usize, virtual_pages + 1024)
+                .with_cache(options.cache)
+        },
     )?;
     let cache = drive.cache_policy();
     let volume = Volume::format(
@@ -212,9 +220,16 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         transparent: options.transparent,
         // Never more frames than the address space has pages: a budget
         // beyond the work would only make a larger frame table.
+        // (Transparent mode needs a few pages however small the work.)
         ..VmConfig::new(
             virtual_pages,
-            (options.memory_bytes / PAGE).min(virtual_pages),
+            (options.memory_bytes / PAGE)
+                .min(virtual_pages)
+                .max(if options.transparent {
+                    vm_core::TRANSPARENT_MIN_PAGES
+                } else {
+                    1
+                }),
         )
     };
     let vm = Vm::new(config, Backing::Volume(volume)).map_err(ToolError::Vm)?;
@@ -564,9 +579,18 @@ impl DemoReport {
             (
                 "resident",
                 format!(
-                    "high water {} of the {} budget; process peak RSS {:.1} MiB",
+                    "high water {} of the {} budget{}; process peak RSS {:.1} MiB",
                     utility_mode::human_bytes(s.resident_high_water * PAGE),
                     utility_mode::human_bytes(self.memory_bytes),
+                    if s.reclaim_pages > 0 {
+                        format!(
+                            " ({} of it the reclaim list: {} faults served from it)",
+                            utility_mode::human_bytes(s.reclaim_pages * PAGE),
+                            s.reclaims
+                        )
+                    } else {
+                        String::new()
+                    },
                     self.peak_rss_bytes as f64 / (1 << 20) as f64
                 ),
             ),

@@ -26,8 +26,9 @@ pub enum ToolError {
         /// The budget.
         budget_bytes: u64,
     },
-    /// The utility VM refused an operation.
-    #[error("utility VM: {0}")]
+    /// The VM (a tool's utility VM, or the demo's and the benchmarks')
+    /// refused an operation; its message says what and where.
+    #[error(transparent)]
     Vm(#[from] VmError),
     /// The volume is unusable.
     #[error(transparent)]

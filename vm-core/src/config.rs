@@ -25,7 +25,14 @@ pub struct VmConfig {
     /// Transparent mode: plain loads and stores reach the address space
     /// (through [`AddressSpace::view`](crate::AddressSpace::view),
     /// `view_mut` or a raw pointer), paged by the VM through
-    /// `userfaultfd`; the copying API works as well. Off by default.
+    /// `userfaultfd`; the copying API works as well. Off by default. The
+    /// reclaim list and the streams found without advice belong to the
+    /// default service (the faulting thread, [`MonitorScope::Decisions`]);
+    /// with the PageFault worker or the seed's scope, faults come in a page
+    /// at a time and evicted pages are not kept. An I/O error while serving
+    /// a plain access is fatal (the process aborts with the error), as a
+    /// failed read of an `mmap`ped file is: use preallocated drives where a
+    /// full disk is possible.
     #[serde(default)]
     pub transparent: bool,
 }

@@ -78,9 +78,10 @@
 //!   the region is registered with `userfaultfd` for missing-page and
 //!   write-protect faults in SIGBUS mode, and a thread that touches an
 //!   absent page serves its own fault with the same service (chosen by
-//!   measurement: a handler thread cost 7-9x a self-served round trip on
-//!   this machine). The design card's "no access" reservation is thus
-//!   replaced by userfaultfd's traps, not by `mprotect`. Plain loads set no
+//!   measurement: a handler thread cost 1.7-9x a self-served round trip
+//!   on this machine, depending on where the scheduler put it). The
+//!   design card's "no access" reservation is thus replaced by
+//!   userfaultfd's traps, not by `mprotect`. Plain loads set no
 //!   reference bits, so a quarter of the budget becomes a reclaim list
 //!   (module `reclaim`) — the VAX/VMS second chance.
 //! - [`simulate`] runs the same fault service step by step on the drives'
@@ -117,7 +118,7 @@ pub mod typed;
 mod views;
 mod vocabulary;
 
-pub use config::{FaultService, MonitorScope, VmConfig};
+pub use config::{FaultService, MonitorScope, TRANSPARENT_MIN_PAGES, VmConfig};
 pub use error::VmError;
 pub use file::VmFile;
 pub use guard::{PageMut, PageRef};

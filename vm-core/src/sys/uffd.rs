@@ -100,7 +100,8 @@ const UFFDIO_WRITEPROTECT: rustix::ioctl::Opcode =
     opcode::read_write::<UffdioWriteprotect>(0xAA, 0x06);
 
 /// The environment variable that makes opening a `userfaultfd` fail as if
-/// the kernel refused it (to test the error an unprivileged user sees).
+/// the kernel refused it (to test the error an unprivileged user sees):
+/// set to anything but empty or `0`.
 pub const REFUSE_ENV: &str = "CEDAR_VM_REFUSE_USERFAULTFD";
 
 /// A `userfaultfd` in SIGBUS mode with one range registered for missing
@@ -126,9 +127,10 @@ impl Uffd {
     /// `sys::uffd_probe`).
     pub(crate) fn open_with(sigbus: bool) -> Result<Uffd, VmError> {
         let refused = |reason: String| VmError::TransparentUnavailable { reason };
-        if std::env::var_os(REFUSE_ENV).is_some() {
+        if std::env::var_os(REFUSE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
             return Err(refused(format!(
-                "userfaultfd refused on purpose ({REFUSE_ENV} is set)"
+                "userfaultfd refused on purpose ({REFUSE_ENV} is set; unset it, or leave \
+                 transparent mode off: the copying API needs no userfaultfd)"
             )));
         }
         let flags = UserfaultfdFlags::CLOEXEC | UserfaultfdFlags::NONBLOCK;
