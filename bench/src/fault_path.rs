@@ -514,7 +514,7 @@ pub fn fault_path(
     let anon = crate::sys::kernel_reference::anonymous_first_touch_ns(zero_pages / 5, 5)
         .map_err(ToolError::Vm)?;
     comparisons.push(Comparison {
-        name: "zero-fill fault (first write)".into(),
+        name: "zero-fill fault, copying API (first write)".into(),
         ns: zero,
         baseline: "kernel anonymous first-touch fault".into(),
         baseline_ns: anon,
