@@ -41,6 +41,11 @@ pub struct Comparison {
 pub struct ThreadRun {
     /// What the monitor is held for.
     pub scope: MonitorScope,
+    /// Transparent mode: the threads read by plain loads through one
+    /// shared view (faults served by each faulting thread from its SIGBUS
+    /// handler), not through the copying API.
+    #[serde(default)]
+    pub transparent: bool,
     /// Threads reading at once.
     pub threads: usize,
     /// Faults served per second, all threads together (median of rounds).
@@ -108,6 +113,12 @@ fn hot_file_vm(
 /// (each thread its own sequence, `reads` reads each): faults per second
 /// and the monitor's busy share, median of `rounds` rounds.
 fn thread_run(vm: &Vm, pages: u64, threads: usize, reads: u64, rounds: usize) -> (f64, f64) {
+    // In transparent mode the threads load through one shared view.
+    let view = vm.is_transparent().then(|| {
+        vm.view::<u64>(runtable::Interval::new(0, pages))
+            .expect("a view")
+    });
+    let view = view.as_ref();
     let mut samples: Vec<(f64, f64)> = (0..rounds)
         .map(|round| {
             let before = vm.stats();
@@ -119,8 +130,15 @@ fn thread_run(vm: &Vm, pages: u64, threads: usize, reads: u64, rounds: usize) ->
                         let mut word = [0u8; 8];
                         for _ in 0..reads {
                             let at = rng.below(pages) * PAGE + rng.below(PAGE / 8) * 8;
-                            vm.read(VAddr(at), &mut word).expect("fault");
-                            black_box(word);
+                            match view {
+                                Some(view) => {
+                                    black_box(view[(at / 8) as usize]);
+                                }
+                                None => {
+                                    vm.read(VAddr(at), &mut word).expect("fault");
+                                    black_box(word);
+                                }
+                            }
                         }
                     });
                 }
@@ -471,22 +489,33 @@ pub fn fault_path(
             5,
         )
         .map_err(ToolError::Vm)?;
-        for scope in [MonitorScope::HeldAcrossIo, MonitorScope::Decisions] {
-            let path = dir.join(format!("fault-path-threads-{scope:?}.vol"));
-            let vm = hot_file_vm(
+        for (scope, transparent) in [
+            (MonitorScope::HeldAcrossIo, false),
+            (MonitorScope::Decisions, false),
+            (MonitorScope::Decisions, true),
+        ] {
+            let path = dir.join(format!("fault-path-threads-{scope:?}-{transparent}.vol"));
+            let vm = match hot_file_vm(
                 &path,
                 pages,
                 memory_pages,
                 FaultService::InFaultingThread,
                 scope,
-                false,
-            )?;
+                transparent,
+            ) {
+                Ok(vm) => vm,
+                // Where the kernel refuses it, no transparent row (the
+                // comparisons said why already).
+                Err(ToolError::Vm(vm_core::VmError::TransparentUnavailable { .. })) => continue,
+                Err(e) => return Err(e),
+            };
             let (faults_per_s, monitor_busy) =
                 thread_run(&vm, pages, count, total_reads / count as u64, 5);
             drop(vm);
             let _ = std::fs::remove_file(&path);
             runs.push(ThreadRun {
                 scope,
+                transparent,
                 threads: count,
                 faults_per_s,
                 monitor_busy,
@@ -573,7 +602,9 @@ impl FaultPathReport {
                 let one = self
                     .threads
                     .iter()
-                    .find(|o| o.scope == r.scope && o.threads == 1)
+                    .find(|o| {
+                        o.scope == r.scope && o.transparent == r.transparent && o.threads == 1
+                    })
                     .map(|o| {
                         (
                             r.faults_per_s / o.faults_per_s,
@@ -583,7 +614,11 @@ impl FaultPathReport {
                 let (one, syscalls_one) = one.unwrap_or((f64::NAN, f64::NAN));
                 t.push_str(&format!(
                     "{:<14} {:>7} {:>10.0} {:>8.2}× {:>12.0}% {:>12.0} {:>9.2}× {:>11.0} {:>9.2}×\n",
-                    format!("{:?}", r.scope),
+                    if r.transparent {
+                        "transparent".to_string()
+                    } else {
+                        format!("{:?}", r.scope)
+                    },
                     r.threads,
                     r.faults_per_s,
                     one,
@@ -595,7 +630,8 @@ impl FaultPathReport {
                 ));
             }
             t.push_str(
-                "syscalls/s: the fault's own pread into memory given back by madvise, no VM.\n\
+                "transparent: the decisions scope in transparent mode, loads through a shared view.\n\
+                 syscalls/s: the fault's own pread into memory given back by madvise, no VM.\n\
                  mmap faults/s: the kernel's faults on the same file as it counts them; each maps\n\
                  up to 16 pages already cached (fault-around), where a VM fault brings in one.\n",
             );
