@@ -343,10 +343,14 @@ impl AddressSpace {
             self.states().unshare(page);
             return Ok(());
         }
+        let was_absent = self.states().load(page).tag() == crate::state::TAG_ABSENT;
         let latch = self.latch_for_write(page, Latch::Exclusive)?;
-        // The fault proves the page is protected now, whatever the word
-        // says: unprotect it outright.
-        if let Err(e) = self.region.set_write_protect(page, 1, false) {
+        // A page that was resident when the store faulted is protected,
+        // whatever its word says: unprotected outright. One that was absent
+        // and came in writable for this store (zeros installed so) needs
+        // nothing more.
+        let installed_writable = was_absent && latch.has_now(WRITABLE);
+        if !installed_writable && let Err(e) = self.region.set_write_protect(page, 1, false) {
             self.refuse_store(latch);
             return Err(e);
         }
