@@ -411,9 +411,6 @@ impl Vm {
             state.generation = old.generation;
         }
         let vm = Vm::new(config, Backing::Volume(volume))?;
-        if vm.is_transparent() {
-            state.base = vm.region.base() as u64;
-        }
         {
             let mut monitor = vm.lock_monitor();
             monitor.map = Some(state);
@@ -473,9 +470,6 @@ impl Vm {
             },
             e => e,
         })?;
-        if vm.is_transparent() {
-            state.base = vm.region.base() as u64;
-        }
         {
             let mut monitor = vm.lock_monitor();
             let states = vm.states();
@@ -713,7 +707,13 @@ impl AddressSpace {
             .volume
             .as_ref()
             .map_or(0, |volume| volume.geometry().volume_id);
-        let mut bytes = encode(volume_id, generation, self.page_size, state.base, &pages);
+        // Where the region is now, in transparent mode; else where it was.
+        let base = if self.region.is_transparent() {
+            self.region.base() as u64
+        } else {
+            state.base
+        };
+        let mut bytes = encode(volume_id, generation, self.page_size, base, &pages);
         bytes.resize(bytes.len().next_multiple_of(self.page_size), 0);
         // The slot not holding the newest map, wherever that was found.
         let slot = state

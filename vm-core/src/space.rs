@@ -163,6 +163,7 @@ impl Vm {
         // run without the monitor; the seed's keeps its synchronous one.
         let read_ahead_mode =
             !worker_mode && config.monitor_scope == MonitorScope::Decisions && volume.is_some();
+        let slots = Self::reclaim_slots(&config, volume.is_some());
         let space = Arc::new(AddressSpace {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
@@ -183,14 +184,14 @@ impl Vm {
             )?,
             states: StateArray::new(config.virtual_pages)?,
             views: config.transparent.then(crate::views::Views::default),
-            reclaim_slots: match Self::reclaim_slots(&config, volume.is_some()) {
+            reclaim_slots: match slots {
                 0 => None,
                 slots => Some(crate::sys::region::Slots::new(
                     slots as u32,
                     config.page_size,
                 )?),
             },
-            monitor: Mutex::new(Self::monitor_for(&config, volume)?),
+            monitor: Mutex::new(Self::monitor_for(&config, volume, slots)?),
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),
@@ -245,12 +246,14 @@ impl Vm {
         })
     }
 
-    /// The monitor for `config` over `volume`: in transparent mode with a
-    /// volume and a budget of at least 16 pages, a quarter of the budget
-    /// is the reclaim list (`reclaim`) and the rest frames.
-    fn monitor_for(config: &VmConfig, volume: Option<Volume>) -> Result<Monitor, VmError> {
+    /// The monitor for `config` over `volume`, `slots` pages of the budget
+    /// set aside for the reclaim list and the rest frames.
+    fn monitor_for(
+        config: &VmConfig,
+        volume: Option<Volume>,
+        slots: u64,
+    ) -> Result<Monitor, VmError> {
         let budget = config.real_memory_pages;
-        let slots = Self::reclaim_slots(config, volume.is_some());
         let mut monitor = Monitor::new(config.virtual_pages, budget - slots, volume)?;
         if slots > 0 {
             monitor.reclaim = Some(crate::reclaim::Reclaim::new(slots as u32));
@@ -258,10 +261,16 @@ impl Vm {
         Ok(monitor)
     }
 
-    /// The reclaim list's share of the budget (see `monitor_for`).
+    /// The reclaim list's share of the budget: a quarter, in transparent
+    /// mode with a volume, a budget of at least 16 pages and the default
+    /// service (the faulting thread deciding under the monitor — the only
+    /// path that takes copies back; elsewhere the list would hold copies
+    /// nobody reclaims, in frames taken from the clock).
     fn reclaim_slots(config: &VmConfig, volume: bool) -> u64 {
         let budget = config.real_memory_pages;
-        if config.transparent && volume && budget >= 16 {
+        let default_service = config.fault_service == FaultService::InFaultingThread
+            && config.monitor_scope == MonitorScope::Decisions;
+        if config.transparent && volume && default_service && budget >= 16 {
             budget / 4
         } else {
             0

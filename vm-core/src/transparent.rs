@@ -195,11 +195,8 @@ impl AddressSpace {
     ///
     /// [`prepare_store`]: AddressSpace::prepare_store
     pub(crate) fn finish_store(&self, latch: ExclusiveLatch<'_>, set: u64) {
-        if set & WRITABLE != 0
-            && latch.has_now(READ_ONLY)
-            && self.region.set_write_protect(latch.page(), 1, true).is_ok()
-        {
-            latch.release(TAG_RESIDENT, set & !WRITABLE, WRITABLE);
+        if set & WRITABLE != 0 && latch.has_now(READ_ONLY) {
+            self.release_protected(latch, set, true);
             return;
         }
         latch.release(TAG_RESIDENT, set, 0);
@@ -209,17 +206,25 @@ impl AddressSpace {
     /// read-only): a page installed writable for it is protected again, so
     /// no plain store lands in it. Referenced, and not dirty unless it was.
     pub(crate) fn refuse_store(&self, latch: ExclusiveLatch<'_>) {
-        if latch.has_now(WRITABLE) {
-            // A failure leaves it writable: then it is at least dirty, and
-            // whatever is stored is written back.
-            if self.region.set_write_protect(latch.page(), 1, true).is_ok() {
-                latch.release(TAG_RESIDENT, REFERENCED, WRITABLE);
-            } else {
-                latch.release(TAG_RESIDENT, REFERENCED | DIRTY, 0);
-            }
+        let writable = latch.has_now(WRITABLE);
+        self.release_protected(latch, REFERENCED, writable);
+    }
+
+    /// Releases `latch` with `set` and the page protected: protected here
+    /// if the kernel's page is `writable`. Where protecting fails the page
+    /// stays writable, and is then at least dirty (whatever is stored is
+    /// written back).
+    fn release_protected(&self, latch: ExclusiveLatch<'_>, set: u64, writable: bool) {
+        if writable
+            && self
+                .region
+                .set_write_protect(latch.page(), 1, true)
+                .is_err()
+        {
+            latch.release(TAG_RESIDENT, set | DIRTY | WRITABLE, 0);
             return;
         }
-        latch.release(TAG_RESIDENT, REFERENCED, 0);
+        latch.release(TAG_RESIDENT, set & !WRITABLE, WRITABLE);
     }
 
     /// Write-protects those of `pages` (latched by the caller, shared or
@@ -262,12 +267,11 @@ impl AddressSpace {
     /// Monitor held on entry and exit (transparent mode).
     ///
     /// Protects the writable resident pages of `interval` and clears
-    /// `clear` on them, each under a latch that keeps writers out (its
-    /// exclusive latch, or a shared one beside readers). A page latched
-    /// exclusively by someone else is waited for a while (a store's latch
-    /// is short); one held longer (a `page_mut` guard) is left to its
-    /// holder, whose release protects it if it is read-only by then
-    /// ([`finish_store`]).
+    /// `clear` on them, each under a shared latch (which keeps writers out;
+    /// readers and shared guards may stay). A page latched exclusively by
+    /// someone else is waited for a while (a store's latch is short); one
+    /// held longer (a `page_mut` guard) is left to its holder, whose
+    /// release protects it if it is read-only by then ([`finish_store`]).
     ///
     /// [`finish_store`]: AddressSpace::finish_store
     pub(crate) fn protect_resident(&self, interval: Interval, clear: u64) -> Result<(), VmError> {
@@ -278,21 +282,10 @@ impl AddressSpace {
         for page in interval.page.0..interval.end().0 {
             let mut spins = 0u32;
             loop {
-                if let Ok(latch) = states.try_latch_resident(page) {
-                    if latch.has_now(WRITABLE) {
-                        self.region.set_write_protect(page, 1, true)?;
-                    }
-                    latch.release(TAG_RESIDENT, 0, WRITABLE | clear);
-                    break;
-                }
-                // Protecting needs only to keep writers out: a shared latch
-                // (readers, a shared guard) does.
                 match states.try_share_latch(page) {
                     Ok(latch) => {
-                        if states.load(page).has(WRITABLE) {
-                            self.region.set_write_protect(page, 1, true)?;
-                        }
-                        states.clear_flags(page, WRITABLE | clear);
+                        self.protect_for_write_back(std::iter::once(page))?;
+                        states.clear_flags(page, clear);
                         drop(latch);
                         break;
                     }

@@ -149,18 +149,14 @@ impl AddressSpace {
         // An absent word changes only under the monitor: `word` holds.
         let overwrite_unread = overwrite && word.has(ON_DISK) && !word.has(READ_ONLY);
         // A copy on the reclaim list is what a read would give.
-        let from_slot = monitor.reclaim.as_mut().and_then(|r| r.take(page));
-        let from_slot = match (from_slot, overwrite) {
-            (Some(slot), true) => {
-                // Overwritten whole: the copy is not needed.
-                monitor
-                    .reclaim
-                    .as_mut()
-                    .expect("taken from it")
-                    .give_back(slot);
+        // (Overwritten whole, the page needs no copy: forgotten.)
+        let from_slot = match monitor.reclaim.as_mut() {
+            Some(reclaim) if overwrite => {
+                reclaim.forget(page);
                 None
             }
-            (slot, _) => slot,
+            Some(reclaim) => reclaim.take(page),
+            None => None,
         };
         let read = if word.has(ON_DISK) && !overwrite_unread && from_slot.is_none() {
             let volume = monitor
