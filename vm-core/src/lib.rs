@@ -21,6 +21,7 @@
 //! | `reclaim` | transparent mode's reclaim list: copies of evicted pages in a quarter of the budget, faulted back without a transfer (no reference bits on plain loads) | (m) |
 //! | `file` | [`VmFile`]: a growable file over an interval (`read_at`/`write_at`, `set_len`, `sync_data`, `std::io`) | through `access` and `ops` |
 //! | [`persist`] | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
+//! | `journal` | the persistent space's double-write journal: an image of a synced page before its first rewrite in place, replayed at open (no torn synced page) | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
 //! | `hit_counter` | resident hits, counted without contention | (a) |
@@ -101,6 +102,7 @@ mod fault;
 mod file;
 mod guard;
 mod hit_counter;
+mod journal;
 mod monitor;
 mod ops;
 mod padded;

@@ -44,6 +44,12 @@ pub(crate) struct SpaceMapState {
     /// transparent mode (0: never), kept in the map so that a reopen in
     /// transparent mode maps it there again.
     pub(crate) base: u64,
+    /// The map's format version: 2 (a journal below the map slots), or 1
+    /// for a space made before the journal (written as 1 again: its space
+    /// may reach up to the slots).
+    pub(crate) version: u32,
+    /// The journal's pages, just below map slot 0 (0 for version 1).
+    pub(crate) journal_pages: u64,
 }
 
 /// Fault-path counters (the hit counter lives outside the monitor).
@@ -107,6 +113,9 @@ pub(crate) struct Monitor {
     /// (m) Extents a persistent space freed since its last map: not free
     /// (not reusable) until the next map is written.
     pub(crate) freed_since_map: Vec<(u64, u64)>,
+    /// (m) A persistent space's double-write journal (`journal`); `None`
+    /// for an anonymous space, or one whose map predates the journal.
+    pub(crate) journal: Option<crate::journal::Journal>,
     /// Transparent mode with a volume: copies of recently evicted pages
     /// (`reclaim`), in a quarter of the budget set aside from the frames.
     pub(crate) reclaim: Option<crate::reclaim::Reclaim>,
@@ -220,6 +229,7 @@ impl Monitor {
             map: None,
             map_written: Default::default(),
             freed_since_map: Vec::new(),
+            journal: None,
             reclaim: None,
         })
     }

@@ -429,9 +429,9 @@ impl AddressSpace {
     /// resident. A no-op without backing.
     pub fn clean(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        let monitor = self.lock_monitor();
+        let mut monitor = self.lock_monitor();
         self.check_allocated(&monitor, interval)?;
-        self.write_back_range(&monitor, interval.page.0, interval.end().0)
+        self.write_back_range(&mut monitor, interval.page.0, interval.end().0)
     }
 
     /// Writes back every changed page and syncs the drives: on return every
@@ -444,7 +444,7 @@ impl AddressSpace {
         }
         let mut pages: Vec<u64> = monitor.frame_of.keys().copied().collect();
         pages.sort_unstable();
-        self.write_back_pages(&monitor, &pages)?;
+        self.write_back_pages(&mut monitor, &pages)?;
         self.make_durable(&mut monitor)
     }
 
@@ -479,7 +479,7 @@ impl AddressSpace {
         if monitor.volume.is_none() {
             return Ok(());
         }
-        self.write_back_range(&monitor, interval.page.0, interval.end().0)?;
+        self.write_back_range(&mut monitor, interval.page.0, interval.end().0)?;
         self.make_durable(&mut monitor)
     }
 

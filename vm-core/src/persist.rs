@@ -21,16 +21,17 @@
 //! # Where the map lives
 //!
 //! In the volume's own virtual space: its top `2 × m` pages hold two map
-//! slots of `m` pages each, and the address space is the pages below
-//! ([`Vm::persistent_pages`] says how many). The map goes through the run
-//! table like any page, so it is striped, remapped off bad spots and
-//! checked by the scavenger's rules with the rest. The VM's region never
-//! covers it.
+//! slots of `m` pages each; just below them is the space's double-write
+//! journal (`journal`: 1/64 of the volume, 16 to 2048 pages); the address
+//! space is the pages below that ([`Vm::persistent_pages`] says how many).
+//! The map and the journal go through the run table like any page, so they
+//! are striped, remapped off bad spots and checked by the scavenger's rules
+//! with the rest. The VM's region never covers them.
 //!
 //! ```text
 //!  offset size  field (little-endian)
 //!   0      8    magic "CEDARMAP"
-//!   8      4    format version (1)
+//!   8      4    format version (2; 1 for a space made before the journal)
 //!  12      4    length in bytes, CRC included: 64 + n + 4
 //!  16     16    volume id
 //!  32      8    generation (≥ 1)
@@ -58,12 +59,15 @@
 //!   of the whole space (which intervals exist, their protection and
 //!   advice) as of that moment.
 //! - Writes after the last sync may survive or not, **page by page**: a
-//!   page reads as it was at the last sync, or as it was written later.
-//!   (Pages are written in place; a drive that tears a single page write
-//!   would leave that one page mixed — this code relies on the drive
-//!   writing a page whole, as 4 KiB-sector devices with `O_DIRECT` do. The
-//!   map itself is never trusted torn: its checksum catches it and the
-//!   previous map is used.)
+//!   page reads as it was at the last sync, or as it was written later —
+//!   never torn, even where the drive tears a write in the middle of a
+//!   page. Pages are written back in place; before a page the newest map
+//!   names on disk is first rewritten in place, an image of what is about
+//!   to be written goes to the journal and the drives are synced, and
+//!   [`Vm::open`] writes every intact image of the newest map's chain back
+//!   in place before anything reads the space (see `journal`). The map
+//!   itself is never trusted torn: its checksum catches it and the previous
+//!   map is used.
 //! - A crash during `flush` or `sync` leaves either the previous synced
 //!   shape of the space or the new one, never a mix: data pages are made
 //!   durable (written, drives synced) before the map that names them is
@@ -82,12 +86,20 @@
 //! copies of it are kept in memory for that. Its length field limits a
 //! persistent space to 2^32 - 68 pages.
 //!
+//! The journal costs, after each map commit, one extra page written per
+//! page that was on disk and is rewritten, and one drive sync per
+//! write-back batch holding such pages (an eviction batch, or a `clean`,
+//! `sync` or `flush` cut to the journal's size); a full journal costs a
+//! sync to start anew. [`crate::VmStats`] counts both
+//! (`journal_images`, `journal_checkpoints`).
+//!
 //! Pages freed in a persistent space are not reused until the next map is
 //! written: the map on disk still names them, and a crash before then
 //! brings the freed interval back with its own contents.
 
 use crate::config::VmConfig;
 use crate::error::VmError;
+use crate::journal::{self, Journal};
 use crate::monitor::{Monitor, SpaceMapState};
 use crate::space::{AddressSpace, Backing, Vm};
 use crate::state::{ON_DISK, READ_ONLY};
@@ -96,8 +108,10 @@ use runtable::{PageNumber, Volume};
 
 /// The map's magic.
 const MAGIC: &[u8; 8] = b"CEDARMAP";
-/// The map's format version.
-const VERSION: u32 = 1;
+/// The map's format version: 2 has the journal below the slots; maps of
+/// version 1 (no journal) are still read, and such a space is written as
+/// version 1 again.
+const VERSION: u32 = 2;
 /// Bytes before the per-page bytes.
 const FIXED_BYTES: usize = 64;
 /// Bytes of the checksum.
@@ -109,15 +123,18 @@ const STORED: u8 = 4;
 const PROTECTED: u8 = 8;
 const ADVICE_SHIFT: u32 = 4;
 
-/// Where the map slots sit in a volume of `volume_pages` virtual pages of
-/// `page_size` bytes: `(pages left for the address space, pages per map
-/// slot)`, or `None` if the volume is too small to hold a map and a page.
-fn map_layout(volume_pages: u64, page_size: usize) -> Option<(u64, u64)> {
+/// Where the map slots and the journal sit in a volume of `volume_pages`
+/// virtual pages of `page_size` bytes (the map slots at the top, the
+/// journal just below them): `(pages left for the address space, pages
+/// per map slot, journal pages)`, or `None` if the volume is too small to
+/// hold them and a page.
+fn map_layout(volume_pages: u64, page_size: usize) -> Option<(u64, u64, u64)> {
     let slot_pages = slot_pages_for(volume_pages, page_size);
-    let space = volume_pages.checked_sub(2 * slot_pages)?;
+    let journal_pages = journal::journal_pages_for(volume_pages);
+    let space = volume_pages.checked_sub(2 * slot_pages + journal_pages)?;
     // The length field is 32 bits.
     let fits = FIXED_BYTES as u64 + space + (CRC_BYTES as u64) <= u64::from(u32::MAX);
-    (space > 0 && fits).then_some((space, slot_pages))
+    (space > 0 && fits).then_some((space, slot_pages, journal_pages))
 }
 
 /// Pages per map slot on a volume of `volume_pages` pages: room for a byte
@@ -143,11 +160,18 @@ fn advice_of(code: u8) -> Advice {
 }
 
 /// The encoded map of generation `generation`.
-fn encode(volume_id: u128, generation: u64, page_size: usize, base: u64, pages: &[u8]) -> Vec<u8> {
+fn encode(
+    version: u32,
+    volume_id: u128,
+    generation: u64,
+    page_size: usize,
+    base: u64,
+    pages: &[u8],
+) -> Vec<u8> {
     let length = FIXED_BYTES + pages.len() + CRC_BYTES;
     let mut bytes = Vec::with_capacity(length);
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&(length as u32).to_le_bytes());
     bytes.extend_from_slice(&volume_id.to_le_bytes());
     bytes.extend_from_slice(&generation.to_le_bytes());
@@ -166,9 +190,10 @@ enum Slot {
     Blank,
     /// Not a valid map: why.
     Bad(String),
-    /// A valid map: its generation, the region's address in transparent
-    /// mode (0: never), and its per-page bytes.
+    /// A valid map: its format version, its generation, the region's
+    /// address in transparent mode (0: never), and its per-page bytes.
     Map {
+        version: u32,
         generation: u64,
         base: u64,
         pages: Vec<u8>,
@@ -185,8 +210,11 @@ fn decode(bytes: &[u8], volume_id: u128, page_size: usize) -> Slot {
     if bytes.len() < FIXED_BYTES + CRC_BYTES || &bytes[..8] != MAGIC {
         return Slot::Bad("no space map there (wrong magic)".into());
     }
-    if u32_at(8) != VERSION {
-        return Slot::Bad(format!("space map version {} is not {VERSION}", u32_at(8)));
+    let version = u32_at(8);
+    if !(1..=VERSION).contains(&version) {
+        return Slot::Bad(format!(
+            "space map version {version} is not one this code reads (1 to {VERSION})"
+        ));
     }
     let length = u32_at(12) as usize;
     if !(FIXED_BYTES + CRC_BYTES..=bytes.len()).contains(&length) {
@@ -221,6 +249,7 @@ fn decode(bytes: &[u8], volume_id: u128, page_size: usize) -> Slot {
         ));
     }
     Slot::Map {
+        version,
         generation,
         base: u64_at(56),
         pages: bytes[FIXED_BYTES..FIXED_BYTES + pages].to_vec(),
@@ -294,8 +323,10 @@ fn write_slot(
     Ok(remapped)
 }
 
-/// The newest valid map of a space laid out as `state` on `volume`.
+/// The newest valid map of a space whose map slots are laid out as
+/// `state` on `volume`.
 struct Newest {
+    version: u32,
     generation: u64,
     /// The region's address when the space was last in transparent mode
     /// (0: never).
@@ -314,7 +345,7 @@ struct Newest {
 /// says what each slot holds.
 fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError> {
     let (id, page_size) = (volume.geometry().volume_id, volume.page_size());
-    let mut newest: Option<(u64, u64, u64, Vec<u8>)> = None;
+    let mut newest: Option<(u32, u64, u64, u64, Vec<u8>)> = None;
     let mut why = Vec::new();
     let mut written: [Vec<u8>; 2] = Default::default();
     for slot in 0..2 {
@@ -328,19 +359,20 @@ fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError
         written[slot as usize] = bytes;
         match found {
             Slot::Map {
+                version,
                 generation,
                 base,
                 pages,
             } => {
-                if newest.as_ref().is_none_or(|(g, ..)| generation > *g) {
-                    newest = Some((generation, slot, base, pages));
+                if newest.as_ref().is_none_or(|(_, g, ..)| generation > *g) {
+                    newest = Some((version, generation, slot, base, pages));
                 }
             }
             Slot::Blank => why.push(format!("map slot {slot}: never written")),
             Slot::Bad(reason) => why.push(format!("map slot {slot}: {reason}")),
         }
     }
-    let Some((generation, slot, base, pages)) = newest else {
+    let Some((version, generation, slot, base, pages)) = newest else {
         return Err(VmError::Config {
             field: "volume",
             reason: format!(
@@ -350,6 +382,7 @@ fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError
         });
     };
     Ok(Newest {
+        version,
         generation,
         base,
         slot,
@@ -358,36 +391,69 @@ fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError
     })
 }
 
-/// The layout of a persistent space of `config` on `volume`, or why there
-/// is none.
-fn layout_for(volume: &Volume, config: &VmConfig) -> Result<SpaceMapState, VmError> {
-    let Some((space, slot_pages)) = map_layout(volume.virtual_pages(), volume.page_size()) else {
+/// The layout of a persistent space on `volume` (map slots and journal,
+/// as a new space has them), or why there is none: `(the state, pages the
+/// space can have)`.
+fn layout_of(volume: &Volume) -> Result<(SpaceMapState, u64), VmError> {
+    let Some((space, slot_pages, journal_pages)) =
+        map_layout(volume.virtual_pages(), volume.page_size())
+    else {
         return Err(VmError::Config {
             field: "virtual_pages",
             reason: format!(
-                "a volume of {} pages is too small for a persistent space and its map",
+                "a volume of {} pages is too small for a persistent space, its map and journal",
                 volume.virtual_pages()
             ),
         });
     };
+    let state = SpaceMapState {
+        first_page: space + journal_pages,
+        slot_pages,
+        generation: 0,
+        newest_slot: None,
+        base: 0,
+        version: VERSION,
+        journal_pages,
+    };
+    Ok((state, space))
+}
+
+/// The layout for a new persistent space of `config` on `volume`, or why
+/// there is none.
+fn layout_for(volume: &Volume, config: &VmConfig) -> Result<SpaceMapState, VmError> {
+    let (state, space) = layout_of(volume)?;
     if config.virtual_pages > space {
         return Err(VmError::Config {
             field: "virtual_pages",
             reason: format!(
                 "{} is more than a persistent space on this volume can have ({space}: its \
-                 top {} pages hold the space map)",
+                 top {} pages hold the space map and its journal)",
                 config.virtual_pages,
-                2 * slot_pages
+                2 * state.slot_pages + state.journal_pages
             ),
         });
     }
-    Ok(SpaceMapState {
-        first_page: space,
-        slot_pages,
-        generation: 0,
-        newest_slot: None,
-        base: 0,
-    })
+    Ok(state)
+}
+
+impl SpaceMapState {
+    /// The volume's virtual page where the journal starts.
+    fn journal_first(&self) -> u64 {
+        self.first_page - self.journal_pages
+    }
+
+    /// An empty journal for this layout (none for a map of version 1).
+    fn journal(&self, volume: &Volume) -> Option<Journal> {
+        (self.journal_pages > 0).then(|| {
+            Journal::new(
+                self.journal_first(),
+                self.journal_pages,
+                volume.page_size(),
+                volume.geometry().volume_id,
+                self.generation,
+            )
+        })
+    }
 }
 
 impl Vm {
@@ -395,7 +461,7 @@ impl Vm {
     /// virtual pages less the two map slots at their top (see the module
     /// doc). `None` if the volume is too small for one.
     pub fn persistent_pages(volume: &Volume) -> Option<u64> {
-        map_layout(volume.virtual_pages(), volume.page_size()).map(|(space, _)| space)
+        map_layout(volume.virtual_pages(), volume.page_size()).map(|(space, ..)| space)
     }
 
     /// A new **persistent** address space of `config` on `volume`: empty,
@@ -410,10 +476,14 @@ impl Vm {
         if let Ok(old) = read_newest(&volume, &state) {
             state.generation = old.generation;
         }
+        // No chain an earlier space left is ever replayed into this one.
+        journal::clear(&volume, state.journal_first())?;
+        let journal = state.journal(&volume);
         let vm = Vm::new(config, Backing::Volume(volume))?;
         {
             let mut monitor = vm.lock_monitor();
             monitor.map = Some(state);
+            monitor.journal = journal;
             // Both slots: no older map can come back.
             let written = vm
                 .commit_map(&mut monitor)
@@ -435,14 +505,29 @@ impl Vm {
     /// rest of `config` (budget, fault service) may differ from the run
     /// that wrote it.
     pub fn open(volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
-        let mut state = layout_for(&volume, &config)?;
+        let (mut state, space) = layout_of(&volume)?;
         let Newest {
+            version,
             generation,
             base,
             slot,
             pages,
             written,
         } = read_newest(&volume, &state)?;
+        if version == 1 {
+            // Made before the journal: the space may reach up to the slots.
+            state.version = 1;
+            state.journal_pages = 0;
+        } else if pages.len() as u64 > space {
+            return Err(VmError::Config {
+                field: "volume",
+                reason: format!(
+                    "its space map names {} pages, more than the {space} below its journal \
+                     (a damaged map)",
+                    pages.len()
+                ),
+            });
+        }
         if pages.len() as u64 != config.virtual_pages {
             return Err(VmError::Config {
                 field: "virtual_pages",
@@ -456,6 +541,25 @@ impl Vm {
         state.generation = generation;
         state.newest_slot = Some(slot);
         state.base = base;
+        let on_disk = |page: u64| {
+            pages
+                .get(page as usize)
+                .is_some_and(|&b| b & (ALLOCATED | STORED) == ALLOCATED | STORED)
+        };
+        // Torn rewrites of synced pages made whole, before anything reads.
+        if state.journal_pages > 0 {
+            journal::replay(
+                &volume,
+                state.journal_first(),
+                state.journal_pages,
+                generation,
+                on_disk,
+            )?;
+        }
+        let mut journal = state.journal(&volume);
+        if let Some(journal) = journal.as_mut() {
+            journal.committed(generation, journal::bitset(pages.len() as u64, on_disk));
+        }
         // In transparent mode, where the space was (pointers stored in it
         // point there), or nowhere.
         let at = (config.transparent && base != 0).then_some(base as usize);
@@ -509,6 +613,7 @@ impl Vm {
             monitor.restore_allocations(&intervals);
             monitor.map = Some(state);
             monitor.map_written = written;
+            monitor.journal = journal;
         }
         Ok(vm)
     }
@@ -597,11 +702,13 @@ impl Vm {
             }
         }
         let space = space_bytes.div_ceil(page);
-        // The volume: the space and its two map slots.
+        // The volume: the space, its journal and its two map slots.
         let mut volume_pages = space;
         let mut tries = 0;
-        while map_layout(volume_pages, files.page_size).is_none_or(|(s, _)| s < space) {
-            volume_pages = space + 2 * slot_pages_for(volume_pages, files.page_size);
+        while map_layout(volume_pages, files.page_size).is_none_or(|(s, ..)| s < space) {
+            volume_pages = space
+                + 2 * slot_pages_for(volume_pages, files.page_size)
+                + journal::journal_pages_for(volume_pages);
             tries += 1;
             if tries > 8 {
                 return Err(VmError::Config {
@@ -657,19 +764,7 @@ impl Vm {
 
 /// The size of the persistent space on `volume`, from its newest map.
 fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
-    let Some((space, slot_pages)) = map_layout(volume.virtual_pages(), volume.page_size()) else {
-        return Err(VmError::Config {
-            field: "volume",
-            reason: "it is too small to hold a persistent space".into(),
-        });
-    };
-    let state = SpaceMapState {
-        first_page: space,
-        slot_pages,
-        generation: 0,
-        newest_slot: None,
-        base: 0,
-    };
+    let (state, _) = layout_of(volume)?;
     Ok(read_newest(volume, &state)?.pages.len() as u64)
 }
 
@@ -713,7 +808,14 @@ impl AddressSpace {
         } else {
             state.base
         };
-        let mut bytes = encode(volume_id, generation, self.page_size, base, &pages);
+        let mut bytes = encode(
+            state.version,
+            volume_id,
+            generation,
+            self.page_size,
+            base,
+            &pages,
+        );
         bytes.resize(bytes.len().next_multiple_of(self.page_size), 0);
         // The slot not holding the newest map, wherever that was found.
         let slot = state
@@ -737,6 +839,11 @@ impl AddressSpace {
         if let Some(map) = monitor.map.as_mut() {
             map.generation = generation;
             map.newest_slot = Some(slot as u64);
+        }
+        // A new chain: this map names what is on disk now.
+        if let Some(journal) = monitor.journal.as_mut() {
+            let stored = |p: u64| pages[p as usize] & STORED != 0;
+            journal.committed(generation, journal::bitset(pages.len() as u64, stored));
         }
         // The pages freed before this map are free at last.
         monitor.release_freed();
@@ -762,9 +869,10 @@ mod tests {
             0,
             ALLOCATED | STARTS | PROTECTED,
         ];
-        let bytes = encode(7, 3, 4096, 0x7f00_1234_5000, &pages);
+        let bytes = encode(VERSION, 7, 3, 4096, 0x7f00_1234_5000, &pages);
         match decode(&bytes, 7, 4096) {
             Slot::Map {
+                version: VERSION,
                 generation,
                 base,
                 pages: back,
@@ -787,11 +895,80 @@ mod tests {
         assert!(matches!(decode(&[0; 100], 7, 4096), Slot::Blank));
     }
 
+    /// A space made before the journal: its map of version 1, its space
+    /// reaching up to the map slots (over where the journal now goes). It
+    /// opens, keeps the pages there, and is written as version 1 again.
+    #[test]
+    fn a_space_of_map_version_1_still_opens_and_stays_version_1() {
+        use disk_channel::{DiskChannel, Drive, SimDrive};
+        const PAGE: usize = 4096;
+        let drive = SimDrive::preset("ssd", PAGE)
+            .unwrap()
+            .with_page_count(600)
+            .unwrap();
+        let media = drive.share_media();
+        let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
+        let mut volume = Volume::format(channel, &runtable::FormatOptions::new(PAGE, 512)).unwrap();
+        let (space, slot_pages, journal_pages) = map_layout(512, PAGE).unwrap();
+        let n = space + journal_pages;
+        // An interval of the top two pages, the last on disk holding "old".
+        let mut page = vec![0u8; PAGE];
+        page[..3].copy_from_slice(b"old");
+        let disk = volume.translate(PageNumber(n - 1)).unwrap();
+        volume
+            .channel()
+            .write(disk.drive, disk.page, &page, None)
+            .unwrap();
+        let mut pages = vec![0u8; n as usize];
+        pages[n as usize - 2] = ALLOCATED | STARTS | STORED;
+        pages[n as usize - 1] = ALLOCATED | STORED;
+        let id = volume.geometry().volume_id;
+        let mut bytes = encode(1, id, 5, PAGE, 0, &pages);
+        bytes.resize(bytes.len().next_multiple_of(PAGE), 0);
+        let state = SpaceMapState {
+            first_page: n,
+            slot_pages,
+            generation: 5,
+            newest_slot: None,
+            base: 0,
+            version: 1,
+            journal_pages: 0,
+        };
+        write_slot(&mut volume, &state, 1, &bytes, &[]).unwrap();
+        let reopen = || {
+            let channel =
+                DiskChannel::new(vec![Box::new(media.share_media()) as Box<dyn Drive>]).unwrap();
+            Volume::open(channel).unwrap()
+        };
+
+        let vm = Vm::open(volume, VmConfig::new(n, 6)).unwrap();
+        let top = vm.address_of(PageNumber(n - 1));
+        let mut back = [0u8; 3];
+        vm.read(top, &mut back).unwrap();
+        assert_eq!(&back, b"old");
+        vm.write(top, b"new").unwrap();
+        vm.close().unwrap();
+        let vm = Vm::open(reopen(), VmConfig::new(n, 6)).unwrap();
+        vm.read(top, &mut back).unwrap();
+        assert_eq!(&back, b"new");
+        assert_eq!(
+            vm.stats().journal_images,
+            0,
+            "no journal in a version-1 space"
+        );
+        drop(vm);
+        let volume = reopen();
+        let newest = read_newest(&volume, &state).unwrap();
+        // Written twice since (the close, and the drop's flush).
+        assert_eq!((newest.version, newest.generation), (1, 7));
+    }
+
     #[test]
     fn the_map_fits_its_slots_below_the_top_of_the_volume() {
         for (volume_pages, page_size) in [(100u64, 4096usize), (1 << 20, 4096), (5000, 65536)] {
-            let (space, slot) = map_layout(volume_pages, page_size).unwrap();
-            assert_eq!(space + 2 * slot, volume_pages);
+            let (space, slot, journal) = map_layout(volume_pages, page_size).unwrap();
+            assert_eq!(space + 2 * slot + journal, volume_pages);
+            assert!(journal >= 16);
             assert!(slot * page_size as u64 >= FIXED_BYTES as u64 + space + CRC_BYTES as u64);
         }
         assert!(map_layout(1, 4096).is_none());

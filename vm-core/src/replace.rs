@@ -95,7 +95,9 @@ impl AddressSpace {
                 budget,
             });
         }
-        let want = (budget / 16).clamp(1, EVICTION_BATCH_MAX);
+        // A persistent space's batch fits its journal (see `journal`).
+        let journal_max = monitor.journal.as_ref().map_or(u64::MAX, |j| j.max_batch());
+        let want = (budget / 16).clamp(1, EVICTION_BATCH_MAX.min(journal_max));
         let mut victims: Vec<ExclusiveLatch<'a>> = Vec::with_capacity(want as usize);
         let mut scanned = 0u64;
         while (victims.len() as u64) < want && scanned < 2 * budget + 1 {
@@ -262,6 +264,20 @@ impl AddressSpace {
         let incoming_read = toward
             .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
             .and_then(|p| volume.translate(PageNumber(p)).ok());
+        // A persistent space: images of the victims the newest map names
+        // on disk go to the journal first, so that a crash tearing their
+        // writes below cannot leave them neither old nor new.
+        // SAFETY: every victim is latched exclusively (its guard is in
+        // `batch`), and protected against plain stores above.
+        unsafe {
+            self.journal_before_write(
+                monitor,
+                batch
+                    .iter()
+                    .filter(|(disk, _)| disk.is_some())
+                    .map(|(_, v)| v.page()),
+            )?;
+        }
         // Outside the seed's scope, the dirty victims' runs go to each
         // drive as one batch, in flight together (scattered victims of a
         // random-write workload are many small transfers); the loop below
@@ -500,7 +516,7 @@ impl AddressSpace {
     /// resident. A no-op without backing.
     pub(crate) fn write_back_range(
         &self,
-        monitor: &Monitor,
+        monitor: &mut Monitor,
         start: u64,
         end: u64,
     ) -> Result<(), VmError> {
@@ -532,7 +548,27 @@ impl AddressSpace {
     /// one batch, in flight together (`DiskChannel::transfer_all`: the
     /// drive's `io_uring`, or its threads). A run that fails is written
     /// page by page, so the error names the page that failed.
-    pub(crate) fn write_back_pages(&self, monitor: &Monitor, pages: &[u64]) -> Result<(), VmError> {
+    pub(crate) fn write_back_pages(
+        &self,
+        monitor: &mut Monitor,
+        pages: &[u64],
+    ) -> Result<(), VmError> {
+        // A persistent space's batches fit its journal.
+        let chunk = monitor
+            .journal
+            .as_ref()
+            .map_or(pages.len(), |j| j.max_batch() as usize)
+            .max(1);
+        for part in pages.chunks(chunk) {
+            self.write_back_batch(monitor, part)?;
+        }
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// `write_back_pages` for a batch that fits the journal.
+    fn write_back_batch(&self, monitor: &mut Monitor, pages: &[u64]) -> Result<(), VmError> {
         let states = self.states();
         let volume = monitor.volume.as_ref().expect("write-back needs a volume");
         // The runs, each under shared latches (writers excluded while it
@@ -583,6 +619,16 @@ impl AddressSpace {
             // VmFile's sync 9x an `fdatasync` of the same pages).
             runs.push((disk, run));
         }
+        // SAFETY: every page of `runs` is latched shared (its latch is in
+        // `runs`) and protected against plain stores above.
+        unsafe {
+            self.journal_before_write(
+                monitor,
+                runs.iter()
+                    .flat_map(|(_, run)| run.iter().map(|l| l.page())),
+            )?;
+        }
+        let volume = monitor.volume.as_ref().expect("write-back needs a volume");
         // One batch per drive.
         let mut drives: Vec<disk_channel::DriveId> = runs.iter().map(|(d, _)| d.drive).collect();
         drives.sort_unstable();
@@ -631,7 +677,7 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// Writes `page` back if it is resident and dirty.
-    pub(crate) fn write_back(&self, monitor: &Monitor, page: u64) -> Result<(), VmError> {
+    pub(crate) fn write_back(&self, monitor: &mut Monitor, page: u64) -> Result<(), VmError> {
         let states = self.states();
         if !states.load(page).has(DIRTY) {
             return Ok(());
@@ -653,9 +699,16 @@ impl AddressSpace {
         if !latch.was().has(DIRTY) {
             return Ok(());
         }
-        let volume = monitor.volume.as_ref().expect("write_back needs a volume");
-        let disk = volume.translate(PageNumber(page))?;
+        let disk = monitor
+            .volume
+            .as_ref()
+            .expect("write_back needs a volume")
+            .translate(PageNumber(page))?;
         self.protect_for_write_back(std::iter::once(page))?;
+        // SAFETY: `latch` holds `page` shared, and it was protected against
+        // plain stores just above.
+        unsafe { self.journal_before_write(monitor, std::iter::once(page))? };
+        let volume = monitor.volume.as_ref().expect("write_back needs a volume");
         // SAFETY: `latch` holds a shared latch on `page` while `bytes` lives.
         let bytes = unsafe { self.region.page(page) };
         match volume.channel().write(disk.drive, disk.page, bytes, None) {
@@ -676,6 +729,42 @@ impl AddressSpace {
 }
 
 impl AddressSpace {
+    /// Monitor held on entry and exit.
+    ///
+    /// Before `pages` are written in place: for a persistent space, an
+    /// image of each that the newest map names on disk and that has none in
+    /// the journal's chain yet goes to the journal, and the drives are
+    /// synced (see `journal`). A no-op for an anonymous space. At most the
+    /// journal's `max_batch` pages (the callers cut their batches to it).
+    ///
+    /// # Safety
+    /// The caller holds a latch (shared or exclusive) on every page of
+    /// `pages`, and, in transparent mode, has protected them against plain
+    /// stores, for the whole call: their bytes hold still.
+    pub(crate) unsafe fn journal_before_write(
+        &self,
+        monitor: &mut Monitor,
+        pages: impl Iterator<Item = u64>,
+    ) -> Result<(), VmError> {
+        let (Some(journal), Some(volume)) = (monitor.journal.as_mut(), monitor.volume.as_ref())
+        else {
+            return Ok(());
+        };
+        let mut need: Vec<u64> = pages.filter(|&p| journal.needs_image(p)).collect();
+        if need.is_empty() {
+            return Ok(());
+        }
+        need.sort_unstable();
+        need.dedup();
+        let images: Vec<(u64, &[u8])> = need
+            .iter()
+            // SAFETY: the caller's latches hold these pages still for the
+            // whole call, which the slices do not outlive.
+            .map(|&p| (p, unsafe { self.region.page(p) }))
+            .collect();
+        journal.record(volume, &images)
+    }
+
     /// Monitor held on entry and exit.
     ///
     /// Copies the bytes of `victims` (latched exclusively by the caller,

@@ -72,6 +72,15 @@ pub struct VmStats {
     /// the reclaim list (the frames are the rest).
     #[serde(default)]
     pub reclaim_pages: u64,
+    /// A persistent space: images of synced pages written to its journal
+    /// before their first rewrite in place since a map commit (see
+    /// [`crate::persist`]'s durability contract).
+    #[serde(default)]
+    pub journal_images: u64,
+    /// A persistent space: times its journal was full and the drives were
+    /// synced to start it anew.
+    #[serde(default)]
+    pub journal_checkpoints: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -110,6 +119,8 @@ impl AddressSpace {
             disk_pages_written: drives.pages_written,
             reclaims: monitor.counters.reclaims,
             reclaim_pages: monitor.reclaim.as_ref().map_or(0, |r| r.capacity()),
+            journal_images: monitor.journal.as_ref().map_or(0, |j| j.images_written),
+            journal_checkpoints: monitor.journal.as_ref().map_or(0, |j| j.checkpoints),
         }
     }
 

@@ -9,8 +9,8 @@
 //! - the space's shape (intervals, protection) is the last synced one, or
 //!   the one a flush that the crash interrupted was making — never a mix;
 //! - every page reads as it was at the last sync or as some later write
-//!   left it, whole (a torn write may leave the one page it tore mixed:
-//!   the documented limit of writing pages in place);
+//!   left it, whole — a torn write included (the journal's images repair
+//!   a synced page whose rewrite in place was torn);
 //! - nothing fails to reopen.
 
 use crate::config::VmConfig;
@@ -345,7 +345,7 @@ fn check(vm: &Vm, model: &mut Model, run: &mut RestartRun, torn: bool) -> Result
             run.pages_checked += 1;
         }
     }
-    if mixed > usize::from(torn) {
+    if mixed > 0 {
         return Err(format!(
             "{mixed} pages hold neither their synced nor a later version (torn write: {torn})"
         ));
@@ -370,7 +370,10 @@ mod tests {
 
     #[test]
     fn a_persistent_space_survives_its_crashes() {
-        for seed in 0..8 {
+        // Enough seeds that torn rewrites of synced pages happen: without
+        // the journal's replay, seeds 75 and 95 among these leave a torn
+        // page neither synced nor later.
+        for seed in 0..300 {
             let run = run_restarts(seed, 6, 30).unwrap();
             assert_eq!(run.restarts, 6);
             assert!(run.pages_checked > 0, "{run:?}");
