@@ -553,13 +553,22 @@ impl AddressSpace {
         monitor: &mut Monitor,
         pages: &[u64],
     ) -> Result<(), VmError> {
-        // A persistent space's batches fit its journal.
-        let chunk = monitor
-            .journal
-            .as_ref()
-            .map_or(pages.len(), |j| j.max_batch() as usize)
-            .max(1);
-        for part in pages.chunks(chunk) {
+        let Some(journal) = monitor.journal.as_ref() else {
+            return self.write_back_batch(monitor, pages);
+        };
+        // A persistent space's batches fit its journal: cut by the pages
+        // that will be written (the dirty ones; each batch's images go to
+        // the journal with one sync, so a batch should be as full as it
+        // can — cut by resident pages, a `sync` of 100 scattered dirty
+        // pages in a budget of 16,384 was 16 journal records and syncs).
+        let chunk = journal.max_batch().max(1) as usize;
+        let states = self.states();
+        let dirty: Vec<u64> = pages
+            .iter()
+            .copied()
+            .filter(|&p| states.load(p).has(DIRTY))
+            .collect();
+        for part in dirty.chunks(chunk) {
             self.write_back_batch(monitor, part)?;
         }
         Ok(())
