@@ -37,15 +37,23 @@
 //!   8      4    format version (1)
 //!  12      4    k: images that follow (1 ..= entries per descriptor)
 //!  16     16    volume id
-//!  32      8    the map generation the chain belongs to
-//!  40      8    the chain's epoch (random: a chain started later never
+//!  32      8    the chain's epoch (random: a chain started later never
 //!               continues an older one's records)
-//!  48      8    sequence number of this record in its chain (from 0)
-//!  56      8    this descriptor's page within the journal
-//!  64   16·k    per image: the space page it is of (8), the CRC-32C of
+//!  40      8    sequence number of this record in its chain (from 0)
+//!  48      8    this descriptor's page within the journal
+//!  56      8    the lowest map generation the chain belongs to
+//!  64      8    the highest (the same, but after a failed commit: below)
+//!  72   16·k    per image: the space page it is of (8), the CRC-32C of
 //!               the image (4), zero (4)
-//!  64+16k  4    CRC-32C of bytes [0, 64 + 16k)
+//!  72+16k  4    CRC-32C of bytes [0, 72 + 16k)
 //! ```
+//!
+//! A chain belongs to one map generation, or to two after a failed commit:
+//! when writing map `g + 1` fails after it began (a sync error), that map
+//! may be on the medium or not. Every data page written before it was
+//! synced, so a new chain starts at once (no image is lost), belonging to
+//! `g` and `g + 1`, and imaging the pages either map names on disk; the
+//! next commit is `g + 2`, so that chain is never replayed over it.
 //!
 //! [`replay`] follows the chain from the first page while each descriptor
 //! checks out (magic, checksum, volume, generation, position, sequence,
@@ -71,7 +79,7 @@ const MAGIC: &[u8; 8] = b"CEDARJNL";
 /// The descriptor's format version.
 const VERSION: u32 = 1;
 /// Bytes before the entries.
-const FIXED_BYTES: usize = 64;
+const FIXED_BYTES: usize = 72;
 /// Bytes per entry.
 const ENTRY_BYTES: usize = 16;
 /// Bytes of the checksum.
@@ -106,7 +114,8 @@ fn fresh_epoch() -> u64 {
 /// A descriptor as read.
 #[derive(Debug, PartialEq, Eq)]
 struct Descriptor {
-    generation: u64,
+    /// The map generations the chain belongs to.
+    generations: (u64, u64),
     epoch: u64,
     sequence: u64,
     position: u64,
@@ -121,10 +130,11 @@ fn encode(volume_id: u128, d: &Descriptor, page_size: usize) -> Vec<u8> {
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(d.entries.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&volume_id.to_le_bytes());
-    bytes.extend_from_slice(&d.generation.to_le_bytes());
     bytes.extend_from_slice(&d.epoch.to_le_bytes());
     bytes.extend_from_slice(&d.sequence.to_le_bytes());
     bytes.extend_from_slice(&d.position.to_le_bytes());
+    bytes.extend_from_slice(&d.generations.0.to_le_bytes());
+    bytes.extend_from_slice(&d.generations.1.to_le_bytes());
     for &(page, crc) in &d.entries {
         bytes.extend_from_slice(&page.to_le_bytes());
         bytes.extend_from_slice(&crc.to_le_bytes());
@@ -161,11 +171,15 @@ fn decode(bytes: &[u8], volume_id: u128) -> Option<Descriptor> {
             (u64_at(at), u32_at(at + 8))
         })
         .collect();
+    let generations = (u64_at(56), u64_at(64));
+    if generations.0 > generations.1 {
+        return None;
+    }
     Some(Descriptor {
-        generation: u64_at(32),
-        epoch: u64_at(40),
-        sequence: u64_at(48),
-        position: u64_at(56),
+        generations,
+        epoch: u64_at(32),
+        sequence: u64_at(40),
+        position: u64_at(48),
         entries,
     })
 }
@@ -185,12 +199,14 @@ pub(crate) struct Journal {
     /// The current chain's epoch and next sequence number.
     epoch: u64,
     sequence: u64,
-    /// The map generation the chain belongs to (the newest map's).
-    generation: u64,
+    /// The map generations the chain belongs to: the newest map's, or,
+    /// after a failed commit, it and the one that failed.
+    generations: (u64, u64),
     /// Pages with an image in the current chain.
     journaled: HashSet<u64>,
-    /// A bit per space page: whether the newest map names a disk copy of
-    /// it (only those need an image).
+    /// A bit per space page: whether the newest map (or, after a failed
+    /// commit, either map) names a disk copy of it — only those need an
+    /// image.
     on_disk: Vec<u64>,
     /// Images written, and checkpoints taken (for the stats).
     pub(crate) images_written: u64,
@@ -215,7 +231,7 @@ impl Journal {
             next: 0,
             epoch: fresh_epoch(),
             sequence: 0,
-            generation,
+            generations: (generation, generation),
             journaled: HashSet::new(),
             on_disk: Vec::new(),
             images_written: 0,
@@ -237,7 +253,9 @@ impl Journal {
         n
     }
 
-    /// Starts a new chain (empty, nothing journaled): after a checkpoint.
+    /// Starts a new chain (empty, nothing journaled). Only when every
+    /// in-place write so far is whole on the medium (the drives synced
+    /// since), so that no image is needed any more.
     fn restart(&mut self) {
         self.next = 0;
         self.sequence = 0;
@@ -245,41 +263,74 @@ impl Journal {
         self.journaled.clear();
     }
 
-    /// A map of `generation` was committed, naming a disk copy of the
-    /// pages whose bits are set in `on_disk` (see [`bitset`]): a new chain
-    /// for it.
+    /// A map of `generation` was committed (written and synced), naming a
+    /// disk copy of the pages whose bits are set in `on_disk` (see
+    /// [`bitset`]): a new chain for it.
     pub(crate) fn committed(&mut self, generation: u64, on_disk: Vec<u64>) {
-        self.generation = generation;
+        self.generations = (generation, generation);
         self.on_disk = on_disk;
         self.restart();
     }
 
-    /// Whether `page` must get an image before it is written in place: the
-    /// newest map names its disk copy, and the chain has no image of it.
-    pub(crate) fn needs_image(&self, page: u64) -> bool {
-        let named = self
-            .on_disk
-            .get((page / 64) as usize)
-            .is_some_and(|word| word >> (page % 64) & 1 != 0);
-        named && !self.journaled.contains(&page)
+    /// Writing map `generation` (naming `on_disk`) failed after it began:
+    /// it may be on the medium or not. Every data page written before it
+    /// was synced, so a new chain starts without a sync, belonging to the
+    /// newest map before it and to `generation`, and imaging the pages
+    /// either names. The caller makes the next map `generation + 1`, so
+    /// that this chain is never replayed over it.
+    pub(crate) fn commit_failed(&mut self, generation: u64, on_disk: Vec<u64>) {
+        if self.on_disk.len() < on_disk.len() {
+            self.on_disk.resize(on_disk.len(), 0);
+        }
+        for (mine, theirs) in self.on_disk.iter_mut().zip(on_disk) {
+            *mine |= theirs;
+        }
+        self.generations = (self.generations.0, generation);
+        self.restart();
     }
 
-    /// Writes an image of each page of `images` — (space page, its bytes)
-    /// — into the journal and syncs the drives: on `Ok`, the pages may be
-    /// written in place. A checkpoint first (drives synced, a new chain)
-    /// when they do not fit after the chain so far. At most
-    /// [`Journal::max_batch`] images.
+    /// Whether the newest map (or, after a failed commit, either map) names
+    /// a disk copy of `page`: it must have an image in the chain before it
+    /// is written in place.
+    pub(crate) fn named(&self, page: u64) -> bool {
+        self.on_disk
+            .get((page / 64) as usize)
+            .is_some_and(|word| word >> (page % 64) & 1 != 0)
+    }
+
+    /// Whether `page` must get an image before it is written in place: it
+    /// is named, and the chain has no image of it.
+    #[cfg(test)]
+    fn needs_image(&self, page: u64) -> bool {
+        self.named(page) && !self.journaled.contains(&page)
+    }
+
+    /// Before the pages of `images` — (space page, the bytes about to be
+    /// written in place), every one [`Journal::named`], at most
+    /// [`Journal::max_batch`] — are written in place: writes an image of
+    /// each that has none in the chain yet, and syncs the drives. On `Ok`,
+    /// they may be written in place.
+    ///
+    /// When those images do not fit after the chain so far, a checkpoint
+    /// first: the drives synced (every in-place write so far is whole) and
+    /// a new chain — in which **every** page of `images` needs an image
+    /// again (an image in the old chain is gone with it: a page of this
+    /// batch relying on it would be unprotected when written in place).
     pub(crate) fn record(
         &mut self,
-        volume: &Volume,
+        volume: &mut Volume,
         images: &[(u64, &[u8])],
     ) -> Result<(), VmError> {
-        if images.is_empty() {
+        let e = entries_per_descriptor(self.page_size);
+        let needed_pages = |n: usize| n as u64 + n.div_ceil(e) as u64;
+        let mut need: Vec<&(u64, &[u8])> = images
+            .iter()
+            .filter(|(page, _)| !self.journaled.contains(page))
+            .collect();
+        if need.is_empty() {
             return Ok(());
         }
-        let e = entries_per_descriptor(self.page_size);
-        let needed = images.len() as u64 + images.len().div_ceil(e) as u64;
-        if needed > self.pages {
+        if needed_pages(images.len()) > self.pages {
             return Err(VmError::Config {
                 field: "journal",
                 reason: format!(
@@ -289,21 +340,19 @@ impl Journal {
                 ),
             });
         }
-        if self.next + needed > self.pages {
-            // A checkpoint: every in-place write so far is whole on the
-            // medium once the drives are synced, so the chain's images are
-            // needed no more.
+        if self.next + needed_pages(need.len()) > self.pages {
             volume.channel().sync_all().map_err(VmError::Sync)?;
             self.restart();
             self.checkpoints += 1;
+            need = images.iter().collect();
         }
         // The records, laid out as they go to the journal's pages.
-        let mut bytes = Vec::with_capacity(needed as usize * self.page_size);
+        let mut bytes = Vec::with_capacity(needed_pages(need.len()) as usize * self.page_size);
         let mut at = self.next;
         let mut sequence = self.sequence;
-        for group in images.chunks(e) {
+        for group in need.chunks(e) {
             let descriptor = Descriptor {
-                generation: self.generation,
+                generations: self.generations,
                 epoch: self.epoch,
                 sequence,
                 position: at,
@@ -319,21 +368,28 @@ impl Journal {
             at += 1 + group.len() as u64;
             sequence += 1;
         }
-        self.write_pages(volume, self.next, &bytes)?;
+        let remapped = self.write_pages(volume, self.next, &bytes)?;
+        if remapped {
+            // Journal pages moved off bad spots: the run table that says
+            // where they are is committed (and synced) before they count.
+            volume.commit()?;
+        }
         volume.channel().sync_all().map_err(VmError::Sync)?;
         self.next = at;
         self.sequence = sequence;
-        self.journaled.extend(images.iter().map(|(page, _)| *page));
-        self.images_written += images.len() as u64;
+        self.journaled.extend(need.iter().map(|(page, _)| *page));
+        self.images_written += need.len() as u64;
         Ok(())
     }
 
     /// Writes `bytes` (whole pages) to the journal from its page `from`:
     /// runs of consecutive disk pages on one drive as one transfer, each
-    /// drive's runs in flight together.
-    fn write_pages(&self, volume: &Volume, from: u64, bytes: &[u8]) -> Result<(), VmError> {
+    /// drive's runs in flight together; a run that fails is written page by
+    /// page, a page on a bad spot moved to a spare. `Ok(true)`: the run
+    /// table changed and must be committed before the pages count.
+    fn write_pages(&self, volume: &mut Volume, from: u64, bytes: &[u8]) -> Result<bool, VmError> {
         let count = (bytes.len() / self.page_size) as u64;
-        // Runs: (first journal page, pages, disk address).
+        // Runs: (first page of `bytes`, pages, disk address).
         let mut runs: Vec<(u64, u64, runtable::DiskAddr)> = Vec::new();
         for k in 0..count {
             let disk = volume.translate(PageNumber(self.first_page + from + k))?;
@@ -347,6 +403,7 @@ impl Journal {
         let mut drives: Vec<disk_channel::DriveId> = runs.iter().map(|r| r.2.drive).collect();
         drives.sort_unstable();
         drives.dedup();
+        let mut failed: Vec<u64> = Vec::new();
         for drive in drives {
             let mine: Vec<&(u64, u64, runtable::DiskAddr)> =
                 runs.iter().filter(|r| r.2.drive == drive).collect();
@@ -357,24 +414,57 @@ impl Journal {
                     data: &bytes[k as usize * self.page_size..(k + len) as usize * self.page_size],
                 })
                 .collect();
-            let results = volume
-                .channel()
-                .transfer_all(drive, &mut transfers)
-                .map_err(|source| VmError::Io {
-                    page: PageNumber(self.first_page + from + mine[0].0),
-                    disk: mine[0].2,
-                    source,
-                })?;
-            for (&&(k, _, disk), result) in mine.iter().zip(results) {
-                result.map_err(|source| VmError::Io {
-                    page: PageNumber(self.first_page + from + k),
-                    disk,
-                    source,
-                })?;
+            let results = volume.channel().transfer_all(drive, &mut transfers);
+            drop(transfers);
+            for (i, &&(k, len, _)) in mine.iter().enumerate() {
+                let ok = results.as_ref().is_ok_and(|r| r[i].is_ok());
+                if !ok {
+                    failed.extend(k..k + len);
+                }
             }
         }
-        Ok(())
+        let mut remapped = false;
+        for k in failed {
+            let page = PageNumber(self.first_page + from + k);
+            let data = &bytes[k as usize * self.page_size..(k + 1) as usize * self.page_size];
+            remapped |= write_or_remap(volume, page, data)?;
+        }
+        Ok(remapped)
     }
+}
+
+/// Writes `data` to the volume's virtual page `page`; on a media error,
+/// moves the page to a spare and writes it there. `Ok(true)`: it moved (the
+/// run table must be committed).
+fn write_or_remap(volume: &mut Volume, page: PageNumber, data: &[u8]) -> Result<bool, VmError> {
+    let disk = volume.translate(page)?;
+    let error = match volume.channel().write(disk.drive, disk.page, data, None) {
+        Ok(()) => return Ok(false),
+        Err(e) => e,
+    };
+    if !error.is_media_error() {
+        return Err(VmError::Io {
+            page,
+            disk,
+            source: error,
+        });
+    }
+    let Ok(spare) = volume.remap_bad_page(disk) else {
+        return Err(VmError::Io {
+            page,
+            disk,
+            source: error,
+        });
+    };
+    volume
+        .channel()
+        .write(spare.drive, spare.page, data, None)
+        .map_err(|source| VmError::Io {
+            page,
+            disk: spare,
+            source,
+        })?;
+    Ok(true)
 }
 
 /// A bit per page of `pages` pages, set where `set(page)`.
@@ -384,21 +474,6 @@ pub(crate) fn bitset(pages: u64, set: impl Fn(u64) -> bool) -> Vec<u64> {
         bits[(page / 64) as usize] |= 1 << (page % 64);
     }
     bits
-}
-
-/// Makes the journal of `pages` pages from the volume's virtual page
-/// `first_page` hold no chain: its first page is zeroed (and synced), so
-/// that whatever an earlier space left there is never replayed into a new
-/// one.
-pub(crate) fn clear(volume: &Volume, first_page: u64) -> Result<(), VmError> {
-    let page = PageNumber(first_page);
-    let disk = volume.translate(page)?;
-    let zeros = vec![0u8; volume.page_size()];
-    volume
-        .channel()
-        .write(disk.drive, disk.page, &zeros, None)
-        .map_err(|source| VmError::Io { page, disk, source })?;
-    volume.channel().sync_all().map_err(VmError::Sync)
 }
 
 /// Reads the volume's virtual page `page` into `buf`.
@@ -411,16 +486,35 @@ fn read_page(volume: &Volume, page: u64, buf: &mut [u8]) -> Result<(), VmError> 
         .map_err(|source| VmError::Io { page, disk, source })
 }
 
+/// The highest map generation the chain at the journal's first page (from
+/// `first_page`) belongs to, if one starts there: a new space on the
+/// volume must start past it, so that the chain is never replayed into it.
+pub(crate) fn chain_generation(volume: &Volume, first_page: u64) -> Option<u64> {
+    let mut page = vec![0u8; volume.page_size()];
+    read_page(volume, first_page, &mut page).ok()?;
+    decode(&page, volume.geometry().volume_id)
+        .filter(|d| d.position == 0 && d.sequence == 0)
+        .map(|d| d.generations.1)
+}
+
 /// At open, before anything else touches the space: follows the journal's
-/// chain of map `generation` (the newest map's) and writes every intact
-/// image back in place, then syncs. `on_disk(page)` says whether the map
-/// names a disk copy of a space page (only those ever get images; another
-/// is ignored). Returns the pages written back.
+/// chain (`pages` pages from the volume's virtual page `first_page`) that
+/// belongs to map `generation` (the newest map's) and writes every intact
+/// image back in place, record by record, then syncs. `on_disk(page)`
+/// says whether the map names a disk copy of a space page (only those
+/// ever get images; another is passed over). Returns the pages written
+/// back.
 ///
-/// A journal page that cannot be read is an error: the image it may hold
-/// could be the only whole copy of a page.
+/// A record is taken only whole (every image matching its checksum): it
+/// was made durable before any of its pages was written in place, so a
+/// torn one names pages whose in-place copies are still whole — it, and
+/// what follows, end the chain. So does a descriptor that cannot be read.
+/// An image that cannot be read (a bad spot since) is passed over: that
+/// page keeps what its in-place copy holds. An image whose place is a bad
+/// spot (moved to a spare by a run table that a crash kept from being
+/// committed) moves the page to a spare again, and the table is committed.
 pub(crate) fn replay(
-    volume: &Volume,
+    volume: &mut Volume,
     first_page: u64,
     pages: u64,
     generation: u64,
@@ -429,14 +523,16 @@ pub(crate) fn replay(
     let page_size = volume.page_size();
     let volume_id = volume.geometry().volume_id;
     let mut descriptor = vec![0u8; page_size];
-    let mut images: Vec<(u64, Vec<u8>)> = Vec::new();
     let (mut at, mut sequence, mut epoch) = (0u64, 0u64, None);
+    let (mut written, mut remapped) = (0u64, false);
     while at < pages {
-        read_page(volume, first_page + at, &mut descriptor)?;
+        if read_page(volume, first_page + at, &mut descriptor).is_err() {
+            break;
+        }
         let Some(d) = decode(&descriptor, volume_id) else {
             break;
         };
-        let continues = d.generation == generation
+        let continues = (d.generations.0..=d.generations.1).contains(&generation)
             && d.position == at
             && d.sequence == sequence
             && epoch.is_none_or(|e| e == d.epoch)
@@ -444,11 +540,13 @@ pub(crate) fn replay(
         if !continues {
             break;
         }
-        let mut record = Vec::with_capacity(d.entries.len());
+        let mut record: Vec<(u64, Vec<u8>)> = Vec::with_capacity(d.entries.len());
         let mut whole = true;
         for (i, &(page, crc)) in d.entries.iter().enumerate() {
             let mut image = vec![0u8; page_size];
-            read_page(volume, first_page + at + 1 + i as u64, &mut image)?;
+            if read_page(volume, first_page + at + 1 + i as u64, &mut image).is_err() {
+                continue;
+            }
             if crc32c::crc32c(&image) != crc {
                 whole = false;
                 break;
@@ -456,26 +554,20 @@ pub(crate) fn replay(
             record.push((page, image));
         }
         if !whole {
-            // Torn: none of its pages was written in place yet.
             break;
         }
-        images.extend(record);
+        for (page, image) in record {
+            if on_disk(page) {
+                remapped |= write_or_remap(volume, PageNumber(page), &image)?;
+                written += 1;
+            }
+        }
         epoch = Some(d.epoch);
         sequence += 1;
         at += 1 + d.entries.len() as u64;
     }
-    let mut written = 0;
-    for (page, image) in &images {
-        if !on_disk(*page) {
-            continue;
-        }
-        let page = PageNumber(*page);
-        let disk = volume.translate(page)?;
-        volume
-            .channel()
-            .write(disk.drive, disk.page, image, None)
-            .map_err(|source| VmError::Io { page, disk, source })?;
-        written += 1;
+    if remapped {
+        volume.commit()?;
     }
     if written > 0 {
         volume.channel().sync_all().map_err(VmError::Sync)?;
@@ -490,7 +582,7 @@ mod tests {
     #[test]
     fn a_descriptor_round_trips_and_damage_is_caught() {
         let d = Descriptor {
-            generation: 9,
+            generations: (8, 9),
             epoch: 0xdead_beef_1234,
             sequence: 3,
             position: 17,
@@ -501,6 +593,18 @@ mod tests {
         assert_eq!(decode(&bytes, 77), Some(d));
         assert_eq!(decode(&bytes, 78), None, "another volume's");
         let end = FIXED_BYTES + 2 * ENTRY_BYTES + CRC_BYTES;
+        let backwards = Descriptor {
+            generations: (10, 9),
+            epoch: 1,
+            sequence: 0,
+            position: 0,
+            entries: vec![(5, 0xabcd)],
+        };
+        assert_eq!(
+            decode(&encode(77, &backwards, 4096), 77),
+            None,
+            "generations out of order"
+        );
         for at in 0..end {
             let mut torn = bytes.clone();
             torn[at] ^= 0x04;
@@ -534,6 +638,14 @@ mod tests {
         assert!(!journal.needs_image(129));
         journal.committed(3, bitset(200, |p| p == 129));
         assert!(journal.needs_image(129), "a new map starts a new chain");
+        assert!(!journal.needs_image(0));
+        journal.journaled.insert(129);
+        journal.commit_failed(4, bitset(200, |p| p == 7));
+        assert_eq!(journal.generations, (3, 4));
+        assert!(
+            journal.needs_image(129) && journal.needs_image(7),
+            "either map's"
+        );
         assert!(!journal.needs_image(0));
     }
 

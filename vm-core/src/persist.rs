@@ -391,9 +391,35 @@ fn read_newest(volume: &Volume, state: &SpaceMapState) -> Result<Newest, VmError
     })
 }
 
-/// The layout of a persistent space on `volume` (map slots and journal,
-/// as a new space has them), or why there is none: `(the state, pages the
-/// space can have)`.
+/// Where the map slots of a space on `volume` are (they are the volume's
+/// top pages, whatever the map's version), or why there are none; no
+/// journal yet (`journal_pages` 0: the map's version decides).
+fn slots_of(volume: &Volume) -> Result<SpaceMapState, VmError> {
+    let slot_pages = slot_pages_for(volume.virtual_pages(), volume.page_size());
+    let Some(first_page) = volume
+        .virtual_pages()
+        .checked_sub(2 * slot_pages)
+        .filter(|&f| f > 0)
+    else {
+        return Err(VmError::Config {
+            field: "volume",
+            reason: "it is too small to hold a persistent space".into(),
+        });
+    };
+    Ok(SpaceMapState {
+        first_page,
+        slot_pages,
+        generation: 0,
+        newest_slot: None,
+        base: 0,
+        version: VERSION,
+        journal_pages: 0,
+    })
+}
+
+/// The layout of a new persistent space on `volume` (map slots and
+/// journal), or why there is none: `(the state, pages the space can
+/// have)`.
 fn layout_of(volume: &Volume) -> Result<(SpaceMapState, u64), VmError> {
     let Some((space, slot_pages, journal_pages)) =
         map_layout(volume.virtual_pages(), volume.page_size())
@@ -409,11 +435,8 @@ fn layout_of(volume: &Volume) -> Result<(SpaceMapState, u64), VmError> {
     let state = SpaceMapState {
         first_page: space + journal_pages,
         slot_pages,
-        generation: 0,
-        newest_slot: None,
-        base: 0,
-        version: VERSION,
         journal_pages,
+        ..slots_of(volume)?
     };
     Ok((state, space))
 }
@@ -457,9 +480,12 @@ impl SpaceMapState {
 }
 
 impl Vm {
-    /// Pages a persistent space on `volume` can have at most: the volume's
-    /// virtual pages less the two map slots at their top (see the module
-    /// doc). `None` if the volume is too small for one.
+    /// Pages a new persistent space on `volume` can have at most: the
+    /// volume's virtual pages less the two map slots at their top and the
+    /// journal below them (see the module doc). `None` if the volume is too
+    /// small for one. (A space made before the journal may have more: open
+    /// it with the size [`AddressSpace::virtual_pages`] of the VM that made
+    /// it, or with [`Vm::open_files`], which reads it from the map.)
     pub fn persistent_pages(volume: &Volume) -> Option<u64> {
         map_layout(volume.virtual_pages(), volume.page_size()).map(|(space, ..)| space)
     }
@@ -472,12 +498,16 @@ impl Vm {
     pub fn create(volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
         let mut state = layout_for(&volume, &config)?;
         // Past any map an earlier space left: the newest generation wins at
-        // open, so the new map must be newer than the old ones.
+        // open, so the new map must be newer than the old ones. And past
+        // any chain it left in the journal, so that the chain is never
+        // replayed into this space (nothing is written before the first
+        // map: a create that fails leaves the old space as it was).
         if let Ok(old) = read_newest(&volume, &state) {
             state.generation = old.generation;
         }
-        // No chain an earlier space left is ever replayed into this one.
-        journal::clear(&volume, state.journal_first())?;
+        if let Some(chain) = journal::chain_generation(&volume, state.journal_first()) {
+            state.generation = state.generation.max(chain);
+        }
         let journal = state.journal(&volume);
         let vm = Vm::new(config, Backing::Volume(volume))?;
         {
@@ -504,8 +534,8 @@ impl Vm {
     /// `config.virtual_pages` must be the space's size (as created); the
     /// rest of `config` (budget, fault service) may differ from the run
     /// that wrote it.
-    pub fn open(volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
-        let (mut state, space) = layout_of(&volume)?;
+    pub fn open(mut volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
+        let mut state = slots_of(&volume)?;
         let Newest {
             version,
             generation,
@@ -517,16 +547,19 @@ impl Vm {
         if version == 1 {
             // Made before the journal: the space may reach up to the slots.
             state.version = 1;
-            state.journal_pages = 0;
-        } else if pages.len() as u64 > space {
-            return Err(VmError::Config {
-                field: "volume",
-                reason: format!(
-                    "its space map names {} pages, more than the {space} below its journal \
-                     (a damaged map)",
-                    pages.len()
-                ),
-            });
+        } else {
+            state.journal_pages = journal::journal_pages_for(volume.virtual_pages());
+            let space = state.first_page.saturating_sub(state.journal_pages);
+            if pages.len() as u64 > space {
+                return Err(VmError::Config {
+                    field: "volume",
+                    reason: format!(
+                        "its space map names {} pages, more than the {space} below its \
+                         journal (a damaged map)",
+                        pages.len()
+                    ),
+                });
+            }
         }
         if pages.len() as u64 != config.virtual_pages {
             return Err(VmError::Config {
@@ -549,7 +582,7 @@ impl Vm {
         // Torn rewrites of synced pages made whole, before anything reads.
         if state.journal_pages > 0 {
             journal::replay(
-                &volume,
+                &mut volume,
                 state.journal_first(),
                 state.journal_pages,
                 generation,
@@ -764,7 +797,7 @@ impl Vm {
 
 /// The size of the persistent space on `volume`, from its newest map.
 fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
-    let (state, _) = layout_of(volume)?;
+    let state = slots_of(volume)?;
     Ok(read_newest(volume, &state)?.pages.len() as u64)
 }
 
@@ -828,13 +861,29 @@ impl AddressSpace {
             .volume
             .as_mut()
             .expect("a persistent space has a volume");
-        let remapped = write_slot(volume, &state, slot as u64, &bytes, &before)?;
-        if remapped {
-            // The map's pages moved off a bad spot: the run table that says
-            // where they are is committed (and synced) first.
-            volume.commit()?;
+        let written =
+            write_slot(volume, &state, slot as u64, &bytes, &before).and_then(|remapped| {
+                if remapped {
+                    // The map's pages moved off a bad spot: the run table that
+                    // says where they are is committed (and synced) first.
+                    volume.commit()?;
+                }
+                volume.channel().sync_all().map_err(VmError::Sync)
+            });
+        let stored = |p: u64| pages[p as usize] & STORED != 0;
+        if let Err(e) = written {
+            // This map may be on the medium or not: the journal's chain
+            // serves both it and the newest before it, and the next map is
+            // one generation further (the chain is never replayed over it).
+            // Its slot stays the one to write next.
+            if let Some(map) = monitor.map.as_mut() {
+                map.generation = generation;
+            }
+            if let Some(journal) = monitor.journal.as_mut() {
+                journal.commit_failed(generation, journal::bitset(pages.len() as u64, stored));
+            }
+            return Err(e);
         }
-        volume.channel().sync_all().map_err(VmError::Sync)?;
         monitor.map_written[slot] = bytes;
         if let Some(map) = monitor.map.as_mut() {
             map.generation = generation;
@@ -842,7 +891,6 @@ impl AddressSpace {
         }
         // A new chain: this map names what is on disk now.
         if let Some(journal) = monitor.journal.as_mut() {
-            let stored = |p: u64| pages[p as usize] & STORED != 0;
             journal.committed(generation, journal::bitset(pages.len() as u64, stored));
         }
         // The pages freed before this map are free at last.

@@ -743,7 +743,7 @@ impl AddressSpace {
     /// Before `pages` are written in place: for a persistent space, an
     /// image of each that the newest map names on disk and that has none in
     /// the journal's chain yet goes to the journal, and the drives are
-    /// synced (see `journal`). A no-op for an anonymous space. At most the
+    /// synced (see `journal`; a checkpoint there images all of them). A no-op for an anonymous space. At most the
     /// journal's `max_batch` pages (the callers cut their batches to it).
     ///
     /// # Safety
@@ -755,17 +755,20 @@ impl AddressSpace {
         monitor: &mut Monitor,
         pages: impl Iterator<Item = u64>,
     ) -> Result<(), VmError> {
-        let (Some(journal), Some(volume)) = (monitor.journal.as_mut(), monitor.volume.as_ref())
+        let (Some(journal), Some(volume)) = (monitor.journal.as_mut(), monitor.volume.as_mut())
         else {
             return Ok(());
         };
-        let mut need: Vec<u64> = pages.filter(|&p| journal.needs_image(p)).collect();
-        if need.is_empty() {
+        // Every page of the batch the map names, journaled or not: a
+        // checkpoint in `record` drops the chain's images, and then each
+        // needs one again.
+        let mut named: Vec<u64> = pages.filter(|&p| journal.named(p)).collect();
+        if named.is_empty() {
             return Ok(());
         }
-        need.sort_unstable();
-        need.dedup();
-        let images: Vec<(u64, &[u8])> = need
+        named.sort_unstable();
+        named.dedup();
+        let images: Vec<(u64, &[u8])> = named
             .iter()
             // SAFETY: the caller's latches hold these pages still for the
             // whole call, which the slices do not outlive.

@@ -30,6 +30,14 @@ fn sim_volume() -> (Volume, SimDrive) {
 /// A new persistent space of 6 pages of real memory on a simulated drive
 /// whose faults the handle plans; the medium, to reopen it after a crash.
 fn faulty_space(volume_pages: u64) -> (Vm, VmConfig, SimDrive, disk_channel::FaultHandle) {
+    faulty_space_with(volume_pages, 6)
+}
+
+/// `faulty_space` with `budget` pages of real memory.
+fn faulty_space_with(
+    volume_pages: u64,
+    budget: u64,
+) -> (Vm, VmConfig, SimDrive, disk_channel::FaultHandle) {
     let drive = SimDrive::preset("ssd", PAGE)
         .unwrap()
         .with_page_count(volume_pages + 64)
@@ -39,7 +47,7 @@ fn faulty_space(volume_pages: u64) -> (Vm, VmConfig, SimDrive, disk_channel::Fau
     let handle = faulty.handle();
     let channel = DiskChannel::new(vec![Box::new(faulty) as Box<dyn Drive>]).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, volume_pages)).unwrap();
-    let cfg = config(&volume, 6);
+    let cfg = config(&volume, budget);
     let vm = Vm::create(volume, cfg.clone()).unwrap();
     (vm, cfg, media, handle)
 }
@@ -462,6 +470,117 @@ fn a_synced_page_gets_one_image_per_map_and_a_torn_rewrite_comes_back_whole() {
     // write torn (the image's version comes back), nothing torn.
     assert!(outcomes.contains(&(true, 1)), "{outcomes:?}");
     assert!(outcomes.contains(&(true, 2)), "{outcomes:?}");
+}
+
+/// Review of the journal: a checkpoint in the middle of a batch dropped
+/// the images of the batch's pages that the old chain held, and those were
+/// then written in place unprotected. A 600-page volume has a 16-page
+/// journal (15 images a record at most): P's image, then 13 more, fill it;
+/// then P and Q14 are written back in one batch — Q14's image does not fit,
+/// a checkpoint starts a new chain, and P needs its image again. Each write
+/// of that batch is torn in turn; P and Q14 come back whole. (32 pages of
+/// real memory: nothing is evicted on the way.)
+#[test]
+fn a_checkpoint_in_the_middle_of_a_batch_keeps_every_page_of_it_imaged() {
+    let mut checkpoints = 0;
+    let mut crashes = 0;
+    for nth in 0..6 {
+        let (vm, cfg, media, handle) = faulty_space_with(600, 32);
+        let a = vm.allocate(15).unwrap();
+        let at = |k: u64| vm.address_of(PageNumber(a.page.0 + k));
+        vm.write(at(0), &[1u8; 15 * PAGE]).unwrap();
+        vm.flush().unwrap();
+        vm.write(at(0), &[2u8; PAGE]).unwrap();
+        vm.clean(a).unwrap();
+        vm.write(at(1), &[2u8; 13 * PAGE]).unwrap();
+        vm.clean(a).unwrap();
+        let before = vm.stats().journal_checkpoints;
+        vm.write(at(0), &[3u8; PAGE]).unwrap();
+        vm.write(at(14), &[3u8; PAGE]).unwrap();
+        handle.tear_write(nth, 1000);
+        let _ = vm.clean(a);
+        checkpoints += vm.stats().journal_checkpoints - before;
+        crashes += u64::from(handle.crashed());
+        std::mem::forget(vm);
+        let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+        let bytes = read_all(&vm, a);
+        for k in [0usize, 14] {
+            let page = &bytes[k * PAGE..(k + 1) * PAGE];
+            assert!(
+                page.iter().all(|&x| x == page[0]) && [1, 2, 3].contains(&page[0]),
+                "tear at write {nth}: page {k} came back mixed"
+            );
+        }
+    }
+    assert!(checkpoints >= 1, "the batch never checkpointed");
+    assert!(crashes >= 3, "only {crashes} tears landed");
+}
+
+/// Review of the journal: a map commit that failed after its write began
+/// (here its sync) may have left the new map on the medium, naming pages
+/// the newest map before it did not. Those pages are imaged before their
+/// next rewrite in place, and the chain is replayed under either map.
+#[test]
+fn after_a_failed_map_commit_a_torn_rewrite_still_comes_back_whole() {
+    let mut crashes = 0;
+    for nth in 0..4 {
+        let (vm, cfg, media, handle) = faulty_space(600);
+        let a = vm.allocate(2).unwrap();
+        vm.write(vm.address_of(a.page), &[1u8; 2 * PAGE]).unwrap();
+        vm.flush().unwrap();
+        let b = vm.allocate(2).unwrap();
+        vm.write(vm.address_of(b.page), &[2u8; 2 * PAGE]).unwrap();
+        // The flush's data sync passes, the map's sync fails.
+        handle.fail_once(disk_channel::OpKind::Sync, 1);
+        assert!(vm.flush().is_err(), "the map's sync did not fail");
+        vm.write(vm.address_of(b.page), &[3u8; PAGE]).unwrap();
+        vm.write(vm.address_of(a.page), &[3u8; PAGE]).unwrap();
+        handle.tear_write(nth, 1000);
+        let _ = vm.clean(a);
+        let _ = vm.clean(b);
+        crashes += u64::from(handle.crashed());
+        std::mem::forget(vm);
+        let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+        let intervals: Vec<Interval> = vm.intervals().iter().map(|(i, _)| *i).collect();
+        assert_eq!(intervals.len(), 2, "the failed map landed on the medium");
+        for interval in intervals {
+            for (k, page) in read_all(&vm, interval).chunks(PAGE).enumerate() {
+                assert!(
+                    page.iter().all(|&x| x == page[0]),
+                    "tear at write {nth}: page {k} of {interval:?} came back mixed"
+                );
+            }
+        }
+    }
+    assert!(crashes >= 2, "only {crashes} tears landed");
+}
+
+/// Review of the journal: a bad spot under the journal failed every
+/// rewrite of a synced page from then on (the record aimed at the same
+/// page each time). Its page now moves to a spare (the run table
+/// committed), and the space reopens with the rewrite.
+#[test]
+fn a_bad_spot_under_the_journal_moves_it() {
+    let volume_pages = 600;
+    let (vm, cfg, media, handle) = faulty_space(volume_pages);
+    let slot_pages = (68 + volume_pages).div_ceil(PAGE as u64);
+    // The journal: the 16 pages below the map slots.
+    let journal_first = PageNumber(volume_pages - 2 * slot_pages - 16);
+    let a = vm.allocate(2).unwrap();
+    vm.write(vm.address_of(a.page), &[1u8; 2 * PAGE]).unwrap();
+    vm.flush().unwrap();
+    let bad = vm.disk_address(journal_first).unwrap();
+    handle.add_bad_page(bad.page);
+    vm.write(vm.address_of(a.page), &[2u8; PAGE]).unwrap();
+    vm.clean(a).unwrap();
+    assert_eq!(vm.stats().journal_images, 1);
+    assert_ne!(vm.disk_address(journal_first).unwrap(), bad, "did not move");
+    vm.flush().unwrap();
+    std::mem::forget(vm);
+    let vm = Vm::open(reopen_sim(&media), cfg).unwrap();
+    let bytes = read_all(&vm, a);
+    assert!(bytes[..PAGE].iter().all(|&x| x == 2));
+    assert!(bytes[PAGE..].iter().all(|&x| x == 1));
 }
 
 /// The child side of the cross-process tests: does its work only when the
