@@ -33,8 +33,9 @@ pub struct RestartRun {
     pub syncs: u64,
     /// Pages whose contents were checked after a restart.
     pub pages_checked: u64,
-    /// Journal images written, and journal checkpoints, over all rounds.
+    /// Journal images written over all rounds.
     pub journal_images: u64,
+    /// Journal checkpoints over all rounds.
     pub journal_checkpoints: u64,
 }
 
@@ -412,6 +413,9 @@ mod tests {
             quiet += u64::from(run.pages_checked == 0);
         }
         assert!(images > 100, "only {images} journal images");
-        assert!(checked > 10_000 && quiet < 30, "{checked} pages checked, {quiet} seeds none");
+        assert!(
+            checked > 10_000 && quiet < 30,
+            "{checked} pages checked, {quiet} seeds none"
+        );
     }
 }
