@@ -178,6 +178,41 @@ pub enum VmError {
     /// Syncing the drives failed.
     #[error("sync failed: {0}")]
     Sync(#[source] DriveError),
+    /// Reading, writing or syncing a mapped file failed.
+    #[error("{what} of {path} at byte {offset} failed: {source}")]
+    File {
+        /// "reading", "writing" or "syncing".
+        what: &'static str,
+        /// The file, as named when it was mapped.
+        path: std::path::PathBuf,
+        /// Where in the file.
+        offset: u64,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A mapped file became shorter than a page of its mapping needs: the
+    /// page (within the file when it was mapped) is past its end now.
+    #[error(
+        "{path} was truncated under its mapping: byte {offset} (within the file when mapped) \
+         is past its end ({len} bytes) now"
+    )]
+    FileTruncated {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The page's offset in the file.
+        offset: u64,
+        /// The file's length now.
+        len: u64,
+    },
+    /// A change of protection above an interval's maximum protection.
+    #[error("{interval:?} cannot be made writable: its maximum protection is read ({why})")]
+    AboveMaximumProtection {
+        /// The interval (or the part of it) whose maximum is read.
+        interval: Interval,
+        /// Why the maximum is read.
+        why: String,
+    },
 }
 
 impl From<VmError> for std::io::Error {
@@ -198,6 +233,9 @@ impl From<VmError> for std::io::Error {
             VmError::TransparentUnavailable { .. } => ErrorKind::Unsupported,
             VmError::PageHeldByThisThread { .. } => ErrorKind::Deadlock,
             VmError::Config { .. } | VmError::NotPinned { .. } => ErrorKind::InvalidInput,
+            VmError::AboveMaximumProtection { .. } => ErrorKind::PermissionDenied,
+            VmError::FileTruncated { .. } => ErrorKind::UnexpectedEof,
+            VmError::File { source, .. } => source.kind(),
             _ => ErrorKind::Other,
         };
         std::io::Error::new(kind, e)

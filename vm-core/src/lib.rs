@@ -21,6 +21,8 @@
 //! | `reclaim` | transparent mode's reclaim list: copies of evicted pages in a quarter of the budget, faulted back without a transfer (no reference bits on plain loads) | (m) |
 //! | `file` | [`VmFile`]: a growable file over an interval (`read_at`/`write_at`, `set_len`, `sync_data`, `std::io`) | through `access` and `ops` |
 //! | [`persist`] | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
+//! | `mapped` | file mappings (shared, private) and maximum protections: where a page's contents come from and go to, asked by the fault path and the write-back | (m) |
+//! | `files` | the mmap-style calls: [`AddressSpace::map_file`], `restrict`, `file_stats` | (m) |
 //! | `journal` | the persistent space's double-write journal: an image of a synced page before its first rewrite in place, replayed at open (no torn synced page) | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
@@ -100,9 +102,11 @@ mod config;
 mod error;
 mod fault;
 mod file;
+mod files;
 mod guard;
 mod hit_counter;
 mod journal;
+mod mapped;
 mod monitor;
 mod ops;
 mod padded;
@@ -123,7 +127,9 @@ mod vocabulary;
 pub use config::{FaultService, MonitorScope, TRANSPARENT_MIN_PAGES, VmConfig};
 pub use error::VmError;
 pub use file::VmFile;
+pub use files::FileStats;
 pub use guard::{PageMut, PageRef};
+pub use mapped::{MapFile, Protection, Sharing};
 pub use persist::SpaceFiles;
 pub use space::{AddressSpace, Backing, Vm};
 pub use stats::VmStats;

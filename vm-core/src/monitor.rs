@@ -116,6 +116,8 @@ pub(crate) struct Monitor {
     /// (m) A persistent space's double-write journal (`journal`); `None`
     /// for an anonymous space, or one whose map predates the journal.
     pub(crate) journal: Option<crate::journal::Journal>,
+    /// (m) File mappings and maximum protections (`mapped`).
+    pub(crate) files: crate::mapped::FileMaps,
     /// Transparent mode with a volume: copies of recently evicted pages
     /// (`reclaim`), in a quarter of the budget set aside from the frames.
     pub(crate) reclaim: Option<crate::reclaim::Reclaim>,
@@ -230,6 +232,7 @@ impl Monitor {
             map_written: Default::default(),
             freed_since_map: Vec::new(),
             journal: None,
+            files: Default::default(),
             reclaim: None,
         })
     }

@@ -81,13 +81,32 @@ impl AddressSpace {
     /// discarded without I/O.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
+        let (start, end) = (interval.page.0, interval.end().0);
+        {
+            // A shared file mapping's changes go to its file first; an error
+            // keeps every page and the mapping (see `mapped`).
+            let mut monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            if monitor.files.any_shared(start, end) {
+                let mut pages: Vec<u64> = monitor
+                    .frame_of
+                    .keys()
+                    .copied()
+                    .filter(|p| (start..end).contains(p))
+                    .filter(|&p| monitor.files.shared_target(p).is_some())
+                    .collect();
+                pages.sort_unstable();
+                self.write_back_pages(&mut monitor, &pages)?;
+            }
+        }
         let mut monitor = self.discarded(interval, |_| Ok(()))?;
         let states = self.states();
-        for page in interval.page.0..interval.end().0 {
+        for page in start..end {
             monitor.pins.remove(&page);
             states.reset_absent(page);
         }
-        monitor.deallocate(interval.page.0, interval.count.0);
+        monitor.deallocate(start, interval.count.0);
+        monitor.files.remove(start, end);
         Ok(())
     }
 
@@ -347,9 +366,27 @@ impl AddressSpace {
         self.protect_resident(interval, 0)
     }
 
-    /// Removes the write protection of `interval`.
+    /// Removes the write protection of `interval`; an error, changing
+    /// nothing, if part of it has maximum protection read (a file mapping
+    /// or [`AddressSpace::restrict`]).
     pub fn make_read_write(&self, interval: Interval) -> Result<(), VmError> {
-        self.change_words(interval, |states, page| states.clear_flags(page, READ_ONLY))
+        self.check_poisoned()?;
+        let monitor = self.lock_monitor();
+        self.check_allocated(&monitor, interval)?;
+        if let Some((part, why)) = monitor
+            .files
+            .read_only_max_in(interval.page.0, interval.end().0)
+        {
+            return Err(VmError::AboveMaximumProtection {
+                interval: part,
+                why,
+            });
+        }
+        let states = self.states();
+        for page in interval.page.0..interval.end().0 {
+            states.clear_flags(page, READ_ONLY);
+        }
+        Ok(())
     }
 
     /// Marks the resident pages of `interval` as changed (they will be
@@ -456,6 +493,11 @@ impl AddressSpace {
     /// the map that names the pages now durable.
     fn make_durable(&self, monitor: &mut Monitor) -> Result<(), VmError> {
         let needs_commit = monitor.volume_needs_commit;
+        // Shared file mappings: their files' writes made durable too (the
+        // `msync` of this VM).
+        for file in monitor.files.shared_files() {
+            file.sync()?;
+        }
         let Some(volume) = monitor.volume.as_mut() else {
             return Ok(());
         };

@@ -237,9 +237,15 @@ impl AddressSpace {
         let mut failure: Option<VmError> = None;
         let mut batch: Vec<(Option<runtable::DiskAddr>, ExclusiveLatch<'_>)> =
             Vec::with_capacity(victims.len());
+        // Dirty victims of shared file mappings go to their files.
+        let mut to_files = Vec::new();
         for victim in victims {
             if !victim.has_now(DIRTY) {
                 batch.push((None, victim));
+                continue;
+            }
+            if let Some(target) = monitor.files.shared_target(victim.page()) {
+                to_files.push((target, victim));
                 continue;
             }
             match volume.translate(PageNumber(victim.page())) {
@@ -264,6 +270,24 @@ impl AddressSpace {
         let incoming_read = toward
             .filter(|&p| p < self.virtual_pages && states.load(p).has(ON_DISK))
             .and_then(|p| volume.translate(PageNumber(p)).ok());
+        if !to_files.is_empty() {
+            self.protect_for_write_back(to_files.iter().map(|(_, v)| v.page()))?;
+            for ((file, at), victim) in to_files {
+                // SAFETY: the victim is latched exclusively (its guard is
+                // here) and protected against plain stores just above.
+                let bytes = unsafe { self.region.page(victim.page()) };
+                match file.write_page(at, bytes) {
+                    // Clean now: released with no copy in the volume (its
+                    // next fault reads the file).
+                    Ok(()) => batch.push((None, victim)),
+                    Err(e) => {
+                        // Its guard drops: resident and dirty again.
+                        monitor.counters.write_back_failures += 1;
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
         // A persistent space: images of the victims the newest map names
         // on disk go to the journal first, so that a crash tearing their
         // writes below cannot leave them neither old nor new.
@@ -553,6 +577,26 @@ impl AddressSpace {
         monitor: &mut Monitor,
         pages: &[u64],
     ) -> Result<(), VmError> {
+        if monitor.files.has_shared() {
+            // Shared file mappings' pages go to their files, one by one.
+            let (to_files, rest): (Vec<u64>, Vec<u64>) = pages
+                .iter()
+                .partition(|&&p| monitor.files.shared_target(p).is_some());
+            for page in to_files {
+                self.write_back_to_file(monitor, page)?;
+            }
+            if !rest.is_empty() {
+                return self.write_back_volume_pages(monitor, &rest);
+            }
+            return Ok(());
+        }
+        self.write_back_volume_pages(monitor, pages)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// `write_back_pages` for pages whose copies are in the volume.
+    fn write_back_volume_pages(&self, monitor: &mut Monitor, pages: &[u64]) -> Result<(), VmError> {
         let Some(journal) = monitor.journal.as_ref() else {
             return self.write_back_batch(monitor, pages);
         };
@@ -680,6 +724,42 @@ impl AddressSpace {
         for page in alone {
             self.write_back(monitor, page)?;
         }
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Writes `page`, of a shared file mapping, back to its file if it is
+    /// resident and dirty. On an error it stays dirty.
+    fn write_back_to_file(&self, monitor: &mut Monitor, page: u64) -> Result<(), VmError> {
+        let states = self.states();
+        if !states.load(page).has(DIRTY) {
+            return Ok(());
+        }
+        let Some((file, at)) = monitor.files.shared_target(page) else {
+            return Ok(());
+        };
+        let mut spins = 0;
+        let latch = loop {
+            match states.try_share_latch(page) {
+                Ok(latch) => break latch,
+                Err(word) if word.tag() == TAG_LOCKED && spins < 1000 => backoff(&mut spins),
+                Err(_) => {
+                    return Err(VmError::PageBusy {
+                        page: PageNumber(page),
+                    });
+                }
+            }
+        };
+        if !latch.was().has(DIRTY) {
+            return Ok(());
+        }
+        self.protect_for_write_back(std::iter::once(page))?;
+        // SAFETY: `latch` holds `page` shared (writers excluded) while
+        // `bytes` lives, and it was protected against plain stores above.
+        let bytes = unsafe { self.region.page(page) };
+        file.write_page(at, bytes)?;
+        states.clear_flags(page, DIRTY);
         Ok(())
     }
 

@@ -81,6 +81,13 @@ pub struct VmStats {
     /// synced to start it anew.
     #[serde(default)]
     pub journal_checkpoints: u64,
+    /// Pages read from the files mapped now (not in `page_ins`, which
+    /// counts the volume's); per file in `AddressSpace::file_stats`.
+    #[serde(default)]
+    pub file_page_ins: u64,
+    /// Pages written to the files mapped now (not in `page_outs`).
+    #[serde(default)]
+    pub file_page_outs: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -121,6 +128,16 @@ impl AddressSpace {
             reclaim_pages: monitor.reclaim.as_ref().map_or(0, |r| r.capacity()),
             journal_images: monitor.journal.as_ref().map_or(0, |j| j.images_written),
             journal_checkpoints: monitor.journal.as_ref().map_or(0, |j| j.checkpoints),
+            file_page_ins: monitor
+                .files
+                .files()
+                .map(|f| f.page_ins.load(Ordering::Relaxed))
+                .sum(),
+            file_page_outs: monitor
+                .files
+                .files()
+                .map(|f| f.page_outs.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 

@@ -33,6 +33,7 @@
 use super::Served;
 use super::queue::{FaultOutcome, Latch, Latched};
 use crate::error::VmError;
+use crate::mapped::{MappedFile, Source};
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
@@ -53,6 +54,14 @@ enum Plan<'a> {
     Transit(Transit<'a>),
 }
 
+/// Where a page is read from.
+enum ReadFrom {
+    /// Its copy in the volume.
+    Disk(DiskAddr),
+    /// A mapped file's page (see `mapped`).
+    File(std::sync::Arc<MappedFile>, u64),
+}
+
 /// A fault decided under the monitor and carried out without it. Dropped
 /// before it is finished (an error or a panic), it undoes what the
 /// decision did.
@@ -63,7 +72,7 @@ struct Transit<'a> {
     latch: Option<ExclusiveLatch<'a>>,
     /// Where to read the page from; `None` for a zero-fill, an overwrite
     /// or a reclaim.
-    read: Option<DiskAddr>,
+    read: Option<ReadFrom>,
     /// The reclaim list's slot holding the page's copy, taken for this
     /// fault (transparent mode).
     from_slot: Option<u32>,
@@ -146,8 +155,15 @@ impl AddressSpace {
             return Ok(Plan::Now(Served::Resident));
         }
         monitor.counters.faults += 1;
-        // An absent word changes only under the monitor: `word` holds.
-        let overwrite_unread = overwrite && word.has(ON_DISK) && !word.has(READ_ONLY);
+        // Where its contents are: the volume, a mapped file, or nowhere
+        // (zeros). An absent word changes only under the monitor: `word`
+        // holds.
+        let file = match monitor.files.source_of(page) {
+            Source::File(file, at) if !word.has(ON_DISK) => Some((file, at)),
+            _ => None,
+        };
+        let has_copy = word.has(ON_DISK) || file.is_some();
+        let overwrite_unread = overwrite && has_copy && !word.has(READ_ONLY);
         // A copy on the reclaim list is what a read would give.
         // (Overwritten whole, the page needs no copy: forgotten.)
         let from_slot = match monitor.reclaim.as_mut() {
@@ -158,14 +174,16 @@ impl AddressSpace {
             Some(reclaim) => reclaim.take(page),
             None => None,
         };
-        let read = if word.has(ON_DISK) && !overwrite_unread && from_slot.is_none() {
+        let read = if !has_copy || overwrite_unread || from_slot.is_some() {
+            None
+        } else if let Some((file, at)) = file {
+            Some(ReadFrom::File(file, at))
+        } else {
             let volume = monitor
                 .volume
                 .as_ref()
                 .expect("pages on disk imply a volume");
-            Some(volume.translate(PageNumber(page))?)
-        } else {
-            None
+            Some(ReadFrom::Disk(volume.translate(PageNumber(page))?))
         };
         let mut victims = Vec::new();
         let mut spare_frames = Vec::new();
@@ -199,8 +217,10 @@ impl AddressSpace {
         monitor.frames_in_transit += spare_frames.len() as u64;
         if from_slot.is_some() {
             monitor.counters.reclaims += 1;
-        } else if read.is_some() {
+        } else if let Some(ReadFrom::Disk(_)) = read {
             monitor.counters.page_ins += 1;
+        } else if read.is_some() {
+            // A file's page: counted by the file, once read.
         } else if overwrite_unread {
             monitor.counters.overwrites += 1;
         } else {
@@ -246,7 +266,7 @@ impl Transit<'_> {
         let page = self.latch.as_ref().expect("held until handed over").page();
         // The flags a page installed writable for a store carries.
         let mut writable = 0;
-        if let Some(disk) = self.read {
+        if let Some(ReadFrom::Disk(disk)) = self.read {
             let channel = space
                 .channel
                 .as_ref()
@@ -265,6 +285,16 @@ impl Transit<'_> {
                     source,
                 },
                 FillError::Install(e) => e,
+            })?;
+        } else if let Some(ReadFrom::File(file, at)) = &self.read {
+            // SAFETY: as above.
+            unsafe {
+                space
+                    .region
+                    .fill(page, 1, |bytes| file.read_page(*at, bytes))
+            }
+            .map_err(|e| match e {
+                FillError::Read(e) | FillError::Install(e) => e,
             })?;
         } else if let Some(slot) = self.from_slot {
             let slots = space
@@ -344,8 +374,10 @@ impl Drop for Transit<'_> {
                     .expect("a slot implies the list")
                     .give_back(slot);
                 monitor.counters.reclaims -= 1;
-            } else if self.read.is_some() {
+            } else if let Some(ReadFrom::Disk(_)) = self.read {
                 monitor.counters.page_ins -= 1;
+            } else if self.read.is_some() {
+                // A file's page: not counted (its read failed).
             } else if self.overwrite_unread {
                 monitor.counters.overwrites -= 1;
             } else {

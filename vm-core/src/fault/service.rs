@@ -4,6 +4,7 @@
 
 use super::Served;
 use crate::error::VmError;
+use crate::mapped::Source;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::ExclusiveLatch;
@@ -327,7 +328,13 @@ impl AddressSpace {
         monitor.forget_copies(page, page + 1);
         let read_only = latch.was().has(READ_ONLY);
         let on_disk = latch.was().has(ON_DISK);
-        if overwrite && on_disk && !read_only {
+        // A mapped file's page with no copy in the volume comes from the
+        // file (see `mapped`).
+        let file = match monitor.files.source_of(page) {
+            Source::File(file, at) if !on_disk => Some((file, at)),
+            _ => None,
+        };
+        if overwrite && (on_disk || file.is_some()) && !read_only {
             // The read this saves: released memory reads as zeros, and the
             // accessor overwrites all of it (in transparent mode, zeros
             // installed: the page must be present for its writer).
@@ -371,6 +378,13 @@ impl AddressSpace {
             }
             monitor.counters.seek_ahead_hints += u64::from(hint.is_some());
             monitor.counters.page_ins += 1;
+        } else if let Some((file, at)) = file {
+            // SAFETY: `latch` holds the exclusive latch on `page`, absent.
+            unsafe { self.region.fill(page, 1, |bytes| file.read_page(at, bytes)) }.map_err(
+                |e| match e {
+                    FillError::Read(e) | FillError::Install(e) => e,
+                },
+            )?;
         } else {
             // The page's memory was released (or never touched), so it
             // already reads as zeros: no I/O and no copy (in transparent

@@ -1,0 +1,492 @@
+//! File mappings: where a mapped interval's pages come from and go to (the
+//! map entries of [`AddressSpace::map_file`](crate::AddressSpace::map_file)),
+//! and the maximum protections of intervals.
+//!
+//! A page of the address space has one of three sources, which the fault
+//! path and the write-back ask this table for ([`FileMaps::source_of`]):
+//!
+//! | the page is in | a fault reads | a dirty page goes to |
+//! |---|---|---|
+//! | an anonymous interval | the volume if it has a copy there, else zeros | the volume |
+//! | a **shared** file mapping | the file | the file |
+//! | a **private** file mapping | the volume if it has a copy there (it was written and written back: Mach's shadow object), else the file | the volume |
+//!
+//! So a private mapping's page leaves its file at its first write-back and
+//! never comes from the file again; nothing reaches the file.
+//!
+//! Pages past the file's end when it was mapped read as zeros. A shared
+//! mapping writes a page back only up to that end, unless the mapping
+//! allows the file to grow. A page that was within the file when it was
+//! mapped and is past its end now (the file truncated by another process)
+//! is an error ([`VmError::FileTruncated`]) on the access that faults it —
+//! never a signal, as the kernel's `SIGBUS` would be.
+//!
+//! Known limits: the VM is not coherent with writes made to the file
+//! outside it — a page already resident (or, in transparent mode, on the
+//! reclaim list) keeps what it read, as a private copy would; another
+//! process sees this VM's changes once they are written back (`clean`,
+//! `flush`, eviction). Pages of a mapping are faulted one at a time (no
+//! read-ahead from files), and written back to a shared file one page at a
+//! time (`pwrite`), under the monitor. A persistent space does not map
+//! files (its map would not know them).
+
+use crate::error::VmError;
+use runtable::Interval;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether a mapping's changes reach its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Changes go back to the file (`MAP_SHARED`): on eviction, `clean`,
+    /// `flush` (which also syncs the file: the `msync` of this VM) and
+    /// `free`.
+    Shared,
+    /// Copy-on-write (`MAP_PRIVATE`): the file is only read; a changed page
+    /// lives in the volume from its first write-back on.
+    Private,
+}
+
+/// A protection: what an access may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protection {
+    /// Loads only.
+    Read,
+    /// Loads and stores.
+    ReadWrite,
+}
+
+/// How to map a file ([`AddressSpace::map_file`](crate::AddressSpace::map_file)).
+#[derive(Clone, Debug)]
+pub struct MapFile {
+    /// The file's name, for errors (the file itself is passed open).
+    pub name: PathBuf,
+    /// Where the mapping starts in the file, in bytes: a multiple of the
+    /// page size.
+    pub offset: u64,
+    /// Pages to map (the interval's size).
+    pub pages: u64,
+    /// Shared or private.
+    pub sharing: Sharing,
+    /// The current protection.
+    pub protection: Protection,
+    /// The maximum protection: the current one may never exceed it. A
+    /// shared mapping of a file not open for writing may only have `Read`.
+    pub max_protection: Protection,
+    /// A shared mapping may write pages past the file's end (growing it).
+    pub allow_grow: bool,
+}
+
+impl MapFile {
+    /// `pages` pages from the start of the file `name`, `sharing`,
+    /// read-write (maximum read-write), the file not grown.
+    pub fn new(name: impl Into<PathBuf>, pages: u64, sharing: Sharing) -> MapFile {
+        MapFile {
+            name: name.into(),
+            offset: 0,
+            pages,
+            sharing,
+            protection: Protection::ReadWrite,
+            max_protection: Protection::ReadWrite,
+            allow_grow: false,
+        }
+    }
+}
+
+/// A mapped file: the file, how it is mapped, and its counters. Shared by
+/// the entries of its mapping (an entry splits when part of it is freed).
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    file: File,
+    pub(crate) name: PathBuf,
+    pub(crate) sharing: Sharing,
+    /// Bytes of the file when it was mapped.
+    len_at_map: u64,
+    allow_grow: bool,
+    page_size: usize,
+    /// Pages read from the file, written to it.
+    pub(crate) page_ins: AtomicU64,
+    pub(crate) page_outs: AtomicU64,
+}
+
+impl MappedFile {
+    /// `file` as `how` maps it, with pages of `page_size` bytes; `Err` if
+    /// `how` asks for more than the file's open mode allows.
+    pub(crate) fn new(file: File, how: &MapFile, page_size: usize) -> Result<MappedFile, VmError> {
+        let config = |reason: String| VmError::Config {
+            field: "map_file",
+            reason: format!("{}: {reason}", how.name.display()),
+        };
+        if !how.offset.is_multiple_of(page_size as u64) {
+            return Err(config(format!(
+                "offset {} is not a multiple of the page size {page_size}",
+                how.offset
+            )));
+        }
+        if how.protection > how.max_protection {
+            return Err(config(
+                "the protection asked for is above the maximum asked for".into(),
+            ));
+        }
+        let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| VmError::File {
+            what: "inspecting",
+            path: how.name.clone(),
+            offset: 0,
+            source: e.into(),
+        })?;
+        let mode = flags & rustix::fs::OFlags::RWMODE;
+        let readable = mode != rustix::fs::OFlags::WRONLY;
+        let writable = mode != rustix::fs::OFlags::RDONLY;
+        if !readable {
+            return Err(config("the file is open for writing only".into()));
+        }
+        if how.sharing == Sharing::Shared
+            && how.max_protection == Protection::ReadWrite
+            && !writable
+        {
+            return Err(config(
+                "a file open read-only can only be mapped shared with maximum protection read"
+                    .into(),
+            ));
+        }
+        let len_at_map = file
+            .metadata()
+            .map_err(|e| VmError::File {
+                what: "inspecting",
+                path: how.name.clone(),
+                offset: 0,
+                source: e,
+            })?
+            .len();
+        Ok(MappedFile {
+            file,
+            name: how.name.clone(),
+            sharing: how.sharing,
+            len_at_map,
+            allow_grow: how.allow_grow,
+            page_size,
+            page_ins: AtomicU64::new(0),
+            page_outs: AtomicU64::new(0),
+        })
+    }
+
+    /// The file's length now.
+    fn len_now(&self, offset: u64) -> Result<u64, VmError> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|source| self.error("inspecting", offset, source))?
+            .len())
+    }
+
+    fn error(&self, what: &'static str, offset: u64, source: std::io::Error) -> VmError {
+        VmError::File {
+            what,
+            path: self.name.clone(),
+            offset,
+            source,
+        }
+    }
+
+    /// Reads the file's page `file_page` into `buf` (a page): zeros past
+    /// the file's end as mapped; an error if the file ends before that now.
+    pub(crate) fn read_page(&self, file_page: u64, buf: &mut [u8]) -> Result<(), VmError> {
+        let offset = file_page * self.page_size as u64;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.error("reading", offset + done as u64, e)),
+            }
+        }
+        buf[done..].fill(0);
+        // What the page held of the file when it was mapped must be there.
+        let expected = self.len_at_map.saturating_sub(offset).min(buf.len() as u64);
+        if (done as u64) < expected {
+            return Err(VmError::FileTruncated {
+                path: self.name.clone(),
+                offset,
+                len: self.len_now(offset)?,
+            });
+        }
+        self.page_ins.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes `bytes` (a page) to the file's page `file_page`: whole if
+    /// the mapping may grow the file, else only up to the file's end as
+    /// mapped. An error if that part is past the file's end now.
+    pub(crate) fn write_page(&self, file_page: u64, bytes: &[u8]) -> Result<(), VmError> {
+        let offset = file_page * self.page_size as u64;
+        let len = if self.allow_grow {
+            bytes.len()
+        } else {
+            self.len_at_map
+                .saturating_sub(offset)
+                .min(bytes.len() as u64) as usize
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        if !self.allow_grow {
+            let now = self.len_now(offset)?;
+            if now < offset + len as u64 {
+                return Err(VmError::FileTruncated {
+                    path: self.name.clone(),
+                    offset,
+                    len: now,
+                });
+            }
+        }
+        self.file
+            .write_all_at(&bytes[..len], offset)
+            .map_err(|e| self.error("writing", offset, e))?;
+        self.page_outs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes what was written to the file durable (`fdatasync`).
+    pub(crate) fn sync(&self) -> Result<(), VmError> {
+        self.file
+            .sync_data()
+            .map_err(|e| self.error("syncing", 0, e))
+    }
+}
+
+/// One entry: `count` pages from its start, mapping `file` from its page
+/// `file_page`.
+#[derive(Clone, Debug)]
+struct Entry {
+    count: u64,
+    file: Arc<MappedFile>,
+    file_page: u64,
+}
+
+/// Where a page's contents come from (see the module doc).
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// An anonymous interval: the volume, or zeros.
+    Anonymous,
+    /// A file mapping: the file and the file's page.
+    File(Arc<MappedFile>, u64),
+}
+
+/// The file mappings and the maximum protections of a space (m).
+#[derive(Debug, Default)]
+pub(crate) struct FileMaps {
+    /// By first page.
+    entries: BTreeMap<u64, Entry>,
+    /// Extents (first page → pages) whose maximum protection is read, and
+    /// why.
+    read_only_max: BTreeMap<u64, (u64, Arc<str>)>,
+}
+
+/// The extents of `map` overlapping `[start, end)`, as `(first, count)`.
+fn overlapping<V>(
+    map: &BTreeMap<u64, V>,
+    start: u64,
+    end: u64,
+    count: impl Fn(&V) -> u64,
+) -> Vec<u64> {
+    let mut firsts: Vec<u64> = map
+        .range(..start)
+        .next_back()
+        .filter(|(s, v)| **s + count(v) > start)
+        .map(|(s, _)| *s)
+        .into_iter()
+        .collect();
+    firsts.extend(map.range(start..end).map(|(s, _)| *s));
+    firsts
+}
+
+/// Removes `[start, end)` from the extents of `map`, splitting those that
+/// reach past it; `split(value, pages)` is what the part `pages` pages
+/// into an extent keeps.
+fn cut<V: Clone>(
+    map: &mut BTreeMap<u64, V>,
+    start: u64,
+    end: u64,
+    count: impl Fn(&V) -> u64,
+    with_count: impl Fn(&V, u64, u64) -> V,
+) {
+    for first in overlapping(map, start, end, &count) {
+        let value = map.remove(&first).expect("listed");
+        let last = first + count(&value);
+        if first < start {
+            map.insert(first, with_count(&value, 0, start - first));
+        }
+        if last > end {
+            map.insert(end, with_count(&value, end - first, last - end));
+        }
+    }
+}
+
+impl FileMaps {
+    /// Maps `file` at the interval `[start, start + count)`, from its page
+    /// `file_page`. The interval was just allocated (no entry overlaps it).
+    pub(crate) fn insert(&mut self, start: u64, count: u64, file: Arc<MappedFile>, file_page: u64) {
+        self.entries.insert(
+            start,
+            Entry {
+                count,
+                file,
+                file_page,
+            },
+        );
+    }
+
+    /// Where page `page`'s contents come from.
+    pub(crate) fn source_of(&self, page: u64) -> Source {
+        match self.entries.range(..=page).next_back() {
+            Some((&start, e)) if page < start + e.count => {
+                Source::File(e.file.clone(), e.file_page + (page - start))
+            }
+            _ => Source::Anonymous,
+        }
+    }
+
+    /// The file and file page `page` is written back to, if it is in a
+    /// shared mapping.
+    pub(crate) fn shared_target(&self, page: u64) -> Option<(Arc<MappedFile>, u64)> {
+        match self.source_of(page) {
+            Source::File(file, at) if file.sharing == Sharing::Shared => Some((file, at)),
+            _ => None,
+        }
+    }
+
+    /// Whether any mapping is shared.
+    pub(crate) fn has_shared(&self) -> bool {
+        self.entries
+            .values()
+            .any(|e| e.file.sharing == Sharing::Shared)
+    }
+
+    /// Whether any page of `[start, end)` is in a shared mapping.
+    pub(crate) fn any_shared(&self, start: u64, end: u64) -> bool {
+        overlapping(&self.entries, start, end, |e| e.count)
+            .iter()
+            .any(|first| self.entries[first].file.sharing == Sharing::Shared)
+    }
+
+    /// The distinct files mapped shared (to sync at `flush`).
+    pub(crate) fn shared_files(&self) -> Vec<Arc<MappedFile>> {
+        self.files()
+            .filter(|f| f.sharing == Sharing::Shared)
+            .cloned()
+            .collect()
+    }
+
+    /// The distinct files mapped (an entry split in two shares its file).
+    pub(crate) fn files(&self) -> impl Iterator<Item = &Arc<MappedFile>> {
+        let mut seen: Vec<*const MappedFile> = Vec::new();
+        self.entries.values().filter_map(move |e| {
+            let at = Arc::as_ptr(&e.file);
+            (!seen.contains(&at)).then(|| {
+                seen.push(at);
+                &e.file
+            })
+        })
+    }
+
+    /// Every mapping entry: (interval, file).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (Interval, &Arc<MappedFile>)> {
+        self.entries
+            .iter()
+            .map(|(&start, e)| (Interval::new(start, e.count), &e.file))
+    }
+
+    /// Forgets the mappings and maximum protections of `[start, end)` (it
+    /// was freed).
+    pub(crate) fn remove(&mut self, start: u64, end: u64) {
+        cut(
+            &mut self.entries,
+            start,
+            end,
+            |e| e.count,
+            |e, from, count| Entry {
+                count,
+                file: e.file.clone(),
+                file_page: e.file_page + from,
+            },
+        );
+        cut(
+            &mut self.read_only_max,
+            start,
+            end,
+            |v| v.0,
+            |v, _, count| (count, v.1.clone()),
+        );
+    }
+
+    /// Lowers the maximum protection of `[start, end)` to read, saying why.
+    pub(crate) fn restrict(&mut self, start: u64, end: u64, why: &str) {
+        cut(
+            &mut self.read_only_max,
+            start,
+            end,
+            |v| v.0,
+            |v, _, count| (count, v.1.clone()),
+        );
+        self.read_only_max.insert(start, (end - start, why.into()));
+    }
+
+    /// The first part of `[start, end)` whose maximum protection is read,
+    /// and why, if any.
+    pub(crate) fn read_only_max_in(&self, start: u64, end: u64) -> Option<(Interval, String)> {
+        let first = *overlapping(&self.read_only_max, start, end, |v| v.0).first()?;
+        let (count, why) = &self.read_only_max[&first];
+        let from = first.max(start);
+        let to = (first + count).min(end);
+        Some((Interval::new(from, to - from), why.to_string()))
+    }
+
+    /// Whether page `page`'s maximum protection is read.
+    pub(crate) fn max_is_read(&self, page: u64) -> bool {
+        self.read_only_max_in(page, page + 1).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(sharing: Sharing) -> Arc<MappedFile> {
+        let f = tempfile::tempfile().unwrap();
+        Arc::new(MappedFile::new(f, &MapFile::new("t", 4, sharing), 4096).unwrap())
+    }
+
+    #[test]
+    fn freeing_the_middle_of_a_mapping_splits_it_and_keeps_file_offsets() {
+        let mut maps = FileMaps::default();
+        maps.insert(10, 8, file(Sharing::Shared), 100);
+        maps.remove(12, 15);
+        assert!(matches!(maps.source_of(11), Source::File(_, 101)));
+        assert!(matches!(maps.source_of(12), Source::Anonymous));
+        assert!(matches!(maps.source_of(14), Source::Anonymous));
+        assert!(matches!(maps.source_of(15), Source::File(_, 105)));
+        assert!(matches!(maps.source_of(17), Source::File(_, 107)));
+        assert!(matches!(maps.source_of(18), Source::Anonymous));
+        assert!(matches!(maps.source_of(9), Source::Anonymous));
+        assert!(maps.any_shared(0, 11) && !maps.any_shared(12, 15));
+    }
+
+    #[test]
+    fn maximum_protections_are_cut_and_found_by_range() {
+        let mut maps = FileMaps::default();
+        maps.restrict(5, 10, "why");
+        assert_eq!(
+            maps.read_only_max_in(0, 7),
+            Some((Interval::new(5, 2), "why".into()))
+        );
+        assert!(maps.read_only_max_in(10, 20).is_none());
+        maps.remove(6, 8);
+        assert!(maps.max_is_read(5) && !maps.max_is_read(6) && !maps.max_is_read(7));
+        assert!(maps.max_is_read(8) && maps.max_is_read(9));
+    }
+}
