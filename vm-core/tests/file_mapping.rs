@@ -324,3 +324,134 @@ fn past_the_end_reads_zeros_and_grows_only_when_allowed() {
         vm.free(interval).unwrap();
     }
 }
+
+/// Both mappings under every way of serving faults (the worker, the seed's
+/// monitor scope, sequential advice's path), against the model and the
+/// file.
+#[test]
+fn mappings_work_under_every_fault_service() {
+    use common::vm_scoped;
+    use disk_channel::{Drive, SimDrive};
+    use vm_core::{Advice, FaultService, MonitorScope};
+    let dir = tempfile::tempdir().unwrap();
+    let ways = [
+        (
+            FaultService::Worker,
+            MonitorScope::HeldAcrossIo,
+            Advice::Normal,
+        ),
+        (
+            FaultService::InFaultingThread,
+            MonitorScope::HeldAcrossIo,
+            Advice::Normal,
+        ),
+        (
+            FaultService::InFaultingThread,
+            MonitorScope::Decisions,
+            Advice::Sequential,
+        ),
+    ];
+    for (n, (service, scope, advice)) in ways.into_iter().enumerate() {
+        for sharing in [Sharing::Shared, Sharing::Private] {
+            let name = format!("way{n}-{sharing:?}.dat");
+            let (path, original) = patterned_file(dir.path(), &name, 96);
+            let drive = SimDrive::preset("ssd", PAGE)
+                .unwrap()
+                .with_page_count(2048)
+                .unwrap();
+            let vm = vm_scoped(
+                vec![Box::new(drive) as Box<dyn Drive>],
+                1024,
+                12,
+                service,
+                scope,
+            );
+            let interval = vm
+                .map_file(open_rw(&path), &MapFile::new(&path, 96, sharing))
+                .unwrap();
+            vm.advise(interval, advice).unwrap();
+            let base = vm.address_of(interval.page);
+            let mut model = original.clone();
+            random_writes(&vm, base, &mut model, n as u64 * 31 + 5, 200);
+            vm.flush().unwrap();
+            let mut all = vec![0u8; model.len()];
+            vm.read(base, &mut all).unwrap();
+            assert_eq!(all, model, "{name}");
+            let file = std::fs::read(&path).unwrap();
+            match sharing {
+                Sharing::Shared => assert_eq!(file, model, "{name}: the file"),
+                Sharing::Private => assert_eq!(file, original, "{name}: the file"),
+            }
+        }
+    }
+}
+
+/// Transparent mode: a mapped file is reached by plain loads and stores,
+/// evicted and written back like any interval.
+#[test]
+fn a_mapped_file_takes_plain_loads_and_stores_in_transparent_mode() {
+    use disk_channel::{DiskChannel, Drive, SimDrive};
+    use runtable::{FormatOptions, Volume};
+    use vm_core::{Backing, VmConfig};
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(2048)
+        .unwrap();
+    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, 1024)).unwrap();
+    let vm = match Vm::new(
+        VmConfig::new(1024, 16).transparent(),
+        Backing::Volume(volume),
+    ) {
+        Ok(vm) => vm,
+        Err(VmError::TransparentUnavailable { reason }) => {
+            println!("skipped: transparent mode unavailable here: {reason}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (shared_path, mut shared_model) = patterned_file(dir.path(), "ts.dat", 128);
+    let (private_path, private_original) = patterned_file(dir.path(), "tp.dat", 128);
+    let shared = vm
+        .map_file(
+            open_rw(&shared_path),
+            &MapFile::new(&shared_path, 128, Sharing::Shared),
+        )
+        .unwrap();
+    let private = vm
+        .map_file(
+            open_rw(&private_path),
+            &MapFile::new(&private_path, 128, Sharing::Private),
+        )
+        .unwrap();
+    {
+        let mut view = vm.view_mut::<u8>(shared).unwrap();
+        for k in (0..128 * PAGE).step_by(PAGE / 2 + 7) {
+            view[k] = view[k].wrapping_add(1);
+            shared_model[k] = shared_model[k].wrapping_add(1);
+        }
+    }
+    let mut private_model = private_original.clone();
+    {
+        let mut view = vm.view_mut::<u8>(private).unwrap();
+        for k in (0..128 * PAGE).step_by(3 * PAGE + 11) {
+            view[k] ^= 0xFF;
+            private_model[k] ^= 0xFF;
+        }
+    }
+    {
+        let view = vm.view::<u8>(shared).unwrap();
+        assert!(view.iter().eq(shared_model.iter()), "shared, read back");
+        let view = vm.view::<u8>(private).unwrap();
+        assert!(view.iter().eq(private_model.iter()), "private, read back");
+    }
+    vm.flush().unwrap();
+    assert_eq!(std::fs::read(&shared_path).unwrap(), shared_model);
+    assert_eq!(std::fs::read(&private_path).unwrap(), private_original);
+    let stats = vm.stats();
+    assert!(
+        stats.evictions > 100 && stats.file_page_outs > 0,
+        "{stats:?}"
+    );
+}
