@@ -21,6 +21,27 @@
 //! is an error ([`VmError::FileTruncated`]) on the access that faults it —
 //! never a signal, as the kernel's `SIGBUS` would be.
 //!
+//! **The swap cache** ([`MapFile::swap_cache`], the 4.4BSD proposal's
+//! "keep track of the contents of the swap space to avoid multiple
+//! fetches"): a clean page of a shared mapping evicted with no copy in the
+//! volume is written to its slot there, and its next fault reads the slot,
+//! not the file. What makes a copy stale, and so never served:
+//! - a write through the mapping: the page's write-back to the file drops
+//!   its copy (the page reads the file again after its next eviction);
+//! - the file changed by anyone else: its modification time, change time
+//!   or size differ from when it was mapped (or from just after this VM's
+//!   own last write to it) — checked at every fault that would read a
+//!   copy; the first difference turns the cache off for the mapping for
+//!   good;
+//! - a new mapping: the copies belong to the mapping's interval and go
+//!   with it.
+//!
+//! A change by another writer that keeps the size and lands within the
+//! file system's timestamp granularity of the mapping or of this VM's last
+//! write, or between that write and the look at the times that follows
+//! it, is not seen (as with NFS's attribute cache); map without the swap
+//! cache where another writer matters.
+//!
 //! Known limits: the VM is not coherent with writes made to the file
 //! outside it — a page already resident (or, in transparent mode, on the
 //! reclaim list) keeps what it read, as a private copy would; another
@@ -35,9 +56,24 @@ use runtable::Interval;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What says a file changed: its modification and change times (seconds,
+/// nanoseconds) and its size.
+type Stamp = (i64, i64, i64, i64, u64);
+
+fn stamp_of(metadata: &std::fs::Metadata) -> Stamp {
+    (
+        metadata.mtime(),
+        metadata.mtime_nsec(),
+        metadata.ctime(),
+        metadata.ctime_nsec(),
+        metadata.len(),
+    )
+}
 
 /// Whether a mapping's changes reach its file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +115,11 @@ pub struct MapFile {
     pub max_protection: Protection,
     /// A shared mapping may write pages past the file's end (growing it).
     pub allow_grow: bool,
+    /// The swap cache, for slow or remote files (shared mappings): a
+    /// clean page evicted keeps a copy in its slot of the volume, and its
+    /// next fault reads that, not the file. See the module doc for what
+    /// invalidates the copies.
+    pub swap_cache: bool,
 }
 
 impl MapFile {
@@ -93,6 +134,7 @@ impl MapFile {
             protection: Protection::ReadWrite,
             max_protection: Protection::ReadWrite,
             allow_grow: false,
+            swap_cache: false,
         }
     }
 }
@@ -108,6 +150,13 @@ pub(crate) struct MappedFile {
     len_at_map: u64,
     allow_grow: bool,
     page_size: usize,
+    /// The swap cache is on (a shared mapping only), and still valid: the
+    /// file's stamp has not changed since it was mapped.
+    swap_cache: AtomicBool,
+    /// The file's modification and change times and size when it was
+    /// mapped, or after this VM's last write to it: the swap cache's
+    /// copies are the file's as long as they hold.
+    stamp: parking_lot::Mutex<Stamp>,
     /// Pages read from the file, written to it.
     pub(crate) page_ins: AtomicU64,
     pub(crate) page_outs: AtomicU64,
@@ -153,15 +202,13 @@ impl MappedFile {
                     .into(),
             ));
         }
-        let len_at_map = file
-            .metadata()
-            .map_err(|e| VmError::File {
-                what: "inspecting",
-                path: how.name.clone(),
-                offset: 0,
-                source: e,
-            })?
-            .len();
+        let metadata = file.metadata().map_err(|e| VmError::File {
+            what: "inspecting",
+            path: how.name.clone(),
+            offset: 0,
+            source: e,
+        })?;
+        let len_at_map = metadata.len();
         Ok(MappedFile {
             file,
             name: how.name.clone(),
@@ -169,9 +216,40 @@ impl MappedFile {
             len_at_map,
             allow_grow: how.allow_grow,
             page_size,
+            swap_cache: AtomicBool::new(how.swap_cache && how.sharing == Sharing::Shared),
+            stamp: parking_lot::Mutex::new(stamp_of(&metadata)),
             page_ins: AtomicU64::new(0),
             page_outs: AtomicU64::new(0),
         })
+    }
+
+    /// Whether a page of this mapping that has a copy in the volume may be
+    /// read from there: always for a private mapping (the copy is the
+    /// page's own, made at its first write-back); for a shared one, while
+    /// its swap cache is valid — the file's stamp (checked here, once per
+    /// such fault) unchanged since it was mapped. Once the stamp changes,
+    /// the cache is off for good and every page comes from the file.
+    pub(crate) fn volume_copy_valid(&self) -> bool {
+        if self.sharing == Sharing::Private {
+            return true;
+        }
+        if !self.swap_cache.load(Ordering::Acquire) {
+            return false;
+        }
+        let same = self
+            .file
+            .metadata()
+            .is_ok_and(|m| stamp_of(&m) == *self.stamp.lock());
+        if !same {
+            self.swap_cache.store(false, Ordering::Release);
+        }
+        same
+    }
+
+    /// Whether a clean page of this mapping evicted without a copy in the
+    /// volume gets one there (the swap cache is on and valid).
+    pub(crate) fn caches(&self) -> bool {
+        self.sharing == Sharing::Shared && self.volume_copy_valid()
     }
 
     /// The file's length now.
@@ -248,6 +326,14 @@ impl MappedFile {
             .write_all_at(&bytes[..len], offset)
             .map_err(|e| self.error("writing", offset, e))?;
         self.page_outs.fetch_add(1, Ordering::Relaxed);
+        if self.swap_cache.load(Ordering::Acquire) {
+            // This write changed the file's times: its own change, not
+            // someone else's (the swap cache stays on).
+            match self.file.metadata() {
+                Ok(m) => *self.stamp.lock() = stamp_of(&m),
+                Err(_) => self.swap_cache.store(false, Ordering::Release),
+            }
+        }
         Ok(())
     }
 
@@ -358,6 +444,12 @@ impl FileMaps {
             Source::File(file, at) if file.sharing == Sharing::Shared => Some((file, at)),
             _ => None,
         }
+    }
+
+    /// Whether page `page`, clean and evicted with no copy in the volume,
+    /// gets one there (its mapping's swap cache is on and valid).
+    pub(crate) fn caches(&self, page: u64) -> bool {
+        matches!(self.source_of(page), Source::File(file, _) if file.caches())
     }
 
     /// Whether any mapping is shared.

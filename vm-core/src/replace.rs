@@ -241,7 +241,13 @@ impl AddressSpace {
         let mut to_files = Vec::new();
         for victim in victims {
             if !victim.has_now(DIRTY) {
-                batch.push((None, victim));
+                // A clean page the swap cache keeps a copy of goes to its
+                // slot in the volume (see `mapped`).
+                let cache = !victim.has_now(ON_DISK) && monitor.files.caches(victim.page());
+                let disk = cache
+                    .then(|| volume.translate(PageNumber(victim.page())).ok())
+                    .flatten();
+                batch.push((disk, victim));
                 continue;
             }
             if let Some(target) = monitor.files.shared_target(victim.page()) {
@@ -278,8 +284,12 @@ impl AddressSpace {
                 let bytes = unsafe { self.region.page(victim.page()) };
                 match file.write_page(at, bytes) {
                     // Clean now: released with no copy in the volume (its
-                    // next fault reads the file).
-                    Ok(()) => batch.push((None, victim)),
+                    // next fault reads the file; a swap cache's copy of it
+                    // is stale).
+                    Ok(()) => {
+                        states.clear_flags(victim.page(), ON_DISK);
+                        batch.push((None, victim));
+                    }
                     Err(e) => {
                         // Its guard drops: resident and dirty again.
                         monitor.counters.write_back_failures += 1;
@@ -759,7 +769,8 @@ impl AddressSpace {
         // `bytes` lives, and it was protected against plain stores above.
         let bytes = unsafe { self.region.page(page) };
         file.write_page(at, bytes)?;
-        states.clear_flags(page, DIRTY);
+        // A swap cache's copy of it is stale now.
+        states.clear_flags(page, DIRTY | ON_DISK);
         Ok(())
     }
 

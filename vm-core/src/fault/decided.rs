@@ -159,7 +159,9 @@ impl AddressSpace {
         // (zeros). An absent word changes only under the monitor: `word`
         // holds.
         let file = match monitor.files.source_of(page) {
-            Source::File(file, at) if !word.has(ON_DISK) => Some((file, at)),
+            Source::File(file, at) if !word.has(ON_DISK) || !file.volume_copy_valid() => {
+                Some((file, at))
+            }
             _ => None,
         };
         let has_copy = word.has(ON_DISK) || file.is_some();
@@ -189,7 +191,12 @@ impl AddressSpace {
         let mut spare_frames = Vec::new();
         if monitor.free_frames.is_empty() {
             let chosen = self.select_victims(monitor, page)?;
-            if chosen.iter().any(|v| v.has_now(DIRTY)) {
+            // Dirty victims, and clean ones the swap cache keeps a copy of,
+            // are written here.
+            let to_write = |v: &ExclusiveLatch<'_>| {
+                v.has_now(DIRTY) || (!v.has_now(ON_DISK) && monitor.files.caches(v.page()))
+            };
+            if chosen.iter().any(to_write) {
                 // Dirty victims are written back here, under the monitor (a
                 // failure may remap the run table); a batch that fails
                 // entirely lets the clock try others.

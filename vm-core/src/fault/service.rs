@@ -331,9 +331,10 @@ impl AddressSpace {
         // A mapped file's page with no copy in the volume comes from the
         // file (see `mapped`).
         let file = match monitor.files.source_of(page) {
-            Source::File(file, at) if !on_disk => Some((file, at)),
+            Source::File(file, at) if !on_disk || !file.volume_copy_valid() => Some((file, at)),
             _ => None,
         };
+        let on_disk = on_disk && file.is_none();
         if overwrite && (on_disk || file.is_some()) && !read_only {
             // The read this saves: released memory reads as zeros, and the
             // accessor overwrites all of it (in transparent mode, zeros
