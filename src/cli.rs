@@ -155,8 +155,13 @@ pub struct OutOfCoreArgs {
     /// Only these workloads (comma-separated: fill, scan, uniform, zipf,
     /// sort, sort-unstable); fill runs whenever one of the data set's
     /// readers does.
-    #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "sort", "sort-unstable"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "uniform-fit", "sort", "sort-unstable"])]
     workloads: Vec<String>,
+    /// Only these sides (comma-separated: vm, vm-transparent,
+    /// kernel-advised, kernel, vm-mapped — the data set a shared file
+    /// mapping through `map_file`, run only when named here).
+    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped"])]
+    sides: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).
     #[arg(long)]
@@ -838,6 +843,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 dir: a.dir.clone(),
                 workloads: a.workloads.clone(),
                 threads: usize::from(a.threads),
+                sides: a.sides.clone(),
             };
             // Find out now, not after the run, whether the chart can be
             // written.
@@ -889,6 +895,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     .cloned()
                     .collect(),
                 threads: a.threads,
+                sides: Vec::new(),
             };
             let limit = match (&a.cgroup_procs, side) {
                 (Some(procs), cedar_bench::out_of_core::Side::Kernel)

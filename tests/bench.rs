@@ -219,6 +219,82 @@ fn the_ipc_run_delivers_every_message_through_each_transport() {
     }
 }
 
+/// The file-mapping side (`--sides vm-mapped`): the data set a shared
+/// `map_file`, each read checked as it goes, the table's own section; the
+/// mapped file gone afterwards.
+#[test]
+fn the_out_of_core_run_maps_a_file_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "out-of-core",
+            "--memory",
+            "2MiB",
+            "--reads",
+            "2000",
+            "--limit",
+            "8",
+            "--sides",
+            "vm-mapped",
+            "--workloads",
+            "scan,uniform-fit",
+            "--dir",
+            ".",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(
+        table.contains("file mapping") && table.contains("uniform-fit"),
+        "{table}"
+    );
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "out-of-core",
+            "--memory",
+            "2MiB",
+            "--reads",
+            "2000",
+            "--limit",
+            "8",
+            "--sides",
+            "vm-mapped",
+            "--workloads",
+            "uniform",
+            "--json",
+            "--dir",
+            ".",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let side = &report["sides"][0];
+    assert_eq!(side["side"], "vm-mapped");
+    let names: Vec<&str> = side["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fill", "uniform"]);
+    assert!(
+        side["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["finished"] == true)
+    );
+    let stats = &side["vm_stats"];
+    assert!(stats["file_page_ins"].as_u64().unwrap() > 0, "{stats}");
+    assert!(stats["file_page_outs"].as_u64().unwrap() > 0, "{stats}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// `bench out-of-core` at a tiny size: three sides, five workloads each
 /// (or, for the kernel's, killed by their cgroup, reported as such), every
 /// VM workload finished and checked (a wrong byte fails the side),
@@ -281,11 +357,20 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
                 "device",
                 "uniform",
                 "zipf",
+                "uniform-fit",
                 "sort",
                 "device-write",
             ]
         } else {
-            &["fill", "scan", "uniform", "zipf", "sort", "sort-unstable"]
+            &[
+                "fill",
+                "scan",
+                "uniform",
+                "zipf",
+                "uniform-fit",
+                "sort",
+                "sort-unstable",
+            ]
         };
         assert_eq!(workloads, expected, "{side}");
     }

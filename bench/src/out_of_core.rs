@@ -60,7 +60,15 @@ use vm_core::{Advice, Backing, VAddr, Vm, VmConfig, VmStats};
 const PAGE: u64 = 4096;
 const WORDS: u64 = PAGE / 8;
 /// The workloads in the order they run and are reported.
-const WORKLOADS: [&str; 6] = ["fill", "scan", "uniform", "zipf", "sort", "sort-unstable"];
+const WORKLOADS: [&str; 7] = [
+    "fill",
+    "scan",
+    "uniform",
+    "zipf",
+    "uniform-fit",
+    "sort",
+    "sort-unstable",
+];
 /// What the VM's cgroup allows beyond the budget and the sort's run
 /// buffer: the program, its tables, its heap and stacks.
 pub const SLACK_BYTES: u64 = 32 << 20;
@@ -79,6 +87,11 @@ pub enum Side {
     KernelAdvised,
     /// The kernel's `mmap`, no advice.
     Kernel,
+    /// The VM with the data set a shared file mapping (`map_file`) of a
+    /// file of its own, opened `O_DIRECT` (so that the page cache holds none
+    /// of it outside the budget), reached through the copying API; the
+    /// sort's areas anonymous. Run when asked for (`--sides`).
+    VmMapped,
 }
 
 impl Side {
@@ -89,6 +102,7 @@ impl Side {
             Side::VmTransparent => "vm-transparent",
             Side::KernelAdvised => "kernel-advised",
             Side::Kernel => "kernel",
+            Side::VmMapped => "vm-mapped",
         }
     }
 
@@ -99,6 +113,7 @@ impl Side {
             Side::VmTransparent,
             Side::KernelAdvised,
             Side::Kernel,
+            Side::VmMapped,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -126,6 +141,10 @@ pub struct OutOfCoreOptions {
     /// Threads doing the random reads at once (each its own sequence).
     #[serde(default = "one")]
     pub threads: usize,
+    /// The sides to run, by name (empty: vm, vm-transparent,
+    /// kernel-advised, kernel).
+    #[serde(default)]
+    pub sides: Vec<String>,
 }
 
 fn one() -> usize {
@@ -389,6 +408,76 @@ impl Store for TransparentStore<'_> {
         view.sort_unstable();
         Ok(())
     }
+}
+
+/// The `vm-mapped` side: the data set a shared `map_file` of a file of its
+/// own, opened `O_DIRECT` where the file system allows it (else with the
+/// page cache, said in the report's cache field), the sort's areas
+/// anonymous, all through the copying API.
+fn run_mapped_side(options: &OutOfCoreOptions, dir: &Path) -> Result<SideReport, ToolError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let check = ToolError::Check;
+    let data_bytes = options.data_bytes();
+    let sort_bytes = options.sort_bytes();
+    let data_path = dir.join("out-of-core-mapped.bin");
+    let file_error = |source| ToolError::File {
+        path: data_path.clone(),
+        source,
+    };
+    let open = |direct: bool| {
+        let mut how = std::fs::OpenOptions::new();
+        how.read(true).write(true).create(true).truncate(true);
+        if direct {
+            how.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+        }
+        how.open(&data_path)
+    };
+    let (file, cache) = match open(true) {
+        Ok(file) => (file, CachePolicy::Direct),
+        Err(_) => (open(false).map_err(file_error)?, CachePolicy::Buffered),
+    };
+    file.set_len(data_bytes).map_err(file_error)?;
+    // The volume: the sort's areas, and a little for the mapping's rule
+    // that a VM mapping files has one.
+    let pages = (data_bytes + 2 * sort_bytes) / PAGE;
+    let vol_path = dir.join("out-of-core-vm-mapped.vol");
+    let drive = FileDrive::open(
+        &vol_path,
+        &FileDriveOptions::create(PAGE as usize, pages + pages / 64 + 1024),
+    )?;
+    let volume = Volume::format(
+        DiskChannel::new(vec![Box::new(drive)])?,
+        &FormatOptions::new(PAGE as usize, pages),
+    )?;
+    let vm = Vm::new(
+        VmConfig::new(pages, options.memory_bytes / PAGE),
+        Backing::Volume(volume),
+    )?;
+    let how = vm_core::MapFile::new(&data_path, data_bytes / PAGE, vm_core::Sharing::Shared);
+    let data_interval = vm.map_file(file, &how)?;
+    let sort_interval = vm.allocate(2 * sort_bytes / PAGE)?;
+    let data = VmStore {
+        vm: &vm,
+        interval: data_interval,
+    };
+    let sort_area = VmStore {
+        vm: &vm,
+        interval: sort_interval,
+    };
+    let workloads = workloads(&data, &sort_area, options, None).map_err(check)?;
+    let stats = vm.stats();
+    drop(vm);
+    let _ = std::fs::remove_file(&vol_path);
+    let _ = std::fs::remove_file(&data_path);
+    Ok(SideReport {
+        side: Side::VmMapped,
+        workloads,
+        vm_stats: Some(stats),
+        cache: Some(cache),
+        peak_bytes: None,
+        limit_bytes: None,
+        failure: None,
+    })
 }
 
 /// What a workload tells its store about the accesses to come.
@@ -827,7 +916,7 @@ fn workloads(
         |name: &str| options.workloads.is_empty() || options.workloads.iter().any(|w| w == name);
     let mut out = Vec::new();
     // The data set, if anything reads it.
-    if ["fill", "scan", "uniform", "zipf"]
+    if ["fill", "scan", "uniform", "zipf", "uniform-fit"]
         .iter()
         .any(|w| wanted(w))
     {
@@ -849,6 +938,12 @@ fn workloads(
             if wanted(name) {
                 out.push(random_reads(data, name, pages, options)?);
             }
+        }
+        if wanted("uniform-fit") {
+            // A working set that fits the budget: uniform reads over its
+            // first three quarters' worth of pages.
+            let fit = (options.memory_bytes / PAGE * 3 / 4).clamp(1, pages);
+            out.push(random_reads(data, "uniform-fit", fit, options)?);
         }
         data.cool()?;
     }
@@ -889,6 +984,7 @@ pub fn run_side(
     let data_bytes = options.data_bytes();
     let sort_bytes = options.sort_bytes();
     match side {
+        Side::VmMapped => run_mapped_side(options, dir),
         Side::Vm | Side::VmTransparent => {
             let transparent = side == Side::VmTransparent;
             let pages = (data_bytes + 2 * sort_bytes) / PAGE;
@@ -1049,12 +1145,22 @@ pub fn out_of_core(
         )));
     }
     on_interrupt(Cleanup::RemoveDir(temp.path().to_path_buf()));
-    let sides = [
-        Side::Vm,
-        Side::VmTransparent,
-        Side::KernelAdvised,
-        Side::Kernel,
-    ];
+    let sides: Vec<Side> = if options.sides.is_empty() {
+        vec![
+            Side::Vm,
+            Side::VmTransparent,
+            Side::KernelAdvised,
+            Side::Kernel,
+        ]
+    } else {
+        options
+            .sides
+            .iter()
+            .map(|name| {
+                Side::parse(name).ok_or_else(|| ToolError::Usage(format!("no side {name}")))
+            })
+            .collect::<Result<_, _>>()?
+    };
     let bar = progress(sides.len() as u64, "out-of-core");
     let mut reports = Vec::new();
     let mut cgroup_note = None;
@@ -1103,7 +1209,7 @@ pub fn out_of_core(
         let killed = output.status.signal() == Some(9) && cgroup.is_some();
         // The kernel's sides may be killed by their cgroup (reported as
         // such); any other failure, or the VM's side killed, fails the run.
-        let tolerated = killed && side != Side::Vm;
+        let tolerated = killed && matches!(side, Side::Kernel | Side::KernelAdvised);
         if !output.status.success() && !tolerated {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let reason = stderr.trim().trim_start_matches("cedarvm: error: ");
@@ -1227,6 +1333,33 @@ impl OutOfCoreReport {
                 ratio(transparent, vm),
                 ratio(vm, plain)
             ));
+        }
+        if self.side(Side::VmMapped).is_some() {
+            t.push_str(&format!(
+                "\n{:<13} {:>9} {:>10} {:>9} {:>10} {:>10}\n",
+                "file mapping", "mapped s", "advised s", "kernel s", "mapped/adv", "mapped/ker"
+            ));
+            for name in ["fill", "scan", "uniform", "zipf", "uniform-fit"] {
+                let mapped = self.seconds(Side::VmMapped, name);
+                if mapped.is_none() {
+                    continue;
+                }
+                let advised = self.seconds(Side::KernelAdvised, name);
+                let plain = self.seconds(Side::Kernel, name);
+                t.push_str(&format!(
+                    "{:<13} {:>9} {:>10} {:>9} {:>10} {:>10}\n",
+                    name,
+                    cell_of(mapped, failed(Side::VmMapped)),
+                    cell_of(advised, failed(Side::KernelAdvised)),
+                    cell_of(plain, failed(Side::Kernel)),
+                    ratio(mapped, advised),
+                    ratio(mapped, plain)
+                ));
+            }
+            t.push_str(
+                "mapped: the data set a shared map_file of a file (O_DIRECT), the copying API; \
+                 the kernel's sides a shared mmap of a file (uniform-fit: a working set of 3/4 of the budget)\n",
+            );
         }
         t.push_str(
             "vm: the copying API; vm-transp: the same VM in transparent mode, plain loads and stores \

@@ -160,6 +160,13 @@ pub(crate) struct MappedFile {
     /// Pages read from the file, written to it.
     pub(crate) page_ins: AtomicU64,
     pub(crate) page_outs: AtomicU64,
+    /// Read-around (see [`MappedFile::read_around`]): pages it brought in
+    /// that were used before the clock first came to them, and pages that
+    /// were not (both halved now and then, so that a change of pattern
+    /// shows); faults while it is off (every 256th probes).
+    around_used: AtomicU64,
+    around_wasted: AtomicU64,
+    around_off_faults: AtomicU64,
 }
 
 impl MappedFile {
@@ -220,6 +227,9 @@ impl MappedFile {
             stamp: parking_lot::Mutex::new(stamp_of(&metadata)),
             page_ins: AtomicU64::new(0),
             page_outs: AtomicU64::new(0),
+            around_used: AtomicU64::new(0),
+            around_wasted: AtomicU64::new(0),
+            around_off_faults: AtomicU64::new(0),
         })
     }
 
@@ -252,6 +262,49 @@ impl MappedFile {
         self.sharing == Sharing::Shared && self.volume_copy_valid()
     }
 
+    /// Whether a fault on one of this mapping's pages under `Normal`
+    /// advice reads around it (the pages after it, in one `pread`), as the
+    /// kernel's page cache does for a mapped file: on while the pages it
+    /// brings in get used — at least one in five of those the clock has
+    /// come to (learning: on for the first 64) — and off otherwise but for
+    /// every 256th fault, which probes whether the pattern changed.
+    pub(crate) fn read_around(&self) -> bool {
+        let used = self.around_used.load(Ordering::Relaxed);
+        let wasted = self.around_wasted.load(Ordering::Relaxed);
+        if used + wasted < 64 || wasted <= 4 * used {
+            return true;
+        }
+        self.around_off_faults
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256)
+    }
+
+    /// Read-around learns afresh whether it pays (new advice on the
+    /// mapping: a new phase).
+    pub(crate) fn new_phase(&self) {
+        self.around_used.store(0, Ordering::Relaxed);
+        self.around_wasted.store(0, Ordering::Relaxed);
+    }
+
+    /// The clock came to a page read around: `used` if it was referenced
+    /// since it came in.
+    pub(crate) fn around_outcome(&self, used: bool) {
+        let counter = if used {
+            &self.around_used
+        } else {
+            &self.around_wasted
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let (u, w) = (
+            self.around_used.load(Ordering::Relaxed),
+            self.around_wasted.load(Ordering::Relaxed),
+        );
+        if u + w > 4096 {
+            self.around_used.store(u / 2, Ordering::Relaxed);
+            self.around_wasted.store(w / 2, Ordering::Relaxed);
+        }
+    }
+
     /// The file's length now.
     fn len_now(&self, offset: u64) -> Result<u64, VmError> {
         Ok(self
@@ -270,9 +323,10 @@ impl MappedFile {
         }
     }
 
-    /// Reads the file's page `file_page` into `buf` (a page): zeros past
-    /// the file's end as mapped; an error if the file ends before that now.
-    pub(crate) fn read_page(&self, file_page: u64, buf: &mut [u8]) -> Result<(), VmError> {
+    /// Reads the file's pages from `file_page` into `buf` (whole pages):
+    /// zeros past the file's end as mapped; an error if the file ends
+    /// before that now.
+    pub(crate) fn read_pages(&self, file_page: u64, buf: &mut [u8]) -> Result<(), VmError> {
         let offset = file_page * self.page_size as u64;
         let mut done = 0;
         while done < buf.len() {
@@ -284,23 +338,25 @@ impl MappedFile {
             }
         }
         buf[done..].fill(0);
-        // What the page held of the file when it was mapped must be there.
+        // What the pages held of the file when it was mapped must be there.
         let expected = self.len_at_map.saturating_sub(offset).min(buf.len() as u64);
         if (done as u64) < expected {
             return Err(VmError::FileTruncated {
                 path: self.name.clone(),
-                offset,
+                offset: offset + done as u64 / self.page_size as u64 * self.page_size as u64,
                 len: self.len_now(offset)?,
             });
         }
-        self.page_ins.fetch_add(1, Ordering::Relaxed);
+        self.page_ins
+            .fetch_add((buf.len() / self.page_size) as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Writes `bytes` (a page) to the file's page `file_page`: whole if
-    /// the mapping may grow the file, else only up to the file's end as
-    /// mapped. An error if that part is past the file's end now.
-    pub(crate) fn write_page(&self, file_page: u64, bytes: &[u8]) -> Result<(), VmError> {
+    /// Writes `bytes` (whole pages) to the file from its page `file_page`:
+    /// all of them if the mapping may grow the file, else only up to the
+    /// file's end as mapped. An error if that part is past the file's end
+    /// now.
+    pub(crate) fn write_pages(&self, file_page: u64, bytes: &[u8]) -> Result<(), VmError> {
         let offset = file_page * self.page_size as u64;
         let len = if self.allow_grow {
             bytes.len()
@@ -317,7 +373,7 @@ impl MappedFile {
             if now < offset + len as u64 {
                 return Err(VmError::FileTruncated {
                     path: self.name.clone(),
-                    offset,
+                    offset: offset.max(now / self.page_size as u64 * self.page_size as u64),
                     len: now,
                 });
             }
@@ -325,7 +381,8 @@ impl MappedFile {
         self.file
             .write_all_at(&bytes[..len], offset)
             .map_err(|e| self.error("writing", offset, e))?;
-        self.page_outs.fetch_add(1, Ordering::Relaxed);
+        self.page_outs
+            .fetch_add((bytes.len() / self.page_size) as u64, Ordering::Relaxed);
         if self.swap_cache.load(Ordering::Acquire) {
             // This write changed the file's times: its own change, not
             // someone else's (the swap cache stays on).
@@ -368,6 +425,10 @@ pub(crate) enum Source {
 pub(crate) struct FileMaps {
     /// By first page.
     entries: BTreeMap<u64, Entry>,
+    /// Pages read around a fault (not asked for) that the clock has not
+    /// come to since: their mapping's file, to tell it whether they were
+    /// used.
+    around: std::collections::HashMap<u64, Arc<MappedFile>>,
     /// Extents (first page → pages) whose maximum protection is read, and
     /// why.
     read_only_max: BTreeMap<u64, (u64, Arc<str>)>,
@@ -437,6 +498,13 @@ impl FileMaps {
         }
     }
 
+    /// Whether pages `page` and `page + 1` are consecutive pages of one
+    /// mapping (so of one file, at consecutive file pages).
+    pub(crate) fn continues(&self, page: u64) -> bool {
+        matches!(self.entries.range(..=page).next_back(),
+            Some((&start, e)) if page + 1 < start + e.count)
+    }
+
     /// The file and file page `page` is written back to, if it is in a
     /// shared mapping.
     pub(crate) fn shared_target(&self, page: u64) -> Option<(Arc<MappedFile>, u64)> {
@@ -493,9 +561,46 @@ impl FileMaps {
             .map(|(&start, e)| (Interval::new(start, e.count), &e.file))
     }
 
+    /// Pages `pages` were read around a fault on a page of `file`'s
+    /// mapping (see [`MappedFile::read_around`]); at most `limit` such
+    /// pages are followed (a bound on the table: past it, it starts anew).
+    pub(crate) fn read_around(
+        &mut self,
+        file: &Arc<MappedFile>,
+        pages: std::ops::Range<u64>,
+        limit: usize,
+    ) {
+        if self.around.len() + (pages.end - pages.start) as usize > limit {
+            self.around.clear();
+        }
+        for page in pages {
+            self.around.insert(page, file.clone());
+        }
+    }
+
+    /// The clock came to resident page `page`, `referenced` or not: if it
+    /// was read around, its file hears whether it was used.
+    pub(crate) fn swept(&mut self, page: u64, referenced: bool) {
+        if self.around.is_empty() {
+            return;
+        }
+        if let Some(file) = self.around.remove(&page) {
+            file.around_outcome(referenced);
+        }
+    }
+
+    /// New advice on `[start, end)`: the read-around of the files mapped
+    /// there learns afresh.
+    pub(crate) fn new_phase(&mut self, start: u64, end: u64) {
+        for first in overlapping(&self.entries, start, end, |e| e.count) {
+            self.entries[&first].file.new_phase();
+        }
+    }
+
     /// Forgets the mappings and maximum protections of `[start, end)` (it
     /// was freed).
     pub(crate) fn remove(&mut self, start: u64, end: u64) {
+        self.around.retain(|&p, _| !(start..end).contains(&p));
         cut(
             &mut self.entries,
             start,

@@ -457,6 +457,9 @@ impl AddressSpace {
                 let mut monitor = self.lock_monitor();
                 self.check_allocated(&monitor, interval)?;
                 monitor.set_advice(interval.page.0, interval.count.0, advice);
+                // New advice, a new phase: mapped files' read-around learns
+                // afresh whether it pays.
+                monitor.files.new_phase(interval.page.0, interval.end().0);
                 Ok(())
             }
         }

@@ -114,6 +114,8 @@ impl AddressSpace {
             if word.tag() != TAG_RESIDENT {
                 continue;
             }
+            // A page a mapped file's read-around brought in: was it used?
+            monitor.files.swept(page, word.has(REFERENCED));
             if word.has(REFERENCED) {
                 states.clear_flags(page, REFERENCED);
                 continue;
@@ -278,24 +280,42 @@ impl AddressSpace {
             .and_then(|p| volume.translate(PageNumber(p)).ok());
         if !to_files.is_empty() {
             self.protect_for_write_back(to_files.iter().map(|(_, v)| v.page()))?;
-            for ((file, at), victim) in to_files {
-                // SAFETY: the victim is latched exclusively (its guard is
-                // here) and protected against plain stores just above.
-                let bytes = unsafe { self.region.page(victim.page()) };
-                match file.write_page(at, bytes) {
-                    // Clean now: released with no copy in the volume (its
-                    // next fault reads the file; a swap cache's copy of it
-                    // is stale).
-                    Ok(()) => {
-                        states.clear_flags(victim.page(), ON_DISK);
-                        batch.push((None, victim));
-                    }
+            to_files.sort_unstable_by_key(|(_, v)| v.page());
+            // Runs of consecutive pages of one mapping, one `pwrite` each.
+            let mut written = vec![false; to_files.len()];
+            let mut i = 0;
+            while i < to_files.len() {
+                let first = to_files[i].1.page();
+                let mut n = 1;
+                while i + n < to_files.len()
+                    && to_files[i + n].1.page() == first + n as u64
+                    && monitor.files.continues(first + n as u64 - 1)
+                {
+                    n += 1;
+                }
+                let (file, at) = &to_files[i].0;
+                // SAFETY: the victims of the run are latched exclusively
+                // (their guards are in `to_files`) and protected against
+                // plain stores just above.
+                let bytes = unsafe { self.region.pages(first, n as u64) };
+                match file.write_pages(*at, bytes) {
+                    Ok(()) => written[i..i + n].fill(true),
                     Err(e) => {
-                        // Its guard drops: resident and dirty again.
-                        monitor.counters.write_back_failures += 1;
+                        monitor.counters.write_back_failures += n as u64;
                         failure = Some(e);
                     }
                 }
+                i += n;
+            }
+            for (((_, _), victim), written) in to_files.into_iter().zip(written) {
+                if written {
+                    // Clean now: released with no copy in the volume (its
+                    // next fault reads the file; a swap cache's copy of it
+                    // is stale).
+                    states.clear_flags(victim.page(), ON_DISK);
+                    batch.push((None, victim));
+                }
+                // Else its guard drops: resident and dirty again.
             }
         }
         // A persistent space: images of the victims the newest map names
@@ -592,9 +612,7 @@ impl AddressSpace {
             let (to_files, rest): (Vec<u64>, Vec<u64>) = pages
                 .iter()
                 .partition(|&&p| monitor.files.shared_target(p).is_some());
-            for page in to_files {
-                self.write_back_to_file(monitor, page)?;
-            }
+            self.write_back_file_pages(monitor, &to_files)?;
             if !rest.is_empty() {
                 return self.write_back_volume_pages(monitor, &rest);
             }
@@ -739,6 +757,58 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
+    /// Writes the dirty pages among `pages` (ascending, of shared file
+    /// mappings) back to their files: runs of consecutive pages of one
+    /// mapping under shared latches, one `pwrite` each (at most
+    /// `WRITE_BACK_RUN_MAX` pages); a page latched by a writer goes alone.
+    /// On an error the run's pages stay dirty.
+    fn write_back_file_pages(&self, monitor: &mut Monitor, pages: &[u64]) -> Result<(), VmError> {
+        let states = self.states();
+        let mut at = 0;
+        while at < pages.len() {
+            let first = pages[at];
+            at += 1;
+            if !states.load(first).has(DIRTY) {
+                continue;
+            }
+            let Some((file, file_page)) = monitor.files.shared_target(first) else {
+                continue;
+            };
+            let Ok(latch) = states.try_share_latch(first) else {
+                self.write_back_to_file(monitor, first)?;
+                continue;
+            };
+            let mut run = vec![latch];
+            while run.len() < WRITE_BACK_RUN_MAX && at < pages.len() {
+                let next = pages[at];
+                if next != first + run.len() as u64
+                    || !monitor.files.continues(next - 1)
+                    || !states.load(next).has(DIRTY)
+                {
+                    break;
+                }
+                match states.try_share_latch(next) {
+                    Ok(latch) => run.push(latch),
+                    Err(_) => break,
+                }
+                at += 1;
+            }
+            self.protect_for_write_back(run.iter().map(|l| l.page()))?;
+            // SAFETY: `run` holds a shared latch on each of these pages
+            // (writers excluded) while `bytes` lives; they were protected
+            // against plain stores just above.
+            let bytes = unsafe { self.region.pages(first, run.len() as u64) };
+            file.write_pages(file_page, bytes)?;
+            for latch in &run {
+                // A swap cache's copy of it is stale now.
+                states.clear_flags(latch.page(), DIRTY | ON_DISK);
+            }
+        }
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
     /// Writes `page`, of a shared file mapping, back to its file if it is
     /// resident and dirty. On an error it stays dirty.
     fn write_back_to_file(&self, monitor: &mut Monitor, page: u64) -> Result<(), VmError> {
@@ -768,7 +838,7 @@ impl AddressSpace {
         // SAFETY: `latch` holds `page` shared (writers excluded) while
         // `bytes` lives, and it was protected against plain stores above.
         let bytes = unsafe { self.region.page(page) };
-        file.write_page(at, bytes)?;
+        file.write_pages(at, bytes)?;
         // A swap cache's copy of it is stale now.
         states.clear_flags(page, DIRTY | ON_DISK);
         Ok(())

@@ -524,3 +524,47 @@ fn the_swap_cache_spares_the_file_and_never_serves_a_stale_page() {
         pass(&vm, vm.address_of(again.page), &model);
     }
 }
+
+/// Read-around under `Normal` advice: on while the pages it brings in get
+/// used (a working set that fits: few faults, each reading a run), off
+/// when they do not (random reads over far more than real memory: a page
+/// read per fault, give or take the probes).
+#[test]
+fn read_around_pays_on_a_dense_working_set_and_turns_itself_off_on_sparse_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, model) = patterned_file(dir.path(), "around.dat", 1024);
+    let read_page = |vm: &Vm, base: VAddr, k: u64| {
+        let mut word = [0u8; 8];
+        let at = k as usize * PAGE + 8;
+        vm.read(VAddr(base.0 + at as u64), &mut word).unwrap();
+        assert_eq!(word, model[at..at + 8], "page {k}");
+    };
+    // Dense: 48 pages read at random in 64 pages of real memory.
+    let vm = sim_vm(2048, 64);
+    let mapping = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 1024, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(mapping.page);
+    let mut rng = 3u64;
+    for _ in 0..500 {
+        read_page(&vm, base, next(&mut rng) % 48);
+    }
+    let stats = vm.stats();
+    assert!(stats.faults <= 12, "a fault per page or so: {stats:?}");
+    assert!(stats.cluster_reads > 0, "{stats:?}");
+    drop(vm);
+    // Sparse: uniform over 1024 pages in 16 pages of real memory.
+    let vm = sim_vm(2048, 16);
+    let mapping = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 1024, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(mapping.page);
+    for _ in 0..3000 {
+        read_page(&vm, base, next(&mut rng) % 1024);
+    }
+    let stats = vm.stats();
+    assert!(
+        stats.file_page_ins < 2 * stats.faults,
+        "read-around kept reading what was not used: {stats:?}"
+    );
+}

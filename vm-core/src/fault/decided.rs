@@ -45,6 +45,11 @@ use crate::vocabulary::Advice;
 use runtable::{DiskAddr, PageNumber};
 use std::sync::atomic::Ordering;
 
+/// Pages a fault on a mapped file's page reads at most under `Normal`
+/// advice while read-around pays (128 KiB of 4 KiB pages, the kernel's
+/// read-around window).
+const READ_AROUND_PAGES: u64 = 32;
+
 /// What the monitor holder decided about a fault.
 enum Plan<'a> {
     /// Nothing to carry out: the page is resident (perhaps brought in by
@@ -164,6 +169,17 @@ impl AddressSpace {
             }
             _ => None,
         };
+        // A mapped file's page under `Normal` advice: read around it while
+        // that pays (see `mapped`), as the kernel's page cache does; under
+        // the monitor, as sequential advice's clusters are read.
+        if let Some((mapped, _)) = &file
+            && allocation.advice == Advice::Normal
+            && !overwrite
+            && mapped.read_around()
+            && self.read_file_run(monitor, page, READ_AROUND_PAGES, true)? > 0
+        {
+            return Ok(Plan::Now(Served::Resident));
+        }
         let has_copy = word.has(ON_DISK) || file.is_some();
         let overwrite_unread = overwrite && has_copy && !word.has(READ_ONLY);
         // A copy on the reclaim list is what a read would give.
@@ -298,7 +314,7 @@ impl Transit<'_> {
             unsafe {
                 space
                     .region
-                    .fill(page, 1, |bytes| file.read_page(*at, bytes))
+                    .fill(page, 1, |bytes| file.read_pages(*at, bytes))
             }
             .map_err(|e| match e {
                 FillError::Read(e) | FillError::Install(e) => e,

@@ -2,6 +2,7 @@
 //! `read_ahead`): the handoff between the faulting threads that
 //! plan reads under the monitor and the thread that does them.
 
+use crate::mapped::MappedFile;
 use crate::state::Word;
 use parking_lot::{Condvar, Mutex};
 use runtable::DiskAddr;
@@ -16,8 +17,16 @@ pub(crate) const PLANNED_MAX: usize = 2;
 /// frames taken.
 pub(super) struct Planned {
     pub(super) page: u64,
-    pub(super) disk: DiskAddr,
+    pub(super) from: PlannedFrom,
     pub(super) was: Vec<Word>,
+}
+
+/// Where a planned read reads from.
+pub(super) enum PlannedFrom {
+    /// The volume, from this disk address on.
+    Disk(DiskAddr),
+    /// A mapped file, from this file page on (see `mapped`).
+    File(std::sync::Arc<MappedFile>, u64),
 }
 
 #[derive(Default)]

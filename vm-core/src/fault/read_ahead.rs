@@ -22,10 +22,12 @@
 //! being read ahead waits for it without the monitor (its read may need
 //! the monitor to be undone) and tries again.
 
-use super::planned::{PLANNED_MAX, Planned};
+use super::planned::{PLANNED_MAX, Planned, PlannedFrom};
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, ExclusiveLatch, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
+use crate::state::{
+    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+};
 use crate::vocabulary::Advice;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -70,8 +72,14 @@ impl AddressSpace {
         if pages_pending + window > monitor.budget() / 4 {
             return;
         }
-        let Ok(Some((disk, mut count))) = self.run_at(monitor, page, window) else {
-            return;
+        let (from, mut count) = match self.run_at(monitor, page, window) {
+            Ok(Some((disk, count))) => (PlannedFrom::Disk(disk), count),
+            // A mapped file's pages (see `mapped`).
+            Ok(None) => match self.file_run_at(monitor, page, window) {
+                Some((file, at, count)) => (PlannedFrom::File(file, at), count),
+                None => return,
+            },
+            Err(_) => return,
         };
         // Frames for the cluster; with fewer to be had, a shorter one. (A
         // failed eviction leaves the pages for their own faults.)
@@ -93,11 +101,14 @@ impl AddressSpace {
         }
         monitor.forget_copies(page, page + count);
         self.in_transit.fetch_add(count, Ordering::AcqRel);
-        monitor.counters.page_ins += count;
+        if let PlannedFrom::Disk(_) = from {
+            // (A file's pages are counted by the file, once read.)
+            monitor.counters.page_ins += count;
+        }
         monitor.counters.read_aheads += count;
         monitor.counters.cluster_reads += 1;
         monitor.counters.async_read_aheads += 1;
-        read_ahead.plan(Planned { page, disk, was });
+        read_ahead.plan(Planned { page, from, was });
     }
 
     /// Monitor held on entry and exit.
@@ -143,9 +154,15 @@ impl AddressSpace {
                 // these absent pages (taken in `plan_read_ahead`, released
                 // only in `finish` below).
                 unsafe {
-                    self.region.fill(planned.page, count, |bytes| {
-                        channel.read(planned.disk.drive, planned.disk.page, bytes, None)
-                    })
+                    self.region
+                        .fill(planned.page, count, |bytes| match &planned.from {
+                            PlannedFrom::Disk(disk) => channel
+                                .read(disk.drive, disk.page, bytes, None)
+                                .map_err(|_| ()),
+                            PlannedFrom::File(file, at) => {
+                                file.read_pages(*at, bytes).map_err(|_| ())
+                            }
+                        })
                 }
             }));
             // Whatever `finish` does, the queue hears that this read is
@@ -174,7 +191,13 @@ impl AddressSpace {
             .map(|(i, &was)| ExclusiveLatch::adopt(states, planned.page + i as u64, was));
         if read {
             for latch in latches {
-                latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+                // A file's pages: whatever copy the volume held is stale
+                // (the swap cache was off for them).
+                let stale = match planned.from {
+                    PlannedFrom::Disk(_) => 0,
+                    PlannedFrom::File(..) => ON_DISK,
+                };
+                latch.release(TAG_RESIDENT, REFERENCED, DIRTY | stale);
             }
             self.in_transit.fetch_sub(count, Ordering::AcqRel);
             return;
@@ -183,7 +206,9 @@ impl AddressSpace {
         // SAFETY: the planned read still owns the pages' latches (adopted
         // just below, after their frames are gone).
         unsafe { self.region.release_or_zero(planned.page, count) };
-        monitor.counters.page_ins -= count;
+        if let PlannedFrom::Disk(_) = planned.from {
+            monitor.counters.page_ins -= count;
+        }
         monitor.counters.read_aheads -= count;
         monitor.counters.cluster_reads -= 1;
         monitor.counters.async_read_aheads -= 1;

@@ -244,7 +244,7 @@ impl AddressSpace {
     ) -> Result<u64, VmError> {
         let states = self.states();
         let Some((first, count)) = self.run_at(monitor, page, window)? else {
-            return Ok(0);
+            return self.read_file_run(monitor, page, window, false);
         };
         let mut count = count;
         // Frames for the whole cluster, evicting as needed; with fewer to
@@ -289,6 +289,103 @@ impl AddressSpace {
         for latch in latches {
             monitor.install_frame(latch.page());
             latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+        }
+        Ok(count)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The run a read of a mapped file's pages at `page` would bring in:
+    /// `page` and the pages after it in its mapping that are absent and
+    /// come from the file (see `mapped`), at most `window` — the file, its
+    /// first file page and the length, if that is at least two pages.
+    pub(crate) fn file_run_at(
+        &self,
+        monitor: &Monitor,
+        page: u64,
+        window: u64,
+    ) -> Option<(std::sync::Arc<crate::mapped::MappedFile>, u64, u64)> {
+        let states = self.states();
+        let from_file = |p: u64| {
+            let word = states.load(p);
+            match monitor.files.source_of(p) {
+                Source::File(file, at) if word.tag() == TAG_ABSENT => {
+                    (!word.has(ON_DISK) || !file.volume_copy_valid()).then_some((file, at))
+                }
+                _ => None,
+            }
+        };
+        let (file, at) = from_file(page)?;
+        let mut count = 1u64;
+        while count < window
+            && monitor.files.continues(page + count - 1)
+            && from_file(page + count).is_some()
+        {
+            count += 1;
+        }
+        (count >= 2).then_some((file, at, count))
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// `read_run` for a mapped file's pages: `page` and the pages after it
+    /// in its mapping that are absent and come from the file (see
+    /// `mapped`) — at most `window` — read with one `pread` straight into
+    /// their frames. 0, having changed nothing, when that would be a single
+    /// page or the read fails (the caller reads `page` alone, and meets the
+    /// error itself).
+    ///
+    /// With `around`, the pages after `page` come in unreferenced, followed
+    /// by their file's read-around accounting (see `mapped`).
+    pub(crate) fn read_file_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        window: u64,
+        around: bool,
+    ) -> Result<u64, VmError> {
+        let states = self.states();
+        let Some((file, at, mut count)) = self.file_run_at(monitor, page, window) else {
+            return Ok(0);
+        };
+        while count >= 2 && (monitor.free_frames.len() as u64) < count {
+            if self.evict_batch(monitor, page).is_err() {
+                break;
+            }
+        }
+        count = count.min(monitor.free_frames.len() as u64);
+        if count < 2 {
+            return Ok(0);
+        }
+        let latches: Vec<ExclusiveLatch<'_>> = (page..page + count)
+            .map(|p| states.latch_absent(p))
+            .collect();
+        monitor.forget_copies(page, page + count);
+        // SAFETY: `latches` hold every page of the run, absent, exclusively.
+        let read = unsafe {
+            self.region
+                .fill(page, count, |bytes| file.read_pages(at, bytes))
+        };
+        if read.is_err() {
+            return Ok(0);
+        }
+        monitor.counters.read_aheads += count - 1;
+        monitor.counters.cluster_reads += 1;
+        for latch in latches {
+            monitor.install_frame(latch.page());
+            // Whatever copy the volume held is stale (the cache was off).
+            let referenced = if around && latch.page() != page {
+                0
+            } else {
+                REFERENCED
+            };
+            latch.release(TAG_RESIDENT, referenced, DIRTY | ON_DISK | REFERENCED);
+        }
+        if around {
+            let limit = 4 * monitor.budget() as usize;
+            monitor
+                .files
+                .read_around(&file, page + 1..page + count, limit);
         }
         Ok(count)
     }
@@ -381,11 +478,13 @@ impl AddressSpace {
             monitor.counters.page_ins += 1;
         } else if let Some((file, at)) = file {
             // SAFETY: `latch` holds the exclusive latch on `page`, absent.
-            unsafe { self.region.fill(page, 1, |bytes| file.read_page(at, bytes)) }.map_err(
-                |e| match e {
-                    FillError::Read(e) | FillError::Install(e) => e,
-                },
-            )?;
+            unsafe {
+                self.region
+                    .fill(page, 1, |bytes| file.read_pages(at, bytes))
+            }
+            .map_err(|e| match e {
+                FillError::Read(e) | FillError::Install(e) => e,
+            })?;
         } else {
             // The page's memory was released (or never touched), so it
             // already reads as zeros: no I/O and no copy (in transparent
