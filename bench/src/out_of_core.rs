@@ -25,7 +25,13 @@
 //! | uniform | random 8-byte reads, cold, each checked against its value |
 //! | zipf | the same with page popularity Zipf(0.99) |
 //! | sort | external sort of 8× the budget: sorted runs of a quarter of the budget, then a k-way merge; the output is checked (order, count, sum, xor) |
+//! | uniform-fit | uniform random reads over a working set of 3/4 of the budget (it fits) |
 //! | sort-unstable | the same keys sorted in place by one `sort_unstable` on a plain `&mut [u64]` (the kernel's mapping; the VM in transparent mode, on a view); checked |
+//!
+//! Asked for (`--sides`), a fifth side, `vm-mapped`, runs the data set's
+//! workloads on a shared `map_file` of a file of its own (opened
+//! `O_DIRECT`), against the kernel's shared `mmap` of a file: the
+//! comparison of the VM's file mappings with the kernel's.
 //!
 //! The VM runs twice: through the copying API (`vm`), and in transparent
 //! mode (`vm-transparent`) by plain loads and stores through a pointer, as
