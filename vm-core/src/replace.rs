@@ -8,7 +8,8 @@ use crate::error::VmError;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
-    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, backoff,
+    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, SharedLatch, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+    backoff,
 };
 use runtable::PageNumber;
 
@@ -819,6 +820,25 @@ impl AddressSpace {
         let Some((file, at)) = monitor.files.shared_target(page) else {
             return Ok(());
         };
+        let Some(_latch) = self.share_latch_dirty(page)? else {
+            return Ok(());
+        };
+        self.protect_for_write_back(std::iter::once(page))?;
+        // SAFETY: `_latch` holds `page` shared (writers excluded) while
+        // `bytes` lives, and it was protected against plain stores above.
+        let bytes = unsafe { self.region.page(page) };
+        file.write_pages(at, bytes)?;
+        // A swap cache's copy of it is stale now.
+        states.clear_flags(page, DIRTY | ON_DISK);
+        Ok(())
+    }
+
+    /// A shared latch on `page` to write it back, if it is dirty once
+    /// latched (`None`: nothing to write). A writer's latch is short; a held
+    /// exclusive guard makes the page busy, which is reported rather than
+    /// waited for.
+    fn share_latch_dirty(&self, page: u64) -> Result<Option<SharedLatch<'_>>, VmError> {
+        let states = self.states();
         let mut spins = 0;
         let latch = loop {
             match states.try_share_latch(page) {
@@ -831,17 +851,7 @@ impl AddressSpace {
                 }
             }
         };
-        if !latch.was().has(DIRTY) {
-            return Ok(());
-        }
-        self.protect_for_write_back(std::iter::once(page))?;
-        // SAFETY: `latch` holds `page` shared (writers excluded) while
-        // `bytes` lives, and it was protected against plain stores above.
-        let bytes = unsafe { self.region.page(page) };
-        file.write_pages(at, bytes)?;
-        // A swap cache's copy of it is stale now.
-        states.clear_flags(page, DIRTY | ON_DISK);
-        Ok(())
+        Ok(latch.was().has(DIRTY).then_some(latch))
     }
 
     /// Monitor held on entry and exit.
@@ -852,34 +862,20 @@ impl AddressSpace {
         if !states.load(page).has(DIRTY) {
             return Ok(());
         }
-        let mut spins = 0;
-        // A writer's latch is short; a held exclusive guard makes the page
-        // busy, which is reported rather than waited for.
-        let latch = loop {
-            match states.try_share_latch(page) {
-                Ok(latch) => break latch,
-                Err(word) if word.tag() == TAG_LOCKED && spins < 1000 => backoff(&mut spins),
-                Err(_) => {
-                    return Err(VmError::PageBusy {
-                        page: PageNumber(page),
-                    });
-                }
-            }
-        };
-        if !latch.was().has(DIRTY) {
+        let Some(_latch) = self.share_latch_dirty(page)? else {
             return Ok(());
-        }
+        };
         let disk = monitor
             .volume
             .as_ref()
             .expect("write_back needs a volume")
             .translate(PageNumber(page))?;
         self.protect_for_write_back(std::iter::once(page))?;
-        // SAFETY: `latch` holds `page` shared, and it was protected against
+        // SAFETY: `_latch` holds `page` shared, and it was protected against
         // plain stores just above.
         unsafe { self.journal_before_write(monitor, std::iter::once(page))? };
         let volume = monitor.volume.as_ref().expect("write_back needs a volume");
-        // SAFETY: `latch` holds a shared latch on `page` while `bytes` lives.
+        // SAFETY: `_latch` holds a shared latch on `page` while `bytes` lives.
         let bytes = unsafe { self.region.page(page) };
         match volume.channel().write(disk.drive, disk.page, bytes, None) {
             Ok(()) => {

@@ -242,26 +242,13 @@ impl AddressSpace {
         page: u64,
         window: u64,
     ) -> Result<u64, VmError> {
-        let states = self.states();
         let Some((first, count)) = self.run_at(monitor, page, window)? else {
             return self.read_file_run(monitor, page, window, false);
         };
-        let mut count = count;
-        // Frames for the whole cluster, evicting as needed; with fewer to
-        // be had, a shorter cluster.
-        while (monitor.free_frames.len() as u64) < count {
-            if self.evict_batch(monitor, page).is_err() {
-                break;
-            }
-        }
-        count = count.min(monitor.free_frames.len() as u64);
-        if count < 2 {
+        let Some(latches) = self.latch_run(monitor, page, count) else {
             return Ok(0);
-        }
-        let latches: Vec<ExclusiveLatch<'_>> = (page..page + count)
-            .map(|p| states.latch_absent(p))
-            .collect();
-        monitor.forget_copies(page, page + count);
+        };
+        let count = latches.len() as u64;
         let volume = monitor.volume.as_ref().expect("checked above");
         // The next transfer of a sequential scan starts where this cluster
         // ends (a queued fault on the next page would be inside it).
@@ -291,6 +278,34 @@ impl AddressSpace {
             latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
         }
         Ok(count)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Frames and exclusive latches for the `count` absent pages from
+    /// `page`, evicting as needed (with fewer frames to be had, a shorter
+    /// run): the latches, or `None` if that would be fewer than two pages.
+    fn latch_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        count: u64,
+    ) -> Option<Vec<ExclusiveLatch<'_>>> {
+        let states = self.states();
+        while (monitor.free_frames.len() as u64) < count {
+            if self.evict_batch(monitor, page).is_err() {
+                break;
+            }
+        }
+        let count = count.min(monitor.free_frames.len() as u64);
+        if count < 2 {
+            return None;
+        }
+        let latches = (page..page + count)
+            .map(|p| states.latch_absent(p))
+            .collect();
+        monitor.forget_copies(page, page + count);
+        Some(latches)
     }
 
     /// Monitor held on entry and exit.
@@ -344,23 +359,13 @@ impl AddressSpace {
         window: u64,
         around: bool,
     ) -> Result<u64, VmError> {
-        let states = self.states();
-        let Some((file, at, mut count)) = self.file_run_at(monitor, page, window) else {
+        let Some((file, at, count)) = self.file_run_at(monitor, page, window) else {
             return Ok(0);
         };
-        while count >= 2 && (monitor.free_frames.len() as u64) < count {
-            if self.evict_batch(monitor, page).is_err() {
-                break;
-            }
-        }
-        count = count.min(monitor.free_frames.len() as u64);
-        if count < 2 {
+        let Some(latches) = self.latch_run(monitor, page, count) else {
             return Ok(0);
-        }
-        let latches: Vec<ExclusiveLatch<'_>> = (page..page + count)
-            .map(|p| states.latch_absent(p))
-            .collect();
-        monitor.forget_copies(page, page + count);
+        };
+        let count = latches.len() as u64;
         // SAFETY: `latches` hold every page of the run, absent, exclusively.
         let read = unsafe {
             self.region
