@@ -1362,10 +1362,16 @@ impl OutOfCoreReport {
                     ratio(mapped, plain)
                 ));
             }
-            t.push_str(
-                "mapped: the data set a shared map_file of a file (O_DIRECT), the copying API; \
-                 the kernel's sides a shared mmap of a file (uniform-fit: a working set of 3/4 of the budget)\n",
-            );
+            let cache = self
+                .side(Side::VmMapped)
+                .and_then(|s| s.cache)
+                .map_or("?", |c| c.name());
+            t.push_str(&format!(
+                "mapped: the data set a shared map_file of a file (page cache: {cache}), the copying \
+                 API under Normal advice (read-around while it pays: compare with the kernel \
+                 without advice); the kernel's sides a shared mmap of a file (uniform-fit: a \
+                 working set of 3/4 of the budget)\n"
+            ));
         }
         t.push_str(
             "vm: the copying API; vm-transp: the same VM in transparent mode, plain loads and stores \

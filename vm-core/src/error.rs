@@ -96,6 +96,19 @@ pub enum VmError {
         #[source]
         source: DriveError,
     },
+    /// Writing back a victim of a shared file mapping to its file failed
+    /// during replacement: it stays resident and changed; the error names
+    /// `touched`, the page whose fault needed a frame.
+    #[error("no frame for {touched}: writing back {failed} to its file failed: {source}")]
+    FileWriteBackFailed {
+        /// The page whose fault needed a frame.
+        touched: PageNumber,
+        /// The (first) page whose write failed.
+        failed: PageNumber,
+        /// The file's error ([`VmError::File`] or [`VmError::FileTruncated`]).
+        #[source]
+        source: Box<VmError>,
+    },
     /// Every unpinned page of real memory is held by a guard or being
     /// transferred, and stayed so: no frame for the fault on `page`.
     #[error("no frame for a fault on {page}: the {latched} unpinned resident pages are all held")]

@@ -100,14 +100,38 @@ impl AddressSpace {
     /// [`AddressSpace::make_read_write`] fails on it from then on. It cannot
     /// be raised again.
     pub fn restrict(&self, interval: Interval) -> Result<(), VmError> {
-        {
-            let mut monitor = self.lock_monitor();
-            self.check_allocated(&monitor, interval)?;
-            monitor
-                .files
-                .restrict(interval.page.0, interval.end().0, "lowered by restrict");
+        // Read-only first: if that fails (a live view in transparent mode),
+        // the maximum stays as it was (never below the current protection).
+        self.make_read_only(interval)?;
+        let mut monitor = self.lock_monitor();
+        self.check_allocated(&monitor, interval)?;
+        monitor
+            .files
+            .restrict(interval.page.0, interval.end().0, "lowered by restrict");
+        Ok(())
+    }
+
+    /// Writes the changed pages of every shared file mapping back to their
+    /// files and syncs them (what `flush` does for them, without the
+    /// volume). Dropping the VM does this, best effort.
+    pub fn write_back_mappings(&self) -> Result<(), VmError> {
+        self.check_poisoned()?;
+        let mut monitor = self.lock_monitor();
+        if !monitor.files.has_shared() {
+            return Ok(());
         }
-        self.make_read_only(interval)
+        let mut pages: Vec<u64> = monitor
+            .frame_of
+            .keys()
+            .copied()
+            .filter(|&p| monitor.files.shared_target(p).is_some())
+            .collect();
+        pages.sort_unstable();
+        self.write_back_pages(&mut monitor, &pages)?;
+        for file in monitor.files.shared_files() {
+            file.sync()?;
+        }
+        Ok(())
     }
 
     /// The maximum protection of the page at `page`.

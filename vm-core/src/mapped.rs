@@ -42,14 +42,29 @@
 //! it, is not seen (as with NFS's attribute cache); map without the swap
 //! cache where another writer matters.
 //!
+//! **Runs and read-around.** Under `Sequential` advice a fault reads a run
+//! of the mapping's pages with one `pread` (and the read-ahead thread plans
+//! the next); eviction and `clean` write runs of a shared mapping's
+//! changed pages with one `pwrite`. Under `Normal` advice (copying API) a
+//! fault reads the 32 pages from it (at most a quarter of real memory)
+//! while that pays: the pages read around come in unreferenced, and the
+//! clock tells their file whether they were used before it came to them;
+//! when fewer than one in five were, read-around stops but for every 256th
+//! fault; new advice starts it afresh. These reads are done under the
+//! monitor. Transparent mode has no read-around (plain loads set no
+//! reference bit to learn from); its stream detection applies.
+//!
 //! Known limits: the VM is not coherent with writes made to the file
 //! outside it — a page already resident (or, in transparent mode, on the
 //! reclaim list) keeps what it read, as a private copy would; another
 //! process sees this VM's changes once they are written back (`clean`,
-//! `flush`, eviction). Pages of a mapping are faulted one at a time (no
-//! read-ahead from files), and written back to a shared file one page at a
-//! time (`pwrite`), under the monitor. A persistent space does not map
-//! files (its map would not know them).
+//! `flush`, eviction, `free`, dropping the VM). A page past the end of the
+//! file when it was mapped reads what the file holds there when it is
+//! faulted (zeros if still past the end). In transparent mode a truncated
+//! file's page cannot be an error value for a plain load: the process
+//! aborts with the error's message. A shared mapping of a file open
+//! `O_DIRECT` needs a size of whole pages (or `allow_grow`). A persistent
+//! space does not map files (its map would not know them).
 
 use crate::error::VmError;
 use runtable::Interval;
@@ -197,16 +212,22 @@ impl MappedFile {
         let mode = flags & rustix::fs::OFlags::RWMODE;
         let readable = mode != rustix::fs::OFlags::WRONLY;
         let writable = mode != rustix::fs::OFlags::RDONLY;
+        let writes_back =
+            how.sharing == Sharing::Shared && how.max_protection == Protection::ReadWrite;
         if !readable {
             return Err(config("the file is open for writing only".into()));
         }
-        if how.sharing == Sharing::Shared
-            && how.max_protection == Protection::ReadWrite
-            && !writable
-        {
+        if writes_back && !writable {
             return Err(config(
                 "a file open read-only can only be mapped shared with maximum protection read"
                     .into(),
+            ));
+        }
+        if writes_back && flags.contains(rustix::fs::OFlags::APPEND) {
+            // `pwrite` on it would append, whatever the offset (the kernel's
+            // `mmap` refuses it too).
+            return Err(config(
+                "a file open for appending cannot be mapped shared and writable".into(),
             ));
         }
         let metadata = file.metadata().map_err(|e| VmError::File {
@@ -216,6 +237,18 @@ impl MappedFile {
             source: e,
         })?;
         let len_at_map = metadata.len();
+        if writes_back
+            && flags.contains(rustix::fs::OFlags::DIRECT)
+            && !how.allow_grow
+            && !len_at_map.is_multiple_of(page_size as u64)
+        {
+            // Its last page could only be written back in part, which
+            // direct I/O refuses.
+            return Err(config(format!(
+                "the file is open O_DIRECT and its size ({len_at_map} bytes) is not a whole \
+                 number of pages: map it with allow_grow, or open it without O_DIRECT"
+            )));
+        }
         Ok(MappedFile {
             file,
             name: how.name.clone(),
@@ -332,7 +365,14 @@ impl MappedFile {
         while done < buf.len() {
             match self.file.read_at(&mut buf[done..], offset + done as u64) {
                 Ok(0) => break,
-                Ok(n) => done += n,
+                Ok(n) => {
+                    done += n;
+                    // A short read is the end of the file (another read
+                    // there would be at an offset direct I/O may refuse).
+                    if done < buf.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.error("reading", offset + done as u64, e)),
             }
@@ -378,16 +418,29 @@ impl MappedFile {
                 });
             }
         }
+        // With the swap cache on: a change by someone else since the last
+        // look turns it off before this write hides it; this write's own
+        // change to the file's times is taken as the new stamp after.
+        let stamp = self
+            .swap_cache
+            .load(Ordering::Acquire)
+            .then(|| self.stamp.lock());
+        if let Some(stamp) = &stamp {
+            let same = self.file.metadata().is_ok_and(|m| stamp_of(&m) == **stamp);
+            if !same {
+                self.swap_cache.store(false, Ordering::Release);
+            }
+        }
         self.file
             .write_all_at(&bytes[..len], offset)
             .map_err(|e| self.error("writing", offset, e))?;
         self.page_outs
             .fetch_add((bytes.len() / self.page_size) as u64, Ordering::Relaxed);
-        if self.swap_cache.load(Ordering::Acquire) {
-            // This write changed the file's times: its own change, not
-            // someone else's (the swap cache stays on).
+        if let Some(mut stamp) = stamp
+            && self.swap_cache.load(Ordering::Acquire)
+        {
             match self.file.metadata() {
-                Ok(m) => *self.stamp.lock() = stamp_of(&m),
+                Ok(m) => *stamp = stamp_of(&m),
                 Err(_) => self.swap_cache.store(false, Ordering::Release),
             }
         }
@@ -592,6 +645,7 @@ impl FileMaps {
     /// New advice on `[start, end)`: the read-around of the files mapped
     /// there learns afresh.
     pub(crate) fn new_phase(&mut self, start: u64, end: u64) {
+        self.around.retain(|&p, _| !(start..end).contains(&p));
         for first in overlapping(&self.entries, start, end, |e| e.count) {
             self.entries[&first].file.new_phase();
         }

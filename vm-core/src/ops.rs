@@ -392,11 +392,20 @@ impl AddressSpace {
     /// Marks the resident pages of `interval` as changed (they will be
     /// written back).
     pub fn make_changed(&self, interval: Interval) -> Result<(), VmError> {
-        self.change_words(interval, |states, page| {
-            if states.load(page).tag() == TAG_RESIDENT {
+        self.check_poisoned()?;
+        let monitor = self.lock_monitor();
+        self.check_allocated(&monitor, interval)?;
+        let states = self.states();
+        for page in interval.page.0..interval.end().0 {
+            // A shared mapping whose maximum is read cannot write its file
+            // (it may be open read-only): its pages never count as changed.
+            let read_only_file =
+                monitor.files.shared_target(page).is_some() && monitor.files.max_is_read(page);
+            if states.load(page).tag() == TAG_RESIDENT && !read_only_file {
                 states.set_flags(page, DIRTY);
             }
-        })
+        }
+        Ok(())
     }
 
     /// Marks the resident pages of `interval` as unchanged: their changes

@@ -46,9 +46,10 @@ impl AddressSpace {
                 return Err(last_failure.expect("no victims only after failures"));
             }
             match self.write_back_and_release(monitor, victims, Some(incoming), incoming) {
-                Err(e @ VmError::WriteBackFailed { failed, .. })
-                    if (failed_pages.len() as u64) < monitor.budget() =>
-                {
+                Err(
+                    e @ (VmError::WriteBackFailed { failed, .. }
+                    | VmError::FileWriteBackFailed { failed, .. }),
+                ) if (failed_pages.len() as u64) < monitor.budget() => {
                     failed_pages.push(failed.0);
                     last_failure = Some(e);
                 }
@@ -303,7 +304,11 @@ impl AddressSpace {
                     Ok(()) => written[i..i + n].fill(true),
                     Err(e) => {
                         monitor.counters.write_back_failures += n as u64;
-                        failure = Some(e);
+                        failure = Some(VmError::FileWriteBackFailed {
+                            touched: PageNumber(touched),
+                            failed: PageNumber(first),
+                            source: Box::new(e),
+                        });
                     }
                 }
                 i += n;
@@ -609,7 +614,7 @@ impl AddressSpace {
         pages: &[u64],
     ) -> Result<(), VmError> {
         if monitor.files.has_shared() {
-            // Shared file mappings' pages go to their files, one by one.
+            // Shared file mappings' pages go to their files (by runs).
             let (to_files, rest): (Vec<u64>, Vec<u64>) = pages
                 .iter()
                 .partition(|&&p| monitor.files.shared_target(p).is_some());

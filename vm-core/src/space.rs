@@ -351,10 +351,16 @@ impl Vm {
 impl Drop for Vm {
     /// A persistent space is flushed, best effort (a failure cannot be
     /// reported here: [`Vm::close`] reports it); an anonymous one is
-    /// dropped with its contents, as Cedar's.
+    /// dropped with its contents, as Cedar's — but for its shared file
+    /// mappings, whose changes go to their files (best effort; as
+    /// `munmap` at exit; `flush` or `free` first to see the errors).
     fn drop(&mut self) {
-        if !self.closed && !self.space.is_poisoned() && self.space.is_persistent() {
-            let _ = self.space.flush();
+        if !self.closed && !self.space.is_poisoned() {
+            if self.space.is_persistent() {
+                let _ = self.space.flush();
+            } else {
+                let _ = self.space.write_back_mappings();
+            }
         }
         self.stop_worker();
         self.stop_read_ahead();

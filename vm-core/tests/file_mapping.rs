@@ -514,6 +514,13 @@ fn the_swap_cache_spares_the_file_and_never_serves_a_stale_page() {
             other.set_modified(then).unwrap();
         }
         model[5 * PAGE..6 * PAGE].fill(0xCD);
+        // Review: a cluster read (here `touch`'s) took volume copies without
+        // asking whether the cache was still valid.
+        vm.touch(vm_core::Interval::new(interval.page.0 + 4, 2))
+            .unwrap();
+        let mut page = vec![0u8; PAGE];
+        vm.read(VAddr(base.0 + 5 * PAGE as u64), &mut page).unwrap();
+        assert_eq!(page, &model[5 * PAGE..6 * PAGE], "touched page 5");
         pass(&vm, base, &model);
         assert!(
             file_reads(&vm) >= before + 56,
@@ -523,6 +530,113 @@ fn the_swap_cache_spares_the_file_and_never_serves_a_stale_page() {
         let again = vm.map_file(open_rw(&path), &how).unwrap();
         pass(&vm, vm.address_of(again.page), &model);
     }
+    // Review: another writer's change, then this VM's own write-back before
+    // any fault looked — the write must not take the other's change for its
+    // own (the stamp is compared before the write).
+    let vm = sim_vm(1024, 8);
+    let how = MapFile {
+        swap_cache: true,
+        ..MapFile::new(&path, 64, Sharing::Shared)
+    };
+    let interval = vm.map_file(open_rw(&path), &how).unwrap();
+    let base = vm.address_of(interval.page);
+    pass(&vm, base, &model);
+    pass(&vm, base, &model);
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut other = open_rw(&path);
+        other.seek(SeekFrom::Start(9 * PAGE as u64)).unwrap();
+        other.write_all(&[0x5A; PAGE]).unwrap();
+        let then = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000);
+        other.set_modified(then).unwrap();
+    }
+    model[9 * PAGE..10 * PAGE].fill(0x5A);
+    // Page 63 is resident (the pass ended there): this write faults nothing
+    // that would look at the file's times.
+    vm.write(VAddr(base.0 + 63 * PAGE as u64), &[1u8; 8])
+        .unwrap();
+    model[63 * PAGE..63 * PAGE + 8].fill(1);
+    vm.flush().unwrap();
+    pass(&vm, base, &model);
+}
+
+/// Review: dropping a VM writes its shared mappings back (as `munmap` at
+/// exit does); a file open for appending is refused for a writable shared
+/// mapping (its `pwrite` would append); `make_changed` on a read-only
+/// shared mapping does not wedge `flush`.
+#[test]
+fn drop_writes_back_and_unwritable_files_are_refused_or_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut model) = patterned_file(dir.path(), "d.dat", 16);
+    let vm = sim_vm(256, 8);
+    let interval = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 16, Sharing::Shared))
+        .unwrap();
+    vm.write(VAddr(vm.address_of(interval.page).0 + 100), b"dropped")
+        .unwrap();
+    model[100..107].copy_from_slice(b"dropped");
+    drop(vm);
+    assert_eq!(std::fs::read(&path).unwrap(), model);
+    let vm = sim_vm(256, 8);
+    let append = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let err = vm
+        .map_file(append, &MapFile::new(&path, 16, Sharing::Shared))
+        .unwrap_err();
+    assert!(err.to_string().contains("appending"), "{err}");
+    let read_only = MapFile {
+        protection: Protection::Read,
+        max_protection: Protection::Read,
+        ..MapFile::new(&path, 16, Sharing::Shared)
+    };
+    let ro = vm
+        .map_file(std::fs::File::open(&path).unwrap(), &read_only)
+        .unwrap();
+    vm.touch(ro).unwrap();
+    vm.make_changed(ro).unwrap();
+    vm.flush().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), model);
+}
+
+/// Review: victims of a shared mapping whose file cannot take them back
+/// (truncated) stay resident and changed, and the clock passes over them:
+/// faults elsewhere still get frames.
+#[test]
+fn pages_that_cannot_go_back_to_their_file_do_not_block_other_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = patterned_file(dir.path(), "x.dat", 16);
+    let vm = sim_vm(256, 8);
+    let mapped = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 16, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(mapped.page);
+    for k in 0..3u64 {
+        vm.write(VAddr(base.0 + k * PAGE as u64), &[7u8; 8])
+            .unwrap();
+    }
+    open_rw(&path).set_len(0).unwrap();
+    let anon = vm.allocate(64).unwrap();
+    for k in 0..64u64 {
+        let at = VAddr(vm.address_of(anon.page).0 + k * PAGE as u64);
+        vm.write(at, &k.to_le_bytes()).unwrap();
+    }
+    for k in 0..64u64 {
+        let mut back = [0u8; 8];
+        vm.read(
+            VAddr(vm.address_of(anon.page).0 + k * PAGE as u64),
+            &mut back,
+        )
+        .unwrap();
+        assert_eq!(u64::from_le_bytes(back), k);
+    }
+    // The mapped pages kept their changes.
+    let mut back = [0u8; 8];
+    vm.read(base, &mut back).unwrap();
+    assert_eq!(back, [7u8; 8]);
+    assert!(vm.stats().write_back_failures > 0);
 }
 
 /// Read-around under `Normal` advice: on while the pages it brings in get

@@ -172,11 +172,20 @@ impl AddressSpace {
         // A mapped file's page under `Normal` advice: read around it while
         // that pays (see `mapped`), as the kernel's page cache does; under
         // the monitor, as sequential advice's clusters are read.
+        // (Not in transparent mode: plain loads set no reference bit, so
+        // read-around could not learn whether it pays.) At most a quarter
+        // of real memory.
         if let Some((mapped, _)) = &file
             && allocation.advice == Advice::Normal
             && !overwrite
+            && !self.region.is_transparent()
             && mapped.read_around()
-            && self.read_file_run(monitor, page, READ_AROUND_PAGES, true)? > 0
+            && self.read_file_run(
+                monitor,
+                page,
+                READ_AROUND_PAGES.min(Self::run_max(monitor)),
+                true,
+            )? > 0
         {
             return Ok(Plan::Now(Served::Resident));
         }

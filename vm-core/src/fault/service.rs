@@ -157,7 +157,13 @@ impl AddressSpace {
         let Some((start, allocation)) = monitor.allocation_of(page) else {
             return Ok(None);
         };
-        if word.tag() != TAG_ABSENT || !word.has(ON_DISK) || window < 2 {
+        // A page's volume copy counts only where its source says it may be
+        // read (a shared mapping's swap cache, once off, leaves stale ones).
+        let copy = |p: u64| match monitor.files.source_of(p) {
+            Source::Anonymous => true,
+            Source::File(file, _) => file.volume_copy_valid(),
+        };
+        if word.tag() != TAG_ABSENT || !word.has(ON_DISK) || window < 2 || !copy(page) {
             return Ok(None);
         }
         // A run stays inside `page`'s own interval: read-ahead never
@@ -176,6 +182,7 @@ impl AddressSpace {
                 || !word.has(ON_DISK)
                 || monitor.allocation_of(p).is_none()
                 || !consecutive
+                || !copy(p)
             {
                 break;
             }
