@@ -153,8 +153,8 @@ pub struct OutOfCoreArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
     /// Only these workloads (comma-separated: fill, scan, uniform, zipf,
-    /// sort, sort-unstable); fill runs whenever one of the data set's
-    /// readers does.
+    /// uniform-fit, sort, sort-unstable); fill runs whenever one of the data
+    /// set's readers does.
     #[arg(long, value_delimiter = ',', value_parser = ["fill", "scan", "uniform", "zipf", "uniform-fit", "sort", "sort-unstable"])]
     workloads: Vec<String>,
     /// Only these sides (comma-separated: vm, vm-transparent,
@@ -775,13 +775,33 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     "--file-size and --space must be at least 4 KiB, --writes at least 1".into(),
                 ));
             }
+            if !dir.is_dir() {
+                return Err(ToolError::Usage(format!(
+                    "--dir {}: not a directory",
+                    dir.display()
+                )));
+            }
+            // The run's files go to a folder of its own (a user's files of
+            // the same names are never touched), removed at the end or if
+            // the run is interrupted.
+            let run_dir = tempfile::Builder::new()
+                .prefix("cedarvm-persistent-")
+                .tempdir_in(&dir)
+                .map_err(|source| ToolError::File {
+                    path: dir.clone(),
+                    source,
+                })?;
+            crate::signals::remove_on_signal(run_dir.path().to_path_buf());
             let report = cedar_bench::persistent::persistent(
-                &dir,
+                run_dir.path(),
                 a.file_size,
                 a.writes,
                 a.space,
                 a.memory,
-            )?;
+            );
+            crate::signals::keep_on_signal(&[run_dir.path().to_path_buf()]);
+            drop(run_dir);
+            let report = report?;
             if a.json {
                 println!("{}", json(&report));
             } else {
@@ -857,6 +877,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 &program,
                 &options,
                 &crate::signals::undo_on_signal,
+                &crate::signals::interrupted,
             )?;
             if let Some(path) = &a.svg {
                 std::fs::write(path, report.svg()).map_err(|source| ToolError::File {

@@ -44,6 +44,11 @@ pub fn wait_if_interrupted() {
     }
 }
 
+/// Whether a signal arrived (the signal thread is cleaning up).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// What a benchmark run asks to be undone if it is interrupted.
 pub fn undo_on_signal(cleanup: cedar_bench::out_of_core::Cleanup) {
     use cedar_bench::out_of_core::Cleanup;

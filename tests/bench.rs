@@ -407,3 +407,52 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("kernel-advised"));
 }
+
+/// `bench persistent` at a small size: its report (JSON), the user's own
+/// files of the names it uses left alone (its files go to a folder of its
+/// own, removed at the end), and a missing `--dir` a usage error.
+#[test]
+fn the_persistent_run_reports_and_leaves_the_users_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain.dat"), b"mine").unwrap();
+    std::fs::write(dir.path().join("big.vol"), b"also mine").unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "persistent",
+            "--file-size",
+            "2MiB",
+            "--writes",
+            "300",
+            "--space",
+            "8MiB",
+            "--memory",
+            "1MiB",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["writes"], 300);
+    assert!(report["reopen_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(
+        std::fs::read(dir.path().join("plain.dat")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("big.vol")).unwrap(),
+        b"also mine"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    let o = cedarvm(
+        dir.path(),
+        &["bench", "persistent", "--dir", "/nonexistent"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+}

@@ -1134,22 +1134,32 @@ pub enum Cleanup {
 
 /// Runs `bench out-of-core`: each side in a child process (`program`, the
 /// `cedarvm` binary, as `bench out-of-core-side`) inside its memory cgroup.
+/// The sides' files go to a folder of the run's own (in `options.dir`, or
+/// the temporary folder), removed at the end, or by `on_interrupt`'s
+/// cleanup: files of the user's that happen to have the sides' names are
+/// never touched. `interrupted` says whether the run was interrupted: no
+/// side starts after that.
 pub fn out_of_core(
     program: &Path,
     options: &OutOfCoreOptions,
     on_interrupt: &dyn Fn(Cleanup),
+    interrupted: &dyn Fn() -> bool,
 ) -> Result<OutOfCoreReport, ToolError> {
-    let temp = tempfile::tempdir().map_err(|source| ToolError::File {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let dir = options.dir.as_deref().unwrap_or(temp.path());
-    if !dir.is_dir() {
+    let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
+    if !parent.is_dir() {
         return Err(ToolError::Usage(format!(
             "--dir {}: not a directory",
-            dir.display()
+            parent.display()
         )));
     }
+    let temp = tempfile::Builder::new()
+        .prefix("cedarvm-out-of-core-")
+        .tempdir_in(&parent)
+        .map_err(|source| ToolError::File {
+            path: parent.clone(),
+            source,
+        })?;
+    let dir = temp.path();
     on_interrupt(Cleanup::RemoveDir(temp.path().to_path_buf()));
     let sides: Vec<Side> = if options.sides.is_empty() {
         vec![
@@ -1171,6 +1181,9 @@ pub fn out_of_core(
     let mut reports = Vec::new();
     let mut cgroup_note = None;
     for side in sides {
+        if interrupted() {
+            return Err(ToolError::Failed("interrupted".into()));
+        }
         // The kernel's child lowers its limit once it is in (see the
         // module doc).
         let limit = options.memory_bytes + options.memory_bytes / 4 + SLACK_BYTES;
@@ -1218,7 +1231,16 @@ pub fn out_of_core(
         let tolerated = killed && matches!(side, Side::Kernel | Side::KernelAdvised);
         if !output.status.success() && !tolerated {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let reason = stderr.trim().trim_start_matches("cedarvm: error: ");
+            let mut reason = stderr
+                .trim()
+                .trim_start_matches("cedarvm: error: ")
+                .to_string();
+            if killed && reason.is_empty() {
+                reason = "killed by its memory cgroup's OOM killer: is --dir on a memory file \
+                          system (tmpfs, /dev/shm)? Files there are charged to the side's memory; \
+                          give a folder on a disk"
+                    .into();
+            }
             return Err(ToolError::Failed(format!(
                 "the {} side of the run failed ({}): {reason}",
                 side.name(),
