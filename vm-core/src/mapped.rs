@@ -485,6 +485,9 @@ pub(crate) struct FileMaps {
     /// Extents (first page → pages) whose maximum protection is read, and
     /// why.
     read_only_max: BTreeMap<u64, (u64, Arc<str>)>,
+    /// Wired memory (`map_memory`): first page → pages, whether the object
+    /// was mapped writable (its maximum). Never paged, never written back.
+    wired: BTreeMap<u64, (u64, bool)>,
 }
 
 /// The extents of `map` overlapping `[start, end)`, as `(first, count)`.
@@ -571,6 +574,37 @@ impl FileMaps {
     /// gets one there (its mapping's swap cache is on and valid).
     pub(crate) fn caches(&self, page: u64) -> bool {
         matches!(self.source_of(page), Source::File(file, _) if file.caches())
+    }
+
+    /// Records wired memory at `[start, start + count)`.
+    pub(crate) fn insert_wired(&mut self, start: u64, count: u64, writable: bool) {
+        self.wired.insert(start, (count, writable));
+    }
+
+    /// Whether any page of `[start, end)` is wired memory.
+    pub(crate) fn any_wired(&self, start: u64, end: u64) -> bool {
+        !self.wired.is_empty() && !overlapping(&self.wired, start, end, |w| w.0).is_empty()
+    }
+
+    /// The wired mapping `[start, end)` is all of, if it is all of one:
+    /// whether it may be writable.
+    pub(crate) fn wired_whole(&self, start: u64, end: u64) -> Option<bool> {
+        self.wired
+            .get(&start)
+            .filter(|(count, _)| start + count == end)
+            .map(|&(_, writable)| writable)
+    }
+
+    /// The wired mapping `[start, end)` lies inside, if it lies inside
+    /// one: its first page, pages and whether it may be writable.
+    pub(crate) fn wired_around(&self, start: u64, end: u64) -> Option<(u64, u64, bool)> {
+        let (&first, &(count, writable)) = self.wired.range(..=start).next_back()?;
+        (end <= first + count).then_some((first, count, writable))
+    }
+
+    /// Forgets the wired mapping at `start` (freed).
+    pub(crate) fn remove_wired(&mut self, start: u64) {
+        self.wired.remove(&start);
     }
 
     /// Whether any mapping is shared.

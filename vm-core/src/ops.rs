@@ -87,6 +87,22 @@ impl AddressSpace {
             // keeps every page and the mapping (see `mapped`).
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, interval)?;
+            if monitor.files.any_wired(start, end) {
+                // All of one wired mapping, or nothing.
+                if monitor.files.wired_whole(start, end).is_some() {
+                    // Views first, the monitor after (their order
+                    // everywhere).
+                    drop(monitor);
+                    let _views = self.check_views(interval, true)?;
+                    let mut monitor = self.lock_monitor();
+                    self.check_allocated(&monitor, interval)?;
+                    if monitor.files.wired_whole(start, end).is_none() {
+                        return Err(VmError::NotAllocated { interval });
+                    }
+                    return self.free_wired(&mut monitor, interval);
+                }
+                self.check_not_wired(&monitor, interval, "free all of it, alone")?;
+            }
             if monitor.files.any_shared(start, end) {
                 let mut pages: Vec<u64> = monitor
                     .frame_of
@@ -324,6 +340,7 @@ impl AddressSpace {
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, interval)?;
+            self.check_not_wired(&monitor, interval, "kill it, or free all of it")?;
             check(&monitor)?;
             match self.discard(&mut monitor, interval)? {
                 None => return Ok(monitor),
@@ -361,6 +378,13 @@ impl AddressSpace {
     /// module's contract).
     pub fn make_read_only(&self, interval: Interval) -> Result<(), VmError> {
         let _views = self.check_views(interval, true)?;
+        {
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            if let Some(done) = self.protect_wired(&monitor, interval, false) {
+                return done;
+            }
+        }
         self.change_words(interval, |states, page| states.set_flags(page, READ_ONLY))?;
         let _monitor = self.lock_monitor();
         self.protect_resident(interval, 0)
@@ -381,6 +405,9 @@ impl AddressSpace {
                 interval: part,
                 why,
             });
+        }
+        if let Some(done) = self.protect_wired(&monitor, interval, true) {
+            return done;
         }
         let states = self.states();
         for page in interval.page.0..interval.end().0 {
@@ -412,6 +439,10 @@ impl AddressSpace {
     /// are not written back.
     pub fn make_unchanged(&self, interval: Interval) -> Result<(), VmError> {
         let _views = self.check_views(interval, true)?;
+        {
+            let monitor = self.lock_monitor();
+            self.check_not_wired(&monitor, interval, "its changes are the object's")?;
+        }
         if self.is_transparent() {
             // Protected again with the change forgotten, under each page's
             // latch, so that the next plain store is seen.
@@ -436,6 +467,11 @@ impl AddressSpace {
         match advice {
             Advice::WillNeed => self.touch(interval),
             Advice::DontNeed => {
+                {
+                    let monitor = self.lock_monitor();
+                    self.check_allocated(&monitor, interval)?;
+                    self.check_not_wired(&monitor, interval, "it cannot be dropped")?;
+                }
                 self.clean(interval)?;
                 let mut monitor = self.lock_monitor();
                 self.check_allocated(&monitor, interval)?;

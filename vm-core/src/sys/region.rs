@@ -26,7 +26,7 @@
 use super::mapping::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
-use rustix::mm::Advice;
+use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -317,6 +317,122 @@ impl Region {
     /// Address of the region's first byte.
     pub(crate) fn base(&self) -> *mut u8 {
         self.mapping.base.as_ptr()
+    }
+
+    /// Wired memory: maps `count` pages of `fd` from byte `offset` over
+    /// the region's pages from `page`, shared (`MAP_SHARED | MAP_FIXED`),
+    /// writable or not. The pages are then that object's memory: the
+    /// kernel pages them as its own (a device's, or a shared memory
+    /// object's), the VM never does, and no userfaultfd sees them.
+    ///
+    /// # Safety
+    /// Nothing refers to those pages' bytes: they belong to an interval
+    /// just allocated (absent, unlatched, no view), which nothing else can
+    /// reach until this returns.
+    pub(crate) unsafe fn map_fd(
+        &self,
+        page: u64,
+        count: u64,
+        fd: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+        writable: bool,
+    ) -> Result<(), VmError> {
+        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        let len = count as usize * self.page_size;
+        let prot = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        // SAFETY: the range lies inside the region (asserted), which this
+        // value owns; replacing it is what MAP_FIXED does, and the caller
+        // guarantees nothing refers to its bytes.
+        unsafe {
+            rustix::mm::mmap(
+                self.page_ptr(page).cast(),
+                len,
+                prot,
+                MapFlags::SHARED | MapFlags::FIXED,
+                fd,
+                offset,
+            )
+        }
+        .map(drop)
+        .map_err(|e| VmError::Map {
+            what: "mmap(MAP_SHARED | MAP_FIXED) of wired memory",
+            bytes: len,
+            source: e.into(),
+        })
+    }
+
+    /// Changes the protection of wired pages (see [`Region::map_fd`]).
+    ///
+    /// # Safety
+    /// The pages were mapped by `map_fd` (so no userfaultfd covers them).
+    pub(crate) unsafe fn protect_fd(
+        &self,
+        page: u64,
+        count: u64,
+        writable: bool,
+    ) -> Result<(), VmError> {
+        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        let len = count as usize * self.page_size;
+        let prot = if writable {
+            MprotectFlags::READ | MprotectFlags::WRITE
+        } else {
+            MprotectFlags::READ
+        };
+        // SAFETY: the range lies inside the region (asserted); changing its
+        // protection changes no contents.
+        unsafe { rustix::mm::mprotect(self.page_ptr(page).cast(), len, prot) }.map_err(|e| {
+            VmError::Map {
+                what: "mprotect of wired memory",
+                bytes: len,
+                source: e.into(),
+            }
+        })
+    }
+
+    /// Puts the region's own memory back over wired pages (see
+    /// [`Region::map_fd`]): private, anonymous, no reserve, no huge pages
+    /// and, in transparent mode, not inherited by a fork and registered
+    /// with the region's userfaultfd — as `reserve` made it. The pages read
+    /// as zeros then (absent pages of the region).
+    ///
+    /// # Safety
+    /// Nothing refers to those pages' bytes any more (the interval is being
+    /// freed: no latch, no view).
+    pub(crate) unsafe fn unmap_fd(&self, page: u64, count: u64) -> Result<(), VmError> {
+        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        let len = count as usize * self.page_size;
+        let at = self.page_ptr(page);
+        let map_error = |what: &'static str, e: rustix::io::Errno| VmError::Map {
+            what,
+            bytes: len,
+            source: e.into(),
+        };
+        // SAFETY: the range lies inside the region (asserted), which this
+        // value owns; the caller guarantees nothing refers to its bytes.
+        unsafe {
+            rustix::mm::mmap_anonymous(
+                at.cast(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
+            )
+        }
+        .map_err(|e| map_error("mmap(MAP_FIXED) restoring the region", e))?;
+        // SAFETY: the range is the region's own memory again; advice
+        // changes no contents.
+        unsafe { rustix::mm::madvise(at.cast(), len, Advice::LinuxNoHugepage) }
+            .map_err(|e| map_error("madvise(MADV_NOHUGEPAGE)", e))?;
+        if let Some(transparent) = &self.transparent {
+            // SAFETY: as above.
+            unsafe { rustix::mm::madvise(at.cast(), len, Advice::LinuxDontFork) }
+                .map_err(|e| map_error("madvise(MADV_DONTFORK)", e))?;
+            transparent.uffd.register(at, len)?;
+        }
+        Ok(())
     }
 
     fn page_ptr(&self, page: u64) -> *mut u8 {
