@@ -6,10 +6,12 @@
 //! `mapped`'s table, which the fault path and the write-back ask.
 
 use crate::error::VmError;
-use crate::mapped::{MapFile, MappedFile, Protection, Sharing};
+use crate::mapped::{MapFile, MappedFile, Protection, Sharing, Source};
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
-use crate::state::{DIRTY, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_RESIDENT, WRITABLE};
+use crate::state::{DIRTY, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_RESIDENT, WRITABLE};
+use crate::sys::region::FillError;
+use crate::vcopy::Place;
 use runtable::{Interval, PageNumber};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -342,5 +344,255 @@ impl AddressSpace {
             true => Err(wired_refusal(interval, what)),
             false => Ok(()),
         }
+    }
+}
+
+impl AddressSpace {
+    /// **Virtual copy** (Mach's `vm_copy`): after it, `destination` reads
+    /// as `source` did at the moment of the copy, and writes to either are
+    /// invisible to the other — without copying the pages that neither
+    /// side writes (see `vcopy`). Both intervals are allocated, of the same
+    /// size and disjoint; `destination` is anonymous (no file mapping, no
+    /// wired memory) and its contents are replaced; `source` is not wired
+    /// memory. Needs a volume (a copy's pages live in slots), in a space
+    /// that is not persistent (its map would not record the links). A
+    /// write to `source` made by another thread while the copy runs may be
+    /// in the copy or not.
+    ///
+    /// The copy first writes `source`'s changed pages back (as `clean`).
+    pub fn copy(&self, source: Interval, destination: Interval) -> Result<(), VmError> {
+        self.check_poisoned()?;
+        let refuse = |reason: &str| VmError::Config {
+            field: "copy",
+            reason: format!("{source:?} to {destination:?}: {reason}"),
+        };
+        if source.count != destination.count {
+            return Err(refuse("the intervals differ in size"));
+        }
+        let (s, d) = (source.page.0, destination.page.0);
+        let n = source.count.0;
+        if s < d + n && d < s + n {
+            return Err(refuse("the intervals overlap"));
+        }
+        {
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, source)?;
+            self.check_allocated(&monitor, destination)?;
+            if monitor.volume.is_none() {
+                return Err(refuse("a copy's pages need a volume"));
+            }
+            if monitor.map.is_some() {
+                return Err(refuse(
+                    "a persistent space does not record copies; copy in an anonymous space",
+                ));
+            }
+            if monitor.files.any_wired(s, s + n) || monitor.files.any_wired(d, d + n) {
+                return Err(refuse("wired memory is not copied"));
+            }
+            if (d..d + n).any(|p| matches!(monitor.files.source_of(p), Source::File(..))) {
+                return Err(refuse("the destination is a file mapping"));
+            }
+        }
+        // Every source page's contents at their place.
+        self.clean(source)?;
+        // The destination's old contents go (its links too).
+        self.kill(destination)?;
+        let mut monitor = self.lock_monitor();
+        self.check_allocated(&monitor, source)?;
+        self.check_allocated(&monitor, destination)?;
+        let states = self.states();
+        for k in 0..n {
+            let (from, to) = (s + k, d + k);
+            let word = states.load(from);
+            let place = match monitor.links.place_of(from) {
+                // A copy of a page still linked: the same place.
+                Some(place) => Some(place.clone()),
+                None => match monitor.files.source_of(from) {
+                    Source::File(file, at) if !word.has(ON_DISK) || !file.volume_copy_valid() => {
+                        Some(Place::File(file, at))
+                    }
+                    _ if word.has(ON_DISK) => Some(Place::Slot(from)),
+                    // Never written (or killed): zeros, as the destination
+                    // reads already.
+                    _ => None,
+                },
+            };
+            if let Some(place) = place {
+                monitor.links.link(to, place);
+            }
+        }
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Brings in `page`, a destination still linked (see `vcopy`): read
+    /// from its place into a frame (zeros for a whole-page `overwrite`),
+    /// clean and still linked. All under the monitor, so no write-back of
+    /// the place runs meanwhile. On an error the page stays absent and
+    /// linked.
+    pub(crate) fn bring_in_linked(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        overwrite: bool,
+    ) -> Result<(), VmError> {
+        if monitor.links.place_of(page).is_none() {
+            return Ok(());
+        }
+        if monitor.free_frames.is_empty() {
+            self.evict_batch(monitor, page)?;
+        }
+        // The eviction may have written back the very slot this page reads
+        // — materializing it first: then it is an ordinary page with its
+        // copy in its own slot (found by the property test).
+        let place = monitor
+            .links
+            .place_of(page)
+            .cloned()
+            .unwrap_or(Place::Slot(page));
+        let states = self.states();
+        let latch = states.latch_absent(page);
+        monitor.forget_copies(page, page + 1);
+        let filled = if overwrite && !latch.was().has(READ_ONLY) {
+            // SAFETY: `latch` holds the page, absent, exclusively.
+            unsafe { self.region.fill_zeros(page, 1) }
+        } else {
+            match &place {
+                Place::Slot(from) => {
+                    let volume = monitor.volume.as_ref().expect("links imply a volume");
+                    let disk = volume.translate(PageNumber(*from))?;
+                    // SAFETY: `latch` holds the page, absent, exclusively.
+                    unsafe {
+                        self.region.fill(page, 1, |bytes| {
+                            volume
+                                .channel()
+                                .read(disk.drive, disk.page, bytes, None)
+                                .map_err(|source| VmError::Io {
+                                    page: PageNumber(*from),
+                                    disk,
+                                    source,
+                                })
+                        })
+                    }
+                    .map_err(|e| match e {
+                        FillError::Read(e) | FillError::Install(e) => e,
+                    })
+                }
+                // SAFETY: as above.
+                Place::File(file, at) => unsafe {
+                    self.region
+                        .fill(page, 1, |bytes| file.read_pages(*at, bytes))
+                }
+                .map_err(|e| match e {
+                    FillError::Read(e) | FillError::Install(e) => e,
+                }),
+            }
+        };
+        filled?;
+        monitor.install_frame(page);
+        // Clean, and still linked: evicted unchanged it is dropped and
+        // read from its place again; changed, its write-back puts it in its
+        // own slot and ends the link (`materialize_slots`). Reading a copy
+        // copies nothing.
+        latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+        monitor.counters.page_ins += 1;
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Before the slots of `pages` are overwritten: every destination still
+    /// linked to one of them is materialized — the slot's bytes copied to
+    /// the destination's own slot, which then holds its copy (see
+    /// `vcopy`) — and the pages' own links end (their slots will hold
+    /// them). An error leaves the rest linked (and the caller must not
+    /// write).
+    pub(crate) fn materialize_slots(
+        &self,
+        monitor: &mut Monitor,
+        pages: impl Iterator<Item = u64>,
+    ) -> Result<(), VmError> {
+        if monitor.links.is_empty() {
+            return Ok(());
+        }
+        for page in pages {
+            // Its own link ends: its slot is about to hold it (a page of a
+            // copy, changed since it came in).
+            monitor.links.unlink(page);
+            let dests = monitor.links.linked_to_slot(page);
+            if dests.is_empty() {
+                continue;
+            }
+            let volume = monitor.volume.as_ref().expect("links imply a volume");
+            let mut bytes = vec![0u8; self.page_size];
+            let disk = volume.translate(PageNumber(page))?;
+            volume
+                .channel()
+                .read(disk.drive, disk.page, &mut bytes, None)
+                .map_err(|source| VmError::Io {
+                    page: PageNumber(page),
+                    disk,
+                    source,
+                })?;
+            self.materialize(monitor, &dests, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// `materialize_slots` for the page `at` of a shared mapping's `file`,
+    /// about to be written back.
+    pub(crate) fn materialize_file_page(
+        &self,
+        monitor: &mut Monitor,
+        file: &std::sync::Arc<MappedFile>,
+        at: u64,
+    ) -> Result<(), VmError> {
+        if monitor.links.is_empty() {
+            return Ok(());
+        }
+        let dests = monitor.links.linked_to_file(file, at);
+        if dests.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = vec![0u8; self.page_size];
+        file.read_pages(at, &mut bytes)?;
+        self.materialize(monitor, &dests, &bytes)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Writes `bytes` to the slots of the linked, absent destination pages
+    /// `dests`, which then hold their copies.
+    fn materialize(
+        &self,
+        monitor: &mut Monitor,
+        dests: &[u64],
+        bytes: &[u8],
+    ) -> Result<(), VmError> {
+        let states = self.states();
+        for &dest in dests {
+            // Copies reading `dest`'s own slot (a copy of it made while it
+            // was materialized before) get theirs before it is written.
+            self.materialize_slots(monitor, std::iter::once(dest))?;
+            let volume = monitor.volume.as_ref().expect("links imply a volume");
+            let disk = volume.translate(PageNumber(dest))?;
+            volume
+                .channel()
+                .write(disk.drive, disk.page, bytes, None)
+                .map_err(|source| VmError::Io {
+                    page: PageNumber(dest),
+                    disk,
+                    source,
+                })?;
+            // Linked pages are absent, and come in only under the monitor.
+            states.set_flags(dest, ON_DISK);
+            monitor.links.unlink(dest);
+            monitor.links.materialized += 1;
+            monitor.counters.page_outs += 1;
+        }
+        Ok(())
     }
 }

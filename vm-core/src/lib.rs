@@ -23,6 +23,7 @@
 //! | [`persist`] | the persistent space: [`Vm::create`], [`Vm::open`], the space map in the volume, the durability contract | (m) |
 //! | `mapped` | file mappings (shared, private) and maximum protections: where a page's contents come from and go to, asked by the fault path and the write-back | (m) |
 //! | `files` | the mmap-style calls: [`AddressSpace::map_file`], `restrict`, `file_stats` | (m) |
+//! | `vcopy` | virtual copy ([`AddressSpace::copy`]): destination pages linked to their source's place, read at their fault, materialized before that place is overwritten | (m) |
 //! | `journal` | the persistent space's double-write journal: an image of a synced page before its first rewrite in place, replayed at open (no torn synced page) | (m) |
 //! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
@@ -121,6 +122,7 @@ mod stats;
 pub mod sys;
 mod transparent;
 pub mod typed;
+mod vcopy;
 mod views;
 mod vocabulary;
 

@@ -118,6 +118,9 @@ pub(crate) struct Monitor {
     pub(crate) journal: Option<crate::journal::Journal>,
     /// (m) File mappings and maximum protections (`mapped`).
     pub(crate) files: crate::mapped::FileMaps,
+    /// (m) Virtual copies' destination pages still reading their source's
+    /// place (`vcopy`).
+    pub(crate) links: crate::vcopy::Links,
     /// Transparent mode with a volume: copies of recently evicted pages
     /// (`reclaim`), in a quarter of the budget set aside from the frames.
     pub(crate) reclaim: Option<crate::reclaim::Reclaim>,
@@ -233,6 +236,7 @@ impl Monitor {
             freed_since_map: Vec::new(),
             journal: None,
             files: Default::default(),
+            links: Default::default(),
             reclaim: None,
         })
     }

@@ -188,6 +188,10 @@ impl AddressSpace {
             }
         }
         monitor.forget_copies(interval.page.0, interval.end().0);
+        // A virtual copy's pages still linked: their contents go too.
+        monitor
+            .links
+            .unlink_range(interval.page.0, interval.end().0);
         for latch in resident {
             let page = latch.page();
             self.release_or_zero(&latch);

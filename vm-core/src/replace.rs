@@ -295,12 +295,15 @@ impl AddressSpace {
                 {
                     n += 1;
                 }
-                let (file, at) = &to_files[i].0;
+                let (file, at) = to_files[i].0.clone();
+                // Copies still reading these file pages get theirs first.
+                let materialized = (0..n as u64)
+                    .try_for_each(|k| self.materialize_file_page(monitor, &file, at + k));
                 // SAFETY: the victims of the run are latched exclusively
                 // (their guards are in `to_files`) and protected against
                 // plain stores just above.
                 let bytes = unsafe { self.region.pages(first, n as u64) };
-                match file.write_pages(*at, bytes) {
+                match materialized.and_then(|()| file.write_pages(at, bytes)) {
                     Ok(()) => written[i..i + n].fill(true),
                     Err(e) => {
                         monitor.counters.write_back_failures += n as u64;
@@ -324,6 +327,14 @@ impl AddressSpace {
                 // Else its guard drops: resident and dirty again.
             }
         }
+        // Copies still reading these slots get theirs first (`vcopy`).
+        self.materialize_slots(
+            monitor,
+            batch
+                .iter()
+                .filter(|(disk, _)| disk.is_some())
+                .map(|(_, v)| v.page()),
+        )?;
         // A persistent space: images of the victims the newest map names
         // on disk go to the journal first, so that a crash tearing their
         // writes below cannot leave them neither old nor new.
@@ -706,6 +717,12 @@ impl AddressSpace {
             // VmFile's sync 9x an `fdatasync` of the same pages).
             runs.push((disk, run));
         }
+        // Copies still reading these slots get theirs first (`vcopy`).
+        self.materialize_slots(
+            monitor,
+            runs.iter()
+                .flat_map(|(_, run)| run.iter().map(|l| l.page())),
+        )?;
         // SAFETY: every page of `runs` is latched shared (its latch is in
         // `runs`) and protected against plain stores above.
         unsafe {
@@ -800,6 +817,9 @@ impl AddressSpace {
                 at += 1;
             }
             self.protect_for_write_back(run.iter().map(|l| l.page()))?;
+            for k in 0..run.len() as u64 {
+                self.materialize_file_page(monitor, &file, file_page + k)?;
+            }
             // SAFETY: `run` holds a shared latch on each of these pages
             // (writers excluded) while `bytes` lives; they were protected
             // against plain stores just above.
@@ -829,6 +849,7 @@ impl AddressSpace {
             return Ok(());
         };
         self.protect_for_write_back(std::iter::once(page))?;
+        self.materialize_file_page(monitor, &file, at)?;
         // SAFETY: `_latch` holds `page` shared (writers excluded) while
         // `bytes` lives, and it was protected against plain stores above.
         let bytes = unsafe { self.region.page(page) };
@@ -876,6 +897,7 @@ impl AddressSpace {
             .expect("write_back needs a volume")
             .translate(PageNumber(page))?;
         self.protect_for_write_back(std::iter::once(page))?;
+        self.materialize_slots(monitor, std::iter::once(page))?;
         // SAFETY: `_latch` holds `page` shared, and it was protected against
         // plain stores just above.
         unsafe { self.journal_before_write(monitor, std::iter::once(page))? };

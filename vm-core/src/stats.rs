@@ -88,6 +88,14 @@ pub struct VmStats {
     /// Pages written to the files mapped now (not in `page_outs`).
     #[serde(default)]
     pub file_page_outs: u64,
+    /// Virtual copies: destination pages linked to their source's place.
+    #[serde(default)]
+    pub copy_links: u64,
+    /// Of those, the ones copied to their own slot because the place was
+    /// about to be overwritten (the others were read at their fault, or
+    /// never).
+    #[serde(default)]
+    pub copies_materialized: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -133,6 +141,8 @@ impl AddressSpace {
                 .files()
                 .map(|f| f.page_ins.load(Ordering::Relaxed))
                 .sum(),
+            copy_links: monitor.links.made,
+            copies_materialized: monitor.links.materialized,
             file_page_outs: monitor
                 .files
                 .files()

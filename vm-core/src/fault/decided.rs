@@ -147,6 +147,13 @@ impl AddressSpace {
                 page: PageNumber(page),
             });
         };
+        // A virtual copy's page still reading its source's place: brought
+        // in under the monitor (see `vcopy`).
+        if !monitor.links.is_empty() && monitor.links.place_of(page).is_some() {
+            monitor.counters.faults += 1;
+            self.bring_in_linked(monitor, page, overwrite)?;
+            return Ok(Plan::Now(Served::Resident));
+        }
         if allocation.advice == Advice::Sequential {
             return Ok(Plan::Now(self.serve(monitor, page, None, overwrite)?));
         }

@@ -49,6 +49,11 @@ impl AddressSpace {
         // Read-ahead stays inside this interval.
         let interval_end = start + allocation.count;
         monitor.counters.faults += 1;
+        // A virtual copy's page still reading its source's place (`vcopy`).
+        if !monitor.links.is_empty() && monitor.links.place_of(page).is_some() {
+            self.bring_in_linked(monitor, page, overwrite)?;
+            return Ok(Served::Resident);
+        }
         let sequential = allocation.advice == Advice::Sequential;
         // Under sequential advice the next transfer is the read-ahead.
         let next = if sequential {
