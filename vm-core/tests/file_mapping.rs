@@ -390,25 +390,8 @@ fn mappings_work_under_every_fault_service() {
 /// evicted and written back like any interval.
 #[test]
 fn a_mapped_file_takes_plain_loads_and_stores_in_transparent_mode() {
-    use disk_channel::{DiskChannel, Drive, SimDrive};
-    use runtable::{FormatOptions, Volume};
-    use vm_core::{Backing, VmConfig};
-    let drive = SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(2048)
-        .unwrap();
-    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, 1024)).unwrap();
-    let vm = match Vm::new(
-        VmConfig::new(1024, 16).transparent(),
-        Backing::Volume(volume),
-    ) {
-        Ok(vm) => vm,
-        Err(VmError::TransparentUnavailable { reason }) => {
-            println!("skipped: transparent mode unavailable here: {reason}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(vm) = common::transparent_sim_vm(1024, 16) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let (shared_path, mut shared_model) = patterned_file(dir.path(), "ts.dat", 128);

@@ -214,25 +214,8 @@ fn pages_neither_side_writes_are_never_copied() {
 /// on its side.
 #[test]
 fn a_copy_in_transparent_mode() {
-    use disk_channel::{DiskChannel, Drive, SimDrive};
-    use runtable::{FormatOptions, Volume};
-    use vm_core::{Backing, VmConfig, VmError};
-    let drive = SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(2048)
-        .unwrap();
-    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, 1024)).unwrap();
-    let vm = match Vm::new(
-        VmConfig::new(1024, 16).transparent(),
-        Backing::Volume(volume),
-    ) {
-        Ok(vm) => vm,
-        Err(VmError::TransparentUnavailable { reason }) => {
-            println!("skipped: transparent mode unavailable here: {reason}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(vm) = common::transparent_sim_vm(1024, 16) else {
+        return;
     };
     let source = vm.allocate(64).unwrap();
     let destination = vm.allocate(64).unwrap();

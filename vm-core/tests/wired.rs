@@ -190,25 +190,8 @@ fn freed_wired_memory_gives_the_region_back() {
 /// registered with the userfaultfd again: faults there are served).
 #[test]
 fn wired_memory_in_transparent_mode() {
-    use disk_channel::{DiskChannel, Drive, SimDrive};
-    use runtable::{FormatOptions, Volume};
-    use vm_core::{Backing, VmConfig};
-    let drive = SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(2048)
-        .unwrap();
-    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, 1024)).unwrap();
-    let vm = match Vm::new(
-        VmConfig::new(1024, 16).transparent(),
-        Backing::Volume(volume),
-    ) {
-        Ok(vm) => vm,
-        Err(VmError::TransparentUnavailable { reason }) => {
-            println!("skipped: transparent mode unavailable here: {reason}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(vm) = common::transparent_sim_vm(1024, 16) else {
+        return;
     };
     let object = memfd(4);
     let wired = vm

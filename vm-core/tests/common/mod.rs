@@ -102,3 +102,25 @@ pub fn pattern(seed: u64, addr: u64) -> u8 {
     let x = addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
     (x >> 56) as u8 ^ (addr as u8)
 }
+
+/// A VM in transparent mode over a simulated SSD volume, or `None` (with
+/// the reason printed) where the kernel refuses userfaultfd.
+pub fn transparent_sim_vm(virtual_pages: u64, budget: u64) -> Option<Vm> {
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(virtual_pages + 1024)
+        .unwrap();
+    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
+    match Vm::new(
+        VmConfig::new(virtual_pages, budget).transparent(),
+        vm_core::Backing::Volume(volume),
+    ) {
+        Ok(vm) => Some(vm),
+        Err(vm_core::VmError::TransparentUnavailable { reason }) => {
+            println!("skipped: transparent mode unavailable here: {reason}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
