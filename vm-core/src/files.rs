@@ -211,6 +211,20 @@ impl AddressSpace {
                 self.page_size
             )));
         }
+        // A memory object that is a file (a memfd, a /dev/shm file) must
+        // hold every page mapped: a page past its end is a SIGBUS on
+        // access (review). A device's size is the driver's business.
+        let stat = rustix::fs::fstat(fd).map_err(|e| refuse(format!("fstat: {e}")))?;
+        let regular =
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+        let end = offset.saturating_add(pages.saturating_mul(self.page_size as u64));
+        if regular && end > stat.st_size as u64 {
+            return Err(refuse(format!(
+                "the object holds {} bytes, fewer than the {end} mapped (pages past its end \
+                 would fault with SIGBUS)",
+                stat.st_size
+            )));
+        }
         let mut monitor = self.lock_monitor();
         if monitor.map.is_some() {
             return Err(refuse(
@@ -227,6 +241,11 @@ impl AddressSpace {
         // this thread holds: its pages are absent, unlatched, without views,
         // and nothing else can reach them before this returns.
         if let Err(e) = unsafe { self.region.map_fd(start, pages, fd, offset, writable) } {
+            // A failed MAP_FIXED may have unmapped the range already: the
+            // region's own memory goes back there (best effort) before the
+            // pages are free again.
+            // SAFETY: as above: nothing refers to these pages.
+            let _ = unsafe { self.region.unmap_fd(start, pages) };
             monitor.deallocate(start, pages);
             return Err(e);
         }
@@ -287,6 +306,7 @@ impl AddressSpace {
             states.reset_absent(page);
         }
         monitor.deallocate(start, interval.count.0);
+        monitor.links.unlink_range(start, end);
         monitor.files.remove_wired(start);
         monitor.files.remove(start, end);
         Ok(())
@@ -313,11 +333,26 @@ impl AddressSpace {
                 "change the protection of the wired mapping, or of the rest, alone",
             )));
         };
-        // SAFETY: the pages are wired (mapped by `map_fd`).
+        // Every page latched first: a writer holding one (a `page_mut`
+        // guard, a `write` under way) must not meet a read-only mapping in
+        // the middle of its store (review: SIGSEGV). Busy: nothing changes.
+        let states = self.states();
+        let mut latches = Vec::new();
+        for page in start..end {
+            match states.try_latch_resident(page) {
+                Ok(latch) => latches.push(latch),
+                Err(_) => {
+                    return Some(Err(VmError::PageBusy {
+                        page: PageNumber(page),
+                    }));
+                }
+            }
+        }
+        // SAFETY: the pages are wired (mapped by `map_fd`), and latched
+        // exclusively here: no access is under way.
         if let Err(e) = unsafe { self.region.protect_fd(start, end - start, writable) } {
             return Some(Err(e));
         }
-        let states = self.states();
         for page in start..end {
             if writable {
                 states.clear_flags(page, READ_ONLY);
@@ -327,6 +362,7 @@ impl AddressSpace {
                 states.clear_flags(page, WRITABLE);
             }
         }
+        drop(latches);
         Some(Ok(()))
     }
 
@@ -374,10 +410,9 @@ impl AddressSpace {
         if s < d + n && d < s + n {
             return Err(refuse("the intervals overlap"));
         }
-        {
-            let monitor = self.lock_monitor();
-            self.check_allocated(&monitor, source)?;
-            self.check_allocated(&monitor, destination)?;
+        let check = |monitor: &Monitor| -> Result<(), VmError> {
+            self.check_allocated(monitor, source)?;
+            self.check_allocated(monitor, destination)?;
             if monitor.volume.is_none() {
                 return Err(refuse("a copy's pages need a volume"));
             }
@@ -392,14 +427,21 @@ impl AddressSpace {
             if (d..d + n).any(|p| matches!(monitor.files.source_of(p), Source::File(..))) {
                 return Err(refuse("the destination is a file mapping"));
             }
-        }
+            if let Some((part, why)) = monitor.files.read_only_max_in(d, d + n) {
+                return Err(VmError::AboveMaximumProtection {
+                    interval: part,
+                    why,
+                });
+            }
+            Ok(())
+        };
+        check(&self.lock_monitor())?;
         // Every source page's contents at their place.
         self.clean(source)?;
-        // The destination's old contents go (its links too).
-        self.kill(destination)?;
-        let mut monitor = self.lock_monitor();
-        self.check_allocated(&monitor, source)?;
-        self.check_allocated(&monitor, destination)?;
+        // The destination's old contents go (its links too), and the links
+        // are made in the same hold of the monitor: no access to the
+        // destination comes in between (review).
+        let mut monitor = self.discarded(destination, check)?;
         let states = self.states();
         for k in 0..n {
             let (from, to) = (s + k, d + k);
@@ -454,10 +496,11 @@ impl AddressSpace {
         let states = self.states();
         let latch = states.latch_absent(page);
         monitor.forget_copies(page, page + 1);
-        let filled = if overwrite && !latch.was().has(READ_ONLY) {
-            // SAFETY: `latch` holds the page, absent, exclusively.
-            unsafe { self.region.fill_zeros(page, 1) }
-        } else {
+        // Read even for a whole-page overwrite: the page is published clean
+        // and linked, and a reader may share-latch it before the overwriter
+        // takes it (review: it read zeros).
+        let _ = overwrite;
+        let filled = {
             match &place {
                 Place::Slot(from) => {
                     let volume = monitor.volume.as_ref().expect("links imply a volume");
@@ -517,27 +560,39 @@ impl AddressSpace {
             return Ok(());
         }
         for page in pages {
+            self.materialize_dependents(monitor, page)?;
             // Its own link ends: its slot is about to hold it (a page of a
             // copy, changed since it came in).
             monitor.links.unlink(page);
-            let dests = monitor.links.linked_to_slot(page);
-            if dests.is_empty() {
-                continue;
-            }
-            let volume = monitor.volume.as_ref().expect("links imply a volume");
-            let mut bytes = vec![0u8; self.page_size];
-            let disk = volume.translate(PageNumber(page))?;
-            volume
-                .channel()
-                .read(disk.drive, disk.page, &mut bytes, None)
-                .map_err(|source| VmError::Io {
-                    page: PageNumber(page),
-                    disk,
-                    source,
-                })?;
-            self.materialize(monitor, &dests, &bytes)?;
         }
         Ok(())
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The destinations linked to the slot of `page` materialized (`page`'s
+    /// own link, if any, untouched).
+    fn materialize_dependents(&self, monitor: &mut Monitor, page: u64) -> Result<(), VmError> {
+        // A page linked to its own slot (a copy of a copy of it) is not its
+        // own dependent. (Only such self-links can close a loop: a copy of
+        // a linked page links to that page's place, never to the page.)
+        let mut dests = monitor.links.linked_to_slot(page);
+        dests.retain(|&d| d != page);
+        if dests.is_empty() {
+            return Ok(());
+        }
+        let volume = monitor.volume.as_ref().expect("links imply a volume");
+        let mut bytes = vec![0u8; self.page_size];
+        let disk = volume.translate(PageNumber(page))?;
+        volume
+            .channel()
+            .read(disk.drive, disk.page, &mut bytes, None)
+            .map_err(|source| VmError::Io {
+                page: PageNumber(page),
+                disk,
+                source,
+            })?;
+        self.materialize(monitor, &dests, &bytes)
     }
 
     /// Monitor held on entry and exit.
@@ -575,8 +630,10 @@ impl AddressSpace {
         let states = self.states();
         for &dest in dests {
             // Copies reading `dest`'s own slot (a copy of it made while it
-            // was materialized before) get theirs before it is written.
-            self.materialize_slots(monitor, std::iter::once(dest))?;
+            // was materialized before) get theirs before it is written;
+            // `dest` stays linked until its slot holds its copy (an error
+            // on the way loses nothing — review).
+            self.materialize_dependents(monitor, dest)?;
             let volume = monitor.volume.as_ref().expect("links imply a volume");
             let disk = volume.translate(PageNumber(dest))?;
             volume
@@ -587,9 +644,11 @@ impl AddressSpace {
                     disk,
                     source,
                 })?;
-            // Linked pages are absent, and come in only under the monitor.
+            // Linked pages come in only under the monitor (held here); a
+            // resident one holds what its slot now does.
             states.set_flags(dest, ON_DISK);
             monitor.links.unlink(dest);
+            monitor.forget_copies(dest, dest + 1);
             monitor.links.materialized += 1;
             monitor.counters.page_outs += 1;
         }

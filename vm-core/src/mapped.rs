@@ -172,6 +172,9 @@ pub(crate) struct MappedFile {
     /// mapped, or after this VM's last write to it: the swap cache's
     /// copies are the file's as long as they hold.
     stamp: parking_lot::Mutex<Stamp>,
+    /// The file's device and inode: what says two mappings are of one
+    /// file (virtual copy's places are keyed by it).
+    pub(crate) identity: (u64, u64),
     /// Pages read from the file, written to it.
     pub(crate) page_ins: AtomicU64,
     pub(crate) page_outs: AtomicU64,
@@ -258,6 +261,7 @@ impl MappedFile {
             page_size,
             swap_cache: AtomicBool::new(how.swap_cache && how.sharing == Sharing::Shared),
             stamp: parking_lot::Mutex::new(stamp_of(&metadata)),
+            identity: (metadata.dev(), metadata.ino()),
             page_ins: AtomicU64::new(0),
             page_outs: AtomicU64::new(0),
             around_used: AtomicU64::new(0),

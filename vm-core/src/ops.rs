@@ -334,7 +334,7 @@ impl AddressSpace {
     /// page being read ahead in the background is waited for without the
     /// monitor (its read ends without it), then everything is done again.
     /// Monitor not held on entry; held on a successful return.
-    fn discarded(
+    pub(crate) fn discarded(
         &self,
         interval: Interval,
         check: impl Fn(&Monitor) -> Result<(), VmError>,
@@ -481,7 +481,9 @@ impl AddressSpace {
                 self.check_allocated(&monitor, interval)?;
                 let states = self.states();
                 for page in interval.page.0..interval.end().0 {
-                    if monitor.pins.contains_key(&page) {
+                    // Only pages in frames (wired memory, mapped since the
+                    // check above, has none — review).
+                    if monitor.pins.contains_key(&page) || !monitor.frame_of.contains_key(&page) {
                         continue;
                     }
                     if let Ok(latch) = states.try_latch_resident(page) {

@@ -24,11 +24,17 @@
 //! So a write to either side is invisible to the other, and pages neither
 //! side writes are never copied — only read when the destination is. (A
 //! destination page's link also goes when it is killed, freed, or
-//! materialized; `DontNeed` keeps it.) A
+//! materialized; `DontNeed` keeps it.) A file page's place is the file's
+//! (device, inode and page), so a write-back through another mapping of
+//! the same file in this VM materializes too; a change made to the file
+//! outside the VM is not seen (file mappings are not coherent with other
+//! writers). A materialization that fails (a read or a write of the
+//! drive) leaves its destination linked, and the write-back that needed it
+//! fails: nothing is lost, and the write-back is tried again later. A
 //! source page's write lands in memory; its place changes only at its
 //! write-back, which is the one moment the table must act. Freeing or
-//! killing the source changes no place, so they need nothing; freeing,
-//! killing or dropping (`DontNeed`) a destination page drops its link.
+//! killing the source changes no place, so they need nothing; freeing or
+//! killing a destination page drops its link.
 //! A copy of a destination page still linked links to the same place.
 
 use std::collections::HashMap;
@@ -49,14 +55,15 @@ pub(crate) enum Place {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
     Slot(u64),
-    File(usize, u64),
+    /// (device, inode, file page): one file however many times mapped.
+    File(u64, u64, u64),
 }
 
 impl Place {
     fn key(&self) -> Key {
         match self {
             Place::Slot(page) => Key::Slot(*page),
-            Place::File(file, at) => Key::File(Arc::as_ptr(file) as usize, *at),
+            Place::File(file, at) => Key::File(file.identity.0, file.identity.1, *at),
         }
     }
 }
@@ -138,7 +145,7 @@ impl Links {
     /// The destinations linked to page `at` of `file`.
     pub(crate) fn linked_to_file(&self, file: &Arc<MappedFile>, at: u64) -> Vec<u64> {
         self.to
-            .get(&Key::File(Arc::as_ptr(file) as usize, at))
+            .get(&Key::File(file.identity.0, file.identity.1, at))
             .cloned()
             .unwrap_or_default()
     }

@@ -29,6 +29,8 @@ enum Op {
     Clean(usize),
     /// (area, page)
     Kill(usize, u64),
+    /// (area, sequential): advice (sequential faults read ahead).
+    Advise(usize, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..AREAS).prop_map(Op::Evict),
         1 => (0..AREAS).prop_map(Op::Clean),
         1 => (0..FILE_AREA, 0..AREA).prop_map(|(a, p)| Op::Kill(a, p)),
+        1 => (0..AREAS, any::<bool>()).prop_map(|(a, q)| Op::Advise(a, q)),
     ]
 }
 
@@ -125,6 +128,14 @@ fn run(ops: &[Op], service: FaultService) {
             Op::Read(area, page) => check_page(&s, area, page),
             Op::Evict(area) => s.vm.advise(s.areas[area], Advice::DontNeed).unwrap(),
             Op::Clean(area) => s.vm.clean(s.areas[area]).unwrap(),
+            Op::Advise(area, sequential) => {
+                let advice = if sequential {
+                    Advice::Sequential
+                } else {
+                    Advice::Normal
+                };
+                s.vm.advise(s.areas[area], advice).unwrap();
+            }
             Op::Kill(area, page) => {
                 s.vm.kill(Interval::new(s.areas[area].page.0 + page, 1))
                     .unwrap();
@@ -207,6 +218,26 @@ fn pages_neither_side_writes_are_never_copied() {
             .unwrap();
         assert!(page.iter().all(|&b| b == k as u8 + 1), "page {k} after");
     }
+}
+
+/// Review: sequential read-ahead past a fault zero-filled the copy's pages
+/// still linked (they have no copy of their own to read ahead).
+#[test]
+fn read_ahead_does_not_zero_a_copy() {
+    let vm = sim_vm(256, 16);
+    let source = vm.allocate(2).unwrap();
+    vm.write(vm.address_of(PageNumber(source.page.0 + 1)), &[0xAB; PAGE])
+        .unwrap();
+    vm.flush().unwrap();
+    let destination = vm.allocate(2).unwrap();
+    vm.copy(source, destination).unwrap();
+    vm.advise(destination, Advice::Sequential).unwrap();
+    let mut page = vec![0u8; PAGE];
+    vm.read(vm.address_of(destination.page), &mut page).unwrap();
+    assert!(page.iter().all(|&b| b == 0));
+    vm.read(vm.address_of(PageNumber(destination.page.0 + 1)), &mut page)
+        .unwrap();
+    assert!(page.iter().all(|&b| b == 0xAB), "read ahead as zeros");
 }
 
 /// Transparent mode: a copy read and written by plain loads and stores

@@ -138,11 +138,16 @@ fn wired_memory_keeps_its_protection_and_refuses_paging_calls() {
     let mut back = [0u8; 8];
     object.read_exact_at(&mut back, PAGE as u64).unwrap();
     assert_eq!(&back, b"ok again");
-    // An offset not a multiple of the page size is refused.
+    // An offset not a multiple of the page size is refused, and so is a
+    // range past the object's end (review: a SIGBUS on access).
     assert!(
         vm.map_memory(object.as_fd(), 100, 1, Protection::Read)
             .is_err()
     );
+    let err = vm
+        .map_memory(object.as_fd(), 2 * PAGE as u64, 3, Protection::Read)
+        .unwrap_err();
+    assert!(err.to_string().contains("fewer than"), "{err}");
 }
 
 /// Freed, the interval is the region's own memory again: reallocated at

@@ -81,7 +81,9 @@ impl AddressSpace {
             let ahead = READ_AHEAD_PAGES.min(monitor.budget() / 4);
             *monitor.pins.entry(page).or_insert(0) += 1;
             for next in page + 1..(page + 1 + ahead).min(interval_end) {
-                if states.load(next).tag() != TAG_ABSENT {
+                // (A virtual copy's page still linked comes in only by its
+                // own fault: `bring_in` would zero-fill it — review.)
+                if states.load(next).tag() != TAG_ABSENT || monitor.links.place_of(next).is_some() {
                     break;
                 }
                 // Read-ahead is a guess: if it cannot get a frame or its
