@@ -1306,18 +1306,25 @@ impl OutOfCoreReport {
         if let Some(note) = &self.cgroup_note {
             t.push_str(&format!("no cgroup: {note}; peak memory not measured\n"));
         }
-        t.push_str(&format!(
-            "\n{:<13} {:>9} {:>11} {:>10} {:>9} {:>10} {:>10} {:>9} {:>10}\n",
-            "workload",
-            "vm s",
-            "vm-transp s",
-            "advised s",
-            "kernel s",
-            "vm/adv",
-            "transp/adv",
-            "transp/vm",
-            "vm/kernel"
-        ));
+        // The VM's own sides' table, unless only the file-mapping side ran
+        // beside the kernel's (its section below says it all).
+        let main_table = self.side(Side::Vm).is_some()
+            || self.side(Side::VmTransparent).is_some()
+            || self.side(Side::VmMapped).is_none();
+        if main_table {
+            t.push_str(&format!(
+                "\n{:<13} {:>9} {:>11} {:>10} {:>9} {:>10} {:>10} {:>9} {:>10}\n",
+                "workload",
+                "vm s",
+                "vm-transp s",
+                "advised s",
+                "kernel s",
+                "vm/adv",
+                "transp/adv",
+                "transp/vm",
+                "vm/kernel"
+            ));
+        }
         let failed = |side: Side| self.side(side).is_some_and(|s| s.failure.is_some());
         let cell_of = |w: Option<&Workload>, failed: bool| match w {
             Some(w) if w.finished => format!("{:.2}", w.seconds),
@@ -1335,32 +1342,34 @@ impl OutOfCoreReport {
             },
             _ => "-".into(),
         };
-        for name in WORKLOADS {
-            let ran = self
-                .sides
-                .iter()
-                .any(|s| s.workloads.iter().any(|w| w.name == name));
-            let selected = self.options.workloads.is_empty()
-                || self.options.workloads.iter().any(|w| w == name);
-            if !ran && !selected {
-                continue;
+        if main_table {
+            for name in WORKLOADS {
+                let ran = self
+                    .sides
+                    .iter()
+                    .any(|s| s.workloads.iter().any(|w| w.name == name));
+                let selected = self.options.workloads.is_empty()
+                    || self.options.workloads.iter().any(|w| w == name);
+                if !ran && !selected {
+                    continue;
+                }
+                let vm = self.seconds(Side::Vm, name);
+                let transparent = self.seconds(Side::VmTransparent, name);
+                let advised = self.seconds(Side::KernelAdvised, name);
+                let plain = self.seconds(Side::Kernel, name);
+                t.push_str(&format!(
+                    "{:<13} {:>9} {:>11} {:>10} {:>9} {:>10} {:>10} {:>9} {:>10}\n",
+                    name,
+                    cell_of(vm, failed(Side::Vm)),
+                    cell_of(transparent, failed(Side::VmTransparent)),
+                    cell_of(advised, failed(Side::KernelAdvised)),
+                    cell_of(plain, failed(Side::Kernel)),
+                    ratio(vm, advised),
+                    ratio(transparent, advised),
+                    ratio(transparent, vm),
+                    ratio(vm, plain)
+                ));
             }
-            let vm = self.seconds(Side::Vm, name);
-            let transparent = self.seconds(Side::VmTransparent, name);
-            let advised = self.seconds(Side::KernelAdvised, name);
-            let plain = self.seconds(Side::Kernel, name);
-            t.push_str(&format!(
-                "{:<13} {:>9} {:>11} {:>10} {:>9} {:>10} {:>10} {:>9} {:>10}\n",
-                name,
-                cell_of(vm, failed(Side::Vm)),
-                cell_of(transparent, failed(Side::VmTransparent)),
-                cell_of(advised, failed(Side::KernelAdvised)),
-                cell_of(plain, failed(Side::Kernel)),
-                ratio(vm, advised),
-                ratio(transparent, advised),
-                ratio(transparent, vm),
-                ratio(vm, plain)
-            ));
         }
         if self.side(Side::VmMapped).is_some() {
             t.push_str(&format!(
@@ -1391,14 +1400,16 @@ impl OutOfCoreReport {
             t.push_str(&format!(
                 "mapped: the data set a shared map_file of a file (page cache: {cache}), the copying \
                  API under Normal advice (read-around while it pays: compare with the kernel \
-                 without advice); the kernel's sides a shared mmap of a file (uniform-fit: a \
+                 without advice);\n  the kernel's sides a shared mmap of a file (uniform-fit: a \
                  working set of 3/4 of the budget)\n"
             ));
         }
-        t.push_str(
-            "vm: the copying API; vm-transp: the same VM in transparent mode, plain loads and stores \
-             (sort-unstable: one sort_unstable on a view; the copying API has no slice to give it)\n",
-        );
+        if main_table {
+            t.push_str(
+                "vm: the copying API; vm-transp: the same VM in transparent mode, plain loads and stores \
+                 (sort-unstable: one sort_unstable on a view; the copying API has no slice to give it)\n",
+            );
+        }
         if let (Some(device), Some(fill)) = (
             self.seconds(Side::Vm, "device-write"),
             self.seconds(Side::Vm, "fill"),
