@@ -1,9 +1,11 @@
 //! The mmap-style calls of the address space (4.4BSD's `mmap` and Mach's
 //! `vm_map` brought into the single address space): mapping a file, shared
 //! or private ([`AddressSpace::map_file`]), lowering an interval's maximum
-//! protection ([`AddressSpace::restrict`]), and the counters of each mapped
-//! file ([`AddressSpace::file_stats`]). Where pages come from and go to is
-//! `mapped`'s table, which the fault path and the write-back ask.
+//! protection ([`AddressSpace::restrict`]), the counters of each mapped
+//! file ([`AddressSpace::file_stats`]), wired memory
+//! ([`AddressSpace::map_memory`]) and virtual copy
+//! ([`AddressSpace::copy`]). Where pages come from and go to is `mapped`'s
+//! table and `vcopy`'s links, which the fault path and the write-back ask.
 
 use crate::error::VmError;
 use crate::mapped::{MapFile, MappedFile, Protection, Sharing, Source};
