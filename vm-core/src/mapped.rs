@@ -46,7 +46,7 @@
 //! of the mapping's pages with one `pread` (and the read-ahead thread plans
 //! the next); eviction and `clean` write runs of a shared mapping's
 //! changed pages with one `pwrite`. Under `Normal` advice (copying API) a
-//! fault reads the 32 pages from it (at most a quarter of real memory)
+//! fault reads the 128 pages from it (at most a quarter of real memory)
 //! while that pays: the pages read around come in unreferenced, and the
 //! clock tells their file whether they were used before it came to them;
 //! when fewer than one in five were, read-around stops but for every 256th
