@@ -50,7 +50,10 @@ use std::sync::atomic::Ordering;
 /// read-around window is 128 KiB; measured here, 32 pages left a working
 /// set that fits 1.07-1.71x the kernel's time to fault in, 128 pages
 /// 0.48-1.68x at a 32 MiB budget and 1.50-1.85x at 64 MiB: one transfer a
-/// fault, under the monitor, against the kernel's asynchronous reads.)
+/// fault, under the monitor, against the kernel's asynchronous reads. A
+/// trial handing all but the faulting page to the read-ahead thread gave
+/// 1.46-1.65x against this code's 1.44-1.63x in alternating runs, and was
+/// not kept; 256 pages gave 1.15-1.68x, no better either.)
 const READ_AROUND_PAGES: u64 = 128;
 
 /// What the monitor holder decided about a fault.
