@@ -8,6 +8,7 @@
 //! table and `vcopy`'s links, which the fault path and the write-back ask.
 
 use crate::error::VmError;
+use crate::journal;
 use crate::mapped::{MapFile, MappedFile, Protection, Sharing, Source};
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
@@ -471,16 +472,11 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// Brings in `page`, a destination still linked (see `vcopy`): read
-    /// from its place into a frame (zeros for a whole-page `overwrite`),
-    /// clean and still linked. All under the monitor, so no write-back of
+    /// from its place into a frame (a whole-page overwrite too), clean and
+    /// still linked. All under the monitor, so no write-back of
     /// the place runs meanwhile. On an error the page stays absent and
     /// linked.
-    pub(crate) fn bring_in_linked(
-        &self,
-        monitor: &mut Monitor,
-        page: u64,
-        overwrite: bool,
-    ) -> Result<(), VmError> {
+    pub(crate) fn bring_in_linked(&self, monitor: &mut Monitor, page: u64) -> Result<(), VmError> {
         if monitor.links.place_of(page).is_none() {
             return Ok(());
         }
@@ -501,24 +497,14 @@ impl AddressSpace {
         // Read even for a whole-page overwrite: the page is published clean
         // and linked, and a reader may share-latch it before the overwriter
         // takes it (review: it read zeros).
-        let _ = overwrite;
         let filled = {
             match &place {
                 Place::Slot(from) => {
                     let volume = monitor.volume.as_ref().expect("links imply a volume");
-                    let disk = volume.translate(PageNumber(*from))?;
                     // SAFETY: `latch` holds the page, absent, exclusively.
                     unsafe {
-                        self.region.fill(page, 1, |bytes| {
-                            volume
-                                .channel()
-                                .read(disk.drive, disk.page, bytes, None)
-                                .map_err(|source| VmError::Io {
-                                    page: PageNumber(*from),
-                                    disk,
-                                    source,
-                                })
-                        })
+                        self.region
+                            .fill(page, 1, |bytes| journal::read_page(volume, *from, bytes))
                     }
                     .map_err(|e| match e {
                         FillError::Read(e) | FillError::Install(e) => e,
@@ -585,15 +571,7 @@ impl AddressSpace {
         }
         let volume = monitor.volume.as_ref().expect("links imply a volume");
         let mut bytes = vec![0u8; self.page_size];
-        let disk = volume.translate(PageNumber(page))?;
-        volume
-            .channel()
-            .read(disk.drive, disk.page, &mut bytes, None)
-            .map_err(|source| VmError::Io {
-                page: PageNumber(page),
-                disk,
-                source,
-            })?;
+        journal::read_page(volume, page, &mut bytes)?;
         self.materialize(monitor, &dests, &bytes)
     }
 
@@ -636,16 +614,13 @@ impl AddressSpace {
             // `dest` stays linked until its slot holds its copy (an error
             // on the way loses nothing — review).
             self.materialize_dependents(monitor, dest)?;
-            let volume = monitor.volume.as_ref().expect("links imply a volume");
-            let disk = volume.translate(PageNumber(dest))?;
-            volume
-                .channel()
-                .write(disk.drive, disk.page, bytes, None)
-                .map_err(|source| VmError::Io {
-                    page: PageNumber(dest),
-                    disk,
-                    source,
-                })?;
+            let volume = monitor.volume.as_mut().expect("links imply a volume");
+            // A bad spot under `dest`'s slot moves it to a spare (the run
+            // table committed with the next flush, as a write-back's).
+            if journal::write_or_remap(volume, PageNumber(dest), bytes)? {
+                monitor.counters.remaps += 1;
+                monitor.volume_needs_commit = true;
+            }
             // Linked pages come in only under the monitor (held here); a
             // resident one holds what its slot now does.
             states.set_flags(dest, ON_DISK);

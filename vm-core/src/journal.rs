@@ -435,8 +435,13 @@ impl Journal {
 
 /// Writes `data` to the volume's virtual page `page`; on a media error,
 /// moves the page to a spare and writes it there. `Ok(true)`: it moved (the
-/// run table must be committed).
-fn write_or_remap(volume: &mut Volume, page: PageNumber, data: &[u8]) -> Result<bool, VmError> {
+/// run table must be committed). (The map slots, the journal and virtual
+/// copies' materializations write this way.)
+pub(crate) fn write_or_remap(
+    volume: &mut Volume,
+    page: PageNumber,
+    data: &[u8],
+) -> Result<bool, VmError> {
     let disk = volume.translate(page)?;
     let error = match volume.channel().write(disk.drive, disk.page, data, None) {
         Ok(()) => return Ok(false),
@@ -476,8 +481,9 @@ pub(crate) fn bitset(pages: u64, set: impl Fn(u64) -> bool) -> Vec<u64> {
     bits
 }
 
-/// Reads the volume's virtual page `page` into `buf`.
-fn read_page(volume: &Volume, page: u64, buf: &mut [u8]) -> Result<(), VmError> {
+/// Reads the volume's virtual page `page` into `buf`, the error naming
+/// the page and its disk address.
+pub(crate) fn read_page(volume: &Volume, page: u64, buf: &mut [u8]) -> Result<(), VmError> {
     let page = PageNumber(page);
     let disk = volume.translate(page)?;
     volume

@@ -704,6 +704,11 @@ impl FileMaps {
                 file_page: e.file_page + from,
             },
         );
+        self.cut_read_only_max(start, end);
+    }
+
+    /// Forgets the maximum protections of `[start, end)`.
+    fn cut_read_only_max(&mut self, start: u64, end: u64) {
         cut(
             &mut self.read_only_max,
             start,
@@ -715,13 +720,7 @@ impl FileMaps {
 
     /// Lowers the maximum protection of `[start, end)` to read, saying why.
     pub(crate) fn restrict(&mut self, start: u64, end: u64, why: &str) {
-        cut(
-            &mut self.read_only_max,
-            start,
-            end,
-            |v| v.0,
-            |v, _, count| (count, v.1.clone()),
-        );
+        self.cut_read_only_max(start, end);
         self.read_only_max.insert(start, (end - start, why.into()));
     }
 

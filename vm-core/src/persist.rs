@@ -262,12 +262,7 @@ fn read_slot(volume: &Volume, state: &SpaceMapState, slot: u64) -> Result<Vec<u8
     let mut bytes = vec![0u8; state.slot_pages as usize * page_size];
     let start = state.first_page + slot * state.slot_pages;
     for (k, chunk) in bytes.chunks_mut(page_size).enumerate() {
-        let page = PageNumber(start + k as u64);
-        let disk = volume.translate(page)?;
-        volume
-            .channel()
-            .read(disk.drive, disk.page, chunk, None)
-            .map_err(|source| VmError::Io { page, disk, source })?;
+        journal::read_page(volume, start + k as u64, chunk)?;
     }
     Ok(bytes)
 }
@@ -278,9 +273,9 @@ fn read_slot(volume: &Volume, state: &SpaceMapState, slot: u64) -> Result<Vec<u8
 /// generation to the next — its first page (the generation) and last (the
 /// checksum) always, the pages of the intervals touched since.
 ///
-/// A page that cannot be written (a bad spot) moves to a spare and is
-/// written there; `Ok(true)` says the run table changed and must be
-/// committed before the map counts.
+/// A page that cannot be written (a bad spot: a media error) moves to a
+/// spare and is written there; `Ok(true)` says the run table changed and
+/// must be committed before the map counts.
 fn write_slot(
     volume: &mut Volume,
     state: &SpaceMapState,
@@ -300,25 +295,7 @@ fn write_slot(
             continue;
         }
         let page = PageNumber(start + k as u64);
-        let disk = volume.translate(page)?;
-        if let Err(source) = volume
-            .channel()
-            .write(disk.drive, disk.page, &page_bytes, None)
-        {
-            let error = VmError::Io { page, disk, source };
-            let Ok(spare) = volume.remap_bad_page(disk) else {
-                return Err(error);
-            };
-            volume
-                .channel()
-                .write(spare.drive, spare.page, &page_bytes, None)
-                .map_err(|source| VmError::Io {
-                    page,
-                    disk: spare,
-                    source,
-                })?;
-            remapped = true;
-        }
+        remapped |= journal::write_or_remap(volume, page, &page_bytes)?;
     }
     Ok(remapped)
 }

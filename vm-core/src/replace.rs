@@ -327,21 +327,10 @@ impl AddressSpace {
                 // Else its guard drops: resident and dirty again.
             }
         }
-        // Copies still reading these slots get theirs first (`vcopy`).
-        self.materialize_slots(
-            monitor,
-            batch
-                .iter()
-                .filter(|(disk, _)| disk.is_some())
-                .map(|(_, v)| v.page()),
-        )?;
-        // A persistent space: images of the victims the newest map names
-        // on disk go to the journal first, so that a crash tearing their
-        // writes below cannot leave them neither old nor new.
         // SAFETY: every victim is latched exclusively (its guard is in
         // `batch`), and protected against plain stores above.
         unsafe {
-            self.journal_before_write(
+            self.before_slot_writes(
                 monitor,
                 batch
                     .iter()
@@ -717,16 +706,10 @@ impl AddressSpace {
             // VmFile's sync 9x an `fdatasync` of the same pages).
             runs.push((disk, run));
         }
-        // Copies still reading these slots get theirs first (`vcopy`).
-        self.materialize_slots(
-            monitor,
-            runs.iter()
-                .flat_map(|(_, run)| run.iter().map(|l| l.page())),
-        )?;
         // SAFETY: every page of `runs` is latched shared (its latch is in
         // `runs`) and protected against plain stores above.
         unsafe {
-            self.journal_before_write(
+            self.before_slot_writes(
                 monitor,
                 runs.iter()
                     .flat_map(|(_, run)| run.iter().map(|l| l.page())),
@@ -897,10 +880,9 @@ impl AddressSpace {
             .expect("write_back needs a volume")
             .translate(PageNumber(page))?;
         self.protect_for_write_back(std::iter::once(page))?;
-        self.materialize_slots(monitor, std::iter::once(page))?;
         // SAFETY: `_latch` holds `page` shared, and it was protected against
         // plain stores just above.
-        unsafe { self.journal_before_write(monitor, std::iter::once(page))? };
+        unsafe { self.before_slot_writes(monitor, std::iter::once(page))? };
         let volume = monitor.volume.as_ref().expect("write_back needs a volume");
         // SAFETY: `_latch` holds a shared latch on `page` while `bytes` lives.
         let bytes = unsafe { self.region.page(page) };
@@ -924,17 +906,37 @@ impl AddressSpace {
 impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
-    /// Before `pages` are written in place: for a persistent space, an
-    /// image of each that the newest map names on disk and that has none in
-    /// the journal's chain yet goes to the journal, and the drives are
-    /// synced (see `journal`; a checkpoint there images all of them). A no-op for an anonymous space. At most the
+    /// Before the slots of `pages` are overwritten (every write-back path
+    /// calls this, and only this): virtual copies still reading those slots
+    /// are materialized (`vcopy`), and, for a persistent space, an image of
+    /// each page the newest map names on disk and that has none in the
+    /// journal's chain yet goes to the journal, and the drives are synced
+    /// (see `journal`; a checkpoint there images all of them). At most the
     /// journal's `max_batch` pages (the callers cut their batches to it).
     ///
     /// # Safety
     /// The caller holds a latch (shared or exclusive) on every page of
     /// `pages`, and, in transparent mode, has protected them against plain
     /// stores, for the whole call: their bytes hold still.
-    pub(crate) unsafe fn journal_before_write(
+    pub(crate) unsafe fn before_slot_writes(
+        &self,
+        monitor: &mut Monitor,
+        pages: impl Iterator<Item = u64> + Clone,
+    ) -> Result<(), VmError> {
+        // Copies still reading these slots get theirs first (`vcopy`).
+        self.materialize_slots(monitor, pages.clone())?;
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.journal_before_write(monitor, pages) }
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// `before_slot_writes`' part for a persistent space: the journal's
+    /// images (a no-op for an anonymous space).
+    ///
+    /// # Safety
+    /// As for `before_slot_writes`.
+    unsafe fn journal_before_write(
         &self,
         monitor: &mut Monitor,
         pages: impl Iterator<Item = u64>,

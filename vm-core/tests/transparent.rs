@@ -5,38 +5,11 @@
 mod common;
 
 use common::PAGE;
-use disk_channel::{DiskChannel, Drive, SimDrive};
-use runtable::{FormatOptions, Volume};
 use vm_core::{Backing, Vm, VmConfig, VmError};
-
-/// A transparent VM over a simulated SSD, or `None` (with the reason
-/// printed) where the kernel refuses userfaultfd.
-fn transparent_vm(virtual_pages: u64, budget: u64) -> Option<Vm> {
-    transparent_vm_served(virtual_pages, budget, VmConfig::new(virtual_pages, budget))
-}
-
-/// As [`transparent_vm`], from `config` (its fault service and scope).
-fn transparent_vm_served(virtual_pages: u64, budget: u64, config: VmConfig) -> Option<Vm> {
-    let _ = budget;
-    let drive = SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(virtual_pages + 1024)
-        .unwrap();
-    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
-    match Vm::new(config.transparent(), Backing::Volume(volume)) {
-        Ok(vm) => Some(vm),
-        Err(VmError::TransparentUnavailable { reason }) => {
-            println!("skipped: transparent mode unavailable here: {reason}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
 
 #[test]
 fn stores_through_a_view_survive_eviction() {
-    let Some(vm) = transparent_vm(1024, 16) else {
+    let Some(vm) = common::transparent_sim_vm(1024, 16) else {
         return;
     };
     let interval = vm.allocate(256).unwrap();
@@ -91,7 +64,7 @@ fn push_out(vm: &Vm, spare: runtable::Interval) {
 
 #[test]
 fn dirty_tracking_writes_stored_pages_and_only_them() {
-    let Some(vm) = transparent_vm(1024, 8) else {
+    let Some(vm) = common::transparent_sim_vm(1024, 8) else {
         return;
     };
     let data = vm.allocate(32).unwrap();
@@ -166,7 +139,7 @@ fn dirty_tracking_writes_stored_pages_and_only_them() {
 
 #[test]
 fn threads_storing_and_loading_under_pressure_match_a_model() {
-    let Some(vm) = transparent_vm(4096, 24) else {
+    let Some(vm) = common::transparent_sim_vm(4096, 24) else {
         return;
     };
     const THREADS: usize = 4;
@@ -223,7 +196,7 @@ fn threads_storing_and_loading_under_pressure_match_a_model() {
 
 #[test]
 fn eviction_racing_with_stores_loses_nothing() {
-    let Some(vm) = transparent_vm(2048, 12) else {
+    let Some(vm) = common::transparent_sim_vm(2048, 12) else {
         return;
     };
     let data = vm.allocate(64).unwrap();
@@ -263,7 +236,7 @@ fn eviction_racing_with_stores_loses_nothing() {
 
 #[test]
 fn copying_api_and_views_interleave_and_conflicts_are_refused() {
-    let Some(vm) = transparent_vm(1024, 8) else {
+    let Some(vm) = common::transparent_sim_vm(1024, 8) else {
         return;
     };
     let a = vm.allocate(16).unwrap();
@@ -342,7 +315,7 @@ fn runtable_addr(base: vm_core::VAddr, offset: u64) -> vm_core::VAddr {
 
 #[test]
 fn a_child_after_fork_has_no_vm_memory() {
-    let Some(vm) = transparent_vm(256, 8) else {
+    let Some(vm) = common::transparent_sim_vm(256, 8) else {
         return;
     };
     let a = vm.allocate(4).unwrap();
@@ -427,7 +400,7 @@ fn the_error_when_userfaultfd_is_refused() {
 
 #[test]
 fn a_page_loaded_as_zeros_then_stored_to_keeps_the_store() {
-    let Some(vm) = transparent_vm(256, 8) else {
+    let Some(vm) = common::transparent_sim_vm(256, 8) else {
         return;
     };
     let a = vm.allocate(16).unwrap();
@@ -464,7 +437,7 @@ fn absent_pages(vm: &Vm, interval: runtable::Interval) -> Vec<u64> {
 
 #[test]
 fn an_evicted_page_comes_back_from_the_reclaim_list_without_a_read() {
-    let Some(vm) = transparent_vm(1024, 16) else {
+    let Some(vm) = common::transparent_sim_vm(1024, 16) else {
         return;
     };
     let stats = vm.stats();
@@ -523,7 +496,7 @@ fn an_evicted_page_comes_back_from_the_reclaim_list_without_a_read() {
 
 #[test]
 fn a_copy_on_the_reclaim_list_is_forgotten_when_its_page_is_killed_or_freed() {
-    let Some(vm) = transparent_vm(1024, 16) else {
+    let Some(vm) = common::transparent_sim_vm(1024, 16) else {
         return;
     };
     let a = vm.allocate(64).unwrap();
@@ -600,7 +573,7 @@ fn whole_page_overwrites_in_every_service_install_the_page() {
             monitor_scope: scope,
             ..VmConfig::new(512, 16)
         };
-        let Some(vm) = transparent_vm_served(512, 16, config) else {
+        let Some(vm) = common::transparent_sim_vm_with(config) else {
             return;
         };
         let a = vm.allocate(64).unwrap();
@@ -647,7 +620,7 @@ fn threads_against_a_model_with_the_seed_service_and_the_worker() {
             monitor_scope: scope,
             ..VmConfig::new(1024, 16)
         };
-        let Some(vm) = transparent_vm_served(1024, 16, config) else {
+        let Some(vm) = common::transparent_sim_vm_with(config) else {
             return;
         };
         let interval = vm.allocate(96).unwrap();
@@ -738,7 +711,7 @@ proptest::proptest! {
     /// `Vec<u8>` model.
     #[test]
     fn views_and_the_copying_api_against_a_model(steps in proptest::collection::vec(step(), 1..120)) {
-        let Some(vm) = transparent_vm(256, 16) else {
+        let Some(vm) = common::transparent_sim_vm(256, 16) else {
             return Ok(());
         };
         let interval = vm.allocate(PROP_PAGES as u64).unwrap();

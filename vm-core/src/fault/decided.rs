@@ -157,7 +157,7 @@ impl AddressSpace {
         // in under the monitor (see `vcopy`).
         if !monitor.links.is_empty() && monitor.links.place_of(page).is_some() {
             monitor.counters.faults += 1;
-            self.bring_in_linked(monitor, page, overwrite)?;
+            self.bring_in_linked(monitor, page)?;
             return Ok(Plan::Now(Served::Resident));
         }
         if allocation.advice == Advice::Sequential {

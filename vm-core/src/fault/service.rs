@@ -51,7 +51,7 @@ impl AddressSpace {
         monitor.counters.faults += 1;
         // A virtual copy's page still reading its source's place (`vcopy`).
         if !monitor.links.is_empty() && monitor.links.place_of(page).is_some() {
-            self.bring_in_linked(monitor, page, overwrite)?;
+            self.bring_in_linked(monitor, page)?;
             return Ok(Served::Resident);
         }
         let sequential = allocation.advice == Advice::Sequential;

@@ -106,16 +106,20 @@ pub fn pattern(seed: u64, addr: u64) -> u8 {
 /// A VM in transparent mode over a simulated SSD volume, or `None` (with
 /// the reason printed) where the kernel refuses userfaultfd.
 pub fn transparent_sim_vm(virtual_pages: u64, budget: u64) -> Option<Vm> {
+    transparent_sim_vm_with(VmConfig::new(virtual_pages, budget))
+}
+
+/// As [`transparent_sim_vm`], from `config` (its size, budget, fault
+/// service and scope; transparent mode is turned on here).
+pub fn transparent_sim_vm_with(config: VmConfig) -> Option<Vm> {
+    let virtual_pages = config.virtual_pages;
     let drive = SimDrive::preset("ssd", PAGE)
         .unwrap()
         .with_page_count(virtual_pages + 1024)
         .unwrap();
     let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
-    match Vm::new(
-        VmConfig::new(virtual_pages, budget).transparent(),
-        vm_core::Backing::Volume(volume),
-    ) {
+    match Vm::new(config.transparent(), vm_core::Backing::Volume(volume)) {
         Ok(vm) => Some(vm),
         Err(vm_core::VmError::TransparentUnavailable { reason }) => {
             println!("skipped: transparent mode unavailable here: {reason}");
