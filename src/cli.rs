@@ -159,8 +159,9 @@ pub struct OutOfCoreArgs {
     workloads: Vec<String>,
     /// Only these sides (comma-separated: vm, vm-transparent,
     /// kernel-advised, kernel, vm-mapped — the data set a shared file
-    /// mapping through `map_file`, run only when named here).
-    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped"])]
+    /// mapping through `map_file` — and vm-no-move — the vm side without
+    /// frame moves; the last two run only when named here).
+    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move"])]
     sides: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).

@@ -98,6 +98,11 @@ pub enum Side {
     /// of it outside the budget), reached through the copying API; the
     /// sort's areas anonymous. Run when asked for (`--sides`).
     VmMapped,
+    /// The `vm` side without frame moves (`VmConfig::move_frames` off:
+    /// every transfer into fresh memory, every eviction given back with
+    /// `madvise`): the same run's baseline for the frame pool. Run when
+    /// asked for (`--sides`).
+    VmNoMove,
 }
 
 impl Side {
@@ -109,6 +114,7 @@ impl Side {
             Side::KernelAdvised => "kernel-advised",
             Side::Kernel => "kernel",
             Side::VmMapped => "vm-mapped",
+            Side::VmNoMove => "vm-no-move",
         }
     }
 
@@ -120,6 +126,7 @@ impl Side {
             Side::KernelAdvised,
             Side::Kernel,
             Side::VmMapped,
+            Side::VmNoMove,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -991,7 +998,7 @@ pub fn run_side(
     let sort_bytes = options.sort_bytes();
     match side {
         Side::VmMapped => run_mapped_side(options, dir),
-        Side::Vm | Side::VmTransparent => {
+        Side::Vm | Side::VmTransparent | Side::VmNoMove => {
             let transparent = side == Side::VmTransparent;
             let pages = (data_bytes + 2 * sort_bytes) / PAGE;
             let path = dir.join(format!("out-of-core-{}.vol", side.name()));
@@ -1006,6 +1013,7 @@ pub fn run_side(
             )?;
             let config = VmConfig {
                 transparent,
+                move_frames: side != Side::VmNoMove,
                 ..VmConfig::new(pages, options.memory_bytes / PAGE)
             };
             let vm = match Vm::new(config, Backing::Volume(volume)) {
@@ -1402,6 +1410,37 @@ impl OutOfCoreReport {
                  API under Normal advice (read-around while it pays: compare with the kernel \
                  without advice);\n  the kernel's sides a shared mmap of a file (uniform-fit: a \
                  working set of 3/4 of the budget)\n"
+            ));
+        }
+        if self.side(Side::VmNoMove).is_some() {
+            t.push_str(&format!(
+                "\n{:<13} {:>9} {:>12} {:>11}\n",
+                "frame moves", "vm s", "vm-no-move s", "vm/no-move"
+            ));
+            for name in WORKLOADS {
+                let plain = self.seconds(Side::VmNoMove, name);
+                if plain.is_none() {
+                    continue;
+                }
+                let vm = self.seconds(Side::Vm, name);
+                t.push_str(&format!(
+                    "{:<13} {:>9} {:>12} {:>11}\n",
+                    name,
+                    cell_of(vm, failed(Side::Vm)),
+                    cell_of(plain, failed(Side::VmNoMove)),
+                    ratio(vm, plain)
+                ));
+            }
+            let moved = |side: Side| {
+                self.side(side)
+                    .and_then(|s| s.vm_stats.as_ref())
+                    .map_or((0, 0), |s| (s.frames_moved_in, s.frames_moved_out))
+            };
+            let (moved_in, moved_out) = moved(Side::Vm);
+            t.push_str(&format!(
+                "vm-no-move: the vm side with VmConfig::move_frames off (each transfer into fresh \
+                 memory, each eviction given back by madvise); vm moved {moved_in} pages in and \
+                 {moved_out} out of its frame pool\n"
             ));
         }
         if main_table {

@@ -35,6 +35,17 @@ pub struct VmConfig {
     /// full disk is possible.
     #[serde(default)]
     pub transparent: bool,
+    /// Copying mode: move runs of pages between their addresses and a
+    /// small pool of committed frames with `UFFDIO_MOVE` (Linux 6.8),
+    /// instead of reading into fresh memory and giving it back with
+    /// `madvise` (see [`VmConfig::frame_pool_pages`]). On by default; where
+    /// the kernel refuses a `userfaultfd` or the move, off by itself.
+    #[serde(default = "on")]
+    pub move_frames: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// What the monitor is held for while the faulting thread serves a fault.
@@ -96,7 +107,21 @@ impl VmConfig {
             fault_service: FaultService::default(),
             monitor_scope: MonitorScope::default(),
             transparent: false,
+            move_frames: true,
         }
+    }
+
+    /// The frame pool's size in pages (0 for none): an eighth of the
+    /// budget, 16 to 1,024 pages and at most 4 MiB — memory the VM holds
+    /// beyond its budget, in passage between a transfer and its pages. No
+    /// pool in transparent mode (its installs copy from a staging buffer).
+    pub fn frame_pool_pages(&self) -> u64 {
+        if !self.move_frames || self.transparent {
+            return 0;
+        }
+        (self.real_memory_pages / 8)
+            .clamp(16, 1024)
+            .min(((4 << 20) / self.page_size as u64).max(2))
     }
 
     /// The same in transparent mode (see [`VmConfig::transparent`]).

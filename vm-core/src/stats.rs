@@ -96,6 +96,24 @@ pub struct VmStats {
     /// never).
     #[serde(default)]
     pub copies_materialized: u64,
+    /// The frame pool's size in pages (0: none; see
+    /// [`VmConfig::move_frames`](crate::VmConfig::move_frames)): memory
+    /// beyond the budget, in passage between transfers and pages.
+    #[serde(default)]
+    pub frame_pool_pages: u64,
+    /// Pages read into the pool and moved to their addresses.
+    #[serde(default)]
+    pub frames_moved_in: u64,
+    /// Evicted pages whose memory moved into the pool (not given back).
+    #[serde(default)]
+    pub frames_moved_out: u64,
+    /// Pages the kernel would not move in, copied from the pool instead.
+    #[serde(default)]
+    pub frames_copied_in: u64,
+    /// Moves the kernel refused (a page shared with a child after a
+    /// `fork`, or pinned): done the plain way instead.
+    #[serde(default)]
+    pub frame_moves_refused: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -106,7 +124,19 @@ impl AddressSpace {
             .as_ref()
             .map(|v| v.channel().total_stats())
             .unwrap_or_default();
+        let [
+            frame_pool_pages,
+            frames_moved_in,
+            frames_moved_out,
+            frames_copied_in,
+            frame_moves_refused,
+        ] = self.region.pool_counts();
         VmStats {
+            frame_moves_refused,
+            frame_pool_pages,
+            frames_moved_in,
+            frames_moved_out,
+            frames_copied_in,
             faults: monitor.counters.faults,
             hits: self.hits.total(),
             zero_fills: monitor.counters.zero_fills,

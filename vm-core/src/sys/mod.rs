@@ -6,6 +6,7 @@
 //!
 //! | file | owns |
 //! |---|---|
+//! | `frame_pool` | copying mode: committed pages that runs are read into and evicted to, moved with `UFFDIO_MOVE` |
 //! | `mapping` | an anonymous, lazily committed mapping, without transparent huge pages |
 //! | `region` | the reserved address range that holds resident pages; the page-state array |
 //! | `shared_mapping` | shared mappings for the `shm` segments |
@@ -15,6 +16,7 @@
 //! | `staging` | each thread's page-aligned staging buffer for installs |
 //! | [`futex`] | shared futex wait/wake, the process id, liveness of a process |
 
+pub(crate) mod frame_pool;
 pub mod futex;
 pub(crate) mod mapping;
 pub(crate) mod park;

@@ -23,6 +23,7 @@
 //! and [`Region::release`] (give the memory back; the page reads as zeros
 //! afterwards).
 
+use super::frame_pool::{FramePool, MIN_RUN};
 use super::mapping::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
@@ -45,6 +46,9 @@ pub(crate) struct Region {
     /// In transparent mode: the region's `userfaultfd` (SIGBUS mode) and
     /// its entry in the process's SIGBUS table.
     transparent: Option<Transparent>,
+    /// In copying mode, where the kernel has `UFFDIO_MOVE`: the pool that
+    /// runs of pages are read into and evicted to (`sys::frame_pool`).
+    pool: Option<FramePool>,
 }
 
 /// The parts of a region in transparent mode.
@@ -83,16 +87,19 @@ impl Region {
         page_size: usize,
         transparent: bool,
     ) -> Result<Region, VmError> {
-        Self::reserve_at(None, pages, page_size, transparent)
+        Self::reserve_at(None, pages, page_size, transparent, 0)
     }
 
     /// As [`Region::reserve`], at address `at` if given (see
-    /// [`Mapping::new_at`]: never over another mapping).
+    /// [`Mapping::new_at`]: never over another mapping); outside
+    /// transparent mode with a frame pool of `pool_pages` pages (none if
+    /// 0, or where the kernel has no `UFFDIO_MOVE`).
     pub(crate) fn reserve_at(
         at: Option<usize>,
         pages: u64,
         page_size: usize,
         transparent: bool,
+        pool_pages: usize,
     ) -> Result<Region, VmError> {
         let len = usize::try_from(pages)
             .ok()
@@ -122,6 +129,11 @@ impl Region {
         } else {
             None
         };
+        // Copying mode needs no userfaultfd: where the kernel refuses one,
+        // or the move, there is no pool and nothing else changes.
+        let pool = (transparent.is_none() && pool_pages >= 2)
+            .then(|| FramePool::new(mapping.base.as_ptr(), len, pool_pages, page_size).ok())
+            .flatten();
         Ok(Region {
             mapping,
             page_size,
@@ -129,6 +141,21 @@ impl Region {
             self_pidfd: OnceLock::new(),
             batch_refused: AtomicBool::new(false),
             transparent,
+            pool,
+        })
+    }
+
+    /// The frame pool's size in pages, its pages moved in, moved out and
+    /// copied in, and the moves the kernel refused (zeros without a pool).
+    pub(crate) fn pool_counts(&self) -> [u64; 5] {
+        self.pool.as_ref().map_or([0; 5], |p| {
+            [
+                p.slots() as u64,
+                p.moved_in.load(Ordering::Relaxed),
+                p.moved_out.load(Ordering::Relaxed),
+                p.copied_in.load(Ordering::Relaxed),
+                p.refused.load(Ordering::Relaxed),
+            ]
         })
     }
 
@@ -179,6 +206,28 @@ impl Region {
         read: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<(), FillError<E>> {
         let Some(transparent) = &self.transparent else {
+            // A run through the pool: read into committed slots, then
+            // moved to the pages.
+            if let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN)
+                && let Some(lease) = pool.lease_for_read(count as usize)
+            {
+                assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+                // SAFETY: the lease is held until `move_in`/`give_back`,
+                // and the slice is gone by then.
+                let read = read(unsafe { pool.lease_bytes(&lease) });
+                return match read {
+                    Ok(()) => {
+                        // SAFETY: in bounds (asserted); the caller holds
+                        // the pages exclusively and they are absent.
+                        unsafe { pool.move_in(lease, self.page_ptr(page)) };
+                        Ok(())
+                    }
+                    Err(e) => {
+                        pool.give_back(lease);
+                        Err(FillError::Read(e))
+                    }
+                };
+            }
             // SAFETY: the caller holds the pages exclusively.
             let bytes = unsafe { self.pages_mut(page, count) };
             return read(bytes).map_err(|e| {
@@ -432,6 +481,9 @@ impl Region {
                 .map_err(|e| map_error("madvise(MADV_DONTFORK)", e))?;
             transparent.uffd.register(at, len)?;
         }
+        if let Some(pool) = &self.pool {
+            pool.register_again(at, len)?;
+        }
         Ok(())
     }
 
@@ -501,6 +553,12 @@ impl Region {
     /// memory is released would see its contents change under it).
     pub(crate) unsafe fn release(&self, page: u64, count: u64) -> Result<(), VmError> {
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        // SAFETY: as below.
+        let moved = unsafe { self.move_out(page, count) };
+        let (page, count) = (page + moved, count - moved);
+        if count == 0 {
+            return Ok(());
+        }
         // SAFETY: the range lies inside our mapping and the caller holds the
         // pages exclusively, so no Rust reference into them exists.
         unsafe {
@@ -515,6 +573,24 @@ impl Region {
             bytes: count as usize * self.page_size,
             source: e.into(),
         })
+    }
+}
+
+impl Region {
+    /// Moves a run's memory into the frame pool, where there is one and
+    /// the run is long enough; returns the pages moved, from the first.
+    ///
+    /// # Safety
+    /// As for [`Region::release`].
+    unsafe fn move_out(&self, page: u64, count: u64) -> u64 {
+        match &self.pool {
+            // SAFETY: in bounds (the caller asserted); the caller holds
+            // the pages exclusively.
+            Some(pool) if count >= MIN_RUN => unsafe {
+                pool.move_out(self.page_ptr(page), count as usize) as u64
+            },
+            _ => 0,
+        }
     }
 }
 
@@ -592,6 +668,23 @@ impl Region {
         for &(page, count) in runs {
             assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         }
+        // Runs long enough go into the frame pool; what does not fit there
+        // is given back.
+        let rest: Vec<(u64, u64)>;
+        let runs = if self.pool.is_some() {
+            rest = runs
+                .iter()
+                .filter_map(|&(page, count)| {
+                    // SAFETY: in bounds (asserted); the caller holds the
+                    // pages exclusively.
+                    let moved = unsafe { self.move_out(page, count) };
+                    (moved < count).then_some((page + moved, count - moved))
+                })
+                .collect();
+            &rest[..]
+        } else {
+            runs
+        };
         let pidfd = self.self_pidfd.get_or_init(|| {
             rustix::process::pidfd_open(
                 rustix::process::getpid(),

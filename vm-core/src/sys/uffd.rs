@@ -41,6 +41,8 @@ const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
 const UFFDIO_REGISTER_MODE_WP: u64 = 2;
 const UFFDIO_COPY_MODE_WP: u64 = 2;
 const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1;
+/// `UFFDIO_MOVE` (Linux 6.8): `_IOWR(0xAA, 0x05, struct uffdio_move)`.
+const UFFDIO_MOVE: rustix::ioctl::Opcode = opcode::read_write::<UffdioMove>(0xAA, 0x05);
 /// `USERFAULTFD_IOC_NEW` on `/dev/userfaultfd`: `_IO(0xAA, 0x00)`.
 const USERFAULTFD_IOC_NEW: rustix::ioctl::Opcode = opcode::none(0xAA, 0x00);
 
@@ -90,6 +92,16 @@ struct UffdioZeropage {
 struct UffdioWriteprotect {
     range: UffdioRange,
     mode: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioMove {
+    dst: u64,
+    src: u64,
+    len: u64,
+    mode: u64,
+    moved: i64,
 }
 
 const UFFDIO_API: rustix::ioctl::Opcode = opcode::read_write::<UffdioApi>(0xAA, 0x3F);
@@ -216,6 +228,70 @@ impl Uffd {
                     "UFFDIO_REGISTER (missing and write-protect) of {len} bytes was refused: {e}"
                 ),
             })
+    }
+
+    /// Registers `[start, start + len)` for write-protect faults only: the
+    /// range stays ordinary anonymous memory (a missing page is zero-filled
+    /// by the kernel, as without a `userfaultfd`, and nothing is ever
+    /// write-protected), but `UFFDIO_MOVE` may now move pages into it
+    /// (`sys::frame_pool`).
+    pub(crate) fn register_for_moves(&self, start: *mut u8, len: usize) -> rustix::io::Result<()> {
+        let mut register = UffdioRegister {
+            range: UffdioRange {
+                start: start as u64,
+                len: len as u64,
+            },
+            mode: UFFDIO_REGISTER_MODE_WP,
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_REGISTER takes a `struct uffdio_register`; the
+        // range is the caller's own mapping.
+        unsafe { rustix::ioctl::ioctl(&self.fd, Updater::<UFFDIO_REGISTER, _>::new(&mut register)) }
+    }
+
+    /// Moves the pages of `len` bytes at `src` to `dst` (`UFFDIO_MOVE`):
+    /// the page-table entries change hands, nothing is copied, allocated
+    /// or zeroed, and `src` is left missing. Returns the bytes moved (a
+    /// prefix of the range) and, if it stopped early, why: `EEXIST` for a
+    /// destination page present already, `ENOENT` for a source page
+    /// missing, `EBUSY` for one shared (after a `fork`) or pinned.
+    ///
+    /// # Safety
+    /// Both ranges are page-aligned anonymous private memory of this
+    /// process, `dst` registered on this descriptor, and no Rust reference
+    /// into either exists (the caller holds both exclusively).
+    pub(crate) unsafe fn move_pages(
+        &self,
+        dst: *mut u8,
+        src: *mut u8,
+        len: usize,
+    ) -> (usize, rustix::io::Result<()>) {
+        let mut done = 0usize;
+        let mut again = 0;
+        while done < len {
+            let mut mv = UffdioMove {
+                dst: dst as u64 + done as u64,
+                src: src as u64 + done as u64,
+                len: (len - done) as u64,
+                mode: 0,
+                moved: 0,
+            };
+            // SAFETY: UFFDIO_MOVE takes a `struct uffdio_move`; the ranges
+            // are as the caller promises.
+            let result =
+                unsafe { rustix::ioctl::ioctl(&self.fd, Updater::<UFFDIO_MOVE, _>::new(&mut mv)) };
+            if mv.moved > 0 {
+                done += mv.moved as usize;
+            }
+            match result {
+                Ok(()) => {}
+                // A page lock or a split raced with it: go on from where it
+                // stopped, a few times.
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if again < 8 => again += 1,
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
     }
 
     /// Installs `src` at `dst` (both page-aligned, `src.len()` a multiple

@@ -1,0 +1,166 @@
+//! The frame pool (copying mode, `VmConfig::move_frames`): runs of pages
+//! read into committed frames and moved to their addresses, evicted runs
+//! moved back, with every byte right; and where the kernel will not move
+//! a page (shared with a child after a `fork`), it is done the plain way.
+
+mod common;
+use common::*;
+use disk_channel::SimDrive;
+use disk_channel::rng::SplitMix64;
+use runtable::{FormatOptions, Interval, Volume};
+use vm_core::{Advice, Backing, VAddr, Vm, VmConfig};
+
+const BUDGET: u64 = 64;
+const PAGES: u64 = 8 * BUDGET;
+
+fn vm(move_frames: bool) -> Vm {
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(PAGES + 1024)
+        .unwrap();
+    let channel = disk_channel::DiskChannel::new(vec![Box::new(drive)]).unwrap();
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, PAGES)).unwrap();
+    let config = VmConfig {
+        move_frames,
+        ..VmConfig::new(PAGES, BUDGET)
+    };
+    Vm::new(config, Backing::Volume(volume)).unwrap()
+}
+
+/// Writes `seed`'s pattern over the whole interval, page by page.
+fn write_all(vm: &Vm, interval: Interval, seed: u64) {
+    let base = vm.address_of(interval.page).0;
+    for page in 0..interval.count.0 {
+        let at = page * PAGE as u64;
+        let data: Vec<u8> = (at..at + PAGE as u64).map(|a| pattern(seed, a)).collect();
+        vm.write(VAddr(base + at), &data).unwrap();
+    }
+}
+
+/// Reads the interval in order under sequential advice (clustered
+/// read-ahead: runs), then at random, checking every byte against `seed`.
+fn read_all(vm: &Vm, interval: Interval, seed: u64) {
+    let base = vm.address_of(interval.page).0;
+    let bytes = interval.count.0 * PAGE as u64;
+    vm.advise(interval, Advice::Sequential).unwrap();
+    let mut buf = vec![0u8; PAGE];
+    for page in 0..interval.count.0 {
+        let at = page * PAGE as u64;
+        vm.read(VAddr(base + at), &mut buf).unwrap();
+        for (i, &b) in buf.iter().enumerate() {
+            assert_eq!(
+                b,
+                pattern(seed, at + i as u64),
+                "byte {} in order",
+                at + i as u64
+            );
+        }
+    }
+    vm.advise(interval, Advice::Normal).unwrap();
+    let mut rng = SplitMix64::new(seed);
+    let mut buf = vec![0u8; 1000];
+    for _ in 0..500 {
+        let at = rng.below(bytes - buf.len() as u64);
+        vm.read(VAddr(base + at), &mut buf).unwrap();
+        for (i, &b) in buf.iter().enumerate() {
+            assert_eq!(
+                b,
+                pattern(seed, at + i as u64),
+                "byte {} at random",
+                at + i as u64
+            );
+        }
+    }
+}
+
+#[test]
+fn runs_move_through_the_pool_and_every_byte_survives() {
+    for move_frames in [true, false] {
+        let vm = vm(move_frames);
+        let interval = vm.allocate(PAGES).unwrap();
+        write_all(&vm, interval, 1);
+        read_all(&vm, interval, 1);
+        // Rewritten, and read again: pages that came through the pool go
+        // back out through it.
+        write_all(&vm, interval, 2);
+        vm.flush().unwrap();
+        read_all(&vm, interval, 2);
+        vm.check_invariants();
+        let kernel = vm.kernel_resident_pages().unwrap();
+        assert!(
+            kernel <= BUDGET,
+            "the kernel holds {kernel} pages of the region"
+        );
+        let stats = vm.stats();
+        assert!(stats.cluster_reads > 0, "no runs were read: {stats:?}");
+        if !move_frames {
+            assert_eq!(
+                (
+                    stats.frame_pool_pages,
+                    stats.frames_moved_in,
+                    stats.frames_moved_out
+                ),
+                (0, 0, 0),
+                "moves without a pool"
+            );
+            continue;
+        }
+        if stats.frame_pool_pages == 0 {
+            eprintln!(
+                "skipped the pool's counts: the kernel refused a userfaultfd or UFFDIO_MOVE \
+                 (Linux 6.8 and later, and root or vm.unprivileged_userfaultfd=1)"
+            );
+            continue;
+        }
+        // An eighth of the budget, at least 16 pages.
+        assert_eq!(stats.frame_pool_pages, 16);
+        assert!(
+            stats.frames_moved_in > PAGES && stats.frames_moved_out > PAGES,
+            "runs should come and go through the pool: {stats:?}"
+        );
+        assert_eq!(
+            (stats.frames_copied_in, stats.frame_moves_refused),
+            (0, 0),
+            "nothing should be refused: {stats:?}"
+        );
+    }
+}
+
+#[test]
+fn after_a_fork_pages_the_kernel_will_not_move_are_released_and_stay_right() {
+    let vm = vm(true);
+    if vm.stats().frame_pool_pages == 0 {
+        eprintln!("skipped: the kernel refused a userfaultfd or UFFDIO_MOVE");
+        return;
+    }
+    let interval = vm.allocate(PAGES).unwrap();
+    write_all(&vm, interval, 3);
+    read_all(&vm, interval, 3);
+    // A child shares every committed page, the pool's included, until the
+    // parent writes it: the kernel refuses to move the region's pages that
+    // are evicted unwritten (EBUSY), and they are given back instead. (The
+    // pool's own pages are written by the read before they move, which
+    // makes them the parent's alone again.)
+    // SAFETY: the child calls only `_exit`, which is async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just made.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    let before = vm.stats();
+    read_all(&vm, interval, 3);
+    write_all(&vm, interval, 4);
+    read_all(&vm, interval, 4);
+    vm.check_invariants();
+    let stats = vm.stats();
+    assert!(
+        stats.frame_moves_refused > before.frame_moves_refused,
+        "pages shared with the child should have been refused: {stats:?}"
+    );
+    // And once given back, moves resume.
+    assert!(stats.frames_moved_in > before.frames_moved_in, "{stats:?}");
+}
