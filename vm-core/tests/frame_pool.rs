@@ -164,3 +164,55 @@ fn after_a_fork_pages_the_kernel_will_not_move_are_released_and_stay_right() {
     // And once given back, moves resume.
     assert!(stats.frames_moved_in > before.frames_moved_in, "{stats:?}");
 }
+
+#[test]
+fn a_stream_of_fresh_pages_is_zero_filled_a_run_at_a_time() {
+    for move_frames in [true, false] {
+        for advice in [Advice::Normal, Advice::Sequential] {
+            let vm = vm(move_frames);
+            // Fresh pages written in order, the first 3/4 of the interval
+            // (more than the budget); the last quarter never written.
+            let interval = vm.allocate(4 * BUDGET).unwrap();
+            vm.advise(interval, advice).unwrap();
+            let written = 3 * BUDGET;
+            for page in 0..written {
+                let mut guard = vm
+                    .page_mut_overwrite(runtable::PageNumber(interval.page.0 + page))
+                    .unwrap();
+                let at = page * PAGE as u64;
+                for (i, b) in guard.iter_mut().enumerate() {
+                    *b = pattern(5, at + i as u64);
+                }
+            }
+            let stats = vm.stats();
+            // Every page written was fresh; runs may zero-fill past the
+            // last one written, never past the interval.
+            assert!(
+                (written..=interval.count.0).contains(&stats.zero_fills),
+                "{stats:?}"
+            );
+            assert!(
+                stats.faults * 4 <= written,
+                "{advice:?}: {} faults for {written} fresh pages written in order: {stats:?}",
+                stats.faults
+            );
+            // Every page reads as written, or as zeros where it never was
+            // (the run zero-filled past the last write included).
+            let base = vm.address_of(interval.page).0;
+            let mut buf = vec![0u8; PAGE];
+            for page in 0..interval.count.0 {
+                let at = page * PAGE as u64;
+                vm.read(VAddr(base + at), &mut buf).unwrap();
+                for (i, &b) in buf.iter().enumerate() {
+                    let want = if page < written {
+                        pattern(5, at + i as u64)
+                    } else {
+                        0
+                    };
+                    assert_eq!(b, want, "{advice:?}: byte {} of page {page}", i);
+                }
+            }
+            vm.check_invariants();
+        }
+    }
+}

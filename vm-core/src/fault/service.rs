@@ -73,6 +73,10 @@ impl AddressSpace {
                 return Ok(Served::Resident);
             }
         }
+        // Fresh pages of a sequential interval: zeros for a run at once.
+        if sequential && !self.region.is_transparent() && self.zero_run(monitor, page, true)? > 0 {
+            return Ok(Served::Resident);
+        }
         self.bring_in(monitor, page, next, overwrite)?;
         if sequential {
             // Pages past the cluster (zero-fill, or on other disk pages):
@@ -287,6 +291,67 @@ impl AddressSpace {
         monitor.counters.read_aheads += count - 1;
         monitor.counters.cluster_reads += 1;
         monitor.counters.seek_ahead_hints += u64::from(hint.is_some());
+        for latch in latches {
+            monitor.install_frame(latch.page());
+            latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+        }
+        Ok(count)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// A stream of fresh pages (copying mode): a fault on a page with no
+    /// copy anywhere (no disk copy, no file, no virtual copy's source)
+    /// whose two previous pages are resident (or, `sequential`, in an
+    /// interval advised so) zero-fills a run of such pages
+    /// from it at once — the window of `stream_window`, twice the stream's
+    /// resident run, 8 pages at least and at most `run_max` — as one
+    /// install of zeros (from the frame pool: one `memset` and one move,
+    /// where a page at a time costs the kernel's fault, allocation, zeroing
+    /// and charge each). Returns the pages made resident; 0, having changed
+    /// nothing, when that would be fewer than two.
+    pub(crate) fn zero_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        sequential: bool,
+    ) -> Result<u64, VmError> {
+        let states = self.states();
+        let Some((start, allocation)) = monitor.allocation_of(page) else {
+            return Ok(0);
+        };
+        if !sequential
+            && (page < start + 2
+                || states.load(page - 1).tag() == TAG_ABSENT
+                || states.load(page - 2).tag() == TAG_ABSENT)
+        {
+            return Ok(0);
+        }
+        let window = self
+            .stream_window(monitor, page)
+            .min(start + allocation.count - page);
+        let fresh = |p: u64| {
+            let word = states.load(p);
+            word.tag() == TAG_ABSENT
+                && !word.has(ON_DISK)
+                && matches!(monitor.files.source_of(p), Source::Anonymous)
+                && monitor.links.place_of(p).is_none()
+        };
+        let count = (page..page + window).take_while(|&p| fresh(p)).count() as u64;
+        if count < 2 {
+            return Ok(0);
+        }
+        let Some(latches) = self.latch_run(monitor, page, count) else {
+            return Ok(0);
+        };
+        let count = latches.len() as u64;
+        // SAFETY: `latches` hold every page of the run, absent, exclusively.
+        if unsafe { self.region.fill_zeros(page, count) }.is_err() {
+            // Nothing stays committed; the latches put the pages back as
+            // absent; the caller serves `page` alone.
+            return Ok(0);
+        }
+        monitor.counters.zero_fills += count;
         for latch in latches {
             monitor.install_frame(latch.page());
             latch.release(TAG_RESIDENT, REFERENCED, DIRTY);

@@ -247,8 +247,9 @@ impl Region {
         staged.unwrap_or_else(|e| Err(FillError::Install(e)))
     }
 
-    /// Makes `count` pages from `page` resident zeros: nothing to do
-    /// outside transparent mode (released memory reads as zeros); in it,
+    /// Makes `count` pages from `page` resident zeros: outside transparent
+    /// mode nothing to do (released memory reads as zeros) but for a run
+    /// taken from the frame pool; in it,
     /// installed write-protected by `UFFDIO_COPY` from a run of zeros, in
     /// one step. (`UFFDIO_ZEROPAGE` and then `UFFDIO_WRITEPROTECT` measured
     /// faster — 457 against 760 ns a page, `bench fault-path` — but between
@@ -260,6 +261,21 @@ impl Region {
     /// As for [`Region::fill`].
     pub(crate) unsafe fn fill_zeros(&self, page: u64, count: u64) -> Result<(), VmError> {
         let Some(transparent) = &self.transparent else {
+            // A run, where there is a frame pool: zeros written into
+            // committed slots and moved to the pages (the kernel would
+            // otherwise fault, allocate, zero and charge each page at its
+            // first store).
+            if let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN)
+                && let Some(lease) = pool.lease_for_read(count as usize)
+            {
+                assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+                // SAFETY: the lease is held; the slice is gone before it is
+                // handed on.
+                unsafe { pool.lease_bytes(&lease) }.fill(0);
+                // SAFETY: in bounds (asserted); the caller holds the pages
+                // exclusively and they are absent.
+                unsafe { pool.move_in(lease, self.page_ptr(page)) };
+            }
             return Ok(());
         };
         let chunk = ZEROS.len() / self.page_size;
