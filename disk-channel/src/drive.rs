@@ -111,7 +111,10 @@ pub trait Drive: Send {
     /// Pages on the drive.
     fn page_count(&self) -> u64;
 
-    /// Reads `buf.len() / page_size` pages starting at `page` into `buf`.
+    /// Reads `buf.len() / page_size` pages starting at `page` into `buf`,
+    /// writing every byte of it on success (a page never written reads as
+    /// zeros): the VM may hand a buffer that holds another page's old
+    /// bytes.
     fn read(
         &mut self,
         page: DiskPage,

@@ -112,9 +112,12 @@ impl VmConfig {
     }
 
     /// The frame pool's size in pages (0 for none): an eighth of the
-    /// budget, 16 to 1,024 pages and at most 4 MiB — memory the VM holds
-    /// beyond its budget, in passage between a transfer and its pages. No
-    /// pool in transparent mode (its installs copy from a staging buffer).
+    /// budget, but at least 16 pages (so a budget under 128 pages gets a
+    /// pool larger than an eighth of it) and at most 1,024 and 4 MiB —
+    /// memory the VM holds beyond its budget, in passage between a
+    /// transfer and its pages; `kernel_resident_pages` counts the region
+    /// only, not the pool. No pool in transparent mode (its installs copy
+    /// from a staging buffer), nor with pages larger than the OS page.
     pub fn frame_pool_pages(&self) -> u64 {
         if !self.move_frames || self.transparent {
             return 0;

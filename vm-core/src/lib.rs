@@ -88,6 +88,18 @@
 //!   userfaultfd's traps, not by `mprotect`. Plain loads set no
 //!   reference bits, so a quarter of the budget becomes a reclaim list
 //!   (module `reclaim`) — the VAX/VMS second chance.
+//! - **Frames that move** ([`VmConfig::move_frames`], `sys::frame_pool`):
+//!   in copying mode a run of pages is read into a small pool of committed
+//!   frames and moved to its pages' addresses with `UFFDIO_MOVE` (Linux
+//!   6.8), and an evicted run's memory is moved back into the pool rather
+//!   than given back with `madvise`. The design card's frames are memory
+//!   the VM owns; a region whose pages the kernel allocates, zeroes and
+//!   charges at every page-in and frees at every eviction made the
+//!   kernel's own work the largest cost of a scan (BENCHMARKS.md). A
+//!   stream of fresh pages is zero-filled a run at a time from the same
+//!   pool. Single pages keep the plain path (two `ioctl`s cost what a
+//!   fault and an `madvise` cost). Where the kernel refuses the
+//!   `userfaultfd` or the move, nothing else changes.
 //! - [`simulate`] runs the same fault service step by step on the drives'
 //!   virtual clock with simulated faulting processes (deterministic).
 //!

@@ -205,7 +205,11 @@ impl AddressSpace {
         let has_copy = word.has(ON_DISK) || file.is_some();
         // A stream of fresh pages (copying mode): zeros for a run of them
         // at once (`zero_run`).
-        if !has_copy && !self.region.is_transparent() && self.zero_run(monitor, page, false)? > 0 {
+        if !has_copy
+            && allocation.advice == Advice::Normal
+            && !self.region.is_transparent()
+            && self.zero_run(monitor, page, false)? > 0
+        {
             return Ok(Plan::Now(Served::Resident));
         }
         let overwrite_unread = overwrite && has_copy && !word.has(READ_ONLY);

@@ -214,7 +214,9 @@ impl AddressSpace {
     /// rule (`stream_window`), so streams under memory pressure keep small
     /// windows. Returns whether `page` came in; with nothing read, the
     /// caller serves it alone. The copying API keeps Cedar's page at a time
-    /// under `Normal` (its callers say what they want with `advise`).
+    /// under `Normal` for pages with a copy to read (its callers say what
+    /// they want with `advise`); only fresh pages, which cost no read, come
+    /// a run at a time there (`zero_run`).
     pub(crate) fn read_stream(&self, monitor: &mut Monitor, page: u64) -> Result<bool, VmError> {
         let states = self.states();
         let Some((start, allocation)) = monitor.allocation_of(page) else {
@@ -302,8 +304,9 @@ impl AddressSpace {
     ///
     /// A stream of fresh pages (copying mode): a fault on a page with no
     /// copy anywhere (no disk copy, no file, no virtual copy's source)
-    /// whose two previous pages are resident (or, `sequential`, in an
-    /// interval advised so) zero-fills a run of such pages
+    /// whose two previous pages are resident, under `Normal` advice (or,
+    /// `sequential`, in an interval advised so) zero-fills a run of such
+    /// pages
     /// from it at once — the window of `stream_window`, twice the stream's
     /// resident run, 8 pages at least and at most `run_max` — as one
     /// install of zeros (from the frame pool: one `memset` and one move,
@@ -354,7 +357,10 @@ impl AddressSpace {
         monitor.counters.zero_fills += count;
         for latch in latches {
             monitor.install_frame(latch.page());
-            latch.release(TAG_RESIDENT, REFERENCED, DIRTY);
+            // The pages ahead are a guess: unreferenced until touched, so
+            // the clock takes them first if the stream stops.
+            let referenced = if latch.page() == page { REFERENCED } else { 0 };
+            latch.release(TAG_RESIDENT, referenced, DIRTY | REFERENCED);
         }
         Ok(count)
     }

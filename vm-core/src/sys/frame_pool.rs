@@ -28,9 +28,14 @@
 //! ([`FramePool::lease_for_read`]), reads into it and moves the run to
 //! its pages' addresses ([`FramePool::move_in`]); an eviction moves a run
 //! into empty slots ([`FramePool::move_out`]). The pool holds at most its
-//! slots' worth of memory beyond the budget (the VM's `frame_pool_pages`,
-//! an eighth of the budget, 16 to 1,024 pages) and never more: an
-//! eviction that finds no empty run gives its memory back as before.
+//! slots' worth of memory beyond the budget (`VmConfig::frame_pool_pages`:
+//! an eighth of the budget, at least 16 and at most 1,024 pages) and never
+//! more: an eviction that finds no empty run gives its memory back as
+//! before.
+//!
+//! A child made by `fork` inherits the descriptor, and a move through it
+//! acts on the memory of the process that made it: in any other process
+//! the pool is not used (every transfer takes the plain path there).
 //!
 //! Whatever the kernel refuses is done the plain way, never lost: a page
 //! that will not move in (shared with a child after a `fork`, or a
@@ -55,6 +60,10 @@ pub(crate) struct FramePool {
     mapping: Mapping,
     page_size: usize,
     slots: usize,
+    /// The process that made the pool: a child made by `fork` inherits
+    /// the descriptor, whose moves act on the *parent's* memory, so in any
+    /// other process the pool is not used (`usable`).
+    owner: u32,
     marks: Mutex<Marks>,
     /// Pages moved into the region from the pool.
     pub(crate) moved_in: AtomicU64,
@@ -75,11 +84,22 @@ struct Marks {
     busy: Vec<u64>,
 }
 
-/// A run of slots held by one transfer.
+/// A run of slots held by one transfer; dropped without
+/// [`FramePool::move_in`] (a read that failed or panicked), its slots are
+/// free again, counted full (the read may have committed them).
 #[derive(Debug)]
-pub(crate) struct Lease {
+pub(crate) struct Lease<'a> {
+    pool: &'a FramePool,
     first: usize,
     count: usize,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut marks = self.pool.marks.lock();
+        Marks::set(&mut marks.full, self.first, self.count, true);
+        Marks::set(&mut marks.busy, self.first, self.count, false);
+    }
 }
 
 impl Marks {
@@ -153,6 +173,7 @@ impl FramePool {
             mapping,
             page_size,
             slots,
+            owner: super::futex::current_pid(),
             marks: Mutex::new(Marks {
                 full: vec![0; words],
                 busy: vec![0; words],
@@ -171,7 +192,10 @@ impl FramePool {
         unsafe { probe.write_volatile(1) };
         // SAFETY: both are pages of the pool, held by this function alone;
         // slot 1 is missing, and the pool is registered.
-        let (moved, result) = unsafe { pool.uffd.move_pages(pool.slot_ptr(1), probe, page_size) };
+        let (moved, result) = unsafe {
+            pool.uffd
+                .move_pages(pool.slot_ptr(1), probe, page_size, false)
+        };
         result.map_err(|e| refused("UFFDIO_MOVE", e))?;
         if moved == page_size {
             let mut marks = pool.marks.lock();
@@ -181,15 +205,17 @@ impl FramePool {
     }
 
     /// Re-registers part of the region after it was mapped over and given
-    /// back (`Region::unmap_fd`).
-    pub(crate) fn register_again(&self, start: *mut u8, len: usize) -> Result<(), VmError> {
-        self.uffd
-            .register_for_moves(start, len)
-            .map_err(|e| VmError::Map {
-                what: "UFFDIO_REGISTER (write-protect) of the region given back",
-                bytes: len,
-                source: e.into(),
-            })
+    /// back (`Region::unmap_fd`). Best effort: where it fails, moves into
+    /// those pages are refused (`EINVAL`) and copied instead.
+    pub(crate) fn register_again(&self, start: *mut u8, len: usize) {
+        if self.usable() {
+            let _ = self.uffd.register_for_moves(start, len);
+        }
+    }
+
+    /// Whether this process made the pool (see `owner`).
+    fn usable(&self) -> bool {
+        super::futex::current_pid() == self.owner
     }
 
     /// The pool's size in pages.
@@ -206,25 +232,28 @@ impl FramePool {
     /// A run of `count` slots to read into: full ones if a run of them is
     /// free, else any free run (its empty slots are committed by the read
     /// itself, as the region's pages would be); `None` if no run is free.
-    pub(crate) fn lease_for_read(&self, count: usize) -> Option<Lease> {
-        if count > self.slots {
+    pub(crate) fn lease_for_read(&self, count: usize) -> Option<Lease<'_>> {
+        if count > self.slots || !self.usable() {
             return None;
         }
         let mut marks = self.marks.lock();
         let first = Marks::find(self.slots, count, |w| marks.full[w] & !marks.busy[w])
             .or_else(|| Marks::find(self.slots, count, |w| !marks.busy[w]))?;
         Marks::set(&mut marks.busy, first, count, true);
-        Some(Lease { first, count })
+        Some(Lease {
+            pool: self,
+            first,
+            count,
+        })
     }
 
     /// The bytes of a leased run, for the read.
     ///
     /// # Safety
-    /// The lease is this pool's and still held; the slice is gone before
-    /// the lease is handed to [`FramePool::move_in`] or
-    /// [`FramePool::give_back`].
+    /// The lease is this pool's; the slice is gone before the lease is
+    /// handed to [`FramePool::move_in`] or dropped.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn lease_bytes(&self, lease: &Lease) -> &mut [u8] {
+    pub(crate) unsafe fn lease_bytes(&self, lease: &Lease<'_>) -> &mut [u8] {
         // SAFETY: the run lies inside the mapping (a lease is found there)
         // and is marked busy: no other lease or move reaches it.
         unsafe {
@@ -239,7 +268,7 @@ impl FramePool {
     /// # Safety
     /// `dst` is the first of `lease.count` pages of the registered region
     /// that the caller holds exclusively (no reference into them exists).
-    pub(crate) unsafe fn move_in(&self, lease: Lease, dst: *mut u8) {
+    pub(crate) unsafe fn move_in(&self, lease: Lease<'_>, dst: *mut u8) {
         let ps = self.page_size;
         let mut empty = vec![false; lease.count];
         let mut at = 0;
@@ -251,6 +280,7 @@ impl FramePool {
                     dst.add(at * ps),
                     self.slot_ptr(lease.first + at),
                     (lease.count - at) * ps,
+                    false,
                 )
             };
             let pages = moved / ps;
@@ -279,14 +309,9 @@ impl FramePool {
             Marks::set(&mut marks.full, lease.first + k, 1, !e);
         }
         Marks::set(&mut marks.busy, lease.first, lease.count, false);
-    }
-
-    /// Frees a lease whose read failed: its slots count as full (the read
-    /// may have committed them).
-    pub(crate) fn give_back(&self, lease: Lease) {
-        let mut marks = self.marks.lock();
-        Marks::set(&mut marks.full, lease.first, lease.count, true);
-        Marks::set(&mut marks.busy, lease.first, lease.count, false);
+        drop(marks);
+        // Its marks are set: nothing for the drop to do.
+        std::mem::forget(lease);
     }
 
     /// Moves the memory of `count` pages at `src` into a free run of empty
@@ -297,6 +322,9 @@ impl FramePool {
     /// `src` is the first of `count` pages of the region that the caller
     /// holds exclusively (no reference into them exists).
     pub(crate) unsafe fn move_out(&self, src: *mut u8, count: usize) -> usize {
+        if !self.usable() {
+            return 0;
+        }
         let first = {
             let mut marks = self.marks.lock();
             let Some(first) = Marks::find(self.slots, count, |w| !marks.full[w] & !marks.busy[w])
@@ -310,7 +338,7 @@ impl FramePool {
         // by the caller; the pool is registered.
         let (moved, result) = unsafe {
             self.uffd
-                .move_pages(self.slot_ptr(first), src, count * self.page_size)
+                .move_pages(self.slot_ptr(first), src, count * self.page_size, true)
         };
         if result.is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -343,5 +371,73 @@ mod tests {
         // The tail past `slots` is never counted.
         assert_eq!(Marks::find(140, 131, |w| bits[w]), None);
         assert_eq!(Marks::find(140, 130, |w| bits[w]), Some(10));
+    }
+}
+
+#[cfg(test)]
+mod fork_tests {
+    use crate::sys::region::Region;
+
+    /// A child made by `fork` inherits the pool's descriptor, whose moves
+    /// would act on the parent's memory: a release in the child must not
+    /// move the parent's pages away (found by review). On this machine's
+    /// kernel the child's move is refused by the kernel itself (tried with
+    /// the pool's own guard, `usable`, taken out); the guard keeps it so
+    /// on any kernel, and this checks the end result: the parent's pages.
+    #[test]
+    fn a_release_in_a_forked_child_leaves_the_parent_s_pages_alone() {
+        let page_size = rustix::param::page_size();
+        let region = Region::reserve_at(None, 64, page_size, false, 16).unwrap();
+        if region.pool_counts()[0] == 0 {
+            eprintln!("skipped: the kernel refused a userfaultfd or UFFDIO_MOVE");
+            return;
+        }
+        // SAFETY: this test owns the region; pages 8..12 are absent.
+        unsafe {
+            region
+                .fill(8, 4, |bytes| {
+                    bytes.fill(0xA5);
+                    Ok::<(), ()>(())
+                })
+                .unwrap()
+        };
+        assert_eq!(region.pool_counts()[1], 4, "the run should have moved in");
+        let mut pipe = [0i32; 2];
+        // SAFETY: a pipe for the two processes to take turns.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: the child calls only `read`, `release` (no allocation,
+        // no lock another thread could hold: the pool's lock is this
+        // test's) and `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut byte = 0u8;
+            // SAFETY: waits until the parent has written its pages again
+            // (after the fork they are shared, and the kernel would refuse
+            // to move them anyway).
+            unsafe { libc::read(pipe[0], (&raw mut byte).cast(), 1) };
+            // SAFETY: the child's copy of the region, held by it alone.
+            unsafe { region.release(8, 4) }.ok();
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(0) };
+        }
+        // The parent's stores make the pages its own again.
+        // SAFETY: the pages are this test's, resident since the fill.
+        unsafe { region.pages_mut(8, 4) }.fill(0x5A);
+        // SAFETY: one byte to the child.
+        assert_eq!(unsafe { libc::write(pipe[1], [1u8].as_ptr().cast(), 1) }, 1);
+        let mut status = 0;
+        // SAFETY: waits for the child just made.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        // SAFETY: the pages are this test's, resident since the fill.
+        let bytes = unsafe { region.pages(8, 4) };
+        assert!(
+            bytes.iter().all(|&b| b == 0x5A),
+            "the parent's pages changed under a child's release"
+        );
+        for fd in pipe {
+            // SAFETY: the pipe's ends, closed once.
+            unsafe { libc::close(fd) };
+        }
     }
 }

@@ -131,9 +131,12 @@ impl Region {
         };
         // Copying mode needs no userfaultfd: where the kernel refuses one,
         // or the move, there is no pool and nothing else changes.
-        let pool = (transparent.is_none() && pool_pages >= 2)
-            .then(|| FramePool::new(mapping.base.as_ptr(), len, pool_pages, page_size).ok())
-            .flatten();
+        // (Pages of the OS page size only: a move cut short inside a
+        // larger page would leave it half moved.)
+        let pool =
+            (transparent.is_none() && pool_pages >= 2 && page_size == rustix::param::page_size())
+                .then(|| FramePool::new(mapping.base.as_ptr(), len, pool_pages, page_size).ok())
+                .flatten();
         Ok(Region {
             mapping,
             page_size,
@@ -212,7 +215,7 @@ impl Region {
                 && let Some(lease) = pool.lease_for_read(count as usize)
             {
                 assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
-                // SAFETY: the lease is held until `move_in`/`give_back`,
+                // SAFETY: the lease is held until `move_in` or its drop,
                 // and the slice is gone by then.
                 let read = read(unsafe { pool.lease_bytes(&lease) });
                 return match read {
@@ -222,10 +225,8 @@ impl Region {
                         unsafe { pool.move_in(lease, self.page_ptr(page)) };
                         Ok(())
                     }
-                    Err(e) => {
-                        pool.give_back(lease);
-                        Err(FillError::Read(e))
-                    }
+                    // The lease's drop frees its slots.
+                    Err(e) => Err(FillError::Read(e)),
                 };
             }
             // SAFETY: the caller holds the pages exclusively.
@@ -498,7 +499,7 @@ impl Region {
             transparent.uffd.register(at, len)?;
         }
         if let Some(pool) = &self.pool {
-            pool.register_again(at, len)?;
+            pool.register_again(at, len);
         }
         Ok(())
     }

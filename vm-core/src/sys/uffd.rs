@@ -4,6 +4,9 @@
 //! write-protected or not) and `UFFDIO_WRITEPROTECT` (protect or
 //! unprotect a run); `UFFDIO_ZEROPAGE` is here for `sys::uffd_probe`'s
 //! measurement only (see `Region::fill_zeros` for why it is not used).
+//! The copying mode's frame pool (`sys::frame_pool`) uses a descriptor of
+//! its own, without SIGBUS mode, registered for write-protect faults only
+//! (so nothing traps), for `UFFDIO_MOVE`.
 //!
 //! Debian's headers here are 6.1, and the `userfaultfd` crate needs
 //! libclang, so the layouts and request numbers below are written from
@@ -42,6 +45,7 @@ const UFFDIO_REGISTER_MODE_WP: u64 = 2;
 const UFFDIO_COPY_MODE_WP: u64 = 2;
 const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1;
 /// `UFFDIO_MOVE` (Linux 6.8): `_IOWR(0xAA, 0x05, struct uffdio_move)`.
+const UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: u64 = 1 << 1;
 const UFFDIO_MOVE: rustix::ioctl::Opcode = opcode::read_write::<UffdioMove>(0xAA, 0x05);
 /// `USERFAULTFD_IOC_NEW` on `/dev/userfaultfd`: `_IO(0xAA, 0x00)`.
 const USERFAULTFD_IOC_NEW: rustix::ioctl::Opcode = opcode::none(0xAA, 0x00);
@@ -254,7 +258,9 @@ impl Uffd {
     /// or zeroed, and `src` is left missing. Returns the bytes moved (a
     /// prefix of the range) and, if it stopped early, why: `EEXIST` for a
     /// destination page present already, `ENOENT` for a source page
-    /// missing, `EBUSY` for one shared (after a `fork`) or pinned.
+    /// missing (unless `allow_src_holes`: then it is passed over, its
+    /// destination left missing), `EBUSY` for one shared (after a `fork`)
+    /// or pinned.
     ///
     /// # Safety
     /// Both ranges are page-aligned anonymous private memory of this
@@ -265,6 +271,7 @@ impl Uffd {
         dst: *mut u8,
         src: *mut u8,
         len: usize,
+        allow_src_holes: bool,
     ) -> (usize, rustix::io::Result<()>) {
         let mut done = 0usize;
         let mut again = 0;
@@ -273,7 +280,11 @@ impl Uffd {
                 dst: dst as u64 + done as u64,
                 src: src as u64 + done as u64,
                 len: (len - done) as u64,
-                mode: 0,
+                mode: if allow_src_holes {
+                    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+                } else {
+                    0
+                },
                 moved: 0,
             };
             // SAFETY: UFFDIO_MOVE takes a `struct uffdio_move`; the ranges
