@@ -80,6 +80,15 @@ impl MemoryCgroup {
         std::fs::write(file, limit.to_string())
     }
 
+    /// Starts the cgroup's peak (`peak`) over from its usage now, where the
+    /// controller allows it (v1's `memory.max_usage_in_bytes`; best effort):
+    /// a side that lowers its limit once set up reports the peak under that
+    /// limit, not its setup's.
+    pub fn reset_peak_at(procs: &Path) {
+        let dir = procs.parent().unwrap_or(Path::new("/"));
+        let _ = std::fs::write(dir.join("memory.max_usage_in_bytes"), "0");
+    }
+
     /// The cgroup's limit now, bytes (the child may have lowered it).
     pub fn limit(&self) -> std::io::Result<u64> {
         let file = if self.v2 {
