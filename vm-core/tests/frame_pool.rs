@@ -37,39 +37,31 @@ fn write_all(vm: &Vm, interval: Interval, seed: u64) {
     }
 }
 
+/// Reads `len` bytes at offset `at` of the interval and checks each
+/// against `seed`'s pattern.
+fn read_and_check(vm: &Vm, interval: Interval, seed: u64, at: u64, len: usize, how: &str) {
+    let mut buf = vec![0u8; len];
+    vm.read(VAddr(vm.address_of(interval.page).0 + at), &mut buf)
+        .unwrap();
+    for (i, &b) in buf.iter().enumerate() {
+        let addr = at + i as u64;
+        assert_eq!(b, pattern(seed, addr), "byte {addr} {how}");
+    }
+}
+
 /// Reads the interval in order under sequential advice (clustered
 /// read-ahead: runs), then at random, checking every byte against `seed`.
 fn read_all(vm: &Vm, interval: Interval, seed: u64) {
-    let base = vm.address_of(interval.page).0;
     let bytes = interval.count.0 * PAGE as u64;
     vm.advise(interval, Advice::Sequential).unwrap();
-    let mut buf = vec![0u8; PAGE];
     for page in 0..interval.count.0 {
-        let at = page * PAGE as u64;
-        vm.read(VAddr(base + at), &mut buf).unwrap();
-        for (i, &b) in buf.iter().enumerate() {
-            assert_eq!(
-                b,
-                pattern(seed, at + i as u64),
-                "byte {} in order",
-                at + i as u64
-            );
-        }
+        read_and_check(vm, interval, seed, page * PAGE as u64, PAGE, "in order");
     }
     vm.advise(interval, Advice::Normal).unwrap();
     let mut rng = SplitMix64::new(seed);
-    let mut buf = vec![0u8; 1000];
     for _ in 0..500 {
-        let at = rng.below(bytes - buf.len() as u64);
-        vm.read(VAddr(base + at), &mut buf).unwrap();
-        for (i, &b) in buf.iter().enumerate() {
-            assert_eq!(
-                b,
-                pattern(seed, at + i as u64),
-                "byte {} at random",
-                at + i as u64
-            );
-        }
+        let at = rng.below(bytes - 1000);
+        read_and_check(vm, interval, seed, at, 1000, "at random");
     }
 }
 
