@@ -93,6 +93,9 @@ pub(crate) struct Monitor {
     pub(crate) frame_of: HashMap<u64, u32>,
     /// (m) The clock hand: the next frame the clock looks at.
     pub(crate) hand: usize,
+    /// (m) Write-behind: the frame up to which cleaning has been planned
+    /// ahead of the hand (`plan_clean_ahead`).
+    pub(crate) clean_cursor: usize,
     /// (m) Pin counts of pinned pages.
     pub(crate) pins: HashMap<u64, u32>,
     /// (m) Fault-path statistics.
@@ -226,6 +229,7 @@ impl Monitor {
             frames_in_transit: 0,
             frame_of,
             hand: 0,
+            clean_cursor: 0,
             pins: HashMap::new(),
             counters: Counters::default(),
             volume,

@@ -97,9 +97,7 @@ impl AddressSpace {
                 budget,
             });
         }
-        // A persistent space's batch fits its journal (see `journal`).
-        let journal_max = monitor.journal.as_ref().map_or(u64::MAX, |j| j.max_batch());
-        let want = (budget / 16).clamp(1, EVICTION_BATCH_MAX.min(journal_max));
+        let want = Self::eviction_batch(monitor);
         let mut victims: Vec<ExclusiveLatch<'a>> = Vec::with_capacity(want as usize);
         let mut scanned = 0u64;
         while (victims.len() as u64) < want && scanned < 2 * budget + 1 {
@@ -129,7 +127,19 @@ impl AddressSpace {
         if victims.is_empty() {
             victims = self.force_victim(monitor, incoming, except)?;
         }
+        // The batch after this one, written behind while it is used.
+        self.plan_clean_ahead(monitor);
         Ok(victims)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The victims one eviction takes at most: a sixteenth of the budget,
+    /// at most `EVICTION_BATCH_MAX`, and a persistent space's batch fits
+    /// its journal (see `journal`).
+    pub(crate) fn eviction_batch(monitor: &Monitor) -> u64 {
+        let journal_max = monitor.journal.as_ref().map_or(u64::MAX, |j| j.max_batch());
+        (monitor.budget() / 16).clamp(1, EVICTION_BATCH_MAX.min(journal_max))
     }
 
     /// Monitor held on entry and exit.

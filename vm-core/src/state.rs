@@ -142,6 +142,28 @@ impl<'a> PageStates<'a> {
         }
     }
 
+    /// As [`PageStates::try_share`], without setting `REFERENCED`: a shared
+    /// latch taken by the VM itself (the background cleaner), not by a use
+    /// of the page, gives it no second chance.
+    pub(crate) fn try_share_unreferenced(&self, page: u64) -> Result<Word, Word> {
+        let word = &self.words[page as usize];
+        let mut seen = Word(word.load(Ordering::Relaxed));
+        loop {
+            if seen.tag() != TAG_RESIDENT || seen.shared() == COUNT_MAX {
+                return Err(seen);
+            }
+            match word.compare_exchange_weak(
+                seen.0,
+                seen.0 + COUNT_ONE,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(seen),
+                Err(now) => seen = Word(now),
+            }
+        }
+    }
+
     /// Takes a shared latch on a resident page, held by the returned guard.
     pub(crate) fn try_share_latch(&self, page: u64) -> Result<SharedLatch<'a>, Word> {
         self.try_share(page).map(|was| SharedLatch {

@@ -114,6 +114,10 @@ pub struct VmStats {
     /// `fork`, or pinned): done the plain way instead.
     #[serde(default)]
     pub frame_moves_refused: u64,
+    /// Dirty pages written behind by the read-ahead thread before the
+    /// clock reached them (so their eviction had no write to wait for).
+    #[serde(default)]
+    pub cleaned_ahead: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -132,6 +136,10 @@ impl AddressSpace {
             frame_moves_refused,
         ] = self.region.pool_counts();
         VmStats {
+            cleaned_ahead: self
+                .read_ahead
+                .as_ref()
+                .map_or(0, |r| r.cleaned.load(Ordering::Relaxed)),
             frame_moves_refused,
             frame_pool_pages,
             frames_moved_in,

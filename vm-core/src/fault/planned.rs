@@ -1,12 +1,13 @@
-//! The read-ahead thread's queue of planned cluster reads (see
-//! `read_ahead`): the handoff between the faulting threads that
-//! plan reads under the monitor and the thread that does them.
+//! The read-ahead thread's queue of planned cluster reads and cleanings
+//! (see `read_ahead`): the handoff between the faulting threads that
+//! plan them under the monitor and the thread that does them.
 
 use crate::mapped::MappedFile;
 use crate::state::Word;
 use parking_lot::{Condvar, Mutex};
 use runtable::DiskAddr;
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 
 /// Planned reads waiting for the read-ahead thread at most; a scan
 /// planning more waits for one to finish instead (by faulting on it).
@@ -29,9 +30,34 @@ pub(super) enum PlannedFrom {
     File(std::sync::Arc<MappedFile>, u64),
 }
 
+/// One planned cleaning (write-behind): runs of dirty pages, each page
+/// latched shared under the monitor (`try_share_unreferenced`: writers
+/// wait, readers do not), written to their disk pages by the thread, which
+/// then marks them clean and drops the latches — without the monitor.
+pub(super) struct PlannedClean {
+    /// Each run's first disk address, first page and page count (pages
+    /// consecutive in the address space and on the drive).
+    pub(super) runs: Vec<(DiskAddr, u64, u64)>,
+}
+
+impl PlannedClean {
+    pub(super) fn pages(&self) -> u64 {
+        self.runs.iter().map(|&(_, _, n)| n).sum()
+    }
+}
+
+/// What the thread does next.
+pub(super) enum Work {
+    Read(Planned),
+    Clean(PlannedClean),
+}
+
 #[derive(Default)]
 struct Queue {
     planned: VecDeque<Planned>,
+    /// Cleanings planned or in flight (at most one of each).
+    clean: Option<PlannedClean>,
+    cleaning: bool,
     /// Reads taken by the thread and not finished: their pages.
     reading: Vec<(u64, u64)>,
     stopping: bool,
@@ -43,6 +69,8 @@ pub(crate) struct ReadAheadQueue {
     queue: Mutex<Queue>,
     /// Signalled when a read is planned or the thread must stop.
     work: Condvar,
+    /// Pages the thread has cleaned (written and marked clean).
+    pub(crate) cleaned: AtomicU64,
 }
 
 impl ReadAheadQueue {
@@ -85,20 +113,46 @@ impl ReadAheadQueue {
         self.work.notify_one();
     }
 
-    /// The oldest planned read, counted as being read; `None` once stopped
-    /// with nothing left. Blocks while there is nothing to do.
-    pub(super) fn next(&self) -> Option<Planned> {
+    /// Whether a cleaning is planned or in flight.
+    pub(super) fn cleaning(&self) -> bool {
+        let queue = self.queue.lock();
+        queue.clean.is_some() || queue.cleaning
+    }
+
+    /// Queues a planned cleaning (the caller checked `cleaning` first,
+    /// under the monitor) and wakes the thread.
+    pub(super) fn plan_clean(&self, clean: PlannedClean) {
+        let mut queue = self.queue.lock();
+        debug_assert!(queue.clean.is_none());
+        queue.clean = Some(clean);
+        drop(queue);
+        self.work.notify_one();
+    }
+
+    /// The oldest planned read, counted as being read, else the planned
+    /// cleaning; `None` once stopped with nothing left. Blocks while there
+    /// is nothing to do. (Reads first: a scan waits for them.)
+    pub(super) fn next(&self) -> Option<Work> {
         let mut queue = self.queue.lock();
         loop {
             if let Some(planned) = queue.planned.pop_front() {
                 queue.reading.push((planned.page, planned.was.len() as u64));
-                return Some(planned);
+                return Some(Work::Read(planned));
+            }
+            if let Some(clean) = queue.clean.take() {
+                queue.cleaning = true;
+                return Some(Work::Clean(clean));
             }
             if queue.stopping {
                 return None;
             }
             self.work.wait(&mut queue);
         }
+    }
+
+    /// The cleaning taken by `next` is finished.
+    pub(super) fn cleaned(&self) {
+        self.queue.lock().cleaning = false;
     }
 
     /// The read of the pages from `page` taken by `next` is finished.

@@ -22,7 +22,8 @@
 //! being read ahead waits for it without the monitor (its read may need
 //! the monitor to be undone) and tries again.
 
-use super::planned::{PLANNED_MAX, Planned, PlannedFrom};
+use super::planned::{PLANNED_MAX, Planned, PlannedClean, PlannedFrom, Work};
+use crate::mapped::Source;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
@@ -145,7 +146,17 @@ impl AddressSpace {
     /// entry or exit.
     pub(crate) fn run_read_ahead(&self) {
         let read_ahead = self.read_ahead.as_ref().expect("the thread has a queue");
-        while let Some(planned) = read_ahead.next() {
+        while let Some(work) = read_ahead.next() {
+            let planned = match work {
+                Work::Read(planned) => planned,
+                Work::Clean(clean) => {
+                    // A drive that panics fails the writes like an error
+                    // would: the pages stay dirty (`clean` unlatches them).
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_behind(clean)));
+                    read_ahead.cleaned();
+                    continue;
+                }
+            };
             let count = planned.was.len() as u64;
             let channel = self.channel.as_ref().expect("read-ahead implies a volume");
             // A drive that panics fails this read like an error would.
@@ -177,6 +188,146 @@ impl AddressSpace {
                 self.poisoned.store(true, Ordering::Release);
             }
         }
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Write-behind: plans the cleaning of the dirty pages the clock will
+    /// reach in its next three batches — the frames after the last
+    /// cleaning's, up to `hand + 3·batch`, a batch at least — for the
+    /// read-ahead thread, so that when the
+    /// clock gets there its victims are clean and a fault that needs
+    /// frames does not wait for their write-back (the kernel's flusher
+    /// threads, by other means). Only anonymous pages of a volume, in
+    /// copying mode, with no journal and no virtual copies (whose hooks
+    /// run under the monitor before a slot is overwritten: those spaces
+    /// keep their write-back at eviction); one cleaning at a time.
+    pub(crate) fn plan_clean_ahead(&self, monitor: &mut Monitor) {
+        let Some(read_ahead) = self.read_ahead.as_ref() else {
+            return;
+        };
+        if self.region.is_transparent()
+            || monitor.journal.is_some()
+            || !monitor.links.is_empty()
+            || read_ahead.cleaning()
+        {
+            return;
+        }
+        let Some(volume) = monitor.volume.as_ref() else {
+            return;
+        };
+        let budget = monitor.frames.len();
+        let batch = Self::eviction_batch(monitor) as usize;
+        if budget < 6 * batch {
+            return;
+        }
+        // From where the last cleaning ended (unless the hand has passed
+        // it) to three batches ahead of the hand, a batch at least.
+        let ahead = (monitor.clean_cursor + budget - monitor.hand) % budget;
+        let from = if ahead < 3 * batch { ahead } else { 0 };
+        let to = 3 * batch;
+        if to - from < batch {
+            return;
+        }
+        monitor.clean_cursor = (monitor.hand + to) % budget;
+        let states = self.states();
+        let mut pages: Vec<u64> = (from..to)
+            .filter_map(|k| monitor.frames[(monitor.hand + k) % budget])
+            .filter(|&page| {
+                let word = states.load(page);
+                word.tag() == TAG_RESIDENT
+                    && word.has(DIRTY)
+                    && !monitor.pins.contains_key(&page)
+                    && matches!(monitor.files.source_of(page), Source::Anonymous)
+            })
+            .collect();
+        pages.sort_unstable();
+        let mut runs = Vec::new();
+        let mut at = 0;
+        while at < pages.len() {
+            let first = pages[at];
+            at += 1;
+            let Ok(disk) = volume.translate(runtable::PageNumber(first)) else {
+                continue;
+            };
+            if states.try_share_unreferenced(first).is_err() {
+                continue;
+            }
+            let mut count = 1u64;
+            while let Some(&next) = pages.get(at) {
+                let consecutive = next == first + count
+                    && volume
+                        .translate(runtable::PageNumber(next))
+                        .is_ok_and(|d| d.drive == disk.drive && d.page.0 == disk.page.0 + count);
+                if !consecutive || states.try_share_unreferenced(next).is_err() {
+                    break;
+                }
+                count += 1;
+                at += 1;
+            }
+            runs.push((disk, first, count));
+        }
+        if runs.is_empty() {
+            return;
+        }
+        let clean = PlannedClean { runs };
+        // Latched pages the clock cannot take: a fault that finds only
+        // those lets go of the monitor and retries (`force_victim`).
+        self.in_transit.fetch_add(clean.pages(), Ordering::AcqRel);
+        read_ahead.plan_clean(clean);
+    }
+
+    /// Writes a planned cleaning's runs, without the monitor: each page
+    /// written is marked clean and on disk; a run whose write fails stays
+    /// dirty (its eviction writes it, and remaps a bad spot). Every page's
+    /// shared latch is dropped.
+    fn write_behind(&self, clean: PlannedClean) {
+        let channel = self.channel.as_ref().expect("a cleaning implies a volume");
+        // However this ends (a drive that panics included), the latches go.
+        struct Unlatch<'a> {
+            space: &'a AddressSpace,
+            runs: &'a [(runtable::DiskAddr, u64, u64)],
+            written: Vec<bool>,
+        }
+        impl Drop for Unlatch<'_> {
+            fn drop(&mut self) {
+                let states = self.space.states();
+                for (k, &(_, first, count)) in self.runs.iter().enumerate() {
+                    for page in first..first + count {
+                        if self.written.get(k).copied().unwrap_or(false) {
+                            // The shared latch kept writers out since the
+                            // write began: the disk copy is the page.
+                            states.clear_flags(page, DIRTY);
+                            states.set_flags(page, ON_DISK);
+                        }
+                        states.unshare(page);
+                    }
+                }
+                let pages: u64 = self.runs.iter().map(|&(_, _, n)| n).sum();
+                self.space.in_transit.fetch_sub(pages, Ordering::AcqRel);
+            }
+        }
+        let mut unlatch = Unlatch {
+            space: self,
+            runs: &clean.runs,
+            written: Vec::with_capacity(clean.runs.len()),
+        };
+        for &(disk, first, count) in &clean.runs {
+            // SAFETY: the cleaning holds a shared latch on every page of
+            // the run (taken in `plan_clean_ahead`, dropped by `unlatch`),
+            // so no one writes or releases them while the slice lives.
+            let data = unsafe { self.region.pages(first, count) };
+            let written = channel.write(disk.drive, disk.page, data, None).is_ok();
+            unlatch.written.push(written);
+            if written {
+                self.read_ahead
+                    .as_ref()
+                    .expect("the thread has a queue")
+                    .cleaned
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        drop(unlatch);
     }
 
     /// Ends a planned read: the pages become resident, or — after a failed
