@@ -13,7 +13,7 @@
 //! | `space` | construction, [`Vm`] and [`AddressSpace`], the worker's lifetime, the monitor's entry | (c) |
 //! | `access` | the hot path: `read`/`write`, latching a page, the guards' constructors | (x) |
 //! | `guard` | [`PageRef`] / [`PageMut`]: a latch held on one resident page | (x) |
-//! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead | (m), (x) for pages in transit |
+//! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead and write-behind | (m), (x) for pages in transit |
 //! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
 //! | `transparent` | plain loads and stores ([`VmConfig::transparent`]): the SIGBUS-served fault, write-protect dirty tracking, [`View`] / [`ViewMut`] and their registry, raw pointers and their contract | (x), the registry's lock |
@@ -100,6 +100,11 @@
 //!   pool. Single pages keep the plain path (two `ioctl`s cost what a
 //!   fault and an `madvise` cost). Where the kernel refuses the
 //!   `userfaultfd` or the move, nothing else changes.
+//! - **Write-behind**: the seed writes a dirty victim back when the clock
+//!   takes it, in the faulting thread. Here the read-ahead thread is handed
+//!   the dirty pages the clock will reach next and writes them while the
+//!   program works (module `fault`'s `read_ahead`), as the kernel's flusher
+//!   threads do; the eviction then finds them clean.
 //! - [`simulate`] runs the same fault service step by step on the drives'
 //!   virtual clock with simulated faulting processes (deterministic).
 //!

@@ -149,8 +149,9 @@ impl AddressSpace {
     /// read as zeros). All or nothing: every resident page is latched
     /// first, and a page that cannot be (a guard or a reader holds it)
     /// fails the call with nothing changed. `Some(page)`, with nothing
-    /// changed, when `page` is being read ahead in the background: the
-    /// caller lets go of the monitor, waits for it, and tries again.
+    /// changed, when `page` is being read ahead or written behind in the
+    /// background: the caller lets go of the monitor, waits for it, and
+    /// tries again.
     fn discard(&self, monitor: &mut Monitor, interval: Interval) -> Result<Option<u64>, VmError> {
         let states = self.states();
         let mut resident = Vec::new();
@@ -174,6 +175,15 @@ impl AddressSpace {
                     Err(word)
                         if word.tag() == TAG_LOCKED
                             && self.read_ahead.as_ref().is_some_and(|q| q.covers(page.0)) =>
+                    {
+                        return Ok(Some(page.0));
+                    }
+                    // Being written behind: its shared latch ends without
+                    // the monitor too.
+                    Err(word)
+                        if word.tag() == TAG_RESIDENT
+                            && word.shared() > 0
+                            && self.read_ahead.as_ref().is_some_and(|q| q.cleans(page.0)) =>
                     {
                         return Ok(Some(page.0));
                     }
@@ -352,7 +362,7 @@ impl AddressSpace {
                     drop(monitor);
                     let states = self.states();
                     let seen = states.load(page);
-                    if seen.tag() == TAG_LOCKED {
+                    if seen.tag() == TAG_LOCKED || seen.shared() > 0 {
                         states.wait_for_change(page, seen);
                     }
                 }
@@ -532,6 +542,10 @@ impl AddressSpace {
         let mut monitor = self.lock_monitor();
         if monitor.volume.is_none() {
             return Ok(());
+        }
+        // A cleaning in flight ends first (it needs no monitor).
+        if let Some(read_ahead) = self.read_ahead.as_ref() {
+            read_ahead.wait_cleaned();
         }
         let mut pages: Vec<u64> = monitor.frame_of.keys().copied().collect();
         pages.sort_unstable();

@@ -593,6 +593,10 @@ impl AddressSpace {
         if monitor.volume.is_none() {
             return Ok(());
         }
+        // A cleaning in flight ends first (it needs no monitor).
+        if let Some(read_ahead) = self.read_ahead.as_ref() {
+            read_ahead.wait_cleaned();
+        }
         let mut pages: Vec<u64> = if end - start <= monitor.frame_of.len() as u64 {
             (start..end)
                 .filter(|p| monitor.frame_of.contains_key(p))

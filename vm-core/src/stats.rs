@@ -149,7 +149,12 @@ impl AddressSpace {
             hits: self.hits.total(),
             zero_fills: monitor.counters.zero_fills,
             page_ins: monitor.counters.page_ins,
-            page_outs: monitor.counters.page_outs,
+            // Pages written behind are pages written out too.
+            page_outs: monitor.counters.page_outs
+                + self
+                    .read_ahead
+                    .as_ref()
+                    .map_or(0, |r| r.cleaned.load(Ordering::Relaxed)),
             read_aheads: monitor.counters.read_aheads,
             evictions: monitor.counters.evictions,
             seek_aheads_issued: drives.seek_aheads_issued,

@@ -55,9 +55,10 @@ pub(super) enum Work {
 #[derive(Default)]
 struct Queue {
     planned: VecDeque<Planned>,
-    /// Cleanings planned or in flight (at most one of each).
+    /// The cleaning planned and not taken, and the runs `(first page,
+    /// count)` of the one being written (at most one at a time).
     clean: Option<PlannedClean>,
-    cleaning: bool,
+    cleaning: Vec<(u64, u64)>,
     /// Reads taken by the thread and not finished: their pages.
     reading: Vec<(u64, u64)>,
     stopping: bool,
@@ -69,6 +70,8 @@ pub(crate) struct ReadAheadQueue {
     queue: Mutex<Queue>,
     /// Signalled when a read is planned or the thread must stop.
     work: Condvar,
+    /// Signalled when a cleaning ends.
+    cleaning_over: Condvar,
     /// Pages the thread has cleaned (written and marked clean).
     pub(crate) cleaned: AtomicU64,
 }
@@ -107,6 +110,19 @@ impl ReadAheadQueue {
                 .any(|&(start, count)| inside(start, count))
     }
 
+    /// Whether `page` belongs to the cleaning planned or being written (its
+    /// shared latch is the thread's: it ends without the monitor).
+    pub(crate) fn cleans(&self, page: u64) -> bool {
+        let queue = self.queue.lock();
+        let inside = |&(start, count): &(u64, u64)| (start..start + count).contains(&page);
+        queue
+            .clean
+            .iter()
+            .flat_map(|c| c.runs.iter().map(|&(_, first, count)| (first, count)))
+            .any(|run| inside(&run))
+            || queue.cleaning.iter().any(inside)
+    }
+
     /// Queues a planned read and wakes the thread.
     pub(super) fn plan(&self, planned: Planned) {
         self.queue.lock().planned.push_back(planned);
@@ -116,7 +132,7 @@ impl ReadAheadQueue {
     /// Whether a cleaning is planned or in flight.
     pub(super) fn cleaning(&self) -> bool {
         let queue = self.queue.lock();
-        queue.clean.is_some() || queue.cleaning
+        queue.clean.is_some() || !queue.cleaning.is_empty()
     }
 
     /// Queues a planned cleaning (the caller checked `cleaning` first,
@@ -129,19 +145,20 @@ impl ReadAheadQueue {
         self.work.notify_one();
     }
 
-    /// The oldest planned read, counted as being read, else the planned
-    /// cleaning; `None` once stopped with nothing left. Blocks while there
-    /// is nothing to do. (Reads first: a scan waits for them.)
+    /// The planned cleaning, else the oldest planned read, counted as
+    /// being read; `None` once stopped with nothing left. Blocks while
+    /// there is nothing to do. (The cleaning first: its latches are held
+    /// from the moment it is planned, and writers of its pages wait.)
     pub(super) fn next(&self) -> Option<Work> {
         let mut queue = self.queue.lock();
         loop {
+            if let Some(clean) = queue.clean.take() {
+                queue.cleaning = clean.runs.iter().map(|&(_, first, n)| (first, n)).collect();
+                return Some(Work::Clean(clean));
+            }
             if let Some(planned) = queue.planned.pop_front() {
                 queue.reading.push((planned.page, planned.was.len() as u64));
                 return Some(Work::Read(planned));
-            }
-            if let Some(clean) = queue.clean.take() {
-                queue.cleaning = true;
-                return Some(Work::Clean(clean));
             }
             if queue.stopping {
                 return None;
@@ -152,7 +169,20 @@ impl ReadAheadQueue {
 
     /// The cleaning taken by `next` is finished.
     pub(super) fn cleaned(&self) {
-        self.queue.lock().cleaning = false;
+        self.queue.lock().cleaning.clear();
+        self.cleaning_over.notify_all();
+    }
+
+    /// Waits until no cleaning is planned or being written (the thread
+    /// takes a planned one first, and needs no monitor to finish it, so
+    /// this may be called with the monitor held): `clean`, `flush` and
+    /// `sync` then write what is still dirty themselves, and no write of
+    /// the cleaner's lands after they return.
+    pub(crate) fn wait_cleaned(&self) {
+        let mut queue = self.queue.lock();
+        while queue.clean.is_some() || !queue.cleaning.is_empty() {
+            self.cleaning_over.wait(&mut queue);
+        }
     }
 
     /// The read of the pages from `page` taken by `next` is finished.

@@ -21,6 +21,13 @@
 //! leaves the interval it starts in, and `free` or `kill` meeting a page
 //! being read ahead waits for it without the monitor (its read may need
 //! the monitor to be undone) and tries again.
+//!
+//! The same thread writes behind (`plan_clean_ahead`): each eviction hands
+//! it the dirty pages the clock will reach next, latched shared, and it
+//! writes them by runs and marks them clean without the monitor — so the
+//! next faults find clean victims and do not wait for write-backs. A
+//! writer that meets such a page waits for its write (Cedar's "being
+//! written"); readers do not.
 
 use super::planned::{PLANNED_MAX, Planned, PlannedClean, PlannedFrom, Work};
 use crate::mapped::Source;
@@ -199,15 +206,19 @@ impl AddressSpace {
     /// clock gets there its victims are clean and a fault that needs
     /// frames does not wait for their write-back (the kernel's flusher
     /// threads, by other means). Only anonymous pages of a volume, in
-    /// copying mode, with no journal and no virtual copies (whose hooks
-    /// run under the monitor before a slot is overwritten: those spaces
-    /// keep their write-back at eviction); one cleaning at a time.
+    /// copying mode, in a space that is not persistent (its map records
+    /// which pages are on disk, and its journal images them, under the
+    /// monitor) and has no virtual copies (whose hook runs under the
+    /// monitor before a slot is overwritten): those keep their write-back
+    /// at eviction. One cleaning at a time. A `make_changed` of a page
+    /// while it is being written is undone when the write ends (the page
+    /// is what its disk copy is).
     pub(crate) fn plan_clean_ahead(&self, monitor: &mut Monitor) {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
             return;
         };
         if self.region.is_transparent()
-            || monitor.journal.is_some()
+            || monitor.map.is_some()
             || !monitor.links.is_empty()
             || read_ahead.cleaning()
         {
