@@ -128,36 +128,26 @@ impl<'a> PageStates<'a> {
     /// Fails (returning the word seen) if the page is not resident.
     #[inline]
     pub(crate) fn try_share(&self, page: u64) -> Result<Word, Word> {
-        let word = &self.words[page as usize];
-        let mut seen = Word(word.load(Ordering::Relaxed));
-        loop {
-            if seen.tag() != TAG_RESIDENT || seen.shared() == COUNT_MAX {
-                return Err(seen);
-            }
-            let want = (seen.0 + COUNT_ONE) | REFERENCED;
-            match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(seen),
-                Err(now) => seen = Word(now),
-            }
-        }
+        self.try_share_setting(page, REFERENCED)
     }
 
     /// As [`PageStates::try_share`], without setting `REFERENCED`: a shared
     /// latch taken by the VM itself (the background cleaner), not by a use
     /// of the page, gives it no second chance.
     pub(crate) fn try_share_unreferenced(&self, page: u64) -> Result<Word, Word> {
+        self.try_share_setting(page, 0)
+    }
+
+    #[inline(always)]
+    fn try_share_setting(&self, page: u64, set: u64) -> Result<Word, Word> {
         let word = &self.words[page as usize];
         let mut seen = Word(word.load(Ordering::Relaxed));
         loop {
             if seen.tag() != TAG_RESIDENT || seen.shared() == COUNT_MAX {
                 return Err(seen);
             }
-            match word.compare_exchange_weak(
-                seen.0,
-                seen.0 + COUNT_ONE,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            let want = (seen.0 + COUNT_ONE) | set;
+            match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(seen),
                 Err(now) => seen = Word(now),
             }
