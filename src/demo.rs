@@ -556,19 +556,33 @@ impl DemoReport {
             (
                 "faults",
                 format!(
-                    "{} ({} zero-fill, {} overwritten, {} read); {} resident hits",
-                    s.faults,
-                    s.zero_fills,
-                    s.overwrites,
-                    s.faults.saturating_sub(s.zero_fills + s.overwrites),
-                    s.hits
+                    "{}; {} pages zero-filled (fresh pages come a run at a time), {} overwritten \
+                     unread; {} resident hits",
+                    s.faults, s.zero_fills, s.overwrites, s.hits
                 ),
             ),
             (
                 "page-ins",
                 format!("{} ({} I/O to the volume)", s.page_ins, self.cache.name()),
             ),
-            ("page-outs", s.page_outs.to_string()),
+            (
+                "page-outs",
+                format!(
+                    "{} ({} of them written behind, before the clock reached them)",
+                    s.page_outs, s.cleaned_ahead
+                ),
+            ),
+            (
+                "frame pool",
+                if s.frame_pool_pages == 0 {
+                    "none (transparent mode, or the kernel refused UFFDIO_MOVE)".to_string()
+                } else {
+                    format!(
+                        "{} pages; {} pages moved in from it, {} evicted into it",
+                        s.frame_pool_pages, s.frames_moved_in, s.frames_moved_out
+                    )
+                },
+            ),
             (
                 "seek-aheads",
                 format!(

@@ -1440,12 +1440,18 @@ impl OutOfCoreReport {
                     .and_then(|s| s.vm_stats.as_ref())
                     .map_or((0, 0), |s| (s.frames_moved_in, s.frames_moved_out))
             };
-            let (moved_in, moved_out) = moved(Side::Vm);
-            t.push_str(&format!(
+            t.push_str(
                 "vm-no-move: the vm side with VmConfig::move_frames off (each transfer into fresh \
-                 memory, each eviction given back by madvise); vm moved {moved_in} pages in and \
-                 {moved_out} out of its frame pool\n"
-            ));
+                 memory, each eviction given back by madvise)",
+            );
+            if self.side(Side::Vm).is_some() {
+                let (moved_in, moved_out) = moved(Side::Vm);
+                t.push_str(&format!(
+                    "; vm moved {moved_in} pages from its frame pool to their addresses and \
+                     {moved_out} evicted pages into it"
+                ));
+            }
+            t.push('\n');
         }
         if main_table {
             t.push_str(

@@ -13,11 +13,14 @@ pub struct VmStats {
     pub faults: u64,
     /// Accesses that found the page resident.
     pub hits: u64,
-    /// Faults served with zeros, no I/O.
+    /// Pages served with zeros, no I/O (a fault zero-fills its page, or a
+    /// run of a stream of fresh pages: see `zero_run`).
     pub zero_fills: u64,
     /// Pages read from the backing store.
     pub page_ins: u64,
-    /// Pages written to the backing store.
+    /// Pages written to the backing store by eviction and by write-behind
+    /// (`cleaned_ahead`); `clean`, `flush` and `sync` write-backs are in
+    /// the drives' counts (`disk_pages_written`), not here.
     pub page_outs: u64,
     /// Pages brought in ahead of a sequential fault.
     pub read_aheads: u64,
@@ -101,7 +104,8 @@ pub struct VmStats {
     /// beyond the budget, in passage between transfers and pages.
     #[serde(default)]
     pub frame_pool_pages: u64,
-    /// Pages read into the pool and moved to their addresses.
+    /// Pages moved from the pool to their addresses: runs read into it,
+    /// and runs of zeros.
     #[serde(default)]
     pub frames_moved_in: u64,
     /// Evicted pages whose memory moved into the pool (not given back).
