@@ -306,9 +306,8 @@ impl AddressSpace {
     /// copy anywhere (no disk copy, no file, no virtual copy's source)
     /// whose two previous pages are resident, under `Normal` advice (or,
     /// `sequential`, in an interval advised so) zero-fills a run of such
-    /// pages
-    /// from it at once — the window of `stream_window`, twice the stream's
-    /// resident run, 8 pages at least and at most `run_max` — as one
+    /// pages from it at once — the window of `stream_window`, twice the
+    /// stream's resident run, 8 pages at least and at most `run_max` — as one
     /// install of zeros (from the frame pool: one `memset` and one move,
     /// where a page at a time costs the kernel's fault, allocation, zeroing
     /// and charge each). Returns the pages made resident; 0, having changed
