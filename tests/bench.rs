@@ -24,6 +24,37 @@ fn seek_ahead_json(dir: &std::path::Path, extra: &[&str]) -> Value {
     serde_json::from_str(&stdout(&o)).unwrap()
 }
 
+/// `bench out-of-core` at the tests' tiny size (a 2 MiB budget, 2,000
+/// reads, 8 s a workload), its files in `dir`, with these sides and
+/// workloads and any further arguments; the run must succeed.
+fn tiny_out_of_core(
+    dir: &std::path::Path,
+    sides: &str,
+    workloads: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "bench",
+        "out-of-core",
+        "--memory",
+        "2MiB",
+        "--reads",
+        "2000",
+        "--limit",
+        "8",
+        "--sides",
+        sides,
+        "--workloads",
+        workloads,
+        "--dir",
+        ".",
+    ];
+    args.extend_from_slice(extra);
+    let o = cedarvm(dir, &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    o
+}
+
 #[test]
 fn seek_ahead_on_diablo44_lowers_virtual_time_as_the_model_predicts() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,52 +256,13 @@ fn the_ipc_run_delivers_every_message_through_each_transport() {
 #[test]
 fn the_out_of_core_run_maps_a_file_when_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let o = cedarvm(
-        dir.path(),
-        &[
-            "bench",
-            "out-of-core",
-            "--memory",
-            "2MiB",
-            "--reads",
-            "2000",
-            "--limit",
-            "8",
-            "--sides",
-            "vm-mapped",
-            "--workloads",
-            "scan,uniform-fit",
-            "--dir",
-            ".",
-        ],
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = tiny_out_of_core(dir.path(), "vm-mapped", "scan,uniform-fit", &[]);
     let table = stdout(&o);
     assert!(
         table.contains("file mapping") && table.contains("uniform-fit"),
         "{table}"
     );
-    let o = cedarvm(
-        dir.path(),
-        &[
-            "bench",
-            "out-of-core",
-            "--memory",
-            "2MiB",
-            "--reads",
-            "2000",
-            "--limit",
-            "8",
-            "--sides",
-            "vm-mapped",
-            "--workloads",
-            "uniform",
-            "--json",
-            "--dir",
-            ".",
-        ],
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = tiny_out_of_core(dir.path(), "vm-mapped", "uniform", &["--json"]);
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let side = &report["sides"][0];
     assert_eq!(side["side"], "vm-mapped");
@@ -293,6 +285,46 @@ fn the_out_of_core_run_maps_a_file_when_asked() {
     assert!(stats["file_page_outs"].as_u64().unwrap() > 0, "{stats}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The side without frame moves (`--sides vm,vm-no-move`): the same VM
+/// with `VmConfig::move_frames` off beside the default one, both scans
+/// finished and checked; the default side moved its runs through the
+/// frame pool, the other moved none; the table's own section.
+#[test]
+fn the_out_of_core_run_compares_frame_moves_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = tiny_out_of_core(dir.path(), "vm,vm-no-move", "scan", &["--json"]);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let sides = report["sides"].as_array().unwrap();
+    let names: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
+    assert_eq!(names, ["vm", "vm-no-move"]);
+    for side in sides {
+        let scan = side["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "scan")
+            .unwrap_or_else(|| panic!("no scan: {side}"));
+        assert_eq!(scan["finished"], true, "{side}");
+    }
+    let (vm, plain) = (&sides[0]["vm_stats"], &sides[1]["vm_stats"]);
+    assert_eq!(plain["frame_pool_pages"], 0, "{plain}");
+    assert_eq!(plain["frames_moved_in"], 0, "{plain}");
+    if vm["frame_pool_pages"] == 0 {
+        println!(
+            "no frame pool (the kernel refused a userfaultfd or UFFDIO_MOVE): moves not checked"
+        );
+    } else {
+        assert!(vm["frames_moved_in"].as_u64().unwrap() > 0, "{vm}");
+        assert!(vm["frames_moved_out"].as_u64().unwrap() > 0, "{vm}");
+    }
+    let o = tiny_out_of_core(dir.path(), "vm,vm-no-move", "scan", &[]);
+    let table = stdout(&o);
+    assert!(
+        table.contains("frame moves") && table.contains("vm/no-move"),
+        "{table}"
+    );
 }
 
 /// `bench out-of-core` at a tiny size: three sides, five workloads each

@@ -543,10 +543,6 @@ impl AddressSpace {
         if monitor.volume.is_none() {
             return Ok(());
         }
-        // A cleaning in flight ends first (it needs no monitor).
-        if let Some(read_ahead) = self.read_ahead.as_ref() {
-            read_ahead.wait_cleaned();
-        }
         let mut pages: Vec<u64> = monitor.frame_of.keys().copied().collect();
         pages.sort_unstable();
         self.write_back_pages(&mut monitor, &pages)?;

@@ -593,10 +593,6 @@ impl AddressSpace {
         if monitor.volume.is_none() {
             return Ok(());
         }
-        // A cleaning in flight ends first (it needs no monitor).
-        if let Some(read_ahead) = self.read_ahead.as_ref() {
-            read_ahead.wait_cleaned();
-        }
         let mut pages: Vec<u64> = if end - start <= monitor.frame_of.len() as u64 {
             (start..end)
                 .filter(|p| monitor.frame_of.contains_key(p))
@@ -627,6 +623,11 @@ impl AddressSpace {
         monitor: &mut Monitor,
         pages: &[u64],
     ) -> Result<(), VmError> {
+        // A cleaning in flight ends first (it needs no monitor): no write
+        // of the cleaner's lands after a `clean`, `flush` or `sync`.
+        if let Some(read_ahead) = self.read_ahead.as_ref() {
+            read_ahead.wait_cleaned();
+        }
         if monitor.files.has_shared() {
             // Shared file mappings' pages go to their files (by runs).
             let (to_files, rest): (Vec<u64>, Vec<u64>) = pages

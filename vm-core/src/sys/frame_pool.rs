@@ -273,7 +273,9 @@ impl FramePool {
     /// that the caller holds exclusively (no reference into them exists).
     pub(crate) unsafe fn move_in(&self, lease: Lease<'_>, dst: *mut u8) {
         let ps = self.page_size;
-        let mut empty = vec![false; lease.count];
+        // The slots whose page was copied, not moved (they stay full):
+        // none, and no allocation, unless the kernel refuses.
+        let mut copied = Vec::new();
         let mut at = 0;
         while at < lease.count {
             // SAFETY: the pages from `at` of the run and of `dst` are held
@@ -286,9 +288,7 @@ impl FramePool {
                     false,
                 )
             };
-            let pages = moved / ps;
-            empty[at..at + pages].fill(true);
-            at += pages;
+            at += moved / ps;
             if result.is_err() && at < lease.count {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: the slot is leased and the page held; both are
@@ -301,15 +301,18 @@ impl FramePool {
                         ps,
                     )
                 };
-                self.copied_in.fetch_add(1, Ordering::Relaxed);
+                copied.push(lease.first + at);
                 at += 1;
             }
         }
-        let moved = empty.iter().filter(|&&e| e).count();
-        self.moved_in.fetch_add(moved as u64, Ordering::Relaxed);
+        self.moved_in
+            .fetch_add((lease.count - copied.len()) as u64, Ordering::Relaxed);
+        self.copied_in
+            .fetch_add(copied.len() as u64, Ordering::Relaxed);
         let mut marks = self.marks.lock();
-        for (k, &e) in empty.iter().enumerate() {
-            Marks::set(&mut marks.full, lease.first + k, 1, !e);
+        Marks::set(&mut marks.full, lease.first, lease.count, false);
+        for &slot in &copied {
+            Marks::set(&mut marks.full, slot, 1, true);
         }
         Marks::set(&mut marks.busy, lease.first, lease.count, false);
         drop(marks);

@@ -209,26 +209,11 @@ impl Region {
         read: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<(), FillError<E>> {
         let Some(transparent) = &self.transparent else {
-            // A run through the pool: read into committed slots, then
-            // moved to the pages.
-            if let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN)
-                && let Some(lease) = pool.lease_for_read(count as usize)
-            {
-                assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
-                // SAFETY: the lease is held until `move_in` or its drop,
-                // and the slice is gone by then.
-                let read = read(unsafe { pool.lease_bytes(&lease) });
-                return match read {
-                    Ok(()) => {
-                        // SAFETY: in bounds (asserted); the caller holds
-                        // the pages exclusively and they are absent.
-                        unsafe { pool.move_in(lease, self.page_ptr(page)) };
-                        Ok(())
-                    }
-                    // The lease's drop frees its slots.
-                    Err(e) => Err(FillError::Read(e)),
-                };
-            }
+            // SAFETY: the caller holds the pages exclusively; absent.
+            let read = match unsafe { self.through_pool(page, count, read) } {
+                Ok(done) => return done.map_err(FillError::Read),
+                Err(read) => read,
+            };
             // SAFETY: the caller holds the pages exclusively.
             let bytes = unsafe { self.pages_mut(page, count) };
             return read(bytes).map_err(|e| {
@@ -262,21 +247,16 @@ impl Region {
     /// As for [`Region::fill`].
     pub(crate) unsafe fn fill_zeros(&self, page: u64, count: u64) -> Result<(), VmError> {
         let Some(transparent) = &self.transparent else {
-            // A run, where there is a frame pool: zeros written into
-            // committed slots and moved to the pages (the kernel would
-            // otherwise fault, allocate, zero and charge each page at its
-            // first store).
-            if let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN)
-                && let Some(lease) = pool.lease_for_read(count as usize)
-            {
-                assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
-                // SAFETY: the lease is held; the slice is gone before it is
-                // handed on.
-                unsafe { pool.lease_bytes(&lease) }.fill(0);
-                // SAFETY: in bounds (asserted); the caller holds the pages
-                // exclusively and they are absent.
-                unsafe { pool.move_in(lease, self.page_ptr(page)) };
-            }
+            // A run through the pool (the kernel would otherwise fault,
+            // allocate, zero and charge each page at its first store);
+            // without one there is nothing to do.
+            // SAFETY: as the caller promises.
+            let _ = unsafe {
+                self.through_pool(page, count, |bytes| {
+                    bytes.fill(0);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+            };
             return Ok(());
         };
         let chunk = ZEROS.len() / self.page_size;
@@ -594,6 +574,38 @@ impl Region {
 }
 
 impl Region {
+    /// Copying mode, a run long enough and a free run of the frame pool:
+    /// `write` fills committed slots, which are then moved to the pages
+    /// (`Ok`, with `write`'s result; on its error nothing of the range is
+    /// committed). Otherwise `write` is handed back, not called.
+    ///
+    /// # Safety
+    /// As for [`Region::fill`].
+    unsafe fn through_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
+        &self,
+        page: u64,
+        count: u64,
+        write: W,
+    ) -> Result<Result<(), E>, W> {
+        let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN) else {
+            return Err(write);
+        };
+        let Some(lease) = pool.lease_for_read(count as usize) else {
+            return Err(write);
+        };
+        assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
+        // SAFETY: the lease is held until `move_in` or its drop, and the
+        // slice is gone by then.
+        let written = write(unsafe { pool.lease_bytes(&lease) });
+        if written.is_ok() {
+            // SAFETY: in bounds (asserted); the caller holds the pages
+            // exclusively and they are absent.
+            unsafe { pool.move_in(lease, self.page_ptr(page)) };
+        }
+        // (On an error the lease's drop frees its slots.)
+        Ok(written)
+    }
+
     /// Moves a run's memory into the frame pool, where there is one and
     /// the run is long enough; returns the pages moved, from the first.
     ///
