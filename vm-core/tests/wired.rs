@@ -234,21 +234,28 @@ fn wired_memory_in_transparent_mode() {
     assert!(vm.stats().evictions > 40);
 }
 
+/// The two-page segment at `path` opened read-write and mapped as wired
+/// memory into a fresh VM (the file is kept with it).
+fn map_segment(path: &std::path::Path) -> (std::fs::File, Vm, vm_core::Interval) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let vm = sim_vm(256, 8);
+    let wired = vm
+        .map_memory(file.as_fd(), 0, 2, Protection::ReadWrite)
+        .unwrap();
+    (file, vm, wired)
+}
+
 /// Shared memory between processes: a file on `/dev/shm` mapped by this
 /// process's VM and by a child's; the child's stores are this process's
 /// loads, and the other way round.
 #[test]
 fn wired_memory_is_shared_with_another_process() {
     if let Ok(path) = std::env::var("CEDAR_WIRED_CHILD") {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        let vm = sim_vm(256, 8);
-        let wired = vm
-            .map_memory(file.as_fd(), 0, 2, Protection::ReadWrite)
-            .unwrap();
+        let (_file, vm, wired) = map_segment(std::path::Path::new(&path));
         let mut seen = [0u8; 6];
         vm.read(at(&vm, wired.page, 0), &mut seen).unwrap();
         assert_eq!(&seen, b"parent");
@@ -261,17 +268,11 @@ fn wired_memory_is_shared_with_another_process() {
         return;
     };
     let path = dir.path().join("segment");
-    let file = std::fs::File::create_new(&path).unwrap();
-    file.set_len(2 * PAGE as u64).unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
+    std::fs::File::create_new(&path)
+        .unwrap()
+        .set_len(2 * PAGE as u64)
         .unwrap();
-    let vm = sim_vm(256, 8);
-    let wired = vm
-        .map_memory(file.as_fd(), 0, 2, Protection::ReadWrite)
-        .unwrap();
+    let (_file, vm, wired) = map_segment(&path);
     vm.write(at(&vm, wired.page, 0), b"parent").unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
