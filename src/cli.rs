@@ -159,9 +159,10 @@ pub struct OutOfCoreArgs {
     workloads: Vec<String>,
     /// Only these sides (comma-separated: vm, vm-transparent,
     /// kernel-advised, kernel, vm-mapped — the data set a shared file
-    /// mapping through `map_file` — and vm-no-move — the vm side without
-    /// frame moves; the last two run only when named here).
-    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move"])]
+    /// mapping through `map_file` —, vm-no-move — the vm side without
+    /// frame moves — and vm-no-huge — the vm side without the frame pool's
+    /// huge-page chunks; the last three run only when named here).
+    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge"])]
     sides: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).

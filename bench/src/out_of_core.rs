@@ -103,6 +103,11 @@ pub enum Side {
     /// `madvise`): the same run's baseline for the frame pool. Run when
     /// asked for (`--sides`).
     VmNoMove,
+    /// The `vm` side without the frame pool's huge-page chunks
+    /// (`VmConfig::huge_pool_chunks` off: the pool's memory committed a
+    /// page at a time): the same run's baseline for them. Run when asked
+    /// for (`--sides`).
+    VmNoHuge,
 }
 
 impl Side {
@@ -115,6 +120,7 @@ impl Side {
             Side::Kernel => "kernel",
             Side::VmMapped => "vm-mapped",
             Side::VmNoMove => "vm-no-move",
+            Side::VmNoHuge => "vm-no-huge",
         }
     }
 
@@ -127,6 +133,7 @@ impl Side {
             Side::Kernel,
             Side::VmMapped,
             Side::VmNoMove,
+            Side::VmNoHuge,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -1002,7 +1009,7 @@ pub fn run_side(
     let sort_bytes = options.sort_bytes();
     match side {
         Side::VmMapped => run_mapped_side(options, dir),
-        Side::Vm | Side::VmTransparent | Side::VmNoMove => {
+        Side::Vm | Side::VmTransparent | Side::VmNoMove | Side::VmNoHuge => {
             let transparent = side == Side::VmTransparent;
             let pages = (data_bytes + 2 * sort_bytes) / PAGE;
             let path = dir.join(format!("out-of-core-{}.vol", side.name()));
@@ -1018,6 +1025,7 @@ pub fn run_side(
             let config = VmConfig {
                 transparent,
                 move_frames: side != Side::VmNoMove,
+                huge_pool_chunks: side != Side::VmNoHuge,
                 ..VmConfig::new(pages, options.memory_bytes / PAGE)
             };
             let vm = match Vm::new(config, Backing::Volume(volume)) {
@@ -1416,13 +1424,34 @@ impl OutOfCoreReport {
                  working set of 3/4 of the budget)\n"
             ));
         }
-        if self.side(Side::VmNoMove).is_some() {
+        // The vm side against itself with a part of the frame pool off.
+        let variants = [
+            (
+                Side::VmNoMove,
+                "frame moves",
+                "vm/no-move",
+                "vm-no-move: the vm side with VmConfig::move_frames off (each transfer into fresh \
+                 memory, each eviction given back by madvise)",
+            ),
+            (
+                Side::VmNoHuge,
+                "huge chunks",
+                "vm/no-huge",
+                "vm-no-huge: the vm side with VmConfig::huge_pool_chunks off (the frame pool's \
+                 memory committed a page at a time)",
+            ),
+        ];
+        for (variant, title, ratio_name, note) in variants {
+            if self.side(variant).is_none() {
+                continue;
+            }
+            let column = format!("{} s", variant.name());
             t.push_str(&format!(
-                "\n{:<13} {:>9} {:>12} {:>11}\n",
-                "frame moves", "vm s", "vm-no-move s", "vm/no-move"
+                "\n{title:<13} {:>9} {column:>12} {ratio_name:>11}\n",
+                "vm s"
             ));
             for name in WORKLOADS {
-                let plain = self.seconds(Side::VmNoMove, name);
+                let plain = self.seconds(variant, name);
                 if plain.is_none() {
                     continue;
                 }
@@ -1431,24 +1460,16 @@ impl OutOfCoreReport {
                     "{:<13} {:>9} {:>12} {:>11}\n",
                     name,
                     cell_of(vm, failed(Side::Vm)),
-                    cell_of(plain, failed(Side::VmNoMove)),
+                    cell_of(plain, failed(variant)),
                     ratio(vm, plain)
                 ));
             }
-            let moved = |side: Side| {
-                self.side(side)
-                    .and_then(|s| s.vm_stats.as_ref())
-                    .map_or((0, 0), |s| (s.frames_moved_in, s.frames_moved_out))
-            };
-            t.push_str(
-                "vm-no-move: the vm side with VmConfig::move_frames off (each transfer into fresh \
-                 memory, each eviction given back by madvise)",
-            );
-            if self.side(Side::Vm).is_some() {
-                let (moved_in, moved_out) = moved(Side::Vm);
+            t.push_str(note);
+            if let Some(s) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
                 t.push_str(&format!(
-                    "; vm moved {moved_in} pages from its frame pool to their addresses and \
-                     {moved_out} evicted pages into it"
+                    "; vm moved {} pages from its frame pool to their addresses and {} evicted \
+                     pages into it, and committed {} huge-page chunks",
+                    s.frames_moved_in, s.frames_moved_out, s.frame_pool_huge_chunks
                 ));
             }
             t.push('\n');

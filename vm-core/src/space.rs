@@ -181,7 +181,7 @@ impl Vm {
                 config.virtual_pages,
                 config.page_size,
                 config.transparent,
-                config.frame_pool_pages() as usize,
+                (config.frame_pool_pages() as usize, config.huge_pool_chunks),
             )?,
             states: StateArray::new(config.virtual_pages)?,
             views: config.transparent.then(crate::views::Views::default),

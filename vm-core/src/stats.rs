@@ -118,6 +118,10 @@ pub struct VmStats {
     /// `fork`, or pinned): done the plain way instead.
     #[serde(default)]
     pub frame_moves_refused: u64,
+    /// The frame pool's 2 MiB chunks committed at once as one huge page
+    /// (see [`VmConfig::huge_pool_chunks`](crate::VmConfig::huge_pool_chunks)).
+    #[serde(default)]
+    pub frame_pool_huge_chunks: u64,
     /// Dirty pages written behind by the read-ahead thread before the
     /// clock reached them (so their eviction had no write to wait for).
     #[serde(default)]
@@ -138,6 +142,7 @@ impl AddressSpace {
             frames_moved_out,
             frames_copied_in,
             frame_moves_refused,
+            frame_pool_huge_chunks,
         ] = self.region.pool_counts();
         VmStats {
             cleaned_ahead: self
@@ -145,6 +150,7 @@ impl AddressSpace {
                 .as_ref()
                 .map_or(0, |r| r.cleaned.load(Ordering::Relaxed)),
             frame_moves_refused,
+            frame_pool_huge_chunks,
             frame_pool_pages,
             frames_moved_in,
             frames_moved_out,

@@ -252,3 +252,125 @@ fn free_and_kill_after_writing_behind_find_no_latch_left() {
     assert!(written_behind > 0, "nothing was written behind");
     vm.check_invariants();
 }
+
+/// Of the pairs of neighbouring pages from `ptr` (`count` pages) that are
+/// both present, how many are physical neighbours too, and how many pairs
+/// there were (`/proc/self/pagemap`); `None` where the kernel hides
+/// physical frame numbers (not root).
+fn physical_neighbours(ptr: *const u8, count: usize) -> Option<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
+    let mut entries = vec![0u8; 8 * count];
+    file.read_exact_at(&mut entries, (ptr as u64 / PAGE as u64) * 8)
+        .ok()?;
+    let frames: Vec<Option<u64>> = entries
+        .chunks_exact(8)
+        .map(|e| {
+            let e = u64::from_le_bytes(e.try_into().unwrap());
+            // Bit 63: present; bits 0-54: the frame (0 when hidden).
+            (e >> 63 == 1).then_some(e & ((1 << 55) - 1))
+        })
+        .collect();
+    if frames.iter().flatten().all(|&f| f == 0) {
+        return None;
+    }
+    let pairs = frames.windows(2).filter_map(|w| Some((w[0]?, w[1]?)));
+    let (mut neighbours, mut all) = (0, 0);
+    for (a, b) in pairs {
+        all += 1;
+        neighbours += u64::from(b == a + 1);
+    }
+    Some((neighbours, all))
+}
+
+/// With `VmConfig::huge_pool_chunks` (the default), runs are read into
+/// 2 MiB chunks committed at once as one huge page, so that a run's pages
+/// are physically contiguous (one request to the device per run): what the
+/// kernel's page table says after a sequential read, every byte checked.
+#[test]
+fn runs_read_into_huge_chunks_are_physically_contiguous() {
+    // A pool of 512 pages or more needs a budget of 4,096.
+    const BIG: u64 = 4096;
+    const DATA: u64 = 2 * BIG;
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    for huge in [true, false] {
+        let drive = SimDrive::preset("ssd", PAGE)
+            .unwrap()
+            .with_page_count(DATA + 1024)
+            .unwrap();
+        let channel = disk_channel::DiskChannel::new(vec![Box::new(drive)]).unwrap();
+        let volume = Volume::format(channel, &FormatOptions::new(PAGE, DATA)).unwrap();
+        let config = VmConfig {
+            huge_pool_chunks: huge,
+            ..VmConfig::new(DATA, BIG)
+        };
+        let vm = Vm::new(config, Backing::Volume(volume)).unwrap();
+        if vm.stats().frame_pool_pages == 0 {
+            eprintln!("skipped: the kernel refused a userfaultfd or UFFDIO_MOVE");
+            return;
+        }
+        let interval = vm.allocate(DATA).unwrap();
+        let word =
+            |page: u64, i: usize| (page << 32 | i as u64) ^ 0x5EED_F00D_u64.wrapping_mul(page + 1);
+        for page in 0..DATA {
+            let mut guard = vm
+                .page_mut_overwrite(runtable::PageNumber(interval.page.0 + page))
+                .unwrap();
+            for (i, w) in guard.chunks_exact_mut(8).enumerate() {
+                w.copy_from_slice(&word(page, i).to_le_bytes());
+            }
+        }
+        vm.flush().unwrap();
+        vm.advise(interval, Advice::DontNeed).unwrap();
+        vm.advise(interval, Advice::Sequential).unwrap();
+        let (mut neighbours, mut pairs) = (0, 0);
+        let mut hidden = false;
+        for page in 0..DATA {
+            let guard = vm
+                .page(runtable::PageNumber(interval.page.0 + page))
+                .unwrap();
+            for (i, w) in guard.chunks_exact(8).enumerate() {
+                assert_eq!(
+                    u64::from_le_bytes(w.try_into().unwrap()),
+                    word(page, i),
+                    "page {page}, word {i} (huge chunks {huge})"
+                );
+            }
+            // A run's first page: the run (or what of it has come in) as
+            // the kernel maps it.
+            if page % 256 == 0 && page + 256 <= DATA {
+                match physical_neighbours(guard.as_ptr(), 256) {
+                    Some((n, all)) => {
+                        neighbours += n;
+                        pairs += all;
+                    }
+                    None => hidden = true,
+                }
+            }
+        }
+        vm.check_invariants();
+        let stats = vm.stats();
+        eprintln!(
+            "huge chunks {huge}: {neighbours} of {pairs} neighbouring pages physically \
+             neighbours; {} chunks committed",
+            stats.frame_pool_huge_chunks
+        );
+        if !huge {
+            assert_eq!(stats.frame_pool_huge_chunks, 0, "{stats:?}");
+            continue;
+        }
+        assert!(stats.frame_pool_huge_chunks > 0, "{stats:?}");
+        if hidden {
+            eprintln!("skipped the frames' check: /proc/self/pagemap hides them (not root)");
+        } else if !thp.contains("[always]") && !thp.contains("[madvise]") {
+            eprintln!("skipped the frames' check: transparent huge pages are off ({thp})");
+        } else {
+            assert!(pairs > 0, "no run was seen resident");
+            assert!(
+                neighbours * 10 >= pairs * 9,
+                "{neighbours} of {pairs} neighbouring pages are physical neighbours"
+            );
+        }
+    }
+}

@@ -87,19 +87,20 @@ impl Region {
         page_size: usize,
         transparent: bool,
     ) -> Result<Region, VmError> {
-        Self::reserve_at(None, pages, page_size, transparent, 0)
+        Self::reserve_at(None, pages, page_size, transparent, (0, false))
     }
 
     /// As [`Region::reserve`], at address `at` if given (see
     /// [`Mapping::new_at`]: never over another mapping); outside
-    /// transparent mode with a frame pool of `pool_pages` pages (none if
-    /// 0, or where the kernel has no `UFFDIO_MOVE`).
+    /// transparent mode with a frame pool of `pool.0` pages (none if 0, or
+    /// where the kernel has no `UFFDIO_MOVE`), with huge-page chunks if
+    /// `pool.1` (see `frame_pool`).
     pub(crate) fn reserve_at(
         at: Option<usize>,
         pages: u64,
         page_size: usize,
         transparent: bool,
-        pool_pages: usize,
+        (pool_pages, huge_chunks): (usize, bool),
     ) -> Result<Region, VmError> {
         let len = usize::try_from(pages)
             .ok()
@@ -135,7 +136,16 @@ impl Region {
         // larger page would leave it half moved.)
         let pool =
             (transparent.is_none() && pool_pages >= 2 && page_size == rustix::param::page_size())
-                .then(|| FramePool::new(mapping.base.as_ptr(), len, pool_pages, page_size).ok())
+                .then(|| {
+                    FramePool::new(
+                        mapping.base.as_ptr(),
+                        len,
+                        pool_pages,
+                        page_size,
+                        huge_chunks,
+                    )
+                    .ok()
+                })
                 .flatten();
         Ok(Region {
             mapping,
@@ -149,15 +159,17 @@ impl Region {
     }
 
     /// The frame pool's size in pages, its pages moved in, moved out and
-    /// copied in, and the moves the kernel refused (zeros without a pool).
-    pub(crate) fn pool_counts(&self) -> [u64; 5] {
-        self.pool.as_ref().map_or([0; 5], |p| {
+    /// copied in, the moves the kernel refused and the huge-page chunks
+    /// committed (zeros without a pool).
+    pub(crate) fn pool_counts(&self) -> [u64; 6] {
+        self.pool.as_ref().map_or([0; 6], |p| {
             [
                 p.slots() as u64,
                 p.moved_in.load(Ordering::Relaxed),
                 p.moved_out.load(Ordering::Relaxed),
                 p.copied_in.load(Ordering::Relaxed),
                 p.refused.load(Ordering::Relaxed),
+                p.chunks_committed.load(Ordering::Relaxed),
             ]
         })
     }
@@ -210,7 +222,7 @@ impl Region {
     ) -> Result<(), FillError<E>> {
         let Some(transparent) = &self.transparent else {
             // SAFETY: the caller holds the pages exclusively; absent.
-            let read = match unsafe { self.through_pool(page, count, read) } {
+            let read = match unsafe { self.through_pool(page, count, false, read) } {
                 Ok(done) => return done.map_err(FillError::Read),
                 Err(read) => read,
             };
@@ -252,7 +264,7 @@ impl Region {
             // without one there is nothing to do.
             // SAFETY: as the caller promises.
             let _ = unsafe {
-                self.through_pool(page, count, |bytes| {
+                self.through_pool(page, count, true, |bytes| {
                     bytes.fill(0);
                     Ok::<(), std::convert::Infallible>(())
                 })
@@ -585,12 +597,13 @@ impl Region {
         &self,
         page: u64,
         count: u64,
+        zeros: bool,
         write: W,
     ) -> Result<Result<(), E>, W> {
         let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN) else {
             return Err(write);
         };
-        let Some(lease) = pool.lease_for_read(count as usize) else {
+        let Some(lease) = pool.lease_for_read(count as usize, zeros) else {
             return Err(write);
         };
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
