@@ -327,6 +327,61 @@ fn the_out_of_core_run_compares_frame_moves_when_asked() {
     );
 }
 
+/// The side without huge-page chunks (`--sides vm,vm-no-huge`, at the
+/// smallest budget that has them: 16 MiB, a pool of 512 pages): both scans
+/// finished and checked, the default side committed chunks and the other
+/// none; the table's own section.
+#[test]
+fn the_out_of_core_run_compares_huge_chunks_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "out-of-core",
+            "--memory",
+            "16MiB",
+            "--sides",
+            "vm,vm-no-huge",
+            "--workloads",
+            "scan",
+            "--dir",
+            ".",
+        ];
+        args.extend_from_slice(extra);
+        let o = cedarvm(dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        stdout(&o)
+    };
+    let report: Value = serde_json::from_str(&run(&["--json"])).unwrap();
+    let sides = report["sides"].as_array().unwrap();
+    let names: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
+    assert_eq!(names, ["vm", "vm-no-huge"]);
+    for side in sides {
+        let scan = side["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "scan")
+            .unwrap_or_else(|| panic!("no scan: {side}"));
+        assert_eq!(scan["finished"], true, "{side}");
+    }
+    let (vm, plain) = (&sides[0]["vm_stats"], &sides[1]["vm_stats"]);
+    assert_eq!(plain["frame_pool_huge_chunks"], 0, "{plain}");
+    if vm["frame_pool_pages"] == 0 {
+        println!(
+            "no frame pool (the kernel refused a userfaultfd or UFFDIO_MOVE): chunks not checked"
+        );
+    } else {
+        assert!(vm["frame_pool_huge_chunks"].as_u64().unwrap() > 0, "{vm}");
+        assert!(plain["frames_moved_in"].as_u64().unwrap() > 0, "{plain}");
+    }
+    let table = run(&[]);
+    assert!(
+        table.contains("huge chunks") && table.contains("vm/no-huge"),
+        "{table}"
+    );
+}
+
 /// `bench out-of-core` at a tiny size: three sides, five workloads each
 /// (or, for the kernel's, killed by their cgroup, reported as such), every
 /// VM workload finished and checked (a wrong byte fails the side),
