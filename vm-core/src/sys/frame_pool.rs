@@ -58,9 +58,16 @@
 //! committed small pages, 774–955 µs into memory released after each read;
 //! through the VM's scan, 650 µs a read before, 490–530 µs after. The
 //! kernel's page cache has the same advantage: its read-ahead issues 4 MiB
-//! requests from large folios. Zero runs take no chunk: a page of zeros in
-//! a huge page being split is replaced by the shared zero page, and the
-//! first store to it would fault after all.
+//! requests from large folios. Zero runs commit no chunk: a page of zeros
+//! in a huge page being split is replaced by the shared zero page, and the
+//! first store to it would fault after all. The rest of a chunk just
+//! committed is held with the run read into it until that run has moved
+//! (and so split the huge page): a second read into it would pin the huge
+//! page, which the kernel then refuses to split, and the first run's moves
+//! would all fail. The pool checks once, on its first chunk, that the
+//! kernel gives a huge page at the first store and again after a split and
+//! a release (`MADV_DONTNEED` over a whole chunk frees its page table only
+//! from Linux 6.14 on x86-64); where it does not, the pool has no chunks.
 //!
 //! A child made by `fork` inherits the descriptor, and a move through it
 //! acts on the memory of the process that made it: in any other process
@@ -134,13 +141,18 @@ pub(crate) struct Lease<'a> {
     pool: &'a FramePool,
     first: usize,
     count: usize,
+    /// Slots after the run held with it, full, until it moves in or is
+    /// dropped: the rest of a chunk just committed, still one huge page —
+    /// a read into it would pin that page, and the kernel refuses to split
+    /// a pinned huge page, so the run's own moves would fail.
+    rest: usize,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         let mut marks = self.pool.marks.lock();
         Marks::set(&mut marks.full, self.first, self.count, true);
-        Marks::set(&mut marks.busy, self.first, self.count, false);
+        Marks::set(&mut marks.busy, self.first, self.count + self.rest, false);
     }
 }
 
@@ -148,6 +160,10 @@ impl Marks {
     /// The words of huge-page chunk `chunk`.
     fn chunk_words(chunk: usize) -> std::ops::Range<usize> {
         chunk * CHUNK_SLOTS / 64..(chunk + 1) * CHUNK_SLOTS / 64
+    }
+
+    fn full_run(&mut self, first: usize, count: usize) {
+        Self::set(&mut self.full, first, count, true);
     }
 
     /// Whether no transfer holds a slot of huge-page chunk `chunk`.
@@ -205,6 +221,28 @@ impl Marks {
         }
         None
     }
+}
+
+/// Whether the page at `page` (page-aligned, of this process) is in
+/// memory (`mincore`); `None` where the kernel will not say.
+fn resident(page: *const u8) -> Option<bool> {
+    let mut vec = [0u8; 1];
+    // SAFETY: mincore reads no memory of the range, only its page table;
+    // it writes one byte, into `vec`, for the one page asked about.
+    let r = unsafe { libc::mincore(page.cast_mut().cast(), 1, vec.as_mut_ptr()) };
+    (r == 0).then_some(vec[0] & 1 == 1)
+}
+
+/// The kernel's count of huge pages given at a fault (`thp_fault_alloc`
+/// in `/proc/vmstat`), if it keeps one.
+fn thp_faults() -> Option<u64> {
+    let vmstat = std::fs::read_to_string("/proc/vmstat").ok()?;
+    vmstat
+        .lines()
+        .find_map(|l| l.strip_prefix("thp_fault_alloc "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl FramePool {
@@ -275,8 +313,8 @@ impl FramePool {
         };
         result.map_err(|e| refused("UFFDIO_MOVE", e))?;
         if huge {
-            // The probe's page goes (a chunk with a page in it is never
-            // committed whole), then the chunks are advised huge.
+            // The probe's pages go (a chunk with a page in it is never
+            // committed whole).
             // SAFETY: slots 0 and 1 are the pool's, unused; their contents
             // are no one's.
             let _ = unsafe {
@@ -286,26 +324,73 @@ impl FramePool {
                     rustix::mm::Advice::LinuxDontNeed,
                 )
             };
-            let chunks = slots / CHUNK_SLOTS;
-            // SAFETY: the chunks lie inside the mapping (slot 0 is `offset`
-            // < a chunk in, which the mapping has in excess); advice
-            // changes no contents. (The rest of the mapping keeps the
-            // mapping's MADV_NOHUGEPAGE.)
-            let advised = unsafe {
-                rustix::mm::madvise(
-                    probe.cast(),
-                    chunks * CHUNK_BYTES,
-                    rustix::mm::Advice::LinuxHugepage,
-                )
-            };
-            if advised.is_ok() {
-                pool.chunks = chunks;
-            }
+            pool.chunks = pool.huge_chunks_work(slots / CHUNK_SLOTS);
         } else if moved == page_size {
             let mut marks = pool.marks.lock();
             Marks::set(&mut marks.full, 1, 1, true);
         }
         Ok(pool)
+    }
+
+    /// Advises the first `chunks` chunks huge and checks, on chunk 0, that
+    /// the kernel gives this pool what huge-page chunks need: a huge page
+    /// at the first store, again after a move split it and the chunk was
+    /// given back (which needs the kernel to free an empty page table,
+    /// Linux 6.14 and later on x86-64). Returns `chunks`, or 0 (the advice
+    /// undone) where it does not — transparent huge pages off, no huge
+    /// page to be had, an older kernel: a chunk committed then would cost
+    /// 512 small faults, more than the plain path.
+    fn huge_chunks_work(&self, chunks: usize) -> usize {
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        let pmd = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+        if thp.is_ok_and(|t| t.contains("[never]"))
+            || pmd.map_or(true, |p| p.trim() != CHUNK_BYTES.to_string())
+        {
+            return 0;
+        }
+        let slot0 = self.slot_ptr(0);
+        let advise = |advice| {
+            // SAFETY: the chunks lie inside the mapping (slot 0 is
+            // `offset` < a chunk in, which the mapping has in excess);
+            // advice changes no contents. (The rest of the mapping keeps
+            // the mapping's MADV_NOHUGEPAGE.)
+            unsafe { rustix::mm::madvise(slot0.cast(), chunks * CHUNK_BYTES, advice) }
+        };
+        if advise(rustix::mm::Advice::LinuxHugepage).is_err() {
+            return 0;
+        }
+        // A page of the mapping past the slots (it is a chunk longer than
+        // they are): where chunk 0's first page moves to, which splits it.
+        // SAFETY: offset + slots pages + a page <= the mapping's length.
+        let spare = unsafe { slot0.add(self.slots * self.page_size) };
+        let give_back = |at: *mut u8, len| {
+            // SAFETY: a range of the pool's own mapping (chunk 0 or the
+            // spare page), used by no one yet.
+            let _ =
+                unsafe { rustix::mm::madvise(at.cast(), len, rustix::mm::Advice::LinuxDontNeed) };
+        };
+        let huge_fault = || {
+            let before = thp_faults();
+            // SAFETY: slot 0 is the pool's, unused yet.
+            unsafe { slot0.write_volatile(1) };
+            before.is_some() && thp_faults() > before
+        };
+        // (The probe's page table goes too.)
+        give_back(slot0, CHUNK_BYTES);
+        let first = huge_fault();
+        // SAFETY: slot 0 and the spare page are the pool's, unused; the
+        // spare page is missing and the mapping registered.
+        let (moved, _) = unsafe { self.uffd.move_pages(spare, slot0, self.page_size, false) };
+        give_back(spare, self.page_size);
+        give_back(slot0, CHUNK_BYTES);
+        let again = moved == self.page_size && huge_fault();
+        give_back(slot0, CHUNK_BYTES);
+        if first && again {
+            chunks
+        } else {
+            let _ = advise(rustix::mm::Advice::LinuxNoHugepage);
+            0
+        }
     }
 
     /// Re-registers part of the region after it was mapped over and given
@@ -345,7 +430,9 @@ impl FramePool {
     /// else any free run (its empty slots are committed by the read itself,
     /// as the region's pages would be); `None` if no run is free.
     pub(crate) fn lease_for_read(&self, count: usize, zeros: bool) -> Option<Lease<'_>> {
-        if count > self.slots || !self.usable() {
+        // (A whole chunk's run could move a huge page into the region,
+        // which is not advised huge: no run that long takes the pool.)
+        if count > self.slots || (self.chunks > 0 && count >= CHUNK_SLOTS) || !self.usable() {
             return None;
         }
         let mut marks = self.marks.lock();
@@ -355,26 +442,25 @@ impl FramePool {
                 pool: self,
                 first,
                 count,
+                rest: 0,
             });
         }
         // Zeroed pages would not survive the chunk's split (the kernel maps
         // the shared zero page in their place), so a zero run takes none.
         let idle = (0..self.chunks)
-            .filter(|&chunk| !zeros && count <= CHUNK_SLOTS && marks.chunk_idle(chunk))
+            .filter(|&chunk| !zeros && marks.chunk_idle(chunk))
             .min_by_key(|&chunk| marks.chunk_full(chunk));
         if let Some(chunk) = idle {
             let first = chunk * CHUNK_SLOTS;
             Marks::set(&mut marks.busy, first, CHUNK_SLOTS, true);
             drop(marks);
             self.commit_chunk(chunk);
-            let mut marks = self.marks.lock();
-            Marks::set(&mut marks.full, first, CHUNK_SLOTS, true);
-            // The rest of the chunk is free for the next lease.
-            Marks::set(&mut marks.busy, first + count, CHUNK_SLOTS - count, false);
+            self.marks.lock().full_run(first, CHUNK_SLOTS);
             return Some(Lease {
                 pool: self,
                 first,
                 count,
+                rest: CHUNK_SLOTS - count,
             });
         }
         let first = Marks::find(self.slots, count, |w| !marks.busy[w])?;
@@ -383,6 +469,7 @@ impl FramePool {
             pool: self,
             first,
             count,
+            rest: 0,
         })
     }
 
@@ -455,6 +542,20 @@ impl FramePool {
             at += moved / ps;
             if result.is_err() && at < lease.count {
                 self.refused.fetch_add(1, Ordering::Relaxed);
+                // The kernel can report less than it moved: a destination
+                // present (`EEXIST`) whose slot is empty was moved — this
+                // run's slots are leased, no one else empties them — and
+                // copying the empty slot over it would write zeros. (Seen
+                // with two reads into one huge page, each pinning it while
+                // the other's moves split it.)
+                let slot = self.slot_ptr(lease.first + at);
+                if result == Err(rustix::io::Errno::EXIST)
+                    && resident(slot) == Some(false)
+                    && resident(dst.wrapping_add(at * ps)) == Some(true)
+                {
+                    at += 1;
+                    continue;
+                }
                 // SAFETY: the slot is leased and the page held; both are
                 // a page long and do not overlap (pool and region are
                 // different mappings).
@@ -478,7 +579,12 @@ impl FramePool {
         for &slot in &copied {
             Marks::set(&mut marks.full, slot, 1, true);
         }
-        Marks::set(&mut marks.busy, lease.first, lease.count, false);
+        Marks::set(
+            &mut marks.busy,
+            lease.first,
+            lease.count + lease.rest,
+            false,
+        );
         drop(marks);
         // Its marks are set: nothing for the drop to do.
         std::mem::forget(lease);
@@ -516,7 +622,10 @@ impl FramePool {
         let pages = moved / self.page_size;
         self.moved_out.fetch_add(pages as u64, Ordering::Relaxed);
         let mut marks = self.marks.lock();
-        Marks::set(&mut marks.full, first, pages, true);
+        // A slot found present (its mark was wrong: a huge page's split
+        // left it there) is full.
+        let present = usize::from(result == Err(rustix::io::Errno::EXIST));
+        Marks::set(&mut marks.full, first, pages + present, true);
         Marks::set(&mut marks.busy, first, count, false);
         pages
     }
