@@ -578,8 +578,12 @@ impl DemoReport {
                     "none (transparent mode, or the kernel refused UFFDIO_MOVE)".to_string()
                 } else {
                     format!(
-                        "{} pages; {} pages moved in from it, {} evicted into it",
-                        s.frame_pool_pages, s.frames_moved_in, s.frames_moved_out
+                        "{} pages; {} pages moved in from it, {} evicted into it; {} 2 MiB chunks \
+                         committed as huge pages",
+                        s.frame_pool_pages,
+                        s.frames_moved_in,
+                        s.frames_moved_out,
+                        s.frame_pool_huge_chunks
                     )
                 },
             ),
