@@ -163,11 +163,12 @@ impl AddressSpace {
         if allocation.advice == Advice::Sequential {
             return Ok(Plan::Now(self.serve(monitor, page, None, overwrite)?));
         }
-        if self.region.is_transparent()
-            && allocation.advice == Advice::Normal
+        // A stream found under `Normal` advice (see `read_stream`).
+        let min_run = if self.region.is_transparent() { 2 } else { 4 };
+        if allocation.advice == Advice::Normal
             && !overwrite
             && word.has(ON_DISK)
-            && self.read_stream(monitor, page)?
+            && self.read_stream(monitor, page, min_run)?
         {
             monitor.counters.faults += 1;
             return Ok(Plan::Now(Served::Resident));

@@ -204,20 +204,32 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
-    /// Transparent mode, `Normal` advice: a program reached by plain loads
-    /// does not call `advise`, so its streams are found as a page cache
-    /// finds them. A fault whose two previous pages are resident (a stream
-    /// going up) reads a cluster from `page` up; one whose two next pages
+    /// `Normal` advice: streams are found as a page cache finds them. A
+    /// fault whose `min_run` previous pages are resident (a stream going
+    /// up) reads a cluster from `page` up; one whose `min_run` next pages
     /// are (a stream going down: a partition's right-hand scan) reads a
     /// cluster ending at `page`. The window is twice the stream's resident
     /// run, 8 pages at least, at most `run_max` — the sequential window's
     /// rule (`stream_window`), so streams under memory pressure keep small
     /// windows. Returns whether `page` came in; with nothing read, the
-    /// caller serves it alone. The copying API keeps Cedar's page at a time
-    /// under `Normal` for pages with a copy to read (its callers say what
-    /// they want with `advise`); only fresh pages, which cost no read, come
-    /// a run at a time there (`zero_run`).
-    pub(crate) fn read_stream(&self, monitor: &mut Monitor, page: u64) -> Result<bool, VmError> {
+    /// caller serves it alone.
+    ///
+    /// Transparent mode asks for 2 pages (a program reached by plain loads
+    /// does not call `advise`). The copying API asks for 4, in the default
+    /// monitor scope: a reader at random with a quarter of its data
+    /// resident finds 2 resident pages before its fault by chance once in
+    /// 16 faults, 4 once in 256 — while a merge's streams, each in order
+    /// and all at once, are found after their fourth page, which `Random`
+    /// advice to the kernel cannot do and its read-around (8 MiB windows
+    /// here) does at a cost that thrashes (measured: `bench out-of-core`,
+    /// sort). The seed's scope keeps Cedar's page at a time under `Normal`
+    /// (the seek-ahead experiments reproduce the seed's).
+    pub(crate) fn read_stream(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        min_run: u64,
+    ) -> Result<bool, VmError> {
         let states = self.states();
         let Some((start, allocation)) = monitor.allocation_of(page) else {
             return Ok(false);
@@ -234,9 +246,9 @@ impl AddressSpace {
             ahead += 1;
         }
         let window = |run: u64| (2 * run).clamp(READ_AHEAD_MIN.min(max), max);
-        let read = if behind >= 2 {
+        let read = if behind >= min_run {
             self.read_run(monitor, page, window(behind))?
-        } else if ahead >= 2 {
+        } else if ahead >= min_run {
             // The absent pages just below `page`, down to the window.
             let mut first = page;
             while page - first + 1 < window(ahead) && first > start && !resident(first - 1) {
