@@ -231,12 +231,19 @@ impl AddressSpace {
         min_run: u64,
     ) -> Result<bool, VmError> {
         let states = self.states();
+        let resident = |p: u64| states.load(p).tag() != TAG_ABSENT;
+        // Most faults at random have neither neighbour resident: done
+        // before the interval is looked up.
+        if !(page > 0 && resident(page - 1))
+            && !(page + 1 < self.virtual_pages && resident(page + 1))
+        {
+            return Ok(false);
+        }
         let Some((start, allocation)) = monitor.allocation_of(page) else {
             return Ok(false);
         };
         let end = start + allocation.count;
         let max = Self::run_max(monitor);
-        let resident = |p: u64| states.load(p).tag() != TAG_ABSENT;
         let mut behind = 0u64;
         while behind < max && page - behind > start && resident(page - behind - 1) {
             behind += 1;
