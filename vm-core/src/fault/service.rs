@@ -234,9 +234,9 @@ impl AddressSpace {
         let resident = |p: u64| states.load(p).tag() != TAG_ABSENT;
         // Most faults at random have neither neighbour resident: done
         // before the interval is looked up.
-        if !(page > 0 && resident(page - 1))
-            && !(page + 1 < self.virtual_pages && resident(page + 1))
-        {
+        let before = page > 0 && resident(page - 1);
+        let after = page + 1 < self.virtual_pages && resident(page + 1);
+        if !before && !after {
             return Ok(false);
         }
         let Some((start, allocation)) = monitor.allocation_of(page) else {
