@@ -282,9 +282,14 @@ impl AddressSpace {
                 .is_some_and(|q| q.pending().0 < crate::fault::planned::PLANNED_MAX)
         {
             // A scan that caught up with its read-ahead: keep the next
-            // cluster coming before waiting for this one.
+            // cluster coming before waiting for this one, and have memory
+            // ready for the cluster after it (a huge page zeroed while the
+            // drive works, not before the next read starts).
             let mut monitor = self.lock_monitor();
             self.plan_past_in_flight(&mut monitor, page);
+            let run = Self::run_max(&monitor);
+            drop(monitor);
+            self.region.prepare_pool(run);
         }
         self.states().wait_for_change(page, seen);
         // Woken (or the word moved on): spin again before the next park.

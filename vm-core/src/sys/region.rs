@@ -619,6 +619,14 @@ impl Region {
         Ok(written)
     }
 
+    /// Readies the frame pool for a run of `count` pages read next (see
+    /// [`FramePool::prepare`]); nothing without a pool.
+    pub(crate) fn prepare_pool(&self, count: u64) {
+        if let Some(pool) = &self.pool {
+            pool.prepare(count as usize);
+        }
+    }
+
     /// Moves a run's memory into the frame pool, where there is one and
     /// the run is long enough; returns the pages moved, from the first.
     ///
