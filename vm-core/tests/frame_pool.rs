@@ -338,8 +338,11 @@ fn runs_read_into_huge_chunks_are_physically_contiguous() {
                 );
             }
             // A run's first page: the run (or what of it has come in) as
-            // the kernel maps it.
-            if page % 256 == 0 && page + 256 <= DATA {
+            // the kernel maps it — once the stream's window has grown to a
+            // full cluster and the pool has given out what the fill left
+            // in it (zero runs take no chunk: those frames are small pages
+            // from anywhere).
+            if page % 256 == 0 && page >= BIG / 4 && page + 256 <= DATA {
                 match physical_neighbours(guard.as_ptr(), 256) {
                     Some((n, all)) => {
                         neighbours += n;
@@ -371,7 +374,8 @@ fn runs_read_into_huge_chunks_are_physically_contiguous() {
         } else {
             assert!(pairs > 0, "no run was seen resident");
             assert!(
-                neighbours * 10 >= pairs * 9,
+                // 94-99.7% here; small pages from anywhere: 0.3-75%.
+                neighbours * 20 >= pairs * 17,
                 "{neighbours} of {pairs} neighbouring pages are physical neighbours"
             );
         }
