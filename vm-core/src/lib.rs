@@ -100,6 +100,19 @@
 //!   pool. Single pages keep the plain path (two `ioctl`s cost what a
 //!   fault and an `madvise` cost). Where the kernel refuses the
 //!   `userfaultfd` or the move, nothing else changes.
+//! - **Contiguous frames** ([`VmConfig::huge_pool_chunks`]): the pool's
+//!   memory comes in 2 MiB chunks each committed as one huge page (the
+//!   pool only; the region never has huge pages), so a 1 MiB read lands in
+//!   physically contiguous memory and is one request to the disk. Into
+//!   256 scattered pages it was two, one after the other: more segments
+//!   than a virtio request holds (BENCHMARKS.md).
+//! - **Streams under `Normal` advice**: the seed reads page at a time
+//!   unless advised. Here, in the default monitor scope, a fault with four
+//!   resident pages before it reads a cluster, as a page cache finds a
+//!   stream — an external sort's merge of 32 streams, which the kernel
+//!   under `MADV_RANDOM` reads page at a time, went from 1.0x the kernel's
+//!   time to 0.34x. The seed's scope keeps page at a time (the seek-ahead
+//!   experiments reproduce the seed's).
 //! - **Write-behind**: the seed writes a dirty victim back when the clock
 //!   takes it, in the faulting thread. Here the read-ahead thread is handed
 //!   the dirty pages the clock will reach next and writes them while the
