@@ -258,7 +258,11 @@ impl AddressSpace {
         } else if ahead >= min_run {
             // The absent pages just below `page`, down to the window.
             let mut first = page;
-            while page - first + 1 < window(ahead) && first > start && !resident(first - 1) {
+            while page - first + 1 < window(ahead)
+                && first > start
+                && states.load(first - 1).tag() == TAG_ABSENT
+                && states.load(first - 1).has(ON_DISK)
+            {
                 first -= 1;
             }
             self.read_run(monitor, first, page - first + 1)?

@@ -275,16 +275,42 @@ fn resident(page: *const u8) -> Option<bool> {
     (r == 0).then_some(vec[0] & 1 == 1)
 }
 
-/// The kernel's count of huge pages given at a fault (`thp_fault_alloc`
-/// in `/proc/vmstat`), if it keeps one.
-fn thp_faults() -> Option<u64> {
-    let vmstat = std::fs::read_to_string("/proc/vmstat").ok()?;
-    vmstat
-        .lines()
-        .find_map(|l| l.strip_prefix("thp_fault_alloc "))?
-        .trim()
-        .parse()
-        .ok()
+/// Whether the mapping that holds `addr` has huge pages in it
+/// (`AnonHugePages` in `/proc/self/smaps`); `None` where the kernel will
+/// not say.
+fn huge_backed(addr: *const u8) -> Option<bool> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let addr = addr as usize;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let range = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'));
+        if let Some((start, end)) = range
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            inside = (start..end).contains(&addr);
+        } else if inside && let Some(kb) = line.strip_prefix("AnonHugePages:") {
+            let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+            return Some(kb > 0);
+        }
+    }
+    None
+}
+
+/// The page-table entry of the page at `page` (`/proc/self/pagemap`: bit
+/// 63 present, bit 62 swapped), if the kernel will say.
+fn page_entry(page: *const u8) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
+    let mut entry = [0u8; 8];
+    let at = (page as u64 / rustix::param::page_size() as u64) * 8;
+    file.read_exact_at(&mut entry, at).ok()?;
+    Some(u64::from_le_bytes(entry))
 }
 
 impl FramePool {
@@ -413,10 +439,9 @@ impl FramePool {
                 unsafe { rustix::mm::madvise(at.cast(), len, rustix::mm::Advice::LinuxDontNeed) };
         };
         let huge_fault = || {
-            let before = thp_faults();
             // SAFETY: slot 0 is the pool's, unused yet.
             unsafe { slot0.write_volatile(1) };
-            before.is_some() && thp_faults() > before
+            huge_backed(slot0) == Some(true)
         };
         // (The probe's page table goes too.)
         give_back(slot0, CHUNK_BYTES);
@@ -495,10 +520,16 @@ impl FramePool {
         // the shared zero page in their place), so a zero run takes no
         // whole chunk and commits none; nor does a short run (see
         // `CHUNK_MIN_RUN`).
-        if !zeros && count >= CHUNK_MIN_RUN {
-            // A chunk committed ahead (`prepare`), or one committed now.
+        if !zeros {
+            // A chunk committed ahead (`prepare`: any read may take it, so
+            // that it never stands idle), or, for a long run, one
+            // committed now.
             let ready = (0..self.chunks).find(|&c| marks.whole[c] && marks.chunk_idle(c));
-            let chunk = ready.or_else(|| marks.chunk_to_commit(self.chunks));
+            let chunk = ready.or_else(|| {
+                (count >= CHUNK_MIN_RUN)
+                    .then(|| marks.chunk_to_commit(self.chunks))
+                    .flatten()
+            });
             if let Some(chunk) = chunk {
                 Marks::set(&mut marks.busy, chunk * CHUNK_SLOTS, CHUNK_SLOTS, true);
                 if ready.is_none() {
@@ -529,7 +560,7 @@ impl FramePool {
     /// read-ahead), so that the zeroing of the huge page overlaps the
     /// transfer instead of delaying the next one.
     pub(crate) fn prepare(&self, count: usize) {
-        if self.chunks == 0 || count >= CHUNK_SLOTS || !self.usable() {
+        if self.chunks == 0 || !(CHUNK_MIN_RUN..CHUNK_SLOTS).contains(&count) || !self.usable() {
             return;
         }
         let mut marks = self.marks.lock();
@@ -627,9 +658,11 @@ impl FramePool {
                 // copying the empty slot over it would write zeros. (Seen
                 // with two reads into one huge page, each pinning it while
                 // the other's moves split it.)
+                // (Neither present nor swapped: a page swapped out reads
+                // as not resident to `mincore`, but holds the data.)
                 let slot = self.slot_ptr(lease.first + at);
                 if result == Err(rustix::io::Errno::EXIST)
-                    && resident(slot) == Some(false)
+                    && page_entry(slot).is_some_and(|e| e >> 62 == 0)
                     && resident(dst.wrapping_add(at * ps)) == Some(true)
                 {
                     at += 1;
@@ -658,8 +691,11 @@ impl FramePool {
         for &slot in &copied {
             Marks::set(&mut marks.full, slot, 1, true);
         }
-        if let Some(chunk) = lease.chunk {
-            // Split by the moves.
+        if let Some(chunk) = lease.chunk
+            && copied.len() < lease.count
+        {
+            // Split by the moves (a chunk whose every page was copied may
+            // still be whole).
             marks.whole[chunk] = false;
         }
         let (first, count) = lease.held();
