@@ -161,7 +161,9 @@ pub struct OutOfCoreArgs {
     /// kernel-advised, kernel, vm-mapped — the data set a shared file
     /// mapping through `map_file` —, vm-no-move — the vm side without
     /// frame moves — and vm-no-huge — the vm side without the frame pool's
-    /// huge-page chunks; the last three run only when named here).
+    /// huge-page chunks (2 MiB of the pool committed as one transparent
+    /// huge page, so a 1 MiB read is contiguous; they need --memory 16MiB
+    /// or more); the last three run only when named here).
     #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge"])]
     sides: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a

@@ -578,12 +578,24 @@ impl DemoReport {
                     "none (transparent mode, or the kernel refused UFFDIO_MOVE)".to_string()
                 } else {
                     format!(
-                        "{} pages; {} pages moved in from it, {} evicted into it; {} 2 MiB chunks \
-                         committed as huge pages",
+                        "{} pages; {} pages moved in from it, {} evicted into it; {}",
                         s.frame_pool_pages,
                         s.frames_moved_in,
                         s.frames_moved_out,
-                        s.frame_pool_huge_chunks
+                        if s.frame_pool_pages < 512 {
+                            "too small for 2 MiB huge-page chunks (a budget of 16 MiB or more \
+                             has them)"
+                                .to_string()
+                        } else if s.frame_pool_huge_chunks == 0 {
+                            "no 2 MiB chunk committed as a huge page (none needed, or the \
+                             kernel gives none: transparent huge pages off)"
+                                .to_string()
+                        } else {
+                            format!(
+                                "its 2 MiB chunks committed as huge pages {} times",
+                                s.frame_pool_huge_chunks
+                            )
+                        }
                     )
                 },
             ),

@@ -33,11 +33,22 @@ fn tiny_out_of_core(
     workloads: &str,
     extra: &[&str],
 ) -> std::process::Output {
+    out_of_core_at(dir, "2MiB", sides, workloads, extra)
+}
+
+/// `bench out-of-core` with a budget of `memory`, as `tiny_out_of_core`.
+fn out_of_core_at(
+    dir: &std::path::Path,
+    memory: &str,
+    sides: &str,
+    workloads: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let mut args = vec![
         "bench",
         "out-of-core",
         "--memory",
-        "2MiB",
+        memory,
         "--reads",
         "2000",
         "--limit",
@@ -287,18 +298,12 @@ fn the_out_of_core_run_maps_a_file_when_asked() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// The side without frame moves (`--sides vm,vm-no-move`): the same VM
-/// with `VmConfig::move_frames` off beside the default one, both scans
-/// finished and checked; the default side moved its runs through the
-/// frame pool, the other moved none; the table's own section.
-#[test]
-fn the_out_of_core_run_compares_frame_moves_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = tiny_out_of_core(dir.path(), "vm,vm-no-move", "scan", &["--json"]);
-    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+/// The report of a scan on two VM sides, `names`: both there, in order,
+/// their scans finished (and so checked); their stats.
+fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a Value) {
     let sides = report["sides"].as_array().unwrap();
-    let names: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
-    assert_eq!(names, ["vm", "vm-no-move"]);
+    let got: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
+    assert_eq!(got, names);
     for side in sides {
         let scan = side["workloads"]
             .as_array()
@@ -308,7 +313,19 @@ fn the_out_of_core_run_compares_frame_moves_when_asked() {
             .unwrap_or_else(|| panic!("no scan: {side}"));
         assert_eq!(scan["finished"], true, "{side}");
     }
-    let (vm, plain) = (&sides[0]["vm_stats"], &sides[1]["vm_stats"]);
+    (&sides[0]["vm_stats"], &sides[1]["vm_stats"])
+}
+
+/// The side without frame moves (`--sides vm,vm-no-move`): the same VM
+/// with `VmConfig::move_frames` off beside the default one, both scans
+/// finished and checked; the default side moved its runs through the
+/// frame pool, the other moved none; the table's own section.
+#[test]
+fn the_out_of_core_run_compares_frame_moves_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = tiny_out_of_core(dir.path(), "vm,vm-no-move", "scan", &["--json"]);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (vm, plain) = two_scanned_sides(&report, ["vm", "vm-no-move"]);
     assert_eq!(plain["frame_pool_pages"], 0, "{plain}");
     assert_eq!(plain["frames_moved_in"], 0, "{plain}");
     if vm["frame_pool_pages"] == 0 {
@@ -335,37 +352,16 @@ fn the_out_of_core_run_compares_frame_moves_when_asked() {
 fn the_out_of_core_run_compares_huge_chunks_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "bench",
-            "out-of-core",
-            "--memory",
+        stdout(&out_of_core_at(
+            dir.path(),
             "16MiB",
-            "--sides",
             "vm,vm-no-huge",
-            "--workloads",
             "scan",
-            "--dir",
-            ".",
-        ];
-        args.extend_from_slice(extra);
-        let o = cedarvm(dir.path(), &args);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        stdout(&o)
+            extra,
+        ))
     };
     let report: Value = serde_json::from_str(&run(&["--json"])).unwrap();
-    let sides = report["sides"].as_array().unwrap();
-    let names: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
-    assert_eq!(names, ["vm", "vm-no-huge"]);
-    for side in sides {
-        let scan = side["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["name"] == "scan")
-            .unwrap_or_else(|| panic!("no scan: {side}"));
-        assert_eq!(scan["finished"], true, "{side}");
-    }
-    let (vm, plain) = (&sides[0]["vm_stats"], &sides[1]["vm_stats"]);
+    let (vm, plain) = two_scanned_sides(&report, ["vm", "vm-no-huge"]);
     assert_eq!(plain["frame_pool_huge_chunks"], 0, "{plain}");
     if vm["frame_pool_pages"] == 0 {
         println!(

@@ -1465,12 +1465,28 @@ impl OutOfCoreReport {
                 ));
             }
             t.push_str(note);
+            t.push_str(&format!(
+                "\n  {ratio_name} under 1x: the vm side was faster; times of a tenth of a \
+                 second vary by tens of percent from run to run (repeat, or use --scale)"
+            ));
             if let Some(s) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
                 t.push_str(&format!(
-                    "; vm moved {} pages from its frame pool to their addresses and {} evicted \
-                     pages into it, and committed {} huge-page chunks",
+                    "\n  vm (all its workloads): moved {} pages from its frame pool to their \
+                     addresses and {} evicted pages into it; committed 2 MiB chunks as huge \
+                     pages {} times",
                     s.frames_moved_in, s.frames_moved_out, s.frame_pool_huge_chunks
                 ));
+                if variant == Side::VmNoHuge && s.frame_pool_huge_chunks == 0 {
+                    t.push_str(&format!(
+                        "\n  (no chunk was committed, so both sides ran the same code: {})",
+                        if s.frame_pool_pages < 512 {
+                            "the pool is smaller than a chunk — a budget of 16 MiB or more has \
+                             chunks"
+                        } else {
+                            "the kernel gives no huge pages here, or no run needed one"
+                        }
+                    ));
+                }
             }
             t.push('\n');
         }
