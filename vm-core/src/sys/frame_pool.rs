@@ -41,13 +41,13 @@
 //! Where pages are 4 KiB and the pool has 512 slots or more
 //! (`VmConfig::huge_pool_chunks`, on by default), its slots come in 2 MiB
 //! chunks advised `MADV_HUGEPAGE` (the pool only: the region stays
-//! `MADV_NOHUGEPAGE`, so the budget's bound holds). A read that finds no
-//! run of full slots takes the idle chunk with the fewest pages, gives
-//! those back and commits the chunk at once as one huge page
-//! ([`FramePool::commit_chunk`]); its pages stay physically contiguous
-//! after the moves split the huge page, and an evicted run moves back into
-//! the pool in the same order, so the next run read into it is contiguous
-//! again.
+//! `MADV_NOHUGEPAGE`, so the budget's bound holds). A read of 255 pages or
+//! more (`CHUNK_MIN_RUN`) that finds no run of full slots takes the idle
+//! chunk with the fewest pages, gives those back and commits the chunk at
+//! once as one huge page ([`FramePool::commit_chunk`]); its pages stay
+//! physically contiguous after the moves split the huge page, and an
+//! evicted run moves back into the pool in the same order, so the next run
+//! read into it is contiguous again.
 //!
 //! Why: this machine's disk (virtio, `max_segments` 254, a ring of 256
 //! descriptors) takes a 1 MiB direct read into 256 scattered pages as two
@@ -70,10 +70,11 @@
 //! transfer instead of delaying the next one: fresh huge pages are slow to
 //! zero on this virtual machine (a scratch program: 4.7 ms for 2 MiB of
 //! memory the host had taken back, 0.26 ms for memory just freed; 0.8–1.2
-//! ms for 2 MiB of small pages). The pool checks once, on its first chunk, that the
-//! kernel gives a huge page at the first store and again after a split and
-//! a release (`MADV_DONTNEED` over a whole chunk frees its page table only
-//! from Linux 6.14 on x86-64); where it does not, the pool has no chunks.
+//! ms for 2 MiB of small pages). The pool checks once, on its first
+//! chunk, that the kernel gives a huge page at the first store and again
+//! after a split and a release (`MADV_DONTNEED` over a whole chunk frees
+//! its page table only from Linux 6.14 on x86-64); where it does not, the
+//! pool has no chunks.
 //!
 //! A child made by `fork` inherits the descriptor, and a move through it
 //! acts on the memory of the process that made it: in any other process
@@ -482,8 +483,8 @@ impl FramePool {
 
     fn slot_ptr(&self, slot: usize) -> *mut u8 {
         assert!(slot < self.slots);
-        // SAFETY: slot < slots: inside the mapping (which is `offset`
-        // longer than the slots).
+        // SAFETY: slot < slots, and the mapping is the slots plus a chunk
+        // long when `offset` (< a chunk) is not 0: inside the mapping.
         unsafe {
             self.mapping
                 .base
@@ -581,9 +582,10 @@ impl FramePool {
     }
 
     /// Commits chunk `chunk` (busy, the marks' lock not held) as one huge
-    /// page, marked full and whole (still busy): whatever pages it has are given back first (`MADV_DONTNEED`
-    /// over a whole chunk also frees its page table, without which the
-    /// next fault there would be a small page again), then the first store
+    /// page, then marks it full and whole (still busy). Whatever pages it
+    /// has are given back first (`MADV_DONTNEED` over a whole chunk also
+    /// frees its page table, without which the next fault there would be a
+    /// small page again); then the first store
     /// faults in 2 MiB at once — one fault and one zeroing for 512 pages,
     /// and physically contiguous memory, so that a 1 MiB read into it is
     /// one request to the device rather than two that wait for each other
@@ -653,13 +655,12 @@ impl FramePool {
             if result.is_err() && at < lease.count {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 // The kernel can report less than it moved: a destination
-                // present (`EEXIST`) whose slot is empty was moved — this
-                // run's slots are leased, no one else empties them — and
-                // copying the empty slot over it would write zeros. (Seen
-                // with two reads into one huge page, each pinning it while
-                // the other's moves split it.)
-                // (Neither present nor swapped: a page swapped out reads
-                // as not resident to `mincore`, but holds the data.)
+                // present (`EEXIST`) whose slot is empty — neither present
+                // nor swapped out — was moved (this run's slots are leased:
+                // no one else empties them), and copying the empty slot
+                // over it would write zeros. Seen with two reads into one
+                // huge page, each pinning it while the other's moves split
+                // it, before whole chunks were held by one read.
                 let slot = self.slot_ptr(lease.first + at);
                 if result == Err(rustix::io::Errno::EXIST)
                     && page_entry(slot).is_some_and(|e| e >> 62 == 0)
