@@ -589,7 +589,9 @@ impl Region {
     /// Copying mode, a run long enough and a free run of the frame pool:
     /// `write` fills committed slots, which are then moved to the pages
     /// (`Ok`, with `write`'s result; on its error nothing of the range is
-    /// committed). Otherwise `write` is handed back, not called.
+    /// committed). Otherwise `write` is handed back, not called. `zeros`:
+    /// `write` zeroes the run rather than reading it (such a run takes no
+    /// huge-page chunk: see `FramePool::lease_for_read`).
     ///
     /// # Safety
     /// As for [`Region::fill`].
