@@ -478,7 +478,15 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             for side in sides {
                 let peak = side["peak_bytes"].as_u64().unwrap();
                 let limit = side["limit_bytes"].as_u64().unwrap();
-                assert!(peak > 0 && peak <= limit, "{side}");
+                // A kernel side killed by its cgroup (reported above) was
+                // charged what went over: seen at 4 KiB past (a charge
+                // batch at most).
+                let over = if side["failure"].is_string() {
+                    64 << 10
+                } else {
+                    0
+                };
+                assert!(peak > 0 && peak <= limit + over, "{side}");
             }
             // Budget + its run buffer (a quarter) + 32 MiB, both VM sides.
             for side in [&sides[0], &sides[1]] {
