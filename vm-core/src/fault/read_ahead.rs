@@ -6,7 +6,14 @@
 //! cluster: frames taken (evicting as needed), pages latched absent → "being
 //! read", disk address looked up. The read itself is done by the VM's
 //! read-ahead thread, without the monitor, while the scanning thread works
-//! through the cluster it has; the thread then makes the pages resident.
+//! through the cluster it has. A run read into the frame pool is then
+//! moved to its pages and made resident by a second thread, the finisher,
+//! while the read-ahead thread starts the next read — so the drive does
+//! not wait for the move and the wake-up (measured, the scan's time
+//! against the best kernel's: 0.92-1.40x, median 0.97x, with it; 0.99-1.36x,
+//! median 1.06x, without; at 4x scale medians 1.10x and 1.32x). Other
+//! reads (no pool run, transparent mode, a failure) are finished by the
+//! read-ahead thread itself.
 //! A fault that finds its page still being read (the scan caught up) plans
 //! the cluster after the one in flight before it waits, so a scan that is
 //! faster than the drive keeps two clusters in flight — the kernel's
@@ -16,8 +23,8 @@
 //! given back, when the read is planned, before any memory is committed.
 //! A read that fails (or a drive that panics) is undone under the monitor:
 //! frames freed, pages absent again — read-ahead is a guess, and the page's
-//! own fault meets the error, if any. The thread finishes every planned
-//! read before the VM is closed, so no latch outlives it. A run never
+//! own fault meets the error, if any. The threads finish every planned
+//! read before the VM is closed, so no latch outlives them. A run never
 //! leaves the interval it starts in, and `free` or `kill` meeting a page
 //! being read ahead waits for it without the monitor (its read may need
 //! the monitor to be undone) and tries again.
@@ -36,6 +43,7 @@ use crate::space::AddressSpace;
 use crate::state::{
     DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
 };
+use crate::sys::region::PooledRun;
 use crate::vocabulary::Advice;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -151,49 +159,120 @@ impl AddressSpace {
     /// The read-ahead thread's loop: take the oldest planned read, do it,
     /// finish it; until stopped with nothing left. Monitor not held on
     /// entry or exit.
+    ///
+    /// A run read into the frame pool is finished — moved to its pages,
+    /// its latches released, its waiters woken — by a second thread, the
+    /// finisher, while this one starts the next read: the drive does not
+    /// wait for that work (60-90 µs a 1 MiB cluster, measured; the read
+    /// itself 490-530 µs). Everything handed over is finished before this
+    /// returns.
     pub(crate) fn run_read_ahead(&self) {
         let read_ahead = self.read_ahead.as_ref().expect("the thread has a queue");
-        while let Some(work) = read_ahead.next() {
-            let planned = match work {
-                Work::Read(planned) => planned,
-                Work::Clean(clean) => {
-                    // A drive that panics fails the writes like an error
-                    // would: the pages stay dirty (`clean` unlatches them).
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_behind(clean)));
-                    read_ahead.cleaned();
-                    continue;
-                }
-            };
-            let count = planned.was.len() as u64;
-            let channel = self.channel.as_ref().expect("read-ahead implies a volume");
-            // A drive that panics fails this read like an error would.
-            let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: the planned read owns the exclusive latches of
-                // these absent pages (taken in `plan_read_ahead`, released
-                // only in `finish` below).
-                unsafe {
-                    self.region
-                        .fill(planned.page, count, |bytes| match &planned.from {
-                            PlannedFrom::Disk(disk) => channel
-                                .read(disk.drive, disk.page, bytes, None)
-                                .map_err(|_| ()),
-                            PlannedFrom::File(file, at) => {
-                                file.read_pages(*at, bytes).map_err(|_| ())
+        std::thread::scope(|scope| {
+            let (to_finisher, finishing) = std::sync::mpsc::channel::<(Planned, PooledRun<'_>)>();
+            let finisher = std::thread::Builder::new()
+                .name("read-ahead-finish".into())
+                .spawn_scoped(scope, move || {
+                    for (planned, run) in finishing {
+                        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            // SAFETY: the planned read still owns the
+                            // exclusive latches of these absent pages
+                            // (released in `finish`, just after).
+                            unsafe { self.region.move_in_run(run) };
+                            self.finish(&planned, true);
+                        }));
+                        self.read_done(&planned, finished.is_ok());
+                    }
+                });
+            // Without a finisher (the system would not give a thread),
+            // this thread finishes its runs itself.
+            let to_finisher = finisher.is_ok().then_some(to_finisher);
+            while let Some(work) = read_ahead.next() {
+                let planned = match work {
+                    Work::Read(planned) => planned,
+                    Work::Clean(clean) => {
+                        // A drive that panics fails the writes like an error
+                        // would: the pages stay dirty (`clean` unlatches them).
+                        let _ =
+                            std::panic::catch_unwind(AssertUnwindSafe(|| self.write_behind(clean)));
+                        read_ahead.cleaned();
+                        continue;
+                    }
+                };
+                let count = planned.was.len() as u64;
+                let channel = self.channel.as_ref().expect("read-ahead implies a volume");
+                let read = |bytes: &mut [u8]| match &planned.from {
+                    PlannedFrom::Disk(disk) => channel
+                        .read(disk.drive, disk.page, bytes, None)
+                        .map_err(|_| ()),
+                    PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
+                };
+                // A drive that panics fails this read like an error would.
+                let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    // SAFETY: the planned read owns the exclusive latches of
+                    // these absent pages (taken in `plan_read_ahead`,
+                    // released only in `finish`).
+                    unsafe {
+                        if to_finisher.is_some() {
+                            match self.region.read_into_pool(planned.page, count, read) {
+                                Ok(Ok(run)) => return Ok(Some(run)),
+                                Ok(Err(())) => return Err(()),
+                                Err(read) => {
+                                    return self
+                                        .region
+                                        .fill(planned.page, count, read)
+                                        .map(|()| None)
+                                        .map_err(|_| ());
+                                }
                             }
-                        })
+                        }
+                        self.region
+                            .fill(planned.page, count, read)
+                            .map(|()| None)
+                            .map_err(|_| ())
+                    }
+                }));
+                match (read, &to_finisher) {
+                    (Ok(Ok(Some(run))), Some(to)) => {
+                        if let Err(std::sync::mpsc::SendError((planned, run))) =
+                            to.send((planned, run))
+                        {
+                            // The finisher is gone (it panicked): finish
+                            // here.
+                            // SAFETY: as above: the latches are still owned.
+                            let moved = std::panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+                                self.region.move_in_run(run)
+                            }));
+                            let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                self.finish(&planned, moved.is_ok());
+                            }));
+                            self.read_done(&planned, finished.is_ok());
+                        }
+                    }
+                    (read, _) => {
+                        let ok = matches!(read, Ok(Ok(_)));
+                        // Whatever `finish` does, the queue hears that this
+                        // read is over (a panic there must not leave `free`
+                        // waiting forever).
+                        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            self.finish(&planned, ok);
+                        }));
+                        self.read_done(&planned, finished.is_ok());
+                    }
                 }
-            }));
-            // Whatever `finish` does, the queue hears that this read is
-            // over (a panic there must not leave `free` waiting forever).
-            let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                self.finish(&planned, matches!(read, Ok(Ok(()))));
-            }));
-            read_ahead.done(planned.page);
-            if finished.is_err() {
-                // A broken invariant: the VM's structures may be
-                // half-changed, as after a panic under the monitor.
-                self.poisoned.store(true, Ordering::Release);
             }
+            // The finisher drains what it was handed, then ends.
+            drop(to_finisher);
+        });
+    }
+
+    /// A planned read is over (finished, or not: then the VM's structures
+    /// may be half-changed, as after a panic under the monitor).
+    fn read_done(&self, planned: &Planned, finished: bool) {
+        let read_ahead = self.read_ahead.as_ref().expect("the thread has a queue");
+        read_ahead.done(planned.page);
+        if !finished {
+            self.poisoned.store(true, Ordering::Release);
         }
     }
 

@@ -23,7 +23,7 @@
 //! and [`Region::release`] (give the memory back; the page reads as zeros
 //! afterwards).
 
-use super::frame_pool::{FramePool, MIN_RUN};
+use super::frame_pool::{FramePool, Lease, MIN_RUN};
 use super::mapping::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
@@ -602,6 +602,48 @@ impl Region {
         zeros: bool,
         write: W,
     ) -> Result<Result<(), E>, W> {
+        // SAFETY: as the caller promises.
+        match unsafe { self.into_pool(page, count, zeros, write) } {
+            Ok(Ok(run)) => {
+                // SAFETY: as the caller promises: still held, still absent.
+                unsafe { self.move_in_run(run) };
+                Ok(Ok(()))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(write) => Err(write),
+        }
+    }
+
+    /// The first half of [`Region::fill`] through the frame pool: `read`
+    /// fills a run of committed slots, which [`Region::move_in_run`] later
+    /// moves to the pages (so that another thread can do the move while
+    /// this one starts the next read). `Err(read)`, not called, where the
+    /// pool has no run for it (then [`Region::fill`] does it all).
+    ///
+    /// # Safety
+    /// As for [`Region::fill`], until the run has moved in.
+    pub(crate) unsafe fn read_into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
+        &self,
+        page: u64,
+        count: u64,
+        read: W,
+    ) -> Result<Result<PooledRun<'_>, E>, W> {
+        if self.transparent.is_some() {
+            return Err(read);
+        }
+        // SAFETY: as the caller promises.
+        unsafe { self.into_pool(page, count, false, read) }
+    }
+
+    /// # Safety
+    /// As for [`Region::fill`].
+    unsafe fn into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
+        &self,
+        page: u64,
+        count: u64,
+        zeros: bool,
+        write: W,
+    ) -> Result<Result<PooledRun<'_>, E>, W> {
         let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN) else {
             return Err(write);
         };
@@ -612,13 +654,20 @@ impl Region {
         // SAFETY: the lease is held until `move_in` or its drop, and the
         // slice is gone by then.
         let written = write(unsafe { pool.lease_bytes(&lease) });
-        if written.is_ok() {
-            // SAFETY: in bounds (asserted); the caller holds the pages
-            // exclusively and they are absent.
-            unsafe { pool.move_in(lease, self.page_ptr(page)) };
-        }
         // (On an error the lease's drop frees its slots.)
-        Ok(written)
+        Ok(written.map(|()| PooledRun { lease, page }))
+    }
+
+    /// The second half: moves a run read into the pool to its pages.
+    ///
+    /// # Safety
+    /// The caller still holds the run's pages exclusively, and they are
+    /// absent (as for [`Region::fill`]).
+    pub(crate) unsafe fn move_in_run(&self, run: PooledRun<'_>) {
+        let pool = self.pool.as_ref().expect("a pooled run implies a pool");
+        // SAFETY: in bounds (asserted when the run was leased); the caller
+        // holds the pages exclusively and they are absent.
+        unsafe { pool.move_in(run.lease, self.page_ptr(run.page)) };
     }
 
     /// Readies the frame pool for a run of `count` pages read next (see
@@ -644,6 +693,13 @@ impl Region {
             _ => 0,
         }
     }
+}
+
+/// A run read into the frame pool, not yet moved to its pages (see
+/// [`Region::read_into_pool`]); dropped unmoved, its slots are free again.
+pub(crate) struct PooledRun<'a> {
+    lease: Lease<'a>,
+    page: u64,
 }
 
 impl Drop for Region {
