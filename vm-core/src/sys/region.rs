@@ -603,7 +603,7 @@ impl Region {
         write: W,
     ) -> Result<Result<(), E>, W> {
         // SAFETY: as the caller promises.
-        match unsafe { self.into_pool(page, count, zeros, write) } {
+        match unsafe { self.run_into_pool(page, count, zeros, write) } {
             Ok(Ok(run)) => {
                 // SAFETY: as the caller promises: still held, still absent.
                 unsafe { self.move_in_run(run) };
@@ -632,12 +632,12 @@ impl Region {
             return Err(read);
         }
         // SAFETY: as the caller promises.
-        unsafe { self.into_pool(page, count, false, read) }
+        unsafe { self.run_into_pool(page, count, false, read) }
     }
 
     /// # Safety
     /// As for [`Region::fill`].
-    unsafe fn into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
+    unsafe fn run_into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
         &self,
         page: u64,
         count: u64,
