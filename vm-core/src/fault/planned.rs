@@ -185,10 +185,13 @@ impl ReadAheadQueue {
         }
     }
 
-    /// The read of the pages from `page` taken by `next` is finished.
-    pub(super) fn done(&self, page: u64) {
+    /// The read of the `count` pages from `page` taken by `next` is
+    /// finished. (Both match: with the finisher, a run made resident can be
+    /// evicted and planned again from the same page before its own read is
+    /// heard to be done.)
+    pub(super) fn done(&self, page: u64, count: u64) {
         let mut queue = self.queue.lock();
-        if let Some(at) = queue.reading.iter().position(|&(start, _)| start == page) {
+        if let Some(at) = queue.reading.iter().position(|&run| run == (page, count)) {
             queue.reading.swap_remove(at);
         }
     }

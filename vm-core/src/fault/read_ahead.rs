@@ -169,19 +169,15 @@ impl AddressSpace {
     pub(crate) fn run_read_ahead(&self) {
         let read_ahead = self.read_ahead.as_ref().expect("the thread has a queue");
         std::thread::scope(|scope| {
-            let (to_finisher, finishing) = std::sync::mpsc::channel::<(Planned, PooledRun<'_>)>();
+            // (No more runs wait for the finisher than reads can be in
+            // flight: `pending` counts them until they are done.)
+            let (to_finisher, finishing) =
+                std::sync::mpsc::sync_channel::<(Planned, PooledRun<'_>)>(PLANNED_MAX);
             let finisher = std::thread::Builder::new()
                 .name("read-ahead-finish".into())
                 .spawn_scoped(scope, move || {
                     for (planned, run) in finishing {
-                        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            // SAFETY: the planned read still owns the
-                            // exclusive latches of these absent pages
-                            // (released in `finish`, just after).
-                            unsafe { self.region.move_in_run(run) };
-                            self.finish(&planned, true);
-                        }));
-                        self.read_done(&planned, finished.is_ok());
+                        self.finish_pooled(&planned, run);
                     }
                 });
             // Without a finisher (the system would not give a thread),
@@ -207,58 +203,40 @@ impl AddressSpace {
                         .map_err(|_| ()),
                     PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
                 };
+                // Into the pool (the finisher moves it), or straight in.
                 // A drive that panics fails this read like an error would.
-                let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     // SAFETY: the planned read owns the exclusive latches of
                     // these absent pages (taken in `plan_read_ahead`,
                     // released only in `finish`).
-                    unsafe {
-                        if to_finisher.is_some() {
-                            match self.region.read_into_pool(planned.page, count, read) {
-                                Ok(Ok(run)) => return Ok(Some(run)),
-                                Ok(Err(())) => return Err(()),
-                                Err(read) => {
-                                    return self
-                                        .region
-                                        .fill(planned.page, count, read)
-                                        .map(|()| None)
-                                        .map_err(|_| ());
+                    let done = unsafe {
+                        match to_finisher {
+                            Some(_) => {
+                                match self.region.read_into_pool(planned.page, count, read) {
+                                    Ok(read) => return read.map(Some),
+                                    // No pool run: the rest of `fill`.
+                                    Err(read) => {
+                                        self.region.fill_unpooled(planned.page, count, read)
+                                    }
                                 }
                             }
+                            None => self.region.fill(planned.page, count, read),
                         }
-                        self.region
-                            .fill(planned.page, count, read)
-                            .map(|()| None)
-                            .map_err(|_| ())
-                    }
+                    };
+                    done.map(|()| None).map_err(|_| ())
                 }));
-                match (read, &to_finisher) {
+                match (outcome, &to_finisher) {
                     (Ok(Ok(Some(run))), Some(to)) => {
                         if let Err(std::sync::mpsc::SendError((planned, run))) =
                             to.send((planned, run))
                         {
-                            // The finisher is gone (it panicked): finish
-                            // here.
-                            // SAFETY: as above: the latches are still owned.
-                            let moved = std::panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-                                self.region.move_in_run(run)
-                            }));
-                            let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                self.finish(&planned, moved.is_ok());
-                            }));
-                            self.read_done(&planned, finished.is_ok());
+                            // (The finisher's loop does not unwind; should
+                            // it be gone, the run is finished here.)
+                            self.finish_pooled(&planned, run);
                         }
                     }
-                    (read, _) => {
-                        let ok = matches!(read, Ok(Ok(_)));
-                        // Whatever `finish` does, the queue hears that this
-                        // read is over (a panic there must not leave `free`
-                        // waiting forever).
-                        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            self.finish(&planned, ok);
-                        }));
-                        self.read_done(&planned, finished.is_ok());
-                    }
+                    (Ok(Ok(Some(run))), None) => self.finish_pooled(&planned, run),
+                    (outcome, _) => self.finish_read(&planned, matches!(outcome, Ok(Ok(None)))),
                 }
             }
             // The finisher drains what it was handed, then ends.
@@ -266,12 +244,28 @@ impl AddressSpace {
         });
     }
 
-    /// A planned read is over (finished, or not: then the VM's structures
-    /// may be half-changed, as after a panic under the monitor).
-    fn read_done(&self, planned: &Planned, finished: bool) {
+    /// Moves a run read into the frame pool to its pages and finishes its
+    /// read; a move that panics undoes the read instead (the pages absent
+    /// again, their waiters woken), as a failed read is undone.
+    fn finish_pooled(&self, planned: &Planned, run: PooledRun<'_>) {
+        let moved = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the planned read still owns the exclusive latches of
+            // these absent pages (released in `finish`, after the move).
+            unsafe { self.region.move_in_run(run) }
+        }));
+        self.finish_read(planned, moved.is_ok());
+    }
+
+    /// Finishes a planned read (`read`: its pages hold what was read) and
+    /// tells the queue it is over — whatever `finish` does, so that a
+    /// panic there does not leave `free` waiting forever; such a panic
+    /// poisons the VM (its structures may be half-changed, as after a
+    /// panic under the monitor).
+    fn finish_read(&self, planned: &Planned, read: bool) {
+        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| self.finish(planned, read)));
         let read_ahead = self.read_ahead.as_ref().expect("the thread has a queue");
-        read_ahead.done(planned.page);
-        if !finished {
+        read_ahead.done(planned.page, planned.was.len() as u64);
+        if finished.is_err() {
             self.poisoned.store(true, Ordering::Release);
         }
     }

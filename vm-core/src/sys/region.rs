@@ -220,12 +220,28 @@ impl Region {
         count: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<(), FillError<E>> {
+        // (No pool in transparent mode: `read` comes straight back.)
+        // SAFETY: the caller holds the pages exclusively; absent.
+        let read = match unsafe { self.through_pool(page, count, false, read) } {
+            Ok(done) => return done.map_err(FillError::Read),
+            Err(read) => read,
+        };
+        // SAFETY: as the caller promises.
+        unsafe { self.fill_unpooled(page, count, read) }
+    }
+
+    /// [`Region::fill`] without the frame pool (the caller found no run
+    /// there).
+    ///
+    /// # Safety
+    /// As for [`Region::fill`].
+    pub(crate) unsafe fn fill_unpooled<E>(
+        &self,
+        page: u64,
+        count: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), FillError<E>> {
         let Some(transparent) = &self.transparent else {
-            // SAFETY: the caller holds the pages exclusively; absent.
-            let read = match unsafe { self.through_pool(page, count, false, read) } {
-                Ok(done) => return done.map_err(FillError::Read),
-                Err(read) => read,
-            };
             // SAFETY: the caller holds the pages exclusively.
             let bytes = unsafe { self.pages_mut(page, count) };
             return read(bytes).map_err(|e| {
@@ -617,8 +633,9 @@ impl Region {
     /// The first half of [`Region::fill`] through the frame pool: `read`
     /// fills a run of committed slots, which [`Region::move_in_run`] later
     /// moves to the pages (so that another thread can do the move while
-    /// this one starts the next read). `Err(read)`, not called, where the
-    /// pool has no run for it (then [`Region::fill`] does it all).
+    /// this one starts the next read). `Err(read)`, not called, where
+    /// there is no pool run for it (transparent mode has no pool): then
+    /// [`Region::fill_unpooled`].
     ///
     /// # Safety
     /// As for [`Region::fill`], until the run has moved in.
@@ -628,9 +645,6 @@ impl Region {
         count: u64,
         read: W,
     ) -> Result<Result<PooledRun<'_>, E>, W> {
-        if self.transparent.is_some() {
-            return Err(read);
-        }
         // SAFETY: as the caller promises.
         unsafe { self.run_into_pool(page, count, false, read) }
     }
