@@ -60,11 +60,13 @@
 //! kernel's page cache has the same advantage: its read-ahead issues 4 MiB
 //! requests from large folios. Zero runs take no chunk: a page of zeros
 //! in a huge page being split is replaced by the shared zero page, and the
-//! first store to it would fault after all. A chunk committed and not yet
-//! split is *whole*: the run read into it holds all of it until the run
-//! has moved (and so split the huge page) — a second read into it would
-//! pin the huge page, which the kernel then refuses to split, and the
-//! first run's moves would all fail. A thread about to wait for a read in
+//! first store to it would fault after all. A chunk is split into small
+//! pages right after its commit (its last page moved out and back: the
+//! pages stay where they are), while no read pins it: two reads into one
+//! huge page would each pin it, the kernel then refuses to split it, and
+//! their moves would all fail. A chunk the kernel would not split stays
+//! *whole*, and the run read into it holds all of it until the run has
+//! moved. A thread about to wait for a read in
 //! flight (a scan that caught up with its read-ahead) commits the next
 //! chunk ahead ([`FramePool::prepare`]), so that the zeroing overlaps the
 //! transfer instead of delaying the next one: fresh huge pages are slow to
@@ -139,6 +141,9 @@ pub(crate) struct FramePool {
     pub(crate) refused: AtomicU64,
     /// Chunks committed at once, as one huge page.
     pub(crate) chunks_committed: AtomicU64,
+    /// Held while the page past the slots is used to split a chunk (see
+    /// [`FramePool::commit_chunk`]).
+    spare: Mutex<()>,
 }
 
 /// One bit a slot: whether its page is present, whether a transfer holds
@@ -367,6 +372,7 @@ impl FramePool {
             copied_in: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             chunks_committed: AtomicU64::new(0),
+            spare: Mutex::new(()),
         };
         // Probe the move itself (Linux 6.8 and later): one page from slot
         // 0 to slot 1 (the region asks for at least two slots).
@@ -532,16 +538,29 @@ impl FramePool {
                     .flatten()
             });
             if let Some(chunk) = chunk {
-                Marks::set(&mut marks.busy, chunk * CHUNK_SLOTS, CHUNK_SLOTS, true);
+                let first = chunk * CHUNK_SLOTS;
+                Marks::set(&mut marks.busy, first, CHUNK_SLOTS, true);
                 if ready.is_none() {
                     drop(marks);
                     self.commit_chunk(chunk);
+                    marks = self.marks.lock();
                 }
+                // A whole chunk is held whole; a split one only where the
+                // run lies.
+                if marks.whole[chunk] {
+                    return Some(Lease {
+                        pool: self,
+                        first,
+                        count,
+                        chunk: Some(chunk),
+                    });
+                }
+                Marks::set(&mut marks.busy, first + count, CHUNK_SLOTS - count, false);
                 return Some(Lease {
                     pool: self,
-                    first: chunk * CHUNK_SLOTS,
+                    first,
                     count,
-                    chunk: Some(chunk),
+                    chunk: None,
                 });
             }
         }
@@ -608,9 +627,57 @@ impl FramePool {
             unsafe { self.slot_ptr(slot).write_volatile(1) };
         }
         self.chunks_committed.fetch_add(1, Ordering::Relaxed);
+        // Split the huge page now, while no read pins it: its last page
+        // moves to the page past the slots and back (a move splits a huge
+        // page into small ones, which stay where they are, so the chunk
+        // stays contiguous). A split chunk is full slots like any others,
+        // which several reads may use at once; one the kernel would not
+        // split stays whole (see `Marks::whole`).
+        let last = (chunk + 1) * CHUNK_SLOTS - 1;
+        let (split, last_gone) = {
+            let _spare = self.spare.lock();
+            let spare = self.spare_ptr();
+            let ps = self.page_size;
+            // SAFETY: the last slot is the chunk's (busy: ours); the spare
+            // page is the pool's own, used only under `spare`'s lock, and
+            // missing; the mapping is registered.
+            let (out, _) = unsafe { self.uffd.move_pages(spare, self.slot_ptr(last), ps, false) };
+            if out != ps {
+                (false, false)
+            } else {
+                // SAFETY: as above, the other way: the slot is missing now.
+                let (back, _) =
+                    unsafe { self.uffd.move_pages(self.slot_ptr(last), spare, ps, false) };
+                if back != ps {
+                    // SAFETY: the spare page is ours (the lock); its
+                    // contents are no one's.
+                    let _ = unsafe {
+                        rustix::mm::madvise(spare.cast(), ps, rustix::mm::Advice::LinuxDontNeed)
+                    };
+                }
+                (true, back != ps)
+            }
+        };
         let mut marks = self.marks.lock();
         Marks::set(&mut marks.full, chunk * CHUNK_SLOTS, CHUNK_SLOTS, true);
-        marks.whole[chunk] = true;
+        if last_gone {
+            Marks::set(&mut marks.full, last, 1, false);
+        }
+        marks.whole[chunk] = !split;
+    }
+
+    /// The page of the mapping past the slots (the mapping is a chunk
+    /// longer than they are where the pool has chunks).
+    fn spare_ptr(&self) -> *mut u8 {
+        assert!(self.offset + (self.slots + 1) * self.page_size <= self.mapping.len);
+        // SAFETY: offset + slots pages + a page <= the mapping's length (a
+        // chunk longer than the slots, offset < a chunk, page-aligned).
+        unsafe {
+            self.mapping
+                .base
+                .as_ptr()
+                .add(self.offset + self.slots * self.page_size)
+        }
     }
 
     /// The bytes of a leased run, for the read.
@@ -843,11 +910,11 @@ mod chunk_tests {
     use crate::sys::mapping::Mapping;
     use std::sync::atomic::Ordering::Relaxed;
 
-    /// A chunk committed ahead is taken whole by one read, which holds it
-    /// until its run has moved; zero runs and a second read keep out of
-    /// it; once moved, the rest of the chunk is full and free.
+    /// A chunk committed ahead is split at once (its pages stay where they
+    /// are), so two reads use it at the same time, with no second commit;
+    /// a run moves in whole.
     #[test]
-    fn a_whole_chunk_is_held_by_one_read_until_it_moves() {
+    fn a_chunk_committed_ahead_serves_two_reads_at_once() {
         let ps = rustix::param::page_size();
         let region = Mapping::new(4096 * ps, "test region").unwrap();
         let pool = match FramePool::new(region.base.as_ptr(), region.len, 1024, ps, true) {
@@ -864,29 +931,34 @@ mod chunk_tests {
         assert_eq!(pool.chunks, 2);
         pool.prepare(256);
         assert_eq!(pool.chunks_committed.load(Relaxed), 1);
-        let read = pool.lease_for_read(256, false).unwrap();
-        let chunk = read.chunk.expect("a read takes the chunk committed ahead");
-        let inside = |slot: usize| (chunk * CHUNK_SLOTS..(chunk + 1) * CHUNK_SLOTS).contains(&slot);
-        assert_eq!(read.first, chunk * CHUNK_SLOTS);
-        assert_eq!(pool.chunks_committed.load(Relaxed), 1, "no second commit");
-        let zeros = pool.lease_for_read(8, true).unwrap();
-        assert!(
-            zeros.chunk.is_none() && !inside(zeros.first),
-            "zeros at {}",
-            zeros.first
-        );
+        let chunk = {
+            let marks = pool.marks.lock();
+            let committed: Vec<usize> = (0..2).filter(|&c| marks.chunk_full(c) == 512).collect();
+            assert_eq!(committed.len(), 1, "one chunk full");
+            assert!(!marks.whole[committed[0]], "split at its commit");
+            committed[0]
+        };
+        let first = pool.lease_for_read(256, false).unwrap();
         let second = pool.lease_for_read(256, false).unwrap();
-        assert!(!inside(second.first), "a second read at {}", second.first);
+        let mut firsts = [first.first, second.first];
+        firsts.sort();
+        assert_eq!(
+            firsts,
+            [chunk * CHUNK_SLOTS, chunk * CHUNK_SLOTS + 256],
+            "both reads in the chunk"
+        );
+        assert!(first.chunk.is_none() && second.chunk.is_none());
+        assert_eq!(pool.chunks_committed.load(Relaxed), 1, "no second commit");
+        // A zero run finds no full run left, and commits nothing.
+        let zeros = pool.lease_for_read(8, true).unwrap();
+        assert_eq!(pool.chunks_committed.load(Relaxed), 1);
         drop((zeros, second));
         // SAFETY: the region's first 256 pages are this test's, missing, and
         // registered with the pool's descriptor.
-        unsafe { pool.move_in(read, region.base.as_ptr()) };
-        assert_eq!(pool.moved_in.load(Relaxed), 256);
-        let rest = pool.lease_for_read(256, false).unwrap();
+        unsafe { pool.move_in(first, region.base.as_ptr()) };
         assert_eq!(
-            (rest.chunk, rest.first),
-            (None, chunk * CHUNK_SLOTS + 256),
-            "the rest of the chunk, split, full and free"
+            (pool.moved_in.load(Relaxed), pool.copied_in.load(Relaxed)),
+            (256, 0)
         );
     }
 }
