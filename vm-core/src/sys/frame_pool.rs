@@ -66,7 +66,9 @@
 //! huge page would each pin it, the kernel then refuses to split it, and
 //! their moves would all fail. A chunk the kernel would not split stays
 //! *whole*, and the run read into it holds all of it until the run has
-//! moved. A thread about to wait for a read in
+//! moved. (`khugepaged` may collapse a split chunk again while it waits:
+//! then two reads sharing it have their moves refused and their pages are
+//! copied — right, but slower.) A thread about to wait for a read in
 //! flight (a scan that caught up with its read-ahead) commits the next
 //! chunk ahead ([`FramePool::prepare`]), so that the zeroing overlaps the
 //! transfer instead of delaying the next one: fresh huge pages are slow to
@@ -639,24 +641,29 @@ impl FramePool {
             let spare = self.spare_ptr();
             let ps = self.page_size;
             // SAFETY: the last slot is the chunk's (busy: ours); the spare
-            // page is the pool's own, used only under `spare`'s lock, and
-            // missing; the mapping is registered.
+            // page is the pool's own (used under `spare`'s lock once the
+            // pool is shared), and no reference into either exists; the
+            // mapping is registered.
             let (out, _) = unsafe { self.uffd.move_pages(spare, self.slot_ptr(last), ps, false) };
-            if out != ps {
-                (false, false)
+            let (back, _) = if out == ps {
+                // SAFETY: as above, the other way.
+                unsafe { self.uffd.move_pages(self.slot_ptr(last), spare, ps, false) }
             } else {
-                // SAFETY: as above, the other way: the slot is missing now.
-                let (back, _) =
-                    unsafe { self.uffd.move_pages(self.slot_ptr(last), spare, ps, false) };
-                if back != ps {
-                    // SAFETY: the spare page is ours (the lock); its
-                    // contents are no one's.
-                    let _ = unsafe {
-                        rustix::mm::madvise(spare.cast(), ps, rustix::mm::Advice::LinuxDontNeed)
-                    };
-                }
-                (true, back != ps)
+                (0, Ok(()))
+            };
+            if out != ps || back != ps {
+                // Whatever went wrong (the kernel has reported a move it
+                // made as refused), the spare page is left empty for the
+                // next split.
+                // SAFETY: the spare page is ours (the lock); its contents
+                // are no one's.
+                let _ = unsafe {
+                    rustix::mm::madvise(spare.cast(), ps, rustix::mm::Advice::LinuxDontNeed)
+                };
             }
+            // The last slot as the page table has it, not as the moves said.
+            let gone = page_entry(self.slot_ptr(last)).is_some_and(|e| e >> 62 == 0);
+            (out == ps, gone)
         };
         let mut marks = self.marks.lock();
         Marks::set(&mut marks.full, chunk * CHUNK_SLOTS, CHUNK_SLOTS, true);
