@@ -170,9 +170,17 @@ impl AddressSpace {
         };
         // A page's volume copy counts only where its source says it may be
         // read (a shared mapping's swap cache, once off, leaves stale ones).
-        let copy = |p: u64| match monitor.files.source_of(p) {
-            Source::Anonymous => true,
-            Source::File(file, _) => file.volume_copy_valid(),
+        // A virtual copy's page still linked comes in only by its own fault
+        // (`bring_in_linked`, from its place): a run read from its slot
+        // would make it an ordinary page while its link stays (found by the
+        // property test once runs were read under `Normal` advice: the
+        // links then formed a loop).
+        let copy = |p: u64| {
+            (monitor.links.is_empty() || monitor.links.place_of(p).is_none())
+                && match monitor.files.source_of(p) {
+                    Source::Anonymous => true,
+                    Source::File(file, _) => file.volume_copy_valid(),
+                }
         };
         if word.tag() != TAG_ABSENT || !word.has(ON_DISK) || window < 2 || !copy(page) {
             return Ok(None);
