@@ -548,7 +548,7 @@ impl AddressSpace {
             return Ok(());
         }
         for page in pages {
-            self.materialize_dependents(monitor, page)?;
+            self.materialize_dependents(monitor, page, 0)?;
             // Its own link ends: its slot is about to hold it (a page of a
             // copy, changed since it came in).
             monitor.links.unlink(page);
@@ -560,7 +560,23 @@ impl AddressSpace {
     ///
     /// The destinations linked to the slot of `page` materialized (`page`'s
     /// own link, if any, untouched).
-    fn materialize_dependents(&self, monitor: &mut Monitor, page: u64) -> Result<(), VmError> {
+    ///
+    /// `depth`: how many materializations this one is nested in. A chain
+    /// is at most as long as there are links; deeper means the links form
+    /// a loop — a broken invariant (one was found, and fixed, in `run_at`):
+    /// the VM is poisoned and the write-back fails, rather than recursing
+    /// until the stack overflows.
+    fn materialize_dependents(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        depth: usize,
+    ) -> Result<(), VmError> {
+        if depth > monitor.links.len() {
+            self.poisoned
+                .store(true, std::sync::atomic::Ordering::Release);
+            return Err(VmError::Poisoned);
+        }
         // A page linked to its own slot (a copy of a copy of it) is not its
         // own dependent. (Only such self-links can close a loop: a copy of
         // a linked page links to that page's place, never to the page.)
@@ -572,7 +588,7 @@ impl AddressSpace {
         let volume = monitor.volume.as_ref().expect("links imply a volume");
         let mut bytes = vec![0u8; self.page_size];
         journal::read_page(volume, page, &mut bytes)?;
-        self.materialize(monitor, &dests, &bytes)
+        self.materialize(monitor, &dests, &bytes, depth)
     }
 
     /// Monitor held on entry and exit.
@@ -594,7 +610,7 @@ impl AddressSpace {
         }
         let mut bytes = vec![0u8; self.page_size];
         file.read_pages(at, &mut bytes)?;
-        self.materialize(monitor, &dests, &bytes)
+        self.materialize(monitor, &dests, &bytes, 0)
     }
 
     /// Monitor held on entry and exit.
@@ -606,6 +622,7 @@ impl AddressSpace {
         monitor: &mut Monitor,
         dests: &[u64],
         bytes: &[u8],
+        depth: usize,
     ) -> Result<(), VmError> {
         let states = self.states();
         for &dest in dests {
@@ -613,7 +630,7 @@ impl AddressSpace {
             // was materialized before) get theirs before it is written;
             // `dest` stays linked until its slot holds its copy (an error
             // on the way loses nothing — review).
-            self.materialize_dependents(monitor, dest)?;
+            self.materialize_dependents(monitor, dest, depth + 1)?;
             let volume = monitor.volume.as_mut().expect("links imply a volume");
             // A bad spot under `dest`'s slot moves it to a spare (the run
             // table committed with the next flush, as a write-back's).

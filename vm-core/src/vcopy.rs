@@ -87,6 +87,11 @@ impl Links {
         self.of.is_empty()
     }
 
+    /// How many destinations are linked.
+    pub(crate) fn len(&self) -> usize {
+        self.of.len()
+    }
+
     /// Links destination page `dest` to `place` (replacing any link it
     /// had).
     pub(crate) fn link(&mut self, dest: u64, place: Place) {
