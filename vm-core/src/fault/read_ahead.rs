@@ -203,24 +203,18 @@ impl AddressSpace {
                         .map_err(|_| ()),
                     PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
                 };
-                // Into the pool (the finisher moves it), or straight in.
+                // Into the pool (the finisher, or this thread without one,
+                // moves it), or straight in.
                 // A drive that panics fails this read like an error would.
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     // SAFETY: the planned read owns the exclusive latches of
                     // these absent pages (taken in `plan_read_ahead`,
                     // released only in `finish`).
                     let done = unsafe {
-                        match to_finisher {
-                            Some(_) => {
-                                match self.region.read_into_pool(planned.page, count, read) {
-                                    Ok(read) => return read.map(Some),
-                                    // No pool run: the rest of `fill`.
-                                    Err(read) => {
-                                        self.region.fill_unpooled(planned.page, count, read)
-                                    }
-                                }
-                            }
-                            None => self.region.fill(planned.page, count, read),
+                        match self.region.read_into_pool(planned.page, count, read) {
+                            Ok(read) => return read.map(Some),
+                            // No pool run: the rest of `fill`.
+                            Err(read) => self.region.fill_unpooled(planned.page, count, read),
                         }
                     };
                     done.map(|()| None).map_err(|_| ())

@@ -208,6 +208,19 @@ impl Marks {
         }
     }
 
+    /// The first free run of `count` full slots outside whole chunks (the
+    /// memory of evicted runs, or of chunks split).
+    fn full_run(&self, slots: usize, count: usize) -> Option<usize> {
+        Self::find(slots, count, |w| {
+            self.full[w] & !self.busy[w] & !self.whole_mask(w)
+        })
+    }
+
+    /// A whole chunk no transfer holds (committed ahead and not split).
+    fn ready_chunk(&self, chunks: usize) -> Option<usize> {
+        (0..chunks).find(|&c| self.whole[c] && self.chunk_idle(c))
+    }
+
     /// The idle chunk (not whole) to commit: the one with the fewest
     /// pages, which it gives back.
     fn chunk_to_commit(&self, chunks: usize) -> Option<usize> {
@@ -513,10 +526,7 @@ impl FramePool {
             return None;
         }
         let mut marks = self.marks.lock();
-        // Full slots outside whole chunks: evicted runs' memory.
-        if let Some(first) = Marks::find(self.slots, count, |w| {
-            marks.full[w] & !marks.busy[w] & !marks.whole_mask(w)
-        }) {
+        if let Some(first) = marks.full_run(self.slots, count) {
             Marks::set(&mut marks.busy, first, count, true);
             return Some(Lease {
                 pool: self,
@@ -533,7 +543,7 @@ impl FramePool {
             // A chunk committed ahead (`prepare`: any read may take it, so
             // that it never stands idle), or, for a long run, one
             // committed now.
-            let ready = (0..self.chunks).find(|&c| marks.whole[c] && marks.chunk_idle(c));
+            let ready = marks.ready_chunk(self.chunks);
             let chunk = ready.or_else(|| {
                 (count >= CHUNK_MIN_RUN)
                     .then(|| marks.chunk_to_commit(self.chunks))
@@ -586,10 +596,7 @@ impl FramePool {
             return;
         }
         let mut marks = self.marks.lock();
-        let full_run = Marks::find(self.slots, count, |w| {
-            marks.full[w] & !marks.busy[w] & !marks.whole_mask(w)
-        });
-        if full_run.is_some() || (0..self.chunks).any(|c| marks.whole[c] && marks.chunk_idle(c)) {
+        if marks.full_run(self.slots, count).is_some() || marks.ready_chunk(self.chunks).is_some() {
             return;
         }
         let Some(chunk) = marks.chunk_to_commit(self.chunks) else {
@@ -603,11 +610,11 @@ impl FramePool {
     }
 
     /// Commits chunk `chunk` (busy, the marks' lock not held) as one huge
-    /// page, then marks it full and whole (still busy). Whatever pages it
-    /// has are given back first (`MADV_DONTNEED` over a whole chunk also
-    /// frees its page table, without which the next fault there would be a
-    /// small page again); then the first store
-    /// faults in 2 MiB at once — one fault and one zeroing for 512 pages,
+    /// page, splits it, and marks it full (still busy; whole if the split
+    /// failed). Whatever pages it has are given back first
+    /// (`MADV_DONTNEED` over a whole chunk also frees its page table,
+    /// without which the next fault there would be a small page again);
+    /// then the first store faults in 2 MiB at once — one fault and one zeroing for 512 pages,
     /// and physically contiguous memory, so that a 1 MiB read into it is
     /// one request to the device rather than two that wait for each other
     /// (see the module doc). Every page is stored to, so that none reads as
