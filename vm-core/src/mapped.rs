@@ -46,11 +46,15 @@
 //! of the mapping's pages with one `pread` (and the read-ahead thread plans
 //! the next); eviction and `clean` write runs of a shared mapping's
 //! changed pages with one `pwrite`. Under `Normal` advice (copying API) a
-//! fault reads the 128 pages from it (at most a quarter of real memory)
-//! while that pays: the pages read around come in unreferenced, and the
-//! clock tells their file whether they were used before it came to them;
-//! when fewer than one in five were, read-around stops but for every 256th
-//! fault; new advice starts it afresh. These reads are done under the
+//! fault reads around it while that pays: the absent pages of the
+//! mapping within 511 pages (at most a quarter of real memory), half of
+//! them before it, with one `pread` from the first to the last — resident
+//! pages between are read too and what was read for them dropped, one
+//! request instead of one per hole (`read_around_file`). The pages read
+//! around come in unreferenced, and the clock tells their file whether
+//! they were used before it came to them; when fewer than one in five
+//! were, read-around stops but for every 256th fault, which probes with
+//! 32 pages; new advice starts it afresh. These reads are done under the
 //! monitor. Transparent mode has no read-around (plain loads set no
 //! reference bit to learn from); its stream detection applies.
 //!
@@ -156,6 +160,10 @@ impl MapFile {
 
 /// A mapped file: the file, how it is mapped, and its counters. Shared by
 /// the entries of its mapping (an entry splits when part of it is freed).
+/// The read-around window of a probe while read-around is off (see
+/// [`MappedFile::read_around`]).
+pub(crate) const PROBE_PAGES: u64 = 32;
+
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     file: File,
@@ -299,21 +307,24 @@ impl MappedFile {
         self.sharing == Sharing::Shared && self.volume_copy_valid()
     }
 
-    /// Whether a fault on one of this mapping's pages under `Normal`
-    /// advice reads around it (the pages after it, in one `pread`), as the
-    /// kernel's page cache does for a mapped file: on while the pages it
-    /// brings in get used — at least one in five of those the clock has
-    /// come to (learning: on for the first 64) — and off otherwise but for
-    /// every 256th fault, which probes whether the pattern changed.
-    pub(crate) fn read_around(&self) -> bool {
+    /// The read-around window of a fault on one of this mapping's pages
+    /// under `Normal` advice (the pages around it, in one `pread`), as the
+    /// kernel's page cache reads around a mapped file's fault: `full` while
+    /// the pages it brings in get used — at least one in five of those the
+    /// clock has come to (learning: on for the first 64) — and otherwise
+    /// none but for every 256th fault, which probes with [`PROBE_PAGES`]
+    /// whether the pattern changed (a full window there cost random reads
+    /// over four times the budget about a tenth of their time).
+    pub(crate) fn read_around(&self, full: u64) -> Option<u64> {
         let used = self.around_used.load(Ordering::Relaxed);
         let wasted = self.around_wasted.load(Ordering::Relaxed);
         if used + wasted < 64 || wasted <= 4 * used {
-            return true;
+            return Some(full);
         }
         self.around_off_faults
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(256)
+            .then_some(full.min(PROBE_PAGES))
     }
 
     /// Read-around learns afresh whether it pays (new advice on the

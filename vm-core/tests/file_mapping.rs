@@ -665,3 +665,53 @@ fn read_around_pays_on_a_dense_working_set_and_turns_itself_off_on_sparse_reads(
         "read-around kept reading what was not used: {stats:?}"
     );
 }
+
+/// Read-around over pages already resident: the absent pages of the
+/// window, on both sides of the fault and between resident ones, come in
+/// with one read; the resident pages keep what they hold (a changed one
+/// its change, not the file's older bytes read with the rest).
+#[test]
+fn read_around_reads_past_resident_pages_with_one_read_and_leaves_them_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, model) = patterned_file(dir.path(), "holes.dat", 256);
+    // 64 pages of real memory: a 16-page window (a quarter), 8 before.
+    let vm = sim_vm(2048, 64);
+    let mapping = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 256, Sharing::Shared))
+        .unwrap();
+    if vm.stats().frame_pool_pages == 0 {
+        eprintln!("skipped: no frame pool here (UFFDIO_MOVE refused): read-around reads one run");
+        return;
+    }
+    let base = vm.address_of(mapping.page);
+    let at = |k: u64| VAddr(base.0 + k * PAGE as u64);
+    // Pages 100 and 104 resident, read alone; 102 resident and changed.
+    vm.advise(mapping, vm_core::Advice::Random).unwrap();
+    for k in [100, 104] {
+        vm.read(at(k), &mut [0u8; 8]).unwrap();
+    }
+    vm.write(at(102), &[0xab; 16]).unwrap();
+    vm.advise(mapping, vm_core::Advice::Normal).unwrap();
+    let before = vm.stats();
+    assert_eq!(before.cluster_reads, 0, "{before:?}");
+    vm.read(at(101), &mut [0u8; 8]).unwrap();
+    let after = vm.stats();
+    assert_eq!(after.faults, before.faults + 1, "{after:?}");
+    assert_eq!(after.cluster_reads, 1, "one read for the window: {after:?}");
+    // The window is 93..109: every page of it is resident, and holds the
+    // file's bytes, or 102's change.
+    for k in 93..109u64 {
+        let mut page = vec![0u8; PAGE];
+        vm.read(at(k), &mut page).unwrap();
+        let mut want = model[k as usize * PAGE..(k as usize + 1) * PAGE].to_vec();
+        if k == 102 {
+            want[..16].fill(0xab);
+        }
+        assert!(page == want, "page {k}");
+    }
+    assert_eq!(vm.stats().faults, after.faults, "no fault in the window");
+    // Page 102's change reaches the file, not the bytes read around it.
+    vm.flush().unwrap();
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(&file[102 * PAGE..102 * PAGE + 16], &[0xab; 16]);
+}

@@ -45,16 +45,24 @@ use crate::vocabulary::Advice;
 use runtable::{DiskAddr, PageNumber};
 use std::sync::atomic::Ordering;
 
-/// Pages a fault on a mapped file's page reads at most under `Normal`
-/// advice while read-around pays: 512 KiB of 4 KiB pages. (The kernel's
-/// read-around window is 128 KiB; measured here, 32 pages left a working
-/// set that fits 1.07-1.71x the kernel's time to fault in, 128 pages
-/// 0.48-1.68x at a 32 MiB budget and 1.50-1.85x at 64 MiB: one transfer a
-/// fault, under the monitor, against the kernel's asynchronous reads. A
-/// trial handing all but the faulting page to the read-ahead thread gave
-/// 1.46-1.65x against this code's 1.44-1.63x in alternating runs, and was
-/// not kept; 256 pages gave 1.15-1.68x, no better either.)
-const READ_AROUND_PAGES: u64 = 128;
+/// Pages a fault on a mapped file's page reads around it at most under
+/// `Normal` advice while read-around pays (see `read_around_file`): 2 MiB
+/// of 4 KiB pages less one, the longest run a huge-page chunk of the frame
+/// pool takes. (The kernel here reads around a mapped file's fault in 8
+/// MiB windows — this disk's `read_ahead_kb` — as several requests at once
+/// from large folios.) Measured, `bench out-of-core --sides vm-mapped,kernel
+/// --workloads uniform-fit`, alternating runs with the previous tree:
+/// 128 pages read forward from the fault, stopping at the first resident
+/// page, took 1.46–1.73× the kernel's time at a 128 MiB budget and
+/// 1.53–1.55× at 64 MiB; this window, centred and read past resident
+/// pages, 1.06–1.22× and 1.04–1.10×. Most of the rest is the device: 2
+/// MiB read into scattered small pages is two 1 MiB requests and a few
+/// small ones, one after the other (the disk's ring takes one request of
+/// 254 segments at a time), about 1.8 ms, where the kernel's large folios
+/// keep several requests in flight. 1,024 pages measured the same
+/// (1.01–1.17×). Earlier trials, still true: handing all but the faulting
+/// page to the read-ahead thread did no better.
+const READ_AROUND_PAGES: u64 = 511;
 
 /// What the monitor holder decided about a fault.
 enum Plan<'a> {
@@ -193,13 +201,9 @@ impl AddressSpace {
             && allocation.advice == Advice::Normal
             && !overwrite
             && !self.region.is_transparent()
-            && mapped.read_around()
-            && self.read_file_run(
-                monitor,
-                page,
-                READ_AROUND_PAGES.min(Self::run_max(monitor)),
-                true,
-            )? > 0
+            && let Some(window) =
+                mapped.read_around(READ_AROUND_PAGES.min(monitor.budget() / 4).max(1))
+            && self.read_around_file(monitor, page, window)? > 0
         {
             return Ok(Plan::Now(Served::Resident));
         }

@@ -435,25 +435,166 @@ impl AddressSpace {
         page: u64,
         window: u64,
     ) -> Option<(std::sync::Arc<crate::mapped::MappedFile>, u64, u64)> {
-        let states = self.states();
-        let from_file = |p: u64| {
-            let word = states.load(p);
-            match monitor.files.source_of(p) {
-                Source::File(file, at) if word.tag() == TAG_ABSENT => {
-                    (!word.has(ON_DISK) || !file.volume_copy_valid()).then_some((file, at))
-                }
-                _ => None,
-            }
-        };
-        let (file, at) = from_file(page)?;
+        let (file, at) = self.absent_from_file(monitor, page)?;
         let mut count = 1u64;
         while count < window
             && monitor.files.continues(page + count - 1)
-            && from_file(page + count).is_some()
+            && self.absent_from_file(monitor, page + count).is_some()
         {
             count += 1;
         }
         (count >= 2).then_some((file, at, count))
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The file and file page `page` would be read from, if it is absent
+    /// and its contents are its mapped file's (not a copy in the volume).
+    fn absent_from_file(
+        &self,
+        monitor: &Monitor,
+        page: u64,
+    ) -> Option<(std::sync::Arc<crate::mapped::MappedFile>, u64)> {
+        let word = self.states().load(page);
+        match monitor.files.source_of(page) {
+            Source::File(file, at) if word.tag() == TAG_ABSENT => {
+                (!word.has(ON_DISK) || !file.volume_copy_valid()).then_some((file, at))
+            }
+            _ => None,
+        }
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Read-around of a mapped file's page under `Normal` advice (see
+    /// `mapped`): the pages of its mapping within `window` pages around
+    /// `page` — half before, as the kernel's read-around does — that are
+    /// absent and come from the file, read with one `pread` of the file
+    /// from the first of them to the last, into the frame pool. The pages
+    /// between that are not to be read (resident ones, say) are read all
+    /// the same and their copies dropped: one request, where reading only
+    /// the holes would be one each — what the last holes of a working set
+    /// filling up cost a page at a time. Those read around come in
+    /// unreferenced, followed by their file's read-around accounting.
+    /// Returns the pages brought in: 0, having changed nothing, when there
+    /// is no pool run for the span and `page` has no absent neighbour after
+    /// it, or the read fails (the caller reads `page` alone, and meets the
+    /// error itself).
+    pub(crate) fn read_around_file(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        window: u64,
+    ) -> Result<u64, VmError> {
+        let Some((file, at_page)) = self.absent_from_file(monitor, page) else {
+            return Ok(0);
+        };
+        // The window, inside the mapping (whose file pages are
+        // consecutive).
+        let mut lo = page;
+        while page - lo < window / 2 && lo > 0 && monitor.files.continues(lo - 1) {
+            lo -= 1;
+        }
+        let mut hi = page + 1;
+        while hi - lo < window && monitor.files.continues(hi - 1) {
+            hi += 1;
+        }
+        // The runs of pages to read, as (first page, length).
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for p in lo..hi {
+            if self.absent_from_file(monitor, p).is_none() {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((first, len)) if *first + *len == p => *len += 1,
+                _ => runs.push((p, 1)),
+            }
+        }
+        let mut wanted: u64 = runs.iter().map(|&(_, len)| len).sum();
+        if wanted < 2 {
+            return Ok(0);
+        }
+        let first = runs[0].0;
+        // (The mapping's file pages are consecutive.)
+        let at = at_page - (page - first);
+        let last = runs[runs.len() - 1];
+        let span = last.0 + last.1 - first;
+        // Frames for every page read in; else the run from `page` alone.
+        while (monitor.free_frames.len() as u64) < wanted {
+            if self.evict_batch(monitor, page).is_err() {
+                return self.read_file_run(monitor, page, window, true);
+            }
+        }
+        // (Eviction changes no absent page of a mapped file: the runs hold.)
+        let states = self.states();
+        let mut latches = Vec::with_capacity(wanted as usize);
+        for &(p, len) in &runs {
+            latches.extend((p..p + len).map(|q| states.latch_absent(q)));
+            monitor.forget_copies(p, p + len);
+        }
+        // Into the pool, but never waiting for a huge page's zeroing (see
+        // `RunUse::ReadReady`); where the pool has no run for it, the run
+        // that holds `page` straight into its frames.
+        // SAFETY: the pool read touches only the pool; the parts moved in
+        // are the runs, whose pages `latches` hold, absent, exclusively.
+        let read = unsafe {
+            self.region
+                .read_into_ready(first, span, |bytes| file.read_pages(at, bytes))
+        };
+        match read {
+            Ok(Ok(pooled)) => {
+                let parts: Vec<(usize, usize)> = runs
+                    .iter()
+                    .map(|&(p, len)| ((p - first) as usize, len as usize))
+                    .collect();
+                // SAFETY: as above.
+                unsafe { self.region.move_in_run_parts(pooled, &parts) };
+            }
+            Ok(Err(_)) => return Ok(0),
+            Err(_) => {
+                let own = *runs
+                    .iter()
+                    .find(|&&(p, len)| (p..p + len).contains(&page))
+                    .expect("`page` is absent: one of the runs holds it");
+                // The others' latches dropped: absent again, untouched.
+                latches.retain(|l| (own.0..own.0 + own.1).contains(&l.page()));
+                runs = vec![own];
+                wanted = own.1;
+                if wanted < 2 {
+                    return Ok(0);
+                }
+                // SAFETY: `latches` hold every page of the run, absent,
+                // exclusively.
+                let read = unsafe {
+                    self.region.fill_unpooled(own.0, own.1, |bytes| {
+                        file.read_pages(at + (own.0 - first), bytes)
+                    })
+                };
+                if read.is_err() {
+                    return Ok(0);
+                }
+            }
+        }
+        // The next read-around's memory committed meanwhile, by the
+        // read-ahead thread (a huge-page chunk: see `frame_pool`).
+        if let Some(read_ahead) = &self.read_ahead {
+            read_ahead.ask_prepare(window);
+        }
+        monitor.counters.read_aheads += wanted - 1;
+        monitor.counters.cluster_reads += 1;
+        let limit = 4 * monitor.budget() as usize;
+        for latch in latches {
+            let p = latch.page();
+            monitor.install_frame(p);
+            let referenced = if p == page { REFERENCED } else { 0 };
+            latch.release(TAG_RESIDENT, referenced, DIRTY | ON_DISK | REFERENCED);
+        }
+        for &(p, len) in &runs {
+            for q in (p..p + len).filter(|&q| q != page) {
+                monitor.files.read_around(&file, q..q + 1, limit);
+            }
+        }
+        Ok(wanted)
     }
 
     /// Monitor held on entry and exit.

@@ -110,8 +110,27 @@ const CHUNK_BYTES: usize = 2 << 20;
 /// for little (measured: a mapped file's read-around, 128 pages at random,
 /// `bench out-of-core --sides vm-mapped` uniform-fit, 0.043-0.091 s with
 /// chunks against 0.046-0.048 without). A read-ahead cluster (256 pages)
-/// takes one.
+/// takes one; a mapped file's read-around (up to 511) only one committed
+/// ahead ([`RunUse::ReadReady`]).
 const CHUNK_MIN_RUN: usize = 255;
+
+/// What a run leased from the pool is for ([`FramePool::lease_for_read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunUse {
+    /// A read: into full slots, a chunk committed ahead, a chunk committed
+    /// now (a long run), or empty slots.
+    Read,
+    /// A read that waits for no huge-page chunk's commit: into full slots,
+    /// a chunk committed ahead, or — in a pool without chunks — empty
+    /// slots; else none (the caller reads straight into its pages).
+    /// Committing a chunk costs its zeroing in the read's time: 0.26–5 ms
+    /// for 2 MiB on this machine, where a 2 MiB read takes about 1.2 ms;
+    /// and empty slots of a chunk may be committed as a huge page by the
+    /// read itself (see `read_around_file`).
+    ReadReady,
+    /// Zeros: full slots or empty ones, never a chunk.
+    Zeros,
+}
 
 /// The pool of a copying-mode region.
 #[derive(Debug)]
@@ -514,12 +533,14 @@ impl FramePool {
         }
     }
 
-    /// A run of `count` slots to read into (`zeros`: to be zeroed, not
-    /// read): full ones if a run of them is free; else, for a read, a
-    /// huge-page chunk committed at once (see [`FramePool::commit_chunk`]);
-    /// else any free run (its empty slots are committed by the read itself,
-    /// as the region's pages would be); `None` if no run is free.
-    pub(crate) fn lease_for_read(&self, count: usize, zeros: bool) -> Option<Lease<'_>> {
+    /// A run of `count` slots for `used` (see [`RunUse`]): full ones if a
+    /// run of them is free; else, for a read, a huge-page chunk committed
+    /// ahead, or (`RunUse::Read`, a long run) one committed at once (see
+    /// [`FramePool::commit_chunk`]); else, but for
+    /// `RunUse::ReadReady`, any free run (its empty slots are committed
+    /// by the read itself, as the region's pages would be); `None` if no
+    /// run is free.
+    pub(crate) fn lease_for_read(&self, count: usize, used: RunUse) -> Option<Lease<'_>> {
         // (A whole chunk's run could move a huge page into the region,
         // which is not advised huge: no run that long takes the pool.)
         if count > self.slots || (self.chunks > 0 && count >= CHUNK_SLOTS) || !self.usable() {
@@ -539,13 +560,13 @@ impl FramePool {
         // the shared zero page in their place), so a zero run takes no
         // whole chunk and commits none; nor does a short run (see
         // `CHUNK_MIN_RUN`).
-        if !zeros {
+        if used != RunUse::Zeros {
             // A chunk committed ahead (`prepare`: any read may take it, so
             // that it never stands idle), or, for a long run, one
             // committed now.
             let ready = marks.ready_chunk(self.chunks);
             let chunk = ready.or_else(|| {
-                (count >= CHUNK_MIN_RUN)
+                (used == RunUse::Read && count >= CHUNK_MIN_RUN)
                     .then(|| marks.chunk_to_commit(self.chunks))
                     .flatten()
             });
@@ -575,6 +596,9 @@ impl FramePool {
                     chunk: None,
                 });
             }
+        }
+        if used == RunUse::ReadReady && self.chunks > 0 {
+            return None;
         }
         let first = Marks::find(self.slots, count, |w| !marks.busy[w] & !marks.whole_mask(w))?;
         Marks::set(&mut marks.busy, first, count, true);
@@ -716,56 +740,93 @@ impl FramePool {
     /// `dst` is the first of `lease.count` pages of the registered region
     /// that the caller holds exclusively (no reference into them exists).
     pub(crate) unsafe fn move_in(&self, lease: Lease<'_>, dst: *mut u8) {
+        let all = [(0, lease.count)];
+        // SAFETY: as the caller promises, for every page of the run.
+        unsafe { self.move_in_parts(lease, dst, &all) }
+    }
+
+    /// [`FramePool::move_in`] for parts of the run only: `parts` are
+    /// (offset, length) in pages from its start, in order and apart. The
+    /// slots outside them stay full (what was read there is not wanted: a
+    /// read around resident pages reads them too, to be one request).
+    ///
+    /// # Safety
+    /// For each part, the pages of `dst` at its offsets are pages of the
+    /// registered region that the caller holds exclusively (no reference
+    /// into them exists); `dst` need not be held elsewhere.
+    pub(crate) unsafe fn move_in_parts(
+        &self,
+        lease: Lease<'_>,
+        dst: *mut u8,
+        parts: &[(usize, usize)],
+    ) {
         let ps = self.page_size;
-        // The slots whose page was copied, not moved (they stay full):
-        // none, and no allocation, unless the kernel refuses.
+        // The slots that stay full: those copied, not moved (none, and no
+        // allocation, unless the kernel refuses), and those outside the
+        // parts.
         let mut copied = Vec::new();
-        let mut at = 0;
-        while at < lease.count {
-            // SAFETY: the pages from `at` of the run and of `dst` are held
-            // (the lease, the caller's latches); `dst` is registered.
-            let (moved, result) = unsafe {
-                self.uffd.move_pages(
-                    dst.add(at * ps),
-                    self.slot_ptr(lease.first + at),
-                    (lease.count - at) * ps,
-                    false,
-                )
-            };
-            at += moved / ps;
-            if result.is_err() && at < lease.count {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                // The kernel can report less than it moved: a destination
-                // present (`EEXIST`) whose slot is empty — neither present
-                // nor swapped out — was moved (this run's slots are leased:
-                // no one else empties them), and copying the empty slot
-                // over it would write zeros. Seen with two reads into one
-                // huge page, each pinning it while the other's moves split
-                // it, before whole chunks were held by one read.
-                let slot = self.slot_ptr(lease.first + at);
-                if result == Err(rustix::io::Errno::EXIST)
-                    && page_entry(slot).is_some_and(|e| e >> 62 == 0)
-                    && resident(dst.wrapping_add(at * ps)) == Some(true)
-                {
-                    at += 1;
-                    continue;
-                }
-                // SAFETY: the slot is leased and the page held; both are
-                // a page long and do not overlap (pool and region are
-                // different mappings).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
+        let mut outside = Vec::new();
+        let mut next = 0;
+        for &(start, len) in parts {
+            debug_assert!(start >= next && start + len <= lease.count);
+            if start > next {
+                outside.push((next, start - next));
+            }
+            let end = start + len;
+            let mut at = start;
+            while at < end {
+                // SAFETY: the pages from `at` to `end` of the run and of
+                // `dst` are held (the lease, the caller's latches); `dst`
+                // is registered.
+                let (moved, result) = unsafe {
+                    self.uffd.move_pages(
+                        dst.wrapping_add(at * ps),
                         self.slot_ptr(lease.first + at),
-                        dst.add(at * ps),
-                        ps,
+                        (end - at) * ps,
+                        false,
                     )
                 };
-                copied.push(lease.first + at);
-                at += 1;
+                at += moved / ps;
+                if result.is_err() && at < end {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    // The kernel can report less than it moved: a
+                    // destination present (`EEXIST`) whose slot is empty —
+                    // neither present nor swapped out — was moved (this
+                    // run's slots are leased: no one else empties them),
+                    // and copying the empty slot over it would write
+                    // zeros. Seen with two reads into one huge page, each
+                    // pinning it while the other's moves split it, before
+                    // whole chunks were held by one read.
+                    let slot = self.slot_ptr(lease.first + at);
+                    if result == Err(rustix::io::Errno::EXIST)
+                        && page_entry(slot).is_some_and(|e| e >> 62 == 0)
+                        && resident(dst.wrapping_add(at * ps)) == Some(true)
+                    {
+                        at += 1;
+                        continue;
+                    }
+                    // SAFETY: the slot is leased and the page held; both
+                    // are a page long and do not overlap (pool and region
+                    // are different mappings).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            self.slot_ptr(lease.first + at),
+                            dst.wrapping_add(at * ps),
+                            ps,
+                        )
+                    };
+                    copied.push(lease.first + at);
+                    at += 1;
+                }
             }
+            next = end;
         }
-        self.moved_in
-            .fetch_add((lease.count - copied.len()) as u64, Ordering::Relaxed);
+        if next < lease.count {
+            outside.push((next, lease.count - next));
+        }
+        let outside_pages: usize = outside.iter().map(|&(_, len)| len).sum();
+        let moved = lease.count - outside_pages - copied.len();
+        self.moved_in.fetch_add(moved as u64, Ordering::Relaxed);
         self.copied_in
             .fetch_add(copied.len() as u64, Ordering::Relaxed);
         let mut marks = self.marks.lock();
@@ -773,10 +834,13 @@ impl FramePool {
         for &slot in &copied {
             Marks::set(&mut marks.full, slot, 1, true);
         }
+        for &(start, len) in &outside {
+            Marks::set(&mut marks.full, lease.first + start, len, true);
+        }
         if let Some(chunk) = lease.chunk
-            && copied.len() < lease.count
+            && moved > 0
         {
-            // Split by the moves (a chunk whose every page was copied may
+            // Split by the moves (a chunk none of whose pages moved may
             // still be whole).
             marks.whole[chunk] = false;
         }
@@ -920,7 +984,7 @@ mod fork_tests {
 
 #[cfg(test)]
 mod chunk_tests {
-    use super::{CHUNK_SLOTS, FramePool};
+    use super::{CHUNK_SLOTS, FramePool, RunUse, resident};
     use crate::sys::mapping::Mapping;
     use std::sync::atomic::Ordering::Relaxed;
 
@@ -952,8 +1016,8 @@ mod chunk_tests {
             assert!(!marks.whole[committed[0]], "split at its commit");
             committed[0]
         };
-        let first = pool.lease_for_read(256, false).unwrap();
-        let second = pool.lease_for_read(256, false).unwrap();
+        let first = pool.lease_for_read(256, RunUse::Read).unwrap();
+        let second = pool.lease_for_read(256, RunUse::Read).unwrap();
         let mut firsts = [first.first, second.first];
         firsts.sort();
         assert_eq!(
@@ -964,7 +1028,7 @@ mod chunk_tests {
         assert!(first.chunk.is_none() && second.chunk.is_none());
         assert_eq!(pool.chunks_committed.load(Relaxed), 1, "no second commit");
         // A zero run finds no full run left, and commits nothing.
-        let zeros = pool.lease_for_read(8, true).unwrap();
+        let zeros = pool.lease_for_read(8, RunUse::Zeros).unwrap();
         assert_eq!(pool.chunks_committed.load(Relaxed), 1);
         drop((zeros, second));
         // SAFETY: the region's first 256 pages are this test's, missing, and
@@ -974,5 +1038,60 @@ mod chunk_tests {
             (pool.moved_in.load(Relaxed), pool.copied_in.load(Relaxed)),
             (256, 0)
         );
+    }
+
+    /// A run moved in by parts: the pages of the parts get what was read
+    /// for them; the pages between keep what they had (resident) or stay
+    /// absent; the slots not moved stay full, the others are empty.
+    #[test]
+    fn a_run_moved_in_by_parts_leaves_the_pages_between_as_they_were() {
+        let ps = rustix::param::page_size();
+        let region = Mapping::new(64 * ps, "test region").unwrap();
+        let pool = match FramePool::new(region.base.as_ptr(), region.len, 64, ps, false) {
+            Ok(pool) => pool,
+            Err(e) => {
+                eprintln!("skipped: no frame pool here: {e}");
+                return;
+            }
+        };
+        let base = region.base.as_ptr();
+        // Page 3 holds something of its own.
+        // SAFETY: the region's pages are this test's; no reference exists.
+        unsafe { base.add(3 * ps).write_bytes(0xee, ps) };
+        let lease = pool.lease_for_read(8, RunUse::Read).unwrap();
+        let first = lease.first;
+        // SAFETY: the lease is this pool's; the slice is gone before the move.
+        let bytes = unsafe { pool.lease_bytes(&lease) };
+        for (i, page) in bytes.chunks_mut(ps).enumerate() {
+            page.fill(i as u8 + 1);
+        }
+        // SAFETY: pages 0-2 and 4-5 of the region are this test's, absent,
+        // and registered with the pool's descriptor.
+        unsafe { pool.move_in_parts(lease, base, &[(0, 3), (4, 2)]) };
+        let page = |i: usize| {
+            // SAFETY: in the region; no one writes it now.
+            unsafe { std::slice::from_raw_parts(base.add(i * ps), ps) }
+        };
+        for i in [0, 1, 2, 4, 5] {
+            assert!(
+                page(i).iter().all(|&b| b == i as u8 + 1),
+                "page {i} moved in"
+            );
+        }
+        assert!(page(3).iter().all(|&b| b == 0xee), "page 3 kept its own");
+        for i in [6, 7] {
+            assert_eq!(resident(base.wrapping_add(i * ps)), Some(false), "page {i}");
+        }
+        assert_eq!(
+            pool.moved_in.load(Relaxed) + pool.copied_in.load(Relaxed),
+            5
+        );
+        let marks = pool.marks.lock();
+        let full = |slot: usize| marks.full[slot / 64] >> (slot % 64) & 1 == 1;
+        let busy = |slot: usize| marks.busy[slot / 64] >> (slot % 64) & 1 == 1;
+        for i in 0..8 {
+            assert_eq!(full(first + i), [3, 6, 7].contains(&i), "slot {i}'s mark");
+            assert!(!busy(first + i), "slot {i} free again");
+        }
     }
 }

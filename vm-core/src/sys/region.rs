@@ -23,7 +23,7 @@
 //! and [`Region::release`] (give the memory back; the page reads as zeros
 //! afterwards).
 
-use super::frame_pool::{FramePool, Lease, MIN_RUN};
+use super::frame_pool::{FramePool, Lease, MIN_RUN, RunUse};
 use super::mapping::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
@@ -222,7 +222,7 @@ impl Region {
     ) -> Result<(), FillError<E>> {
         // (No pool in transparent mode: `read` comes straight back.)
         // SAFETY: the caller holds the pages exclusively; absent.
-        let read = match unsafe { self.through_pool(page, count, false, read) } {
+        let read = match unsafe { self.through_pool(page, count, RunUse::Read, read) } {
             Ok(done) => return done.map_err(FillError::Read),
             Err(read) => read,
         };
@@ -280,7 +280,7 @@ impl Region {
             // without one there is nothing to do.
             // SAFETY: as the caller promises.
             let _ = unsafe {
-                self.through_pool(page, count, true, |bytes| {
+                self.through_pool(page, count, RunUse::Zeros, |bytes| {
                     bytes.fill(0);
                     Ok::<(), std::convert::Infallible>(())
                 })
@@ -605,9 +605,8 @@ impl Region {
     /// Copying mode, a run long enough and a free run of the frame pool:
     /// `write` fills committed slots, which are then moved to the pages
     /// (`Ok`, with `write`'s result; on its error nothing of the range is
-    /// committed). Otherwise `write` is handed back, not called. `zeros`:
-    /// `write` zeroes the run rather than reading it (such a run takes no
-    /// huge-page chunk: see `FramePool::lease_for_read`).
+    /// committed). Otherwise `write` is handed back, not called. `used`
+    /// says which slots may take it (see `FramePool::lease_for_read`).
     ///
     /// # Safety
     /// As for [`Region::fill`].
@@ -615,11 +614,11 @@ impl Region {
         &self,
         page: u64,
         count: u64,
-        zeros: bool,
+        used: RunUse,
         write: W,
     ) -> Result<Result<(), E>, W> {
         // SAFETY: as the caller promises.
-        match unsafe { self.run_into_pool(page, count, zeros, write) } {
+        match unsafe { self.run_into_pool(page, count, used, write) } {
             Ok(Ok(run)) => {
                 // SAFETY: as the caller promises: still held, still absent.
                 unsafe { self.move_in_run(run) };
@@ -638,7 +637,8 @@ impl Region {
     /// [`Region::fill_unpooled`].
     ///
     /// # Safety
-    /// As for [`Region::fill`], until the run has moved in.
+    /// As for [`Region::fill`], until the run has moved in (moved in by
+    /// [`Region::move_in_run_parts`], for the pages of its parts).
     pub(crate) unsafe fn read_into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
         &self,
         page: u64,
@@ -646,7 +646,23 @@ impl Region {
         read: W,
     ) -> Result<Result<PooledRun<'_>, E>, W> {
         // SAFETY: as the caller promises.
-        unsafe { self.run_into_pool(page, count, false, read) }
+        unsafe { self.run_into_pool(page, count, RunUse::Read, read) }
+    }
+
+    /// [`Region::read_into_pool`] that waits for no huge-page chunk's
+    /// commit (`RunUse::ReadReady`): `Err(read)` where the pool has no run
+    /// for it then.
+    ///
+    /// # Safety
+    /// As for [`Region::read_into_pool`].
+    pub(crate) unsafe fn read_into_ready<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
+        &self,
+        page: u64,
+        count: u64,
+        read: W,
+    ) -> Result<Result<PooledRun<'_>, E>, W> {
+        // SAFETY: as the caller promises.
+        unsafe { self.run_into_pool(page, count, RunUse::ReadReady, read) }
     }
 
     /// # Safety
@@ -655,13 +671,13 @@ impl Region {
         &self,
         page: u64,
         count: u64,
-        zeros: bool,
+        used: RunUse,
         write: W,
     ) -> Result<Result<PooledRun<'_>, E>, W> {
         let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN) else {
             return Err(write);
         };
-        let Some(lease) = pool.lease_for_read(count as usize, zeros) else {
+        let Some(lease) = pool.lease_for_read(count as usize, used) else {
             return Err(write);
         };
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
@@ -682,6 +698,21 @@ impl Region {
         // SAFETY: in bounds (asserted when the run was leased); the caller
         // holds the pages exclusively and they are absent.
         unsafe { pool.move_in(run.lease, self.page_ptr(run.page)) };
+    }
+
+    /// [`Region::move_in_run`] for parts of the run only: `parts` are
+    /// (offset, length) in pages from its first page, in order and apart;
+    /// what was read for the pages between them is dropped (they may be
+    /// resident, or held by others: they are not touched).
+    ///
+    /// # Safety
+    /// The caller holds the pages of every part exclusively, and they are
+    /// absent.
+    pub(crate) unsafe fn move_in_run_parts(&self, run: PooledRun<'_>, parts: &[(usize, usize)]) {
+        let pool = self.pool.as_ref().expect("a pooled run implies a pool");
+        // SAFETY: in bounds (asserted when the run was leased); the caller
+        // holds the parts' pages exclusively and they are absent.
+        unsafe { pool.move_in_parts(run.lease, self.page_ptr(run.page), parts) };
     }
 
     /// Readies the frame pool for a run of `count` pages read next (see
