@@ -158,12 +158,12 @@ impl MapFile {
     }
 }
 
-/// A mapped file: the file, how it is mapped, and its counters. Shared by
-/// the entries of its mapping (an entry splits when part of it is freed).
 /// The read-around window of a probe while read-around is off (see
 /// [`MappedFile::read_around`]).
 pub(crate) const PROBE_PAGES: u64 = 32;
 
+/// A mapped file: the file, how it is mapped, and its counters. Shared by
+/// the entries of its mapping (an entry splits when part of it is freed).
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     file: File,

@@ -666,6 +666,43 @@ fn read_around_pays_on_a_dense_working_set_and_turns_itself_off_on_sparse_reads(
     );
 }
 
+/// Pages 100 and 104 of a 256-page shared mapping resident, read alone,
+/// and 102 resident and changed, in a VM with 64 pages of real memory (a
+/// 16-page read-around window, 8 before the fault); the file's bytes.
+fn mapping_with_resident_pages(vm: &Vm, dir: &std::path::Path) -> (VAddr, Vec<u8>) {
+    let (path, model) = patterned_file(dir, "holes.dat", 256);
+    let mapping = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 256, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(mapping.page);
+    vm.advise(mapping, vm_core::Advice::Random).unwrap();
+    for k in [100u64, 104] {
+        vm.read(VAddr(base.0 + k * PAGE as u64), &mut [0u8; 8])
+            .unwrap();
+    }
+    vm.write(VAddr(base.0 + 102 * PAGE as u64), &[0xab; 16])
+        .unwrap();
+    vm.advise(mapping, vm_core::Advice::Normal).unwrap();
+    assert_eq!(vm.stats().cluster_reads, 0);
+    (base, model)
+}
+
+/// Whether pages `pages` from `base` are resident — reading them faults
+/// no more — and hold the file's bytes (page 102 its change).
+fn assert_read_in(vm: &Vm, base: VAddr, model: &[u8], pages: std::ops::Range<u64>) {
+    let faults = vm.stats().faults;
+    for k in pages {
+        let mut page = vec![0u8; PAGE];
+        vm.read(VAddr(base.0 + k * PAGE as u64), &mut page).unwrap();
+        let mut want = model[k as usize * PAGE..(k as usize + 1) * PAGE].to_vec();
+        if k == 102 {
+            want[..16].fill(0xab);
+        }
+        assert!(page == want, "page {k}");
+    }
+    assert_eq!(vm.stats().faults, faults, "no fault among those pages");
+}
+
 /// Read-around over pages already resident: the absent pages of the
 /// window, on both sides of the fault and between resident ones, come in
 /// with one read; the resident pages keep what they hold (a changed one
@@ -673,45 +710,66 @@ fn read_around_pays_on_a_dense_working_set_and_turns_itself_off_on_sparse_reads(
 #[test]
 fn read_around_reads_past_resident_pages_with_one_read_and_leaves_them_as_they_are() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, model) = patterned_file(dir.path(), "holes.dat", 256);
-    // 64 pages of real memory: a 16-page window (a quarter), 8 before.
     let vm = sim_vm(2048, 64);
-    let mapping = vm
-        .map_file(open_rw(&path), &MapFile::new(&path, 256, Sharing::Shared))
-        .unwrap();
     if vm.stats().frame_pool_pages == 0 {
         eprintln!("skipped: no frame pool here (UFFDIO_MOVE refused): read-around reads one run");
         return;
     }
-    let base = vm.address_of(mapping.page);
-    let at = |k: u64| VAddr(base.0 + k * PAGE as u64);
-    // Pages 100 and 104 resident, read alone; 102 resident and changed.
-    vm.advise(mapping, vm_core::Advice::Random).unwrap();
-    for k in [100, 104] {
-        vm.read(at(k), &mut [0u8; 8]).unwrap();
-    }
-    vm.write(at(102), &[0xab; 16]).unwrap();
-    vm.advise(mapping, vm_core::Advice::Normal).unwrap();
+    let (base, model) = mapping_with_resident_pages(&vm, dir.path());
     let before = vm.stats();
-    assert_eq!(before.cluster_reads, 0, "{before:?}");
-    vm.read(at(101), &mut [0u8; 8]).unwrap();
+    vm.read(VAddr(base.0 + 101 * PAGE as u64), &mut [0u8; 8])
+        .unwrap();
     let after = vm.stats();
     assert_eq!(after.faults, before.faults + 1, "{after:?}");
     assert_eq!(after.cluster_reads, 1, "one read for the window: {after:?}");
-    // The window is 93..109: every page of it is resident, and holds the
-    // file's bytes, or 102's change.
-    for k in 93..109u64 {
-        let mut page = vec![0u8; PAGE];
-        vm.read(at(k), &mut page).unwrap();
-        let mut want = model[k as usize * PAGE..(k as usize + 1) * PAGE].to_vec();
-        if k == 102 {
-            want[..16].fill(0xab);
-        }
-        assert!(page == want, "page {k}");
-    }
-    assert_eq!(vm.stats().faults, after.faults, "no fault in the window");
+    // The window is 93..109.
+    assert_read_in(&vm, base, &model, 93..109);
     // Page 102's change reaches the file, not the bytes read around it.
     vm.flush().unwrap();
-    let file = std::fs::read(&path).unwrap();
+    let file = std::fs::read(dir.path().join("holes.dat")).unwrap();
     assert_eq!(&file[102 * PAGE..102 * PAGE + 16], &[0xab; 16]);
+}
+
+/// Without the frame pool (`move_frames` off) read-around reads the run of
+/// absent pages that holds the fault, before and after it, straight into
+/// its frames; the pages past the resident ones stay absent.
+#[test]
+fn read_around_without_the_frame_pool_reads_the_fault_s_own_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let drive = disk_channel::SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(2048 + 1024)
+        .unwrap();
+    let channel = disk_channel::DiskChannel::new(vec![Box::new(drive) as _]).unwrap();
+    let volume =
+        runtable::Volume::format(channel, &runtable::FormatOptions::new(PAGE, 2048)).unwrap();
+    let config = vm_core::VmConfig {
+        move_frames: false,
+        ..vm_core::VmConfig::new(2048, 64)
+    };
+    let vm = Vm::new(config, vm_core::Backing::Volume(volume)).unwrap();
+    assert_eq!(vm.stats().frame_pool_pages, 0);
+    let (base, model) = mapping_with_resident_pages(&vm, dir.path());
+    // The window of 98 is 90..106: its own run is 90..100.
+    vm.read(VAddr(base.0 + 98 * PAGE as u64), &mut [0u8; 8])
+        .unwrap();
+    assert_eq!(vm.stats().cluster_reads, 1, "{:?}", vm.stats());
+    assert_read_in(&vm, base, &model, 90..101);
+    // 101 and 103 were not read: each faults.
+    let faults = vm.stats().faults;
+    assert_read_in_faulting(&vm, base, &model, &[101, 103], faults + 2);
+}
+
+/// Reads pages `pages` and checks them against the file; `faults` is what
+/// the VM's fault count must be afterwards.
+fn assert_read_in_faulting(vm: &Vm, base: VAddr, model: &[u8], pages: &[u64], faults: u64) {
+    for &k in pages {
+        let mut page = vec![0u8; PAGE];
+        vm.read(VAddr(base.0 + k * PAGE as u64), &mut page).unwrap();
+        assert!(
+            page == model[k as usize * PAGE..(k as usize + 1) * PAGE],
+            "page {k}"
+        );
+    }
+    assert_eq!(vm.stats().faults, faults);
 }

@@ -468,18 +468,21 @@ impl AddressSpace {
     ///
     /// Read-around of a mapped file's page under `Normal` advice (see
     /// `mapped`): the pages of its mapping within `window` pages around
-    /// `page` — half before, as the kernel's read-around does — that are
-    /// absent and come from the file, read with one `pread` of the file
-    /// from the first of them to the last, into the frame pool. The pages
-    /// between that are not to be read (resident ones, say) are read all
-    /// the same and their copies dropped: one request, where reading only
-    /// the holes would be one each — what the last holes of a working set
-    /// filling up cost a page at a time. Those read around come in
-    /// unreferenced, followed by their file's read-around accounting.
-    /// Returns the pages brought in: 0, having changed nothing, when there
-    /// is no pool run for the span and `page` has no absent neighbour after
-    /// it, or the read fails (the caller reads `page` alone, and meets the
-    /// error itself).
+    /// `page` — half before, as the kernel's read-around does, unless the
+    /// mapping ends sooner — that are absent and come from the file, read
+    /// with one `pread` of the file from the first of them to the last,
+    /// into the frame pool. The pages between that are not to be read
+    /// (resident ones, say) are read all the same and their copies dropped:
+    /// one request, where reading only the holes would be one each — what
+    /// the last holes of a working set filling up cost a page at a time.
+    /// (The file's `page_ins` count them: they were read.) Where the pool
+    /// has no run for the span, the run that holds `page` is read straight
+    /// into its frames. Those read around come in unreferenced, followed by
+    /// their file's read-around accounting. Returns the pages brought in:
+    /// 0 when that would be `page` alone, frames cannot be had, or the read
+    /// fails — the caller then reads `page` alone, and meets the error
+    /// itself; victims evicted by then stay evicted, and nothing else has
+    /// changed.
     pub(crate) fn read_around_file(
         &self,
         monitor: &mut Monitor,
@@ -489,8 +492,9 @@ impl AddressSpace {
         let Some((file, at_page)) = self.absent_from_file(monitor, page) else {
             return Ok(0);
         };
-        // The window, inside the mapping (whose file pages are
-        // consecutive).
+        // The window, inside the mapping, whose file pages are consecutive
+        // (`continues`): half before `page`, the rest after, and what the
+        // mapping's end leaves of that before again.
         let mut lo = page;
         while page - lo < window / 2 && lo > 0 && monitor.files.continues(lo - 1) {
             lo -= 1;
@@ -499,10 +503,18 @@ impl AddressSpace {
         while hi - lo < window && monitor.files.continues(hi - 1) {
             hi += 1;
         }
-        // The runs of pages to read, as (first page, length).
+        while hi - lo < window && lo > 0 && monitor.files.continues(lo - 1) {
+            lo -= 1;
+        }
+        // The runs of pages to read, as (first page, length): absent, and
+        // no copy in the volume to be read instead (the whole window is
+        // `file`'s, one entry: its swap cache asked once).
+        let states = self.states();
+        let volume_copy_valid = file.volume_copy_valid();
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for p in lo..hi {
-            if self.absent_from_file(monitor, p).is_none() {
+            let word = states.load(p);
+            if word.tag() != TAG_ABSENT || (word.has(ON_DISK) && volume_copy_valid) {
                 continue;
             }
             match runs.last_mut() {
@@ -515,83 +527,97 @@ impl AddressSpace {
             return Ok(0);
         }
         let first = runs[0].0;
-        // (The mapping's file pages are consecutive.)
         let at = at_page - (page - first);
         let last = runs[runs.len() - 1];
         let span = last.0 + last.1 - first;
-        // Frames for every page read in; else the run from `page` alone.
+        let read = |bytes: &mut [u8]| file.read_pages(at, bytes);
+        // First the read into the pool, before any frame is freed for it.
+        // With a read-ahead thread, never waiting for a huge page's zeroing
+        // (`RunUse::ReadReady`): the thread commits the next chunk
+        // meanwhile. (Until the runs are latched below the read touches
+        // only the pool, and they stay as they are: an absent page changes
+        // only under the monitor, and eviction takes resident ones.)
+        // SAFETY: only the runs' pages are moved in, once latched.
+        let pooled = unsafe {
+            if self.read_ahead.is_some() {
+                self.region.read_into_ready(first, span, read)
+            } else {
+                self.region.read_into_pool(first, span, read)
+            }
+        };
+        if let Some(read_ahead) = &self.read_ahead {
+            read_ahead.ask_prepare(window);
+        }
+        let pooled = match pooled {
+            Ok(Ok(pooled)) => Some(pooled),
+            Ok(Err(_)) => return Ok(0),
+            Err(_) => {
+                // No pool run for the span: the run that holds `page`.
+                let own = *runs
+                    .iter()
+                    .find(|&&(p, len)| (p..p + len).contains(&page))
+                    .expect("`page` is absent: one of the runs holds it");
+                if own.1 < 2 {
+                    return Ok(0);
+                }
+                runs = vec![own];
+                wanted = own.1;
+                None
+            }
+        };
+        // Frames for every page read in (a pooled run not moved in frees
+        // its slots when dropped).
         while (monitor.free_frames.len() as u64) < wanted {
             if self.evict_batch(monitor, page).is_err() {
-                return self.read_file_run(monitor, page, window, true);
+                return Ok(0);
             }
         }
-        // (Eviction changes no absent page of a mapped file: the runs hold.)
-        let states = self.states();
         let mut latches = Vec::with_capacity(wanted as usize);
         for &(p, len) in &runs {
             latches.extend((p..p + len).map(|q| states.latch_absent(q)));
             monitor.forget_copies(p, p + len);
         }
-        // Into the pool, but never waiting for a huge page's zeroing (see
-        // `RunUse::ReadReady`); where the pool has no run for it, the run
-        // that holds `page` straight into its frames.
-        // SAFETY: the pool read touches only the pool; the parts moved in
-        // are the runs, whose pages `latches` hold, absent, exclusively.
-        let read = unsafe {
-            self.region
-                .read_into_ready(first, span, |bytes| file.read_pages(at, bytes))
-        };
-        match read {
-            Ok(Ok(pooled)) => {
+        match pooled {
+            Some(pooled) => {
                 let parts: Vec<(usize, usize)> = runs
                     .iter()
                     .map(|&(p, len)| ((p - first) as usize, len as usize))
                     .collect();
-                // SAFETY: as above.
+                // SAFETY: the parts are the runs, whose pages `latches`
+                // hold, absent, exclusively.
                 unsafe { self.region.move_in_run_parts(pooled, &parts) };
             }
-            Ok(Err(_)) => return Ok(0),
-            Err(_) => {
-                let own = *runs
-                    .iter()
-                    .find(|&&(p, len)| (p..p + len).contains(&page))
-                    .expect("`page` is absent: one of the runs holds it");
-                // The others' latches dropped: absent again, untouched.
-                latches.retain(|l| (own.0..own.0 + own.1).contains(&l.page()));
-                runs = vec![own];
-                wanted = own.1;
-                if wanted < 2 {
-                    return Ok(0);
-                }
+            None => {
+                let (own, len) = runs[0];
                 // SAFETY: `latches` hold every page of the run, absent,
                 // exclusively.
                 let read = unsafe {
-                    self.region.fill_unpooled(own.0, own.1, |bytes| {
-                        file.read_pages(at + (own.0 - first), bytes)
-                    })
+                    self.region
+                        .fill_unpooled(own, len, |bytes| file.read_pages(at + (own - first), bytes))
                 };
                 if read.is_err() {
+                    // (The latches' drop leaves the pages absent.)
                     return Ok(0);
                 }
             }
         }
-        // The next read-around's memory committed meanwhile, by the
-        // read-ahead thread (a huge-page chunk: see `frame_pool`).
-        if let Some(read_ahead) = &self.read_ahead {
-            read_ahead.ask_prepare(window);
-        }
         monitor.counters.read_aheads += wanted - 1;
         monitor.counters.cluster_reads += 1;
-        let limit = 4 * monitor.budget() as usize;
         for latch in latches {
             let p = latch.page();
             monitor.install_frame(p);
             let referenced = if p == page { REFERENCED } else { 0 };
             latch.release(TAG_RESIDENT, referenced, DIRTY | ON_DISK | REFERENCED);
         }
+        let limit = 4 * monitor.budget() as usize;
         for &(p, len) in &runs {
-            for q in (p..p + len).filter(|&q| q != page) {
-                monitor.files.read_around(&file, q..q + 1, limit);
+            for part in [
+                p..page.clamp(p, p + len),
+                (page + 1).clamp(p, p + len)..p + len,
+            ] {
+                if !part.is_empty() {
+                    monitor.files.read_around(&file, part, limit);
+                }
             }
         }
         Ok(wanted)

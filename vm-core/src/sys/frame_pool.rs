@@ -768,7 +768,12 @@ impl FramePool {
         let mut outside = Vec::new();
         let mut next = 0;
         for &(start, len) in parts {
-            debug_assert!(start >= next && start + len <= lease.count);
+            // (Checked: a part past the run would reach slots another
+            // lease is writing.)
+            assert!(
+                start >= next && start + len <= lease.count,
+                "parts in order, in the run"
+            );
             if start > next {
                 outside.push((next, start - next));
             }

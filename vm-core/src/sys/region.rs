@@ -637,8 +637,10 @@ impl Region {
     /// [`Region::fill_unpooled`].
     ///
     /// # Safety
-    /// As for [`Region::fill`], until the run has moved in (moved in by
-    /// [`Region::move_in_run_parts`], for the pages of its parts).
+    /// The pages moved in are held exclusively, and absent, from before
+    /// the move until after it (the read itself touches only the pool):
+    /// all of the run's with [`Region::move_in_run`], the parts' with
+    /// [`Region::move_in_run_parts`].
     pub(crate) unsafe fn read_into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
         &self,
         page: u64,
@@ -654,7 +656,8 @@ impl Region {
     /// for it then.
     ///
     /// # Safety
-    /// As for [`Region::read_into_pool`].
+    /// As for [`Region::read_into_pool`]: the pages moved in are held
+    /// exclusively, and absent, from before the move until after it.
     pub(crate) unsafe fn read_into_ready<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
         &self,
         page: u64,
