@@ -136,6 +136,9 @@ impl ReadAheadQueue {
 
     /// Asks the thread to ready the frame pool for a run of `count` pages
     /// read next, when it has nothing else to do (see `read_around_file`).
+    /// (Once begun, the commit of a chunk — 0.26–5 ms here — delays a read
+    /// or cleaning planned meanwhile by as much: read-around serves
+    /// `Normal` advice and planned reads `Sequential`, rarely at once.)
     pub(crate) fn ask_prepare(&self, count: u64) {
         self.queue.lock().prepare = Some(count);
         self.work.notify_one();
