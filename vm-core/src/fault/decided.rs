@@ -53,9 +53,9 @@ use std::sync::atomic::Ordering;
 /// from large folios.) Measured, `bench out-of-core --sides vm-mapped,kernel
 /// --workloads uniform-fit`, alternating runs with the previous tree:
 /// 128 pages read forward from the fault, stopping at the first resident
-/// page, took 1.46–1.73× the kernel's time at a 128 MiB budget and
-/// 1.53–1.55× at 64 MiB; this window, centred and read past resident
-/// pages, 1.06–1.22× and 1.04–1.10×. Most of the rest is the device: 2
+/// page, took 1.38–2.08× the kernel's time at budgets of 32, 64 and 128
+/// MiB; this window, centred and read past resident pages, 1.00–1.26×
+/// (medians 1.09–1.12×). Most of the rest is the device: 2
 /// MiB read into scattered small pages is two 1 MiB requests and a few
 /// small ones, one after the other (the disk's ring takes one request of
 /// 254 segments at a time), about 1.8 ms, where the kernel's large folios

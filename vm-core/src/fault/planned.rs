@@ -50,9 +50,6 @@ impl PlannedClean {
 pub(super) enum Work {
     Read(Planned),
     Clean(PlannedClean),
-    /// Ready the frame pool for a run of this many pages read next
-    /// (`Region::prepare_pool`).
-    Prepare(u64),
 }
 
 #[derive(Default)]
@@ -64,8 +61,6 @@ struct Queue {
     cleaning: Vec<(u64, u64)>,
     /// Reads taken by the thread and not finished: their pages.
     reading: Vec<(u64, u64)>,
-    /// A run length the frame pool is to be readied for, if asked.
-    prepare: Option<u64>,
     stopping: bool,
 }
 
@@ -134,16 +129,6 @@ impl ReadAheadQueue {
         self.work.notify_one();
     }
 
-    /// Asks the thread to ready the frame pool for a run of `count` pages
-    /// read next, when it has nothing else to do (see `read_around_file`).
-    /// (Once begun, the commit of a chunk — 0.26–5 ms here — delays a read
-    /// or cleaning planned meanwhile by as much: read-around serves
-    /// `Normal` advice and planned reads `Sequential`, rarely at once.)
-    pub(crate) fn ask_prepare(&self, count: u64) {
-        self.queue.lock().prepare = Some(count);
-        self.work.notify_one();
-    }
-
     /// Whether a cleaning is planned or in flight.
     pub(super) fn cleaning(&self) -> bool {
         let queue = self.queue.lock();
@@ -161,10 +146,9 @@ impl ReadAheadQueue {
     }
 
     /// The planned cleaning, else the oldest planned read, counted as
-    /// being read, else the pool's readying if asked; `None` once stopped
-    /// with nothing left. Blocks while there is nothing to do. (The
-    /// cleaning first: its latches are held from the moment it is planned,
-    /// and writers of its pages wait.)
+    /// being read; `None` once stopped with nothing left. Blocks while
+    /// there is nothing to do. (The cleaning first: its latches are held
+    /// from the moment it is planned, and writers of its pages wait.)
     pub(super) fn next(&self) -> Option<Work> {
         let mut queue = self.queue.lock();
         loop {
@@ -175,9 +159,6 @@ impl ReadAheadQueue {
             if let Some(planned) = queue.planned.pop_front() {
                 queue.reading.push((planned.page, planned.was.len() as u64));
                 return Some(Work::Read(planned));
-            }
-            if let Some(count) = queue.prepare.take() {
-                return Some(Work::Prepare(count));
             }
             if queue.stopping {
                 return None;

@@ -194,10 +194,6 @@ impl AddressSpace {
                         read_ahead.cleaned();
                         continue;
                     }
-                    Work::Prepare(count) => {
-                        self.region.prepare_pool(count);
-                        continue;
-                    }
                 };
                 let count = planned.was.len() as u64;
                 let channel = self.channel.as_ref().expect("read-ahead implies a volume");

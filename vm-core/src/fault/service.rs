@@ -531,23 +531,13 @@ impl AddressSpace {
         let last = runs[runs.len() - 1];
         let span = last.0 + last.1 - first;
         let read = |bytes: &mut [u8]| file.read_pages(at, bytes);
-        // First the read into the pool, before any frame is freed for it.
-        // With a read-ahead thread, never waiting for a huge page's zeroing
-        // (`RunUse::ReadReady`): the thread commits the next chunk
-        // meanwhile. (Until the runs are latched below the read touches
-        // only the pool, and they stay as they are: an absent page changes
-        // only under the monitor, and eviction takes resident ones.)
+        // First the read into the pool, before any frame is freed for it,
+        // never waiting for a huge page's zeroing (`RunUse::ReadReady`).
+        // (Until the runs are latched below the read touches only the pool,
+        // and they stay as they are: an absent page changes only under the
+        // monitor, and eviction takes resident ones.)
         // SAFETY: only the runs' pages are moved in, once latched.
-        let pooled = unsafe {
-            if self.read_ahead.is_some() {
-                self.region.read_into_ready(first, span, read)
-            } else {
-                self.region.read_into_pool(first, span, read)
-            }
-        };
-        if let Some(read_ahead) = &self.read_ahead {
-            read_ahead.ask_prepare(window);
-        }
+        let pooled = unsafe { self.region.read_into_ready(first, span, read) };
         let pooled = match pooled {
             Ok(Ok(pooled)) => Some(pooled),
             Ok(Err(_)) => return Ok(0),

@@ -111,7 +111,7 @@ const CHUNK_BYTES: usize = 2 << 20;
 /// `bench out-of-core --sides vm-mapped` uniform-fit, 0.043-0.091 s with
 /// chunks against 0.046-0.048 without). A read-ahead cluster (256 pages)
 /// takes one; a mapped file's read-around (up to 511) only one committed
-/// ahead ([`RunUse::ReadReady`]).
+/// already ([`RunUse::ReadReady`]).
 const CHUNK_MIN_RUN: usize = 255;
 
 /// What a run leased from the pool is for ([`FramePool::lease_for_read`]).
@@ -126,7 +126,11 @@ pub(crate) enum RunUse {
     /// Committing a chunk costs its zeroing in the read's time: 0.26–5 ms
     /// for 2 MiB on this machine, where a 2 MiB read takes about 1.2 ms;
     /// and empty slots of a chunk may be committed as a huge page by the
-    /// read itself (see `read_around_file`).
+    /// read itself. (Measured for a mapped file's read-around, which uses
+    /// it: committing the next chunk on the read-ahead thread meanwhile
+    /// did no better alone — uniform-fit 1.02–1.20× the kernel against
+    /// 0.94–1.18× without — and worse after a random workload, 43–49 ms
+    /// against 38–41, the two cores being shared; not kept.)
     ReadReady,
     /// Zeros: full slots or empty ones, never a chunk.
     Zeros,
