@@ -53,8 +53,8 @@
 //! request instead of one per hole (`read_around_file`). The pages read
 //! around come in unreferenced, and the clock tells their file whether
 //! they were used before it came to them; when fewer than one in five
-//! were, read-around stops but for every 256th fault, which probes with
-//! 32 pages; new advice starts it afresh. These reads are done under the
+//! were, read-around stops but for every 256th fault; new advice starts
+//! it afresh. These reads are done under the
 //! monitor. Transparent mode has no read-around (plain loads set no
 //! reference bit to learn from); its stream detection applies.
 //!
@@ -157,10 +157,6 @@ impl MapFile {
         }
     }
 }
-
-/// The read-around window of a probe while read-around is off (see
-/// [`MappedFile::read_around`]).
-pub(crate) const PROBE_PAGES: u64 = 32;
 
 /// A mapped file: the file, how it is mapped, and its counters. Shared by
 /// the entries of its mapping (an entry splits when part of it is freed).
@@ -307,24 +303,21 @@ impl MappedFile {
         self.sharing == Sharing::Shared && self.volume_copy_valid()
     }
 
-    /// The read-around window of a fault on one of this mapping's pages
-    /// under `Normal` advice (the pages around it, in one `pread`), as the
-    /// kernel's page cache reads around a mapped file's fault: `full` while
-    /// the pages it brings in get used — at least one in five of those the
-    /// clock has come to (learning: on for the first 64) — and otherwise
-    /// none but for every 256th fault, which probes with [`PROBE_PAGES`]
-    /// whether the pattern changed (a full window there cost random reads
-    /// over four times the budget about a tenth of their time).
-    pub(crate) fn read_around(&self, full: u64) -> Option<u64> {
+    /// Whether a fault on one of this mapping's pages under `Normal`
+    /// advice reads around it (the pages around it, in one `pread`), as the
+    /// kernel's page cache does for a mapped file: on while the pages it
+    /// brings in get used — at least one in five of those the clock has
+    /// come to (learning: on for the first 64) — and off otherwise but for
+    /// every 256th fault, which probes whether the pattern changed.
+    pub(crate) fn read_around(&self) -> bool {
         let used = self.around_used.load(Ordering::Relaxed);
         let wasted = self.around_wasted.load(Ordering::Relaxed);
         if used + wasted < 64 || wasted <= 4 * used {
-            return Some(full);
+            return true;
         }
         self.around_off_faults
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(256)
-            .then_some(full.min(PROBE_PAGES))
     }
 
     /// Read-around learns afresh whether it pays (new advice on the

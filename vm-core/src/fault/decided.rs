@@ -201,9 +201,12 @@ impl AddressSpace {
             && allocation.advice == Advice::Normal
             && !overwrite
             && !self.region.is_transparent()
-            && let Some(window) =
-                mapped.read_around(READ_AROUND_PAGES.min(monitor.budget() / 4).max(1))
-            && self.read_around_file(monitor, page, window)? > 0
+            && mapped.read_around()
+            && self.read_around_file(
+                monitor,
+                page,
+                READ_AROUND_PAGES.min(monitor.budget() / 4).max(1),
+            )? > 0
         {
             return Ok(Plan::Now(Served::Resident));
         }
