@@ -260,9 +260,11 @@ fn many_threads_fault_replace_and_read_back_their_own_writes() {
                             // commit pages, so one look can see a page
                             // released behind it and another committed
                             // ahead of it (seen once in 50–150 runs on a
-                            // loaded machine, as 7 pages). A page held
-                            // beyond the budget — memory not given back,
-                            // a huge page — stays for all three.
+                            // loaded machine, as 7 pages). An excess that
+                            // lasts — memory not given back, a huge page —
+                            // is seen by all three; one shorter than three
+                            // looks may not be, nor by the check after the
+                            // threads.
                             let kernel = (0..3)
                                 .map(|_| vm.kernel_resident_pages().unwrap())
                                 .min()

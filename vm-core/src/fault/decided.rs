@@ -61,7 +61,9 @@ use std::sync::atomic::Ordering;
 /// 254 segments at a time), about 1.8 ms, where the kernel's large folios
 /// keep several requests in flight. 1,024 pages measured the same
 /// (1.01–1.17×). Earlier trials, still true: handing all but the faulting
-/// page to the read-ahead thread did no better.
+/// page to the read-ahead thread did no better. Below a budget of about 16
+/// MiB the frame pool (an eighth of the budget) is shorter than the window
+/// (a quarter): a span longer than the pool reads only the fault's own run.
 const READ_AROUND_PAGES: u64 = 511;
 
 /// What the monitor holder decided about a fault.

@@ -294,7 +294,7 @@ impl AddressSpace {
         window: u64,
     ) -> Result<u64, VmError> {
         let Some((first, count)) = self.run_at(monitor, page, window)? else {
-            return self.read_file_run(monitor, page, window, false);
+            return self.read_file_run(monitor, page, window);
         };
         let Some(latches) = self.latch_run(monitor, page, count) else {
             return Ok(0);
@@ -534,8 +534,13 @@ impl AddressSpace {
         // First the read into the pool, before any frame is freed for it,
         // never waiting for a huge page's zeroing (`RunUse::ReadReady`).
         // (Until the runs are latched below the read touches only the pool,
-        // and they stay as they are: an absent page changes only under the
-        // monitor, and eviction takes resident ones.)
+        // and they stay as they are: an absent page's state changes only
+        // under the monitor, and eviction takes resident ones. The file's
+        // bytes may change under them — this eviction may write back a
+        // changed page of another mapping of the same file — and then the
+        // run holds what the file held before: as with any write to the
+        // file that the VM did not make, mappings are not coherent; see
+        // `mapped`.)
         // SAFETY: only the runs' pages are moved in, once latched.
         let pooled = unsafe { self.region.read_into_ready(first, span, read) };
         let pooled = match pooled {
@@ -621,15 +626,11 @@ impl AddressSpace {
     /// their frames. 0, having changed nothing, when that would be a single
     /// page or the read fails (the caller reads `page` alone, and meets the
     /// error itself).
-    ///
-    /// With `around`, the pages after `page` come in unreferenced, followed
-    /// by their file's read-around accounting (see `mapped`).
     pub(crate) fn read_file_run(
         &self,
         monitor: &mut Monitor,
         page: u64,
         window: u64,
-        around: bool,
     ) -> Result<u64, VmError> {
         let Some((file, at, count)) = self.file_run_at(monitor, page, window) else {
             return Ok(0);
@@ -651,18 +652,7 @@ impl AddressSpace {
         for latch in latches {
             monitor.install_frame(latch.page());
             // Whatever copy the volume held is stale (the cache was off).
-            let referenced = if around && latch.page() != page {
-                0
-            } else {
-                REFERENCED
-            };
-            latch.release(TAG_RESIDENT, referenced, DIRTY | ON_DISK | REFERENCED);
-        }
-        if around {
-            let limit = 4 * monitor.budget() as usize;
-            monitor
-                .files
-                .read_around(&file, page + 1..page + count, limit);
+            latch.release(TAG_RESIDENT, REFERENCED, DIRTY | ON_DISK);
         }
         Ok(count)
     }

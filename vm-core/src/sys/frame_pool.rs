@@ -768,16 +768,20 @@ impl FramePool {
         // The slots that stay full: those copied, not moved (none, and no
         // allocation, unless the kernel refuses), and those outside the
         // parts.
+        // (Checked before any move: a part past the run would reach slots
+        // another lease is writing.)
+        let mut end = 0;
+        for &(start, len) in parts {
+            assert!(
+                start >= end && start + len <= lease.count,
+                "parts in order, in the run"
+            );
+            end = start + len;
+        }
         let mut copied = Vec::new();
         let mut outside = Vec::new();
         let mut next = 0;
         for &(start, len) in parts {
-            // (Checked: a part past the run would reach slots another
-            // lease is writing.)
-            assert!(
-                start >= next && start + len <= lease.count,
-                "parts in order, in the run"
-            );
             if start > next {
                 outside.push((next, start - next));
             }
