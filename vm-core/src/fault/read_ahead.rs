@@ -43,7 +43,7 @@ use crate::space::AddressSpace;
 use crate::state::{
     DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
 };
-use crate::sys::region::PooledRun;
+use crate::sys::region::{PooledRun, RunUse};
 use crate::vocabulary::Advice;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -211,7 +211,10 @@ impl AddressSpace {
                     // these absent pages (taken in `plan_read_ahead`,
                     // released only in `finish`).
                     let done = unsafe {
-                        match self.region.read_into_pool(planned.page, count, read) {
+                        match self
+                            .region
+                            .read_into_pool(planned.page, count, RunUse::Read, read)
+                        {
                             Ok(read) => return read.map(Some),
                             // No pool run: the rest of `fill`.
                             Err(read) => self.region.fill_unpooled(planned.page, count, read),

@@ -9,7 +9,7 @@ use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::ExclusiveLatch;
 use crate::state::{DIRTY, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
-use crate::sys::region::FillError;
+use crate::sys::region::{FillError, RunUse};
 use crate::vocabulary::Advice;
 use runtable::PageNumber;
 
@@ -457,8 +457,8 @@ impl AddressSpace {
     ) -> Option<(std::sync::Arc<crate::mapped::MappedFile>, u64)> {
         let word = self.states().load(page);
         match monitor.files.source_of(page) {
-            Source::File(file, at) if word.tag() == TAG_ABSENT => {
-                (!word.has(ON_DISK) || !file.volume_copy_valid()).then_some((file, at))
+            Source::File(file, at) if reads_from_file(word, || file.volume_copy_valid()) => {
+                Some((file, at))
             }
             _ => None,
         }
@@ -513,8 +513,7 @@ impl AddressSpace {
         let volume_copy_valid = file.volume_copy_valid();
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for p in lo..hi {
-            let word = states.load(p);
-            if word.tag() != TAG_ABSENT || (word.has(ON_DISK) && volume_copy_valid) {
+            if !reads_from_file(states.load(p), || volume_copy_valid) {
                 continue;
             }
             match runs.last_mut() {
@@ -542,7 +541,10 @@ impl AddressSpace {
         // file that the VM did not make, mappings are not coherent; see
         // `mapped`.)
         // SAFETY: only the runs' pages are moved in, once latched.
-        let pooled = unsafe { self.region.read_into_ready(first, span, read) };
+        let pooled = unsafe {
+            self.region
+                .read_into_pool(first, span, RunUse::ReadReady, read)
+        };
         let pooled = match pooled {
             Ok(Ok(pooled)) => Some(pooled),
             Ok(Err(_)) => return Ok(0),
@@ -769,4 +771,11 @@ impl AddressSpace {
         }
         Ok(())
     }
+}
+
+/// Whether a mapped file's page whose state is `word` comes from the file
+/// at its fault: absent, with no copy in the volume to read instead
+/// (`copy_valid`: the mapping's swap cache holds the file's bytes).
+fn reads_from_file(word: crate::state::Word, copy_valid: impl FnOnce() -> bool) -> bool {
+    word.tag() == TAG_ABSENT && (!word.has(ON_DISK) || !copy_valid())
 }

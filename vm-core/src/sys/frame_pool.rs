@@ -765,9 +765,6 @@ impl FramePool {
         parts: &[(usize, usize)],
     ) {
         let ps = self.page_size;
-        // The slots that stay full: those copied, not moved (none, and no
-        // allocation, unless the kernel refuses), and those outside the
-        // parts.
         // (Checked before any move: a part past the run would reach slots
         // another lease is writing.)
         let mut end = 0;
@@ -778,6 +775,9 @@ impl FramePool {
             );
             end = start + len;
         }
+        // The slots that stay full: those copied, not moved (none, and no
+        // allocation, unless the kernel refuses), and those outside the
+        // parts.
         let mut copied = Vec::new();
         let mut outside = Vec::new();
         let mut next = 0;

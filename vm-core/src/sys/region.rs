@@ -23,7 +23,8 @@
 //! and [`Region::release`] (give the memory back; the page reads as zeros
 //! afterwards).
 
-use super::frame_pool::{FramePool, Lease, MIN_RUN, RunUse};
+pub(crate) use super::frame_pool::RunUse;
+use super::frame_pool::{FramePool, Lease, MIN_RUN};
 use super::mapping::Mapping;
 use super::uffd::Uffd;
 use crate::error::VmError;
@@ -618,7 +619,7 @@ impl Region {
         write: W,
     ) -> Result<Result<(), E>, W> {
         // SAFETY: as the caller promises.
-        match unsafe { self.run_into_pool(page, count, used, write) } {
+        match unsafe { self.read_into_pool(page, count, used, write) } {
             Ok(Ok(run)) => {
                 // SAFETY: as the caller promises: still held, still absent.
                 unsafe { self.move_in_run(run) };
@@ -632,9 +633,10 @@ impl Region {
     /// The first half of [`Region::fill`] through the frame pool: `read`
     /// fills a run of committed slots, which [`Region::move_in_run`] later
     /// moves to the pages (so that another thread can do the move while
-    /// this one starts the next read). `Err(read)`, not called, where
-    /// there is no pool run for it (transparent mode has no pool): then
-    /// [`Region::fill_unpooled`].
+    /// this one starts the next read). `used` says which slots may take it
+    /// (`RunUse::ReadReady`: none whose commit the read would wait for).
+    /// `Err(read)`, not called, where there is no pool run for it
+    /// (transparent mode has no pool): then [`Region::fill_unpooled`].
     ///
     /// # Safety
     /// The pages moved in are held exclusively, and absent, from before
@@ -645,48 +647,19 @@ impl Region {
         &self,
         page: u64,
         count: u64,
-        read: W,
-    ) -> Result<Result<PooledRun<'_>, E>, W> {
-        // SAFETY: as the caller promises.
-        unsafe { self.run_into_pool(page, count, RunUse::Read, read) }
-    }
-
-    /// [`Region::read_into_pool`] that waits for no huge-page chunk's
-    /// commit (`RunUse::ReadReady`): `Err(read)` where the pool has no run
-    /// for it then.
-    ///
-    /// # Safety
-    /// As for [`Region::read_into_pool`]: the pages moved in are held
-    /// exclusively, and absent, from before the move until after it.
-    pub(crate) unsafe fn read_into_ready<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
-        &self,
-        page: u64,
-        count: u64,
-        read: W,
-    ) -> Result<Result<PooledRun<'_>, E>, W> {
-        // SAFETY: as the caller promises.
-        unsafe { self.run_into_pool(page, count, RunUse::ReadReady, read) }
-    }
-
-    /// # Safety
-    /// As for [`Region::fill`].
-    unsafe fn run_into_pool<E, W: FnOnce(&mut [u8]) -> Result<(), E>>(
-        &self,
-        page: u64,
-        count: u64,
         used: RunUse,
-        write: W,
+        read: W,
     ) -> Result<Result<PooledRun<'_>, E>, W> {
         let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN) else {
-            return Err(write);
+            return Err(read);
         };
         let Some(lease) = pool.lease_for_read(count as usize, used) else {
-            return Err(write);
+            return Err(read);
         };
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
         // SAFETY: the lease is held until `move_in` or its drop, and the
         // slice is gone by then.
-        let written = write(unsafe { pool.lease_bytes(&lease) });
+        let written = read(unsafe { pool.lease_bytes(&lease) });
         // (On an error the lease's drop frees its slots.)
         Ok(written.map(|()| PooledRun { lease, page }))
     }
