@@ -120,5 +120,73 @@ fn write_back(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fault_service, write_back);
+/// `DontNeed` of 1,024 resident, clean pages (4 MiB; their memory given
+/// back by runs, `process_madvise` for up to 64 at once, the first ones
+/// moved into the frame pool) against the kernel's own cost of giving back
+/// 4 MiB of committed anonymous memory — one `madvise` for all of it, and
+/// one `madvise` a page, which is what `DontNeed` did before — in the same
+/// run. Each iteration first makes the memory resident again (not timed).
+fn drop_resident(c: &mut Criterion) {
+    use criterion::BatchSize;
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm_on_file(dir.path(), FaultService::InFaultingThread);
+    let interval = runtable::Interval::new(0, BUDGET);
+    let len = BUDGET as usize * PAGE;
+    // SAFETY: a fresh private anonymous mapping of our own, unmapped below.
+    let anon = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    }
+    .unwrap()
+    .cast::<u8>();
+    // SAFETY: the mapping is `len` bytes, ours, and nothing else refers to it.
+    let commit = || unsafe { std::ptr::write_bytes(anon, 1, len) };
+    let mut group = c.benchmark_group("drop_1024_resident_pages");
+    group.bench_function("baseline_madvise_one_call", |b| {
+        b.iter_batched(
+            commit,
+            |()| {
+                // SAFETY: our own mapping; no reference into it is live.
+                unsafe { rustix::mm::madvise(anon.cast(), len, rustix::mm::Advice::LinuxDontNeed) }
+                    .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("baseline_madvise_a_page_each", |b| {
+        b.iter_batched(
+            commit,
+            |()| {
+                for page in 0..BUDGET as usize {
+                    // SAFETY: as above, one page of it.
+                    unsafe {
+                        rustix::mm::madvise(
+                            anon.add(page * PAGE).cast(),
+                            PAGE,
+                            rustix::mm::Advice::LinuxDontNeed,
+                        )
+                    }
+                    .unwrap()
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("vm_dont_need", |b| {
+        b.iter_batched(
+            || vm.touch(interval).unwrap(),
+            |()| vm.advise(interval, Advice::DontNeed).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { rustix::mm::munmap(anon.cast(), len) }.unwrap();
+}
+
+criterion_group!(benches, fault_service, write_back, drop_resident);
 criterion_main!(benches);

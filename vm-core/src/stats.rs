@@ -126,6 +126,12 @@ pub struct VmStats {
     /// clock reached them (so their eviction had no write to wait for).
     #[serde(default)]
     pub cleaned_ahead: u64,
+    /// System calls that gave pages' memory back as they left real memory
+    /// (evicted, dropped by `DontNeed`, killed or freed): `madvise`,
+    /// `process_madvise` (up to 64 runs each) and moves of runs into the
+    /// frame pool.
+    #[serde(default)]
+    pub release_calls: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -152,6 +158,7 @@ impl AddressSpace {
             frame_moves_refused,
             frame_pool_huge_chunks,
             frame_pool_pages,
+            release_calls: self.region.release_calls(),
             frames_moved_in,
             frames_moved_out,
             frames_copied_in,

@@ -706,3 +706,71 @@ fn a_failed_background_read_ahead_leaves_the_pages_to_their_own_faults() {
     assert_eq!(byte[0], pattern(23, offset));
     vm.check_invariants();
 }
+
+/// `DontNeed`, `kill` and `free` give back the memory of a run of resident
+/// pages with one system call, as an eviction does (they took one
+/// `madvise` a page), and the kernel then holds none of it; pages that
+/// stay (pinned, or in another interval) keep theirs. Dropped pages read
+/// their disk copies again, killed ones zeros.
+#[test]
+fn dropping_runs_of_resident_pages_gives_their_memory_back_in_one_call_each() {
+    // Without the frame pool: every release is a system call (with it, a
+    // run may move into the pool instead — one call as well).
+    let drive = disk_channel::SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(512 + 1024)
+        .unwrap();
+    let channel = disk_channel::DiskChannel::new(vec![Box::new(drive)]).unwrap();
+    let volume =
+        runtable::Volume::format(channel, &runtable::FormatOptions::new(PAGE, 512)).unwrap();
+    let config = VmConfig {
+        move_frames: false,
+        ..VmConfig::new(512, 256)
+    };
+    let vm = Vm::new(config, Backing::Volume(volume)).unwrap();
+    let kept = vm.allocate(8).unwrap();
+    fill(&vm, kept, 1);
+    let dropped = vm.allocate(64).unwrap();
+    fill(&vm, dropped, 2);
+    let killed = vm.allocate(64).unwrap();
+    fill(&vm, killed, 3);
+    let freed = vm.allocate(32).unwrap();
+    fill(&vm, freed, 4);
+    let gapped = vm.allocate(64).unwrap();
+    fill(&vm, gapped, 5);
+    assert_eq!(vm.kernel_resident_pages().unwrap(), 8 + 64 + 64 + 32 + 64);
+    let calls = |f: &dyn Fn()| {
+        let before = vm.stats().release_calls;
+        f();
+        vm.stats().release_calls - before
+    };
+
+    assert_eq!(calls(&|| vm.advise(dropped, Advice::DontNeed).unwrap()), 1);
+    assert_eq!(vm.kernel_resident_pages().unwrap(), 8 + 64 + 32 + 64);
+    assert_eq!(calls(&|| vm.kill(killed).unwrap()), 1);
+    assert_eq!(vm.kernel_resident_pages().unwrap(), 8 + 32 + 64);
+    assert_eq!(calls(&|| vm.free(freed).unwrap()), 1);
+    assert_eq!(vm.kernel_resident_pages().unwrap(), 8 + 64);
+
+    // Every fourth page pinned: 16 runs of 3 pages dropped, with one
+    // `process_madvise` (one `madvise` a run where the kernel refuses it;
+    // it was one a page, 48).
+    for k in (0..64).step_by(4) {
+        vm.pin(Interval::new(gapped.page.0 + k, 1)).unwrap();
+    }
+    let n = calls(&|| vm.advise(gapped, Advice::DontNeed).unwrap());
+    assert!((1..=16).contains(&n), "{n} calls for 16 runs");
+    assert_eq!(vm.kernel_resident_pages().unwrap(), 8 + 16);
+    for p in gapped.pages() {
+        let state = vm.state(p);
+        let pinned = (p.0 - gapped.page.0).is_multiple_of(4);
+        assert_eq!(state.has_real_memory, pinned, "{p}: {state:?}");
+    }
+
+    check(&vm, kept, 1);
+    check(&vm, dropped, 2);
+    check(&vm, gapped, 5);
+    let mut data = vec![1u8; 64 * PAGE];
+    vm.read(vm.address_of(killed.page), &mut data).unwrap();
+    assert!(data.iter().all(|&b| b == 0), "a killed page reads as zeros");
+}

@@ -44,6 +44,9 @@ pub(crate) struct Region {
     self_pidfd: OnceLock<Option<OwnedFd>>,
     /// Set once the kernel refused `process_madvise` on this process.
     batch_refused: AtomicBool,
+    /// System calls that gave pages' memory back: `madvise`,
+    /// `process_madvise`, and moves of runs into the pool.
+    release_calls: AtomicU64,
     /// In transparent mode: the region's `userfaultfd` (SIGBUS mode) and
     /// its entry in the process's SIGBUS table.
     transparent: Option<Transparent>,
@@ -154,6 +157,7 @@ impl Region {
             pages,
             self_pidfd: OnceLock::new(),
             batch_refused: AtomicBool::new(false),
+            release_calls: AtomicU64::new(0),
             transparent,
             pool,
         })
@@ -173,6 +177,12 @@ impl Region {
                 p.chunks_committed.load(Ordering::Relaxed),
             ]
         })
+    }
+
+    /// System calls made so far to give pages' memory back (see
+    /// `release_calls` in the stats).
+    pub(crate) fn release_calls(&self) -> u64 {
+        self.release_calls.load(Ordering::Relaxed)
     }
 
     /// Whether plain loads and stores reach the region (transparent mode).
@@ -585,6 +595,7 @@ impl Region {
         if count == 0 {
             return Ok(());
         }
+        self.release_calls.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the range lies inside our mapping and the caller holds the
         // pages exclusively, so no Rust reference into them exists.
         unsafe {
@@ -706,11 +717,15 @@ impl Region {
     /// As for [`Region::release`].
     unsafe fn move_out(&self, page: u64, count: u64) -> u64 {
         match &self.pool {
-            // SAFETY: in bounds (the caller asserted); the caller holds
-            // the pages exclusively.
-            Some(pool) if count >= MIN_RUN => unsafe {
-                pool.move_out(self.page_ptr(page), count as usize) as u64
-            },
+            Some(pool) if count >= MIN_RUN => {
+                // SAFETY: in bounds (the caller asserted); the caller holds
+                // the pages exclusively.
+                let moved = unsafe { pool.move_out(self.page_ptr(page), count as usize) as u64 };
+                if moved > 0 {
+                    self.release_calls.fetch_add(1, Ordering::Relaxed);
+                }
+                moved
+            }
             _ => 0,
         }
     }
@@ -836,6 +851,7 @@ impl Region {
                     })
                     .collect();
                 let want: usize = iovecs.iter().map(|v| v.iov_len).sum();
+                self.release_calls.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: `iovecs` points into our own mapping (bounds
                 // asserted above) and lives across the call; the caller holds
                 // the pages exclusively, so no Rust reference into them
