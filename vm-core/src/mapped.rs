@@ -54,8 +54,9 @@
 //! around come in unreferenced, and the clock tells their file whether
 //! they were used before it came to them; when fewer than one in five
 //! were, read-around stops but for every 256th fault; new advice starts
-//! it afresh. These reads are done under the
-//! monitor. Transparent mode has no read-around (plain loads set no
+//! it afresh. The read-around is decided under the monitor and read
+//! without it (`fault::around`): faults of other threads go on meanwhile,
+//! and wait only for the pages being read. Transparent mode has no read-around (plain loads set no
 //! reference bit to learn from); its stream detection applies.
 //!
 //! Known limits: the VM is not coherent with writes made to the file
@@ -670,6 +671,17 @@ impl FileMaps {
         }
         for page in pages {
             self.around.insert(page, file.clone());
+        }
+    }
+
+    /// Stops following pages `pages` read around (their read failed: they
+    /// are absent again).
+    pub(crate) fn forget_around(&mut self, pages: std::ops::Range<u64>) {
+        if self.around.is_empty() {
+            return;
+        }
+        for page in pages {
+            self.around.remove(&page);
         }
     }
 

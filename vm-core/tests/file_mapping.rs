@@ -779,3 +779,115 @@ fn assert_read_in_faulting(vm: &Vm, base: VAddr, model: &[u8], pages: &[u64], fa
     }
     assert_eq!(vm.stats().faults, faults);
 }
+
+/// A read-around whose read fails (the file was truncated under the
+/// mapping) is undone: its pages are absent again, their frames free, its
+/// counts taken back, and the page alone meets the error (naming its own
+/// offset). Once the file is whole again, the same fault reads around.
+#[test]
+fn a_failed_read_around_is_undone_and_the_page_meets_the_error_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, model) = patterned_file(dir.path(), "gone.dat", 64);
+    let vm = sim_vm(256, 64);
+    let interval = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 64, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(interval.page);
+    open_rw(&path).set_len(0).unwrap();
+    let before = vm.stats();
+    let err = vm
+        .read(VAddr(base.0 + 40 * PAGE as u64), &mut [0u8; 8])
+        .unwrap_err();
+    assert!(
+        matches!(err, VmError::FileTruncated { offset, .. } if offset == 40 * PAGE as u64),
+        "{err}"
+    );
+    let after = vm.stats();
+    assert_eq!(after.resident_pages, 0, "{after:?}");
+    assert_eq!(after.cluster_reads, before.cluster_reads, "{after:?}");
+    assert_eq!(after.read_aheads, before.read_aheads, "{after:?}");
+    assert_eq!(vm.kernel_resident_pages().unwrap(), 0);
+    for p in interval.pages() {
+        assert!(!vm.state(p).has_real_memory, "{p:?}");
+    }
+    // Whole again: the window of 40 (16 pages, a quarter of the budget)
+    // comes in with one read, and holds the file's bytes.
+    std::fs::write(&path, &model).unwrap();
+    vm.read(VAddr(base.0 + 40 * PAGE as u64), &mut [0u8; 8])
+        .unwrap();
+    let whole = vm.stats();
+    assert_eq!(whole.cluster_reads, before.cluster_reads + 1, "{whole:?}");
+    assert_eq!(whole.resident_pages, 16, "{whole:?}");
+    let faults = whole.faults;
+    assert_read_in_faulting(&vm, base, &model, &(32..48).collect::<Vec<_>>(), faults);
+}
+
+/// Threads faulting at once on one shared mapping, their read-arounds read
+/// without the monitor and in flight together: three threads read runs of
+/// pages that no one writes, checked against the file; a fourth writes and
+/// reads its own pages, checked against its model; all under pressure (a
+/// budget of an eighth of the mapping), so that windows overlap pages being
+/// evicted, written back and read by others. The file then holds the
+/// model.
+#[test]
+fn threads_reading_around_one_mapping_at_once_read_the_file_s_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut model) = patterned_file(dir.path(), "shared.dat", 512);
+    let vm = sim_vm(1024, 64);
+    let interval = vm
+        .map_file(open_rw(&path), &MapFile::new(&path, 512, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(interval.page);
+    let (read_only, written) = (0..384u64, 384..512u64);
+    let original = model.clone();
+    let written_model = std::thread::scope(|s| {
+        for t in 0..3u64 {
+            let (vm, original, read_only) = (&vm, &original, read_only.clone());
+            s.spawn(move || {
+                let mut rng = 77 + t;
+                let mut page = vec![0u8; PAGE];
+                for _ in 0..60 {
+                    // A run of 8 pages from a random one: dense enough for
+                    // read-around to keep paying.
+                    let first = read_only.start + next(&mut rng) % (read_only.end - 8);
+                    for k in first..first + 8 {
+                        vm.read(VAddr(base.0 + k * PAGE as u64), &mut page).unwrap();
+                        let at = k as usize * PAGE;
+                        assert!(page == original[at..at + PAGE], "thread {t}, page {k}");
+                    }
+                }
+            });
+        }
+        let writer = s.spawn(|| {
+            let mut mine = model[written.start as usize * PAGE..].to_vec();
+            let mut rng = 5;
+            let mut page = vec![0u8; PAGE];
+            for n in 0..400 {
+                let k = next(&mut rng) % (written.end - written.start);
+                let at = k as usize * PAGE + (next(&mut rng) % (PAGE as u64 - 8)) as usize;
+                let stamp = (n as u64).to_le_bytes();
+                vm.write(
+                    VAddr(base.0 + written.start * PAGE as u64 + at as u64),
+                    &stamp,
+                )
+                .unwrap();
+                mine[at..at + 8].copy_from_slice(&stamp);
+                let k = next(&mut rng) % (written.end - written.start);
+                vm.read(VAddr(base.0 + (written.start + k) * PAGE as u64), &mut page)
+                    .unwrap();
+                let at = k as usize * PAGE;
+                assert!(page == mine[at..at + PAGE], "writer, page {k}");
+            }
+            mine
+        });
+        writer.join().unwrap()
+    });
+    model[written.start as usize * PAGE..].copy_from_slice(&written_model);
+    let stats = vm.stats();
+    assert!(stats.cluster_reads > 10, "read-around was used: {stats:?}");
+    vm.flush().unwrap();
+    assert!(
+        std::fs::read(&path).unwrap() == model,
+        "the file holds the model"
+    );
+}

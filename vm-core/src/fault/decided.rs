@@ -25,12 +25,15 @@
 //! resident again. The VM is not poisoned: no structure was half-changed
 //! under the monitor.
 //!
-//! What stays under the monitor in this mode: write-back of dirty victims
-//! (and the remapping of a bad spot that it may need), and sequential
-//! read-ahead (the seed's path; one stream reads one cluster at a time
-//! anyway).
+//! A mapped file's read-around is decided here too and read without the
+//! monitor in the same way, its pages latched as one fault's page is
+//! (`around`). What stays under the monitor in this mode: write-back of
+//! dirty victims (and the remapping of a bad spot that it may need), and
+//! sequential read-ahead (the seed's path; one stream reads one cluster at
+//! a time anyway).
 
 use super::Served;
+use super::around::Around;
 use super::queue::{FaultOutcome, Latch, Latched};
 use crate::error::VmError;
 use crate::mapped::{MappedFile, Source};
@@ -73,6 +76,8 @@ enum Plan<'a> {
     Now(Served),
     /// A page to bring in without the monitor.
     Transit(Transit<'a>),
+    /// A mapped file's pages read around the page, without the monitor.
+    Around(Around<'a>),
 }
 
 /// Where a page is read from.
@@ -115,35 +120,52 @@ impl AddressSpace {
     /// decisions only (see the module doc). Monitor not held on entry or
     /// exit.
     pub(super) fn serve_decided(&self, page: u64, latch: Latch) -> FaultOutcome {
-        let transit = {
-            let mut monitor = self.lock_monitor();
-            // A panic while this thread waited for the monitor poisoned the VM.
-            self.check_poisoned()?;
-            monitor.gave_up_on_transit = false;
-            match self.decide(&mut monitor, page, latch.overwrites()) {
-                Ok(Plan::Now(served)) => return Ok(self.latch_after(served, page, latch)),
-                Ok(Plan::Transit(transit)) => transit,
-                // Every frame the clock could take is latched by a transfer
-                // in flight: let go of the monitor and try again.
-                Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
-                    return Ok(Latched::Retry);
+        // A read-around whose read failed is undone, and the page is then
+        // served alone (and meets the error itself).
+        let mut around = true;
+        loop {
+            let transit = {
+                let mut monitor = self.lock_monitor();
+                // A panic while this thread waited for the monitor poisoned the VM.
+                self.check_poisoned()?;
+                monitor.gave_up_on_transit = false;
+                match self.decide(&mut monitor, page, latch.overwrites(), around) {
+                    Ok(Plan::Now(served)) => return Ok(self.latch_after(served, page, latch)),
+                    Ok(Plan::Transit(transit)) => transit,
+                    Ok(Plan::Around(planned)) => {
+                        drop(monitor);
+                        match planned.carry_out(latch) {
+                            Some(latched) => return Ok(latched),
+                            None => {
+                                around = false;
+                                continue;
+                            }
+                        }
+                    }
+                    // Every frame the clock could take is latched by a transfer
+                    // in flight: let go of the monitor and try again.
+                    Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
+                        return Ok(Latched::Retry);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            }
-        };
-        transit.carry_out(latch)
+            };
+            return transit.carry_out(latch);
+        }
     }
 
     /// Monitor held on entry and exit.
     ///
     /// The decisions of a fault on `page`: its frame (evicting clean
     /// victims whose frames it takes, or writing dirty ones back here), its
-    /// latch and its disk address.
+    /// latch and its disk address; or, for a mapped file's page and with
+    /// `around`, a read-around.
     fn decide<'a>(
         &'a self,
         monitor: &mut Monitor,
         page: u64,
         overwrite: bool,
+        around: bool,
     ) -> Result<Plan<'a>, VmError> {
         let states = self.states();
         let word = states.load(page);
@@ -194,23 +216,23 @@ impl AddressSpace {
             _ => None,
         };
         // A mapped file's page under `Normal` advice: read around it while
-        // that pays (see `mapped`), as the kernel's page cache does; under
-        // the monitor, as sequential advice's clusters are read.
-        // (Not in transparent mode: plain loads set no reference bit, so
-        // read-around could not learn whether it pays.) At most a quarter
-        // of real memory.
+        // that pays (see `mapped`), as the kernel's page cache does; read
+        // without the monitor (`around`). (Not in transparent mode: plain
+        // loads set no reference bit, so read-around could not learn
+        // whether it pays.) At most a quarter of real memory.
         if let Some((mapped, _)) = &file
+            && around
             && allocation.advice == Advice::Normal
             && !overwrite
             && !self.region.is_transparent()
             && mapped.read_around()
-            && self.read_around_file(
+            && let Some(planned) = self.plan_read_around(
                 monitor,
                 page,
                 READ_AROUND_PAGES.min(monitor.budget() / 4).max(1),
-            )? > 0
+            )
         {
-            return Ok(Plan::Now(Served::Resident));
+            return Ok(Plan::Around(planned));
         }
         let has_copy = word.has(ON_DISK) || file.is_some();
         // A stream of fresh pages (copying mode): zeros for a run of them

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`queue`] | the handoff to the PageFault worker; [`queue::Latch`] and [`queue::Latched`] |
 //! | `decided` | service by the faulting thread, the monitor held for the decisions only (the default) |
+//! | `around` | a mapped file's read-around, decided under the monitor and read without it |
 //! | [`planned`] | the read-ahead thread's queue of planned reads |
 //! | `read_ahead` | asynchronous read-ahead under sequential advice: clusters planned under the monitor, read by the read-ahead thread |
 //! | `in_thread` | service by the faulting thread, in ticket order, the monitor held throughout (the seed) |
@@ -17,6 +18,7 @@
 //! ([`MonitorScope::Decisions`]) it is held only to decide, and transfers
 //! of faults by different threads are in flight together.
 
+mod around;
 mod decided;
 mod in_thread;
 pub(crate) mod planned;

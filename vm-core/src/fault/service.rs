@@ -9,7 +9,7 @@ use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::ExclusiveLatch;
 use crate::state::{DIRTY, ON_DISK, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT};
-use crate::sys::region::{FillError, RunUse};
+use crate::sys::region::FillError;
 use crate::vocabulary::Advice;
 use runtable::PageNumber;
 
@@ -450,7 +450,7 @@ impl AddressSpace {
     ///
     /// The file and file page `page` would be read from, if it is absent
     /// and its contents are its mapped file's (not a copy in the volume).
-    fn absent_from_file(
+    pub(super) fn absent_from_file(
         &self,
         monitor: &Monitor,
         page: u64,
@@ -462,162 +462,6 @@ impl AddressSpace {
             }
             _ => None,
         }
-    }
-
-    /// Monitor held on entry and exit.
-    ///
-    /// Read-around of a mapped file's page under `Normal` advice (see
-    /// `mapped`): the pages of its mapping within `window` pages around
-    /// `page` — half before, as the kernel's read-around does, unless the
-    /// mapping ends sooner — that are absent and come from the file, read
-    /// with one `pread` of the file from the first of them to the last,
-    /// into the frame pool. The pages between that are not to be read
-    /// (resident ones, say) are read all the same and their copies dropped:
-    /// one request, where reading only the holes would be one each — what
-    /// the last holes of a working set filling up cost a page at a time.
-    /// (The file's `page_ins` count them: they were read.) Where the pool
-    /// has no run for the span, the run that holds `page` is read straight
-    /// into its frames. Those read around come in unreferenced, followed by
-    /// their file's read-around accounting. Returns the pages brought in:
-    /// 0 when that would be `page` alone, frames cannot be had, or the read
-    /// fails — the caller then reads `page` alone, and meets the error
-    /// itself; victims evicted by then stay evicted, and nothing else has
-    /// changed.
-    pub(crate) fn read_around_file(
-        &self,
-        monitor: &mut Monitor,
-        page: u64,
-        window: u64,
-    ) -> Result<u64, VmError> {
-        let Some((file, at_page)) = self.absent_from_file(monitor, page) else {
-            return Ok(0);
-        };
-        // The window, inside the mapping, whose file pages are consecutive
-        // (`continues`): half before `page`, the rest after, and what the
-        // mapping's end leaves of that before again.
-        let mut lo = page;
-        while page - lo < window / 2 && lo > 0 && monitor.files.continues(lo - 1) {
-            lo -= 1;
-        }
-        let mut hi = page + 1;
-        while hi - lo < window && monitor.files.continues(hi - 1) {
-            hi += 1;
-        }
-        while hi - lo < window && lo > 0 && monitor.files.continues(lo - 1) {
-            lo -= 1;
-        }
-        // The runs of pages to read, as (first page, length): absent, and
-        // no copy in the volume to be read instead (the whole window is
-        // `file`'s, one entry: its swap cache asked once).
-        let states = self.states();
-        let volume_copy_valid = file.volume_copy_valid();
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for p in lo..hi {
-            if !reads_from_file(states.load(p), || volume_copy_valid) {
-                continue;
-            }
-            match runs.last_mut() {
-                Some((first, len)) if *first + *len == p => *len += 1,
-                _ => runs.push((p, 1)),
-            }
-        }
-        let mut wanted: u64 = runs.iter().map(|&(_, len)| len).sum();
-        if wanted < 2 {
-            return Ok(0);
-        }
-        let first = runs[0].0;
-        let at = at_page - (page - first);
-        let last = runs[runs.len() - 1];
-        let span = last.0 + last.1 - first;
-        let read = |bytes: &mut [u8]| file.read_pages(at, bytes);
-        // First the read into the pool, before any frame is freed for it,
-        // never waiting for a huge page's zeroing (`RunUse::ReadReady`).
-        // (Until the runs are latched below the read touches only the pool,
-        // and they stay as they are: an absent page's state changes only
-        // under the monitor, and eviction takes resident ones. The file's
-        // bytes may change under them — this eviction may write back a
-        // changed page of another mapping of the same file — and then the
-        // run holds what the file held before: as with any write to the
-        // file that the VM did not make, mappings are not coherent; see
-        // `mapped`.)
-        // SAFETY: only the runs' pages are moved in, once latched.
-        let pooled = unsafe {
-            self.region
-                .read_into_pool(first, span, RunUse::ReadReady, read)
-        };
-        let pooled = match pooled {
-            Ok(Ok(pooled)) => Some(pooled),
-            Ok(Err(_)) => return Ok(0),
-            Err(_) => {
-                // No pool run for the span: the run that holds `page`.
-                let own = *runs
-                    .iter()
-                    .find(|&&(p, len)| (p..p + len).contains(&page))
-                    .expect("`page` is absent: one of the runs holds it");
-                if own.1 < 2 {
-                    return Ok(0);
-                }
-                runs = vec![own];
-                wanted = own.1;
-                None
-            }
-        };
-        // Frames for every page read in (a pooled run not moved in frees
-        // its slots when dropped).
-        while (monitor.free_frames.len() as u64) < wanted {
-            if self.evict_batch(monitor, page).is_err() {
-                return Ok(0);
-            }
-        }
-        let mut latches = Vec::with_capacity(wanted as usize);
-        for &(p, len) in &runs {
-            latches.extend((p..p + len).map(|q| states.latch_absent(q)));
-            monitor.forget_copies(p, p + len);
-        }
-        match pooled {
-            Some(pooled) => {
-                let parts: Vec<(usize, usize)> = runs
-                    .iter()
-                    .map(|&(p, len)| ((p - first) as usize, len as usize))
-                    .collect();
-                // SAFETY: the parts are the runs, whose pages `latches`
-                // hold, absent, exclusively.
-                unsafe { self.region.move_in_run_parts(pooled, &parts) };
-            }
-            None => {
-                let (own, len) = runs[0];
-                // SAFETY: `latches` hold every page of the run, absent,
-                // exclusively.
-                let read = unsafe {
-                    self.region
-                        .fill_unpooled(own, len, |bytes| file.read_pages(at + (own - first), bytes))
-                };
-                if read.is_err() {
-                    // (The latches' drop leaves the pages absent.)
-                    return Ok(0);
-                }
-            }
-        }
-        monitor.counters.read_aheads += wanted - 1;
-        monitor.counters.cluster_reads += 1;
-        for latch in latches {
-            let p = latch.page();
-            monitor.install_frame(p);
-            let referenced = if p == page { REFERENCED } else { 0 };
-            latch.release(TAG_RESIDENT, referenced, DIRTY | ON_DISK | REFERENCED);
-        }
-        let limit = 4 * monitor.budget() as usize;
-        for &(p, len) in &runs {
-            for part in [
-                p..page.clamp(p, p + len),
-                (page + 1).clamp(p, p + len)..p + len,
-            ] {
-                if !part.is_empty() {
-                    monitor.files.read_around(&file, part, limit);
-                }
-            }
-        }
-        Ok(wanted)
     }
 
     /// Monitor held on entry and exit.
@@ -776,6 +620,6 @@ impl AddressSpace {
 /// Whether a mapped file's page whose state is `word` comes from the file
 /// at its fault: absent, with no copy in the volume to read instead
 /// (`copy_valid`: the mapping's swap cache holds the file's bytes).
-fn reads_from_file(word: crate::state::Word, copy_valid: impl FnOnce() -> bool) -> bool {
+pub(super) fn reads_from_file(word: crate::state::Word, copy_valid: impl FnOnce() -> bool) -> bool {
     word.tag() == TAG_ABSENT && (!word.has(ON_DISK) || !copy_valid())
 }

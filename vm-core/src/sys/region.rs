@@ -661,18 +661,42 @@ impl Region {
         used: RunUse,
         read: W,
     ) -> Result<Result<PooledRun<'_>, E>, W> {
-        let Some(pool) = self.pool.as_ref().filter(|_| count >= MIN_RUN) else {
+        let Some(mut run) = self.lease_pool_run(page, count, used) else {
             return Err(read);
         };
-        let Some(lease) = pool.lease_for_read(count as usize, used) else {
-            return Err(read);
-        };
+        // (On an error the run's drop frees its slots.)
+        Ok(self.read_pooled(&mut run, read).map(|()| run))
+    }
+
+    /// [`Region::read_into_pool`] in two steps: a run of the pool for the
+    /// `count` pages from `page`, leased now (`None` where there is none),
+    /// and read into later by [`Region::read_pooled`] — so that a caller
+    /// can lease under the monitor and read without it.
+    pub(crate) fn lease_pool_run(
+        &self,
+        page: u64,
+        count: u64,
+        used: RunUse,
+    ) -> Option<PooledRun<'_>> {
+        let pool = self.pool.as_ref().filter(|_| count >= MIN_RUN)?;
+        let lease = pool.lease_for_read(count as usize, used)?;
         assert!(page.checked_add(count).is_some_and(|end| end <= self.pages));
-        // SAFETY: the lease is held until `move_in` or its drop, and the
-        // slice is gone by then.
-        let written = read(unsafe { pool.lease_bytes(&lease) });
-        // (On an error the lease's drop frees its slots.)
-        Ok(written.map(|()| PooledRun { lease, page }))
+        Some(PooledRun { lease, page })
+    }
+
+    /// `read` fills the slots of a run leased by
+    /// [`Region::lease_pool_run`] (they touch only the pool: no page of the
+    /// region).
+    pub(crate) fn read_pooled<E>(
+        &self,
+        run: &mut PooledRun<'_>,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let pool = self.pool.as_ref().expect("a pooled run implies a pool");
+        // SAFETY: the lease is this pool's, and held until `move_in` or its
+        // drop, after the slice is gone: `run` is borrowed exclusively for
+        // the call, so neither happens meanwhile, nor another slice of it.
+        read(unsafe { pool.lease_bytes(&run.lease) })
     }
 
     /// The second half: moves a run read into the pool to its pages.
