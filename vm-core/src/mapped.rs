@@ -50,7 +50,7 @@
 //! mapping within 511 pages (at most a quarter of real memory), half of
 //! them before it, with one `pread` from the first to the last — resident
 //! pages between are read too and what was read for them dropped, one
-//! request instead of one per hole (`read_around_file`). The pages read
+//! request instead of one per hole (`fault::around`). The pages read
 //! around come in unreferenced, and the clock tells their file whether
 //! they were used before it came to them; when fewer than one in five
 //! were, read-around stops but for every 256th fault; new advice starts
@@ -190,6 +190,9 @@ pub(crate) struct MappedFile {
     around_used: AtomicU64,
     around_wasted: AtomicU64,
     around_off_faults: AtomicU64,
+    /// A read-around's read failed (the file shrank, or an I/O error):
+    /// read-around is off, probing every 256th fault, until new advice.
+    around_failed: AtomicBool,
 }
 
 impl MappedFile {
@@ -272,6 +275,7 @@ impl MappedFile {
             around_used: AtomicU64::new(0),
             around_wasted: AtomicU64::new(0),
             around_off_faults: AtomicU64::new(0),
+            around_failed: AtomicBool::new(false),
         })
     }
 
@@ -313,7 +317,8 @@ impl MappedFile {
     pub(crate) fn read_around(&self) -> bool {
         let used = self.around_used.load(Ordering::Relaxed);
         let wasted = self.around_wasted.load(Ordering::Relaxed);
-        if used + wasted < 64 || wasted <= 4 * used {
+        if !self.around_failed.load(Ordering::Relaxed) && (used + wasted < 64 || wasted <= 4 * used)
+        {
             return true;
         }
         self.around_off_faults
@@ -326,6 +331,16 @@ impl MappedFile {
     pub(crate) fn new_phase(&self) {
         self.around_used.store(0, Ordering::Relaxed);
         self.around_wasted.store(0, Ordering::Relaxed);
+        self.around_failed.store(false, Ordering::Relaxed);
+    }
+
+    /// A read-around's read failed: each one would evict for its window
+    /// and fail again (a file truncated under the mapping), so read-around
+    /// stops but for every 256th fault, until new advice.
+    pub(crate) fn around_failed(&self) {
+        self.around_failed.store(true, Ordering::Relaxed);
+        // The next probe 256 faults from now, not at the next fault.
+        self.around_off_faults.store(1, Ordering::Relaxed);
     }
 
     /// The clock came to a page read around: `used` if it was referenced

@@ -169,6 +169,11 @@ impl AddressSpace {
                         states.wait_for_change(page.0, word);
                         continue;
                     }
+                    // Being read around (a mapped file's fault): its read
+                    // ends, or is undone, without the monitor — wait for it.
+                    Err(word) if word.tag() == TAG_LOCKED && self.reading_around(page.0) => {
+                        return Ok(Some(page.0));
+                    }
                     // Being read ahead: its read may need the monitor to
                     // be undone, so the wait happens without it.
                     Err(word)

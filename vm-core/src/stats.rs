@@ -129,7 +129,8 @@ pub struct VmStats {
     /// System calls that gave pages' memory back as they left real memory
     /// (evicted, dropped by `DontNeed`, killed or freed): `madvise`,
     /// `process_madvise` (up to 64 runs each) and moves of runs into the
-    /// frame pool.
+    /// frame pool. (A `process_madvise` the kernel refuses is not counted;
+    /// the `madvise` calls made instead are.)
     #[serde(default)]
     pub release_calls: u64,
 }

@@ -783,43 +783,109 @@ fn assert_read_in_faulting(vm: &Vm, base: VAddr, model: &[u8], pages: &[u64], fa
 /// A read-around whose read fails (the file was truncated under the
 /// mapping) is undone: its pages are absent again, their frames free, its
 /// counts taken back, and the page alone meets the error (naming its own
-/// offset). Once the file is whole again, the same fault reads around.
+/// offset). Read-around then stops for the file (a fault near the end would
+/// otherwise evict a window's worth each time) until new advice. With the
+/// frame pool (the span read into it) and without (the fault's own run read
+/// straight into its pages, which the failed read leaves uncommitted).
 #[test]
 fn a_failed_read_around_is_undone_and_the_page_meets_the_error_alone() {
+    for pool in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, model) = patterned_file(dir.path(), "gone.dat", 64);
+        let drive = disk_channel::SimDrive::preset("ssd", PAGE)
+            .unwrap()
+            .with_page_count(256 + 1024)
+            .unwrap();
+        let channel = disk_channel::DiskChannel::new(vec![Box::new(drive) as _]).unwrap();
+        let volume =
+            runtable::Volume::format(channel, &runtable::FormatOptions::new(PAGE, 256)).unwrap();
+        let config = vm_core::VmConfig {
+            move_frames: pool,
+            ..vm_core::VmConfig::new(256, 64)
+        };
+        let vm = Vm::new(config, vm_core::Backing::Volume(volume)).unwrap();
+        if pool && vm.stats().frame_pool_pages == 0 {
+            eprintln!("skipped the pooled case: no frame pool here (UFFDIO_MOVE refused)");
+            continue;
+        }
+        let interval = vm
+            .map_file(open_rw(&path), &MapFile::new(&path, 64, Sharing::Shared))
+            .unwrap();
+        let base = vm.address_of(interval.page);
+        open_rw(&path).set_len(0).unwrap();
+        let before = vm.stats();
+        let err = vm
+            .read(VAddr(base.0 + 40 * PAGE as u64), &mut [0u8; 8])
+            .unwrap_err();
+        assert!(
+            matches!(err, VmError::FileTruncated { offset, .. } if offset == 40 * PAGE as u64),
+            "{err}"
+        );
+        let after = vm.stats();
+        assert_eq!(after.faults, before.faults + 1, "counted once: {after:?}");
+        assert_eq!(after.resident_pages, 0, "{after:?}");
+        assert_eq!(after.cluster_reads, before.cluster_reads, "{after:?}");
+        assert_eq!(after.read_aheads, before.read_aheads, "{after:?}");
+        assert_eq!(vm.kernel_resident_pages().unwrap(), 0, "pool {pool}");
+        for p in interval.pages() {
+            assert!(!vm.state(p).has_real_memory, "{p:?}");
+        }
+        // Whole again, but read-around is off after the failure: the page
+        // comes in alone.
+        std::fs::write(&path, &model).unwrap();
+        vm.read(VAddr(base.0 + 40 * PAGE as u64), &mut [0u8; 8])
+            .unwrap();
+        let alone = vm.stats();
+        assert_eq!(alone.cluster_reads, before.cluster_reads, "{alone:?}");
+        assert_eq!(alone.resident_pages, 1, "{alone:?}");
+        // New advice, a new phase: the window of 41 (16 pages, a quarter of
+        // the budget: 33..49, page 40 resident) comes in with one read —
+        // without the pool, its own run 41..49 — and holds the file's bytes.
+        vm.advise(interval, vm_core::Advice::Normal).unwrap();
+        vm.read(VAddr(base.0 + 41 * PAGE as u64), &mut [0u8; 8])
+            .unwrap();
+        let whole = vm.stats();
+        let window = if pool { 33..49 } else { 40..49 };
+        assert_eq!(whole.cluster_reads, before.cluster_reads + 1, "{whole:?}");
+        assert_eq!(whole.resident_pages, window.end - window.start, "{whole:?}");
+        let faults = whole.faults;
+        assert_read_in_faulting(&vm, base, &model, &window.collect::<Vec<_>>(), faults);
+    }
+}
+
+/// `kill` of pages that another thread's read-around has latched waits
+/// for the read, which ends without the monitor, instead of refusing them
+/// as busy (as it refuses a page a guard holds). One thread faults on a
+/// mapping whose window is all of it and drops it again, over and over;
+/// the other kills pages of it that the first never reads itself.
+#[test]
+fn kill_waits_for_a_read_around_in_flight_on_its_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, model) = patterned_file(dir.path(), "gone.dat", 64);
-    let vm = sim_vm(256, 64);
+    let (path, model) = patterned_file(dir.path(), "k.dat", 64);
+    // A budget of 256 pages: a window of 64, the whole mapping.
+    let vm = sim_vm(1024, 256);
     let interval = vm
         .map_file(open_rw(&path), &MapFile::new(&path, 64, Sharing::Shared))
         .unwrap();
     let base = vm.address_of(interval.page);
-    open_rw(&path).set_len(0).unwrap();
-    let before = vm.stats();
-    let err = vm
-        .read(VAddr(base.0 + 40 * PAGE as u64), &mut [0u8; 8])
-        .unwrap_err();
-    assert!(
-        matches!(err, VmError::FileTruncated { offset, .. } if offset == 40 * PAGE as u64),
-        "{err}"
-    );
-    let after = vm.stats();
-    assert_eq!(after.resident_pages, 0, "{after:?}");
-    assert_eq!(after.cluster_reads, before.cluster_reads, "{after:?}");
-    assert_eq!(after.read_aheads, before.read_aheads, "{after:?}");
-    assert_eq!(vm.kernel_resident_pages().unwrap(), 0);
-    for p in interval.pages() {
-        assert!(!vm.state(p).has_real_memory, "{p:?}");
-    }
-    // Whole again: the window of 40 (16 pages, a quarter of the budget)
-    // comes in with one read, and holds the file's bytes.
-    std::fs::write(&path, &model).unwrap();
-    vm.read(VAddr(base.0 + 40 * PAGE as u64), &mut [0u8; 8])
-        .unwrap();
-    let whole = vm.stats();
-    assert_eq!(whole.cluster_reads, before.cluster_reads + 1, "{whole:?}");
-    assert_eq!(whole.resident_pages, 16, "{whole:?}");
-    let faults = whole.faults;
-    assert_read_in_faulting(&vm, base, &model, &(32..48).collect::<Vec<_>>(), faults);
+    let killed = vm_core::Interval::new(interval.page.0 + 40, 8);
+    let rounds = 2000;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut page = vec![0u8; PAGE];
+            for _ in 0..rounds {
+                vm.read(VAddr(base.0 + 5 * PAGE as u64), &mut page).unwrap();
+                assert!(page == model[5 * PAGE..6 * PAGE]);
+                vm.advise(interval, vm_core::Advice::DontNeed).unwrap();
+            }
+        });
+        for k in 0..rounds {
+            if let Err(e) = vm.kill(killed) {
+                panic!("kill {k}: {e}");
+            }
+        }
+    });
+    assert!(vm.stats().cluster_reads > 0);
 }
 
 /// Threads faulting at once on one shared mapping, their read-arounds read

@@ -24,10 +24,17 @@
 //! the monitor was held across the 2 MiB read, about 1.5 ms here, and
 //! every other fault waited for it.
 //!
-//! A read that fails, or a panic, leaves the VM as it was: the pages are
-//! absent again, their frames free, their accounting undone (the guard's
-//! drop, under the monitor); victims evicted for it stay evicted. The
+//! A read that fails, or a panic, is undone (the guard's drop, under the
+//! monitor): the pages are absent again, their frames free, their counts
+//! and accounting taken back. Victims evicted for it stay evicted (the
+//! frames are freed before the read, so that the pages can be latched
+//! with theirs), and read-around stops for the file but for every 256th
+//! fault until new advice — a file truncated under its mapping would
+//! otherwise evict a window's worth at every fault near its end. The
 //! caller then serves the page alone, and meets the error itself.
+//!
+//! `kill` and `free` wait for a read-around in flight on their pages
+//! (`AddressSpace::arounds`), as they wait for a planned read-ahead.
 
 use super::queue::{Latch, Latched};
 use super::service::reads_from_file;
@@ -137,6 +144,7 @@ impl AddressSpace {
             monitor.forget_copies(p, p + len);
         }
         self.in_transit.fetch_add(wanted, Ordering::AcqRel);
+        self.arounds.lock().extend_from_slice(&runs);
         monitor.counters.read_aheads += wanted - 1;
         monitor.counters.cluster_reads += 1;
         let limit = 4 * monitor.budget() as usize;
@@ -161,6 +169,25 @@ impl AddressSpace {
             latches,
         })
     }
+
+    /// Whether `page` is latched by a read-around in flight (its latch
+    /// ends without the monitor: `kill` and `free` wait for it).
+    pub(crate) fn reading_around(&self, page: u64) -> bool {
+        self.arounds
+            .lock()
+            .iter()
+            .any(|&(first, count)| (first..first + count).contains(&page))
+    }
+
+    /// Forgets read-around runs `runs` (their latches are released).
+    fn done_around(&self, runs: &[(u64, u64)]) {
+        let mut arounds = self.arounds.lock();
+        for run in runs {
+            if let Some(at) = arounds.iter().position(|r| r == run) {
+                arounds.swap_remove(at);
+            }
+        }
+    }
 }
 
 impl Around<'_> {
@@ -175,7 +202,8 @@ impl Around<'_> {
         let read = |bytes: &mut [u8]| file.read_pages(at, bytes);
         match self.pooled.take() {
             Some(mut pooled) => {
-                space.region.read_pooled(&mut pooled, read).ok()?;
+                // SAFETY: `pooled` was leased from this region.
+                unsafe { space.region.read_pooled(&mut pooled, read) }.ok()?;
                 let parts: Vec<(usize, usize)> = self
                     .runs
                     .iter()
@@ -197,20 +225,21 @@ impl Around<'_> {
                 .ok()?;
             }
         }
-        // In: no longer transfers in flight. Whatever copy the volume held
-        // is stale (`reads_from_file`).
-        space
-            .in_transit
-            .fetch_sub(self.latches.len() as u64, Ordering::AcqRel);
-        let mut own = None;
-        for latch in self.latches.drain(..) {
-            if latch.page() == self.page {
-                own = Some(latch);
-            } else {
-                latch.release(TAG_RESIDENT, 0, DIRTY | ON_DISK | REFERENCED);
-            }
+        // In: each page no longer a transfer in flight once released (one
+        // at a time, so that a panic part way leaves the rest to the drop).
+        // Whatever copy the volume held is stale (`reads_from_file`).
+        let at_own = self
+            .latches
+            .iter()
+            .position(|l| l.page() == self.page)
+            .expect("the faulting page is one of the runs");
+        let own = self.latches.swap_remove(at_own);
+        space.in_transit.fetch_sub(1, Ordering::AcqRel);
+        while let Some(latch) = self.latches.pop() {
+            latch.release(TAG_RESIDENT, 0, DIRTY | ON_DISK | REFERENCED);
+            space.in_transit.fetch_sub(1, Ordering::AcqRel);
         }
-        let own = own.expect("the faulting page is one of the runs");
+        space.done_around(&self.runs);
         Some(match intent {
             Latch::Shared => Latched::Taken(own.release_to_shared(REFERENCED, DIRTY | ON_DISK)),
             // (No read-around is planned for an overwrite; as a single
@@ -241,17 +270,22 @@ impl Drop for Around<'_> {
         let space = self.space;
         let mut monitor = space.lock_monitor();
         space.release_latched(self.latches.iter());
-        let wanted = self.latches.len() as u64;
-        for latch in self.latches.drain(..) {
+        let left = self.latches.len() as u64;
+        while let Some(latch) = self.latches.pop() {
             monitor.remove_frame(latch.page());
             // Absent again, as it was.
             drop(latch);
         }
+        space.in_transit.fetch_sub(left, Ordering::AcqRel);
+        space.done_around(&self.runs);
         for &(p, len) in &self.runs {
             monitor.files.forget_around(p..p + len);
         }
+        let wanted: u64 = self.runs.iter().map(|&(_, len)| len).sum();
         monitor.counters.read_aheads -= wanted - 1;
         monitor.counters.cluster_reads -= 1;
-        space.in_transit.fetch_sub(wanted, Ordering::AcqRel);
+        // The fault is counted again when the page is served alone.
+        monitor.counters.faults -= 1;
+        self.file.around_failed();
     }
 }

@@ -49,7 +49,7 @@ use runtable::{DiskAddr, PageNumber};
 use std::sync::atomic::Ordering;
 
 /// Pages a fault on a mapped file's page reads around it at most under
-/// `Normal` advice while read-around pays (see `read_around_file`): 2 MiB
+/// `Normal` advice while read-around pays (see `around`): 2 MiB
 /// of 4 KiB pages less one, the longest run a huge-page chunk of the frame
 /// pool takes. (The kernel here reads around a mapped file's fault in 8
 /// MiB windows — this disk's `read_ahead_kb` — as several requests at once
@@ -226,6 +226,8 @@ impl AddressSpace {
             && !overwrite
             && !self.region.is_transparent()
             && mapped.read_around()
+            // (Last in the chain: a planned read-around dropped with the
+            // monitor held would deadlock, its drop taking the monitor.)
             && let Some(planned) = self.plan_read_around(
                 monitor,
                 page,

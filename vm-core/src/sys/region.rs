@@ -665,7 +665,8 @@ impl Region {
             return Err(read);
         };
         // (On an error the run's drop frees its slots.)
-        Ok(self.read_pooled(&mut run, read).map(|()| run))
+        // SAFETY: leased from this region just above.
+        Ok(unsafe { self.read_pooled(&mut run, read) }.map(|()| run))
     }
 
     /// [`Region::read_into_pool`] in two steps: a run of the pool for the
@@ -687,7 +688,11 @@ impl Region {
     /// `read` fills the slots of a run leased by
     /// [`Region::lease_pool_run`] (they touch only the pool: no page of the
     /// region).
-    pub(crate) fn read_pooled<E>(
+    ///
+    /// # Safety
+    /// `run` was leased from this region (its pool's slots are what the
+    /// slice covers).
+    pub(crate) unsafe fn read_pooled<E>(
         &self,
         run: &mut PooledRun<'_>,
         read: impl FnOnce(&mut [u8]) -> Result<(), E>,
@@ -875,7 +880,6 @@ impl Region {
                     })
                     .collect();
                 let want: usize = iovecs.iter().map(|v| v.iov_len).sum();
-                self.release_calls.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: `iovecs` points into our own mapping (bounds
                 // asserted above) and lives across the call; the caller holds
                 // the pages exclusively, so no Rust reference into them
@@ -890,7 +894,9 @@ impl Region {
                         0u32,
                     )
                 };
-                if advised < 0 || advised as usize != want {
+                if advised >= 0 && advised as usize == want {
+                    self.release_calls.fetch_add(1, Ordering::Relaxed);
+                } else {
                     // Refused (an older kernel) or partial: the plain call
                     // does the chunk, and is used from now on if refused.
                     if advised < 0 {
