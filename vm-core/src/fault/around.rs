@@ -35,6 +35,13 @@
 //!
 //! `kill` and `free` wait for a read-around in flight on their pages
 //! (`AddressSpace::arounds`), as they wait for a planned read-ahead.
+//!
+//! The read is ordered against nothing the monitor orders: an eviction's
+//! write-back through *another* mapping of the same file may land while it
+//! is in flight, and the pages then hold the file's bytes from before, or
+//! a mix. Mappings are not coherent with each other (see `mapped`); one
+//! mapping's own pages are, since a page being written back is not absent
+//! and so not read around.
 
 use super::queue::{Latch, Latched};
 use super::service::reads_from_file;
