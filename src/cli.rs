@@ -672,10 +672,12 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         }
         Command::Scan(a) => {
             checked_page_size(a.page_size)?;
-            utility_mode::drives::check_overwrite(&a.drives.drives, a.force)?;
+            let uvm = UtilityVm::new(scan_memory(a.drives.memory)?)?;
+            let notices = utility_mode::drives::check_overwrite(&a.drives.drives, a.force)?;
             let channel =
                 utility_mode::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
-            let uvm = UtilityVm::new(scan_memory(a.drives.memory)?)?;
+            // Said once nothing refused the scan (it writes every page).
+            utility_mode::drives::announce(&notices);
             let mode = if a.full {
                 ScanMode::Full
             } else {

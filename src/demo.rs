@@ -193,6 +193,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
                     path.display()
                 )));
             }
+            // A volume file this run creates goes again if the run is
+            // interrupted (one that was there before, overwritten with
+            // --force, stays, as after any failure).
+            if !path.exists() {
+                crate::signals::remove_on_signal(path.clone());
+            }
             path.clone()
         }
         None => temp.path().join("demo.vol"),
@@ -439,6 +445,8 @@ fn finish(vm: Vm, options: &DemoOptions, done: Finished) -> Result<DemoReport, T
     let kernel_resident_pages = vm.kernel_resident_pages().map_err(ToolError::Vm)?;
     let volume = if options.volume.is_some() {
         vm.flush().map_err(ToolError::Vm)?;
+        // The run's result from here on: kept even if interrupted.
+        crate::signals::keep_on_signal(std::slice::from_ref(&done.path));
         Some(done.path)
     } else {
         None

@@ -499,10 +499,21 @@ fn tools_refuse_to_destroy_data_and_never_ignore_the_lock() {
         .unwrap();
     let o = cedarvm(dir.path(), &["scan", "-d", "fresh.vol"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // With --force the notes go, and the tool says so.
+    // With --force the notes would go, but 16 bytes hold no page: the
+    // scan is refused, and says nothing of overwriting them.
     let o = cedarvm(dir.path(), &["scan", "-d", "notes.txt", "--force"]);
+    assert_ne!(code(&o), 0);
+    assert!(!stderr(&o).contains("overwriting"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"important notes\n"
+    );
+    // Data of whole pages go with --force, and the tool says so.
+    std::fs::write(dir.path().join("data.bin"), vec![7u8; 8192]).unwrap();
+    let o = cedarvm(dir.path(), &["scan", "-d", "data.bin", "--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("overwriting 16 bytes"),
+        stderr(&o).contains("overwriting 8192 bytes"),
         "{}",
         stderr(&o)
     );
@@ -887,4 +898,88 @@ fn a_hard_link_to_a_given_drive_is_the_same_drive() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A `format --force` that is refused destroys nothing (found by a user
+/// trial: a layout the drives could not hold, or a mistyped second drive,
+/// was found only after the first drive had been cut to the new size, and
+/// the old volume could no longer be scavenged): every file stays byte for
+/// byte as it was, the volume still opens, and nothing says "overwriting"
+/// before a refusal.
+#[test]
+fn a_refused_format_leaves_every_drive_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = format_two(dir.path(), &[]);
+    let before: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let refused: [&[&str]; 5] = [
+        // Drives too small for the structures at this page size.
+        &["--drive-size", "4MiB", "--page-size", "1MiB"],
+        // More spares than the drives have pages.
+        &["--drive-size", "8MiB", "--spares", "100000"],
+        // A virtual size the drives cannot hold.
+        &["--drive-size", "8MiB", "--virtual-size", "1GiB"],
+        // A second drive in a folder that does not exist.
+        &["--drive-size", "4MiB", "-d", "no-such-folder/c.vol"],
+        // A folder as a drive.
+        &["--drive-size", "4MiB", "-d", "."],
+    ];
+    for extra in refused {
+        let mut args = vec!["format", "-d", "a.vol", "-d", "b.vol", "--force"];
+        args.extend_from_slice(extra);
+        let o = cedarvm(dir.path(), &args);
+        assert_ne!(code(&o), 0, "{args:?}: {}", stdout(&o));
+        assert!(
+            !stderr(&o).contains("overwriting"),
+            "{args:?}: said it overwrote before refusing: {}",
+            stderr(&o)
+        );
+        for (path, was) in paths.iter().zip(&before) {
+            assert!(
+                std::fs::read(path).unwrap() == *was,
+                "{args:?}: {} changed",
+                path.display()
+            );
+        }
+    }
+    let o = cedarvm(dir.path(), &["info", "-d", "a.vol", "-d", "b.vol"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // `scan --force` with a mistake of its own says nothing of overwriting.
+    let o = cedarvm(
+        dir.path(),
+        &["scan", "-d", "a.vol", "--force", "--memory", "0"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("overwriting"), "{}", stderr(&o));
+    assert!(std::fs::read(&paths[0]).unwrap() == before[0]);
+}
+
+/// The same with `--volume`: the volume file the run created goes too
+/// (found by a user trial: a 541 MB file stayed after Ctrl-C, though the
+/// exit table says what the run created is removed).
+#[test]
+fn an_interrupted_demo_removes_the_volume_file_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("kept.vol");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedarvm"))
+        .args(["demo", "--keys", "256MiB", "--memory", "4MiB", "--volume"])
+        .arg(&volume)
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while !volume.exists() && waited < 600 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    assert!(volume.exists(), "the demo never created its volume");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT".to_string(), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left {left:?}");
 }

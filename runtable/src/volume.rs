@@ -184,20 +184,23 @@ impl Volume {
         Ok(lo)
     }
 
-    /// Formats the drives of `channel` as a new volume (overwriting whatever
-    /// they held) and returns it open.
-    pub fn format(channel: DiskChannel, options: &FormatOptions) -> Result<Volume, VolumeError> {
-        channel.lock_all()?;
-        let drives = channel.drive_count();
-        if options.page_size != channel.page_size() {
-            return Err(VolumeError::PageSizeMismatch {
-                volume: options.page_size,
-                drives: channel.page_size(),
-            });
-        }
-        let drive_pages = (0..drives)
-            .map(|d| channel.page_count(DriveId(d as u16)))
-            .collect::<Result<Vec<u64>, _>>()?;
+    /// Checks, without touching a drive, that a volume formatted with
+    /// `options` fits drives of `drive_pages` pages: everything
+    /// [`Volume::format`] checks before it writes (the geometry, the bad
+    /// spots' places, the run table). A tool calls it before it creates,
+    /// resizes or writes any drive file, so that a request `format` would
+    /// refuse destroys nothing. (How many bad spots a drive's label can
+    /// list, by name, is left to `format`.)
+    pub fn check_format(options: &FormatOptions, drive_pages: &[u64]) -> Result<(), VolumeError> {
+        Self::plan(options, drive_pages.to_vec()).map(drop)
+    }
+
+    /// The geometry, bad spots and run table of a volume formatted with
+    /// `options` on drives of `drive_pages` pages, or why there is none.
+    fn plan(
+        options: &FormatOptions,
+        drive_pages: Vec<u64>,
+    ) -> Result<(Geometry, Vec<BadSpot>, RunTable), VolumeError> {
         let mut bad_spots: Vec<BadSpot> = options
             .bad_spots
             .iter()
@@ -233,6 +236,24 @@ impl Volume {
             }
         }
         let table = layout::derive_run_table(&geometry, &bad_spots)?;
+        Ok((geometry, bad_spots, table))
+    }
+
+    /// Formats the drives of `channel` as a new volume (overwriting whatever
+    /// they held) and returns it open.
+    pub fn format(channel: DiskChannel, options: &FormatOptions) -> Result<Volume, VolumeError> {
+        channel.lock_all()?;
+        let drives = channel.drive_count();
+        if options.page_size != channel.page_size() {
+            return Err(VolumeError::PageSizeMismatch {
+                volume: options.page_size,
+                drives: channel.page_size(),
+            });
+        }
+        let drive_pages = (0..drives)
+            .map(|d| channel.page_count(DriveId(d as u16)))
+            .collect::<Result<Vec<u64>, _>>()?;
+        let (geometry, bad_spots, table) = Self::plan(options, drive_pages)?;
         let mut volume = Volume {
             channel,
             geometry,

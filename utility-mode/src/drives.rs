@@ -238,9 +238,12 @@ pub fn holds_data(path: &Path) -> Option<u64> {
 }
 
 /// Refuses (without `force`) to let a tool overwrite any of `paths` that
-/// holds a volume or other data; with `force`, says on standard error what
-/// is being destroyed.
-pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<(), ToolError> {
+/// holds a volume or other data; with `force`, returns what would be
+/// destroyed, one line per file, for the tool to say (on standard error,
+/// [`announce`]) once every other check has passed — not before a refusal
+/// that leaves the file as it was.
+pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<Vec<String>, ToolError> {
+    let mut notices = Vec::new();
     for path in paths {
         let volume = probe_page_size(path).is_some();
         let data = holds_data(path);
@@ -252,12 +255,86 @@ pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<(), ToolError> 
                     bytes,
                 });
             }
-            (true, _, true) => eprintln!("{}: overwriting a cedar-vm volume", path.display()),
-            (false, Some(bytes), true) => eprintln!(
+            (true, _, true) => {
+                notices.push(format!("{}: overwriting a cedar-vm volume", path.display()))
+            }
+            (false, Some(bytes), true) => notices.push(format!(
                 "{}: overwriting {bytes} bytes that are not a cedar-vm volume",
                 path.display()
-            ),
+            )),
             (false, None, _) => {}
+        }
+    }
+    Ok(notices)
+}
+
+/// Says on standard error what [`check_overwrite`] found a tool is about
+/// to destroy.
+pub fn announce(notices: &[String]) {
+    for notice in notices {
+        eprintln!("{notice}");
+    }
+}
+
+/// Checks, before a tool creates or writes any of `paths`, that it can
+/// write every one: an existing file is a regular file or a block device,
+/// opens for writing and is not locked by another process; a missing one
+/// has an existing folder to be created in. So that a mistake in the
+/// second drive's name is found before the first drive is overwritten.
+pub fn check_writable(paths: &[PathBuf]) -> Result<(), ToolError> {
+    let file_error = |path: &Path, kind, what: &str| ToolError::File {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(kind, what.to_string()),
+    };
+    for path in paths {
+        if let Ok(metadata) = std::fs::metadata(path) {
+            if !is_drive_kind(path) {
+                let what = if metadata.is_dir() {
+                    "a folder, not a drive file"
+                } else {
+                    "not a regular file or a block device"
+                };
+                return Err(file_error(path, std::io::ErrorKind::InvalidInput, what));
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|source| ToolError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(disk_channel::DriveError::InUse { path: path.clone() }.into());
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(ToolError::File {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+            continue;
+        }
+        let folder = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !folder.is_dir() {
+            return Err(file_error(
+                path,
+                std::io::ErrorKind::NotFound,
+                &format!("no folder {} to create it in", folder.display()),
+            ));
+        }
+        if rustix::fs::access(folder, rustix::fs::Access::WRITE_OK).is_err() {
+            return Err(file_error(
+                path,
+                std::io::ErrorKind::PermissionDenied,
+                &format!("the folder {} is not writable", folder.display()),
+            ));
         }
     }
     Ok(())

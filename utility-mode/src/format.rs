@@ -35,6 +35,24 @@ pub struct FormatRequest {
 }
 
 impl FormatRequest {
+    /// Whether the volume asked for fits the drives asked for (what
+    /// `Volume::format` would refuse: [`Volume::check_format`]), checked
+    /// before any file is touched. Bad spots a scan would find are not
+    /// known yet: only fewer data pages can come of them.
+    pub fn check_layout(&self) -> Result<(), ToolError> {
+        let mut options = FormatOptions::new(self.page_size, 0);
+        options.layout = self.layout;
+        options.spare_pages_per_drive = self.spare_pages;
+        options.sparse = !self.preallocate;
+        let drive_pages = vec![self.drive_pages; self.drives.len()];
+        options.virtual_pages = match self.virtual_pages {
+            Some(pages) => pages,
+            None => Volume::fit_virtual_pages(&options, &drive_pages)?,
+        };
+        Volume::check_format(&options, &drive_pages)?;
+        Ok(())
+    }
+
     /// The drive files that do not exist yet: what a format creates, and
     /// what goes again if it fails or is interrupted.
     pub fn files_to_create(&self) -> Vec<PathBuf> {
@@ -65,7 +83,13 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
             "name at least one drive with --drive".into(),
         ));
     }
-    crate::drives::check_overwrite(&request.drives, request.force)?;
+    // Everything that can be checked before a drive is touched is checked
+    // first: a request that fails here leaves every file as it was (the
+    // layout, the files' kinds, folders, permissions and locks).
+    request.check_layout()?;
+    crate::drives::check_writable(&request.drives)?;
+    let notices = crate::drives::check_overwrite(&request.drives, request.force)?;
+    crate::drives::announce(&notices);
     // The files this call creates, removed again if it fails: a failed
     // format leaves nothing behind that was not there before.
     let created = request.files_to_create();

@@ -61,8 +61,11 @@ pub enum VmError {
         /// The real-memory budget in pages.
         budget: u64,
     },
-    /// A page held by an exclusive guard blocks the operation.
-    #[error("{page} is held by a guard")]
+    /// A page held by an exclusive guard blocks the operation — or, for
+    /// `kill` and `free`, a page another thread's access is bringing in
+    /// on its own (a single page's fault; read-ahead and read-around are
+    /// waited for).
+    #[error("{page} is in use: held by a guard, or being brought in by another thread's access")]
     PageBusy {
         /// The page.
         page: PageNumber,
