@@ -499,6 +499,15 @@ fn tools_refuse_to_destroy_data_and_never_ignore_the_lock() {
         .unwrap();
     let o = cedarvm(dir.path(), &["scan", "-d", "fresh.vol"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // What the scan left is no data either (a user trial: the next scan
+    // and a format were refused, "holds 8388608 bytes of data").
+    for args in [
+        &["scan", "-d", "fresh.vol", "--full"][..],
+        &["format", "-d", "fresh.vol", "--drive-size", "8MiB"][..],
+    ] {
+        let o = cedarvm(dir.path(), args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
     // With --force the notes would go, but 16 bytes hold no page: the
     // scan is refused, and says nothing of overwriting them.
     let o = cedarvm(dir.path(), &["scan", "-d", "notes.txt", "--force"]);

@@ -210,7 +210,8 @@ fn label_page_size(path: &Path) -> Option<usize> {
 /// The size of the file at `path` if it holds data a tool would destroy:
 /// it exists, is not empty, and some byte of its first data (the first
 /// 64 KiB after `SEEK_DATA`: a fresh sparse or zeroed file holds none) is
-/// not zero. `None` for a missing file, an empty one, one of zeros.
+/// not zero — and those bytes are not what a scan leaves. `None` for a
+/// missing file, an empty one, one of zeros, one only scanned.
 pub fn holds_data(path: &Path) -> Option<u64> {
     use std::io::{Seek, SeekFrom};
     // Opening a FIFO would block: only files a drive can be are looked into
@@ -234,7 +235,9 @@ pub fn holds_data(path: &Path) -> Option<u64> {
             Err(_) => break,
         }
     }
-    head[..filled].iter().any(|&b| b != 0).then_some(bytes)
+    let head = &head[..filled];
+    // What a scan leaves is not data (the scan destroyed whatever was).
+    (head.iter().any(|&b| b != 0) && !crate::scan::is_scan_leftover(head, start)).then_some(bytes)
 }
 
 /// Refuses (without `force`) to let a tool overwrite any of `paths` that

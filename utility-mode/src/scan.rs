@@ -48,6 +48,33 @@ fn fill(buf: &mut [u8], page: u64, invert: bool) {
     }
 }
 
+/// Whether `bytes`, read from byte `offset` of a file, are what a scan
+/// leaves behind: at some page size a volume may have, each page of them
+/// either zeros (not tested) or the second pattern of its own page number
+/// (tested). A drive that was scanned and nothing else is not taken for
+/// one holding data (`drives::holds_data`).
+pub fn is_scan_leftover(bytes: &[u8], offset: u64) -> bool {
+    let mut page_size = runtable::layout::PAGE_SIZE_MIN;
+    while page_size <= runtable::layout::PAGE_SIZE_MAX {
+        if offset.is_multiple_of(page_size as u64) && bytes.len() >= 8 {
+            let mut pattern = vec![0u8; page_size];
+            let first = offset / page_size as u64;
+            let all = bytes.chunks(page_size).enumerate().all(|(k, chunk)| {
+                if chunk.iter().all(|&b| b == 0) {
+                    return true;
+                }
+                fill(&mut pattern, first + k as u64, true);
+                chunk == &pattern[..chunk.len()]
+            });
+            if all && bytes.iter().any(|&b| b != 0) {
+                return true;
+            }
+        }
+        page_size *= 2;
+    }
+    false
+}
+
 /// Whether a drive error marks the page bad (as opposed to a mistake of
 /// ours, which is returned).
 fn is_media_error(e: &DriveError) -> bool {
@@ -123,4 +150,27 @@ pub fn scan(
         pages_tested: tested,
         bad,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scans_leftover_is_recognised_and_a_changed_byte_is_data() {
+        // Pages 0 and 3 tested, 1 and 2 not (zeros), at 4 KiB.
+        let mut bytes = vec![0u8; 4 * 4096];
+        fill(&mut bytes[..4096], 0, true);
+        fill(&mut bytes[3 * 4096..], 3, true);
+        assert!(is_scan_leftover(&bytes, 0));
+        // The same pages read from the file's second page on are not.
+        assert!(!is_scan_leftover(&bytes, 4096));
+        // The first pattern (a scan cut short) is not what a scan leaves.
+        let mut first = vec![0u8; 4096];
+        fill(&mut first, 0, false);
+        assert!(!is_scan_leftover(&first, 0));
+        bytes[3 * 4096 + 100] ^= 1;
+        assert!(!is_scan_leftover(&bytes, 0));
+        assert!(!is_scan_leftover(&[0u8; 4096], 0), "zeros are no leftover");
+    }
 }
