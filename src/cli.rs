@@ -67,8 +67,8 @@ pub enum Command {
 /// `check` arguments.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Seeds to run, from --first-seed.
-    #[arg(long, default_value_t = 1000)]
+    /// Seeds to run, from --first-seed (at least 1).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 0)]
@@ -84,7 +84,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum)]
     fault_service: Option<ServiceArg>,
     /// Seconds after which a seed counts as hung (at least 1).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     hang_after: u64,
     /// Run the damaged-volume campaign of the tools instead of the VM's:
     /// random volumes, damaged one way each, held to what `info` and
@@ -205,8 +205,8 @@ pub struct OutOfCoreSideArgs {
 /// `bench ipc` arguments.
 #[derive(Args, Debug)]
 pub struct IpcArgs {
-    /// Messages per transport.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Messages per transport (at least 1).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     messages: u64,
     /// Print the report as JSON.
     #[arg(long)]

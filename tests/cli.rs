@@ -882,11 +882,33 @@ fn sizes_format_cannot_use_are_usage_errors() {
             &["scan", "-d", "y.vol", "--page-size", "1000"][..],
             "--page-size 1000",
         ),
+        // A stripe unit of a whole drive or more stripes nothing (a user
+        // trial: accepted, and shown as "stripe, 100000 pages").
+        (
+            &[
+                "format",
+                "-d",
+                "y.vol",
+                "-d",
+                "z.vol",
+                "--drive-size",
+                "4MiB",
+                "--stripe",
+                "100000",
+            ][..],
+            "--stripe 100000",
+        ),
+        // Counts that must be at least 1 (accepted before, then run as 1 or
+        // as nothing, exit 0).
+        (&["check", "--seeds", "0"][..], "--seeds"),
+        (&["check", "--hang-after", "0"][..], "--hang-after"),
+        (&["bench", "ipc", "--messages", "0"][..], "--messages"),
     ] {
         let o = cedarvm(dir.path(), args);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
         assert!(!dir.path().join("y.vol").exists(), "{args:?} left y.vol");
+        assert!(!dir.path().join("z.vol").exists(), "{args:?} left z.vol");
     }
 }
 

@@ -40,6 +40,16 @@ impl FormatRequest {
     /// before any file is touched. Bad spots a scan would find are not
     /// known yet: only fewer data pages can come of them.
     pub fn check_layout(&self) -> Result<(), ToolError> {
+        if let Layout::Stripe { unit } = self.layout
+            && self.drives.len() > 1
+            && u64::from(unit) >= self.drive_pages
+        {
+            return Err(ToolError::Usage(format!(
+                "--stripe {unit} pages is a drive's whole size ({} pages) or more: nothing \
+                 would be striped; give a smaller unit, or leave --stripe out to concatenate",
+                self.drive_pages
+            )));
+        }
         let mut options = FormatOptions::new(self.page_size, 0);
         options.layout = self.layout;
         options.spare_pages_per_drive = self.spare_pages;
