@@ -1315,11 +1315,20 @@ impl OutOfCoreReport {
     /// The report as a table for a terminal.
     pub fn table(&self) -> String {
         let o = &self.options;
+        let sorts = self
+            .sides
+            .iter()
+            .flat_map(|s| &s.workloads)
+            .any(|w| w.name.starts_with("sort"));
         let mut t = format!(
-            "budget {:.0} MiB, data set {:.0} MiB, sort {:.0} MiB, {} random reads by {} thread(s)\n",
+            "budget {:.0} MiB, data set {:.0} MiB,{} {} random reads by {} thread(s)\n",
             mib(o.memory_bytes),
             mib(o.data_bytes()),
-            mib(o.sort_bytes()),
+            if sorts {
+                format!(" sort {:.0} MiB,", mib(o.sort_bytes()))
+            } else {
+                String::new()
+            },
             o.reads,
             o.threads
         );
@@ -1538,6 +1547,23 @@ impl OutOfCoreReport {
                 o.limit_s
             ));
         }
+        t.push_str(
+            "ratios (x/y): the first side's time over the second's; under 1x the first was \
+             faster\n",
+        );
+        let shortest = self
+            .sides
+            .iter()
+            .flat_map(|s| &s.workloads)
+            .filter(|w| w.name != "device" && w.name != "device-write")
+            .map(|w| w.seconds)
+            .fold(f64::INFINITY, f64::min);
+        if shortest < 0.05 {
+            t.push_str(
+                "  (times under a twentieth of a second vary by tens of percent from run to run \
+                 on a shared machine: repeat, or use --scale)\n",
+            );
+        }
         t.push_str("\nside             cgroup limit   peak memory\n");
         for s in &self.sides {
             let limit = s
@@ -1555,6 +1581,14 @@ impl OutOfCoreReport {
             );
             t.push_str(line.trim_end());
             t.push('\n');
+        }
+        if self.cgroup_note.is_none() {
+            t.push_str(
+                "  a VM side's limit: the budget, a quarter of it (the sort's run buffer) and \
+                 32 MiB; its peak adds to the budget's pages the frame pool (up to 4 MiB), the \
+                 program and its buffers. A kernel side's limit: the budget and what its program \
+                 holds besides.\n",
+            );
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
             t.push_str(&format!(
