@@ -719,6 +719,13 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
         }
         Command::Info(a) => {
             let report = info::info(&a.drives).map_err(|e| match e {
+                // Not the volume's doing (in use, not openable, not a
+                // drive at all): the scavenger could not help.
+                e @ ToolError::Volume(runtable::VolumeError::Drive(
+                    disk_channel::DriveError::InUse { .. }
+                    | disk_channel::DriveError::File { .. }
+                    | disk_channel::DriveError::Config { .. },
+                )) => e,
                 // A damaged volume: say where to go next.
                 ToolError::Volume(e) => ToolError::Failed(format!(
                     "{e} (`cedarvm scavenge` with the same drives says what is wrong and \

@@ -1014,3 +1014,32 @@ fn an_interrupted_demo_removes_the_volume_file_it_created() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "left {left:?}");
 }
+
+/// `info` sends to the scavenger only a damaged volume, not a file that is
+/// no drive or a volume in use (a user trial: every failure ended with the
+/// scavenger's hint), and says why a small file is no drive in plain words.
+#[test]
+fn info_points_to_the_scavenger_only_for_damage() {
+    use disk_channel::{Drive, FileDrive, FileDriveOptions};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"notes").unwrap();
+    let o = cedarvm(dir.path(), &["info", "-d", "notes.txt"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("not one whole page"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("scavenge"), "{}", stderr(&o));
+    let paths = format_two(dir.path(), &[]);
+    let held = FileDrive::open(&paths[0], &FileDriveOptions::open(4096)).unwrap();
+    held.lock_exclusive().unwrap();
+    let o = cedarvm(dir.path(), &["info", "-d", "a.vol", "-d", "b.vol"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("in use"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("scavenge"), "{}", stderr(&o));
+    drop(held);
+    // A damaged header: the hint is there.
+    let mut bytes = std::fs::read(&paths[1]).unwrap();
+    bytes[..4096].fill(0xee);
+    std::fs::write(&paths[1], &bytes).unwrap();
+    let o = cedarvm(dir.path(), &["info", "-d", "a.vol", "-d", "b.vol"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("cedarvm scavenge"), "{}", stderr(&o));
+}

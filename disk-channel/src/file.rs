@@ -242,7 +242,10 @@ impl FileDrive {
         if page_count == 0 {
             return Err(DriveError::Config {
                 drive: name,
-                reason: "the drive has no whole page".into(),
+                reason: format!(
+                    "the file holds {bytes} bytes, not one whole page of {}: not a drive",
+                    options.page_size
+                ),
             });
         }
         if options.preallocate {

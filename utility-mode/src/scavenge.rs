@@ -1157,14 +1157,23 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
     let channel = match open_channel_at(paths, page_size, !options.repair) {
         Ok(channel) => channel,
         Err(ToolError::Drive(e @ disk_channel::DriveError::Config { .. })) => {
+            // A regular file shorter than a page: say what may bring it
+            // back (a user trial: restoring the size let it check clean).
+            let short = paths.iter().any(|p| {
+                std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() < page_size as u64)
+            });
+            let hint = if short {
+                " (a drive shorter than a page: if it was cut short, give it back its size \
+                 — `truncate -s` to the size the other drives or `info` of a copy say — and \
+                 scavenge again)"
+            } else {
+                ""
+            };
             return Ok(ScavengeReport {
                 status: Status::Unrecoverable,
                 findings: vec![Finding {
                     severity: Severity::Unrecoverable,
-                    message: format!(
-                        "{e} (a drive shorter than a page of {page_size} bytes: truncated, \
-                         or not a drive of this volume)"
-                    ),
+                    message: format!("{e}{hint}"),
                 }],
                 generation: None,
                 runs_checked: 0,
