@@ -649,6 +649,16 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     utility_mode::human_bytes(virtual_pages * page_size as u64),
                     utility_mode::human_bytes(data_pages * page_size as u64),
                 )),
+                // The file system's limit on a file's size (EFBIG).
+                ToolError::Drive(disk_channel::DriveError::File { path, source, .. })
+                    if source.raw_os_error() == Some(rustix::io::Errno::FBIG.raw_os_error()) =>
+                {
+                    ToolError::Usage(format!(
+                        "{}: --drive-size {} is more than this file system lets a file be",
+                        path.display(),
+                        utility_mode::human_bytes(drive_pages * page_size as u64),
+                    ))
+                }
                 ToolError::Volume(runtable::VolumeError::BadGeometry { reason }) => {
                     ToolError::Usage(format!(
                         "the drives cannot hold the volume's own structures ({reason}): \
