@@ -160,13 +160,13 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     if options.key_bytes == 0 || !options.key_bytes.is_multiple_of(PAGE) {
         return Err(ToolError::Usage(format!(
             "--keys {} is not a positive multiple of 4 KiB",
-            options.key_bytes
+            utility_mode::human_bytes(options.key_bytes)
         )));
     }
     if options.memory_bytes < 16 * PAGE {
         return Err(ToolError::Usage(format!(
             "--memory {} is below the demo's 64 KiB minimum",
-            options.memory_bytes
+            utility_mode::human_bytes(options.memory_bytes)
         )));
     }
     if let Some(available) = utility_mode::available_memory_bytes()
