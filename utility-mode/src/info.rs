@@ -142,16 +142,17 @@ impl VolumeInfo {
                 "generation",
                 format!("{} (header slot {})", self.generation, self.header_slot),
             ),
-            (
-                "header slots",
+            ("header slots", {
+                let pages = |first: u32, count: u32| match count {
+                    1 => format!("page {first}"),
+                    n => format!("pages {first}-{}", first + n - 1),
+                };
                 format!(
-                    "drive 0 pages {}-{} (slot 0) and {}-{} (slot 1); page 0 of each drive is its label",
-                    1,
-                    self.header_slot_pages,
-                    1 + self.header_slot_pages,
-                    2 * self.header_slot_pages
-                ),
-            ),
+                    "drive 0 {} (slot 0) and {} (slot 1); page 0 of each drive is its label",
+                    pages(1, self.header_slot_pages),
+                    pages(1 + self.header_slot_pages, self.header_slot_pages),
+                )
+            }),
         ];
         for (k, v) in rows {
             t.push_str(&format!("{k:<14} {v}\n"));

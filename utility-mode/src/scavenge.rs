@@ -1547,15 +1547,19 @@ impl ScavengeReport {
             Status::Unrecoverable => "unrecoverable",
         };
         t.push_str(&format!("{:<14} {verdict}", "verdict"));
+        let runs = |n: u64| match n {
+            1 => "1 run".to_string(),
+            n => format!("{n} runs"),
+        };
         match self.slots_checked {
             0 => {}
             1 => t.push_str(&format!(
-                "; {} runs checked in one header slot",
-                self.runs_checked
+                "; {} checked in one header slot",
+                runs(self.runs_checked)
             )),
             n => t.push_str(&format!(
-                "; {} runs checked in {n} header slots",
-                self.runs_checked
+                "; {} checked in {n} header slots",
+                runs(self.runs_checked)
             )),
         }
         if let Some(g) = self.generation {
