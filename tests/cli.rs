@@ -372,32 +372,15 @@ fn drives_that_cannot_be_drives_are_refused_in_one_line() {
 fn an_interrupted_demo_removes_its_temporary_volume() {
     for (signal, status) in [("INT", 130), ("TERM", 143)] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedarvm"))
-            .args(["demo", "--keys", "256MiB", "--memory", "4MiB"])
-            .env("TMPDIR", tmp.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
         let volume_exists = || {
             std::fs::read_dir(tmp.path())
                 .unwrap()
                 .flatten()
                 .any(|d| d.path().join("demo.vol").exists())
         };
-        let mut waited = 0;
-        while !volume_exists() && waited < 600 {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            waited += 1;
-        }
-        assert!(volume_exists(), "the demo never created its volume");
-        let killed = std::process::Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let exit = child.wait().unwrap();
-        assert_eq!(exit.code(), Some(status), "SIG{signal}");
+        let args = ["demo", "--keys", "256MiB", "--memory", "4MiB"];
+        let exit = interrupted(tmp.path(), &args, volume_exists, signal);
+        assert_eq!(exit, status, "SIG{signal}");
         let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
         assert!(left.is_empty(), "SIG{signal} left {left:?}");
     }
@@ -807,34 +790,17 @@ fn an_interrupted_format_removes_the_files_it_created() {
     for (signal, status) in [("INT", 130), ("TERM", 143)] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.vol");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedarvm"))
-            .current_dir(dir.path())
-            .args([
-                "format",
-                "-d",
-                "big.vol",
-                "--drive-size",
-                "4GiB",
-                "--scan",
-                "full",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut waited = 0;
-        while !path.exists() && waited < 600 {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            waited += 1;
-        }
-        assert!(path.exists(), "format never created its drive");
-        let killed = std::process::Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let exit = child.wait().unwrap();
-        assert_eq!(exit.code(), Some(status), "SIG{signal}");
+        let args = [
+            "format",
+            "-d",
+            "big.vol",
+            "--drive-size",
+            "4GiB",
+            "--scan",
+            "full",
+        ];
+        let exit = interrupted(dir.path(), &args, || path.exists(), signal);
+        assert_eq!(exit, status, "SIG{signal}");
         assert!(!path.exists(), "SIG{signal} left {}", path.display());
     }
 }
@@ -991,26 +957,13 @@ fn a_refused_format_leaves_every_drive_as_it_was() {
 fn an_interrupted_demo_removes_the_volume_file_it_created() {
     let dir = tempfile::tempdir().unwrap();
     let volume = dir.path().join("kept.vol");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedarvm"))
-        .args(["demo", "--keys", "256MiB", "--memory", "4MiB", "--volume"])
-        .arg(&volume)
-        .env("TMPDIR", dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut waited = 0;
-    while !volume.exists() && waited < 600 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        waited += 1;
-    }
-    assert!(volume.exists(), "the demo never created its volume");
-    let killed = std::process::Command::new("kill")
-        .args(["-INT".to_string(), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let args = [
+        "demo", "--keys", "256MiB", "--memory", "4MiB", "--volume", "kept.vol",
+    ];
+    assert_eq!(
+        interrupted(dir.path(), &args, || volume.exists(), "INT"),
+        130
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "left {left:?}");
 }

@@ -736,18 +736,10 @@ fn read_around_reads_past_resident_pages_with_one_read_and_leaves_them_as_they_a
 #[test]
 fn read_around_without_the_frame_pool_reads_the_fault_s_own_run() {
     let dir = tempfile::tempdir().unwrap();
-    let drive = disk_channel::SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(2048 + 1024)
-        .unwrap();
-    let channel = disk_channel::DiskChannel::new(vec![Box::new(drive) as _]).unwrap();
-    let volume =
-        runtable::Volume::format(channel, &runtable::FormatOptions::new(PAGE, 2048)).unwrap();
-    let config = vm_core::VmConfig {
+    let vm = common::sim_vm_with(vm_core::VmConfig {
         move_frames: false,
         ..vm_core::VmConfig::new(2048, 64)
-    };
-    let vm = Vm::new(config, vm_core::Backing::Volume(volume)).unwrap();
+    });
     assert_eq!(vm.stats().frame_pool_pages, 0);
     let (base, model) = mapping_with_resident_pages(&vm, dir.path());
     // The window of 107 is 99..115; its runs 99, 101, 103 and 105..115:
@@ -792,18 +784,10 @@ fn a_failed_read_around_is_undone_and_the_page_meets_the_error_alone() {
     for pool in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let (path, model) = patterned_file(dir.path(), "gone.dat", 64);
-        let drive = disk_channel::SimDrive::preset("ssd", PAGE)
-            .unwrap()
-            .with_page_count(256 + 1024)
-            .unwrap();
-        let channel = disk_channel::DiskChannel::new(vec![Box::new(drive) as _]).unwrap();
-        let volume =
-            runtable::Volume::format(channel, &runtable::FormatOptions::new(PAGE, 256)).unwrap();
-        let config = vm_core::VmConfig {
+        let vm = common::sim_vm_with(vm_core::VmConfig {
             move_frames: pool,
             ..vm_core::VmConfig::new(256, 64)
-        };
-        let vm = Vm::new(config, vm_core::Backing::Volume(volume)).unwrap();
+        });
         if pool && vm.stats().frame_pool_pages == 0 {
             eprintln!("skipped the pooled case: no frame pool here (UFFDIO_MOVE refused)");
             continue;

@@ -716,18 +716,10 @@ fn a_failed_background_read_ahead_leaves_the_pages_to_their_own_faults() {
 fn dropping_runs_of_resident_pages_gives_their_memory_back_in_one_call_each() {
     // Without the frame pool: every release is a system call (with it, a
     // run may move into the pool instead — one call as well).
-    let drive = disk_channel::SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(512 + 1024)
-        .unwrap();
-    let channel = disk_channel::DiskChannel::new(vec![Box::new(drive)]).unwrap();
-    let volume =
-        runtable::Volume::format(channel, &runtable::FormatOptions::new(PAGE, 512)).unwrap();
-    let config = VmConfig {
+    let vm = sim_vm_with(VmConfig {
         move_frames: false,
         ..VmConfig::new(512, 256)
-    };
-    let vm = Vm::new(config, Backing::Volume(volume)).unwrap();
+    });
     let kept = vm.allocate(8).unwrap();
     fill(&vm, kept, 1);
     let dropped = vm.allocate(64).unwrap();

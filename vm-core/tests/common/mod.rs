@@ -16,6 +16,19 @@ pub fn sim_vm(virtual_pages: u64, budget: u64) -> Vm {
     sim_vm_served_by(virtual_pages, budget, FaultService::default())
 }
 
+/// A VM over a simulated SSD volume as `config` says (its size, budget
+/// and any other setting).
+pub fn sim_vm_with(config: VmConfig) -> Vm {
+    let pages = config.virtual_pages;
+    let drive = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(pages + 1024)
+        .unwrap();
+    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, pages)).unwrap();
+    Vm::new(config, Backing::Volume(volume)).unwrap()
+}
+
 /// As [`sim_vm`], with faults served as `service` says.
 pub fn sim_vm_served_by(virtual_pages: u64, budget: u64, service: FaultService) -> Vm {
     let drive = SimDrive::preset("ssd", PAGE)
