@@ -19,14 +19,18 @@ pub fn sim_vm(virtual_pages: u64, budget: u64) -> Vm {
 /// A VM over a simulated SSD volume as `config` says (its size, budget
 /// and any other setting).
 pub fn sim_vm_with(config: VmConfig) -> Vm {
-    let pages = config.virtual_pages;
+    let volume = sim_volume(config.virtual_pages);
+    Vm::new(config, Backing::Volume(volume)).unwrap()
+}
+
+/// A fresh volume of `pages` virtual pages on a simulated SSD.
+fn sim_volume(pages: u64) -> Volume {
     let drive = SimDrive::preset("ssd", PAGE)
         .unwrap()
         .with_page_count(pages + 1024)
         .unwrap();
     let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, pages)).unwrap();
-    Vm::new(config, Backing::Volume(volume)).unwrap()
+    Volume::format(channel, &FormatOptions::new(PAGE, pages)).unwrap()
 }
 
 /// As [`sim_vm`], with faults served as `service` says.
@@ -125,13 +129,7 @@ pub fn transparent_sim_vm(virtual_pages: u64, budget: u64) -> Option<Vm> {
 /// As [`transparent_sim_vm`], from `config` (its size, budget, fault
 /// service and scope; transparent mode is turned on here).
 pub fn transparent_sim_vm_with(config: VmConfig) -> Option<Vm> {
-    let virtual_pages = config.virtual_pages;
-    let drive = SimDrive::preset("ssd", PAGE)
-        .unwrap()
-        .with_page_count(virtual_pages + 1024)
-        .unwrap();
-    let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, virtual_pages)).unwrap();
+    let volume = sim_volume(config.virtual_pages);
     match Vm::new(config.transparent(), vm_core::Backing::Volume(volume)) {
         Ok(vm) => Some(vm),
         Err(vm_core::VmError::TransparentUnavailable { reason }) => {
