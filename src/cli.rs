@@ -686,7 +686,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
             let notices = utility_mode::drives::check_overwrite(&a.drives.drives, a.force)?;
             let channel =
                 utility_mode::drives::open_channel(&a.drives.drives, a.page_size as usize)?;
-            // Said once nothing refused the scan (it writes every page).
+            // Said once nothing refused the scan (it writes every page):
+            // the drives opened and locked.
+            channel.lock_all().map_err(ToolError::from)?;
             utility_mode::drives::announce(&notices);
             let mode = if a.full {
                 ScanMode::Full

@@ -196,7 +196,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             // A volume file this run creates goes again if the run is
             // interrupted (one that was there before, overwritten with
             // --force, stays, as after any failure).
-            if !path.exists() {
+            // (`symlink_metadata`: a dangling link existed before.)
+            if std::fs::symlink_metadata(path).is_err() {
                 crate::signals::remove_on_signal(path.clone());
             }
             path.clone()

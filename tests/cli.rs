@@ -908,7 +908,13 @@ fn a_refused_format_leaves_every_drive_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let paths = format_two(dir.path(), &[]);
     let before: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let refused: [&[&str]; 5] = [
+    std::os::unix::fs::symlink("no-such-folder/x.vol", dir.path().join("dangling.vol")).unwrap();
+    let refused: [&[&str]; 7] = [
+        // A second drive that is a link to nothing.
+        &["--drive-size", "4MiB", "-d", "dangling.vol"],
+        // Preallocated drives larger than any file system here holds (or
+        // than its file size limit).
+        &["--drive-size", "64TiB", "--preallocate"],
         // Drives too small for the structures at this page size.
         &["--drive-size", "4MiB", "--page-size", "1MiB"],
         // More spares than the drives have pages.

@@ -280,16 +280,64 @@ pub fn announce(notices: &[String]) {
 }
 
 /// Checks, before a tool creates or writes any of `paths`, that it can
-/// write every one: an existing file is a regular file or a block device,
-/// opens for writing and is not locked by another process; a missing one
-/// has an existing folder to be created in. So that a mistake in the
-/// second drive's name is found before the first drive is overwritten.
-pub fn check_writable(paths: &[PathBuf]) -> Result<(), ToolError> {
+/// write every one as a drive of `bytes` bytes: an existing file is a
+/// regular file or a block device, opens for writing and is not locked by
+/// another process; a missing one has an existing folder to be created in
+/// (not a dangling link); the file system lets a file be that large (a
+/// sparse file of that size is made and removed beside it) and, with
+/// `preallocate`, has room for all of them. So that a mistake in the
+/// second drive's name, or a size its file system refuses, is found before
+/// the first drive is resized or overwritten.
+pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Result<(), ToolError> {
     let file_error = |path: &Path, kind, what: &str| ToolError::File {
         path: path.to_path_buf(),
         source: std::io::Error::new(kind, what.to_string()),
     };
+    let mut needed: Vec<(std::path::PathBuf, u64)> = Vec::new();
     for path in paths {
+        if std::fs::metadata(path).is_err() && std::fs::symlink_metadata(path).is_ok() {
+            return Err(file_error(
+                path,
+                std::io::ErrorKind::NotFound,
+                "a link to nothing: name the drive file itself",
+            ));
+        }
+        let folder = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // A regular file's size limit, checked beside it (block devices
+        // have the size they have).
+        let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
+        if regular && folder.is_dir() {
+            let probe = folder.join(format!(
+                ".{}.cedarvm-size-check",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let sized = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+                .and_then(|f| f.set_len(bytes));
+            let _ = std::fs::remove_file(&probe);
+            if let Err(source) = sized
+                && source.kind() != std::io::ErrorKind::PermissionDenied
+            {
+                return Err(ToolError::Drive(disk_channel::DriveError::File {
+                    path: path.clone(),
+                    action: "set length",
+                    source,
+                }));
+            }
+            if preallocate {
+                let grown =
+                    std::fs::metadata(path).map_or(bytes, |m| bytes.saturating_sub(m.len()));
+                match needed.iter_mut().find(|(f, _)| f == folder) {
+                    Some((_, n)) => *n += grown,
+                    None => needed.push((folder.to_path_buf(), grown)),
+                }
+            }
+        }
         if let Ok(metadata) = std::fs::metadata(path) {
             if !is_drive_kind(path) {
                 let what = if metadata.is_dir() {
@@ -321,10 +369,6 @@ pub fn check_writable(paths: &[PathBuf]) -> Result<(), ToolError> {
             }
             continue;
         }
-        let folder = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         if !folder.is_dir() {
             return Err(file_error(
                 path,
@@ -332,11 +376,32 @@ pub fn check_writable(paths: &[PathBuf]) -> Result<(), ToolError> {
                 &format!("no folder {} to create it in", folder.display()),
             ));
         }
-        if rustix::fs::access(folder, rustix::fs::Access::WRITE_OK).is_err() {
+        if rustix::fs::access(
+            folder,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        )
+        .is_err()
+        {
             return Err(file_error(
                 path,
                 std::io::ErrorKind::PermissionDenied,
                 &format!("the folder {} is not writable", folder.display()),
+            ));
+        }
+    }
+    // Preallocated drives need their blocks now: room for all of them.
+    for (folder, bytes) in needed {
+        if let Ok(stat) = rustix::fs::statvfs(&folder)
+            && stat.f_bavail.saturating_mul(stat.f_frsize) < bytes
+        {
+            return Err(file_error(
+                &folder,
+                std::io::ErrorKind::StorageFull,
+                &format!(
+                    "--preallocate needs {} here and the file system has {} free",
+                    crate::human_bytes(bytes),
+                    crate::human_bytes(stat.f_bavail.saturating_mul(stat.f_frsize))
+                ),
             ));
         }
     }

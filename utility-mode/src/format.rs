@@ -97,7 +97,11 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
     // first: a request that fails here leaves every file as it was (the
     // layout, the files' kinds, folders, permissions and locks).
     request.check_layout()?;
-    crate::drives::check_writable(&request.drives)?;
+    crate::drives::check_writable(
+        &request.drives,
+        request.drive_pages.saturating_mul(request.page_size as u64),
+        request.preallocate,
+    )?;
     let notices = crate::drives::check_overwrite(&request.drives, request.force)?;
     crate::drives::announce(&notices);
     // The files this call creates, removed again if it fails: a failed

@@ -53,10 +53,18 @@ fn fill(buf: &mut [u8], page: u64, invert: bool) {
 /// either zeros (not tested) or the second pattern of its own page number
 /// (tested). A drive that was scanned and nothing else is not taken for
 /// one holding data (`drives::holds_data`).
+///
+/// Whole pages only (a short file is data), and only what it is given: a
+/// caller that looks at the first data of a file judges by that. (A volume
+/// formatted after a scan and never written holds the same patterns in its
+/// data pages; its label and header are what tell it apart.)
 pub fn is_scan_leftover(bytes: &[u8], offset: u64) -> bool {
     let mut page_size = runtable::layout::PAGE_SIZE_MIN;
     while page_size <= runtable::layout::PAGE_SIZE_MAX {
-        if offset.is_multiple_of(page_size as u64) && bytes.len() >= 8 {
+        if offset.is_multiple_of(page_size as u64)
+            && !bytes.is_empty()
+            && bytes.len().is_multiple_of(page_size)
+        {
             let mut pattern = vec![0u8; page_size];
             let first = offset / page_size as u64;
             let all = bytes.chunks(page_size).enumerate().all(|(k, chunk)| {
@@ -172,5 +180,9 @@ mod tests {
         bytes[3 * 4096 + 100] ^= 1;
         assert!(!is_scan_leftover(&bytes, 0));
         assert!(!is_scan_leftover(&[0u8; 4096], 0), "zeros are no leftover");
+        // A part of a page is data, whatever it holds.
+        let mut part = vec![0u8; 4096];
+        fill(&mut part, 0, true);
+        assert!(!is_scan_leftover(&part[..8], 0));
     }
 }

@@ -360,6 +360,18 @@ impl AddressSpace {
                 None => return Ok(monitor),
                 Some(page) => {
                     drop(monitor);
+                    // A read-around in flight: wait for it to end (its
+                    // pages' latches may already be others', a guard's).
+                    if self.reading_around(page) {
+                        self.wait_around(page);
+                        continue;
+                    }
+                    // A latch of this thread's own would never change.
+                    if held_by_this_thread(self.space_key(), page) {
+                        return Err(VmError::PageHeldByThisThread {
+                            page: PageNumber(page),
+                        });
+                    }
                     let states = self.states();
                     let seen = states.load(page);
                     if seen.tag() == TAG_LOCKED || seen.shared() > 0 {

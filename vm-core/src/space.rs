@@ -107,6 +107,8 @@ pub struct AddressSpace {
     /// frame is otherwise a guard's, and refused as busy). Added under the
     /// monitor; removed after the latches are released, without it.
     pub(crate) arounds: Mutex<Vec<(u64, u64)>>,
+    /// (q) Signalled when read-around runs leave `arounds`.
+    pub(crate) arounds_done: parking_lot::Condvar,
     /// (a) Resident hits, per-thread shards.
     pub(crate) hits: HitCounter,
     /// (a) Total time the monitor was held, nanoseconds: written at every
@@ -205,6 +207,7 @@ impl Vm {
             read_ahead: read_ahead_mode.then(ReadAheadQueue::default),
             in_transit: AtomicU64::new(0),
             arounds: Mutex::new(Vec::new()),
+            arounds_done: parking_lot::Condvar::new(),
             hits: HitCounter::default(),
             monitor_held_ns: Padded(AtomicU64::new(0)),
             poisoned: Padded(AtomicBool::new(false)),

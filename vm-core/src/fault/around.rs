@@ -186,6 +186,21 @@ impl AddressSpace {
             .any(|&(first, count)| (first..first + count).contains(&page))
     }
 
+    /// Waits until no read-around in flight covers `page` — for the
+    /// read-around, not for the page's latch, which a guard may take as
+    /// soon as the read-around lets go of it. Monitor not held.
+    pub(crate) fn wait_around(&self, page: u64) {
+        let covers = |arounds: &Vec<(u64, u64)>| {
+            arounds
+                .iter()
+                .any(|&(first, count)| (first..first + count).contains(&page))
+        };
+        let mut arounds = self.arounds.lock();
+        while covers(&arounds) {
+            self.arounds_done.wait(&mut arounds);
+        }
+    }
+
     /// Forgets read-around runs `runs` (their latches are released).
     fn done_around(&self, runs: &[(u64, u64)]) {
         let mut arounds = self.arounds.lock();
@@ -194,6 +209,8 @@ impl AddressSpace {
                 arounds.swap_remove(at);
             }
         }
+        drop(arounds);
+        self.arounds_done.notify_all();
     }
 }
 
@@ -233,19 +250,24 @@ impl Around<'_> {
             }
         }
         // In: each page no longer a transfer in flight once released (one
-        // at a time, so that a panic part way leaves the rest to the drop).
+        // at a time, so that a panic part way leaves the rest to the drop;
+        // `kill` and `free` wait for the runs to leave `arounds`, after).
         // Whatever copy the volume held is stale (`reads_from_file`).
+        // The faulting page's latch last (first in the vector), so that
+        // until the end every latch not released is the drop's to undo.
         let at_own = self
             .latches
             .iter()
             .position(|l| l.page() == self.page)
             .expect("the faulting page is one of the runs");
-        let own = self.latches.swap_remove(at_own);
-        space.in_transit.fetch_sub(1, Ordering::AcqRel);
-        while let Some(latch) = self.latches.pop() {
+        self.latches.swap(0, at_own);
+        while self.latches.len() > 1 {
+            let latch = self.latches.pop().expect("more than one");
             latch.release(TAG_RESIDENT, 0, DIRTY | ON_DISK | REFERENCED);
             space.in_transit.fetch_sub(1, Ordering::AcqRel);
         }
+        let own = self.latches.pop().expect("the faulting page's");
+        space.in_transit.fetch_sub(1, Ordering::AcqRel);
         space.done_around(&self.runs);
         Some(match intent {
             Latch::Shared => Latched::Taken(own.release_to_shared(REFERENCED, DIRTY | ON_DISK)),
