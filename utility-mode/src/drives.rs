@@ -314,15 +314,22 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
                 ".{}.cedarvm-size-check",
                 path.file_name().unwrap_or_default().to_string_lossy()
             ));
-            let sized = std::fs::OpenOptions::new()
+            // Only a probe this call made is removed (a file of that name
+            // that was there is left alone, and the check skipped).
+            let sized = match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&probe)
-                .and_then(|f| f.set_len(bytes));
-            let _ = std::fs::remove_file(&probe);
-            if let Err(source) = sized
-                && source.kind() != std::io::ErrorKind::PermissionDenied
             {
+                Ok(file) => {
+                    let sized = file.set_len(bytes);
+                    drop(file);
+                    let _ = std::fs::remove_file(&probe);
+                    sized
+                }
+                Err(_) => Ok(()),
+            };
+            if let Err(source) = sized {
                 return Err(ToolError::Drive(disk_channel::DriveError::File {
                     path: path.clone(),
                     action: "set length",
