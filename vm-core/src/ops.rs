@@ -191,6 +191,10 @@ impl AddressSpace {
                     {
                         return Ok(Some(page.0));
                     }
+                    // The latch seen may have ended while the questions
+                    // above were asked (a background read finishing: then
+                    // it no longer `covers` the page): look again.
+                    Err(word) if states.load(page.0) != word => continue,
                     Err(_) => return Err(VmError::PageBusy { page }),
                 }
                 break;
