@@ -155,6 +155,9 @@ impl AddressSpace {
         let states = self.states();
         let mut resident = Vec::new();
         for page in interval.pages() {
+            // Looks again at a latch that ended meanwhile, a few times (a
+            // reader that keeps coming back is busy, not ending).
+            let mut relooks = 0;
             loop {
                 match states.try_latch_resident(page.0) {
                     Ok(latch) => resident.push(latch),
@@ -194,7 +197,10 @@ impl AddressSpace {
                     // The latch seen may have ended while the questions
                     // above were asked (a background read finishing: then
                     // it no longer `covers` the page): look again.
-                    Err(word) if states.load(page.0) != word => continue,
+                    Err(word) if relooks < 64 && states.load(page.0) != word => {
+                        relooks += 1;
+                        continue;
+                    }
                     Err(_) => return Err(VmError::PageBusy { page }),
                 }
                 break;
