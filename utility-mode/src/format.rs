@@ -123,9 +123,16 @@ fn format_drives(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatRepor
         .drives
         .iter()
         .map(|path| {
+            let existed = path.exists();
             let mut options = FileDriveOptions::create(request.page_size, request.drive_pages);
             options.preallocate = request.preallocate;
             let drive = FileDrive::open(path, &options)?;
+            // A sparse volume formatted over an old file: the old blocks go
+            // (the old contents with them), so the new volume is as sparse
+            // as a fresh one and nothing of the old one can be read.
+            if existed && !request.preallocate && is_regular(path) {
+                punch_out(path)?;
+            }
             bar.inc(1);
             Ok(Box::new(drive) as Box<dyn Drive>)
         })
@@ -160,4 +167,38 @@ fn format_drives(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatRepor
         runs: volume.run_table().len(),
         bad_spots: bad_spots.len(),
     })
+}
+
+fn is_regular(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// Gives back every block of the regular file at `path`, keeping its size
+/// (`FALLOC_FL_PUNCH_HOLE`): it reads as zeros afterwards. Where the file
+/// system cannot punch holes, the file is left as it is (the format
+/// overwrites what it needs).
+fn punch_out(path: &std::path::Path) -> Result<(), ToolError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| ToolError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let len = file
+        .metadata()
+        .map_err(|source| ToolError::File {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    if len > 0 {
+        let _ = rustix::fs::fallocate(
+            &file,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            0,
+            len,
+        );
+    }
+    Ok(())
 }

@@ -70,7 +70,9 @@ pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
             DriveInfo {
                 path: path.clone(),
                 pages: g.drive_pages[i],
-                allocated_pages: blocks / g.page_size as u64,
+                // (The file system's own blocks for the file's extents
+                // count in `st_blocks` too: never more than the drive.)
+                allocated_pages: (blocks / g.page_size as u64).min(g.drive_pages[i]),
                 bad_spots: volume
                     .bad_spots()
                     .iter()
