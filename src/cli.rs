@@ -738,11 +738,33 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     | disk_channel::DriveError::File { .. }
                     | disk_channel::DriveError::Config { .. },
                 )) => e,
-                // A damaged volume: say where to go next.
-                ToolError::Volume(e) => ToolError::Failed(format!(
-                    "{e} (`cedarvm scavenge` with the same drives says what is wrong and \
-                     whether --repair can put it right)"
-                )),
+                // Say where to go next: to the scavenger if the drives
+                // hold something of a volume (a label, a header), else to
+                // `format`.
+                ToolError::Volume(e) => {
+                    let volume_like = !utility_mode::drives::page_size_candidates(&a.drives)
+                        .is_empty()
+                        || a.drives
+                            .first()
+                            .is_some_and(|p| utility_mode::drives::find_header(p, true).is_some());
+                    let blank = a
+                        .drives
+                        .iter()
+                        .all(|p| utility_mode::drives::holds_data(p).is_none());
+                    ToolError::Failed(if volume_like {
+                        format!(
+                            "{e} (`cedarvm scavenge` with the same drives says what is wrong \
+                             and whether --repair can put it right)"
+                        )
+                    } else if blank {
+                        format!(
+                            "{e}: the drives are blank (or only scanned): `cedarvm format` \
+                             makes a volume on them"
+                        )
+                    } else {
+                        format!("{e}: the drives hold no label or header of a volume")
+                    })
+                }
                 e => e,
             })?;
             if a.json {

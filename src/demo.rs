@@ -587,9 +587,9 @@ impl DemoReport {
             (
                 "faults",
                 format!(
-                    "{} (pages of {}; one fault brings in a run of them); {} pages zero-filled \
-                     (the keys' and the output's fresh pages), {} overwritten without a read; \
-                     {} reads and writes found their page resident",
+                    "{} (pages of {}; one fault brings in a run of them); {} fresh pages \
+                     zero-filled, {} overwritten whole without a read; {} reads and writes \
+                     found their page resident",
                     s.faults,
                     utility_mode::human_bytes(PAGE),
                     s.zero_fills,
@@ -610,8 +610,11 @@ impl DemoReport {
             ),
             (
                 "frame pool",
-                if s.frame_pool_pages == 0 {
-                    "none (transparent mode, or the kernel refused UFFDIO_MOVE)".to_string()
+                if s.frame_pool_pages == 0 && self.transparent {
+                    "none (transparent mode installs pages by copying, not by moving frames)"
+                        .to_string()
+                } else if s.frame_pool_pages == 0 {
+                    "none (the kernel refused UFFDIO_MOVE)".to_string()
                 } else {
                     format!(
                         "{} pages; {} pages moved in from it, {} evicted into it; {}",
@@ -638,8 +641,8 @@ impl DemoReport {
             (
                 "seek-aheads",
                 if s.seek_aheads_issued == 0 && self.cache == CachePolicy::Direct {
-                    "none: a direct-I/O drive takes no hint (the seed's seek-ahead is measured \
-                     on simulated drives: cedarvm bench seek-ahead)"
+                    "none: a direct-I/O drive takes no hint (Cedar's seek-ahead, for drives \
+                     with an arm, is measured on simulated ones: cedarvm bench seek-ahead)"
                         .to_string()
                 } else {
                     format!(
@@ -651,7 +654,8 @@ impl DemoReport {
             (
                 "resident",
                 format!(
-                    "high water {} of the {} budget{}; process peak RSS {:.1} MiB",
+                    "high water {} of the {} budget{}; process peak RSS {:.1} MiB (the \
+                     budget's pages, the frame pool, the program and its buffers)",
                     utility_mode::human_bytes(s.resident_high_water * PAGE),
                     utility_mode::human_bytes(self.memory_bytes),
                     if s.reclaim_pages > 0 {

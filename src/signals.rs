@@ -101,12 +101,16 @@ pub fn install() {
                 kill_children();
                 let created =
                     std::mem::take(&mut *CREATED.lock().unwrap_or_else(|e| e.into_inner()));
+                let mut removed = Vec::new();
                 for path in created {
-                    let _ = if path.is_dir() {
+                    let gone = if path.is_dir() {
                         std::fs::remove_dir_all(&path)
                     } else {
                         std::fs::remove_file(&path)
                     };
+                    if gone.is_ok() {
+                        removed.push(path);
+                    }
                 }
                 for cgroup in
                     std::mem::take(&mut *CGROUPS.lock().unwrap_or_else(|e| e.into_inner()))
@@ -119,6 +123,17 @@ pub fn install() {
                 if std::io::IsTerminal::is_terminal(&err) {
                     let _ = err.write_all(b"\r\x1b[2K");
                     let _ = err.flush();
+                }
+                // Say what went (one line; nothing if the run had made
+                // nothing yet).
+                if !removed.is_empty() {
+                    let names: Vec<String> =
+                        removed.iter().map(|p| p.display().to_string()).collect();
+                    let _ = writeln!(
+                        err,
+                        "cedarvm: interrupted; removed what the run had made: {}",
+                        names.join(", ")
+                    );
                 }
                 std::process::exit(128 + signal);
             }

@@ -505,7 +505,7 @@ fn tools_refuse_to_destroy_data_and_never_ignore_the_lock() {
     let o = cedarvm(dir.path(), &["scan", "-d", "data.bin", "--force"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("overwriting 8192 bytes"),
+        stderr(&o).contains("overwriting a file of 8192 bytes"),
         "{}",
         stderr(&o)
     );
@@ -909,7 +909,10 @@ fn a_refused_format_leaves_every_drive_as_it_was() {
     let paths = format_two(dir.path(), &[]);
     let before: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
     std::os::unix::fs::symlink("no-such-folder/x.vol", dir.path().join("dangling.vol")).unwrap();
-    let refused: [&[&str]; 7] = [
+    let refused: [&[&str]; 8] = [
+        // A drive that cannot be opened for writing, wherever checks cannot
+        // tell beforehand (root may write to the folder /proc).
+        &["--drive-size", "4MiB", "-d", "/proc/cedarvm-test.vol"],
         // A second drive that is a link to nothing.
         &["--drive-size", "4MiB", "-d", "dangling.vol"],
         // Preallocated drives larger than any file system here holds (or

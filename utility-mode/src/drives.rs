@@ -262,7 +262,7 @@ pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<Vec<String>, To
                 notices.push(format!("{}: overwriting a cedar-vm volume", path.display()))
             }
             (false, Some(bytes), true) => notices.push(format!(
-                "{}: overwriting {bytes} bytes that are not a cedar-vm volume",
+                "{}: overwriting a file of {bytes} bytes that is not a cedar-vm volume",
                 path.display()
             )),
             (false, None, _) => {}
@@ -337,8 +337,12 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
                 }));
             }
             if preallocate {
-                let grown =
-                    std::fs::metadata(path).map_or(bytes, |m| bytes.saturating_sub(m.len()));
+                // What the file holds in blocks now (a sparse old volume
+                // holds few), not its length.
+                let grown = std::fs::metadata(path).map_or(bytes, |m| {
+                    use std::os::unix::fs::MetadataExt;
+                    bytes.saturating_sub(m.blocks() * 512)
+                });
                 match needed.iter_mut().find(|(f, _)| f == folder) {
                     Some((_, n)) => *n += grown,
                     None => needed.push((folder.to_path_buf(), grown)),
@@ -377,11 +381,12 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
             continue;
         }
         if !folder.is_dir() {
-            return Err(file_error(
-                path,
-                std::io::ErrorKind::NotFound,
-                &format!("no folder {} to create it in", folder.display()),
-            ));
+            let what = if folder.exists() {
+                format!("{} is not a folder", folder.display())
+            } else {
+                format!("no folder {} to create it in", folder.display())
+            };
+            return Err(file_error(path, std::io::ErrorKind::NotFound, &what));
         }
         if rustix::fs::access(
             folder,
@@ -396,20 +401,28 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
             ));
         }
     }
-    // Preallocated drives need their blocks now: room for all of them.
-    for (folder, bytes) in needed {
+    // Preallocated drives need their blocks now: room for all of them on
+    // each file system (folders of one file system counted together).
+    let mut by_device: Vec<(u64, u64, PathBuf)> = Vec::new();
+    for (folder, bytes) in &needed {
+        use std::os::unix::fs::MetadataExt;
+        let device = std::fs::metadata(folder).map_or(0, |m| m.dev());
+        match by_device.iter_mut().find(|(d, ..)| *d == device) {
+            Some((_, n, _)) => *n += bytes,
+            None => by_device.push((device, *bytes, folder.clone())),
+        }
+    }
+    let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+    for (_, bytes, folder) in by_device {
         if let Ok(stat) = rustix::fs::statvfs(&folder)
             && stat.f_bavail.saturating_mul(stat.f_frsize) < bytes
         {
-            return Err(file_error(
-                &folder,
-                std::io::ErrorKind::StorageFull,
-                &format!(
-                    "--preallocate needs {} here and the file system has {} free",
-                    crate::human_bytes(bytes),
-                    crate::human_bytes(stat.f_bavail.saturating_mul(stat.f_frsize))
-                ),
-            ));
+            return Err(ToolError::Usage(format!(
+                "--preallocate needs {} in {} and its file system has {} free",
+                gib(bytes),
+                folder.display(),
+                gib(stat.f_bavail.saturating_mul(stat.f_frsize))
+            )));
         }
     }
     Ok(())

@@ -44,7 +44,7 @@ pub enum ToolError {
     },
     /// The tool would overwrite a file that holds data but no volume.
     #[error(
-        "{path}: holds {bytes} bytes of data that are not a cedar-vm volume; use --force to overwrite them"
+        "{path}: a file of {bytes} bytes that holds data, not a cedar-vm volume; use --force to overwrite it"
     )]
     ExistingData {
         /// The file.

@@ -41,7 +41,6 @@ impl FormatRequest {
     /// known yet: only fewer data pages can come of them.
     pub fn check_layout(&self) -> Result<(), ToolError> {
         if let Layout::Stripe { unit } = self.layout
-            && self.drives.len() > 1
             && u64::from(unit) >= self.drive_pages
         {
             return Err(ToolError::Usage(format!(
@@ -103,11 +102,10 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
         request.preallocate,
     )?;
     let notices = crate::drives::check_overwrite(&request.drives, request.force)?;
-    crate::drives::announce(&notices);
     // The files this call creates, removed again if it fails: a failed
     // format leaves nothing behind that was not there before.
     let created = request.files_to_create();
-    let result = format_drives(request, uvm);
+    let result = format_drives(request, uvm, &notices);
     if result.is_err() {
         for path in &created {
             let _ = std::fs::remove_file(path);
@@ -117,13 +115,38 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
 }
 
 /// `format` once the request has been checked.
-fn format_drives(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, ToolError> {
+fn format_drives(
+    request: &FormatRequest,
+    uvm: &UtilityVm,
+    notices: &[String],
+) -> Result<FormatReport, ToolError> {
+    // The files there before this run (an old file formatted over gives its
+    // blocks back; one made now has none).
+    let fresh = request.files_to_create();
+    // Every drive file opened — created where missing — before any is
+    // resized or written: one that cannot be (no inode left, a path under
+    // /proc) fails the format with every file as it was (the ones made
+    // here are removed by `format`).
+    for path in &request.drives {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| ToolError::File {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    // From here on the drives change: say what is being overwritten.
+    crate::drives::announce(notices);
     let bar = progress(request.drives.len() as u64, "create");
     let drives = request
         .drives
         .iter()
         .map(|path| {
-            let existed = path.exists();
+            let existed = !fresh.contains(path);
             let mut options = FileDriveOptions::create(request.page_size, request.drive_pages);
             options.preallocate = request.preallocate;
             let drive = FileDrive::open(path, &options)?;
