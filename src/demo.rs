@@ -199,6 +199,11 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             // (`symlink_metadata`: a dangling link existed before.)
             if std::fs::symlink_metadata(path).is_err() {
                 crate::signals::remove_on_signal(path.clone());
+            } else {
+                // Said as `format --force` says it.
+                let notices =
+                    utility_mode::drives::check_overwrite(std::slice::from_ref(path), true)?;
+                utility_mode::drives::announce(&notices);
             }
             path.clone()
         }

@@ -155,7 +155,9 @@ impl Geometry {
             if pages < needed {
                 return Err(VolumeError::BadGeometry {
                     reason: format!(
-                        "{drive} has {pages} pages; its label, headers and spares need {needed}"
+                        "{drive} has {pages} page{}; its label, headers and spares alone need \
+                         {needed}, and the data pages come on top",
+                        if pages == 1 { "" } else { "s" }
                     ),
                 });
             }
