@@ -68,7 +68,7 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Seeds to run, from --first-seed (at least 1).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 0)]
@@ -84,7 +84,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum)]
     fault_service: Option<ServiceArg>,
     /// Seconds after which a seed counts as hung (at least 1).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 60, value_parser = at_least_one)]
     hang_after: u64,
     /// Run the damaged-volume campaign of the tools instead of the VM's:
     /// random volumes, damaged one way each, held to what `info` and
@@ -206,7 +206,7 @@ pub struct OutOfCoreSideArgs {
 #[derive(Args, Debug)]
 pub struct IpcArgs {
     /// Messages per transport (at least 1).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one)]
     messages: u64,
     /// Print the report as JSON.
     #[arg(long)]
@@ -1089,5 +1089,14 @@ where
                 _ => 4,
             }
         }
+    }
+}
+
+/// A count that must be at least 1, said so when it is not.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
     }
 }
