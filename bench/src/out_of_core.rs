@@ -1401,36 +1401,55 @@ impl OutOfCoreReport {
             }
         }
         if self.side(Side::VmMapped).is_some() {
-            t.push_str(&format!(
-                "\n{:<13} {:>9} {:>10} {:>9} {:>10} {:>10}\n",
-                "file mapping", "mapped s", "advised s", "kernel s", "mapped/adv", "mapped/ker"
-            ));
+            // Columns only for the kernel's sides that ran.
+            let kernels: Vec<(Side, &str, &str)> = [
+                (Side::KernelAdvised, "advised s", "mapped/adv"),
+                (Side::Kernel, "kernel s", "mapped/ker"),
+            ]
+            .into_iter()
+            .filter(|&(side, ..)| self.side(side).is_some())
+            .collect();
+            let mut head = format!("\n{:<13} {:>9}", "file mapping", "mapped s");
+            for &(_, seconds, _) in &kernels {
+                head.push_str(&format!(" {seconds:>10}"));
+            }
+            for &(_, _, ratio_name) in &kernels {
+                head.push_str(&format!(" {ratio_name:>10}"));
+            }
+            t.push_str(&head);
+            t.push('\n');
             for name in ["fill", "scan", "uniform", "zipf", "uniform-fit"] {
                 let mapped = self.seconds(Side::VmMapped, name);
                 if mapped.is_none() {
                     continue;
                 }
-                let advised = self.seconds(Side::KernelAdvised, name);
-                let plain = self.seconds(Side::Kernel, name);
-                t.push_str(&format!(
-                    "{:<13} {:>9} {:>10} {:>9} {:>10} {:>10}\n",
+                let mut row = format!(
+                    "{:<13} {:>9}",
                     name,
-                    cell_of(mapped, failed(Side::VmMapped)),
-                    cell_of(advised, failed(Side::KernelAdvised)),
-                    cell_of(plain, failed(Side::Kernel)),
-                    ratio(mapped, advised),
-                    ratio(mapped, plain)
-                ));
+                    cell_of(mapped, failed(Side::VmMapped))
+                );
+                for &(side, ..) in &kernels {
+                    row.push_str(&format!(
+                        " {:>10}",
+                        cell_of(self.seconds(side, name), failed(side))
+                    ));
+                }
+                for &(side, ..) in &kernels {
+                    row.push_str(&format!(" {:>10}", ratio(mapped, self.seconds(side, name))));
+                }
+                t.push_str(&row);
+                t.push('\n');
             }
             let cache = self
                 .side(Side::VmMapped)
                 .and_then(|s| s.cache)
                 .map_or("?", |c| c.name());
             t.push_str(&format!(
-                "mapped: the data set a shared map_file of a file (page cache: {cache}), the copying \
-                 API under Normal advice (read-around while it pays: compare with the kernel \
-                 without advice);\n  the kernel's sides a shared mmap of a file (uniform-fit: a \
-                 working set of 3/4 of the budget)\n"
+                "mapped: the VM's map_file of the data set's file (shared; page cache: {cache}), \
+                 read through the copying API without advice, so it reads around faults while \
+                 that pays — compare it with the kernel without advice.\n  kernel: the kernel's \
+                 shared mmap of the same file. uniform-fit: random reads over a working set of \
+                 3/4 of the budget.\n"
             ));
         }
         // The vm side against itself with a part of the frame pool off.
