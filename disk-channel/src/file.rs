@@ -37,7 +37,7 @@ use std::io::{self, ErrorKind, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Alignment of direct-I/O buffers and offsets.
@@ -143,6 +143,9 @@ pub struct FileDrive {
 struct FileIo {
     name: String,
     file: File,
+    /// More descriptors of `file` for reading, one per thread in turn
+    /// ([`readers_of`]).
+    readers: Vec<File>,
     page_size: usize,
     page_count: u64,
     /// The policy in force (`Direct` asked for may have become
@@ -269,6 +272,7 @@ impl FileDrive {
             io: Arc::new(FileIo {
                 ring: Mutex::new(ring),
                 name,
+                readers: readers_of(&file, cache),
                 file,
                 page_size: options.page_size,
                 page_count,
@@ -310,7 +314,49 @@ impl FileDrive {
     }
 }
 
+/// Further descriptors of `file` for reading (open file descriptions of
+/// their own, through `/proc/self/fd`; none where that is refused), with
+/// the same page-cache policy.
+///
+/// Why: every `pread` takes a reference on its descriptor's open file
+/// description, an atomic count that two threads reading through one
+/// descriptor pass between their cores at every call. Measured (a scratch
+/// program, page-cache reads of 4 KiB by two threads): 2.70M reads/s
+/// through one descriptor, 3.19M with one each; through the VM, two
+/// threads faulting from the page cache: 556–569k faults/s with one
+/// descriptor, 583–593k with these.
+fn readers_of(file: &File, cache: CachePolicy) -> Vec<File> {
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+    (0..READERS)
+        .map_while(|_| {
+            let mut open = OpenOptions::new();
+            open.read(true);
+            if cache == CachePolicy::Direct {
+                open.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+            }
+            open.open(&path).ok()
+        })
+        .collect()
+}
+
+/// Descriptors for reading a drive beside its own (see [`readers_of`]).
+const READERS: usize = 3;
+
 impl FileIo {
+    /// The descriptor this thread reads through: its own of the drive's
+    /// (threads taken in turn), so that two threads do not share one.
+    fn reader(&self) -> &File {
+        thread_local!(static TURN: usize = {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        });
+        let turn = TURN.with(|t| *t) % (self.readers.len() + 1);
+        match turn {
+            0 => &self.file,
+            k => &self.readers[k - 1],
+        }
+    }
+
     /// With [`CachePolicy::DropBehind`], tells the kernel it may drop the
     /// cached pages of a transfer that just ended.
     fn drop_behind(&self, offset: u64, len: usize) {
@@ -366,8 +412,9 @@ impl FileIo {
 
     /// Reads at `offset` until `buf` is full; past the end of file is zeros.
     fn read_fully(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        let file = self.reader();
         while !buf.is_empty() {
-            match self.file.read_at(buf, offset) {
+            match file.read_at(buf, offset) {
                 Ok(0) => {
                     buf.fill(0);
                     return Ok(());
