@@ -325,7 +325,18 @@ impl FileDrive {
 /// through one descriptor, 3.19M with one each; through the VM, two
 /// threads faulting from the page cache: 556–569k faults/s with one
 /// descriptor, 583–593k with these.
+///
+/// None while the process already has more than a quarter of its limit
+/// of descriptors open: a tool opening many drives must not run out of
+/// them for a drive's own (and then name the wrong drive).
 fn readers_of(file: &File, cache: CachePolicy) -> Vec<File> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let open = std::fs::read_dir("/proc/self/fd").map_or(u64::MAX, |d| d.count() as u64);
+    if open.saturating_add(READERS as u64) > limit / 4 {
+        return Vec::new();
+    }
     let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
     (0..READERS)
         .map_while(|_| {
@@ -343,8 +354,9 @@ fn readers_of(file: &File, cache: CachePolicy) -> Vec<File> {
 const READERS: usize = 3;
 
 impl FileIo {
-    /// The descriptor this thread reads through: its own of the drive's
-    /// (threads taken in turn), so that two threads do not share one.
+    /// The descriptor this thread reads through: threads take the drive's
+    /// descriptors in turn (the process's threads in the order they first
+    /// read), so two threads seldom share one.
     fn reader(&self) -> &File {
         thread_local!(static TURN: usize = {
             static NEXT: AtomicUsize = AtomicUsize::new(0);

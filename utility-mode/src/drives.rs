@@ -302,14 +302,21 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
                 "a link to nothing: name the drive file itself",
             ));
         }
-        let folder = path
+        // The folder the file is (or will be) in: a link's target's, not
+        // the link's.
+        let real = std::fs::canonicalize(path).ok();
+        let folder = real
+            .as_deref()
+            .unwrap_or(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         // A regular file's size limit, checked beside it (block devices
-        // have the size they have).
-        let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
-        if regular && folder.is_dir() {
+        // have the size they have; a file already that large needs none).
+        let metadata = std::fs::metadata(path).ok();
+        let regular = metadata.as_ref().is_none_or(|m| m.is_file());
+        let large_enough = metadata.as_ref().is_some_and(|m| m.len() >= bytes);
+        if regular && !large_enough && folder.is_dir() {
             let probe = folder.join(format!(
                 ".{}.cedarvm-size-check",
                 path.file_name().unwrap_or_default().to_string_lossy()

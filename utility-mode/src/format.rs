@@ -146,21 +146,26 @@ fn format_drives(
         .drives
         .iter()
         .map(|path| {
-            let existed = !fresh.contains(path);
             let mut options = FileDriveOptions::create(request.page_size, request.drive_pages);
             options.preallocate = request.preallocate;
             let drive = FileDrive::open(path, &options)?;
-            // A sparse volume formatted over an old file: the old blocks go
-            // (the old contents with them), so the new volume is as sparse
-            // as a fresh one and nothing of the old one can be read.
-            if existed && !request.preallocate && is_regular(path) {
-                punch_out(path)?;
-            }
             bar.inc(1);
             Ok(Box::new(drive) as Box<dyn Drive>)
         })
         .collect::<Result<Vec<_>, ToolError>>()?;
     bar.finish_and_clear();
+    // A sparse volume formatted over an old file: the old blocks go (the
+    // old contents with them), so the new volume is as sparse as a fresh
+    // one and nothing of the old one can be read. Once every drive is
+    // open and sized: a drive that fails to open leaves the others'
+    // contents where they were.
+    if !request.preallocate {
+        for path in request.drives.iter().filter(|p| !fresh.contains(p)) {
+            if is_regular(path) {
+                punch_out(path)?;
+            }
+        }
+    }
     let channel = DiskChannel::new(drives)?;
     let scan_report = match request.scan {
         Some(mode) => Some(scan(&channel, mode, uvm)?),
