@@ -172,13 +172,9 @@ impl AddressSpace {
                         states.wait_for_change(page.0, word);
                         continue;
                     }
-                    // Being read around (a mapped file's fault): its read
-                    // ends, or is undone, without the monitor — wait for it.
-                    Err(word) if word.tag() == TAG_LOCKED && self.reading_around(page.0) => {
-                        return Ok(Some(page.0));
-                    }
-                    // Being read ahead: its read may need the monitor to
-                    // be undone, so the wait happens without it.
+                    // Being read ahead, or read around (a mapped file's
+                    // fault): its read ends, or is undone, without the
+                    // monitor (which the undoing may need) — wait for it.
                     Err(word)
                         if word.tag() == TAG_LOCKED
                             && self.read_ahead.as_ref().is_some_and(|q| q.covers(page.0)) =>
@@ -370,10 +366,10 @@ impl AddressSpace {
                 None => return Ok(monitor),
                 Some(page) => {
                     drop(monitor);
-                    // A read-around in flight: wait for it to end (its
-                    // pages' latches may already be others', a guard's).
-                    if self.reading_around(page) {
-                        self.wait_around(page);
+                    // A read in flight: wait for it to end (its pages'
+                    // latches may already be others', a guard's).
+                    if let Some(queue) = self.read_ahead.as_ref().filter(|q| q.covers(page)) {
+                        queue.wait_uncovered(page);
                         continue;
                     }
                     // A latch of this thread's own would never change.

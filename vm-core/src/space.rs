@@ -101,14 +101,6 @@ pub struct AddressSpace {
     /// read-ahead — each holding a frame: the clock does not wait for
     /// their latches under the monitor (their holders may need it).
     pub(crate) in_transit: AtomicU64,
-    /// (q) The runs `(first page, count)` of the mapped-file read-arounds in
-    /// flight (`fault::around`): latched, with frames, read without the
-    /// monitor. `kill` and `free` wait for them (a latched page with a
-    /// frame is otherwise a guard's, and refused as busy). Added under the
-    /// monitor; removed after the latches are released, without it.
-    pub(crate) arounds: Mutex<Vec<(u64, u64)>>,
-    /// (q) Signalled when read-around runs leave `arounds`.
-    pub(crate) arounds_done: parking_lot::Condvar,
     /// (a) Resident hits, per-thread shards.
     pub(crate) hits: HitCounter,
     /// (a) Total time the monitor was held, nanoseconds: written at every
@@ -206,8 +198,6 @@ impl Vm {
             worker_queue: worker_mode.then(FaultQueue::default),
             read_ahead: read_ahead_mode.then(ReadAheadQueue::default),
             in_transit: AtomicU64::new(0),
-            arounds: Mutex::new(Vec::new()),
-            arounds_done: parking_lot::Condvar::new(),
             hits: HitCounter::default(),
             monitor_held_ns: Padded(AtomicU64::new(0)),
             poisoned: Padded(AtomicBool::new(false)),

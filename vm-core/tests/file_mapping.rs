@@ -853,7 +853,7 @@ fn kill_waits_for_a_read_around_in_flight_on_its_pages() {
         .unwrap();
     let base = vm.address_of(interval.page);
     let killed = vm_core::Interval::new(interval.page.0 + 40, 8);
-    let rounds = 2000;
+    let rounds = 6000;
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut page = vec![0u8; PAGE];

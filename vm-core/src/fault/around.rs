@@ -33,8 +33,11 @@
 //! otherwise evict a window's worth at every fault near its end. The
 //! caller then serves the page alone, and meets the error itself.
 //!
-//! `kill` and `free` wait for a read-around in flight on their pages
-//! (`AddressSpace::arounds`), as they wait for a planned read-ahead.
+//! `kill` and `free` wait for a read-around in flight on their pages as
+//! they wait for a planned read-ahead: its runs are registered with the
+//! read-ahead queue (`ReadAheadQueue::around`) while it is read. (A mapped
+//! file implies a volume, and so, in this scope, the read-ahead thread's
+//! queue; without one there is no read-around.)
 //!
 //! The read is ordered against nothing the monitor orders: an eviction's
 //! write-back through *another* mapping of the same file may land while it
@@ -87,6 +90,7 @@ impl AddressSpace {
         page: u64,
         window: u64,
     ) -> Option<Around<'_>> {
+        let queue = self.read_ahead.as_ref()?;
         let (file, at_page) = self.absent_from_file(monitor, page)?;
         // The window, inside the mapping, whose file pages are consecutive
         // (`continues`): half before `page`, the rest after, and what the
@@ -151,7 +155,7 @@ impl AddressSpace {
             monitor.forget_copies(p, p + len);
         }
         self.in_transit.fetch_add(wanted, Ordering::AcqRel);
-        self.arounds.lock().extend_from_slice(&runs);
+        queue.around(&runs);
         monitor.counters.read_aheads += wanted - 1;
         monitor.counters.cluster_reads += 1;
         let limit = 4 * monitor.budget() as usize;
@@ -176,41 +180,15 @@ impl AddressSpace {
             latches,
         })
     }
+}
 
-    /// Whether `page` is latched by a read-around in flight (its latch
-    /// ends without the monitor: `kill` and `free` wait for it).
-    pub(crate) fn reading_around(&self, page: u64) -> bool {
-        self.arounds
-            .lock()
-            .iter()
-            .any(|&(first, count)| (first..first + count).contains(&page))
-    }
-
-    /// Waits until no read-around in flight covers `page` — for the
-    /// read-around, not for the page's latch, which a guard may take as
-    /// soon as the read-around lets go of it. Monitor not held.
-    pub(crate) fn wait_around(&self, page: u64) {
-        let covers = |arounds: &Vec<(u64, u64)>| {
-            arounds
-                .iter()
-                .any(|&(first, count)| (first..first + count).contains(&page))
-        };
-        let mut arounds = self.arounds.lock();
-        while covers(&arounds) {
-            self.arounds_done.wait(&mut arounds);
-        }
-    }
-
-    /// Forgets read-around runs `runs` (their latches are released).
-    fn done_around(&self, runs: &[(u64, u64)]) {
-        let mut arounds = self.arounds.lock();
-        for run in runs {
-            if let Some(at) = arounds.iter().position(|r| r == run) {
-                arounds.swap_remove(at);
-            }
-        }
-        drop(arounds);
-        self.arounds_done.notify_all();
+impl AddressSpace {
+    /// The read-around runs `runs` are read or undone (see `plan_read_around`).
+    fn around_done(&self, runs: &[(u64, u64)]) {
+        self.read_ahead
+            .as_ref()
+            .expect("a read-around implies the queue")
+            .around_done(runs);
     }
 }
 
@@ -251,7 +229,7 @@ impl Around<'_> {
         }
         // In: each page no longer a transfer in flight once released (one
         // at a time, so that a panic part way leaves the rest to the drop;
-        // `kill` and `free` wait for the runs to leave `arounds`, after).
+        // `kill` and `free` wait for the runs to leave the queue, after).
         // Whatever copy the volume held is stale (`reads_from_file`).
         // The faulting page's latch last (first in the vector), so that
         // until the end every latch not released is the drop's to undo.
@@ -268,7 +246,7 @@ impl Around<'_> {
         }
         let own = self.latches.pop().expect("the faulting page's");
         space.in_transit.fetch_sub(1, Ordering::AcqRel);
-        space.done_around(&self.runs);
+        space.around_done(&self.runs);
         Some(match intent {
             Latch::Shared => Latched::Taken(own.release_to_shared(REFERENCED, DIRTY | ON_DISK)),
             // (No read-around is planned for an overwrite; as a single
@@ -306,7 +284,7 @@ impl Drop for Around<'_> {
             drop(latch);
         }
         space.in_transit.fetch_sub(left, Ordering::AcqRel);
-        space.done_around(&self.runs);
+        space.around_done(&self.runs);
         for &(p, len) in &self.runs {
             monitor.files.forget_around(p..p + len);
         }

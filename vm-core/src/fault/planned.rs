@@ -61,6 +61,10 @@ struct Queue {
     cleaning: Vec<(u64, u64)>,
     /// Reads taken by the thread and not finished: their pages.
     reading: Vec<(u64, u64)>,
+    /// The runs of the mapped-file read-arounds in flight, read by the
+    /// faulting threads themselves (`around`): not this thread's work, but
+    /// latched pages `free` and `kill` wait for as for the others.
+    around: Vec<(u64, u64)>,
     stopping: bool,
 }
 
@@ -72,6 +76,8 @@ pub(crate) struct ReadAheadQueue {
     work: Condvar,
     /// Signalled when a cleaning ends.
     cleaning_over: Condvar,
+    /// Signalled when a read (planned, or a read-around) ends.
+    reading_over: Condvar,
     /// Pages the thread has cleaned (written and marked clean).
     pub(crate) cleaned: AtomicU64,
 }
@@ -95,10 +101,14 @@ impl ReadAheadQueue {
         (queue.planned.len() + queue.reading.len(), pages)
     }
 
-    /// Whether `page` belongs to a read planned or in flight (its latch is
-    /// the read-ahead's: it ends without the monitor on success).
+    /// Whether `page` belongs to a read planned or in flight, or to a
+    /// read-around in flight (its latch is the read's: it ends without the
+    /// monitor).
     pub(crate) fn covers(&self, page: u64) -> bool {
-        let queue = self.queue.lock();
+        Self::covering(&self.queue.lock(), page)
+    }
+
+    fn covering(queue: &Queue, page: u64) -> bool {
         let inside = |start: u64, count: u64| (start..start + count).contains(&page);
         queue
             .planned
@@ -107,7 +117,35 @@ impl ReadAheadQueue {
             || queue
                 .reading
                 .iter()
+                .chain(&queue.around)
                 .any(|&(start, count)| inside(start, count))
+    }
+
+    /// Waits until no read planned or in flight covers `page` — for the
+    /// read, not for the page's latch, which others (a guard of the caller
+    /// itself, even) may take as soon as the read lets go of it.
+    pub(crate) fn wait_uncovered(&self, page: u64) {
+        let mut queue = self.queue.lock();
+        while Self::covering(&queue, page) {
+            self.reading_over.wait(&mut queue);
+        }
+    }
+
+    /// A read-around's runs, latched, are being read (see `around`).
+    pub(super) fn around(&self, runs: &[(u64, u64)]) {
+        self.queue.lock().around.extend_from_slice(runs);
+    }
+
+    /// A read-around's runs are read (or undone), their latches released.
+    pub(super) fn around_done(&self, runs: &[(u64, u64)]) {
+        let mut queue = self.queue.lock();
+        for run in runs {
+            if let Some(at) = queue.around.iter().position(|r| r == run) {
+                queue.around.swap_remove(at);
+            }
+        }
+        drop(queue);
+        self.reading_over.notify_all();
     }
 
     /// Whether `page` belongs to the cleaning planned or being written (its
@@ -194,5 +232,7 @@ impl ReadAheadQueue {
         if let Some(at) = queue.reading.iter().position(|&run| run == (page, count)) {
             queue.reading.swap_remove(at);
         }
+        drop(queue);
+        self.reading_over.notify_all();
     }
 }
