@@ -271,6 +271,33 @@ pub fn check_overwrite(paths: &[PathBuf], force: bool) -> Result<Vec<String>, To
     Ok(notices)
 }
 
+/// Opens (creating it if missing) the drive file at `path` for writing,
+/// and checks that no other process holds its lock — without taking it,
+/// and without changing the file. A tool about to write several drives
+/// opens them all so first: one that cannot be written fails the tool
+/// before any other is touched.
+pub fn open_unlocked(path: &Path) -> Result<(), ToolError> {
+    let file_error = |source| ToolError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(file_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(disk_channel::DriveError::InUse {
+            path: path.to_path_buf(),
+        }
+        .into()),
+        Err(std::fs::TryLockError::Error(source)) => Err(file_error(source)),
+    }
+}
+
 /// Says on standard error what [`check_overwrite`] found a tool is about
 /// to destroy.
 pub fn announce(notices: &[String]) {
@@ -281,8 +308,8 @@ pub fn announce(notices: &[String]) {
 
 /// Checks, before a tool creates or writes any of `paths`, that it can
 /// write every one as a drive of `bytes` bytes: an existing file is a
-/// regular file or a block device, opens for writing and is not locked by
-/// another process; a missing one has an existing folder to be created in
+/// regular file or a block device; a missing one has an existing folder
+/// to be created in
 /// (not a dangling link); the file system lets a file be that large (a
 /// sparse file of that size is made and removed beside it) and, with
 /// `preallocate`, has room for all of them. So that a mistake in the
@@ -365,26 +392,8 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
                 };
                 return Err(file_error(path, std::io::ErrorKind::InvalidInput, what));
             }
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|source| ToolError::File {
-                    path: path.clone(),
-                    source,
-                })?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(disk_channel::DriveError::InUse { path: path.clone() }.into());
-                }
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(ToolError::File {
-                        path: path.clone(),
-                        source,
-                    });
-                }
-            }
+            // (Whether it opens for writing, and its lock, `open_unlocked`
+            // tells, as the tool opens it.)
             continue;
         }
         if !folder.is_dir() {

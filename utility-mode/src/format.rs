@@ -123,21 +123,12 @@ fn format_drives(
     // The files there before this run (an old file formatted over gives its
     // blocks back; one made now has none).
     let fresh = request.files_to_create();
-    // Every drive file opened — created where missing — before any is
-    // resized or written: one that cannot be (no inode left, a path under
-    // /proc) fails the format with every file as it was (the ones made
-    // here are removed by `format`).
+    // Every drive file opened — created where missing — and its lock
+    // checked before any is resized or written: one that cannot be (in use,
+    // no inode left, a path under /proc) fails the format with every file
+    // as it was (the ones made here are removed by `format`).
     for path in &request.drives {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|source| ToolError::File {
-                path: path.clone(),
-                source,
-            })?;
+        crate::drives::open_unlocked(path)?;
     }
     // From here on the drives change: say what is being overwritten.
     crate::drives::announce(notices);

@@ -55,9 +55,9 @@
 //! they were used before it came to them; when fewer than one in five
 //! were, read-around stops but for every 256th fault; new advice starts
 //! it afresh. The read-around is decided under the monitor and read
-//! without it (`fault::around`): faults of other threads go on meanwhile,
-//! and wait only for the pages being read. Transparent mode has no read-around (plain loads set no
-//! reference bit to learn from); its stream detection applies.
+//! without it: faults of other threads go on meanwhile, and wait only for
+//! the pages being read. Transparent mode has no read-around (plain loads
+//! set no reference bit to learn from); its stream detection applies.
 //!
 //! Known limits: the VM is not coherent with writes made to the file
 //! outside it — a page already resident (or, in transparent mode, on the
@@ -692,11 +692,8 @@ impl FileMaps {
     /// Stops following pages `pages` read around (their read failed: they
     /// are absent again).
     pub(crate) fn forget_around(&mut self, pages: std::ops::Range<u64>) {
-        if self.around.is_empty() {
-            return;
-        }
-        for page in pages {
-            self.around.remove(&page);
+        if !self.around.is_empty() {
+            self.around.retain(|p, _| !pages.contains(p));
         }
     }
 
@@ -714,7 +711,7 @@ impl FileMaps {
     /// New advice on `[start, end)`: the read-around of the files mapped
     /// there learns afresh.
     pub(crate) fn new_phase(&mut self, start: u64, end: u64) {
-        self.around.retain(|&p, _| !(start..end).contains(&p));
+        self.forget_around(start..end);
         for first in overlapping(&self.entries, start, end, |e| e.count) {
             self.entries[&first].file.new_phase();
         }
@@ -723,7 +720,7 @@ impl FileMaps {
     /// Forgets the mappings and maximum protections of `[start, end)` (it
     /// was freed).
     pub(crate) fn remove(&mut self, start: u64, end: u64) {
-        self.around.retain(|&p, _| !(start..end).contains(&p));
+        self.forget_around(start..end);
         cut(
             &mut self.entries,
             start,

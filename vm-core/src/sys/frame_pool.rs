@@ -1001,19 +1001,29 @@ mod chunk_tests {
     use crate::sys::mapping::Mapping;
     use std::sync::atomic::Ordering::Relaxed;
 
+    /// A region of `pages` OS pages and a pool of `slots` for it (with
+    /// huge-page `chunks` or not), or `None` — the reason printed — where
+    /// the kernel refuses the pool. (The pool first: it drops before the
+    /// region it was registered over.)
+    fn test_pool(pages: usize, slots: usize, chunks: bool) -> Option<(FramePool, Mapping)> {
+        let ps = rustix::param::page_size();
+        let region = Mapping::new(pages * ps, "test region").unwrap();
+        match FramePool::new(region.base.as_ptr(), region.len, slots, ps, chunks) {
+            Ok(pool) => Some((pool, region)),
+            Err(e) => {
+                eprintln!("skipped: no frame pool here: {e}");
+                None
+            }
+        }
+    }
+
     /// A chunk committed ahead is split at once (its pages stay where they
     /// are), so two reads use it at the same time, with no second commit;
     /// a run moves in whole.
     #[test]
     fn a_chunk_committed_ahead_serves_two_reads_at_once() {
-        let ps = rustix::param::page_size();
-        let region = Mapping::new(4096 * ps, "test region").unwrap();
-        let pool = match FramePool::new(region.base.as_ptr(), region.len, 1024, ps, true) {
-            Ok(pool) => pool,
-            Err(e) => {
-                eprintln!("skipped: no frame pool here: {e}");
-                return;
-            }
+        let Some((pool, region)) = test_pool(4096, 1024, true) else {
+            return;
         };
         if pool.chunks == 0 {
             eprintln!("skipped: the kernel gives no huge pages here (or not again after a split)");
@@ -1059,13 +1069,8 @@ mod chunk_tests {
     #[test]
     fn a_run_moved_in_by_parts_leaves_the_pages_between_as_they_were() {
         let ps = rustix::param::page_size();
-        let region = Mapping::new(64 * ps, "test region").unwrap();
-        let pool = match FramePool::new(region.base.as_ptr(), region.len, 64, ps, false) {
-            Ok(pool) => pool,
-            Err(e) => {
-                eprintln!("skipped: no frame pool here: {e}");
-                return;
-            }
+        let Some((pool, region)) = test_pool(64, 64, false) else {
+            return;
         };
         let base = region.base.as_ptr();
         // Page 3 holds something of its own.
