@@ -491,6 +491,19 @@ fn tools_refuse_to_destroy_data_and_never_ignore_the_lock() {
         let o = cedarvm(dir.path(), args);
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
     }
+    // At 1 MiB pages too: the leftover is judged by the first 64 KiB of
+    // its first data (`scan::is_scan_leftover` is tested on a later page).
+    std::fs::File::create(dir.path().join("big-pages.vol"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    for round in 0..2 {
+        let o = cedarvm(
+            dir.path(),
+            &["scan", "-d", "big-pages.vol", "--page-size", "1MiB"],
+        );
+        assert_eq!(code(&o), 0, "round {round}: {}", stderr(&o));
+    }
     // With --force the notes would go, but 16 bytes hold no page: the
     // scan is refused, and says nothing of overwriting them.
     let o = cedarvm(dir.path(), &["scan", "-d", "notes.txt", "--force"]);

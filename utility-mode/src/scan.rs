@@ -54,17 +54,21 @@ fn fill(buf: &mut [u8], page: u64, invert: bool) {
 /// (tested). A drive that was scanned and nothing else is not taken for
 /// one holding data (`drives::holds_data`).
 ///
-/// Whole pages only (a short file is data), and only what it is given: a
-/// caller that looks at the first data of a file judges by that. (A volume
-/// formatted after a scan and never written holds the same patterns in its
-/// data pages; its label and header are what tell it apart.)
+/// From a page's start, and in whole multiples of the least page size
+/// (a short file, or a few bytes, are data). The last page may be cut
+/// short: a caller that looks at the first 64 KiB of a drive of 1 MiB
+/// pages judges by the start of its first page, and only by what it is
+/// given. (A volume formatted after a scan and never written holds the
+/// same patterns in its data pages; its label and header are what tell
+/// it apart.)
 pub fn is_scan_leftover(bytes: &[u8], offset: u64) -> bool {
-    let mut page_size = runtable::layout::PAGE_SIZE_MIN;
+    let unit = runtable::layout::PAGE_SIZE_MIN;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(unit) || bytes.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let mut page_size = unit;
     while page_size <= runtable::layout::PAGE_SIZE_MAX {
-        if offset.is_multiple_of(page_size as u64)
-            && !bytes.is_empty()
-            && bytes.len().is_multiple_of(page_size)
-        {
+        if offset.is_multiple_of(page_size as u64) {
             let mut pattern = vec![0u8; page_size];
             let first = offset / page_size as u64;
             let all = bytes.chunks(page_size).enumerate().all(|(k, chunk)| {
@@ -74,7 +78,7 @@ pub fn is_scan_leftover(bytes: &[u8], offset: u64) -> bool {
                 fill(&mut pattern, first + k as u64, true);
                 chunk == &pattern[..chunk.len()]
             });
-            if all && bytes.iter().any(|&b| b != 0) {
+            if all {
                 return true;
             }
         }
@@ -184,5 +188,23 @@ mod tests {
         let mut part = vec![0u8; 4096];
         fill(&mut part, 0, true);
         assert!(!is_scan_leftover(&part[..8], 0));
+    }
+
+    #[test]
+    fn the_start_of_a_large_pages_leftover_is_recognised() {
+        // What `holds_data` reads of a drive scanned at 1 MiB pages: the
+        // first 64 KiB of page 0, and of page 5 (the first data of a file
+        // whose pages 0-4 were not tested).
+        let mut page = vec![0u8; 1 << 20];
+        fill(&mut page, 0, true);
+        assert!(is_scan_leftover(&page[..64 * 1024], 0));
+        fill(&mut page, 5, true);
+        assert!(is_scan_leftover(&page[..64 * 1024], 5 << 20));
+        // Page 5's pattern where page 4's would be is not what a scan left.
+        assert!(!is_scan_leftover(&page[..64 * 1024], 4 << 20));
+        // Nor is the start with one byte changed.
+        let mut head = page[..64 * 1024].to_vec();
+        head[60_000] ^= 0x40;
+        assert!(!is_scan_leftover(&head, 5 << 20));
     }
 }
