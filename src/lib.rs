@@ -24,12 +24,18 @@
 //! use cedar_vm::prelude::*;
 //!
 //! // A file-backed VM from this crate alone: one drive, 256 pages of
-//! // address space, 16 pages of real memory.
+//! // address space, 16 pages of real memory. The drive is sized for the
+//! // 256 pages and the volume's labels, headers and spares.
 //! let dir = tempfile::tempdir().unwrap();
-//! let drive = FileDrive::open(dir.path().join("v.vol"), &FileDriveOptions::create(4096, 300))
-//!     .unwrap();
+//! let format = FormatOptions::new(4096, 256);
+//! let drive_pages = Volume::drive_pages_for(&format, 1).unwrap();
+//! let drive = FileDrive::open(
+//!     dir.path().join("v.vol"),
+//!     &FileDriveOptions::create(4096, drive_pages),
+//! )
+//! .unwrap();
 //! let channel = DiskChannel::new(vec![Box::new(drive)]).unwrap();
-//! let volume = Volume::format(channel, &FormatOptions::new(4096, 256)).unwrap();
+//! let volume = Volume::format(channel, &format).unwrap();
 //! let vm = Vm::new(VmConfig::new(256, 16), Backing::Volume(volume)).unwrap();
 //! let interval: Interval = vm.allocate(64).unwrap();
 //! let at: VAddr = vm.address_of(interval.page);
@@ -48,10 +54,14 @@ pub use vm_core;
 /// What an embedder needs to build and use a VM, file-backed or
 /// real-memory-only, from this one crate.
 pub mod prelude {
-    pub use disk_channel::{DiskChannel, Drive, FileDrive, FileDriveOptions, SimDrive};
+    pub use disk_channel::{
+        CachePolicy, DiskChannel, Drive, FileDrive, FileDriveOptions, SimDrive,
+    };
     pub use runtable::{FormatOptions, Interval, PageCount, PageNumber, Volume};
+    pub use vm_core::bytemuck::{self, Pod, Zeroable};
     pub use vm_core::{
-        Advice, Backing, FaultService, PageMut, PageRef, PageState, SpaceFiles, VAddr, Vm, VmArray,
+        Advice, Backing, DataState, FaultService, FileStats, MapFile, MonitorScope, PageMut,
+        PageRef, PageState, Protection, Sharing, SpaceFiles, VAddr, View, ViewMut, Vm, VmArray,
         VmConfig, VmError, VmFile, VmStats,
     };
 }

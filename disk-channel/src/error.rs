@@ -92,7 +92,9 @@ pub enum DriveError {
         op: &'static str,
     },
     /// Another process (or another open handle) holds the drive's lock.
-    #[error("{path}: volume in use: another process has this drive open")]
+    #[error(
+        "{path}: volume in use: another process, or another open handle in this one, has this drive open"
+    )]
     InUse {
         /// The drive file.
         path: PathBuf,

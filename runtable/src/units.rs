@@ -88,12 +88,14 @@ impl Interval {
 
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "virtual pages {}..{}",
-            self.page.0,
-            self.page.0.saturating_add(self.count.0)
-        )
+        match self.checked_end() {
+            Some(end) => write!(f, "virtual pages {}..{}", self.page.0, end.0),
+            None => write!(
+                f,
+                "virtual pages {}+{} (past the last page number)",
+                self.page.0, self.count.0
+            ),
+        }
     }
 }
 

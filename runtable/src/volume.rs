@@ -115,7 +115,8 @@ impl Volume {
     /// header slots, spares and `options.bad_spots` leave), where the
     /// header slots themselves grow with the run table, so with the virtual
     /// size (small stripe units make many runs). `options.virtual_pages` is
-    /// ignored. The default size of a `format` that was given none.
+    /// ignored. (`cedarvm format` makes this size when not given one.)
+    /// The reverse: [`Volume::drive_pages_for`].
     pub fn fit_virtual_pages(
         options: &FormatOptions,
         drive_pages: &[u64],
@@ -182,6 +183,45 @@ impl Volume {
             });
         }
         Ok(lo)
+    }
+
+    /// The fewest pages each of `drives` drives, all of one size, needs
+    /// for a volume formatted with `options` to hold its
+    /// `options.virtual_pages` (the labels, header slots, spares and bad
+    /// spots taken off): what to create drives with
+    /// (`FileDriveOptions::create(page_size, pages)`). The reverse of
+    /// [`Volume::fit_virtual_pages`].
+    pub fn drive_pages_for(options: &FormatOptions, drives: usize) -> Result<u64, VolumeError> {
+        let want = options.virtual_pages;
+        if drives == 0 || want == 0 {
+            return Err(VolumeError::BadGeometry {
+                reason: format!("{want} virtual pages on {drives} drives: each needs at least one"),
+            });
+        }
+        let holds = |pages: u64| -> bool {
+            Volume::fit_virtual_pages(options, &vec![pages; drives]).is_ok_and(|fit| fit >= want)
+        };
+        // `lo` does not hold, `hi` does: doubled up from the pages alone,
+        // then halved down to the fewest.
+        let mut lo = want.div_ceil(drives as u64).saturating_sub(1);
+        let mut hi = lo.max(1);
+        while !holds(hi) {
+            lo = hi;
+            hi = hi.checked_mul(2).filter(|&h| h < 1 << 48).ok_or_else(|| {
+                VolumeError::BadGeometry {
+                    reason: format!("no drive size holds {want} virtual pages"),
+                }
+            })?;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if holds(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(hi)
     }
 
     /// Checks, without touching a drive, that a volume formatted with

@@ -497,6 +497,36 @@ fn a_stripe_unit_of_zero_is_an_error_not_a_panic() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
+    /// `drive_pages_for` gives the fewest pages per drive that hold the
+    /// virtual pages asked (an embedder's trial: a 64 MiB space needed a
+    /// loop over `fit_virtual_pages` to size its drive): drives of that
+    /// size format with them, one page fewer does not hold them.
+    #[test]
+    fn drive_pages_for_is_the_least_size_that_holds_the_space(
+        want in 1u64..5000,
+        drives in 1usize..4,
+        unit in prop::option::of(1u32..80),
+        spares in 0u32..24,
+        page_shift in 0u32..3,
+    ) {
+        let page = PAGE << page_shift;
+        let mut options = FormatOptions::new(page, want);
+        options.layout = unit.map_or(Layout::Concatenate, |unit| Layout::Stripe { unit });
+        options.spare_pages_per_drive = spares;
+        let pages = Volume::drive_pages_for(&options, drives).unwrap();
+        prop_assert!(Volume::fit_virtual_pages(&options, &vec![pages; drives]).unwrap() >= want);
+        prop_assert!(
+            Volume::fit_virtual_pages(&options, &vec![pages - 1; drives]).is_ok_and(|f| f < want)
+                || Volume::fit_virtual_pages(&options, &vec![pages - 1; drives]).is_err()
+        );
+        let sims: Vec<SimDrive> = (0..drives)
+            .map(|_| SimDrive::preset("ssd", page).unwrap().with_page_count(pages).unwrap())
+            .collect();
+        let refs: Vec<&SimDrive> = sims.iter().collect();
+        let volume = Volume::format(channel_of(&refs), &options).unwrap();
+        prop_assert_eq!(volume.geometry().virtual_pages, want);
+    }
+
     /// The default virtual size always fits (issue 14, item 7: `format`
     /// used to reject its own default for small stripe units, whose header
     /// slots grow with the run table), and it is the largest that does:

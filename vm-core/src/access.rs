@@ -19,9 +19,10 @@ impl AddressSpace {
     fn page_range(&self, addr: VAddr, len: usize) -> Result<(), VmError> {
         let end = addr.0.checked_add(len as u64);
         if end.is_none_or(|end| end > self.virtual_pages * self.page_size as u64) {
-            return Err(VmError::AddressFault {
+            return Err(VmError::OutsideAddressSpace {
                 addr,
-                page: PageNumber(addr.0 / self.page_size as u64),
+                pages: self.virtual_pages,
+                page_size: self.page_size,
             });
         }
         Ok(())
@@ -32,9 +33,10 @@ impl AddressSpace {
     #[inline]
     fn page_in_space(&self, page: PageNumber) -> Result<(), VmError> {
         if page.0 >= self.virtual_pages {
-            return Err(VmError::AddressFault {
+            return Err(VmError::OutsideAddressSpace {
                 addr: VAddr(page.0.saturating_mul(self.page_size as u64)),
-                page,
+                pages: self.virtual_pages,
+                page_size: self.page_size,
             });
         }
         Ok(())

@@ -17,6 +17,19 @@ pub enum VmError {
         /// Its page.
         page: PageNumber,
     },
+    /// The address (or the access's last byte) lies past the end of the
+    /// address space.
+    #[error(
+        "address fault at {addr}: past the end of the address space ({pages} virtual pages of {page_size} bytes)"
+    )]
+    OutsideAddressSpace {
+        /// The address.
+        addr: VAddr,
+        /// The address space's size in pages.
+        pages: u64,
+        /// Its page size.
+        page_size: usize,
+    },
     /// A write to a read-only page.
     #[error("write-protect fault at {page}")]
     WriteProtect {
@@ -148,6 +161,17 @@ pub enum VmError {
         /// The array's length.
         len: u64,
     },
+    /// A call's argument is unusable (an offset not on a page, intervals
+    /// of different sizes, an interval that holds no `VmFile`, no pages):
+    /// a mistake of the caller's, as [`VmError::Config`] is of the
+    /// configuration's.
+    #[error("{call}: {reason}")]
+    BadArgument {
+        /// The call, or the argument.
+        call: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A configuration field is unusable.
     #[error("bad VM configuration: {field}: {reason}")]
     Config {
@@ -179,13 +203,13 @@ pub enum VmError {
     /// or `view_mut`) conflicts with this access: a write, a guard, or a
     /// change of the pages while a shared view lives, or any access while
     /// an exclusive view lives.
-    #[error("{page} is in {interval}, which a {kind} view holds")]
+    #[error("{page} is in {interval}, which {kind} view holds")]
     ViewConflict {
         /// The page of the refused access.
         page: PageNumber,
         /// The view's interval.
         interval: Interval,
-        /// "shared" or "exclusive".
+        /// "a shared" or "an exclusive".
         kind: &'static str,
     },
     /// The backing volume failed.
@@ -222,7 +246,7 @@ pub enum VmError {
         len: u64,
     },
     /// A change of protection above an interval's maximum protection.
-    #[error("{interval:?} cannot be made writable: its maximum protection is read ({why})")]
+    #[error("{interval} cannot be made writable: its maximum protection is read ({why})")]
     AboveMaximumProtection {
         /// The interval (or the part of it) whose maximum is read.
         interval: Interval,
@@ -237,7 +261,9 @@ impl From<VmError> for std::io::Error {
     fn from(e: VmError) -> std::io::Error {
         use std::io::ErrorKind;
         let kind = match &e {
-            VmError::AddressFault { .. } | VmError::OutOfBounds { .. } => ErrorKind::InvalidInput,
+            VmError::AddressFault { .. }
+            | VmError::OutsideAddressSpace { .. }
+            | VmError::OutOfBounds { .. } => ErrorKind::InvalidInput,
             VmError::NotAllocated { .. } => ErrorKind::InvalidInput,
             VmError::WriteProtect { .. } => ErrorKind::PermissionDenied,
             VmError::CantAllocateVirtual { .. } | VmError::CantAllocateReal { .. } => {
@@ -248,7 +274,9 @@ impl From<VmError> for std::io::Error {
             VmError::ViewConflict { .. } => ErrorKind::ResourceBusy,
             VmError::TransparentUnavailable { .. } => ErrorKind::Unsupported,
             VmError::PageHeldByThisThread { .. } => ErrorKind::Deadlock,
-            VmError::Config { .. } | VmError::NotPinned { .. } => ErrorKind::InvalidInput,
+            VmError::Config { .. } | VmError::BadArgument { .. } | VmError::NotPinned { .. } => {
+                ErrorKind::InvalidInput
+            }
             VmError::AboveMaximumProtection { .. } => ErrorKind::PermissionDenied,
             VmError::FileTruncated { .. } => ErrorKind::UnexpectedEof,
             VmError::File { source, .. } => source.kind(),

@@ -70,16 +70,16 @@ impl<'v> VmFile<'v> {
     /// promises.
     pub fn open(space: &'v AddressSpace, interval: Interval) -> Result<VmFile<'v>, VmError> {
         if interval.count.0 == 0 {
-            return Err(VmError::Config {
-                field: "interval",
+            return Err(VmError::BadArgument {
+                call: "VmFile::open",
                 reason: "an empty interval holds no VmFile".into(),
             });
         }
         let mut header = [0u8; 16];
         space.read(space.address_of(interval.page), &mut header)?;
         if &header[..8] != MAGIC {
-            return Err(VmError::Config {
-                field: "interval",
+            return Err(VmError::BadArgument {
+                call: "VmFile::open",
                 reason: format!("{interval} holds no VmFile (wrong magic)"),
             });
         }

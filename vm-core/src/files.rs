@@ -44,7 +44,9 @@ impl AddressSpace {
     /// file until a page is changed and written back, to the volume, after
     /// which it comes from the volume; nothing reaches the file). Pages past
     /// the file's end read as zeros; a shared mapping writes past the end
-    /// only if `how.allow_grow`. See `mapped` for the whole contract.
+    /// only if `how.allow_grow`, and without it its pages wholly past the
+    /// end are read-only (maximum read). See `mapped` for the whole
+    /// contract.
     ///
     /// The interval has protection `how.protection` and maximum
     /// `how.max_protection`: [`AddressSpace::make_read_write`] fails above
@@ -57,8 +59,8 @@ impl AddressSpace {
     pub fn map_file(&self, file: std::fs::File, how: &MapFile) -> Result<Interval, VmError> {
         self.check_poisoned()?;
         let mapped = Arc::new(MappedFile::new(file, how, self.page_size)?);
-        let refuse = |reason: &str| VmError::Config {
-            field: "map_file",
+        let refuse = |reason: &str| VmError::BadArgument {
+            call: "map_file",
             reason: format!("{}: {reason}", how.name.display()),
         };
         if how.pages == 0 {
@@ -82,18 +84,41 @@ impl AddressSpace {
             .allocate(how.pages)
             .ok_or(VmError::CantAllocateVirtual { pages: how.pages })?;
         let (end, interval) = (start + how.pages, Interval::new(start, how.pages));
+        // A shared mapping that may not grow its file: the pages wholly
+        // past the file's end as mapped have maximum protection read. A
+        // write there would never reach the file (an embedder's trial:
+        // accepted, then read back as zeros after an eviction).
+        let in_file = mapped
+            .len_at_map
+            .div_ceil(self.page_size as u64)
+            .saturating_sub(how.offset / self.page_size as u64);
+        let past_end = (how.sharing == Sharing::Shared && !how.allow_grow && in_file < how.pages)
+            .then(|| {
+                let why = format!(
+                    "past the end of {} ({} bytes) when mapped: a shared mapping writes there \
+                     only with MapFile::allow_grow",
+                    how.name.display(),
+                    mapped.len_at_map
+                );
+                (start + in_file, why)
+            });
         monitor
             .files
             .insert(start, how.pages, mapped, how.offset / self.page_size as u64);
+        let states = self.states();
         if how.max_protection == Protection::Read {
             let why = match how.sharing {
                 Sharing::Shared => "mapped shared with maximum protection read",
                 Sharing::Private => "mapped private with maximum protection read",
             };
             monitor.files.restrict(start, end, why);
+        } else if let Some((from, why)) = past_end {
+            monitor.files.restrict(from, end, &why);
+            for page in from..end {
+                states.set_flags(page, READ_ONLY);
+            }
         }
         if how.protection == Protection::Read {
-            let states = self.states();
             for page in start..end {
                 states.set_flags(page, READ_ONLY);
             }
@@ -168,11 +193,9 @@ impl AddressSpace {
 /// What a call that would page, discard or write-protect through the
 /// fault path says of wired memory.
 fn wired_refusal(interval: Interval, what: &str) -> VmError {
-    VmError::Config {
-        field: "interval",
-        reason: format!(
-            "{interval:?} holds wired memory (map_memory), which is never paged: {what}"
-        ),
+    VmError::BadArgument {
+        call: "interval",
+        reason: format!("{interval} holds wired memory (map_memory), which is never paged: {what}"),
     }
 }
 
@@ -203,8 +226,8 @@ impl AddressSpace {
         protection: Protection,
     ) -> Result<Interval, VmError> {
         self.check_poisoned()?;
-        let refuse = |reason: String| VmError::Config {
-            field: "map_memory",
+        let refuse = |reason: String| VmError::BadArgument {
+            call: "map_memory",
             reason,
         };
         if pages == 0 || !offset.is_multiple_of(self.page_size as u64) {
@@ -401,9 +424,9 @@ impl AddressSpace {
     /// The copy first writes `source`'s changed pages back (as `clean`).
     pub fn copy(&self, source: Interval, destination: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        let refuse = |reason: &str| VmError::Config {
-            field: "copy",
-            reason: format!("{source:?} to {destination:?}: {reason}"),
+        let refuse = |reason: &str| VmError::BadArgument {
+            call: "copy",
+            reason: format!("{source} to {destination}: {reason}"),
         };
         if source.count != destination.count {
             return Err(refuse("the intervals differ in size"));

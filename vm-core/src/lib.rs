@@ -156,6 +156,12 @@ mod vcopy;
 mod views;
 mod vocabulary;
 
+/// The `bytemuck` whose `Pod` this crate's typed access ([`VmArray`],
+/// [`View`]) asks for: implement `Pod` and `Zeroable` for your own types
+/// through it (`unsafe impl cedar_vm::prelude::Pod for T {}`), with no
+/// dependency of your own that could be another version. (Its derive
+/// macros name `::bytemuck`: they need the crate as your own dependency.)
+pub use bytemuck;
 pub use config::{FaultService, MonitorScope, TRANSPARENT_MIN_PAGES, VmConfig};
 pub use error::VmError;
 pub use file::VmFile;

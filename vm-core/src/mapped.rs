@@ -16,7 +16,9 @@
 //!
 //! Pages past the file's end when it was mapped read as zeros. A shared
 //! mapping writes a page back only up to that end, unless the mapping
-//! allows the file to grow. A page that was within the file when it was
+//! allows the file to grow ([`MapFile::allow_grow`]); without that, its
+//! pages wholly past the end are read-only, with maximum protection read,
+//! so that a write there is refused rather than lost. A page that was within the file when it was
 //! mapped and is past its end now (the file truncated by another process)
 //! is an error ([`VmError::FileTruncated`]) on the access that faults it —
 //! never a signal, as the kernel's `SIGBUS` would be.
@@ -134,6 +136,11 @@ pub struct MapFile {
     /// shared mapping of a file not open for writing may only have `Read`.
     pub max_protection: Protection,
     /// A shared mapping may write pages past the file's end (growing it).
+    /// Without it, a shared mapping's pages wholly past the end when it is
+    /// mapped are read-only, with maximum protection read: they read as
+    /// zeros, and a write there is refused ([`VmError::WriteProtect`];
+    /// `make_read_write` says why) instead of being lost. (The bytes past
+    /// the end in the file's last page are writable and never written.)
     pub allow_grow: bool,
     /// The swap cache, for slow or remote files (shared mappings): a
     /// clean page evicted keeps a copy in its slot of the volume, and its
@@ -167,7 +174,7 @@ pub(crate) struct MappedFile {
     pub(crate) name: PathBuf,
     pub(crate) sharing: Sharing,
     /// Bytes of the file when it was mapped.
-    len_at_map: u64,
+    pub(crate) len_at_map: u64,
     allow_grow: bool,
     page_size: usize,
     /// The swap cache is on (a shared mapping only), and still valid: the
@@ -199,8 +206,8 @@ impl MappedFile {
     /// `file` as `how` maps it, with pages of `page_size` bytes; `Err` if
     /// `how` asks for more than the file's open mode allows.
     pub(crate) fn new(file: File, how: &MapFile, page_size: usize) -> Result<MappedFile, VmError> {
-        let config = |reason: String| VmError::Config {
-            field: "map_file",
+        let config = |reason: String| VmError::BadArgument {
+            call: "map_file",
             reason: format!("{}: {reason}", how.name.display()),
         };
         if !how.offset.is_multiple_of(page_size as u64) {

@@ -20,7 +20,10 @@ impl AddressSpace {
     /// Allocates `count` pages; their contents read as zeros.
     pub fn allocate(&self, count: u64) -> Result<Interval, VmError> {
         if count == 0 {
-            return Err(VmError::CantAllocateVirtual { pages: 0 });
+            return Err(VmError::BadArgument {
+                call: "allocate",
+                reason: "0 pages: an interval holds at least one".into(),
+            });
         }
         let mut monitor = self.lock_monitor();
         self.check_real_memory(&monitor, count)?;
@@ -80,7 +83,11 @@ impl AddressSpace {
     /// discarded without I/O.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        let (start, end) = (interval.page.0, interval.end().0);
+        // (An end past the last page number is no allocated interval.)
+        let end = interval
+            .checked_end()
+            .ok_or(VmError::NotAllocated { interval })?;
+        let (start, end) = (interval.page.0, end.0);
         {
             // A shared file mapping's changes go to its file first; an error
             // keeps every page and the mapping (see `mapped`).
@@ -473,6 +480,7 @@ impl AddressSpace {
         let _views = self.check_views(interval, true)?;
         {
             let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
             self.check_not_wired(&monitor, interval, "its changes are the object's")?;
         }
         if self.is_transparent() {

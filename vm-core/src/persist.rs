@@ -730,16 +730,10 @@ impl Vm {
                 });
             }
         }
-        // The drives: the smallest size (to a 1% step) whose data pages hold
-        // the volume, all drives alike.
+        // The drives: the smallest size whose data pages hold the volume,
+        // all drives alike.
         let options = files.format_options(volume_pages);
-        let drives = files.paths.len() as u64;
-        let mut drive_pages = volume_pages.div_ceil(drives) + 64;
-        while runtable::Volume::fit_virtual_pages(&options, &vec![drive_pages; drives as usize])?
-            < volume_pages
-        {
-            drive_pages += (drive_pages / 100).max(16);
-        }
+        let drive_pages = runtable::Volume::drive_pages_for(&options, files.paths.len())?;
         let mut drive_list: Vec<Box<dyn disk_channel::Drive>> = Vec::new();
         for path in &files.paths {
             let drive =

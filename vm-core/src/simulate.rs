@@ -137,8 +137,8 @@ impl AddressSpace {
         let stride = workload.stride.max(1);
         let pages = interval.count.0 / stride;
         if pages == 0 {
-            return Err(VmError::Config {
-                field: "stride",
+            return Err(VmError::BadArgument {
+                call: "simulate",
                 reason: format!("a stride of {stride} leaves no page of {interval}"),
             });
         }

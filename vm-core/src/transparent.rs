@@ -123,6 +123,10 @@ impl AddressSpace {
         interval: Interval,
         write: bool,
     ) -> Result<AccessGuard<'_>, VmError> {
+        // (An end past the last page number is no allocated interval.)
+        if interval.checked_end().is_none() {
+            return Err(VmError::NotAllocated { interval });
+        }
         let Some(views) = &self.views else {
             return Ok(None);
         };
@@ -360,9 +364,10 @@ impl AddressSpace {
             return Err(not_transparent());
         }
         if addr.0 >= self.virtual_pages * self.page_size as u64 {
-            return Err(VmError::AddressFault {
+            return Err(VmError::OutsideAddressSpace {
                 addr,
-                page: PageNumber(addr.0 / self.page_size as u64),
+                pages: self.virtual_pages,
+                page_size: self.page_size,
             });
         }
         // SAFETY: in bounds (checked above) of the region's mapping.
@@ -407,8 +412,8 @@ impl AddressSpace {
             return Err(not_transparent());
         }
         if size_of::<T>() == 0 || align_of::<T>() > self.page_size {
-            return Err(VmError::Config {
-                field: "view element",
+            return Err(VmError::BadArgument {
+                call: "view",
                 reason: format!(
                     "a view needs an element of 1 to {} bytes' alignment and a non-zero size",
                     self.page_size

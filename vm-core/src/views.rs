@@ -36,9 +36,9 @@ pub(crate) fn conflict(
                 page: PageNumber(entry.interval.page.0.max(interval.page.0)),
                 interval: entry.interval,
                 kind: if entry.exclusive {
-                    "exclusive"
+                    "an exclusive"
                 } else {
-                    "shared"
+                    "a shared"
                 },
             });
         }
