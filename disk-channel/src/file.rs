@@ -798,10 +798,10 @@ impl FileIo {
 type Outcomes = Vec<Result<(), DriveError>>;
 
 /// The signal-mask argument type `enter` is called with (none is passed).
-type SigSet = [u64; 16];
+pub(crate) type SigSet = [u64; 16];
 
 /// `IORING_ENTER_GETEVENTS` of `<linux/io_uring.h>`: wait for completions.
-const IORING_ENTER_GETEVENTS: u32 = 1;
+pub(crate) const IORING_ENTER_GETEVENTS: u32 = 1;
 
 /// An `io_uring` instance (its own type, to be `Debug`).
 struct Ring(io_uring::IoUring);
@@ -813,7 +813,7 @@ impl std::fmt::Debug for Ring {
 }
 
 /// Errors of `io_uring_enter` that only ask to try again.
-fn retryable(e: &io::Error) -> bool {
+pub(crate) fn retryable(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(code) if code == rustix::io::Errno::INTR.raw_os_error()

@@ -11,6 +11,7 @@
 //! | [`FaultyDrive`] | wraps any drive and injects bad pages, transient errors, torn writes and a crash point |
 //! | [`DiskChannel`] | several drives, one worker each; blocking calls and submit/wait |
 //! | [`IoEngine`] | batches of transfers in flight together on a file drive: `io_uring`, or threads |
+//! | [`read_in_pieces`] | one long read of any file in pieces kept in flight, each piece's memory made ready while the ones before it are read |
 //! | [`rng`] | the seeded generator of the simulated world |
 //!
 //! Two things here serve simulation rather than I/O, and stay on purpose:
@@ -41,6 +42,7 @@ mod engine;
 mod error;
 mod faulty;
 mod file;
+mod pieces;
 pub mod rng;
 mod sim;
 mod units;
@@ -52,5 +54,6 @@ pub use engine::{IoEngine, Transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
 pub use file::{FileDrive, FileDriveOptions};
+pub use pieces::read_in_pieces;
 pub use sim::{Mechanics, SeekCurve, SimDrive, SimModel};
 pub use units::{DiskPage, DriveId};

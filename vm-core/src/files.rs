@@ -34,6 +34,10 @@ pub struct FileStats {
     pub page_ins: u64,
     /// Pages written to the file (for the whole file mapping).
     pub page_outs: u64,
+    /// Reads made in pieces kept in flight, each committed while the ones
+    /// before it were read (a read-around of an `O_DIRECT` file into
+    /// memory not committed yet; `disk_channel::read_in_pieces`).
+    pub reads_in_pieces: u64,
 }
 
 impl AddressSpace {
@@ -185,6 +189,7 @@ impl AddressSpace {
                 shared: file.sharing == Sharing::Shared,
                 page_ins: file.page_ins.load(Ordering::Relaxed),
                 page_outs: file.page_outs.load(Ordering::Relaxed),
+                reads_in_pieces: file.reads_in_pieces.load(Ordering::Relaxed),
             })
             .collect()
     }

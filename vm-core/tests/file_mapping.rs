@@ -958,3 +958,68 @@ fn threads_reading_around_one_mapping_at_once_read_the_file_s_bytes() {
         "the file holds the model"
     );
 }
+
+/// A read-around of an `O_DIRECT` file into pages not committed yet goes
+/// in pieces kept in flight, each committed while the ones before it are
+/// read (`disk_channel::read_in_pieces`): the pages hold the file's bytes,
+/// with the frame pool and without, under pressure, and up to the file's
+/// end (zeros past it, where the piece holding the end comes back short).
+#[test]
+fn read_around_of_a_direct_file_goes_in_pieces_and_reads_the_file_s_bytes() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // 3,000 pages of file in a mapping of 3,200, through 2,048 pages of
+    // real memory (read-around windows of 511 pages).
+    let (path, mut model) = patterned_file(dir.path(), "direct.dat", 3000);
+    model.resize(3200 * PAGE, 0);
+    let direct = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&path)
+    };
+    if let Err(e) = direct() {
+        eprintln!("skipped: the file system refuses O_DIRECT here ({e})");
+        return;
+    }
+    for move_frames in [false, true] {
+        let vm = common::sim_vm_with(vm_core::VmConfig {
+            move_frames,
+            ..vm_core::VmConfig::new(8192, 2048)
+        });
+        let mapping = vm
+            .map_file(
+                direct().unwrap(),
+                &MapFile::new(&path, 3200, Sharing::Shared),
+            )
+            .unwrap();
+        let base = vm.address_of(mapping.page);
+        let mut rng = 11u64;
+        let mut page = vec![0u8; PAGE];
+        // The end of the file first (a window across it), then at random.
+        let pages = [2990u64, 3100]
+            .into_iter()
+            .chain((0..600).map(|_| next(&mut rng) % 3200));
+        for k in pages {
+            vm.read(VAddr(base.0 + k * PAGE as u64), &mut page).unwrap();
+            assert!(
+                page == model[k as usize * PAGE..(k as usize + 1) * PAGE],
+                "page {k} (frame pool {move_frames})"
+            );
+        }
+        let stats = &vm.file_stats()[0];
+        assert!(
+            stats.reads_in_pieces > 0,
+            "no read went in pieces (frame pool {move_frames}): {stats:?}"
+        );
+        // Every page, once more, after all that eviction.
+        for k in 0..3200u64 {
+            vm.read(VAddr(base.0 + k * PAGE as u64), &mut page).unwrap();
+            assert!(
+                page == model[k as usize * PAGE..(k as usize + 1) * PAGE],
+                "page {k}"
+            );
+        }
+    }
+}

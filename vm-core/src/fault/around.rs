@@ -220,9 +220,9 @@ impl Around<'_> {
                 // SAFETY: `self.latches` hold every page of the run, absent,
                 // exclusively. On an error nothing of it stays committed.
                 unsafe {
-                    space
-                        .region
-                        .fill_unpooled(own, len, |bytes| file.read_pages(at + (own - first), bytes))
+                    space.region.fill_unpooled(own, len, |bytes| {
+                        file.read_pages_in_pieces(at + (own - first), bytes)
+                    })
                 }
                 .ok()?;
             }

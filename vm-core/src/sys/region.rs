@@ -918,6 +918,36 @@ impl Region {
     }
 }
 
+/// Commits the memory of `bytes` now (`MADV_POPULATE_WRITE`, Linux 5.14),
+/// as the first store to each page would, and leaves what it holds as it
+/// was: for memory about to be read into by direct I/O, which would
+/// otherwise commit it while the read waits (`disk_channel::read_in_pieces`
+/// calls this on a piece while the ones before it are read). For private
+/// anonymous memory only (the region in copying mode, a staging buffer):
+/// on a shared file mapping it would mark pages dirty. Best effort: where
+/// the kernel refuses, the read commits the memory as before. The whole
+/// pages within `bytes` only.
+pub(crate) fn populate(bytes: &mut [u8]) {
+    let os_page = rustix::param::page_size();
+    let start = (bytes.as_mut_ptr() as usize).next_multiple_of(os_page);
+    let end = (bytes.as_mut_ptr() as usize + bytes.len()) / os_page * os_page;
+    if end <= start {
+        return;
+    }
+    // SAFETY: `[start, end)` lies within `bytes`, which the caller holds
+    // mutably; populating writes no byte of it (a present page is left
+    // alone, a missing one becomes a page of zeros, which a missing page of
+    // private anonymous memory reads as already), so nothing the caller
+    // sees changes and no other reference exists to be invalidated.
+    let _ = unsafe {
+        rustix::mm::madvise(
+            start as *mut std::ffi::c_void,
+            end - start,
+            Advice::LinuxPopulateWrite,
+        )
+    };
+}
+
 /// The reclaim list's slots (`reclaim`): `count` page-sized buffers in
 /// one anonymous mapping, outside the region (so plain loads never reach
 /// them and no fault is served on them).
