@@ -54,6 +54,6 @@ pub use engine::{IoEngine, Transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
 pub use file::{FileDrive, FileDriveOptions};
-pub use pieces::read_in_pieces;
+pub use pieces::{PieceError, read_in_pieces};
 pub use sim::{Mechanics, SeekCurve, SimDrive, SimModel};
 pub use units::{DiskPage, DriveId};

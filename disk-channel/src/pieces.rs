@@ -42,14 +42,16 @@ thread_local! {
 /// bytes (the last may be shorter), several in flight at once, calling
 /// `prepare` on each piece's memory before it is submitted — while the
 /// pieces before it are being read (see the module doc). Returns the bytes
-/// read from the start up to the first piece that came back short (the
-/// file's end), as one `pread` of the whole would: the bytes after that
-/// are unspecified. An error of any piece is the call's error; no piece
-/// is in flight when this returns, either way.
+/// read from the start up to the first piece that came back short (taken
+/// for the file's end, as one `pread` of the whole would stop there): the
+/// bytes after that are unspecified. A piece that fails is read again
+/// plainly; if that fails too, the call fails, saying where. No piece is
+/// in flight when this returns, either way.
 ///
 /// `engine`: [`IoEngine::Threads`] forces the portable path; the others
-/// take this thread's ring where the kernel gives one. `prepare` must not
-/// read in pieces itself (the thread's ring is in use).
+/// take this thread's ring where the kernel gives one (a `prepare` that
+/// reads in pieces itself goes the portable way: the ring is in use). A
+/// panic in `prepare` waits for the pieces in flight before it unwinds on.
 pub fn read_in_pieces(
     file: &File,
     offset: u64,
@@ -57,11 +59,16 @@ pub fn read_in_pieces(
     piece: usize,
     engine: IoEngine,
     prepare: &mut dyn FnMut(&mut [u8]),
-) -> io::Result<usize> {
+) -> Result<usize, PieceError> {
     assert!(piece > 0, "pieces of no bytes");
     if engine != IoEngine::Threads {
-        let ringed = RING.with(|cell| {
-            let mut cell = cell.borrow_mut();
+        // The ring is taken only where it is free: not while this thread's
+        // `prepare` reads in pieces itself, nor while the thread's locals
+        // are being torn down (a fault served from a destructor).
+        let ringed = RING.try_with(|cell| {
+            let Ok(mut cell) = cell.try_borrow_mut() else {
+                return None;
+            };
             let ring = cell.get_or_insert_with(|| io_uring::IoUring::new(IN_FLIGHT).ok());
             let outcome = ring
                 .as_mut()
@@ -77,7 +84,7 @@ pub fn read_in_pieces(
                 None => None,
             }
         });
-        if let Some(result) = ringed {
+        if let Ok(Some(result)) = ringed {
             return result;
         }
     }
@@ -87,6 +94,18 @@ pub fn read_in_pieces(
 /// The ring failed (not a piece's read): retire it.
 struct Retire;
 
+/// A read of [`read_in_pieces`] that failed: where, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("reading at byte {offset}: {source}")]
+pub struct PieceError {
+    /// The byte of the file the failed read started at (its piece's, or
+    /// where a plain read of the piece stopped).
+    pub offset: u64,
+    /// The error.
+    #[source]
+    pub source: io::Error,
+}
+
 /// Each piece prepared, then read with `pread`, in turn.
 fn portable(
     file: &File,
@@ -94,18 +113,19 @@ fn portable(
     buf: &mut [u8],
     piece: usize,
     prepare: &mut dyn FnMut(&mut [u8]),
-) -> io::Result<usize> {
+) -> Result<usize, PieceError> {
     let mut done = 0;
     for part in buf.chunks_mut(piece) {
         prepare(part);
         let len = part.len();
         let mut got = 0;
         while got < len {
-            match file.read_at(&mut part[got..], offset + (done + got) as u64) {
+            let at = offset + (done + got) as u64;
+            match file.read_at(&mut part[got..], at) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(source) => return Err(PieceError { offset: at, source }),
             }
         }
         done += got;
@@ -125,7 +145,7 @@ fn through_ring(
     buf: &mut [u8],
     piece: usize,
     prepare: &mut dyn FnMut(&mut [u8]),
-) -> Result<io::Result<usize>, Retire> {
+) -> Result<Result<usize, PieceError>, Retire> {
     let fd = io_uring::types::Fd(file.as_raw_fd());
     let pieces = buf.len().div_ceil(piece);
     // Each piece's result: bytes read, or a negated errno.
@@ -137,7 +157,16 @@ fn through_ring(
         while in_flight >= IN_FLIGHT {
             in_flight -= collect(ring, &mut results, true);
         }
-        prepare(part);
+        // A panic here must not leave the kernel writing into `buf` once it
+        // is the caller's again: the pieces in flight are waited for first.
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(&mut *part)))
+        {
+            while in_flight > 0 {
+                in_flight -= collect(ring, &mut results, true);
+            }
+            std::panic::resume_unwind(panic);
+        }
         let len = part.len();
         let entry = io_uring::opcode::Read::new(fd, part.as_mut_ptr(), len as u32)
             .offset(offset + (k * piece) as u64)
@@ -178,34 +207,30 @@ fn through_ring(
     }
     let mut done = 0usize;
     for (k, result) in results.into_iter().enumerate() {
-        let len = piece.min(buf.len() - k * piece);
-        match result.expect("every piece submitted has completed") {
-            r if r < 0 => return Ok(Err(io::Error::from_raw_os_error(-r))),
-            r => {
-                let got = r as usize;
-                done += got;
-                if got < len {
-                    // A short piece: the file's end (or a piece the
-                    // kernel cut short: read the rest plainly, as one
-                    // `pread` would have gone on).
-                    let at = k * piece + got;
-                    let end = k * piece + len;
-                    let more = match portable(
-                        file,
-                        offset + at as u64,
-                        &mut buf[at..end],
-                        len,
-                        &mut |_| {},
-                    ) {
-                        Ok(more) => more,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    done += more;
-                    if got + more < len {
-                        break;
-                    }
-                }
-            }
+        let at = k * piece;
+        let len = piece.min(buf.len() - at);
+        let got = match result.expect("every piece submitted has completed") {
+            r if r >= 0 => r as usize,
+            // A piece that failed is read again plainly (an interrupted
+            // read is retried there), and its error, if it fails again, is
+            // said at its own offset.
+            _ => match portable(
+                file,
+                offset + at as u64,
+                &mut buf[at..at + len],
+                len,
+                &mut |_| {},
+            ) {
+                Ok(got) => got,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        done += got;
+        if got < len {
+            // Short: the file's end, as for one `pread` of the whole. (Not
+            // read on from there: on a file open `O_DIRECT` the rest would
+            // start at an offset and an address direct I/O refuses.)
+            break;
         }
     }
     Ok(Ok(done))
@@ -296,6 +321,82 @@ mod tests {
         }
     }
 
+    /// A `prepare` that panics with pieces in flight: they are waited for
+    /// before the panic goes on, so the thread's next read finds its ring
+    /// with nothing of the first one left in it (review: it found stale
+    /// completions, and returned with its own reads in flight). Direct
+    /// reads, so that pieces are still at the device when it panics.
+    #[test]
+    fn a_panic_in_prepare_leaves_nothing_in_flight() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("direct");
+        let bytes: Vec<u8> = (0..256 * 4096).map(|i| (i * 7 + i / 4096) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&path)
+        else {
+            eprintln!("skipped: no O_DIRECT here");
+            return;
+        };
+        // Page-aligned buffers, as direct I/O wants them.
+        let mut storage = vec![0u8; 257 * 4096];
+        let skip = storage.as_ptr().align_offset(4096);
+        let buf = &mut storage[skip..skip + 256 * 4096];
+        for _ in 0..20 {
+            let mut calls = 0;
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                read_in_pieces(&file, 0, buf, 16 * 4096, IoEngine::Auto, &mut |_| {
+                    calls += 1;
+                    if calls == 6 {
+                        panic!("prepare failed");
+                    }
+                })
+            }));
+            assert!(panicked.is_err());
+            let got = read_in_pieces(
+                &file,
+                0,
+                &mut buf[..48 * 4096],
+                16 * 4096,
+                IoEngine::Auto,
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(got, 48 * 4096);
+            assert!(buf[..48 * 4096] == bytes[..48 * 4096]);
+        }
+    }
+
+    /// A `prepare` that reads in pieces itself (the ring is in use) reads
+    /// the portable way, and both reads hold the file's bytes.
+    #[test]
+    fn a_read_inside_prepare_goes_the_portable_way() {
+        let (file, bytes) = file_of(16 * 4096);
+        let mut outer = vec![0u8; 8 * 4096];
+        let mut inner = vec![0u8; 4 * 4096];
+        let mut inner_got = 0;
+        let got = read_in_pieces(&file, 0, &mut outer, 4096, IoEngine::Auto, &mut |_| {
+            if inner_got == 0 {
+                inner_got = read_in_pieces(
+                    &file,
+                    8 * 4096,
+                    &mut inner,
+                    4096,
+                    IoEngine::Auto,
+                    &mut |_| {},
+                )
+                .unwrap();
+            }
+        })
+        .unwrap();
+        assert_eq!((got, inner_got), (8 * 4096, 4 * 4096));
+        assert_eq!(&outer[..], &bytes[..8 * 4096]);
+        assert_eq!(&inner[..], &bytes[8 * 4096..12 * 4096]);
+    }
+
     #[test]
     fn an_error_of_a_piece_is_the_calls_error() {
         // A file open for writing only: every read fails.
@@ -306,8 +407,9 @@ mod tests {
         for engine in [IoEngine::Auto, IoEngine::Threads] {
             let mut buf = vec![0u8; 8192];
             let err = read_in_pieces(&file, 0, &mut buf, 4096, engine, &mut |_| {}).unwrap_err();
+            assert_eq!(err.offset, 0);
             assert_eq!(
-                err.raw_os_error(),
+                err.source.raw_os_error(),
                 Some(rustix::io::Errno::BADF.raw_os_error())
             );
         }

@@ -436,6 +436,12 @@ impl AddressSpace {
         if source.count != destination.count {
             return Err(refuse("the intervals differ in size"));
         }
+        // (An end past the last page number is no allocated interval.)
+        for interval in [source, destination] {
+            if interval.checked_end().is_none() {
+                return Err(VmError::NotAllocated { interval });
+            }
+        }
         let (s, d) = (source.page.0, destination.page.0);
         let n = source.count.0;
         if s < d + n && d < s + n {

@@ -139,8 +139,11 @@ pub struct MapFile {
     /// Without it, a shared mapping's pages wholly past the end when it is
     /// mapped are read-only, with maximum protection read: they read as
     /// zeros, and a write there is refused ([`VmError::WriteProtect`];
-    /// `make_read_write` says why) instead of being lost. (The bytes past
-    /// the end in the file's last page are writable and never written.)
+    /// `make_read_write` says why; in transparent mode a plain store there
+    /// aborts the process, saying why) instead of being lost. Decided when
+    /// mapping: they stay read-only if the file grows later. (The bytes
+    /// past the end in the file's last page are writable and never
+    /// written.)
     pub allow_grow: bool,
     /// The swap cache, for slow or remote files (shared mappings): a
     /// clean page evicted keeps a copy in its slot of the volume, and its
@@ -452,7 +455,7 @@ impl MappedFile {
             disk_channel::IoEngine::Auto,
             &mut |part| crate::sys::region::populate(part),
         )
-        .map_err(|e| self.error("reading", offset, e))?;
+        .map_err(|e| self.error("reading", e.offset, e.source))?;
         self.reads_in_pieces.fetch_add(1, Ordering::Relaxed);
         self.finish_read(offset, buf, done)
     }

@@ -209,6 +209,22 @@ impl AddressSpace {
     /// Ends the exclusive latch of a store that is refused (the page is
     /// read-only): a page installed writable for it is protected again, so
     /// no plain store lands in it. Referenced, and not dirty unless it was.
+    /// A store refused as a write-protect fault, said with the reason where
+    /// the page's maximum protection is read (a file mapping's, a page past
+    /// its file's end, `restrict`): the process is about to abort with it.
+    /// Monitor not held on entry or exit.
+    fn why_refused(&self, e: VmError) -> VmError {
+        if let VmError::WriteProtect { page } = e
+            && let Some((interval, why)) = self
+                .lock_monitor()
+                .files
+                .read_only_max_in(page.0, page.0 + 1)
+        {
+            return VmError::AboveMaximumProtection { interval, why };
+        }
+        e
+    }
+
     pub(crate) fn refuse_store(&self, latch: ExclusiveLatch<'_>) {
         let writable = latch.has_now(WRITABLE);
         self.release_protected(latch, REFERENCED, writable);
@@ -341,7 +357,9 @@ impl AddressSpace {
             return Ok(());
         }
         let was_absent = self.states().load(page).tag() == crate::state::TAG_ABSENT;
-        let latch = self.latch_for_write(page, Latch::Exclusive)?;
+        let latch = self
+            .latch_for_write(page, Latch::Exclusive)
+            .map_err(|e| self.why_refused(e))?;
         // A page that was resident when the store faulted is protected,
         // whatever its word says: unprotected outright. One that was absent
         // and came in writable for this store (zeros installed so) needs

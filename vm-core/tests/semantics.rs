@@ -82,6 +82,15 @@ fn an_interval_past_the_last_page_number_is_refused_by_every_call() {
         ("restrict", vm.restrict(bad)),
         ("copy from", vm.copy(bad, i)),
         ("copy to", vm.copy(i, bad)),
+        // Of one size with the other (review: the overlap test overflowed).
+        (
+            "copy from, same size",
+            vm.copy(Interval::new(u64::MAX - 1, 4), i),
+        ),
+        (
+            "copy to, same size",
+            vm.copy(i, Interval::new(u64::MAX - 1, 4)),
+        ),
     ];
     for (what, result) in calls {
         match result {
