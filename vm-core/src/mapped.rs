@@ -49,10 +49,13 @@
 //! the next); eviction and `clean` write runs of a shared mapping's
 //! changed pages with one `pwrite`. Under `Normal` advice (copying API) a
 //! fault reads around it while that pays: the absent pages of the
-//! mapping within 511 pages (at most a quarter of real memory), half of
-//! them before it, with one `pread` from the first to the last — resident
-//! pages between are read too and what was read for them dropped, one
-//! request instead of one per hole (`fault::around`). The pages read
+//! mapping within a window of 511 to 1,023 pages by the budget (at most a
+//! quarter of real memory), half of them before it, with one read from the
+//! first to the last — resident pages between are read too and what was
+//! read for them dropped, one read instead of one per hole
+//! (`fault::around`); on a file open `O_DIRECT`, into memory not committed
+//! yet, that read goes in pieces kept in flight, each committed while the
+//! ones before it are read. The pages read
 //! around come in unreferenced, and the clock tells their file whether
 //! they were used before it came to them; when fewer than one in five
 //! were, read-around stops but for every 256th fault; new advice starts

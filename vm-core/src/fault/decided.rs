@@ -49,25 +49,34 @@ use runtable::{DiskAddr, PageNumber};
 use std::sync::atomic::Ordering;
 
 /// Pages a fault on a mapped file's page reads around it at most under
-/// `Normal` advice while read-around pays (see `around`): 2 MiB
-/// of 4 KiB pages less one, the longest run a huge-page chunk of the frame
-/// pool takes. (The kernel here reads around a mapped file's fault in 8
-/// MiB windows — this disk's `read_ahead_kb` — as several requests at once
-/// from large folios.) Measured, `bench out-of-core --sides vm-mapped,kernel
-/// --workloads uniform-fit`, alternating runs with the previous tree:
-/// 128 pages read forward from the fault, stopping at the first resident
-/// page, took 1.38–2.08× the kernel's time at budgets of 32, 64 and 128
-/// MiB; this window, centred and read past resident pages, 1.00–1.26×
-/// (medians 1.09–1.12×). Most of the rest is the device: 2
-/// MiB read into scattered small pages is two 1 MiB requests and a few
-/// small ones, one after the other (the disk's ring takes one request of
-/// 254 segments at a time), about 1.8 ms, where the kernel's large folios
-/// keep several requests in flight. 1,024 pages measured the same
-/// (1.01–1.17×). Earlier trials, still true: handing all but the faulting
-/// page to the read-ahead thread did no better. Below a budget of about 16
-/// MiB the frame pool (an eighth of the budget) is shorter than the window
-/// (a quarter): a span longer than the pool reads only the fault's own run.
-const READ_AROUND_PAGES: u64 = 511;
+/// `Normal` advice while read-around pays (see `around`), for a budget of
+/// `budget` pages: 1,023 (4 MiB of 4 KiB pages less one) from a budget of
+/// 64 MiB up, 511 below it — a sixteenth of the budget between — and never
+/// more than a quarter of the budget. (The kernel here reads around a
+/// mapped file's fault in 8 MiB windows — this disk's `read_ahead_kb` — as
+/// several requests at once from large folios.)
+///
+/// Measured, `bench out-of-core --sides vm-mapped,kernel --workloads
+/// uniform-fit`, one thread, alternating runs:
+/// - 128 pages read forward from the fault, stopping at the first resident
+///   page: 1.38–2.08× the kernel's time at budgets of 32, 64 and 128 MiB;
+///   511 centred and read past resident pages, 1.00–1.26× (medians
+///   1.09–1.12×), 1,023 the same (1.01–1.17×), both as one read.
+/// - With the read in pieces kept in flight, each committed while the ones
+///   before it are read (`MappedFile::read_pages_in_pieces`): 511 pages
+///   1.05–1.31× at 128 MiB, 1,023 0.93–1.07× and 2,047 0.91–1.03×; at 64
+///   MiB 511 1.00–1.25×, 1,023 0.92–1.06×; at 32 MiB (a 24 MiB working
+///   set) 511 1.03–1.12×, 1,023 1.03–1.16×. Larger windows pay once the
+///   device has pieces enough to keep it busy, and cost where the set is
+///   small enough that a window reads mostly pages already in.
+///
+/// Earlier trials, still true: handing all but the faulting page to the
+/// read-ahead thread did no better. Below a budget of about 16 MiB the
+/// frame pool (an eighth of the budget) is shorter than the window (a
+/// quarter): a span longer than the pool reads only the fault's own run.
+fn read_around_pages(budget: u64) -> u64 {
+    (budget / 16).clamp(511.min(budget / 4), 1023).max(1)
+}
 
 /// What the monitor holder decided about a fault.
 enum Plan<'a> {
@@ -231,7 +240,7 @@ impl AddressSpace {
             && let Some(planned) = self.plan_read_around(
                 monitor,
                 page,
-                READ_AROUND_PAGES.min(monitor.budget() / 4).max(1),
+                read_around_pages(monitor.budget()),
             )
         {
             return Ok(Plan::Around(planned));
