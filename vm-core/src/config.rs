@@ -144,7 +144,8 @@ impl VmConfig {
         self
     }
 
-    /// The same with the budget given in bytes (rounded down to pages).
+    /// The same with the budget given in bytes (rounded down to pages of
+    /// the page size set now: set `page_size` first).
     pub fn with_real_memory_bytes(mut self, bytes: u64) -> VmConfig {
         self.real_memory_pages = bytes / self.page_size as u64;
         self

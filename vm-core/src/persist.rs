@@ -760,7 +760,18 @@ impl Vm {
         }
         let channel =
             disk_channel::DiskChannel::new(drive_list).map_err(runtable::VolumeError::from)?;
-        let volume = runtable::Volume::open(channel)?;
+        let volume = runtable::Volume::open(channel).map_err(|e| match e {
+            // Said in the caller's terms: the field to change (an embedder's
+            // trial read "the drives use 8192" as a fault of the drives).
+            runtable::VolumeError::PageSizeMismatch { volume, drives } => VmError::Config {
+                field: "page_size",
+                reason: format!(
+                    "SpaceFiles::page_size is {drives}, but the space on these files was made \
+                     with pages of {volume} bytes"
+                ),
+            },
+            e => e.into(),
+        })?;
         let pages = space_pages_of(&volume)?;
         Vm::open(volume, files.config(pages))
     }

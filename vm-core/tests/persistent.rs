@@ -952,6 +952,17 @@ fn create_files_and_open_files_in_one_call() {
         "{err}"
     );
     assert!(!dir.path().join("huge.vol").exists());
+    // Reopened with another page size: the error names the field to change
+    // (an embedder's trial read "the drives use 8192" as the drives' fault).
+    let wrong = vm_core::SpaceFiles {
+        page_size: 8192,
+        ..files.clone()
+    };
+    let err = Vm::open_files(&wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("SpaceFiles::page_size is 8192") && err.contains("4096"),
+        "{err}"
+    );
     let vm = Vm::open_files(&files).unwrap();
     assert_eq!(vm.intervals()[0].0, i);
     assert!(read_all(&vm, i) == bytes);
