@@ -182,10 +182,11 @@ pub fn claimed_place(first: &[u8]) -> Option<(usize, u64)> {
 
 /// Size of a header holding `runs` runs and `bad_spots` bad spots on
 /// `drives` drives, in bytes.
+/// (Saturating: a size past `usize` is as much too large as any.)
 pub fn header_bytes(drives: usize, runs: usize, bad_spots: usize) -> usize {
     FIXED_BYTES
-        + drives * DRIVE_ENTRY_BYTES
-        + runs * RUN_ENTRY_BYTES
-        + bad_spots * codec::BAD_SPOT_BYTES
-        + codec::CRC_BYTES
+        .saturating_add(drives.saturating_mul(DRIVE_ENTRY_BYTES))
+        .saturating_add(runs.saturating_mul(RUN_ENTRY_BYTES))
+        .saturating_add(bad_spots.saturating_mul(codec::BAD_SPOT_BYTES))
+        .saturating_add(codec::CRC_BYTES)
 }

@@ -157,7 +157,13 @@ impl Volume {
         let most = available(&geometry);
         let mut fits = |pages: u64| -> Result<bool, VolumeError> {
             geometry.virtual_pages = pages;
-            geometry.header_slot_pages = header_slot_pages(&geometry, bad_spots.len(), options)?;
+            // A header too large for so many pages: fewer fit (review:
+            // drive_pages_for met it growing drives for a large space).
+            geometry.header_slot_pages =
+                match header_slot_pages(&geometry, bad_spots.len(), options) {
+                    Err(VolumeError::HeaderTooLarge { .. }) => return Ok(false),
+                    other => other?,
+                };
             if geometry.validate().is_err() {
                 return Ok(false);
             }
@@ -193,13 +199,24 @@ impl Volume {
     /// [`Volume::fit_virtual_pages`].
     pub fn drive_pages_for(options: &FormatOptions, drives: usize) -> Result<u64, VolumeError> {
         let want = options.virtual_pages;
-        if drives == 0 || want == 0 {
+        if drives == 0 || drives > usize::from(u16::MAX) || want == 0 {
             return Err(VolumeError::BadGeometry {
-                reason: format!("{want} virtual pages on {drives} drives: each needs at least one"),
+                reason: format!(
+                    "{want} virtual pages on {drives} drives: each needs at least one, and \
+                     a volume has at most {} drives",
+                    u16::MAX
+                ),
             });
         }
+        // Whether drives of `pages` pages hold the space, and have every
+        // bad spot on them (a spot past a drive's end is refused).
         let holds = |pages: u64| -> bool {
-            Volume::fit_virtual_pages(options, &vec![pages; drives]).is_ok_and(|fit| fit >= want)
+            options
+                .bad_spots
+                .iter()
+                .all(|b| usize::from(b.drive.0) < drives && b.page.0 < pages)
+                && Volume::fit_virtual_pages(options, &vec![pages; drives])
+                    .is_ok_and(|fit| fit >= want)
         };
         // `lo` does not hold, `hi` does: doubled up from the pages alone,
         // then halved down to the fewest.
@@ -221,6 +238,9 @@ impl Volume {
                 lo = mid;
             }
         }
+        // What `format` would refuse whatever the size (a bad spot on a
+        // label or header page) is said now.
+        Volume::check_format(options, &vec![hi; drives])?;
         Ok(hi)
     }
 

@@ -237,7 +237,8 @@ pub fn holds_data(path: &Path) -> Option<u64> {
     }
     let head = &head[..filled];
     // What a scan leaves is not data (the scan destroyed whatever was).
-    (head.iter().any(|&b| b != 0) && !crate::scan::is_scan_leftover(head, start)).then_some(bytes)
+    (head.iter().any(|&b| b != 0) && !crate::scan::is_scan_leftover(head, start, bytes))
+        .then_some(bytes)
 }
 
 /// Refuses (without `force`) to let a tool overwrite any of `paths` that

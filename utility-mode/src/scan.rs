@@ -54,21 +54,27 @@ fn fill(buf: &mut [u8], page: u64, invert: bool) {
 /// (tested). A drive that was scanned and nothing else is not taken for
 /// one holding data (`drives::holds_data`).
 ///
-/// From a page's start, and in whole multiples of the least page size
-/// (a short file, or a few bytes, are data). The last page may be cut
-/// short: a caller that looks at the first 64 KiB of a drive of 1 MiB
-/// pages judges by the start of its first page, and only by what it is
-/// given. (A volume formatted after a scan and never written holds the
-/// same patterns in its data pages; its label and header are what tell
-/// it apart.)
-pub fn is_scan_leftover(bytes: &[u8], offset: u64) -> bool {
+/// `file_len` is the length of the whole file: a page size is a candidate
+/// only if the file holds whole pages of it (a scan leaves whole pages; a
+/// short file is data). The bytes start at a page's start, in whole
+/// multiples of the least page size (a few bytes are data); the last page
+/// may be cut short: a caller that looks at the first 64 KiB of a drive of
+/// 1 MiB pages judges by the start of its first page, and only by what it
+/// is given. (A volume formatted after a scan and never written holds the
+/// same patterns in its data pages; its label and header are what tell it
+/// apart.)
+pub fn is_scan_leftover(bytes: &[u8], offset: u64, file_len: u64) -> bool {
     let unit = runtable::layout::PAGE_SIZE_MIN;
-    if bytes.is_empty() || !bytes.len().is_multiple_of(unit) || bytes.iter().all(|&b| b == 0) {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(unit)
+        || offset.saturating_add(bytes.len() as u64) > file_len
+        || bytes.iter().all(|&b| b == 0)
+    {
         return false;
     }
     let mut page_size = unit;
     while page_size <= runtable::layout::PAGE_SIZE_MAX {
-        if offset.is_multiple_of(page_size as u64) {
+        if offset.is_multiple_of(page_size as u64) && file_len.is_multiple_of(page_size as u64) {
             let mut pattern = vec![0u8; page_size];
             let first = offset / page_size as u64;
             let all = bytes.chunks(page_size).enumerate().all(|(k, chunk)| {
@@ -174,20 +180,24 @@ mod tests {
         let mut bytes = vec![0u8; 4 * 4096];
         fill(&mut bytes[..4096], 0, true);
         fill(&mut bytes[3 * 4096..], 3, true);
-        assert!(is_scan_leftover(&bytes, 0));
+        let len = bytes.len() as u64;
+        assert!(is_scan_leftover(&bytes, 0, len));
         // The same pages read from the file's second page on are not.
-        assert!(!is_scan_leftover(&bytes, 4096));
+        assert!(!is_scan_leftover(&bytes, 4096, len + 4096));
         // The first pattern (a scan cut short) is not what a scan leaves.
         let mut first = vec![0u8; 4096];
         fill(&mut first, 0, false);
-        assert!(!is_scan_leftover(&first, 0));
+        assert!(!is_scan_leftover(&first, 0, 4096));
         bytes[3 * 4096 + 100] ^= 1;
-        assert!(!is_scan_leftover(&bytes, 0));
-        assert!(!is_scan_leftover(&[0u8; 4096], 0), "zeros are no leftover");
+        assert!(!is_scan_leftover(&bytes, 0, len));
+        assert!(
+            !is_scan_leftover(&[0u8; 4096], 0, 4096),
+            "zeros are no leftover"
+        );
         // A part of a page is data, whatever it holds.
         let mut part = vec![0u8; 4096];
         fill(&mut part, 0, true);
-        assert!(!is_scan_leftover(&part[..8], 0));
+        assert!(!is_scan_leftover(&part[..8], 0, 8));
     }
 
     #[test]
@@ -197,14 +207,21 @@ mod tests {
         // whose pages 0-4 were not tested).
         let mut page = vec![0u8; 1 << 20];
         fill(&mut page, 0, true);
-        assert!(is_scan_leftover(&page[..64 * 1024], 0));
+        assert!(is_scan_leftover(&page[..64 * 1024], 0, 8 << 20));
         fill(&mut page, 5, true);
-        assert!(is_scan_leftover(&page[..64 * 1024], 5 << 20));
+        assert!(is_scan_leftover(&page[..64 * 1024], 5 << 20, 8 << 20));
         // Page 5's pattern where page 4's would be is not what a scan left.
-        assert!(!is_scan_leftover(&page[..64 * 1024], 4 << 20));
+        assert!(!is_scan_leftover(&page[..64 * 1024], 4 << 20, 8 << 20));
+        // Nor is its start in a file shorter than 1 MiB pages fit (review:
+        // a short file that happens to start so is data).
+        assert!(!is_scan_leftover(
+            &page[..64 * 1024],
+            5 << 20,
+            (5 << 20) + (64 << 10)
+        ));
         // Nor is the start with one byte changed.
         let mut head = page[..64 * 1024].to_vec();
         head[60_000] ^= 0x40;
-        assert!(!is_scan_leftover(&head, 5 << 20));
+        assert!(!is_scan_leftover(&head, 5 << 20, 8 << 20));
     }
 }

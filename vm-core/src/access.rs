@@ -28,8 +28,9 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// An address fault unless `page` lies in the address space (checked on
-    /// the page number: its byte address may not fit in 64 bits).
+    /// [`VmError::OutsideAddressSpace`] unless `page` lies in the address
+    /// space (checked on the page number: its byte address may not fit in
+    /// 64 bits).
     #[inline]
     fn page_in_space(&self, page: PageNumber) -> Result<(), VmError> {
         if page.0 >= self.virtual_pages {

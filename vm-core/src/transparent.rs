@@ -96,7 +96,7 @@ use crate::state::{DIRTY, ExclusiveLatch, READ_ONLY, REFERENCED, TAG_RESIDENT, W
 use crate::views::{AccessGuard, ViewEntry, conflict};
 use crate::vocabulary::VAddr;
 use bytemuck::Pod;
-use runtable::{Interval, PageNumber};
+use runtable::Interval;
 use std::marker::PhantomData;
 
 impl AddressSpace {
@@ -206,9 +206,6 @@ impl AddressSpace {
         latch.release(TAG_RESIDENT, set, 0);
     }
 
-    /// Ends the exclusive latch of a store that is refused (the page is
-    /// read-only): a page installed writable for it is protected again, so
-    /// no plain store lands in it. Referenced, and not dirty unless it was.
     /// A store refused as a write-protect fault, said with the reason where
     /// the page's maximum protection is read (a file mapping's, a page past
     /// its file's end, `restrict`): the process is about to abort with it.
@@ -225,6 +222,9 @@ impl AddressSpace {
         e
     }
 
+    /// Ends the exclusive latch of a store that is refused (the page is
+    /// read-only): a page installed writable for it is protected again, so
+    /// no plain store lands in it. Referenced, and not dirty unless it was.
     pub(crate) fn refuse_store(&self, latch: ExclusiveLatch<'_>) {
         let writable = latch.has_now(WRITABLE);
         self.release_protected(latch, REFERENCED, writable);
@@ -334,9 +334,10 @@ impl AddressSpace {
         let offset = addr - self.region.base() as usize;
         let page = (offset / self.page_size) as u64;
         if page >= self.virtual_pages {
-            return Err(VmError::AddressFault {
+            return Err(VmError::OutsideAddressSpace {
                 addr: VAddr(offset as u64),
-                page: PageNumber(page),
+                pages: self.virtual_pages,
+                page_size: self.page_size,
             });
         }
         no_progress_check(addr)?;

@@ -50,11 +50,15 @@ use std::sync::atomic::Ordering;
 
 /// Pages a fault on a mapped file's page reads around it at most under
 /// `Normal` advice while read-around pays (see `around`), for a budget of
-/// `budget` pages: 1,023 (4 MiB of 4 KiB pages less one) from a budget of
-/// 64 MiB up, 511 below it — a sixteenth of the budget between — and never
-/// more than a quarter of the budget. (The kernel here reads around a
+/// `budget` pages: a sixteenth of the budget, at least 511 (or a quarter
+/// of the budget, if that is less) and at most 1,023; one for a budget of
+/// under four pages. With 4 KiB pages: a quarter of the budget below 8
+/// MiB, 511 pages from 8 to 32 MiB, a sixteenth from 32 to 64 MiB, 1,023
+/// (4 MiB less a page) from 64 MiB up. (The kernel here reads around a
 /// mapped file's fault in 8 MiB windows — this disk's `read_ahead_kb` — as
-/// several requests at once from large folios.)
+/// several requests at once from large folios.) A span of 512 pages or
+/// more is longer than the frame pool leases, so a larger window reads the
+/// fault's own run of absent pages, in pieces.
 ///
 /// Measured, `bench out-of-core --sides vm-mapped,kernel --workloads
 /// uniform-fit`, one thread, alternating runs:
