@@ -1023,3 +1023,119 @@ fn read_around_of_a_direct_file_goes_in_pieces_and_reads_the_file_s_bytes() {
         }
     }
 }
+
+/// Threads reading around one `O_DIRECT` mapping at once, in pieces, while
+/// another drops pages of it (`DontNeed`) and one writes to its last
+/// quarter: every read holds the file's bytes or the writer's, and the
+/// file holds the model after a flush.
+#[test]
+fn threads_reading_around_a_direct_mapping_in_pieces_under_dont_need() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut model) = patterned_file(dir.path(), "direct-threads.dat", 4096);
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&path)
+    };
+    let file = match open() {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("skipped: the file system refuses O_DIRECT here ({e})");
+            return;
+        }
+    };
+    // 2,048 pages of real memory: windows of 511 pages, read in pieces.
+    let vm = common::sim_vm_with(vm_core::VmConfig {
+        move_frames: false,
+        ..vm_core::VmConfig::new(8192, 2048)
+    });
+    let interval = vm
+        .map_file(file, &MapFile::new(&path, 4096, Sharing::Shared))
+        .unwrap();
+    let base = vm.address_of(interval.page);
+    let (read_only, written) = (0..3072u64, 3072..4096u64);
+    let original = model.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // The dropper stops once the others have ended, however they end (a
+    // failed check must fail the test, not leave it waiting).
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let written_model = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (vm, original, read_only) = (&vm, &original, read_only.clone());
+                s.spawn(move || {
+                    let mut rng = 31 + t;
+                    let mut page = vec![0u8; PAGE];
+                    for _ in 0..300 {
+                        let k = read_only.start + next(&mut rng) % read_only.end;
+                        vm.read(VAddr(base.0 + k * PAGE as u64), &mut page).unwrap();
+                        let at = k as usize * PAGE;
+                        assert!(page == original[at..at + PAGE], "thread {t}, page {k}");
+                    }
+                })
+            })
+            .collect();
+        let dropper = s.spawn(|| {
+            let mut rng = 9;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let first = next(&mut rng) % (4096 - 64);
+                vm.advise(
+                    vm_core::Interval::new(interval.page.0 + first, 64),
+                    vm_core::Advice::DontNeed,
+                )
+                .unwrap();
+                std::thread::yield_now();
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        let writer = s.spawn(|| {
+            let mut mine = model[written.start as usize * PAGE..].to_vec();
+            let mut rng = 5;
+            let mut page = vec![0u8; PAGE];
+            for n in 0..300 {
+                let k = next(&mut rng) % (written.end - written.start);
+                let at = k as usize * PAGE + (next(&mut rng) % (PAGE as u64 - 8)) as usize;
+                let stamp = (n as u64 + 1).to_le_bytes();
+                vm.write(
+                    VAddr(base.0 + written.start * PAGE as u64 + at as u64),
+                    &stamp,
+                )
+                .unwrap();
+                mine[at..at + 8].copy_from_slice(&stamp);
+                let k = next(&mut rng) % (written.end - written.start);
+                vm.read(VAddr(base.0 + (written.start + k) * PAGE as u64), &mut page)
+                    .unwrap();
+                let at = k as usize * PAGE;
+                assert!(page == mine[at..at + PAGE], "writer, page {k}");
+            }
+            mine
+        });
+        let readers: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+        let mine = writer.join();
+        drop(_stop);
+        dropper.join().unwrap();
+        for reader in readers {
+            reader.unwrap();
+        }
+        mine.unwrap()
+    });
+    model[written.start as usize * PAGE..].copy_from_slice(&written_model);
+    let stats = &vm.file_stats()[0];
+    assert!(
+        stats.reads_in_pieces > 0,
+        "no read went in pieces: {stats:?}"
+    );
+    vm.flush().unwrap();
+    assert!(
+        std::fs::read(&path).unwrap() == model,
+        "the file holds the model"
+    );
+}
