@@ -19,13 +19,19 @@ impl AddressSpace {
     fn page_range(&self, addr: VAddr, len: usize) -> Result<(), VmError> {
         let end = addr.0.checked_add(len as u64);
         if end.is_none_or(|end| end > self.virtual_pages * self.page_size as u64) {
-            return Err(VmError::OutsideAddressSpace {
-                addr,
-                pages: self.virtual_pages,
-                page_size: self.page_size,
-            });
+            return Err(self.outside(addr));
         }
         Ok(())
+    }
+
+    /// The error of an access at `addr`, past the end of the space.
+    #[cold]
+    pub(crate) fn outside(&self, addr: VAddr) -> VmError {
+        VmError::OutsideAddressSpace {
+            addr,
+            pages: self.virtual_pages,
+            page_size: self.page_size,
+        }
     }
 
     /// [`VmError::OutsideAddressSpace`] unless `page` lies in the address
@@ -34,11 +40,7 @@ impl AddressSpace {
     #[inline]
     fn page_in_space(&self, page: PageNumber) -> Result<(), VmError> {
         if page.0 >= self.virtual_pages {
-            return Err(VmError::OutsideAddressSpace {
-                addr: VAddr(page.0.saturating_mul(self.page_size as u64)),
-                pages: self.virtual_pages,
-                page_size: self.page_size,
-            });
+            return Err(self.outside(VAddr(page.0.saturating_mul(self.page_size as u64))));
         }
         Ok(())
     }

@@ -436,12 +436,8 @@ impl AddressSpace {
         if source.count != destination.count {
             return Err(refuse("the intervals differ in size"));
         }
-        // (An end past the last page number is no allocated interval.)
-        for interval in [source, destination] {
-            if interval.checked_end().is_none() {
-                return Err(VmError::NotAllocated { interval });
-            }
-        }
+        crate::ops::end_of(source)?;
+        crate::ops::end_of(destination)?;
         let (s, d) = (source.page.0, destination.page.0);
         let n = source.count.0;
         if s < d + n && d < s + n {

@@ -18,9 +18,9 @@
 //! mapping writes a page back only up to that end, unless the mapping
 //! allows the file to grow ([`MapFile::allow_grow`]); without that, its
 //! pages wholly past the end are read-only, with maximum protection read,
-//! so that a write there is refused rather than lost. A page that was within the file when it was
-//! mapped and is past its end now (the file truncated by another process)
-//! is an error ([`VmError::FileTruncated`]) on the access that faults it —
+//! so that a write there is refused rather than lost. A page that was
+//! within the file when it was mapped and is past its end now (the file
+//! truncated by another process) is an error ([`VmError::FileTruncated`]) on the access that faults it —
 //! never a signal, as the kernel's `SIGBUS` would be.
 //!
 //! **The swap cache** ([`MapFile::swap_cache`], the 4.4BSD proposal's
@@ -413,59 +413,54 @@ impl MappedFile {
     /// zeros past the file's end as mapped; an error if the file ends
     /// before that now.
     pub(crate) fn read_pages(&self, file_page: u64, buf: &mut [u8]) -> Result<(), VmError> {
-        let offset = file_page * self.page_size as u64;
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => {
-                    done += n;
-                    // A short read is the end of the file (another read
-                    // there would be at an offset direct I/O may refuse).
-                    if done < buf.len() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.error("reading", offset + done as u64, e)),
-            }
-        }
-        self.finish_read(offset, buf, done)
+        self.read(file_page, buf, false)
     }
 
     /// [`MappedFile::read_pages`] into memory that may not be committed
     /// yet (a read-around into its pages' own addresses): where the file is
     /// open `O_DIRECT` and the read is two pieces or more, in pieces of
     /// [`PIECE_BYTES`] kept in flight, each committed while the ones before
-    /// it are read
-    /// (`disk_channel::read_in_pieces`: the commit is a third of such a
-    /// read's time here). The same bytes and errors either way.
+    /// it are read (`disk_channel::read_in_pieces`: the commit is a third
+    /// of such a read's time here). The same bytes and errors either way.
     pub(crate) fn read_pages_in_pieces(
         &self,
         file_page: u64,
         buf: &mut [u8],
     ) -> Result<(), VmError> {
-        let piece = (PIECE_BYTES / self.page_size).max(1) * self.page_size;
-        if !self.direct || buf.len() < 2 * piece {
-            return self.read_pages(file_page, buf);
-        }
-        let offset = file_page * self.page_size as u64;
-        let done = disk_channel::read_in_pieces(
-            &self.file,
-            offset,
-            buf,
-            piece,
-            disk_channel::IoEngine::Auto,
-            &mut |part| crate::sys::region::populate(part),
-        )
-        .map_err(|e| self.error("reading", e.offset, e.source))?;
-        self.reads_in_pieces.fetch_add(1, Ordering::Relaxed);
-        self.finish_read(offset, buf, done)
+        self.read(file_page, buf, true)
     }
 
-    /// A read of `buf` from byte `offset` that got `done` bytes: the rest
-    /// zeros if the file ended where it was mapped to end, else an error.
-    fn finish_read(&self, offset: u64, buf: &mut [u8], done: usize) -> Result<(), VmError> {
+    /// Both reads: in pieces where `uncommitted` memory and the file say
+    /// so, else as one plain read (a short read is the file's end: another
+    /// read there would be at an offset direct I/O may refuse).
+    fn read(&self, file_page: u64, buf: &mut [u8], uncommitted: bool) -> Result<(), VmError> {
+        let offset = file_page * self.page_size as u64;
+        let piece = (PIECE_BYTES / self.page_size).max(1) * self.page_size;
+        let in_pieces = uncommitted && self.direct && buf.len() >= 2 * piece;
+        let done = if in_pieces {
+            disk_channel::read_in_pieces(
+                &self.file,
+                offset,
+                buf,
+                piece,
+                disk_channel::IoEngine::Auto,
+                &mut |part| crate::sys::region::populate(part),
+            )
+        } else {
+            let whole = buf.len().max(1);
+            disk_channel::read_in_pieces(
+                &self.file,
+                offset,
+                buf,
+                whole,
+                disk_channel::IoEngine::Threads,
+                &mut |_| {},
+            )
+        }
+        .map_err(|e| self.error("reading", e.offset, e.source))?;
+        if in_pieces {
+            self.reads_in_pieces.fetch_add(1, Ordering::Relaxed);
+        }
         buf[done..].fill(0);
         // What the pages held of the file when it was mapped must be there.
         let expected = self.len_at_map.saturating_sub(offset).min(buf.len() as u64);

@@ -83,11 +83,7 @@ impl AddressSpace {
     /// discarded without I/O.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        // (An end past the last page number is no allocated interval.)
-        let end = interval
-            .checked_end()
-            .ok_or(VmError::NotAllocated { interval })?;
-        let (start, end) = (interval.page.0, end.0);
+        let (start, end) = (interval.page.0, end_of(interval)?);
         {
             // A shared file mapping's changes go to its file first; an error
             // keeps every page and the mapping (see `mapped`).
@@ -699,4 +695,14 @@ fn unpin_one(monitor: &mut Monitor, page: u64) {
             monitor.pins.remove(&page);
         }
     }
+}
+
+/// One past the last page of `interval`, which a caller gave: an end past
+/// the last page number is no allocated interval (an embedder's trial:
+/// `Interval::end` panicked on one).
+pub(crate) fn end_of(interval: Interval) -> Result<u64, VmError> {
+    interval
+        .checked_end()
+        .map(|end| end.0)
+        .ok_or(VmError::NotAllocated { interval })
 }

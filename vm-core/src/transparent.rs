@@ -123,13 +123,10 @@ impl AddressSpace {
         interval: Interval,
         write: bool,
     ) -> Result<AccessGuard<'_>, VmError> {
-        // (An end past the last page number is no allocated interval.)
-        if interval.checked_end().is_none() {
-            return Err(VmError::NotAllocated { interval });
-        }
         let Some(views) = &self.views else {
             return Ok(None);
         };
+        crate::ops::end_of(interval)?;
         let entries = views.entries.read();
         conflict(&entries, interval, write)?;
         Ok(Some(entries))
@@ -334,11 +331,7 @@ impl AddressSpace {
         let offset = addr - self.region.base() as usize;
         let page = (offset / self.page_size) as u64;
         if page >= self.virtual_pages {
-            return Err(VmError::OutsideAddressSpace {
-                addr: VAddr(offset as u64),
-                pages: self.virtual_pages,
-                page_size: self.page_size,
-            });
+            return Err(self.outside(VAddr(offset as u64)));
         }
         no_progress_check(addr)?;
         // Where the machine does not say: a fault on a resident page can
@@ -383,11 +376,7 @@ impl AddressSpace {
             return Err(not_transparent());
         }
         if addr.0 >= self.virtual_pages * self.page_size as u64 {
-            return Err(VmError::OutsideAddressSpace {
-                addr,
-                pages: self.virtual_pages,
-                page_size: self.page_size,
-            });
+            return Err(self.outside(addr));
         }
         // SAFETY: in bounds (checked above) of the region's mapping.
         Ok(unsafe { self.region.base().add(addr.0 as usize) })

@@ -925,28 +925,7 @@ fn threads_reading_around_one_mapping_at_once_read_the_file_s_bytes() {
                 }
             });
         }
-        let writer = s.spawn(|| {
-            let mut mine = model[written.start as usize * PAGE..].to_vec();
-            let mut rng = 5;
-            let mut page = vec![0u8; PAGE];
-            for n in 0..400 {
-                let k = next(&mut rng) % (written.end - written.start);
-                let at = k as usize * PAGE + (next(&mut rng) % (PAGE as u64 - 8)) as usize;
-                let stamp = (n as u64).to_le_bytes();
-                vm.write(
-                    VAddr(base.0 + written.start * PAGE as u64 + at as u64),
-                    &stamp,
-                )
-                .unwrap();
-                mine[at..at + 8].copy_from_slice(&stamp);
-                let k = next(&mut rng) % (written.end - written.start);
-                vm.read(VAddr(base.0 + (written.start + k) * PAGE as u64), &mut page)
-                    .unwrap();
-                let at = k as usize * PAGE;
-                assert!(page == mine[at..at + PAGE], "writer, page {k}");
-            }
-            mine
-        });
+        let writer = s.spawn(|| write_and_read_back(&vm, base, written.clone(), &model, 400));
         writer.join().unwrap()
     });
     model[written.start as usize * PAGE..].copy_from_slice(&written_model);
@@ -966,19 +945,12 @@ fn threads_reading_around_one_mapping_at_once_read_the_file_s_bytes() {
 /// end (zeros past it, where the piece holding the end comes back short).
 #[test]
 fn read_around_of_a_direct_file_goes_in_pieces_and_reads_the_file_s_bytes() {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();
     // 3,000 pages of file in a mapping of 3,200, through 2,048 pages of
     // real memory (read-around windows of 511 pages).
     let (path, mut model) = patterned_file(dir.path(), "direct.dat", 3000);
     model.resize(3200 * PAGE, 0);
-    let direct = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(&path)
-    };
+    let direct = || open_direct(&path);
     if let Err(e) = direct() {
         eprintln!("skipped: the file system refuses O_DIRECT here ({e})");
         return;
@@ -1030,17 +1002,9 @@ fn read_around_of_a_direct_file_goes_in_pieces_and_reads_the_file_s_bytes() {
 /// file holds the model after a flush.
 #[test]
 fn threads_reading_around_a_direct_mapping_in_pieces_under_dont_need() {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();
     let (path, mut model) = patterned_file(dir.path(), "direct-threads.dat", 4096);
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(&path)
-    };
-    let file = match open() {
+    let file = match open_direct(&path) {
         Ok(file) => file,
         Err(e) => {
             eprintln!("skipped: the file system refuses O_DIRECT here ({e})");
@@ -1096,28 +1060,7 @@ fn threads_reading_around_a_direct_mapping_in_pieces_under_dont_need() {
             }
         });
         let _stop = StopOnDrop(&stop);
-        let writer = s.spawn(|| {
-            let mut mine = model[written.start as usize * PAGE..].to_vec();
-            let mut rng = 5;
-            let mut page = vec![0u8; PAGE];
-            for n in 0..300 {
-                let k = next(&mut rng) % (written.end - written.start);
-                let at = k as usize * PAGE + (next(&mut rng) % (PAGE as u64 - 8)) as usize;
-                let stamp = (n as u64 + 1).to_le_bytes();
-                vm.write(
-                    VAddr(base.0 + written.start * PAGE as u64 + at as u64),
-                    &stamp,
-                )
-                .unwrap();
-                mine[at..at + 8].copy_from_slice(&stamp);
-                let k = next(&mut rng) % (written.end - written.start);
-                vm.read(VAddr(base.0 + (written.start + k) * PAGE as u64), &mut page)
-                    .unwrap();
-                let at = k as usize * PAGE;
-                assert!(page == mine[at..at + PAGE], "writer, page {k}");
-            }
-            mine
-        });
+        let writer = s.spawn(|| write_and_read_back(&vm, base, written.clone(), &model, 300));
         let readers: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
         let mine = writer.join();
         drop(_stop);
@@ -1138,4 +1081,48 @@ fn threads_reading_around_a_direct_mapping_in_pieces_under_dont_need() {
         std::fs::read(&path).unwrap() == model,
         "the file holds the model"
     );
+}
+
+/// A writer thread's work: `rounds` stamps written at random into pages
+/// `written` of the mapping at `base`, each followed by a read of a random
+/// page of them checked against what it wrote; returns those pages' bytes
+/// as it left them (`model` holds them as they were before).
+fn write_and_read_back(
+    vm: &Vm,
+    base: VAddr,
+    written: std::ops::Range<u64>,
+    model: &[u8],
+    rounds: u64,
+) -> Vec<u8> {
+    let mut mine = model[written.start as usize * PAGE..written.end as usize * PAGE].to_vec();
+    let mut rng = 5;
+    let mut page = vec![0u8; PAGE];
+    for n in 0..rounds {
+        let k = next(&mut rng) % (written.end - written.start);
+        let at = k as usize * PAGE + (next(&mut rng) % (PAGE as u64 - 8)) as usize;
+        let stamp = (n + 1).to_le_bytes();
+        vm.write(
+            VAddr(base.0 + written.start * PAGE as u64 + at as u64),
+            &stamp,
+        )
+        .unwrap();
+        mine[at..at + 8].copy_from_slice(&stamp);
+        let k = next(&mut rng) % (written.end - written.start);
+        vm.read(VAddr(base.0 + (written.start + k) * PAGE as u64), &mut page)
+            .unwrap();
+        let at = k as usize * PAGE;
+        assert!(page == mine[at..at + PAGE], "writer, page {k}");
+    }
+    mine
+}
+
+/// `path` opened read-write with `O_DIRECT`, or why the file system
+/// refuses it.
+fn open_direct(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
 }
