@@ -74,11 +74,10 @@ pub enum VmError {
         /// The real-memory budget in pages.
         budget: u64,
     },
-    /// A page held by an exclusive guard blocks the operation — or, for
-    /// `kill` and `free`, a page another thread's access is bringing in
-    /// on its own (a single page's fault; read-ahead and read-around are
-    /// waited for).
-    #[error("{page} is in use: held by a guard, or being brought in by another thread's access")]
+    /// A page held by a guard blocks the operation (or, for `kill` and
+    /// `free`, a reader's copy in progress; a page being brought in — a
+    /// fault, a read-ahead, a read-around — is waited for).
+    #[error("{page} is in use: held by a guard")]
     PageBusy {
         /// The page.
         page: PageNumber,

@@ -16,6 +16,25 @@ use crate::state::{
 use crate::vocabulary::{Advice, DataState, PageState};
 use runtable::{Interval, PageNumber};
 
+/// What [`AddressSpace::discard`] found.
+enum Discard {
+    /// The pages are discarded.
+    Done,
+    /// Nothing changed: this page is being read ahead, read around,
+    /// written behind or brought in by a fault, which ends without the
+    /// monitor. Wait for it and try again.
+    Wait(u64),
+    /// Nothing changed: this page is latched otherwise — a reader's or a
+    /// writer's copy, which ends in a moment, or a guard, which may not.
+    Held(u64),
+}
+
+/// `kill` and `free` meeting a page held (`Discard::Held`): how many times
+/// they wait a little and try again before the page is busy, and how long
+/// each wait is at most (`backoff` steps: spins, then yields).
+const HELD_TRIES: u32 = 4;
+const HELD_BACKOFF: u32 = 256;
+
 impl AddressSpace {
     /// Allocates `count` pages; their contents read as zeros.
     pub fn allocate(&self, count: u64) -> Result<Interval, VmError> {
@@ -80,7 +99,8 @@ impl AddressSpace {
     }
 
     /// Frees `interval` (all of it must be allocated); its contents are
-    /// discarded without I/O.
+    /// discarded without I/O. Its pages are waited for, or refused, as
+    /// [`AddressSpace::kill`] says.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
         let (start, end) = (interval.page.0, end_of(interval)?);
@@ -149,12 +169,9 @@ impl AddressSpace {
     /// Drops every page of `interval` from real memory without writing it
     /// back, and forgets its disk copy: its contents become undefined (they
     /// read as zeros). All or nothing: every resident page is latched
-    /// first, and a page that cannot be (a guard or a reader holds it)
-    /// fails the call with nothing changed. `Some(page)`, with nothing
-    /// changed, when `page` is being read ahead or written behind in the
-    /// background: the caller lets go of the monitor, waits for it, and
-    /// tries again.
-    fn discard(&self, monitor: &mut Monitor, interval: Interval) -> Result<Option<u64>, VmError> {
+    /// first; a page that cannot be changes nothing, and is returned for
+    /// the caller to wait for without the monitor ([`Discard`]).
+    fn discard(&self, monitor: &mut Monitor, interval: Interval) -> Result<Discard, VmError> {
         let states = self.states();
         let mut resident = Vec::new();
         for page in interval.pages() {
@@ -182,7 +199,7 @@ impl AddressSpace {
                         if word.tag() == TAG_LOCKED
                             && self.read_ahead.as_ref().is_some_and(|q| q.covers(page.0)) =>
                     {
-                        return Ok(Some(page.0));
+                        return Ok(Discard::Wait(page.0));
                     }
                     // Being written behind: its shared latch ends without
                     // the monitor too.
@@ -191,8 +208,13 @@ impl AddressSpace {
                             && word.shared() > 0
                             && self.read_ahead.as_ref().is_some_and(|q| q.cleans(page.0)) =>
                     {
-                        return Ok(Some(page.0));
+                        return Ok(Discard::Wait(page.0));
                     }
+                    // Being brought in by another thread's fault: its
+                    // transfer ends (or is undone, which may need the
+                    // monitor), or passes to that thread's guard, without
+                    // the monitor — wait for it, then look again.
+                    Err(word) if word.coming_in() => return Ok(Discard::Wait(page.0)),
                     // The latch seen may have ended while the questions
                     // above were asked (a background read finishing: then
                     // it no longer `covers` the page): look again.
@@ -200,7 +222,7 @@ impl AddressSpace {
                         relooks += 1;
                         continue;
                     }
-                    Err(_) => return Err(VmError::PageBusy { page }),
+                    Err(_) => return Ok(Discard::Held(page.0)),
                 }
                 break;
             }
@@ -224,7 +246,7 @@ impl AddressSpace {
             latch.release(TAG_ABSENT, 0, ON_DISK | DIRTY | REFERENCED);
             monitor.remove_frame(page);
         }
-        Ok(None)
+        Ok(Discard::Done)
     }
 
     /// Brings every page of `interval` into real memory; with `kill`, their
@@ -336,7 +358,10 @@ impl AddressSpace {
 
     /// Makes the contents of `interval` undefined without I/O: they read as
     /// zeros. A pinned page is refused ([`VmError::Pinned`]; unpin it
-    /// first), and so is a page a guard holds; either way nothing changes.
+    /// first), and so is a page a guard holds ([`VmError::PageBusy`]);
+    /// either way nothing changes. A page on its way in — another thread's
+    /// fault, a read-ahead — is waited for, and so, briefly, is another
+    /// thread's copy in or out of a page (`read`, `write`).
     pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
         self.discarded(interval, |monitor| {
@@ -350,8 +375,9 @@ impl AddressSpace {
 
     /// Takes the monitor, checks `interval` is allocated and passes
     /// `check`, and discards its pages; returns with the monitor held. A
-    /// page being read ahead in the background is waited for without the
-    /// monitor (its read ends without it), then everything is done again.
+    /// page being read ahead in the background, or brought in by another
+    /// thread's fault, is waited for without the monitor (its read ends
+    /// without it), then everything is done again.
     /// Monitor not held on entry; held on a successful return.
     pub(crate) fn discarded(
         &self,
@@ -360,33 +386,54 @@ impl AddressSpace {
     ) -> Result<crate::monitor::MonitorGuard<'_>, VmError> {
         // No view or guard may see its pages discarded (transparent mode).
         let _views = self.check_views(interval, true)?;
+        let mut held_tries = 0;
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, interval)?;
             self.check_not_wired(&monitor, interval, "kill it, or free all of it")?;
             check(&monitor)?;
-            match self.discard(&mut monitor, interval)? {
-                None => return Ok(monitor),
-                Some(page) => {
+            let page = match self.discard(&mut monitor, interval)? {
+                Discard::Done => return Ok(monitor),
+                Discard::Held(page) => {
                     drop(monitor);
-                    // A read in flight: wait for it to end (its pages'
-                    // latches may already be others', a guard's).
-                    if let Some(queue) = self.read_ahead.as_ref().filter(|q| q.covers(page)) {
-                        queue.wait_uncovered(page);
-                        continue;
-                    }
-                    // A latch of this thread's own would never change.
-                    if held_by_this_thread(self.space_key(), page) {
-                        return Err(VmError::PageHeldByThisThread {
+                    // A latch of this thread's own would never end.
+                    held_tries += 1;
+                    if held_tries > HELD_TRIES || held_by_this_thread(self.space_key(), page) {
+                        return Err(VmError::PageBusy {
                             page: PageNumber(page),
                         });
                     }
+                    // A reader's or a writer's copy ends in a moment; a
+                    // guard may not: a few short waits, then it is busy.
                     let states = self.states();
-                    let seen = states.load(page);
-                    if seen.tag() == TAG_LOCKED || seen.shared() > 0 {
-                        states.wait_for_change(page, seen);
+                    let mut spins = 0;
+                    while spins < HELD_BACKOFF && {
+                        let word = states.load(page);
+                        word.tag() == TAG_LOCKED || word.shared() > 0
+                    } {
+                        crate::state::backoff(&mut spins);
                     }
+                    continue;
                 }
+                Discard::Wait(page) => page,
+            };
+            drop(monitor);
+            // A read in flight: wait for it to end (its pages' latches may
+            // already be others', a guard's).
+            if let Some(queue) = self.read_ahead.as_ref().filter(|q| q.covers(page)) {
+                queue.wait_uncovered(page);
+                continue;
+            }
+            // A latch of this thread's own would never change.
+            if held_by_this_thread(self.space_key(), page) {
+                return Err(VmError::PageHeldByThisThread {
+                    page: PageNumber(page),
+                });
+            }
+            let states = self.states();
+            let seen = states.load(page);
+            if seen.tag() == TAG_LOCKED || seen.shared() > 0 {
+                states.wait_for_change(page, seen);
             }
         }
     }

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //!  63..62  tag: 0 absent, 1 resident, 2 locked (exclusive latch held)
-//!  61..46  shared-latch count (resident only)
+//!  61..46  shared-latch count (resident only); while locked, bit 46
+//!          marks a page coming in (`TRANSIT`: the latch is a transfer's,
+//!          taken on the absent page, not a guard's or a writer's)
 //!  45      referenced (clock's second chance; set by every hit)
 //!  44      dirty (differs from its disk copy)
 //!  43      read-only (write-protect)
@@ -51,6 +53,11 @@ const COUNT_SHIFT: u32 = 46;
 const COUNT_ONE: u64 = 1 << COUNT_SHIFT;
 const COUNT_MASK: u64 = 0xFFFF << COUNT_SHIFT;
 const COUNT_MAX: u64 = 0xFFFF;
+/// While locked: the latch was taken on an absent page for a transfer
+/// (a fault, a read-ahead, a read-around) and has not ended or passed to
+/// a guard yet. `kill` and `free` wait for such a latch, and report any
+/// other as busy. (The count's lowest bit: a locked word has no sharers.)
+const TRANSIT: u64 = COUNT_ONE;
 pub(crate) const REFERENCED: u64 = 1 << 45;
 pub(crate) const DIRTY: u64 = 1 << 44;
 pub(crate) const READ_ONLY: u64 = 1 << 43;
@@ -98,6 +105,11 @@ impl Word {
     }
     pub(crate) fn flags(self) -> u64 {
         self.0 & FLAGS
+    }
+    /// Whether the page is locked for a transfer that brings it in (see
+    /// `TRANSIT`).
+    pub(crate) fn coming_in(self) -> bool {
+        self.tag() == TAG_LOCKED && self.0 & TRANSIT != 0
     }
     fn version(self) -> u64 {
         self.0 & VERSION_MASK
@@ -277,7 +289,7 @@ impl<'a> PageStates<'a> {
         // locked a moment ago parks on it); retry for that.
         let mut seen = seen;
         loop {
-            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT);
+            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | TRANSIT;
             match word.compare_exchange(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return seen,
                 Err(now) => {
@@ -447,6 +459,12 @@ impl ExclusiveLatch<'_> {
         self.held = false;
         self.states.clear_flags(self.page, clear);
         self.states.set_flags(self.page, set);
+        // A guard's latch now, no longer a transfer's: whoever waits for
+        // the transfer to end (`kill`) looks again.
+        let word = &self.states.words[self.page as usize];
+        if word.fetch_and(!(TRANSIT | WAITERS), Ordering::AcqRel) & WAITERS != 0 {
+            crate::sys::park::unpark_all(word);
+        }
         let now = self.states.load(self.page);
         Word((TAG_RESIDENT << TAG_SHIFT) | now.flags())
     }
@@ -514,6 +532,30 @@ mod tests {
         assert_eq!(after.flags(), before.flags());
         // And it can be latched again (it was not left locked).
         drop(states.latch_absent(3));
+    }
+
+    /// A latch taken on an absent page says the page is coming in until
+    /// it ends or passes to a guard (`kill` waits for the one, and reports
+    /// the other as busy).
+    #[test]
+    fn a_page_coming_in_says_so_until_its_latch_ends_or_passes_to_a_guard() {
+        let words = words(8);
+        let states = PageStates::new(&words);
+        let latch = states.latch_absent(2);
+        assert!(states.load(2).coming_in());
+        let was = latch.keep_as_resident(REFERENCED, 0);
+        let now = states.load(2);
+        assert_eq!(now.tag(), TAG_LOCKED, "still latched, by a guard now");
+        assert!(!now.coming_in(), "{now:?}");
+        ExclusiveLatch::adopt(states, 2, was).release(TAG_RESIDENT, 0, 0);
+        assert!(!states.load(2).coming_in());
+        assert!(states.latch_absent(3).release_to_shared(0, 0).tag() == TAG_ABSENT);
+        assert!(!states.load(3).coming_in());
+        assert_eq!(states.load(3).shared(), 1);
+        // A latch on a resident page (a writer, an eviction) is not one.
+        states.unshare(3);
+        let _writer = states.try_latch_resident(3).unwrap();
+        assert!(!states.load(3).coming_in());
     }
 
     #[test]

@@ -154,3 +154,162 @@ fn kill_of_a_neighbour_never_fails_because_of_read_ahead() {
     eprintln!("kill(b): {ok} ok, {busy} PageBusy");
     assert_eq!(busy, 0);
 }
+
+/// A simulated drive whose reads, while its gate is shut, wait for it to
+/// open, and count how many have arrived.
+struct GatedDrive {
+    inner: SimDrive,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// (shut, reads that arrived while shut)
+    state: std::sync::Mutex<(bool, u32)>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn shut(&self) {
+        self.state.lock().unwrap().0 = true;
+    }
+    fn open(&self) {
+        self.state.lock().unwrap().0 = false;
+        self.changed.notify_all();
+    }
+    /// Waits until a read waits at the shut gate (ten seconds at most: a
+    /// read that never comes is a failure, not a hang).
+    fn wait_for_a_read(&self) {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(10), |s| s.1 == 0)
+            .unwrap();
+        assert!(state.1 > 0, "no read reached the drive");
+    }
+}
+
+/// Opens the gate when dropped.
+struct OpenOnDrop<'a>(&'a Gate);
+
+impl Drop for OpenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+impl Drive for GatedDrive {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
+    }
+    fn page_count(&self) -> u64 {
+        self.inner.page_count()
+    }
+    fn read(&mut self, p: DiskPage, b: &mut [u8], h: Option<DiskPage>) -> Result<(), DriveError> {
+        let mut state = self.gate.state.lock().unwrap();
+        if state.0 {
+            state.1 += 1;
+            self.gate.changed.notify_all();
+            drop(self.gate.changed.wait_while(state, |s| s.0).unwrap());
+        } else {
+            drop(state);
+        }
+        self.inner.read(p, b, h)
+    }
+    fn write(&mut self, p: DiskPage, d: &[u8], h: Option<DiskPage>) -> Result<(), DriveError> {
+        self.inner.write(p, d, h)
+    }
+    fn sync(&mut self) -> Result<(), DriveError> {
+        self.inner.sync()
+    }
+    fn stats(&self) -> DriveStats {
+        self.inner.stats()
+    }
+}
+
+/// `kill` and `free` of a page that another thread's fault is bringing in
+/// (a single page, read without the monitor) wait for the read and then
+/// discard the page; they used to fail at once with `PageBusy`. The reader
+/// gets the page as it was written: the discard comes after its read.
+#[test]
+fn kill_and_free_wait_for_a_page_another_thread_is_bringing_in() {
+    let gate = Arc::new(Gate::default());
+    let inner = SimDrive::preset("ssd", PAGE)
+        .unwrap()
+        .with_page_count(1024)
+        .unwrap();
+    let drive = GatedDrive {
+        inner,
+        gate: gate.clone(),
+    };
+    let vm = vm_on(vec![Box::new(drive)], 512, 64);
+    for (round, call) in ["kill", "free"].into_iter().enumerate() {
+        let interval = vm.allocate(16).unwrap();
+        fill_with(&vm, interval, 7 + round as u8);
+        vm.flush().unwrap();
+        vm.advise(interval, Advice::DontNeed).unwrap();
+        let page = vm_core::PageNumber(interval.page.0 + 9);
+        gate.shut();
+        std::thread::scope(|s| {
+            // However the checks end, the gate opens: a reader left waiting
+            // at it would hold the scope (and the test) forever.
+            let _open = OpenOnDrop(&gate);
+            let reader = s.spawn(|| {
+                let mut buf = vec![0u8; PAGE];
+                vm.read(vm.address_of(page), &mut buf).map(|()| buf)
+            });
+            gate.wait_for_a_read();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let vm = &vm;
+            s.spawn(move || {
+                let r = match call {
+                    "kill" => vm.kill(interval),
+                    _ => vm.free(interval),
+                };
+                tx.send(r).unwrap();
+            });
+            // While the read waits at the gate, the call must not return.
+            // (The wait only places the call; on a slow machine it may not
+            // have begun, and then this checks nothing — never wrongly.)
+            let early = rx.recv_timeout(Duration::from_millis(200));
+            gate.open();
+            if let Ok(r) = early {
+                panic!("{call} returned while {page} was being read: {r:?}");
+            }
+            let got = reader.join().unwrap().unwrap();
+            assert!(
+                got.iter().all(|&b| b == 7 + round as u8),
+                "the reader got a page that was discarded under it"
+            );
+            // The reader's copy out of the page is waited for only a
+            // moment (a guard may be held for long): on a loaded machine
+            // the call may still find it busy, and is then made again.
+            match rx.recv().unwrap() {
+                Ok(()) => {}
+                Err(VmError::PageBusy { page: p }) if p == page => {
+                    eprintln!("{call}: the reader's copy was still in progress; again");
+                    match call {
+                        "kill" => vm.kill(interval).unwrap(),
+                        _ => vm.free(interval).unwrap(),
+                    }
+                }
+                Err(e) => panic!("{call} after the read: {e}"),
+            }
+        });
+        match call {
+            "kill" => {
+                let mut buf = vec![1u8; PAGE];
+                vm.read(vm.address_of(page), &mut buf).unwrap();
+                assert!(buf.iter().all(|&b| b == 0), "a killed page reads as zeros");
+                vm.free(interval).unwrap();
+            }
+            _ => assert!(matches!(
+                vm.read(vm.address_of(page), &mut [0u8; 8]),
+                Err(VmError::NotAllocated { .. } | VmError::AddressFault { .. })
+            )),
+        }
+    }
+}
