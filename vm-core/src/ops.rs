@@ -685,7 +685,10 @@ impl AddressSpace {
             .collect()
     }
 
-    /// Cedar's `PageState` of `page`.
+    /// Cedar's `PageState` of `page`. A page that is not allocated —
+    /// one past the address space's end included — has data
+    /// [`DataState::None`] and no memory, as in Cedar: asking is never an
+    /// error.
     pub fn state(&self, page: PageNumber) -> PageState {
         let monitor = self.lock_monitor();
         if page.0 >= self.virtual_pages || monitor.allocation_of(page.0).is_none() {
