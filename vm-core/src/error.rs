@@ -74,10 +74,11 @@ pub enum VmError {
         /// The real-memory budget in pages.
         budget: u64,
     },
-    /// A page held by a guard blocks the operation (or, for `kill` and
-    /// `free`, a reader's copy in progress; a page being brought in — a
-    /// fault, a read-ahead, a read-around — is waited for).
-    #[error("{page} is in use: held by a guard")]
+    /// A page held by a guard, or by another thread's copy in or out of
+    /// it, blocks the operation. (`kill`, `free` and `copy` wait briefly
+    /// for a copy to end, and wait for a page being brought in — a fault,
+    /// a read-ahead, a read-around — before they report it.)
+    #[error("{page} is in use: a guard, or a copy in progress, holds it")]
     PageBusy {
         /// The page.
         page: PageNumber,

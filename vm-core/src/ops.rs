@@ -11,7 +11,7 @@ use crate::guard::held_by_this_thread;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
 use crate::state::{
-    DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
+    DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, Word,
 };
 use crate::vocabulary::{Advice, DataState, PageState};
 use runtable::{Interval, PageNumber};
@@ -22,8 +22,10 @@ enum Discard {
     Done,
     /// Nothing changed: this page is being read ahead, read around,
     /// written behind or brought in by a fault, which ends without the
-    /// monitor. Wait for it and try again.
-    Wait(u64),
+    /// monitor — its word, as seen, with that latch. Wait for the word to
+    /// change (not for whatever latch holds the page by then: a guard may
+    /// have it, and a guard makes the page busy) and try again.
+    Wait(u64, Word),
     /// Nothing changed: this page is latched otherwise — a reader's or a
     /// writer's copy, which ends in a moment, or a guard, which may not.
     Held(u64),
@@ -100,7 +102,8 @@ impl AddressSpace {
 
     /// Frees `interval` (all of it must be allocated); its contents are
     /// discarded without I/O. Its pages are waited for, or refused, as
-    /// [`AddressSpace::kill`] says.
+    /// [`AddressSpace::kill`] says (a whole wired interval: refused at once
+    /// if any page is latched).
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
         let (start, end) = (interval.page.0, end_of(interval)?);
@@ -199,7 +202,7 @@ impl AddressSpace {
                         if word.tag() == TAG_LOCKED
                             && self.read_ahead.as_ref().is_some_and(|q| q.covers(page.0)) =>
                     {
-                        return Ok(Discard::Wait(page.0));
+                        return Ok(Discard::Wait(page.0, word));
                     }
                     // Being written behind: its shared latch ends without
                     // the monitor too.
@@ -208,13 +211,13 @@ impl AddressSpace {
                             && word.shared() > 0
                             && self.read_ahead.as_ref().is_some_and(|q| q.cleans(page.0)) =>
                     {
-                        return Ok(Discard::Wait(page.0));
+                        return Ok(Discard::Wait(page.0, word));
                     }
                     // Being brought in by another thread's fault: its
                     // transfer ends (or is undone, which may need the
                     // monitor), or passes to that thread's guard, without
                     // the monitor — wait for it, then look again.
-                    Err(word) if word.coming_in() => return Ok(Discard::Wait(page.0)),
+                    Err(word) if word.coming_in() => return Ok(Discard::Wait(page.0, word)),
                     // The latch seen may have ended while the questions
                     // above were asked (a background read finishing: then
                     // it no longer `covers` the page): look again.
@@ -392,7 +395,7 @@ impl AddressSpace {
             self.check_allocated(&monitor, interval)?;
             self.check_not_wired(&monitor, interval, "kill it, or free all of it")?;
             check(&monitor)?;
-            let page = match self.discard(&mut monitor, interval)? {
+            let (page, seen) = match self.discard(&mut monitor, interval)? {
                 Discard::Done => return Ok(monitor),
                 Discard::Held(page) => {
                     drop(monitor);
@@ -415,7 +418,7 @@ impl AddressSpace {
                     }
                     continue;
                 }
-                Discard::Wait(page) => page,
+                Discard::Wait(page, seen) => (page, seen),
             };
             drop(monitor);
             // A read in flight: wait for it to end (its pages' latches may
@@ -430,11 +433,8 @@ impl AddressSpace {
                     page: PageNumber(page),
                 });
             }
-            let states = self.states();
-            let seen = states.load(page);
-            if seen.tag() == TAG_LOCKED || seen.shared() > 0 {
-                states.wait_for_change(page, seen);
-            }
+            // (At once if the latch seen has ended meanwhile.)
+            self.states().wait_for_change(page, seen);
         }
     }
 

@@ -55,8 +55,9 @@ const COUNT_MASK: u64 = 0xFFFF << COUNT_SHIFT;
 const COUNT_MAX: u64 = 0xFFFF;
 /// While locked: the latch was taken on an absent page for a transfer
 /// (a fault, a read-ahead, a read-around) and has not ended or passed to
-/// a guard yet. `kill` and `free` wait for such a latch, and report any
-/// other as busy. (The count's lowest bit: a locked word has no sharers.)
+/// a guard yet. `kill` and `free` wait for such a latch; any other they
+/// wait for briefly (a copy in progress) and then report as busy. (The
+/// count's lowest bit: a locked word has no sharers.)
 const TRANSIT: u64 = COUNT_ONE;
 pub(crate) const REFERENCED: u64 = 1 << 45;
 pub(crate) const DIRTY: u64 = 1 << 44;

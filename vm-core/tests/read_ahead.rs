@@ -171,7 +171,7 @@ struct Gate {
 
 impl Gate {
     fn shut(&self) {
-        self.state.lock().unwrap().0 = true;
+        *self.state.lock().unwrap() = (true, 0);
     }
     fn open(&self) {
         self.state.lock().unwrap().0 = false;
@@ -186,15 +186,6 @@ impl Gate {
             .wait_timeout_while(state, Duration::from_secs(10), |s| s.1 == 0)
             .unwrap();
         assert!(state.1 > 0, "no read reached the drive");
-    }
-}
-
-/// Opens the gate when dropped.
-struct OpenOnDrop<'a>(&'a Gate);
-
-impl Drop for OpenOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.open();
     }
 }
 
@@ -230,12 +221,10 @@ impl Drive for GatedDrive {
     }
 }
 
-/// `kill` and `free` of a page that another thread's fault is bringing in
-/// (a single page, read without the monitor) wait for the read and then
-/// discard the page; they used to fail at once with `PageBusy`. The reader
-/// gets the page as it was written: the discard comes after its read.
-#[test]
-fn kill_and_free_wait_for_a_page_another_thread_is_bringing_in() {
+/// A VM on one simulated drive behind a gate, leaked: the threads of the
+/// gated tests are not scoped, so that a check that fails ends the test
+/// instead of waiting for a thread that may never return.
+fn gated_vm() -> (&'static Vm, Arc<Gate>) {
     let gate = Arc::new(Gate::default());
     let inner = SimDrive::preset("ssd", PAGE)
         .unwrap()
@@ -246,59 +235,125 @@ fn kill_and_free_wait_for_a_page_another_thread_is_bringing_in() {
         gate: gate.clone(),
     };
     let vm = vm_on(vec![Box::new(drive)], 512, 64);
+    (Box::leak(Box::new(vm)), gate)
+}
+
+/// Runs `call` on a thread of its own; its result comes on the channel.
+fn in_thread<T: Send + 'static>(
+    call: impl FnOnce() -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(call());
+    });
+    rx
+}
+
+/// While a read waits at the shut gate, `call` must not return: its result
+/// within 200 ms is a failure. (The wait only places the call; on a slow
+/// machine it may not have begun, and then this checks nothing — never
+/// wrongly.) The gate is open afterwards, whatever happened.
+fn must_wait<T: std::fmt::Debug>(gate: &Gate, rx: &std::sync::mpsc::Receiver<T>, what: &str) {
+    let early = rx.recv_timeout(Duration::from_millis(200));
+    gate.open();
+    if let Ok(r) = early {
+        panic!("{what} returned while the page was being read: {r:?}");
+    }
+}
+
+/// The result of a call that must return soon.
+fn soon<T>(rx: &std::sync::mpsc::Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what} did not return (waiting for a guard, or never woken)"))
+}
+
+/// `kill` of a page another thread's fault is bringing in for a guard
+/// (`page_mut`): it waits for the read, is woken when the latch passes to
+/// the guard, and then reports the page busy — it neither fails before the
+/// read ends nor waits for the guard.
+#[test]
+fn kill_waits_for_a_page_coming_in_and_then_finds_its_guard_busy() {
+    let (vm, gate) = gated_vm();
+    let interval = vm.allocate(16).unwrap();
+    fill_with(vm, interval, 5);
+    vm.flush().unwrap();
+    vm.advise(interval, Advice::DontNeed).unwrap();
+    let page = vm_core::PageNumber(interval.page.0 + 3);
+    gate.shut();
+    let (have_guard, guard_held) = std::sync::mpsc::channel();
+    let (let_go, may_let_go) = std::sync::mpsc::channel::<()>();
+    let holder = in_thread(move || {
+        let mut guard = vm.page_mut(page).unwrap();
+        let was = guard[0];
+        guard[0] = 6;
+        have_guard.send(was).unwrap();
+        // (A dropped sender, after a failed check, lets go too.)
+        let _ = may_let_go.recv();
+    });
+    gate.wait_for_a_read();
+    let killed = in_thread(move || vm.kill(interval));
+    must_wait(&gate, &killed, "kill");
+    let was = soon(&guard_held, "page_mut");
+    assert_eq!(was, 5, "the guard holds the page as it was written");
+    let r = soon(&killed, "kill");
+    assert!(
+        matches!(r, Err(VmError::PageBusy { page: p }) if p == page),
+        "kill while the guard is held: {r:?}"
+    );
+    let_go.send(()).unwrap();
+    soon(&holder, "the guard's thread");
+    // The guard's store stands (the kill changed nothing); a kill now works.
+    let mut byte = [0u8; 1];
+    vm.read(vm.address_of(page), &mut byte).unwrap();
+    assert_eq!(byte[0], 6);
+    vm.kill(interval).unwrap();
+    vm.read(vm.address_of(page), &mut byte).unwrap();
+    assert_eq!(byte[0], 0);
+}
+
+/// `kill` and `free` of a page that another thread's fault is bringing in
+/// (a single page, read without the monitor) wait for the read and then
+/// discard the page; they used to fail at once with `PageBusy`. The reader
+/// gets the page as it was written: the discard comes after its read.
+#[test]
+fn kill_and_free_wait_for_a_page_another_thread_is_bringing_in() {
+    let (vm, gate) = gated_vm();
     for (round, call) in ["kill", "free"].into_iter().enumerate() {
         let interval = vm.allocate(16).unwrap();
-        fill_with(&vm, interval, 7 + round as u8);
+        fill_with(vm, interval, 7 + round as u8);
         vm.flush().unwrap();
         vm.advise(interval, Advice::DontNeed).unwrap();
         let page = vm_core::PageNumber(interval.page.0 + 9);
         gate.shut();
-        std::thread::scope(|s| {
-            // However the checks end, the gate opens: a reader left waiting
-            // at it would hold the scope (and the test) forever.
-            let _open = OpenOnDrop(&gate);
-            let reader = s.spawn(|| {
-                let mut buf = vec![0u8; PAGE];
-                vm.read(vm.address_of(page), &mut buf).map(|()| buf)
-            });
-            gate.wait_for_a_read();
-            let (tx, rx) = std::sync::mpsc::channel();
-            let vm = &vm;
-            s.spawn(move || {
-                let r = match call {
-                    "kill" => vm.kill(interval),
-                    _ => vm.free(interval),
-                };
-                tx.send(r).unwrap();
-            });
-            // While the read waits at the gate, the call must not return.
-            // (The wait only places the call; on a slow machine it may not
-            // have begun, and then this checks nothing — never wrongly.)
-            let early = rx.recv_timeout(Duration::from_millis(200));
-            gate.open();
-            if let Ok(r) = early {
-                panic!("{call} returned while {page} was being read: {r:?}");
-            }
-            let got = reader.join().unwrap().unwrap();
-            assert!(
-                got.iter().all(|&b| b == 7 + round as u8),
-                "the reader got a page that was discarded under it"
-            );
-            // The reader's copy out of the page is waited for only a
-            // moment (a guard may be held for long): on a loaded machine
-            // the call may still find it busy, and is then made again.
-            match rx.recv().unwrap() {
-                Ok(()) => {}
-                Err(VmError::PageBusy { page: p }) if p == page => {
-                    eprintln!("{call}: the reader's copy was still in progress; again");
-                    match call {
-                        "kill" => vm.kill(interval).unwrap(),
-                        _ => vm.free(interval).unwrap(),
-                    }
-                }
-                Err(e) => panic!("{call} after the read: {e}"),
-            }
+        let reader = in_thread(move || {
+            let mut buf = vec![0u8; PAGE];
+            vm.read(vm.address_of(page), &mut buf).map(|()| buf)
         });
+        gate.wait_for_a_read();
+        let discarded = in_thread(move || match call {
+            "kill" => vm.kill(interval),
+            _ => vm.free(interval),
+        });
+        must_wait(&gate, &discarded, call);
+        let got = soon(&reader, "the reader").unwrap();
+        assert!(
+            got.iter().all(|&b| b == 7 + round as u8),
+            "the reader got a page that was discarded under it"
+        );
+        // The reader's copy out of the page is waited for only a moment (a
+        // guard may be held for long): on a loaded machine the call may
+        // still find it busy, and is then made again.
+        match soon(&discarded, call) {
+            Ok(()) => {}
+            Err(VmError::PageBusy { page: p }) if p == page => {
+                eprintln!("{call}: the reader's copy was still in progress; again");
+                match call {
+                    "kill" => vm.kill(interval).unwrap(),
+                    _ => vm.free(interval).unwrap(),
+                }
+            }
+            Err(e) => panic!("{call} after the read: {e}"),
+        }
         match call {
             "kill" => {
                 let mut buf = vec![1u8; PAGE];
