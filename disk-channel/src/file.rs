@@ -235,6 +235,10 @@ impl FileDrive {
                     }
                 })?;
                 if options.create && bytes != want && file.metadata().is_ok_and(|m| m.is_file()) {
+                    // Not a byte changes in a drive another process holds
+                    // (a volume in use, cut to size under it): the lock
+                    // first, kept from here on.
+                    lock_file(&file, &path, false)?;
                     file.set_len(want)
                         .map_err(|e| file_error("set length", e))?;
                 }
@@ -252,6 +256,8 @@ impl FileDrive {
             });
         }
         if options.preallocate {
+            // (As for the length, above.)
+            lock_file(&file, &path, false)?;
             let len = page_count * options.page_size as u64;
             rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
                 .map_err(|e| file_error("preallocate", e.into()))?;
@@ -906,36 +912,42 @@ impl Drive for FileDrive {
     /// process was spawning a command — is retried for up to 100 ms before
     /// the drive is reported in use.
     fn lock_exclusive(&self) -> Result<(), DriveError> {
-        let mut waited_ms = 0;
-        loop {
-            let locked = if self.read_only {
-                self.io.file.try_lock_shared()
-            } else {
-                self.io.file.try_lock()
-            };
-            match locked {
-                Ok(()) => return Ok(()),
-                Err(TryLockError::WouldBlock) if waited_ms < 100 => {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    waited_ms += 5;
-                }
-                Err(e) => return self.lock_error(e),
+        lock_file(&self.io.file, &self.path, self.read_only)
+    }
+}
+
+/// Locks `file` (at `path`), shared if `shared`, for the drive: a lock
+/// still held for a moment by a process that closed the file is retried
+/// for up to 100 ms (see [`Drive::lock_exclusive`]), then the drive is in
+/// use.
+fn lock_file(file: &File, path: &Path, shared: bool) -> Result<(), DriveError> {
+    let mut waited_ms = 0;
+    loop {
+        let locked = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match locked {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if waited_ms < 100 => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                waited_ms += 5;
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(DriveError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(DriveError::File {
+                    path: path.to_path_buf(),
+                    action: "lock",
+                    source,
+                });
             }
         }
     }
 }
 
-impl FileDrive {
-    fn lock_error(&self, error: TryLockError) -> Result<(), DriveError> {
-        match error {
-            TryLockError::WouldBlock => Err(DriveError::InUse {
-                path: self.path.clone(),
-            }),
-            TryLockError::Error(source) => Err(DriveError::File {
-                path: self.path.clone(),
-                action: "lock",
-                source,
-            }),
-        }
-    }
-}
+impl FileDrive {}

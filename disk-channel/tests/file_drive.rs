@@ -88,6 +88,42 @@ fn a_second_locker_gets_volume_in_use() {
     second.lock_exclusive().unwrap();
 }
 
+/// Creating a drive at another size, or preallocating it, changes the
+/// file: a drive another process holds (its volume in use) is refused
+/// before a byte of it changes — it used to be cut to size first, and the
+/// lock refused after (found by a user's trial: `demo --force` on a drive a
+/// running demo held).
+#[test]
+fn a_drive_in_use_is_not_resized_or_preallocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let holder = FileDrive::open(&path, &FileDriveOptions::create(PAGE, 64)).unwrap();
+    holder.lock_exclusive().unwrap();
+    let len = || std::fs::metadata(&path).unwrap().len();
+    let err = FileDrive::open(&path, &FileDriveOptions::create(PAGE, 8)).unwrap_err();
+    assert!(matches!(err, DriveError::InUse { .. }), "{err}");
+    assert_eq!(len(), 64 * PAGE as u64, "the drive in use was resized");
+    let mut options = FileDriveOptions::create(PAGE, 64);
+    options.preallocate = true;
+    let err = FileDrive::open(&path, &options).unwrap_err();
+    assert!(matches!(err, DriveError::InUse { .. }), "{err}");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().blocks(),
+        0,
+        "the drive in use was preallocated"
+    );
+    // Free again: resized, and locked by the drive that resized it.
+    drop(holder);
+    let resized = FileDrive::open(&path, &FileDriveOptions::create(PAGE, 8)).unwrap();
+    assert_eq!(len(), 8 * PAGE as u64);
+    let other = FileDrive::open(&path, &FileDriveOptions::open(PAGE)).unwrap();
+    assert!(matches!(
+        other.lock_exclusive(),
+        Err(DriveError::InUse { .. })
+    ));
+    drop(resized);
+}
+
 #[test]
 fn no_space_is_an_error_naming_the_drive_and_page() {
     // /dev/full fails every write with ENOSPC.
