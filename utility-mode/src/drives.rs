@@ -313,10 +313,15 @@ pub fn announce(notices: &[String]) {
 /// to be created in
 /// (not a dangling link); the file system lets a file be that large (a
 /// sparse file of that size is made and removed beside it) and, with
-/// `preallocate`, has room for all of them. So that a mistake in the
+/// `all_blocks` (the option that writes every block: `--preallocate`, a
+/// full scan), has room for all of them. So that a mistake in the
 /// second drive's name, or a size its file system refuses, is found before
 /// the first drive is resized or overwritten.
-pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Result<(), ToolError> {
+pub fn check_writable(
+    paths: &[PathBuf],
+    bytes: u64,
+    all_blocks: Option<&str>,
+) -> Result<(), ToolError> {
     let file_error = |path: &Path, kind, what: &str| ToolError::File {
         path: path.to_path_buf(),
         source: std::io::Error::new(kind, what.to_string()),
@@ -371,7 +376,7 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
                     source,
                 }));
             }
-            if preallocate {
+            if all_blocks.is_some() {
                 // What the file holds in blocks now (a sparse old volume
                 // holds few), not its length.
                 let grown = std::fs::metadata(path).map_or(bytes, |m| {
@@ -429,16 +434,23 @@ pub fn check_writable(paths: &[PathBuf], bytes: u64, preallocate: bool) -> Resul
             None => by_device.push((device, *bytes, folder.clone())),
         }
     }
-    let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+    // (To a tenth: free space is seldom a whole number of units.)
+    let human = |b: u64| match b {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    };
     for (_, bytes, folder) in by_device {
         if let Ok(stat) = rustix::fs::statvfs(&folder)
             && stat.f_bavail.saturating_mul(stat.f_frsize) < bytes
         {
             return Err(ToolError::Usage(format!(
-                "--preallocate needs {} in {} and its file system has {} free",
-                gib(bytes),
-                folder.display(),
-                gib(stat.f_bavail.saturating_mul(stat.f_frsize))
+                "{} writes every block: it needs {} in {} and its file system has {} free",
+                all_blocks.unwrap_or("--preallocate"),
+                human(bytes),
+                std::fs::canonicalize(&folder)
+                    .unwrap_or_else(|_| folder.clone())
+                    .display(),
+                human(stat.f_bavail.saturating_mul(stat.f_frsize))
             )));
         }
     }

@@ -96,10 +96,19 @@ pub fn format(request: &FormatRequest, uvm: &UtilityVm) -> Result<FormatReport, 
     // first: a request that fails here leaves every file as it was (the
     // layout, the files' kinds, folders, permissions and locks).
     request.check_layout()?;
+    // A full scan writes every page: its files need their whole size in
+    // blocks, as preallocated ones do (it used to run out of space part
+    // way, after an old volume was overwritten).
     crate::drives::check_writable(
         &request.drives,
         request.drive_pages.saturating_mul(request.page_size as u64),
-        request.preallocate,
+        if request.preallocate {
+            Some("--preallocate")
+        } else if request.scan == Some(ScanMode::Full) {
+            Some("--scan full")
+        } else {
+            None
+        },
     )?;
     let notices = crate::drives::check_overwrite(&request.drives, request.force)?;
     // The files this call creates, removed again if it fails: a failed
