@@ -649,9 +649,16 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     utility_mode::human_bytes(virtual_pages * page_size as u64),
                     utility_mode::human_bytes(data_pages * page_size as u64),
                 )),
-                // The file system's limit on a file's size (EFBIG).
-                ToolError::Drive(disk_channel::DriveError::File { path, source, .. })
-                    if source.raw_os_error() == Some(rustix::io::Errno::FBIG.raw_os_error()) =>
+                // The file system's limit on a file's size (EFBIG), or any
+                // file's (a length past `i64::MAX`, which `set_len` refuses
+                // as an invalid argument).
+                ToolError::Drive(disk_channel::DriveError::File {
+                    path,
+                    source,
+                    action,
+                }) if source.raw_os_error() == Some(rustix::io::Errno::FBIG.raw_os_error())
+                    || (action == "set length"
+                        && source.kind() == std::io::ErrorKind::InvalidInput) =>
                 {
                     ToolError::Usage(format!(
                         "{}: --drive-size {} is more than this file system lets a file be",

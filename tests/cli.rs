@@ -922,7 +922,7 @@ fn a_refused_format_leaves_every_drive_as_it_was() {
     let paths = format_two(dir.path(), &[]);
     let before: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
     std::os::unix::fs::symlink("no-such-folder/x.vol", dir.path().join("dangling.vol")).unwrap();
-    let refused: [&[&str]; 8] = [
+    let refused: [&[&str]; 9] = [
         // A drive that cannot be opened for writing, wherever checks cannot
         // tell beforehand (root may write to the folder /proc).
         &["--drive-size", "4MiB", "-d", "/proc/cedarvm-test.vol"],
@@ -931,6 +931,8 @@ fn a_refused_format_leaves_every_drive_as_it_was() {
         // Preallocated drives larger than any file system here holds (or
         // than its file size limit).
         &["--drive-size", "64TiB", "--preallocate"],
+        // A size no file can be (past `i64::MAX` bytes).
+        &["--drive-size", "18446744073709551615"],
         // Drives too small for the structures at this page size.
         &["--drive-size", "4MiB", "--page-size", "1MiB"],
         // More spares than the drives have pages.
@@ -947,6 +949,12 @@ fn a_refused_format_leaves_every_drive_as_it_was() {
         args.extend_from_slice(extra);
         let o = cedarvm(dir.path(), &args);
         assert_ne!(code(&o), 0, "{args:?}: {}", stdout(&o));
+        if extra.contains(&"18446744073709551615") {
+            // A usage error that says what is wrong (it was "set length:
+            // out of range integral type conversion attempted", exit 4).
+            assert_eq!(code(&o), 2, "{}", stderr(&o));
+            assert!(stderr(&o).contains("lets a file be"), "{}", stderr(&o));
+        }
         assert!(
             !stderr(&o).contains("overwriting"),
             "{args:?}: said it overwrote before refusing: {}",
