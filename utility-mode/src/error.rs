@@ -16,7 +16,9 @@ pub enum ToolError {
         crate::units::human_bytes(*needed_bytes),
         crate::units::human_bytes(*used_bytes),
         crate::units::human_bytes(*budget_bytes),
-        crate::units::human_bytes((used_bytes + needed_bytes).div_ceil(1 << 20).max(1) << 20)
+        // What is in use and what is asked for, in whole 4 KiB pages (the
+        // utility VM's): enough, not a round figure above it.
+        crate::units::human_bytes((used_bytes + needed_bytes).div_ceil(4096).max(1) * 4096)
     )]
     NotEnoughRealMemory {
         /// Bytes asked for.
