@@ -187,6 +187,9 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     crate::signals::remove_on_signal(temp.path().to_path_buf());
     let path = match &options.volume {
         Some(path) => {
+            // What cannot be a volume file is said first, `--force` or not
+            // (a folder was told to add --force, then refused with it).
+            utility_mode::drives::check_writable(std::slice::from_ref(path), 0, None)?;
             if path.exists() && !options.force {
                 return Err(ToolError::Usage(format!(
                     "{}: exists; the demo formats its volume afresh (add --force to overwrite it)",
@@ -560,11 +563,15 @@ impl DemoReport {
             (
                 "proved",
                 format!(
-                    "{} of keys, {:.0}x the {} real-memory budget, sorted in a VM that never \
+                    "{} of keys, {} the {} real-memory budget, sorted in a VM that never \
                      held more than its budget (high water below); the output is in order and \
                      has the input's count, sum and xor",
                     utility_mode::human_bytes(self.key_bytes),
-                    self.key_bytes as f64 / self.memory_bytes as f64,
+                    // (A run smaller than the budget: a fraction, not "0x".)
+                    match self.key_bytes as f64 / self.memory_bytes as f64 {
+                        r if r >= 1.0 => format!("{r:.0}x"),
+                        r => format!("{r:.2}x"),
+                    },
                     utility_mode::human_bytes(self.memory_bytes),
                 ),
             ),
