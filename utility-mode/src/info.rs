@@ -113,6 +113,7 @@ impl VolumeInfo {
         let mut t = String::new();
         let layout = match self.layout {
             Layout::Concatenate => "concatenate".to_string(),
+            Layout::Stripe { unit: 1 } => "stripe, 1 page".to_string(),
             Layout::Stripe { unit } => format!("stripe, {unit} pages"),
         };
         let rows = [

@@ -628,9 +628,15 @@ impl<'a> Scavenger<'a> {
             self.note(
                 Severity::Unrecoverable,
                 format!(
-                    "the labels say the volume has {} drives, but {} were given",
+                    "the labels say the volume has {} drive{}, but {} {} given",
                     first.geometry.drive_count,
-                    labels.len()
+                    if first.geometry.drive_count == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    labels.len(),
+                    if labels.len() == 1 { "was" } else { "were" }
                 ),
             );
             return None;
