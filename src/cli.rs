@@ -76,12 +76,12 @@ pub struct CheckArgs {
     /// Run this one seed (a replay).
     #[arg(long, conflicts_with_all = ["seeds", "first_seed"])]
     seed: Option<u64>,
-    /// Operations per seed.
-    #[arg(long, default_value_t = 300)]
+    /// Operations per seed (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     steps: u32,
     /// Serve every seed's faults this way (default: odd seeds use the
-    /// worker, even ones the faulting thread).
-    #[arg(long, value_enum)]
+    /// worker, even ones the faulting thread). Not with --volumes.
+    #[arg(long, value_enum, conflicts_with = "volumes")]
     fault_service: Option<ServiceArg>,
     /// Seconds after which a seed counts as hung (at least 1).
     #[arg(long, default_value_t = 60, value_parser = at_least_one)]
@@ -91,8 +91,9 @@ pub struct CheckArgs {
     /// `scavenge` promise (utility_mode::damage).
     #[arg(long)]
     volumes: bool,
-    /// Damaged-volume cases to run, from --first-seed (with --volumes).
-    #[arg(long, default_value_t = 1000, requires = "volumes")]
+    /// Damaged-volume cases to run, from --first-seed (with --volumes; at
+    /// least 1).
+    #[arg(long, default_value_t = 1000, requires = "volumes", value_parser = at_least_one)]
     cases: u64,
     /// Print the report as JSON.
     #[arg(long)]

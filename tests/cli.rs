@@ -881,7 +881,14 @@ fn sizes_format_cannot_use_are_usage_errors() {
         // as nothing, exit 0).
         (&["check", "--seeds", "0"][..], "--seeds"),
         (&["check", "--hang-after", "0"][..], "--hang-after"),
+        (&["check", "--steps", "0"][..], "--steps"),
+        (&["check", "--volumes", "--cases", "0"][..], "--cases"),
         (&["bench", "ipc", "--messages", "0"][..], "--messages"),
+        // An option the damaged-volume campaign would ignore.
+        (
+            &["check", "--volumes", "--fault-service", "worker"][..],
+            "cannot be used with",
+        ),
     ] {
         let o = cedarvm(dir.path(), args);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
