@@ -605,6 +605,15 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     utility_mode::human_bytes(a.page_size)
                 )));
             }
+            if a.drive_size % a.page_size != 0 {
+                eprintln!(
+                    "note: --drive-size {} is not a whole number of {} pages: each drive \
+                     gets {drive_pages} pages ({})",
+                    utility_mode::human_bytes(a.drive_size),
+                    utility_mode::human_bytes(a.page_size),
+                    utility_mode::human_bytes(drive_pages * a.page_size)
+                );
+            }
             // Without --virtual-size, as much as the drives hold.
             let virtual_pages = match a.virtual_size {
                 Some(bytes) if bytes < a.page_size || bytes % a.page_size != 0 => {
