@@ -376,17 +376,19 @@ pub fn check_writable(
                     source,
                 }));
             }
-            if all_blocks.is_some() {
-                // What the file holds in blocks now (a sparse old volume
-                // holds few), not its length.
-                let grown = std::fs::metadata(path).map_or(bytes, |m| {
-                    use std::os::unix::fs::MetadataExt;
-                    bytes.saturating_sub(m.blocks() * 512)
-                });
-                match needed.iter_mut().find(|(f, _)| f == folder) {
-                    Some((_, n)) => *n += grown,
-                    None => needed.push((folder.to_path_buf(), grown)),
-                }
+        }
+        // Every block written: what the file holds in blocks now (a sparse
+        // old volume holds few, whatever its length: a full-length one
+        // too, its blocks punched out and then all written), not its
+        // length, is what it grows by.
+        if all_blocks.is_some() && regular && folder.is_dir() {
+            let grown = metadata.as_ref().map_or(bytes, |m| {
+                use std::os::unix::fs::MetadataExt;
+                bytes.saturating_sub(m.blocks() * 512)
+            });
+            match needed.iter_mut().find(|(f, _)| f == folder) {
+                Some((_, n)) => *n += grown,
+                None => needed.push((folder.to_path_buf(), grown)),
             }
         }
         if let Ok(metadata) = std::fs::metadata(path) {

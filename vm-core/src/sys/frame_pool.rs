@@ -541,10 +541,10 @@ impl FramePool {
     /// A run of `count` slots for `used` (see [`RunUse`]): full ones if a
     /// run of them is free; else, for a read, a huge-page chunk committed
     /// ahead, or (`RunUse::Read`, a long run) one committed at once (see
-    /// [`FramePool::commit_chunk`]); else, but for
-    /// `RunUse::ReadReady`, any free run (its empty slots are committed
-    /// by the read itself, as the region's pages would be); `None` if no
-    /// run is free.
+    /// [`FramePool::commit_chunk`]); else, but for `RunUse::ReadReady`
+    /// (in a pool with chunks) and `RunUse::Zeros`, any free run (its
+    /// empty slots are committed by the read itself, as the region's pages
+    /// would be); `None` if no run is free.
     pub(crate) fn lease_for_read(&self, count: usize, used: RunUse) -> Option<Lease<'_>> {
         // (A whole chunk's run could move a huge page into the region,
         // which is not advised huge: no run that long takes the pool.)
