@@ -188,7 +188,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let path = match &options.volume {
         Some(path) => {
             // What cannot be a volume file is said first, `--force` or not
-            // (a folder was told to add --force, then refused with it).
+            // (a folder was told to add --force, then refused with it); a
+            // link to nothing is refused here too, as `format` refuses it.
             utility_mode::drives::check_writable(std::slice::from_ref(path), 0, None)?;
             if path.exists() && !options.force {
                 return Err(ToolError::Usage(format!(
@@ -199,8 +200,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             // A volume file this run creates goes again if the run is
             // interrupted (one that was there before, overwritten with
             // --force, stays, as after any failure).
-            // (`symlink_metadata`: a dangling link existed before.)
-            if std::fs::symlink_metadata(path).is_err() {
+            if !path.exists() {
                 crate::signals::remove_on_signal(path.clone());
             } else {
                 // Said as `format --force` says it.
