@@ -10,15 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vm_core::{Advice, Interval, Vm, VmError};
 
-/// A simulated drive whose reads, once armed, take `per_page` of wall time
-/// per page (an I/O-bound scan).
-struct SlowDrive {
+/// A simulated drive whose reads first call a test's hook with the bytes
+/// asked for (a delay, a gate).
+struct HookedDrive<F> {
     inner: SimDrive,
-    armed: Arc<AtomicBool>,
-    per_page: Duration,
+    before_read: F,
 }
 
-impl Drive for SlowDrive {
+impl<F: FnMut(usize) + Send> Drive for HookedDrive<F> {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -29,9 +28,7 @@ impl Drive for SlowDrive {
         self.inner.page_count()
     }
     fn read(&mut self, p: DiskPage, b: &mut [u8], h: Option<DiskPage>) -> Result<(), DriveError> {
-        if self.armed.load(Ordering::Acquire) {
-            std::thread::sleep(self.per_page * (b.len() / PAGE) as u32);
-        }
+        (self.before_read)(b.len());
         self.inner.read(p, b, h)
     }
     fn write(&mut self, p: DiskPage, d: &[u8], h: Option<DiskPage>) -> Result<(), DriveError> {
@@ -45,16 +42,22 @@ impl Drive for SlowDrive {
     }
 }
 
+/// A VM whose drive's reads, once armed, take `per_page` of wall time per
+/// page (an I/O-bound scan).
 fn slow_vm(virtual_pages: u64, budget: u64, per_page: Duration) -> (Vm, Arc<AtomicBool>) {
     let armed = Arc::new(AtomicBool::new(false));
     let inner = SimDrive::preset("ssd", PAGE)
         .unwrap()
         .with_page_count(virtual_pages + 1024)
         .unwrap();
-    let drive = SlowDrive {
+    let armed_now = armed.clone();
+    let drive = HookedDrive {
         inner,
-        armed: armed.clone(),
-        per_page,
+        before_read: move |bytes: usize| {
+            if armed_now.load(Ordering::Acquire) {
+                std::thread::sleep(per_page * (bytes / PAGE) as u32);
+            }
+        },
     };
     (vm_on(vec![Box::new(drive)], virtual_pages, budget), armed)
 }
@@ -155,13 +158,8 @@ fn kill_of_a_neighbour_never_fails_because_of_read_ahead() {
     assert_eq!(busy, 0);
 }
 
-/// A simulated drive whose reads, while its gate is shut, wait for it to
-/// open, and count how many have arrived.
-struct GatedDrive {
-    inner: SimDrive,
-    gate: Arc<Gate>,
-}
-
+/// A gate for a drive's reads: while it is shut, reads wait at it, and
+/// are counted.
 #[derive(Default)]
 struct Gate {
     /// (shut, reads that arrived while shut)
@@ -170,6 +168,16 @@ struct Gate {
 }
 
 impl Gate {
+    /// A read's way through: while the gate is shut, counted as arrived
+    /// and held until it opens.
+    fn pass(&self) {
+        let mut state = self.state.lock().unwrap();
+        if state.0 {
+            state.1 += 1;
+            self.changed.notify_all();
+            drop(self.changed.wait_while(state, |s| s.0).unwrap());
+        }
+    }
     fn shut(&self) {
         *self.state.lock().unwrap() = (true, 0);
     }
@@ -189,38 +197,6 @@ impl Gate {
     }
 }
 
-impl Drive for GatedDrive {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn page_size(&self) -> usize {
-        self.inner.page_size()
-    }
-    fn page_count(&self) -> u64 {
-        self.inner.page_count()
-    }
-    fn read(&mut self, p: DiskPage, b: &mut [u8], h: Option<DiskPage>) -> Result<(), DriveError> {
-        let mut state = self.gate.state.lock().unwrap();
-        if state.0 {
-            state.1 += 1;
-            self.gate.changed.notify_all();
-            drop(self.gate.changed.wait_while(state, |s| s.0).unwrap());
-        } else {
-            drop(state);
-        }
-        self.inner.read(p, b, h)
-    }
-    fn write(&mut self, p: DiskPage, d: &[u8], h: Option<DiskPage>) -> Result<(), DriveError> {
-        self.inner.write(p, d, h)
-    }
-    fn sync(&mut self) -> Result<(), DriveError> {
-        self.inner.sync()
-    }
-    fn stats(&self) -> DriveStats {
-        self.inner.stats()
-    }
-}
-
 /// A VM on one simulated drive behind a gate, leaked: the threads of the
 /// gated tests are not scoped, so that a check that fails ends the test
 /// instead of waiting for a thread that may never return.
@@ -230,9 +206,10 @@ fn gated_vm() -> (&'static Vm, Arc<Gate>) {
         .unwrap()
         .with_page_count(1024)
         .unwrap();
-    let drive = GatedDrive {
+    let at_gate = gate.clone();
+    let drive = HookedDrive {
         inner,
-        gate: gate.clone(),
+        before_read: move |_: usize| at_gate.pass(),
     };
     let vm = vm_on(vec![Box::new(drive)], 512, 64);
     (Box::leak(Box::new(vm)), gate)
