@@ -949,5 +949,3 @@ fn lock_file(file: &File, path: &Path, shared: bool) -> Result<(), DriveError> {
         }
     }
 }
-
-impl FileDrive {}
