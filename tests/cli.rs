@@ -1164,3 +1164,27 @@ fn a_full_scan_without_room_for_the_drives_is_refused_before_anything_changes() 
         "the old volume changed"
     );
 }
+
+/// A scan run over a volume's drive (with `--force`) overwrites its label
+/// and data pages with its patterns; `scavenge` then says so, beside the
+/// label it can rewrite, instead of calling the volume merely repairable
+/// (found by a user's trial: a repair would have brought back a volume
+/// with pages silently overwritten).
+#[test]
+fn scavenge_says_when_a_surface_scan_overwrote_a_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &[]);
+    let o = cedarvm(dir.path(), &["scan", "-d", "b.vol", "--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = cedarvm(dir.path(), &["scavenge", "-d", "a.vol", "-d", "b.vol"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("drive 1 (b.vol): its label page holds a surface scan's pattern"),
+        "{out}"
+    );
+    // Drive 0 was not scanned: no such note for it.
+    assert!(
+        !out.contains("drive 0 (a.vol): its label page holds"),
+        "{out}"
+    );
+}

@@ -178,6 +178,9 @@ struct UnusableLabel {
     /// The volume id bytes of a label whose checksum failed (they may be
     /// the damaged bytes themselves).
     volume_id: Option<u128>,
+    /// The page holds a surface scan's pattern (`cedarvm scan` ran over
+    /// the drive, and overwrote data pages with it).
+    scanned: bool,
     /// Why, in words.
     reason: String,
 }
@@ -249,6 +252,12 @@ impl<'a> Scavenger<'a> {
                         .get(16..32)
                         .and_then(|b| b.try_into().ok())
                         .map(u128::from_le_bytes),
+                    scanned: page.iter().any(|&b| b != 0)
+                        && crate::scan::is_scan_leftover(
+                            &page,
+                            0,
+                            std::fs::metadata(&self.paths[d]).map_or(0, |m| m.len()),
+                        ),
                     reason: e.to_string(),
                 }),
                 Err(e) => Err(UnusableLabel {
@@ -491,6 +500,18 @@ impl<'a> Scavenger<'a> {
                 // — may be a file that is not this volume's drive: only
                 // --force makes it one. A newer format is not damage.
                 let foreign = unusable.volume_id.is_some_and(|id| id != g.volume_id);
+                if unusable.scanned {
+                    self.note(
+                        Severity::Note,
+                        format!(
+                            "{name}: its label page holds a surface scan's pattern: \
+                             `cedarvm scan` ran over this drive after the volume was written, \
+                             and overwrote data pages with it too (every 61st page in a quick \
+                             scan, every page in a full one): a repair brings back the \
+                             volume's structure, not what those pages held"
+                        ),
+                    );
+                }
                 if unusable.newer {
                     self.note(
                         Severity::Unrecoverable,
