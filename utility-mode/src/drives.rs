@@ -520,11 +520,25 @@ pub fn open_channel_at(
     let drives = paths
         .iter()
         .map(|path| {
-            if !path.exists() {
-                return Err(ToolError::File {
-                    path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such drive file"),
-                });
+            // (`exists` says no for a file it may not look at: the
+            // metadata's own error tells the two apart.)
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ToolError::File {
+                        path: path.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such drive file",
+                        ),
+                    });
+                }
+                Err(source) => {
+                    return Err(ToolError::File {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+                Ok(_) => {}
             }
             Ok(Box::new(FileDrive::open(
                 path,
