@@ -1188,3 +1188,34 @@ fn scavenge_says_when_a_surface_scan_overwrote_a_drive() {
         "{out}"
     );
 }
+
+/// A drive of another volume given in place of one of this volume's is
+/// said to be that, once: not also "truncated" by this volume's sizes
+/// (found by a user's trial).
+#[test]
+fn a_drive_of_another_volume_is_not_also_called_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "a.vol",
+            "-d",
+            "b.vol",
+            "--drive-size",
+            "16MiB",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    format_two(dir.path().join("other").as_path(), &[]);
+    let o = cedarvm(
+        dir.path(),
+        &["scavenge", "-d", "a.vol", "-d", "other/b.vol"],
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("belongs to another volume"), "{out}");
+    assert!(!out.contains("truncated"), "{out}");
+}

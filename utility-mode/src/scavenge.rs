@@ -201,6 +201,9 @@ struct Scavenger<'a> {
     /// Per drive, why its label is unusable (and whether the page holds no
     /// label at all): `None` for a readable label.
     unusable_labels: Vec<Option<UnusableLabel>>,
+    /// Drives whose label names another volume: said once, and not judged
+    /// again by this volume's sizes.
+    not_this_volume: Vec<usize>,
 }
 
 impl<'a> Scavenger<'a> {
@@ -215,6 +218,7 @@ impl<'a> Scavenger<'a> {
             slots_checked: 0,
             force: options.force,
             unusable_labels: Vec::new(),
+            not_this_volume: Vec::new(),
         }
     }
 
@@ -544,6 +548,7 @@ impl<'a> Scavenger<'a> {
                             g.volume_id
                         ),
                     );
+                    self.not_this_volume.push(d);
                 } else {
                     self.note(
                         Severity::Unrecoverable,
@@ -575,6 +580,7 @@ impl<'a> Scavenger<'a> {
                             l.volume_id, g.volume_id
                         ),
                     );
+                    self.not_this_volume.push(d);
                 }
             } else if usize::from(l.drive_index) != d {
                 self.note(
@@ -715,7 +721,7 @@ impl<'a> Scavenger<'a> {
         }
         for d in 0..g.drive_count().min(given) {
             let actual = self.channel.page_count(DriveId(d as u16))?;
-            if actual < g.drive_pages[d] {
+            if actual < g.drive_pages[d] && !self.not_this_volume.contains(&d) {
                 let name = self.drive_name(d);
                 self.note(
                     Severity::Unrecoverable,
