@@ -238,7 +238,7 @@ impl FileDrive {
                     // Not a byte changes in a drive another process holds
                     // (a volume in use, cut to size under it): the lock
                     // first, kept from here on.
-                    lock_file(&file, &path, false)?;
+                    lock_drive_file(&file, &path, false)?;
                     file.set_len(want)
                         .map_err(|e| file_error("set length", e))?;
                 }
@@ -257,7 +257,7 @@ impl FileDrive {
         }
         if options.preallocate {
             // (As for the length, above.)
-            lock_file(&file, &path, false)?;
+            lock_drive_file(&file, &path, false)?;
             let len = page_count * options.page_size as u64;
             rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
                 .map_err(|e| file_error("preallocate", e.into()))?;
@@ -912,15 +912,17 @@ impl Drive for FileDrive {
     /// process was spawning a command — is retried for up to 100 ms before
     /// the drive is reported in use.
     fn lock_exclusive(&self) -> Result<(), DriveError> {
-        lock_file(&self.io.file, &self.path, self.read_only)
+        lock_drive_file(&self.io.file, &self.path, self.read_only)
     }
 }
 
-/// Locks `file` (at `path`), shared if `shared`, for the drive: a lock
-/// still held for a moment by a process that closed the file is retried
-/// for up to 100 ms (see [`Drive::lock_exclusive`]), then the drive is in
-/// use.
-fn lock_file(file: &File, path: &Path, shared: bool) -> Result<(), DriveError> {
+/// Locks the drive file `file` (at `path`), shared if `shared`, as a
+/// [`FileDrive`] locks its own: a lock still held for a moment by a process
+/// that closed the file is retried for up to 100 ms (see
+/// [`Drive::lock_exclusive`]), then the drive is in use
+/// ([`DriveError::InUse`]). For tools that check a drive before they open
+/// it.
+pub fn lock_drive_file(file: &File, path: &Path, shared: bool) -> Result<(), DriveError> {
     let mut waited_ms = 0;
     loop {
         let locked = if shared {

@@ -53,7 +53,7 @@ pub use drive::{Drive, DriveStats, ParallelIo, check_transfer};
 pub use engine::{IoEngine, Transfer};
 pub use error::DriveError;
 pub use faulty::{FaultHandle, FaultyDrive, OpKind};
-pub use file::{FileDrive, FileDriveOptions};
+pub use file::{FileDrive, FileDriveOptions, lock_drive_file};
 pub use pieces::{PieceError, read_in_pieces};
 pub use sim::{Mechanics, SeekCurve, SimDrive, SimModel};
 pub use units::{DiskPage, DriveId};

@@ -289,14 +289,9 @@ pub fn open_unlocked(path: &Path) -> Result<(), ToolError> {
         .truncate(false)
         .open(path)
         .map_err(file_error)?;
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => Err(disk_channel::DriveError::InUse {
-            path: path.to_path_buf(),
-        }
-        .into()),
-        Err(std::fs::TryLockError::Error(source)) => Err(file_error(source)),
-    }
+    // (Retried for a moment, as the drive's own lock is: a process that
+    // just closed the file may hold it still.)
+    Ok(disk_channel::lock_drive_file(&file, path, false)?)
 }
 
 /// Says on standard error what [`check_overwrite`] found a tool is about
