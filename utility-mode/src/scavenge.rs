@@ -527,14 +527,14 @@ impl<'a> Scavenger<'a> {
                 } else if d == 0 || (!unusable.no_label && !foreign) {
                     self.note(
                         Severity::Repairable,
-                        format!("{name}: label unusable ({reason}): rewritten from the header"),
+                        format!("{name}: label unusable ({reason}): the repair rewrites it from the header"),
                     );
                 } else if self.force {
                     self.note(
                         Severity::Repairable,
                         format!(
-                            "{name}: holds no label of this volume ({reason}): rewritten from \
-                             the header, as --force asks"
+                            "{name}: holds no label of this volume ({reason}): the repair \
+                             rewrites it from the header, as --force asks"
                         ),
                     );
                 } else if foreign && !unusable.no_label {
@@ -567,7 +567,7 @@ impl<'a> Scavenger<'a> {
                         Severity::Repairable,
                         format!(
                             "{name}: its label names volume {:032x}, but the header on the \
-                             same drive is volume {:032x}'s: the label is rewritten from the header",
+                             same drive is volume {:032x}'s: the repair rewrites the label from the header",
                             l.volume_id, g.volume_id
                         ),
                     );
@@ -595,8 +595,8 @@ impl<'a> Scavenger<'a> {
                 self.note(
                     Severity::Repairable,
                     format!(
-                        "{name}: its label disagrees with the header ({what}): the label is \
-                         rewritten from the header"
+                        "{name}: its label disagrees with the header ({what}): the repair \
+                         rewrites the label from the header"
                     ),
                 );
             }
