@@ -548,7 +548,8 @@ impl AddressSpace {
         })
     }
 
-    /// Advice about how `interval` will be used (the BSD `madvise` values).
+    /// Advice about how `interval` will be used (the BSD `madvise` values;
+    /// see [`Advice`] for what each does, and when `DontNeed` is refused).
     pub fn advise(&self, interval: Interval, advice: Advice) -> Result<(), VmError> {
         self.check_poisoned()?;
         match advice {

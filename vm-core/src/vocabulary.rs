@@ -27,7 +27,10 @@ pub enum Advice {
     Random,
     /// Will be needed soon: bring it in now.
     WillNeed,
-    /// Not needed: write back changes and give the memory back.
+    /// Not needed: write back changes and give the memory back. A changed
+    /// page a guard holds cannot be written back: the advice then fails
+    /// with [`VmError::PageBusy`](crate::VmError::PageBusy) naming it, and
+    /// drops nothing (drop the guard, and advise again).
     DontNeed,
 }
 
