@@ -1195,21 +1195,14 @@ fn scavenge_says_when_a_surface_scan_overwrote_a_drive() {
 #[test]
 fn a_drive_of_another_volume_is_not_also_called_truncated() {
     let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &[]);
+    // Another volume's drive, smaller than this volume's drive 1.
+    std::fs::create_dir(dir.path().join("other")).unwrap();
     let o = cedarvm(
         dir.path(),
-        &[
-            "format",
-            "-d",
-            "a.vol",
-            "-d",
-            "b.vol",
-            "--drive-size",
-            "16MiB",
-        ],
+        &["format", "-d", "other/b.vol", "--drive-size", "4MiB"],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    std::fs::create_dir(dir.path().join("other")).unwrap();
-    format_two(dir.path().join("other").as_path(), &[]);
     let o = cedarvm(
         dir.path(),
         &["scavenge", "-d", "a.vol", "-d", "other/b.vol"],
