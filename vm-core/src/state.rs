@@ -458,16 +458,18 @@ impl ExclusiveLatch<'_> {
     /// latch ([`ExclusiveLatch::adopt`]) restores when it lets go.
     pub(crate) fn keep_as_resident(mut self, set: u64, clear: u64) -> Word {
         self.held = false;
-        self.states.clear_flags(self.page, clear);
-        self.states.set_flags(self.page, set);
-        // A guard's latch now, no longer a transfer's: whoever waits for
-        // the transfer to end (`kill`) looks again.
+        // One read-modify-write (the fault path's): the flags changed, and
+        // a guard's latch now, no longer a transfer's — whoever waits for
+        // the transfer to end (`kill`) is woken to look again.
         let word = &self.states.words[self.page as usize];
-        if word.fetch_and(!(TRANSIT | WAITERS), Ordering::AcqRel) & WAITERS != 0 {
+        let change = |w: u64| (w & !((clear & FLAGS) | TRANSIT | WAITERS)) | (set & FLAGS);
+        let was = word
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| Some(change(w)))
+            .unwrap_or_else(|w| w);
+        if was & WAITERS != 0 {
             crate::sys::park::unpark_all(word);
         }
-        let now = self.states.load(self.page);
-        Word((TAG_RESIDENT << TAG_SHIFT) | now.flags())
+        Word((TAG_RESIDENT << TAG_SHIFT) | Word(change(was)).flags())
     }
 }
 
