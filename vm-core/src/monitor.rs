@@ -70,6 +70,7 @@ pub(crate) struct Counters {
     pub(crate) cluster_reads: u64,
     pub(crate) async_read_aheads: u64,
     pub(crate) cluster_writes: u64,
+    pub(crate) freed_behind: u64,
 }
 
 /// The VM's data structures. Every field is guarded by the monitor `(m)`:

@@ -11,6 +11,7 @@ use crate::state::{
     DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, SharedLatch, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
     backoff,
 };
+use crate::vocabulary::Advice;
 use runtable::PageNumber;
 
 /// Most victims one eviction batch takes (a sixteenth of real memory up to
@@ -26,6 +27,12 @@ const WRITE_BACK_RUN_MAX: usize = 256;
 /// Rounds of waiting for a latched page when the clock must force a
 /// victim.
 const FORCE_SPINS_MAX: u32 = 10_000;
+/// Read-ahead windows a stream keeps behind the page it reads next under
+/// free-behind (`AddressSpace::free_behind`): 4 MiB of 4 KiB pages, and
+/// never more than half of real memory. The scanning thread is at most
+/// two windows behind the read it plans (one window being used, one in
+/// flight), so what goes is at least two windows behind it.
+const FREE_BEHIND_RUNS: u64 = 4;
 
 impl AddressSpace {
     /// Monitor held on entry and exit.
@@ -55,6 +62,72 @@ impl AddressSpace {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Free-behind: a sequential stream about to read `count` pages at
+    /// `page`, in an interval advised `Sequential` that is larger than real
+    /// memory (one pass cannot keep it), first evicts as many of its own
+    /// clean pages that lie well behind it — more than `FREE_BEHIND_RUNS`
+    /// read-ahead windows behind `page`, oldest first, referenced or not,
+    /// as `MADV_SEQUENTIAL` allows ("pages … may be freed soon after they
+    /// are accessed"). Their memory goes into the frame pool, and the read
+    /// takes it from there: a scan larger than memory then recycles the
+    /// memory it has, where it used to commit (and the kernel to zero) a
+    /// whole budget of fresh memory before the clock reached its first
+    /// victim; and the scan does not push the rest of the space out of
+    /// memory. Dirty pages are left to the clock (and to the write-behind
+    /// that cleans them ahead of it); so are pinned and latched ones.
+    /// Nothing here fails: a page that cannot go simply stays.
+    pub(crate) fn free_behind(&self, monitor: &mut Monitor, page: u64, count: u64) {
+        let Some((start, allocation)) = monitor.allocation_of(page) else {
+            return;
+        };
+        let budget = monitor.budget();
+        if allocation.advice != Advice::Sequential
+            || allocation.count <= budget
+            || monitor.volume.is_none()
+        {
+            return;
+        }
+        let keep = (FREE_BEHIND_RUNS * Self::run_max(monitor)).min(budget / 2);
+        let Some(end) = page.checked_sub(keep).filter(|&end| end > start) else {
+            return;
+        };
+        let states = self.states();
+        // The stream's pages behind `end`, back to the first absent one
+        // (free-behind keeps that run short; looked at no further than a
+        // few reads' worth).
+        let mut low = end;
+        while low > start && end - low < 4 * count && states.load(low - 1).tag() == TAG_RESIDENT {
+            low -= 1;
+        }
+        let mut victims = Vec::with_capacity(count as usize);
+        for p in low..end {
+            if victims.len() as u64 == count {
+                break;
+            }
+            let word = states.load(p);
+            if word.tag() != TAG_RESIDENT || word.has(DIRTY) || monitor.pins.contains_key(&p) {
+                continue;
+            }
+            if let Ok(latch) = states.try_latch_resident(p) {
+                // (Made dirty between the load and the latch: the clock's.)
+                if latch.has_now(DIRTY) {
+                    continue;
+                }
+                victims.push(latch);
+            }
+        }
+        let freed = victims.len() as u64;
+        if freed > 0
+            && self
+                .write_back_and_release(monitor, victims, None, page)
+                .is_ok()
+        {
+            monitor.counters.freed_behind += freed;
         }
     }
 

@@ -133,6 +133,12 @@ pub struct VmStats {
     /// the `madvise` calls made instead are.)
     #[serde(default)]
     pub release_calls: u64,
+    /// Clean pages a sequential stream evicted behind itself, in an
+    /// interval advised `Sequential` larger than real memory (see
+    /// [`Advice::Sequential`](crate::Advice::Sequential)); counted in
+    /// `evictions` too.
+    #[serde(default)]
+    pub freed_behind: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -189,6 +195,7 @@ impl AddressSpace {
             cluster_reads: monitor.counters.cluster_reads,
             async_read_aheads: monitor.counters.async_read_aheads,
             cluster_writes: monitor.counters.cluster_writes,
+            freed_behind: monitor.counters.freed_behind,
             disk_reads: drives.reads,
             disk_pages_read: drives.pages_read,
             disk_writes: drives.writes,

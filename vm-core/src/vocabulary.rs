@@ -21,7 +21,13 @@ impl fmt::Display for VAddr {
 pub enum Advice {
     /// No special treatment.
     Normal,
-    /// Accessed in order: a fault also reads the next pages ahead.
+    /// Accessed in order: a fault also reads the next pages ahead. In an
+    /// interval larger than real memory, which one pass cannot keep, the
+    /// stream also frees its clean pages well behind it (4 MiB behind, or
+    /// half of real memory if that is less) as it reads, referenced or
+    /// not — as `MADV_SEQUENTIAL` allows — so that a scan reuses the
+    /// memory it has and leaves the rest of the space in memory
+    /// ([`VmStats::freed_behind`](crate::VmStats::freed_behind)).
     Sequential,
     /// Accessed at random: no read-ahead.
     Random,

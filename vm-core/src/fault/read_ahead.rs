@@ -97,8 +97,11 @@ impl AddressSpace {
             },
             Err(_) => return,
         };
-        // Frames for the cluster; with fewer to be had, a shorter one. (A
-        // failed eviction leaves the pages for their own faults.)
+        // The stream's own pages well behind it go first (free-behind),
+        // then the clock's victims: frames for the cluster; with fewer to
+        // be had, a shorter one. (A failed eviction leaves the pages for
+        // their own faults.)
+        self.free_behind(monitor, page, count);
         while (monitor.free_frames.len() as u64) < count {
             if self.evict_batch(monitor, page).is_err() {
                 break;

@@ -118,6 +118,7 @@ impl AddressSpace {
     /// a bad page ahead never fails the fault on `page`.
     fn read_cluster(&self, monitor: &mut Monitor, page: u64) -> Result<u64, VmError> {
         let window = self.stream_window(monitor, page);
+        self.free_behind(monitor, page, window);
         self.read_run(monitor, page, window)
     }
 
