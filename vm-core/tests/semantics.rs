@@ -556,6 +556,37 @@ fn overwriting_whole_pages_reads_nothing() {
     assert_eq!(back[7], pattern(5, offset + 7));
 }
 
+/// A stream that overwrites whole pages in order, in an interval advised
+/// `Sequential`, reads nothing either: the fault of an overwrite reads no
+/// pages ahead (it read the pages after it, page by page, only for the
+/// stream to overwrite them: 240 of these 256); every page holds what was
+/// written.
+#[test]
+fn a_sequential_overwrite_reads_nothing_ahead() {
+    let vm = sim_vm(512, 64);
+    let i = vm.allocate(256).unwrap();
+    fill(&vm, i, 6);
+    vm.flush().unwrap();
+    vm.advise(i, Advice::DontNeed).unwrap();
+    vm.advise(i, Advice::Sequential).unwrap();
+    let before = vm.stats();
+    for (k, p) in i.pages().enumerate() {
+        if k % 2 == 0 {
+            vm.write(vm.address_of(p), &vec![k as u8; PAGE]).unwrap();
+        } else {
+            vm.page_mut_overwrite(p).unwrap().fill(k as u8);
+        }
+    }
+    let after = vm.stats();
+    assert_eq!(after.page_ins, before.page_ins, "an overwrite read ahead");
+    assert_eq!(after.disk_reads, before.disk_reads);
+    let mut back = vec![0u8; PAGE];
+    for (k, p) in i.pages().enumerate() {
+        vm.read(vm.address_of(p), &mut back).unwrap();
+        assert!(back.iter().all(|&b| b == k as u8), "{p}");
+    }
+}
+
 /// Sequential read-ahead moves runs, not pages (issue 11): a scan of 512
 /// evicted pages advised `Sequential` reads them in transfers of many pages
 /// each — counted by the drive itself — and every byte is right.

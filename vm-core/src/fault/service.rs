@@ -78,7 +78,10 @@ impl AddressSpace {
             return Ok(Served::Resident);
         }
         self.bring_in(monitor, page, next, overwrite)?;
-        if sequential {
+        // (Not after an overwrite: a stream that overwrites whole pages
+        // would have the next ones read, page by page, only to overwrite
+        // them too.)
+        if sequential && !overwrite {
             // Pages past the cluster (zero-fill, or on other disk pages):
             // read ahead page by page, keeping the page that faulted from
             // being replaced by its own read-ahead.
