@@ -71,8 +71,8 @@
 //! pays nothing.
 
 use crate::error::VmError;
+use crate::page_map::PageSet;
 use runtable::{PageNumber, Volume};
-use std::collections::HashSet;
 
 /// The descriptor's magic.
 const MAGIC: &[u8; 8] = b"CEDARJNL";
@@ -203,7 +203,7 @@ pub(crate) struct Journal {
     /// after a failed commit, it and the one that failed.
     generations: (u64, u64),
     /// Pages with an image in the current chain.
-    journaled: HashSet<u64>,
+    journaled: PageSet,
     /// A bit per space page: whether the newest map (or, after a failed
     /// commit, either map) names a disk copy of it — only those need an
     /// image.
@@ -232,7 +232,7 @@ impl Journal {
             epoch: fresh_epoch(),
             sequence: 0,
             generations: (generation, generation),
-            journaled: HashSet::new(),
+            journaled: PageSet::default(),
             on_disk: Vec::new(),
             images_written: 0,
             checkpoints: 0,
@@ -657,7 +657,7 @@ mod tests {
 
     #[test]
     fn epochs_differ() {
-        let epochs: HashSet<u64> = (0..1000).map(|_| fresh_epoch()).collect();
+        let epochs: std::collections::HashSet<u64> = (0..1000).map(|_| fresh_epoch()).collect();
         assert_eq!(epochs.len(), 1000);
     }
 }

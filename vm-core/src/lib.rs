@@ -141,6 +141,7 @@ mod mapped;
 mod monitor;
 mod ops;
 mod padded;
+mod page_map;
 pub mod persist;
 mod reclaim;
 mod replace;

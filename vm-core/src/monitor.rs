@@ -13,10 +13,11 @@
 //! free frames + frames in transit = budget; `frame_of` is the inverse of `frames`; free and
 //! allocated extents are disjoint and sorted.
 
+use crate::page_map::PageMap;
 use crate::vocabulary::Advice;
 use parking_lot::MutexGuard;
 use runtable::Volume;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -91,14 +92,14 @@ pub(crate) struct Monitor {
     /// holding a page nor free (see `fault::decided`).
     pub(crate) frames_in_transit: u64,
     /// (m) Resident page → its frame; the inverse of `frames`.
-    pub(crate) frame_of: HashMap<u64, u32>,
+    pub(crate) frame_of: PageMap<u32>,
     /// (m) The clock hand: the next frame the clock looks at.
     pub(crate) hand: usize,
     /// (m) Write-behind: the frame up to which cleaning has been planned
     /// ahead of the hand (`plan_clean_ahead`).
     pub(crate) clean_cursor: usize,
     /// (m) Pin counts of pinned pages.
-    pub(crate) pins: HashMap<u64, u32>,
+    pub(crate) pins: PageMap<u32>,
     /// (m) Fault-path statistics.
     pub(crate) counters: Counters,
     /// (m) The backing store (drives, run table); `None` in
@@ -219,7 +220,7 @@ impl Monitor {
             .try_reserve_exact(budget as usize)
             .map_err(too_much)?;
         free_frames.extend((0..budget as u32).rev());
-        let mut frame_of = HashMap::new();
+        let mut frame_of = PageMap::default();
         frame_of.try_reserve(budget as usize).map_err(too_much)?;
         Ok(Monitor {
             free,
@@ -231,7 +232,7 @@ impl Monitor {
             frame_of,
             hand: 0,
             clean_cursor: 0,
-            pins: HashMap::new(),
+            pins: PageMap::default(),
             counters: Counters::default(),
             volume,
             volume_needs_commit: false,

@@ -36,7 +36,8 @@
 //! fault (which copies from it without the monitor) until it gives the
 //! slot back.
 
-use std::collections::{HashMap, VecDeque};
+use crate::page_map::PageMap;
+use std::collections::VecDeque;
 
 /// Which slots (`AddressSpace::reclaim_slots`) hold which pages' copies,
 /// and in what order.
@@ -45,7 +46,7 @@ pub(crate) struct Reclaim {
     /// Slots on the list.
     count: u32,
     /// (m) Page → slot holding its copy.
-    entries: HashMap<u64, u32>,
+    entries: PageMap<u32>,
     /// (m) Copies in the order they were made (entries that were taken or
     /// forgotten since are skipped when met).
     order: VecDeque<(u64, u32)>,
@@ -72,7 +73,7 @@ impl Reclaim {
     pub(crate) fn new(count: u32) -> Reclaim {
         Reclaim {
             count,
-            entries: HashMap::with_capacity(count as usize),
+            entries: PageMap::with_capacity_and_hasher(count as usize, Default::default()),
             order: VecDeque::with_capacity(count as usize),
             free: (0..count).rev().collect(),
             window: (0, 0),

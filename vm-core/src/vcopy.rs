@@ -37,6 +37,7 @@
 //! killing a destination page drops its link.
 //! A copy of a destination page still linked links to the same place.
 
+use crate::page_map::PageMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,7 +73,7 @@ impl Place {
 #[derive(Debug, Default)]
 pub(crate) struct Links {
     /// Destination page → the place it reads.
-    of: HashMap<u64, Place>,
+    of: PageMap<Place>,
     /// Place → the destination pages linked to it.
     to: HashMap<Key, Vec<u64>>,
     /// Links made, and destinations materialized (for the stats).
