@@ -122,6 +122,13 @@ pub struct VmStats {
     /// (see [`VmConfig::huge_pool_chunks`](crate::VmConfig::huge_pool_chunks)).
     #[serde(default)]
     pub frame_pool_huge_chunks: u64,
+    /// Runs read into the frame pool whose move found a page still pinned
+    /// by the read (the kernel unpins a direct read's pages after waking
+    /// the reader) and waited for it, up to 5 ms, rather than copy every
+    /// page of the run into fresh memory at once; what stays pinned longer
+    /// is copied (`frames_copied_in`).
+    #[serde(default)]
+    pub frame_pin_waits: u64,
     /// Dirty pages written behind by the read-ahead thread before the
     /// clock reached them (so their eviction had no write to wait for).
     #[serde(default)]
@@ -156,6 +163,7 @@ impl AddressSpace {
             frames_copied_in,
             frame_moves_refused,
             frame_pool_huge_chunks,
+            frame_pin_waits,
         ] = self.region.pool_counts();
         VmStats {
             cleaned_ahead: self
@@ -164,6 +172,7 @@ impl AddressSpace {
                 .map_or(0, |r| r.cleaned.load(Ordering::Relaxed)),
             frame_moves_refused,
             frame_pool_huge_chunks,
+            frame_pin_waits,
             frame_pool_pages,
             release_calls: self.region.release_calls(),
             frames_moved_in,

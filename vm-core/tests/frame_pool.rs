@@ -286,7 +286,13 @@ fn physical_neighbours(ptr: *const u8, count: usize) -> Option<(u64, u64)> {
 /// With `VmConfig::huge_pool_chunks` (the default), runs are read into
 /// 2 MiB chunks committed at once as one huge page, so that a run's pages
 /// are physically contiguous (one request to the device per run): what the
-/// kernel's page table says after a sequential read, every byte checked.
+/// kernel's page table says after a read in order, every byte checked.
+/// The read is under `Normal` advice (a stream found by its faults, runs
+/// evicted by the clock): under `Sequential`, free-behind recycles the
+/// stream's own first runs — its windows still growing, too short for a
+/// chunk, read into small pages — through the pool for the whole scan,
+/// and 82–87% of neighbouring pages were neighbours in 3 runs of 8 (99%+
+/// in the others).
 #[test]
 fn runs_read_into_huge_chunks_are_physically_contiguous() {
     // A pool of 512 pages or more needs a budget of 4,096.
@@ -323,7 +329,7 @@ fn runs_read_into_huge_chunks_are_physically_contiguous() {
         }
         vm.flush().unwrap();
         vm.advise(interval, Advice::DontNeed).unwrap();
-        vm.advise(interval, Advice::Sequential).unwrap();
+        vm.advise(interval, Advice::Normal).unwrap();
         let (mut neighbours, mut pairs) = (0, 0);
         let mut hidden = false;
         for page in 0..DATA {
@@ -356,8 +362,12 @@ fn runs_read_into_huge_chunks_are_physically_contiguous() {
         let stats = vm.stats();
         eprintln!(
             "huge chunks {huge}: {neighbours} of {pairs} neighbouring pages physically \
-             neighbours; {} chunks committed",
-            stats.frame_pool_huge_chunks
+             neighbours; {} chunks committed; {} pages copied in, {} moves refused, {} runs \
+             waited for their read's pin",
+            stats.frame_pool_huge_chunks,
+            stats.frames_copied_in,
+            stats.frame_moves_refused,
+            stats.frame_pin_waits
         );
         if !huge {
             assert_eq!(stats.frame_pool_huge_chunks, 0, "{stats:?}");

@@ -85,8 +85,8 @@
 //! the pool is not used (every transfer takes the plain path there).
 //!
 //! Whatever the kernel refuses is done the plain way, never lost: a page
-//! that will not move in (shared with a child after a `fork`, or a
-//! destination present) is copied; one that will not move out is released
+//! that will not move in (still pinned by its read, after a wait; shared
+//! with a child after a `fork`; or a destination present) is copied; one that will not move out is released
 //! by the caller. The slots' full/empty marks are hints for choosing runs
 //! — a wrong one costs a fallback, not a wrong byte: every byte moved in
 //! was written by the read first.
@@ -99,6 +99,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Runs shorter than this take the plain path (see the module docs).
 pub(crate) const MIN_RUN: u64 = 2;
+
+/// The longest a run's move waits for its read's pin to go before its
+/// pages are copied instead (see [`FramePool::wait_for_unpin`]).
+const PIN_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Slots in a huge-page chunk: 2 MiB of 4 KiB pages.
 const CHUNK_SLOTS: usize = 512;
@@ -167,6 +171,10 @@ pub(crate) struct FramePool {
     pub(crate) refused: AtomicU64,
     /// Chunks committed at once, as one huge page.
     pub(crate) chunks_committed: AtomicU64,
+    /// Runs whose move waited for their read's pin to go (see
+    /// [`FramePool::wait_for_unpin`]); those that still found it pinned
+    /// were copied (`copied_in`).
+    pub(crate) pin_waits: AtomicU64,
     /// Held while the page past the slots is used to split a chunk (see
     /// [`FramePool::commit_chunk`]).
     spare: Mutex<()>,
@@ -411,6 +419,7 @@ impl FramePool {
             copied_in: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             chunks_committed: AtomicU64::new(0),
+            pin_waits: AtomicU64::new(0),
             spare: Mutex::new(()),
         };
         // Probe the move itself (Linux 6.8 and later): one page from slot
@@ -786,6 +795,8 @@ impl FramePool {
         let mut copied = Vec::new();
         let mut outside = Vec::new();
         let mut next = 0;
+        // Whether this run has waited for its read's pin to go (once).
+        let mut waited = false;
         for &(start, len) in parts {
             if start > next {
                 outside.push((next, start - next));
@@ -805,6 +816,14 @@ impl FramePool {
                     )
                 };
                 at += moved / ps;
+                if result == Err(rustix::io::Errno::BUSY) && at < end && !waited {
+                    waited = true;
+                    // SAFETY: as for the move above.
+                    if unsafe { self.wait_for_unpin(dst.wrapping_add(at * ps), lease.first + at) } {
+                        at += 1;
+                        continue;
+                    }
+                }
                 if result.is_err() && at < end {
                     self.refused.fetch_add(1, Ordering::Relaxed);
                     // The kernel can report less than it moved: a
@@ -867,6 +886,43 @@ impl FramePool {
         drop(marks);
         // Its marks are set: nothing for the drop to do.
         std::mem::forget(lease);
+    }
+
+    /// A move refused as busy (`EBUSY`): the slot's page is most likely
+    /// still pinned by the direct read that filled it. The kernel wakes
+    /// the reader before it unpins the read's pages (`iomap`'s completion
+    /// does the wake-up first), and on this virtual machine the unpinning
+    /// CPU can be held off for milliseconds: measured with a scratch build
+    /// that retried, 0.8–3.7 ms after the read had returned (five cases;
+    /// `bench out-of-core --scale 4 --workloads scan`, where such a run
+    /// then had every page copied into fresh memory — hundreds to
+    /// thousands of pages a run of the bench on a busy host). Tries the
+    /// move of the slot's one page again, yielding between tries, for at
+    /// most [`PIN_WAIT`]; true if it moved. A page that stays busy (shared
+    /// with a child after a `fork`) costs the wait once per run (the
+    /// caller asks once), then is copied as before.
+    ///
+    /// # Safety
+    /// As for [`FramePool::move_in_parts`]: the slot is leased and `dst`
+    /// is a page of the registered region the caller holds exclusively.
+    unsafe fn wait_for_unpin(&self, dst: *mut u8, slot: usize) -> bool {
+        self.pin_waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + PIN_WAIT;
+        while std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+            // SAFETY: as the caller promises, for this one page.
+            let (moved, result) = unsafe {
+                self.uffd
+                    .move_pages(dst, self.slot_ptr(slot), self.page_size, false)
+            };
+            if moved == self.page_size {
+                return true;
+            }
+            if result != Err(rustix::io::Errno::BUSY) {
+                return false;
+            }
+        }
+        false
     }
 
     /// Moves the memory of `count` pages at `src` into a free run of empty
@@ -1117,5 +1173,69 @@ mod chunk_tests {
             assert_eq!(full(first + i), [3, 6, 7].contains(&i), "slot {i}'s mark");
             assert!(!busy(first + i), "slot {i} free again");
         }
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use crate::sys::region::Region;
+
+    /// A run whose slot page is still pinned when it moves in (pinned here
+    /// by an `io_uring` fixed buffer for the whole move, as a direct read's
+    /// pin can outlast the read for milliseconds) waits for the pin once,
+    /// then copies that page; the rest of the run moves, and every byte
+    /// arrives.
+    #[test]
+    fn a_page_still_pinned_at_its_move_is_waited_for_then_copied() {
+        let page_size = rustix::param::page_size();
+        let region = Region::reserve_at(None, 64, page_size, false, (16, false)).unwrap();
+        if region.pool_counts()[0] == 0 {
+            eprintln!("skipped: the kernel refused a userfaultfd or UFFDIO_MOVE");
+            return;
+        }
+        let mut ring = None;
+        let mut refused = None;
+        // SAFETY: this test owns the region; pages 8..12 are absent.
+        unsafe {
+            region
+                .fill(8, 4, |bytes| {
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        *b = (i / page_size) as u8 + 1;
+                    }
+                    match io_uring::IoUring::new(2) {
+                        Ok(r) => {
+                            // The run's second page, pinned until the ring
+                            // is dropped (after the move).
+                            let iov = libc::iovec {
+                                iov_base: bytes[page_size..].as_mut_ptr().cast(),
+                                iov_len: page_size,
+                            };
+                            // SAFETY: the page stays mapped (in the pool
+                            // or, moved, in the region) until the ring is
+                            // dropped, before the region.
+                            match r.submitter().register_buffers(&[iov]) {
+                                Ok(()) => ring = Some(r),
+                                Err(e) => refused = Some(e),
+                            }
+                        }
+                        Err(e) => refused = Some(e),
+                    }
+                    Ok::<(), ()>(())
+                })
+                .unwrap()
+        };
+        if let Some(e) = refused {
+            eprintln!("skipped: the kernel refused an io_uring fixed buffer to pin with: {e}");
+            return;
+        }
+        let [_, moved_in, _, copied_in, refusals, _, pin_waits] = region.pool_counts();
+        assert_eq!(pin_waits, 1, "the move did not wait for the pin");
+        assert_eq!((moved_in, copied_in, refusals), (3, 1, 1));
+        // SAFETY: the pages are this test's, resident since the fill.
+        let bytes = unsafe { region.pages(8, 4) };
+        for (i, &b) in bytes.iter().enumerate() {
+            assert_eq!(b, (i / page_size) as u8 + 1, "byte {i}");
+        }
+        drop(ring);
     }
 }

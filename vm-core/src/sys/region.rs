@@ -164,10 +164,11 @@ impl Region {
     }
 
     /// The frame pool's size in pages, its pages moved in, moved out and
-    /// copied in, the moves the kernel refused and the huge-page chunks
-    /// committed (zeros without a pool).
-    pub(crate) fn pool_counts(&self) -> [u64; 6] {
-        self.pool.as_ref().map_or([0; 6], |p| {
+    /// copied in, the moves the kernel refused, the huge-page chunks
+    /// committed and the runs that waited for their read's pin (zeros
+    /// without a pool).
+    pub(crate) fn pool_counts(&self) -> [u64; 7] {
+        self.pool.as_ref().map_or([0; 7], |p| {
             [
                 p.slots() as u64,
                 p.moved_in.load(Ordering::Relaxed),
@@ -175,6 +176,7 @@ impl Region {
                 p.copied_in.load(Ordering::Relaxed),
                 p.refused.load(Ordering::Relaxed),
                 p.chunks_committed.load(Ordering::Relaxed),
+                p.pin_waits.load(Ordering::Relaxed),
             ]
         })
     }
