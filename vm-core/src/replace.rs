@@ -119,7 +119,12 @@ impl AddressSpace {
                 break;
             }
             let word = states.load(p);
-            if word.tag() != TAG_RESIDENT || word.has(DIRTY) || monitor.pins.contains_key(&p) {
+            // (A wired page is resident with no frame: never a victim.)
+            if word.tag() != TAG_RESIDENT
+                || word.has(DIRTY)
+                || monitor.pins.contains_key(&p)
+                || !monitor.frame_of.contains_key(&p)
+            {
                 continue;
             }
             if let Ok(latch) = states.try_latch_resident(p) {
@@ -127,6 +132,9 @@ impl AddressSpace {
                 if latch.has_now(DIRTY) {
                     continue;
                 }
+                // A page a mapped file's read-around brought in: used or
+                // not, as the clock tells it.
+                monitor.files.swept(p, word.has(REFERENCED));
                 victims.push(latch);
             }
         }
