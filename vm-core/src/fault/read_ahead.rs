@@ -251,7 +251,7 @@ impl AddressSpace {
         let moved = std::panic::catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: the planned read still owns the exclusive latches of
             // these absent pages (released in `finish`, after the move).
-            unsafe { self.region.move_in_run(run) }
+            unsafe { self.region.move_in_run(run, true) }
         }));
         self.finish_read(planned, moved.is_ok());
     }

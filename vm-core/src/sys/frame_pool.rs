@@ -85,8 +85,8 @@
 //! the pool is not used (every transfer takes the plain path there).
 //!
 //! Whatever the kernel refuses is done the plain way, never lost: a page
-//! that will not move in (still pinned by its read, after a wait; shared
-//! with a child after a `fork`; or a destination present) is copied; one that will not move out is released
+//! that will not move in (still pinned by its read, after a wait where the
+//! caller holds no lock; or a destination present) is copied; one that will not move out is released
 //! by the caller. The slots' full/empty marks are hints for choosing runs
 //! — a wrong one costs a fallback, not a wrong byte: every byte moved in
 //! was written by the read first.
@@ -754,19 +754,24 @@ impl FramePool {
     /// kernel will not move is copied. The slots moved are empty
     /// afterwards.
     ///
+    /// With `patient` (a caller that holds no lock others wait on), a
+    /// page still pinned by the read is waited for first (see
+    /// [`FramePool::wait_for_unpin`]).
+    ///
     /// # Safety
     /// `dst` is the first of `lease.count` pages of the registered region
     /// that the caller holds exclusively (no reference into them exists).
-    pub(crate) unsafe fn move_in(&self, lease: Lease<'_>, dst: *mut u8) {
+    pub(crate) unsafe fn move_in(&self, lease: Lease<'_>, dst: *mut u8, patient: bool) {
         let all = [(0, lease.count)];
         // SAFETY: as the caller promises, for every page of the run.
-        unsafe { self.move_in_parts(lease, dst, &all) }
+        unsafe { self.move_in_parts(lease, dst, &all, patient) }
     }
 
     /// [`FramePool::move_in`] for parts of the run only: `parts` are
     /// (offset, length) in pages from its start, in order and apart. The
     /// slots outside them stay full (what was read there is not wanted: a
     /// read around resident pages reads them too, to be one request).
+    /// `patient` as for [`FramePool::move_in`].
     ///
     /// # Safety
     /// For each part, the pages of `dst` at its offsets are pages of the
@@ -777,6 +782,7 @@ impl FramePool {
         lease: Lease<'_>,
         dst: *mut u8,
         parts: &[(usize, usize)],
+        patient: bool,
     ) {
         let ps = self.page_size;
         // (Checked before any move: a part past the run would reach slots
@@ -795,8 +801,8 @@ impl FramePool {
         let mut copied = Vec::new();
         let mut outside = Vec::new();
         let mut next = 0;
-        // Whether this run has waited for its read's pin to go (once).
-        let mut waited = false;
+        // Whether this run may still wait for its read's pin to go (once).
+        let mut may_wait = patient;
         for &(start, len) in parts {
             if start > next {
                 outside.push((next, start - next));
@@ -807,7 +813,7 @@ impl FramePool {
                 // SAFETY: the pages from `at` to `end` of the run and of
                 // `dst` are held (the lease, the caller's latches); `dst`
                 // is registered.
-                let (moved, result) = unsafe {
+                let (moved, mut result) = unsafe {
                     self.uffd.move_pages(
                         dst.wrapping_add(at * ps),
                         self.slot_ptr(lease.first + at),
@@ -816,12 +822,19 @@ impl FramePool {
                     )
                 };
                 at += moved / ps;
-                if result == Err(rustix::io::Errno::BUSY) && at < end && !waited {
-                    waited = true;
-                    // SAFETY: as for the move above.
-                    if unsafe { self.wait_for_unpin(dst.wrapping_add(at * ps), lease.first + at) } {
-                        at += 1;
-                        continue;
+                if result == Err(rustix::io::Errno::BUSY) && at < end && may_wait {
+                    may_wait = false;
+                    // SAFETY: as for the move above, for the page at `at`.
+                    match unsafe {
+                        self.wait_for_unpin(dst.wrapping_add(at * ps), lease.first + at)
+                    } {
+                        Ok(()) => {
+                            at += 1;
+                            continue;
+                        }
+                        // What the last try met decides below (an `EEXIST`
+                        // there may mean the page moved after all).
+                        Err(last) => result = Err(last),
                     }
                 }
                 if result.is_err() && at < end {
@@ -898,17 +911,20 @@ impl FramePool {
     /// then had every page copied into fresh memory — hundreds to
     /// thousands of pages a run of the bench on a busy host). Tries the
     /// move of the slot's one page again, yielding between tries, for at
-    /// most [`PIN_WAIT`]; true if it moved. A page that stays busy (shared
-    /// with a child after a `fork`) costs the wait once per run (the
-    /// caller asks once), then is copied as before.
+    /// most [`PIN_WAIT`]: `Ok` once it moved, else the last try's error. A
+    /// page pinned for longer (by anything else that pins memory) costs the
+    /// wait once per run (the caller asks once), then is copied as before.
+    /// Only callers that hold no lock others wait on ask (the read-ahead's
+    /// finisher, a mapped file's read-around): a fault that reads under the
+    /// monitor copies at once rather than stall every other fault.
     ///
     /// # Safety
     /// As for [`FramePool::move_in_parts`]: the slot is leased and `dst`
     /// is a page of the registered region the caller holds exclusively.
-    unsafe fn wait_for_unpin(&self, dst: *mut u8, slot: usize) -> bool {
+    unsafe fn wait_for_unpin(&self, dst: *mut u8, slot: usize) -> rustix::io::Result<()> {
         self.pin_waits.fetch_add(1, Ordering::Relaxed);
         let deadline = std::time::Instant::now() + PIN_WAIT;
-        while std::time::Instant::now() < deadline {
+        loop {
             std::thread::yield_now();
             // SAFETY: as the caller promises, for this one page.
             let (moved, result) = unsafe {
@@ -916,13 +932,13 @@ impl FramePool {
                     .move_pages(dst, self.slot_ptr(slot), self.page_size, false)
             };
             if moved == self.page_size {
-                return true;
+                return Ok(());
             }
-            if result != Err(rustix::io::Errno::BUSY) {
-                return false;
+            let busy = result == Err(rustix::io::Errno::BUSY);
+            if !busy || std::time::Instant::now() >= deadline {
+                return Err(result.err().unwrap_or(rustix::io::Errno::BUSY));
             }
         }
-        false
     }
 
     /// Moves the memory of `count` pages at `src` into a free run of empty
@@ -1118,7 +1134,7 @@ mod chunk_tests {
         drop(second);
         // SAFETY: the region's first 256 pages are this test's, missing, and
         // registered with the pool's descriptor.
-        unsafe { pool.move_in(first, region.base.as_ptr()) };
+        unsafe { pool.move_in(first, region.base.as_ptr(), true) };
         assert_eq!(
             (pool.moved_in.load(Relaxed), pool.copied_in.load(Relaxed)),
             (256, 0)
@@ -1147,7 +1163,7 @@ mod chunk_tests {
         }
         // SAFETY: pages 0-2 and 4-5 of the region are this test's, absent,
         // and registered with the pool's descriptor.
-        unsafe { pool.move_in_parts(lease, base, &[(0, 3), (4, 2)]) };
+        unsafe { pool.move_in_parts(lease, base, &[(0, 3), (4, 2)], true) };
         let page = |i: usize| {
             // SAFETY: in the region; no one writes it now.
             unsafe { std::slice::from_raw_parts(base.add(i * ps), ps) }
@@ -1178,27 +1194,30 @@ mod chunk_tests {
 
 #[cfg(test)]
 mod pin_tests {
+    use super::RunUse;
     use crate::sys::region::Region;
 
     /// A run whose slot page is still pinned when it moves in (pinned here
     /// by an `io_uring` fixed buffer for the whole move, as a direct read's
-    /// pin can outlast the read for milliseconds) waits for the pin once,
-    /// then copies that page; the rest of the run moves, and every byte
-    /// arrives.
+    /// pin can outlast the read for milliseconds): a patient mover waits
+    /// for the pin once, then copies that page; one that may hold the
+    /// monitor copies it at once. Either way the rest of the run moves and
+    /// every byte arrives.
     #[test]
-    fn a_page_still_pinned_at_its_move_is_waited_for_then_copied() {
+    fn a_page_still_pinned_at_its_move_is_waited_for_only_by_a_patient_mover() {
         let page_size = rustix::param::page_size();
-        let region = Region::reserve_at(None, 64, page_size, false, (16, false)).unwrap();
-        if region.pool_counts()[0] == 0 {
-            eprintln!("skipped: the kernel refused a userfaultfd or UFFDIO_MOVE");
-            return;
-        }
-        let mut ring = None;
-        let mut refused = None;
-        // SAFETY: this test owns the region; pages 8..12 are absent.
-        unsafe {
-            region
-                .fill(8, 4, |bytes| {
+        for patient in [true, false] {
+            let region = Region::reserve_at(None, 64, page_size, false, (16, false)).unwrap();
+            if region.pool_counts()[0] == 0 {
+                eprintln!("skipped: the kernel refused a userfaultfd or UFFDIO_MOVE");
+                return;
+            }
+            let mut ring = None;
+            let mut refused = None;
+            // SAFETY: this test owns the region; pages 8..12 are absent and
+            // held by no one else until the move below.
+            let read = unsafe {
+                region.read_into_pool(8, 4, RunUse::Read, |bytes| {
                     for (i, b) in bytes.iter_mut().enumerate() {
                         *b = (i / page_size) as u8 + 1;
                     }
@@ -1222,20 +1241,29 @@ mod pin_tests {
                     }
                     Ok::<(), ()>(())
                 })
-                .unwrap()
-        };
-        if let Some(e) = refused {
-            eprintln!("skipped: the kernel refused an io_uring fixed buffer to pin with: {e}");
-            return;
+            };
+            let Ok(Ok(run)) = read else {
+                panic!("no pool run for 4 pages");
+            };
+            // SAFETY: pages 8..12 are this test's, absent.
+            unsafe { region.move_in_run(run, patient) };
+            if let Some(e) = refused {
+                eprintln!("skipped: the kernel refused an io_uring fixed buffer to pin with: {e}");
+                return;
+            }
+            let [_, moved_in, _, copied_in, refusals, _, pin_waits] = region.pool_counts();
+            assert_eq!(pin_waits, u64::from(patient), "patient {patient}");
+            assert_eq!(
+                (moved_in, copied_in, refusals),
+                (3, 1, 1),
+                "patient {patient}"
+            );
+            // SAFETY: the pages are this test's, resident since the move.
+            let bytes = unsafe { region.pages(8, 4) };
+            for (i, &b) in bytes.iter().enumerate() {
+                assert_eq!(b, (i / page_size) as u8 + 1, "byte {i}, patient {patient}");
+            }
+            drop(ring);
         }
-        let [_, moved_in, _, copied_in, refusals, _, pin_waits] = region.pool_counts();
-        assert_eq!(pin_waits, 1, "the move did not wait for the pin");
-        assert_eq!((moved_in, copied_in, refusals), (3, 1, 1));
-        // SAFETY: the pages are this test's, resident since the fill.
-        let bytes = unsafe { region.pages(8, 4) };
-        for (i, &b) in bytes.iter().enumerate() {
-            assert_eq!(b, (i / page_size) as u8 + 1, "byte {i}");
-        }
-        drop(ring);
     }
 }

@@ -635,7 +635,8 @@ impl Region {
         match unsafe { self.read_into_pool(page, count, used, write) } {
             Ok(Ok(run)) => {
                 // SAFETY: as the caller promises: still held, still absent.
-                unsafe { self.move_in_run(run) };
+                // (Not patient: the caller may hold the monitor.)
+                unsafe { self.move_in_run(run, false) };
                 Ok(Ok(()))
             }
             Ok(Err(e)) => Ok(Err(e)),
@@ -706,22 +707,26 @@ impl Region {
         read(unsafe { pool.lease_bytes(&run.lease) })
     }
 
-    /// The second half: moves a run read into the pool to its pages.
+    /// The second half: moves a run read into the pool to its pages;
+    /// `patient` if the caller holds no lock others wait on (the monitor):
+    /// then a page still pinned by the read is waited for, briefly, before
+    /// it is copied (see `FramePool::wait_for_unpin`).
     ///
     /// # Safety
     /// The caller still holds the run's pages exclusively, and they are
     /// absent (as for [`Region::fill`]).
-    pub(crate) unsafe fn move_in_run(&self, run: PooledRun<'_>) {
+    pub(crate) unsafe fn move_in_run(&self, run: PooledRun<'_>, patient: bool) {
         let pool = self.pool.as_ref().expect("a pooled run implies a pool");
         // SAFETY: in bounds (asserted when the run was leased); the caller
         // holds the pages exclusively and they are absent.
-        unsafe { pool.move_in(run.lease, self.page_ptr(run.page)) };
+        unsafe { pool.move_in(run.lease, self.page_ptr(run.page), patient) };
     }
 
     /// [`Region::move_in_run`] for parts of the run only: `parts` are
     /// (offset, length) in pages from its first page, in order and apart;
     /// what was read for the pages between them is dropped (they may be
-    /// resident, or held by others: they are not touched).
+    /// resident, or held by others: they are not touched). Patient (see
+    /// [`Region::move_in_run`]): its caller holds no lock.
     ///
     /// # Safety
     /// The caller holds the pages of every part exclusively, and they are
@@ -730,7 +735,7 @@ impl Region {
         let pool = self.pool.as_ref().expect("a pooled run implies a pool");
         // SAFETY: in bounds (asserted when the run was leased); the caller
         // holds the parts' pages exclusively and they are absent.
-        unsafe { pool.move_in_parts(run.lease, self.page_ptr(run.page), parts) };
+        unsafe { pool.move_in_parts(run.lease, self.page_ptr(run.page), parts, true) };
     }
 
     /// Readies the frame pool for a run of `count` pages read next (see
