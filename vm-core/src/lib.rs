@@ -14,7 +14,7 @@
 //! | `access` | the hot path: `read`/`write`, latching a page, the guards' constructors | (x) |
 //! | `guard` | [`PageRef`] / [`PageMut`]: a latch held on one resident page | (x) |
 //! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead and write-behind | (m), (x) for pages in transit |
-//! | `replace` | the clock, victim choice, write-back in disk order, release batches | (m) |
+//! | `replace` | the clock, victim choice, free-behind (a sequential stream larger than memory evicts its own pages behind it), write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
 //! | `transparent` | plain loads and stores ([`VmConfig::transparent`]): the SIGBUS-served fault, write-protect dirty tracking, [`View`] / [`ViewMut`] and their registry, raw pointers and their contract | (x), the registry's lock |
 //! | `views` | the registry of live views and guards (transparent mode) | its own lock |
@@ -29,6 +29,7 @@
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
 //! | `hit_counter` | resident hits, counted without contention | (a) |
 //! | `padded` | `Padded`: a value alone on its cache lines | — |
+//! | `page_map` | `PageMap`/`PageSet`: maps keyed by page number, with a hash for page numbers (one multiplication), not SipHash | — |
 //! | [`typed`] | [`VmArray`]: typed access to an interval | — |
 //! | `stats` | [`VmStats`] and the kernel's view of residency | — |
 //! | `config`, `error`, `vocabulary` | [`VmConfig`], [`VmError`], [`VAddr`], [`Advice`], [`PageState`] | — |

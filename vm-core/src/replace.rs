@@ -32,7 +32,7 @@ const FORCE_SPINS_MAX: u32 = 10_000;
 /// least. The scanning thread is at most two windows behind the read it
 /// plans (one window being used, one in flight), so what goes is at least
 /// two windows behind it. The stream also keeps a quarter of real memory
-/// behind it (more than that, two windows), and never more than half: a
+/// and two windows behind it, and never more than half of real memory: a
 /// program that reads a chunk in order and then rewrites it in place (an
 /// external sort's run, a quarter of memory) finds the chunk still there.
 /// Measured with 4 MiB alone: `bench out-of-core --workloads sort` took
@@ -75,8 +75,9 @@ impl AddressSpace {
     ///
     /// Free-behind: a sequential stream about to read `count` pages at
     /// `page`, in an interval advised `Sequential` that is larger than real
-    /// memory (one pass cannot keep it), first evicts as many of its own
-    /// clean pages that lie well behind it — further behind `page` than it
+    /// memory (one pass cannot keep it), first evicts as many of the
+    /// interval's clean pages that lie well behind it — further behind
+    /// `page` than it
     /// keeps (see `FREE_BEHIND_RUNS`), oldest first, referenced or not,
     /// as `MADV_SEQUENTIAL` allows ("pages … may be freed soon after they
     /// are accessed"). Their memory goes into the frame pool, and the read
@@ -86,7 +87,9 @@ impl AddressSpace {
     /// victim; and the scan does not push the rest of the space out of
     /// memory. Dirty pages are left to the clock (and to the write-behind
     /// that cleans them ahead of it); so are pinned and latched ones.
-    /// Nothing here fails: a page that cannot go simply stays.
+    /// Nothing here fails: a page that cannot go simply stays. (Two
+    /// streams in one interval, far enough apart, free each other's pages:
+    /// the pages go, nothing is lost, and they are read again.)
     pub(crate) fn free_behind(&self, monitor: &mut Monitor, page: u64, count: u64) {
         let Some((start, allocation)) = monitor.allocation_of(page) else {
             return;

@@ -15,6 +15,14 @@ fn fill(vm: &Vm, interval: Interval, seed: u64) {
     vm.write(VAddr(base), &data).unwrap();
 }
 
+/// `fill`, then written back and dropped from memory: every page absent,
+/// on disk.
+fn fill_out(vm: &Vm, interval: Interval, seed: u64) {
+    fill(vm, interval, seed);
+    vm.flush().unwrap();
+    vm.advise(interval, Advice::DontNeed).unwrap();
+}
+
 fn check(vm: &Vm, interval: Interval, seed: u64) {
     let base = vm.address_of(interval.page).0;
     let mut data = vec![0u8; interval.count.0 as usize * PAGE];
@@ -171,9 +179,7 @@ fn sequential_advice_cuts_faults_and_normal_finds_the_stream() {
     let scan = |advice: Advice| {
         let vm = sim_vm(256, 32);
         let i = vm.allocate(200).unwrap();
-        fill(&vm, i, 4);
-        vm.flush().unwrap();
-        vm.advise(i, Advice::DontNeed).unwrap();
+        fill_out(&vm, i, 4);
         vm.advise(i, advice).unwrap();
         let before = vm.stats();
         check(&vm, i, 4);
@@ -202,9 +208,7 @@ fn sequential_advice_cuts_faults_and_normal_finds_the_stream() {
 fn random_reads_under_normal_advice_read_single_pages() {
     let vm = sim_vm(256, 32);
     let i = vm.allocate(200).unwrap();
-    fill(&vm, i, 5);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 5);
     let mut order: Vec<u64> = (0..200).collect();
     let mut rng = disk_channel::rng::SplitMix64::new(7);
     for k in (1..order.len()).rev() {
@@ -355,9 +359,7 @@ fn a_write_back_error_during_replacement_keeps_the_victims() {
 fn a_read_error_during_a_fault_reaches_the_accessor_and_the_vm_keeps_working() {
     let (vm, faults) = faulty_vm(128, 8);
     let i = vm.allocate(4).unwrap();
-    fill(&vm, i, 10);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 10);
     faults.fail_once(OpKind::Read, 0);
     let mut buf = [0u8; 16];
     let err = vm.read(vm.address_of(i.page), &mut buf).unwrap_err();
@@ -508,9 +510,7 @@ fn replacement_gives_the_memory_back_to_the_kernel() {
 fn overwriting_whole_pages_reads_nothing() {
     let vm = sim_vm(256, 8);
     let i = vm.allocate(32).unwrap();
-    fill(&vm, i, 5);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 5);
     assert!(i.pages().all(|p| !vm.state(p).has_real_memory));
     let before = vm.stats();
     let page = vec![0xC3u8; PAGE];
@@ -565,9 +565,7 @@ fn overwriting_whole_pages_reads_nothing() {
 fn a_sequential_overwrite_reads_nothing_ahead() {
     let vm = sim_vm(512, 64);
     let i = vm.allocate(256).unwrap();
-    fill(&vm, i, 6);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 6);
     vm.advise(i, Advice::Sequential).unwrap();
     let before = vm.stats();
     for (k, p) in i.pages().enumerate() {
@@ -594,9 +592,7 @@ fn a_sequential_overwrite_reads_nothing_ahead() {
 fn sequential_read_ahead_reads_runs_in_one_transfer_each() {
     let vm = sim_vm(1024, 128);
     let i = vm.allocate(512).unwrap();
-    fill(&vm, i, 8);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 8);
     vm.advise(i, Advice::Sequential).unwrap();
     let before = vm.stats();
     check(&vm, i, 8);
@@ -668,9 +664,7 @@ fn flush_writes_runs_of_dirty_pages_in_one_transfer_each() {
 fn swap_in_reads_its_interval_by_runs() {
     let vm = sim_vm(1024, 128);
     let i = vm.allocate(96).unwrap();
-    fill(&vm, i, 12);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 12);
     let before = vm.stats();
     vm.swap_in(i, false, true).unwrap();
     let after = vm.stats();
@@ -720,9 +714,7 @@ fn a_sequential_scan_reads_ahead_in_the_background() {
             scope,
         );
         let i = vm.allocate(1024).unwrap();
-        fill(&vm, i, 21);
-        vm.flush().unwrap();
-        vm.advise(i, Advice::DontNeed).unwrap();
+        fill_out(&vm, i, 21);
         vm.advise(i, Advice::Sequential).unwrap();
         let before = vm.stats();
         check(&vm, i, 21);
@@ -755,9 +747,7 @@ fn a_sequential_scan_reads_ahead_in_the_background() {
 fn a_failed_background_read_ahead_leaves_the_pages_to_their_own_faults() {
     let (vm, faults) = faulty_vm(2048, 256);
     let i = vm.allocate(1024).unwrap();
-    fill(&vm, i, 23);
-    vm.flush().unwrap();
-    vm.advise(i, Advice::DontNeed).unwrap();
+    fill_out(&vm, i, 23);
     vm.advise(i, Advice::Sequential).unwrap();
     // Far enough in that the stream's window has grown to the maximum and
     // its clusters are read in the background.

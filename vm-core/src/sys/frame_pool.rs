@@ -86,7 +86,8 @@
 //!
 //! Whatever the kernel refuses is done the plain way, never lost: a page
 //! that will not move in (still pinned by its read, after a wait where the
-//! caller holds no lock; or a destination present) is copied; one that will not move out is released
+//! caller holds no lock; or a destination present) is copied; one that
+//! will not move out is released
 //! by the caller. The slots' full/empty marks are hints for choosing runs
 //! — a wrong one costs a fallback, not a wrong byte: every byte moved in
 //! was written by the read first.
