@@ -77,9 +77,8 @@ impl AddressSpace {
     /// `page`, in an interval advised `Sequential` that is larger than real
     /// memory (one pass cannot keep it), first evicts as many of the
     /// interval's clean pages that lie well behind it — further behind
-    /// `page` than it
-    /// keeps (see `FREE_BEHIND_RUNS`), oldest first, referenced or not,
-    /// as `MADV_SEQUENTIAL` allows ("pages … may be freed soon after they
+    /// `page` than it keeps (see `FREE_BEHIND_RUNS`), oldest first,
+    /// referenced or not, as `MADV_SEQUENTIAL` allows ("pages … may be freed soon after they
     /// are accessed"). Their memory goes into the frame pool, and the read
     /// takes it from there: a scan larger than memory then recycles the
     /// memory it has, where it used to commit (and the kernel to zero) a
