@@ -27,18 +27,6 @@ const WRITE_BACK_RUN_MAX: usize = 256;
 /// Rounds of waiting for a latched page when the clock must force a
 /// victim.
 const FORCE_SPINS_MAX: u32 = 10_000;
-/// Read-ahead windows a stream keeps behind the page it reads next under
-/// free-behind (`AddressSpace::free_behind`): 4 MiB of 4 KiB pages at
-/// least. The scanning thread is at most two windows behind the read it
-/// plans (one window being used, one in flight), so what goes is at least
-/// two windows behind it. The stream also keeps a quarter of real memory
-/// and two windows behind it, and never more than half of real memory: a
-/// program that reads a chunk in order and then rewrites it in place (an
-/// external sort's run, a quarter of memory) finds the chunk still there.
-/// Measured with 4 MiB alone: `bench out-of-core --workloads sort` took
-/// 8.4–8.8 s against 4.5 without free-behind, each run's pages read, freed
-/// and faulted in again to be rewritten.
-const FREE_BEHIND_RUNS: u64 = 4;
 
 impl AddressSpace {
     /// Monitor held on entry and exit.
@@ -77,7 +65,7 @@ impl AddressSpace {
     /// `page`, in an interval advised `Sequential` that is larger than real
     /// memory (one pass cannot keep it), first evicts as many of the
     /// interval's clean pages that lie well behind it — further behind
-    /// `page` than it keeps (see `FREE_BEHIND_RUNS`), oldest first,
+    /// `page` than it keeps (see `keep` below), oldest first,
     /// referenced or not, as `MADV_SEQUENTIAL` allows ("pages … may be freed soon after they
     /// are accessed"). Their memory goes into the frame pool, and the read
     /// takes it from there: a scan larger than memory then recycles the
@@ -100,10 +88,16 @@ impl AddressSpace {
         {
             return;
         }
-        let run_max = Self::run_max(monitor);
-        let keep = (FREE_BEHIND_RUNS * run_max)
-            .max(budget / 4 + 2 * run_max)
-            .min(budget / 2);
+        // What the stream keeps behind the page it reads next: a quarter of
+        // real memory and two read-ahead windows, at most half of real
+        // memory. The reader is at most two windows behind the read it
+        // plans (one being used, one in flight), so what goes is behind
+        // it; and a program that reads a chunk in order and then rewrites
+        // it in place (an external sort's run, a quarter of memory) finds
+        // the chunk still there. (Measured with 4 MiB kept: `bench
+        // out-of-core --workloads sort` took 8.4–8.8 s against 4.5 without
+        // free-behind, each run's pages read, freed and faulted in again.)
+        let keep = (budget / 4 + 2 * Self::run_max(monitor)).min(budget / 2);
         let Some(end) = page.checked_sub(keep).filter(|&end| end > start) else {
             return;
         };

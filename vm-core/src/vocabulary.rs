@@ -23,9 +23,9 @@ pub enum Advice {
     Normal,
     /// Accessed in order: a fault also reads the next pages ahead. In an
     /// interval larger than real memory, which one pass cannot keep, the
-    /// stream also frees its clean pages well behind it (a quarter of real
-    /// memory and 2 MiB, or 4 MiB if that is more, behind; at most half of
-    /// real memory) as it reads, referenced or
+    /// stream also frees its clean pages well behind it (further behind
+    /// than a quarter of real memory and two read-ahead windows, or half of
+    /// real memory if that is less) as it reads, referenced or
     /// not — as `MADV_SEQUENTIAL` allows — so that a scan reuses the
     /// memory it has and leaves the rest of the space in memory
     /// ([`VmStats::freed_behind`](crate::VmStats::freed_behind)).

@@ -8,9 +8,10 @@ use common::*;
 use disk_channel::{Drive, SimDrive};
 use vm_core::{Advice, FaultService, Interval, MonitorScope, Vm};
 
-/// Real memory of these tests: 2,048 pages (8 MiB). A scan keeps at most
-/// 4 windows (1,024 pages) behind the read it plans, the window being used
-/// and one in flight; the hot interval's 256 pages fit beside them.
+/// Real memory of these tests: 2,048 pages (8 MiB). A scan keeps a quarter
+/// of it and two windows (1,024 pages) behind the read it plans, the window
+/// being used and one in flight; the hot interval's 256 pages fit beside
+/// them.
 const BUDGET: u64 = 2048;
 const HOT: u64 = 256;
 
