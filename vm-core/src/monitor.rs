@@ -133,6 +133,9 @@ pub(crate) struct Monitor {
     /// latched by a transfer in flight: the fault should let go of the
     /// monitor and retry rather than fail (see `force_victim`).
     pub(crate) gave_up_on_transit: bool,
+    /// (m) The sequential streams faulting lately (their read-ahead
+    /// windows share a quarter of real memory).
+    pub(crate) streams: crate::fault::streams::Streams,
 }
 
 /// The monitor, held (the name says what it is: a guard of the one lock
@@ -237,6 +240,7 @@ impl Monitor {
             volume,
             volume_needs_commit: false,
             gave_up_on_transit: false,
+            streams: Default::default(),
             map: None,
             map_written: Default::default(),
             freed_since_map: Vec::new(),

@@ -10,6 +10,7 @@
 //! | `in_thread` | service by the faulting thread, in ticket order, the monitor held throughout (the seed) |
 //! | `worker` | the PageFault worker's loop (the seed's synchronous worker) |
 //! | `service` | serving one fault under the monitor: read-ahead, choosing the seek-ahead hint, bringing a page into a frame |
+//! | `streams` | the sequential streams faulting lately, counted so that their read-ahead windows share real memory |
 //!
 //! In the seed's scope ([`MonitorScope::HeldAcrossIo`]) the monitor is
 //! held while a fault is served, I/O included, and the faults waiting for
@@ -25,6 +26,7 @@ pub(crate) mod planned;
 pub(crate) mod queue;
 mod read_ahead;
 mod service;
+pub(crate) mod streams;
 mod worker;
 
 use crate::config::MonitorScope;

@@ -122,7 +122,9 @@ impl AddressSpace {
     fn read_cluster(&self, monitor: &mut Monitor, page: u64) -> Result<u64, VmError> {
         let window = self.stream_window(monitor, page);
         self.free_behind(monitor, page, window);
-        self.read_run(monitor, page, window)
+        let read = self.read_run(monitor, page, window)?;
+        monitor.streams.note(page, read.max(1));
+        Ok(read)
     }
 
     /// Monitor held on entry and exit.
@@ -131,9 +133,10 @@ impl AddressSpace {
     /// to the stream, as a page cache's read-ahead does: twice the pages
     /// this stream has read in order and still holds (the pages just before
     /// `page` that are not absent), at least `READ_AHEAD_MIN`. A stream
-    /// that keeps its pages grows to the maximum; many streams at once, or
-    /// memory pressure that evicts what was read ahead, keep their windows
-    /// small — so read-ahead does not evict itself.
+    /// that keeps its pages grows to the maximum; memory pressure that
+    /// evicts what was read ahead keeps windows small, and so do many
+    /// streams at once: `n` of them share a quarter of real memory (see
+    /// `streams`) — so read-ahead does not evict itself.
     pub(crate) fn stream_window(&self, monitor: &Monitor, page: u64) -> u64 {
         let states = self.states();
         let max = Self::run_max(monitor);
@@ -141,7 +144,12 @@ impl AddressSpace {
         while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
             behind += 1;
         }
-        (2 * behind).clamp(READ_AHEAD_MIN.min(max), max)
+        // Many streams at once share a quarter of real memory (see
+        // `streams`): what a stream holds behind it does not say how many
+        // others read ahead beside it.
+        let least = READ_AHEAD_MIN.min(max);
+        let shared = (monitor.budget() / (4 * monitor.streams.live())).max(least);
+        (2 * behind).clamp(least, max).min(shared)
     }
 
     /// Monitor held on entry and exit.
