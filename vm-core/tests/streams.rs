@@ -13,14 +13,17 @@ const BUDGET: u64 = 2048;
 const RUNS: u64 = 32;
 const RUN: u64 = 256;
 
+/// A scan after the merge: 4,096 pages.
+const SCAN: u64 = 4096;
+
 fn vm(scope: MonitorScope) -> Vm {
     let drive = SimDrive::preset("ssd", PAGE)
         .unwrap()
-        .with_page_count(RUNS * RUN + 1024)
+        .with_page_count(RUNS * RUN + SCAN + 1024)
         .unwrap();
     vm_scoped(
         vec![Box::new(drive) as Box<dyn Drive>],
-        RUNS * RUN,
+        RUNS * RUN + SCAN,
         BUDGET,
         FaultService::InFaultingThread,
         scope,
@@ -43,14 +46,18 @@ fn write_out(vm: &Vm, interval: Interval, seed: u64) {
 }
 
 /// A merge's reads: one page of each run in turn, every run in order, each
-/// page checked against the pattern.
+/// page checked against the pattern. Then one stream alone has its whole
+/// window back once it has read half of real memory.
 #[test]
 fn a_merge_of_many_runs_reads_each_page_about_once() {
     for scope in [MonitorScope::default(), MonitorScope::HeldAcrossIo] {
         let vm = vm(scope);
         let data = vm.allocate(RUNS * RUN).unwrap();
+        let after_it = vm.allocate(SCAN).unwrap();
         write_out(&vm, data, 11);
+        write_out(&vm, after_it, 12);
         vm.advise(data, Advice::Sequential).unwrap();
+        vm.advise(after_it, Advice::Sequential).unwrap();
         let before = vm.stats();
         let mut page = vec![0u8; PAGE];
         for step in 0..RUN {
@@ -78,5 +85,25 @@ fn a_merge_of_many_runs_reads_each_page_about_once() {
             "{scope:?}: {reads} cluster reads for {} pages",
             RUNS * RUN
         );
+
+        // The scan alone: windows of 16 pages (the merge's share) for the
+        // first half of memory, 64 reads; then they grow to 256 pages.
+        // (Were the merge's streams counted until they had faulted a fixed
+        // number of times, the scan would keep 16-page windows through
+        // all its 4,096 pages: 256 reads.)
+        let before = vm.stats();
+        for p in after_it.pages() {
+            let addr = vm.address_of(p).0;
+            vm.read(vm.address_of(p), &mut page).unwrap();
+            for (i, &b) in page.iter().enumerate() {
+                assert_eq!(b, pattern(12, addr + i as u64), "page {p:?} byte {i}");
+            }
+        }
+        let after = vm.stats();
+        let reads = after.cluster_reads - before.cluster_reads;
+        let page_ins = after.page_ins - before.page_ins;
+        eprintln!("{scope:?}: the scan after it, {page_ins} page-ins in {reads} cluster reads");
+        assert_eq!(page_ins, SCAN, "{scope:?}");
+        assert!(reads <= 100, "{scope:?}: {reads} cluster reads for {SCAN} pages");
     }
 }

@@ -123,7 +123,8 @@ impl AddressSpace {
         let window = self.stream_window(monitor, page);
         self.free_behind(monitor, page, window);
         let read = self.read_run(monitor, page, window)?;
-        monitor.streams.note(page, read.max(1));
+        let horizon = monitor.budget() / 2;
+        monitor.streams.note(page, read, horizon);
         Ok(read)
     }
 
@@ -148,7 +149,8 @@ impl AddressSpace {
         // `streams`): what a stream holds behind it does not say how many
         // others read ahead beside it.
         let least = READ_AHEAD_MIN.min(max);
-        let shared = (monitor.budget() / (4 * monitor.streams.live())).max(least);
+        let live = monitor.streams.live(monitor.budget() / 2);
+        let shared = (monitor.budget() / (4 * live)).max(least);
         (2 * behind).clamp(least, max).min(shared)
     }
 

@@ -19,31 +19,30 @@
 //! Each sequential fault that reads a cluster is noted with what it read:
 //! it continues the stream whose last cluster it follows — it faults past
 //! that cluster's first page and no more than [`SLACK`] pages past its
-//! end (the closest such stream) — or starts one. A stream that has not
-//! faulted in the last [`HORIZON`] notes is over. With `n` streams live, a
-//! window is at most a quarter of real memory over `n` (never less than
-//! the smallest window): all of them together then read ahead a quarter
-//! of memory, as one scan does.
+//! end (the closest such stream) — or starts one. A stream is over once
+//! the streams together have read `horizon` pages since its last cluster
+//! (the caller's choice: half of real memory, by when what it read ahead
+//! would be gone anyway). With `n` streams live, a window is at most a
+//! quarter of real memory over `n`, so between two faults of one stream
+//! the others read about a quarter of memory: half is twice that. A
+//! stream left alone after a merge has its whole window back once it has
+//! read half of memory, not after a count of faults that, in windows of
+//! the merge's size, would be far more.
 
 /// Streams tracked at most; a new one replaces the oldest.
 const TRACKED: usize = 64;
-
-/// Notes after which a stream that has not faulted again is over: a
-/// stream among [`TRACKED`] others faults once every `TRACKED` notes or
-/// so, and four rounds of that without a fault means it has stopped.
-pub(crate) const HORIZON: u64 = 4 * TRACKED as u64;
 
 /// How far past the end of its last cluster a stream's next fault may
 /// lie (pages it skipped, or read otherwise).
 pub(crate) const SLACK: u64 = 8;
 
 /// One stream: the first page of its last cluster, the page after it,
-/// and when (in notes).
+/// and the pages read by all streams when it was noted.
 #[derive(Clone, Copy, Debug)]
 struct Stream {
     last: u64,
     next: u64,
-    tick: u64,
+    at: u64,
 }
 
 /// The sequential streams faulting lately (see the module doc). Guarded
@@ -51,22 +50,25 @@ struct Stream {
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
     recent: Vec<Stream>,
-    tick: u64,
+    /// Pages read by the clusters noted, all streams together.
+    read: u64,
 }
 
 impl Streams {
     /// Notes a sequential fault that read a cluster of `read` pages (at
     /// least one) at `page`: it continues the stream whose last cluster it
-    /// follows, or starts one (see the module doc). Streams over are
-    /// dropped; beyond [`TRACKED`], the oldest.
-    pub(crate) fn note(&mut self, page: u64, read: u64) {
-        self.tick += 1;
-        let now = self.tick;
-        self.recent.retain(|s| now - s.tick <= HORIZON);
+    /// follows, or starts one (see the module doc). Streams over (`horizon`
+    /// pages read since their last cluster) are dropped; beyond
+    /// [`TRACKED`], the oldest.
+    pub(crate) fn note(&mut self, page: u64, read: u64, horizon: u64) {
+        let read = read.max(1);
+        let now = self.read;
+        self.recent.retain(|s| now - s.at <= horizon);
+        self.read += read;
         let noted = Stream {
             last: page,
-            next: page.saturating_add(read.max(1)),
-            tick: now,
+            next: page.saturating_add(read),
+            at: self.read,
         };
         let continued = self
             .recent
@@ -78,7 +80,7 @@ impl Streams {
             None => {
                 if self.recent.len() == TRACKED
                     && let Some((oldest, _)) =
-                        self.recent.iter().enumerate().min_by_key(|(_, s)| s.tick)
+                        self.recent.iter().enumerate().min_by_key(|(_, s)| s.at)
                 {
                     self.recent.swap_remove(oldest);
                 }
@@ -87,33 +89,38 @@ impl Streams {
         }
     }
 
-    /// The streams live (at least one: the caller's).
-    pub(crate) fn live(&self) -> u64 {
-        let now = self.tick;
-        (self.recent.iter().filter(|s| now - s.tick <= HORIZON).count() as u64).max(1)
+    /// The streams live: noted less than `horizon` pages read ago (at
+    /// least one: the caller's).
+    pub(crate) fn live(&self, horizon: u64) -> u64 {
+        let live = self.recent.iter().filter(|s| self.read - s.at <= horizon);
+        (live.count() as u64).max(1)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{HORIZON, SLACK, Streams, TRACKED};
+    use super::{SLACK, Streams, TRACKED};
+
+    /// Half of 8,192 pages of real memory.
+    const HORIZON: u64 = 4096;
 
     #[test]
     fn one_stream_moving_forward_stays_one() {
         let mut streams = Streams::default();
         for k in 0..1000 {
-            streams.note(k * 256, 256);
-            assert_eq!(streams.live(), 1);
+            streams.note(k * 256, 256, HORIZON);
+            assert_eq!(streams.live(HORIZON), 1);
         }
         // Growing windows, a few pages skipped, a fault inside the last
-        // cluster (a page of it evicted before it was used): still one.
+        // cluster (a page of it evicted before it was used): still one
+        // stream beside the first.
         let mut page = 1_000_000;
         for read in [8, 16, 32, 64, 64] {
-            streams.note(page, read);
+            streams.note(page, read, HORIZON);
             page += read + 3;
         }
-        streams.note(page - 10, 64);
-        assert_eq!(streams.live(), 2);
+        streams.note(page - 10, 64, HORIZON);
+        assert_eq!(streams.live(HORIZON), 2);
     }
 
     #[test]
@@ -123,38 +130,41 @@ mod tests {
         // time, in turn (a merge).
         for step in 0..16 {
             for run in 0..32u64 {
-                streams.note(run * 256 + step * 16, 16);
+                streams.note(run * 256 + step * 16, 16, HORIZON);
             }
         }
-        assert_eq!(streams.live(), 32);
+        assert_eq!(streams.live(HORIZON), 32);
         // A fault behind a stream, or too far ahead of it, is another.
-        streams.note(100_000, 16);
-        assert_eq!(streams.live(), 33);
-        streams.note(100_000 + 16 + SLACK + 1, 16);
-        assert_eq!(streams.live(), 34);
+        streams.note(100_000, 16, HORIZON);
+        assert_eq!(streams.live(HORIZON), 33);
+        streams.note(100_000 + 16 + SLACK + 1, 16, HORIZON);
+        assert_eq!(streams.live(HORIZON), 34);
     }
 
     #[test]
-    fn a_stream_that_stops_is_over_after_the_horizon() {
+    fn a_stream_that_stops_is_over_once_the_horizon_is_read() {
         let mut streams = Streams::default();
-        streams.note(1_000_000, 256);
-        for k in 0..HORIZON {
-            streams.note(k * 256, 256);
+        streams.note(1_000_000, 256, HORIZON);
+        // The other stream reads up to the horizon: both live.
+        for k in 0..HORIZON / 256 {
+            streams.note(k * 256, 256, HORIZON);
         }
-        assert_eq!(streams.live(), 2);
-        streams.note(HORIZON * 256, 256);
-        assert_eq!(streams.live(), 1);
+        assert_eq!(streams.live(HORIZON), 2);
+        // One page more, and the first is over.
+        streams.note(HORIZON, 1, HORIZON);
+        assert_eq!(streams.live(HORIZON), 1);
+        assert_eq!(streams.recent.len(), 2, "dropped at the next note");
+        streams.note(HORIZON + 1, 1, HORIZON);
+        assert_eq!(streams.recent.len(), 1);
     }
 
     #[test]
     fn at_most_tracked_streams_and_the_oldest_goes() {
         let mut streams = Streams::default();
         for run in 0..(TRACKED as u64 + 10) {
-            streams.note(run * 1_000_000, 256);
+            streams.note(run * 1_000_000, 16, HORIZON);
         }
-        assert_eq!(streams.live(), TRACKED as u64);
-        // The first streams were replaced: their next faults start new
-        // streams again (and replace others).
+        assert_eq!(streams.live(HORIZON), TRACKED as u64);
         assert!(streams.recent.iter().all(|s| s.last >= 10 * 1_000_000));
     }
 }
