@@ -104,6 +104,43 @@ fn a_merge_of_many_runs_reads_each_page_about_once() {
         let page_ins = after.page_ins - before.page_ins;
         eprintln!("{scope:?}: the scan after it, {page_ins} page-ins in {reads} cluster reads");
         assert_eq!(page_ins, SCAN, "{scope:?}");
-        assert!(reads <= 100, "{scope:?}: {reads} cluster reads for {SCAN} pages");
+        assert!(
+            reads <= 100,
+            "{scope:?}: {reads} cluster reads for {SCAN} pages"
+        );
     }
+}
+
+/// The same merge under `Normal` advice (a program that says nothing):
+/// the streams found by their resident pages share memory too. (The
+/// seed's scope reads a page at a time under `Normal`.)
+#[test]
+fn a_merge_under_normal_advice_reads_each_page_about_once() {
+    let vm = vm(MonitorScope::default());
+    let data = vm.allocate(RUNS * RUN).unwrap();
+    write_out(&vm, data, 13);
+    let before = vm.stats();
+    let mut page = vec![0u8; PAGE];
+    for step in 0..RUN {
+        for run in 0..RUNS {
+            let p = vm_core::PageNumber(data.page.0 + run * RUN + step);
+            let addr = vm.address_of(p).0;
+            vm.read(vm.address_of(p), &mut page).unwrap();
+            for (i, &b) in page.iter().enumerate() {
+                assert_eq!(b, pattern(13, addr + i as u64), "page {p:?} byte {i}");
+            }
+        }
+    }
+    let after = vm.stats();
+    let page_ins = after.page_ins - before.page_ins;
+    let reads = after.cluster_reads - before.cluster_reads;
+    eprintln!("Normal advice: {page_ins} page-ins in {reads} cluster reads");
+    assert!(
+        page_ins <= RUNS * RUN * 11 / 10,
+        "{page_ins} page-ins for {} pages",
+        RUNS * RUN
+    );
+    // Found as streams and read by runs: fewer reads than a page at a time
+    // by far.
+    assert!(reads <= RUNS * RUN / 8, "{reads} cluster reads");
 }

@@ -123,7 +123,7 @@ impl AddressSpace {
         let window = self.stream_window(monitor, page);
         self.free_behind(monitor, page, window);
         let read = self.read_run(monitor, page, window)?;
-        let horizon = monitor.budget() / 2;
+        let horizon = Self::stream_horizon(monitor);
         monitor.streams.note(page, read, horizon);
         Ok(read)
     }
@@ -148,10 +148,28 @@ impl AddressSpace {
         // Many streams at once share a quarter of real memory (see
         // `streams`): what a stream holds behind it does not say how many
         // others read ahead beside it.
-        let least = READ_AHEAD_MIN.min(max);
-        let live = monitor.streams.live(monitor.budget() / 2);
-        let shared = (monitor.budget() / (4 * live)).max(least);
-        (2 * behind).clamp(least, max).min(shared)
+        (2 * behind)
+            .clamp(READ_AHEAD_MIN.min(max), max)
+            .min(Self::stream_share(monitor))
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// The largest window of one stream while `n` streams are live (see
+    /// `streams`): a quarter of real memory over `n`, at least
+    /// `READ_AHEAD_MIN`.
+    fn stream_share(monitor: &Monitor) -> u64 {
+        let live = monitor.streams.live(Self::stream_horizon(monitor));
+        let least = READ_AHEAD_MIN.min(Self::run_max(monitor));
+        (monitor.budget() / (4 * live)).max(least)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Pages read, all streams together, after which a stream that has
+    /// not faulted again is over: half of real memory (see `streams`).
+    fn stream_horizon(monitor: &Monitor) -> u64 {
+        monitor.budget() / 2
     }
 
     /// Monitor held on entry and exit.
@@ -274,9 +292,14 @@ impl AddressSpace {
         while ahead < max && page + ahead + 1 < end && resident(page + ahead + 1) {
             ahead += 1;
         }
-        let window = |run: u64| (2 * run).clamp(READ_AHEAD_MIN.min(max), max);
+        // (Its streams share memory with the others: see `streams`.)
+        let shared = Self::stream_share(monitor);
+        let window = |run: u64| (2 * run).clamp(READ_AHEAD_MIN.min(max), max).min(shared);
         let read = if behind >= min_run {
-            self.read_run(monitor, page, window(behind))?
+            let read = self.read_run(monitor, page, window(behind))?;
+            let horizon = Self::stream_horizon(monitor);
+            monitor.streams.note(page, read, horizon);
+            read
         } else if ahead >= min_run {
             // The absent pages just below `page`, down to the window.
             let mut first = page;

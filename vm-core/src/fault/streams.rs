@@ -16,7 +16,9 @@
 //!
 //! # How
 //!
-//! Each sequential fault that reads a cluster is noted with what it read:
+//! Each fault that reads a stream's cluster — under `Sequential` advice,
+//! or a stream found by its resident pages under `Normal` — is noted with
+//! what it read:
 //! it continues the stream whose last cluster it follows — it faults past
 //! that cluster's first page and no more than [`SLACK`] pages past its
 //! end (the closest such stream) — or starts one. A stream is over once
