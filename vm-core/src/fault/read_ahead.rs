@@ -127,6 +127,10 @@ impl AddressSpace {
         monitor.counters.read_aheads += count;
         monitor.counters.cluster_reads += 1;
         monitor.counters.async_read_aheads += 1;
+        // The stream's cluster, as a fault's would be (see `streams`): its
+        // next fault lies past it.
+        let horizon = Self::stream_horizon(monitor);
+        monitor.streams.note(page, count, horizon);
         read_ahead.plan(Planned { page, from, was });
     }
 

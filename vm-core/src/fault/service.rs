@@ -168,7 +168,7 @@ impl AddressSpace {
     ///
     /// Pages read, all streams together, after which a stream that has
     /// not faulted again is over: half of real memory (see `streams`).
-    fn stream_horizon(monitor: &Monitor) -> u64 {
+    pub(crate) fn stream_horizon(monitor: &Monitor) -> u64 {
         monitor.budget() / 2
     }
 
