@@ -21,7 +21,9 @@ impl fmt::Display for VAddr {
 pub enum Advice {
     /// No special treatment.
     Normal,
-    /// Accessed in order: a fault also reads the next pages ahead. In an
+    /// Accessed in order: a fault also reads the next pages ahead, in a
+    /// window that grows with the stream; many streams at once (a merge)
+    /// share a quarter of real memory for their windows. In an
     /// interval larger than real memory, which one pass cannot keep, the
     /// stream also frees its clean pages well behind it (further behind
     /// than a quarter of real memory and two read-ahead windows, or half of
