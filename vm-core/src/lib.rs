@@ -25,7 +25,7 @@
 //! | `files` | the mmap-style calls: [`AddressSpace::map_file`], `restrict`, `file_stats` | (m) |
 //! | `vcopy` | virtual copy ([`AddressSpace::copy`]): destination pages linked to their source's place, read at their fault, materialized before that place is overwritten | (m) |
 //! | `journal` | the persistent space's double-write journal: an image of a synced page before its first rewrite in place, replayed at open (no torn synced page) | (m) |
-//! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the volume; `MonitorGuard` | (m) |
+//! | `monitor` | the one lock's data: allocator, map entries, frames and clock hand, pins, counters, the sequential streams faulting lately, the volume; `MonitorGuard` | (m) |
 //! | `state` | one atomic word per page: residency, latches, referenced/dirty/read-only/on-disk | (a) |
 //! | `hit_counter` | resident hits, counted without contention | (a) |
 //! | `padded` | `Padded`: a value alone on its cache lines | — |

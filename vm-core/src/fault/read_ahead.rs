@@ -129,8 +129,7 @@ impl AddressSpace {
         monitor.counters.async_read_aheads += 1;
         // The stream's cluster, as a fault's would be (see `streams`): its
         // next fault lies past it.
-        let horizon = Self::stream_horizon(monitor);
-        monitor.streams.note(page, count, horizon);
+        self.note_stream(monitor, page, count);
         read_ahead.plan(Planned { page, from, was });
     }
 

@@ -64,6 +64,7 @@ impl AddressSpace {
         if sequential && !overwrite {
             let read = self.read_cluster(monitor, page)?;
             if read > 0 {
+                self.note_stream(monitor, page, read);
                 // The next cluster goes to the read-ahead thread (if there
                 // is one) while this one is used — if it is in this
                 // interval.
@@ -74,8 +75,12 @@ impl AddressSpace {
             }
         }
         // Fresh pages of a sequential interval: zeros for a run at once.
-        if sequential && !self.region.is_transparent() && self.zero_run(monitor, page, true)? > 0 {
-            return Ok(Served::Resident);
+        if sequential && !self.region.is_transparent() {
+            let zeros = self.zero_run(monitor, page, true)?;
+            if zeros > 0 {
+                self.note_stream(monitor, page, zeros);
+                return Ok(Served::Resident);
+            }
         }
         self.bring_in(monitor, page, next, overwrite)?;
         // (Not after an overwrite: a stream that overwrites whole pages
@@ -87,6 +92,7 @@ impl AddressSpace {
             // being replaced by its own read-ahead.
             let ahead = READ_AHEAD_PAGES.min(monitor.budget() / 4);
             *monitor.pins.entry(page).or_insert(0) += 1;
+            let mut brought = 1;
             for next in page + 1..(page + 1 + ahead).min(interval_end) {
                 // (A virtual copy's page still linked comes in only by its
                 // own fault: `bring_in` would zero-fill it — review.)
@@ -99,7 +105,9 @@ impl AddressSpace {
                     break;
                 }
                 monitor.counters.read_aheads += 1;
+                brought += 1;
             }
+            self.note_stream(monitor, page, brought);
             let pins = monitor.pins.get_mut(&page).expect("pinned above");
             *pins -= 1;
             if *pins == 0 {
@@ -122,10 +130,7 @@ impl AddressSpace {
     fn read_cluster(&self, monitor: &mut Monitor, page: u64) -> Result<u64, VmError> {
         let window = self.stream_window(monitor, page);
         self.free_behind(monitor, page, window);
-        let read = self.read_run(monitor, page, window)?;
-        let horizon = Self::stream_horizon(monitor);
-        monitor.streams.note(page, read, horizon);
-        Ok(read)
+        self.read_run(monitor, page, window)
     }
 
     /// Monitor held on entry and exit.
@@ -155,9 +160,26 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
+    /// Notes that a stream's fault at `page` brought in `count` pages from
+    /// it (at least one: see `streams`), with the run of pages resident
+    /// just before `page` — what the stream left resident behind it, or
+    /// what it read past without a fault.
+    pub(crate) fn note_stream(&self, monitor: &mut Monitor, page: u64, count: u64) {
+        let states = self.states();
+        let max = Self::run_max(monitor);
+        let mut behind = 0u64;
+        while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
+            behind += 1;
+        }
+        let horizon = Self::stream_horizon(monitor);
+        monitor.streams.note(page, count, behind, horizon);
+    }
+
+    /// Monitor held on entry and exit.
+    ///
     /// The largest window of one stream while `n` streams are live (see
     /// `streams`): a quarter of real memory over `n`, at least
-    /// `READ_AHEAD_MIN`.
+    /// `READ_AHEAD_MIN` (or `run_max`, if that is less).
     fn stream_share(monitor: &Monitor) -> u64 {
         let live = monitor.streams.live(Self::stream_horizon(monitor));
         let least = READ_AHEAD_MIN.min(Self::run_max(monitor));
@@ -168,7 +190,7 @@ impl AddressSpace {
     ///
     /// Pages read, all streams together, after which a stream that has
     /// not faulted again is over: half of real memory (see `streams`).
-    pub(crate) fn stream_horizon(monitor: &Monitor) -> u64 {
+    fn stream_horizon(monitor: &Monitor) -> u64 {
         monitor.budget() / 2
     }
 
@@ -249,9 +271,11 @@ impl AddressSpace {
     /// up) reads a cluster from `page` up; one whose `min_run` next pages
     /// are (a stream going down: a partition's right-hand scan) reads a
     /// cluster ending at `page`. The window is twice the stream's resident
-    /// run, 8 pages at least, at most `run_max` — the sequential window's
-    /// rule (`stream_window`), so streams under memory pressure keep small
-    /// windows. Returns whether `page` came in; with nothing read, the
+    /// run, 8 pages at least, at most `run_max` and the stream's share of
+    /// memory (`stream_share`) — the sequential window's rule
+    /// (`stream_window`), so streams under memory pressure, or many at
+    /// once, keep small windows. (A stream going up is noted as one; one
+    /// going down is not.) Returns whether `page` came in; with nothing read, the
     /// caller serves it alone.
     ///
     /// Transparent mode asks for 2 pages (a program reached by plain loads
@@ -297,8 +321,9 @@ impl AddressSpace {
         let window = |run: u64| (2 * run).clamp(READ_AHEAD_MIN.min(max), max).min(shared);
         let read = if behind >= min_run {
             let read = self.read_run(monitor, page, window(behind))?;
-            let horizon = Self::stream_horizon(monitor);
-            monitor.streams.note(page, read, horizon);
+            if read > 0 {
+                self.note_stream(monitor, page, read);
+            }
             read
         } else if ahead >= min_run {
             // The absent pages just below `page`, down to the window.
@@ -375,7 +400,8 @@ impl AddressSpace {
     /// whose two previous pages are resident, under `Normal` advice (or,
     /// `sequential`, in an interval advised so) zero-fills a run of such
     /// pages from it at once — the window of `stream_window`, twice the
-    /// stream's resident run, 8 pages at least and at most `run_max` — as one
+    /// stream's resident run, 8 pages at least and at most `run_max` and the
+    /// stream's share (`stream_share`) — as one
     /// install of zeros (from the frame pool: one `memset` and one move,
     /// where a page at a time costs the kernel's fault, allocation, zeroing
     /// and charge each). Returns the pages made resident; 0, having changed

@@ -16,12 +16,15 @@
 //!
 //! # How
 //!
-//! Each fault that reads a stream's cluster — under `Sequential` advice,
-//! or a stream found by its resident pages under `Normal` — is noted with
-//! what it read:
-//! it continues the stream whose last cluster it follows — it faults past
-//! that cluster's first page and no more than [`SLACK`] pages past its
-//! end (the closest such stream) — or starts one. A stream is over once
+//! Each fault that brings in a stream's next pages is noted with how many
+//! it brought in: under `Sequential` advice a cluster read, a run of
+//! zeros or pages read one by one; a cluster planned for the read-ahead
+//! thread; under `Normal` advice a stream found going up by its resident
+//! pages. It continues the stream whose last cluster it follows — at or
+//! past that cluster's first page, and, the pages resident just before it
+//! left aside (what the stream kept, or read past without a fault), no
+//! more than [`SLACK`] pages past its end; the closest such stream — or
+//! starts one. A stream is over once
 //! the streams together have read `horizon` pages since its last cluster
 //! (the caller's choice: half of real memory, by when what it read ahead
 //! would be gone anyway). With `n` streams live, a window is at most a
@@ -57,12 +60,13 @@ pub(crate) struct Streams {
 }
 
 impl Streams {
-    /// Notes a sequential fault that read a cluster of `read` pages (at
-    /// least one) at `page`: it continues the stream whose last cluster it
-    /// follows, or starts one (see the module doc). Streams over (`horizon`
-    /// pages read since their last cluster) are dropped; beyond
-    /// [`TRACKED`], the oldest.
-    pub(crate) fn note(&mut self, page: u64, read: u64, horizon: u64) {
+    /// Notes a stream's fault at `page` that brought in `read` pages (at
+    /// least one counted), `behind` pages before it being resident: it
+    /// continues the stream whose last cluster it follows, or starts one
+    /// (see the module doc). Streams over (more than `horizon` pages read
+    /// since their last cluster) are dropped; beyond [`TRACKED`], the
+    /// oldest.
+    pub(crate) fn note(&mut self, page: u64, read: u64, behind: u64, horizon: u64) {
         let read = read.max(1);
         let now = self.read;
         self.recent.retain(|s| now - s.at <= horizon);
@@ -75,7 +79,9 @@ impl Streams {
         let continued = self
             .recent
             .iter_mut()
-            .filter(|s| s.last < page && page <= s.next.saturating_add(SLACK))
+            .filter(|s| {
+                s.last <= page && page.saturating_sub(behind) <= s.next.saturating_add(SLACK)
+            })
             .max_by_key(|s| s.last);
         match continued {
             Some(stream) => *stream = noted,
@@ -91,7 +97,7 @@ impl Streams {
         }
     }
 
-    /// The streams live: noted less than `horizon` pages read ago (at
+    /// The streams live: noted no more than `horizon` pages read ago (at
     /// least one: the caller's).
     pub(crate) fn live(&self, horizon: u64) -> u64 {
         let live = self.recent.iter().filter(|s| self.read - s.at <= horizon);
@@ -110,7 +116,7 @@ mod tests {
     fn one_stream_moving_forward_stays_one() {
         let mut streams = Streams::default();
         for k in 0..1000 {
-            streams.note(k * 256, 256, HORIZON);
+            streams.note(k * 256, 256, 0, HORIZON);
             assert_eq!(streams.live(HORIZON), 1);
         }
         // Growing windows, a few pages skipped, a fault inside the last
@@ -118,11 +124,23 @@ mod tests {
         // stream beside the first.
         let mut page = 1_000_000;
         for read in [8, 16, 32, 64, 64] {
-            streams.note(page, read, HORIZON);
+            streams.note(page, read, 0, HORIZON);
             page += read + 3;
         }
-        streams.note(page - 10, 64, HORIZON);
+        streams.note(page - 10, 64, 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 2);
+        // A fault again at its last cluster's first page (a retry, or
+        // that page evicted before it was used): still the same stream.
+        streams.note(page - 10, 64, 0, HORIZON);
+        assert_eq!(streams.live(HORIZON), 2);
+        // Past pages it holds, read without a fault (resident already):
+        // the same stream, however far past the end of its last cluster.
+        let last_end = page - 10 + 64;
+        streams.note(last_end + 500, 64, 500, HORIZON);
+        assert_eq!(streams.live(HORIZON), 2);
+        // Without them resident, another.
+        streams.note(last_end + 5000, 64, 10, HORIZON);
+        assert_eq!(streams.live(HORIZON), 3);
     }
 
     #[test]
@@ -132,31 +150,31 @@ mod tests {
         // time, in turn (a merge).
         for step in 0..16 {
             for run in 0..32u64 {
-                streams.note(run * 256 + step * 16, 16, HORIZON);
+                streams.note(run * 256 + step * 16, 16, 0, HORIZON);
             }
         }
         assert_eq!(streams.live(HORIZON), 32);
         // A fault behind a stream, or too far ahead of it, is another.
-        streams.note(100_000, 16, HORIZON);
+        streams.note(100_000, 16, 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 33);
-        streams.note(100_000 + 16 + SLACK + 1, 16, HORIZON);
+        streams.note(100_000 + 16 + SLACK + 1, 16, 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 34);
     }
 
     #[test]
     fn a_stream_that_stops_is_over_once_the_horizon_is_read() {
         let mut streams = Streams::default();
-        streams.note(1_000_000, 256, HORIZON);
+        streams.note(1_000_000, 256, 0, HORIZON);
         // The other stream reads up to the horizon: both live.
         for k in 0..HORIZON / 256 {
-            streams.note(k * 256, 256, HORIZON);
+            streams.note(k * 256, 256, 0, HORIZON);
         }
         assert_eq!(streams.live(HORIZON), 2);
         // One page more, and the first is over.
-        streams.note(HORIZON, 1, HORIZON);
+        streams.note(HORIZON, 1, 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 1);
         assert_eq!(streams.recent.len(), 2, "dropped at the next note");
-        streams.note(HORIZON + 1, 1, HORIZON);
+        streams.note(HORIZON + 1, 1, 0, HORIZON);
         assert_eq!(streams.recent.len(), 1);
     }
 
@@ -164,7 +182,7 @@ mod tests {
     fn at_most_tracked_streams_and_the_oldest_goes() {
         let mut streams = Streams::default();
         for run in 0..(TRACKED as u64 + 10) {
-            streams.note(run * 1_000_000, 16, HORIZON);
+            streams.note(run * 1_000_000, 16, 0, HORIZON);
         }
         assert_eq!(streams.live(HORIZON), TRACKED as u64);
         assert!(streams.recent.iter().all(|s| s.last >= 10 * 1_000_000));
