@@ -163,15 +163,19 @@ impl AddressSpace {
     /// Notes that a stream's fault at `page` brought in `count` pages from
     /// it (at least one: see `streams`), with the run of pages resident
     /// just before `page` — what the stream left resident behind it, or
-    /// what it read past without a fault.
+    /// what it read past without a fault — counted up to the horizon: a
+    /// stream that read past more than that without a fault would be over
+    /// by then anyway.
     pub(crate) fn note_stream(&self, monitor: &mut Monitor, page: u64, count: u64) {
         let states = self.states();
-        let max = Self::run_max(monitor);
+        let horizon = Self::stream_horizon(monitor);
         let mut behind = 0u64;
-        while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
+        while behind < horizon
+            && behind < page
+            && states.load(page - behind - 1).tag() != TAG_ABSENT
+        {
             behind += 1;
         }
-        let horizon = Self::stream_horizon(monitor);
         monitor.streams.note(page, count, behind, horizon);
     }
 

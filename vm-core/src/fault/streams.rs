@@ -20,7 +20,8 @@
 //! it brought in: under `Sequential` advice a cluster read, a run of
 //! zeros or pages read one by one; a cluster planned for the read-ahead
 //! thread; under `Normal` advice a stream found going up by its resident
-//! pages. It continues the stream whose last cluster it follows — at or
+//! pages (not one going down, nor runs of zeros under `Normal`). It
+//! continues the stream whose last cluster it follows — at or
 //! past that cluster's first page, and, the pages resident just before it
 //! left aside (what the stream kept, or read past without a fault), no
 //! more than [`SLACK`] pages past its end; the closest such stream — or
@@ -134,7 +135,8 @@ mod tests {
         streams.note(page - 10, 64, 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 2);
         // Past pages it holds, read without a fault (resident already):
-        // the same stream, however far past the end of its last cluster.
+        // the same stream, as far past the end of its last cluster as the
+        // resident pages reach (the caller counts them up to the horizon).
         let last_end = page - 10 + 64;
         streams.note(last_end + 500, 64, 500, HORIZON);
         assert_eq!(streams.live(HORIZON), 2);
