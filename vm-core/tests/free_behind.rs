@@ -29,21 +29,6 @@ fn vm(scope: MonitorScope) -> Vm {
     )
 }
 
-/// Writes `interval` with pattern `seed`, flushes it and drops it from
-/// memory: every page absent, on disk.
-fn write_out(vm: &Vm, interval: Interval, seed: u64) {
-    let mut page = vec![0u8; PAGE];
-    for p in interval.pages() {
-        let addr = vm.address_of(p).0;
-        for (i, b) in page.iter_mut().enumerate() {
-            *b = pattern(seed, addr + i as u64);
-        }
-        vm.write(vm.address_of(p), &page).unwrap();
-    }
-    vm.flush().unwrap();
-    vm.advise(interval, Advice::DontNeed).unwrap();
-}
-
 /// Reads every page of `interval` in order and checks it against pattern
 /// `seed`.
 fn scan_and_check(vm: &Vm, interval: Interval, seed: u64) {

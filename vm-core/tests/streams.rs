@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use disk_channel::{Drive, SimDrive};
-use vm_core::{Advice, FaultService, Interval, MonitorScope, Vm};
+use vm_core::{Advice, FaultService, Interval, MonitorScope, PageNumber, Vm};
 
 /// Real memory: 2,048 pages (8 MiB); 32 runs of 256 pages, 8,192 in all.
 const BUDGET: u64 = 2048;
@@ -30,19 +30,44 @@ fn vm(scope: MonitorScope) -> Vm {
     )
 }
 
-/// Writes `interval` with pattern `seed`, flushes it and drops it from
-/// memory: every page absent, on disk.
-fn write_out(vm: &Vm, interval: Interval, seed: u64) {
+/// Reads page `p` and checks it against pattern `seed`.
+fn read_checked(vm: &Vm, p: PageNumber, seed: u64) {
     let mut page = vec![0u8; PAGE];
-    for p in interval.pages() {
-        let addr = vm.address_of(p).0;
-        for (i, b) in page.iter_mut().enumerate() {
-            *b = pattern(seed, addr + i as u64);
-        }
-        vm.write(vm.address_of(p), &page).unwrap();
+    let addr = vm.address_of(p).0;
+    vm.read(vm.address_of(p), &mut page).unwrap();
+    for (i, &b) in page.iter().enumerate() {
+        assert_eq!(b, pattern(seed, addr + i as u64), "page {p:?} byte {i}");
     }
-    vm.flush().unwrap();
-    vm.advise(interval, Advice::DontNeed).unwrap();
+}
+
+/// The page-ins and cluster reads of `work`.
+fn counted(vm: &Vm, work: impl FnOnce()) -> (u64, u64) {
+    let before = vm.stats();
+    work();
+    let after = vm.stats();
+    (
+        after.page_ins - before.page_ins,
+        after.cluster_reads - before.cluster_reads,
+    )
+}
+
+/// A merge's reads of `data` (runs of pattern `seed`): one page of each
+/// run in turn, every run in order; its page-ins and cluster reads.
+fn merge(vm: &Vm, data: Interval, seed: u64) -> (u64, u64) {
+    counted(vm, || {
+        for step in 0..RUN {
+            for run in 0..RUNS {
+                read_checked(vm, PageNumber(data.page.0 + run * RUN + step), seed);
+            }
+        }
+    })
+}
+
+/// A scan of `interval` (pattern `seed`); its page-ins and cluster reads.
+fn scan(vm: &Vm, interval: Interval, seed: u64) -> (u64, u64) {
+    counted(vm, || {
+        interval.pages().for_each(|p| read_checked(vm, p, seed))
+    })
 }
 
 /// A merge's reads: one page of each run in turn, every run in order, each
@@ -58,21 +83,7 @@ fn a_merge_of_many_runs_reads_each_page_about_once() {
         write_out(&vm, after_it, 12);
         vm.advise(data, Advice::Sequential).unwrap();
         vm.advise(after_it, Advice::Sequential).unwrap();
-        let before = vm.stats();
-        let mut page = vec![0u8; PAGE];
-        for step in 0..RUN {
-            for run in 0..RUNS {
-                let p = vm_core::PageNumber(data.page.0 + run * RUN + step);
-                let addr = vm.address_of(p).0;
-                vm.read(vm.address_of(p), &mut page).unwrap();
-                for (i, &b) in page.iter().enumerate() {
-                    assert_eq!(b, pattern(11, addr + i as u64), "page {p:?} byte {i}");
-                }
-            }
-        }
-        let after = vm.stats();
-        let page_ins = after.page_ins - before.page_ins;
-        let reads = after.cluster_reads - before.cluster_reads;
+        let (page_ins, reads) = merge(&vm, data, 11);
         eprintln!("{scope:?}: {page_ins} page-ins in {reads} cluster reads");
         assert!(
             page_ins <= RUNS * RUN * 11 / 10,
@@ -95,17 +106,7 @@ fn a_merge_of_many_runs_reads_each_page_about_once() {
         // number of times, the scan would keep 16-page windows through
         // all its 4,096 pages: 256 reads; were it counted as two streams
         // itself, windows of 256 pages still, but as three, 170.)
-        let before = vm.stats();
-        for p in after_it.pages() {
-            let addr = vm.address_of(p).0;
-            vm.read(vm.address_of(p), &mut page).unwrap();
-            for (i, &b) in page.iter().enumerate() {
-                assert_eq!(b, pattern(12, addr + i as u64), "page {p:?} byte {i}");
-            }
-        }
-        let after = vm.stats();
-        let reads = after.cluster_reads - before.cluster_reads;
-        let page_ins = after.page_ins - before.page_ins;
+        let (page_ins, reads) = scan(&vm, after_it, 12);
         eprintln!("{scope:?}: the scan after it, {page_ins} page-ins in {reads} cluster reads");
         assert_eq!(page_ins, SCAN, "{scope:?}");
         assert!(
@@ -123,21 +124,7 @@ fn a_merge_under_normal_advice_reads_each_page_about_once() {
     let vm = vm(MonitorScope::default());
     let data = vm.allocate(RUNS * RUN).unwrap();
     write_out(&vm, data, 13);
-    let before = vm.stats();
-    let mut page = vec![0u8; PAGE];
-    for step in 0..RUN {
-        for run in 0..RUNS {
-            let p = vm_core::PageNumber(data.page.0 + run * RUN + step);
-            let addr = vm.address_of(p).0;
-            vm.read(vm.address_of(p), &mut page).unwrap();
-            for (i, &b) in page.iter().enumerate() {
-                assert_eq!(b, pattern(13, addr + i as u64), "page {p:?} byte {i}");
-            }
-        }
-    }
-    let after = vm.stats();
-    let page_ins = after.page_ins - before.page_ins;
-    let reads = after.cluster_reads - before.cluster_reads;
+    let (page_ins, reads) = merge(&vm, data, 13);
     eprintln!("Normal advice: {page_ins} page-ins in {reads} cluster reads");
     assert!(
         page_ins <= RUNS * RUN * 11 / 10,
@@ -170,17 +157,7 @@ fn a_stream_of_fresh_pages_is_one_stream() {
             vm.read(vm.address_of(p), &mut page).unwrap();
             assert!(page.iter().all(|&b| b == 0), "{scope:?}: fresh page {p:?}");
         }
-        let before = vm.stats();
-        for p in data.pages() {
-            let addr = vm.address_of(p).0;
-            vm.read(vm.address_of(p), &mut page).unwrap();
-            for (i, &b) in page.iter().enumerate() {
-                assert_eq!(b, pattern(14, addr + i as u64), "page {p:?} byte {i}");
-            }
-        }
-        let after = vm.stats();
-        let reads = after.cluster_reads - before.cluster_reads;
-        let page_ins = after.page_ins - before.page_ins;
+        let (page_ins, reads) = scan(&vm, data, 14);
         eprintln!(
             "{scope:?}: the scan after the fresh pages, {page_ins} page-ins in {reads} cluster reads"
         );

@@ -5,7 +5,7 @@ use disk_channel::{
     DiskChannel, Drive, FaultHandle, FaultyDrive, FileDrive, FileDriveOptions, SimDrive,
 };
 use runtable::{FormatOptions, Volume};
-use vm_core::{Backing, FaultService, Vm, VmConfig};
+use vm_core::{Advice, Backing, FaultService, Interval, Vm, VmConfig};
 
 /// The page size of every test VM.
 pub const PAGE: usize = 4096;
@@ -112,6 +112,21 @@ pub fn vm_scoped(
     let vm = Vm::new(config, Backing::Volume(volume)).unwrap();
     assert_eq!(vm.has_worker(), service == FaultService::Worker);
     vm
+}
+
+/// Writes `interval` with pattern `seed`, flushes it and drops it from
+/// memory: every page absent, on disk.
+pub fn write_out(vm: &Vm, interval: Interval, seed: u64) {
+    let mut page = vec![0u8; PAGE];
+    for p in interval.pages() {
+        let addr = vm.address_of(p).0;
+        for (i, b) in page.iter_mut().enumerate() {
+            *b = pattern(seed, addr + i as u64);
+        }
+        vm.write(vm.address_of(p), &page).unwrap();
+    }
+    vm.flush().unwrap();
+    vm.advise(interval, Advice::DontNeed).unwrap();
 }
 
 /// The deterministic byte at address `addr` of test pattern `seed`.
