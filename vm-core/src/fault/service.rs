@@ -144,12 +144,8 @@ impl AddressSpace {
     /// streams at once: `n` of them share a quarter of real memory (see
     /// `streams`) — so read-ahead does not evict itself.
     pub(crate) fn stream_window(&self, monitor: &Monitor, page: u64) -> u64 {
-        let states = self.states();
         let max = Self::run_max(monitor);
-        let mut behind = 0u64;
-        while behind < max && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT {
-            behind += 1;
-        }
+        let behind = self.resident_before(page, max);
         // Many streams at once share a quarter of real memory (see
         // `streams`): what a stream holds behind it does not say how many
         // others read ahead beside it.
@@ -161,22 +157,27 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// Notes that a stream's fault at `page` brought in `count` pages from
-    /// it (at least one: see `streams`), with the run of pages resident
-    /// just before `page` — what the stream left resident behind it, or
-    /// what it read past without a fault — counted up to the horizon: a
-    /// stream that read past more than that without a fault would be over
-    /// by then anyway.
+    /// it (at least one: see `streams`). Where it follows no stream
+    /// directly, the run of pages resident just before `page` is counted —
+    /// what the stream left resident behind it, or what it read past
+    /// without a fault — up to the horizon: a stream that read past more
+    /// than that without a fault would be over by then anyway.
     pub(crate) fn note_stream(&self, monitor: &mut Monitor, page: u64, count: u64) {
-        let states = self.states();
         let horizon = Self::stream_horizon(monitor);
+        let behind = || self.resident_before(page, horizon);
+        monitor.streams.note(page, count, behind, horizon);
+    }
+
+    /// The run of pages just before `page` that are not absent, counted up
+    /// to `limit`.
+    fn resident_before(&self, page: u64, limit: u64) -> u64 {
+        let states = self.states();
         let mut behind = 0u64;
-        while behind < horizon
-            && behind < page
-            && states.load(page - behind - 1).tag() != TAG_ABSENT
+        while behind < limit && behind < page && states.load(page - behind - 1).tag() != TAG_ABSENT
         {
             behind += 1;
         }
-        monitor.streams.note(page, count, behind, horizon);
+        behind
     }
 
     /// Monitor held on entry and exit.

@@ -62,12 +62,20 @@ pub(crate) struct Streams {
 
 impl Streams {
     /// Notes a stream's fault at `page` that brought in `read` pages (at
-    /// least one counted), `behind` pages before it being resident: it
-    /// continues the stream whose last cluster it follows, or starts one
-    /// (see the module doc). Streams over (more than `horizon` pages read
-    /// since their last cluster) are dropped; beyond [`TRACKED`], the
-    /// oldest.
-    pub(crate) fn note(&mut self, page: u64, read: u64, behind: u64, horizon: u64) {
+    /// least one counted): it continues the stream whose last cluster it
+    /// follows, or starts one (see the module doc). `behind` counts the
+    /// pages resident just before `page`; it is asked only when no stream
+    /// is followed without them (a stream that continues, the common case,
+    /// costs no walk back over its pages). Streams over (more than
+    /// `horizon` pages read since their last cluster) are dropped; beyond
+    /// [`TRACKED`], the oldest.
+    pub(crate) fn note(
+        &mut self,
+        page: u64,
+        read: u64,
+        behind: impl FnOnce() -> u64,
+        horizon: u64,
+    ) {
         let read = read.max(1);
         let now = self.read;
         self.recent.retain(|s| now - s.at <= horizon);
@@ -77,15 +85,20 @@ impl Streams {
             next: page.saturating_add(read),
             at: self.read,
         };
-        let continued = self
-            .recent
-            .iter_mut()
-            .filter(|s| {
-                s.last <= page && page.saturating_sub(behind) <= s.next.saturating_add(SLACK)
-            })
-            .max_by_key(|s| s.last);
+        // The closest stream followed, first without the resident pages.
+        let closest = |recent: &[Stream], behind: u64| {
+            recent
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.last <= page && page.saturating_sub(behind) <= s.next.saturating_add(SLACK)
+                })
+                .max_by_key(|(_, s)| s.last)
+                .map(|(k, _)| k)
+        };
+        let continued = closest(&self.recent, 0).or_else(|| closest(&self.recent, behind()));
         match continued {
-            Some(stream) => *stream = noted,
+            Some(k) => self.recent[k] = noted,
             None => {
                 if self.recent.len() == TRACKED
                     && let Some((oldest, _)) =
@@ -117,31 +130,35 @@ mod tests {
     fn one_stream_moving_forward_stays_one() {
         let mut streams = Streams::default();
         for k in 0..1000 {
-            streams.note(k * 256, 256, 0, HORIZON);
+            streams.note(k * 256, 256, || 0, HORIZON);
             assert_eq!(streams.live(HORIZON), 1);
         }
+        // A stream that continues is found without a walk back over the
+        // pages resident before the fault.
+        streams.note(1000 * 256, 256, || unreachable!("walked back"), HORIZON);
+        assert_eq!(streams.live(HORIZON), 1);
         // Growing windows, a few pages skipped, a fault inside the last
         // cluster (a page of it evicted before it was used): still one
         // stream beside the first.
         let mut page = 1_000_000;
         for read in [8, 16, 32, 64, 64] {
-            streams.note(page, read, 0, HORIZON);
+            streams.note(page, read, || 0, HORIZON);
             page += read + 3;
         }
-        streams.note(page - 10, 64, 0, HORIZON);
+        streams.note(page - 10, 64, || 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 2);
         // A fault again at its last cluster's first page (a retry, or
         // that page evicted before it was used): still the same stream.
-        streams.note(page - 10, 64, 0, HORIZON);
+        streams.note(page - 10, 64, || 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 2);
         // Past pages it holds, read without a fault (resident already):
         // the same stream, as far past the end of its last cluster as the
         // resident pages reach (the caller counts them up to the horizon).
         let last_end = page - 10 + 64;
-        streams.note(last_end + 500, 64, 500, HORIZON);
+        streams.note(last_end + 500, 64, || 500, HORIZON);
         assert_eq!(streams.live(HORIZON), 2);
         // Without them resident, another.
-        streams.note(last_end + 5000, 64, 10, HORIZON);
+        streams.note(last_end + 5000, 64, || 10, HORIZON);
         assert_eq!(streams.live(HORIZON), 3);
     }
 
@@ -152,31 +169,31 @@ mod tests {
         // time, in turn (a merge).
         for step in 0..16 {
             for run in 0..32u64 {
-                streams.note(run * 256 + step * 16, 16, 0, HORIZON);
+                streams.note(run * 256 + step * 16, 16, || 0, HORIZON);
             }
         }
         assert_eq!(streams.live(HORIZON), 32);
         // A fault behind a stream, or too far ahead of it, is another.
-        streams.note(100_000, 16, 0, HORIZON);
+        streams.note(100_000, 16, || 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 33);
-        streams.note(100_000 + 16 + SLACK + 1, 16, 0, HORIZON);
+        streams.note(100_000 + 16 + SLACK + 1, 16, || 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 34);
     }
 
     #[test]
     fn a_stream_that_stops_is_over_once_the_horizon_is_read() {
         let mut streams = Streams::default();
-        streams.note(1_000_000, 256, 0, HORIZON);
+        streams.note(1_000_000, 256, || 0, HORIZON);
         // The other stream reads up to the horizon: both live.
         for k in 0..HORIZON / 256 {
-            streams.note(k * 256, 256, 0, HORIZON);
+            streams.note(k * 256, 256, || 0, HORIZON);
         }
         assert_eq!(streams.live(HORIZON), 2);
         // One page more, and the first is over.
-        streams.note(HORIZON, 1, 0, HORIZON);
+        streams.note(HORIZON, 1, || 0, HORIZON);
         assert_eq!(streams.live(HORIZON), 1);
         assert_eq!(streams.recent.len(), 2, "dropped at the next note");
-        streams.note(HORIZON + 1, 1, 0, HORIZON);
+        streams.note(HORIZON + 1, 1, || 0, HORIZON);
         assert_eq!(streams.recent.len(), 1);
     }
 
@@ -184,7 +201,7 @@ mod tests {
     fn at_most_tracked_streams_and_the_oldest_goes() {
         let mut streams = Streams::default();
         for run in 0..(TRACKED as u64 + 10) {
-            streams.note(run * 1_000_000, 16, 0, HORIZON);
+            streams.note(run * 1_000_000, 16, || 0, HORIZON);
         }
         assert_eq!(streams.live(HORIZON), TRACKED as u64);
         assert!(streams.recent.iter().all(|s| s.last >= 10 * 1_000_000));
