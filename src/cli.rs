@@ -164,8 +164,10 @@ pub struct OutOfCoreArgs {
     /// frame moves — and vm-no-huge — the vm side without the frame pool's
     /// huge-page chunks (2 MiB of the pool committed as one transparent
     /// huge page, so a 1 MiB read is contiguous; they need --memory 16MiB
-    /// or more); the last three run only when named here).
-    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge"])]
+    /// or more) — and vm-thread-read-ahead — the vm side with its
+    /// read-ahead read by the read-ahead thread, not started and finished
+    /// by the faulting thread; the last four run only when named here).
+    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge", "vm-thread-read-ahead"])]
     sides: Vec<String>,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).

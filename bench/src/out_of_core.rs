@@ -108,6 +108,11 @@ pub enum Side {
     /// page at a time): the same run's baseline for them. Run when asked
     /// for (`--sides`).
     VmNoHuge,
+    /// The `vm` side with its read-ahead done by the read-ahead thread
+    /// (`VmConfig::inline_read_ahead` off): the same run's baseline for
+    /// read-ahead started and finished by the faulting thread. Run when
+    /// asked for (`--sides`).
+    VmThreadReadAhead,
 }
 
 impl Side {
@@ -121,6 +126,7 @@ impl Side {
             Side::VmMapped => "vm-mapped",
             Side::VmNoMove => "vm-no-move",
             Side::VmNoHuge => "vm-no-huge",
+            Side::VmThreadReadAhead => "vm-thread-read-ahead",
         }
     }
 
@@ -134,6 +140,7 @@ impl Side {
             Side::VmMapped,
             Side::VmNoMove,
             Side::VmNoHuge,
+            Side::VmThreadReadAhead,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -1009,7 +1016,11 @@ pub fn run_side(
     let sort_bytes = options.sort_bytes();
     match side {
         Side::VmMapped => run_mapped_side(options, dir),
-        Side::Vm | Side::VmTransparent | Side::VmNoMove | Side::VmNoHuge => {
+        Side::Vm
+        | Side::VmTransparent
+        | Side::VmNoMove
+        | Side::VmNoHuge
+        | Side::VmThreadReadAhead => {
             let transparent = side == Side::VmTransparent;
             let pages = (data_bytes + 2 * sort_bytes) / PAGE;
             let path = dir.join(format!("out-of-core-{}.vol", side.name()));
@@ -1026,6 +1037,7 @@ pub fn run_side(
                 transparent,
                 move_frames: side != Side::VmNoMove,
                 huge_pool_chunks: side != Side::VmNoHuge,
+                inline_read_ahead: side != Side::VmThreadReadAhead,
                 ..VmConfig::new(pages, options.memory_bytes / PAGE)
             };
             let vm = match Vm::new(config, Backing::Volume(volume)) {
@@ -1467,6 +1479,13 @@ impl OutOfCoreReport {
                 "vm/no-huge",
                 "vm-no-huge: the vm side with VmConfig::huge_pool_chunks off (the frame pool's \
                  memory committed a page at a time)",
+            ),
+            (
+                Side::VmThreadReadAhead,
+                "read-ahead",
+                "vm/thread",
+                "vm-thread-read-ahead: the vm side with VmConfig::inline_read_ahead off (the \
+                 read-ahead thread reads the clusters and its finisher moves them in)",
             ),
         ];
         for (variant, title, ratio_name, note) in variants {

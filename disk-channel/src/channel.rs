@@ -494,6 +494,27 @@ impl ChannelHandle {
         read_through(locked, parallel.as_deref(), page, buf, seek_ahead)
     }
 
+    /// Where a direct read of `page` on `drive` goes (descriptor, byte
+    /// offset), for a caller that starts the read itself and completes it
+    /// later; `None` where the drive's reads go through it only (simulated
+    /// drives, a cache policy other than `Direct`).
+    pub fn direct_target(
+        &self,
+        drive: DriveId,
+        page: DiskPage,
+    ) -> Option<(std::os::fd::RawFd, u64)> {
+        let (_, parallel) = self.drive(drive).ok()?;
+        parallel.as_deref()?.direct_target(page)
+    }
+
+    /// Counts in `drive`'s stats a read of `pages` pages its caller issued
+    /// itself at a [`ChannelHandle::direct_target`] and saw complete.
+    pub fn count_direct_read(&self, drive: DriveId, pages: u64) {
+        if let Ok((_, Some(parallel))) = self.drive(drive) {
+            parallel.count_direct_read(pages);
+        }
+    }
+
     /// [`DiskChannel::transfer_all`].
     pub fn transfer_all(
         &self,

@@ -42,6 +42,22 @@ pub trait ParallelIo: Send + Sync {
     fn transfer_all(&self, batch: &mut [crate::Transfer<'_>]) -> Vec<Result<(), DriveError>> {
         batch.iter_mut().map(|t| t.run_through(self)).collect()
     }
+
+    /// The descriptor and byte offset a direct read of `page` goes to, for
+    /// a caller that issues the read itself and completes it later (see
+    /// [`ChannelHandle::direct_target`](crate::ChannelHandle::direct_target));
+    /// `None` (the default) where reads go through the drive only.
+    fn direct_target(&self, page: DiskPage) -> Option<(std::os::fd::RawFd, u64)> {
+        let _ = page;
+        None
+    }
+
+    /// Counts a read of `pages` pages that a caller issued itself at a
+    /// [`ParallelIo::direct_target`] and saw complete, in the drive's
+    /// stats.
+    fn count_direct_read(&self, pages: u64) {
+        let _ = pages;
+    }
 }
 
 /// Counters a drive keeps about its own work.

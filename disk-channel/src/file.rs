@@ -498,6 +498,20 @@ impl FileIo {
 }
 
 impl ParallelIo for FileIo {
+    fn direct_target(&self, page: DiskPage) -> Option<(std::os::fd::RawFd, u64)> {
+        (self.cache == CachePolicy::Direct && page.0 < self.page_count).then(|| {
+            (
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                page.byte_offset(self.page_size),
+            )
+        })
+    }
+
+    fn count_direct_read(&self, pages: u64) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.pages_read.fetch_add(pages, Ordering::Relaxed);
+    }
+
     fn transfer_all(&self, batch: &mut [Transfer<'_>]) -> Vec<Result<(), DriveError>> {
         if batch.len() < 2 {
             return batch.iter_mut().map(|t| self.transfer_one(t)).collect();

@@ -294,7 +294,15 @@ impl AddressSpace {
             self.plan_past_in_flight(&mut monitor, page);
             let run = Self::run_max(&monitor);
             drop(monitor);
+            self.start_planned();
             self.region.prepare_pool(run);
+        }
+        if seen.tag() == TAG_LOCKED && self.inline.as_ref().is_some_and(|i| i.covers(page)) {
+            // Read by a read this process started itself (`fault::inline`):
+            // wait for it here and finish it.
+            self.reap_inline(Some(page), false);
+            *spins = 0;
+            return Ok(());
         }
         self.states().wait_for_change(page, seen);
         // Woken (or the word moved on): spin again before the next park.

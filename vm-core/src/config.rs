@@ -52,6 +52,16 @@ pub struct VmConfig {
     /// or more). On by default.
     #[serde(default = "on")]
     pub huge_pool_chunks: bool,
+    /// In the default monitor scope with a volume: a sequential stream's
+    /// read-ahead is started by the faulting thread itself, asynchronously
+    /// (an `io_uring` read into a run of the frame pool), and finished —
+    /// moved in — by the thread that meets it, as the kernel's read-ahead
+    /// is; no other thread of the process runs for it. Only for drives
+    /// read with `O_DIRECT` and a frame pool; other reads, and every read
+    /// with this off, go to the read-ahead thread. On by default (see
+    /// `fault::inline` for why and what it measured).
+    #[serde(default = "on")]
+    pub inline_read_ahead: bool,
 }
 
 fn on() -> bool {
@@ -119,6 +129,7 @@ impl VmConfig {
             transparent: false,
             move_frames: true,
             huge_pool_chunks: true,
+            inline_read_ahead: true,
         }
     }
 

@@ -70,6 +70,11 @@ pub struct AddressSpace {
     /// backing. The drives themselves are locked by the channel, or need
     /// no lock (`disk_channel::ParallelIo`).
     pub(crate) channel: Option<disk_channel::ChannelHandle>,
+    /// (c) Cluster reads started by faulting threads, in flight or not yet
+    /// finished (see `fault::inline`; the reads themselves are (q)).
+    /// Declared before `region`: its reads hold runs of the region's frame
+    /// pool, and its drop waits for them before the pool goes.
+    pub(crate) inline: Option<crate::fault::inline::InlineReads>,
     /// (c) The reserved range; a page's bytes are guarded by its latch (x).
     pub(crate) region: Region,
     /// (a) One state word per page (see `state`): the page latches.
@@ -164,6 +169,9 @@ impl Vm {
         let read_ahead_mode =
             !worker_mode && config.monitor_scope == MonitorScope::Decisions && volume.is_some();
         let slots = Self::reclaim_slots(&config, volume.is_some());
+        let inline = (read_ahead_mode && config.inline_read_ahead && !config.transparent)
+            .then(crate::fault::inline::InlineReads::new)
+            .flatten();
         let space = Arc::new(AddressSpace {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
@@ -196,7 +204,8 @@ impl Vm {
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),
-            read_ahead: read_ahead_mode.then(ReadAheadQueue::default),
+            read_ahead: read_ahead_mode.then(|| ReadAheadQueue::new(inline.is_some())),
+            inline,
             in_transit: AtomicU64::new(0),
             hits: HitCounter::default(),
             monitor_held_ns: Padded(AtomicU64::new(0)),

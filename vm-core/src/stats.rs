@@ -146,6 +146,12 @@ pub struct VmStats {
     /// `evictions` too.
     #[serde(default)]
     pub freed_behind: u64,
+    /// Cluster reads a faulting thread started itself, asynchronously, and
+    /// a faulting thread finished (see
+    /// [`VmConfig::inline_read_ahead`](crate::VmConfig::inline_read_ahead));
+    /// counted in `async_read_aheads` too.
+    #[serde(default)]
+    pub inline_reads: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -173,6 +179,7 @@ impl AddressSpace {
             frame_moves_refused,
             frame_pool_huge_chunks,
             frame_pin_waits,
+            inline_reads: self.inline_reads(),
             frame_pool_pages,
             release_calls: self.region.release_calls(),
             frames_moved_in,

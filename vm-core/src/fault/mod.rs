@@ -22,6 +22,7 @@
 mod around;
 mod decided;
 mod in_thread;
+pub(crate) mod inline;
 pub(crate) mod planned;
 pub(crate) mod queue;
 mod read_ahead;
@@ -56,7 +57,11 @@ impl AddressSpace {
             // which marks the VM poisoned.
             None => match self.monitor_scope {
                 MonitorScope::HeldAcrossIo => self.serve_in_order(page, latch),
-                MonitorScope::Decisions => self.serve_decided(page, latch),
+                MonitorScope::Decisions => {
+                    let outcome = self.serve_decided(page, latch);
+                    self.start_planned();
+                    outcome
+                }
             },
             Some(queue) => queue.submit_and_wait(page, latch),
         };

@@ -7,7 +7,7 @@ use crate::state::Word;
 use parking_lot::{Condvar, Mutex};
 use runtable::DiskAddr;
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Planned reads waiting for the read-ahead thread at most; a scan
 /// planning more waits for one to finish instead (by faulting on it).
@@ -20,6 +20,9 @@ pub(super) struct Planned {
     pub(super) page: u64,
     pub(super) from: PlannedFrom,
     pub(super) was: Vec<Word>,
+    /// Where the faulting thread can start the read itself (see
+    /// `inline`): the drive file's descriptor and byte offset.
+    pub(super) direct: Option<(std::os::fd::RawFd, u64)>,
 }
 
 /// Where a planned read reads from.
@@ -80,9 +83,23 @@ pub(crate) struct ReadAheadQueue {
     reading_over: Condvar,
     /// Pages the thread has cleaned (written and marked clean).
     pub(crate) cleaned: AtomicU64,
+    /// Planned reads are started by the thread that planned them (see
+    /// `inline`): the read-ahead thread is not woken for them.
+    pub(crate) inline: bool,
+    /// Planned reads the faulting thread can start itself, in `planned`
+    /// (so that a fault with none looks at no lock).
+    direct_planned: std::sync::atomic::AtomicUsize,
 }
 
 impl ReadAheadQueue {
+    /// An empty queue; `inline` if faulting threads start their own reads.
+    pub(crate) fn new(inline: bool) -> Self {
+        Self {
+            inline,
+            ..Self::default()
+        }
+    }
+
     /// Asks the thread to stop once every planned read is done.
     pub(crate) fn stop(&self) {
         self.queue.lock().stopping = true;
@@ -163,8 +180,67 @@ impl ReadAheadQueue {
 
     /// Queues a planned read and wakes the thread.
     pub(super) fn plan(&self, planned: Planned) {
-        self.queue.lock().planned.push_back(planned);
-        self.work.notify_one();
+        // (A read the faulting thread starts itself wakes no one.)
+        let wake = planned.direct.is_none();
+        let mut queue = self.queue.lock();
+        queue.planned.push_back(planned);
+        if !wake {
+            self.direct_planned.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(queue);
+        if wake {
+            self.work.notify_one();
+        }
+    }
+
+    /// The oldest planned read the faulting thread can start itself (see
+    /// `inline`), now counted as being read; `None` if there is none
+    /// (never waits).
+    pub(super) fn take_planned(&self) -> Option<Planned> {
+        if self.direct_planned.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut queue = self.queue.lock();
+        let at = queue.planned.iter().position(|p| p.direct.is_some())?;
+        let planned = queue.planned.remove(at)?;
+        self.direct_planned.fetch_sub(1, Ordering::Relaxed);
+        queue.reading.push((planned.page, planned.was.len() as u64));
+        Some(planned)
+    }
+
+    /// Whether reads are planned and not yet started.
+    pub(super) fn has_planned(&self) -> bool {
+        !self.queue.lock().planned.is_empty()
+    }
+
+    /// Whether the queue is stopping.
+    pub(super) fn stopping(&self) -> bool {
+        self.queue.lock().stopping
+    }
+
+    /// The read-ahead thread's wait where faulting threads start their own
+    /// reads (`inline`): work to clean, or after `tick` whatever planned
+    /// read nobody started; `None` after `tick` with nothing to do, or when
+    /// stopping with nothing left planned.
+    pub(super) fn next_inline(&self, tick: std::time::Duration) -> Option<Work> {
+        let mut queue = self.queue.lock();
+        if let Some(clean) = queue.clean.take() {
+            queue.cleaning = clean.runs.iter().map(|&(_, first, n)| (first, n)).collect();
+            return Some(Work::Clean(clean));
+        }
+        if !queue.stopping {
+            self.work.wait_for(&mut queue, tick);
+        }
+        if let Some(clean) = queue.clean.take() {
+            queue.cleaning = clean.runs.iter().map(|&(_, first, n)| (first, n)).collect();
+            return Some(Work::Clean(clean));
+        }
+        let planned = queue.planned.pop_front()?;
+        if planned.direct.is_some() {
+            self.direct_planned.fetch_sub(1, Ordering::Relaxed);
+        }
+        queue.reading.push((planned.page, planned.was.len() as u64));
+        Some(Work::Read(planned))
     }
 
     /// Whether a cleaning is planned or in flight.

@@ -130,7 +130,21 @@ impl AddressSpace {
         // The stream's cluster, as a fault's would be (see `streams`): its
         // next fault lies past it.
         self.note_stream(monitor, page, count);
-        read_ahead.plan(Planned { page, from, was });
+        // Started by this thread once it lets go of the monitor, where it
+        // can (see `inline`); else by the read-ahead thread.
+        let direct = match &from {
+            PlannedFrom::Disk(disk) if self.inline.is_some() => self
+                .channel
+                .as_ref()
+                .and_then(|c| c.direct_target(disk.drive, disk.page)),
+            _ => None,
+        };
+        read_ahead.plan(Planned {
+            page,
+            from,
+            was,
+            direct,
+        });
     }
 
     /// Monitor held on entry and exit.
@@ -189,18 +203,7 @@ impl AddressSpace {
             // Without a finisher (the system would not give a thread),
             // this thread finishes its runs itself.
             let to_finisher = finisher.is_ok().then_some(to_finisher);
-            while let Some(work) = read_ahead.next() {
-                let planned = match work {
-                    Work::Read(planned) => planned,
-                    Work::Clean(clean) => {
-                        // A drive that panics fails the writes like an error
-                        // would: the pages stay dirty (`clean` unlatches them).
-                        let _ =
-                            std::panic::catch_unwind(AssertUnwindSafe(|| self.write_behind(clean)));
-                        read_ahead.cleaned();
-                        continue;
-                    }
-                };
+            let read = |planned: Planned| {
                 let count = planned.was.len() as u64;
                 let channel = self.channel.as_ref().expect("read-ahead implies a volume");
                 let read = |bytes: &mut [u8]| match &planned.from {
@@ -241,6 +244,38 @@ impl AddressSpace {
                     (Ok(Ok(Some(run))), None) => self.finish_pooled(&planned, run),
                     (outcome, _) => self.finish_read(&planned, matches!(outcome, Ok(Ok(None)))),
                 }
+            };
+            let clean = |clean: PlannedClean| {
+                // A drive that panics fails the writes like an error
+                // would: the pages stay dirty (`clean` unlatches them).
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_behind(clean)));
+                read_ahead.cleaned();
+            };
+            if read_ahead.inline {
+                // Faulting threads start and finish their reads themselves
+                // (see `inline`): this thread cleans, and every tick
+                // finishes what they left (a read nobody waits for) and
+                // starts what they planned and did not start.
+                loop {
+                    match read_ahead.next_inline(super::inline::TICK) {
+                        Some(Work::Read(planned)) => read(planned),
+                        Some(Work::Clean(work)) => clean(work),
+                        None => {
+                            let stopping = read_ahead.stopping();
+                            self.reap_inline(None, stopping);
+                            if stopping && !read_ahead.has_planned() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            } else {
+                while let Some(work) = read_ahead.next() {
+                    match work {
+                        Work::Read(planned) => read(planned),
+                        Work::Clean(work) => clean(work),
+                    }
+                }
             }
             // The finisher drains what it was handed, then ends.
             drop(to_finisher);
@@ -250,7 +285,7 @@ impl AddressSpace {
     /// Moves a run read into the frame pool to its pages and finishes its
     /// read; a move that panics undoes the read instead (the pages absent
     /// again, their waiters woken), as a failed read is undone.
-    fn finish_pooled(&self, planned: &Planned, run: PooledRun<'_>) {
+    pub(super) fn finish_pooled(&self, planned: &Planned, run: PooledRun<'_>) {
         let moved = std::panic::catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: the planned read still owns the exclusive latches of
             // these absent pages (released in `finish`, after the move).
@@ -264,7 +299,7 @@ impl AddressSpace {
     /// panic there does not leave `free` waiting forever; such a panic
     /// poisons the VM (its structures may be half-changed, as after a
     /// panic under the monitor).
-    fn finish_read(&self, planned: &Planned, read: bool) {
+    pub(super) fn finish_read(&self, planned: &Planned, read: bool) {
         let finished = std::panic::catch_unwind(AssertUnwindSafe(|| self.finish(planned, read)));
         let read_ahead = self.read_ahead.as_ref().expect("the thread has a queue");
         read_ahead.done(planned.page, planned.was.len() as u64);

@@ -1,0 +1,368 @@
+//! Read-ahead started and finished by the faulting thread
+//! ([`VmConfig::inline_read_ahead`](crate::VmConfig::inline_read_ahead),
+//! on by default).
+//!
+//! # What
+//!
+//! A cluster read planned for a sequential stream (`plan_read_ahead`, under
+//! the monitor) whose drive is read with `O_DIRECT` is started by the
+//! thread that planned it, once it has let go of the monitor: a run of the
+//! frame pool is leased and an `io_uring` read into it submitted
+//! ([`AddressSpace::start_planned`]). Nothing waits for it. The thread
+//! that later meets a page of the run — the scan, caught up — waits for
+//! that read's completion itself, moves the run to its pages and releases
+//! their latches ([`AddressSpace::reap_inline`], from `wait_for_latch`),
+//! after planning and starting the cluster after it. So, as in the
+//! kernel's read-ahead, the thread that uses the pages does the work, and
+//! no other thread of the process runs for a read.
+//!
+//! # Why
+//!
+//! With the read-ahead thread, every cluster crossed between processors
+//! three times: the plan woke the read-ahead thread, its completed read
+//! woke the finisher, and the finisher's move woke the scan — and each
+//! move's TLB flush interrupted the processor running the scan (a third
+//! of the scan's busy time, `perf`; on this virtual machine an
+//! interrupt between processors is an exit on both sides). On a busy host
+//! each wake-up of an idle processor can take milliseconds. Here the
+//! move's flush is local: no other processor runs a thread of the process.
+//! And the two reads in flight are at the device together, where the
+//! read-ahead thread issued them one after the other. Measured in
+//! BENCHMARKS.md ("Read-ahead in the faulting thread").
+//!
+//! # The read-ahead mark
+//!
+//! A read that completes before its reader reaches it stays latched until
+//! the reader meets it (only the read waited for and those behind it are
+//! finished): meeting it is what plans the cluster after it, as the
+//! kernel's `PG_readahead` mark does. Finishing it early made the reader
+//! find its pages resident, plan nothing, and read every third cluster
+//! synchronously (170 of 516 cluster reads in a scan, against 21).
+//!
+//! # Nobody waits
+//!
+//! A read whose reader never comes (the program stopped scanning) is
+//! finished by the read-ahead thread, which looks every [`TICK`]; so is
+//! a planned read nobody started. Another thread that meets a page being
+//! read this way waits for that read itself, as the scan does. Closing the
+//! VM stops the read-ahead thread only after every read has completed and
+//! been finished.
+//!
+//! # The ring
+//!
+//! One ring per address space, behind one lock, held to submit and to
+//! reap (and across the wait for a completion: whoever waits finishes
+//! every read behind the one it waits for). The kernel posts a
+//! completion through the thread that submitted the read; a waiter that
+//! did not submit it is woken once that thread runs (it is interrupted,
+//! if running, or woken from an interruptible sleep to do so). Reads are
+//! not registered buffers: registering pins the pages, and a pinned page
+//! cannot be moved.
+
+use super::planned::{Planned, PlannedFrom};
+use crate::space::AddressSpace;
+use crate::sys::region::{PooledRun, RunUse};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How often the read-ahead thread finishes the reads nobody waited for,
+/// and starts the planned reads nobody started. (2 ms finished reads
+/// before their reader met them, which then planned nothing: see the
+/// module docs.)
+pub(super) const TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Ring entries: reads in flight at once are at most `PLANNED_MAX`.
+const RING_ENTRIES: u32 = 8;
+
+/// The reads in flight that faulting threads started, and their ring.
+pub(crate) struct InlineReads {
+    state: Mutex<State>,
+    /// Reads started (for `VmStats::inline_reads`).
+    started: AtomicU64,
+}
+
+struct State {
+    ring: io_uring::IoUring,
+    next_id: u64,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    id: u64,
+    planned: Planned,
+    /// The pool's slots the read goes into (`None`: it goes straight into
+    /// the pages). The lease borrows the space's region, which outlives
+    /// the entry: the field `inline` is declared before `region` in
+    /// `AddressSpace`, so it is dropped first, and its drop waits for
+    /// every read in flight (see `Drop for InlineReads`).
+    run: Option<PooledRun<'static>>,
+    len: usize,
+    /// The read's outcome once its completion is seen: all of it read.
+    read: Option<bool>,
+}
+
+impl Entry {
+    fn covers(&self, page: u64) -> bool {
+        (self.planned.page..self.planned.page + self.planned.was.len() as u64).contains(&page)
+    }
+}
+
+impl InlineReads {
+    /// A ring for the reads; `None` where the kernel gives none (reads
+    /// then all go to the read-ahead thread).
+    pub(crate) fn new() -> Option<Self> {
+        let ring = io_uring::IoUring::new(RING_ENTRIES).ok()?;
+        Some(Self {
+            state: Mutex::new(State {
+                ring,
+                next_id: 0,
+                entries: Vec::new(),
+            }),
+            started: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether a read in flight (or completed and not yet finished) covers
+    /// `page`.
+    pub(crate) fn covers(&self, page: u64) -> bool {
+        self.state.lock().entries.iter().any(|e| e.covers(page))
+    }
+
+    /// Reads started so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+}
+
+impl State {
+    /// Records the completions the kernel has posted.
+    fn collect(&mut self) {
+        let completed: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (id, result) in completed {
+            if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+                entry.read = Some(usize::try_from(result).is_ok_and(|n| n == entry.len));
+            }
+        }
+    }
+
+    /// Waits for at least one completion (an interrupted wait returns
+    /// early: the caller looks again). A ring that cannot wait is an error
+    /// the kernel gives only for a broken ring; the caller then spins on
+    /// `collect`, which still sees completions posted.
+    fn wait(&mut self) {
+        if self.ring.submit_and_wait(1).is_err() {
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for InlineReads {
+    /// Waits for every read in flight, so that no read lands in the pool's
+    /// slots after they are gone, and gives the runs back.
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        state.collect();
+        while state.entries.iter().any(|e| e.read.is_none()) {
+            state.wait();
+            state.collect();
+        }
+    }
+}
+
+impl AddressSpace {
+    /// Starts the reads planned for this thread to start (see the module
+    /// docs); a read it cannot start (no run of the pool free, the ring
+    /// full) it does here, synchronously, as the read-ahead thread would.
+    /// Monitor not held on entry or exit.
+    pub(crate) fn start_planned(&self) {
+        let (Some(inline), Some(queue)) = (self.inline.as_ref(), self.read_ahead.as_ref()) else {
+            return;
+        };
+        while let Some(planned) = queue.take_planned() {
+            let count = planned.was.len() as u64;
+            let Some((fd, offset)) = planned.direct else {
+                self.read_planned_here(planned);
+                continue;
+            };
+            let (buf, len, run) =
+                match self
+                    .region
+                    .lease_pool_run(planned.page, count, RunUse::Read)
+                {
+                    Some(mut run) => {
+                        let (mut buf, mut len) = (std::ptr::null_mut::<u8>(), 0usize);
+                        // SAFETY: the run was leased from this region just
+                        // above. The closure only takes the slots' address: the
+                        // bytes are written by the kernel's read, while the
+                        // entry holds the run (below), and no slice of them is
+                        // made until the read has completed.
+                        let _ = unsafe {
+                            self.region.read_pooled(&mut run, |bytes| {
+                                (buf, len) = (bytes.as_mut_ptr(), bytes.len());
+                                Ok::<(), ()>(())
+                            })
+                        };
+                        // SAFETY: only the lifetime changes; the region
+                        // outlives the entry (see `Entry::run`).
+                        let run: PooledRun<'static> = unsafe { std::mem::transmute(run) };
+                        (buf, len, Some(run))
+                    }
+                    None => {
+                        // No run of the pool free (a small pool, two reads in
+                        // flight): straight into the pages, as the read-ahead
+                        // thread would. SAFETY: the planned read owns the
+                        // exclusive latches of these absent pages (taken in
+                        // `plan_read_ahead`, released in `finish`), so nothing
+                        // else touches their bytes until it is finished; the
+                        // slice is gone at once, the kernel writes them.
+                        let bytes = unsafe { self.region.pages_mut(planned.page, count) };
+                        (bytes.as_mut_ptr(), bytes.len(), None)
+                    }
+                };
+            let mut state = inline.state.lock();
+            let id = state.next_id;
+            state.next_id += 1;
+            let read = io_uring::opcode::Read::new(io_uring::types::Fd(fd), buf, len as u32)
+                .offset(offset)
+                .build()
+                .user_data(id);
+            // SAFETY: the buffer is the run's slots, valid and written by
+            // no one else until the completion is seen: the entry pushed
+            // just below holds the run until then, and `Drop` waits for it.
+            let pushed = unsafe { state.ring.submission().push(&read) }.is_ok();
+            if !pushed {
+                // (The ring holds more than `PLANNED_MAX` reads: not seen.)
+                drop(state);
+                drop(run);
+                self.read_planned_here(planned);
+                continue;
+            }
+            // A submit refused for now (interrupted, the kernel short of
+            // memory) leaves the read queued in the ring: the next submit
+            // or wait submits it, and its entry is kept for it.
+            let _ = state.ring.submit();
+            state.entries.push(Entry {
+                id,
+                planned,
+                run,
+                len,
+                read: None,
+            });
+            inline.started.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A planned read this thread took but cannot start: read here,
+    /// synchronously, as the read-ahead thread reads (into the pool, or
+    /// straight into the pages), and finished.
+    fn read_planned_here(&self, planned: Planned) {
+        let count = planned.was.len() as u64;
+        let channel = self.channel.as_ref().expect("read-ahead implies a volume");
+        let read = |bytes: &mut [u8]| match &planned.from {
+            PlannedFrom::Disk(disk) => channel
+                .read(disk.drive, disk.page, bytes, None)
+                .map_err(|_| ()),
+            PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
+        };
+        // A drive that panics fails this read like an error would.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: the planned read owns the exclusive latches of these
+            // absent pages (taken in `plan_read_ahead`, released in
+            // `finish`).
+            unsafe {
+                match self
+                    .region
+                    .read_into_pool(planned.page, count, RunUse::Read, read)
+                {
+                    Ok(read) => read.map(Some),
+                    Err(read) => self
+                        .region
+                        .fill_unpooled(planned.page, count, read)
+                        .map(|()| None)
+                        .map_err(|_| ()),
+                }
+            }
+        }));
+        match outcome {
+            Ok(Ok(Some(run))) => self.finish_pooled(&planned, run),
+            Ok(Ok(None)) => self.finish_read(&planned, true),
+            _ => self.finish_read(&planned, false),
+        }
+    }
+
+    /// Finishes the reads started by faulting threads that have completed:
+    /// with `wait_for`, first waits for the read covering that page (if
+    /// one is in flight), then finishes it and the completed reads behind
+    /// it — those ahead stay latched for their reader (see the module
+    /// docs); without, finishes every completed read, and with `all` first
+    /// waits for every read in flight. Monitor not held on entry or exit.
+    pub(crate) fn reap_inline(&self, wait_for: Option<u64>, all: bool) {
+        let Some(inline) = self.inline.as_ref() else {
+            return;
+        };
+        let mut done = Vec::new();
+        {
+            let mut state = inline.state.lock();
+            loop {
+                state.collect();
+                let waiting = if all {
+                    state.entries.iter().any(|e| e.read.is_none())
+                } else {
+                    wait_for.is_some_and(|page| {
+                        state
+                            .entries
+                            .iter()
+                            .any(|e| e.read.is_none() && e.covers(page))
+                    })
+                };
+                if !waiting {
+                    break;
+                }
+                state.wait();
+            }
+            let mut at = 0;
+            while at < state.entries.len() {
+                let entry = &state.entries[at];
+                let take =
+                    entry.read.is_some() && wait_for.is_none_or(|page| entry.planned.page <= page);
+                if take {
+                    done.push(state.entries.swap_remove(at));
+                } else {
+                    at += 1;
+                }
+            }
+        }
+        // Finished without the ring's lock: moving a run in takes the
+        // pool's, and a failed read's undoing the monitor.
+        for entry in done {
+            match (entry.read == Some(true), entry.run) {
+                (true, run) => {
+                    if let (Some(channel), PlannedFrom::Disk(disk)) =
+                        (&self.channel, &entry.planned.from)
+                    {
+                        channel.count_direct_read(disk.drive, entry.planned.was.len() as u64);
+                    }
+                    match run {
+                        Some(run) => self.finish_pooled(&entry.planned, run),
+                        None => self.finish_read(&entry.planned, true),
+                    }
+                }
+                // (The run's slots go back to the pool, unmoved; pages
+                // read into straight are given back by the undoing.)
+                (false, run) => {
+                    drop(run);
+                    self.finish_read(&entry.planned, false);
+                }
+            }
+        }
+    }
+
+    /// Reads started by faulting threads (see [`InlineReads`]).
+    pub(crate) fn inline_reads(&self) -> u64 {
+        self.inline.as_ref().map_or(0, InlineReads::started)
+    }
+}
