@@ -297,10 +297,9 @@ impl AddressSpace {
             self.start_planned();
             self.region.prepare_pool(run);
         }
-        if seen.tag() == TAG_LOCKED && self.inline.as_ref().is_some_and(|i| i.covers(page)) {
-            // Read by a read this process started itself (`fault::inline`):
-            // wait for it here and finish it.
-            self.reap_inline(Some(page), false);
+        // Read by a read a faulting thread started (`fault::inline`):
+        // wait for it here and finish it.
+        if seen.tag() == TAG_LOCKED && self.help_inline_read(page) {
             *spins = 0;
             return Ok(());
         }

@@ -314,10 +314,18 @@ impl AddressSpace {
                     if pin {
                         *monitor.pins.entry(page).or_insert(0) += 1;
                     }
+                    // (A cluster it planned: started now, see
+                    // `fault::inline`.)
+                    drop(monitor);
+                    self.start_planned();
                     return Ok(());
                 }
                 Served::Busy => {
                     drop(monitor);
+                    self.start_planned();
+                    if self.help_inline_read(page) {
+                        continue;
+                    }
                     if held_by_this_thread(self.space_key(), page) {
                         return Err(VmError::PageHeldByThisThread {
                             page: PageNumber(page),
@@ -421,6 +429,10 @@ impl AddressSpace {
                 Discard::Wait(page, seen) => (page, seen),
             };
             drop(monitor);
+            // A read a faulting thread started: finished here.
+            if self.help_inline_read(page) {
+                continue;
+            }
             // A read in flight: wait for it to end (its pages' latches may
             // already be others', a guard's).
             if let Some(queue) = self.read_ahead.as_ref().filter(|q| q.covers(page)) {

@@ -65,16 +65,17 @@ pub struct AddressSpace {
     pub(crate) seek_ahead: bool,
     /// (c) What the monitor is held for while a fault is served.
     pub(crate) monitor_scope: MonitorScope,
+    /// (c) Cluster reads started by faulting threads, in flight or not yet
+    /// finished (see `fault::inline`; the reads themselves are (q)).
+    /// Declared before `channel` and `region`: its reads hold runs of the
+    /// region's frame pool and read the channel's drives, and its drop
+    /// waits for them before either goes.
+    pub(crate) inline: Option<crate::fault::inline::InlineReads>,
     /// (c) The volume's drives, for transfers made without the monitor
     /// (faults served in [`MonitorScope::Decisions`]); `None` without
     /// backing. The drives themselves are locked by the channel, or need
     /// no lock (`disk_channel::ParallelIo`).
     pub(crate) channel: Option<disk_channel::ChannelHandle>,
-    /// (c) Cluster reads started by faulting threads, in flight or not yet
-    /// finished (see `fault::inline`; the reads themselves are (q)).
-    /// Declared before `region`: its reads hold runs of the region's frame
-    /// pool, and its drop waits for them before the pool goes.
-    pub(crate) inline: Option<crate::fault::inline::InlineReads>,
     /// (c) The reserved range; a page's bytes are guarded by its latch (x).
     pub(crate) region: Region,
     /// (a) One state word per page (see `state`): the page latches.

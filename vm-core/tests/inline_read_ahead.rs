@@ -148,6 +148,14 @@ fn reads_nobody_meets_are_finished_by_others_by_free_and_by_close() {
     });
     vm.check_invariants();
 
+    // `touch` of pages being read ahead helps their read.
+    start_a_read_ahead(&vm, data);
+    let ahead = Interval::new(data.page.0 + PAGES / 8, PAGES / 8);
+    vm.touch(ahead).unwrap();
+    for p in ahead.pages() {
+        check_page(&vm, p, 3);
+    }
+
     // `free` of the data while reads are in flight waits for them.
     start_a_read_ahead(&vm, data);
     vm.free(data).unwrap();

@@ -33,26 +33,34 @@
 //! # The read-ahead mark
 //!
 //! A read that completes before its reader reaches it stays latched until
-//! the reader meets it (only the read waited for and those behind it are
-//! finished): meeting it is what plans the cluster after it, as the
+//! the reader meets it (only the read waited for is finished): meeting it
+//! is what plans the cluster after it, as the
 //! kernel's `PG_readahead` mark does. Finishing it early made the reader
 //! find its pages resident, plan nothing, and read every third cluster
 //! synchronously (170 of 516 cluster reads in a scan, against 21).
 //!
 //! # Nobody waits
 //!
-//! A read whose reader never comes (the program stopped scanning) is
-//! finished by the read-ahead thread, which looks every [`TICK`]; so is
-//! a planned read nobody started. Another thread that meets a page being
-//! read this way waits for that read itself, as the scan does. Closing the
-//! VM stops the read-ahead thread only after every read has completed and
-//! been finished.
+//! Any thread about to wait for the latch of a page such a read holds
+//! helps it instead ([`AddressSpace::help_inline_read`]: an accessor, a
+//! `touch` or `pin`, a `free` or `kill`): it starts the read if it is still
+//! planned, or waits for it in the ring and finishes it. A read whose
+//! reader never comes (the program stopped scanning) is finished by the
+//! read-ahead thread once it has been complete for a [`TICK`] — it looks at
+//! least that often, whatever else it does — and so is a planned read
+//! nobody started. Closing the VM stops the read-ahead thread only after
+//! every read has completed and been finished. A panic while a read is
+//! being started undoes it (its pages absent again), as a failed read is.
+//!
+//! A child made by `fork` shares the ring's memory with its parent: there
+//! the ring is not touched, and every read goes to the read-ahead thread.
 //!
 //! # The ring
 //!
 //! One ring per address space, behind one lock, held to submit and to
-//! reap (and across the wait for a completion: whoever waits finishes
-//! every read behind the one it waits for). The kernel posts a
+//! reap, and across the wait for a completion (the pages of the reads in
+//! the ring are kept apart, under a lock of their own, for the look that
+//! decides whether to wait). The kernel posts a
 //! completion through the thread that submitted the read; a waiter that
 //! did not submit it is woken once that thread runs (it is interrupted,
 //! if running, or woken from an interruptible sleep to do so). Reads are
@@ -63,12 +71,15 @@ use super::planned::{Planned, PlannedFrom};
 use crate::space::AddressSpace;
 use crate::sys::region::{PooledRun, RunUse};
 use parking_lot::Mutex;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-/// How often the read-ahead thread finishes the reads nobody waited for,
-/// and starts the planned reads nobody started. (2 ms finished reads
-/// before their reader met them, which then planned nothing: see the
-/// module docs.)
+/// How often, at most, the read-ahead thread finishes the reads nobody
+/// waited for (those complete for a tick), and starts the planned reads
+/// nobody started. (Finishing every completed read, every 2 ms, finished
+/// reads before their reader met them, which then planned nothing: see
+/// the module docs.)
 pub(super) const TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Ring entries: reads in flight at once are at most `PLANNED_MAX`.
@@ -77,8 +88,14 @@ const RING_ENTRIES: u32 = 8;
 /// The reads in flight that faulting threads started, and their ring.
 pub(crate) struct InlineReads {
     state: Mutex<State>,
+    /// The pages of the reads in `state`, for `covers` — a look that must
+    /// not wait while a reader holds `state` across its wait.
+    runs: Mutex<Vec<(u64, u64)>>,
     /// Reads started (for `VmStats::inline_reads`).
     started: AtomicU64,
+    /// The process whose ring and pool these are: a child made by `fork`
+    /// shares the ring's memory with its parent and must not touch it.
+    owner: u32,
 }
 
 struct State {
@@ -97,8 +114,9 @@ struct Entry {
     /// every read in flight (see `Drop for InlineReads`).
     run: Option<PooledRun<'static>>,
     len: usize,
-    /// The read's outcome once its completion is seen: all of it read.
-    read: Option<bool>,
+    /// The read's outcome once its completion is seen (all of it read),
+    /// and when it was seen.
+    read: Option<(bool, Instant)>,
 }
 
 impl Entry {
@@ -118,14 +136,27 @@ impl InlineReads {
                 next_id: 0,
                 entries: Vec::new(),
             }),
+            runs: Mutex::new(Vec::new()),
             started: AtomicU64::new(0),
+            owner: crate::sys::futex::current_pid(),
         })
     }
 
-    /// Whether a read in flight (or completed and not yet finished) covers
-    /// `page`.
+    /// Whether reads may be started here: in the process that made the
+    /// ring (see `owner`).
+    pub(crate) fn usable(&self) -> bool {
+        crate::sys::futex::current_pid() == self.owner
+    }
+
+    /// Whether a read in the ring (in flight, or completed and not yet
+    /// finished) covers `page`.
     pub(crate) fn covers(&self, page: u64) -> bool {
-        self.state.lock().entries.iter().any(|e| e.covers(page))
+        self.usable()
+            && self
+                .runs
+                .lock()
+                .iter()
+                .any(|&(start, count)| (start..start + count).contains(&page))
     }
 
     /// Reads started so far.
@@ -142,29 +173,52 @@ impl State {
             .completion()
             .map(|c| (c.user_data(), c.result()))
             .collect();
+        let now = Instant::now();
         for (id, result) in completed {
             if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
-                entry.read = Some(usize::try_from(result).is_ok_and(|n| n == entry.len));
+                let all = usize::try_from(result).is_ok_and(|n| n == entry.len);
+                entry.read = Some((all, now));
             }
         }
     }
 
-    /// Waits for at least one completion (an interrupted wait returns
-    /// early: the caller looks again). A ring that cannot wait is an error
-    /// the kernel gives only for a broken ring; the caller then spins on
-    /// `collect`, which still sees completions posted.
+    /// Submits what is queued and waits for at least one completion (an
+    /// interrupted wait returns early: the caller looks again).
     fn wait(&mut self) {
-        if self.ring.submit_and_wait(1).is_err() {
-            std::thread::yield_now();
+        if let Err(e) = self.ring.submit_and_wait(1)
+            && !retryable(&e)
+        {
+            // Reads the kernel still owes cannot be waited for, and it may
+            // still write into the pool's slots or the pages: neither
+            // returning nor unwinding is safe. (Waiting with valid
+            // arguments fails only with the retryable errors.)
+            eprintln!("io_uring: cannot wait for read-ahead in flight: {e}");
+            std::process::abort();
         }
     }
 }
 
+/// Errors of `io_uring_enter` that only ask to try again.
+fn retryable(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::INTR.raw_os_error()
+            || code == rustix::io::Errno::AGAIN.raw_os_error()
+            || code == rustix::io::Errno::BUSY.raw_os_error()
+    )
+}
+
 impl Drop for InlineReads {
     /// Waits for every read in flight, so that no read lands in the pool's
-    /// slots after they are gone, and gives the runs back.
+    /// slots after they are gone, and gives the runs back. (In a child made
+    /// by `fork`, the reads are the parent's: the entries are forgotten.)
     fn drop(&mut self) {
+        let usable = self.usable();
         let state = self.state.get_mut();
+        if !usable {
+            std::mem::forget(std::mem::take(&mut state.entries));
+            return;
+        }
         state.collect();
         while state.entries.iter().any(|e| e.read.is_none()) {
             state.wait();
@@ -175,85 +229,108 @@ impl Drop for InlineReads {
 
 impl AddressSpace {
     /// Starts the reads planned for this thread to start (see the module
-    /// docs); a read it cannot start (no run of the pool free, the ring
-    /// full) it does here, synchronously, as the read-ahead thread would.
+    /// docs): into a run of the frame pool, or, with none free, straight
+    /// into the pages; a read it cannot hand to the ring (full: not seen)
+    /// it reads here, synchronously, as the read-ahead thread would.
     /// Monitor not held on entry or exit.
     pub(crate) fn start_planned(&self) {
         let (Some(inline), Some(queue)) = (self.inline.as_ref(), self.read_ahead.as_ref()) else {
             return;
         };
         while let Some(planned) = queue.take_planned() {
-            let count = planned.was.len() as u64;
-            let Some((fd, offset)) = planned.direct else {
-                self.read_planned_here(planned);
-                continue;
-            };
-            let (buf, len, run) =
-                match self
-                    .region
-                    .lease_pool_run(planned.page, count, RunUse::Read)
-                {
-                    Some(mut run) => {
-                        let (mut buf, mut len) = (std::ptr::null_mut::<u8>(), 0usize);
-                        // SAFETY: the run was leased from this region just
-                        // above. The closure only takes the slots' address: the
-                        // bytes are written by the kernel's read, while the
-                        // entry holds the run (below), and no slice of them is
-                        // made until the read has completed.
-                        let _ = unsafe {
-                            self.region.read_pooled(&mut run, |bytes| {
-                                (buf, len) = (bytes.as_mut_ptr(), bytes.len());
-                                Ok::<(), ()>(())
-                            })
-                        };
-                        // SAFETY: only the lifetime changes; the region
-                        // outlives the entry (see `Entry::run`).
-                        let run: PooledRun<'static> = unsafe { std::mem::transmute(run) };
-                        (buf, len, Some(run))
-                    }
-                    None => {
-                        // No run of the pool free (a small pool, two reads in
-                        // flight): straight into the pages, as the read-ahead
-                        // thread would. SAFETY: the planned read owns the
-                        // exclusive latches of these absent pages (taken in
-                        // `plan_read_ahead`, released in `finish`), so nothing
-                        // else touches their bytes until it is finished; the
-                        // slice is gone at once, the kernel writes them.
-                        let bytes = unsafe { self.region.pages_mut(planned.page, count) };
-                        (bytes.as_mut_ptr(), bytes.len(), None)
-                    }
-                };
-            let mut state = inline.state.lock();
-            let id = state.next_id;
-            state.next_id += 1;
-            let read = io_uring::opcode::Read::new(io_uring::types::Fd(fd), buf, len as u32)
-                .offset(offset)
-                .build()
-                .user_data(id);
-            // SAFETY: the buffer is the run's slots, valid and written by
-            // no one else until the completion is seen: the entry pushed
-            // just below holds the run until then, and `Drop` waits for it.
-            let pushed = unsafe { state.ring.submission().push(&read) }.is_ok();
-            if !pushed {
-                // (The ring holds more than `PLANNED_MAX` reads: not seen.)
-                drop(state);
-                drop(run);
-                self.read_planned_here(planned);
-                continue;
+            let (page, count) = (planned.page, planned.was.len() as u64);
+            let mut slot = Some(planned);
+            // A panic (the pool's) undoes the read, as the read-ahead
+            // thread's does: its latches must not be lost.
+            let started =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.start_one(inline, &mut slot)));
+            queue.started(page, count);
+            match (started, slot) {
+                // In the ring.
+                (Ok(()), None) => {}
+                // The ring takes no more (not seen), or is not this
+                // process's.
+                (Ok(()), Some(planned)) => self.read_planned_here(planned),
+                // Lost before it reached the ring: nothing in flight.
+                (Err(_), Some(planned)) => self.finish_read(&planned, false),
+                // (`start_one` takes the read only where it cannot unwind.)
+                (Err(_), None) => {}
             }
-            // A submit refused for now (interrupted, the kernel short of
-            // memory) leaves the read queued in the ring: the next submit
-            // or wait submits it, and its entry is kept for it.
-            let _ = state.ring.submit();
-            state.entries.push(Entry {
-                id,
-                planned,
-                run,
-                len,
-                read: None,
-            });
-            inline.started.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Hands the read in `slot` to the ring, taking it from `slot`; leaves
+    /// it there when the ring takes no more or is not this process's.
+    fn start_one(&self, inline: &InlineReads, slot: &mut Option<Planned>) {
+        let Some(planned) = slot.as_ref() else {
+            return;
+        };
+        let Some((fd, offset)) = planned.direct.filter(|_| inline.usable()) else {
+            return;
+        };
+        let count = planned.was.len() as u64;
+        let (buf, len, run) = match self
+            .region
+            .lease_pool_run(planned.page, count, RunUse::Read)
+        {
+            Some(mut run) => {
+                let (mut buf, mut len) = (std::ptr::null_mut::<u8>(), 0usize);
+                // SAFETY: the run was leased from this region just above.
+                // The closure only takes the slots' address: the bytes are
+                // written by the kernel's read, while the entry holds the
+                // run (below), and no slice of them is made until the read
+                // has completed.
+                let _ = unsafe {
+                    self.region.read_pooled(&mut run, |bytes| {
+                        (buf, len) = (bytes.as_mut_ptr(), bytes.len());
+                        Ok::<(), ()>(())
+                    })
+                };
+                // SAFETY: only the lifetime changes; the region outlives
+                // the entry (see `Entry::run`).
+                let run: PooledRun<'static> = unsafe { std::mem::transmute(run) };
+                (buf, len, Some(run))
+            }
+            None => {
+                // No run of the pool free (a small pool, two reads in
+                // flight): straight into the pages, as the read-ahead
+                // thread would. SAFETY: the planned read owns the exclusive
+                // latches of these absent pages (taken in
+                // `plan_read_ahead`, released in `finish`), so nothing else
+                // touches their bytes until it is finished; the slice is
+                // gone at once, the kernel writes them.
+                let bytes = unsafe { self.region.pages_mut(planned.page, count) };
+                (bytes.as_mut_ptr(), bytes.len(), None)
+            }
+        };
+        let mut state = inline.state.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let read = io_uring::opcode::Read::new(io_uring::types::Fd(fd), buf, len as u32)
+            .offset(offset)
+            .build()
+            .user_data(id);
+        // SAFETY: the buffer (the run's slots, or the latched pages) is
+        // valid and written by no one else until the completion is seen:
+        // the entry pushed just below holds the run and the latches until
+        // then, and `Drop` waits for it.
+        if unsafe { state.ring.submission().push(&read) }.is_err() {
+            return;
+        }
+        // A submit refused for now (interrupted, the kernel short of
+        // memory) leaves the read queued in the ring: the next submit (a
+        // wait, the read-ahead thread's tick) submits it.
+        let _ = state.ring.submit();
+        inline.runs.lock().push((planned.page, count));
+        let planned = slot.take().expect("looked at above");
+        state.entries.push(Entry {
+            id,
+            planned,
+            run,
+            len,
+            read: None,
+        });
+        inline.started.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A planned read this thread took but cannot start: read here,
@@ -294,19 +371,21 @@ impl AddressSpace {
         }
     }
 
-    /// Finishes the reads started by faulting threads that have completed:
-    /// with `wait_for`, first waits for the read covering that page (if
-    /// one is in flight), then finishes it and the completed reads behind
-    /// it — those ahead stay latched for their reader (see the module
-    /// docs); without, finishes every completed read, and with `all` first
-    /// waits for every read in flight. Monitor not held on entry or exit.
+    /// Finishes the reads started by faulting threads that have
+    /// completed: with `wait_for`, waits for the read covering that page
+    /// (if one is in the ring) and finishes it alone — others stay latched
+    /// for their readers (see the module docs); without, finishes those
+    /// complete for a tick, and with `all` first waits for every read and
+    /// finishes them all. Monitor not held on entry or exit.
     pub(crate) fn reap_inline(&self, wait_for: Option<u64>, all: bool) {
-        let Some(inline) = self.inline.as_ref() else {
+        let Some(inline) = self.inline.as_ref().filter(|i| i.usable()) else {
             return;
         };
         let mut done = Vec::new();
         {
             let mut state = inline.state.lock();
+            // (Reads a refused submit left queued go now.)
+            let _ = state.ring.submit();
             loop {
                 state.collect();
                 let waiting = if all {
@@ -327,38 +406,72 @@ impl AddressSpace {
             let mut at = 0;
             while at < state.entries.len() {
                 let entry = &state.entries[at];
-                let take =
-                    entry.read.is_some() && wait_for.is_none_or(|page| entry.planned.page <= page);
+                let take = match (entry.read, wait_for) {
+                    (None, _) => false,
+                    (Some(_), Some(page)) => entry.covers(page),
+                    (Some((_, seen)), None) => all || seen.elapsed() >= TICK,
+                };
                 if take {
                     done.push(state.entries.swap_remove(at));
                 } else {
                     at += 1;
                 }
             }
+            let mut runs = inline.runs.lock();
+            runs.retain(|&(start, _)| !done.iter().any(|e| e.planned.page == start));
         }
         // Finished without the ring's lock: moving a run in takes the
         // pool's, and a failed read's undoing the monitor.
         for entry in done {
-            match (entry.read == Some(true), entry.run) {
-                (true, run) => {
-                    if let (Some(channel), PlannedFrom::Disk(disk)) =
-                        (&self.channel, &entry.planned.from)
-                    {
-                        channel.count_direct_read(disk.drive, entry.planned.was.len() as u64);
-                    }
-                    match run {
-                        Some(run) => self.finish_pooled(&entry.planned, run),
-                        None => self.finish_read(&entry.planned, true),
-                    }
-                }
-                // (The run's slots go back to the pool, unmoved; pages
-                // read into straight are given back by the undoing.)
-                (false, run) => {
+            let count = entry.planned.was.len() as u64;
+            match (entry.read, entry.run) {
+                (Some((true, _)), Some(run)) => self.finish_pooled(&entry.planned, run),
+                (Some((true, _)), None) => self.finish_read(&entry.planned, true),
+                // (The run's slots go back to the pool, unmoved; pages read
+                // into straight are given back by the undoing.)
+                (_, run) => {
                     drop(run);
                     self.finish_read(&entry.planned, false);
+                    continue;
                 }
             }
+            if let (Some(channel), PlannedFrom::Disk(disk)) = (&self.channel, &entry.planned.from) {
+                // (Counting is a drive's own code: it must not undo what
+                // was finished.)
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    channel.count_direct_read(disk.drive, count)
+                }));
+            }
         }
+    }
+
+    /// A thread about to wait for the latch of `page` helps the read that
+    /// holds it, if a faulting thread started it or is to start it: starts
+    /// it if still planned, or waits for it in the ring and finishes it.
+    /// True if it did (the caller looks at the page again instead of
+    /// parking: nobody else may finish that read soon); false if `page` is
+    /// no such read's. Monitor not held.
+    pub(crate) fn help_inline_read(&self, page: u64) -> bool {
+        let Some(inline) = self.inline.as_ref().filter(|i| i.usable()) else {
+            return false;
+        };
+        if self
+            .read_ahead
+            .as_ref()
+            .is_some_and(|q| q.to_start_covers(page))
+        {
+            self.start_planned();
+            if !inline.covers(page) {
+                // Another thread is handing it to the ring.
+                std::thread::yield_now();
+                return true;
+            }
+        }
+        if inline.covers(page) {
+            self.reap_inline(Some(page), false);
+            return true;
+        }
+        false
     }
 
     /// Reads started by faulting threads (see [`InlineReads`]).

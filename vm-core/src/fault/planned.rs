@@ -23,6 +23,9 @@ pub(super) struct Planned {
     /// Where the faulting thread can start the read itself (see
     /// `inline`): the drive file's descriptor and byte offset.
     pub(super) direct: Option<(std::os::fd::RawFd, u64)>,
+    /// When it was planned (the read-ahead thread starts a read a faulting
+    /// thread should have started only once it has waited a tick).
+    pub(super) at: std::time::Instant,
 }
 
 /// Where a planned read reads from.
@@ -69,6 +72,9 @@ struct Queue {
     /// latched pages `free` and `kill` wait for as for the others.
     around: Vec<(u64, u64)>,
     stopping: bool,
+    /// Reads a faulting thread took to start itself (see `inline`) and
+    /// has not yet handed to the ring: (first page, count).
+    starting: Vec<(u64, u64)>,
 }
 
 /// The read-ahead thread's queue (q): planned reads, oldest first.
@@ -204,8 +210,34 @@ impl ReadAheadQueue {
         let at = queue.planned.iter().position(|p| p.direct.is_some())?;
         let planned = queue.planned.remove(at)?;
         self.direct_planned.fetch_sub(1, Ordering::Relaxed);
-        queue.reading.push((planned.page, planned.was.len() as u64));
+        let run = (planned.page, planned.was.len() as u64);
+        queue.reading.push(run);
+        queue.starting.push(run);
         Some(planned)
+    }
+
+    /// A read taken by `take_planned` is in the ring, or was read another
+    /// way.
+    pub(super) fn started(&self, page: u64, count: u64) {
+        let mut queue = self.queue.lock();
+        if let Some(at) = queue.starting.iter().position(|&run| run == (page, count)) {
+            queue.starting.swap_remove(at);
+        }
+    }
+
+    /// Whether a read a faulting thread is to start, or is starting,
+    /// covers `page` (it is not yet in the ring).
+    pub(crate) fn to_start_covers(&self, page: u64) -> bool {
+        let queue = self.queue.lock();
+        let inside = |start: u64, count: u64| (start..start + count).contains(&page);
+        queue
+            .planned
+            .iter()
+            .any(|p| p.direct.is_some() && inside(p.page, p.was.len() as u64))
+            || queue
+                .starting
+                .iter()
+                .any(|&(start, count)| inside(start, count))
     }
 
     /// Whether reads are planned and not yet started.
@@ -235,7 +267,14 @@ impl ReadAheadQueue {
             queue.cleaning = clean.runs.iter().map(|&(_, first, n)| (first, n)).collect();
             return Some(Work::Clean(clean));
         }
-        let planned = queue.planned.pop_front()?;
+        // A read for this thread; or one a faulting thread planned to
+        // start and has not, a tick later (or at the stop).
+        let stopping = queue.stopping;
+        let at = queue
+            .planned
+            .iter()
+            .position(|p| p.direct.is_none() || stopping || p.at.elapsed() >= tick)?;
+        let planned = queue.planned.remove(at)?;
         if planned.direct.is_some() {
             self.direct_planned.fetch_sub(1, Ordering::Relaxed);
         }

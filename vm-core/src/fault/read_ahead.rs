@@ -133,7 +133,7 @@ impl AddressSpace {
         // Started by this thread once it lets go of the monitor, where it
         // can (see `inline`); else by the read-ahead thread.
         let direct = match &from {
-            PlannedFrom::Disk(disk) if self.inline.is_some() => self
+            PlannedFrom::Disk(disk) if self.inline.as_ref().is_some_and(|i| i.usable()) => self
                 .channel
                 .as_ref()
                 .and_then(|c| c.direct_target(disk.drive, disk.page)),
@@ -144,6 +144,7 @@ impl AddressSpace {
             from,
             was,
             direct,
+            at: std::time::Instant::now(),
         });
     }
 
@@ -256,17 +257,23 @@ impl AddressSpace {
                 // (see `inline`): this thread cleans, and every tick
                 // finishes what they left (a read nobody waits for) and
                 // starts what they planned and did not start.
+                let mut reaped = std::time::Instant::now();
                 loop {
-                    match read_ahead.next_inline(super::inline::TICK) {
+                    let work = read_ahead.next_inline(super::inline::TICK);
+                    let idle = work.is_none();
+                    match work {
                         Some(Work::Read(planned)) => read(planned),
                         Some(Work::Clean(work)) => clean(work),
-                        None => {
-                            let stopping = read_ahead.stopping();
-                            self.reap_inline(None, stopping);
-                            if stopping && !read_ahead.has_planned() {
-                                break;
-                            }
-                        }
+                        None => {}
+                    }
+                    // A tick at most apart, whatever else there is to do.
+                    let stopping = read_ahead.stopping();
+                    if idle || stopping || reaped.elapsed() >= super::inline::TICK {
+                        self.reap_inline(None, stopping);
+                        reaped = std::time::Instant::now();
+                    }
+                    if idle && stopping && !read_ahead.has_planned() {
+                        break;
                     }
                 }
             } else {
