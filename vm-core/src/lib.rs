@@ -13,7 +13,7 @@
 //! | `space` | construction, [`Vm`] and [`AddressSpace`], the worker's lifetime, the monitor's entry | (c) |
 //! | `access` | the hot path: `read`/`write`, latching a page, the guards' constructors | (x) |
 //! | `guard` | [`PageRef`] / [`PageMut`]: a latch held on one resident page | (x) |
-//! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead and write-behind | (m), (x) for pages in transit |
+//! | `fault` | the fault service: decisions under the monitor and transfers without it (the default), the seed's service under the monitor in the faulting thread or the worker, serving one fault (read-ahead, seek-ahead choice, bring-in), asynchronous read-ahead (started and finished by the faulting thread on `O_DIRECT` drives, else by the read-ahead thread) and write-behind | (m), (x) for pages in transit |
 //! | `replace` | the clock, victim choice, free-behind (a sequential stream larger than memory evicts its own pages behind it), write-back in disk order, release batches | (m) |
 //! | `ops` | Cedar's interval operations: allocate, free, swap_in, pin, kill, protect, advise, clean, sync, flush, state | (m) |
 //! | `transparent` | plain loads and stores ([`VmConfig::transparent`]): the SIGBUS-served fault, write-protect dirty tracking, [`View`] / [`ViewMut`] and their registry, raw pointers and their contract | (x), the registry's lock |
@@ -72,8 +72,10 @@
 //!   one thread paid nothing for it. So a page in transit is latched
 //!   ("being read", as Cedar's page states), its read and the release of
 //!   clean victims' memory run without the monitor, several transfers are
-//!   in flight at once, and a sequential stream's next cluster is read by
-//!   a read-ahead thread. The seed's behaviour stays as
+//!   in flight at once, and a sequential stream's next cluster is read
+//!   ahead — started on an `io_uring` by the faulting thread and moved in
+//!   by the thread that reaches it (module `fault`'s `inline`), or, where
+//!   that cannot be, by a read-ahead thread. The seed's behaviour stays as
 //!   [`MonitorScope::HeldAcrossIo`], served by the faulting thread (the
 //!   holder serves the pending queue in ticket order up to its own fault,
 //!   so that the seek-ahead hint names the transfer that really comes

@@ -70,7 +70,7 @@ pub struct AddressSpace {
     /// Declared before `channel` and `region`: its reads hold runs of the
     /// region's frame pool and read the channel's drives, and its drop
     /// waits for them before either goes.
-    pub(crate) inline: Option<crate::fault::inline::InlineReads>,
+    pub(crate) inline: Option<crate::fault::inline_reads::InlineReads>,
     /// (c) The volume's drives, for transfers made without the monitor
     /// (faults served in [`MonitorScope::Decisions`]); `None` without
     /// backing. The drives themselves are locked by the channel, or need
@@ -171,7 +171,7 @@ impl Vm {
             !worker_mode && config.monitor_scope == MonitorScope::Decisions && volume.is_some();
         let slots = Self::reclaim_slots(&config, volume.is_some());
         let inline = (read_ahead_mode && config.inline_read_ahead && !config.transparent)
-            .then(crate::fault::inline::InlineReads::new)
+            .then(crate::fault::inline_reads::InlineReads::new)
             .flatten();
         let space = Arc::new(AddressSpace {
             page_size: config.page_size,

@@ -6,7 +6,9 @@
 //! | `decided` | service by the faulting thread, the monitor held for the decisions only (the default) |
 //! | `around` | a mapped file's read-around, decided under the monitor and read without it |
 //! | [`planned`] | the read-ahead thread's queue of planned reads |
-//! | `read_ahead` | asynchronous read-ahead under sequential advice: clusters planned under the monitor, read by the read-ahead thread |
+//! | `read_ahead` | asynchronous read-ahead under sequential advice: clusters planned under the monitor, read by the read-ahead thread (or by the faulting thread: `inline`) |
+//! | `inline` | read-ahead started and finished by the faulting thread, on an `io_uring` (the default on `O_DIRECT` drives) |
+//! | [`inline_reads`] | the ring of those reads and what is in flight in it |
 //! | `in_thread` | service by the faulting thread, in ticket order, the monitor held throughout (the seed) |
 //! | `worker` | the PageFault worker's loop (the seed's synchronous worker) |
 //! | `service` | serving one fault under the monitor: read-ahead, choosing the seek-ahead hint, bringing a page into a frame |
@@ -22,7 +24,8 @@
 mod around;
 mod decided;
 mod in_thread;
-pub(crate) mod inline;
+mod inline;
+pub(crate) mod inline_reads;
 pub(crate) mod planned;
 pub(crate) mod queue;
 mod read_ahead;

@@ -4,7 +4,10 @@
 //! A fault in an interval advised `Sequential` reads its cluster at once
 //! (`read_cluster`) and, in the same monitor hold, *plans* the next
 //! cluster: frames taken (evicting as needed), pages latched absent → "being
-//! read", disk address looked up. The read itself is done by the VM's
+//! read", disk address looked up. On a drive read with `O_DIRECT` the
+//! faulting thread starts that read itself once it lets go of the monitor,
+//! and the thread that meets the cluster finishes it (`inline`, the
+//! default). Otherwise the read is done by the VM's
 //! read-ahead thread, without the monitor, while the scanning thread works
 //! through the cluster it has. A run read into the frame pool is then
 //! moved to its pages and made resident by a second thread, the finisher,
@@ -259,7 +262,7 @@ impl AddressSpace {
                 // starts what they planned and did not start.
                 let mut reaped = std::time::Instant::now();
                 loop {
-                    let work = read_ahead.next_inline(super::inline::TICK);
+                    let work = read_ahead.next_inline(super::inline_reads::TICK);
                     let idle = work.is_none();
                     match work {
                         Some(Work::Read(planned)) => read(planned),
@@ -268,7 +271,7 @@ impl AddressSpace {
                     }
                     // A tick at most apart, whatever else there is to do.
                     let stopping = read_ahead.stopping();
-                    if idle || stopping || reaped.elapsed() >= super::inline::TICK {
+                    if idle || stopping || reaped.elapsed() >= super::inline_reads::TICK {
                         self.reap_inline(None, stopping);
                         reaped = std::time::Instant::now();
                     }
