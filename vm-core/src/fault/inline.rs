@@ -53,7 +53,8 @@
 //! being started undoes it (its pages absent again), as a failed read is.
 //!
 //! A child made by `fork` shares the ring's memory with its parent: there
-//! the ring is not touched, and every read goes to the read-ahead thread.
+//! the ring is never touched (no read is started on it, no completion
+//! taken from it, its entries are forgotten at drop).
 //!
 //! # The ring
 //!
@@ -100,7 +101,8 @@ impl AddressSpace {
                 (Ok(()), Some(planned)) => self.read_planned_here(planned),
                 // Lost before it reached the ring: nothing in flight.
                 (Err(_), Some(planned)) => self.finish_read(&planned, false),
-                // (`start_one` takes the read only where it cannot unwind.)
+                // (`start_one` takes the read only where it cannot unwind:
+                // from the ring's push to the entry's record.)
                 (Err(_), None) => {}
             }
         }
@@ -157,19 +159,20 @@ impl AddressSpace {
             .offset(offset)
             .build()
             .user_data(id);
+        // From here the read is the entry's: nothing between the push and
+        // the entry's record can unwind (a failed allocation aborts), so
+        // no unwinding undoes a read the kernel may be writing.
+        let planned = slot.take().expect("looked at above");
         // SAFETY: the buffer (the run's slots, or the latched pages) is
         // valid and written by no one else until the completion is seen:
-        // the entry pushed just below holds the run and the latches until
-        // then, and `Drop` waits for it.
+        // the entry recorded just below holds the run and the latches
+        // until then, and `Drop` waits for it.
         if unsafe { state.ring.submission().push(&read) }.is_err() {
+            // (Not in the ring: the caller reads it another way.)
+            *slot = Some(planned);
             return;
         }
-        // A submit refused for now (interrupted, the kernel short of
-        // memory) leaves the read queued in the ring: the next submit (a
-        // wait, the read-ahead thread's tick) submits it.
-        let _ = state.ring.submit();
         inline.runs.lock().push((planned.page, count));
-        let planned = slot.take().expect("looked at above");
         state.entries.push(Entry {
             id,
             planned,
@@ -178,6 +181,10 @@ impl AddressSpace {
             read: None,
         });
         inline.started.fetch_add(1, Ordering::Relaxed);
+        // A submit refused for now (interrupted, the kernel short of
+        // memory) leaves the read queued in the ring: the next submit (a
+        // wait, the read-ahead thread's tick) submits it.
+        let _ = state.ring.submit();
     }
 
     /// A planned read this thread took but cannot start: read here,

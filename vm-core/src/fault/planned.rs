@@ -256,19 +256,29 @@ impl ReadAheadQueue {
     /// stopping with nothing left planned.
     pub(super) fn next_inline(&self, tick: std::time::Duration) -> Option<Work> {
         let mut queue = self.queue.lock();
-        if let Some(clean) = queue.clean.take() {
-            queue.cleaning = clean.runs.iter().map(|&(_, first, n)| (first, n)).collect();
-            return Some(Work::Clean(clean));
+        if let Some(work) = Self::ready_inline(&mut queue, tick, &self.direct_planned) {
+            return Some(work);
         }
         if !queue.stopping {
+            // (A read planned while this thread was busy was notified to
+            // no one: it was looked for just above.)
             self.work.wait_for(&mut queue, tick);
         }
+        Self::ready_inline(&mut queue, tick, &self.direct_planned)
+    }
+
+    /// `next_inline`'s look: the cleaning; else a read for this thread, or
+    /// one a faulting thread planned to start and has not, a tick later (or
+    /// at the stop).
+    fn ready_inline(
+        queue: &mut Queue,
+        tick: std::time::Duration,
+        direct_planned: &std::sync::atomic::AtomicUsize,
+    ) -> Option<Work> {
         if let Some(clean) = queue.clean.take() {
             queue.cleaning = clean.runs.iter().map(|&(_, first, n)| (first, n)).collect();
             return Some(Work::Clean(clean));
         }
-        // A read for this thread; or one a faulting thread planned to
-        // start and has not, a tick later (or at the stop).
         let stopping = queue.stopping;
         let at = queue
             .planned
@@ -276,7 +286,7 @@ impl ReadAheadQueue {
             .position(|p| p.direct.is_none() || stopping || p.at.elapsed() >= tick)?;
         let planned = queue.planned.remove(at)?;
         if planned.direct.is_some() {
-            self.direct_planned.fetch_sub(1, Ordering::Relaxed);
+            direct_planned.fetch_sub(1, Ordering::Relaxed);
         }
         queue.reading.push((planned.page, planned.was.len() as u64));
         Some(Work::Read(planned))
