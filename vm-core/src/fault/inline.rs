@@ -181,10 +181,19 @@ impl AddressSpace {
             read: None,
         });
         inline.started.fetch_add(1, Ordering::Relaxed);
+        let first = inline.in_ring.fetch_add(1, Ordering::AcqRel) == 0;
         // A submit refused for now (interrupted, the kernel short of
         // memory) leaves the read queued in the ring: the next submit (a
         // wait, the read-ahead thread's tick) submits it.
         let _ = state.ring.submit();
+        drop(state);
+        if first {
+            // The read-ahead thread sleeps while the ring is empty: it
+            // looks at reads nobody meets from now on.
+            if let Some(queue) = self.read_ahead.as_ref() {
+                queue.nudge();
+            }
+        }
     }
 
     /// A planned read this thread took but cannot start: read here,
@@ -267,6 +276,7 @@ impl AddressSpace {
                 };
                 if take {
                     done.push(state.entries.swap_remove(at));
+                    inline.in_ring.fetch_sub(1, Ordering::AcqRel);
                 } else {
                     at += 1;
                 }

@@ -25,6 +25,9 @@ pub(crate) struct InlineReads {
     pub(super) runs: Mutex<Vec<(u64, u64)>>,
     /// Reads started (for `VmStats::inline_reads`).
     pub(super) started: AtomicU64,
+    /// Reads in the ring (entries), for the read-ahead thread: with none,
+    /// and nothing planned, it sleeps until woken.
+    pub(super) in_ring: std::sync::atomic::AtomicUsize,
     /// The process whose ring and pool these are: a child made by `fork`
     /// shares the ring's memory with its parent and must not touch it.
     pub(super) owner: u32,
@@ -70,6 +73,7 @@ impl InlineReads {
             }),
             runs: Mutex::new(Vec::new()),
             started: AtomicU64::new(0),
+            in_ring: std::sync::atomic::AtomicUsize::new(0),
             owner: crate::sys::futex::current_pid(),
         })
     }
@@ -92,6 +96,11 @@ impl InlineReads {
     }
 
     /// Reads started so far.
+    /// Whether no read is in the ring.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.in_ring.load(Ordering::Acquire) == 0
+    }
+
     pub(crate) fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }

@@ -254,17 +254,34 @@ impl ReadAheadQueue {
     /// reads (`inline`): work to clean, or after `tick` whatever planned
     /// read nobody started; `None` after `tick` with nothing to do, or when
     /// stopping with nothing left planned.
-    pub(super) fn next_inline(&self, tick: std::time::Duration) -> Option<Work> {
+    pub(super) fn next_inline(
+        &self,
+        tick: std::time::Duration,
+        ring_empty: impl Fn() -> bool,
+    ) -> Option<Work> {
         let mut queue = self.queue.lock();
         if let Some(work) = Self::ready_inline(&mut queue, tick, &self.direct_planned) {
             return Some(work);
         }
         if !queue.stopping {
             // (A read planned while this thread was busy was notified to
-            // no one: it was looked for just above.)
-            self.work.wait_for(&mut queue, tick);
+            // no one: it was looked for just above.) With no read in the
+            // ring and none planned, nothing needs a tick: sleep until
+            // woken (a read entering an empty ring wakes it, under this
+            // lock, after counting itself in: see `nudge`).
+            if queue.planned.is_empty() && ring_empty() {
+                self.work.wait(&mut queue);
+            } else {
+                self.work.wait_for(&mut queue, tick);
+            }
         }
         Self::ready_inline(&mut queue, tick, &self.direct_planned)
+    }
+
+    /// Wakes the read-ahead thread (a read entered an empty ring).
+    pub(super) fn nudge(&self) {
+        let _queue = self.queue.lock();
+        self.work.notify_one();
     }
 
     /// `next_inline`'s look: the cleaning; else a read for this thread, or

@@ -262,7 +262,8 @@ impl AddressSpace {
                 // starts what they planned and did not start.
                 let mut reaped = std::time::Instant::now();
                 loop {
-                    let work = read_ahead.next_inline(super::inline_reads::TICK);
+                    let ring_empty = || self.inline.as_ref().is_none_or(|i| i.is_empty());
+                    let work = read_ahead.next_inline(super::inline_reads::TICK, ring_empty);
                     let idle = work.is_none();
                     match work {
                         Some(Work::Read(planned)) => read(planned),
