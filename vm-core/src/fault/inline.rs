@@ -200,37 +200,10 @@ impl AddressSpace {
     /// synchronously, as the read-ahead thread reads (into the pool, or
     /// straight into the pages), and finished.
     fn read_planned_here(&self, planned: Planned) {
-        let count = planned.was.len() as u64;
-        let channel = self.channel.as_ref().expect("read-ahead implies a volume");
-        let read = |bytes: &mut [u8]| match &planned.from {
-            PlannedFrom::Disk(disk) => channel
-                .read(disk.drive, disk.page, bytes, None)
-                .map_err(|_| ()),
-            PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
-        };
-        // A drive that panics fails this read like an error would.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // SAFETY: the planned read owns the exclusive latches of these
-            // absent pages (taken in `plan_read_ahead`, released in
-            // `finish`).
-            unsafe {
-                match self
-                    .region
-                    .read_into_pool(planned.page, count, RunUse::Read, read)
-                {
-                    Ok(read) => read.map(Some),
-                    Err(read) => self
-                        .region
-                        .fill_unpooled(planned.page, count, read)
-                        .map(|()| None)
-                        .map_err(|_| ()),
-                }
-            }
-        }));
-        match outcome {
-            Ok(Ok(Some(run))) => self.finish_pooled(&planned, run),
-            Ok(Ok(None)) => self.finish_read(&planned, true),
-            _ => self.finish_read(&planned, false),
+        match self.read_planned(&planned) {
+            Ok(Some(run)) => self.finish_pooled(&planned, run),
+            Ok(None) => self.finish_read(&planned, true),
+            Err(()) => self.finish_read(&planned, false),
         }
     }
 

@@ -208,35 +208,11 @@ impl AddressSpace {
             // this thread finishes its runs itself.
             let to_finisher = finisher.is_ok().then_some(to_finisher);
             let read = |planned: Planned| {
-                let count = planned.was.len() as u64;
-                let channel = self.channel.as_ref().expect("read-ahead implies a volume");
-                let read = |bytes: &mut [u8]| match &planned.from {
-                    PlannedFrom::Disk(disk) => channel
-                        .read(disk.drive, disk.page, bytes, None)
-                        .map_err(|_| ()),
-                    PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
-                };
                 // Into the pool (the finisher, or this thread without one,
                 // moves it), or straight in.
-                // A drive that panics fails this read like an error would.
-                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    // SAFETY: the planned read owns the exclusive latches of
-                    // these absent pages (taken in `plan_read_ahead`,
-                    // released only in `finish`).
-                    let done = unsafe {
-                        match self
-                            .region
-                            .read_into_pool(planned.page, count, RunUse::Read, read)
-                        {
-                            Ok(read) => return read.map(Some),
-                            // No pool run: the rest of `fill`.
-                            Err(read) => self.region.fill_unpooled(planned.page, count, read),
-                        }
-                    };
-                    done.map(|()| None).map_err(|_| ())
-                }));
+                let outcome = self.read_planned(&planned);
                 match (outcome, &to_finisher) {
-                    (Ok(Ok(Some(run))), Some(to)) => {
+                    (Ok(Some(run)), Some(to)) => {
                         if let Err(std::sync::mpsc::SendError((planned, run))) =
                             to.send((planned, run))
                         {
@@ -245,8 +221,8 @@ impl AddressSpace {
                             self.finish_pooled(&planned, run);
                         }
                     }
-                    (Ok(Ok(Some(run))), None) => self.finish_pooled(&planned, run),
-                    (outcome, _) => self.finish_read(&planned, matches!(outcome, Ok(Ok(None)))),
+                    (Ok(Some(run)), None) => self.finish_pooled(&planned, run),
+                    (outcome, _) => self.finish_read(&planned, outcome.is_ok()),
                 }
             };
             let clean = |clean: PlannedClean| {
@@ -291,6 +267,38 @@ impl AddressSpace {
             // The finisher drains what it was handed, then ends.
             drop(to_finisher);
         });
+    }
+
+    /// Does a planned read here, synchronously: into a run of the frame
+    /// pool (handed back, to be moved in), or straight into the pages
+    /// (`None`); `Err` if it failed — a drive that panics fails it like an
+    /// error would. Monitor not held.
+    pub(super) fn read_planned(&self, planned: &Planned) -> Result<Option<PooledRun<'_>>, ()> {
+        let count = planned.was.len() as u64;
+        let channel = self.channel.as_ref().expect("read-ahead implies a volume");
+        let read = |bytes: &mut [u8]| match &planned.from {
+            PlannedFrom::Disk(disk) => channel
+                .read(disk.drive, disk.page, bytes, None)
+                .map_err(|_| ()),
+            PlannedFrom::File(file, at) => file.read_pages(*at, bytes).map_err(|_| ()),
+        };
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the planned read owns the exclusive latches of these
+            // absent pages (taken in `plan_read_ahead`, released only in
+            // `finish`).
+            let done = unsafe {
+                match self
+                    .region
+                    .read_into_pool(planned.page, count, RunUse::Read, read)
+                {
+                    Ok(read) => return read.map(Some),
+                    // No pool run: the rest of `fill`.
+                    Err(read) => self.region.fill_unpooled(planned.page, count, read),
+                }
+            };
+            done.map(|()| None).map_err(|_| ())
+        }))
+        .unwrap_or(Err(()))
     }
 
     /// Moves a run read into the frame pool to its pages and finishes its
