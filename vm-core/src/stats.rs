@@ -152,6 +152,11 @@ pub struct VmStats {
     /// counted in `async_read_aheads` too.
     #[serde(default)]
     pub inline_reads: u64,
+    /// Of `inline_reads`, those nobody met: finished by the read-ahead
+    /// thread once complete for 20 ms (the program stopped reading the
+    /// stream), or at close.
+    #[serde(default)]
+    pub inline_reads_unmet: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -180,6 +185,7 @@ impl AddressSpace {
             frame_pool_huge_chunks,
             frame_pin_waits,
             inline_reads: self.inline_reads(),
+            inline_reads_unmet: self.inline_reads_unmet(),
             frame_pool_pages,
             release_calls: self.region.release_calls(),
             frames_moved_in,

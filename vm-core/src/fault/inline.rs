@@ -254,6 +254,9 @@ impl AddressSpace {
                     at += 1;
                 }
             }
+            if wait_for.is_none() {
+                inline.unmet.fetch_add(done.len() as u64, Ordering::Relaxed);
+            }
             let mut runs = inline.runs.lock();
             runs.retain(|&(start, _)| !done.iter().any(|e| e.planned.page == start));
         }
@@ -314,5 +317,10 @@ impl AddressSpace {
     /// Reads started by faulting threads (see [`InlineReads`]).
     pub(crate) fn inline_reads(&self) -> u64 {
         self.inline.as_ref().map_or(0, InlineReads::started)
+    }
+
+    /// Of those, the reads nobody met (see [`InlineReads`]).
+    pub(crate) fn inline_reads_unmet(&self) -> u64 {
+        self.inline.as_ref().map_or(0, InlineReads::unmet)
     }
 }

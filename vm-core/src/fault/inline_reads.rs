@@ -25,6 +25,9 @@ pub(crate) struct InlineReads {
     pub(super) runs: Mutex<Vec<(u64, u64)>>,
     /// Reads started (for `VmStats::inline_reads`).
     pub(super) started: AtomicU64,
+    /// Reads nobody met: finished by the read-ahead thread (for
+    /// `VmStats::inline_reads_unmet`).
+    pub(super) unmet: AtomicU64,
     /// Reads in the ring (entries), for the read-ahead thread: with none,
     /// and nothing planned, it sleeps until woken.
     pub(super) in_ring: std::sync::atomic::AtomicUsize,
@@ -73,6 +76,7 @@ impl InlineReads {
             }),
             runs: Mutex::new(Vec::new()),
             started: AtomicU64::new(0),
+            unmet: AtomicU64::new(0),
             in_ring: std::sync::atomic::AtomicUsize::new(0),
             owner: crate::sys::futex::current_pid(),
         })
@@ -99,6 +103,11 @@ impl InlineReads {
     /// Whether no read is in the ring.
     pub(crate) fn is_empty(&self) -> bool {
         self.in_ring.load(Ordering::Acquire) == 0
+    }
+
+    /// Reads finished by the read-ahead thread, nobody having met them.
+    pub(crate) fn unmet(&self) -> u64 {
+        self.unmet.load(Ordering::Relaxed)
     }
 
     pub(crate) fn started(&self) -> u64 {

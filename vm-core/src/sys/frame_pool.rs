@@ -916,7 +916,8 @@ impl FramePool {
     /// page pinned for longer (by anything else that pins memory) costs the
     /// wait once per run (the caller asks once), then is copied as before.
     /// Only callers that hold no lock others wait on ask (the read-ahead's
-    /// finisher, a mapped file's read-around): a fault that reads under the
+    /// finisher, a faulting thread finishing its own read-ahead, a mapped
+    /// file's read-around): a fault that reads under the
     /// monitor copies at once rather than stall every other fault.
     ///
     /// # Safety
