@@ -1630,11 +1630,13 @@ impl OutOfCoreReport {
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
             t.push_str(&format!(
-                "\nvm: {} faults, {} page-ins in {} reads ({} clustered), {} page-outs in {} writes, drive {}\n",
+                "\nvm: {} faults, {} page-ins in {} reads ({} clustered, {} of those read ahead, {} of those started and met by the faulting thread), {} page-outs in {} writes, drive {}\n",
                 stats.faults,
                 stats.page_ins,
                 stats.disk_reads,
                 stats.cluster_reads,
+                stats.async_read_aheads,
+                stats.inline_reads - stats.inline_reads_unmet,
                 stats.page_outs,
                 stats.disk_writes,
                 self.side(Side::Vm)
