@@ -19,6 +19,11 @@ const PAGES: u64 = 4 * BUDGET;
 /// A VM over one file drive in `dir`, read-ahead inline or not; `None`
 /// (with the reason printed) where the file system refuses `O_DIRECT`.
 fn direct_vm(dir: &std::path::Path, inline: bool) -> Option<Vm> {
+    direct_vm_with(dir, inline, true)
+}
+
+/// [`direct_vm`], with or without the frame pool (`moves`).
+fn direct_vm_with(dir: &std::path::Path, inline: bool, moves: bool) -> Option<Vm> {
     let options = FileDriveOptions::create(PAGE, PAGES + 1024);
     let drive = FileDrive::open(dir.join("drive"), &options).unwrap();
     if drive.cache_policy() != CachePolicy::Direct {
@@ -33,6 +38,7 @@ fn direct_vm(dir: &std::path::Path, inline: bool) -> Option<Vm> {
     let volume = Volume::format(channel, &FormatOptions::new(PAGE, PAGES)).unwrap();
     let config = VmConfig {
         inline_read_ahead: inline,
+        move_frames: moves,
         ..VmConfig::new(PAGES, BUDGET)
     };
     Some(Vm::new(config, Backing::Volume(volume)).unwrap())
@@ -113,6 +119,23 @@ fn a_scan_reads_its_clusters_in_the_faulting_thread_and_the_same_bytes() {
     );
     // Off: none.
     assert_eq!(thread.inline_reads, 0, "{thread:?}");
+}
+
+#[test]
+fn without_a_frame_pool_the_reads_go_straight_into_the_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(vm) = direct_vm_with(dir.path(), true, false) else {
+        return;
+    };
+    let stats = scan(&vm);
+    vm.close().unwrap();
+    assert_eq!(stats.page_ins, PAGES, "{stats:?}");
+    assert!(
+        stats.inline_reads * 2 > stats.async_read_aheads,
+        "{stats:?}"
+    );
+    assert_eq!(stats.frame_pool_pages, 0, "{stats:?}");
+    assert_eq!(stats.frames_moved_in, 0, "{stats:?}");
 }
 
 /// Faults the first page of `data` (advised `Sequential`): its cluster is
