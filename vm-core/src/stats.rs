@@ -146,15 +146,16 @@ pub struct VmStats {
     /// `evictions` too.
     #[serde(default)]
     pub freed_behind: u64,
-    /// Cluster reads a faulting thread started itself, asynchronously, and
-    /// a faulting thread finished (see
+    /// Cluster reads a faulting thread started itself, asynchronously, on
+    /// a ring (see
     /// [`VmConfig::inline_read_ahead`](crate::VmConfig::inline_read_ahead));
     /// counted in `async_read_aheads` too.
     #[serde(default)]
     pub inline_reads: u64,
-    /// Of `inline_reads`, those nobody met: finished by the read-ahead
-    /// thread once complete for 20 ms (the program stopped reading the
-    /// stream), or at close.
+    /// Of `inline_reads`, those nobody met: finished (or, after a failed
+    /// read, undone) by the read-ahead thread 20–40 ms after their
+    /// completion was first seen (the program stopped reading the stream),
+    /// or at close. The others were finished by a thread that met them.
     #[serde(default)]
     pub inline_reads_unmet: u64,
 }

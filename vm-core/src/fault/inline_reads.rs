@@ -99,7 +99,6 @@ impl InlineReads {
                 .any(|&(start, count)| (start..start + count).contains(&page))
     }
 
-    /// Reads started so far.
     /// Whether no read is in the ring.
     pub(crate) fn is_empty(&self) -> bool {
         self.in_ring.load(Ordering::Acquire) == 0
@@ -110,6 +109,7 @@ impl InlineReads {
         self.unmet.load(Ordering::Relaxed)
     }
 
+    /// Reads started so far.
     pub(crate) fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }

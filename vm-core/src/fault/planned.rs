@@ -72,6 +72,10 @@ struct Queue {
     /// latched pages `free` and `kill` wait for as for the others.
     around: Vec<(u64, u64)>,
     stopping: bool,
+    /// The read-ahead thread waits with no timeout (`next_inline`: no read
+    /// in the ring and none planned): any read planned now wakes it, so
+    /// that one its planner never starts is started a tick later.
+    sleeping: bool,
     /// Reads a faulting thread took to start itself (see `inline`) and
     /// has not yet handed to the ring: (first page, count).
     starting: Vec<(u64, u64)>,
@@ -81,7 +85,9 @@ struct Queue {
 #[derive(Default)]
 pub(crate) struct ReadAheadQueue {
     queue: Mutex<Queue>,
-    /// Signalled when a read is planned or the thread must stop.
+    /// Signalled when a read for the thread is planned (any read, while it
+    /// sleeps), when a read enters an empty inline ring while it sleeps
+    /// (`nudge`), or when the thread must stop.
     work: Condvar,
     /// Signalled when a cleaning ends.
     cleaning_over: Condvar,
@@ -186,9 +192,10 @@ impl ReadAheadQueue {
 
     /// Queues a planned read and wakes the thread.
     pub(super) fn plan(&self, planned: Planned) {
-        // (A read the faulting thread starts itself wakes no one.)
-        let wake = planned.direct.is_none();
+        // (A read the faulting thread starts itself wakes no one, unless
+        // the thread sleeps with no timeout.)
         let mut queue = self.queue.lock();
+        let wake = planned.direct.is_none() || queue.sleeping;
         queue.planned.push_back(planned);
         if !wake {
             self.direct_planned.fetch_add(1, Ordering::Relaxed);
@@ -251,9 +258,11 @@ impl ReadAheadQueue {
     }
 
     /// The read-ahead thread's wait where faulting threads start their own
-    /// reads (`inline`): work to clean, or after `tick` whatever planned
-    /// read nobody started; `None` after `tick` with nothing to do, or when
-    /// stopping with nothing left planned.
+    /// reads (`inline`): work to clean, a read for the thread, or, a tick
+    /// after it was planned, a read nobody started; `None` after a wait
+    /// with nothing to do — a tick, or with no read in the ring
+    /// (`ring_empty`) and none planned, until woken — or when stopping
+    /// with nothing left planned.
     pub(super) fn next_inline(
         &self,
         tick: std::time::Duration,
@@ -270,7 +279,9 @@ impl ReadAheadQueue {
             // woken (a read entering an empty ring wakes it, under this
             // lock, after counting itself in: see `nudge`).
             if queue.planned.is_empty() && ring_empty() {
+                queue.sleeping = true;
                 self.work.wait(&mut queue);
+                queue.sleeping = false;
             } else {
                 self.work.wait_for(&mut queue, tick);
             }
@@ -280,8 +291,10 @@ impl ReadAheadQueue {
 
     /// Wakes the read-ahead thread (a read entered an empty ring).
     pub(super) fn nudge(&self) {
-        let _queue = self.queue.lock();
-        self.work.notify_one();
+        let queue = self.queue.lock();
+        if queue.sleeping {
+            self.work.notify_one();
+        }
     }
 
     /// `next_inline`'s look: the cleaning; else a read for this thread, or
