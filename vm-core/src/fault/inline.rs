@@ -48,8 +48,8 @@
 //! reader never comes (the program stopped scanning) is finished by the
 //! read-ahead thread once it has been complete for a [`TICK`] — it looks at
 //! least that often, whatever else it does, while a read is in the ring
-//! or planned, and sleeps until woken otherwise — and so is a planned read
-//! nobody started. Closing the VM stops the read-ahead thread only after
+//! or planned, and otherwise sleeps until a read enters the ring (for a
+//! second at most) — and so is a planned read nobody started. Closing the VM stops the read-ahead thread only after
 //! every read has completed and been finished. A panic while a read is
 //! being started undoes it (its pages absent again), as a failed read is.
 //!
