@@ -205,7 +205,7 @@ impl Vm {
             pending: Mutex::new(VecDeque::new()),
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),
-            read_ahead: read_ahead_mode.then(|| ReadAheadQueue::new(inline.is_some())),
+            read_ahead: read_ahead_mode.then(ReadAheadQueue::default),
             inline,
             in_transit: AtomicU64::new(0),
             hits: HitCounter::default(),

@@ -51,6 +51,16 @@ fn counted(vm: &Vm, work: impl FnOnce()) -> (u64, u64) {
     )
 }
 
+/// The merge's data was read about once: at most 10% more page-ins than
+/// its pages.
+fn assert_read_about_once(page_ins: u64, what: &str) {
+    assert!(
+        page_ins <= RUNS * RUN * 11 / 10,
+        "{what}: {page_ins} page-ins for {} pages",
+        RUNS * RUN
+    );
+}
+
 /// A merge's reads of `data` (runs of pattern `seed`): one page of each
 /// run in turn, every run in order; its page-ins and cluster reads.
 fn merge(vm: &Vm, data: Interval, seed: u64) -> (u64, u64) {
@@ -85,11 +95,7 @@ fn a_merge_of_many_runs_reads_each_page_about_once() {
         vm.advise(after_it, Advice::Sequential).unwrap();
         let (page_ins, reads) = merge(&vm, data, 11);
         eprintln!("{scope:?}: {page_ins} page-ins in {reads} cluster reads");
-        assert!(
-            page_ins <= RUNS * RUN * 11 / 10,
-            "{scope:?}: {page_ins} page-ins for {} pages",
-            RUNS * RUN
-        );
+        assert_read_about_once(page_ins, &format!("{scope:?}"));
         // By runs still, each stream counted once: a window is a quarter
         // of memory over 32 streams, 16 pages (512 reads and the first
         // windows, which grow from 8 pages; 1,024 were a stream counted
@@ -126,11 +132,7 @@ fn a_merge_under_normal_advice_reads_each_page_about_once() {
     write_out(&vm, data, 13);
     let (page_ins, reads) = merge(&vm, data, 13);
     eprintln!("Normal advice: {page_ins} page-ins in {reads} cluster reads");
-    assert!(
-        page_ins <= RUNS * RUN * 11 / 10,
-        "{page_ins} page-ins for {} pages",
-        RUNS * RUN
-    );
+    assert_read_about_once(page_ins, "Normal advice");
     // Found as streams and read by runs: fewer reads than a page at a time
     // by far.
     assert!(reads <= RUNS * RUN / 8, "{reads} cluster reads");

@@ -98,23 +98,12 @@ pub(crate) struct ReadAheadQueue {
     reading_over: Condvar,
     /// Pages the thread has cleaned (written and marked clean).
     pub(crate) cleaned: AtomicU64,
-    /// Planned reads are started by the thread that planned them (see
-    /// `inline`): the read-ahead thread is not woken for them.
-    pub(crate) inline: bool,
     /// Planned reads the faulting thread can start itself, in `planned`
     /// (so that a fault with none looks at no lock).
     direct_planned: std::sync::atomic::AtomicUsize,
 }
 
 impl ReadAheadQueue {
-    /// An empty queue; `inline` if faulting threads start their own reads.
-    pub(crate) fn new(inline: bool) -> Self {
-        Self {
-            inline,
-            ..Self::default()
-        }
-    }
-
     /// Asks the thread to stop once every planned read is done.
     pub(crate) fn stop(&self) {
         self.queue.lock().stopping = true;

@@ -231,7 +231,7 @@ impl AddressSpace {
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_behind(clean)));
                 read_ahead.cleaned();
             };
-            if read_ahead.inline {
+            if self.inline.is_some() {
                 // Faulting threads start and finish their reads themselves
                 // (see `inline`): this thread cleans, and every tick
                 // finishes what they left (a read nobody waits for) and
