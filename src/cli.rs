@@ -169,6 +169,13 @@ pub struct OutOfCoreArgs {
     /// by the faulting thread; the last four run only when named here).
     #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge", "vm-thread-read-ahead"])]
     sides: Vec<String>,
+    /// Run the sides this many times, rotating their order by one each
+    /// round (a side's time depends on what the side before it left in
+    /// free memory); times are then medians, and ratios the medians of each
+    /// round's own. A multiple of the sides' count puts each side in each
+    /// place equally often.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    rounds: u64,
     /// Directory for the files (default: a temporary one; it must be on a
     /// real disk for the figures to mean anything).
     #[arg(long)]
@@ -930,6 +937,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 workloads: a.workloads.clone(),
                 threads: usize::from(a.threads),
                 sides: a.sides.clone(),
+                rounds: a.rounds as usize,
             };
             // Find out now, not after the run, whether the chart can be
             // written.
@@ -983,6 +991,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                     .collect(),
                 threads: a.threads,
                 sides: Vec::new(),
+                rounds: 1,
             };
             let limit = match (&a.cgroup_procs, side) {
                 (Some(procs), cedar_bench::out_of_core::Side::Kernel)

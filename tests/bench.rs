@@ -316,6 +316,97 @@ fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a
     (&sides[0]["vm_stats"], &sides[1]["vm_stats"])
 }
 
+/// `--rounds 3`: the sides run three times, the order rotated each round
+/// (vm first, then the kernel's side first, then vm first again), every
+/// round's scans finished and checked; each side's time in `sides` is the
+/// median of its three, its peak the highest; the table says so.
+#[test]
+fn the_out_of_core_run_rotates_the_sides_over_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = tiny_out_of_core(
+        dir.path(),
+        "vm,kernel-advised",
+        "scan",
+        &["--rounds", "3", "--json"],
+    );
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    let orders: Vec<Vec<&str>> = rounds
+        .iter()
+        .map(|r| {
+            r["order"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        orders,
+        [
+            ["vm", "kernel-advised"],
+            ["kernel-advised", "vm"],
+            ["vm", "kernel-advised"]
+        ]
+    );
+    let scan_of = |side: &Value| {
+        let scan = side["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "scan")
+            .unwrap_or_else(|| panic!("no scan: {side}"));
+        assert_eq!(scan["finished"], true, "{side}");
+        scan["seconds"].as_f64().unwrap()
+    };
+    for name in ["vm", "kernel-advised"] {
+        let runs: Vec<&Value> = rounds
+            .iter()
+            .map(|r| {
+                r["sides"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["side"] == name)
+                    .unwrap()
+            })
+            .collect();
+        let mut times: Vec<f64> = runs.iter().map(|s| scan_of(s)).collect();
+        times.sort_by(f64::total_cmp);
+        let summary = report["sides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["side"] == name)
+            .unwrap();
+        assert_eq!(
+            scan_of(summary),
+            times[1],
+            "{name}: the median of {times:?}"
+        );
+        let peaks: Vec<u64> = runs
+            .iter()
+            .filter_map(|s| s["peak_bytes"].as_u64())
+            .collect();
+        if peaks.is_empty() {
+            println!("no cgroup here: peaks not checked");
+        } else {
+            assert_eq!(summary["peak_bytes"].as_u64(), peaks.iter().max().copied());
+        }
+    }
+    let o = tiny_out_of_core(dir.path(), "vm,kernel-advised", "scan", &["--rounds", "2"]);
+    let table = stdout(&o);
+    assert!(
+        table.contains("2 rounds")
+            && table
+                .lines()
+                .any(|l| l.starts_with("vm/adv, lowest–highest of the rounds:")
+                    && l.contains("scan ")),
+        "{table}"
+    );
+}
+
 /// The side without frame moves (`--sides vm,vm-no-move`): the same VM
 /// with `VmConfig::move_frames` off beside the default one, both scans
 /// finished and checked; the default side moved its runs through the

@@ -172,6 +172,10 @@ pub struct OutOfCoreOptions {
     /// kernel-advised, kernel).
     #[serde(default)]
     pub sides: Vec<String>,
+    /// How many times the sides run, each round in an order rotated by
+    /// one from the round before (see [`OutOfCoreReport::rounds`]).
+    #[serde(default = "one")]
+    pub rounds: usize,
 }
 
 fn one() -> usize {
@@ -236,10 +240,109 @@ pub struct SideReport {
 pub struct OutOfCoreReport {
     /// The run's options.
     pub options: OutOfCoreOptions,
-    /// Each side, VM first.
+    /// Each side, in the order asked for. With several rounds, each side's
+    /// medians over them (see [`OutOfCoreReport::rounds`]).
     pub sides: Vec<SideReport>,
     /// Why there was no cgroup, if there was none.
     pub cgroup_note: Option<String>,
+    /// Every round, when there were several (`--rounds`); empty for one.
+    ///
+    /// Why rounds, and why rotated: a side runs faster or slower depending
+    /// on the side that ran before it, because of what that side's process
+    /// left in the machine's free memory. Measured on this project's
+    /// virtual machine (the kernel reports free 2 MiB blocks to its host,
+    /// which takes them back; memory a process has just freed comes back
+    /// fast, memory the host took back costs a fault on the host for every
+    /// 4 KiB page first touched): the VM's 4× scan took a median 0.486 s
+    /// run first and 0.418 s run after the advised kernel's side, six runs
+    /// each, while the kernel's moved from 0.377 to 0.393 s. A fixed order
+    /// favours one side by that much. Rotating the order each round puts
+    /// every side in every place equally often (over a multiple of the
+    /// sides' count), and the times reported are medians.
+    #[serde(default)]
+    pub rounds: Vec<Round>,
+}
+
+/// One round of a run of several (`--rounds`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// The sides in the order they ran.
+    pub order: Vec<Side>,
+    /// What each reported, in the order they ran.
+    pub sides: Vec<SideReport>,
+}
+
+/// The order of the sides in round `round` (from 0): `sides` rotated left
+/// by `round` places, so that over `sides.len()` rounds every side runs in
+/// every place once.
+pub fn round_order(sides: &[Side], round: usize) -> Vec<Side> {
+    let mut order = sides.to_vec();
+    if !order.is_empty() {
+        order.rotate_left(round % sides.len());
+    }
+    order
+}
+
+/// The median of `values` (the mean of the middle two for an even count);
+/// `None` for none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// `side`'s report over several rounds (`reports`, one a round, in round
+/// order): each workload's median time and share done (finished only if
+/// it finished in every round it ran in); the highest peak (the bound
+/// must hold in every run); the first round's limit, statistics and cache
+/// policy; and the first failure, naming its round.
+pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
+    // Every workload any round reported (a side's own, such as the
+    // device's, too), in the order they ran.
+    let mut names: Vec<&str> = Vec::new();
+    for w in reports.iter().flat_map(|r| &r.workloads) {
+        if !names.contains(&w.name.as_str()) {
+            names.push(&w.name);
+        }
+    }
+    let mut workloads: Vec<Workload> = Vec::new();
+    for name in names {
+        let runs: Vec<&Workload> = reports
+            .iter()
+            .flat_map(|r| r.workloads.iter().filter(|w| w.name == name))
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let of = |f: fn(&Workload) -> f64| {
+            median(&runs.iter().map(|w| f(w)).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
+        workloads.push(Workload {
+            name: name.to_string(),
+            seconds: of(|w| w.seconds),
+            finished: runs.iter().all(|w| w.finished),
+            fraction_done: of(|w| w.fraction_done),
+        });
+    }
+    let first = reports.first();
+    SideReport {
+        side,
+        workloads,
+        vm_stats: first.and_then(|r| r.vm_stats.clone()),
+        cache: first.and_then(|r| r.cache),
+        peak_bytes: reports.iter().filter_map(|r| r.peak_bytes).max(),
+        limit_bytes: first.and_then(|r| r.limit_bytes),
+        failure: reports.iter().enumerate().find_map(|(at, r)| {
+            r.failure
+                .as_ref()
+                .map(|f| format!("{f} (round {} of {})", at + 1, reports.len()))
+        }),
+    }
 }
 
 /// The memory a workload runs through: the VM's address space or the
@@ -1209,102 +1312,137 @@ pub fn out_of_core(
             })
             .collect::<Result<_, _>>()?
     };
-    let bar = progress(sides.len() as u64, "out-of-core");
-    let mut reports = Vec::new();
+    let rounds = options.rounds.max(1);
+    let bar = progress((sides.len() * rounds) as u64, "out-of-core");
+    let mut all_rounds: Vec<Round> = Vec::new();
     let mut cgroup_note = None;
-    for side in sides {
-        if interrupted() {
-            return Err(ToolError::Failed("interrupted".into()));
-        }
-        // The kernel's child lowers its limit once it is in (see the
-        // module doc).
-        let limit = options.memory_bytes + options.memory_bytes / 4 + SLACK_BYTES;
-        let name = format!("cedarvm-out-of-core-{}-{}", std::process::id(), side.name());
-        let cgroup = match MemoryCgroup::create(&name, limit) {
-            Ok(cgroup) => Some(cgroup),
-            Err(reason) => {
-                cgroup_note = Some(reason);
-                None
+    for round in 0..rounds {
+        let order = round_order(&sides, round);
+        let mut reports = Vec::new();
+        for &side in &order {
+            if interrupted() {
+                return Err(ToolError::Failed("interrupted".into()));
             }
-        };
-        let mut command = std::process::Command::new(program);
-        command
-            .args(["bench", "out-of-core-side", "--side", side.name()])
-            .args(["--memory", &options.memory_bytes.to_string()])
-            .args(["--reads", &options.reads.to_string()])
-            .args(["--limit-s", &options.limit_s.to_string()])
-            .args(["--seed", &options.seed.to_string()])
-            .args(["--workloads", &options.workloads.join(",")])
-            .args(["--threads", &options.threads.to_string()])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if let Some(cgroup) = &cgroup {
-            command.arg("--cgroup-procs").arg(cgroup.procs());
-        }
-        let child = command.spawn().map_err(|source| ToolError::File {
-            path: program.to_path_buf(),
-            source,
-        })?;
-        // Interrupted, the child is killed first, then what it used goes.
-        on_interrupt(Cleanup::Kill(child.id()));
-        if let Some(cgroup) = &cgroup {
-            on_interrupt(Cleanup::RemoveCgroup(cgroup.dir().to_path_buf()));
-        }
-        let output = child.wait_with_output().map_err(|source| ToolError::File {
-            path: program.to_path_buf(),
-            source,
-        })?;
-        use std::os::unix::process::ExitStatusExt;
-        let killed = output.status.signal() == Some(9) && cgroup.is_some();
-        // The kernel's sides may be killed by their cgroup (reported as
-        // such); any other failure, or the VM's side killed, fails the run.
-        let tolerated = killed && matches!(side, Side::Kernel | Side::KernelAdvised);
-        if !output.status.success() && !tolerated {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let mut reason = stderr
-                .trim()
-                .trim_start_matches("cedarvm: error: ")
-                .to_string();
-            if killed && reason.is_empty() {
-                reason = "killed by its memory cgroup's OOM killer: is --dir on a memory file \
-                          system (tmpfs, /dev/shm)? Files there are charged to the side's memory; \
-                          give a folder on a disk"
-                    .into();
+            // The kernel's child lowers its limit once it is in (see the
+            // module doc).
+            let limit = options.memory_bytes + options.memory_bytes / 4 + SLACK_BYTES;
+            let name = format!(
+                "cedarvm-out-of-core-{}-{}-{}",
+                std::process::id(),
+                round + 1,
+                side.name()
+            );
+            let cgroup = match MemoryCgroup::create(&name, limit) {
+                Ok(cgroup) => Some(cgroup),
+                Err(reason) => {
+                    cgroup_note = Some(reason);
+                    None
+                }
+            };
+            let mut command = std::process::Command::new(program);
+            command
+                .args(["bench", "out-of-core-side", "--side", side.name()])
+                .args(["--memory", &options.memory_bytes.to_string()])
+                .args(["--reads", &options.reads.to_string()])
+                .args(["--limit-s", &options.limit_s.to_string()])
+                .args(["--seed", &options.seed.to_string()])
+                .args(["--workloads", &options.workloads.join(",")])
+                .args(["--threads", &options.threads.to_string()])
+                .arg("--dir")
+                .arg(dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if let Some(cgroup) = &cgroup {
+                command.arg("--cgroup-procs").arg(cgroup.procs());
             }
-            return Err(ToolError::Failed(format!(
-                "the {} side of the run failed ({}): {reason}",
-                side.name(),
-                output.status
-            )));
-        }
-        let mut report: SideReport = if killed {
-            SideReport {
-                side,
-                workloads: Vec::new(),
-                vm_stats: None,
-                cache: None,
-                peak_bytes: None,
-                limit_bytes: None,
-                failure: Some("killed by its cgroup's OOM killer".into()),
+            let child = command.spawn().map_err(|source| ToolError::File {
+                path: program.to_path_buf(),
+                source,
+            })?;
+            // Interrupted, the child is killed first, then what it used goes.
+            on_interrupt(Cleanup::Kill(child.id()));
+            if let Some(cgroup) = &cgroup {
+                on_interrupt(Cleanup::RemoveCgroup(cgroup.dir().to_path_buf()));
             }
-        } else {
-            serde_json::from_slice(&output.stdout)
-                .map_err(|e| ToolError::Check(format!("the {} side's report: {e}", side.name())))?
-        };
-        if let Some(cgroup) = &cgroup {
-            report.peak_bytes = cgroup.peak().ok();
-            report.limit_bytes = cgroup.limit().ok().or(Some(limit));
+            let output = child.wait_with_output().map_err(|source| ToolError::File {
+                path: program.to_path_buf(),
+                source,
+            })?;
+            use std::os::unix::process::ExitStatusExt;
+            let killed = output.status.signal() == Some(9) && cgroup.is_some();
+            // The kernel's sides may be killed by their cgroup (reported as
+            // such); any other failure, or the VM's side killed, fails the run.
+            let tolerated = killed && matches!(side, Side::Kernel | Side::KernelAdvised);
+            if !output.status.success() && !tolerated {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let mut reason = stderr
+                    .trim()
+                    .trim_start_matches("cedarvm: error: ")
+                    .to_string();
+                if killed && reason.is_empty() {
+                    reason = "killed by its memory cgroup's OOM killer: is --dir on a memory file \
+                              system (tmpfs, /dev/shm)? Files there are charged to the side's memory; \
+                              give a folder on a disk"
+                        .into();
+                }
+                return Err(ToolError::Failed(format!(
+                    "the {} side of the run failed ({}): {reason}",
+                    side.name(),
+                    output.status
+                )));
+            }
+            let mut report: SideReport = if killed {
+                SideReport {
+                    side,
+                    workloads: Vec::new(),
+                    vm_stats: None,
+                    cache: None,
+                    peak_bytes: None,
+                    limit_bytes: None,
+                    failure: Some("killed by its cgroup's OOM killer".into()),
+                }
+            } else {
+                serde_json::from_slice(&output.stdout).map_err(|e| {
+                    ToolError::Check(format!("the {} side's report: {e}", side.name()))
+                })?
+            };
+            if let Some(cgroup) = &cgroup {
+                report.peak_bytes = cgroup.peak().ok();
+                report.limit_bytes = cgroup.limit().ok().or(Some(limit));
+            }
+            reports.push(report);
+            bar.inc(1);
         }
-        reports.push(report);
-        bar.inc(1);
+        all_rounds.push(Round {
+            order,
+            sides: reports,
+        });
     }
     bar.finish_and_clear();
+    let (reports, rounds) = match all_rounds.len() {
+        1 => (
+            all_rounds.pop().map(|r| r.sides).unwrap_or_default(),
+            Vec::new(),
+        ),
+        _ => {
+            let medians = sides
+                .iter()
+                .map(|&side| {
+                    let runs: Vec<&SideReport> = all_rounds
+                        .iter()
+                        .filter_map(|r| r.sides.iter().find(|s| s.side == side))
+                        .collect();
+                    median_side(side, &runs)
+                })
+                .collect();
+            (medians, all_rounds)
+        }
+    };
     Ok(OutOfCoreReport {
         options: options.clone(),
         sides: reports,
         cgroup_note,
+        rounds,
     })
 }
 
@@ -1322,6 +1460,32 @@ impl OutOfCoreReport {
             .workloads
             .iter()
             .find(|w| w.name == workload)
+    }
+
+    /// Side `a`'s time over side `b`'s for `workload` (projected, where a
+    /// workload stopped early): with several rounds, the median of each
+    /// round's own ratio, then the lowest and the highest; with one, that
+    /// ratio three times. `None` where either did not run it.
+    pub fn ratio(&self, a: Side, b: Side, workload: &str) -> Option<(f64, f64, f64)> {
+        let of = |sides: &[SideReport]| {
+            let time = |side: Side| {
+                sides
+                    .iter()
+                    .find(|s| s.side == side)?
+                    .workloads
+                    .iter()
+                    .find(|w| w.name == workload)
+                    .map(Workload::projected_s)
+            };
+            Some(time(a)? / time(b)?)
+        };
+        if self.rounds.is_empty() {
+            return of(&self.sides).map(|r| (r, r, r));
+        }
+        let ratios: Vec<f64> = self.rounds.iter().filter_map(|r| of(&r.sides)).collect();
+        let low = ratios.iter().copied().reduce(f64::min)?;
+        let high = ratios.iter().copied().reduce(f64::max)?;
+        Some((median(&ratios)?, low, high))
     }
 
     /// The report as a table for a terminal.
@@ -1346,6 +1510,13 @@ impl OutOfCoreReport {
         );
         if let Some(note) = &self.cgroup_note {
             t.push_str(&format!("no cgroup: {note}; peak memory not measured\n"));
+        }
+        if self.rounds.len() > 1 {
+            t.push_str(&format!(
+                "{} rounds, the sides' order rotated by one each round: times are each side's \
+                 medians, ratios the medians of each round's own ratio\n",
+                self.rounds.len()
+            ));
         }
         // The VM's own sides' table, unless only the file-mapping side ran
         // beside the kernel's (its section below says it all).
@@ -1374,14 +1545,12 @@ impl OutOfCoreReport {
             None => "-".into(),
         };
         let cell = |w: Option<&Workload>| cell_of(w, false);
-        let ratio = |a: Option<&Workload>, b: Option<&Workload>| match (a, b) {
+        let ratio = |a: Side, b: Side, name: &str| match self.ratio(a, b, name) {
             // Against a thrashing kernel the ratio is tiny: say how tiny
             // (1/N), not "0.00×".
-            (Some(a), Some(b)) => match a.projected_s() / b.projected_s() {
-                r if r < 0.01 => format!("1/{:.0}", 1.0 / r),
-                r => format!("{r:.2}×"),
-            },
-            _ => "-".into(),
+            Some((r, ..)) if r < 0.01 => format!("1/{:.0}", 1.0 / r),
+            Some((r, ..)) => format!("{r:.2}×"),
+            None => "-".into(),
         };
         if main_table {
             for name in WORKLOADS {
@@ -1405,10 +1574,10 @@ impl OutOfCoreReport {
                     cell_of(transparent, failed(Side::VmTransparent)),
                     cell_of(advised, failed(Side::KernelAdvised)),
                     cell_of(plain, failed(Side::Kernel)),
-                    ratio(vm, advised),
-                    ratio(transparent, advised),
-                    ratio(transparent, vm),
-                    ratio(vm, plain)
+                    ratio(Side::Vm, Side::KernelAdvised, name),
+                    ratio(Side::VmTransparent, Side::KernelAdvised, name),
+                    ratio(Side::VmTransparent, Side::Vm, name),
+                    ratio(Side::Vm, Side::Kernel, name)
                 ));
             }
         }
@@ -1447,7 +1616,7 @@ impl OutOfCoreReport {
                     ));
                 }
                 for &(side, ..) in &kernels {
-                    row.push_str(&format!(" {:>10}", ratio(mapped, self.seconds(side, name))));
+                    row.push_str(&format!(" {:>10}", ratio(Side::VmMapped, side, name)));
                 }
                 t.push_str(&row);
                 t.push('\n');
@@ -1508,7 +1677,7 @@ impl OutOfCoreReport {
                     name,
                     cell_of(vm, failed(Side::Vm)),
                     cell_of(plain, failed(variant)),
-                    ratio(vm, plain)
+                    ratio(Side::Vm, variant, name)
                 ));
             }
             t.push_str(note);
@@ -1536,6 +1705,22 @@ impl OutOfCoreReport {
                 }
             }
             t.push('\n');
+        }
+        if main_table && self.rounds.len() > 1 {
+            // How far the rounds' own ratios spread.
+            let spread: Vec<String> = WORKLOADS
+                .iter()
+                .filter_map(|&name| {
+                    let (_, low, high) = self.ratio(Side::Vm, Side::KernelAdvised, name)?;
+                    Some(format!("{name} {low:.2}–{high:.2}×"))
+                })
+                .collect();
+            if !spread.is_empty() {
+                t.push_str(&format!(
+                    "vm/adv, lowest–highest of the rounds: {}\n",
+                    spread.join(", ")
+                ));
+            }
         }
         if main_table {
             t.push_str(
@@ -1714,5 +1899,136 @@ impl OutOfCoreReport {
         }
         s.push_str("</svg>\n");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(side: Side, scans: f64, peak: Option<u64>, failure: Option<&str>) -> SideReport {
+        SideReport {
+            side,
+            workloads: vec![
+                Workload {
+                    name: "fill".into(),
+                    seconds: 1.0,
+                    finished: true,
+                    fraction_done: 1.0,
+                },
+                Workload {
+                    name: "scan".into(),
+                    seconds: scans,
+                    finished: failure.is_none(),
+                    fraction_done: if failure.is_none() { 1.0 } else { 0.5 },
+                },
+            ],
+            vm_stats: None,
+            cache: None,
+            peak_bytes: peak,
+            limit_bytes: Some(100),
+            failure: failure.map(String::from),
+        }
+    }
+
+    #[test]
+    fn every_side_runs_in_every_place_once_over_as_many_rounds() {
+        let sides = [
+            Side::Vm,
+            Side::VmTransparent,
+            Side::KernelAdvised,
+            Side::Kernel,
+        ];
+        for (place, _) in sides.iter().enumerate() {
+            let mut seen: Vec<Side> = (0..sides.len())
+                .map(|round| round_order(&sides, round)[place])
+                .collect();
+            seen.sort_by_key(|s| s.name());
+            let mut all = sides.to_vec();
+            all.sort_by_key(|s| s.name());
+            assert_eq!(seen, all, "place {place}");
+        }
+        assert_eq!(round_order(&sides, 0), sides);
+        assert_eq!(round_order(&sides, 5), round_order(&sides, 1));
+        assert!(round_order(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn the_median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[0.7]), Some(0.7));
+    }
+
+    #[test]
+    fn a_side_over_rounds_takes_medians_the_highest_peak_and_the_first_failure() {
+        let rounds = [
+            side(Side::Vm, 0.5, Some(10), None),
+            side(Side::Vm, 0.3, Some(30), Some("killed")),
+            side(Side::Vm, 0.4, None, None),
+        ];
+        let refs: Vec<&SideReport> = rounds.iter().collect();
+        let m = median_side(Side::Vm, &refs);
+        let names: Vec<&str> = m.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["fill", "scan"]);
+        assert_eq!(m.workloads[1].seconds, 0.4);
+        assert!(!m.workloads[1].finished, "one round did not finish");
+        assert_eq!(m.workloads[1].fraction_done, 1.0);
+        assert_eq!(m.peak_bytes, Some(30));
+        assert_eq!(m.failure.as_deref(), Some("killed (round 2 of 3)"));
+    }
+
+    #[test]
+    fn ratios_over_rounds_are_the_median_of_each_rounds_own() {
+        // Each round's own ratio is 2, 0.5 and 4 (median 2); the ratio of
+        // the sides' median times would be 0.4 / 0.5 = 0.8.
+        let round = |vm: f64, kernel: f64, order: Vec<Side>| Round {
+            order,
+            sides: vec![
+                side(Side::Vm, vm, None, None),
+                side(Side::KernelAdvised, kernel, None, None),
+            ],
+        };
+        let rounds = vec![
+            round(1.0, 0.5, vec![Side::Vm, Side::KernelAdvised]),
+            round(0.3, 0.6, vec![Side::KernelAdvised, Side::Vm]),
+            round(0.4, 0.1, vec![Side::Vm, Side::KernelAdvised]),
+        ];
+        let sides = [Side::Vm, Side::KernelAdvised]
+            .iter()
+            .map(|&s| {
+                let runs: Vec<&SideReport> = rounds
+                    .iter()
+                    .filter_map(|r| r.sides.iter().find(|x| x.side == s))
+                    .collect();
+                median_side(s, &runs)
+            })
+            .collect();
+        let report = OutOfCoreReport {
+            options: OutOfCoreOptions {
+                memory_bytes: 1 << 20,
+                reads: 1,
+                limit_s: 1.0,
+                seed: 1,
+                dir: None,
+                workloads: vec!["scan".into()],
+                threads: 1,
+                sides: Vec::new(),
+                rounds: 3,
+            },
+            sides,
+            cgroup_note: None,
+            rounds,
+        };
+        let (median, low, high) = report.ratio(Side::Vm, Side::KernelAdvised, "scan").unwrap();
+        assert_eq!((median, low, high), (2.0, 0.5, 4.0));
+        assert_eq!(report.sides[0].workloads[1].seconds, 0.4);
+        assert_eq!(report.sides[1].workloads[1].seconds, 0.5);
+        let table = report.table();
+        assert!(table.contains("3 rounds"), "{table}");
+        assert!(table.contains("scan 0.50–4.00×"), "{table}");
+        assert!(table.contains("2.00×"), "{table}");
+        assert!(report.ratio(Side::Vm, Side::Kernel, "scan").is_none());
     }
 }
