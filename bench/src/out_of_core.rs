@@ -333,7 +333,7 @@ pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
     SideReport {
         side,
         workloads,
-        vm_stats: first.and_then(|r| r.vm_stats.clone()),
+        vm_stats: first.and_then(|r| r.vm_stats),
         cache: first.and_then(|r| r.cache),
         peak_bytes: reports.iter().filter_map(|r| r.peak_bytes).max(),
         limit_bytes: first.and_then(|r| r.limit_bytes),
