@@ -169,11 +169,12 @@ pub struct OutOfCoreArgs {
     /// by the faulting thread; the last four run only when named here).
     #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge", "vm-thread-read-ahead"])]
     sides: Vec<String>,
-    /// Run the sides this many times, rotating their order by one each
-    /// round (a side's time depends on what the side before it left in
-    /// free memory); times are then medians, and ratios the medians of each
-    /// round's own. A multiple of the sides' count puts each side in each
-    /// place equally often.
+    /// Run the sides this many times, each round in another order (a
+    /// side's time can depend on what the side before it left in free
+    /// memory); times are then medians, and ratios the medians of each
+    /// round's own. A multiple of the sides' count (twice it for an odd
+    /// count) puts each side in every place, and after every other side,
+    /// equally often.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     rounds: u64,
     /// Directory for the files (default: a temporary one; it must be on a

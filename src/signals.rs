@@ -56,6 +56,10 @@ pub fn undo_on_signal(cleanup: cedar_bench::out_of_core::Cleanup) {
         Cleanup::Kill(pid) => CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid),
         Cleanup::RemoveDir(path) => remove_on_signal(path),
         Cleanup::RemoveCgroup(path) => CGROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(path),
+        Cleanup::Reaped(pid) => CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&p| p != pid),
     }
 }
 

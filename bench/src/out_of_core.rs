@@ -172,8 +172,8 @@ pub struct OutOfCoreOptions {
     /// kernel-advised, kernel).
     #[serde(default)]
     pub sides: Vec<String>,
-    /// How many times the sides run, each round in an order rotated by
-    /// one from the round before (see [`OutOfCoreReport::rounds`]).
+    /// How many times the sides run, each round in its own order (see
+    /// [`round_order`] and [`OutOfCoreReport::rounds`]).
     #[serde(default = "one")]
     pub rounds: usize,
 }
@@ -247,18 +247,19 @@ pub struct OutOfCoreReport {
     pub cgroup_note: Option<String>,
     /// Every round, when there were several (`--rounds`); empty for one.
     ///
-    /// Why rounds, and why rotated: a side runs faster or slower depending
-    /// on the side that ran before it, because of what that side's process
-    /// left in the machine's free memory. Measured on this project's
-    /// virtual machine (the kernel reports free 2 MiB blocks to its host,
-    /// which takes them back; memory a process has just freed comes back
-    /// fast, memory the host took back costs a fault on the host for every
-    /// 4 KiB page first touched): the VM's 4× scan took a median 0.486 s
-    /// run first and 0.418 s run after the advised kernel's side, six runs
-    /// each, while the kernel's moved from 0.377 to 0.393 s. A fixed order
-    /// favours one side by that much. Rotating the order each round puts
-    /// every side in every place equally often (over a multiple of the
-    /// sides' count), and the times reported are medians.
+    /// Why rounds, and why in changing orders: a side's time can depend on
+    /// the side that ran before it, through what that side's process left
+    /// in the machine's free memory. On this project's virtual machine the
+    /// kernel reports free 2 MiB blocks to its host, which takes them back;
+    /// memory a process has just freed comes back fast, memory the host
+    /// took back costs a fault on the host for every 4 KiB page first
+    /// touched, and the VM's frame pool commits 2 MiB blocks. In one set of
+    /// six runs each way the VM's 4× scan took a median 0.486 s run first
+    /// and 0.418 s run after the advised kernel's side (the kernel's 0.393
+    /// and 0.377 s); in later sets of 16–20 runs the order moved the ratio
+    /// by 2–3% either way (BENCHMARKS.md). So the sides are run in orders
+    /// that put each in every place and after every other side equally
+    /// often ([`round_order`]), and the times reported are medians.
     #[serde(default)]
     pub rounds: Vec<Round>,
 }
@@ -272,15 +273,58 @@ pub struct Round {
     pub sides: Vec<SideReport>,
 }
 
-/// The order of the sides in round `round` (from 0): `sides` rotated left
-/// by `round` places, so that over `sides.len()` rounds every side runs in
-/// every place once.
+/// The order of the sides in round `round` (from 0): a Williams design.
+/// Over [`rounds_to_balance`] rounds every side runs in every place
+/// equally often, *and* right after every other side equally often — what
+/// a side's time depends on is the side before it (see
+/// [`OutOfCoreReport::rounds`]), which a plain rotation does not balance
+/// (rotating `a b c d`, `b` always follows `a` but across the rounds'
+/// boundaries). Round `r` of the first `n` (n sides) is the sequence
+/// `0, 1, n−1, 2, n−2, …` shifted by `r` (mod n), its numbers naming the
+/// sides so that round 0 is `sides` as given; with an odd `n`, rounds
+/// `n..2n` are the first `n` reversed.
 pub fn round_order(sides: &[Side], round: usize) -> Vec<Side> {
-    let mut order = sides.to_vec();
-    if !order.is_empty() {
-        order.rotate_left(round % sides.len());
+    let n = sides.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let round = round % rounds_to_balance(n);
+    let (shift, reversed) = (round % n, round >= n);
+    // The design's first row, 0, 1, n−1, 2, n−2, …; its numbers then name
+    // the sides so that round 0 is `sides` as given (a renaming keeps the
+    // balance).
+    let first: Vec<usize> = (0..n)
+        .map(|k| {
+            if k % 2 == 1 {
+                k.div_ceil(2)
+            } else {
+                (n - k / 2) % n
+            }
+        })
+        .collect();
+    let mut side_of = vec![sides[0]; n];
+    for (k, &label) in first.iter().enumerate() {
+        side_of[label] = sides[k];
+    }
+    let mut order: Vec<Side> = first
+        .iter()
+        .map(|&label| side_of[(label + shift) % n])
+        .collect();
+    if reversed {
+        order.reverse();
     }
     order
+}
+
+/// The rounds after which [`round_order`] has put every one of `n` sides
+/// in every place, and after every other side, equally often: `n` for an
+/// even `n`, `2n` for an odd one (1 for none or one).
+pub fn rounds_to_balance(n: usize) -> usize {
+    match n {
+        0 | 1 => 1,
+        _ if n.is_multiple_of(2) => n,
+        _ => 2 * n,
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count);
@@ -297,10 +341,13 @@ pub fn median(values: &[f64]) -> Option<f64> {
 }
 
 /// `side`'s report over several rounds (`reports`, one a round, in round
-/// order): each workload's median time and share done (finished only if
-/// it finished in every round it ran in); the highest peak (the bound
-/// must hold in every run); the first round's limit, statistics and cache
-/// policy; and the first failure, naming its round.
+/// order): each workload's median time — of the times projected where a
+/// round stopped it at the time limit, so that the median is of what the
+/// table shows — finished only if it finished in every round it ran in;
+/// the highest peak (the bound must hold in every run); the first round's
+/// limit, statistics and cache policy; and, if the side failed in any
+/// round (a kernel side killed by its cgroup, say), which rounds: its
+/// medians are then of the others.
 pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
     // Every workload any round reported (a side's own, such as the
     // device's, too), in the order they ran.
@@ -322,11 +369,19 @@ pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
         let of = |f: fn(&Workload) -> f64| {
             median(&runs.iter().map(|w| f(w)).collect::<Vec<_>>()).unwrap_or(0.0)
         };
+        let finished = runs.iter().all(|w| w.finished);
+        // (Finished everywhere: the median of the times. Else the median
+        // projection, as a time up to a share done below one.)
+        let fraction_done = if finished {
+            1.0
+        } else {
+            of(|w| w.fraction_done).min(0.99)
+        };
         workloads.push(Workload {
             name: name.to_string(),
-            seconds: of(|w| w.seconds),
-            finished: runs.iter().all(|w| w.finished),
-            fraction_done: of(|w| w.fraction_done),
+            seconds: of(Workload::projected_s) * fraction_done,
+            finished,
+            fraction_done,
         });
     }
     let first = reports.first();
@@ -337,11 +392,25 @@ pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
         cache: first.and_then(|r| r.cache),
         peak_bytes: reports.iter().filter_map(|r| r.peak_bytes).max(),
         limit_bytes: first.and_then(|r| r.limit_bytes),
-        failure: reports.iter().enumerate().find_map(|(at, r)| {
-            r.failure
-                .as_ref()
-                .map(|f| format!("{f} (round {} of {})", at + 1, reports.len()))
-        }),
+        failure: {
+            let failed: Vec<String> = reports
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.failure.is_some())
+                .map(|(at, _)| (at + 1).to_string())
+                .collect();
+            reports
+                .iter()
+                .find_map(|r| r.failure.as_ref())
+                .map(|first| match reports.len() {
+                    1 => first.clone(),
+                    n if failed.len() == n => format!("{first} (in every round)"),
+                    n => format!(
+                        "{first} (in round {} of {n}; its times are the other rounds')",
+                        failed.join(", ")
+                    ),
+                })
+        },
     }
 }
 
@@ -1265,6 +1334,22 @@ pub enum Cleanup {
     RemoveDir(PathBuf),
     /// Remove this cgroup (once its processes are gone).
     RemoveCgroup(PathBuf),
+    /// This child has been waited for: no longer kill it (its process id
+    /// may belong to another process by then).
+    Reaped(u32),
+}
+
+/// Removes the files in `dir` (the run's own folder): what a side left
+/// there — a kernel side killed by its cgroup leaves its data files, and
+/// their dirty pages would be written back while the next side runs.
+fn remove_files_in(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Runs `bench out-of-core`: each side in a child process (`program`, the
@@ -1364,10 +1449,13 @@ pub fn out_of_core(
             if let Some(cgroup) = &cgroup {
                 on_interrupt(Cleanup::RemoveCgroup(cgroup.dir().to_path_buf()));
             }
+            let pid = child.id();
             let output = child.wait_with_output().map_err(|source| ToolError::File {
                 path: program.to_path_buf(),
                 source,
             })?;
+            on_interrupt(Cleanup::Reaped(pid));
+            remove_files_in(dir);
             use std::os::unix::process::ExitStatusExt;
             let killed = output.status.signal() == Some(9) && cgroup.is_some();
             // The kernel's sides may be killed by their cgroup (reported as
@@ -1495,6 +1583,32 @@ impl OutOfCoreReport {
         Some((median(&ratios)?, low, high))
     }
 
+    /// Workload `a`'s time over workload `b`'s on the same side (the fill
+    /// against the device's own write, say): with several rounds, the
+    /// median of each round's own ratio.
+    pub fn ratio_within(&self, side: Side, a: &str, b: &str) -> Option<f64> {
+        let of = |sides: &[SideReport]| {
+            let workloads = &sides.iter().find(|s| s.side == side)?.workloads;
+            let time = |name: &str| {
+                workloads
+                    .iter()
+                    .find(|w| w.name == name)
+                    .map(Workload::projected_s)
+            };
+            Some(time(a)? / time(b)?)
+        };
+        if self.rounds.is_empty() {
+            return of(&self.sides);
+        }
+        median(
+            &self
+                .rounds
+                .iter()
+                .filter_map(|r| of(&r.sides))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// The report as a table for a terminal.
     pub fn table(&self) -> String {
         let o = &self.options;
@@ -1520,10 +1634,18 @@ impl OutOfCoreReport {
         }
         if self.rounds.len() > 1 {
             t.push_str(&format!(
-                "{} rounds, the sides' order rotated by one each round: times are each side's \
-                 medians, ratios the medians of each round's own ratio\n",
-                self.rounds.len()
+                "{} rounds, the sides' order changed each round (each side in every place and \
+                 after every other side equally often over {} rounds): times are each side's \
+                 medians, ratios the medians of each round's own ratio; the VM's statistics are \
+                 its first round's\n",
+                self.rounds.len(),
+                rounds_to_balance(self.rounds.first().map_or(0, |r| r.order.len()))
             ));
+            for s in &self.sides {
+                if let Some(failure) = &s.failure {
+                    t.push_str(&format!("{}: {failure}\n", s.side.name()));
+                }
+            }
         }
         // The VM's own sides' table, unless only the file-mapping side ran
         // beside the kernel's (its section below says it all).
@@ -1760,7 +1882,10 @@ impl OutOfCoreReport {
                 "fill through the VM: {:.0} MB/s; the device's own sequential write (O_DIRECT, 1 MiB, same run): {:.0} MB/s ({:.0}%)\n",
                 rate(fill),
                 rate(device),
-                100.0 * rate(fill) / rate(device)
+                100.0
+                    * self
+                        .ratio_within(Side::Vm, "device-write", "fill")
+                        .unwrap_or(f64::NAN)
             ));
         }
         if let Some(device) = self.seconds(Side::Vm, "device") {
@@ -1778,7 +1903,8 @@ impl OutOfCoreReport {
                     "uniform through the VM: {:.0} µs a read, {:.0} reads/s ({:.2}× the device's time)\n",
                     per_read(uniform),
                     o.reads as f64 * uniform.fraction_done / uniform.seconds,
-                    uniform.projected_s() / device.projected_s()
+                    self.ratio_within(Side::Vm, "uniform", "device")
+                        .unwrap_or(f64::NAN)
                 ));
             }
         }
@@ -1955,24 +2081,49 @@ mod tests {
     }
 
     #[test]
-    fn every_side_runs_in_every_place_once_over_as_many_rounds() {
-        let sides = [
+    fn every_side_runs_in_every_place_and_after_every_other_equally_often() {
+        let all = [
             Side::Vm,
             Side::VmTransparent,
             Side::KernelAdvised,
             Side::Kernel,
+            Side::VmMapped,
+            Side::VmNoMove,
+            Side::VmNoHuge,
+            Side::VmThreadReadAhead,
         ];
-        for (place, _) in sides.iter().enumerate() {
-            let mut seen: Vec<Side> = (0..sides.len())
-                .map(|round| round_order(&sides, round)[place])
-                .collect();
-            seen.sort_by_key(|s| s.name());
-            let mut all = sides.to_vec();
-            all.sort_by_key(|s| s.name());
-            assert_eq!(seen, all, "place {place}");
+        for n in 1..=all.len() {
+            let sides = &all[..n];
+            let rounds = rounds_to_balance(n);
+            let orders: Vec<Vec<Side>> = (0..rounds).map(|r| round_order(sides, r)).collect();
+            assert_eq!(orders[0], sides, "the first round is the order asked for");
+            for order in &orders {
+                let mut sorted = order.clone();
+                sorted.sort_by_key(|s| s.name());
+                let mut expected = sides.to_vec();
+                expected.sort_by_key(|s| s.name());
+                assert_eq!(sorted, expected, "{n} sides: every side once a round");
+            }
+            // Every side in every place equally often.
+            for place in 0..n {
+                for &side in sides {
+                    let times = orders.iter().filter(|o| o[place] == side).count();
+                    assert_eq!(times, rounds / n, "{n} sides: {side:?} in place {place}");
+                }
+            }
+            // Every side right after every other equally often.
+            for &a in sides {
+                for &b in sides.iter().filter(|&&b| b != a) {
+                    let times = orders
+                        .iter()
+                        .flat_map(|o| o.windows(2))
+                        .filter(|w| w[0] == a && w[1] == b)
+                        .count();
+                    assert_eq!(times, rounds / n, "{n} sides: {b:?} after {a:?}");
+                }
+            }
+            assert_eq!(round_order(sides, rounds + 1), orders[1 % rounds]);
         }
-        assert_eq!(round_order(&sides, 0), sides);
-        assert_eq!(round_order(&sides, 5), round_order(&sides, 1));
         assert!(round_order(&[], 3).is_empty());
     }
 
@@ -1985,21 +2136,60 @@ mod tests {
     }
 
     #[test]
-    fn a_side_over_rounds_takes_medians_the_highest_peak_and_the_first_failure() {
+    fn a_side_over_rounds_takes_medians_the_highest_peak_and_its_failures() {
+        // A round killed by its cgroup reports no workloads.
+        let mut killed = side(Side::Kernel, 0.0, Some(30), Some("killed"));
+        killed.workloads.clear();
         let rounds = [
-            side(Side::Vm, 0.5, Some(10), None),
-            side(Side::Vm, 0.3, Some(30), Some("killed")),
-            side(Side::Vm, 0.4, None, None),
+            side(Side::Kernel, 0.5, Some(10), None),
+            killed,
+            side(Side::Kernel, 0.4, None, None),
+            side(Side::Kernel, 0.2, Some(20), None),
         ];
         let refs: Vec<&SideReport> = rounds.iter().collect();
-        let m = median_side(Side::Vm, &refs);
+        let m = median_side(Side::Kernel, &refs);
         let names: Vec<&str> = m.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, ["fill", "scan"]);
-        assert_eq!(m.workloads[1].seconds, 0.4);
-        assert!(!m.workloads[1].finished, "one round did not finish");
-        assert_eq!(m.workloads[1].fraction_done, 1.0);
+        assert_eq!(
+            m.workloads[1].seconds, 0.4,
+            "the median of the three that ran"
+        );
+        assert!(m.workloads[1].finished);
         assert_eq!(m.peak_bytes, Some(30));
-        assert_eq!(m.failure.as_deref(), Some("killed (round 2 of 3)"));
+        assert_eq!(
+            m.failure.as_deref(),
+            Some("killed (in round 2 of 4; its times are the other rounds')")
+        );
+    }
+
+    #[test]
+    fn a_workload_stopped_in_some_rounds_reports_the_median_projection() {
+        // Scans of 1 s (finished), 1 s for a quarter (projected 4 s), 1.5 s
+        // for half (projected 3 s), 2 s (finished): the median projection
+        // is 2.5 s; the median of the times over the median share done
+        // would be 1.25 / 0.99.
+        let scan = |seconds: f64, fraction_done: f64| {
+            let mut s = side(Side::Kernel, seconds, None, None);
+            s.workloads[1].fraction_done = fraction_done;
+            s.workloads[1].finished = fraction_done == 1.0;
+            s
+        };
+        let rounds = [
+            scan(1.0, 1.0),
+            scan(1.0, 0.25),
+            scan(1.5, 0.5),
+            scan(2.0, 1.0),
+        ];
+        let refs: Vec<&SideReport> = rounds.iter().collect();
+        let m = median_side(Side::Kernel, &refs);
+        let w = &m.workloads[1];
+        assert!(!w.finished);
+        assert!(w.fraction_done < 1.0, "{w:?}");
+        assert!((w.projected_s() - 2.5).abs() < 1e-9, "{w:?}");
+        let all_finished = [scan(1.0, 1.0), scan(3.0, 1.0), scan(2.0, 1.0)];
+        let refs: Vec<&SideReport> = all_finished.iter().collect();
+        let w = median_side(Side::Kernel, &refs).workloads[1].clone();
+        assert_eq!((w.seconds, w.fraction_done, w.finished), (2.0, 1.0, true));
     }
 
     #[test]
