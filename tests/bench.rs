@@ -316,12 +316,12 @@ fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a
     (&sides[0]["vm_stats"], &sides[1]["vm_stats"])
 }
 
-/// `--rounds 3`: the sides run three times, the order rotated each round
+/// `--rounds 3`: the sides run three times, the order changed each round
 /// (vm first, then the kernel's side first, then vm first again), every
 /// round's scans finished and checked; each side's time in `sides` is the
 /// median of its three, its peak the highest; the table says so.
 #[test]
-fn the_out_of_core_run_rotates_the_sides_over_rounds() {
+fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let o = tiny_out_of_core(
         dir.path(),

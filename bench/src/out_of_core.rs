@@ -340,6 +340,21 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// Each of `sides`' reports over `rounds` ([`median_side`]), in the order
+/// of `sides`.
+pub fn medians_of(sides: &[Side], rounds: &[Round]) -> Vec<SideReport> {
+    sides
+        .iter()
+        .map(|&side| {
+            let runs: Vec<&SideReport> = rounds
+                .iter()
+                .filter_map(|r| r.sides.iter().find(|s| s.side == side))
+                .collect();
+            median_side(side, &runs)
+        })
+        .collect()
+}
+
 /// `side`'s report over several rounds (`reports`, one a round, in round
 /// order): each workload's median time — of the times projected where a
 /// round stopped it at the time limit, so that the median is of what the
@@ -1512,19 +1527,7 @@ pub fn out_of_core(
             all_rounds.pop().map(|r| r.sides).unwrap_or_default(),
             Vec::new(),
         ),
-        _ => {
-            let medians = sides
-                .iter()
-                .map(|&side| {
-                    let runs: Vec<&SideReport> = all_rounds
-                        .iter()
-                        .filter_map(|r| r.sides.iter().find(|s| s.side == side))
-                        .collect();
-                    median_side(side, &runs)
-                })
-                .collect();
-            (medians, all_rounds)
-        }
+        _ => (medians_of(&sides, &all_rounds), all_rounds),
     };
     Ok(OutOfCoreReport {
         options: options.clone(),
@@ -2208,16 +2211,7 @@ mod tests {
             round(0.3, 0.6, vec![Side::KernelAdvised, Side::Vm]),
             round(0.4, 0.1, vec![Side::Vm, Side::KernelAdvised]),
         ];
-        let sides = [Side::Vm, Side::KernelAdvised]
-            .iter()
-            .map(|&s| {
-                let runs: Vec<&SideReport> = rounds
-                    .iter()
-                    .filter_map(|r| r.sides.iter().find(|x| x.side == s))
-                    .collect();
-                median_side(s, &runs)
-            })
-            .collect();
+        let sides = medians_of(&[Side::Vm, Side::KernelAdvised], &rounds);
         let report = OutOfCoreReport {
             options: OutOfCoreOptions {
                 memory_bytes: 1 << 20,
