@@ -48,6 +48,11 @@
 //!
 //! The report gives each side's time per workload, each side's peak memory
 //! as its cgroup saw it, and the VM's statistics; table, JSON and SVG.
+//!
+//! With `--rounds N` the sides run N times, each round in another order
+//! (each side in every place and after every other side equally often:
+//! [`round_order`]); the report then gives medians, and each ratio as the
+//! median of the rounds' own (see [`OutOfCoreReport::rounds`] for why).
 
 use crate::cgroup::MemoryCgroup;
 use crate::sys::{FileMapping, MappingAdvice, Memory};
