@@ -1649,6 +1649,14 @@ impl OutOfCoreReport {
                 self.rounds.len(),
                 rounds_to_balance(self.rounds.first().map_or(0, |r| r.order.len()))
             ));
+            let balance = rounds_to_balance(self.rounds.first().map_or(0, |r| r.order.len()));
+            if !self.rounds.len().is_multiple_of(balance) {
+                t.push_str(&format!(
+                    "(not balanced: {} rounds are not a multiple of {balance}, so some sides ran \
+                     in some places, or after some sides, more often than others)\n",
+                    self.rounds.len()
+                ));
+            }
             for s in &self.sides {
                 if let Some(failure) = &s.failure {
                     t.push_str(&format!("{}: {failure}\n", s.side.name()));
@@ -2239,6 +2247,13 @@ mod tests {
         assert_eq!(report.sides[1].workloads[1].seconds, 0.5);
         let table = report.table();
         assert!(table.contains("3 rounds"), "{table}");
+        assert!(table.contains("not balanced: 3 rounds"), "{table}");
+        let mut two = report.clone();
+        two.rounds.pop();
+        assert!(
+            !two.table().contains("not balanced"),
+            "two rounds of two sides balance"
+        );
         assert!(table.contains("scan 0.50–4.00×"), "{table}");
         assert!(table.contains("2.00×"), "{table}");
         assert!(report.ratio(Side::Vm, Side::Kernel, "scan").is_none());
