@@ -135,20 +135,21 @@ impl Side {
         }
     }
 
+    /// Every side.
+    pub const ALL: [Side; 8] = [
+        Side::Vm,
+        Side::VmTransparent,
+        Side::KernelAdvised,
+        Side::Kernel,
+        Side::VmMapped,
+        Side::VmNoMove,
+        Side::VmNoHuge,
+        Side::VmThreadReadAhead,
+    ];
+
     /// The side named `name`.
     pub fn parse(name: &str) -> Option<Side> {
-        [
-            Side::Vm,
-            Side::VmTransparent,
-            Side::KernelAdvised,
-            Side::Kernel,
-            Side::VmMapped,
-            Side::VmNoMove,
-            Side::VmNoHuge,
-            Side::VmThreadReadAhead,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        Side::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -2098,16 +2099,7 @@ mod tests {
 
     #[test]
     fn every_side_runs_in_every_place_and_after_every_other_equally_often() {
-        let all = [
-            Side::Vm,
-            Side::VmTransparent,
-            Side::KernelAdvised,
-            Side::Kernel,
-            Side::VmMapped,
-            Side::VmNoMove,
-            Side::VmNoHuge,
-            Side::VmThreadReadAhead,
-        ];
+        let all = Side::ALL;
         for n in 1..=all.len() {
             let sides = &all[..n];
             let rounds = rounds_to_balance(n);
