@@ -346,6 +346,18 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// `side`'s time for `workload` among `sides` (projected, where it
+/// stopped at the time limit).
+fn time_of(sides: &[SideReport], side: Side, workload: &str) -> Option<f64> {
+    sides
+        .iter()
+        .find(|s| s.side == side)?
+        .workloads
+        .iter()
+        .find(|w| w.name == workload)
+        .map(Workload::projected_s)
+}
+
 /// Each of `sides`' reports over `rounds` ([`median_side`]), in the order
 /// of `sides`.
 pub fn medians_of(sides: &[Side], rounds: &[Round]) -> Vec<SideReport> {
@@ -1570,52 +1582,31 @@ impl OutOfCoreReport {
     /// As [`OutOfCoreReport::ratio`], over the faster of the sides `bs`
     /// that ran it in each round (the best kernel side of each round).
     pub fn ratio_to_faster(&self, a: Side, bs: &[Side], workload: &str) -> Option<(f64, f64, f64)> {
-        let of = |sides: &[SideReport]| {
-            let time = |side: Side| {
-                sides
-                    .iter()
-                    .find(|s| s.side == side)?
-                    .workloads
-                    .iter()
-                    .find(|w| w.name == workload)
-                    .map(Workload::projected_s)
-            };
+        self.per_round(|sides| {
+            let time = |side: Side| time_of(sides, side, workload);
             let faster = bs.iter().filter_map(|&b| time(b)).reduce(f64::min)?;
             Some(time(a)? / faster)
-        };
-        if self.rounds.is_empty() {
-            return of(&self.sides).map(|r| (r, r, r));
-        }
-        let ratios: Vec<f64> = self.rounds.iter().filter_map(|r| of(&r.sides)).collect();
-        let low = ratios.iter().copied().reduce(f64::min)?;
-        let high = ratios.iter().copied().reduce(f64::max)?;
-        Some((median(&ratios)?, low, high))
+        })
     }
 
     /// Workload `a`'s time over workload `b`'s on the same side (the fill
     /// against the device's own write, say): with several rounds, the
     /// median of each round's own ratio.
     pub fn ratio_within(&self, side: Side, a: &str, b: &str) -> Option<f64> {
-        let of = |sides: &[SideReport]| {
-            let workloads = &sides.iter().find(|s| s.side == side)?.workloads;
-            let time = |name: &str| {
-                workloads
-                    .iter()
-                    .find(|w| w.name == name)
-                    .map(Workload::projected_s)
-            };
-            Some(time(a)? / time(b)?)
-        };
+        self.per_round(|sides| Some(time_of(sides, side, a)? / time_of(sides, side, b)?))
+            .map(|(median, ..)| median)
+    }
+
+    /// `of` over each round's reports — the median, the lowest and the
+    /// highest — or, with one round, over its reports (three times).
+    fn per_round(&self, of: impl Fn(&[SideReport]) -> Option<f64>) -> Option<(f64, f64, f64)> {
         if self.rounds.is_empty() {
-            return of(&self.sides);
+            return of(&self.sides).map(|r| (r, r, r));
         }
-        median(
-            &self
-                .rounds
-                .iter()
-                .filter_map(|r| of(&r.sides))
-                .collect::<Vec<_>>(),
-        )
+        let values: Vec<f64> = self.rounds.iter().filter_map(|r| of(&r.sides)).collect();
+        let low = values.iter().copied().reduce(f64::min)?;
+        let high = values.iter().copied().reduce(f64::max)?;
+        Some((median(&values)?, low, high))
     }
 
     /// The report as a table for a terminal.
@@ -1855,34 +1846,25 @@ impl OutOfCoreReport {
         if main_table && self.rounds.len() > 1 {
             // How far the rounds' own ratios spread; and the VM against
             // the faster kernel side of each round.
-            let spread: Vec<String> = WORKLOADS
-                .iter()
-                .filter_map(|&name| {
-                    let (_, low, high) = self.ratio(Side::Vm, Side::KernelAdvised, name)?;
-                    Some(format!("{name} {low:.2}–{high:.2}×"))
-                })
-                .collect();
-            if !spread.is_empty() {
-                t.push_str(&format!(
-                    "vm/adv, lowest–highest of the rounds: {}\n",
-                    spread.join(", ")
-                ));
-            }
+            let mut line = |title: &str, cell: &dyn Fn(&str) -> Option<String>| {
+                let cells: Vec<String> = WORKLOADS.iter().filter_map(|&name| cell(name)).collect();
+                if !cells.is_empty() {
+                    t.push_str(&format!("{title}: {}\n", cells.join(", ")));
+                }
+            };
+            line("vm/adv, lowest–highest of the rounds", &|name| {
+                let (_, low, high) = self.ratio(Side::Vm, Side::KernelAdvised, name)?;
+                Some(format!("{name} {low:.2}–{high:.2}×"))
+            });
             let kernels = [Side::KernelAdvised, Side::Kernel];
-            let best: Vec<String> = WORKLOADS
-                .iter()
-                .filter(|&&name| name != "fill")
-                .filter_map(|&name| {
-                    let (median, low, high) = self.ratio_to_faster(Side::Vm, &kernels, name)?;
+            line(
+                "vm / the faster kernel side of each round, median (lowest–highest)",
+                &|name| {
+                    let (median, low, high) = (name != "fill")
+                        .then(|| self.ratio_to_faster(Side::Vm, &kernels, name))??;
                     Some(format!("{name} {median:.2}× ({low:.2}–{high:.2})"))
-                })
-                .collect();
-            if !best.is_empty() {
-                t.push_str(&format!(
-                    "vm / the faster kernel side of each round, median (lowest–highest): {}\n",
-                    best.join(", ")
-                ));
-            }
+                },
+            );
         }
         if main_table {
             t.push_str(
