@@ -241,6 +241,21 @@ pub struct SideReport {
     pub failure: Option<String>,
 }
 
+impl SideReport {
+    /// A side that ran nothing, and why.
+    fn failed(side: Side, why: String) -> SideReport {
+        SideReport {
+            side,
+            workloads: Vec::new(),
+            vm_stats: None,
+            cache: None,
+            peak_bytes: None,
+            limit_bytes: None,
+            failure: Some(why),
+        }
+    }
+}
+
 /// What `bench out-of-core` reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutOfCoreReport {
@@ -1249,15 +1264,10 @@ pub fn run_side(
                 Ok(vm) => vm,
                 Err(vm_core::VmError::TransparentUnavailable { reason }) => {
                     let _ = std::fs::remove_file(&path);
-                    return Ok(SideReport {
+                    return Ok(SideReport::failed(
                         side,
-                        workloads: Vec::new(),
-                        vm_stats: None,
-                        cache: None,
-                        peak_bytes: None,
-                        limit_bytes: None,
-                        failure: Some(format!("transparent mode unavailable: {reason}")),
-                    });
+                        format!("transparent mode unavailable: {reason}"),
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -1513,15 +1523,7 @@ pub fn out_of_core(
                 )));
             }
             let mut report: SideReport = if killed {
-                SideReport {
-                    side,
-                    workloads: Vec::new(),
-                    vm_stats: None,
-                    cache: None,
-                    peak_bytes: None,
-                    limit_bytes: None,
-                    failure: Some("killed by its cgroup's OOM killer".into()),
-                }
+                SideReport::failed(side, "killed by its cgroup's OOM killer".into())
             } else {
                 serde_json::from_slice(&output.stdout).map_err(|e| {
                     ToolError::Check(format!("the {} side's report: {e}", side.name()))
