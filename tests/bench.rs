@@ -298,8 +298,27 @@ fn the_out_of_core_run_maps_a_file_when_asked() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A side's finished scan is reported with its two parts, the first
+/// quarter and the rest, each timed and adding up to the whole.
+fn scan_parts_add_up(side: &Value) {
+    let seconds = |name: &str| {
+        let w = side["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {side}"));
+        assert_eq!(w["finished"], true, "{side}");
+        w["seconds"].as_f64().unwrap()
+    };
+    let (whole, start, rest) = (seconds("scan"), seconds("scan-start"), seconds("scan-rest"));
+    assert!(start > 0.0 && rest > 0.0, "{side}");
+    assert!((start + rest - whole).abs() <= 1e-9 * whole, "{side}");
+}
+
 /// The report of a scan on two VM sides, `names`: both there, in order,
-/// their scans finished (and so checked); their stats.
+/// their scans finished (and so checked) and reported in parts; their
+/// stats.
 fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a Value) {
     let sides = report["sides"].as_array().unwrap();
     let got: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
@@ -312,6 +331,7 @@ fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a
             .find(|w| w["name"] == "scan")
             .unwrap_or_else(|| panic!("no scan: {side}"));
         assert_eq!(scan["finished"], true, "{side}");
+        scan_parts_add_up(side);
     }
     (&sides[0]["vm_stats"], &sides[1]["vm_stats"])
 }
@@ -372,6 +392,9 @@ fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
                     .unwrap()
             })
             .collect();
+        for run in &runs {
+            scan_parts_add_up(run);
+        }
         let mut times: Vec<f64> = runs.iter().map(|s| scan_of(s)).collect();
         times.sort_by(f64::total_cmp);
         let summary = report["sides"]
@@ -405,6 +428,11 @@ fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
                     && l.contains("scan "))
             && table.lines().any(|l| {
                 l.starts_with("vm / the faster kernel side of each round") && l.contains("scan ")
+            })
+            && table.lines().any(|l| {
+                l.starts_with("scan in parts, vm / the faster kernel side of each round")
+                    && l.contains("scan-start vm ")
+                    && l.contains("scan-rest vm ")
             }),
         "{table}"
     );
@@ -531,6 +559,8 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             &[
                 "fill",
                 "scan",
+                "scan-start",
+                "scan-rest",
                 "device",
                 "uniform",
                 "zipf",
@@ -542,6 +572,8 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             &[
                 "fill",
                 "scan",
+                "scan-start",
+                "scan-rest",
                 "uniform",
                 "zipf",
                 "uniform-fit",
