@@ -555,6 +555,10 @@ pub struct DemoArgs {
     /// fatal in transparent mode (as with mmap).
     #[arg(long)]
     transparent: bool,
+    /// Do everything on one thread: no second thread bringing in the next
+    /// run to sort, or the merge's next pages, ahead.
+    #[arg(long)]
+    no_prefetch: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -1074,6 +1078,7 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 fault_service: a.fault_service.into(),
                 cache: a.cache.into(),
                 transparent: a.transparent,
+                prefetch: !a.no_prefetch,
                 ..DemoOptions::default()
             };
             let report = demo(&options)?;

@@ -130,6 +130,17 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     }
     let stats = &report["stats"];
     assert!(stats["page_outs"].as_u64().unwrap() > 0, "{stats}");
+    // A second thread brought pages in while the sort worked (by default):
+    // every run but the first while the one before was sorted, whole; and
+    // before the merge, each run's next 16 pages past the one in hand.
+    assert_eq!(report["prefetch"], true);
+    let runs = report["runs"].as_u64().unwrap();
+    let run_pages = 1024 / runs;
+    assert!(run_pages > 16, "{report}");
+    assert!(
+        report["prefetched_pages"].as_u64().unwrap() >= (runs - 1) * run_pages + runs * 16,
+        "{report}"
+    );
     // The bound as the kernel sees it: pages of the region in memory.
     assert!(
         report["kernel_resident_pages"].as_u64().unwrap() <= 128,
@@ -159,6 +170,24 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("verified"));
+    // One thread: the same sort, checked, and nothing asked for ahead.
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "demo",
+            "--keys",
+            "4MiB",
+            "--memory",
+            "512KiB",
+            "--no-prefetch",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["prefetch"], false);
+    assert_eq!(report["prefetched_pages"], 0);
 }
 
 #[test]
