@@ -15,14 +15,23 @@
 //!
 //! A second thread brings pages in ahead of the one that sorts (unless
 //! `--no-prefetch`): the next run while this one is sorted (`touch`), and
-//! during the merge each run's next pages a little ahead of its cursor
-//! ([`Follower`]). The VM serves the two threads' faults at once,
+//! during the merge each run's next pages ahead of its cursor
+//! ([`Cursors::follow`]). The VM serves the two threads' faults at once,
 //! with their reads in flight together, so a read overlaps the sorting
 //! instead of stopping it — as the kernel's asynchronous read-ahead does
 //! for a program on `mmap`. (The check reads one sequential stream, which
 //! the VM's own read-ahead keeps ahead of it; a second thread touching
 //! the next chunk there made it slower, 0.66–0.79 s against 0.38–0.46.)
-//! Measured in BENCHMARKS.md ("The demo's second thread").
+//! Measured in BENCHMARKS.md ("The demo's second thread";
+//! `bench/results/demo-prefetch-2026-11-27.txt`).
+//!
+//! Where it belongs: the kernel reads ahead for a program on `mmap` by
+//! itself, and so does the VM for one stream ([`vm_core`]'s read-ahead
+//! under `Sequential` advice). For many streams at once the VM keeps
+//! each one's window small and reads no second window ahead (measured
+//! slower: the streams' windows pushed out each other's pages), so here
+//! the program, which knows where each of its cursors is, asks for what
+//! it will read next, as a program asks the kernel with `MADV_WILLNEED`.
 
 use disk_channel::rng::SplitMix64;
 use disk_channel::{CachePolicy, DiskChannel, FileDrive, FileDriveOptions};
@@ -134,10 +143,14 @@ pub struct DemoReport {
     /// (not in transparent mode).
     #[serde(default)]
     pub prefetch: bool,
-    /// Pages that thread asked for (`touch`; those already resident
-    /// included).
+    /// Pages asked for (`touch`; those already resident, and any whose
+    /// read failed, included) of each next run while one was sorted.
     #[serde(default)]
-    pub prefetched_pages: u64,
+    pub prefetched_run_pages: u64,
+    /// Pages asked for ahead of the merge's cursors (0 where the budget is
+    /// too small for a step: see `merge_step_pages`).
+    #[serde(default)]
+    pub prefetched_merge_pages: u64,
 }
 
 /// Wall time of the demo's phases, seconds.
@@ -177,96 +190,152 @@ fn mix(key: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Pages the merge's second thread keeps read ahead of each run's cursor,
-/// and how many it brings in at once. (Measured with 32 runs in a 32 MiB
-/// budget: 32 and 16 took the merge from 2.58–2.87 s to 2.13–2.45 s; 64
-/// and 32 gained less, and 128 and 64 made it slower, 3.0–3.3 s: 32 runs'
-/// pages read ahead took a quarter of the budget and pushed out the pages
-/// the merge was about to use.)
-const MERGE_AHEAD_PAGES: u64 = 32;
-const MERGE_STEP_PAGES: u64 = 16;
-/// How long the merge's second thread sleeps when every run is far enough
-/// ahead. A run's cursor needs a new step every 16 pages, tens of
-/// milliseconds apart, so a nap this long never lets one catch up; and the
-/// thread wakes a third as often as with 100 µs, each wake-up taken from
-/// the two cores the sorting thread shares with the drive's work. (Four
-/// rounds each: merge 2.23–2.57 s with 300 µs, 2.28–2.78 s with 100 µs,
-/// 2.31–2.73 s with 1 ms; close to the noise.)
-const FOLLOWER_NAP: std::time::Duration = std::time::Duration::from_micros(300);
+/// The most pages of a run the merge's second thread brings in at once;
+/// it steps a run when the run's cursor comes within one step of what is
+/// in, so it keeps one to two steps ahead of each cursor. The step is
+/// smaller where the budget is: all runs' two steps at most a third of
+/// it ([`merge_step_pages`]). (Measured, 32 runs in a 32 MiB budget, two
+/// rounds each, merge time and the whole demo's reads: no second thread
+/// 2.72–3.13 s, 1,620 reads; steps of 48 pages 2.23–2.35 s, 2,018 reads;
+/// of 16, kept 32 ahead, 2.38–2.89 s, 4,660 reads; 128 ahead pushed out
+/// the pages the merge was about to use, 3.0–3.3 s. Fewer, larger reads
+/// also matter when the drive limits requests: on a slow spell of this
+/// machine's disk, steps of 16 made the merge 4.3–5.0 s against 3.1–3.4
+/// s with none.)
+const MERGE_STEP_PAGES: u64 = 48;
 
-/// `interval`'s pages from key `first` (a multiple of a page's keys) for
-/// `count` keys.
+/// The merge's step for `runs` runs in a budget of `budget_pages`: at
+/// most [`MERGE_STEP_PAGES`], and all runs' two steps at most a third of
+/// the budget. 0: no second thread (a budget too small for one page).
+fn merge_step_pages(budget_pages: u64, runs: u64) -> u64 {
+    MERGE_STEP_PAGES.min(budget_pages / (6 * runs.max(1)))
+}
+
+/// `interval`'s pages holding keys `first..first + count` (`first` a
+/// multiple of a page's keys, as every run and chunk of the demo starts
+/// on a page).
 fn keys_interval(interval: runtable::Interval, first: u64, count: u64) -> runtable::Interval {
+    debug_assert_eq!(first % KEYS_PER_PAGE, 0, "key {first} starts no page");
     runtable::Interval {
         page: runtable::PageNumber(interval.page.0 + first / KEYS_PER_PAGE),
         count: runtable::PageCount(count.div_ceil(KEYS_PER_PAGE)),
     }
 }
 
-/// Runs `work` while a second thread brings `next` into real memory, if
-/// there is a `next`, and counts its pages in `touched`. A failed `touch`
-/// is left to the read that needs the page, which meets the error and
-/// reports it.
+/// Asks `vm` for `pages` (`touch`) and counts them in `count`. A failed
+/// touch is left to the read that needs the page, which meets the error
+/// and reports it.
+fn touch_counted(vm: &Vm, pages: runtable::Interval, count: &AtomicU64) {
+    let _ = vm.touch(pages);
+    count.fetch_add(pages.count.0, Ordering::Relaxed);
+}
+
+/// Runs `work` on this thread while a second thread asks for `next`
+/// ([`touch_counted`]), if there is a `next` (and a thread can be made:
+/// else `work` runs alone). A panic of the second thread is raised again
+/// once `work` is done — unless `work` failed: its error is the one to
+/// report (the panic has been printed).
 fn with_next_touched<T>(
     vm: &Vm,
     next: Option<runtable::Interval>,
-    touched: &AtomicU64,
-    work: impl FnOnce() -> T,
-) -> T {
+    count: &AtomicU64,
+    work: impl FnOnce() -> Result<T, ToolError>,
+) -> Result<T, ToolError> {
     std::thread::scope(|scope| {
-        if let Some(next) = next {
-            scope.spawn(move || {
-                let _ = vm.touch(next);
-                touched.fetch_add(next.count.0, Ordering::Relaxed);
-            });
+        let helper = next.and_then(|next| {
+            std::thread::Builder::new()
+                .name("demo-next-run".into())
+                .spawn_scoped(scope, move || touch_counted(vm, next, count))
+                .ok()
+        });
+        let done = work();
+        if let Some(Err(panic)) = helper.map(|h| h.join())
+            && done.is_ok()
+        {
+            std::panic::resume_unwind(panic);
         }
-        work()
+        done
     })
 }
 
-/// The merge's read-ahead of each run: its pages [`MERGE_AHEAD_PAGES`]
-/// ahead of the run's cursor brought in, [`MERGE_STEP_PAGES`] at a time.
-struct Follower<'a> {
-    vm: &'a Vm,
-    input: runtable::Interval,
+/// What the merging thread shares with the thread that brings each run's
+/// pages in ahead of its cursor (the follower).
+struct Cursors {
     /// The next key each run's cursor reads (stored by the merge).
-    positions: &'a [AtomicU64],
+    at: Vec<AtomicU64>,
+    /// The key each run is brought in up to (stored by the follower).
+    ahead: Vec<AtomicU64>,
     /// Where each run ends.
-    ends: &'a [u64],
-    /// The key each run is brought in up to.
-    ahead: Vec<u64>,
-    /// Pages asked for, added to the demo's count.
-    touched: &'a AtomicU64,
+    ends: Vec<u64>,
+    /// Keys in a step ([`merge_step_pages`]).
+    step_keys: u64,
+    /// Set when the merge is over, however it ended.
+    over: AtomicBool,
 }
 
-impl Follower<'_> {
-    /// Brings in one step of every run not far enough ahead of its
-    /// cursor; whether there was one. A failed `touch` is left to the
-    /// merge's own read, which meets the error.
-    fn sweep(&mut self) -> bool {
+impl Cursors {
+    /// Runs starting at keys `starts` (their cursors there), ending at
+    /// `ends`, stepped by `step_pages`.
+    fn new(starts: &[u64], ends: Vec<u64>, step_pages: u64) -> Cursors {
+        Cursors {
+            at: starts.iter().map(|&k| AtomicU64::new(k)).collect(),
+            ahead: starts.iter().map(|&k| AtomicU64::new(k)).collect(),
+            ends,
+            step_keys: step_pages * KEYS_PER_PAGE,
+            over: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether run `r` is not all in and its cursor is within a step of
+    /// what is.
+    fn wants(&self, r: usize) -> bool {
+        let ahead = self.ahead[r].load(Ordering::Relaxed);
+        ahead < self.ends[r] && ahead < self.at[r].load(Ordering::Relaxed) + self.step_keys
+    }
+
+    /// Brings in a step of every run that [`Cursors::wants`] one (pages of
+    /// `input`, counted in `count`); whether there was one.
+    fn sweep(&self, vm: &Vm, input: runtable::Interval, count: &AtomicU64) -> bool {
         let mut busy = false;
-        for (r, ahead) in self.ahead.iter_mut().enumerate() {
-            let at = self.positions[r].load(Ordering::Relaxed);
-            let from = (*ahead).max(at);
-            if from < self.ends[r] && from < at + MERGE_AHEAD_PAGES * KEYS_PER_PAGE {
-                let to = (from + MERGE_STEP_PAGES * KEYS_PER_PAGE).min(self.ends[r]);
-                let pages = keys_interval(self.input, from, to - from);
-                let _ = self.vm.touch(pages);
-                self.touched.fetch_add(pages.count.0, Ordering::Relaxed);
-                *ahead = to;
+        for r in 0..self.ends.len() {
+            if self.wants(r) {
+                let from = self.ahead[r]
+                    .load(Ordering::Relaxed)
+                    .max(self.at[r].load(Ordering::Relaxed));
+                let to = (from + self.step_keys).min(self.ends[r]);
+                touch_counted(vm, keys_interval(input, from, to - from), count);
+                self.ahead[r].store(to, Ordering::Relaxed);
                 busy = true;
             }
         }
         busy
     }
 
-    /// The second thread's loop: sweeps until `merged`, sleeping
-    /// [`FOLLOWER_NAP`] when every run is far enough ahead.
-    fn follow(mut self, merged: &AtomicBool) {
-        while !merged.load(Ordering::Acquire) {
-            if !self.sweep() {
-                std::thread::sleep(FOLLOWER_NAP);
+    /// The follower's loop: sweeps until the merge is over, parked while
+    /// no run wants a step (the merge unparks it when one does: a wake-up
+    /// given before the park is kept, so none is lost).
+    fn follow(&self, vm: &Vm, input: runtable::Interval, count: &AtomicU64) {
+        while !self.over.load(Ordering::Acquire) {
+            if !self.sweep(vm, input, count) {
+                std::thread::park();
             }
+        }
+    }
+}
+
+/// Ends the follower's loop when dropped: at the merge's end, its error
+/// return or its panic (a follower left running would keep the scope, and
+/// the demo, waiting forever).
+struct MergeOver<'a> {
+    cursors: &'a Cursors,
+    follower: Option<std::thread::Thread>,
+}
+
+impl Drop for MergeOver<'_> {
+    fn drop(&mut self) {
+        self.cursors.over.store(true, Ordering::Release);
+        if let Some(follower) = &self.follower {
+            follower.unpark();
         }
     }
 }
@@ -385,15 +454,16 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
                 runs: 1,
                 phases,
                 output: input,
-                prefetched_pages: 0,
+                prefetched: [0, 0],
             },
         );
     }
     let output = vm.allocate(key_pages).map_err(ToolError::Vm)?;
     let (in_base, out_base) = (vm.address_of(input.page).0, vm.address_of(output.page).0);
     let mut phase_s = [0.0; 4];
-    // Pages the second thread asked for (see the module doc).
-    let prefetched = AtomicU64::new(0);
+    // Pages asked for ahead of the sorting thread (see the module doc):
+    // of the next run while one is sorted, and ahead of the merge.
+    let (prefetched_runs, prefetched_merge) = (AtomicU64::new(0), AtomicU64::new(0));
 
     // 1. Fill. (Each phase has a bar of its own, named, counting keys.)
     let bar = progress(keys, "demo: fill");
@@ -439,14 +509,15 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             let first = (r + 1) * chunk_keys;
             keys_interval(input, first, chunk_keys.min(keys - first))
         });
-        with_next_touched(&vm, next, &prefetched, || {
+        with_next_touched(&vm, next, &prefetched_runs, || {
             run_keys.clear();
             run_keys.extend(words(&bytes));
             run_keys.sort_unstable();
             for (chunk, key) in bytes.chunks_exact_mut(8).zip(&run_keys) {
                 chunk.copy_from_slice(&key.to_le_bytes());
             }
-        });
+            Ok(())
+        })?;
         vm.write(VAddr(in_base + start * 8), &bytes)
             .map_err(ToolError::Vm)?;
         bar.inc(n);
@@ -492,30 +563,31 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     }
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut written = 0u64;
-    // Each run's next pages come in a little ahead of its cursor.
-    let positions: Vec<AtomicU64> = cursors.iter().map(|c| AtomicU64::new(c.next)).collect();
-    let ends: Vec<u64> = cursors.iter().map(|c| c.end).collect();
-    let merged = AtomicBool::new(false);
+    // Each run's next pages come in ahead of its cursor, by a second
+    // thread: the first step of every run before the merge starts, the
+    // rest while it runs.
+    let step_pages = if options.prefetch {
+        merge_step_pages(vm.stats().real_memory_pages, runs)
+    } else {
+        0
+    };
+    let starts: Vec<u64> = cursors.iter().map(|c| c.next).collect();
+    let shared = Cursors::new(&starts, cursors.iter().map(|c| c.end).collect(), step_pages);
     std::thread::scope(|scope| -> Result<(), ToolError> {
-        if options.prefetch {
-            let mut follower = Follower {
-                vm: &vm,
-                input,
-                positions: &positions,
-                ends: &ends,
-                ahead: positions
-                    .iter()
-                    .map(|p| p.load(Ordering::Relaxed))
-                    .collect(),
-                touched: &prefetched,
-            };
-            // The first step of every run before the merge starts; the
-            // rest while it runs.
-            follower.sweep();
-            let merged = &merged;
-            scope.spawn(move || follower.follow(merged));
-        }
-        let result = (|| -> Result<(), ToolError> {
+        let follower = (step_pages > 0)
+            .then(|| {
+                shared.sweep(&vm, input, &prefetched_merge);
+                std::thread::Builder::new()
+                    .name("demo-merge-ahead".into())
+                    .spawn_scoped(scope, || shared.follow(&vm, input, &prefetched_merge))
+                    .ok()
+            })
+            .flatten();
+        let over = MergeOver {
+            cursors: &shared,
+            follower: follower.as_ref().map(|h| h.thread().clone()),
+        };
+        let merged = (|| -> Result<(), ToolError> {
             while let Some(Reverse((key, r))) = heap.pop() {
                 out.extend_from_slice(&key.to_le_bytes());
                 if out.len() == out.capacity() {
@@ -529,7 +601,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
                 c.at += 1;
                 if c.at == c.page.len() && c.next < c.end {
                     refill(c)?;
-                    positions[r].store(c.next, Ordering::Relaxed);
+                    shared.at[r].store(c.next, Ordering::Relaxed);
+                    if let Some(follower) = &over.follower
+                        && shared.wants(r)
+                    {
+                        follower.unpark();
+                    }
                 }
                 if c.at < c.page.len() {
                     heap.push(Reverse((c.page[c.at], r)));
@@ -537,9 +614,15 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             }
             Ok(())
         })();
-        // (The second thread stops however the merge ended.)
-        merged.store(true, Ordering::Release);
-        result
+        // The follower stops (as it does if the merge panics), and a
+        // panic of its own is raised — unless the merge failed.
+        drop(over);
+        if let Some(Err(panic)) = follower.map(|h| h.join())
+            && merged.is_ok()
+        {
+            std::panic::resume_unwind(panic);
+        }
+        merged
     })?;
     vm.write(VAddr(out_base + written * 8), &out)
         .map_err(ToolError::Vm)?;
@@ -596,7 +679,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
                 verify_s: phase_s[3],
             },
             output,
-            prefetched_pages: prefetched.into_inner(),
+            prefetched: [prefetched_runs.into_inner(), prefetched_merge.into_inner()],
         },
     )
 }
@@ -610,7 +693,8 @@ struct Finished {
     runs: u64,
     phases: Phases,
     output: runtable::Interval,
-    prefetched_pages: u64,
+    /// Pages asked for ahead: of the runs, of the merge.
+    prefetched: [u64; 2],
 }
 
 /// The report of a verified sort: the VM's counters, what the kernel
@@ -644,7 +728,8 @@ fn finish(vm: Vm, options: &DemoOptions, done: Finished) -> Result<DemoReport, T
         cache: done.cache,
         transparent: options.transparent,
         prefetch: options.prefetch && !options.transparent,
-        prefetched_pages: done.prefetched_pages,
+        prefetched_run_pages: done.prefetched[0],
+        prefetched_merge_pages: done.prefetched[1],
     })
 }
 
@@ -770,10 +855,9 @@ impl DemoReport {
                     "none (transparent mode: one sort_unstable, the kernel's faults)".to_string()
                 } else if self.prefetch {
                     format!(
-                        "a second thread brought in the next run while one was sorted, and \
-                         each run's next pages ahead of the merge: {} pages asked for \
-                         (--no-prefetch: one thread)",
-                        self.prefetched_pages
+                        "a second thread asked for {} pages of each next run while one was \
+                         sorted, and {} ahead of the merge's cursors (--no-prefetch: one thread)",
+                        self.prefetched_run_pages, self.prefetched_merge_pages
                     )
                 } else {
                     "none: one thread did everything (--no-prefetch)".to_string()
@@ -867,5 +951,84 @@ impl DemoReport {
             ),
         ];
         rows.iter().map(|(k, v)| format!("{k:<12} {v}\n")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM in real memory only, with `pages` allocated as the merge's
+    /// input: runs of `run_pages` pages each.
+    fn input(pages: u64) -> (Vm, runtable::Interval) {
+        let vm = Vm::new(VmConfig::new(256, 256), Backing::RealMemoryOnly).unwrap();
+        let interval = vm.allocate(pages).unwrap();
+        (vm, interval)
+    }
+
+    /// Runs of 8 pages stepped by 2: a sweep brings one step of every run
+    /// wanting one, and nothing more until a cursor comes within a step of
+    /// what is in; a run is never asked for past its end.
+    #[test]
+    fn the_follower_keeps_each_run_one_to_two_steps_ahead() {
+        let (vm, input) = input(16);
+        let page = KEYS_PER_PAGE;
+        let shared = Cursors::new(&[0, 8 * page], vec![8 * page, 16 * page], 2);
+        let count = AtomicU64::new(0);
+        let ahead = |r: usize| shared.ahead[r].load(Ordering::Relaxed) / page;
+        assert!(shared.sweep(&vm, input, &count));
+        assert_eq!((ahead(0), ahead(1)), (2, 10));
+        assert!(!shared.sweep(&vm, input, &count), "both a step ahead");
+        // Run 0's cursor a page on: within a step of what is in.
+        shared.at[0].store(page, Ordering::Relaxed);
+        assert!(shared.sweep(&vm, input, &count));
+        assert_eq!((ahead(0), ahead(1)), (4, 10));
+        // Run 1's cursor past what is in (the follower fell behind): the
+        // step starts at the cursor, not behind it.
+        shared.at[1].store(13 * page, Ordering::Relaxed);
+        assert!(shared.sweep(&vm, input, &count));
+        assert_eq!(ahead(1), 15);
+        shared.at[1].store(15 * page, Ordering::Relaxed);
+        assert!(shared.sweep(&vm, input, &count));
+        assert_eq!(ahead(1), 16, "not past the run's end");
+        shared.at[1].store(16 * page, Ordering::Relaxed);
+        assert!(!shared.wants(1), "a run all in wants nothing");
+        assert_eq!(count.load(Ordering::Relaxed), 2 + 2 + 2 + 2 + 1);
+        // What was asked for is in.
+        assert_eq!(vm.stats().resident_pages, 2 + 2 + 2 + 2 + 1);
+    }
+
+    /// A merge that panics with the follower parked still ends: the guard
+    /// stops the follower, the scope returns and the panic comes out. (A
+    /// hang is what this checks; the minute's wait is its detector, not a
+    /// timing the test depends on.)
+    #[test]
+    fn a_panicking_merge_stops_its_follower() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (vm, input) = input(16);
+            let shared = Cursors::new(&[0, 8 * KEYS_PER_PAGE], vec![8 * KEYS_PER_PAGE; 2], 2);
+            let count = AtomicU64::new(0);
+            let merge = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                std::thread::scope(|scope| {
+                    let follower = scope.spawn(|| shared.follow(&vm, input, &count));
+                    let _over = MergeOver {
+                        cursors: &shared,
+                        follower: Some(follower.thread().clone()),
+                    };
+                    // The follower's first sweep asks for run 0's first
+                    // step (run 1 is empty); then it parks.
+                    while count.load(Ordering::Relaxed) < 2 {
+                        std::thread::yield_now();
+                    }
+                    panic!("the merge fails");
+                })
+            }));
+            let _ = done.send(merge.is_err());
+        });
+        let panicked = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the merge's scope ended");
+        assert!(panicked, "the merge's panic came out");
     }
 }

@@ -298,19 +298,23 @@ fn the_out_of_core_run_maps_a_file_when_asked() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// The seconds of a side's workload `name`, which finished (and so was
+/// checked).
+fn finished_seconds(side: &Value, name: &str) -> f64 {
+    let w = side["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {side}"));
+    assert_eq!(w["finished"], true, "{side}");
+    w["seconds"].as_f64().unwrap()
+}
+
 /// A side's finished scan is reported with its two parts, the first
 /// quarter and the rest, each timed and adding up to the whole.
 fn scan_parts_add_up(side: &Value) {
-    let seconds = |name: &str| {
-        let w = side["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}: {side}"));
-        assert_eq!(w["finished"], true, "{side}");
-        w["seconds"].as_f64().unwrap()
-    };
+    let seconds = |name| finished_seconds(side, name);
     let (whole, start, rest) = (seconds("scan"), seconds("scan-start"), seconds("scan-rest"));
     assert!(start > 0.0 && rest > 0.0, "{side}");
     assert!((start + rest - whole).abs() <= 1e-9 * whole, "{side}");
@@ -324,13 +328,7 @@ fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a
     let got: Vec<&str> = sides.iter().map(|s| s["side"].as_str().unwrap()).collect();
     assert_eq!(got, names);
     for side in sides {
-        let scan = side["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["name"] == "scan")
-            .unwrap_or_else(|| panic!("no scan: {side}"));
-        assert_eq!(scan["finished"], true, "{side}");
+        // (Finished, within.)
         scan_parts_add_up(side);
     }
     (&sides[0]["vm_stats"], &sides[1]["vm_stats"])
@@ -370,16 +368,7 @@ fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
             ["vm", "kernel-advised"]
         ]
     );
-    let scan_of = |side: &Value| {
-        let scan = side["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["name"] == "scan")
-            .unwrap_or_else(|| panic!("no scan: {side}"));
-        assert_eq!(scan["finished"], true, "{side}");
-        scan["seconds"].as_f64().unwrap()
-    };
+    let scan_of = |side: &Value| finished_seconds(side, "scan");
     for name in ["vm", "kernel-advised"] {
         let runs: Vec<&Value> = rounds
             .iter()

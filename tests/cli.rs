@@ -130,17 +130,17 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     }
     let stats = &report["stats"];
     assert!(stats["page_outs"].as_u64().unwrap() > 0, "{stats}");
-    // A second thread brought pages in while the sort worked (by default):
-    // every run but the first while the one before was sorted, whole; and
-    // before the merge, each run's next 16 pages past the one in hand.
+    // A second thread asked for pages while the sort worked (by default):
+    // every run but the first, whole, while the one before was sorted. The
+    // merge's 32 runs in 128 pages leave no room for a step ahead.
     assert_eq!(report["prefetch"], true);
     let runs = report["runs"].as_u64().unwrap();
-    let run_pages = 1024 / runs;
-    assert!(run_pages > 16, "{report}");
-    assert!(
-        report["prefetched_pages"].as_u64().unwrap() >= (runs - 1) * run_pages + runs * 16,
+    assert_eq!(
+        report["prefetched_run_pages"].as_u64().unwrap(),
+        (runs - 1) * (1024 / runs),
         "{report}"
     );
+    assert_eq!(report["prefetched_merge_pages"], 0, "{report}");
     // The bound as the kernel sees it: pages of the region in memory.
     assert!(
         report["kernel_resident_pages"].as_u64().unwrap() <= 128,
@@ -170,24 +170,29 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("verified"));
+    // With room (8 runs of 128 pages in 512): the merge's second thread
+    // asked for each run's first step (10 pages: two steps of each run a
+    // third of the budget) before the merge began, and no more than the
+    // runs hold.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["demo", "--keys", "4MiB", "--memory", "2MiB", "--json"];
+        args.extend_from_slice(extra);
+        let o = cedarvm(dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(report["verified"], true, "{report}");
+        assert_eq!(report["runs"], 8, "{report}");
+        report
+    };
+    let report = run(&[]);
+    let merge = report["prefetched_merge_pages"].as_u64().unwrap();
+    assert!((8 * 10..=1024).contains(&merge), "{report}");
+    assert_eq!(report["prefetched_run_pages"], 7 * 128, "{report}");
     // One thread: the same sort, checked, and nothing asked for ahead.
-    let o = cedarvm(
-        dir.path(),
-        &[
-            "demo",
-            "--keys",
-            "4MiB",
-            "--memory",
-            "512KiB",
-            "--no-prefetch",
-            "--json",
-        ],
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(report["verified"], true);
+    let report = run(&["--no-prefetch"]);
     assert_eq!(report["prefetch"], false);
-    assert_eq!(report["prefetched_pages"], 0);
+    assert_eq!(report["prefetched_run_pages"], 0);
+    assert_eq!(report["prefetched_merge_pages"], 0);
 }
 
 #[test]

@@ -81,11 +81,15 @@ const WORKLOADS: [&str; 7] = [
     "sort",
     "sort-unstable",
 ];
-/// The scan's two parts, reported beside it: its first quarter (a
-/// budget's worth of pages, read into memory that starts empty: the VM
-/// commits fresh memory for it, the kernel fills its page cache) and the
-/// rest (memory full, pages replaced as they go). Where the two sides
-/// differ is where the time goes.
+/// The scan's two parts, reported beside it: the time its reader took
+/// over the first quarter of the data set (a budget's worth of pages,
+/// begun with the data out of memory: the VM commits fresh memory for it,
+/// the kernel's page cache grows) and over the rest. Where the two sides
+/// differ is where the time goes. (Read-ahead on either side has already
+/// read past the quarter when the reader gets there; and the kernel's
+/// cgroup holds a little more than the budget, so its page cache is still
+/// growing early in the rest.) Each part's median over rounds is taken on
+/// its own, so the medians need not add up to the scan's.
 const SCAN_PARTS: [&str; 2] = ["scan-start", "scan-rest"];
 /// What the VM's cgroup allows beyond the budget and the sort's run
 /// buffer: the program, its tables, its heap and stacks.
@@ -798,10 +802,9 @@ fn fill(store: &dyn Store, pages: u64, seed: u64, limit_s: f64) -> Result<(Workl
     Ok((clock.result("fill", pages, pages), sum))
 }
 
-/// The scan, and its two parts (see [`SCAN_PARTS`]): the first quarter
-/// of the data set — a budget's worth, read into memory that starts empty
-/// — and the rest, read while memory is full and pages are replaced.
-/// (Only the whole scan where it stopped before the quarter.)
+/// The scan, and its two parts (see [`SCAN_PARTS`]): the reader's time
+/// over the first quarter of the data set and over the rest. (Only the
+/// whole scan where it stopped before the end of the quarter.)
 fn scan(store: &dyn Store, pages: u64, sum: u64, limit_s: f64) -> Result<Vec<Workload>, String> {
     store.cool()?;
     store.expect(Pattern::InOrder)?;
@@ -811,15 +814,15 @@ fn scan(store: &dyn Store, pages: u64, sum: u64, limit_s: f64) -> Result<Vec<Wor
     let mut seen = 0u64;
     let mut done = 0;
     while done < pages && !clock.over() {
-        if done == quarter && quarter > 0 {
-            quarter_s = Some(clock.started.elapsed().as_secs_f64());
-        }
         store.scan_page(done, &mut |bytes| {
             for chunk in bytes.chunks_exact(8) {
                 seen = seen.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
             }
         })?;
         done += 1;
+        if done == quarter {
+            quarter_s = Some(clock.started.elapsed().as_secs_f64());
+        }
     }
     if done == pages && seen != sum {
         return Err(format!("scan: sum {seen:#x}, written {sum:#x}"));
@@ -1878,6 +1881,8 @@ impl OutOfCoreReport {
             }
             t.push('\n');
         }
+        // The kernel's sides: the VM is set against the faster of them.
+        let kernels = [Side::KernelAdvised, Side::Kernel];
         if main_table && self.rounds.len() > 1 {
             // How far the rounds' own ratios spread; and the VM against
             // the faster kernel side of each round.
@@ -1891,7 +1896,6 @@ impl OutOfCoreReport {
                 let (_, low, high) = self.ratio(Side::Vm, Side::KernelAdvised, name)?;
                 Some(format!("{name} {low:.2}–{high:.2}×"))
             });
-            let kernels = [Side::KernelAdvised, Side::Kernel];
             line(
                 "vm / the faster kernel side of each round, median (lowest–highest)",
                 &|name| {
@@ -1903,7 +1907,6 @@ impl OutOfCoreReport {
         }
         if main_table {
             // The scan in its two parts, against the faster kernel side.
-            let kernels = [Side::KernelAdvised, Side::Kernel];
             let parts: Vec<String> = SCAN_PARTS
                 .iter()
                 .filter_map(|&name| {
@@ -1919,9 +1922,9 @@ impl OutOfCoreReport {
                 .collect();
             if !parts.is_empty() {
                 t.push_str(&format!(
-                    "scan in parts, vm / the faster kernel side{}: {} (start: the first quarter, a \
-                     budget's worth read into memory that starts empty; rest: the other three, \
-                     memory full)\n",
+                    "scan in parts, vm / the faster kernel side{}: {} (start: the reader's time \
+                     over the first quarter, a budget's worth begun with memory empty; rest: over \
+                     the other three quarters)\n",
                     if self.rounds.len() > 1 {
                         " of each round, median (lowest–highest)"
                     } else {
