@@ -555,8 +555,9 @@ pub struct DemoArgs {
     /// fatal in transparent mode (as with mmap).
     #[arg(long)]
     transparent: bool,
-    /// Do everything on one thread: no second thread bringing in the next
-    /// run to sort, or the merge's next pages, ahead.
+    /// Sort and merge on one thread: no second thread asking for the next
+    /// run, or the merge's next pages, ahead of them (the VM's own threads
+    /// still read ahead and write behind). No effect with --transparent.
     #[arg(long)]
     no_prefetch: bool,
     /// Print the report as JSON.

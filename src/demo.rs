@@ -144,7 +144,8 @@ pub struct DemoReport {
     #[serde(default)]
     pub prefetch: bool,
     /// Pages asked for (`touch`; those already resident, and any whose
-    /// read failed, included) of each next run while one was sorted.
+    /// read failed, included), in all, of the next run while each run but
+    /// the last was sorted.
     #[serde(default)]
     pub prefetched_run_pages: u64,
     /// Pages asked for ahead of the merge's cursors (0 where the budget is
@@ -854,13 +855,34 @@ impl DemoReport {
                 if self.transparent {
                     "none (transparent mode: one sort_unstable, the kernel's faults)".to_string()
                 } else if self.prefetch {
+                    let runs = if self.runs > 1 {
+                        format!(
+                            "asked for the next run while each run but the last was sorted \
+                             ({} times, {} pages in all)",
+                            self.runs - 1,
+                            self.prefetched_run_pages
+                        )
+                    } else {
+                        "had no next run to ask for (one run)".to_string()
+                    };
+                    let merge = if self.prefetched_merge_pages > 0 {
+                        format!(
+                            "asked for {} pages ahead of the merge's cursors",
+                            self.prefetched_merge_pages
+                        )
+                    } else {
+                        "asked for none ahead of the merge (a budget under 6 pages a run \
+                         leaves no room)"
+                            .to_string()
+                    };
                     format!(
-                        "a second thread asked for {} pages of each next run while one was \
-                         sorted, and {} ahead of the merge's cursors (--no-prefetch: one thread)",
-                        self.prefetched_run_pages, self.prefetched_merge_pages
+                        "a second thread {runs}, and {merge} (--no-prefetch: the sort and merge \
+                         on one thread)"
                     )
                 } else {
-                    "none: one thread did everything (--no-prefetch)".to_string()
+                    "none: the sort and merge on one thread (--no-prefetch); the VM's own \
+                     threads still read ahead and write behind"
+                        .to_string()
                 },
             ),
             (
