@@ -200,9 +200,9 @@ fn mix(key: u64) -> u64 {
 /// 2.72–3.13 s, 1,620 reads; steps of 48 pages 2.23–2.35 s, 2,018 reads;
 /// of 16, kept 32 ahead, 2.38–2.89 s, 4,660 reads; 128 ahead pushed out
 /// the pages the merge was about to use, 3.0–3.3 s. Fewer, larger reads
-/// also matter when the drive limits requests: on a slow spell of this
-/// machine's disk, steps of 16 made the merge 4.3–5.0 s against 3.1–3.4
-/// s with none.)
+/// also matter when the drive limits requests: in three rounds of a slow
+/// spell of this machine's disk, steps of 16 made the merge 4.3–5.0 s
+/// against 3.1–3.4 s with none.)
 const MERGE_STEP_PAGES: u64 = 48;
 
 /// The merge's step for `runs` runs in a budget of `budget_pages`: at
