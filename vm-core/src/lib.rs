@@ -159,6 +159,7 @@ pub mod typed;
 mod vcopy;
 mod views;
 mod vocabulary;
+mod will_need;
 
 /// The `bytemuck` whose `Pod` this crate's typed access ([`VmArray`],
 /// [`View`]) asks for: implement `Pod` and `Zeroable` for your own types

@@ -14,6 +14,7 @@ use crate::state::{
     DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, Word,
 };
 use crate::vocabulary::{Advice, DataState, PageState};
+use crate::will_need::Pushed;
 use runtable::{Interval, PageNumber};
 
 /// What [`AddressSpace::discard`] found.
@@ -346,6 +347,47 @@ impl AddressSpace {
         self.swap_in(interval, false, false)
     }
 
+    /// `Advice::WillNeed`: queues `interval` for the will-need thread and
+    /// returns (see `will_need`), once it is checked allocated. Past the
+    /// queue's limit (three quarters of real memory waiting) it is
+    /// dropped, as advice; without the thread it is brought in now.
+    fn will_need(&self, interval: Interval) -> Result<(), VmError> {
+        let limit = {
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            monitor.budget() / 4 * 3
+        };
+        match self.will_need.as_ref().map(|q| q.push(interval, limit)) {
+            Some(Pushed::Queued | Pushed::Full) => Ok(()),
+            Some(Pushed::NoThread) | None => self.touch(interval),
+        }
+    }
+
+    /// The will-need thread's loop: brings in each interval queued, in
+    /// order, until the VM closes. A failure is left to the access that
+    /// needs the page (advice); a panic is caught (one under the monitor
+    /// poisons the VM, as any does, and every later call fails at once)
+    /// and the loop goes on.
+    pub(crate) fn run_will_need(&self) {
+        let queue = self.will_need.as_ref().expect("the thread has a queue");
+        while let Some(interval) = queue.next() {
+            let touched =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.touch(interval)));
+            drop(touched);
+            queue.done(interval);
+        }
+    }
+
+    /// Waits until every interval advised `WillNeed` so far has been
+    /// brought in (or its reads failed, or the VM is closing). For a
+    /// program that wants its advice done before it measures, and for
+    /// tests.
+    pub fn settle(&self) {
+        if let Some(queue) = self.will_need.as_ref() {
+            queue.settle();
+        }
+    }
+
     /// Brings `interval` in and keeps it there until [`AddressSpace::unpin`].
     pub fn pin(&self, interval: Interval) -> Result<(), VmError> {
         self.swap_in(interval, false, true)
@@ -565,7 +607,7 @@ impl AddressSpace {
     pub fn advise(&self, interval: Interval, advice: Advice) -> Result<(), VmError> {
         self.check_poisoned()?;
         match advice {
-            Advice::WillNeed => self.touch(interval),
+            Advice::WillNeed => self.will_need(interval),
             Advice::DontNeed => {
                 {
                     let monitor = self.lock_monitor();

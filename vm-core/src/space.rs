@@ -50,6 +50,9 @@ pub struct Vm {
     /// (c) The read-ahead thread, in the default monitor scope with a
     /// volume; taken only when it is stopped.
     read_ahead: Option<thread::JoinHandle<()>>,
+    /// (c) The will-need thread, with a volume (see `will_need`); taken
+    /// only when it is stopped.
+    will_need: Option<thread::JoinHandle<()>>,
     /// Closed by [`Vm::close`] or [`Vm::into_volume`]: nothing left for
     /// `Drop` to flush.
     closed: bool,
@@ -102,6 +105,9 @@ pub struct AddressSpace {
     /// (c) The read-ahead thread's queue of planned cluster reads, in
     /// [`MonitorScope::Decisions`] with a volume (the queue itself is (q)).
     pub(crate) read_ahead: Option<ReadAheadQueue>,
+    /// (c) The will-need thread's queue, with a volume (the queue itself
+    /// is (q); see `will_need`).
+    pub(crate) will_need: Option<crate::will_need::WillNeedQueue>,
     /// (a) Pages latched by a transfer in flight without the monitor — a
     /// fault being served in [`MonitorScope::Decisions`], a planned
     /// read-ahead — each holding a frame: the clock does not wait for
@@ -169,6 +175,8 @@ impl Vm {
         // run without the monitor; the seed's keeps its synchronous one.
         let read_ahead_mode =
             !worker_mode && config.monitor_scope == MonitorScope::Decisions && volume.is_some();
+        // `WillNeed` without waiting, where there is something to read.
+        let will_need_mode = volume.is_some();
         let slots = Self::reclaim_slots(&config, volume.is_some());
         let inline = (read_ahead_mode && config.inline_read_ahead && !config.transparent)
             .then(crate::fault::inline_reads::InlineReads::new)
@@ -206,6 +214,7 @@ impl Vm {
             next_ticket: AtomicU64::new(0),
             worker_queue: worker_mode.then(FaultQueue::default),
             read_ahead: read_ahead_mode.then(ReadAheadQueue::default),
+            will_need: will_need_mode.then(crate::will_need::WillNeedQueue::default),
             inline,
             in_transit: AtomicU64::new(0),
             hits: HitCounter::default(),
@@ -249,10 +258,23 @@ impl Vm {
         } else {
             None
         };
+        // Where the thread cannot be made, `WillNeed` brings its interval
+        // in before it returns, as it did before there was one.
+        let will_need = space.will_need.as_ref().and_then(|queue| {
+            let shared = Arc::clone(&space);
+            let spawned = thread::Builder::new()
+                .name("will-need".into())
+                .spawn(move || shared.run_will_need());
+            if spawned.is_err() {
+                queue.no_thread();
+            }
+            spawned.ok()
+        });
         Ok(Vm {
             space,
             worker,
             read_ahead,
+            will_need,
             closed: false,
         })
     }
@@ -291,6 +313,21 @@ impl Vm {
     /// Whether a PageFault worker thread serves the faults.
     pub fn has_worker(&self) -> bool {
         self.worker.is_some()
+    }
+
+    /// Stops the will-need thread after the interval it is bringing in;
+    /// the intervals still waiting are dropped (advice).
+    fn stop_will_need(&mut self) {
+        if let Some(handle) = self.will_need.take() {
+            self.space
+                .will_need
+                .as_ref()
+                .expect("a will-need thread has a queue")
+                .stop();
+            // A `touch` that panicked poisoned the VM; the thread's end
+            // says nothing more.
+            let _ = handle.join();
+        }
     }
 
     /// Stops the read-ahead thread once its planned reads are done.
@@ -347,6 +384,7 @@ impl Vm {
     /// Flushes if the VM can, then stops its threads; `Drop` then has
     /// nothing left to do.
     fn close_flushing(&mut self) -> Result<(), VmError> {
+        self.stop_will_need();
         let flushed = if self.space.is_poisoned() {
             Err(VmError::Poisoned)
         } else {
@@ -366,6 +404,7 @@ impl Drop for Vm {
     /// mappings, whose changes go to their files (best effort; as
     /// `munmap` at exit; `flush` or `free` first to see the errors).
     fn drop(&mut self) {
+        self.stop_will_need();
         if !self.closed && !self.space.is_poisoned() {
             if self.space.is_persistent() {
                 let _ = self.space.flush();

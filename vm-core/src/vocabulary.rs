@@ -34,7 +34,15 @@ pub enum Advice {
     Sequential,
     /// Accessed at random: no read-ahead.
     Random,
-    /// Will be needed soon: bring it in now.
+    /// Will be needed soon: the interval is checked and queued for the
+    /// VM's will-need thread, which brings it in (by runs, as `touch`)
+    /// while the program goes on, as the kernel reads for `MADV_WILLNEED`.
+    /// Advice: past three quarters of real memory waiting it is dropped
+    /// (it would push out what it asked for), and a read
+    /// that fails is met by the access that needs the page.
+    /// [`AddressSpace::settle`](crate::AddressSpace::settle) waits for it.
+    /// Without a volume it is brought in before the call returns
+    /// ([`AddressSpace::touch`](crate::AddressSpace::touch) always is).
     WillNeed,
     /// Not needed: write back changes and give the memory back. A changed
     /// page a guard holds cannot be written back: the advice then fails

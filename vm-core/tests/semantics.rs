@@ -655,7 +655,8 @@ fn flush_writes_runs_of_dirty_pages_in_one_transfer_each() {
     assert_eq!(after.disk_writes - before.disk_writes, 1);
 }
 
-/// `swap_in` (and `WillNeed`, which is `touch`) reads its interval by runs
+/// `swap_in` (and `WillNeed`, which `touch`es on the will-need thread)
+/// reads its interval by runs
 /// of consecutive disk pages, not page by page (issue 11): 96 pages through
 /// a 128-page budget come in with a transfer per 32 pages (a cluster is a
 /// quarter of the budget), counted by the drive; every byte is right and
@@ -682,6 +683,7 @@ fn swap_in_reads_its_interval_by_runs() {
     vm.advise(i, Advice::DontNeed).unwrap();
     let before = vm.stats();
     vm.advise(i, Advice::WillNeed).unwrap();
+    vm.settle();
     let after = vm.stats();
     assert!(after.disk_reads - before.disk_reads <= 96 / 32);
     let before = vm.stats();
@@ -840,4 +842,86 @@ fn dropping_runs_of_resident_pages_gives_their_memory_back_in_one_call_each() {
     let mut data = vec![1u8; 64 * PAGE];
     vm.read(vm.address_of(killed.page), &mut data).unwrap();
     assert!(data.iter().all(|&b| b == 0), "a killed page reads as zeros");
+}
+
+/// `WillNeed` does not wait for its reads: with the first page of the
+/// interval held by this thread's own guard, `touch` refuses (it would
+/// wait for itself), and `WillNeed` returns at once — its thread waits for
+/// the guard, then brings the interval in by runs. Every byte is right.
+#[test]
+fn will_need_brings_its_interval_in_on_the_vms_thread() {
+    let vm = sim_vm(1024, 128);
+    let i = vm.allocate(48).unwrap();
+    fill_out(&vm, i, 21);
+    let guard = vm.page_mut(i.page).unwrap();
+    assert!(matches!(
+        vm.touch(i),
+        Err(VmError::PageHeldByThisThread { .. })
+    ));
+    let before = vm.stats();
+    vm.advise(i, Advice::WillNeed).unwrap();
+    drop(guard);
+    vm.settle();
+    let after = vm.stats();
+    for p in i.pages() {
+        assert!(vm.state(p).has_real_memory, "{p}");
+    }
+    assert_eq!(after.disk_pages_read - before.disk_pages_read, 47);
+    assert!(after.disk_reads - before.disk_reads <= 2, "by runs");
+    let before = vm.stats();
+    check(&vm, i, 21);
+    assert_eq!(vm.stats().disk_reads, before.disk_reads, "all resident");
+    vm.check_invariants();
+}
+
+/// `WillNeed` is advice: an interval past three quarters of real memory
+/// waiting is not queued (it would push out what it asked for), and one on
+/// unallocated pages is an error, as for every advice.
+#[test]
+fn will_need_past_three_quarters_of_memory_is_dropped() {
+    let vm = sim_vm(1024, 128);
+    let i = vm.allocate(100).unwrap();
+    fill_out(&vm, i, 22);
+    let before = vm.stats();
+    vm.advise(i, Advice::WillNeed).unwrap();
+    vm.settle();
+    assert_eq!(vm.stats().disk_reads, before.disk_reads);
+    vm.advise(Interval::new(i.page.0, 96), Advice::WillNeed)
+        .unwrap();
+    vm.settle();
+    assert_eq!(vm.stats().disk_pages_read - before.disk_pages_read, 96);
+    assert!(matches!(
+        vm.advise(Interval::new(900, 4), Advice::WillNeed),
+        Err(VmError::AddressFault { .. } | VmError::NotAllocated { .. })
+    ));
+    check(&vm, i, 22);
+}
+
+/// A VM dropped with `WillNeed` intervals waiting ends (what waits is
+/// dropped), and one in real memory only brings the interval in before
+/// the advice returns. (The minute's wait detects a hang; no timing is
+/// checked.)
+#[test]
+fn will_need_waiting_does_not_keep_a_vm_from_closing() {
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let vm = sim_vm(1024, 128);
+        let i = vm.allocate(512).unwrap();
+        fill_out(&vm, i, 23);
+        for k in 0..16 {
+            vm.advise(Interval::new(i.page.0 + 32 * k, 32), Advice::WillNeed)
+                .unwrap();
+        }
+        drop(vm);
+        let _ = done.send(());
+    });
+    ended
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the VM closed");
+    let vm = Vm::new(VmConfig::new(64, 16), Backing::RealMemoryOnly).unwrap();
+    let i = vm.allocate(8).unwrap();
+    vm.advise(i, Advice::WillNeed).unwrap();
+    for p in i.pages() {
+        assert!(vm.state(p).has_real_memory, "{p}");
+    }
 }
