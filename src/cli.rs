@@ -555,9 +555,10 @@ pub struct DemoArgs {
     /// fatal in transparent mode (as with mmap).
     #[arg(long)]
     transparent: bool,
-    /// Sort and merge on one thread: no second thread asking for the next
-    /// run, or the merge's next pages, ahead of them (the VM's own threads
-    /// still read ahead and write behind). No effect with --transparent.
+    /// Bring nothing in ahead of the sort: no WillNeed advice for the next
+    /// run, no second thread asking for the merge's next pages (the VM's
+    /// own read-ahead and write-behind go on). No effect with
+    /// --transparent.
     #[arg(long)]
     no_prefetch: bool,
     /// Print the report as JSON.

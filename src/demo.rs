@@ -13,25 +13,31 @@
 //! Everything moves through `read`/`write` at VM addresses, so the faults,
 //! write-backs and seek-aheads in the report are the VM's own.
 //!
-//! A second thread brings pages in ahead of the one that sorts (unless
-//! `--no-prefetch`): the next run while this one is sorted (`touch`), and
-//! during the merge each run's next pages ahead of its cursor
-//! ([`Cursors::follow`]). The VM serves the two threads' faults at once,
-//! with their reads in flight together, so a read overlaps the sorting
-//! instead of stopping it — as the kernel's asynchronous read-ahead does
-//! for a program on `mmap`. (The check reads one sequential stream, which
-//! the VM's own read-ahead keeps ahead of it; a second thread touching
-//! the next chunk there made it slower, 0.66–0.79 s against 0.38–0.46.)
-//! Measured in BENCHMARKS.md ("The demo's second thread";
+//! The sort has what it reads next brought in ahead of it (unless
+//! `--no-prefetch`), so that the reads overlap its work instead of
+//! stopping it — as the kernel's asynchronous read-ahead does for a
+//! program on `mmap`:
+//! - before sorting a run, it advises the next one `WillNeed`; the VM's
+//!   will-need thread brings it in while the sort goes on;
+//! - during the merge, a second thread of the demo's own keeps each run's
+//!   next pages ahead of its cursor ([`Cursors::follow`]). Advising those
+//!   steps `WillNeed` from the merging thread instead was slower: merge
+//!   2.71–2.82 s against 2.10–2.53 s, four rounds (not explained).
+//!
+//! The VM serves the threads' faults at once, their reads in flight
+//! together. (The check reads one sequential stream, which the VM's own
+//! read-ahead keeps ahead of it; a second thread touching the next chunk
+//! there made it slower, 0.66–0.79 s against 0.38–0.46.) Measured in
+//! BENCHMARKS.md ("The demo's second thread";
 //! `bench/results/demo-prefetch-2026-11-27.txt`).
 //!
-//! Where it belongs: the kernel reads ahead for a program on `mmap` by
-//! itself, and so does the VM for one stream ([`vm_core`]'s read-ahead
-//! under `Sequential` advice). For many streams at once the VM keeps
-//! each one's window small and reads no second window ahead (measured
-//! slower: the streams' windows pushed out each other's pages), so here
-//! the program, which knows where each of its cursors is, asks for what
-//! it will read next, as a program asks the kernel with `MADV_WILLNEED`.
+//! Why the program asks at all: the VM reads ahead by itself for one
+//! stream ([`vm_core`]'s read-ahead under `Sequential` advice); for many
+//! streams at once it keeps each one's window small and reads no second
+//! window ahead (measured slower: the streams' windows pushed out each
+//! other's pages), so there the program, which knows where each of its
+//! cursors is, asks for what it will read next, as a program asks the
+//! kernel with `MADV_WILLNEED`.
 
 use disk_channel::rng::SplitMix64;
 use disk_channel::{CachePolicy, DiskChannel, FileDrive, FileDriveOptions};
@@ -72,7 +78,7 @@ pub struct DemoOptions {
     /// one `&mut [u64]` (a view of the interval), sorted by one
     /// `sort_unstable` — no hand-written external sort.
     pub transparent: bool,
-    /// A second thread brings pages in ahead of the sorting one (see the
+    /// Have what the sort reads next brought in ahead of it (see the
     /// module doc). On by default.
     #[serde(default = "on")]
     pub prefetch: bool,
@@ -139,12 +145,12 @@ pub struct DemoReport {
     /// `sort_unstable` on a view; no runs, no merge).
     #[serde(default)]
     pub transparent: bool,
-    /// Whether a second thread brought pages in ahead of the sorting one
+    /// Whether what the sort read next was brought in ahead of it
     /// (not in transparent mode).
     #[serde(default)]
     pub prefetch: bool,
-    /// Pages asked for (`touch`; those already resident, and any whose
-    /// read failed, included), in all, of the next run while each run but
+    /// Pages advised `WillNeed` (those already resident, and any whose
+    /// read failed, included), in all, of the next run before each run but
     /// the last was sorted.
     #[serde(default)]
     pub prefetched_run_pages: u64,
@@ -229,34 +235,6 @@ fn keys_interval(interval: runtable::Interval, first: u64, count: u64) -> runtab
 fn touch_counted(vm: &Vm, pages: runtable::Interval, count: &AtomicU64) {
     let _ = vm.touch(pages);
     count.fetch_add(pages.count.0, Ordering::Relaxed);
-}
-
-/// Runs `work` on this thread while a second thread asks for `next`
-/// ([`touch_counted`]), if there is a `next` (and a thread can be made:
-/// else `work` runs alone). A panic of the second thread is raised again
-/// once `work` is done — unless `work` failed: its error is the one to
-/// report (the panic has been printed).
-fn with_next_touched<T>(
-    vm: &Vm,
-    next: Option<runtable::Interval>,
-    count: &AtomicU64,
-    work: impl FnOnce() -> Result<T, ToolError>,
-) -> Result<T, ToolError> {
-    std::thread::scope(|scope| {
-        let helper = next.and_then(|next| {
-            std::thread::Builder::new()
-                .name("demo-next-run".into())
-                .spawn_scoped(scope, move || touch_counted(vm, next, count))
-                .ok()
-        });
-        let done = work();
-        if let Some(Err(panic)) = helper.map(|h| h.join())
-            && done.is_ok()
-        {
-            std::panic::resume_unwind(panic);
-        }
-        done
-    })
 }
 
 /// What the merging thread shares with the thread that brings each run's
@@ -510,15 +488,18 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             let first = (r + 1) * chunk_keys;
             keys_interval(input, first, chunk_keys.min(keys - first))
         });
-        with_next_touched(&vm, next, &prefetched_runs, || {
-            run_keys.clear();
-            run_keys.extend(words(&bytes));
-            run_keys.sort_unstable();
-            for (chunk, key) in bytes.chunks_exact_mut(8).zip(&run_keys) {
-                chunk.copy_from_slice(&key.to_le_bytes());
-            }
-            Ok(())
-        })?;
+        if let Some(next) = next {
+            // Queued for the VM's will-need thread, not waited for (an
+            // error is left to the next run's own read).
+            let _ = vm.advise(next, Advice::WillNeed);
+            prefetched_runs.fetch_add(next.count.0, Ordering::Relaxed);
+        }
+        run_keys.clear();
+        run_keys.extend(words(&bytes));
+        run_keys.sort_unstable();
+        for (chunk, key) in bytes.chunks_exact_mut(8).zip(&run_keys) {
+            chunk.copy_from_slice(&key.to_le_bytes());
+        }
         vm.write(VAddr(in_base + start * 8), &bytes)
             .map_err(ToolError::Vm)?;
         bar.inc(n);
@@ -857,31 +838,27 @@ impl DemoReport {
                 } else if self.prefetch {
                     let runs = if self.runs > 1 {
                         format!(
-                            "asked for the next run while each run but the last was sorted \
-                             ({} times, {} pages in all)",
+                            "the next run advised WillNeed before each run but the last was \
+                             sorted ({} times, {} pages in all)",
                             self.runs - 1,
                             self.prefetched_run_pages
                         )
                     } else {
-                        "had no next run to ask for (one run)".to_string()
+                        "no next run to advise (one run)".to_string()
                     };
                     let merge = if self.prefetched_merge_pages > 0 {
                         format!(
-                            "asked for {} pages ahead of the merge's cursors",
+                            "a second thread asked for {} pages ahead of the merge's cursors",
                             self.prefetched_merge_pages
                         )
                     } else {
-                        "asked for none ahead of the merge (a budget under 6 pages a run \
-                         leaves no room)"
+                        "none ahead of the merge (a budget under 6 pages a run leaves no room)"
                             .to_string()
                     };
-                    format!(
-                        "a second thread {runs}, and {merge} (--no-prefetch: the sort and merge \
-                         on one thread)"
-                    )
+                    format!("{runs}; {merge} (--no-prefetch: neither)")
                 } else {
-                    "none: the sort and merge on one thread (--no-prefetch); the VM's own \
-                     threads still read ahead and write behind"
+                    "none (--no-prefetch): no WillNeed advice, no second thread; the VM's own \
+                     read-ahead and write-behind go on"
                         .to_string()
                 },
             ),

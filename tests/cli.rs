@@ -130,9 +130,9 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     }
     let stats = &report["stats"];
     assert!(stats["page_outs"].as_u64().unwrap() > 0, "{stats}");
-    // A second thread asked for pages while the sort worked (by default):
-    // every run but the first, whole, while the one before was sorted. The
-    // merge's 32 runs in 128 pages leave no room for a step ahead.
+    // The sort had what it read next brought in (by default): every run
+    // but the first advised WillNeed, whole. The merge's 32 runs in 128
+    // pages leave no room for a step ahead.
     assert_eq!(report["prefetch"], true);
     let runs = report["runs"].as_u64().unwrap();
     assert_eq!(
@@ -188,7 +188,7 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     let merge = report["prefetched_merge_pages"].as_u64().unwrap();
     assert!((8 * 10..=1024).contains(&merge), "{report}");
     assert_eq!(report["prefetched_run_pages"], 7 * 128, "{report}");
-    // One thread: the same sort, checked, and nothing asked for ahead.
+    // No prefetch: the same sort, checked, and nothing asked for ahead.
     let report = run(&["--no-prefetch"]);
     assert_eq!(report["prefetch"], false);
     assert_eq!(report["prefetched_run_pages"], 0);
