@@ -364,24 +364,71 @@ impl AddressSpace {
     }
 
     /// The will-need thread's loop: brings in each interval queued, in
-    /// order, until the VM closes. A failure is left to the access that
-    /// needs the page (advice); a panic is caught (one under the monitor
-    /// poisons the VM, as any does, and every later call fails at once)
-    /// and the loop goes on.
+    /// order, until the VM closes ([`AddressSpace::touch_advised`]). A
+    /// failure is left to the access that needs the page (advice); a panic
+    /// is caught (one under the monitor poisons the VM, as any does, and
+    /// every later call fails at once) and the loop goes on.
     pub(crate) fn run_will_need(&self) {
         let queue = self.will_need.as_ref().expect("the thread has a queue");
         while let Some(interval) = queue.next() {
-            let touched =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.touch(interval)));
+            let touched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.touch_advised(interval, &|| queue.stopping())
+            }));
             drop(touched);
             queue.done(interval);
         }
     }
 
+    /// `touch` as advice, for the will-need thread: a page that is
+    /// resident is passed over without the monitor, and one another thread
+    /// holds or is bringing in (a guard's latch, a read in flight) is
+    /// passed over too, never waited for — a guard may be held for as long
+    /// as its owner likes, even while that owner waits in `settle` or
+    /// closes the VM. Stops at the interval's first failure (the access
+    /// that needs the page meets it) and when `stop` says so (the VM is
+    /// closing; looked at before each page). An absent page on disk comes
+    /// in with the pages after it in one transfer, as `touch` brings them
+    /// (the read is made under the monitor, as `touch`'s is).
+    pub(crate) fn touch_advised(&self, interval: Interval, stop: &dyn Fn() -> bool) {
+        let states = self.states();
+        let end = interval.end().0;
+        for page in interval.page.0..end {
+            if stop() {
+                return;
+            }
+            if states.load(page).tag() == TAG_RESIDENT {
+                continue;
+            }
+            let mut monitor = self.lock_monitor();
+            if self
+                .check_allocated(&monitor, Interval::new(page, 1))
+                .is_err()
+            {
+                return;
+            }
+            let window = (end - page).min(Self::run_max(&monitor));
+            match self.read_run(&mut monitor, page, window) {
+                Ok(read) if read > 0 => monitor.counters.faults += 1,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            let served = self.serve(&mut monitor, page, None, false);
+            drop(monitor);
+            // (A cluster it planned: started now, see `fault::inline`.)
+            self.start_planned();
+            match served {
+                Ok(Served::Resident | Served::Busy) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Waits until every interval advised `WillNeed` so far has been
-    /// brought in (or its reads failed, or the VM is closing). For a
-    /// program that wants its advice done before it measures, and for
-    /// tests.
+    /// brought in — the pages another thread held or was bringing in
+    /// passed over — or its reads failed, or the VM is closing. Advice
+    /// dropped at the queue's limit is not waited for. While other threads
+    /// go on advising, it may wait for their advice too. For a program that
+    /// wants its advice done before it measures, and for tests.
     pub fn settle(&self) {
         if let Some(queue) = self.will_need.as_ref() {
             queue.settle();

@@ -17,13 +17,20 @@
 //!
 //! [`AddressSpace::advise`](crate::AddressSpace::advise) with `WillNeed`
 //! checks the interval and queues it here; the VM's will-need thread takes
-//! the intervals in order and brings each in with
-//! [`AddressSpace::touch`](crate::AddressSpace::touch) — by runs, its
-//! reads in flight beside the program's own faults. It is advice: an
-//! interval that would take the pages waiting past three quarters of real
-//! memory is not queued (it would push out what it was asked to bring in), and a
-//! failed read is left to the access that needs the page, which meets the
-//! error. [`AddressSpace::settle`](crate::AddressSpace::settle) waits until
+//! the intervals in order and brings each in as `touch` does — by runs,
+//! each read made under the monitor, as `touch`'s are (a program's fault
+//! meanwhile waits for the monitor; reading without it, as the planned
+//! read-ahead does, is not built) — but as advice: a page another thread
+//! holds (a guard) or is bringing in is passed over, never waited for, so
+//! a guard held while its owner waits in `settle` or closes the VM cannot
+//! hang either. An interval that would take the pages waiting past three
+//! quarters of real memory (of the frames the clock has, in transparent
+//! mode) is not queued (it would push out what it was asked to bring in),
+//! and a failed read is left to the access that needs the page, which
+//! meets the error. Advice queued before a `kill`, `free` or `DontNeed` of
+//! its pages is not withdrawn: the thread may still bring them in (zeros,
+//! for killed pages). In a child made by `fork` there is no thread: the
+//! advice is brought in before it returns. [`AddressSpace::settle`](crate::AddressSpace::settle) waits until
 //! everything queued has been brought in (or failed). Without a volume, or
 //! where the thread could not be made, `WillNeed` brings the interval in
 //! before it returns, as before.
@@ -58,17 +65,32 @@ struct State {
 }
 
 /// The will-need thread's queue (see the module doc).
-#[derive(Default)]
 pub(crate) struct WillNeedQueue {
     state: Mutex<State>,
     /// Signalled when an interval is queued, when one is done, and at the
     /// stop.
     changed: Condvar,
+    /// The process whose thread serves the queue: a child made by `fork`
+    /// has the queue and no thread, and brings its advice in itself.
+    owner: u32,
+}
+
+impl Default for WillNeedQueue {
+    fn default() -> WillNeedQueue {
+        WillNeedQueue {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            owner: crate::sys::futex::current_pid(),
+        }
+    }
 }
 
 impl WillNeedQueue {
     /// Queues `interval` unless the pages waiting would pass `limit`.
     pub(crate) fn push(&self, interval: Interval, limit: u64) -> Pushed {
+        if crate::sys::futex::current_pid() != self.owner {
+            return Pushed::NoThread;
+        }
         let mut state = self.state.lock();
         if state.no_thread || state.stopped {
             return Pushed::NoThread;
@@ -105,17 +127,28 @@ impl WillNeedQueue {
         self.changed.notify_all();
     }
 
+    /// Whether the VM is closing (the thread's interval in progress ends
+    /// at its next page).
+    pub(crate) fn stopping(&self) -> bool {
+        self.state.lock().stopped
+    }
+
     /// Waits until nothing waits and nothing is being brought in (or the
-    /// queue is stopped).
+    /// queue is stopped). In a child made by `fork`, nothing was queued:
+    /// returns at once.
     pub(crate) fn settle(&self) {
+        if crate::sys::futex::current_pid() != self.owner {
+            return;
+        }
         let mut state = self.state.lock();
         while !state.stopped && (state.busy.is_some() || !state.waiting.is_empty()) {
             self.changed.wait(&mut state);
         }
     }
 
-    /// Ends the thread's loop (after the interval it is on); what waits is
-    /// dropped, and later pushes are answered [`Pushed::NoThread`].
+    /// Ends the thread's loop (the interval it is on ends at its next
+    /// page); what waits is dropped, and later pushes are answered
+    /// [`Pushed::NoThread`].
     pub(crate) fn stop(&self) {
         let mut state = self.state.lock();
         state.stopped = true;

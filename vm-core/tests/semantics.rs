@@ -925,3 +925,36 @@ fn will_need_waiting_does_not_keep_a_vm_from_closing() {
         assert!(vm.state(p).has_real_memory, "{p}");
     }
 }
+
+/// Advice never waits for a page another thread holds: with this thread's
+/// guard on a page in the middle of the interval, `settle` returns with
+/// the guard still held (the thread passed that page over and brought in
+/// the rest), and so does closing the VM. (The minute's wait detects a
+/// hang; no timing is checked.)
+#[test]
+fn will_need_passes_over_a_page_a_guard_holds() {
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let vm = sim_vm(1024, 128);
+        let i = vm.allocate(48).unwrap();
+        fill_out(&vm, i, 24);
+        let held = PageNumber(i.page.0 + 20);
+        let guard = vm.page_mut(held).unwrap();
+        vm.advise(i, Advice::WillNeed).unwrap();
+        vm.settle();
+        let absent: Vec<u64> = i
+            .pages()
+            .filter(|&p| !vm.state(p).has_real_memory)
+            .map(|p| p.0)
+            .collect();
+        // (The VM is dropped with the guard's borrow over first.)
+        drop(guard);
+        check(&vm, i, 24);
+        drop(vm);
+        let _ = done.send(absent);
+    });
+    let absent = ended
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("settle and close returned with a guard held");
+    assert!(absent.is_empty(), "pages not brought in: {absent:?}");
+}
