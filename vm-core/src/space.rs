@@ -315,8 +315,8 @@ impl Vm {
         self.worker.is_some()
     }
 
-    /// Stops the will-need thread after the interval it is bringing in;
-    /// the intervals still waiting are dropped (advice).
+    /// Stops the will-need thread at the next page of the interval it is
+    /// bringing in; the intervals still waiting are dropped (advice).
     fn stop_will_need(&mut self) {
         if let Some(handle) = self.will_need.take() {
             self.space
@@ -324,8 +324,8 @@ impl Vm {
                 .as_ref()
                 .expect("a will-need thread has a queue")
                 .stop();
-            // A `touch` that panicked poisoned the VM; the thread's end
-            // says nothing more.
+            // The thread catches a panic of its work itself
+            // (`run_will_need`).
             let _ = handle.join();
         }
     }
