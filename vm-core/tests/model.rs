@@ -64,7 +64,7 @@ fn op_sized(max_pages: u64, max_len: usize) -> impl Strategy<Value = Op> {
         Just(Op::Flush),
         (0usize..8).prop_map(Op::Pin),
         (0usize..8).prop_map(Op::Unpin),
-        (0usize..8, 0u8..4).prop_map(|(slot, a)| Op::Advise(slot, a)),
+        (0usize..8, 0u8..5).prop_map(|(slot, a)| Op::Advise(slot, a)),
     ]
 }
 
@@ -267,6 +267,9 @@ fn run_against_model(
                         Advice::Sequential,
                         Advice::Random,
                         Advice::DontNeed,
+                        // Queued for the will-need thread: it works beside
+                        // every later operation (and changes no byte).
+                        Advice::WillNeed,
                     ][a as usize];
                     vm.advise(i, advice).unwrap();
                 }
