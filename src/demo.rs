@@ -229,14 +229,6 @@ fn keys_interval(interval: runtable::Interval, first: u64, count: u64) -> runtab
     }
 }
 
-/// Asks `vm` for `pages` (`touch`) and counts them in `count`. A failed
-/// touch is left to the read that needs the page, which meets the error
-/// and reports it.
-fn touch_counted(vm: &Vm, pages: runtable::Interval, count: &AtomicU64) {
-    let _ = vm.touch(pages);
-    count.fetch_add(pages.count.0, Ordering::Relaxed);
-}
-
 /// What the merging thread shares with the thread that brings each run's
 /// pages in ahead of its cursor (the follower).
 struct Cursors {
@@ -282,7 +274,11 @@ impl Cursors {
                     .load(Ordering::Relaxed)
                     .max(self.at[r].load(Ordering::Relaxed));
                 let to = (from + self.step_keys).min(self.ends[r]);
-                touch_counted(vm, keys_interval(input, from, to - from), count);
+                // (A failed touch is left to the merge's own read, which
+                // meets the error and reports it.)
+                let pages = keys_interval(input, from, to - from);
+                let _ = vm.touch(pages);
+                count.fetch_add(pages.count.0, Ordering::Relaxed);
                 self.ahead[r].store(to, Ordering::Relaxed);
                 busy = true;
             }
@@ -442,7 +438,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     let mut phase_s = [0.0; 4];
     // Pages asked for ahead of the sorting thread (see the module doc):
     // of the next run while one is sorted, and ahead of the merge.
-    let (prefetched_runs, prefetched_merge) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (mut prefetched_runs, prefetched_merge) = (0u64, AtomicU64::new(0));
 
     // 1. Fill. (Each phase has a bar of its own, named, counting keys.)
     let bar = progress(keys, "demo: fill");
@@ -492,7 +488,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             // Queued for the VM's will-need thread, not waited for (an
             // error is left to the next run's own read).
             let _ = vm.advise(next, Advice::WillNeed);
-            prefetched_runs.fetch_add(next.count.0, Ordering::Relaxed);
+            prefetched_runs += next.count.0;
         }
         run_keys.clear();
         run_keys.extend(words(&bytes));
@@ -661,7 +657,7 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
                 verify_s: phase_s[3],
             },
             output,
-            prefetched: [prefetched_runs.into_inner(), prefetched_merge.into_inner()],
+            prefetched: [prefetched_runs, prefetched_merge.into_inner()],
         },
     )
 }

@@ -293,14 +293,7 @@ impl AddressSpace {
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, Interval::new(page, 1))?;
-            let window = ahead.min(Self::run_max(&monitor));
-            // A failed cluster read changes nothing; `serve` then reads the
-            // page alone and reports its own error.
-            if window > 1 && self.read_run(&mut monitor, page, window)? > 0 {
-                monitor.counters.faults += 1;
-            }
-            monitor.gave_up_on_transit = false;
-            let served = match self.serve(&mut monitor, page, None, false) {
+            let served = match self.bring_in_from(&mut monitor, page, ahead) {
                 // Every frame the clock could take is latched by a transfer
                 // in flight: let go of the monitor and try again.
                 Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
@@ -340,6 +333,28 @@ impl AddressSpace {
                 }
             }
         }
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// One attempt at bringing `page` in, for `swap_in` and the will-need
+    /// thread: with the pages after it, up to `ahead` in all, as far as
+    /// they are absent, consecutive on disk and fit a cluster, read in one
+    /// transfer; then `page` served. A failed cluster read changes
+    /// nothing: `serve` then reads the page alone and reports its own
+    /// error.
+    fn bring_in_from(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        ahead: u64,
+    ) -> Result<Served, VmError> {
+        let window = ahead.min(Self::run_max(monitor));
+        if window > 1 && self.read_run(monitor, page, window)? > 0 {
+            monitor.counters.faults += 1;
+        }
+        monitor.gave_up_on_transit = false;
+        self.serve(monitor, page, None, false)
     }
 
     /// Brings `interval` into real memory (Cedar's `Touch`).
@@ -406,19 +421,13 @@ impl AddressSpace {
             {
                 return;
             }
-            let window = (end - page).min(Self::run_max(&monitor));
-            match self.read_run(&mut monitor, page, window) {
-                Ok(read) if read > 0 => monitor.counters.faults += 1,
-                Ok(_) => {}
-                Err(_) => return,
-            }
-            let served = self.serve(&mut monitor, page, None, false);
+            let served = self.bring_in_from(&mut monitor, page, end - page);
             drop(monitor);
             // (A cluster it planned: started now, see `fault::inline`.)
             self.start_planned();
-            match served {
-                Ok(Served::Resident | Served::Busy) => {}
-                Err(_) => return,
+            // (Resident, or held by another thread: on to the next page.)
+            if served.is_err() {
+                return;
             }
         }
     }

@@ -56,8 +56,8 @@ struct State {
     waiting: VecDeque<Interval>,
     /// Their pages, and those of the one being brought in.
     pages: u64,
-    /// The interval the thread is bringing in, if any.
-    busy: Option<Interval>,
+    /// Whether the thread is bringing an interval in.
+    busy: bool,
     /// Set when the VM closes: the thread ends, what waits is dropped.
     stopped: bool,
     /// Set where the thread could not be made.
@@ -112,7 +112,7 @@ impl WillNeedQueue {
                 return None;
             }
             if let Some(interval) = state.waiting.pop_front() {
-                state.busy = Some(interval);
+                state.busy = true;
                 return Some(interval);
             }
             self.changed.wait(&mut state);
@@ -123,7 +123,7 @@ impl WillNeedQueue {
     pub(crate) fn done(&self, interval: Interval) {
         let mut state = self.state.lock();
         state.pages -= interval.count.0;
-        state.busy = None;
+        state.busy = false;
         self.changed.notify_all();
     }
 
@@ -141,7 +141,7 @@ impl WillNeedQueue {
             return;
         }
         let mut state = self.state.lock();
-        while !state.stopped && (state.busy.is_some() || !state.waiting.is_empty()) {
+        while !state.stopped && (state.busy || !state.waiting.is_empty()) {
             self.changed.wait(&mut state);
         }
     }
