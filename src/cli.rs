@@ -1101,12 +1101,20 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let json = wants_json(&args);
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version print and succeed; mistakes exit 2.
             let _ = e.print();
-            return e.exit_code();
+            let code = e.exit_code();
+            if json && code != 0 {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                print_json_error(first.strip_prefix("error: ").unwrap_or(first), code);
+            }
+            return code;
         }
     };
     match run_command(cli.command) {
@@ -1115,7 +1123,7 @@ where
             // Interrupted, the signal thread reports (by its exit status).
             crate::signals::wait_if_interrupted();
             eprintln!("cedarvm: error: {e}");
-            match e {
+            let code = match e {
                 // A bad value, as clap's own, or a request refused without
                 // --force: exit 2, whatever the command; nothing was done.
                 ToolError::Usage(_)
@@ -1123,9 +1131,31 @@ where
                 | ToolError::ExistingData { .. } => 2,
                 // The work could not be done (see `EXIT_STATUSES`).
                 _ => 4,
+            };
+            if json {
+                print_json_error(&e.to_string(), code);
             }
+            code
         }
     }
+}
+
+/// Whether `--json` was asked for (before a `--`, after which nothing is
+/// an option): then a failure is also said on standard output as JSON,
+/// where a script reading the report looks, as well as on standard error.
+fn wants_json(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
+/// A failure, as JSON on standard output: `{"error": …, "exit_status": …}`.
+fn print_json_error(message: &str, exit_status: i32) {
+    println!(
+        "{}",
+        json(&serde_json::json!({ "error": message, "exit_status": exit_status }))
+    );
 }
 
 /// A count that must be at least 1, said so when it is not.

@@ -907,9 +907,20 @@ impl DemoReport {
                         s.frames_moved_in,
                         s.frames_moved_out,
                         if s.frame_pool_pages < 512 {
-                            "too small for 2 MiB huge-page chunks (a budget of 16 MiB or more \
-                             has them)"
-                                .to_string()
+                            // Said with the real memory the VM has, which
+                            // is less than the budget asked for when the
+                            // keys are few (never more frames than pages).
+                            format!(
+                                "too small for 2 MiB huge-page chunks (the pool is an eighth \
+                                 of the VM's real memory, and that is {}{}; 16 MiB or more of \
+                                 it has them)",
+                                utility_mode::human_bytes(s.real_memory_pages * PAGE),
+                                if s.real_memory_pages * PAGE < self.memory_bytes {
+                                    ": the budget capped at the address space, twice the keys"
+                                } else {
+                                    ""
+                                }
+                            )
                         } else if s.frame_pool_huge_chunks == 0 {
                             "no 2 MiB chunk committed as a huge page (none needed, or the \
                              kernel gives none: transparent huge pages off)"

@@ -1246,3 +1246,54 @@ fn a_drive_of_another_volume_is_not_also_called_truncated() {
     assert!(out.contains("belongs to another volume"), "{out}");
     assert!(!out.contains("truncated"), "{out}");
 }
+
+#[test]
+fn with_json_a_failure_is_also_json_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tool's own refusal, and clap's.
+    for (args, says) in [
+        (
+            &["demo", "--keys", "1000", "--json"][..],
+            "not a positive multiple of 4 KiB",
+        ),
+        (
+            &["demo", "--json", "--keys", "abc"][..],
+            "invalid value 'abc' for '--keys <KEYS>'",
+        ),
+    ] {
+        let o = cedarvm(dir.path(), args);
+        assert_eq!(code(&o), 2, "{args:?}");
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {}", stdout(&o)));
+        let error = report["error"].as_str().expect("an error string");
+        assert!(error.contains(says), "{args:?}: {error}");
+        assert_eq!(report["exit_status"], 2, "{args:?}");
+        // Said on standard error too, as without --json.
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    // Without --json, standard output stays empty.
+    let o = cedarvm(dir.path(), &["demo", "--keys", "1000"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (2, ""));
+}
+
+/// The frame pool's line gives the real memory the VM has, which for a
+/// few keys is less than the budget asked for.
+#[test]
+fn the_demo_says_why_its_frame_pool_has_no_huge_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(dir.path(), &["demo", "--keys", "1MiB", "--memory", "32MiB"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("frame pool"))
+        .map(str::to_string);
+    if line.as_deref().is_some_and(|l| l.contains("refused")) {
+        println!("skipped: no frame pool here: {line:?}");
+        return;
+    }
+    let line = line.expect("a frame pool line");
+    assert!(
+        line.contains("real memory, and that is 2 MiB: the budget capped at the address space"),
+        "{line}"
+    );
+}
