@@ -290,10 +290,13 @@ impl AddressSpace {
     /// read) in one transfer: the interval's later pages then find
     /// themselves resident. Monitor not held on entry or exit.
     fn swap_in_page(&self, page: u64, pin: bool, ahead: u64) -> Result<(), VmError> {
+        // A read planned for this thread is planned once: if it failed, the
+        // page is read under the monitor, which reports the error.
+        let mut plan = true;
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, Interval::new(page, 1))?;
-            let served = match self.bring_in_from(&mut monitor, page, ahead) {
+            let served = match self.bring_in_from(&mut monitor, page, ahead, plan) {
                 // Every frame the clock could take is latched by a transfer
                 // in flight: let go of the monitor and try again.
                 Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
@@ -302,6 +305,14 @@ impl AddressSpace {
                     continue;
                 }
                 other => other?,
+            };
+            let Some(served) = served else {
+                // Read without the monitor: started and waited for here.
+                drop(monitor);
+                self.start_planned();
+                self.help_inline_read(page);
+                plan = false;
+                continue;
             };
             match served {
                 Served::Resident => {
@@ -340,21 +351,30 @@ impl AddressSpace {
     /// One attempt at bringing `page` in, for `swap_in` and the will-need
     /// thread: with the pages after it, up to `ahead` in all, as far as
     /// they are absent, consecutive on disk and fit a cluster, read in one
-    /// transfer; then `page` served. A failed cluster read changes
-    /// nothing: `serve` then reads the page alone and reports its own
-    /// error.
+    /// transfer; then `page` served. With `plan`, where the drive is read
+    /// with `O_DIRECT`, that transfer is planned for this thread to start
+    /// and wait for without the monitor (`plan_touch_run`): `None` — the
+    /// caller lets go of the monitor, calls `start_planned` and
+    /// `help_inline_read(page)`. Otherwise it is made here, under the
+    /// monitor. A failed cluster read changes nothing: `serve` then reads
+    /// the page alone and reports its own error.
     fn bring_in_from(
         &self,
         monitor: &mut Monitor,
         page: u64,
         ahead: u64,
-    ) -> Result<Served, VmError> {
+        plan: bool,
+    ) -> Result<Option<Served>, VmError> {
         let window = ahead.min(Self::run_max(monitor));
+        if window > 1 && plan && self.plan_touch_run(monitor, page, window) {
+            monitor.counters.faults += 1;
+            return Ok(None);
+        }
         if window > 1 && self.read_run(monitor, page, window)? > 0 {
             monitor.counters.faults += 1;
         }
         monitor.gave_up_on_transit = false;
-        self.serve(monitor, page, None, false)
+        self.serve(monitor, page, None, false).map(Some)
     }
 
     /// Brings `interval` into real memory (Cedar's `Touch`).
@@ -403,7 +423,8 @@ impl AddressSpace {
     /// that needs the page meets it) and when `stop` says so (the VM is
     /// closing; looked at before each page). An absent page on disk comes
     /// in with the pages after it in one transfer, as `touch` brings them
-    /// (the read is made under the monitor, as `touch`'s is).
+    /// (without the monitor where the drive is read with `O_DIRECT`, as
+    /// `touch`'s are: see `bring_in_from`).
     pub(crate) fn touch_advised(&self, interval: Interval, stop: &dyn Fn() -> bool) {
         let states = self.states();
         let end = interval.end().0;
@@ -421,13 +442,24 @@ impl AddressSpace {
             {
                 return;
             }
-            let served = self.bring_in_from(&mut monitor, page, end - page);
+            let served = self.bring_in_from(&mut monitor, page, end - page, true);
             drop(monitor);
             // (A cluster it planned: started now, see `fault::inline`.)
             self.start_planned();
-            // (Resident, or held by another thread: on to the next page.)
-            if served.is_err() {
-                return;
+            match served {
+                // Its read, planned for this thread: waited for here; a
+                // read that failed leaves the page absent, and the advice
+                // stops there (the access that needs the page meets the
+                // error).
+                Ok(None) => {
+                    self.help_inline_read(page);
+                    if states.load(page).tag() != TAG_RESIDENT {
+                        return;
+                    }
+                }
+                // Resident, or held by another thread: on to the next page.
+                Ok(Some(_)) => {}
+                Err(_) => return,
             }
         }
     }

@@ -34,6 +34,9 @@ pub(super) struct Planned {
     /// When it was planned (the read-ahead thread starts a read a faulting
     /// thread should have started only once it has waited a tick).
     pub(super) at: std::time::Instant,
+    /// Planned for a stream's read-ahead, not for `touch` (the counters a
+    /// failed read takes back differ: see `plan_run`).
+    pub(super) stream: bool,
 }
 
 /// Where a planned read reads from.

@@ -91,20 +91,76 @@ impl AddressSpace {
         if pages_pending + window > monitor.budget() / 4 {
             return;
         }
+        self.plan_run(monitor, page, window, true);
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// For `touch` and the will-need thread: plans the cluster read that
+    /// brings in `page` and the pages after it (absent, on consecutive
+    /// disk pages, at most `window`) for this thread to start once it lets
+    /// go of the monitor, and to wait for without it
+    /// ([`AddressSpace::help_inline_read`]) — where the drive is read with
+    /// `O_DIRECT` and the ring is usable, and fewer than the most reads are
+    /// planned. Whether it planned one: if not, nothing changed (the
+    /// caller reads under the monitor, as before).
+    ///
+    /// Why: a `touch` made its read under the monitor, so every other
+    /// thread's fault waited for the drive meanwhile — a demo's merge,
+    /// writing its output, for the thread that brings the runs in ahead of
+    /// it (measured in BENCHMARKS.md, "The monitor let go for `touch`").
+    pub(crate) fn plan_touch_run(&self, monitor: &mut Monitor, page: u64, window: u64) -> bool {
+        let Some(read_ahead) = self.read_ahead.as_ref() else {
+            return false;
+        };
+        if read_ahead.pending().0 >= PLANNED_MAX {
+            return false;
+        }
+        self.plan_run(monitor, page, window, false) > 0
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// Plans the read of the run at `page` (at most `window` pages): frames
+    /// taken (evicting as needed; fewer to be had, a shorter run), pages
+    /// latched absent → "being read", disk address looked up, the read
+    /// queued for this thread to start (or the read-ahead thread). For a
+    /// `stream` (sequential read-ahead) the stream's pages well behind it
+    /// go first, and the cluster is the stream's; otherwise (`touch`) only
+    /// a read this thread can start itself is planned. The pages planned:
+    /// 0, having changed nothing, where no run of two pages can be.
+    fn plan_run(&self, monitor: &mut Monitor, page: u64, window: u64, stream: bool) -> u64 {
+        let Some(read_ahead) = self.read_ahead.as_ref() else {
+            return 0;
+        };
         let (from, mut count) = match self.run_at(monitor, page, window) {
             Ok(Some((disk, count))) => (PlannedFrom::Disk(disk), count),
             // A mapped file's pages (see `mapped`).
-            Ok(None) => match self.file_run_at(monitor, page, window) {
+            Ok(None) if stream => match self.file_run_at(monitor, page, window) {
                 Some((file, at, count)) => (PlannedFrom::File(file, at), count),
-                None => return,
+                None => return 0,
             },
-            Err(_) => return,
+            Ok(None) | Err(_) => return 0,
         };
+        // Started by this thread once it lets go of the monitor, where it
+        // can (see `inline`); else by the read-ahead thread — for a stream.
+        let direct = match &from {
+            PlannedFrom::Disk(disk) if self.inline.as_ref().is_some_and(|i| i.usable()) => self
+                .channel
+                .as_ref()
+                .and_then(|c| c.direct_target(disk.drive, disk.page)),
+            _ => None,
+        };
+        if !stream && direct.is_none() {
+            return 0;
+        }
         // The stream's own pages well behind it go first (free-behind),
         // then the clock's victims: frames for the cluster; with fewer to
         // be had, a shorter one. (A failed eviction leaves the pages for
         // their own faults.)
-        self.free_behind(monitor, page, count);
+        if stream {
+            self.free_behind(monitor, page, count);
+        }
         while (monitor.free_frames.len() as u64) < count {
             if self.evict_batch(monitor, page).is_err() {
                 break;
@@ -112,7 +168,7 @@ impl AddressSpace {
         }
         count = count.min(monitor.free_frames.len() as u64);
         if count < 2 {
-            return;
+            return 0;
         }
         let states = self.states();
         let mut was = Vec::with_capacity(count as usize);
@@ -127,28 +183,27 @@ impl AddressSpace {
             // (A file's pages are counted by the file, once read.)
             monitor.counters.page_ins += count;
         }
-        monitor.counters.read_aheads += count;
         monitor.counters.cluster_reads += 1;
-        monitor.counters.async_read_aheads += 1;
-        // The stream's cluster, as a fault's would be (see `streams`): its
-        // next fault lies past it.
-        self.note_stream(monitor, page, count);
-        // Started by this thread once it lets go of the monitor, where it
-        // can (see `inline`); else by the read-ahead thread.
-        let direct = match &from {
-            PlannedFrom::Disk(disk) if self.inline.as_ref().is_some_and(|i| i.usable()) => self
-                .channel
-                .as_ref()
-                .and_then(|c| c.direct_target(disk.drive, disk.page)),
-            _ => None,
-        };
+        if stream {
+            monitor.counters.read_aheads += count;
+            monitor.counters.async_read_aheads += 1;
+            // The stream's cluster, as a fault's would be (see `streams`):
+            // its next fault lies past it.
+            self.note_stream(monitor, page, count);
+        } else {
+            // (As a cluster read under the monitor counts: the pages after
+            // the one asked for.)
+            monitor.counters.read_aheads += count - 1;
+        }
         read_ahead.plan(Planned {
             page,
             from,
             was,
             direct,
             at: std::time::Instant::now(),
+            stream,
         });
+        count
     }
 
     /// Monitor held on entry and exit.
@@ -501,9 +556,10 @@ impl AddressSpace {
         if let PlannedFrom::Disk(_) = planned.from {
             monitor.counters.page_ins -= count;
         }
-        monitor.counters.read_aheads -= count;
+        // (Taken back as `plan_run` counted them.)
+        monitor.counters.read_aheads -= if planned.stream { count } else { count - 1 };
         monitor.counters.cluster_reads -= 1;
-        monitor.counters.async_read_aheads -= 1;
+        monitor.counters.async_read_aheads -= u64::from(planned.stream);
         for latch in latches {
             monitor.remove_frame(latch.page());
             // Absent again, as it was.
