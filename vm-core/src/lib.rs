@@ -130,6 +130,13 @@
 //!   external sort that advises its next run before sorting this one
 //!   sorted its runs in 0.98–1.12 s against 1.29–1.45 s unadvised
 //!   (BENCHMARKS.md, "The demo's second thread").
+//! - **`Touch` without the monitor across its reads**: the seed's `Touch`
+//!   reads under the monitor, like every fault. Here, on a drive read with
+//!   `O_DIRECT`, each cluster is planned under it and read without it
+//!   (started in the ring and waited for by the touching thread), so the
+//!   program's other threads fault meanwhile: the demo's merge, whose
+//!   second thread touches the runs ahead of it, took 1.52–1.60 s against
+//!   1.80–1.86 s (BENCHMARKS.md, "The monitor let go for `touch`").
 //! - [`simulate`] runs the same fault service step by step on the drives'
 //!   virtual clock with simulated faulting processes (deterministic).
 //!

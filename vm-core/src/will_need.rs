@@ -18,9 +18,11 @@
 //! [`AddressSpace::advise`](crate::AddressSpace::advise) with `WillNeed`
 //! checks the interval and queues it here; the VM's will-need thread takes
 //! the intervals in order and brings each in as `touch` does — by runs,
-//! each read made under the monitor, as `touch`'s are (a program's fault
-//! meanwhile waits for the monitor; reading without it, as the planned
-//! read-ahead does, is not built) — but as advice: a page another thread
+//! each planned under the monitor and read without it where the drive is
+//! read with `O_DIRECT` (started in the ring and waited for by this
+//! thread, as a sequential stream's read-ahead is; elsewhere the read is
+//! made under the monitor, as a buffered drive's copy from the page cache
+//! is short) — but as advice: a page another thread
 //! holds (a guard) or is bringing in is passed over, never waited for, so
 //! a guard held while its owner waits in `settle` or closes the VM cannot
 //! hang either. An interval that would take the pages waiting past three
