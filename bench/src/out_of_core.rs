@@ -2029,7 +2029,7 @@ impl OutOfCoreReport {
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
             t.push_str(&format!(
-                "\nvm: {} faults, {} page-ins in {} reads ({} clustered, {} of those read ahead, {} of those started and met by the faulting thread), {} page-outs in {} writes, drive {}\n",
+                "\nvm: {} faults, {} page-ins in {} reads ({} clustered, {} of those read ahead; {} read in the ring and met by the thread that started them), {} page-outs in {} writes, drive {}\n",
                 stats.faults,
                 stats.page_ins,
                 stats.disk_reads,

@@ -447,13 +447,15 @@ impl AddressSpace {
             // (A cluster it planned: started now, see `fault::inline`.)
             self.start_planned();
             match served {
-                // Its read, planned for this thread: waited for here; a
-                // read that failed leaves the page absent, and the advice
-                // stops there (the access that needs the page meets the
-                // error).
+                // Its read, planned for this thread: waited for here. A read
+                // that failed leaves the page absent, and the advice stops
+                // there (the access that needs the page meets the error).
+                // Still latched, the read is another thread's to finish
+                // (it took the plan, or met the run first): on to the next
+                // page, as past any page another thread holds.
                 Ok(None) => {
                     self.help_inline_read(page);
-                    if states.load(page).tag() != TAG_RESIDENT {
+                    if states.load(page).tag() == TAG_ABSENT {
                         return;
                     }
                 }

@@ -146,10 +146,12 @@ pub struct VmStats {
     /// `evictions` too.
     #[serde(default)]
     pub freed_behind: u64,
-    /// Cluster reads a faulting thread started itself, asynchronously, on
-    /// a ring (see
-    /// [`VmConfig::inline_read_ahead`](crate::VmConfig::inline_read_ahead));
-    /// counted in `async_read_aheads` too.
+    /// Cluster reads a thread started itself on a ring (see
+    /// [`VmConfig::inline_read_ahead`](crate::VmConfig::inline_read_ahead)):
+    /// a sequential stream's read-ahead, started by the faulting thread and
+    /// counted in `async_read_aheads` too; and, on a drive read with
+    /// `O_DIRECT`, the clusters of `touch`, `pin` and the will-need thread,
+    /// each waited for by the thread that asked.
     #[serde(default)]
     pub inline_reads: u64,
     /// Of `inline_reads`, those nobody met: finished (or, after a failed

@@ -203,8 +203,8 @@ fn reads_nobody_meets_are_finished_by_others_by_free_and_by_close() {
 }
 
 /// The stats' read counters over `f`: cluster reads, reads through the
-/// ring, pages in.
-fn reads_over(vm: &Vm, f: impl FnOnce()) -> (u64, u64, u64) {
+/// ring, pages in, faults (one a cluster).
+fn reads_over(vm: &Vm, f: impl FnOnce()) -> (u64, u64, u64, u64) {
     let before = vm.stats();
     f();
     let after = vm.stats();
@@ -212,6 +212,7 @@ fn reads_over(vm: &Vm, f: impl FnOnce()) -> (u64, u64, u64) {
         after.cluster_reads - before.cluster_reads,
         after.inline_reads - before.inline_reads,
         after.page_ins - before.page_ins,
+        after.faults - before.faults,
     )
 }
 
@@ -233,7 +234,7 @@ fn touch_and_will_need_read_their_clusters_through_the_ring() {
     let second = Interval::new(data.page.0 + 512, 512);
     assert_eq!(
         reads_over(&vm, || vm.touch(first).unwrap()),
-        (2, 2, 512),
+        (2, 2, 512, 2),
         "touch: {:?}",
         vm.stats()
     );
@@ -242,12 +243,12 @@ fn touch_and_will_need_read_their_clusters_through_the_ring() {
             vm.advise(second, Advice::WillNeed).unwrap();
             vm.settle();
         }),
-        (2, 2, 512),
+        (2, 2, 512, 2),
         "WillNeed: {:?}",
         vm.stats()
     );
     // Resident: read back without a page-in, the data's bytes.
-    let (_, _, page_ins) = reads_over(&vm, || {
+    let (_, _, page_ins, _) = reads_over(&vm, || {
         for p in first.pages().chain(second.pages()) {
             check_page(&vm, p, 11);
         }
@@ -298,6 +299,8 @@ fn a_touch_whose_ring_read_fails_reads_under_the_monitor_once() {
     assert_eq!(delta(|s| s.cluster_reads), 2, "{after:?}");
     assert_eq!(delta(|s| s.disk_reads), 2, "{after:?}");
     assert_eq!(delta(|s| s.page_ins), 512, "{after:?}");
+    // One fault a cluster: the failed plans' faults taken back.
+    assert_eq!(delta(|s| s.faults), 2, "{after:?}");
     let mut page = vec![0xFFu8; PAGE];
     for p in first.pages() {
         vm.read(vm.address_of(p), &mut page).unwrap();

@@ -556,7 +556,10 @@ impl AddressSpace {
         if let PlannedFrom::Disk(_) = planned.from {
             monitor.counters.page_ins -= count;
         }
-        // (Taken back as `plan_run` counted them.)
+        // (Taken back as `plan_run` counted them; for `touch`, the fault
+        // `bring_in_from` counted with the plan too: the page is read
+        // again, and counted then.)
+        monitor.counters.faults -= u64::from(!planned.stream);
         monitor.counters.read_aheads -= if planned.stream { count } else { count - 1 };
         monitor.counters.cluster_reads -= 1;
         monitor.counters.async_read_aheads -= u64::from(planned.stream);
