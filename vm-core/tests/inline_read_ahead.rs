@@ -317,3 +317,61 @@ fn a_touch_whose_ring_read_fails_reads_under_the_monitor_once() {
     assert_eq!(after.page_ins, before.page_ins, "{after:?}");
     vm.check_invariants();
 }
+
+/// Threads at once on an `O_DIRECT` volume: two touch, pin or advise
+/// `WillNeed` random intervals (their clusters read in the ring, without
+/// the monitor), two read random pages, and one advises `DontNeed` (pages
+/// leave, to be read again); every page read has the data's bytes, and
+/// every call returns (a minute's wait detects a hang; nothing is timed).
+#[test]
+fn touches_reads_and_discards_at_once_keep_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(vm) = direct_vm(dir.path(), true) else {
+        return;
+    };
+    let data = vm.allocate(PAGES).unwrap();
+    write_out(&vm, data, 17);
+    let vm = std::sync::Arc::new(vm);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for thread in 0..5u64 {
+        let (vm, tx) = (vm.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let mut rng = disk_channel::rng::SplitMix64::new(1983 + thread);
+            for _ in 0..300 {
+                let first = rng.next_u64() % PAGES;
+                let count = (1 + rng.next_u64() % 600).min(PAGES - first);
+                let interval = Interval::new(data.page.0 + first, count);
+                match thread {
+                    0 | 1 => match rng.next_u64() % 3 {
+                        0 => vm.touch(interval).unwrap(),
+                        1 => {
+                            let short = Interval::new(interval.page.0, count.min(200));
+                            vm.pin(short).unwrap();
+                            vm.unpin(short).unwrap();
+                        }
+                        _ => vm.advise(interval, Advice::WillNeed).unwrap(),
+                    },
+                    2 | 3 => {
+                        for p in interval.pages().take(8) {
+                            check_page(&vm, p, 17);
+                        }
+                    }
+                    _ => vm.advise(interval, Advice::DontNeed).unwrap(),
+                }
+            }
+            let _ = tx.send(thread);
+        });
+    }
+    drop(tx);
+    for _ in 0..5 {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("every thread finished");
+    }
+    vm.settle();
+    vm.check_invariants();
+    // The ring was used by the touches, and every page still reads right.
+    assert!(vm.stats().inline_reads > 0, "{:?}", vm.stats());
+    for p in data.pages().step_by(7) {
+        check_page(&vm, p, 17);
+    }
+}
