@@ -142,6 +142,7 @@ impl AddressSpace {
             }
         }
         let mut monitor = self.discarded(interval, |_| Ok(()))?;
+        self.withdraw_will_need(interval);
         let states = self.states();
         for page in start..end {
             monitor.pins.remove(&page);
@@ -407,7 +408,9 @@ impl AddressSpace {
         let queue = self.will_need.as_ref().expect("the thread has a queue");
         while let Some(interval) = queue.next() {
             let touched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.touch_advised(interval, &|| queue.stopping())
+                self.touch_advised(interval, &|| queue.stopping(), &|page| {
+                    queue.withdrawn(page)
+                })
             }));
             drop(touched);
             queue.done(interval);
@@ -421,11 +424,19 @@ impl AddressSpace {
     /// as its owner likes, even while that owner waits in `settle` or
     /// closes the VM. Stops at the interval's first failure (the access
     /// that needs the page meets it) and when `stop` says so (the VM is
-    /// closing; looked at before each page). An absent page on disk comes
+    /// closing; looked at before each page). A page `withdrawn` says (a
+    /// `kill`, `free` or `DontNeed` of it since the advice) is passed over:
+    /// looked at under the monitor, which those hold as they withdraw and
+    /// discard, so none comes back after. An absent page on disk comes
     /// in with the pages after it in one transfer, as `touch` brings them
     /// (without the monitor where the drive is read with `O_DIRECT`, as
     /// `touch`'s are: see `bring_in_from`).
-    pub(crate) fn touch_advised(&self, interval: Interval, stop: &dyn Fn() -> bool) {
+    pub(crate) fn touch_advised(
+        &self,
+        interval: Interval,
+        stop: &dyn Fn() -> bool,
+        withdrawn: &dyn Fn(u64) -> bool,
+    ) {
         let states = self.states();
         let end = interval.end().0;
         for page in interval.page.0..end {
@@ -436,6 +447,9 @@ impl AddressSpace {
                 continue;
             }
             let mut monitor = self.lock_monitor();
+            if withdrawn(page) {
+                continue;
+            }
             if self
                 .check_allocated(&monitor, Interval::new(page, 1))
                 .is_err()
@@ -507,13 +521,24 @@ impl AddressSpace {
     /// thread's copy in or out of a page (`read`, `write`).
     pub fn kill(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        self.discarded(interval, |monitor| {
+        let monitor = self.discarded(interval, |monitor| {
             match interval.pages().find(|p| monitor.pins.contains_key(&p.0)) {
                 Some(page) => Err(VmError::Pinned { page }),
                 None => Ok(()),
             }
-        })
-        .map(drop)
+        })?;
+        self.withdraw_will_need(interval);
+        drop(monitor);
+        Ok(())
+    }
+
+    /// Monitor held (by a `kill`, `free` or `DontNeed` of `interval`, as it
+    /// discards the pages): withdraws the `WillNeed` advice for them (see
+    /// `will_need`).
+    fn withdraw_will_need(&self, interval: Interval) {
+        if let Some(queue) = self.will_need.as_ref() {
+            queue.withdraw(interval);
+        }
     }
 
     /// Takes the monitor, checks `interval` is allocated and passes
@@ -707,6 +732,7 @@ impl AddressSpace {
                 self.clean(interval)?;
                 let mut monitor = self.lock_monitor();
                 self.check_allocated(&monitor, interval)?;
+                self.withdraw_will_need(interval);
                 let states = self.states();
                 let mut dropped = Vec::new();
                 for page in interval.page.0..interval.end().0 {

@@ -29,9 +29,15 @@
 //! quarters of real memory (of the frames the clock has, in transparent
 //! mode) is not queued (it would push out what it was asked to bring in),
 //! and a failed read is left to the access that needs the page, which
-//! meets the error. Advice queued before a `kill`, `free` or `DontNeed` of
-//! its pages is not withdrawn: the thread may still bring them in (zeros,
-//! for killed pages). In a child made by `fork` there is no thread: the
+//! meets the error. A `kill`, `free` or `DontNeed` withdraws the advice
+//! for its pages (under the monitor, where it discards them): what waits
+//! is cut, and the thread passes over those pages of the interval it is
+//! on — so it never brings back what the program just let go (zeros, for
+//! killed pages; a freed interval's pages for whoever allocates them
+//! next). (A read of the thread's already in flight is waited for by
+//! `kill` and `free`, which discard its pages after; `DontNeed` passes
+//! over pages being read, as it passes over any latched page, so those
+//! stay.) In a child made by `fork` there is no thread: the
 //! advice is brought in before it returns. [`AddressSpace::settle`](crate::AddressSpace::settle) waits until
 //! everything queued has been brought in (or failed). Without a volume, or
 //! where the thread could not be made, `WillNeed` brings the interval in
@@ -58,8 +64,10 @@ struct State {
     waiting: VecDeque<Interval>,
     /// Their pages, and those of the one being brought in.
     pages: u64,
-    /// Whether the thread is bringing an interval in.
-    busy: bool,
+    /// The interval the thread is bringing in, if any.
+    current: Option<Interval>,
+    /// Parts of `current` withdrawn while the thread was on it.
+    withdrawn: Vec<Interval>,
     /// Set when the VM closes: the thread ends, what waits is dropped.
     stopped: bool,
     /// Set where the thread could not be made.
@@ -114,7 +122,8 @@ impl WillNeedQueue {
                 return None;
             }
             if let Some(interval) = state.waiting.pop_front() {
-                state.busy = true;
+                state.current = Some(interval);
+                state.withdrawn.clear();
                 return Some(interval);
             }
             self.changed.wait(&mut state);
@@ -125,8 +134,51 @@ impl WillNeedQueue {
     pub(crate) fn done(&self, interval: Interval) {
         let mut state = self.state.lock();
         state.pages -= interval.count.0;
-        state.busy = false;
+        state.current = None;
+        state.withdrawn.clear();
         self.changed.notify_all();
+    }
+
+    /// Withdraws the advice for `interval`'s pages: the intervals waiting
+    /// lose them (an interval cut in the middle waits as two), and the
+    /// thread passes them over in the interval it is on
+    /// ([`WillNeedQueue::withdrawn`]).
+    pub(crate) fn withdraw(&self, interval: Interval) {
+        let mut state = self.state.lock();
+        let (start, end) = (interval.page.0, interval.end().0);
+        let mut kept = VecDeque::with_capacity(state.waiting.len() + 1);
+        let mut cut = 0;
+        for w in state.waiting.drain(..) {
+            let (w_start, w_end) = (w.page.0, w.end().0);
+            if w_end <= start || end <= w_start {
+                kept.push_back(w);
+                continue;
+            }
+            cut += w_end.min(end) - w_start.max(start);
+            if w_start < start {
+                kept.push_back(Interval::new(w_start, start - w_start));
+            }
+            if end < w_end {
+                kept.push_back(Interval::new(end, w_end - end));
+            }
+        }
+        state.waiting = kept;
+        state.pages -= cut;
+        if let Some(current) = state.current
+            && current.page.0 < end
+            && start < current.end().0
+        {
+            state.withdrawn.push(interval);
+        }
+    }
+
+    /// Whether `page`, of the interval the thread is on, was withdrawn.
+    pub(crate) fn withdrawn(&self, page: u64) -> bool {
+        self.state
+            .lock()
+            .withdrawn
+            .iter()
+            .any(|w| (w.page.0..w.end().0).contains(&page))
     }
 
     /// Whether the VM is closing (the thread's interval in progress ends
@@ -143,7 +195,7 @@ impl WillNeedQueue {
             return;
         }
         let mut state = self.state.lock();
-        while !state.stopped && (state.busy || !state.waiting.is_empty()) {
+        while !state.stopped && (state.current.is_some() || !state.waiting.is_empty()) {
             self.changed.wait(&mut state);
         }
     }
@@ -191,6 +243,36 @@ mod tests {
         q.stop();
         assert_eq!(q.next(), None, "what waits is dropped at the stop");
         assert_eq!(q.push(interval(0, 1), 10), Pushed::NoThread);
+        q.settle();
+    }
+
+    /// Withdrawing cuts what waits (in two, where it falls in the middle)
+    /// and the pages it counts, and marks the part of the interval in
+    /// progress; the marks go when that interval is done.
+    #[test]
+    fn withdrawing_cuts_what_waits_and_marks_what_is_in_progress() {
+        let q = WillNeedQueue::default();
+        assert_eq!(q.push(interval(0, 10), 100), Pushed::Queued);
+        assert_eq!(q.push(interval(20, 10), 100), Pushed::Queued);
+        assert_eq!(q.push(interval(40, 10), 100), Pushed::Queued);
+        assert_eq!(q.next(), Some(interval(0, 10)));
+        q.withdraw(interval(5, 3));
+        q.withdraw(interval(24, 2));
+        q.withdraw(interval(35, 10));
+        assert!(!q.withdrawn(4) && q.withdrawn(5) && q.withdrawn(7) && !q.withdrawn(8));
+        // 30 pages less the 2 and 5 withdrawn from those waiting.
+        assert_eq!(q.push(interval(60, 78), 100), Pushed::Full);
+        assert_eq!(q.push(interval(60, 77), 100), Pushed::Queued);
+        q.done(interval(0, 10));
+        assert!(!q.withdrawn(5), "the marks go with the interval");
+        assert_eq!(q.next(), Some(interval(20, 4)));
+        q.done(interval(20, 4));
+        assert_eq!(q.next(), Some(interval(26, 4)));
+        q.done(interval(26, 4));
+        assert_eq!(q.next(), Some(interval(45, 5)));
+        q.done(interval(45, 5));
+        assert_eq!(q.next(), Some(interval(60, 77)));
+        q.done(interval(60, 77));
         q.settle();
     }
 

@@ -958,3 +958,40 @@ fn will_need_passes_over_a_page_a_guard_holds() {
         .expect("settle and close returned with a guard held");
     assert!(absent.is_empty(), "pages not brought in: {absent:?}");
 }
+
+/// `kill`, `free` and `DontNeed` withdraw the `WillNeed` advice for their
+/// pages: advised, then discarded at once, none of the pages is resident
+/// once the advice is settled — whatever the will-need thread had brought
+/// in before the discard went with it, and it passes the rest over (it
+/// looks under the monitor, which the discard holds as it withdraws). A
+/// freed interval's pages are not brought in for the next to allocate
+/// them.
+#[test]
+fn kill_free_and_dont_need_withdraw_will_need() {
+    let vm = sim_vm(4096, 512);
+    for round in 0..9u64 {
+        let i = vm.allocate(256).unwrap();
+        fill_out(&vm, i, 30 + round);
+        vm.advise(i, Advice::WillNeed).unwrap();
+        let i = match round % 3 {
+            0 => {
+                vm.kill(i).unwrap();
+                i
+            }
+            1 => {
+                vm.advise(i, Advice::DontNeed).unwrap();
+                i
+            }
+            _ => {
+                vm.free(i).unwrap();
+                vm.allocate(256).unwrap()
+            }
+        };
+        vm.settle();
+        for p in i.pages() {
+            assert!(!vm.state(p).has_real_memory, "round {round}: {p}");
+        }
+        vm.free(i).unwrap();
+    }
+    vm.check_invariants();
+}
