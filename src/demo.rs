@@ -586,8 +586,8 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         let merged = (|| -> Result<(), ToolError> {
             // The smallest head is replaced in place (one sift down), not
             // popped and pushed (a sift to the bottom and up, then another
-            // up): 1.22–1.59 s against 1.60–1.94 s for 32 runs of 2^20
-            // keys, five rounds of a scratch driver on this machine.
+            // up): 0.74× per run (0.70–1.32) for 32 runs of 2^20 keys in
+            // memory, ten runs of a scratch driver on this machine.
             while let Some(mut top) = heap.peek_mut() {
                 let Reverse((key, r)) = *top;
                 out.push(key);
