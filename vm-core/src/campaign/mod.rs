@@ -2,7 +2,9 @@
 //! VOPR and SQLite's I/O-error loops: one seed drives a VM on a simulated
 //! drive wrapped in a [`FaultyDrive`] through random API calls made by
 //! several logical threads (taking turns on one OS thread, so every run of
-//! a seed is the same run), injects drive faults from the same seed, and
+//! a seed is the same run; `WillNeed`, brought in by the VM's will-need
+//! thread, is settled before the next step), injects drive faults from
+//! the same seed, and
 //! checks after every step that:
 //!
 //! - every successful read — `read`, or a guard's view — equals a
@@ -862,9 +864,19 @@ impl Run {
                     Advice::Sequential,
                     Advice::Random,
                     Advice::DontNeed,
-                ][self.rng.below(4) as usize];
+                    Advice::WillNeed,
+                ][self.rng.below(5) as usize];
                 self.note(format!("t{thread}: advise {interval} {advice:?}"));
-                match vm.advise(interval, advice) {
+                let advised = vm.advise(interval, advice);
+                // What `WillNeed` queued is brought in before the next step
+                // (its thread's reads meet the drive's faults in the same
+                // order every time: a seed replays exactly). The thread
+                // passes over pages the guards held here hold, and stops
+                // at a failed read, as advice does.
+                if advice == Advice::WillNeed {
+                    vm.settle();
+                }
+                match advised {
                     Ok(()) => {}
                     Err(e @ VmError::PageBusy { .. }) if any_guard(held) => self.allowed(&e),
                     Err(e @ (VmError::Io { .. } | VmError::Sync(_) | VmError::Volume(_)))
