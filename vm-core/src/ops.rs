@@ -408,8 +408,8 @@ impl AddressSpace {
         let queue = self.will_need.as_ref().expect("the thread has a queue");
         while let Some(interval) = queue.next() {
             let touched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.touch_advised(interval, &|| queue.stopping(), &|page| {
-                    queue.withdrawn(page)
+                self.touch_advised(interval, &|| queue.stopping(), &|page, end| {
+                    queue.advised_until(page, end)
                 })
             }));
             drop(touched);
@@ -424,10 +424,11 @@ impl AddressSpace {
     /// as its owner likes, even while that owner waits in `settle` or
     /// closes the VM. Stops at the interval's first failure (the access
     /// that needs the page meets it) and when `stop` says so (the VM is
-    /// closing; looked at before each page). A page `withdrawn` says (a
-    /// `kill`, `free` or `DontNeed` of it since the advice) is passed over:
-    /// looked at under the monitor, which those hold as they withdraw and
-    /// discard, so none comes back after. An absent page on disk comes
+    /// closing; looked at before each page). A page `advised_until` says
+    /// was withdrawn (a `kill`, `free` or `DontNeed` of it since the
+    /// advice) is passed over, and a cluster stops short of the next such
+    /// page: looked at under the monitor, which those hold as they withdraw
+    /// and discard, so none comes back after. An absent page on disk comes
     /// in with the pages after it in one transfer, as `touch` brings them
     /// (without the monitor where the drive is read with `O_DIRECT`, as
     /// `touch`'s are: see `bring_in_from`).
@@ -435,7 +436,7 @@ impl AddressSpace {
         &self,
         interval: Interval,
         stop: &dyn Fn() -> bool,
-        withdrawn: &dyn Fn(u64) -> bool,
+        advised_until: &dyn Fn(u64, u64) -> u64,
     ) {
         let states = self.states();
         let end = interval.end().0;
@@ -447,7 +448,8 @@ impl AddressSpace {
                 continue;
             }
             let mut monitor = self.lock_monitor();
-            if withdrawn(page) {
+            let until = advised_until(page, end);
+            if until == page {
                 continue;
             }
             if self
@@ -456,7 +458,7 @@ impl AddressSpace {
             {
                 return;
             }
-            let served = self.bring_in_from(&mut monitor, page, end - page, true);
+            let served = self.bring_in_from(&mut monitor, page, until - page, true);
             drop(monitor);
             // (A cluster it planned: started now, see `fault::inline`.)
             self.start_planned();

@@ -142,7 +142,7 @@ impl WillNeedQueue {
     /// Withdraws the advice for `interval`'s pages: the intervals waiting
     /// lose them (an interval cut in the middle waits as two), and the
     /// thread passes them over in the interval it is on
-    /// ([`WillNeedQueue::withdrawn`]).
+    /// ([`WillNeedQueue::advised_until`]).
     pub(crate) fn withdraw(&self, interval: Interval) {
         let mut state = self.state.lock();
         let (start, end) = (interval.page.0, interval.end().0);
@@ -172,13 +172,23 @@ impl WillNeedQueue {
         }
     }
 
-    /// Whether `page`, of the interval the thread is on, was withdrawn.
-    pub(crate) fn withdrawn(&self, page: u64) -> bool {
-        self.state
-            .lock()
-            .withdrawn
-            .iter()
-            .any(|w| (w.page.0..w.end().0).contains(&page))
+    /// How far from `page`, of the interval the thread is on, the advice
+    /// still stands (to `end` at most): `page` itself if `page` was
+    /// withdrawn, else where the next withdrawn part starts (or `end`) —
+    /// so a cluster read from `page` stops short of pages let go.
+    pub(crate) fn advised_until(&self, page: u64, end: u64) -> u64 {
+        let state = self.state.lock();
+        let mut until = end;
+        for w in &state.withdrawn {
+            let (start, stop) = (w.page.0, w.end().0);
+            if start <= page && page < stop {
+                return page;
+            }
+            if page < start {
+                until = until.min(start);
+            }
+        }
+        until
     }
 
     /// Whether the VM is closing (the thread's interval in progress ends
@@ -259,12 +269,15 @@ mod tests {
         q.withdraw(interval(5, 3));
         q.withdraw(interval(24, 2));
         q.withdraw(interval(35, 10));
-        assert!(!q.withdrawn(4) && q.withdrawn(5) && q.withdrawn(7) && !q.withdrawn(8));
+        assert_eq!(q.advised_until(0, 10), 5, "up to the part withdrawn");
+        assert_eq!(q.advised_until(5, 10), 5, "withdrawn");
+        assert_eq!(q.advised_until(7, 10), 7, "withdrawn");
+        assert_eq!(q.advised_until(8, 10), 10, "past it");
         // 30 pages less the 2 and 5 withdrawn from those waiting.
         assert_eq!(q.push(interval(60, 78), 100), Pushed::Full);
         assert_eq!(q.push(interval(60, 77), 100), Pushed::Queued);
         q.done(interval(0, 10));
-        assert!(!q.withdrawn(5), "the marks go with the interval");
+        assert_eq!(q.advised_until(5, 10), 10, "the marks go with the interval");
         assert_eq!(q.next(), Some(interval(20, 4)));
         q.done(interval(20, 4));
         assert_eq!(q.next(), Some(interval(26, 4)));

@@ -995,3 +995,26 @@ fn kill_free_and_dont_need_withdraw_will_need() {
     }
     vm.check_invariants();
 }
+
+/// A `DontNeed` of the middle of an interval advised `WillNeed` just
+/// before: the will-need thread's clusters stop short of the middle (a
+/// cluster read from a page before it would bring it back), so once the
+/// advice is settled no page of the middle is resident.
+#[test]
+fn a_cluster_of_advice_stops_short_of_pages_let_go() {
+    let vm = sim_vm(4096, 512);
+    for round in 0..9u64 {
+        let i = vm.allocate(256).unwrap();
+        fill_out(&vm, i, 40 + round);
+        let middle = Interval::new(i.page.0 + 64, 128);
+        vm.advise(i, Advice::WillNeed).unwrap();
+        vm.advise(middle, Advice::DontNeed).unwrap();
+        vm.settle();
+        for p in middle.pages() {
+            assert!(!vm.state(p).has_real_memory, "round {round}: {p}");
+        }
+        check(&vm, i, 40 + round);
+        vm.free(i).unwrap();
+    }
+    vm.check_invariants();
+}
