@@ -50,8 +50,17 @@ fn a_few_hundred_seeds_keep_every_rule() {
 
 #[test]
 fn a_seed_replays_exactly() {
-    let campaign = Campaign::new(12345);
-    assert_eq!(run_seed(&campaign).unwrap(), run_seed(&campaign).unwrap());
+    // The PageFault worker (odd seeds) and the seed's scope (≡ 0 mod 4).
+    // (Seeds ≡ 2 mod 4 run a read-ahead thread beside the steps: the same
+    // calls, not always the same faults met; see the module doc.)
+    for seed in [12345, 12344] {
+        let campaign = Campaign::new(seed);
+        assert_eq!(
+            run_seed(&campaign).unwrap(),
+            run_seed(&campaign).unwrap(),
+            "seed {seed}"
+        );
+    }
 }
 
 /// Seed 2470 (decisions scope) arms a panicking drive: the panic hits a
