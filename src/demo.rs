@@ -408,6 +408,9 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
         None => temp.path().join("demo.vol"),
     };
     let virtual_pages = 2 * key_pages;
+    // The volume is written through (the keys, then the sorted output):
+    // a file system without room for it is said now, not met part way.
+    check_room(&path, (virtual_pages + 1024) * PAGE, options.key_bytes)?;
     // In transparent mode a transfer that fails in a fault cannot be
     // returned to the load or store that made it (it is fatal, as a failed
     // read of an `mmap`ped file is): the volume's blocks are allocated up
@@ -684,6 +687,39 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
     )
 }
 
+/// Refuses a volume file at `path` whose file system has less than
+/// `bytes` free (counting the blocks a file already there holds, which an
+/// overwrite reuses); `key_bytes` for the message. Where the file system
+/// does not say, goes on.
+fn check_room(path: &std::path::Path, bytes: u64, key_bytes: u64) -> Result<(), ToolError> {
+    use std::os::unix::fs::MetadataExt;
+    let folder = match path.parent() {
+        Some(f) if !f.as_os_str().is_empty() => f.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(stat) = rustix::fs::statvfs(&folder) else {
+        return Ok(());
+    };
+    let held = std::fs::metadata(path).map_or(0, |m| m.blocks() * 512);
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize) + held;
+    // (To a tenth: free space is seldom a whole number of units.)
+    let human = |b: u64| match b {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    };
+    if free < bytes {
+        return Err(ToolError::Usage(format!(
+            "--keys {} needs a volume of {} (the keys and their sorted copy), and the file \
+             system of {} has {} free (--volume PATH puts the volume elsewhere)",
+            utility_mode::human_bytes(key_bytes),
+            human(bytes),
+            folder.display(),
+            human(free)
+        )));
+    }
+    Ok(())
+}
+
 /// What a finished sort hands to the report.
 struct Finished {
     started: Instant,
@@ -816,16 +852,31 @@ impl DemoReport {
             (
                 "proved",
                 format!(
-                    "{} of keys, {} the {} real-memory budget, sorted in a VM that never \
-                     held more than its budget (high water below); the output is in order and \
-                     has the input's count, sum and xor",
-                    utility_mode::human_bytes(self.key_bytes),
-                    // (A run smaller than the budget: a fraction, not "0x".)
-                    match self.key_bytes as f64 / self.memory_bytes as f64 {
-                        r if r >= 1.0 => format!("{r:.0}x"),
-                        r => format!("{r:.2}x"),
+                    "{}; the output is in order and has the input's count, sum and xor{}",
+                    if self.key_bytes > self.memory_bytes {
+                        format!(
+                            "{} of keys, {:.0}x the {} real-memory budget, sorted in a VM that \
+                             never held more than its budget (high water below)",
+                            utility_mode::human_bytes(self.key_bytes),
+                            self.key_bytes as f64 / self.memory_bytes as f64,
+                            utility_mode::human_bytes(self.memory_bytes),
+                        )
+                    } else {
+                        // Nothing was out of core: said, not claimed.
+                        format!(
+                            "{} of keys sorted within the {} real-memory budget: they fit, \
+                             so nothing had to leave memory (give --keys larger than --memory \
+                             to sort out of core)",
+                            utility_mode::human_bytes(self.key_bytes),
+                            utility_mode::human_bytes(self.memory_bytes),
+                        )
                     },
-                    utility_mode::human_bytes(self.memory_bytes),
+                    if self.cache == CachePolicy::Buffered {
+                        "; the budget bounds the VM's own pages only: with --cache buffered \
+                         the kernel's page cache held the volume besides, outside it"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             (
@@ -913,7 +964,8 @@ impl DemoReport {
                     "none (the kernel refused UFFDIO_MOVE)".to_string()
                 } else {
                     format!(
-                        "{} pages; {} pages moved in from it, {} evicted into it; {}",
+                        "{} pages; {} pages moved in from it (read into it, or zeroed \
+                         there), {} evicted into it; {}",
                         s.frame_pool_pages,
                         s.frames_moved_in,
                         s.frames_moved_out,
@@ -923,8 +975,8 @@ impl DemoReport {
                             // keys are few (never more frames than pages).
                             format!(
                                 "too small for 2 MiB huge-page chunks (the pool is an eighth \
-                                 of the VM's real memory, and that is {}{}; 16 MiB or more of \
-                                 it has them)",
+                                 of the VM's real memory, 16 pages at least, and that real \
+                                 memory is {}{}; 16 MiB or more of it has them)",
                                 utility_mode::human_bytes(s.real_memory_pages * PAGE),
                                 if s.real_memory_pages * PAGE < self.memory_bytes {
                                     ": the budget capped at the address space, twice the keys"

@@ -1260,6 +1260,12 @@ fn with_json_a_failure_is_also_json_on_stdout() {
             &["demo", "--json", "--keys", "abc"][..],
             "invalid value 'abc' for '--keys <KEYS>'",
         ),
+        // A volume larger than the file system has room for: refused
+        // before anything is written.
+        (
+            &["demo", "--keys", "100TiB", "--json"][..],
+            "--keys 100 TiB needs a volume of 204800.0 GiB",
+        ),
     ] {
         let o = cedarvm(dir.path(), args);
         assert_eq!(code(&o), 2, "{args:?}");
@@ -1283,6 +1289,12 @@ fn the_demo_says_why_its_frame_pool_has_no_huge_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let o = cedarvm(dir.path(), &["demo", "--keys", "1MiB", "--memory", "32MiB"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Nothing was out of core, and the report says so.
+    assert!(
+        stdout(&o).contains("1 MiB of keys sorted within the 32 MiB real-memory budget: they fit"),
+        "{}",
+        stdout(&o)
+    );
     let line = stdout(&o)
         .lines()
         .find(|l| l.starts_with("frame pool"))
@@ -1293,7 +1305,31 @@ fn the_demo_says_why_its_frame_pool_has_no_huge_chunks() {
     }
     let line = line.expect("a frame pool line");
     assert!(
-        line.contains("real memory, and that is 2 MiB: the budget capped at the address space"),
+        line.contains("that real memory is 2 MiB: the budget capped at the address space"),
         "{line}"
+    );
+}
+
+/// With `--cache buffered` the report says that the budget bounds the
+/// VM's own pages only (the kernel's page cache holds the volume besides).
+#[test]
+fn the_buffered_demo_says_the_page_cache_is_outside_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["demo", "--keys", "2MiB", "--memory", "512KiB"];
+    let o = cedarvm(dir.path(), &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("4x the 512 KiB real-memory budget"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("page cache held"), "{}", stdout(&o));
+    let o = cedarvm(dir.path(), &[&args[..], &["--cache", "buffered"]].concat());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o)
+            .contains("with --cache buffered the kernel's page cache held the volume besides"),
+        "{}",
+        stdout(&o)
     );
 }
