@@ -917,8 +917,13 @@ impl DemoReport {
                     };
                     let merge = if self.prefetched_merge_pages > 0 {
                         format!(
-                            "a second thread asked for {} pages ahead of the merge's cursors",
-                            self.prefetched_merge_pages
+                            "a second thread asked for {} page{} ahead of the merge's cursors",
+                            self.prefetched_merge_pages,
+                            if self.prefetched_merge_pages == 1 {
+                                ""
+                            } else {
+                                "s"
+                            }
                         )
                     } else {
                         "none ahead of the merge (a budget under 6 pages a run leaves no room)"

@@ -388,8 +388,9 @@ impl Volume {
             return Err(VolumeError::WrongDrive {
                 drive: first_name.clone(),
                 reason: format!(
-                    "the volume has {} drives but {drives} were given",
-                    raw_geometry.drive_count
+                    "the volume has {} drives but {drives} {} given",
+                    raw_geometry.drive_count,
+                    if drives == 1 { "was" } else { "were" }
                 ),
             });
         }
