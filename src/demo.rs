@@ -163,6 +163,9 @@ pub struct DemoReport {
     /// too small for a step: see `merge_step_pages`).
     #[serde(default)]
     pub prefetched_merge_pages: u64,
+    /// Who served the faults (`--fault-service`).
+    #[serde(default)]
+    pub fault_service: FaultService,
 }
 
 /// Wall time of the demo's phases, seconds.
@@ -766,6 +769,7 @@ fn finish(vm: Vm, options: &DemoOptions, done: Finished) -> Result<DemoReport, T
         prefetch: options.prefetch && !options.transparent,
         prefetched_run_pages: done.prefetched[0],
         prefetched_merge_pages: done.prefetched[1],
+        fault_service: options.fault_service,
     })
 }
 
@@ -939,11 +943,18 @@ impl DemoReport {
             (
                 "faults",
                 format!(
-                    "{} (pages of {}; one fault brings in a run of them); {} fresh pages \
-                     zero-filled, {} overwritten whole without a read; {} reads and writes \
-                     found their page resident",
+                    "{} (pages of {}; one fault brings in a run of them), served {}; {} \
+                     fresh pages zero-filled, {} overwritten whole without a read; {} reads \
+                     and writes found their page resident",
                     s.faults,
                     utility_mode::human_bytes(PAGE),
+                    match self.fault_service {
+                        FaultService::InFaultingThread => "by the faulting thread",
+                        FaultService::Worker => {
+                            "by the PageFault worker (the seed's service: one thread, the \
+                             monitor held across each transfer)"
+                        }
+                    },
                     s.zero_fills,
                     s.overwrites,
                     s.hits

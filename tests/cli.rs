@@ -170,6 +170,13 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("verified"));
+    // The report says who served the faults (here and in the JSON above).
+    assert!(
+        stdout(&o).contains("served by the PageFault worker"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(report["fault_service"], "InFaultingThread", "{report}");
     // With room (8 runs of 128 pages in 512): the merge's second thread
     // asked for each run's first step (10 pages: two steps of each run a
     // third of the budget) before the merge began, and no more than the
