@@ -125,7 +125,11 @@ impl AddressSpace {
                     if monitor.files.wired_whole(start, end).is_none() {
                         return Err(VmError::NotAllocated { interval });
                     }
-                    return self.free_wired(&mut monitor, interval);
+                    let freed = self.free_wired(&mut monitor, interval);
+                    if freed.is_ok() {
+                        self.withdraw_will_need(interval);
+                    }
+                    return freed;
                 }
                 self.check_not_wired(&monitor, interval, "free all of it, alone")?;
             }
@@ -297,7 +301,7 @@ impl AddressSpace {
         loop {
             let mut monitor = self.lock_monitor();
             self.check_allocated(&monitor, Interval::new(page, 1))?;
-            let served = match self.bring_in_from(&mut monitor, page, ahead, plan) {
+            let served = match self.bring_in_from(&mut monitor, page, ahead, plan, true) {
                 // Every frame the clock could take is latched by a transfer
                 // in flight: let go of the monitor and try again.
                 Err(VmError::FramesBusy { .. }) if monitor.gave_up_on_transit => {
@@ -358,13 +362,15 @@ impl AddressSpace {
     /// caller lets go of the monitor, calls `start_planned` and
     /// `help_inline_read(page)`. Otherwise it is made here, under the
     /// monitor. A failed cluster read changes nothing: `serve` then reads
-    /// the page alone and reports its own error.
+    /// the page alone and reports its own error. Without `stream` no page
+    /// past `ahead` comes in, whatever the interval's advice (`serve_as`).
     fn bring_in_from(
         &self,
         monitor: &mut Monitor,
         page: u64,
         ahead: u64,
         plan: bool,
+        stream: bool,
     ) -> Result<Option<Served>, VmError> {
         let window = ahead.min(Self::run_max(monitor));
         if window > 1 && plan && self.plan_touch_run(monitor, page, window) {
@@ -375,7 +381,7 @@ impl AddressSpace {
             monitor.counters.faults += 1;
         }
         monitor.gave_up_on_transit = false;
-        self.serve(monitor, page, None, false).map(Some)
+        self.serve_as(monitor, page, None, false, stream).map(Some)
     }
 
     /// Brings `interval` into real memory (Cedar's `Touch`).
@@ -422,16 +428,19 @@ impl AddressSpace {
     /// holds or is bringing in (a guard's latch, a read in flight) is
     /// passed over too, never waited for — a guard may be held for as long
     /// as its owner likes, even while that owner waits in `settle` or
-    /// closes the VM. Stops at the interval's first failure (the access
-    /// that needs the page meets it) and when `stop` says so (the VM is
-    /// closing; looked at before each page). A page `advised_until` says
-    /// was withdrawn (a `kill`, `free` or `DontNeed` of it since the
-    /// advice) is passed over, and a cluster stops short of the next such
-    /// page: looked at under the monitor, which those hold as they withdraw
-    /// and discard, so none comes back after. An absent page on disk comes
-    /// in with the pages after it in one transfer, as `touch` brings them
-    /// (without the monitor where the drive is read with `O_DIRECT`, as
-    /// `touch`'s are: see `bring_in_from`).
+    /// closes the VM. Stops at the interval's first failed read under the
+    /// monitor (a failed ring read is made again under it, as `touch`'s is;
+    /// the access that needs the page meets the error) and when `stop` says
+    /// so (the VM is closing; looked at before each page). A page
+    /// `advised_until` says was withdrawn (a `kill`, `free` or `DontNeed`
+    /// of it since the advice) is passed over, and no page past the next
+    /// such page comes in with it (clusters stop short, and no stream's
+    /// read-ahead is made: `serve_as`): looked at under the monitor, which
+    /// those hold as they withdraw and discard, so none comes back after.
+    /// An absent page on disk comes in with the pages after it in one
+    /// transfer, as `touch` brings them (without the monitor where the
+    /// drive is read with `O_DIRECT`, as `touch`'s are: see
+    /// `bring_in_from`).
     pub(crate) fn touch_advised(
         &self,
         interval: Interval,
@@ -440,16 +449,24 @@ impl AddressSpace {
     ) {
         let states = self.states();
         let end = interval.end().0;
-        for page in interval.page.0..end {
+        let mut page = interval.page.0;
+        // A read planned for this thread is planned once a page: a page it
+        // left absent (the read failed, or the page was let go or evicted
+        // meanwhile) is looked at again with the read under the monitor,
+        // as `touch` does.
+        let mut plan = true;
+        while page < end {
             if stop() {
                 return;
             }
             if states.load(page).tag() == TAG_RESIDENT {
+                (page, plan) = (page + 1, true);
                 continue;
             }
             let mut monitor = self.lock_monitor();
             let until = advised_until(page, end);
             if until == page {
+                (page, plan) = (page + 1, true);
                 continue;
             }
             if self
@@ -458,25 +475,23 @@ impl AddressSpace {
             {
                 return;
             }
-            let served = self.bring_in_from(&mut monitor, page, until - page, true);
+            let served = self.bring_in_from(&mut monitor, page, until - page, plan, false);
             drop(monitor);
             // (A cluster it planned: started now, see `fault::inline`.)
             self.start_planned();
             match served {
-                // Its read, planned for this thread: waited for here. A read
-                // that failed leaves the page absent, and the advice stops
-                // there (the access that needs the page meets the error).
-                // Still latched, the read is another thread's to finish
-                // (it took the plan, or met the run first): on to the next
-                // page, as past any page another thread holds.
+                // Its read, planned for this thread: waited for here (if
+                // still latched after, the read is another thread's to
+                // finish — it took the plan, or met the run first — and the
+                // page is passed over next time round, as any page another
+                // thread holds).
                 Ok(None) => {
                     self.help_inline_read(page);
-                    if states.load(page).tag() == TAG_ABSENT {
-                        return;
-                    }
+                    plan = false;
                 }
                 // Resident, or held by another thread: on to the next page.
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => (page, plan) = (page + 1, true),
+                // (The access that needs the page meets the error.)
                 Err(_) => return,
             }
         }

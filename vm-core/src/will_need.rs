@@ -144,6 +144,11 @@ impl WillNeedQueue {
     /// thread passes them over in the interval it is on
     /// ([`WillNeedQueue::advised_until`]).
     pub(crate) fn withdraw(&self, interval: Interval) {
+        // (A child made by `fork` has no thread, and its copy of the lock
+        // may have been held by the parent's at the fork.)
+        if crate::sys::futex::current_pid() != self.owner {
+            return;
+        }
         let mut state = self.state.lock();
         let (start, end) = (interval.page.0, interval.end().0);
         let mut kept = VecDeque::with_capacity(state.waiting.len() + 1);

@@ -875,8 +875,9 @@ impl Run {
                 self.note(format!("t{thread}: advise {interval} {advice:?}"));
                 let advised = vm.advise(interval, advice);
                 // What `WillNeed` queued is brought in before the next step
-                // (its thread's reads meet the drive's faults in the same
-                // order every time: a seed replays exactly). The thread
+                // (its thread's reads meet the drive's faults between the
+                // same steps every time; see the module doc for the seeds
+                // whose read-ahead thread runs beside them). The thread
                 // passes over pages the guards held here hold, and stops
                 // at a failed read, as advice does.
                 if advice == Advice::WillNeed {

@@ -33,6 +33,23 @@ impl AddressSpace {
         next: Option<u64>,
         overwrite: bool,
     ) -> Result<Served, VmError> {
+        self.serve_as(monitor, page, next, overwrite, true)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// [`AddressSpace::serve`]; without `stream`, `page` alone comes in
+    /// (or with its cluster, where `serve` would read one: not here), even
+    /// in an interval advised `Sequential` — for the will-need thread,
+    /// whose advice may stop short of pages let go since.
+    pub(crate) fn serve_as(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        next: Option<u64>,
+        overwrite: bool,
+        stream: bool,
+    ) -> Result<Served, VmError> {
         let states = self.states();
         let word = states.load(page);
         match word.tag() {
@@ -54,7 +71,7 @@ impl AddressSpace {
             self.bring_in_linked(monitor, page)?;
             return Ok(Served::Resident);
         }
-        let sequential = allocation.advice == Advice::Sequential;
+        let sequential = stream && allocation.advice == Advice::Sequential;
         // Under sequential advice the next transfer is the read-ahead.
         let next = if sequential {
             Some(page + 1).filter(|&p| p < self.virtual_pages)
