@@ -341,8 +341,11 @@ fn two_scanned_sides<'a>(report: &'a Value, names: [&str; 2]) -> (&'a Value, &'a
 #[test]
 fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let o = tiny_out_of_core(
+    // (16 MiB: at 2 MiB the kernel's side was killed by its cgroup in CI,
+    // and the table then has no ratios to show.)
+    let o = out_of_core_at(
         dir.path(),
+        "16MiB",
         "vm,kernel-advised",
         "scan",
         &["--rounds", "3", "--json"],
@@ -381,6 +384,19 @@ fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
                     .unwrap()
             })
             .collect();
+        // The kernel's side may still be killed by its cgroup (reported,
+        // as `the_out_of_core_run_compares_the_vm_with_the_kernel` allows):
+        // its times are then not checked. The VM's may not.
+        if name != "vm"
+            && let Some(failed) = runs.iter().find(|s| s["failure"].is_string())
+        {
+            assert!(
+                failed["failure"].as_str().unwrap().contains("OOM killer"),
+                "{failed}"
+            );
+            println!("skipped {name}'s times: killed by its cgroup in a round: {failed}");
+            continue;
+        }
         for run in &runs {
             scan_parts_add_up(run);
         }
@@ -407,7 +423,13 @@ fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
             assert_eq!(summary["peak_bytes"].as_u64(), peaks.iter().max().copied());
         }
     }
-    let o = tiny_out_of_core(dir.path(), "vm,kernel-advised", "scan", &["--rounds", "2"]);
+    let o = out_of_core_at(
+        dir.path(),
+        "16MiB",
+        "vm,kernel-advised",
+        "scan",
+        &["--rounds", "2"],
+    );
     let table = stdout(&o);
     assert!(
         table.contains("2 rounds")
