@@ -538,7 +538,7 @@ pub struct DemoArgs {
     #[arg(long)]
     volume: Option<PathBuf>,
     /// Overwrite the file given with --volume.
-    #[arg(long)]
+    #[arg(long, requires = "volume")]
     force: bool,
     /// Who serves faults.
     #[arg(long, value_enum, default_value = "thread")]
@@ -1110,9 +1110,16 @@ where
             let _ = e.print();
             let code = e.exit_code();
             if json && code != 0 {
+                // The message up to the usage: its lines joined (a list of
+                // missing arguments is on the lines after the first).
                 let text = e.to_string();
-                let first = text.lines().next().unwrap_or_default();
-                print_json_error(first.strip_prefix("error: ").unwrap_or(first), code);
+                let message: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let message = message.join(" ");
+                print_json_error(message.strip_prefix("error: ").unwrap_or(&message), code);
             }
             return code;
         }

@@ -361,6 +361,12 @@ pub fn demo(options: &DemoOptions) -> Result<DemoReport, ToolError> {
             utility_mode::human_bytes(options.key_bytes)
         )));
     }
+    if !options.memory_bytes.is_multiple_of(PAGE) {
+        return Err(ToolError::Usage(format!(
+            "--memory {} is not a multiple of 4 KiB (the VM's pages)",
+            utility_mode::human_bytes(options.memory_bytes)
+        )));
+    }
     if options.memory_bytes < 16 * PAGE {
         return Err(ToolError::Usage(format!(
             "--memory {} is below the demo's 64 KiB minimum",

@@ -11,7 +11,7 @@ use vm_core::VmError;
 pub enum ToolError {
     /// The tool's working memory does not fit its real-memory budget.
     #[error(
-        "not enough real memory: the tool needs {} more with {} of its {} budget in use \
+        "not enough real memory: the tool asked for {} with {} of its {} budget in use \
          (give --memory {} or more)",
         crate::units::human_bytes(*needed_bytes),
         crate::units::human_bytes(*used_bytes),
