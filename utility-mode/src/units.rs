@@ -21,6 +21,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a size (e.g. 256MiB)"))?;
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "`{text}`: a size is a whole number of its unit (1.5MiB is 1536KiB)"
+        ));
+    }
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -32,4 +37,31 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(1u64 << shift)
         .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Binary units with or without `iB`/`B`, any case; a fraction, an
+    /// unknown unit and an overflow each said plainly.
+    #[test]
+    fn sizes_parse_as_people_write_them() {
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size(" 1G "), Ok(1 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("1.5MiB").unwrap_err().contains("whole number"));
+        assert!(
+            parse_size("3 parsecs")
+                .unwrap_err()
+                .contains("not a size unit")
+        );
+        assert!(
+            parse_size("99999999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(parse_size("MiB").unwrap_err().contains("not a size"));
+    }
 }
