@@ -607,7 +607,7 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             }
         }
     }
-    assert_eq!(vm["cache"], "Direct");
+    assert_eq!(vm["cache"], "direct");
     assert!(vm["vm_stats"]["page_ins"].as_u64().unwrap() > 0);
     match report["cgroup_note"].as_str() {
         Some(reason) => println!("no cgroup here ({reason}): peaks not checked"),

@@ -153,7 +153,7 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
     // The volume bypasses the page cache by default (O_DIRECT, or dropping
     // behind where the file system refuses it).
     assert!(
-        report["cache"] == "Direct" || report["cache"] == "DropBehind",
+        report["cache"] == "direct" || report["cache"] == "drop-behind",
         "{report}"
     );
     let o = cedarvm(
@@ -1351,4 +1351,23 @@ fn the_buffered_demo_says_the_page_cache_is_outside_the_budget() {
         "{}",
         stdout(&o)
     );
+}
+
+/// The page-cache policy is written in JSON as `--cache` takes it and the
+/// tools print it; the names reports used before are still read.
+#[test]
+fn cache_policies_in_json_are_written_as_the_command_line_takes_them() {
+    use disk_channel::CachePolicy;
+    for (policy, name, old) in [
+        (CachePolicy::Direct, "direct", "Direct"),
+        (CachePolicy::DropBehind, "drop-behind", "DropBehind"),
+        (CachePolicy::Buffered, "buffered", "Buffered"),
+    ] {
+        assert_eq!(policy.name(), name);
+        assert_eq!(serde_json::to_value(policy).unwrap(), name);
+        for written in [name, old] {
+            let read: CachePolicy = serde_json::from_value(written.into()).unwrap();
+            assert_eq!(read, policy, "{written}");
+        }
+    }
 }

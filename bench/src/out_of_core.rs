@@ -2040,7 +2040,7 @@ impl OutOfCoreReport {
                 stats.disk_writes,
                 self.side(Side::Vm)
                     .and_then(|s| s.cache)
-                    .map_or("-".to_string(), |c| format!("{c:?}"))
+                    .map_or("-".to_string(), |c| c.name().to_string())
             ));
         }
         t
