@@ -176,7 +176,7 @@ fn the_demo_verifies_its_own_sort_and_reports_json() {
         "{}",
         stdout(&o)
     );
-    assert_eq!(report["fault_service"], "InFaultingThread", "{report}");
+    assert_eq!(report["fault_service"], "thread", "{report}");
     // With room (8 runs of 128 pages in 512): the merge's second thread
     // asked for each run's first step (10 pages: two steps of each run a
     // third of the budget) before the merge began, and no more than the
@@ -1353,10 +1353,22 @@ fn the_buffered_demo_says_the_page_cache_is_outside_the_budget() {
     );
 }
 
-/// The page-cache policy is written in JSON as `--cache` takes it and the
-/// tools print it; the names reports used before are still read.
+/// The page-cache policy and the fault service are written in JSON as
+/// `--cache` and `--fault-service` take them; the names reports used
+/// before are still read.
 #[test]
 fn cache_policies_in_json_are_written_as_the_command_line_takes_them() {
+    use vm_core::FaultService;
+    for (service, name, old) in [
+        (FaultService::InFaultingThread, "thread", "InFaultingThread"),
+        (FaultService::Worker, "worker", "Worker"),
+    ] {
+        assert_eq!(serde_json::to_value(service).unwrap(), name);
+        for written in [name, old] {
+            let read: FaultService = serde_json::from_value(written.into()).unwrap();
+            assert_eq!(read, service, "{written}");
+        }
+    }
     use disk_channel::CachePolicy;
     for (policy, name, old) in [
         (CachePolicy::Direct, "direct", "Direct"),

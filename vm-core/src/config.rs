@@ -97,9 +97,13 @@ pub enum MonitorScope {
     Decisions,
 }
 
-/// Who serves a fault. Either way the monitor is held during the service,
-/// including its I/O, and the threads waiting for it form the queue from
-/// which the seek-ahead hint is taken.
+/// Who serves a fault. The faulting thread holds the monitor as
+/// [`MonitorScope`] says (by default for decisions only, never across a
+/// transfer); the worker serves in the seed's scope, the monitor held
+/// across each transfer, and the threads waiting for it form the queue
+/// from which the seek-ahead hint is taken. In JSON as `--fault-service`
+/// takes it: `"thread"`, `"worker"` (the variants' own names are still
+/// read).
 ///
 /// The default is the faulting thread: on this project's 2-core machine a
 /// fault with the file in the page cache took 2.8–3.0 µs served in the
@@ -110,9 +114,11 @@ pub enum MonitorScope {
 pub enum FaultService {
     /// The faulting thread serves its own fault (no thread handoff).
     #[default]
+    #[serde(rename = "thread", alias = "InFaultingThread")]
     InFaultingThread,
     /// One PageFault worker thread serves every fault, synchronously, as in
     /// the seed; faulting threads spin briefly, then park.
+    #[serde(rename = "worker", alias = "Worker")]
     Worker,
 }
 
