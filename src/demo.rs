@@ -706,16 +706,11 @@ fn check_room(path: &std::path::Path, bytes: u64, key_bytes: u64) -> Result<(), 
         Some(f) if !f.as_os_str().is_empty() => f.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let Ok(stat) = rustix::fs::statvfs(&folder) else {
+    let Some(free) = utility_mode::drives::free_bytes(&folder) else {
         return Ok(());
     };
-    let held = std::fs::metadata(path).map_or(0, |m| m.blocks() * 512);
-    let free = stat.f_bavail.saturating_mul(stat.f_frsize) + held;
-    // (To a tenth: free space is seldom a whole number of units.)
-    let human = |b: u64| match b {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-    };
+    let free = free + std::fs::metadata(path).map_or(0, |m| m.blocks() * 512);
+    let human = utility_mode::drives::space_bytes;
     if free < bytes {
         return Err(ToolError::Usage(format!(
             "--keys {} needs a volume of {} (the keys and their sorted copy), and the file \

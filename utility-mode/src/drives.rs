@@ -431,27 +431,39 @@ pub fn check_writable(
             None => by_device.push((device, *bytes, folder.clone())),
         }
     }
-    // (To a tenth: free space is seldom a whole number of units.)
-    let human = |b: u64| match b {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-    };
     for (_, bytes, folder) in by_device {
-        if let Ok(stat) = rustix::fs::statvfs(&folder)
-            && stat.f_bavail.saturating_mul(stat.f_frsize) < bytes
+        if let Some(free) = free_bytes(&folder)
+            && free < bytes
         {
             return Err(ToolError::Usage(format!(
                 "{} writes every block: it needs {} in {} and its file system has {} free",
                 all_blocks.unwrap_or("--preallocate"),
-                human(bytes),
+                space_bytes(bytes),
                 std::fs::canonicalize(&folder)
                     .unwrap_or_else(|_| folder.clone())
                     .display(),
-                human(stat.f_bavail.saturating_mul(stat.f_frsize))
+                space_bytes(free)
             )));
         }
     }
     Ok(())
+}
+
+/// Bytes free to a writer on the file system of `folder` (`None` where it
+/// does not say).
+pub fn free_bytes(folder: &Path) -> Option<u64> {
+    rustix::fs::statvfs(folder)
+        .ok()
+        .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Bytes of disk space as a person reads them: GiB or MiB to a tenth
+/// (free space is seldom a whole number of units).
+pub fn space_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    }
 }
 
 /// Opens existing drive files as a channel, at the volume's page size (see

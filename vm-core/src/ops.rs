@@ -414,12 +414,10 @@ impl AddressSpace {
         let queue = self.will_need.as_ref().expect("the thread has a queue");
         while let Some(interval) = queue.next() {
             let touched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.touch_advised(interval, &|| queue.stopping(), &|page, end| {
-                    queue.advised_until(page, end)
-                })
+                self.touch_advised(interval, queue)
             }));
             drop(touched);
-            queue.done(interval);
+            queue.done();
         }
     }
 
@@ -430,9 +428,9 @@ impl AddressSpace {
     /// as its owner likes, even while that owner waits in `settle` or
     /// closes the VM. Stops at the interval's first failed read under the
     /// monitor (a failed ring read is made again under it, as `touch`'s is;
-    /// the access that needs the page meets the error) and when `stop` says
-    /// so (the VM is closing; looked at before each page). A page
-    /// `advised_until` says was withdrawn (a `kill`, `free` or `DontNeed`
+    /// the access that needs the page meets the error) and when the VM is
+    /// closing (`queue` says; looked at before each page). A page the
+    /// queue says was withdrawn (a `kill`, `free` or `DontNeed`
     /// of it since the advice) is passed over, and no page past the next
     /// such page comes in with it (clusters stop short, and no stream's
     /// read-ahead is made: `serve_as`): looked at under the monitor, which
@@ -444,8 +442,7 @@ impl AddressSpace {
     pub(crate) fn touch_advised(
         &self,
         interval: Interval,
-        stop: &dyn Fn() -> bool,
-        advised_until: &dyn Fn(u64, u64) -> u64,
+        queue: &crate::will_need::WillNeedQueue,
     ) {
         let states = self.states();
         let end = interval.end().0;
@@ -456,7 +453,7 @@ impl AddressSpace {
         // as `touch` does.
         let mut plan = true;
         while page < end {
-            if stop() {
+            if queue.stopping() {
                 return;
             }
             if states.load(page).tag() == TAG_RESIDENT {
@@ -464,7 +461,7 @@ impl AddressSpace {
                 continue;
             }
             let mut monitor = self.lock_monitor();
-            let until = advised_until(page, end);
+            let until = queue.advised_until(page, end);
             if until == page {
                 (page, plan) = (page + 1, true);
                 continue;

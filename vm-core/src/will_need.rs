@@ -44,7 +44,7 @@
 //! before it returns, as before.
 
 use parking_lot::{Condvar, Mutex};
-use runtable::Interval;
+use runtable::{Interval, PageNumber};
 use std::collections::VecDeque;
 
 /// What [`WillNeedQueue::push`] did with an interval.
@@ -130,11 +130,13 @@ impl WillNeedQueue {
         }
     }
 
-    /// The thread is done with `interval` (brought in, or failed).
-    pub(crate) fn done(&self, interval: Interval) {
+    /// The thread is done with the interval [`WillNeedQueue::next`] gave
+    /// it (brought in, or failed).
+    pub(crate) fn done(&self) {
         let mut state = self.state.lock();
-        state.pages -= interval.count.0;
-        state.current = None;
+        if let Some(current) = state.current.take() {
+            state.pages -= current.count.0;
+        }
         state.withdrawn.clear();
         self.changed.notify_all();
     }
@@ -185,12 +187,11 @@ impl WillNeedQueue {
         let state = self.state.lock();
         let mut until = end;
         for w in &state.withdrawn {
-            let (start, stop) = (w.page.0, w.end().0);
-            if start <= page && page < stop {
+            if w.contains(PageNumber(page)) {
                 return page;
             }
-            if page < start {
-                until = until.min(start);
+            if page < w.page.0 {
+                until = until.min(w.page.0);
             }
         }
         until
@@ -251,10 +252,10 @@ mod tests {
         assert_eq!(q.push(interval(10, 1), 10), Pushed::Full);
         assert_eq!(q.next(), Some(interval(0, 6)));
         assert_eq!(q.push(interval(10, 1), 10), Pushed::Full, "still busy");
-        q.done(interval(0, 6));
+        q.done();
         assert_eq!(q.push(interval(10, 6), 10), Pushed::Queued);
         assert_eq!(q.next(), Some(interval(6, 4)));
-        q.done(interval(6, 4));
+        q.done();
         q.stop();
         assert_eq!(q.next(), None, "what waits is dropped at the stop");
         assert_eq!(q.push(interval(0, 1), 10), Pushed::NoThread);
@@ -281,16 +282,16 @@ mod tests {
         // 30 pages less the 2 and 5 withdrawn from those waiting.
         assert_eq!(q.push(interval(60, 78), 100), Pushed::Full);
         assert_eq!(q.push(interval(60, 77), 100), Pushed::Queued);
-        q.done(interval(0, 10));
+        q.done();
         assert_eq!(q.advised_until(5, 10), 10, "the marks go with the interval");
         assert_eq!(q.next(), Some(interval(20, 4)));
-        q.done(interval(20, 4));
+        q.done();
         assert_eq!(q.next(), Some(interval(26, 4)));
-        q.done(interval(26, 4));
+        q.done();
         assert_eq!(q.next(), Some(interval(45, 5)));
-        q.done(interval(45, 5));
+        q.done();
         assert_eq!(q.next(), Some(interval(60, 77)));
-        q.done(interval(60, 77));
+        q.done();
         q.settle();
     }
 

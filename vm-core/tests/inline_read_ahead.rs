@@ -289,40 +289,36 @@ fn a_touch_whose_ring_read_fails_reads_under_the_monitor_once() {
     rx.recv_timeout(std::time::Duration::from_secs(60))
         .expect("touch returned")
         .unwrap();
-    let after = vm.stats();
-    // Two clusters went to the ring and came back short (a failed read's
-    // counts are taken back: none of the ring's reads is a cluster read or
-    // a page-in); each was then read once more, under the monitor, through
-    // the drive (whose own counts have only those two reads).
-    let delta = |f: fn(&vm_core::VmStats) -> u64| f(&after) - f(&before);
-    assert_eq!(delta(|s| s.inline_reads), 2, "{after:?}");
-    assert_eq!(delta(|s| s.cluster_reads), 2, "{after:?}");
-    assert_eq!(delta(|s| s.disk_reads), 2, "{after:?}");
-    assert_eq!(delta(|s| s.page_ins), 512, "{after:?}");
-    // One fault a cluster: the failed plans' faults taken back.
-    assert_eq!(delta(|s| s.faults), 2, "{after:?}");
-    let mut page = vec![0xFFu8; PAGE];
-    for p in first.pages() {
-        vm.read(vm.address_of(p), &mut page).unwrap();
-        assert!(page.iter().all(|&b| b == 0), "page {p:?}");
-    }
+    read_again_through_the_drive(&vm, first, &before);
     // The will-need thread does as touch does: each failed ring read is
     // made again under the monitor, through the drive.
     let second = Interval::new(data.page.0 + 512, 512);
     let before = vm.stats();
     vm.advise(second, Advice::WillNeed).unwrap();
     vm.settle();
+    read_again_through_the_drive(&vm, second, &before);
+    vm.check_invariants();
+}
+
+/// Since `before`, the two clusters of `interval` (512 pages) went to the
+/// ring and came back short (a failed read's counts are taken back: none
+/// of the ring's reads is a cluster read, a page-in or a fault); each was
+/// then read once more, under the monitor, through the drive (whose own
+/// counts have only those two reads), one fault a cluster; the pages read
+/// as the cut file's zeros.
+fn read_again_through_the_drive(vm: &Vm, interval: Interval, before: &vm_core::VmStats) {
     let after = vm.stats();
-    let delta = |f: fn(&vm_core::VmStats) -> u64| f(&after) - f(&before);
+    let delta = |f: fn(&vm_core::VmStats) -> u64| f(&after) - f(before);
     assert_eq!(delta(|s| s.inline_reads), 2, "{after:?}");
     assert_eq!(delta(|s| s.cluster_reads), 2, "{after:?}");
     assert_eq!(delta(|s| s.disk_reads), 2, "{after:?}");
     assert_eq!(delta(|s| s.page_ins), 512, "{after:?}");
-    for p in second.pages() {
+    assert_eq!(delta(|s| s.faults), 2, "{after:?}");
+    let mut page = vec![0xFFu8; PAGE];
+    for p in interval.pages() {
         vm.read(vm.address_of(p), &mut page).unwrap();
         assert!(page.iter().all(|&b| b == 0), "page {p:?}");
     }
-    vm.check_invariants();
 }
 
 /// Threads at once on an `O_DIRECT` volume: two touch, pin or advise
