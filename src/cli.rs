@@ -455,6 +455,10 @@ pub struct FormatArgs {
     /// Scan the surface first and keep bad pages out of the layout.
     #[arg(long, value_enum)]
     scan: Option<ScanArg>,
+    /// Print what was done and the new volume as JSON
+    /// (`{"formatted": …, "volume": …}`, the latter as `info --json`).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Scan depth on the command line.
@@ -701,6 +705,21 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 e => e,
             })?;
             let info = info::info(&request.drives)?;
+            if a.json {
+                #[derive(serde::Serialize)]
+                struct Formatted<'a> {
+                    formatted: &'a utility_mode::format::FormatReport,
+                    volume: &'a utility_mode::info::VolumeInfo,
+                }
+                println!(
+                    "{}",
+                    json(&Formatted {
+                        formatted: &report,
+                        volume: &info,
+                    })
+                );
+                return Ok(0);
+            }
             let plural = |n: usize, what: &str| match n {
                 1 => format!("1 {what}"),
                 n => format!("{n} {what}s"),

@@ -203,15 +203,15 @@ fn the_fault_path_run_compares_against_same_run_baselines() {
         .collect();
     seen.sort();
     let mut want = vec![
-        ("Decisions".to_string(), false, 1),
-        ("Decisions".to_string(), false, 2),
-        ("HeldAcrossIo".to_string(), false, 1),
-        ("HeldAcrossIo".to_string(), false, 2),
+        ("decisions".to_string(), false, 1),
+        ("decisions".to_string(), false, 2),
+        ("held-across-io".to_string(), false, 1),
+        ("held-across-io".to_string(), false, 2),
     ];
     if transparent {
         want.extend([
-            ("Decisions".to_string(), true, 1),
-            ("Decisions".to_string(), true, 2),
+            ("decisions".to_string(), true, 1),
+            ("decisions".to_string(), true, 2),
         ]);
         want.sort();
     }

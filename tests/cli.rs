@@ -30,7 +30,44 @@ fn format_info_scavenge_on_a_fresh_volume() {
         &["scavenge", "-d", "a.vol", "-d", "b.vol", "--json"],
     );
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(report["status"], "Clean");
+    // Values as the command line writes them, as every report does.
+    assert_eq!(report["status"], "clean", "{report}");
+    assert_eq!(report["findings"][0]["severity"], "note", "{report}");
+    assert_eq!(info["layout"], serde_json::json!({"stripe": {"unit": 16}}));
+}
+
+#[test]
+fn format_prints_what_it_did_and_the_volume_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "a.vol",
+            "--drive-size",
+            "8MiB",
+            "--scan",
+            "quick",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let formatted = &out["formatted"];
+    assert_eq!(formatted["scan"]["mode"], "quick", "{out}");
+    assert!(
+        formatted["scan"]["pages_tested"].as_u64().unwrap() > 2,
+        "{out}"
+    );
+    assert_eq!(formatted["bad_spots"], 0, "{out}");
+    // The volume as `info --json` describes it, and the same runs.
+    let volume = &out["volume"];
+    assert_eq!(volume["layout"], "concatenate", "{out}");
+    assert_eq!(volume["runs"], formatted["runs"], "{out}");
+    let o = cedarvm(dir.path(), &["info", "-d", "a.vol", "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(&info, volume);
 }
 
 #[test]

@@ -27,13 +27,17 @@ pub(crate) const THREADS: usize = 4;
 
 /// Which engine runs a file drive's batches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum IoEngine {
     /// `io_uring` if the kernel gives a ring, else threads.
     #[default]
+    #[serde(alias = "Auto")]
     Auto,
     /// `io_uring`; opening the drive fails if the kernel refuses a ring.
+    #[serde(alias = "Uring")]
     Uring,
     /// A few threads doing positioned reads and writes (portable).
+    #[serde(alias = "Threads")]
     Threads,
 }
 

@@ -152,8 +152,10 @@ fn distance_moments(cylinders: u64) -> (f64, f64) {
 /// How the drive moves data: a rotating disk with an arm, or a solid-state
 /// device with a fixed latency.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mechanics {
     /// A moving-head disk.
+    #[serde(alias = "Rotating")]
     Rotating {
         /// Cylinders (arm positions).
         cylinders: u64,
@@ -167,6 +169,7 @@ pub enum Mechanics {
         seek: SeekCurve,
     },
     /// A device with no seek: fixed latency plus transfer time.
+    #[serde(alias = "Solid")]
     Solid {
         /// Fixed time per request, nanoseconds.
         latency_ns: u64,

@@ -28,10 +28,13 @@ pub const PAGE_SIZE_MAX: usize = 1 << 20;
 
 /// How virtual pages are spread over the drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Layout {
     /// Fill drive 0, then drive 1, ...
+    #[serde(alias = "Concatenate")]
     Concatenate,
     /// Round-robin in units of `unit` pages.
+    #[serde(alias = "Stripe")]
     Stripe {
         /// Pages per stripe unit.
         unit: u32,

@@ -16,10 +16,13 @@ use vm_core::VmError;
 
 /// How much of each drive to test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ScanMode {
     /// A deterministic sample: every 61st page, and the first and last.
+    #[serde(alias = "Quick")]
     Quick,
     /// Every page.
+    #[serde(alias = "Full")]
     Full,
 }
 

@@ -64,12 +64,16 @@ use std::path::PathBuf;
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Severity {
     /// Worth knowing; nothing to repair.
+    #[serde(alias = "Note")]
     Note,
     /// Wrong, and `--repair` can put it right.
+    #[serde(alias = "Repairable")]
     Repairable,
     /// Wrong beyond what the scavenger can repair.
+    #[serde(alias = "Unrecoverable")]
     Unrecoverable,
 }
 
@@ -84,14 +88,19 @@ pub struct Finding {
 
 /// The verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Nothing wrong.
+    #[serde(alias = "Clean")]
     Clean,
     /// Something wrong that `--repair` can put right.
+    #[serde(alias = "Repairable")]
     Repairable,
     /// Something was wrong and has been put right.
+    #[serde(alias = "Repaired")]
     Repaired,
     /// Something wrong beyond repair.
+    #[serde(alias = "Unrecoverable")]
     Unrecoverable,
 }
 

@@ -76,10 +76,12 @@ fn on() -> bool {
 /// measured in BENCHMARKS.md (the fault-path bench's thread runs, one
 /// scope against the other).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MonitorScope {
     /// The seed: the monitor is held across the whole fault, the page-in
     /// and the write-backs included. Faults queued behind it give the
     /// seek-ahead hint. The seek-ahead experiments run in this mode.
+    #[serde(alias = "HeldAcrossIo")]
     HeldAcrossIo,
     /// The monitor is held to decide — choose a frame, victims and a disk
     /// address, and change page states — never across a page-in or the
@@ -94,6 +96,7 @@ pub enum MonitorScope {
     /// thread serves ([`FaultService::InFaultingThread`]); the PageFault
     /// worker keeps the seed's scope.
     #[default]
+    #[serde(alias = "Decisions")]
     Decisions,
 }
 

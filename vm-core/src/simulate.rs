@@ -29,14 +29,18 @@ use std::collections::VecDeque;
 
 /// Which pages the processes touch.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AccessPattern {
     /// Uniformly random pages.
+    #[serde(alias = "Random")]
     Random,
     /// Each process scans its own share of the pages in order, wrapping.
+    #[serde(alias = "Sequential")]
     Sequential,
     /// Zipf-distributed page popularity with skew `s` (page rank `k` is
     /// chosen with probability proportional to `1 / k^s`; ranks are
     /// scattered over the interval).
+    #[serde(alias = "Zipf")]
     Zipf {
         /// The skew.
         s: f64,

@@ -18,8 +18,10 @@ impl fmt::Display for VAddr {
 
 /// Advice about how an interval will be used (the BSD `madvise` values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Advice {
     /// No special treatment.
+    #[serde(alias = "Normal")]
     Normal,
     /// Accessed in order: a fault also reads the next pages ahead, in a
     /// window that grows with the stream; many streams at once (a merge)
@@ -31,8 +33,10 @@ pub enum Advice {
     /// not — as `MADV_SEQUENTIAL` allows — so that a scan reuses the
     /// memory it has and leaves the rest of the space in memory
     /// ([`VmStats::freed_behind`](crate::VmStats::freed_behind)).
+    #[serde(alias = "Sequential")]
     Sequential,
     /// Accessed at random: no read-ahead.
+    #[serde(alias = "Random")]
     Random,
     /// Will be needed soon: the interval is checked and queued for the
     /// VM's will-need thread, which brings it in (by runs, as `touch`)
@@ -43,25 +47,32 @@ pub enum Advice {
     /// [`AddressSpace::settle`](crate::AddressSpace::settle) waits for it.
     /// Without a volume it is brought in before the call returns
     /// ([`AddressSpace::touch`](crate::AddressSpace::touch) always is).
+    #[serde(alias = "WillNeed")]
     WillNeed,
     /// Not needed: write back changes and give the memory back. A changed
     /// page a guard holds cannot be written back: the advice then fails
     /// with [`VmError::PageBusy`](crate::VmError::PageBusy) naming it, and
     /// drops nothing (drop the guard, and advise again).
+    #[serde(alias = "DontNeed")]
     DontNeed,
 }
 
 /// Cedar's data state of a page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DataState {
     /// Not allocated.
     #[default]
+    #[serde(alias = "None")]
     None,
     /// Allocated, contents undefined (never written, or killed): reads zeros.
+    #[serde(alias = "Undefined")]
     Undefined,
     /// Same as its disk copy (or resident and unchanged).
+    #[serde(alias = "Unchanged")]
     Unchanged,
     /// Changed since it was last written back.
+    #[serde(alias = "Changed")]
     Changed,
 }
 
