@@ -50,9 +50,6 @@ pub struct Vm {
     /// (c) The read-ahead thread, in the default monitor scope with a
     /// volume; taken only when it is stopped.
     read_ahead: Option<thread::JoinHandle<()>>,
-    /// (c) The will-need thread, with a volume (see `will_need`); taken
-    /// only when it is stopped.
-    will_need: Option<thread::JoinHandle<()>>,
     /// Closed by [`Vm::close`] or [`Vm::into_volume`]: nothing left for
     /// `Drop` to flush.
     closed: bool,
@@ -106,7 +103,8 @@ pub struct AddressSpace {
     /// [`MonitorScope::Decisions`] with a volume (the queue itself is (q)).
     pub(crate) read_ahead: Option<ReadAheadQueue>,
     /// (c) The will-need thread's queue, with a volume (the queue itself
-    /// is (q); see `will_need`).
+    /// is (q), and holds the thread once the first interval made it; see
+    /// `will_need`).
     pub(crate) will_need: Option<crate::will_need::WillNeedQueue>,
     /// (a) Pages latched by a transfer in flight without the monitor — a
     /// fault being served in [`MonitorScope::Decisions`], a planned
@@ -258,23 +256,27 @@ impl Vm {
         } else {
             None
         };
+        // The will-need thread is made at the first `WillNeed` queued, not
+        // here: most VMs are never advised so. It holds the space while it
+        // runs (the VM stops and joins it before the space goes); the
+        // queue holds only a weak reference, so no cycle keeps the space.
         // Where the thread cannot be made, `WillNeed` brings its interval
         // in before it returns, as it did before there was one.
-        let will_need = space.will_need.as_ref().and_then(|queue| {
-            let shared = Arc::clone(&space);
-            let spawned = thread::Builder::new()
-                .name("will-need".into())
-                .spawn(move || shared.run_will_need());
-            if spawned.is_err() {
-                queue.no_thread();
-            }
-            spawned.ok()
-        });
+        if let Some(queue) = space.will_need.as_ref() {
+            let weak = Arc::downgrade(&space);
+            queue.set_spawner(Box::new(move || {
+                let shared = weak
+                    .upgrade()
+                    .ok_or_else(|| std::io::Error::other("the address space is gone"))?;
+                thread::Builder::new()
+                    .name("will-need".into())
+                    .spawn(move || shared.run_will_need())
+            }));
+        }
         Ok(Vm {
             space,
             worker,
             read_ahead,
-            will_need,
             closed: false,
         })
     }
@@ -318,12 +320,7 @@ impl Vm {
     /// Stops the will-need thread at the next page of the interval it is
     /// bringing in; the intervals still waiting are dropped (advice).
     fn stop_will_need(&mut self) {
-        if let Some(handle) = self.will_need.take() {
-            self.space
-                .will_need
-                .as_ref()
-                .expect("a will-need thread has a queue")
-                .stop();
+        if let Some(handle) = self.space.will_need.as_ref().and_then(|q| q.stop()) {
             // The thread catches a panic of its work itself
             // (`run_will_need`).
             let _ = handle.join();

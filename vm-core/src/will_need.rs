@@ -16,7 +16,8 @@
 //! # How
 //!
 //! [`AddressSpace::advise`](crate::AddressSpace::advise) with `WillNeed`
-//! checks the interval and queues it here; the VM's will-need thread takes
+//! checks the interval and queues it here (the first interval queued makes
+//! the thread: a VM never so advised has none); the VM's will-need thread takes
 //! the intervals in order and brings each in as `touch` does — by runs,
 //! each planned under the monitor and read without it where the drive is
 //! read with `O_DIRECT` (started in the ring and waited for by this
@@ -44,8 +45,10 @@
 //! before it returns, as before.
 
 use parking_lot::{Condvar, Mutex};
-use runtable::{Interval, PageNumber};
+use runtable::Interval;
 use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
 
 /// What [`WillNeedQueue::push`] did with an interval.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,13 +69,23 @@ struct State {
     pages: u64,
     /// The interval the thread is bringing in, if any.
     current: Option<Interval>,
-    /// Parts of `current` withdrawn while the thread was on it.
-    withdrawn: Vec<Interval>,
+    /// Parts of `current` withdrawn while the thread was on it: page
+    /// ranges `[start, end)` inside it, in order, apart and not touching
+    /// (merged as they come, so at most half its pages' worth).
+    withdrawn: Vec<(u64, u64)>,
     /// Set when the VM closes: the thread ends, what waits is dropped.
     stopped: bool,
     /// Set where the thread could not be made.
     no_thread: bool,
+    /// The thread, once the first interval was queued (it is made then,
+    /// not with the VM: a VM never advised `WillNeed` has no such thread);
+    /// taken by the VM when it stops the thread.
+    thread: Option<JoinHandle<()>>,
 }
+
+/// Makes the thread that serves the queue (set by the VM, which knows the
+/// address space the thread works on).
+pub(crate) type Spawner = Box<dyn Fn() -> std::io::Result<JoinHandle<()>> + Send + Sync>;
 
 /// The will-need thread's queue (see the module doc).
 pub(crate) struct WillNeedQueue {
@@ -83,6 +96,8 @@ pub(crate) struct WillNeedQueue {
     /// The process whose thread serves the queue: a child made by `fork`
     /// has the queue and no thread, and brings its advice in itself.
     owner: u32,
+    /// Makes the thread at the first push; none set, no thread is made.
+    spawner: OnceLock<Spawner>,
 }
 
 impl Default for WillNeedQueue {
@@ -91,12 +106,21 @@ impl Default for WillNeedQueue {
             state: Mutex::default(),
             changed: Condvar::new(),
             owner: crate::sys::futex::current_pid(),
+            spawner: OnceLock::new(),
         }
     }
 }
 
 impl WillNeedQueue {
-    /// Queues `interval` unless the pages waiting would pass `limit`.
+    /// What makes the thread, at the first interval queued.
+    pub(crate) fn set_spawner(&self, spawner: Spawner) {
+        // Set once, by the VM that owns the queue.
+        let _ = self.spawner.set(spawner);
+    }
+
+    /// Queues `interval` unless the pages waiting would pass `limit`; the
+    /// first interval queued makes the thread (made under the queue's lock,
+    /// so a `stop` after it finds the thread to join).
     pub(crate) fn push(&self, interval: Interval, limit: u64) -> Pushed {
         if crate::sys::futex::current_pid() != self.owner {
             return Pushed::NoThread;
@@ -107,6 +131,17 @@ impl WillNeedQueue {
         }
         if state.pages + interval.count.0 > limit {
             return Pushed::Full;
+        }
+        if state.thread.is_none() {
+            match self.spawner.get().map(|spawn| spawn()) {
+                Some(Ok(thread)) => state.thread = Some(thread),
+                // No thread can be made: the caller brings the interval
+                // in itself, now and from now on.
+                Some(Err(_)) | None => {
+                    state.no_thread = true;
+                    return Pushed::NoThread;
+                }
+            }
         }
         state.pages += interval.count.0;
         state.waiting.push_back(interval);
@@ -171,11 +206,11 @@ impl WillNeedQueue {
         }
         state.waiting = kept;
         state.pages -= cut;
-        if let Some(current) = state.current
-            && current.page.0 < end
-            && start < current.end().0
-        {
-            state.withdrawn.push(interval);
+        if let Some(current) = state.current {
+            let (start, end) = (start.max(current.page.0), end.min(current.end().0));
+            if start < end {
+                merge(&mut state.withdrawn, start, end);
+            }
         }
     }
 
@@ -185,16 +220,14 @@ impl WillNeedQueue {
     /// so a cluster read from `page` stops short of pages let go.
     pub(crate) fn advised_until(&self, page: u64, end: u64) -> u64 {
         let state = self.state.lock();
-        let mut until = end;
-        for w in &state.withdrawn {
-            if w.contains(PageNumber(page)) {
-                return page;
-            }
-            if page < w.page.0 {
-                until = until.min(w.page.0);
-            }
+        // The first range that ends past `page`: it holds `page`, or is
+        // the next one after it.
+        let next = state.withdrawn.partition_point(|&(_, w_end)| w_end <= page);
+        match state.withdrawn.get(next) {
+            Some(&(w_start, _)) if w_start <= page => page,
+            Some(&(w_start, _)) => w_start.min(end),
+            None => end,
         }
-        until
     }
 
     /// Whether the VM is closing (the thread's interval in progress ends
@@ -219,19 +252,36 @@ impl WillNeedQueue {
     /// Ends the thread's loop (the interval it is on ends at its next
     /// page); what waits is dropped, and later pushes are answered
     /// [`Pushed::NoThread`].
-    pub(crate) fn stop(&self) {
+    /// Returns the thread, if one was made, for the caller to join (no
+    /// thread is made after the stop).
+    pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
         let mut state = self.state.lock();
         state.stopped = true;
         state.pages -= state.waiting.iter().map(|i| i.count.0).sum::<u64>();
         state.waiting.clear();
         self.changed.notify_all();
+        state.thread.take()
     }
 
-    /// No thread will take intervals: every push is answered
-    /// [`Pushed::NoThread`].
-    pub(crate) fn no_thread(&self) {
-        self.state.lock().no_thread = true;
+    /// Whether the thread has been made.
+    #[cfg(test)]
+    pub(crate) fn has_thread(&self) -> bool {
+        self.state.lock().thread.is_some()
     }
+}
+
+/// Adds `[start, end)` to `ranges` (in order, apart and not touching),
+/// merged with those it overlaps or touches.
+fn merge(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    // Those before it end before `start`; those after start past `end`.
+    let first = ranges.partition_point(|&(_, r_end)| r_end < start);
+    let last = ranges.partition_point(|&(r_start, _)| r_start <= end);
+    let (mut start, mut end) = (start, end);
+    if first < last {
+        start = start.min(ranges[first].0);
+        end = end.max(ranges[last - 1].1);
+    }
+    ranges.splice(first..last, [(start, end)]);
 }
 
 #[cfg(test)]
@@ -242,12 +292,22 @@ mod tests {
         Interval::new(page, count)
     }
 
+    /// A queue whose "thread" does nothing (the tests take the intervals
+    /// themselves).
+    fn queue() -> WillNeedQueue {
+        let q = WillNeedQueue::default();
+        q.set_spawner(Box::new(|| Ok(std::thread::spawn(|| {}))));
+        q
+    }
+
     /// Intervals come out in order; the limit counts the pages waiting and
     /// the one being brought in, and frees as each is done.
     #[test]
     fn the_queue_keeps_order_and_its_limit() {
-        let q = WillNeedQueue::default();
+        let q = queue();
+        assert!(!q.has_thread(), "no thread before the first interval");
         assert_eq!(q.push(interval(0, 6), 10), Pushed::Queued);
+        assert!(q.has_thread());
         assert_eq!(q.push(interval(6, 4), 10), Pushed::Queued);
         assert_eq!(q.push(interval(10, 1), 10), Pushed::Full);
         assert_eq!(q.next(), Some(interval(0, 6)));
@@ -256,7 +316,8 @@ mod tests {
         assert_eq!(q.push(interval(10, 6), 10), Pushed::Queued);
         assert_eq!(q.next(), Some(interval(6, 4)));
         q.done();
-        q.stop();
+        q.stop().expect("the thread to join").join().unwrap();
+        assert!(q.stop().is_none(), "handed over once");
         assert_eq!(q.next(), None, "what waits is dropped at the stop");
         assert_eq!(q.push(interval(0, 1), 10), Pushed::NoThread);
         q.settle();
@@ -267,7 +328,7 @@ mod tests {
     /// progress; the marks go when that interval is done.
     #[test]
     fn withdrawing_cuts_what_waits_and_marks_what_is_in_progress() {
-        let q = WillNeedQueue::default();
+        let q = queue();
         assert_eq!(q.push(interval(0, 10), 100), Pushed::Queued);
         assert_eq!(q.push(interval(20, 10), 100), Pushed::Queued);
         assert_eq!(q.push(interval(40, 10), 100), Pushed::Queued);
@@ -295,12 +356,55 @@ mod tests {
         q.settle();
     }
 
-    /// Without a thread every push says so (the caller brings the
-    /// interval in itself).
+    /// Ranges withdrawn piece by piece stay few: merged where they touch
+    /// or overlap, kept apart otherwise, always in order; checked against
+    /// a page-by-page model.
+    #[test]
+    fn withdrawn_ranges_merge() {
+        let mut rng = disk_channel::rng::SplitMix64::new(11);
+        for _ in 0..200 {
+            let mut ranges = Vec::new();
+            let mut model = [false; 64];
+            for _ in 0..12 {
+                let start = rng.next_u64() % 64;
+                let end = (start + 1 + rng.next_u64() % 8).min(64);
+                merge(&mut ranges, start, end);
+                model[start as usize..end as usize].fill(true);
+                let mut expected = Vec::new();
+                let mut page = 0;
+                while page < 64 {
+                    if model[page] {
+                        let from = page;
+                        while page < 64 && model[page] {
+                            page += 1;
+                        }
+                        expected.push((from as u64, page as u64));
+                    } else {
+                        page += 1;
+                    }
+                }
+                assert_eq!(ranges, expected);
+            }
+        }
+    }
+
+    /// Where no thread can be made, every push says so (the caller brings
+    /// the interval in itself), and the making is tried once; with no
+    /// spawner set, none is made either.
     #[test]
     fn without_a_thread_nothing_is_queued() {
         let q = WillNeedQueue::default();
-        q.no_thread();
+        let tries = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = std::sync::Arc::clone(&tries);
+        q.set_spawner(Box::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(std::io::Error::other("no threads today"))
+        }));
         assert_eq!(q.push(interval(0, 1), 10), Pushed::NoThread);
+        assert_eq!(q.push(interval(0, 1), 10), Pushed::NoThread);
+        assert_eq!(tries.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(!q.has_thread());
+        let unset = WillNeedQueue::default();
+        assert_eq!(unset.push(interval(0, 1), 10), Pushed::NoThread);
     }
 }
