@@ -289,3 +289,33 @@ fn wired_memory_is_shared_with_another_process() {
         .unwrap();
     assert_eq!(&seen, b"child");
 }
+
+/// `free` of a wired interval withdraws the `WillNeed` advised for it, as
+/// `free` of any interval does: its pages, allocated again at once, are
+/// not brought in by the will-need thread for their new owner. (An
+/// interval on disk advised first keeps the thread busy, so that the wired
+/// one is still waiting at the free.)
+#[test]
+fn freeing_wired_memory_withdraws_its_will_need() {
+    let object = memfd(64);
+    let vm = sim_vm(4096, 512);
+    let ahead = vm.allocate(256).unwrap();
+    common::write_out(&vm, ahead, 5);
+    for round in 0..6 {
+        vm.advise(ahead, Advice::WillNeed).unwrap();
+        let wired = vm
+            .map_memory(object.as_fd(), 0, 64, Protection::ReadWrite)
+            .unwrap();
+        vm.advise(wired, Advice::WillNeed).unwrap();
+        vm.free(wired).unwrap();
+        let again = vm.allocate(64).unwrap();
+        assert_eq!(again, wired, "round {round}: the same pages again");
+        vm.settle();
+        for p in again.pages() {
+            assert!(!vm.state(p).has_real_memory, "round {round}: {p}");
+        }
+        vm.free(again).unwrap();
+        vm.advise(ahead, Advice::DontNeed).unwrap();
+    }
+    vm.check_invariants();
+}
