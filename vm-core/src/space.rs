@@ -53,6 +53,11 @@ pub struct Vm {
     /// Closed by [`Vm::close`] or [`Vm::into_volume`]: nothing left for
     /// `Drop` to flush.
     closed: bool,
+    /// (c) The process that made the VM. A child made by `fork` has a copy
+    /// of the VM but none of its threads, and the parent's drives: its
+    /// `close` and `Drop` neither join threads it does not have nor write
+    /// into the parent's volume.
+    owner: u32,
 }
 
 /// The address space itself: region, page states, monitor and fault queue.
@@ -278,6 +283,7 @@ impl Vm {
             worker,
             read_ahead,
             closed: false,
+            owner: crate::sys::futex::current_pid(),
         })
     }
 
@@ -373,14 +379,48 @@ impl Vm {
     /// Flushes (see [`AddressSpace::flush`]) and closes the VM, returning
     /// the flush's error: the way to end a persistent space and know that
     /// everything written is on disk. (Dropping a persistent VM flushes
-    /// too, but can only ignore a failure.)
+    /// too, but can only ignore a failure.) In a child made by `fork` after
+    /// the VM was made it writes nothing into the volume, which is the
+    /// parent's, and returns [`VmError::BadArgument`].
     pub fn close(mut self) -> Result<(), VmError> {
         self.close_flushing()
     }
 
+    /// Whether this process is a child made by `fork` after the VM was
+    /// made: the VM's threads are not in it, and its volume is the
+    /// parent's.
+    fn in_forked_child(&self) -> bool {
+        crate::sys::futex::current_pid() != self.owner
+    }
+
+    /// In a child made by `fork`: lets go of the parent's threads' handles
+    /// without joining them (they are not in this process: a join fails).
+    /// The will-need thread's handle stays in its queue: that thread's
+    /// reference keeps the child's copy of the space, which is never
+    /// freed here.
+    fn forget_parents_threads(&mut self) {
+        for handle in [self.worker.take(), self.read_ahead.take()]
+            .into_iter()
+            .flatten()
+        {
+            std::mem::forget(handle);
+        }
+    }
+
     /// Flushes if the VM can, then stops its threads; `Drop` then has
-    /// nothing left to do.
+    /// nothing left to do. In a child made by `fork`, flushes nothing (the
+    /// volume is the parent's) and fails.
     fn close_flushing(&mut self) -> Result<(), VmError> {
+        if self.in_forked_child() {
+            self.forget_parents_threads();
+            self.closed = true;
+            return Err(VmError::BadArgument {
+                call: "close",
+                reason: "this process is a child made by fork: the VM's volume and threads \
+                         are the parent's, and nothing was written (exec or exit in the child)"
+                    .into(),
+            });
+        }
         self.stop_will_need();
         let flushed = if self.space.is_poisoned() {
             Err(VmError::Poisoned)
@@ -399,8 +439,14 @@ impl Drop for Vm {
     /// reported here: [`Vm::close`] reports it); an anonymous one is
     /// dropped with its contents, as Cedar's — but for its shared file
     /// mappings, whose changes go to their files (best effort; as
-    /// `munmap` at exit; `flush` or `free` first to see the errors).
+    /// `munmap` at exit; `flush` or `free` first to see the errors). In a
+    /// child made by `fork` nothing is written or joined (see
+    /// [`Vm::close`]).
     fn drop(&mut self) {
+        if self.in_forked_child() {
+            self.forget_parents_threads();
+            return;
+        }
         self.stop_will_need();
         if !self.closed && !self.space.is_poisoned() {
             if self.space.is_persistent() {

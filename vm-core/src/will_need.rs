@@ -57,7 +57,9 @@ pub(crate) enum Pushed {
     Queued,
     /// Not queued: the pages waiting would pass the limit.
     Full,
-    /// No thread takes intervals (it could not be made): bring it in now.
+    /// No thread takes intervals (none could be made, none is set to be
+    /// made, the queue is stopped, or this is a child made by `fork`):
+    /// bring it in now.
     NoThread,
 }
 
@@ -71,11 +73,13 @@ struct State {
     current: Option<Interval>,
     /// Parts of `current` withdrawn while the thread was on it: page
     /// ranges `[start, end)` inside it, in order, apart and not touching
-    /// (merged as they come, so at most half its pages' worth).
+    /// (merged as they come, so at most one for every two of its pages,
+    /// rounded up).
     withdrawn: Vec<(u64, u64)>,
     /// Set when the VM closes: the thread ends, what waits is dropped.
     stopped: bool,
-    /// Set where the thread could not be made.
+    /// Set where the thread could not be made (or no spawner was set):
+    /// every later push is answered [`Pushed::NoThread`].
     no_thread: bool,
     /// The thread, once the first interval was queued (it is made then,
     /// not with the VM: a VM never advised `WillNeed` has no such thread);
@@ -120,7 +124,12 @@ impl WillNeedQueue {
 
     /// Queues `interval` unless the pages waiting would pass `limit`; the
     /// first interval queued makes the thread (made under the queue's lock,
-    /// so a `stop` after it finds the thread to join).
+    /// so a `stop` after it finds the thread to join). Made by the first
+    /// thread that advises `WillNeed`, it inherits that thread's signal
+    /// mask and scheduling (affinity, nice value), as a thread the program
+    /// made there would; and a `kill`, `free` or `DontNeed` that withdraws
+    /// advice meanwhile (it takes the queue's lock under the monitor) waits
+    /// for that one thread creation.
     pub(crate) fn push(&self, interval: Interval, limit: u64) -> Pushed {
         if crate::sys::futex::current_pid() != self.owner {
             return Pushed::NoThread;
@@ -219,15 +228,7 @@ impl WillNeedQueue {
     /// withdrawn, else where the next withdrawn part starts (or `end`) —
     /// so a cluster read from `page` stops short of pages let go.
     pub(crate) fn advised_until(&self, page: u64, end: u64) -> u64 {
-        let state = self.state.lock();
-        // The first range that ends past `page`: it holds `page`, or is
-        // the next one after it.
-        let next = state.withdrawn.partition_point(|&(_, w_end)| w_end <= page);
-        match state.withdrawn.get(next) {
-            Some(&(w_start, _)) if w_start <= page => page,
-            Some(&(w_start, _)) => w_start.min(end),
-            None => end,
-        }
+        until(&self.state.lock().withdrawn, page, end)
     }
 
     /// Whether the VM is closing (the thread's interval in progress ends
@@ -255,6 +256,12 @@ impl WillNeedQueue {
     /// Returns the thread, if one was made, for the caller to join (no
     /// thread is made after the stop).
     pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
+        // (A child made by `fork` has no thread: the handle is the
+        // parent's, and its copy of the lock may have been held at the
+        // fork.)
+        if crate::sys::futex::current_pid() != self.owner {
+            return None;
+        }
         let mut state = self.state.lock();
         state.stopped = true;
         state.pages -= state.waiting.iter().map(|i| i.count.0).sum::<u64>();
@@ -267,6 +274,19 @@ impl WillNeedQueue {
     #[cfg(test)]
     pub(crate) fn has_thread(&self) -> bool {
         self.state.lock().thread.is_some()
+    }
+}
+
+/// How far from `page` (to `end` at most) no range of `ranges` (in
+/// order, apart) holds a page: `page` itself if one holds it.
+fn until(ranges: &[(u64, u64)], page: u64, end: u64) -> u64 {
+    // The first range that ends past `page`: it holds `page`, or is the
+    // next one after it.
+    let next = ranges.partition_point(|&(_, r_end)| r_end <= page);
+    match ranges.get(next) {
+        Some(&(r_start, _)) if r_start <= page => page,
+        Some(&(r_start, _)) => r_start.min(end),
+        None => end,
     }
 }
 
@@ -357,8 +377,9 @@ mod tests {
     }
 
     /// Ranges withdrawn piece by piece stay few: merged where they touch
-    /// or overlap, kept apart otherwise, always in order; checked against
-    /// a page-by-page model.
+    /// or overlap, kept apart otherwise, always in order; and how far the
+    /// advice stands from each page is where the next withdrawn page is.
+    /// Both checked against a page-by-page model.
     #[test]
     fn withdrawn_ranges_merge() {
         let mut rng = disk_channel::rng::SplitMix64::new(11);
@@ -384,6 +405,13 @@ mod tests {
                     }
                 }
                 assert_eq!(ranges, expected);
+                for page in 0..64u64 {
+                    for end in [page + 1, page + 5, 64] {
+                        let end = end.min(64);
+                        let want = (page..end).find(|&p| model[p as usize]).unwrap_or(end);
+                        assert_eq!(until(&ranges, page, end), want, "{ranges:?} {page} {end}");
+                    }
+                }
             }
         }
     }

@@ -1,9 +1,13 @@
 //! `WillNeed` in a child made by `fork`: the child has the VM's will-need
 //! queue but not its thread, so it brings the advice in itself before the
-//! call returns; `settle` returns at once, and the discards that withdraw
-//! advice (here `kill`) do not touch the parent's queue. One test in this
-//! file: the child runs the VM while no other test's thread can hold a
-//! lock it needs.
+//! call returns (the queue's pid check in `push`: without it the advice
+//! would wait in the queue for a thread the child does not have). The
+//! child also settles, kills and closes its VM, which must neither hang nor
+//! join the parent's threads, and must write nothing (`close` is refused) (the checks in `settle`, `withdraw` and
+//! `stop`; the child's copy of the queue is empty and its lock free, so
+//! without those checks it would still pass: they guard against a lock
+//! the parent's thread held at the fork). One test in this file: the child
+//! runs the VM while no other test's thread can hold a lock it needs.
 
 mod common;
 use common::*;
@@ -15,6 +19,33 @@ const NOT_RESIDENT: i32 = 1;
 const WRONG_DATA: i32 = 2;
 const FAILED: i32 = 3;
 const KILLED_STAYED: i32 = 4;
+const PANICKED: i32 = 5;
+const CLOSED: i32 = 6;
+
+/// Waits (ten seconds at most: a liveness bound, not a speed check) until
+/// every other thread of this process sleeps: the VM's threads have gone
+/// back to waiting on their queues, holding no lock, when the test forks.
+fn others_asleep() {
+    let me = rustix::thread::gettid().as_raw_nonzero().get().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let busy = std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|task| task.ok())
+            .filter(|task| task.file_name().to_str() != Some(&me))
+            .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+            // The state follows the command's closing parenthesis.
+            .filter(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('S'))
+            })
+            .count();
+        if busy == 0 || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
 
 #[test]
 fn a_forked_child_brings_its_will_need_in_itself() {
@@ -27,17 +58,31 @@ fn a_forked_child_brings_its_will_need_in_itself() {
     vm.advise(first, Advice::WillNeed).unwrap();
     vm.settle();
     assert!(vm.state(first.page).has_real_memory);
+    others_asleep();
     // SAFETY: the parent's other threads (the VM's read-ahead and
-    // will-need threads, this file's only test) are idle, waiting on their
-    // queues: no lock the child takes is held across the fork. The child
-    // prints nothing (the standard streams' locks), calls the VM, and ends
-    // with `_exit`; an alarm ends it if it hangs.
+    // will-need threads, the test harness's main thread) were seen asleep,
+    // waiting on their queues, just before: a lock the child takes is
+    // held across the fork only if one woke in between (nothing wakes
+    // them: the VM is idle). The child prints nothing (the standard
+    // streams' locks), calls the VM, catches any panic (which would
+    // otherwise unwind into the harness's copy and exit 0), and ends with
+    // `_exit`; an alarm ends it if it hangs.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
         // SAFETY: a hang detector for the child alone (a minute).
         unsafe { libc::alarm(60) };
-        let status = child(&vm, second);
+        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let status = child(&vm, second);
+            // Closed in the child: refused, nothing written into the
+            // parent's volume, and no join of the parent's threads (which
+            // the child does not have: that join panicked before).
+            match vm.close() {
+                Err(vm_core::VmError::BadArgument { call: "close", .. }) => status,
+                _ => CLOSED,
+            }
+        }))
+        .unwrap_or(PANICKED);
         // SAFETY: ends the child without running the parent's exit code.
         unsafe { libc::_exit(status) };
     }
@@ -52,7 +97,7 @@ fn a_forked_child_brings_its_will_need_in_itself() {
     assert_eq!(
         code, OK,
         "the child: 1 advice not brought in, 2 wrong data, 3 a call failed, \
-         4 a killed page came back"
+         4 a killed page came back, 5 a panic, 6 close was not refused"
     );
     // The parent's VM and queue are as they were: advice is served.
     vm.advise(second, Advice::WillNeed).unwrap();

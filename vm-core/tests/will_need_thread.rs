@@ -7,6 +7,22 @@ mod common;
 use common::*;
 use vm_core::{Advice, Interval, Vm, VmConfig};
 
+/// The process's threads named `will-need`, once those joined have left
+/// `/proc` (a joined thread is listed for a moment after `pthread_join`
+/// returns: the kernel clears its tid before it is released). Waits for at
+/// most ten seconds for them to go, a bound on a liveness check (a thread
+/// never joined stays), not on speed.
+fn will_need_threads_settled(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let count = will_need_threads();
+        if count <= expected || std::time::Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// The process's threads named `will-need`.
 fn will_need_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -25,6 +41,7 @@ fn the_will_need_thread_is_made_at_the_first_advice_and_goes_with_the_vm() {
     memory_only.advise(i, Advice::WillNeed).unwrap();
     assert_eq!(will_need_threads(), 0);
     drop(memory_only);
+    assert_eq!(will_need_threads_settled(0), 0);
 
     let vm = sim_vm(256, 64);
     let data = vm.allocate(32).unwrap();
@@ -61,7 +78,7 @@ fn the_will_need_thread_is_made_at_the_first_advice_and_goes_with_the_vm() {
     vm.settle();
     assert_eq!(will_need_threads(), 1);
     drop(vm);
-    assert_eq!(will_need_threads(), 0, "joined when the VM goes");
+    assert_eq!(will_need_threads_settled(0), 0, "joined when the VM goes");
 
     // A VM closed while its thread waits for work: joined too.
     let vm = sim_vm(256, 64);
@@ -71,5 +88,5 @@ fn the_will_need_thread_is_made_at_the_first_advice_and_goes_with_the_vm() {
     vm.settle();
     assert_eq!(will_need_threads(), 1);
     vm.close().unwrap();
-    assert_eq!(will_need_threads(), 0, "joined at close");
+    assert_eq!(will_need_threads_settled(0), 0, "joined at close");
 }
