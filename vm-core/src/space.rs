@@ -41,6 +41,15 @@ pub enum Backing {
 /// The virtual memory: a handle on its [`AddressSpace`], which it shares
 /// with its PageFault worker thread when faults are served by one. Every
 /// operation is a method of [`AddressSpace`], reached through `Deref`.
+///
+/// # After `fork`
+///
+/// A child made by `fork` has a copy of a VM in copying mode (in
+/// transparent mode it has no region at all), without the VM's threads,
+/// and the parent's drives: a page its copy writes back lands in the
+/// parent's volume. Read through it, or exec or exit. In the child,
+/// `WillNeed` is brought in before it returns, [`Vm::close`] is refused
+/// and writes nothing, and dropping the copy writes and joins nothing.
 pub struct Vm {
     /// (c) The address space, shared with the worker.
     space: Arc<AddressSpace>,
