@@ -1420,3 +1420,56 @@ fn cache_policies_in_json_are_written_as_the_command_line_takes_them() {
         }
     }
 }
+
+/// A drive whose label is another volume's: `info` cannot tell from the
+/// labels alone which of the two drives is wrong, so it names both, says
+/// the labels are of different volumes, and points at the scavenger,
+/// which weighs them against the header and names the right one.
+#[test]
+fn info_names_both_drives_whose_labels_disagree() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &["--stripe", "4"]);
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "o.vol",
+            "-d",
+            "p.vol",
+            "--drive-size",
+            "8MiB",
+            "--stripe",
+            "4",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Drive 0's label replaced by the other volume's.
+    let mut label = vec![0u8; 4096];
+    let other = std::fs::File::open(dir.path().join("o.vol")).unwrap();
+    other.read_exact_at(&mut label, 0).unwrap();
+    let a = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("a.vol"))
+        .unwrap();
+    a.write_all_at(&label, 0).unwrap();
+    drop(a);
+    let o = cedarvm(dir.path(), &["info", "-d", "a.vol", "-d", "b.vol"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("b.vol: its label and a.vol's are of different volumes")
+            && err.contains("cedarvm scavenge"),
+        "{err}"
+    );
+    // The scavenger names drive 0, and only it.
+    let o = cedarvm(dir.path(), &["scavenge", "-d", "a.vol", "-d", "b.vol"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("drive 0 (a.vol): its label names volume"),
+        "{out}"
+    );
+    assert!(!out.contains("b.vol"), "{out}");
+}

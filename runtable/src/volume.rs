@@ -388,17 +388,35 @@ impl Volume {
             return Err(VolumeError::WrongDrive {
                 drive: first_name.clone(),
                 reason: format!(
-                    "the volume has {} drives but {drives} {} given",
+                    "the volume has {} drive{} but {drives} {} given",
                     raw_geometry.drive_count,
+                    if raw_geometry.drive_count == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
                     if drives == 1 { "was" } else { "were" }
                 ),
             });
         }
         for (index, (name, raw)) in labels.iter().enumerate() {
             if raw.volume_id != first.volume_id || raw.geometry != raw_geometry {
+                // Which of the two is wrong, the labels alone cannot say:
+                // the scavenger weighs them against the header.
+                let what = if raw.volume_id != first.volume_id {
+                    format!(
+                        "are of different volumes ({:032x} and {:032x})",
+                        raw.volume_id, first.volume_id
+                    )
+                } else {
+                    "disagree on the volume's geometry".to_string()
+                };
                 return Err(VolumeError::WrongDrive {
                     drive: name.clone(),
-                    reason: format!("its label belongs to another volume than {first_name}'s"),
+                    reason: format!(
+                        "its label and {first_name}'s {what}: one of the two is not a drive \
+                         of this volume, or its label is damaged"
+                    ),
                 });
             }
             if usize::from(raw.drive_index) != index {

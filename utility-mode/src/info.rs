@@ -53,6 +53,12 @@ pub struct VolumeInfo {
     /// 1 the `n` pages after it (where to look, or aim `dd`).
     #[serde(default)]
     pub header_slot_pages: u32,
+    /// Set when the other header slot cannot be read past generation 1 (a
+    /// freshly formatted volume leaves one blank): what is wrong with it,
+    /// and that the volume was read from an older generation than may
+    /// have been written. `scavenge` tells more and repairs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_warning: Option<String>,
 }
 
 /// Reads the volume on `paths`.
@@ -104,7 +110,24 @@ pub fn info(paths: &[PathBuf]) -> Result<VolumeInfo, ToolError> {
         generation: volume.generation(),
         header_slot: volume.header_choice().slot,
         header_slot_pages: g.header_slot_pages,
+        header_warning: header_warning(volume.header_choice()),
     })
+}
+
+/// What `info` says about the header slot it did not use, if anything is
+/// wrong with it (see [`VolumeInfo::header_warning`]).
+fn header_warning(choice: &runtable::HeaderChoice) -> Option<String> {
+    match &choice.other {
+        Err(why) if choice.generation > 1 => Some(format!(
+            "header slot {} is unusable ({why}); the volume was read from slot {} \
+             (generation {}), and a newer generation may have been lost: run \
+             `cedarvm scavenge` on these drives",
+            1 - choice.slot,
+            choice.slot,
+            choice.generation
+        )),
+        _ => None,
+    }
 }
 
 impl VolumeInfo {
@@ -159,6 +182,9 @@ impl VolumeInfo {
         ];
         for (k, v) in rows {
             t.push_str(&format!("{k:<14} {v}\n"));
+        }
+        if let Some(warning) = &self.header_warning {
+            t.push_str(&format!("{:<14} {warning}\n", "warning"));
         }
         for (i, d) in self.drives.iter().enumerate() {
             t.push_str(&format!(

@@ -165,3 +165,67 @@ fn the_scavengers_page_map_lives_in_the_utility_vm() {
     .to_string();
     assert!(err.contains("give --memory"), "{err}");
 }
+
+/// `info` says when the header slot it did not read is unusable past
+/// generation 1 — the newest generation may be the one lost — and points
+/// at the scavenger; a freshly formatted volume's blank slot, and a
+/// healthy volume's older slot, draw no warning.
+#[test]
+fn info_warns_when_it_read_an_older_header_than_was_written() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let drives = vec![dir.path().join("a.vol"), dir.path().join("b.vol")];
+    let request = utility_mode::format::FormatRequest {
+        drives: drives.clone(),
+        page_size: PAGE,
+        drive_pages: 2048,
+        virtual_pages: None,
+        layout: runtable::Layout::Stripe { unit: 4 },
+        spare_pages: 16,
+        preallocate: false,
+        force: false,
+        scan: None,
+    };
+    let uvm = UtilityVm::new(1 << 20).unwrap();
+    utility_mode::format::format(&request, &uvm).unwrap();
+    let fresh = utility_mode::info::info(&drives).unwrap();
+    assert_eq!(fresh.generation, 1);
+    assert_eq!(fresh.header_warning, None, "a fresh volume's blank slot");
+    // Three more commits: generation 4, its slot the newest.
+    let (newest, slot_pages) = {
+        let mut volume =
+            Volume::open(utility_mode::drives::open_channel(&drives, PAGE).unwrap()).unwrap();
+        for _ in 0..3 {
+            volume.commit().unwrap();
+        }
+        assert_eq!(volume.generation(), 4);
+        (
+            volume.header_choice().slot,
+            volume.geometry().header_slot_pages,
+        )
+    };
+    let healthy = utility_mode::info::info(&drives).unwrap();
+    assert_eq!((healthy.generation, healthy.header_slot), (4, newest));
+    assert_eq!(healthy.header_warning, None, "the older slot is fine");
+    // One byte of the newest slot's first page flipped.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&drives[0])
+        .unwrap();
+    let at = (1 + newest * u64::from(slot_pages)) * PAGE as u64 + 0x48;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
+    drop(file);
+    let damaged = utility_mode::info::info(&drives).unwrap();
+    assert_eq!((damaged.generation, damaged.header_slot), (3, 1 - newest));
+    let warning = damaged.header_warning.clone().expect("a warning");
+    assert!(
+        warning.contains(&format!("header slot {newest} is unusable"))
+            && warning.contains("generation 3")
+            && warning.contains("cedarvm scavenge"),
+        "{warning}"
+    );
+    assert!(damaged.table().contains(&warning), "{}", damaged.table());
+}
