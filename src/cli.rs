@@ -29,7 +29,17 @@ Exit status, every command:
   4    failed: the work could not be done or did not check out (a busy,
        missing or unreadable drive, an I/O error, too little memory, a
        broken rule found by check, a demo whose output is wrong)
-  130  interrupted by Ctrl-C; 143 by SIGTERM (what the run created is removed)";
+  130  interrupted by Ctrl-C; 143 by SIGTERM (what the run created is removed)
+
+Sizes (--drive-size, --memory, --keys, ...) are whole numbers of bytes with
+an optional binary unit: 4096, 64KiB, 32MiB, 1GiB (K, KB and KiB all mean
+1024; M, MB, MiB 1024^2; G, GB, GiB 1024^3).";
+
+/// What every command that takes sizes says under its options.
+pub const SIZES: &str = "\
+Sizes are whole numbers of bytes with an optional binary unit: 4096, 64KiB,
+32MiB, 1GiB (K, KB and KiB all mean 1024; M, MB, MiB 1024^2; G, GB, GiB
+1024^3).";
 
 /// cedar-vm: a Cedar/Pilot-style single-address-space virtual memory, its
 /// disk tools and its benchmark runs.
@@ -45,16 +55,20 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create (or overwrite, with --force) a volume on one or more drive files.
+    #[command(after_help = SIZES)]
     Format(FormatArgs),
     /// Surface-scan drive files: write and read back patterns, list bad pages.
     /// Destroys the drives' contents.
+    #[command(after_help = SIZES)]
     Scan(ScanArgs),
     /// Check a volume and, with --repair, repair it. Exit 0 clean, 1 repaired
     /// or repairable, 3 unrecoverable, 4 could not check.
+    #[command(after_help = SIZES)]
     Scavenge(ScavengeArgs),
     /// Describe a volume.
     Info(InfoArgs),
     /// The main job: sort keys that live in the VM, out of core, and verify.
+    #[command(after_help = SIZES)]
     Demo(DemoArgs),
     /// Benchmark runs.
     #[command(subcommand)]
@@ -67,8 +81,9 @@ pub enum Command {
 /// `check` arguments.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Seeds to run, from --first-seed (at least 1).
-    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    /// Seeds to run, from --first-seed (at least 1; with --volumes, give
+    /// --cases).
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one, conflicts_with = "volumes")]
     seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 0)]
@@ -76,8 +91,9 @@ pub struct CheckArgs {
     /// Run this one seed (a replay).
     #[arg(long, conflicts_with_all = ["seeds", "first_seed"])]
     seed: Option<u64>,
-    /// Operations per seed (at least 1).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Operations per seed (at least 1). Not with --volumes (a case is one
+    /// damage).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "volumes")]
     steps: u32,
     /// Serve every seed's faults this way (default: odd seeds use the
     /// worker, even ones the faulting thread). Not with --volumes.
@@ -289,8 +305,8 @@ impl DiskArg {
         match self {
             DiskArg::Diablo31 => "diablo31",
             DiskArg::Diablo44 => "diablo44",
-            DiskArg::TridentT300 => "trident_t300",
-            DiskArg::ModernHdd => "modern_hdd",
+            DiskArg::TridentT300 => "trident-t300",
+            DiskArg::ModernHdd => "modern-hdd",
             DiskArg::Ssd => "ssd",
             DiskArg::File => "file",
         }
@@ -645,6 +661,12 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 }
                 bytes => bytes.map(|bytes| bytes / a.page_size),
             };
+            if let (Some(unit), 1) = (a.stripe, a.drives.drives.len()) {
+                eprintln!(
+                    "note: --stripe {unit} with one drive stripes nothing: the volume's \
+                     pages lie in order on it, as with no --stripe"
+                );
+            }
             let request = FormatRequest {
                 drives: a.drives.drives.clone(),
                 page_size,
@@ -724,6 +746,17 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 1 => format!("1 {what}"),
                 n => format!("{n} {what}s"),
             };
+            if let Some(scan) = &report.scan {
+                println!(
+                    "scanned: {} tested ({}), {} bad",
+                    plural(scan.pages_tested as usize, "page"),
+                    match scan.mode {
+                        ScanMode::Quick => "quick: a sample",
+                        ScanMode::Full => "full: every page",
+                    },
+                    scan.bad.len()
+                );
+            }
             println!(
                 "formatted: {}, {} kept out",
                 plural(report.runs, "run"),

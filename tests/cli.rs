@@ -967,6 +967,16 @@ fn sizes_format_cannot_use_are_usage_errors() {
             &["check", "--volumes", "--fault-service", "worker"][..],
             "cannot be used with",
         ),
+        // Options it ignored without a word (a user trial: 1,000 cases
+        // run for --seeds 3).
+        (
+            &["check", "--volumes", "--seeds", "3"][..],
+            "cannot be used with",
+        ),
+        (
+            &["check", "--volumes", "--steps", "5"][..],
+            "cannot be used with",
+        ),
     ] {
         let o = cedarvm(dir.path(), args);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
@@ -1472,4 +1482,102 @@ fn info_names_both_drives_whose_labels_disagree() {
         "{out}"
     );
     assert!(!out.contains("b.vol"), "{out}");
+}
+
+/// A folder given as a drive is said to be one, in the same words and
+/// with the same exit status (4: could not check) by every tool — not an
+/// "unrecoverable" volume with a "bad configuration" (a user trial).
+#[test]
+fn a_folder_given_as_a_drive_is_said_to_be_one_by_every_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pb")).unwrap();
+    for args in [
+        &["scavenge", "-d", "pb"][..],
+        &["scavenge", "-d", "pb", "--repair"][..],
+        &["info", "-d", "pb"][..],
+        &["scan", "-d", "pb"][..],
+        &["format", "-d", "pb", "--drive-size", "4MiB"][..],
+    ] {
+        let o = cedarvm(dir.path(), args);
+        assert_eq!(code(&o), 4, "{args:?}: {}{}", stdout(&o), stderr(&o));
+        assert!(
+            stderr(&o).contains("pb: a folder, not a drive file"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(
+            !stdout(&o).contains("UNRECOVERABLE"),
+            "{args:?}: {}",
+            stdout(&o)
+        );
+    }
+}
+
+/// The commands that take sizes say, under their options, that the units
+/// are binary (a user trial: `--drive-size 1GB` made a GiB file, and
+/// `--help` said only "Size of each drive file").
+#[test]
+fn help_says_sizes_are_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["format", "scan", "scavenge", "demo"] {
+        let o = cedarvm(dir.path(), &[command, "--help"]);
+        assert_eq!(code(&o), 0, "{command}");
+        assert!(
+            stdout(&o).contains("optional binary unit") && stdout(&o).contains("MiB 1024^2"),
+            "{command}: {}",
+            stdout(&o)
+        );
+    }
+    let o = cedarvm(dir.path(), &["--help"]);
+    assert!(stdout(&o).contains("optional binary unit") && stdout(&o).contains("MiB 1024^2"));
+}
+
+/// `format --scan` says in its text, as in its JSON, how many pages the
+/// scan tested; and a stripe over one drive is said to stripe nothing (a
+/// user trial: both were silent).
+#[test]
+fn format_says_what_its_scan_tested_and_when_a_stripe_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "a.vol",
+            "--drive-size",
+            "4MiB",
+            "--scan",
+            "full",
+            "--stripe",
+            "4",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("scanned: 1024 pages tested (full: every page), 0 bad"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("--stripe 4 with one drive stripes nothing"),
+        "{}",
+        stderr(&o)
+    );
+    // Two drives: no such note.
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "format",
+            "-d",
+            "b.vol",
+            "-d",
+            "c.vol",
+            "--drive-size",
+            "4MiB",
+            "--stripe",
+            "4",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("stripes nothing"), "{}", stderr(&o));
 }

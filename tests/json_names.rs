@@ -73,3 +73,29 @@ fn reports_write_enums_as_the_command_line_and_read_the_old_names() {
         serde_json::json!({"Zipf": {"s": 0.99}}),
     );
 }
+
+/// The names reports print in their tables are the JSON's.
+#[test]
+fn tables_print_the_json_names() {
+    for scope in [MonitorScope::Decisions, MonitorScope::HeldAcrossIo] {
+        assert_eq!(serde_json::to_value(scope).unwrap(), scope.name());
+    }
+    for name in cedar_vm::disk_channel::SimModel::PRESETS {
+        let model = cedar_vm::disk_channel::SimModel::preset(name).expect(name);
+        assert_eq!(
+            model.name, name,
+            "a preset's own name is the one it is asked by"
+        );
+        assert!(
+            !name.contains('_'),
+            "{name}: kebab-case, as --disk takes it"
+        );
+    }
+    // The names earlier reports wrote still find their presets.
+    for old in ["trident_t300", "modern_hdd"] {
+        assert!(
+            cedar_vm::disk_channel::SimModel::preset(old).is_some(),
+            "{old}"
+        );
+    }
+}

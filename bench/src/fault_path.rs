@@ -440,7 +440,7 @@ pub fn fault_path(
         let _ = std::fs::remove_file(&path);
         let who = match (service, scope) {
             (FaultService::Worker, _) => "PageFault worker".to_string(),
-            (_, scope) => format!("faulting thread, {scope:?}"),
+            (_, scope) => format!("faulting thread, {}", scope.name()),
         };
         comparisons.push(Comparison {
             name: format!(
@@ -617,7 +617,7 @@ impl FaultPathReport {
                     if r.transparent {
                         "transparent".to_string()
                     } else {
-                        format!("{:?}", r.scope)
+                        r.scope.name().to_string()
                     },
                     r.threads,
                     r.faults_per_s,

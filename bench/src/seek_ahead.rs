@@ -323,19 +323,29 @@ fn ms(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e6)
 }
 
+/// An access pattern as the command line writes it (`random`,
+/// `sequential`, `zipf 0.99`).
+fn pattern_name(pattern: AccessPattern) -> String {
+    match pattern {
+        AccessPattern::Random => "random".into(),
+        AccessPattern::Sequential => "sequential".into(),
+        AccessPattern::Zipf { s } => format!("zipf {s}"),
+    }
+}
+
 impl SeekAheadReport {
     /// The report as a table for a terminal.
     pub fn table(&self) -> String {
         let r = &self.request;
         let mut t = format!(
-            "seek-ahead on {} ({}), {:?}, {} pages through {} pages of real memory, {} accesses per faulter\n",
+            "seek-ahead on {} ({}), {}, {} pages through {} pages of real memory, {} accesses per faulter\n",
             r.disk,
             if self.simulated {
                 "simulated, virtual time"
             } else {
                 "real file, wall time"
             },
-            r.pattern,
+            pattern_name(r.pattern),
             r.working_set_pages,
             r.memory_pages,
             r.accesses
@@ -461,8 +471,9 @@ impl SeekAheadReport {
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
-                    "seek-ahead on {} — {:?} pages",
-                    self.request.disk, self.request.pattern
+                    "seek-ahead on {} — {} pages",
+                    self.request.disk,
+                    pattern_name(self.request.pattern)
                 ),
                 ("sans-serif", 22),
             )

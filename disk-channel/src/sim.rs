@@ -247,7 +247,7 @@ impl SimModel {
     /// the software gap (200 µs: the Dorado is about ten times an Alto).
     pub fn trident_t300() -> SimModel {
         SimModel {
-            name: "trident_t300".into(),
+            name: "trident-t300".into(),
             sector_bytes: 2048,
             mechanics: Mechanics::Rotating {
                 cylinders: 815,
@@ -272,7 +272,7 @@ impl SimModel {
     /// gap (5 µs) are assumed.
     pub fn modern_hdd() -> SimModel {
         SimModel {
-            name: "modern_hdd".into(),
+            name: "modern-hdd".into(),
             sector_bytes: 4096,
             mechanics: Mechanics::Rotating {
                 cylinders: 100_000,
@@ -301,14 +301,15 @@ impl SimModel {
         }
     }
 
-    /// The preset called `name` (`diablo31`, `diablo44`, `trident_t300`,
-    /// `modern_hdd`, `ssd`).
+    /// The preset called `name` (`diablo31`, `diablo44`, `trident-t300`,
+    /// `modern-hdd`, `ssd`; as the command line writes them — the names
+    /// with `_`, which reports used before, are read too).
     pub fn preset(name: &str) -> Option<SimModel> {
         match name {
             "diablo31" => Some(SimModel::diablo31()),
             "diablo44" => Some(SimModel::diablo44()),
-            "trident_t300" => Some(SimModel::trident_t300()),
-            "modern_hdd" => Some(SimModel::modern_hdd()),
+            "trident-t300" | "trident_t300" => Some(SimModel::trident_t300()),
+            "modern-hdd" | "modern_hdd" => Some(SimModel::modern_hdd()),
             "ssd" => Some(SimModel::ssd()),
             _ => None,
         }
@@ -316,7 +317,7 @@ impl SimModel {
 
     /// The names [`SimModel::preset`] knows.
     pub const PRESETS: [&'static str; 5] =
-        ["diablo31", "diablo44", "trident_t300", "modern_hdd", "ssd"];
+        ["diablo31", "diablo44", "trident-t300", "modern-hdd", "ssd"];
 
     /// The same model with another software gap.
     pub fn with_software_gap_ns(mut self, gap_ns: u64) -> SimModel {

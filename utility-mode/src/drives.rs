@@ -386,14 +386,9 @@ pub fn check_writable(
                 None => needed.push((folder.to_path_buf(), grown)),
             }
         }
-        if let Ok(metadata) = std::fs::metadata(path) {
-            if !is_drive_kind(path) {
-                let what = if metadata.is_dir() {
-                    "a folder, not a drive file"
-                } else {
-                    "not a regular file or a block device"
-                };
-                return Err(file_error(path, std::io::ErrorKind::InvalidInput, what));
+        if std::fs::metadata(path).is_ok() {
+            if let Some(e) = wrong_kind(path) {
+                return Err(e);
             }
             // (Whether it opens for writing, and its lock, `open_unlocked`
             // tells, as the tool opens it.)
@@ -524,6 +519,9 @@ pub fn open_channel_at(
         ));
     }
     check_distinct(paths)?;
+    if let Some(e) = paths.iter().find_map(|path| wrong_kind(path)) {
+        return Err(e);
+    }
     let drives = paths
         .iter()
         .map(|path| {
@@ -598,6 +596,24 @@ pub fn check_distinct(paths: &[PathBuf]) -> Result<(), ToolError> {
         seen.push((id, node, path));
     }
     Ok(())
+}
+
+/// The error for a `path` that exists and is no kind of drive (a folder,
+/// a FIFO, a socket): said in the user's words, the same by every tool.
+fn wrong_kind(path: &Path) -> Option<ToolError> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if is_drive_kind(path) {
+        return None;
+    }
+    let what = if metadata.is_dir() {
+        "a folder, not a drive file"
+    } else {
+        "not a regular file or a block device"
+    };
+    Some(ToolError::File {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, what),
+    })
 }
 
 /// Whether `path` is something a drive can be: a regular file or a block

@@ -145,8 +145,9 @@ impl VolumeInfo {
             (
                 "virtual size",
                 format!(
-                    "{} pages ({})",
+                    "{} page{} ({})",
                     self.virtual_pages,
+                    if self.virtual_pages == 1 { "" } else { "s" },
                     crate::units::human_bytes(self.virtual_pages * self.page_size as u64)
                 ),
             ),

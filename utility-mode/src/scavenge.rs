@@ -735,8 +735,11 @@ impl<'a> Scavenger<'a> {
                 self.note(
                     Severity::Unrecoverable,
                     format!(
-                        "{name}: truncated: the volume says {} pages, the drive has {actual}",
-                        g.drive_pages[d]
+                        "{name}: truncated: the volume says {} pages, the drive has {actual} \
+                         (if it was cut short by mistake, `truncate -s {}` puts its length back, \
+                         and what was cut off reads as zeros)",
+                        g.drive_pages[d],
+                        g.drive_pages[d] * g.page_size as u64
                     ),
                 );
             }
@@ -1600,7 +1603,7 @@ impl ScavengeReport {
                 runs(self.runs_checked)
             )),
             n => t.push_str(&format!(
-                "; {} checked in {n} header slots",
+                "; {n} header slots checked, {} in all (each slot holds a run table of its own)",
                 runs(self.runs_checked)
             )),
         }

@@ -100,6 +100,17 @@ pub enum MonitorScope {
     Decisions,
 }
 
+impl MonitorScope {
+    /// The scope's name as reports write it (`decisions`,
+    /// `held-across-io`; the JSON's too).
+    pub fn name(self) -> &'static str {
+        match self {
+            MonitorScope::HeldAcrossIo => "held-across-io",
+            MonitorScope::Decisions => "decisions",
+        }
+    }
+}
+
 /// Who serves a fault. The faulting thread holds the monitor as
 /// [`MonitorScope`] says (by default for decisions only, never across a
 /// transfer); the worker serves in the seed's scope, the monitor held
