@@ -1581,3 +1581,30 @@ fn format_says_what_its_scan_tested_and_when_a_stripe_does_nothing() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!stderr(&o).contains("stripes nothing"), "{}", stderr(&o));
 }
+
+/// A full surface scan over drive 0 of a volume (with --force) leaves
+/// nothing to rebuild from: the scavenger says the label page holds a
+/// scan's pattern, why the other drive's label is not enough, and what is
+/// wrong with each header slot — not one bare "wrong magic" (a user
+/// trial: a quick scan was explained, a full one was not).
+#[test]
+fn a_volume_scanned_over_is_explained_finding_by_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    format_two(dir.path(), &[]);
+    let o = cedarvm(dir.path(), &["scan", "-d", "a.vol", "--force", "--full"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = cedarvm(dir.path(), &["scavenge", "-d", "a.vol", "-d", "b.vol"]);
+    assert_eq!(code(&o), 3, "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("drive 0 (a.vol): its label page holds a surface scan's pattern")
+            && out.contains("only this drive's label or a header lists its bad spots"),
+        "{out}"
+    );
+    for slot in 0..2 {
+        assert!(
+            out.contains(&format!("UNRECOVERABLE  header slot {slot}: ")),
+            "{out}"
+        );
+    }
+}

@@ -616,11 +616,30 @@ impl<'a> Scavenger<'a> {
     /// the first readable label's, every other label agreeing.
     fn label_geometry(&mut self, labels: &[Option<RawLabel>]) -> Option<Geometry> {
         for d in 0..labels.len() {
-            if let Some(UnusableLabel { reason, .. }) = self.unusable_labels[d].clone() {
+            if let Some(UnusableLabel {
+                reason, scanned, ..
+            }) = self.unusable_labels[d].clone()
+            {
                 let name = self.drive_name(d);
+                let what = if scanned {
+                    "its label page holds a surface scan's pattern (`cedarvm scan` wrote over \
+                     this drive)"
+                        .to_string()
+                } else {
+                    format!("label unusable ({reason})")
+                };
+                // Why the other drives' labels are not enough: each label
+                // lists its own drive's bad spots, which the run table
+                // needs, and only a header holds them all.
+                let others = if labels.iter().flatten().next().is_some() {
+                    ": the other drives' labels give the volume's shape, but only this \
+                     drive's label or a header lists its bad spots, which the run table needs"
+                } else {
+                    ""
+                };
                 self.note(
                     Severity::Unrecoverable,
-                    format!("{name}: label unusable ({reason}), and no header to rewrite it from"),
+                    format!("{name}: {what}, and no readable header to rewrite it from{others}"),
                 );
             }
         }
@@ -1267,10 +1286,26 @@ pub fn scavenge(paths: &[PathBuf], options: &ScavengeOptions) -> Result<Scavenge
             s.check_labels_against(g, &labels);
             g.clone()
         }
-        None => match s.label_geometry(&labels) {
-            Some(g) => g,
-            None => return Ok(unrecoverable(s)),
-        },
+        None => {
+            let g = s.label_geometry(&labels);
+            if s.unrecoverable() {
+                // Why no header could be read, slot by slot (where a
+                // rebuild from the labels goes on, the slots are judged
+                // and said below).
+                for (i, slot) in slots.iter().enumerate() {
+                    let why = match slot {
+                        Slot::Blank => "blank (never written, or zeroed)".to_string(),
+                        Slot::Unusable(reason) => reason.clone(),
+                        Slot::Newer(_) | Slot::Read { .. } => continue,
+                    };
+                    s.note(Severity::Unrecoverable, format!("header slot {i}: {why}"));
+                }
+            }
+            match g {
+                Some(g) if !s.unrecoverable() => g,
+                _ => return Ok(unrecoverable(s)),
+            }
+        }
     };
     s.check_shape(&g)?;
     if s.unrecoverable() {
