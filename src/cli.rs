@@ -361,7 +361,8 @@ pub struct SeekAheadArgs {
     /// the preset's).
     #[arg(long)]
     gap_us: Option<u64>,
-    /// Directory for `--disk file`.
+    /// Directory for `--disk file` (only with it; default: a temporary
+    /// one).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Seed.
@@ -882,6 +883,23 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 return Err(ToolError::Usage(
                     "--memory and --working-set must be at least 4 KiB".into(),
                 ));
+            }
+            // (Said, not ignored; a user trial.)
+            if let Some(dir) = &request.dir {
+                if request.disk != "file" {
+                    return Err(ToolError::Usage(format!(
+                        "--dir {} is for --disk file; the simulated drives ({}) keep \
+                         their pages in memory",
+                        dir.display(),
+                        request.disk
+                    )));
+                }
+                if !dir.is_dir() {
+                    return Err(ToolError::Usage(format!(
+                        "--dir {}: not a directory",
+                        dir.display()
+                    )));
+                }
             }
             let report = cedar_bench::seek_ahead::seek_ahead(&request)?;
             if let Some(path) = &a.plot {

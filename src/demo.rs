@@ -1031,7 +1031,7 @@ impl DemoReport {
                 "resident",
                 format!(
                     "high water {} of the {} budget{}; process peak RSS {:.1} MiB (the \
-                     budget's pages, the frame pool, the program and its buffers)",
+                     budget's pages, {}the program and its buffers)",
                     utility_mode::human_bytes(s.resident_high_water * PAGE),
                     utility_mode::human_bytes(self.memory_bytes),
                     if s.reclaim_pages > 0 {
@@ -1043,7 +1043,12 @@ impl DemoReport {
                     } else {
                         String::new()
                     },
-                    self.peak_rss_bytes as f64 / (1 << 20) as f64
+                    self.peak_rss_bytes as f64 / (1 << 20) as f64,
+                    if s.frame_pool_pages > 0 {
+                        "the frame pool, "
+                    } else {
+                        ""
+                    }
                 ),
             ),
         ];

@@ -967,6 +967,23 @@ fn sizes_format_cannot_use_are_usage_errors() {
             &["check", "--volumes", "--fault-service", "worker"][..],
             "cannot be used with",
         ),
+        // A folder for the simulated drives, which have none (ignored
+        // before), and one that is not there (a raw "No such file").
+        (
+            &["bench", "seek-ahead", "--dir", "."][..],
+            "--dir . is for --disk file",
+        ),
+        (
+            &[
+                "bench",
+                "seek-ahead",
+                "--disk",
+                "file",
+                "--dir",
+                "nonexistent",
+            ][..],
+            "--dir nonexistent: not a directory",
+        ),
         // Options it ignored without a word (a user trial: 1,000 cases
         // run for --seeds 3).
         (

@@ -189,7 +189,7 @@ impl VolumeInfo {
         }
         for (i, d) in self.drives.iter().enumerate() {
             t.push_str(&format!(
-                "drive {i:<8} {} — {} pages, {} allocated, {} bad, {} I/O\n",
+                "drive {i:<8} {} — {} pages ({} with file-system blocks), {} bad, {} I/O\n",
                 d.path.display(),
                 d.pages,
                 d.allocated_pages,
