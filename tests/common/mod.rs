@@ -58,6 +58,13 @@ pub fn code(o: &Output) -> i32 {
 
 /// Formats a two-drive volume `a.vol`, `b.vol` of 8 MiB each in `dir`.
 pub fn format_two(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
+    let o = format_two_run(dir, extra);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    vec![dir.join("a.vol"), dir.join("b.vol")]
+}
+
+/// The `format` of [`format_two`], its output whatever it did.
+pub fn format_two_run(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "format",
         "-d",
@@ -68,7 +75,5 @@ pub fn format_two(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
         "8MiB",
     ];
     args.extend_from_slice(extra);
-    let o = cedarvm(dir, &args);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    vec![dir.join("a.vol"), dir.join("b.vol")]
+    cedarvm(dir, &args)
 }
