@@ -57,7 +57,7 @@ pub mod prelude {
     pub use disk_channel::{
         CachePolicy, DiskChannel, Drive, FileDrive, FileDriveOptions, SimDrive,
     };
-    pub use runtable::{FormatOptions, Interval, PageCount, PageNumber, Volume};
+    pub use runtable::{FormatOptions, Interval, Layout, PageCount, PageNumber, Volume};
     pub use vm_core::bytemuck::{self, Pod, Zeroable};
     pub use vm_core::{
         Advice, Backing, DataState, FaultService, FileStats, MapFile, MonitorScope, PageMut,

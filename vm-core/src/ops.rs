@@ -105,6 +105,15 @@ impl AddressSpace {
     /// discarded without I/O. Its pages are waited for, or refused, as
     /// [`AddressSpace::kill`] says (a whole wired interval: refused at once
     /// if any page is latched).
+    ///
+    /// `interval` may be part of what one [`AddressSpace::allocate`] gave
+    /// (not of a wired interval, which goes whole): the rest stays
+    /// allocated, as the intervals before and after the freed part
+    /// ([`AddressSpace::intervals`] lists them), and the interval first
+    /// allocated is then no longer allocated as a whole — a later `free`
+    /// or advice of all of it fails with [`VmError::NotAllocated`], and an
+    /// access to a freed page (through a [`VmArray`](crate::VmArray) or
+    /// [`VmFile`](crate::VmFile) over it too) with an address fault.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
         let (start, end) = (interval.page.0, end_of(interval)?);

@@ -505,12 +505,21 @@ impl Vm {
         Ok(vm)
     }
 
+    /// The size, in pages, of the persistent space on `volume` (as
+    /// created), read from its newest map: the `virtual_pages` that
+    /// [`Vm::open`] needs. Fails as `open` does where the volume holds no
+    /// persistent space.
+    pub fn space_pages(volume: &Volume) -> Result<u64, VmError> {
+        let state = slots_of(volume)?;
+        Ok(read_newest(volume, &state)?.pages.len() as u64)
+    }
+
     /// Reopens the persistent address space on `volume` as of its last
     /// completed `flush` or `sync`: every interval allocated then, at the
     /// same addresses, with its contents, protection and advice.
-    /// `config.virtual_pages` must be the space's size (as created); the
-    /// rest of `config` (budget, fault service) may differ from the run
-    /// that wrote it.
+    /// `config.virtual_pages` must be the space's size (as created;
+    /// [`Vm::space_pages`] reads it from the volume); the rest of `config`
+    /// (budget, fault service) may differ from the run that wrote it.
     pub fn open(mut volume: Volume, config: VmConfig) -> Result<Vm, VmError> {
         let mut state = slots_of(&volume)?;
         let Newest {
@@ -772,15 +781,9 @@ impl Vm {
             },
             e => e.into(),
         })?;
-        let pages = space_pages_of(&volume)?;
+        let pages = Vm::space_pages(&volume)?;
         Vm::open(volume, files.config(pages))
     }
-}
-
-/// The size of the persistent space on `volume`, from its newest map.
-fn space_pages_of(volume: &Volume) -> Result<u64, VmError> {
-    let state = slots_of(volume)?;
-    Ok(read_newest(volume, &state)?.pages.len() as u64)
 }
 
 impl AddressSpace {

@@ -1048,3 +1048,24 @@ fn a_bad_spot_under_the_map_moves_it_and_an_unreadable_slot_is_passed_over() {
     let vm = Vm::open(Volume::open(channel).unwrap(), cfg).unwrap();
     assert_eq!(vm.intervals().len(), 2);
 }
+
+/// A space made smaller than the volume allows is reopened at its own
+/// size, read from the volume (`Vm::space_pages`), without the embedder
+/// keeping it anywhere (an embedder's trial: only `open_files` could);
+/// a volume that never held a persistent space says so.
+#[test]
+fn a_space_s_size_is_read_from_its_volume() {
+    let (volume, media) = sim_volume();
+    assert!(Vm::space_pages(&volume).is_err(), "no space made yet");
+    let pages = Vm::persistent_pages(&volume).unwrap() / 2 + 3;
+    let vm = Vm::create(volume, VmConfig::new(pages, 8)).unwrap();
+    let i = vm.allocate(4).unwrap();
+    vm.write(vm.address_of(i.page), b"sized").unwrap();
+    vm.close().unwrap();
+    let volume = reopen_sim(&media);
+    assert_eq!(Vm::space_pages(&volume).unwrap(), pages);
+    let vm = Vm::open(volume, VmConfig::new(pages, 8)).unwrap();
+    let mut back = [0u8; 5];
+    vm.read(vm.address_of(i.page), &mut back).unwrap();
+    assert_eq!(&back, b"sized");
+}

@@ -1033,3 +1033,39 @@ fn a_cluster_of_advice_stops_short_of_pages_let_go() {
     }
     vm.check_invariants();
 }
+
+/// `free` of part of an allocation splits it, as its doc says: the pages
+/// before and after stay allocated with their contents, the whole is no
+/// longer allocated as one, and a freed page is an address fault.
+#[test]
+fn freeing_part_of_an_interval_splits_it() {
+    let vm = sim_vm(64, 8);
+    let whole = vm.allocate(8).unwrap();
+    fill(&vm, whole, 9);
+    let part = Interval::new(whole.page.0 + 2, 2);
+    vm.free(part).unwrap();
+    let listed: Vec<Interval> = vm.intervals().iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        listed,
+        [
+            Interval::new(whole.page.0, 2),
+            Interval::new(whole.page.0 + 4, 4)
+        ]
+    );
+    assert!(matches!(vm.free(whole), Err(VmError::NotAllocated { .. })));
+    let mut byte = [0u8; 1];
+    let err = vm.read(vm.address_of(part.page), &mut byte).unwrap_err();
+    assert!(matches!(err, VmError::AddressFault { .. }), "{err}");
+    for kept in [
+        Interval::new(whole.page.0, 2),
+        Interval::new(whole.page.0 + 4, 4),
+    ] {
+        let base = vm.address_of(kept.page).0;
+        let mut data = vec![0u8; kept.count.0 as usize * PAGE];
+        vm.read(VAddr(base), &mut data).unwrap();
+        let offset = base - vm.address_of(whole.page).0;
+        for (a, &b) in data.iter().enumerate() {
+            assert_eq!(b, pattern(9, offset + a as u64), "byte {a} of {kept}");
+        }
+    }
+}
