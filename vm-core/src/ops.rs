@@ -13,7 +13,7 @@ use crate::space::AddressSpace;
 use crate::state::{
     DIRTY, ON_DISK, PageStates, READ_ONLY, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT, Word,
 };
-use crate::vocabulary::{Advice, DataState, PageState};
+use crate::vocabulary::{Advice, DataState, PageState, VAddr};
 use crate::will_need::Pushed;
 use runtable::{Interval, PageNumber};
 
@@ -175,8 +175,18 @@ impl AddressSpace {
         let fits = interval
             .checked_end()
             .is_some_and(|end| end.0 <= self.virtual_pages);
-        if interval.is_empty() || !fits || !monitor.is_allocated(interval.page.0, interval.count.0)
-        {
+        if !fits && !interval.is_empty() {
+            // Said as an access past the end is (an embedder's trial:
+            // "not allocated" for pages that cannot exist), at the first
+            // page past the end that the interval reaches.
+            let first_out = interval.page.0.max(self.virtual_pages);
+            return Err(VmError::OutsideAddressSpace {
+                addr: VAddr(first_out.saturating_mul(self.page_size as u64)),
+                pages: self.virtual_pages,
+                page_size: self.page_size,
+            });
+        }
+        if interval.is_empty() || !monitor.is_allocated(interval.page.0, interval.count.0) {
             return Err(VmError::NotAllocated { interval });
         }
         Ok(())

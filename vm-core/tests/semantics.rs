@@ -102,7 +102,9 @@ fn an_interval_past_the_last_page_number_is_refused_by_every_call() {
     ];
     for (what, result) in calls {
         match result {
-            Err(VmError::NotAllocated { .. }) | Err(VmError::BadArgument { .. }) => {}
+            Err(VmError::NotAllocated { .. })
+            | Err(VmError::BadArgument { .. })
+            | Err(VmError::OutsideAddressSpace { .. }) => {}
             other => panic!("{what}: {other:?}"),
         }
     }
@@ -163,8 +165,15 @@ fn free_then_allocate_never_shows_old_contents() {
     let mut buf = vec![0xFFu8; 40 * PAGE];
     vm.read(vm.address_of(j.page), &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
+    // Past the end of the 64 pages: said so, at the first page past it.
+    let err = vm.free(Interval::new(60, 10)).unwrap_err();
+    assert!(
+        matches!(err, VmError::OutsideAddressSpace { addr, pages: 64, .. }
+            if addr == VAddr(64 * PAGE as u64)),
+        "{err}"
+    );
     assert!(matches!(
-        vm.free(Interval::new(60, 10)),
+        vm.free(Interval::new(50, 10)),
         Err(VmError::NotAllocated { .. })
     ));
     vm.check_invariants();
