@@ -18,7 +18,8 @@ pub enum VmError {
         page: PageNumber,
     },
     /// The address (or the access's last byte) lies past the end of the
-    /// address space.
+    /// address space; for an interval that reaches past it, `addr` is the
+    /// first page past the end.
     #[error(
         "address fault at {addr}: past the end of the address space ({pages} virtual pages of {page_size} bytes)"
     )]
@@ -83,7 +84,8 @@ pub enum VmError {
         /// The page.
         page: PageNumber,
     },
-    /// The interval is not (wholly) allocated.
+    /// The interval is not (wholly) allocated (one that reaches past the
+    /// end of the address space is [`VmError::OutsideAddressSpace`]).
     #[error("{interval} is not allocated")]
     NotAllocated {
         /// The interval.
