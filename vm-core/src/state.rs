@@ -358,6 +358,16 @@ impl<'a> PageStates<'a> {
         self.words[page as usize].fetch_and(!(flags & FLAGS), Ordering::AcqRel);
     }
 
+    /// Sets `REFERENCED` on the page if it is resident (unlatched or
+    /// shared), as a use of it would; says whether it was.
+    pub(crate) fn reference_if_resident(&self, page: u64) -> bool {
+        self.words[page as usize]
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+                (Word(w).tag() == TAG_RESIDENT).then_some(w | REFERENCED)
+            })
+            .is_ok()
+    }
+
     /// Sets `flags` on the page's word, whatever its state.
     pub(crate) fn set_flags(&self, page: u64, flags: u64) {
         self.words[page as usize].fetch_or(flags & FLAGS, Ordering::AcqRel);

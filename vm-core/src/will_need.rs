@@ -23,7 +23,9 @@
 //! read with `O_DIRECT` (started in the ring and waited for by this
 //! thread, as a sequential stream's read-ahead is; elsewhere the read is
 //! made under the monitor, as a buffered drive's copy from the page cache
-//! is short) — but as advice: a page another thread
+//! is short) — but as advice (the pages already in are marked referenced, as the use
+//! it announces would mark them, so that the clock does not take them
+//! first to make room for the rest): a page another thread
 //! holds (a guard) or is bringing in is passed over, never waited for, so
 //! a guard held while its owner waits in `settle` or closes the VM cannot
 //! hang either. An interval that would take the pages waiting past three
