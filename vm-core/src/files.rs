@@ -436,8 +436,8 @@ impl AddressSpace {
         if source.count != destination.count {
             return Err(refuse("the intervals differ in size"));
         }
-        crate::ops::end_of(source)?;
-        crate::ops::end_of(destination)?;
+        self.end_of(source)?;
+        self.end_of(destination)?;
         let (s, d) = (source.page.0, destination.page.0);
         let n = source.count.0;
         if s < d + n && d < s + n {

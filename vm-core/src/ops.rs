@@ -116,7 +116,7 @@ impl AddressSpace {
     /// [`VmFile`](crate::VmFile) over it too) with an address fault.
     pub fn free(&self, interval: Interval) -> Result<(), VmError> {
         self.check_poisoned()?;
-        let (start, end) = (interval.page.0, end_of(interval)?);
+        let (start, end) = (interval.page.0, self.end_of(interval)?);
         {
             // A shared file mapping's changes go to its file first; an error
             // keeps every page and the mapping (see `mapped`).
@@ -166,25 +166,35 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Where `interval` ends, or, where the end is past any page number,
+    /// the error an access past the end of the address space gets.
+    pub(crate) fn end_of(&self, interval: Interval) -> Result<u64, VmError> {
+        interval
+            .checked_end()
+            .map(|end| end.0)
+            .ok_or_else(|| self.past_the_end(interval))
+    }
+
+    /// The error for `interval` reaching past the end of the address space
+    /// (an embedder's trial: it was "not allocated" for pages that cannot
+    /// exist): an access there, at the first page past the end it reaches.
+    fn past_the_end(&self, interval: Interval) -> VmError {
+        let first_out = interval.page.0.max(self.virtual_pages);
+        VmError::OutsideAddressSpace {
+            addr: VAddr(first_out.saturating_mul(self.page_size as u64)),
+            pages: self.virtual_pages,
+            page_size: self.page_size,
+        }
+    }
+
     /// Monitor held on entry and exit.
     pub(crate) fn check_allocated(
         &self,
         monitor: &Monitor,
         interval: Interval,
     ) -> Result<(), VmError> {
-        let fits = interval
-            .checked_end()
-            .is_some_and(|end| end.0 <= self.virtual_pages);
-        if !fits && !interval.is_empty() {
-            // Said as an access past the end is (an embedder's trial:
-            // "not allocated" for pages that cannot exist), at the first
-            // page past the end that the interval reaches.
-            let first_out = interval.page.0.max(self.virtual_pages);
-            return Err(VmError::OutsideAddressSpace {
-                addr: VAddr(first_out.saturating_mul(self.page_size as u64)),
-                pages: self.virtual_pages,
-                page_size: self.page_size,
-            });
+        if !interval.is_empty() && self.end_of(interval)? > self.virtual_pages {
+            return Err(self.past_the_end(interval));
         }
         if interval.is_empty() || !monitor.is_allocated(interval.page.0, interval.count.0) {
             return Err(VmError::NotAllocated { interval });
@@ -965,14 +975,4 @@ fn unpin_one(monitor: &mut Monitor, page: u64) {
             monitor.pins.remove(&page);
         }
     }
-}
-
-/// One past the last page of `interval`, which a caller gave: an end past
-/// the last page number is no allocated interval (an embedder's trial:
-/// `Interval::end` panicked on one).
-pub(crate) fn end_of(interval: Interval) -> Result<u64, VmError> {
-    interval
-        .checked_end()
-        .map(|end| end.0)
-        .ok_or(VmError::NotAllocated { interval })
 }

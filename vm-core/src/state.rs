@@ -361,11 +361,16 @@ impl<'a> PageStates<'a> {
     /// Sets `REFERENCED` on the page if it is resident (unlatched or
     /// shared), as a use of it would; says whether it was.
     pub(crate) fn reference_if_resident(&self, page: u64) -> bool {
-        self.words[page as usize]
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
-                (Word(w).tag() == TAG_RESIDENT).then_some(w | REFERENCED)
-            })
-            .is_ok()
+        let word = &self.words[page as usize];
+        let seen = Word(word.load(Ordering::Relaxed));
+        if seen.tag() == TAG_RESIDENT && seen.0 & REFERENCED != 0 {
+            // Already marked: no write (the line stays shared).
+            return true;
+        }
+        word.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+            (Word(w).tag() == TAG_RESIDENT).then_some(w | REFERENCED)
+        })
+        .is_ok()
     }
 
     /// Sets `flags` on the page's word, whatever its state.

@@ -126,7 +126,7 @@ impl AddressSpace {
         let Some(views) = &self.views else {
             return Ok(None);
         };
-        crate::ops::end_of(interval)?;
+        self.end_of(interval)?;
         let entries = views.entries.read();
         conflict(&entries, interval, write)?;
         Ok(Some(entries))
