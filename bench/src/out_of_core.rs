@@ -2022,7 +2022,7 @@ impl OutOfCoreReport {
         if self.cgroup_note.is_none() {
             t.push_str(
                 "  a VM side's limit: the budget, a quarter of it (the sort's run buffer) and \
-                 32 MiB; its peak adds to the budget's pages the frame pool (up to 4 MiB), the \
+                 32 MiB; its peak adds to the budget's pages the frame pool (up to 8 MiB), the \
                  program and its buffers. A kernel side's limit: the budget and what its program \
                  holds besides.\n",
             );

@@ -47,7 +47,7 @@ pub struct VmConfig {
     /// page, so that a run read into it lands in physically contiguous
     /// memory — one request to the device per 1 MiB read, not two that
     /// wait for each other — and 512 pages cost one fault. Only the pool
-    /// (at most 4 MiB) is advised huge, never the region: the budget's
+    /// (at most 8 MiB) is advised huge, never the region: the budget's
     /// bound holds. Needs a pool of at least 512 pages (a budget of 16 MiB
     /// or more). On by default.
     #[serde(default = "on")]
@@ -155,7 +155,9 @@ impl VmConfig {
 
     /// The frame pool's size in pages (0 for none): an eighth of the
     /// budget, but at least 16 pages (so a budget under 128 pages gets a
-    /// pool larger than an eighth of it) and at most 1,024 and 4 MiB —
+    /// pool larger than an eighth of it) and at most 2,048 and 8 MiB (room
+    /// for four 1 MiB read-ahead clusters in flight and as many slots
+    /// refilled behind them: see `Advice::Sequential`) —
     /// memory the VM holds beyond its budget, in passage between a
     /// transfer and its pages; `kernel_resident_pages` counts the region
     /// only, not the pool. No pool in transparent mode (its installs copy
@@ -165,8 +167,8 @@ impl VmConfig {
             return 0;
         }
         (self.real_memory_pages / 8)
-            .clamp(16, 1024)
-            .min(((4 << 20) / self.page_size as u64).max(2))
+            .clamp(16, 2048)
+            .min(((8 << 20) / self.page_size as u64).max(2))
     }
 
     /// The same in transparent mode (see [`VmConfig::transparent`]).

@@ -160,6 +160,12 @@ pub struct VmStats {
     /// or at close. The others were finished by a thread that met them.
     #[serde(default)]
     pub inline_reads_unmet: u64,
+    /// The most of `inline_reads` in flight at once (started and not yet
+    /// finished): up to four clusters of a sequential stream where the
+    /// frame pool holds twice their pages, two otherwise (see
+    /// [`Advice::Sequential`](crate::Advice::Sequential)).
+    #[serde(default)]
+    pub inline_reads_in_flight_high: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -189,6 +195,7 @@ impl AddressSpace {
             frame_pin_waits,
             inline_reads: self.inline_reads(),
             inline_reads_unmet: self.inline_reads_unmet(),
+            inline_reads_in_flight_high: self.inline_reads_in_flight_high(),
             frame_pool_pages,
             release_calls: self.region.release_calls(),
             frames_moved_in,

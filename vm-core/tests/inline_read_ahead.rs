@@ -24,7 +24,19 @@ fn direct_vm(dir: &std::path::Path, inline: bool) -> Option<Vm> {
 
 /// [`direct_vm`], with or without the frame pool (`moves`).
 fn direct_vm_with(dir: &std::path::Path, inline: bool, moves: bool) -> Option<Vm> {
-    let options = FileDriveOptions::create(PAGE, PAGES + 1024);
+    let config = VmConfig {
+        inline_read_ahead: inline,
+        move_frames: moves,
+        ..VmConfig::new(PAGES, BUDGET)
+    };
+    direct_vm_from(dir, config)
+}
+
+/// A VM of `config` over one file drive in `dir` as large as its space
+/// (see [`direct_vm`]).
+fn direct_vm_from(dir: &std::path::Path, config: VmConfig) -> Option<Vm> {
+    let pages = config.virtual_pages;
+    let options = FileDriveOptions::create(PAGE, pages + 1024);
     let drive = FileDrive::open(dir.join("drive"), &options).unwrap();
     if drive.cache_policy() != CachePolicy::Direct {
         println!(
@@ -35,12 +47,7 @@ fn direct_vm_with(dir: &std::path::Path, inline: bool, moves: bool) -> Option<Vm
         return None;
     }
     let channel = DiskChannel::new(vec![Box::new(drive) as Box<dyn Drive>]).unwrap();
-    let volume = Volume::format(channel, &FormatOptions::new(PAGE, PAGES)).unwrap();
-    let config = VmConfig {
-        inline_read_ahead: inline,
-        move_frames: moves,
-        ..VmConfig::new(PAGES, BUDGET)
-    };
+    let volume = Volume::format(channel, &FormatOptions::new(PAGE, pages)).unwrap();
     Some(Vm::new(config, Backing::Volume(volume)).unwrap())
 }
 
@@ -62,7 +69,12 @@ fn check_page(vm: &Vm, p: PageNumber, seed: u64) {
 /// Writes the data out, then scans it under `Sequential` advice, checking
 /// every page; the VM's stats after the scan, less those before it.
 fn scan(vm: &Vm) -> vm_core::VmStats {
-    let data = vm.allocate(PAGES).unwrap();
+    scan_pages(vm, PAGES)
+}
+
+/// [`scan`] of `pages` pages.
+fn scan_pages(vm: &Vm, pages: u64) -> vm_core::VmStats {
+    let data = vm.allocate(pages).unwrap();
     write_out(vm, data, 7);
     vm.advise(data, Advice::Sequential).unwrap();
     let before = vm.stats();
@@ -120,6 +132,62 @@ fn a_scan_reads_its_clusters_in_the_faulting_thread_and_the_same_bytes() {
     );
     // Off: none.
     assert_eq!(thread.inline_reads, 0, "{thread:?}");
+    // A pool of 256 pages has no room for more than two 1 MiB clusters
+    // in flight (see the next test).
+    assert!(
+        (1..=2).contains(&inline.inline_reads_in_flight_high),
+        "{inline:?}"
+    );
+}
+
+#[test]
+fn a_scan_keeps_up_to_four_clusters_in_flight_where_the_pool_has_room() {
+    // A budget of 64 MiB: a frame pool of 2,048 pages, room for four
+    // clusters of 256 in flight and as many refilled behind them. The
+    // data (24 clusters) fits: no page is evicted, only read.
+    let dir = tempfile::tempdir().unwrap();
+    let pages = 24 * 256;
+    let Some(vm) = direct_vm_from(dir.path(), VmConfig::new(pages, 16_384)) else {
+        return;
+    };
+    let stats = scan_pages(&vm, pages);
+    vm.close().unwrap();
+    assert_eq!(stats.page_ins, pages, "{stats:?}");
+    if stats.frame_pool_pages < 2048 {
+        println!("skipped the depth check: the kernel gave no frame pool ({stats:?})");
+        return;
+    }
+    // Meeting a cluster in flight plans those after it up to four (it
+    // planned one only, so that two were ever in flight, before); never
+    // more than four.
+    assert!(
+        (3..=4).contains(&stats.inline_reads_in_flight_high),
+        "{stats:?}"
+    );
+    assert!(
+        stats.inline_reads * 2 > stats.async_read_aheads,
+        "{stats:?}"
+    );
+
+    // Where the pool is smaller (a 32 MiB budget: 1,024 pages), or there
+    // is none, two: a read that found every committed slot in flight
+    // would commit fresh memory in its own time. (A quarter of these
+    // budgets would allow eight and sixteen clusters.)
+    for (budget, moves) in [(8192, true), (16_384, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = VmConfig {
+            move_frames: moves,
+            ..VmConfig::new(pages, budget)
+        };
+        let vm = direct_vm_from(dir.path(), config).unwrap();
+        let stats = scan_pages(&vm, pages);
+        vm.close().unwrap();
+        assert_eq!(stats.page_ins, pages, "{stats:?}");
+        assert!(
+            (1..=2).contains(&stats.inline_reads_in_flight_high),
+            "budget {budget}, moves {moves}: {stats:?}"
+        );
+    }
 }
 
 #[test]
@@ -137,6 +205,11 @@ fn without_a_frame_pool_the_reads_go_straight_into_the_pages() {
     );
     assert_eq!(stats.frame_pool_pages, 0, "{stats:?}");
     assert_eq!(stats.frames_moved_in, 0, "{stats:?}");
+    // Without a pool, two clusters in flight at most.
+    assert!(
+        (1..=2).contains(&stats.inline_reads_in_flight_high),
+        "{stats:?}"
+    );
 }
 
 /// Faults the first page of `data` (advised `Sequential`): its cluster is

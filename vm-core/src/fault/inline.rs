@@ -182,7 +182,9 @@ impl AddressSpace {
             read: None,
         });
         inline.started.fetch_add(1, Ordering::Relaxed);
-        let first = inline.in_ring.fetch_add(1, Ordering::AcqRel) == 0;
+        let before = inline.in_ring.fetch_add(1, Ordering::AcqRel);
+        inline.in_ring_high.fetch_max(before + 1, Ordering::Relaxed);
+        let first = before == 0;
         // A submit refused for now (interrupted, the kernel short of
         // memory) leaves the read queued in the ring: the next submit (a
         // wait, the read-ahead thread's tick) submits it.
@@ -323,5 +325,10 @@ impl AddressSpace {
     /// Of those, the reads nobody met (see [`InlineReads`]).
     pub(crate) fn inline_reads_unmet(&self) -> u64 {
         self.inline.as_ref().map_or(0, InlineReads::unmet)
+    }
+
+    /// The most of those in flight at once (see [`InlineReads`]).
+    pub(crate) fn inline_reads_in_flight_high(&self) -> u64 {
+        self.inline.as_ref().map_or(0, InlineReads::in_flight_high)
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct InlineReads {
     /// Reads in the ring (entries), for the read-ahead thread: with none,
     /// and nothing planned, it sleeps until woken.
     pub(super) in_ring: std::sync::atomic::AtomicUsize,
+    /// The most reads in the ring at once (for
+    /// `VmStats::inline_reads_in_flight_high`).
+    pub(super) in_ring_high: std::sync::atomic::AtomicUsize,
     /// The process whose ring and pool these are: a child made by `fork`
     /// shares the ring's memory with its parent and must not touch it.
     pub(super) owner: u32,
@@ -78,6 +81,7 @@ impl InlineReads {
             started: AtomicU64::new(0),
             unmet: AtomicU64::new(0),
             in_ring: std::sync::atomic::AtomicUsize::new(0),
+            in_ring_high: std::sync::atomic::AtomicUsize::new(0),
             owner: crate::sys::futex::current_pid(),
         })
     }
@@ -107,6 +111,11 @@ impl InlineReads {
     /// Reads finished by the read-ahead thread, nobody having met them.
     pub(crate) fn unmet(&self) -> u64 {
         self.unmet.load(Ordering::Relaxed)
+    }
+
+    /// The most reads that were in the ring at once.
+    pub(crate) fn in_flight_high(&self) -> u64 {
+        self.in_ring_high.load(Ordering::Relaxed) as u64
     }
 
     /// Reads started so far.

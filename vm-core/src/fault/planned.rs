@@ -9,9 +9,22 @@ use runtable::DiskAddr;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Planned reads waiting for the read-ahead thread at most; a scan
-/// planning more waits for one to finish instead (by faulting on it).
-pub(crate) const PLANNED_MAX: usize = 2;
+/// Reads planned or in flight at most; a scan planning more waits for
+/// one to finish instead (by faulting on it). A sequential stream keeps
+/// up to this many clusters in flight where the frame pool holds twice
+/// their pages (`AddressSpace::stream_reads_max`); `touch` and the
+/// will-need thread at most [`TOUCH_PLANNED_MAX`].
+pub(crate) const PLANNED_MAX: usize = 4;
+
+/// Reads planned or in flight at most when `touch` or the will-need
+/// thread plans one (more, for the demo's check, made it slower: see
+/// BENCHMARKS.md, "The monitor let go for `touch`").
+pub(crate) const TOUCH_PLANNED_MAX: usize = 2;
+
+/// Clusters a sequential stream keeps in flight where the frame pool is
+/// too small for more, or there is none (see
+/// `AddressSpace::stream_reads_max`).
+pub(crate) const STREAM_READS_MIN: usize = 2;
 
 /// How long the read-ahead thread sleeps, where faulting threads start
 /// their own reads, with no read in their ring and none planned: a read

@@ -18,8 +18,9 @@
 //! reads (no pool run, transparent mode, a failure) are finished by the
 //! read-ahead thread itself.
 //! A fault that finds its page still being read (the scan caught up) plans
-//! the cluster after the one in flight before it waits, so a scan that is
-//! faster than the drive keeps two clusters in flight — the kernel's
+//! the clusters after the ones in flight before it waits, so a scan that
+//! is faster than the drive keeps up to four clusters in flight (two
+//! where the frame pool is small: `stream_reads_max`) — the kernel's
 //! asynchronous read-ahead, by other means.
 //!
 //! The real-memory bound holds: frames are taken, and victims' memory
@@ -39,7 +40,9 @@
 //! writer that meets such a page waits for its write (Cedar's "being
 //! written"); readers do not.
 
-use super::planned::{PLANNED_MAX, Planned, PlannedClean, PlannedFrom, Work};
+use super::planned::{
+    PLANNED_MAX, Planned, PlannedClean, PlannedFrom, STREAM_READS_MIN, TOUCH_PLANNED_MAX, Work,
+};
 use crate::mapped::Source;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
@@ -57,14 +60,14 @@ impl AddressSpace {
     /// Plans the cluster read that starts at `page` for the read-ahead
     /// thread (see the module doc); nothing if there is no read-ahead
     /// thread, enough reads are planned already, or `page` does not start
-    /// a run worth a cluster read.
-    pub(crate) fn plan_read_ahead(&self, monitor: &mut Monitor, page: u64) {
+    /// a run worth a cluster read. Whether it planned one.
+    pub(crate) fn plan_read_ahead(&self, monitor: &mut Monitor, page: u64) -> bool {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
-            return;
+            return false;
         };
         let (reads_pending, pages_pending) = read_ahead.pending();
         if page >= self.virtual_pages || reads_pending >= PLANNED_MAX {
-            return;
+            return false;
         }
         // Only in an interval advised sequential (a stream's next cluster
         // that would start in the next interval is not this stream's).
@@ -72,7 +75,7 @@ impl AddressSpace {
             .allocation_of(page)
             .is_none_or(|(_, a)| a.advice != Advice::Sequential)
         {
-            return;
+            return false;
         }
         // Only a stream whose window has grown to the maximum (it keeps all
         // it reads: a scan) reads ahead asynchronously. Many streams at once
@@ -81,7 +84,12 @@ impl AddressSpace {
         // went from 2.5 to 3.0 s when every stream planned one).
         let window = self.stream_window(monitor, page);
         if window < Self::run_max(monitor) {
-            return;
+            return false;
+        }
+        // As many in flight as the frame pool holds twice over (see
+        // `stream_reads_max`).
+        if reads_pending >= self.stream_reads_max(window) {
+            return false;
         }
         // And never more in flight than a quarter of real memory: at small
         // budgets two clusters ahead evicted each other before the scan
@@ -89,9 +97,31 @@ impl AddressSpace {
         // at large ones (a window is 1 MiB) two stay in flight, which the
         // scan needs (one at a time: 512 MiB in 0.68-0.71 s, not 0.45).
         if pages_pending + window > monitor.budget() / 4 {
-            return;
+            return false;
         }
-        self.plan_run(monitor, page, window, true);
+        self.plan_run(monitor, page, window, true) > 0
+    }
+
+    /// The clusters of `window` pages a sequential stream keeps in flight
+    /// at most: as many as half the frame pool holds, from
+    /// [`STREAM_READS_MIN`] to [`PLANNED_MAX`] — `STREAM_READS_MIN`
+    /// without a pool.
+    ///
+    /// Why half: a read takes a run of the pool's committed slots, and the
+    /// pages the scan frees behind it refill them; with every slot in
+    /// flight, the next read finds none committed and commits fresh memory
+    /// (zeroed, up to 4.7 ms for a huge page here) in its own time.
+    /// Measured (BENCHMARKS.md, "Four clusters in flight"): a 4× scan with
+    /// four reads of 1 MiB in flight and a pool of 1,024 pages was
+    /// 1.44–2.24× the best kernel side, 0.85–1.31× with 2,048.
+    pub(crate) fn stream_reads_max(&self, window: u64) -> usize {
+        let pool = self.region.pool_pages();
+        if pool == 0 {
+            return STREAM_READS_MIN;
+        }
+        usize::try_from(pool / (2 * window.max(1)))
+            .unwrap_or(PLANNED_MAX)
+            .clamp(STREAM_READS_MIN, PLANNED_MAX)
     }
 
     /// Monitor held on entry and exit.
@@ -113,7 +143,7 @@ impl AddressSpace {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
             return false;
         };
-        if read_ahead.pending().0 >= PLANNED_MAX {
+        if read_ahead.pending().0 >= TOUCH_PLANNED_MAX {
             return false;
         }
         self.plan_run(monitor, page, window, false) > 0
@@ -209,8 +239,16 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// A fault found `page` latched: if it lies in a sequential interval
-    /// and is being read ahead, plan the cluster after the run in flight
-    /// (the scan has caught up with the drive).
+    /// and is being read ahead, plan the clusters after the runs in flight
+    /// (the scan has caught up with the drive), up to the stream's most
+    /// (`stream_reads_max`).
+    ///
+    /// Why more than one: planning only the cluster right after the one
+    /// met kept two reads in flight while the scan waited and one while it
+    /// used its cluster — 1.2 MiB in flight on average and the device idle
+    /// a quarter of a 4× scan (a block trace), whatever the most allowed
+    /// (which is why three or four reads in flight "changed nothing" in
+    /// earlier sessions: they were never in flight).
     pub(crate) fn plan_past_in_flight(&self, monitor: &mut Monitor, page: u64) {
         if self.read_ahead.is_none() {
             return;
@@ -226,12 +264,22 @@ impl AddressSpace {
         let interval_end = start + allocation.count;
         let states = self.states();
         let max = Self::run_max(monitor);
+        // The runs in flight are consecutive clusters of at most `max`
+        // pages: look no further than the most of them past `page`.
+        let reach = page
+            .saturating_add(PLANNED_MAX as u64 * max)
+            .min(interval_end);
         let mut end = page;
-        while end < interval_end && end - page < max && states.load(end).tag() == TAG_LOCKED {
-            end += 1;
-        }
-        if end < interval_end && states.load(end).tag() == TAG_ABSENT {
-            self.plan_read_ahead(monitor, end);
+        loop {
+            while end < reach && states.load(end).tag() == TAG_LOCKED {
+                end += 1;
+            }
+            if end >= reach
+                || states.load(end).tag() != TAG_ABSENT
+                || !self.plan_read_ahead(monitor, end)
+            {
+                break;
+            }
         }
     }
 

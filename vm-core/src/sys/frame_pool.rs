@@ -32,7 +32,7 @@
 //! its pages' addresses ([`FramePool::move_in`]); an eviction moves a run
 //! into empty slots ([`FramePool::move_out`]). The pool holds at most its
 //! slots' worth of memory beyond the budget (`VmConfig::frame_pool_pages`:
-//! an eighth of the budget, at least 16 and at most 1,024 pages) and never
+//! an eighth of the budget, at least 16 and at most 2,048 pages) and never
 //! more: an eviction that finds no empty run gives its memory back as
 //! before.
 //!

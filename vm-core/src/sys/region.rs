@@ -181,6 +181,11 @@ impl Region {
         })
     }
 
+    /// The frame pool's size in pages (0 without one).
+    pub(crate) fn pool_pages(&self) -> u64 {
+        self.pool.as_ref().map_or(0, |p| p.slots() as u64)
+    }
+
     /// System calls made so far to give pages' memory back (see
     /// `release_calls` in the stats).
     pub(crate) fn release_calls(&self) -> u64 {
