@@ -778,47 +778,7 @@ impl AddressSpace {
         self.check_poisoned()?;
         match advice {
             Advice::WillNeed => self.will_need(interval),
-            Advice::DontNeed => {
-                {
-                    let monitor = self.lock_monitor();
-                    self.check_allocated(&monitor, interval)?;
-                    self.check_not_wired(&monitor, interval, "it cannot be dropped")?;
-                }
-                self.clean(interval)?;
-                let mut monitor = self.lock_monitor();
-                self.check_allocated(&monitor, interval)?;
-                self.withdraw_will_need(interval);
-                let states = self.states();
-                let mut dropped = Vec::new();
-                for page in interval.page.0..interval.end().0 {
-                    // Only pages in frames (wired memory, mapped since the
-                    // check above, has none — review).
-                    if monitor.pins.contains_key(&page) || !monitor.frame_of.contains_key(&page) {
-                        continue;
-                    }
-                    if let Ok(latch) = states.try_latch_resident(page) {
-                        let dirty = latch.has_now(DIRTY);
-                        if dirty || (!latch.has_now(ON_DISK) && monitor.volume.is_none()) {
-                            // Changed again since `clean`, or no backing to
-                            // hold it: keep it (the guard puts it back).
-                            continue;
-                        }
-                        dropped.push(latch);
-                    }
-                }
-                // Released (by runs, as in `discard`) or zeroed, they read
-                // as their disk copy (or zeros, if they have none) at the
-                // next fault.
-                self.release_latched(dropped.iter());
-                for latch in dropped {
-                    let page = latch.page();
-                    latch.release(TAG_ABSENT, 0, DIRTY | REFERENCED);
-                    monitor.remove_frame(page);
-                    monitor.forget_copies(page, page + 1);
-                    monitor.counters.evictions += 1;
-                }
-                Ok(())
-            }
+            Advice::DontNeed => self.dont_need(interval),
             Advice::Normal | Advice::Sequential | Advice::Random => {
                 let mut monitor = self.lock_monitor();
                 self.check_allocated(&monitor, interval)?;
@@ -828,6 +788,85 @@ impl AddressSpace {
                 monitor.files.new_phase(interval.page.0, interval.end().0);
                 Ok(())
             }
+        }
+    }
+
+    /// `DontNeed` (see [`Advice::DontNeed`]): write back, withdraw
+    /// `WillNeed`, drop the clean pages in frames.
+    ///
+    /// Pages being read (read ahead, or by the will-need thread) when it
+    /// comes are waited for, once, and dropped too: a scan stopped with
+    /// four clusters in flight left 1,024 pages resident after its
+    /// `DontNeed`, and advice withdrawn left the read it was in. Reads
+    /// planned after that wait (another thread still reading the interval)
+    /// are not waited for: the advice ends.
+    fn dont_need(&self, interval: Interval) -> Result<(), VmError> {
+        {
+            let monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            self.check_not_wired(&monitor, interval, "it cannot be dropped")?;
+        }
+        self.clean(interval)?;
+        let mut waited = false;
+        loop {
+            let mut monitor = self.lock_monitor();
+            self.check_allocated(&monitor, interval)?;
+            self.withdraw_will_need(interval);
+            let states = self.states();
+            let mut dropped = Vec::new();
+            // The pages latched by reads in flight.
+            let mut reading: Vec<u64> = Vec::new();
+            let read_ahead = self.read_ahead.as_ref().filter(|_| !waited);
+            for page in interval.page.0..interval.end().0 {
+                // Only pages in frames (wired memory, mapped since the
+                // check above, has none — review).
+                if monitor.pins.contains_key(&page) || !monitor.frame_of.contains_key(&page) {
+                    continue;
+                }
+                match states.try_latch_resident(page) {
+                    Ok(latch) => {
+                        let dirty = latch.has_now(DIRTY);
+                        if dirty || (!latch.has_now(ON_DISK) && monitor.volume.is_none()) {
+                            // Changed again since `clean`, or no backing
+                            // to hold it: keep it (the guard puts it back).
+                            continue;
+                        }
+                        dropped.push(latch);
+                    }
+                    Err(word) => {
+                        if word.tag() == TAG_LOCKED && read_ahead.is_some_and(|q| q.covers(page)) {
+                            reading.push(page);
+                        }
+                    }
+                }
+            }
+            // Released (by runs, as in `discard`) or zeroed, they read as
+            // their disk copy (or zeros, if they have none) at the next
+            // fault.
+            self.release_latched(dropped.iter());
+            for latch in dropped {
+                let page = latch.page();
+                latch.release(TAG_ABSENT, 0, DIRTY | REFERENCED);
+                monitor.remove_frame(page);
+                monitor.forget_copies(page, page + 1);
+                monitor.counters.evictions += 1;
+            }
+            drop(monitor);
+            if reading.is_empty() {
+                return Ok(());
+            }
+            // Without the monitor (a read's undoing needs it): each read
+            // finished here if this thread can (a faulting thread started
+            // it), else waited for (at once for the pages of a read already
+            // over); then once more.
+            for page in reading {
+                if !self.help_inline_read(page)
+                    && let Some(queue) = self.read_ahead.as_ref()
+                {
+                    queue.wait_uncovered(page);
+                }
+            }
+            waited = true;
         }
     }
 

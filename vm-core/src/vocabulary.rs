@@ -54,7 +54,9 @@ pub enum Advice {
     /// ([`AddressSpace::touch`](crate::AddressSpace::touch) always is).
     #[serde(alias = "WillNeed")]
     WillNeed,
-    /// Not needed: write back changes and give the memory back. A changed
+    /// Not needed: write back changes and give the memory back — pages
+    /// being read ahead or for `WillNeed` too, once their reads end (it
+    /// waits for them). A changed
     /// page a guard holds cannot be written back: the advice then fails
     /// with [`VmError::PageBusy`](crate::VmError::PageBusy) naming it, and
     /// drops nothing (drop the guard, and advise again).

@@ -191,6 +191,47 @@ fn a_scan_keeps_up_to_four_clusters_in_flight_where_the_pool_has_room() {
 }
 
 #[test]
+fn dont_need_drops_the_clusters_in_flight_too() {
+    // A scan stopped halfway, with clusters read ahead in flight (or
+    // complete and latched for their reader, who never comes), then
+    // `DontNeed` of its data: nothing stays in, by the VM's count or the
+    // kernel's — the reads are waited for and their pages dropped.
+    for (budget, moves) in [(16_384, true), (BUDGET, true), (16_384, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = 24 * 256;
+        let config = VmConfig {
+            move_frames: moves,
+            ..VmConfig::new(pages, budget)
+        };
+        let Some(vm) = direct_vm_from(dir.path(), config) else {
+            return;
+        };
+        let data = vm.allocate(pages).unwrap();
+        write_out(&vm, data, 9);
+        vm.advise(data, Advice::Sequential).unwrap();
+        let before = vm.stats().inline_reads;
+        for p in data.pages().take(pages as usize / 2) {
+            check_page(&vm, p, 9);
+        }
+        let reading = vm.stats();
+        assert!(reading.inline_reads > before, "{reading:?}");
+        vm.advise(data, Advice::DontNeed).unwrap();
+        let after = vm.stats();
+        assert_eq!(
+            after.resident_pages, 0,
+            "budget {budget}, moves {moves}: {after:?}"
+        );
+        assert_eq!(vm.kernel_resident_pages().unwrap(), 0, "{after:?}");
+        vm.check_invariants();
+        // And the data reads back whole.
+        for p in data.pages().step_by(97) {
+            check_page(&vm, p, 9);
+        }
+        vm.close().unwrap();
+    }
+}
+
+#[test]
 fn without_a_frame_pool_the_reads_go_straight_into_the_pages() {
     let dir = tempfile::tempdir().unwrap();
     let Some(vm) = direct_vm_with(dir.path(), true, false) else {
