@@ -280,12 +280,7 @@ impl AddressSpace {
                 page: PageNumber(page),
             });
         }
-        if seen.tag() == TAG_LOCKED
-            && self
-                .read_ahead
-                .as_ref()
-                .is_some_and(|q| q.pending().0 < crate::fault::planned::PLANNED_MAX)
-        {
+        if seen.coming_in() && self.may_plan_past() {
             // A scan that caught up with its read-ahead: keep the next
             // cluster coming before waiting for this one, and have memory
             // ready for the cluster after it (a huge page zeroed while the

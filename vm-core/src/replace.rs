@@ -89,15 +89,17 @@ impl AddressSpace {
             return;
         }
         // What the stream keeps behind the page it reads next: a quarter of
-        // real memory and two read-ahead windows, at most half of real
-        // memory. The reader is at most two windows behind the read it
-        // plans (one being used, one in flight), so what goes is behind
+        // real memory and as many read-ahead windows as the stream keeps in
+        // flight (`stream_reads_max`), at most half of real memory. The
+        // reader is at most that many windows behind the read it plans
+        // (one being used, the others in flight), so what goes is behind
         // it; and a program that reads a chunk in order and then rewrites
         // it in place (an external sort's run, a quarter of memory) finds
         // the chunk still there. (Measured with 4 MiB kept: `bench
         // out-of-core --workloads sort` took 8.4–8.8 s against 4.5 without
         // free-behind, each run's pages read, freed and faulted in again.)
-        let keep = (budget / 4 + 2 * Self::run_max(monitor)).min(budget / 2);
+        let window = Self::run_max(monitor);
+        let keep = (budget / 4 + self.stream_reads_max(window) as u64 * window).min(budget / 2);
         let Some(end) = page.checked_sub(keep).filter(|&end| end > start) else {
             return;
         };

@@ -161,9 +161,10 @@ pub struct VmStats {
     #[serde(default)]
     pub inline_reads_unmet: u64,
     /// The most of `inline_reads` in flight at once (started and not yet
-    /// finished): up to four clusters of a sequential stream where the
-    /// frame pool holds twice their pages, two otherwise (see
-    /// [`Advice::Sequential`](crate::Advice::Sequential)).
+    /// finished): a sequential stream keeps as many clusters in flight as
+    /// half the frame pool holds, from two to four (see
+    /// [`Advice::Sequential`](crate::Advice::Sequential)); `touch` and the
+    /// will-need thread up to two more.
     #[serde(default)]
     pub inline_reads_in_flight_high: u64,
 }

@@ -26,10 +26,10 @@ pub enum Advice {
     /// Accessed in order: a fault also reads the next pages ahead, in a
     /// window that grows with the stream; many streams at once (a merge)
     /// share a quarter of real memory for their windows. A stream alone
-    /// whose window has grown to its most (1 MiB) keeps the next windows
-    /// coming while it uses this one: up to four reads in flight where the
-    /// frame pool has room for twice as many pages (a budget of 64 MiB or
-    /// more), two otherwise
+    /// whose window has grown to its most (256 pages) keeps the next
+    /// windows coming while it uses this one: as many reads in flight as
+    /// half the frame pool holds, from two to four (four at budgets of 64
+    /// MiB or more with 4 KiB pages; two without a pool)
     /// ([`VmStats::inline_reads_in_flight_high`](crate::VmStats::inline_reads_in_flight_high)). In an
     /// interval larger than real memory, which one pass cannot keep, the
     /// stream also frees its clean pages well behind it (further behind

@@ -372,6 +372,54 @@ fn touch_and_will_need_read_their_clusters_through_the_ring() {
     vm.close().unwrap();
 }
 
+/// `touch` right after a scan that stopped with its clusters in flight
+/// (up to four, with a 64 MiB budget) still reads through the ring: its
+/// reads have a most of their own beside the stream's. (Before, any two
+/// reads in flight sent it back to reading under the monitor.) The
+/// scan's reads stay in flight for 20 ms at least (the read-ahead thread
+/// finishes unmet reads that old): a thread preempted longer between the
+/// two retries, three times at most.
+#[test]
+fn a_touch_beside_a_deep_scan_still_reads_through_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = 32 * 256;
+    let Some(vm) = direct_vm_from(dir.path(), VmConfig::new(pages, 16_384)) else {
+        return;
+    };
+    if vm.stats().frame_pool_pages < 2048 {
+        println!("skipped: the kernel gave no frame pool");
+        return;
+    }
+    let scanned = vm.allocate(24 * 256).unwrap();
+    let touched = vm.allocate(2 * 256).unwrap();
+    write_out(&vm, scanned, 15);
+    write_out(&vm, touched, 16);
+    vm.advise(scanned, Advice::Sequential).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        for p in scanned.pages().take(12 * 256) {
+            check_page(&vm, p, 15);
+        }
+        let ahead = vm.stats().inline_reads;
+        let reads = reads_over(&vm, || vm.touch(touched).unwrap());
+        seen.push((reads, vm.stats().inline_reads_in_flight_high, ahead));
+        for p in touched.pages() {
+            check_page(&vm, p, 16);
+        }
+        if reads == (2, 2, 512, 2) {
+            break;
+        }
+        vm.advise(scanned, Advice::DontNeed).unwrap();
+        vm.advise(touched, Advice::DontNeed).unwrap();
+    }
+    assert!(
+        seen.iter().any(|&(reads, _, _)| reads == (2, 2, 512, 2)),
+        "(reads, in flight high, ring reads before): {seen:?}"
+    );
+    vm.check_invariants();
+    vm.close().unwrap();
+}
+
 /// A cluster `touch` planned whose read fails (here: the drive's file cut
 /// short under the VM, so the ring's read comes back short) is planned
 /// once: the page is then read under the monitor, through the drive, which

@@ -12,7 +12,8 @@
 //! that later meets a page of the run — the scan, caught up — waits for
 //! that read's completion itself, moves the run to its pages and releases
 //! their latches ([`AddressSpace::reap_inline`], from `wait_for_latch`),
-//! after planning and starting the cluster after it. So, as in the
+//! after planning and starting the clusters after those in flight (up to
+//! four in flight: `plan_past_in_flight`). So, as in the
 //! kernel's read-ahead, the thread that uses the pages does the work, and
 //! no other thread of the process runs for a read.
 //!
@@ -26,7 +27,7 @@
 //! interrupt between processors is an exit on both sides). On a busy host
 //! each wake-up of an idle processor can take milliseconds. Here the
 //! move's flush is local: no other processor runs a thread of the process.
-//! And the two reads in flight are at the device together, where the
+//! And the reads in flight are at the device together, where the
 //! read-ahead thread issued them one after the other. Measured in
 //! BENCHMARKS.md ("Read-ahead in the faulting thread").
 //!
@@ -142,7 +143,7 @@ impl AddressSpace {
                 (buf, len, Some(run))
             }
             None => {
-                // No run of the pool free (a small pool, two reads in
+                // No run of the pool free (a small pool, its runs all in
                 // flight): straight into the pages, as the read-ahead
                 // thread would. SAFETY: the planned read owns the exclusive
                 // latches of these absent pages (taken in

@@ -14,8 +14,12 @@ use std::time::Instant;
 /// the module docs.)
 pub(super) const TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Ring entries: reads in flight at once are at most `PLANNED_MAX`.
+/// Ring entries: reads in flight at once are at most `PLANNED_MAX +
+/// TOUCH_PLANNED_MAX` (a read the ring does not take is read another way).
 const RING_ENTRIES: u32 = 8;
+const _: () = assert!(
+    super::planned::PLANNED_MAX + super::planned::TOUCH_PLANNED_MAX <= RING_ENTRIES as usize
+);
 
 /// The reads in flight that faulting threads started, and their ring.
 pub(crate) struct InlineReads {

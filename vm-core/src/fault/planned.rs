@@ -9,16 +9,17 @@ use runtable::DiskAddr;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Reads planned or in flight at most; a scan planning more waits for
-/// one to finish instead (by faulting on it). A sequential stream keeps
-/// up to this many clusters in flight where the frame pool holds twice
-/// their pages (`AddressSpace::stream_reads_max`); `touch` and the
-/// will-need thread at most [`TOUCH_PLANNED_MAX`].
+/// A sequential stream's reads planned or in flight at most (all reads,
+/// its own and others'); a scan planning more waits for one to finish
+/// instead (by faulting on it). A stream keeps up to this many clusters
+/// in flight where the frame pool holds twice their pages
+/// (`AddressSpace::stream_reads_max`).
 pub(crate) const PLANNED_MAX: usize = 4;
 
-/// Reads planned or in flight at most when `touch` or the will-need
-/// thread plans one (more, for the demo's check, made it slower: see
-/// BENCHMARKS.md, "The monitor let go for `touch`").
+/// The reads of `touch` and the will-need thread planned or in flight at
+/// most, beside the streams' (more, for the demo's check, made it slower:
+/// see BENCHMARKS.md, "The monitor let go for `touch`"). So reads in
+/// flight are at most `PLANNED_MAX + TOUCH_PLANNED_MAX`.
 pub(crate) const TOUCH_PLANNED_MAX: usize = 2;
 
 /// Clusters a sequential stream keeps in flight where the frame pool is
@@ -91,6 +92,9 @@ struct Queue {
     cleaning: Vec<(u64, u64)>,
     /// Reads taken by the thread and not finished: their pages.
     reading: Vec<(u64, u64)>,
+    /// Of `reading`, those of `touch` and the will-need thread (not a
+    /// stream's): they have a most of their own (`TOUCH_PLANNED_MAX`).
+    touching: Vec<(u64, u64)>,
     /// The runs of the mapped-file read-arounds in flight, read by the
     /// faulting threads themselves (`around`): not this thread's work, but
     /// latched pages `free` and `kill` wait for as for the others.
@@ -136,6 +140,12 @@ impl ReadAheadQueue {
             .sum::<u64>()
             + queue.reading.iter().map(|&(_, count)| count).sum::<u64>();
         (queue.planned.len() + queue.reading.len(), pages)
+    }
+
+    /// Reads of `touch` and the will-need thread planned or in flight.
+    pub(crate) fn touches_pending(&self) -> usize {
+        let queue = self.queue.lock();
+        queue.planned.iter().filter(|p| !p.stream).count() + queue.touching.len()
     }
 
     /// Whether `page` belongs to a read planned or in flight, or to a
@@ -226,6 +236,9 @@ impl ReadAheadQueue {
         self.direct_planned.fetch_sub(1, Ordering::Relaxed);
         let run = (planned.page, planned.was.len() as u64);
         queue.reading.push(run);
+        if !planned.stream {
+            queue.touching.push(run);
+        }
         queue.starting.push(run);
         Some(planned)
     }
@@ -322,6 +335,11 @@ impl ReadAheadQueue {
             direct_planned.fetch_sub(1, Ordering::Relaxed);
         }
         queue.reading.push((planned.page, planned.was.len() as u64));
+        if !planned.stream {
+            queue
+                .touching
+                .push((planned.page, planned.was.len() as u64));
+        }
         Some(Work::Read(planned))
     }
 
@@ -354,6 +372,11 @@ impl ReadAheadQueue {
             }
             if let Some(planned) = queue.planned.pop_front() {
                 queue.reading.push((planned.page, planned.was.len() as u64));
+                if !planned.stream {
+                    queue
+                        .touching
+                        .push((planned.page, planned.was.len() as u64));
+                }
                 return Some(Work::Read(planned));
             }
             if queue.stopping {
@@ -389,6 +412,9 @@ impl ReadAheadQueue {
         let mut queue = self.queue.lock();
         if let Some(at) = queue.reading.iter().position(|&run| run == (page, count)) {
             queue.reading.swap_remove(at);
+        }
+        if let Some(at) = queue.touching.iter().position(|&run| run == (page, count)) {
+            queue.touching.swap_remove(at);
         }
         drop(queue);
         self.reading_over.notify_all();

@@ -46,9 +46,7 @@ use super::planned::{
 use crate::mapped::Source;
 use crate::monitor::Monitor;
 use crate::space::AddressSpace;
-use crate::state::{
-    DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_LOCKED, TAG_RESIDENT,
-};
+use crate::state::{DIRTY, ExclusiveLatch, ON_DISK, REFERENCED, TAG_ABSENT, TAG_RESIDENT};
 use crate::sys::region::{PooledRun, RunUse};
 use crate::vocabulary::Advice;
 use std::panic::AssertUnwindSafe;
@@ -94,8 +92,9 @@ impl AddressSpace {
         // And never more in flight than a quarter of real memory: at small
         // budgets two clusters ahead evicted each other before the scan
         // reached them (a 512-page scan through 128 pages read 536 pages);
-        // at large ones (a window is 1 MiB) two stay in flight, which the
-        // scan needs (one at a time: 512 MiB in 0.68-0.71 s, not 0.45).
+        // at large ones (a window is 1 MiB) two to four stay in flight,
+        // which the scan needs (one at a time: 512 MiB in 0.68-0.71 s, not
+        // 0.45).
         if pages_pending + window > monitor.budget() / 4 {
             return false;
         }
@@ -115,6 +114,7 @@ impl AddressSpace {
     /// four reads of 1 MiB in flight and a pool of 1,024 pages was
     /// 1.44–2.24× the best kernel side, 0.85–1.31× with 2,048.
     pub(crate) fn stream_reads_max(&self, window: u64) -> usize {
+        debug_assert!(window > 0);
         let pool = self.region.pool_pages();
         if pool == 0 {
             return STREAM_READS_MIN;
@@ -122,6 +122,16 @@ impl AddressSpace {
         usize::try_from(pool / (2 * window.max(1)))
             .unwrap_or(PLANNED_MAX)
             .clamp(STREAM_READS_MIN, PLANNED_MAX)
+    }
+
+    /// Whether a thread about to wait for a page coming in should look for
+    /// clusters to plan past it first (`plan_past_in_flight`): fewer reads
+    /// in flight than a stream of the largest window keeps. Looked at
+    /// without the monitor.
+    pub(crate) fn may_plan_past(&self) -> bool {
+        self.read_ahead.as_ref().is_some_and(|q| {
+            q.pending().0 < self.stream_reads_max(super::service::READ_AHEAD_PAGES)
+        })
     }
 
     /// Monitor held on entry and exit.
@@ -143,7 +153,9 @@ impl AddressSpace {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
             return false;
         };
-        if read_ahead.pending().0 >= TOUCH_PLANNED_MAX {
+        // Its own most, whatever a stream has in flight: a deep scan
+        // beside it does not send it back under the monitor.
+        if read_ahead.touches_pending() >= TOUCH_PLANNED_MAX {
             return false;
         }
         self.plan_run(monitor, page, window, false) > 0
@@ -269,9 +281,10 @@ impl AddressSpace {
         let reach = page
             .saturating_add(PLANNED_MAX as u64 * max)
             .min(interval_end);
+        // (Pages coming in only: not a guard's latch.)
         let mut end = page;
         loop {
-            while end < reach && states.load(end).tag() == TAG_LOCKED {
+            while end < reach && states.load(end).coming_in() {
                 end += 1;
             }
             if end >= reach
@@ -298,8 +311,9 @@ impl AddressSpace {
         std::thread::scope(|scope| {
             // (No more runs wait for the finisher than reads can be in
             // flight: `pending` counts them until they are done.)
-            let (to_finisher, finishing) =
-                std::sync::mpsc::sync_channel::<(Planned, PooledRun<'_>)>(PLANNED_MAX);
+            let (to_finisher, finishing) = std::sync::mpsc::sync_channel::<(Planned, PooledRun<'_>)>(
+                PLANNED_MAX + TOUCH_PLANNED_MAX,
+            );
             let finisher = std::thread::Builder::new()
                 .name("read-ahead-finish".into())
                 .spawn_scoped(scope, move || {

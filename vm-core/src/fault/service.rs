@@ -16,7 +16,7 @@ use runtable::PageNumber;
 /// The most pages one fault in an interval advised `Sequential` reads, in
 /// one transfer per segment of consecutive disk pages (1 MiB of 4 KiB
 /// pages; never more than a quarter of real memory).
-const READ_AHEAD_PAGES: u64 = 256;
+pub(crate) const READ_AHEAD_PAGES: u64 = 256;
 /// The window of a stream just starting (32 KiB of 4 KiB pages).
 const READ_AHEAD_MIN: u64 = 8;
 
