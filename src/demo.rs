@@ -913,9 +913,12 @@ impl DemoReport {
                     let runs = if self.runs > 1 {
                         format!(
                             "the next run advised WillNeed before each run but the last was \
-                             sorted ({} times, {} pages in all)",
+                             sorted ({} times, {} pages in all; {} queued for the will-need \
+                             thread, {} dropped at its limit)",
                             self.runs - 1,
-                            self.prefetched_run_pages
+                            self.prefetched_run_pages,
+                            s.will_need_queued_pages,
+                            s.will_need_dropped_pages
                         )
                     } else {
                         "no next run to advise (one run)".to_string()

@@ -534,7 +534,9 @@ impl AddressSpace {
     /// passed over — or its reads failed, or the VM is closing. Advice
     /// dropped at the queue's limit is not waited for. While other threads
     /// go on advising, it may wait for their advice too. For a program that
-    /// wants its advice done before it measures, and for tests.
+    /// wants its advice done before it measures, and for tests
+    /// ([`VmStats::will_need_dropped_pages`](crate::VmStats::will_need_dropped_pages)
+    /// says how much advice was dropped).
     ///
     /// It waits for the reads, not for a promise: the pages are not pinned,
     /// so the clock may have taken some back by the time it returns (other

@@ -167,6 +167,16 @@ pub struct VmStats {
     /// will-need thread up to two more.
     #[serde(default)]
     pub inline_reads_in_flight_high: u64,
+    /// Pages advised `WillNeed` and queued for the will-need thread (see
+    /// [`Advice::WillNeed`](crate::Advice::WillNeed)); advice brought in at
+    /// once (no thread) is not counted.
+    #[serde(default)]
+    pub will_need_queued_pages: u64,
+    /// Pages advised `WillNeed` whose advice was dropped: the pages
+    /// waiting would have passed three quarters of real memory. `settle`
+    /// does not wait for them.
+    #[serde(default)]
+    pub will_need_dropped_pages: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -186,6 +196,9 @@ impl AddressSpace {
             frame_pool_huge_chunks,
             frame_pin_waits,
         ] = self.region.pool_counts();
+        // (The monitor, then the queue's lock: the order `withdraw` takes.)
+        let (will_need_queued_pages, will_need_dropped_pages) =
+            self.will_need.as_ref().map_or((0, 0), |q| q.counts());
         VmStats {
             cleaned_ahead: self
                 .read_ahead
@@ -197,6 +210,8 @@ impl AddressSpace {
             inline_reads: self.inline_reads(),
             inline_reads_unmet: self.inline_reads_unmet(),
             inline_reads_in_flight_high: self.inline_reads_in_flight_high(),
+            will_need_queued_pages,
+            will_need_dropped_pages,
             frame_pool_pages,
             release_calls: self.region.release_calls(),
             frames_moved_in,

@@ -47,7 +47,9 @@ pub enum Advice {
     /// VM's will-need thread, which brings it in (by runs, as `touch`)
     /// while the program goes on, as the kernel reads for `MADV_WILLNEED`.
     /// Advice: past three quarters of real memory waiting it is dropped
-    /// (it would push out what it asked for), and a read
+    /// (it would push out what it asked for;
+    /// [`VmStats::will_need_dropped_pages`](crate::VmStats::will_need_dropped_pages)
+    /// counts it), and a read
     /// that fails is met by the access that needs the page.
     /// [`AddressSpace::settle`](crate::AddressSpace::settle) waits for it.
     /// Without a volume it is brought in before the call returns

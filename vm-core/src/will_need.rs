@@ -87,6 +87,11 @@ struct State {
     /// not with the VM: a VM never advised `WillNeed` has no such thread);
     /// taken by the VM when it stops the thread.
     thread: Option<JoinHandle<()>>,
+    /// Pages queued so far, and pages whose advice was dropped at the
+    /// limit (for `VmStats::will_need_queued_pages` and
+    /// `will_need_dropped_pages`).
+    queued_pages: u64,
+    dropped_pages: u64,
 }
 
 /// Makes the thread that serves the queue (set by the VM, which knows the
@@ -141,6 +146,7 @@ impl WillNeedQueue {
             return Pushed::NoThread;
         }
         if state.pages + interval.count.0 > limit {
+            state.dropped_pages += interval.count.0;
             return Pushed::Full;
         }
         if state.thread.is_none() {
@@ -155,9 +161,17 @@ impl WillNeedQueue {
             }
         }
         state.pages += interval.count.0;
+        state.queued_pages += interval.count.0;
         state.waiting.push_back(interval);
         self.changed.notify_all();
         Pushed::Queued
+    }
+
+    /// Pages queued so far, and pages whose advice was dropped at the
+    /// limit.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let state = self.state.lock();
+        (state.queued_pages, state.dropped_pages)
     }
 
     /// The thread's next interval, waiting for one; `None` once stopped.

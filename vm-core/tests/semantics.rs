@@ -895,10 +895,23 @@ fn will_need_past_three_quarters_of_memory_is_dropped() {
     vm.advise(i, Advice::WillNeed).unwrap();
     vm.settle();
     assert_eq!(vm.stats().disk_reads, before.disk_reads);
+    // Counted as dropped, not queued.
+    let after = vm.stats();
+    assert_eq!(
+        (after.will_need_queued_pages, after.will_need_dropped_pages),
+        (0, 100),
+        "{after:?}"
+    );
     vm.advise(Interval::new(i.page.0, 96), Advice::WillNeed)
         .unwrap();
     vm.settle();
-    assert_eq!(vm.stats().disk_pages_read - before.disk_pages_read, 96);
+    let after = vm.stats();
+    assert_eq!(after.disk_pages_read - before.disk_pages_read, 96);
+    assert_eq!(
+        (after.will_need_queued_pages, after.will_need_dropped_pages),
+        (96, 100),
+        "{after:?}"
+    );
     assert!(matches!(
         vm.advise(Interval::new(900, 4), Advice::WillNeed),
         Err(VmError::AddressFault { .. } | VmError::NotAllocated { .. })
