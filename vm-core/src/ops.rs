@@ -818,7 +818,12 @@ impl AddressSpace {
             let mut dropped = Vec::new();
             // The pages latched by reads in flight.
             let mut reading: Vec<u64> = Vec::new();
-            let read_ahead = self.read_ahead.as_ref().filter(|_| !waited);
+            // (Not in a child made by `fork`: nothing there would finish
+            // the reads its copy of the queue holds.)
+            let read_ahead = self
+                .read_ahead
+                .as_ref()
+                .filter(|q| !waited && q.is_owners());
             for page in interval.page.0..interval.end().0 {
                 // Only pages in frames (wired memory, mapped since the
                 // check above, has none — review).
@@ -836,7 +841,7 @@ impl AddressSpace {
                         dropped.push(latch);
                     }
                     Err(word) => {
-                        if word.tag() == TAG_LOCKED && read_ahead.is_some_and(|q| q.covers(page)) {
+                        if word.coming_in() && read_ahead.is_some_and(|q| q.covers(page)) {
                             reading.push(page);
                         }
                     }
@@ -858,13 +863,13 @@ impl AddressSpace {
                 return Ok(());
             }
             // Without the monitor (a read's undoing needs it): each read
-            // finished here if this thread can (a faulting thread started
-            // it), else waited for (at once for the pages of a read already
-            // over); then once more.
+            // helped (started, or waited for in the ring and finished, where
+            // a faulting thread started it), then waited for until it is
+            // over — another thread may be finishing it (at once for the
+            // pages of a read already over); then once more.
             for page in reading {
-                if !self.help_inline_read(page)
-                    && let Some(queue) = self.read_ahead.as_ref()
-                {
+                self.help_inline_read(page);
+                if let Some(queue) = self.read_ahead.as_ref() {
                     queue.wait_uncovered(page);
                 }
             }

@@ -196,7 +196,6 @@ impl AddressSpace {
             frame_pool_huge_chunks,
             frame_pin_waits,
         ] = self.region.pool_counts();
-        // (The monitor, then the queue's lock: the order `withdraw` takes.)
         let (will_need_queued_pages, will_need_dropped_pages) =
             self.will_need.as_ref().map_or((0, 0), |q| q.counts());
         VmStats {

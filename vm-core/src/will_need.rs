@@ -38,9 +38,7 @@
 //! on — so it never brings back what the program just let go (zeros, for
 //! killed pages; a freed interval's pages for whoever allocates them
 //! next). (A read of the thread's already in flight is waited for by
-//! `kill` and `free`, which discard its pages after; `DontNeed` passes
-//! over pages being read, as it passes over any latched page, so those
-//! stay.) In a child made by `fork` there is no thread: the
+//! `kill`, `free` and `DontNeed`, which discard its pages after.) In a child made by `fork` there is no thread: the
 //! advice is brought in before it returns. [`AddressSpace::settle`](crate::AddressSpace::settle) waits until
 //! everything queued has been brought in (or failed). Without a volume, or
 //! where the thread could not be made, `WillNeed` brings the interval in
@@ -50,6 +48,7 @@ use parking_lot::{Condvar, Mutex};
 use runtable::Interval;
 use std::collections::VecDeque;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 /// What [`WillNeedQueue::push`] did with an interval.
@@ -87,11 +86,6 @@ struct State {
     /// not with the VM: a VM never advised `WillNeed` has no such thread);
     /// taken by the VM when it stops the thread.
     thread: Option<JoinHandle<()>>,
-    /// Pages queued so far, and pages whose advice was dropped at the
-    /// limit (for `VmStats::will_need_queued_pages` and
-    /// `will_need_dropped_pages`).
-    queued_pages: u64,
-    dropped_pages: u64,
 }
 
 /// Makes the thread that serves the queue (set by the VM, which knows the
@@ -109,6 +103,12 @@ pub(crate) struct WillNeedQueue {
     owner: u32,
     /// Makes the thread at the first push; none set, no thread is made.
     spawner: OnceLock<Spawner>,
+    /// Pages queued so far, and pages whose advice was dropped at the
+    /// limit (for `VmStats::will_need_queued_pages` and
+    /// `will_need_dropped_pages`; read without the lock, which a child
+    /// made by `fork` may have inherited held).
+    queued_pages: AtomicU64,
+    dropped_pages: AtomicU64,
 }
 
 impl Default for WillNeedQueue {
@@ -118,6 +118,8 @@ impl Default for WillNeedQueue {
             changed: Condvar::new(),
             owner: crate::sys::futex::current_pid(),
             spawner: OnceLock::new(),
+            queued_pages: AtomicU64::new(0),
+            dropped_pages: AtomicU64::new(0),
         }
     }
 }
@@ -146,7 +148,8 @@ impl WillNeedQueue {
             return Pushed::NoThread;
         }
         if state.pages + interval.count.0 > limit {
-            state.dropped_pages += interval.count.0;
+            self.dropped_pages
+                .fetch_add(interval.count.0, Ordering::Relaxed);
             return Pushed::Full;
         }
         if state.thread.is_none() {
@@ -161,7 +164,8 @@ impl WillNeedQueue {
             }
         }
         state.pages += interval.count.0;
-        state.queued_pages += interval.count.0;
+        self.queued_pages
+            .fetch_add(interval.count.0, Ordering::Relaxed);
         state.waiting.push_back(interval);
         self.changed.notify_all();
         Pushed::Queued
@@ -170,8 +174,10 @@ impl WillNeedQueue {
     /// Pages queued so far, and pages whose advice was dropped at the
     /// limit.
     pub(crate) fn counts(&self) -> (u64, u64) {
-        let state = self.state.lock();
-        (state.queued_pages, state.dropped_pages)
+        (
+            self.queued_pages.load(Ordering::Relaxed),
+            self.dropped_pages.load(Ordering::Relaxed),
+        )
     }
 
     /// The thread's next interval, waiting for one; `None` once stopped.

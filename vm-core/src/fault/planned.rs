@@ -106,7 +106,6 @@ struct Queue {
 }
 
 /// The read-ahead thread's queue (q): planned reads, oldest first.
-#[derive(Default)]
 pub(crate) struct ReadAheadQueue {
     queue: Mutex<Queue>,
     /// Signalled when a read for the thread is planned, when a read enters
@@ -121,9 +120,33 @@ pub(crate) struct ReadAheadQueue {
     /// Planned reads the faulting thread can start itself, in `planned`
     /// (so that a fault with none looks at no lock).
     direct_planned: std::sync::atomic::AtomicUsize,
+    /// The process whose threads read and finish the reads queued: a child
+    /// made by `fork` has a copy of the queue, reads in flight included,
+    /// and nothing that will ever finish them.
+    owner: u32,
+}
+
+impl Default for ReadAheadQueue {
+    fn default() -> ReadAheadQueue {
+        ReadAheadQueue {
+            queue: Mutex::default(),
+            work: Condvar::new(),
+            cleaning_over: Condvar::new(),
+            reading_over: Condvar::new(),
+            cleaned: AtomicU64::new(0),
+            direct_planned: std::sync::atomic::AtomicUsize::new(0),
+            owner: crate::sys::futex::current_pid(),
+        }
+    }
 }
 
 impl ReadAheadQueue {
+    /// Whether this is the process whose reads the queue holds (not a
+    /// child made by `fork`: see `owner`).
+    pub(crate) fn is_owners(&self) -> bool {
+        crate::sys::futex::current_pid() == self.owner
+    }
+
     /// Asks the thread to stop once every planned read is done.
     pub(crate) fn stop(&self) {
         self.queue.lock().stopping = true;
