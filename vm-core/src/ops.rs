@@ -643,14 +643,8 @@ impl AddressSpace {
                 Discard::Wait(page, seen) => (page, seen),
             };
             drop(monitor);
-            // A read a faulting thread started: finished here.
-            if self.help_inline_read(page) {
-                continue;
-            }
-            // A read in flight: wait for it to end (its pages' latches may
-            // already be others', a guard's).
-            if let Some(queue) = self.read_ahead.as_ref().filter(|q| q.covers(page)) {
-                queue.wait_uncovered(page);
+            // A read in flight: finished here, or waited for.
+            if self.wait_for_read(page) {
                 continue;
             }
             // A guard of this thread's own holds it too, and would never
@@ -863,15 +857,10 @@ impl AddressSpace {
                 return Ok(());
             }
             // Without the monitor (a read's undoing needs it): each read
-            // helped (started, or waited for in the ring and finished, where
-            // a faulting thread started it), then waited for until it is
-            // over — another thread may be finishing it (at once for the
-            // pages of a read already over); then once more.
+            // waited for (at once for the pages of a read already over);
+            // then once more.
             for page in reading {
-                self.help_inline_read(page);
-                if let Some(queue) = self.read_ahead.as_ref() {
-                    queue.wait_uncovered(page);
-                }
+                self.wait_for_read(page);
             }
             waited = true;
         }

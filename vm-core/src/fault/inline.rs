@@ -318,6 +318,29 @@ impl AddressSpace {
         false
     }
 
+    /// Waits until no read covers `page` (a stream's read-ahead, `touch`'s
+    /// or the will-need thread's): helped first
+    /// ([`AddressSpace::help_inline_read`]), then waited for until it is
+    /// over — another thread may be finishing it — for the read, not for
+    /// the page's latch, which others may take as soon as the read lets go
+    /// of it. Whether a read covered it. Never in a child made by `fork`,
+    /// where nothing would finish its copy of the parent's reads. Monitor
+    /// not held.
+    pub(crate) fn wait_for_read(&self, page: u64) -> bool {
+        let helped = self.help_inline_read(page);
+        match self
+            .read_ahead
+            .as_ref()
+            .filter(|q| q.is_owners() && (helped || q.covers(page)))
+        {
+            Some(queue) => {
+                queue.wait_uncovered(page);
+                true
+            }
+            None => helped,
+        }
+    }
+
     /// Reads started by faulting threads (see [`InlineReads`]).
     pub(crate) fn inline_reads(&self) -> u64 {
         self.inline.as_ref().map_or(0, InlineReads::started)

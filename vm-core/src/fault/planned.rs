@@ -90,11 +90,8 @@ struct Queue {
     /// count)` of the one being written (at most one at a time).
     clean: Option<PlannedClean>,
     cleaning: Vec<(u64, u64)>,
-    /// Reads taken by the thread and not finished: their pages.
-    reading: Vec<(u64, u64)>,
-    /// Of `reading`, those of `touch` and the will-need thread (not a
-    /// stream's): they have a most of their own (`TOUCH_PLANNED_MAX`).
-    touching: Vec<(u64, u64)>,
+    /// Reads taken by the thread and not finished.
+    reading: Vec<Reading>,
     /// The runs of the mapped-file read-arounds in flight, read by the
     /// faulting threads themselves (`around`): not this thread's work, but
     /// latched pages `free` and `kill` wait for as for the others.
@@ -103,6 +100,26 @@ struct Queue {
     /// Reads a faulting thread took to start itself (see `inline`) and
     /// has not yet handed to the ring: (first page, count).
     starting: Vec<(u64, u64)>,
+}
+
+/// A read taken from the queue and not finished: its pages, and whether
+/// it is a stream's (`touch` and the will-need thread have a most of
+/// their own: `TOUCH_PLANNED_MAX`).
+struct Reading {
+    page: u64,
+    count: u64,
+    stream: bool,
+}
+
+impl Queue {
+    /// `planned`, just taken from `planned`, is being read.
+    fn start_reading(&mut self, planned: &Planned) {
+        self.reading.push(Reading {
+            page: planned.page,
+            count: planned.was.len() as u64,
+            stream: planned.stream,
+        });
+    }
 }
 
 /// The read-ahead thread's queue (q): planned reads, oldest first.
@@ -161,14 +178,15 @@ impl ReadAheadQueue {
             .iter()
             .map(|p| p.was.len() as u64)
             .sum::<u64>()
-            + queue.reading.iter().map(|&(_, count)| count).sum::<u64>();
+            + queue.reading.iter().map(|r| r.count).sum::<u64>();
         (queue.planned.len() + queue.reading.len(), pages)
     }
 
     /// Reads of `touch` and the will-need thread planned or in flight.
     pub(crate) fn touches_pending(&self) -> usize {
         let queue = self.queue.lock();
-        queue.planned.iter().filter(|p| !p.stream).count() + queue.touching.len()
+        queue.planned.iter().filter(|p| !p.stream).count()
+            + queue.reading.iter().filter(|r| !r.stream).count()
     }
 
     /// Whether `page` belongs to a read planned or in flight, or to a
@@ -184,10 +202,10 @@ impl ReadAheadQueue {
             .planned
             .iter()
             .any(|p| inside(p.page, p.was.len() as u64))
+            || queue.reading.iter().any(|r| inside(r.page, r.count))
             || queue
-                .reading
+                .around
                 .iter()
-                .chain(&queue.around)
                 .any(|&(start, count)| inside(start, count))
     }
 
@@ -257,12 +275,10 @@ impl ReadAheadQueue {
         let at = queue.planned.iter().position(|p| p.direct.is_some())?;
         let planned = queue.planned.remove(at)?;
         self.direct_planned.fetch_sub(1, Ordering::Relaxed);
-        let run = (planned.page, planned.was.len() as u64);
-        queue.reading.push(run);
-        if !planned.stream {
-            queue.touching.push(run);
-        }
-        queue.starting.push(run);
+        queue.start_reading(&planned);
+        queue
+            .starting
+            .push((planned.page, planned.was.len() as u64));
         Some(planned)
     }
 
@@ -357,12 +373,7 @@ impl ReadAheadQueue {
         if planned.direct.is_some() {
             direct_planned.fetch_sub(1, Ordering::Relaxed);
         }
-        queue.reading.push((planned.page, planned.was.len() as u64));
-        if !planned.stream {
-            queue
-                .touching
-                .push((planned.page, planned.was.len() as u64));
-        }
+        queue.start_reading(&planned);
         Some(Work::Read(planned))
     }
 
@@ -394,12 +405,7 @@ impl ReadAheadQueue {
                 return Some(Work::Clean(clean));
             }
             if let Some(planned) = queue.planned.pop_front() {
-                queue.reading.push((planned.page, planned.was.len() as u64));
-                if !planned.stream {
-                    queue
-                        .touching
-                        .push((planned.page, planned.was.len() as u64));
-                }
+                queue.start_reading(&planned);
                 return Some(Work::Read(planned));
             }
             if queue.stopping {
@@ -433,11 +439,12 @@ impl ReadAheadQueue {
     /// heard to be done.)
     pub(super) fn done(&self, page: u64, count: u64) {
         let mut queue = self.queue.lock();
-        if let Some(at) = queue.reading.iter().position(|&run| run == (page, count)) {
+        if let Some(at) = queue
+            .reading
+            .iter()
+            .position(|r| (r.page, r.count) == (page, count))
+        {
             queue.reading.swap_remove(at);
-        }
-        if let Some(at) = queue.touching.iter().position(|&run| run == (page, count)) {
-            queue.touching.swap_remove(at);
         }
         drop(queue);
         self.reading_over.notify_all();
