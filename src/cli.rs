@@ -17,9 +17,22 @@ use utility_mode::{ToolError, UtilityVm, info, parse_size};
 use vm_core::FaultService;
 use vm_core::simulate::AccessPattern;
 
+/// The sizes' syntax (`--help` of the top level and of every command that
+/// takes sizes).
+macro_rules! sizes {
+    () => {
+        "\
+Sizes (--drive-size, --memory, --keys, ...) are whole numbers of bytes with
+an optional binary unit: 4096, 64KiB, 32MiB, 1GiB (K, KB and KiB all mean
+1024; M, MB, MiB 1024^2; G, GB, GiB 1024^3)."
+    };
+}
+
 /// The exit statuses every command shares (printed by `--help`; the same
-/// table is in the README, and a test runs every row).
-pub const EXIT_STATUSES: &str = "\
+/// table is in the README, and a test runs every row), then the sizes'
+/// syntax.
+pub const EXIT_STATUSES: &str = concat!(
+    "\
 Exit status, every command:
   0    done (scavenge: the volume is clean; check: every seed kept every rule)
   1    scavenge: repaired, or repairable with --repair
@@ -31,15 +44,12 @@ Exit status, every command:
        broken rule found by check, a demo whose output is wrong)
   130  interrupted by Ctrl-C; 143 by SIGTERM (what the run created is removed)
 
-Sizes (--drive-size, --memory, --keys, ...) are whole numbers of bytes with
-an optional binary unit: 4096, 64KiB, 32MiB, 1GiB (K, KB and KiB all mean
-1024; M, MB, MiB 1024^2; G, GB, GiB 1024^3).";
+",
+    sizes!()
+);
 
 /// What every command that takes sizes says under its options.
-pub const SIZES: &str = "\
-Sizes are whole numbers of bytes with an optional binary unit: 4096, 64KiB,
-32MiB, 1GiB (K, KB and KiB all mean 1024; M, MB, MiB 1024^2; G, GB, GiB
-1024^3).";
+pub const SIZES: &str = sizes!();
 
 /// cedar-vm: a Cedar/Pilot-style single-address-space virtual memory, its
 /// disk tools and its benchmark runs.
