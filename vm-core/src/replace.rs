@@ -88,18 +88,30 @@ impl AddressSpace {
         {
             return;
         }
-        // What the stream keeps behind the page it reads next: a quarter of
-        // real memory and as many read-ahead windows as the stream keeps in
-        // flight (`stream_reads_max`), at most half of real memory. The
-        // reader is at most that many windows behind the read it plans
-        // (one being used, the others in flight), so what goes is behind
-        // it; and a program that reads a chunk in order and then rewrites
-        // it in place (an external sort's run, a quarter of memory) finds
-        // the chunk still there. (Measured with 4 MiB kept: `bench
-        // out-of-core --workloads sort` took 8.4–8.8 s against 4.5 without
-        // free-behind, each run's pages read, freed and faulted in again.)
+        // What the stream keeps behind the page it reads next: the windows
+        // it keeps in flight (`stream_reads_max`) and two more, at most half
+        // of real memory. The reader is at most that many windows behind
+        // the read it plans (one being used, the others in flight), so what
+        // goes is behind it. It keeps no more, though a program that reads
+        // a chunk in order and then rewrites it in place (an external
+        // sort's run) finds the chunk's first pages gone: the rewrite of a
+        // whole page reads nothing (`Latch::Overwrite`), so they come back
+        // for the cost of a fault, not a transfer. What keeping more costs
+        // is fresh memory: every page kept is a frame that one pass needs
+        // beyond the frame pool's, and the first pass commits those from
+        // the kernel, zeroed, as 2 MiB chunks — 2.6–7 ms each on this
+        // project's virtual machine once its host has taken free memory
+        // back. Measured at the full size (`bench out-of-core
+        // --scale 8 --workloads scan`, a 256 MiB budget, the host idle 20 s
+        // before each run, four rounds): with a quarter of real memory kept
+        // (the earlier rule) the scan committed 32–35 chunks and its first
+        // quarter took 0.32–0.45 s against the kernel's 0.16–0.21; with
+        // this, 1–4 chunks and 0.19–0.25 s. The bench's sort, whose runs
+        // are a quarter of the budget, took 4.1–4.4 s against 3.7–4.0 (its
+        // rewrites now fault the freed pages back in, without reads); the
+        // demo 3.1–3.3 s against 3.2–3.8.
         let window = Self::run_max(monitor);
-        let keep = (budget / 4 + self.stream_reads_max(window) as u64 * window).min(budget / 2);
+        let keep = ((self.stream_reads_max(window) as u64 + 2) * window).min(budget / 2);
         let Some(end) = page.checked_sub(keep).filter(|&end| end > start) else {
             return;
         };

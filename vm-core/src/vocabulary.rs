@@ -33,8 +33,8 @@ pub enum Advice {
     /// ([`VmStats::inline_reads_in_flight_high`](crate::VmStats::inline_reads_in_flight_high)). In an
     /// interval larger than real memory, which one pass cannot keep, the
     /// stream also frees its clean pages well behind it (further behind
-    /// than a quarter of real memory and two read-ahead windows, or half of
-    /// real memory if that is less) as it reads, referenced or
+    /// than the read-ahead windows it keeps in flight and two more, or half
+    /// of real memory if that is less) as it reads, referenced or
     /// not — as `MADV_SEQUENTIAL` allows — so that a scan reuses the
     /// memory it has and leaves the rest of the space in memory
     /// ([`VmStats::freed_behind`](crate::VmStats::freed_behind)).
