@@ -567,8 +567,8 @@ impl AddressSpace {
     /// linked to one of them is materialized — the slot's bytes copied to
     /// the destination's own slot, which then holds its copy (see
     /// `vcopy`) — and the pages' own links end (their slots will hold
-    /// them). An error leaves the rest linked (and the caller must not
-    /// write).
+    /// them; their frames hold them meanwhile). An error leaves the rest
+    /// linked (and the caller must not write).
     pub(crate) fn materialize_slots(
         &self,
         monitor: &mut Monitor,
@@ -578,10 +578,15 @@ impl AddressSpace {
             return Ok(());
         }
         for page in pages {
-            self.materialize_dependents(monitor, page, 0)?;
-            // Its own link ends: its slot is about to hold it (a page of a
-            // copy, changed since it came in).
+            // Its own link ends first: its slot is about to hold it (a page
+            // of a copy, changed since it came in; latched, its frame holds
+            // its bytes). Ended after, two pages each linked to the other's
+            // slot (a page copied over one that read it, then a copy of
+            // that one back over the first) had each materialization reach
+            // the other again, until the loop check poisoned the VM (found
+            // by the property test in `tests/vcopy.rs`).
             monitor.links.unlink(page);
+            self.materialize_dependents(monitor, page, 0)?;
         }
         Ok(())
     }

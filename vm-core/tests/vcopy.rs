@@ -170,6 +170,30 @@ proptest! {
     }
 }
 
+/// Two pages each linked to the other's slot, and one of them changed and
+/// written back: a page of area 1 that area 0 reads is overwritten by a
+/// copy of a page of area 2, which is then overwritten by a copy of area
+/// 0's page (still linked: it links to the same place, area 1's slot); area
+/// 1's page now reads area 2's slot and area 2's page area 1's. Writing
+/// area 2's page back materialized area 1's, whose slot area 2's page
+/// still read, and so on round the loop until the VM was poisoned (the
+/// property test found it).
+#[test]
+fn pages_linked_to_each_others_slots_are_written_back() {
+    use Op::{Copy, Write};
+    let ops = [
+        Write(1, 14672, 9905, 0),
+        Copy(1, 2, 0, 0, 5),
+        Write(2, 23869, 8900, 0),
+        Copy(2, 7, 1, 3, 2),
+        Copy(0, 1, 2, 7, 2),
+        Write(2, 19725, 8948, 0),
+    ];
+    for service in [FaultService::InFaultingThread, FaultService::Worker] {
+        run(&ops, service);
+    }
+}
+
 /// The point of a virtual copy: 48 pages copied, half of them read
 /// through the copy, neither side written — nothing is written to the
 /// volume for the copy; then a write-back of the whole source materializes
