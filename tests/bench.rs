@@ -564,8 +564,9 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
             continue;
         }
         // The VM's side also measures the device alone: random reads on
-        // its own drive file just before the random reads, and a
-        // sequential write at the end (the fill's baseline).
+        // its own drive file just before the random reads, and at the end a
+        // sequential write (the fill's baseline) and a sequential read of
+        // the data set (the scan's).
         let expected: &[&str] = if side["side"] == "vm" {
             &[
                 "fill",
@@ -578,6 +579,7 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
                 "uniform-fit",
                 "sort",
                 "device-write",
+                "device-read",
             ]
         } else {
             &[

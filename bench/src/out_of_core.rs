@@ -983,6 +983,94 @@ fn device_write(dir: &Path, bytes: u64, options: &OutOfCoreOptions) -> Result<Wo
     Ok(workload)
 }
 
+/// Requests of the device's own sequential read ([`device_read`]): 1 MiB
+/// of 4 KiB pages, as the VM's read-ahead clusters.
+const DEVICE_READ_PAGES: u64 = 256;
+/// Of those, in flight at once (one thread each): as many as the VM's scan
+/// keeps at budgets of 64 MiB and more.
+const DEVICE_READS_IN_FLIGHT: usize = 4;
+
+/// The device alone, as the scan's baseline: the data set's pages read from
+/// the VM's drive file (`on_disk`: each page's index in the data set and its
+/// disk page) in order, `O_DIRECT`, in requests of up to 1 MiB of pages
+/// consecutive on disk, four in flight, into memory advised huge
+/// ([`HugeBuffers`](crate::sys::HugeBuffers)). The first word of every
+/// request is checked against the data set's.
+fn device_read(
+    path: &Path,
+    on_disk: &[(u64, u64)],
+    options: &OutOfCoreOptions,
+) -> Result<Workload, String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The requests: runs of pages consecutive both in the data set and on
+    // disk, cut at 1 MiB.
+    let mut requests: Vec<(u64, u64, u64)> = Vec::new();
+    for &(index, disk) in on_disk {
+        match requests.last_mut() {
+            Some((first, at, count))
+                if *first + *count == index
+                    && *at + *count == disk
+                    && *count < DEVICE_READ_PAGES =>
+            {
+                *count += 1
+            }
+            _ => requests.push((index, disk, 1)),
+        }
+    }
+    let mut buffers =
+        crate::sys::HugeBuffers::new(DEVICE_READS_IN_FLIGHT, (DEVICE_READ_PAGES * PAGE) as usize)
+            .map_err(|e| format!("device read buffers: {e}"))?;
+    let total = on_disk.len() as u64;
+    let (next, done) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let clock = Clock::start(options.limit_s);
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let readers: Vec<_> = buffers
+            .buffers()
+            .map(|buffer| {
+                let (file, requests, next, done, clock) = (&file, &requests, &next, &done, &clock);
+                s.spawn(move || -> Result<(), String> {
+                    while !clock.over() {
+                        let Some(&(first, at, count)) =
+                            requests.get(next.fetch_add(1, Ordering::Relaxed))
+                        else {
+                            break;
+                        };
+                        let bytes = &mut buffer[..(count * PAGE) as usize];
+                        file.read_exact_at(bytes, at * PAGE).map_err(|e| {
+                            format!("device read of pages {at}..{}: {e}", at + count)
+                        })?;
+                        let word = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+                        if word != value(options.seed, first * WORDS) {
+                            return Err(format!(
+                                "device read: disk page {at} holds the wrong word"
+                            ));
+                        }
+                        done.fetch_add(count, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err("device read: a reader panicked".into()))
+            })
+            .collect()
+    });
+    for outcome in outcomes {
+        outcome?;
+    }
+    Ok(clock.result("device-read", done.into_inner(), total))
+}
+
 /// The device alone, as the random reads' baseline: `options.reads` reads
 /// of 4 KiB at random pages of the data set, `O_DIRECT` from the VM's
 /// drive file (`disk_pages`: the data set's pages on it), by as many
@@ -1309,13 +1397,16 @@ pub fn run_side(
             };
             let data_interval = vm.allocate(data_bytes / PAGE)?;
             let sort_interval = vm.allocate(2 * sort_bytes / PAGE)?;
-            // The device's own random reads on the same file, same run.
-            let disk_pages: Vec<u64> = data_interval
+            // The device's own reads on the same file, same run: the data
+            // set's pages on it (their index in the data set, their disk
+            // page).
+            let on_disk: Vec<(u64, u64)> = data_interval
                 .pages()
-                .filter_map(|p| vm.disk_address(p))
-                .filter(|d| d.drive == disk_channel::DriveId(0))
-                .map(|d| d.page.0)
+                .filter_map(|p| Some((p.0 - data_interval.page.0, vm.disk_address(p)?)))
+                .filter(|(_, d)| d.drive == disk_channel::DriveId(0))
+                .map(|(i, d)| (i, d.page.0))
                 .collect();
+            let disk_pages: Vec<u64> = on_disk.iter().map(|&(_, d)| d).collect();
             let device = || device_reads(&path, &disk_pages, options);
             let workloads = if transparent {
                 let store = |interval: Interval| -> Result<TransparentStore<'_>, ToolError> {
@@ -1346,6 +1437,11 @@ pub fn run_side(
                     // same file system, same run: the fill's baseline.
                     workloads
                         .push(device_write(dir, options.data_bytes(), options).map_err(check)?);
+                }
+                if workloads.iter().any(|w| w.name == "scan") {
+                    // The device's own sequential read of the data set, same
+                    // file, same run: the scan's baseline.
+                    workloads.push(device_read(&path, &on_disk, options).map_err(check)?);
                 }
                 workloads
             };
@@ -1953,6 +2049,21 @@ impl OutOfCoreReport {
                         .unwrap_or(f64::NAN)
             ));
         }
+        if let (Some(device), Some(scan)) = (
+            self.seconds(Side::Vm, "device-read"),
+            self.seconds(Side::Vm, "scan"),
+        ) {
+            let rate = |w: &Workload| o.data_bytes() as f64 * w.fraction_done / w.seconds / 1e6;
+            t.push_str(&format!(
+                "scan through the VM: {:.0} MB/s; the device's own sequential read (O_DIRECT, 1 MiB requests, {DEVICE_READS_IN_FLIGHT} in flight, same file, same run): {:.0} MB/s ({:.0}%)\n",
+                rate(scan),
+                rate(device),
+                100.0
+                    * self
+                        .ratio_within(Side::Vm, "device-read", "scan")
+                        .unwrap_or(f64::NAN)
+            ));
+        }
         if let Some(device) = self.seconds(Side::Vm, "device") {
             let per_read = |w: &Workload| w.seconds * 1e6 / (w.fraction_done * o.reads as f64);
             let iops = o.reads as f64 * device.fraction_done / device.seconds;
@@ -1992,7 +2103,7 @@ impl OutOfCoreReport {
             .sides
             .iter()
             .flat_map(|s| &s.workloads)
-            .filter(|w| w.name != "device" && w.name != "device-write")
+            .filter(|w| !w.name.starts_with("device"))
             .map(|w| w.seconds)
             .fold(f64::INFINITY, f64::min);
         if shortest < 0.05 {

@@ -558,3 +558,82 @@ pub mod kernel_reference {
         Ok(median(samples))
     }
 }
+
+/// Buffers for the device's own direct reads (`bench out-of-core`'s
+/// sequential-read baseline): `count` of `each` bytes, one after another in
+/// an anonymous mapping aligned to 2 MiB and advised `MADV_HUGEPAGE`, so
+/// that a 1 MiB read into one is one request to a disk that takes fewer
+/// than 256 segments a request (this machine's takes 254), as the VM's
+/// reads into its frame pool's 2 MiB chunks are. Where the kernel gives no
+/// huge page they are small pages, and the baseline is slower. Unmapped
+/// when dropped.
+pub struct HugeBuffers {
+    base: *mut u8,
+    len: usize,
+    /// Where the buffers start: `base` rounded up to 2 MiB.
+    start: usize,
+    count: usize,
+    each: usize,
+}
+
+impl HugeBuffers {
+    const HUGE: usize = 2 << 20;
+
+    /// The buffers, touched (committed) once each page.
+    pub fn new(count: usize, each: usize) -> std::io::Result<HugeBuffers> {
+        let bytes = count * each;
+        let len = bytes.next_multiple_of(Self::HUGE) + Self::HUGE;
+        // SAFETY: a fresh anonymous private mapping at an address the
+        // kernel chooses; it aliases no Rust object.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }?
+        .cast::<u8>();
+        let start = base.align_offset(Self::HUGE);
+        let buffers = HugeBuffers {
+            base,
+            len,
+            start,
+            count,
+            each,
+        };
+        // Best effort: without huge pages the buffers still work.
+        // SAFETY: the range lies inside our own mapping (`start` < 2 MiB,
+        // the mapping 2 MiB longer than the rounded-up buffers); advice
+        // changes no contents.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                base.add(start).cast(),
+                bytes.next_multiple_of(Self::HUGE),
+                rustix::mm::Advice::LinuxHugepage,
+            )
+        };
+        Ok(buffers)
+    }
+
+    /// The buffers, each `each` bytes, for one thread each.
+    pub fn buffers(&mut self) -> std::slice::ChunksExactMut<'_, u8> {
+        // SAFETY: `start + count·each` <= `len` (see `new`), inside our own
+        // live mapping, readable and writable; the slice borrows `self`
+        // mutably, so no other reference into the mapping exists while it
+        // lives, and the mapping outlives it.
+        let all = unsafe {
+            std::slice::from_raw_parts_mut(self.base.add(self.start), self.count * self.each)
+        };
+        all.fill(0);
+        all.chunks_exact_mut(self.each)
+    }
+}
+
+impl Drop for HugeBuffers {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no slice into it outlives `self` (they
+        // borrow it).
+        let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len) };
+    }
+}
