@@ -613,8 +613,10 @@ impl AddressSpace {
             return Err(VmError::Poisoned);
         }
         // A page linked to its own slot (a copy of a copy of it) is not its
-        // own dependent. (Only such self-links can close a loop: a copy of
-        // a linked page links to that page's place, never to the page.)
+        // own dependent. (Longer loops — pages each linked to the next one's
+        // slot, the last to the first's — are broken where they can be
+        // entered: a page written back ends its own link before its slot's
+        // copies are materialized, in `materialize_slots`.)
         let mut dests = monitor.links.linked_to_slot(page);
         dests.retain(|&d| d != page);
         if dests.is_empty() {
@@ -650,8 +652,9 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
-    /// Writes `bytes` to the slots of the linked, absent destination pages
-    /// `dests`, which then hold their copies.
+    /// Writes `bytes` to the slots of the linked destination pages `dests`,
+    /// which then hold their copies; those changed in memory are only
+    /// unlinked (their write-backs will fill their slots).
     fn materialize(
         &self,
         monitor: &mut Monitor,
@@ -661,6 +664,19 @@ impl AddressSpace {
     ) -> Result<(), VmError> {
         let states = self.states();
         for &dest in dests {
+            // A destination changed in memory (resident and dirty) needs no
+            // copy in its slot: its frame holds what it reads, and its own
+            // write-back will put that there (and materialize its slot's
+            // copies first); only the link ends. (Materialized, its slot was
+            // written twice; and a bad spot there, moved to a spare by the
+            // first write, left a write-back batch that holds `dest` aiming
+            // at the old address — review.)
+            let word = states.load(dest);
+            if word.tag() == TAG_RESIDENT && word.has(DIRTY) {
+                monitor.links.unlink(dest);
+                monitor.forget_copies(dest, dest + 1);
+                continue;
+            }
             // Copies reading `dest`'s own slot (a copy of it made while it
             // was materialized before) get theirs before it is written;
             // `dest` stays linked until its slot holds its copy (an error

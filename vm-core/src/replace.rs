@@ -88,11 +88,11 @@ impl AddressSpace {
         {
             return;
         }
-        // What the stream keeps behind the page it reads next: the windows
-        // it keeps in flight (`stream_reads_max`) and two more, at most half
-        // of real memory. The reader is at most that many windows behind
-        // the read it plans (one being used, the others in flight), so what
-        // goes is behind it. It keeps no more, though a program that reads
+        // What the stream keeps behind the page it reads next
+        // (`kept_behind`): the windows it keeps in flight and two more, at
+        // most half of real memory. Reads are planned no further past the
+        // page a reader waits on than that, so what goes is behind it. It
+        // keeps no more, though a program that reads
         // a chunk in order and then rewrites it in place (an external
         // sort's run) finds the chunk's first pages gone: the rewrite of a
         // whole page reads nothing (`Latch::Overwrite`), so they come back
@@ -110,8 +110,7 @@ impl AddressSpace {
         // are a quarter of the budget, took 4.1–4.4 s against 3.7–4.0 (its
         // rewrites now fault the freed pages back in, without reads); the
         // demo 3.1–3.3 s against 3.2–3.8.
-        let window = Self::run_max(monitor);
-        let keep = ((self.stream_reads_max(window) as u64 + 2) * window).min(budget / 2);
+        let keep = self.kept_behind(monitor);
         let Some(end) = page.checked_sub(keep).filter(|&end| end > start) else {
             return;
         };
@@ -156,6 +155,18 @@ impl AddressSpace {
         {
             monitor.counters.freed_behind += freed;
         }
+    }
+
+    /// Monitor held on entry and exit.
+    ///
+    /// What a sequential stream keeps behind the page it reads next (see
+    /// `free_behind`): the read-ahead windows it keeps in flight and two
+    /// more, at most half of real memory. Reads are never planned further
+    /// past the page a reader waits on than this (`plan_past_in_flight`),
+    /// so free-behind never takes a page at or after it.
+    pub(crate) fn kept_behind(&self, monitor: &Monitor) -> u64 {
+        let window = Self::run_max(monitor);
+        ((self.stream_reads_max(window) as u64 + 2) * window).min(monitor.budget() / 2)
     }
 
     /// Monitor held on entry and exit.

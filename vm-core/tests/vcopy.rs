@@ -194,6 +194,49 @@ fn pages_linked_to_each_others_slots_are_written_back() {
     }
 }
 
+/// A page of a copy changed in memory (resident and dirty) when its
+/// source's slot is about to be overwritten is not materialized: its frame
+/// holds what it reads and its own write-back puts that in its slot; only
+/// its link ends. The source's write-back writes one page, and both read
+/// right, before and after they leave memory.
+#[test]
+fn a_changed_copy_page_is_only_unlinked_when_its_source_is_written_back() {
+    let vm = sim_vm(64, 16);
+    let source = vm.allocate(1).unwrap();
+    let copy = vm.allocate(1).unwrap();
+    vm.write(vm.address_of(source.page), &[1; PAGE]).unwrap();
+    vm.flush().unwrap();
+    vm.copy(source, copy).unwrap();
+    // The copy's page comes in from its source's slot and changes.
+    vm.write(vm.address_of(copy.page), &[2; 8]).unwrap();
+    vm.write(vm.address_of(source.page), &[3; PAGE]).unwrap();
+    let before = vm.stats();
+    vm.clean(source).unwrap();
+    let after = vm.stats();
+    assert_eq!(
+        after.copies_materialized - before.copies_materialized,
+        0,
+        "the changed copy was materialized"
+    );
+    assert_eq!(
+        after.disk_pages_written - before.disk_pages_written,
+        1,
+        "the source's write-back wrote more than the source"
+    );
+    let check = |vm: &Vm| {
+        let mut page = vec![0u8; PAGE];
+        vm.read(vm.address_of(copy.page), &mut page).unwrap();
+        assert!(page[..8].iter().all(|&b| b == 2) && page[8..].iter().all(|&b| b == 1));
+        vm.read(vm.address_of(source.page), &mut page).unwrap();
+        assert!(page.iter().all(|&b| b == 3));
+    };
+    check(&vm);
+    vm.flush().unwrap();
+    vm.advise(source, Advice::DontNeed).unwrap();
+    vm.advise(copy, Advice::DontNeed).unwrap();
+    check(&vm);
+}
+
 /// The point of a virtual copy: 48 pages copied, half of them read
 /// through the copy, neither side written — nothing is written to the
 /// volume for the copy; then a write-back of the whole source materializes

@@ -276,9 +276,12 @@ impl AddressSpace {
         let states = self.states();
         let max = Self::run_max(monitor);
         // The runs in flight are consecutive clusters of at most `max`
-        // pages: look no further than the most of them past `page`.
+        // pages: look no further than the most of them past `page`, nor
+        // further than free-behind keeps behind a read (`kept_behind`: at
+        // small budgets, half of real memory is less than four windows), so
+        // that no read planned here frees `page` or any page after it.
         let reach = page
-            .saturating_add(PLANNED_MAX as u64 * max)
+            .saturating_add((PLANNED_MAX as u64 * max).min(self.kept_behind(monitor)))
             .min(interval_end);
         // (Pages coming in only: not a guard's latch.)
         let mut end = page;
