@@ -1028,10 +1028,11 @@ fn device_read(
             .map_err(|e| format!("device read buffers: {e}"))?;
     let total = on_disk.len() as u64;
     let (next, done) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let buffers: Vec<&mut [u8]> = buffers.buffers().collect();
     let clock = Clock::start(options.limit_s);
     let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
         let readers: Vec<_> = buffers
-            .buffers()
+            .into_iter()
             .map(|buffer| {
                 let (file, requests, next, done, clock) = (&file, &requests, &next, &done, &clock);
                 s.spawn(move || -> Result<(), String> {
@@ -1400,13 +1401,16 @@ pub fn run_side(
             // The device's own reads on the same file, same run: the data
             // set's pages on it (their index in the data set, their disk
             // page).
-            let on_disk: Vec<(u64, u64)> = data_interval
-                .pages()
-                .filter_map(|p| Some((p.0 - data_interval.page.0, vm.disk_address(p)?)))
-                .filter(|(_, d)| d.drive == disk_channel::DriveId(0))
-                .map(|(i, d)| (i, d.page.0))
-                .collect();
-            let disk_pages: Vec<u64> = on_disk.iter().map(|&(_, d)| d).collect();
+            // (The bench's volume has one drive.)
+            let on_disk = || -> Vec<(u64, u64)> {
+                data_interval
+                    .pages()
+                    .filter_map(|p| Some((p.0 - data_interval.page.0, vm.disk_address(p)?)))
+                    .filter(|(_, d)| d.drive == disk_channel::DriveId(0))
+                    .map(|(i, d)| (i, d.page.0))
+                    .collect()
+            };
+            let disk_pages: Vec<u64> = on_disk().iter().map(|&(_, d)| d).collect();
             let device = || device_reads(&path, &disk_pages, options);
             let workloads = if transparent {
                 let store = |interval: Interval| -> Result<TransparentStore<'_>, ToolError> {
@@ -1441,7 +1445,9 @@ pub fn run_side(
                 if workloads.iter().any(|w| w.name == "scan") {
                     // The device's own sequential read of the data set, same
                     // file, same run: the scan's baseline.
-                    workloads.push(device_read(&path, &on_disk, options).map_err(check)?);
+                    // (Where the pages are now: a bad spot may have moved
+                    // one since they were allocated.)
+                    workloads.push(device_read(&path, &on_disk(), options).map_err(check)?);
                 }
                 workloads
             };

@@ -561,7 +561,8 @@ pub mod kernel_reference {
 
 /// Buffers for the device's own direct reads (`bench out-of-core`'s
 /// sequential-read baseline): `count` of `each` bytes, one after another in
-/// an anonymous mapping aligned to 2 MiB and advised `MADV_HUGEPAGE`, so
+/// an anonymous mapping aligned to 2 MiB and advised `MADV_HUGEPAGE`,
+/// committed when made, so
 /// that a 1 MiB read into one is one request to a disk that takes fewer
 /// than 256 segments a request (this machine's takes 254), as the VM's
 /// reads into its frame pool's 2 MiB chunks are. Where the kernel gives no
@@ -594,8 +595,9 @@ impl HugeBuffers {
             )
         }?
         .cast::<u8>();
-        let start = base.align_offset(Self::HUGE);
-        let buffers = HugeBuffers {
+        // (Rounded up by hand: `align_offset` may decline.)
+        let start = (base as usize).next_multiple_of(Self::HUGE) - base as usize;
+        let mut buffers = HugeBuffers {
             base,
             len,
             start,
@@ -613,20 +615,24 @@ impl HugeBuffers {
                 rustix::mm::Advice::LinuxHugepage,
             )
         };
+        // Committed now, not in the timed reads.
+        buffers.all().fill(0);
         Ok(buffers)
+    }
+
+    /// All the buffers' bytes.
+    fn all(&mut self) -> &mut [u8] {
+        // SAFETY: `start` < 2 MiB and `start + count·each` <= `len` (see
+        // `new`): inside our own live mapping, readable and writable; the
+        // slice borrows `self` mutably, so no other reference into the
+        // mapping exists while it lives, and the mapping outlives it.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.start), self.count * self.each) }
     }
 
     /// The buffers, each `each` bytes, for one thread each.
     pub fn buffers(&mut self) -> std::slice::ChunksExactMut<'_, u8> {
-        // SAFETY: `start + count·each` <= `len` (see `new`), inside our own
-        // live mapping, readable and writable; the slice borrows `self`
-        // mutably, so no other reference into the mapping exists while it
-        // lives, and the mapping outlives it.
-        let all = unsafe {
-            std::slice::from_raw_parts_mut(self.base.add(self.start), self.count * self.each)
-        };
-        all.fill(0);
-        all.chunks_exact_mut(self.each)
+        let each = self.each;
+        self.all().chunks_exact_mut(each)
     }
 }
 
