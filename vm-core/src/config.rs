@@ -156,7 +156,7 @@ impl VmConfig {
     /// The frame pool's size in pages (0 for none): an eighth of the
     /// budget, but at least 16 pages (so a budget under 128 pages gets a
     /// pool larger than an eighth of it) and at most 2,048 and 8 MiB (room
-    /// for four 1 MiB read-ahead clusters in flight and as many slots
+    /// for six 1 MiB read-ahead clusters in flight and two clusters' slots
     /// refilled behind them: see `Advice::Sequential`) —
     /// memory the VM holds beyond its budget, in passage between a
     /// transfer and its pages; `kernel_resident_pages` counts the region

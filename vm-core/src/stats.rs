@@ -162,7 +162,7 @@ pub struct VmStats {
     pub inline_reads_unmet: u64,
     /// The most of `inline_reads` in flight at once (started and not yet
     /// finished): a sequential stream keeps as many clusters in flight as
-    /// half the frame pool holds, from two to four (see
+    /// the frame pool holds less two, from two to six (see
     /// [`Advice::Sequential`](crate::Advice::Sequential)); `touch` and the
     /// will-need thread up to two more.
     #[serde(default)]

@@ -28,8 +28,8 @@ pub enum Advice {
     /// share a quarter of real memory for their windows. A stream alone
     /// whose window has grown to its most (256 pages) keeps the next
     /// windows coming while it uses this one: as many reads in flight as
-    /// half the frame pool holds, from two to four (four at budgets of 64
-    /// MiB or more with 4 KiB pages; two without a pool)
+    /// the frame pool holds less two, from two to six (six at budgets of
+    /// 64 MiB or more with 4 KiB pages; two at 32 MiB, and without a pool)
     /// ([`VmStats::inline_reads_in_flight_high`](crate::VmStats::inline_reads_in_flight_high)). In an
     /// interval larger than real memory, which one pass cannot keep, the
     /// stream also frees its clean pages well behind it (further behind

@@ -13,7 +13,7 @@
 //! that read's completion itself, moves the run to its pages and releases
 //! their latches ([`AddressSpace::reap_inline`], from `wait_for_latch`),
 //! after planning and starting the clusters after those in flight (up to
-//! four in flight: `plan_past_in_flight`). So, as in the
+//! six in flight: `plan_past_in_flight`). So, as in the
 //! kernel's read-ahead, the thread that uses the pages does the work, and
 //! no other thread of the process runs for a read.
 //!

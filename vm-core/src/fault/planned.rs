@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A sequential stream's reads planned or in flight at most (all reads,
 /// its own and others'); a scan planning more waits for one to finish
 /// instead (by faulting on it). A stream keeps up to this many clusters
-/// in flight where the frame pool holds twice their pages
+/// in flight where the frame pool holds two more
 /// (`AddressSpace::stream_reads_max`).
-pub(crate) const PLANNED_MAX: usize = 4;
+pub(crate) const PLANNED_MAX: usize = 6;
 
 /// The reads of `touch` and the will-need thread planned or in flight at
 /// most, beside the streams' (more, for the demo's check, made it slower:

@@ -19,7 +19,7 @@
 //! read-ahead thread itself.
 //! A fault that finds its page still being read (the scan caught up) plans
 //! the clusters after the ones in flight before it waits, so a scan that
-//! is faster than the drive keeps up to four clusters in flight (two
+//! is faster than the drive keeps up to six clusters in flight (two
 //! where the frame pool is small: `stream_reads_max`) — the kernel's
 //! asynchronous read-ahead, by other means.
 //!
@@ -92,7 +92,7 @@ impl AddressSpace {
         // And never more in flight than a quarter of real memory: at small
         // budgets two clusters ahead evicted each other before the scan
         // reached them (a 512-page scan through 128 pages read 536 pages);
-        // at large ones (a window is 1 MiB) two to four stay in flight,
+        // at large ones (a window is 1 MiB) two to six stay in flight,
         // which the scan needs (one at a time: 512 MiB in 0.68-0.71 s, not
         // 0.45).
         if pages_pending + window > monitor.budget() / 4 {
@@ -102,23 +102,29 @@ impl AddressSpace {
     }
 
     /// The clusters of `window` pages a sequential stream keeps in flight
-    /// at most: as many as half the frame pool holds, from
+    /// at most: as many as the frame pool holds less two, from
     /// [`STREAM_READS_MIN`] to [`PLANNED_MAX`] — `STREAM_READS_MIN`
-    /// without a pool.
+    /// without a pool. So six with the largest pool (2,048 pages, budgets
+    /// of 64 MiB and more), two with 1,024 (the default 32 MiB budget).
     ///
-    /// Why half: a read takes a run of the pool's committed slots, and the
-    /// pages the scan frees behind it refill them; with every slot in
+    /// Why less two: a read takes a run of the pool's committed slots, and
+    /// the pages the scan frees behind it refill them; with every slot in
     /// flight, the next read finds none committed and commits fresh memory
     /// (zeroed, up to 4.7 ms for a huge page here) in its own time.
-    /// Measured (BENCHMARKS.md, "Four clusters in flight"): a 4× scan with
-    /// four reads of 1 MiB in flight and a pool of 1,024 pages was
-    /// 1.44–2.24× the best kernel side, 0.85–1.31× with 2,048.
+    /// Measured (BENCHMARKS.md): with a pool of 1,024 pages, four reads of
+    /// 1 MiB in flight made a 4× scan 1.44–2.24× the best kernel side,
+    /// against 0.85–1.31× with 2,048 ("Four clusters in flight"); with
+    /// 2,048, six in flight against four, twelve rounds each at the issue's
+    /// full size, the VM's scan took a median 0.76 s against 0.85, 0.93×
+    /// the faster kernel side against 1.12× ("Six clusters in flight", the
+    /// 2026-11-28 session, after free-behind kept less); at the default
+    /// size, four against two with 1,024, level (four rounds), so two.
     pub(crate) fn stream_reads_max(&self, window: u64) -> usize {
         let pool = self.region.pool_pages();
         if pool == 0 {
             return STREAM_READS_MIN;
         }
-        usize::try_from(pool / (2 * window.max(1)))
+        usize::try_from((pool / window.max(1)).saturating_sub(2))
             .unwrap_or(PLANNED_MAX)
             .clamp(STREAM_READS_MIN, PLANNED_MAX)
     }
