@@ -983,6 +983,17 @@ fn device_write(dir: &Path, bytes: u64, options: &OutOfCoreOptions) -> Result<Wo
     Ok(workload)
 }
 
+/// The VM's drive file at `path`, opened for the device's own reads
+/// (`O_DIRECT`, past the page cache).
+fn open_direct(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Requests of the device's own sequential read ([`device_read`]): 1 MiB
 /// of 4 KiB pages, as the VM's read-ahead clusters.
 const DEVICE_READ_PAGES: u64 = 256;
@@ -1001,13 +1012,9 @@ fn device_read(
     on_disk: &[(u64, u64)],
     options: &OutOfCoreOptions,
 ) -> Result<Workload, String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = open_direct(path)?;
     // The requests: runs of pages consecutive both in the data set and on
     // disk, cut at 1 MiB.
     let mut requests: Vec<(u64, u64, u64)> = Vec::new();
@@ -1081,12 +1088,8 @@ fn device_reads(
     disk_pages: &[u64],
     options: &OutOfCoreOptions,
 ) -> Result<Workload, String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::os::unix::fs::FileExt;
+    let file = open_direct(path)?;
     reads_in_threads("device", options, 0xD15C, |rng| {
         // A page-aligned buffer for direct reads.
         let mut storage = [0u8; 2 * PAGE as usize];
@@ -2040,35 +2043,37 @@ impl OutOfCoreReport {
                  (sort-unstable: one sort_unstable on a view; the copying API has no slice to give it)\n",
             );
         }
-        if let (Some(device), Some(fill)) = (
-            self.seconds(Side::Vm, "device-write"),
-            self.seconds(Side::Vm, "fill"),
-        ) {
-            let rate = |w: &Workload| o.data_bytes() as f64 * w.fraction_done / w.seconds / 1e6;
-            t.push_str(&format!(
-                "fill through the VM: {:.0} MB/s; the device's own sequential write (O_DIRECT, 1 MiB, same run): {:.0} MB/s ({:.0}%)\n",
-                rate(fill),
-                rate(device),
-                100.0
-                    * self
-                        .ratio_within(Side::Vm, "device-write", "fill")
-                        .unwrap_or(f64::NAN)
-            ));
-        }
-        if let (Some(device), Some(scan)) = (
-            self.seconds(Side::Vm, "device-read"),
-            self.seconds(Side::Vm, "scan"),
-        ) {
-            let rate = |w: &Workload| o.data_bytes() as f64 * w.fraction_done / w.seconds / 1e6;
-            t.push_str(&format!(
-                "scan through the VM: {:.0} MB/s; the device's own sequential read (O_DIRECT, 1 MiB requests, {DEVICE_READS_IN_FLIGHT} in flight, same file, same run): {:.0} MB/s ({:.0}%)\n",
-                rate(scan),
-                rate(device),
-                100.0
-                    * self
-                        .ratio_within(Side::Vm, "device-read", "scan")
-                        .unwrap_or(f64::NAN)
-            ));
+        // The VM's sequential work against the device's own, same run.
+        let baselines = [
+            (
+                "fill",
+                "device-write",
+                "the device's own sequential write (O_DIRECT, 1 MiB, same run)".to_string(),
+            ),
+            (
+                "scan",
+                "device-read",
+                format!(
+                    "the device's own sequential read (O_DIRECT, 1 MiB requests, \
+                     {DEVICE_READS_IN_FLIGHT} in flight, same file, same run)"
+                ),
+            ),
+        ];
+        for (work, device, what) in baselines {
+            if let (Some(through), Some(alone)) =
+                (self.seconds(Side::Vm, work), self.seconds(Side::Vm, device))
+            {
+                let rate = |w: &Workload| o.data_bytes() as f64 * w.fraction_done / w.seconds / 1e6;
+                t.push_str(&format!(
+                    "{work} through the VM: {:.0} MB/s; {what}: {:.0} MB/s ({:.0}%)\n",
+                    rate(through),
+                    rate(alone),
+                    100.0
+                        * self
+                            .ratio_within(Side::Vm, device, work)
+                            .unwrap_or(f64::NAN)
+                ));
+            }
         }
         if let Some(device) = self.seconds(Side::Vm, "device") {
             let per_read = |w: &Workload| w.seconds * 1e6 / (w.fraction_done * o.reads as f64);
