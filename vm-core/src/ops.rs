@@ -792,7 +792,7 @@ impl AddressSpace {
     ///
     /// Pages being read (read ahead, or by the will-need thread) when it
     /// comes are waited for, once, and dropped too: a scan stopped with
-    /// four clusters in flight left 1,024 pages resident after its
+    /// four clusters in flight then left 1,024 pages resident after its
     /// `DontNeed`, and advice withdrawn left the read it was in. Reads
     /// planned after that wait (another thread still reading the interval)
     /// are not waited for: the advice ends.

@@ -84,8 +84,9 @@ impl AddressSpace {
         if window < Self::run_max(monitor) {
             return false;
         }
-        // As many in flight as the frame pool holds twice over (see
-        // `stream_reads_max`).
+        // As many in flight as the frame pool holds, less two (see
+        // `stream_reads_max`; `touch`'s reads count here too, and have a
+        // limit of their own besides).
         if reads_pending >= self.stream_reads_max(window) {
             return false;
         }
