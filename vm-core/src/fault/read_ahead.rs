@@ -117,8 +117,8 @@ impl AddressSpace {
     /// against 0.85–1.31× with 2,048 ("Four clusters in flight"); with
     /// 2,048, six in flight against four, twelve rounds each at the issue's
     /// full size, the VM's scan took a median 0.76 s against 0.85, 0.93×
-    /// the faster kernel side against 1.12× ("Six clusters in flight", the
-    /// 2026-11-28 session, after free-behind kept less); at the default
+    /// the faster kernel side against 1.12× ("Free-behind keeps little, and
+    /// six clusters in flight", the 2026-11-28 session); at the default
     /// size, four against two with 1,024, level (four rounds), so two.
     pub(crate) fn stream_reads_max(&self, window: u64) -> usize {
         let pool = self.region.pool_pages();
