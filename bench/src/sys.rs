@@ -211,51 +211,52 @@ impl Drop for FileMapping {
     }
 }
 
+/// A private anonymous mapping, unmapped when dropped.
+struct AnonymousMapping {
+    base: *mut u8,
+    len: usize,
+}
+
+impl AnonymousMapping {
+    fn new(len: usize) -> Result<AnonymousMapping, vm_core::VmError> {
+        // SAFETY: a fresh anonymous private mapping at an address the
+        // kernel chooses; it aliases no Rust object.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|e| vm_core::VmError::Map {
+            what: "anonymous reference mapping",
+            bytes: len,
+            source: e.into(),
+        })?;
+        Ok(AnonymousMapping {
+            base: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for AnonymousMapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len) };
+    }
+}
+
 /// Reference measurements of the kernel's own fault paths, for benchmark
 /// runs that put the VM's figures beside them (same run, same machine).
 pub mod kernel_reference {
+    use super::AnonymousMapping;
     use rustix::mm::{Advice, MapFlags, ProtFlags};
     use std::time::Instant;
     use vm_core::VmError;
 
     const PAGE: usize = 4096;
-
-    /// A private anonymous mapping, unmapped when dropped.
-    struct AnonymousMapping {
-        base: *mut u8,
-        len: usize,
-    }
-
-    impl AnonymousMapping {
-        fn new(len: usize) -> Result<AnonymousMapping, VmError> {
-            // SAFETY: a fresh anonymous private mapping at an address the
-            // kernel chooses; it aliases no Rust object.
-            let ptr = unsafe {
-                rustix::mm::mmap_anonymous(
-                    std::ptr::null_mut(),
-                    len,
-                    ProtFlags::READ | ProtFlags::WRITE,
-                    MapFlags::PRIVATE | MapFlags::NORESERVE,
-                )
-            }
-            .map_err(|e| VmError::Map {
-                what: "anonymous reference mapping",
-                bytes: len,
-                source: e.into(),
-            })?;
-            Ok(AnonymousMapping {
-                base: ptr.cast(),
-                len,
-            })
-        }
-    }
-
-    impl Drop for AnonymousMapping {
-        fn drop(&mut self) {
-            // SAFETY: our own mapping; no reference into it outlives `self`.
-            let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len) };
-        }
-    }
 
     /// A shared read-only `mmap` of a file's first pages, advised
     /// `MADV_RANDOM`, unmapped when dropped (on every path).
@@ -562,16 +563,14 @@ pub mod kernel_reference {
 /// Buffers for the device's own direct reads (`bench out-of-core`'s
 /// sequential-read baseline): `count` of `each` bytes, one after another in
 /// an anonymous mapping aligned to 2 MiB and advised `MADV_HUGEPAGE`,
-/// committed when made, so
-/// that a 1 MiB read into one is one request to a disk that takes fewer
-/// than 256 segments a request (this machine's takes 254), as the VM's
+/// committed when made, so that a 1 MiB read into one is one request to a
+/// disk that takes fewer than 256 segments a request (this machine's takes
+/// 254), as the VM's
 /// reads into its frame pool's 2 MiB chunks are. Where the kernel gives no
-/// huge page they are small pages, and the baseline is slower. Unmapped
-/// when dropped.
+/// huge page they are small pages, and the baseline is slower.
 pub struct HugeBuffers {
-    base: *mut u8,
-    len: usize,
-    /// Where the buffers start: `base` rounded up to 2 MiB.
+    mapping: AnonymousMapping,
+    /// Where the buffers start in the mapping: its base rounded up to 2 MiB.
     start: usize,
     count: usize,
     each: usize,
@@ -581,25 +580,14 @@ impl HugeBuffers {
     const HUGE: usize = 2 << 20;
 
     /// The buffers, touched (committed) once each page.
-    pub fn new(count: usize, each: usize) -> std::io::Result<HugeBuffers> {
+    pub fn new(count: usize, each: usize) -> Result<HugeBuffers, vm_core::VmError> {
         let bytes = count * each;
-        let len = bytes.next_multiple_of(Self::HUGE) + Self::HUGE;
-        // SAFETY: a fresh anonymous private mapping at an address the
-        // kernel chooses; it aliases no Rust object.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
-            )
-        }?
-        .cast::<u8>();
+        let mapping = AnonymousMapping::new(bytes.next_multiple_of(Self::HUGE) + Self::HUGE)?;
         // (Rounded up by hand: `align_offset` may decline.)
-        let start = (base as usize).next_multiple_of(Self::HUGE) - base as usize;
+        let base = mapping.base as usize;
+        let start = base.next_multiple_of(Self::HUGE) - base;
         let mut buffers = HugeBuffers {
-            base,
-            len,
+            mapping,
             start,
             count,
             each,
@@ -610,7 +598,7 @@ impl HugeBuffers {
         // changes no contents.
         let _ = unsafe {
             rustix::mm::madvise(
-                base.add(start).cast(),
+                buffers.mapping.base.add(start).cast(),
                 bytes.next_multiple_of(Self::HUGE),
                 rustix::mm::Advice::LinuxHugepage,
             )
@@ -622,24 +610,22 @@ impl HugeBuffers {
 
     /// All the buffers' bytes.
     fn all(&mut self) -> &mut [u8] {
-        // SAFETY: `start` < 2 MiB and `start + count·each` <= `len` (see
-        // `new`): inside our own live mapping, readable and writable; the
-        // slice borrows `self` mutably, so no other reference into the
-        // mapping exists while it lives, and the mapping outlives it.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.start), self.count * self.each) }
+        // SAFETY: `start` < 2 MiB and `start + count·each` <= the mapping's
+        // length (see `new`): inside our own live mapping, readable and
+        // writable; the slice borrows `self` mutably, so no other reference
+        // into the mapping exists while it lives, and the mapping outlives
+        // it.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.mapping.base.add(self.start),
+                self.count * self.each,
+            )
+        }
     }
 
     /// The buffers, each `each` bytes, for one thread each.
     pub fn buffers(&mut self) -> std::slice::ChunksExactMut<'_, u8> {
         let each = self.each;
         self.all().chunks_exact_mut(each)
-    }
-}
-
-impl Drop for HugeBuffers {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; no slice into it outlives `self` (they
-        // borrow it).
-        let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len) };
     }
 }

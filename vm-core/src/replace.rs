@@ -89,15 +89,12 @@ impl AddressSpace {
             return;
         }
         // What the stream keeps behind the page it reads next
-        // (`kept_behind`): the windows it keeps in flight and two more, at
-        // most half of real memory. Reads are planned no further past the
-        // page a reader waits on than that, so what goes is behind it. It
-        // keeps no more, though a program that reads a chunk in order and
-        // then rewrites it in place (an external sort's run) finds the
-        // chunk's first pages gone: the rewrite of a whole page reads
-        // nothing (`Latch::Overwrite`), so they come back for the cost of a
-        // fault, not a transfer. What keeping more costs
-        // is fresh memory: every page kept is a frame that one pass needs
+        // (`kept_behind`). No more, though a program that reads a chunk in
+        // order and then rewrites it in place (an external sort's run)
+        // finds the chunk's first pages gone: the rewrite of a whole page
+        // reads nothing (`Latch::Overwrite`), so they come back for the cost
+        // of a fault, not a transfer. What keeping more costs is fresh
+        // memory: every page kept is a frame that one pass needs
         // beyond the frame pool's, and the first pass commits those from
         // the kernel, zeroed, as 2 MiB chunks — 2.6–7 ms each on this
         // project's virtual machine once its host has taken free memory

@@ -38,8 +38,9 @@
 //! on — so it never brings back what the program just let go (zeros, for
 //! killed pages; a freed interval's pages for whoever allocates them
 //! next). (A read of the thread's already in flight is waited for by
-//! `kill`, `free` and `DontNeed`, which discard its pages after.) In a child made by `fork` there is no thread: the
-//! advice is brought in before it returns. [`AddressSpace::settle`](crate::AddressSpace::settle) waits until
+//! `kill`, `free` and `DontNeed`, which discard its pages after.) In a
+//! child made by `fork` there is no thread: the advice is brought in
+//! before it returns. [`AddressSpace::settle`](crate::AddressSpace::settle) waits until
 //! everything queued has been brought in (or failed). Without a volume, or
 //! where the thread could not be made, `WillNeed` brings the interval in
 //! before it returns, as before.
