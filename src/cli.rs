@@ -1092,7 +1092,12 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 ),
                 _ => None,
             };
-            let mut report = cedar_bench::out_of_core::run_side(side, &options, &a.dir)?;
+            let mut report = cedar_bench::out_of_core::run_side(
+                side,
+                &options,
+                &a.dir,
+                a.cgroup_procs.as_deref(),
+            )?;
             report.limit_bytes = limit;
             println!("{}", json(&report));
             Ok(0)

@@ -449,6 +449,76 @@ fn the_out_of_core_run_changes_the_sides_order_over_rounds() {
     );
 }
 
+/// The kernel's page cache gets the budget for data, as the VM's frames
+/// do: at the end of uniform reads over 4× a 16 MiB budget (8,000 reads
+/// touch about 6,300 pages: more than the 4,096 the budget holds), the
+/// kernel side's cgroup was charged at most the budget, the page tables of
+/// the data's mapping (64 MiB / 512) and the limit's 256 KiB for growth;
+/// and each side counted the reads it sent to the device, the kernel's
+/// (its major faults) at least the VM's frames' worth. Where no cgroup can
+/// be made, says so and checks the counts only.
+#[test]
+fn the_kernel_sides_page_cache_gets_the_budget_for_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cedarvm(
+        dir.path(),
+        &[
+            "bench",
+            "out-of-core",
+            "--memory",
+            "16MiB",
+            "--reads",
+            "8000",
+            "--limit",
+            "60",
+            "--sides",
+            "vm,kernel-advised",
+            "--workloads",
+            "uniform",
+            "--dir",
+            ".",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let uniform = |name: &str| -> Value {
+        let side = report["sides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["side"] == name)
+            .unwrap()
+            .clone();
+        assert!(!side["failure"].is_string(), "{side}");
+        side["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "uniform")
+            .unwrap()
+            .clone()
+    };
+    let (vm, kernel) = (uniform("vm"), uniform("kernel-advised"));
+    let reads = |w: &Value| w["device_reads"].as_u64().unwrap();
+    assert!(
+        reads(&vm) >= 4096 && reads(&kernel) >= 4096,
+        "{vm} {kernel}"
+    );
+    match report["cgroup_note"].as_str() {
+        Some(reason) => println!("no cgroup here ({reason}): the page cache not checked"),
+        None => {
+            let cache = kernel["cache_bytes"].as_u64().unwrap();
+            assert!(
+                cache <= (16 << 20) + (128 << 10) + (256 << 10),
+                "{cache} bytes of page cache: {kernel}"
+            );
+            // The VM's drive bypasses the page cache.
+            assert!(vm["cache_bytes"].as_u64().unwrap() < (1 << 20), "{vm}");
+        }
+    }
+}
+
 /// The side without frame moves (`--sides vm,vm-no-move`): the same VM
 /// with `VmConfig::move_frames` off beside the default one, both scans
 /// finished and checked; the default side moved its runs through the
@@ -611,6 +681,12 @@ fn the_out_of_core_run_compares_the_vm_with_the_kernel() {
     }
     assert_eq!(vm["cache"], "direct");
     assert!(vm["vm_stats"]["page_ins"].as_u64().unwrap() > 0);
+    // Each random workload counts the reads it sent to the device.
+    for w in vm["workloads"].as_array().unwrap() {
+        if ["uniform", "zipf", "uniform-fit"].contains(&w["name"].as_str().unwrap()) {
+            assert!(w["device_reads"].as_u64().unwrap() > 0, "{w}");
+        }
+    }
     match report["cgroup_note"].as_str() {
         Some(reason) => println!("no cgroup here ({reason}): peaks not checked"),
         None => {

@@ -68,6 +68,32 @@ impl MemoryCgroup {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
     }
 
+    /// The page cache charged now to the cgroup whose `cgroup.procs` is
+    /// `procs`, bytes: v1's `total_cache` in `memory.stat` (`cache` where
+    /// the hierarchy's total is missing), v2's `file`.
+    pub fn cache_at(procs: &Path) -> std::io::Result<u64> {
+        let dir = procs.parent().unwrap_or(Path::new("/"));
+        let text = std::fs::read_to_string(dir.join("memory.stat"))?;
+        let field = |name: &str| {
+            text.lines().find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse::<u64>().ok())?
+            })
+        };
+        field("total_cache")
+            .or_else(|| field("cache"))
+            .or_else(|| field("file"))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "no page cache figure in {}",
+                        dir.join("memory.stat").display()
+                    ),
+                )
+            })
+    }
+
     /// Sets the limit of the cgroup whose `cgroup.procs` is `procs`.
     pub fn set_limit_at(procs: &Path, limit: u64) -> std::io::Result<()> {
         let dir = procs.parent().unwrap_or(Path::new("/"));

@@ -10,13 +10,17 @@
 //! `MADV_RANDOM` for random reads and the merge) and once with none — in
 //! one whose limit the child sets once it has joined: what it holds then
 //! (the program), plus the sort's run buffer, plus the page tables of its
-//! mappings and 1 MiB for the program's growth, plus the budget. So the
-//! kernel's page cache gets the budget for data, as the VM's frames do. (A
-//! cgroup of the bare budget left the kernel too little for its own
-//! program at small budgets, and the OOM killer ended the run; one of the
-//! budget + 32 MiB gave its page cache twice the VM's memory at the
-//! default size.) Every side runs the same workloads with the same code
-//! through a `Store`:
+//! mappings and 1 MiB for the program's growth, plus the budget; and sets
+//! again as each workload makes its mapping cold ([`Fence`]): what it
+//! holds then besides page cache, plus that mapping's page tables and 256
+//! KiB, plus the budget. So the kernel's page cache gets the budget for
+//! data, as the VM's frames do; the report gives each side's page cache
+//! at the end of each workload, and its reads from the device. (A cgroup
+//! of the bare budget left the kernel too little for its own program at
+//! small budgets, and the OOM killer ended the run; one of the budget + 32
+//! MiB gave its page cache twice the VM's memory at the default size; the
+//! limit set once gave it a tenth more than the budget.) Every side runs
+//! the same workloads with the same code through a `Store`:
 //!
 //! | workload | what |
 //! |---|---|
@@ -211,7 +215,7 @@ impl OutOfCoreOptions {
 }
 
 /// One workload's outcome on one side.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
     /// Its name (see the module doc).
     pub name: String,
@@ -221,6 +225,16 @@ pub struct Workload {
     pub finished: bool,
     /// How much of it was done (1 when finished).
     pub fraction_done: f64,
+    /// The reads it sent to the device: a VM side's disk reads, a kernel
+    /// side's major faults (one read each under `MADV_RANDOM`, a read
+    /// around the page without advice). `None` where not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_reads: Option<u64>,
+    /// The page cache charged to the side's cgroup when it ended, bytes:
+    /// a kernel side's data; about nothing on a VM side, whose drives
+    /// bypass the cache. `None` outside a cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_bytes: Option<u64>,
 }
 
 impl Workload {
@@ -436,11 +450,18 @@ pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
         } else {
             of(|w| w.fraction_done).min(0.99)
         };
+        // (The counts' medians over the rounds that have them.)
+        let counted = |f: fn(&Workload) -> Option<u64>| {
+            let values: Vec<f64> = runs.iter().filter_map(|w| f(w)).map(|v| v as f64).collect();
+            median(&values).map(|m| m.round() as u64)
+        };
         workloads.push(Workload {
             name: name.to_string(),
             seconds: of(Workload::projected_s) * fraction_done,
             finished,
             fraction_done,
+            device_reads: counted(|w| w.device_reads),
+            cache_bytes: counted(|w| w.cache_bytes),
         });
     }
     let first = reports.first();
@@ -488,6 +509,11 @@ trait Store: Sync {
     fn cool(&self) -> Result<(), String>;
     /// Advice for what comes next.
     fn expect(&self, pattern: Pattern) -> Result<(), String>;
+    /// The reads sent to the device so far (see
+    /// [`Workload::device_reads`]); `None` where not counted.
+    fn device_reads(&self) -> Option<u64> {
+        None
+    }
     /// Whether the store gives plain slices ([`Store::sort_words`]); the
     /// copying API does not.
     fn has_slices(&self) -> bool {
@@ -506,6 +532,9 @@ struct VmStore<'a> {
 }
 
 impl Store for VmStore<'_> {
+    fn device_reads(&self) -> Option<u64> {
+        Some(self.vm.stats().disk_reads)
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
         let at = self.vm.address_of(self.interval.page).0 + offset;
         self.vm.read(VAddr(at), buf).map_err(|e| e.to_string())
@@ -553,9 +582,59 @@ struct MapStore {
     file: std::fs::File,
     map: FileMapping,
     advised: bool,
+    /// The side's cgroup limit, set again whenever the store is made cold
+    /// (`None` outside a cgroup).
+    fence: Option<Fence>,
+}
+
+/// A kernel side's cgroup limit, set each time a workload makes its store
+/// cold, so that its page cache gets the budget for data, as the VM's
+/// frames do: what the process holds then besides page cache (the
+/// program, the sort's run buffer, its tables), the budget, the page
+/// tables of the store's own mapping (which `MADV_DONTNEED` may have
+/// freed, and the workload fills again), and [`FENCE_GROWTH`]. (The limit
+/// set when the side joined its cgroup, [`limit_kernel_side`], must allow
+/// every mapping's page tables, and a random workload reads cached data
+/// before any of the sort's are made: they gave its page cache a tenth
+/// more than the budget at the default size.)
+struct Fence {
+    procs: PathBuf,
+    budget: u64,
+    tables: u64,
+}
+
+/// What a workload allocates after its store is made cold: the readers'
+/// stacks, the merge's cursors, the kernel's own tables of the page
+/// cache. (The Zipf table is made before.)
+const FENCE_GROWTH: u64 = 256 << 10;
+
+impl Fence {
+    fn set(&self) -> Result<(), String> {
+        let said = |e: std::io::Error| format!("{}: {e}", self.procs.display());
+        let usage = MemoryCgroup::usage_at(&self.procs).map_err(said)?;
+        let cache = MemoryCgroup::cache_at(&self.procs).map_err(said)?;
+        let limit = usage.saturating_sub(cache) + self.budget + self.tables + FENCE_GROWTH;
+        MemoryCgroup::set_limit_at(&self.procs, limit).map_err(said)?;
+        // The peak from here on is the one that must be within the limit
+        // (the one before was under the limit set before).
+        MemoryCgroup::reset_peak_at(&self.procs);
+        Ok(())
+    }
+}
+
+/// The process's major faults so far (field 12 of `/proc/self/stat`).
+fn major_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command's name, which may hold spaces: its closing
+    // parenthesis is the last.
+    let fields = &stat[stat.rfind(')')? + 1..];
+    fields.split_whitespace().nth(9)?.parse().ok()
 }
 
 impl Store for MapStore {
+    fn device_reads(&self) -> Option<u64> {
+        major_faults()
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
         self.map.read(offset, buf);
         Ok(())
@@ -586,7 +665,11 @@ impl Store for MapStore {
         self.map.sync().map_err(|e| e.to_string())?;
         self.map.drop_pages().map_err(|e| e.to_string())?;
         rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        match &self.fence {
+            Some(fence) => fence.set(),
+            None => Ok(()),
+        }
     }
     fn expect(&self, pattern: Pattern) -> Result<(), String> {
         let advice = match (self.advised, pattern) {
@@ -615,6 +698,9 @@ struct TransparentStore<'a> {
 }
 
 impl Store for TransparentStore<'_> {
+    fn device_reads(&self) -> Option<u64> {
+        self.vm.device_reads()
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
         self.memory.read(offset, buf);
         Ok(())
@@ -672,7 +758,11 @@ impl Store for TransparentStore<'_> {
 /// own, opened `O_DIRECT` where the file system allows it (else with the
 /// page cache, said in the report's cache field), the sort's areas
 /// anonymous, all through the copying API.
-fn run_mapped_side(options: &OutOfCoreOptions, dir: &Path) -> Result<SideReport, ToolError> {
+fn run_mapped_side(
+    options: &OutOfCoreOptions,
+    dir: &Path,
+    cgroup: Option<&Path>,
+) -> Result<SideReport, ToolError> {
     use std::os::unix::fs::OpenOptionsExt;
     let check = ToolError::Check;
     let data_bytes = options.data_bytes();
@@ -722,7 +812,7 @@ fn run_mapped_side(options: &OutOfCoreOptions, dir: &Path) -> Result<SideReport,
         vm: &vm,
         interval: sort_interval,
     };
-    let workloads = workloads(&data, &sort_area, options, None).map_err(check)?;
+    let workloads = workloads(&data, &sort_area, options, None, cgroup).map_err(check)?;
     let stats = vm.stats();
     drop(vm);
     let _ = std::fs::remove_file(&vol_path);
@@ -782,6 +872,7 @@ impl Clock {
             seconds: self.started.elapsed().as_secs_f64(),
             finished: done == total,
             fraction_done: done as f64 / total.max(1) as f64,
+            ..Workload::default()
         }
     }
 }
@@ -836,12 +927,14 @@ fn scan(store: &dyn Store, pages: u64, sum: u64, limit_s: f64) -> Result<Vec<Wor
             seconds: quarter_s,
             finished: true,
             fraction_done: 1.0,
+            ..Workload::default()
         });
         out.push(Workload {
             name: rest.into(),
             seconds: whole.seconds - quarter_s,
             finished: whole.finished,
             fraction_done: (done - quarter) as f64 / (pages - quarter) as f64,
+            ..Workload::default()
         });
     }
     Ok(out)
@@ -867,9 +960,11 @@ fn random_reads(
     pages: u64,
     options: &OutOfCoreOptions,
 ) -> Result<Workload, String> {
+    // (The table first: a kernel side's limit, set as the store is made
+    // cold, counts it with the program.)
+    let zipf = (name == "zipf").then(|| zipf_cdf(pages));
     store.cool()?;
     store.expect(Pattern::Random)?;
-    let zipf = (name == "zipf").then(|| zipf_cdf(pages));
     // Popular pages scattered over the data set: rank r is page r·m mod n
     // for an odd m coprime with n.
     let gcd = |mut a: u64, mut b: u64| {
@@ -1272,6 +1367,24 @@ fn sort_in_place(
     Ok(Some(sorted))
 }
 
+/// A store's device reads when a workload began, to note on it what it
+/// sent to the device and the page cache at its end.
+struct Mark(Option<u64>);
+
+impl Mark {
+    fn now(store: &dyn Store) -> Mark {
+        Mark(store.device_reads())
+    }
+
+    fn note(self, store: &dyn Store, cgroup: Option<&Path>, workload: &mut Workload) {
+        workload.device_reads = self
+            .0
+            .zip(store.device_reads())
+            .map(|(before, after)| after.saturating_sub(before));
+        workload.cache_bytes = cgroup.and_then(|procs| MemoryCgroup::cache_at(procs).ok());
+    }
+}
+
 /// The workloads, in order, on `data` (the data set) and `sort_area` (the
 /// sort's input and output).
 fn workloads(
@@ -1279,6 +1392,7 @@ fn workloads(
     sort_area: &dyn Store,
     options: &OutOfCoreOptions,
     device: Option<&dyn Fn() -> Result<Workload, String>>,
+    cgroup: Option<&Path>,
 ) -> Result<Vec<Workload>, String> {
     let pages = options.data_bytes() / PAGE;
     // The sort's run buffer, a quarter of the budget, is held (and
@@ -1296,10 +1410,15 @@ fn workloads(
         .any(|w| wanted(w))
     {
         data.expect(Pattern::InOrder)?;
-        let (filled, sum) = fill(data, pages, options.seed, options.limit_s)?;
+        let mark = Mark::now(data);
+        let (mut filled, sum) = fill(data, pages, options.seed, options.limit_s)?;
+        mark.note(data, cgroup, &mut filled);
         out.push(filled);
         if wanted("scan") {
-            out.extend(scan(data, pages, sum, options.limit_s)?);
+            let mark = Mark::now(data);
+            let mut scanned = scan(data, pages, sum, options.limit_s)?;
+            mark.note(data, cgroup, &mut scanned[0]);
+            out.extend(scanned);
         }
         if wanted("uniform")
             && let Some(device) = device
@@ -1311,24 +1430,35 @@ fn workloads(
         }
         for name in ["uniform", "zipf"] {
             if wanted(name) {
-                out.push(random_reads(data, name, pages, options)?);
+                let mark = Mark::now(data);
+                let mut read = random_reads(data, name, pages, options)?;
+                mark.note(data, cgroup, &mut read);
+                out.push(read);
             }
         }
         if wanted("uniform-fit") {
             // A working set that fits the budget: uniform reads over its
             // first three quarters' worth of pages.
             let fit = (options.memory_bytes / PAGE * 3 / 4).clamp(1, pages);
-            out.push(random_reads(data, "uniform-fit", fit, options)?);
+            let mark = Mark::now(data);
+            let mut read = random_reads(data, "uniform-fit", fit, options)?;
+            mark.note(data, cgroup, &mut read);
+            out.push(read);
         }
         data.cool()?;
     }
     if wanted("sort") {
-        out.push(sort(sort_area, keys, &mut run_buffer, options)?);
-    }
-    if wanted("sort-unstable")
-        && let Some(sorted) = sort_in_place(sort_area, keys, options)?
-    {
+        let mark = Mark::now(sort_area);
+        let mut sorted = sort(sort_area, keys, &mut run_buffer, options)?;
+        mark.note(sort_area, cgroup, &mut sorted);
         out.push(sorted);
+    }
+    if wanted("sort-unstable") {
+        let mark = Mark::now(sort_area);
+        if let Some(mut sorted) = sort_in_place(sort_area, keys, options)? {
+            mark.note(sort_area, cgroup, &mut sorted);
+            out.push(sorted);
+        }
     }
     Ok(out)
 }
@@ -1358,12 +1488,13 @@ pub fn run_side(
     side: Side,
     options: &OutOfCoreOptions,
     dir: &Path,
+    cgroup: Option<&Path>,
 ) -> Result<SideReport, ToolError> {
     let check = ToolError::Check;
     let data_bytes = options.data_bytes();
     let sort_bytes = options.sort_bytes();
     match side {
-        Side::VmMapped => run_mapped_side(options, dir),
+        Side::VmMapped => run_mapped_side(options, dir, cgroup),
         Side::Vm
         | Side::VmTransparent
         | Side::VmNoMove
@@ -1427,7 +1558,7 @@ pub fn run_side(
                     })
                 };
                 let (data, sort_area) = (store(data_interval)?, store(sort_interval)?);
-                workloads(&data, &sort_area, options, None).map_err(check)?
+                workloads(&data, &sort_area, options, None, cgroup).map_err(check)?
             } else {
                 let data = VmStore {
                     vm: &vm,
@@ -1438,7 +1569,7 @@ pub fn run_side(
                     interval: sort_interval,
                 };
                 let mut workloads =
-                    workloads(&data, &sort_area, options, Some(&device)).map_err(check)?;
+                    workloads(&data, &sort_area, options, Some(&device), cgroup).map_err(check)?;
                 if workloads.iter().any(|w| w.name == "fill") {
                     // The device's own sequential write of as many bytes,
                     // same file system, same run: the fill's baseline.
@@ -1487,11 +1618,16 @@ pub fn run_side(
                     file,
                     map: mapping,
                     advised: side == Side::KernelAdvised,
+                    fence: cgroup.map(|procs| Fence {
+                        procs: procs.to_path_buf(),
+                        budget: options.memory_bytes,
+                        tables: len / 512,
+                    }),
                 })
             };
             let data = map("out-of-core-data.bin", data_bytes)?;
             let sort_area = map("out-of-core-sort.bin", 2 * sort_bytes)?;
-            let workloads = workloads(&data, &sort_area, options, None).map_err(check)?;
+            let workloads = workloads(&data, &sort_area, options, None, cgroup).map_err(check)?;
             drop((data, sort_area));
             let _ = std::fs::remove_file(dir.join("out-of-core-data.bin"));
             let _ = std::fs::remove_file(dir.join("out-of-core-sort.bin"));
@@ -2095,6 +2231,37 @@ impl OutOfCoreReport {
                 ));
             }
         }
+        // Where the random reads' time goes: each side's reads from the
+        // device, and the page cache the kernel sides held for data.
+        for name in ["uniform", "zipf", "uniform-fit"] {
+            let of = |f: &dyn Fn(&SideReport, &Workload) -> Option<String>| -> Vec<String> {
+                self.sides
+                    .iter()
+                    .filter_map(|s| f(s, s.workloads.iter().find(|w| w.name == name)?))
+                    .collect()
+            };
+            let reads = of(&|s, w| Some(format!("{} {}", s.side.name(), w.device_reads?)));
+            let caches = of(&|s, w| {
+                let kernel = matches!(s.side, Side::Kernel | Side::KernelAdvised);
+                let cache = w.cache_bytes.filter(|_| kernel)?;
+                Some(format!("{} {:.1} MiB", s.side.name(), mib(cache)))
+            });
+            if reads.is_empty() {
+                continue;
+            }
+            t.push_str(&format!(
+                "{name}: reads sent to the device (a kernel side's major faults): {}",
+                reads.join(", ")
+            ));
+            if !caches.is_empty() {
+                t.push_str(&format!(
+                    "; page cache at its end: {} (budget {:.0} MiB)",
+                    caches.join(", "),
+                    mib(o.memory_bytes)
+                ));
+            }
+            t.push('\n');
+        }
         if self
             .sides
             .iter()
@@ -2146,7 +2313,7 @@ impl OutOfCoreReport {
                 "  a VM side's limit: the budget, a quarter of it (the sort's run buffer) and \
                  32 MiB; its peak adds to the budget's pages the frame pool (up to 8 MiB), the \
                  program and its buffers. A kernel side's limit: the budget and what its program \
-                 holds besides.\n",
+                 holds besides, set again as each workload begins (its peak: since then).\n",
             );
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
@@ -2243,6 +2410,41 @@ impl OutOfCoreReport {
 mod tests {
     use super::*;
 
+    /// A kernel side's device reads are its major faults: a read of a
+    /// page of a file mapping, dropped from the page cache, is one.
+    #[test]
+    fn a_read_of_a_cold_mapped_page_counts_as_a_major_fault() {
+        // (On the crate's own disk: a tmpfs file never leaves memory.)
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("cold.bin");
+        std::fs::write(&path, vec![7u8; 16 * PAGE as usize]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        file.sync_all().unwrap();
+        let store = MapStore {
+            map: FileMapping::new(&file, 16 * PAGE as usize).unwrap(),
+            file,
+            advised: true,
+            fence: None,
+        };
+        store.cool().unwrap();
+        store.expect(Pattern::Random).unwrap();
+        let before = store
+            .device_reads()
+            .expect("/proc/self/stat gives major faults");
+        let mut byte = [0u8; 1];
+        store.read(5 * PAGE, &mut byte).unwrap();
+        let after = store.device_reads().unwrap();
+        assert_eq!(byte, [7]);
+        assert!(
+            after > before,
+            "{before} major faults before the read, {after} after"
+        );
+    }
+
     fn side(side: Side, scans: f64, peak: Option<u64>, failure: Option<&str>) -> SideReport {
         SideReport {
             side,
@@ -2252,12 +2454,14 @@ mod tests {
                     seconds: 1.0,
                     finished: true,
                     fraction_done: 1.0,
+                    ..Workload::default()
                 },
                 Workload {
                     name: "scan".into(),
                     seconds: scans,
                     finished: failure.is_none(),
                     fraction_done: if failure.is_none() { 1.0 } else { 0.5 },
+                    ..Workload::default()
                 },
             ],
             vm_stats: None,
