@@ -1098,7 +1098,9 @@ fn run_command(command: Command) -> Result<i32, ToolError> {
                 &a.dir,
                 a.cgroup_procs.as_deref(),
             )?;
-            report.limit_bytes = limit;
+            // The highest of its limits: the one set here, and those it set
+            // as its workloads began.
+            report.limit_bytes = report.limit_bytes.max(limit);
             println!("{}", json(&report));
             Ok(0)
         }

@@ -115,6 +115,17 @@ impl MemoryCgroup {
         let _ = std::fs::write(dir.join("memory.max_usage_in_bytes"), "0");
     }
 
+    /// The most memory charged to the cgroup whose `cgroup.procs` is
+    /// `procs` since it was made or its peak was last reset, bytes.
+    pub fn peak_at(procs: &Path) -> std::io::Result<u64> {
+        let dir = procs.parent().unwrap_or(Path::new("/"));
+        let text = std::fs::read_to_string(dir.join("memory.max_usage_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(dir.join("memory.peak")))?;
+        text.trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+    }
+
     /// The cgroup's limit now, bytes (the child may have lowered it).
     pub fn limit(&self) -> std::io::Result<u64> {
         let file = if self.v2 {

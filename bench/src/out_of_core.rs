@@ -235,6 +235,11 @@ pub struct Workload {
     /// bypass the cache. `None` outside a cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
+    /// The most memory charged to the side's cgroup during it, bytes (a
+    /// kernel side's: since its limit was set for it). `None` outside a
+    /// cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_bytes: Option<u64>,
 }
 
 impl Workload {
@@ -462,6 +467,7 @@ pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
             fraction_done,
             device_reads: counted(|w| w.device_reads),
             cache_bytes: counted(|w| w.cache_bytes),
+            peak_bytes: runs.iter().filter_map(|w| w.peak_bytes).max(),
         });
     }
     let first = reports.first();
@@ -601,6 +607,8 @@ struct Fence {
     procs: PathBuf,
     budget: u64,
     tables: u64,
+    /// The highest limit set by the side's fences (shared by its stores).
+    highest: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a workload allocates after its store is made cold: the readers'
@@ -615,8 +623,11 @@ impl Fence {
         let cache = MemoryCgroup::cache_at(&self.procs).map_err(said)?;
         let limit = usage.saturating_sub(cache) + self.budget + self.tables + FENCE_GROWTH;
         MemoryCgroup::set_limit_at(&self.procs, limit).map_err(said)?;
-        // The peak from here on is the one that must be within the limit
-        // (the one before was under the limit set before).
+        self.highest
+            .fetch_max(limit, std::sync::atomic::Ordering::Relaxed);
+        // The peak from here on is the one that must be within this limit
+        // (the one before, within the limit before: each workload notes
+        // its own, see `Mark`).
         MemoryCgroup::reset_peak_at(&self.procs);
         Ok(())
     }
@@ -1382,6 +1393,7 @@ impl Mark {
             .zip(store.device_reads())
             .map(|(before, after)| after.saturating_sub(before));
         workload.cache_bytes = cgroup.and_then(|procs| MemoryCgroup::cache_at(procs).ok());
+        workload.peak_bytes = cgroup.and_then(|procs| MemoryCgroup::peak_at(procs).ok());
     }
 }
 
@@ -1599,6 +1611,7 @@ pub fn run_side(
             })
         }
         Side::Kernel | Side::KernelAdvised => {
+            let highest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let map = |name: &str, len: u64| -> Result<MapStore, ToolError> {
                 let path = dir.join(name);
                 let file_error = |source| ToolError::File {
@@ -1622,6 +1635,7 @@ pub fn run_side(
                         procs: procs.to_path_buf(),
                         budget: options.memory_bytes,
                         tables: len / 512,
+                        highest: highest.clone(),
                     }),
                 })
             };
@@ -1631,13 +1645,16 @@ pub fn run_side(
             drop((data, sort_area));
             let _ = std::fs::remove_file(dir.join("out-of-core-data.bin"));
             let _ = std::fs::remove_file(dir.join("out-of-core-sort.bin"));
+            // (The highest limit its fences set; the caller adds the one
+            // set when it joined its cgroup.)
+            let highest = highest.load(std::sync::atomic::Ordering::Relaxed);
             Ok(SideReport {
                 side,
                 workloads,
                 vm_stats: None,
                 cache: None,
                 peak_bytes: None,
-                limit_bytes: None,
+                limit_bytes: (highest > 0).then_some(highest),
                 failure: None,
             })
         }
@@ -1807,8 +1824,13 @@ pub fn out_of_core(
                 })?
             };
             if let Some(cgroup) = &cgroup {
-                report.peak_bytes = cgroup.peak().ok();
-                report.limit_bytes = cgroup.limit().ok().or(Some(limit));
+                // The peak since the side's last limit was set, and each
+                // workload's (a kernel side sets its limit as each begins);
+                // the highest limit it ran under (its own report's), or the
+                // cgroup's now.
+                let workloads = report.workloads.iter().filter_map(|w| w.peak_bytes);
+                report.peak_bytes = cgroup.peak().ok().into_iter().chain(workloads).max();
+                report.limit_bytes = report.limit_bytes.or(cgroup.limit().ok()).or(Some(limit));
             }
             reports.push(report);
             bar.inc(1);
@@ -2313,7 +2335,7 @@ impl OutOfCoreReport {
                 "  a VM side's limit: the budget, a quarter of it (the sort's run buffer) and \
                  32 MiB; its peak adds to the budget's pages the frame pool (up to 8 MiB), the \
                  program and its buffers. A kernel side's limit: the budget and what its program \
-                 holds besides, set again as each workload begins (its peak: since then).\n",
+                 holds besides, set again as each workload begins (the highest shown).\n",
             );
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
