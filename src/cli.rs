@@ -155,10 +155,13 @@ pub enum BenchCommand {
 #[derive(Args, Debug)]
 pub struct OutOfCoreArgs {
     /// Real-memory budget: the VM's cgroup limit is the budget + a quarter
-    /// of it (the sort's run buffer) + 32 MiB; the kernel's is what its
-    /// program holds + the run buffer + its page tables + 1 MiB + the
-    /// budget. The data set is 4× it, the sort 8× it. Below about 16 MiB
-    /// the kernel's sides may be killed by their cgroup (reported).
+    /// of it (the sort's run buffer) + 32 MiB; the kernel's, set again as
+    /// each workload makes its data cold, is what its program holds then
+    /// besides page cache (the run buffer included) + the page tables of
+    /// the mapping it reads + 256 KiB + the budget, so its page cache holds
+    /// the budget.
+    /// The data set is 4× it, the sort 8× it. Below about 16 MiB the
+    /// kernel's sides may be killed by their cgroup (reported).
     #[arg(long, default_value = "32MiB", value_parser = size)]
     memory: u64,
     /// Random reads per random workload.

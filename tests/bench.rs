@@ -510,8 +510,11 @@ fn the_kernel_sides_page_cache_gets_the_budget_for_data() {
         None => {
             // (And the memory cgroup's charge batches: up to 64 pages a CPU
             // are charged ahead of use, so the usage the limit was set from
-            // may hold some that the page cache then takes.)
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+            // may hold some that the page cache then takes: on the CPUs the
+            // side's two threads ran on, the reader and the main one.)
+            let cpus = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(2) as u64;
             let cache = kernel["cache_bytes"].as_u64().unwrap();
             assert!(
                 cache <= (16 << 20) + (128 << 10) + (256 << 10) + cpus * (256 << 10),
@@ -519,9 +522,7 @@ fn the_kernel_sides_page_cache_gets_the_budget_for_data() {
             );
             // The VM's drive bypasses the page cache.
             assert!(vm["cache_bytes"].as_u64().unwrap() < (1 << 20), "{vm}");
-            // The side's peak holds the workload's (the limit was set again
-            // as it began, its peak started over) and is within the
-            // highest limit the side ran under.
+            // The side's peak is within the highest limit it ran under.
             let side = report["sides"]
                 .as_array()
                 .unwrap()
@@ -529,10 +530,6 @@ fn the_kernel_sides_page_cache_gets_the_budget_for_data() {
                 .find(|s| s["side"] == "kernel-advised")
                 .unwrap();
             let peak = side["peak_bytes"].as_u64().unwrap();
-            assert!(
-                peak >= kernel["peak_bytes"].as_u64().unwrap() && peak >= cache,
-                "{side}"
-            );
             assert!(peak <= side["limit_bytes"].as_u64().unwrap(), "{side}");
         }
     }

@@ -225,9 +225,11 @@ pub struct Workload {
     pub finished: bool,
     /// How much of it was done (1 when finished).
     pub fraction_done: f64,
-    /// The reads it sent to the device: a VM side's disk reads, a kernel
-    /// side's major faults (one read each under `MADV_RANDOM`, a read
-    /// around the page without advice). `None` where not counted.
+    /// The reads it sent to the device: a VM side's disk reads; a kernel
+    /// side's major faults, which are its reads only under `MADV_RANDOM`
+    /// (one 4 KiB read each; without advice each reads around its page,
+    /// and in order, read-ahead started at minor faults is not counted).
+    /// `None` where not counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_reads: Option<u64>,
     /// The page cache charged to the side's cgroup when it ended, bytes:
@@ -236,8 +238,9 @@ pub struct Workload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
     /// The most memory charged to the side's cgroup during it, bytes (a
-    /// kernel side's: since its limit was set for it). `None` outside a
-    /// cgroup.
+    /// kernel side's: since its limit was set for it; on cgroup v2, whose
+    /// peak cannot be started over this way, the side's whole run's).
+    /// `None` outside a cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_bytes: Option<u64>,
 }
@@ -422,8 +425,9 @@ pub fn medians_of(sides: &[Side], rounds: &[Round]) -> Vec<SideReport> {
 /// order): each workload's median time — of the times projected where a
 /// round stopped it at the time limit, so that the median is of what the
 /// table shows — finished only if it finished in every round it ran in;
-/// the highest peak (the bound must hold in every run); the first round's
-/// limit, statistics and cache policy; and, if the side failed in any
+/// the highest peak (the bound must hold in every run) and the highest
+/// limit (a kernel side's differs a little from round to round); the first
+/// round's statistics and cache policy; and, if the side failed in any
 /// round (a kernel side killed by its cgroup, say), which rounds: its
 /// medians are then of the others.
 pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
@@ -477,7 +481,7 @@ pub fn median_side(side: Side, reports: &[&SideReport]) -> SideReport {
         vm_stats: first.and_then(|r| r.vm_stats),
         cache: first.and_then(|r| r.cache),
         peak_bytes: reports.iter().filter_map(|r| r.peak_bytes).max(),
-        limit_bytes: first.and_then(|r| r.limit_bytes),
+        limit_bytes: reports.iter().filter_map(|r| r.limit_bytes).max(),
         failure: {
             let failed: Vec<String> = reports
                 .iter()
@@ -607,8 +611,9 @@ struct Fence {
     procs: PathBuf,
     budget: u64,
     tables: u64,
-    /// The highest limit set by the side's fences (shared by its stores).
-    highest: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The highest limit set by the side's fences, and the highest peak
+    /// each reset (shared by the side's stores).
+    highest: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 /// What a workload allocates after its store is made cold: the readers'
@@ -623,19 +628,25 @@ impl Fence {
         let cache = MemoryCgroup::cache_at(&self.procs).map_err(said)?;
         let limit = usage.saturating_sub(cache) + self.budget + self.tables + FENCE_GROWTH;
         MemoryCgroup::set_limit_at(&self.procs, limit).map_err(said)?;
-        self.highest
-            .fetch_max(limit, std::sync::atomic::Ordering::Relaxed);
-        // The peak from here on is the one that must be within this limit
-        // (the one before, within the limit before: each workload notes
-        // its own, see `Mark`).
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.highest[0].fetch_max(limit, relaxed);
+        // The peak from here on is the one that must be within this limit;
+        // the one before, within the limit before, is kept.
+        let before = MemoryCgroup::peak_at(&self.procs).map_err(said)?;
+        self.highest[1].fetch_max(before, relaxed);
         MemoryCgroup::reset_peak_at(&self.procs);
         Ok(())
     }
 }
 
-/// The process's major faults so far (field 12 of `/proc/self/stat`).
+/// The process's major faults so far.
 fn major_faults() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    major_faults_in("/proc/self/stat")
+}
+
+/// The major faults in a `stat` file of `/proc` (its field 12).
+fn major_faults_in(stat: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     // After the command's name, which may hold spaces: its closing
     // parenthesis is the last.
     let fields = &stat[stat.rfind(')')? + 1..];
@@ -1215,7 +1226,7 @@ fn sort(
     keys: u64,
     buffer: &mut [u64],
     options: &OutOfCoreOptions,
-) -> Result<Workload, String> {
+) -> Result<(Workload, Mark), String> {
     let run_words = buffer.len() as u64;
     // The keys (not timed), then cold.
     let pages = keys / WORDS;
@@ -1223,6 +1234,8 @@ fn sort(
     store.expect(Pattern::InOrder)?;
     let (_, sum) = fill(store, pages, seed, f64::INFINITY)?;
     store.cool()?;
+    // (Counted from here: the keys' fill is not the sort's.)
+    let mark = Mark::now(store);
     let mut in_xor = 0u64;
     for w in 0..keys {
         in_xor ^= value(seed, w);
@@ -1234,7 +1247,7 @@ fn sort(
     // is a quarter of the budget, once.
     for run in 0..runs {
         if clock.over() {
-            return Ok(clock.result("sort", run, total_steps));
+            return Ok((clock.result("sort", run, total_steps), mark));
         }
         let start = run * run_words;
         let len = run_words.min(keys - start) as usize;
@@ -1299,7 +1312,7 @@ fn sort(
             store.write((keys + written) * 8 - (PAGE - 8), &out)?;
             out.clear();
             if clock.over() {
-                return Ok(clock.result("sort", runs + written + 1, total_steps));
+                return Ok((clock.result("sort", runs + written + 1, total_steps), mark));
             }
         }
         written += 1;
@@ -1325,7 +1338,7 @@ fn sort(
     if in_xor != out_xor {
         return Err("sort: the output's xor differs from the input's".into());
     }
-    Ok(clock.result("sort", total_steps, total_steps))
+    Ok((clock.result("sort", total_steps, total_steps), mark))
 }
 
 /// `keys` words sorted in place by one `sort_unstable` on a plain slice
@@ -1337,7 +1350,7 @@ fn sort_in_place(
     store: &dyn Store,
     keys: u64,
     options: &OutOfCoreOptions,
-) -> Result<Option<Workload>, String> {
+) -> Result<Option<(Workload, Mark)>, String> {
     if !store.has_slices() {
         return Ok(None);
     }
@@ -1348,6 +1361,7 @@ fn sort_in_place(
     store.expect(Pattern::InOrder)?;
     let (_, sum) = fill(store, pages, seed, f64::INFINITY)?;
     store.cool()?;
+    let mark = Mark::now(store);
     let mut in_xor = 0u64;
     for w in 0..keys {
         in_xor ^= value(seed, w);
@@ -1375,7 +1389,7 @@ fn sort_in_place(
     if (out_sum, out_xor) != (sum, in_xor) {
         return Err("sort-unstable: the output is not a permutation of the input".into());
     }
-    Ok(Some(sorted))
+    Ok(Some((sorted, mark)))
 }
 
 /// A store's device reads when a workload began, to note on it what it
@@ -1460,17 +1474,15 @@ fn workloads(
         data.cool()?;
     }
     if wanted("sort") {
-        let mark = Mark::now(sort_area);
-        let mut sorted = sort(sort_area, keys, &mut run_buffer, options)?;
+        let (mut sorted, mark) = sort(sort_area, keys, &mut run_buffer, options)?;
         mark.note(sort_area, cgroup, &mut sorted);
         out.push(sorted);
     }
-    if wanted("sort-unstable") {
-        let mark = Mark::now(sort_area);
-        if let Some(mut sorted) = sort_in_place(sort_area, keys, options)? {
-            mark.note(sort_area, cgroup, &mut sorted);
-            out.push(sorted);
-        }
+    if wanted("sort-unstable")
+        && let Some((mut sorted, mark)) = sort_in_place(sort_area, keys, options)?
+    {
+        mark.note(sort_area, cgroup, &mut sorted);
+        out.push(sorted);
     }
     Ok(out)
 }
@@ -1611,7 +1623,10 @@ pub fn run_side(
             })
         }
         Side::Kernel | Side::KernelAdvised => {
-            let highest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let highest = std::sync::Arc::new([
+                std::sync::atomic::AtomicU64::new(0),
+                std::sync::atomic::AtomicU64::new(0),
+            ]);
             let map = |name: &str, len: u64| -> Result<MapStore, ToolError> {
                 let path = dir.join(name);
                 let file_error = |source| ToolError::File {
@@ -1645,16 +1660,19 @@ pub fn run_side(
             drop((data, sort_area));
             let _ = std::fs::remove_file(dir.join("out-of-core-data.bin"));
             let _ = std::fs::remove_file(dir.join("out-of-core-sort.bin"));
-            // (The highest limit its fences set; the caller adds the one
-            // set when it joined its cgroup.)
-            let highest = highest.load(std::sync::atomic::Ordering::Relaxed);
+            // (The highest limit its fences set, and the highest peak they
+            // started over; the caller adds the limit set when it joined
+            // its cgroup, and the peak since the last fence.)
+            let [limit, peak] = highest
+                .each_ref()
+                .map(|h| h.load(std::sync::atomic::Ordering::Relaxed));
             Ok(SideReport {
                 side,
                 workloads,
                 vm_stats: None,
                 cache: None,
-                peak_bytes: None,
-                limit_bytes: (highest > 0).then_some(highest),
+                peak_bytes: (peak > 0).then_some(peak),
+                limit_bytes: (limit > 0).then_some(limit),
                 failure: None,
             })
         }
@@ -1824,12 +1842,19 @@ pub fn out_of_core(
                 })?
             };
             if let Some(cgroup) = &cgroup {
-                // The peak since the side's last limit was set, and each
-                // workload's (a kernel side sets its limit as each begins);
-                // the highest limit it ran under (its own report's), or the
-                // cgroup's now.
+                // The peak since the side's last limit was set, and the
+                // peaks before it (a kernel side sets its limit as each
+                // workload begins: its own report has them); the highest
+                // limit it ran under (its own report's), or the cgroup's
+                // now.
                 let workloads = report.workloads.iter().filter_map(|w| w.peak_bytes);
-                report.peak_bytes = cgroup.peak().ok().into_iter().chain(workloads).max();
+                report.peak_bytes = cgroup
+                    .peak()
+                    .ok()
+                    .into_iter()
+                    .chain(report.peak_bytes)
+                    .chain(workloads)
+                    .max();
                 report.limit_bytes = report.limit_bytes.or(cgroup.limit().ok()).or(Some(limit));
             }
             reports.push(report);
@@ -2272,7 +2297,7 @@ impl OutOfCoreReport {
                 continue;
             }
             t.push_str(&format!(
-                "{name}: reads sent to the device (a kernel side's major faults): {}",
+                "{name}: reads sent to the device (a kernel side's major faults, its reads under MADV_RANDOM): {}",
                 reads.join(", ")
             ));
             if !caches.is_empty() {
@@ -2335,7 +2360,7 @@ impl OutOfCoreReport {
                 "  a VM side's limit: the budget, a quarter of it (the sort's run buffer) and \
                  32 MiB; its peak adds to the budget's pages the frame pool (up to 8 MiB), the \
                  program and its buffers. A kernel side's limit: the budget and what its program \
-                 holds besides, set again as each workload begins (the highest shown).\n",
+                 holds besides, set again as each workload makes its data cold (the highest shown).\n",
             );
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
@@ -2433,11 +2458,24 @@ mod tests {
     use super::*;
 
     /// A kernel side's device reads are its major faults: a read of a
-    /// page of a file mapping, dropped from the page cache, is one.
+    /// page of a file mapping, dropped from the page cache, is one, in the
+    /// process's count and in the reading thread's (other tests' threads
+    /// add to the process's, not to this thread's).
     #[test]
     fn a_read_of_a_cold_mapped_page_counts_as_a_major_fault() {
         // (On the crate's own disk: a tmpfs file never leaves memory.)
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        // (`f_type`'s integer type differs between targets.)
+        #[allow(clippy::unnecessary_cast)]
+        let tmpfs = rustix::fs::statfs(dir.path()).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
+        if tmpfs {
+            println!(
+                "skipped: {} is on tmpfs, whose pages never leave memory",
+                dir.path().display()
+            );
+            return;
+        }
         let path = dir.path().join("cold.bin");
         std::fs::write(&path, vec![7u8; 16 * PAGE as usize]).unwrap();
         let file = std::fs::OpenOptions::new()
@@ -2454,16 +2492,20 @@ mod tests {
         };
         store.cool().unwrap();
         store.expect(Pattern::Random).unwrap();
-        let before = store
-            .device_reads()
-            .expect("/proc/self/stat gives major faults");
+        let thread = || major_faults_in("/proc/thread-self/stat").expect("a stat file");
+        let before = (store.device_reads().expect("/proc/self/stat"), thread());
         let mut byte = [0u8; 1];
         store.read(5 * PAGE, &mut byte).unwrap();
-        let after = store.device_reads().unwrap();
+        let after = (store.device_reads().unwrap(), thread());
         assert_eq!(byte, [7]);
         assert!(
-            after > before,
-            "{before} major faults before the read, {after} after"
+            after.0 > before.0,
+            "process: {before:?} major faults before, {after:?} after"
+        );
+        assert_eq!(
+            after.1,
+            before.1 + 1,
+            "thread: {before:?} before, {after:?} after"
         );
     }
 
