@@ -60,12 +60,7 @@ impl MemoryCgroup {
     /// Memory charged now to the cgroup whose `cgroup.procs` is `procs`
     /// (for a process inside it), bytes.
     pub fn usage_at(procs: &Path) -> std::io::Result<u64> {
-        let dir = procs.parent().unwrap_or(Path::new("/"));
-        let text = std::fs::read_to_string(dir.join("memory.usage_in_bytes"))
-            .or_else(|_| std::fs::read_to_string(dir.join("memory.current")))?;
-        text.trim()
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+        number_at(procs, "memory.usage_in_bytes", "memory.current")
     }
 
     /// The page cache charged now to the cgroup whose `cgroup.procs` is
@@ -118,12 +113,7 @@ impl MemoryCgroup {
     /// The most memory charged to the cgroup whose `cgroup.procs` is
     /// `procs` since it was made or its peak was last reset, bytes.
     pub fn peak_at(procs: &Path) -> std::io::Result<u64> {
-        let dir = procs.parent().unwrap_or(Path::new("/"));
-        let text = std::fs::read_to_string(dir.join("memory.max_usage_in_bytes"))
-            .or_else(|_| std::fs::read_to_string(dir.join("memory.peak")))?;
-        text.trim()
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+        number_at(procs, "memory.max_usage_in_bytes", "memory.peak")
     }
 
     /// The cgroup's limit now, bytes (the child may have lowered it).
@@ -133,24 +123,37 @@ impl MemoryCgroup {
         } else {
             "memory.limit_in_bytes"
         };
-        let text = std::fs::read_to_string(self.path.join(file))?;
-        text.trim()
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+        number_in(&self.path.join(file))
     }
 
-    /// The most memory charged to the cgroup at any moment, bytes.
+    /// The most memory charged to the cgroup since it was made or its peak
+    /// was last reset (see [`MemoryCgroup::peak_at`]), bytes.
     pub fn peak(&self) -> std::io::Result<u64> {
-        let file = if self.v2 {
-            "memory.peak"
-        } else {
-            "memory.max_usage_in_bytes"
-        };
-        let text = std::fs::read_to_string(self.path.join(file))?;
-        text.trim()
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+        Self::peak_at(&self.procs())
     }
+}
+
+/// The number in the file `v1` (a version 1 controller's) or, where
+/// there is none, `v2` of the cgroup whose `cgroup.procs` is `procs`.
+fn number_at(procs: &Path, v1: &str, v2: &str) -> std::io::Result<u64> {
+    let dir = procs.parent().unwrap_or(Path::new("/"));
+    let v1 = dir.join(v1);
+    if v1.exists() {
+        number_in(&v1)
+    } else {
+        number_in(&dir.join(v2))
+    }
+}
+
+/// The number a cgroup file holds.
+fn number_in(file: &Path) -> std::io::Result<u64> {
+    let text = std::fs::read_to_string(file)?;
+    text.trim().parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", file.display()),
+        )
+    })
 }
 
 impl Drop for MemoryCgroup {
