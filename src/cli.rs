@@ -195,8 +195,10 @@ pub struct OutOfCoreArgs {
     /// huge page, so a 1 MiB read is contiguous; they need --memory 16MiB
     /// or more) — and vm-thread-read-ahead — the vm side with its
     /// read-ahead read by the read-ahead thread, not started and finished
-    /// by the faulting thread; the last four run only when named here).
-    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge", "vm-thread-read-ahead"])]
+    /// by the faulting thread — and vm-no-around — the vm side without
+    /// read-around into free memory; the last five run only when named
+    /// here).
+    #[arg(long, value_delimiter = ',', value_parser = ["vm", "vm-transparent", "kernel-advised", "kernel", "vm-mapped", "vm-no-move", "vm-no-huge", "vm-thread-read-ahead", "vm-no-around"])]
     sides: Vec<String>,
     /// Run the sides this many times, each round in another order (a
     /// side's time can depend on what the side before it left in free

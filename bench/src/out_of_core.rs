@@ -133,6 +133,11 @@ pub enum Side {
     /// read-ahead started and finished by the faulting thread. Run when
     /// asked for (`--sides`).
     VmThreadReadAhead,
+    /// The `vm` side without read-around into free memory
+    /// (`VmConfig::read_around_free` off: a fault reads its own page
+    /// alone however much memory is free): the same run's baseline for
+    /// it. Run when asked for (`--sides`).
+    VmNoAround,
 }
 
 impl Side {
@@ -147,11 +152,12 @@ impl Side {
             Side::VmNoMove => "vm-no-move",
             Side::VmNoHuge => "vm-no-huge",
             Side::VmThreadReadAhead => "vm-thread-read-ahead",
+            Side::VmNoAround => "vm-no-around",
         }
     }
 
     /// Every side.
-    pub const ALL: [Side; 8] = [
+    pub const ALL: [Side; 9] = [
         Side::Vm,
         Side::VmTransparent,
         Side::KernelAdvised,
@@ -160,6 +166,7 @@ impl Side {
         Side::VmNoMove,
         Side::VmNoHuge,
         Side::VmThreadReadAhead,
+        Side::VmNoAround,
     ];
 
     /// The side named `name`.
@@ -1523,7 +1530,8 @@ pub fn run_side(
         | Side::VmTransparent
         | Side::VmNoMove
         | Side::VmNoHuge
-        | Side::VmThreadReadAhead => {
+        | Side::VmThreadReadAhead
+        | Side::VmNoAround => {
             let transparent = side == Side::VmTransparent;
             let pages = (data_bytes + 2 * sort_bytes) / PAGE;
             let path = dir.join(format!("out-of-core-{}.vol", side.name()));
@@ -1541,6 +1549,7 @@ pub fn run_side(
                 move_frames: side != Side::VmNoMove,
                 huge_pool_chunks: side != Side::VmNoHuge,
                 inline_read_ahead: side != Side::VmThreadReadAhead,
+                read_around_free: side != Side::VmNoAround,
                 ..VmConfig::new(pages, options.memory_bytes / PAGE)
             };
             let vm = match Vm::new(config, Backing::Volume(volume)) {
@@ -2118,6 +2127,13 @@ impl OutOfCoreReport {
                 "vm/thread",
                 "vm-thread-read-ahead: the vm side with VmConfig::inline_read_ahead off (the \
                  read-ahead thread reads the clusters and its finisher moves them in)",
+            ),
+            (
+                Side::VmNoAround,
+                "read-around",
+                "vm/no-around",
+                "vm-no-around: the vm side with VmConfig::read_around_free off (a fault reads \
+                 its own page alone, however much memory is free)",
             ),
         ];
         for (variant, title, ratio_name, note) in variants {

@@ -284,13 +284,20 @@ impl AddressSpace {
             // A scan that caught up with its read-ahead: keep the next
             // cluster coming before waiting for this one, and have memory
             // ready for the cluster after it (a huge page zeroed while the
-            // drive works, not before the next read starts).
+            // drive works, not before the next read starts). Only for a
+            // stream: a fault's read-around waited for here would have a
+            // chunk committed for a cluster that never comes, the chunk
+            // with the fewest pages given back for it (measured: 185 µs a
+            // read-around against 64 for a page alone, most of it zeroing
+            // huge pages; see `fault::decided`).
             let mut monitor = self.lock_monitor();
-            self.plan_past_in_flight(&mut monitor, page);
+            let stream = self.plan_past_in_flight(&mut monitor, page);
             let run = Self::run_max(&monitor);
             drop(monitor);
             self.start_planned();
-            self.region.prepare_pool(run);
+            if stream {
+                self.region.prepare_pool(run);
+            }
         }
         // Read by a read a faulting thread started (`fault::inline`):
         // wait for it here and finish it.

@@ -62,6 +62,19 @@ pub struct VmConfig {
     /// `fault::inline` for why and what it measured).
     #[serde(default = "on")]
     pub inline_read_ahead: bool,
+    /// In the default monitor scope, copying mode: a fault under `Normal`
+    /// advice whose page has a disk copy reads its neighbours with it — 8
+    /// pages around it (32 KiB) in one transfer — while more than an
+    /// eighth of real memory is free, and only then: the pages go into
+    /// frames nothing else holds, so the guess evicts nothing (the
+    /// kernel's read-around evicts for its guesses; `MADV_RANDOM` turns
+    /// it off altogether). Where memory has just been emptied (a space
+    /// opened again, a `DontNeed`), the frames fill eight pages a read
+    /// instead of one. Only for drives read with `O_DIRECT`, read by the
+    /// faulting thread through its ring (`touch`'s path). On by default;
+    /// see `fault::decided` for what it measured.
+    #[serde(default = "on")]
+    pub read_around_free: bool,
 }
 
 fn on() -> bool {
@@ -150,6 +163,7 @@ impl VmConfig {
             move_frames: true,
             huge_pool_chunks: true,
             inline_read_ahead: true,
+            read_around_free: true,
         }
     }
 

@@ -72,6 +72,7 @@ pub(crate) struct Counters {
     pub(crate) async_read_aheads: u64,
     pub(crate) cluster_writes: u64,
     pub(crate) freed_behind: u64,
+    pub(crate) free_read_arounds: u64,
 }
 
 /// The VM's data structures. Every field is guarded by the monitor `(m)`:

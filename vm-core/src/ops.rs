@@ -402,7 +402,7 @@ impl AddressSpace {
         stream: bool,
     ) -> Result<Option<Served>, VmError> {
         let window = ahead.min(Self::run_max(monitor));
-        if window > 1 && plan && self.plan_touch_run(monitor, page, window) {
+        if window > 1 && plan && self.plan_touch_run(monitor, page, window, false) {
             monitor.counters.faults += 1;
             return Ok(None);
         }

@@ -79,6 +79,9 @@ pub struct AddressSpace {
     pub(crate) seek_ahead: bool,
     /// (c) What the monitor is held for while a fault is served.
     pub(crate) monitor_scope: MonitorScope,
+    /// (c) Faults read their neighbours into free memory
+    /// ([`VmConfig::read_around_free`]).
+    pub(crate) read_around_free: bool,
     /// (c) Cluster reads started by faulting threads, in flight or not yet
     /// finished (see `fault::inline`; the reads themselves are (q)).
     /// Declared before `channel` and `region`: its reads hold runs of the
@@ -197,6 +200,7 @@ impl Vm {
             page_size: config.page_size,
             virtual_pages: config.virtual_pages,
             seek_ahead: config.seek_ahead,
+            read_around_free: config.read_around_free,
             // The PageFault worker serves in the seed's scope, whatever the
             // configuration asks (see `MonitorScope::Decisions`).
             monitor_scope: if worker_mode {

@@ -177,6 +177,12 @@ pub struct VmStats {
     /// does not wait for them.
     #[serde(default)]
     pub will_need_dropped_pages: u64,
+    /// Faults that read their neighbours with them into free memory
+    /// ([`VmConfig::read_around_free`](crate::VmConfig::read_around_free));
+    /// each is one of `cluster_reads` and `inline_reads`, its pages past
+    /// the one asked for counted in `read_aheads`.
+    #[serde(default)]
+    pub free_read_arounds: u64,
 }
 impl AddressSpace {
     /// The VM's counters.
@@ -243,6 +249,7 @@ impl AddressSpace {
             async_read_aheads: monitor.counters.async_read_aheads,
             cluster_writes: monitor.counters.cluster_writes,
             freed_behind: monitor.counters.freed_behind,
+            free_read_arounds: monitor.counters.free_read_arounds,
             disk_reads: drives.reads,
             disk_pages_read: drives.pages_read,
             disk_writes: drives.writes,

@@ -540,3 +540,91 @@ fn touches_reads_and_discards_at_once_keep_the_data() {
         check_page(&vm, p, 17);
     }
 }
+
+/// The read counters over `f`: reads around into free memory, pages in,
+/// reads the drive served.
+fn around_over(vm: &Vm, f: impl FnOnce()) -> (u64, u64, u64) {
+    let before = vm.stats();
+    f();
+    let after = vm.stats();
+    (
+        after.free_read_arounds - before.free_read_arounds,
+        after.page_ins - before.page_ins,
+        after.disk_reads - before.disk_reads,
+    )
+}
+
+/// A fault under `Normal` advice with most of real memory free reads its
+/// neighbours with it (`VmConfig::read_around_free`): eight pages, four of
+/// them before it, in one read through the ring, stopping at resident
+/// pages; their bytes are the data's, and a block of them unused is not
+/// taken for a stream. Once memory is seven eighths full, a fault reads
+/// its page alone — and so it does under `Random` advice, and with the
+/// option off.
+#[test]
+fn a_fault_reads_its_neighbours_into_free_memory_and_only_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(vm) = direct_vm(dir.path(), true) else {
+        return;
+    };
+    let data = vm.allocate(PAGES).unwrap();
+    write_out(&vm, data, 13);
+    let at = |i: u64| PageNumber(data.page.0 + i);
+    let check = |i: u64| check_page(&vm, at(i), 13);
+    // Memory empty: pages 96..104 in one read.
+    assert_eq!(
+        around_over(&vm, || check(100)),
+        (1, 8, 1),
+        "{:?}",
+        vm.stats()
+    );
+    assert_eq!(vm.stats().resident_pages, 8);
+    // Next to those (unused: no stream), only the absent pages: 104..112
+    // (none before 104 is absent), and 91..96 (the run stops at 96).
+    assert_eq!(around_over(&vm, || check(104)), (1, 8, 1));
+    assert_eq!(around_over(&vm, || check(95)), (1, 5, 1));
+    assert_eq!(vm.stats().resident_pages, 21);
+    // All of them the data's, read without a read.
+    assert_eq!(around_over(&vm, || (91..112).for_each(check)), (0, 0, 0));
+    // Used in order now: the next fault is a stream's, read as one.
+    let (arounds, page_ins, _) = around_over(&vm, || check(112));
+    assert!(arounds == 0 && page_ins > 1, "{:?}", vm.stats());
+    // Fill memory to seven eighths with faults on pages far apart, each
+    // reading eight.
+    let floor = BUDGET / 8 + 8;
+    let mut next = 1000;
+    while BUDGET - vm.stats().resident_pages >= floor {
+        assert_eq!(around_over(&vm, || check(next)), (1, 8, 1), "page {next}");
+        next += 16;
+    }
+    // Now a fault reads its page alone.
+    assert_eq!(around_over(&vm, || check(next)), (0, 1, 1));
+    // `Random` advice: its page alone, whatever is free.
+    vm.advise(data, Advice::DontNeed).unwrap();
+    vm.advise(data, Advice::Random).unwrap();
+    assert_eq!(around_over(&vm, || check(100)), (0, 1, 1));
+    vm.advise(data, Advice::Normal).unwrap();
+    assert_eq!(around_over(&vm, || check(200)), (1, 8, 1));
+    vm.check_invariants();
+    vm.close().unwrap();
+    // Off: its page alone.
+    let dir = tempfile::tempdir().unwrap();
+    let config = VmConfig {
+        read_around_free: false,
+        ..VmConfig::new(PAGES, BUDGET)
+    };
+    let vm = direct_vm_from(dir.path(), config).unwrap();
+    let data = vm.allocate(PAGES).unwrap();
+    write_out(&vm, data, 13);
+    let before = vm.stats();
+    check_page(&vm, PageNumber(data.page.0 + 100), 13);
+    let after = vm.stats();
+    assert_eq!(
+        (
+            after.free_read_arounds - before.free_read_arounds,
+            after.page_ins - before.page_ins
+        ),
+        (0, 1)
+    );
+    vm.close().unwrap();
+}

@@ -82,6 +82,19 @@ fn read_around_pages(budget: u64) -> u64 {
     (budget / 16).clamp(511.min(budget / 4), 1023).max(1)
 }
 
+/// Pages a fault reads around itself into free memory
+/// ([`VmConfig::read_around_free`](crate::VmConfig::read_around_free)):
+/// 32 KiB, which this disk reads in about the time it reads 4 KiB.
+const FREE_AROUND_PAGES: u64 = 8;
+
+/// Free frames past which a fault reads around itself, for a budget of
+/// `budget` pages: an eighth of it — more than an eviction batch frees (a
+/// sixteenth at most), so the frames the clock frees for the faults to
+/// come are not taken for guesses.
+fn free_around_floor(budget: u64) -> u64 {
+    budget / 8
+}
+
 /// What the monitor holder decided about a fault.
 enum Plan<'a> {
     /// Nothing to carry out: the page is resident (perhaps brought in by
@@ -169,6 +182,51 @@ impl AddressSpace {
 
     /// Monitor held on entry and exit.
     ///
+    /// Read-around into free memory: with more than
+    /// [`free_around_floor`] frames free, plans the read of `page` and its
+    /// absent neighbours — [`FREE_AROUND_PAGES`] at most, half of them
+    /// before it where they are absent, on disk and on consecutive disk
+    /// pages of its drive, as the kernel's read-around centres its window —
+    /// for this thread to start and wait for without the monitor
+    /// (`plan_touch_run`: a drive read with `O_DIRECT`, the ring usable).
+    /// Whether it planned one covering `page`; if not, nothing changed.
+    ///
+    /// Why only into free memory: a guess that evicts a page costs a read
+    /// when that page is wanted again (the kernel's read-around without
+    /// advice thrashes at random for that reason, and `MADV_RANDOM` turns
+    /// it off). Frames nothing holds cost nothing to fill, and a read of
+    /// eight pages costs about what a read of one does. So a space whose
+    /// memory was emptied fills in an eighth of the reads, with pages as
+    /// likely to be wanted as any (more, where the program's data has
+    /// locality), and, once memory is seven eighths full, its faults read
+    /// their own page alone, as before.
+    fn plan_free_around(&self, monitor: &mut Monitor, page: u64) -> bool {
+        let free = monitor.free_frames.len() as u64;
+        if free < free_around_floor(monitor.budget()) + FREE_AROUND_PAGES {
+            return false;
+        }
+        let Some((start, _)) = monitor.allocation_of(page) else {
+            return false;
+        };
+        let states = self.states();
+        let mut first = page;
+        while page - first < FREE_AROUND_PAGES / 2 && first > start && {
+            let before = states.load(first - 1);
+            before.tag() == TAG_ABSENT && before.has(ON_DISK)
+        } {
+            first -= 1;
+        }
+        // The run from `first` must reach `page` (its pages may not be on
+        // consecutive disk pages); else it starts at `page`.
+        let first = match self.run_at(monitor, first, FREE_AROUND_PAGES) {
+            Ok(Some((_, count))) if first + count > page => first,
+            _ => page,
+        };
+        self.plan_touch_run(monitor, first, FREE_AROUND_PAGES, true)
+    }
+
+    /// Monitor held on entry and exit.
+    ///
     /// The decisions of a fault on `page`: its frame (evicting clean
     /// victims whose frames it takes, or writing dirty ones back here), its
     /// latch and its disk address; or, for a mapped file's page and with
@@ -217,6 +275,21 @@ impl AddressSpace {
         {
             monitor.counters.faults += 1;
             return Ok(Plan::Now(Served::Resident));
+        }
+        // Its neighbours with it, into memory nothing holds (see
+        // `plan_free_around`): read by this thread once it lets go of the
+        // monitor; the page is then met latched, and its reader finishes
+        // the read (`help_inline_read`).
+        if allocation.advice == Advice::Normal
+            && !overwrite
+            && word.has(ON_DISK)
+            && self.read_around_free
+            && !self.region.is_transparent()
+            && self.plan_free_around(monitor, page)
+        {
+            monitor.counters.faults += 1;
+            monitor.counters.free_read_arounds += 1;
+            return Ok(Plan::Now(Served::Busy));
         }
         monitor.counters.faults += 1;
         // Where its contents are: the volume, a mapped file, or nowhere

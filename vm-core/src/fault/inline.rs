@@ -165,6 +165,15 @@ impl AddressSpace {
         // the entry's record can unwind (a failed allocation aborts), so
         // no unwinding undoes a read the kernel may be writing.
         let planned = slot.take().expect("looked at above");
+        // The read-ahead thread sleeps while no stream's read is in the
+        // ring: it looks at reads nobody meets from the first one on. A
+        // read of `touch`, the will-need thread or a fault's read-around
+        // is met by the thread that planned it, which waits for it at once
+        // (`help_inline_read`): waking the other processor for it cost
+        // that thread a wake-up and every move of its run a flush of the
+        // other processor's TLB (measured: a read-around took 185–190 µs
+        // against 64 for a page read alone; see `fault::decided`).
+        let wake = planned.stream && !state.entries.iter().any(|e| e.planned.stream);
         // SAFETY: the buffer (the run's slots, or the latched pages) is
         // valid and written by no one else until the completion is seen:
         // the entry recorded just below holds the run and the latches
@@ -185,15 +194,12 @@ impl AddressSpace {
         inline.started.fetch_add(1, Ordering::Relaxed);
         let before = inline.in_ring.fetch_add(1, Ordering::AcqRel);
         inline.in_ring_high.fetch_max(before + 1, Ordering::Relaxed);
-        let first = before == 0;
         // A submit refused for now (interrupted, the kernel short of
         // memory) leaves the read queued in the ring: the next submit (a
         // wait, the read-ahead thread's tick) submits it.
         let _ = state.ring.submit();
         drop(state);
-        if first {
-            // The read-ahead thread sleeps while the ring is empty: it
-            // looks at reads nobody meets from now on.
+        if wake {
             if let Some(queue) = self.read_ahead.as_ref() {
                 queue.nudge();
             }

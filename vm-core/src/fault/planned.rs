@@ -51,6 +51,12 @@ pub(super) struct Planned {
     /// Planned for a stream's read-ahead, not for `touch` (the counters a
     /// failed read takes back differ: see `plan_run`).
     pub(super) stream: bool,
+    /// A fault's read-around into free memory (`plan_free_around`): its
+    /// pages come in unreferenced — the accessor's own latch marks the
+    /// page it asked for —, so that the clock keeps none of the guesses a
+    /// round for nothing, and `read_stream` does not take a block of them
+    /// for a stream.
+    pub(super) guess: bool,
 }
 
 /// Where a planned read reads from.

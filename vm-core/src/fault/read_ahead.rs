@@ -99,7 +99,7 @@ impl AddressSpace {
         if pages_pending + window > monitor.budget() / 4 {
             return false;
         }
-        self.plan_run(monitor, page, window, true) > 0
+        self.plan_run(monitor, page, window, true, false) > 0
     }
 
     /// The clusters of `window` pages a sequential stream keeps in flight
@@ -155,7 +155,16 @@ impl AddressSpace {
     /// thread's fault waited for the drive meanwhile — a demo's merge,
     /// writing its output, for the thread that brings the runs in ahead of
     /// it (measured in BENCHMARKS.md, "The monitor let go for `touch`").
-    pub(crate) fn plan_touch_run(&self, monitor: &mut Monitor, page: u64, window: u64) -> bool {
+    ///
+    /// With `guess` (a fault's read-around into free memory), the pages
+    /// come in unreferenced (see `Planned::guess`).
+    pub(crate) fn plan_touch_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        window: u64,
+        guess: bool,
+    ) -> bool {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
             return false;
         };
@@ -164,7 +173,7 @@ impl AddressSpace {
         if read_ahead.touches_pending() >= TOUCH_PLANNED_MAX {
             return false;
         }
-        self.plan_run(monitor, page, window, false) > 0
+        self.plan_run(monitor, page, window, false, guess) > 0
     }
 
     /// Monitor held on entry and exit.
@@ -177,7 +186,14 @@ impl AddressSpace {
     /// go first, and the cluster is the stream's; otherwise (`touch`) only
     /// a read this thread can start itself is planned. The pages planned:
     /// 0, having changed nothing, where no run of two pages can be.
-    fn plan_run(&self, monitor: &mut Monitor, page: u64, window: u64, stream: bool) -> u64 {
+    fn plan_run(
+        &self,
+        monitor: &mut Monitor,
+        page: u64,
+        window: u64,
+        stream: bool,
+        guess: bool,
+    ) -> u64 {
         let Some(read_ahead) = self.read_ahead.as_ref() else {
             return 0;
         };
@@ -250,6 +266,7 @@ impl AddressSpace {
             direct,
             at: std::time::Instant::now(),
             stream,
+            guess,
         });
         count
     }
@@ -267,15 +284,17 @@ impl AddressSpace {
     /// a quarter of a 4× scan (a block trace), whatever the most allowed
     /// (which is why three or four reads in flight "changed nothing" in
     /// earlier sessions: they were never in flight).
-    pub(crate) fn plan_past_in_flight(&self, monitor: &mut Monitor, page: u64) {
+    ///
+    /// Whether `page` lies in a sequential interval (a stream's).
+    pub(crate) fn plan_past_in_flight(&self, monitor: &mut Monitor, page: u64) -> bool {
         if self.read_ahead.is_none() {
-            return;
+            return false;
         }
         let Some((start, allocation)) = monitor.allocation_of(page) else {
-            return;
+            return false;
         };
         if allocation.advice != Advice::Sequential {
-            return;
+            return false;
         }
         // Only inside this interval: the run in flight may end at its end,
         // and the next interval is not this stream's.
@@ -303,6 +322,7 @@ impl AddressSpace {
                 break;
             }
         }
+        true
     }
 
     /// The read-ahead thread's loop: take the oldest planned read, do it,
@@ -615,7 +635,12 @@ impl AddressSpace {
                     PlannedFrom::Disk(_) => 0,
                     PlannedFrom::File(..) => ON_DISK,
                 };
-                latch.release(TAG_RESIDENT, REFERENCED, DIRTY | stale);
+                let (set, clear) = if planned.guess {
+                    (0, REFERENCED)
+                } else {
+                    (REFERENCED, 0)
+                };
+                latch.release(TAG_RESIDENT, set, clear | DIRTY | stale);
             }
             self.in_transit.fetch_sub(count, Ordering::AcqRel);
             return;

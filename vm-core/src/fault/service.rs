@@ -289,10 +289,10 @@ impl AddressSpace {
     /// Monitor held on entry and exit.
     ///
     /// `Normal` advice: streams are found as a page cache finds them. A
-    /// fault whose `min_run` previous pages are resident (a stream going
-    /// up) reads a cluster from `page` up; one whose `min_run` next pages
-    /// are (a stream going down: a partition's right-hand scan) reads a
-    /// cluster ending at `page`. The window is twice the stream's resident
+    /// fault whose `min_run` previous pages are resident, the one next to
+    /// it referenced (a stream going up), reads a cluster from `page` up;
+    /// one whose `min_run` next pages are (a stream going down: a
+    /// partition's right-hand scan) reads a cluster ending at `page`. The window is twice the stream's resident
     /// run, 8 pages at least, at most `run_max` and the stream's share of
     /// memory (`stream_share`) — the sequential window's rule
     /// (`stream_window`), so streams under memory pressure, or many at
@@ -318,10 +318,19 @@ impl AddressSpace {
     ) -> Result<bool, VmError> {
         let states = self.states();
         let resident = |p: u64| states.load(p).tag() != TAG_ABSENT;
+        // The neighbour on a stream's side was used (or read for the
+        // stream): referenced. Pages a fault read around it into free
+        // memory come in unreferenced, and a block of them is no stream.
+        // (Transparent mode: plain loads set no reference bit.)
+        let transparent = self.region.is_transparent();
+        let used = |p: u64| {
+            let word = states.load(p);
+            word.tag() != TAG_ABSENT && (transparent || word.has(REFERENCED))
+        };
         // Most faults at random have neither neighbour resident: done
         // before the interval is looked up.
-        let before = page > 0 && resident(page - 1);
-        let after = page + 1 < self.virtual_pages && resident(page + 1);
+        let before = page > 0 && used(page - 1);
+        let after = page + 1 < self.virtual_pages && used(page + 1);
         if !before && !after {
             return Ok(false);
         }
