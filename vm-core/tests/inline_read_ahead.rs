@@ -628,3 +628,50 @@ fn a_fault_reads_its_neighbours_into_free_memory_and_only_there() {
     );
     vm.close().unwrap();
 }
+
+/// A read-around whose read fails (the drive's file cut to nothing after
+/// the data went out: the ring's read comes back short) is planned once:
+/// the accessor's next fault on the page reads it alone, through the
+/// drive, which gives zeros past the file's end. The read returns (a
+/// retry of the plan would loop forever: the minute's wait detects that;
+/// nothing is timed), and the failed read-around's counts are taken back.
+#[test]
+fn a_read_around_whose_read_fails_is_planned_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(vm) = direct_vm(dir.path(), true) else {
+        return;
+    };
+    let data = vm.allocate(PAGES).unwrap();
+    write_out(&vm, data, 19);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("drive"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let vm = std::sync::Arc::new(vm);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shared = vm.clone();
+    let page = vm.address_of(PageNumber(data.page.0 + 100));
+    let before = vm.stats();
+    std::thread::spawn(move || {
+        let mut bytes = vec![0xFFu8; PAGE];
+        let read = shared.read(page, &mut bytes);
+        let _ = tx.send(read.map(|()| bytes));
+    });
+    let bytes = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the read returned")
+        .unwrap();
+    assert!(bytes.iter().all(|&b| b == 0));
+    let after = vm.stats();
+    let delta = |f: fn(&vm_core::VmStats) -> u64| f(&after) - f(&before);
+    // One read in the ring, failed and taken back; then the page alone.
+    assert_eq!(delta(|s| s.inline_reads), 1, "{after:?}");
+    assert_eq!(delta(|s| s.free_read_arounds), 0, "{after:?}");
+    assert_eq!(delta(|s| s.cluster_reads), 0, "{after:?}");
+    assert_eq!(delta(|s| s.page_ins), 1, "{after:?}");
+    assert_eq!(delta(|s| s.faults), 1, "{after:?}");
+    assert_eq!(vm.stats().resident_pages, 1);
+    vm.check_invariants();
+}

@@ -95,6 +95,12 @@ fn free_around_floor(budget: u64) -> u64 {
     budget / 8
 }
 
+thread_local! {
+    /// The space (its key) and page this thread last planned a read-around
+    /// into free memory for (see `plan_free_around`).
+    static LAST_AROUND: std::cell::Cell<Option<(usize, u64)>> = const { std::cell::Cell::new(None) };
+}
+
 /// What the monitor holder decided about a fault.
 enum Plan<'a> {
     /// Nothing to carry out: the page is resident (perhaps brought in by
@@ -200,9 +206,26 @@ impl AddressSpace {
     /// likely to be wanted as any (more, where the program's data has
     /// locality), and, once memory is seven eighths full, its faults read
     /// their own page alone, as before.
+    ///
+    /// Not while another read is planned or in flight (a stream's, a
+    /// `touch`'s, another thread's read-around): those have most counts of
+    /// their own (`stream_reads_max`, `TOUCH_PLANNED_MAX`) that a guess
+    /// must not use up — a `touch` refused would read under the monitor.
+    /// And not twice running for one page in one thread: a read-around
+    /// that failed leaves its page absent, and the accessor's next fault
+    /// on it reads the page alone and meets the error itself (a read that
+    /// kept failing would otherwise be planned again forever — and a bad
+    /// neighbour would make a good page unreachable).
     fn plan_free_around(&self, monitor: &mut Monitor, page: u64) -> bool {
         let free = monitor.free_frames.len() as u64;
         if free < free_around_floor(monitor.budget()) + FREE_AROUND_PAGES {
+            return false;
+        }
+        let this = (self.space_key(), page);
+        if LAST_AROUND.get() == Some(this)
+            || self.read_ahead.as_ref().is_none_or(|q| q.pending().0 > 0)
+        {
+            LAST_AROUND.set(None);
             return false;
         }
         let Some((start, _)) = monitor.allocation_of(page) else {
@@ -222,7 +245,11 @@ impl AddressSpace {
             Ok(Some((_, count))) if first + count > page => first,
             _ => page,
         };
-        self.plan_touch_run(monitor, first, FREE_AROUND_PAGES, true)
+        let planned = self.plan_touch_run(monitor, first, FREE_AROUND_PAGES, true);
+        if planned {
+            LAST_AROUND.set(Some(this));
+        }
+        planned
     }
 
     /// Monitor held on entry and exit.

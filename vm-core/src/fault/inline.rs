@@ -49,8 +49,11 @@
 //! reader never comes (the program stopped scanning) is finished by the
 //! read-ahead thread once it has been complete for a [`TICK`] — it looks at
 //! least that often, whatever else it does, while a read is in the ring
-//! or planned, and otherwise sleeps until a read enters the ring (for a
-//! second at most) — and so is a planned read nobody started. Closing the VM stops the read-ahead thread only after
+//! or planned, and otherwise sleeps until a stream's read enters a ring
+//! holding none (for a second at most) — and so is a planned read nobody
+//! started. (A read of `touch`, the will-need thread or a fault's
+//! read-around wakes no one: the thread that planned it waits for it at
+//! once.) Closing the VM stops the read-ahead thread only after
 //! every read has completed and been finished. A panic while a read is
 //! being started undoes it (its pages absent again), as a failed read is.
 //!
@@ -199,10 +202,8 @@ impl AddressSpace {
         // wait, the read-ahead thread's tick) submits it.
         let _ = state.ring.submit();
         drop(state);
-        if wake {
-            if let Some(queue) = self.read_ahead.as_ref() {
-                queue.nudge();
-            }
+        if wake && let Some(queue) = self.read_ahead.as_ref() {
+            queue.nudge();
         }
     }
 

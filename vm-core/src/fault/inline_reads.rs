@@ -33,7 +33,8 @@ pub(crate) struct InlineReads {
     /// `VmStats::inline_reads_unmet`).
     pub(super) unmet: AtomicU64,
     /// Reads in the ring (entries), for the read-ahead thread: with none,
-    /// and nothing planned, it sleeps until woken.
+    /// and nothing planned, it sleeps until woken (by a stream's read:
+    /// see `start_one`).
     pub(super) in_ring: std::sync::atomic::AtomicUsize,
     /// The most reads in the ring at once (for
     /// `VmStats::inline_reads_in_flight_high`).

@@ -341,8 +341,9 @@ impl ReadAheadQueue {
             // (A read planned while this thread was busy was notified to
             // no one: it was looked for just above.) With no read in the
             // ring and none planned, nothing needs a tick: sleep until
-            // woken (a read entering an empty ring wakes it, under this
-            // lock, after counting itself in: see `nudge`).
+            // woken (a stream's read entering a ring that holds none wakes
+            // it, under this lock, after counting itself in: see `nudge`;
+            // other reads are waited for by their planners at once).
             if queue.planned.is_empty() && ring_empty() {
                 self.work.wait_for(&mut queue, IDLE);
             } else {
@@ -352,7 +353,8 @@ impl ReadAheadQueue {
         Self::ready_inline(&mut queue, tick, &self.direct_planned)
     }
 
-    /// Wakes the read-ahead thread (a read entered an empty ring).
+    /// Wakes the read-ahead thread (a stream's read entered a ring holding
+    /// none).
     pub(super) fn nudge(&self) {
         let _queue = self.queue.lock();
         self.work.notify_one();

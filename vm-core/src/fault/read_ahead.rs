@@ -659,6 +659,7 @@ impl AddressSpace {
         monitor.counters.read_aheads -= if planned.stream { count } else { count - 1 };
         monitor.counters.cluster_reads -= 1;
         monitor.counters.async_read_aheads -= u64::from(planned.stream);
+        monitor.counters.free_read_arounds -= u64::from(planned.guess);
         for latch in latches {
             monitor.remove_frame(latch.page());
             // Absent again, as it was.

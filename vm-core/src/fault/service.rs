@@ -321,7 +321,10 @@ impl AddressSpace {
         // The neighbour on a stream's side was used (or read for the
         // stream): referenced. Pages a fault read around it into free
         // memory come in unreferenced, and a block of them is no stream.
-        // (Transparent mode: plain loads set no reference bit.)
+        // (A stream whose last page the clock passed between its use and
+        // this fault is missed once: this page then comes in alone, and
+        // is referenced for the next. Transparent mode: plain loads set
+        // no reference bit.)
         let transparent = self.region.is_transparent();
         let used = |p: u64| {
             let word = states.load(p);
