@@ -20,7 +20,12 @@ impl fmt::Display for VAddr {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Advice {
-    /// No special treatment.
+    /// No special treatment: streams are found as a page cache finds
+    /// them (a fault after four resident pages, the one next to it used,
+    /// reads a cluster); and while more than an eighth of real memory is
+    /// free, a fault on a page with a disk copy reads its absent
+    /// neighbours with it, eight pages in all, into frames nothing holds
+    /// ([`VmConfig::read_around_free`](crate::VmConfig::read_around_free)).
     #[serde(alias = "Normal")]
     Normal,
     /// Accessed in order: a fault also reads the next pages ahead, in a
@@ -40,7 +45,7 @@ pub enum Advice {
     /// ([`VmStats::freed_behind`](crate::VmStats::freed_behind)).
     #[serde(alias = "Sequential")]
     Sequential,
-    /// Accessed at random: no read-ahead.
+    /// Accessed at random: no read-ahead, no read-around.
     #[serde(alias = "Random")]
     Random,
     /// Will be needed soon: the interval is checked and queued for the
