@@ -420,6 +420,34 @@ fn a_touch_beside_a_deep_scan_still_reads_through_the_ring() {
     vm.close().unwrap();
 }
 
+/// A VM over a drive in `dir` whose data (`PAGES` pages of pattern `seed`)
+/// went out, after which the drive's file was cut to nothing: a ring's read
+/// then comes back short, and the drive's own read gives zeros past the
+/// file's end. `None` where `direct_vm` is.
+fn written_then_cut(dir: &std::path::Path, seed: u64) -> Option<(std::sync::Arc<Vm>, Interval)> {
+    let vm = direct_vm(dir, true)?;
+    let data = vm.allocate(PAGES).unwrap();
+    write_out(&vm, data, seed);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("drive"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    Some((std::sync::Arc::new(vm), data))
+}
+
+/// `f` on a thread of its own, and what it returned, waited for a minute
+/// at most (a call that loops forever fails the test; nothing is timed).
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the call returned within a minute")
+}
+
 /// A cluster `touch` planned whose read fails (here: the drive's file cut
 /// short under the VM, so the ring's read comes back short) is planned
 /// once: the page is then read under the monitor, through the drive, which
@@ -429,28 +457,13 @@ fn a_touch_beside_a_deep_scan_still_reads_through_the_ring() {
 #[test]
 fn a_touch_whose_ring_read_fails_reads_under_the_monitor_once() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(vm) = direct_vm(dir.path(), true) else {
+    let Some((vm, data)) = written_then_cut(dir.path(), 13) else {
         return;
     };
-    let data = vm.allocate(PAGES).unwrap();
-    write_out(&vm, data, 13);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.path().join("drive"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    let vm = std::sync::Arc::new(vm);
-    let (tx, rx) = std::sync::mpsc::channel();
     let shared = vm.clone();
     let first = Interval::new(data.page.0, 512);
     let before = vm.stats();
-    std::thread::spawn(move || {
-        let _ = tx.send(shared.touch(first));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("touch returned")
-        .unwrap();
+    within_a_minute(move || shared.touch(first)).unwrap();
     read_again_through_the_drive(&vm, first, &before);
     // The will-need thread does as touch does: each failed ring read is
     // made again under the monitor, through the drive.
@@ -638,31 +651,17 @@ fn a_fault_reads_its_neighbours_into_free_memory_and_only_there() {
 #[test]
 fn a_read_around_whose_read_fails_is_planned_once() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(vm) = direct_vm(dir.path(), true) else {
+    let Some((vm, data)) = written_then_cut(dir.path(), 19) else {
         return;
     };
-    let data = vm.allocate(PAGES).unwrap();
-    write_out(&vm, data, 19);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.path().join("drive"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    let vm = std::sync::Arc::new(vm);
-    let (tx, rx) = std::sync::mpsc::channel();
     let shared = vm.clone();
     let page = vm.address_of(PageNumber(data.page.0 + 100));
     let before = vm.stats();
-    std::thread::spawn(move || {
+    let bytes = within_a_minute(move || {
         let mut bytes = vec![0xFFu8; PAGE];
-        let read = shared.read(page, &mut bytes);
-        let _ = tx.send(read.map(|()| bytes));
-    });
-    let bytes = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the read returned")
-        .unwrap();
+        shared.read(page, &mut bytes).map(|()| bytes)
+    })
+    .unwrap();
     assert!(bytes.iter().all(|&b| b == 0));
     let after = vm.stats();
     let delta = |f: fn(&vm_core::VmStats) -> u64| f(&after) - f(&before);
