@@ -2381,12 +2381,13 @@ impl OutOfCoreReport {
         }
         if let Some(stats) = self.side(Side::Vm).and_then(|s| s.vm_stats.as_ref()) {
             t.push_str(&format!(
-                "\nvm: {} faults, {} page-ins in {} reads ({} clustered, {} of those read ahead; {} read in the ring and met by the thread that started them, at most {} in flight at once), {} page-outs in {} writes, drive {}\n",
+                "\nvm: {} faults, {} page-ins in {} reads ({} clustered, {} of those read ahead, {} read around a fault into free memory; {} read in the ring and met by the thread that started them, at most {} in flight at once), {} page-outs in {} writes, drive {}\n",
                 stats.faults,
                 stats.page_ins,
                 stats.disk_reads,
                 stats.cluster_reads,
                 stats.async_read_aheads,
+                stats.free_read_arounds,
                 stats.inline_reads - stats.inline_reads_unmet,
                 stats.inline_reads_in_flight_high,
                 stats.page_outs,
