@@ -15,7 +15,10 @@
 //!  40      writable (transparent mode: the kernel's page is not
 //!          write-protected, so plain stores land without a fault; set only
 //!          with dirty, cleared whenever the page goes absent)
-//!  39..0   version (bumped by every exclusive unlock)
+//!  39      again (used again while referenced: the clock's third
+//!          chance; set by a hit on a referenced page, cleared whenever
+//!          referenced is)
+//!  38..0   version (bumped by every exclusive unlock)
 //! ```
 //!
 //! Every change of a word is one atomic read-modify-write that keeps the
@@ -65,8 +68,33 @@ pub(crate) const READ_ONLY: u64 = 1 << 43;
 pub(crate) const ON_DISK: u64 = 1 << 42;
 const WAITERS: u64 = 1 << 41;
 pub(crate) const WRITABLE: u64 = 1 << 40;
-const FLAGS: u64 = REFERENCED | DIRTY | READ_ONLY | ON_DISK | WRITABLE;
-const VERSION_MASK: u64 = (1 << 40) - 1;
+/// Used again while `REFERENCED`: the clock's count of a page's uses is
+/// two (see `replace`). Set only with `REFERENCED` already set, by a use;
+/// cleared whenever `REFERENCED` is.
+pub(crate) const AGAIN: u64 = 1 << 39;
+const FLAGS: u64 = REFERENCED | DIRTY | READ_ONLY | ON_DISK | WRITABLE | AGAIN;
+const VERSION_MASK: u64 = (1 << 39) - 1;
+
+/// `clear`, with `AGAIN` wherever it clears `REFERENCED`.
+#[inline(always)]
+fn clearing(clear: u64) -> u64 {
+    if clear & REFERENCED != 0 {
+        clear | AGAIN
+    } else {
+        clear
+    }
+}
+
+/// What a use of a page whose word is `seen` sets besides `set`: `AGAIN`
+/// where it sets `REFERENCED` on a page already referenced.
+#[inline(always)]
+fn using(set: u64, seen: u64) -> u64 {
+    if set & seen & REFERENCED != 0 {
+        set | AGAIN
+    } else {
+        set
+    }
+}
 
 // The fields do not overlap and cover the word.
 const _: () = assert!(TAG_MASK & COUNT_MASK == 0);
@@ -159,7 +187,7 @@ impl<'a> PageStates<'a> {
             if seen.tag() != TAG_RESIDENT || seen.shared() == COUNT_MAX {
                 return Err(seen);
             }
-            let want = (seen.0 + COUNT_ONE) | set;
+            let want = (seen.0 + COUNT_ONE) | using(set, seen.0);
             match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(seen),
                 Err(now) => seen = Word(now),
@@ -256,7 +284,7 @@ impl<'a> PageStates<'a> {
             if seen.tag() != TAG_RESIDENT || seen.shared() != 0 {
                 return Err(seen);
             }
-            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | REFERENCED;
+            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | using(REFERENCED, seen.0);
             match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(seen),
                 Err(now) => seen = Word(now),
@@ -320,7 +348,7 @@ impl<'a> PageStates<'a> {
         let mut seen = Word(word.load(Ordering::Relaxed));
         loop {
             assert_eq!(seen.tag(), TAG_LOCKED, "unlock of page {page}: {seen:?}");
-            let flags = (seen.flags() & !clear) | set;
+            let flags = (seen.flags() & !clearing(clear)) | set;
             let next = seen.next(tag, flags);
             match word.compare_exchange_weak(seen.0, next.0, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
@@ -341,7 +369,7 @@ impl<'a> PageStates<'a> {
         let mut seen = Word(word.load(Ordering::Relaxed));
         loop {
             assert_eq!(seen.tag(), TAG_LOCKED, "unlock of page {page}: {seen:?}");
-            let flags = (seen.flags() & !clear) | set;
+            let flags = (seen.flags() & !clearing(clear)) | set;
             let next = seen.next(TAG_RESIDENT, flags).0 | COUNT_ONE;
             match word.compare_exchange_weak(seen.0, next, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
@@ -355,7 +383,7 @@ impl<'a> PageStates<'a> {
 
     /// Clears `flags` on the page's word, whatever its state.
     pub(crate) fn clear_flags(&self, page: u64, flags: u64) {
-        self.words[page as usize].fetch_and(!(flags & FLAGS), Ordering::AcqRel);
+        self.words[page as usize].fetch_and(!(clearing(flags) & FLAGS), Ordering::AcqRel);
     }
 
     /// Sets `REFERENCED` on the page if it is resident (unlatched or
@@ -363,12 +391,12 @@ impl<'a> PageStates<'a> {
     pub(crate) fn reference_if_resident(&self, page: u64) -> bool {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));
-        if seen.tag() == TAG_RESIDENT && seen.0 & REFERENCED != 0 {
+        if seen.tag() == TAG_RESIDENT && seen.0 & (REFERENCED | AGAIN) == REFERENCED | AGAIN {
             // Already marked: no write (the line stays shared).
             return true;
         }
         word.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
-            (Word(w).tag() == TAG_RESIDENT).then_some(w | REFERENCED)
+            (Word(w).tag() == TAG_RESIDENT).then_some(w | using(REFERENCED, w) | REFERENCED)
         })
         .is_ok()
     }
@@ -477,7 +505,8 @@ impl ExclusiveLatch<'_> {
         // a guard's latch now, no longer a transfer's — whoever waits for
         // the transfer to end (`kill`) is woken to look again.
         let word = &self.states.words[self.page as usize];
-        let change = |w: u64| (w & !((clear & FLAGS) | TRANSIT | WAITERS)) | (set & FLAGS);
+        let change =
+            |w: u64| (w & !((clearing(clear) & FLAGS) | TRANSIT | WAITERS)) | (set & FLAGS);
         let was = word
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| Some(change(w)))
             .unwrap_or_else(|w| w);

@@ -1142,3 +1142,51 @@ fn will_need_keeps_the_pages_it_found_in() {
         assert_eq!(b, pattern(8, at + a as u64), "byte {a}");
     }
 }
+
+/// The clock counts a page's uses up to two: a page used twice since the
+/// hand last passed keeps its frame for a sweep more than one used once.
+/// Sixteen frames (an eviction takes one victim), the data on disk; pages
+/// 0–15 read in (in an order that finds no stream) and aged, then page 0
+/// used twice and pages 1–15 once; then fifteen faults on pages far apart
+/// each read one page and evict one: pages 1–15 go, page 0 stays (its
+/// bytes read without a fault). With one bit for both, the hand's second
+/// sweep takes page 0 in its turn among the others.
+#[test]
+fn a_page_used_twice_outlasts_pages_used_once() {
+    let vm = sim_vm(64, 16);
+    let data = vm.allocate(64).unwrap();
+    let at = |p: u64| vm.address_of(PageNumber(data.page.0 + p));
+    fill_out(&vm, data, 5);
+    let mut word = [0u8; 8];
+    for k in 0..16 {
+        vm.read(at((5 * k) % 16), &mut word).unwrap();
+    }
+    assert_eq!(vm.stats().resident_pages, 16);
+    vm.age(data).unwrap();
+    for p in [0, 0].into_iter().chain(1..16) {
+        vm.read(at(p), &mut word).unwrap();
+    }
+    let before = vm.stats();
+    for k in 0..15 {
+        vm.read(at(20 + 3 * k), &mut word).unwrap();
+    }
+    let after = vm.stats();
+    assert_eq!(
+        (
+            after.faults - before.faults,
+            after.page_ins - before.page_ins
+        ),
+        (15, 15),
+        "{after:?}"
+    );
+    // Page 0 is still in, with its bytes; page 1 is not.
+    let mut page = vec![0u8; PAGE];
+    vm.read(at(0), &mut page).unwrap();
+    assert_eq!(vm.stats().faults, after.faults, "page 0 was evicted");
+    for (i, &b) in page.iter().enumerate() {
+        assert_eq!(b, pattern(5, i as u64), "byte {i}");
+    }
+    vm.read(at(1), &mut word).unwrap();
+    assert_eq!(vm.stats().faults, after.faults + 1, "page 1 was kept");
+    vm.check_invariants();
+}
