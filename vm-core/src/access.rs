@@ -228,7 +228,7 @@ impl AddressSpace {
         let states = self.states();
         let mut spins = 0u32;
         loop {
-            match states.try_latch_resident(page) {
+            match states.try_latch_resident_used(page) {
                 Ok(latch) => {
                     self.hits.add();
                     if latch.has_now(READ_ONLY) {

@@ -165,29 +165,39 @@ impl<'a> PageStates<'a> {
         Word(self.words[page as usize].load(Ordering::Acquire))
     }
 
-    /// Takes a shared latch on a resident page and marks it referenced.
-    /// Fails (returning the word seen) if the page is not resident.
+    /// Takes a shared latch on a resident page for a use of it (an
+    /// accessor's hit): marks it referenced, or used again (`AGAIN`) if it
+    /// was. Fails (returning the word seen) if the page is not resident.
     #[inline]
     pub(crate) fn try_share(&self, page: u64) -> Result<Word, Word> {
-        self.try_share_setting(page, REFERENCED)
+        self.try_share_setting(page, REFERENCED, true)
+    }
+
+    /// As [`PageStates::try_share`], marking the page referenced but never
+    /// used again: the first use of a page the fault service just brought
+    /// in (referenced as it came), or a latch of the VM's own that counts
+    /// as a reference as it always has (write-back).
+    pub(crate) fn try_share_once(&self, page: u64) -> Result<Word, Word> {
+        self.try_share_setting(page, REFERENCED, false)
     }
 
     /// As [`PageStates::try_share`], without setting `REFERENCED`: a shared
     /// latch taken by the VM itself (the background cleaner), not by a use
     /// of the page, gives it no second chance.
     pub(crate) fn try_share_unreferenced(&self, page: u64) -> Result<Word, Word> {
-        self.try_share_setting(page, 0)
+        self.try_share_setting(page, 0, false)
     }
 
     #[inline(always)]
-    fn try_share_setting(&self, page: u64, set: u64) -> Result<Word, Word> {
+    fn try_share_setting(&self, page: u64, set: u64, again: bool) -> Result<Word, Word> {
         let word = &self.words[page as usize];
         let mut seen = Word(word.load(Ordering::Relaxed));
         loop {
             if seen.tag() != TAG_RESIDENT || seen.shared() == COUNT_MAX {
                 return Err(seen);
             }
-            let want = (seen.0 + COUNT_ONE) | using(set, seen.0);
+            let set = if again { using(set, seen.0) } else { set };
+            let want = (seen.0 + COUNT_ONE) | set;
             match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(seen),
                 Err(now) => seen = Word(now),
@@ -197,7 +207,7 @@ impl<'a> PageStates<'a> {
 
     /// Takes a shared latch on a resident page, held by the returned guard.
     pub(crate) fn try_share_latch(&self, page: u64) -> Result<SharedLatch<'a>, Word> {
-        self.try_share(page).map(|was| SharedLatch {
+        self.try_share_once(page).map(|was| SharedLatch {
             states: *self,
             page,
             was,
@@ -264,7 +274,14 @@ impl<'a> PageStates<'a> {
     /// by the returned guard.
     #[inline]
     pub(crate) fn try_latch_resident(&self, page: u64) -> Result<ExclusiveLatch<'a>, Word> {
-        self.try_lock_resident(page)
+        self.try_lock_resident_as(page, false)
+            .map(|was| ExclusiveLatch::adopt(*self, page, was))
+    }
+
+    /// [`PageStates::try_latch_resident`] for a use of the page (a writer's
+    /// hit): used again (`AGAIN`) if it was referenced.
+    pub(crate) fn try_latch_resident_used(&self, page: u64) -> Result<ExclusiveLatch<'a>, Word> {
+        self.try_lock_resident_as(page, true)
             .map(|was| ExclusiveLatch::adopt(*self, page, was))
     }
 
@@ -278,13 +295,24 @@ impl<'a> PageStates<'a> {
     /// waiter park on a free page that nobody would release — the review's
     /// lost wake-up.)
     pub(crate) fn try_lock_resident(&self, page: u64) -> Result<Word, Word> {
+        self.try_lock_resident_as(page, false)
+    }
+
+    /// [`PageStates::try_lock_resident`]; with `again`, a use of the page:
+    /// used again (`AGAIN`) if it was referenced.
+    fn try_lock_resident_as(&self, page: u64, again: bool) -> Result<Word, Word> {
         let word = &self.words[page as usize];
         let mut seen = Word(word.load(Ordering::Relaxed));
         loop {
             if seen.tag() != TAG_RESIDENT || seen.shared() != 0 {
                 return Err(seen);
             }
-            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | using(REFERENCED, seen.0);
+            let set = if again {
+                using(REFERENCED, seen.0)
+            } else {
+                REFERENCED
+            };
+            let want = (seen.0 & !TAG_MASK) | (TAG_LOCKED << TAG_SHIFT) | set;
             match word.compare_exchange_weak(seen.0, want, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(seen),
                 Err(now) => seen = Word(now),
@@ -391,12 +419,12 @@ impl<'a> PageStates<'a> {
     pub(crate) fn reference_if_resident(&self, page: u64) -> bool {
         let word = &self.words[page as usize];
         let seen = Word(word.load(Ordering::Relaxed));
-        if seen.tag() == TAG_RESIDENT && seen.0 & (REFERENCED | AGAIN) == REFERENCED | AGAIN {
+        if seen.tag() == TAG_RESIDENT && seen.0 & REFERENCED != 0 {
             // Already marked: no write (the line stays shared).
             return true;
         }
         word.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
-            (Word(w).tag() == TAG_RESIDENT).then_some(w | using(REFERENCED, w) | REFERENCED)
+            (Word(w).tag() == TAG_RESIDENT).then_some(w | REFERENCED)
         })
         .is_ok()
     }

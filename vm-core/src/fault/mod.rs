@@ -82,7 +82,9 @@ impl AddressSpace {
     fn latch_after(&self, served: Served, page: u64, latch: Latch) -> Latched {
         let taken: Result<Word, Word> = match (served, latch) {
             (Served::Busy, _) => return Latched::Retry,
-            (Served::Resident, Latch::Shared) => self.states().try_share(page),
+            // (The first use of a page brought in referenced: one use, not
+            // two — see `PageStates::try_share_once`.)
+            (Served::Resident, Latch::Shared) => self.states().try_share_once(page),
             (Served::Resident, Latch::Exclusive) => self.states().try_lock_resident(page),
             // Protection is checked here, under the monitor (the only place
             // it changes): a page brought in without its contents must not
