@@ -129,7 +129,9 @@
 //!   referenced gets two (GCLOCK with counts up to two, the bit set in the
 //!   hit's own atomic update). Under skewed reads a page used often and
 //!   one used once since the hand passed no longer go alike: the bench's
-//!   Zipf reads at full size sent 3.9% fewer reads to the disk.
+//!   Zipf reads at full size sent 3.8% fewer reads to the disk, and took
+//!   0.86× the advised kernel's time against 0.90× (BENCHMARKS.md, "The
+//!   clock counts two uses").
 //! - **Write-behind**: the seed writes a dirty victim back when the clock
 //!   takes it, in the faulting thread. Here the read-ahead thread is handed
 //!   the dirty pages the clock will reach next and writes them while the

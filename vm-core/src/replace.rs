@@ -221,11 +221,15 @@ impl AddressSpace {
         // memory): 3.2% fewer misses at the default size, 3.8% at full size
         // with the 2,000,000 reads (counting to three: 4.9%).
         // Measured, `bench out-of-core --scale 8 --reads 250000 --workloads
-        // zipf`: the VM's reads 317,914 against 330,658–330,724 with one
-        // bit, 0.86× (0.82–0.88, four rounds) the advised kernel's time
-        // against 0.90–0.91× (bench/results/gclock-2026-11-28-c.txt). Its
-        // cost: the bit is set in the hit's own atomic update (no extra
-        // write), and a sweep may pass a page once more.
+        // zipf`: the VM's reads 317,914–318,268 against 330,658–330,724 with
+        // one bit; the advised kernel's time 0.86× (0.80–0.98, twelve
+        // rounds in three sets) against 0.90× (eight rounds)
+        // (bench/results/gclock-2026-11-28-c.txt). Its costs: the bit is set
+        // in the hit's own atomic update (no extra write); a sweep may pass
+        // a page once more; and a page read in many small pieces counts two
+        // uses, so a merge's consumed pages under `Normal` advice keep
+        // their frames a sweep longer (the bench's sort 0.37× the advised
+        // kernel against 0.36×).
         while (victims.len() as u64) < want && scanned < 3 * budget + 1 {
             let frame = monitor.hand;
             monitor.hand = (monitor.hand + 1) % budget as usize;
