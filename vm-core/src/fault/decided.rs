@@ -246,14 +246,7 @@ impl AddressSpace {
         let Some((start, _)) = monitor.allocation_of(page) else {
             return false;
         };
-        let states = self.states();
-        let mut first = page;
-        while page - first < FREE_AROUND_PAGES / 2 && first > start && {
-            let before = states.load(first - 1);
-            before.tag() == TAG_ABSENT && before.has(ON_DISK)
-        } {
-            first -= 1;
-        }
+        let first = self.absent_below(page, start, FREE_AROUND_PAGES / 2);
         // The run from `first` must reach `page` (its pages may not be on
         // consecutive disk pages); else it starts at `page`.
         let first = match self.run_at(monitor, first, FREE_AROUND_PAGES) {

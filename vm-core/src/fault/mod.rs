@@ -43,8 +43,9 @@ use queue::{FaultOutcome, Latch, Latched};
 pub(crate) enum Served {
     /// The page is resident (now, or it already was).
     Resident,
-    /// The page is latched exclusively by a guard or a writer: let go of
-    /// the monitor and retry.
+    /// The page is latched exclusively — by a guard or a writer, or by a
+    /// read this thread planned (a read-around into free memory, met and
+    /// finished by the retry's wait): let go of the monitor and retry.
     Busy,
 }
 

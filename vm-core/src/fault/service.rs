@@ -361,19 +361,28 @@ impl AddressSpace {
             read
         } else if ahead >= min_run {
             // The absent pages just below `page`, down to the window.
-            let mut first = page;
-            while page - first + 1 < window(ahead)
-                && first > start
-                && states.load(first - 1).tag() == TAG_ABSENT
-                && states.load(first - 1).has(ON_DISK)
-            {
-                first -= 1;
-            }
+            let first = self.absent_below(page, start, window(ahead).saturating_sub(1));
             self.read_run(monitor, first, page - first + 1)?
         } else {
             0
         };
         Ok(read > 0 && states.load(page).tag() == TAG_RESIDENT)
+    }
+
+    /// The lowest page of the run just below `page` — at most `most`
+    /// pages, none below `start` — whose pages are all absent with a disk
+    /// copy; `page` itself if there is none. Monitor held (absent words
+    /// change only under it).
+    pub(crate) fn absent_below(&self, page: u64, start: u64, most: u64) -> u64 {
+        let states = self.states();
+        let mut first = page;
+        while page - first < most && first > start && {
+            let below = states.load(first - 1);
+            below.tag() == TAG_ABSENT && below.has(ON_DISK)
+        } {
+            first -= 1;
+        }
+        first
     }
 
     /// Monitor held on entry and exit.
